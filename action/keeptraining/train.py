@@ -1,0 +1,52 @@
+"""The training contract: what every backend is given and what it gives back.
+
+A backend runs ``TrainRequest.command`` with the code folder as the working
+directory and the ``KT_*`` environment of DESIGN.md §1. It adds the two
+path variables itself (``KT_OUTPUT_DIR``, ``KT_RESUME_FROM``) because only it
+knows how host paths look from inside the training process.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOG_TAIL_LINES = 60
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    code_dir: Path  # absolute; the working directory of the command
+    command: list[str]  # argv, already split; never run through a shell
+    output_dir: Path  # absolute, writable; metrics.json and the checkpoint go here
+    env: dict[str, str]  # the KT_* contract, without KT_OUTPUT_DIR / KT_RESUME_FROM
+    timeout: float  # seconds for the whole attempt
+    resume_from: Path | None = None  # absolute host path of the checkpoint, or None
+    on_line: Callable[[str], None] | None = None  # live log sink, one line at a time
+
+
+@dataclass
+class TrainResult:
+    exit_code: int
+    duration: float  # seconds, wall clock, from start of the process/container
+    output: str  # the whole combined stdout/stderr (for the seed-style metric line)
+    timed_out: bool = False
+    detail: str = ""  # backend-specific remark, e.g. "killed: out of memory"
+    stages: dict[str, float] = field(default_factory=dict)  # timings such as image check
+
+    @property
+    def log_tail(self) -> str:
+        return tail(self.output)
+
+
+def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(collections.deque(text.splitlines(), maxlen=lines))
+
+
+def echo_line(line: str) -> None:
+    """The default live sink: the training log goes to stdout as it comes."""
+    sys.stdout.write(line if line.endswith("\n") else line + "\n")
+    sys.stdout.flush()
