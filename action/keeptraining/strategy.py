@@ -1,0 +1,86 @@
+"""What the next attempt trains, and whether there is a next attempt at all.
+
+The seed's rule, kept: attempt 1 trains ``epochs``; every further attempt adds
+``epoch_step``. With ``resume`` the next attempt starts from the previous
+checkpoint (``initial_epoch`` = epochs it already has) and trains only the added
+epochs; without it, it retrains from scratch. The chain is always bounded by
+``max_attempts`` (and ``max_epochs`` when set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Config
+from .ledger import BELOW, FAILED, REACHED, Attempt, Ledger
+
+# Decision kinds.
+CONTINUE = "continue"  # below the threshold and budget left: run the next attempt
+CHAIN_REACHED = "reached"  # threshold reached: the chain ends well
+EXHAUSTED = "exhausted"  # budget spent below the threshold
+CHAIN_FAILED = "failed"  # the last attempt failed (crash, timeout, no metric)
+
+
+@dataclass(frozen=True)
+class Plan:
+    attempt: int
+    epochs: int  # total epochs after this attempt
+    initial_epoch: int  # epochs already in the checkpoint resumed from (0 when fresh)
+    resume_from: Attempt | None  # the attempt whose checkpoint is resumed
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str  # CONTINUE | CHAIN_REACHED | EXHAUSTED | CHAIN_FAILED
+    reason: str  # one sentence for people
+    next_epochs: int | None = None  # only for CONTINUE
+
+
+def epochs_for(config: Config, attempt: int) -> int:
+    """Total epochs of attempt n: epochs + (n-1) * epoch_step, capped by max_epochs."""
+    total = config.epochs + (attempt - 1) * config.epoch_step
+    return min(total, config.max_epochs) if config.max_epochs else total
+
+
+def plan(config: Config, ledger: Ledger, attempt: int, epochs: int | None = None) -> Plan:
+    """The plan for ``attempt``; ``epochs`` overrides the rule (workflow_dispatch input)."""
+    total = epochs if epochs is not None else epochs_for(config, attempt)
+    previous = _resumable(ledger, attempt)
+    if config.resume and previous is not None and previous.epochs_reached is not None \
+            and previous.epochs_reached < total:
+        return Plan(attempt, total, previous.epochs_reached, previous)
+    return Plan(attempt, total, 0, None)
+
+
+def _resumable(ledger: Ledger, attempt: int) -> Attempt | None:
+    """The latest earlier attempt that left a checkpoint."""
+    for record in reversed(ledger.attempts):
+        if record.attempt < attempt and record.outcome != FAILED and record.checkpoint:
+            return record
+    return None
+
+
+def decide(config: Config, ledger: Ledger) -> Decision:
+    """After the ledger's last attempt: go on, or end the chain (and why)."""
+    last = ledger.last
+    if last is None:
+        return Decision(CONTINUE, "No attempt yet.", epochs_for(config, 1))
+    if last.outcome == REACHED:
+        return Decision(CHAIN_REACHED, f"{config.metric} {last.metric:.4f} >= {config.threshold} "
+                                       f"at attempt {last.attempt} ({last.epochs_reached} epochs).")
+    if last.outcome == FAILED:
+        return Decision(CHAIN_FAILED, f"Attempt {last.attempt} failed: {last.error}")
+    assert last.outcome == BELOW
+    best = ledger.best()
+    best_text = f"best {config.metric} {best.metric:.4f} at attempt {best.attempt}" if best and \
+        best.metric is not None else "no metric"
+    if last.attempt >= config.max_attempts:
+        return Decision(EXHAUSTED, f"Threshold {config.threshold} not reached after "
+                                   f"{last.attempt} attempts (max_attempts): {best_text}.")
+    next_epochs = epochs_for(config, last.attempt + 1)
+    if config.max_epochs and next_epochs <= (last.epochs_reached or 0):
+        return Decision(EXHAUSTED, f"Threshold {config.threshold} not reached within "
+                                   f"max_epochs {config.max_epochs}: {best_text}.")
+    return Decision(CONTINUE, f"{config.metric} {last.metric:.4f} < {config.threshold}: "
+                              f"next attempt {last.attempt + 1} trains to {next_epochs} epochs.",
+                    next_epochs)
