@@ -98,9 +98,11 @@ def _expected(prop: dict[str, Any]) -> str:
     """A short human phrase for what a schema property accepts."""
     if "enum" in prop:
         return "one of " + ", ".join(str(v) for v in prop["enum"] if v is not None)
-    kinds = [t for t in ([prop["type"]] if isinstance(prop.get("type"), str) else prop.get("type", [])) if t != "null"]
-    kind = {"number": "a number", "integer": "a whole number", "boolean": "true or false",
-            "string": "text", "array": "a list", "object": "a mapping"}.get(kinds[0] if kinds else "", "a value")
+    types = prop.get("type", [])
+    kinds = [t for t in ([types] if isinstance(types, str) else types) if t != "null"]
+    names = {"number": "a number", "integer": "a whole number", "boolean": "true or false",
+             "string": "text", "array": "a list", "object": "a mapping"}
+    kind = names.get(kinds[0] if kinds else "", "a value")
     bounds = []
     if "exclusiveMinimum" in prop:
         bounds.append(f"> {prop['exclusiveMinimum']}")

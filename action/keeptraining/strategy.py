@@ -1,7 +1,7 @@
 """What the next attempt trains, and whether there is a next attempt at all.
 
-The seed's rule, kept: attempt 1 trains ``epochs``; every further attempt adds
-``epoch_step``. With ``resume`` the next attempt starts from the previous
+The seed's rule, kept: attempt 1 trains ``epochs``; every further attempt trains
+the previous attempt's epochs + ``epoch_step``. With ``resume`` the next attempt starts from the previous
 checkpoint (``initial_epoch`` = epochs it already has) and trains only the added
 epochs; without it, it retrains from scratch. The chain is always bounded by
 ``max_attempts`` (and ``max_epochs`` when set).
@@ -36,15 +36,16 @@ class Decision:
     next_epochs: int | None = None  # only for CONTINUE
 
 
-def epochs_for(config: Config, attempt: int) -> int:
-    """Total epochs of attempt n: epochs + (n-1) * epoch_step, capped by max_epochs."""
-    total = config.epochs + (attempt - 1) * config.epoch_step
+def next_epochs(config: Config, ledger: Ledger) -> int:
+    """The seed's rule: the last attempt's epochs + epoch_step (``epochs`` for the first)."""
+    last = ledger.last
+    total = config.epochs if last is None else last.epochs + config.epoch_step
     return min(total, config.max_epochs) if config.max_epochs else total
 
 
 def plan(config: Config, ledger: Ledger, attempt: int, epochs: int | None = None) -> Plan:
-    """The plan for ``attempt``; ``epochs`` overrides the rule (workflow_dispatch input)."""
-    total = epochs if epochs is not None else epochs_for(config, attempt)
+    """The plan for ``attempt``; ``epochs`` overrides the rule (a workflow_dispatch input)."""
+    total = epochs if epochs is not None else next_epochs(config, ledger)
     previous = _resumable(ledger, attempt)
     if config.resume and previous is not None and previous.epochs_reached is not None \
             and previous.epochs_reached < total:
@@ -64,7 +65,7 @@ def decide(config: Config, ledger: Ledger) -> Decision:
     """After the ledger's last attempt: go on, or end the chain (and why)."""
     last = ledger.last
     if last is None:
-        return Decision(CONTINUE, "No attempt yet.", epochs_for(config, 1))
+        return Decision(CONTINUE, "No attempt yet.", next_epochs(config, ledger))
     if last.outcome == REACHED:
         return Decision(CHAIN_REACHED, f"{config.metric} {last.metric:.4f} >= {config.threshold} "
                                        f"at attempt {last.attempt} ({last.epochs_reached} epochs).")
@@ -77,10 +78,10 @@ def decide(config: Config, ledger: Ledger) -> Decision:
     if last.attempt >= config.max_attempts:
         return Decision(EXHAUSTED, f"Threshold {config.threshold} not reached after "
                                    f"{last.attempt} attempts (max_attempts): {best_text}.")
-    next_epochs = epochs_for(config, last.attempt + 1)
-    if config.max_epochs and next_epochs <= (last.epochs_reached or 0):
+    upcoming = next_epochs(config, ledger)
+    if config.max_epochs and upcoming <= (last.epochs_reached or 0):
         return Decision(EXHAUSTED, f"Threshold {config.threshold} not reached within "
                                    f"max_epochs {config.max_epochs}: {best_text}.")
     return Decision(CONTINUE, f"{config.metric} {last.metric:.4f} < {config.threshold}: "
-                              f"next attempt {last.attempt + 1} trains to {next_epochs} epochs.",
-                    next_epochs)
+                              f"next attempt {last.attempt + 1} trains to {upcoming} epochs.",
+                    upcoming)

@@ -1,0 +1,83 @@
+"""The local backend: the training contract as a subprocess of this Python environment.
+
+``python``/``python3`` at the start of the command means *this* interpreter
+(``sys.executable``), so the local backend trains with the packages installed
+beside keeptraining. The process gets its own process group so a timeout or a
+Ctrl-C stops the whole tree, not just the first process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from .errors import TrainingError
+from .train import TrainRequest, TrainResult
+
+_GRACE_S = 5.0  # after SIGTERM, how long the script may take to save and exit
+
+
+def run(request: TrainRequest) -> TrainResult:
+    argv = list(request.command)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    env = {**os.environ, **request.env,
+           "KT_OUTPUT_DIR": str(request.output_dir),
+           "KT_RESUME_FROM": str(request.resume_from) if request.resume_from else "",
+           "PYTHONUNBUFFERED": "1"}
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, cwd=request.code_dir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                text=True, errors="replace", start_new_session=True)
+    except FileNotFoundError:
+        raise TrainingError(f"train_command {argv[0]!r} was not found.",
+                            hint="Check train_command (e.g. `python nn.py`) and that the program is "
+                                 "installed for the local backend.") from None
+    except PermissionError:
+        raise TrainingError(f"train_command {argv[0]!r} is not executable.",
+                            hint="Make it executable or start it through its interpreter.") from None
+    lines: list[str] = []
+    reader = threading.Thread(target=_pump, args=(proc, request, lines), daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        try:
+            proc.wait(timeout=request.timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop(proc)
+    except BaseException:  # Ctrl-C or SIGTERM turned into an exception: stop the tree, keep going up
+        _stop(proc)
+        raise
+    finally:
+        reader.join(timeout=_GRACE_S)
+    return TrainResult(exit_code=proc.returncode, duration=time.monotonic() - start,
+                       output="".join(lines), timed_out=timed_out,
+                       detail=f"stopped after the {request.timeout:g} s timeout" if timed_out else "")
+
+
+def _pump(proc: subprocess.Popen[str], request: TrainRequest, lines: list[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if request.on_line is not None:
+            request.on_line(line)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the process group, then SIGKILL it if it does not exit in time."""
+    for sig, wait in ((signal.SIGTERM, _GRACE_S), (signal.SIGKILL, _GRACE_S)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

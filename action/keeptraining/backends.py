@@ -1,0 +1,69 @@
+"""Pick the backend an attempt trains on: ``docker`` (the default) or ``local``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from . import backend_docker, backend_local
+from .config import Config
+from .train import TrainRequest, TrainResult
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, request: TrainRequest) -> TrainResult: ...
+
+
+class LocalBackend:
+    name = "local"
+
+    def run(self, request: TrainRequest) -> TrainResult:
+        return backend_local.run(request)
+
+
+class DockerBackend:
+    """Builds (or reuses, by content hash) the training image once per process."""
+
+    name = "docker"
+
+    def __init__(self, config: Config, repo_root: Path,
+                 on_line: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.repo_root = repo_root
+        self.on_line = on_line
+        self.image: str | None = config.image
+        self.build_s: float | None = None
+
+    def prepare(self) -> str:
+        if self.image is None:
+            start = time.monotonic()
+            self.image, _built = backend_docker.ensure_image(
+                self.repo_root, self.config.dockerfile, self.config.base_image, on_line=self.on_line)
+            self.build_s = time.monotonic() - start
+        return self.image
+
+    def run(self, request: TrainRequest) -> TrainResult:
+        image = self.prepare()
+        return backend_docker.run(request, image)
+
+
+def select(config: Config, repo_root: Path, *, allow_local_fallback: bool,
+           say: Callable[[str], None], on_line: Callable[[str], None] | None = None) -> Backend:
+    """The backend the configuration asks for.
+
+    With ``backend`` unset, docker is used when an engine answers; only when
+    ``allow_local_fallback`` (``keeptraining run``) does an absent engine mean
+    local training, and that is said out loud.
+    """
+    if config.backend == "local":
+        return LocalBackend()
+    if config.backend is None and allow_local_fallback and not backend_docker.engine_available():
+        say("No Docker engine answers and `backend` is unset: training runs locally in this Python "
+            "environment. Set `backend: docker` to insist on Docker.")
+        return LocalBackend()
+    backend_docker.require_engine()
+    return DockerBackend(config, repo_root, on_line=on_line)

@@ -1,0 +1,236 @@
+"""One attempt, and the chain of attempts, on top of the ledger.
+
+``run_attempt`` is what a GitHub workflow run does (``keeptraining attempt``):
+read the ledger, plan this attempt, train, read the metric, append one record,
+decide. ``run_chain`` repeats it in one process (``keeptraining run``). Both
+produce the same ledger. A failed attempt is recorded, never thrown away: the
+caller gets the failure in ``AttemptReport.error`` after the ledger is saved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import ledger as ledger_mod
+from . import metrics as metrics_mod
+from . import strategy
+from .backends import Backend
+from .config import Config
+from .errors import ConfigError, KeeptrainingError, LedgerError, MetricError, TrainingError, TrainingTimeout
+from .ledger import BELOW, FAILED, REACHED, Attempt, Ledger
+from .strategy import Decision, Plan
+from .train import TrainRequest, TrainResult, echo_line
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class AttemptReport:
+    record: Attempt
+    decision: Decision
+    ledger: Ledger
+    error: KeeptrainingError | None = None  # set when the attempt failed (already recorded)
+    log_tail: str = ""
+
+
+@dataclass
+class Workspace:
+    """Where things are: the repository, the training code, the chain's state."""
+
+    repo_root: Path
+    code_dir: Path
+    state_dir: Path
+    command: list[str] = field(default_factory=list)
+
+
+def workspace(config: Config, repo_root: Path) -> Workspace:
+    """Resolve and check paths; the code folder must stay inside the repository."""
+    root = repo_root.resolve()
+    code_dir = (root / config.code_path).resolve()
+    if not code_dir.is_relative_to(root):
+        raise ConfigError(f"code_path = {config.code_path!r} resolves to {code_dir}, outside the "
+                          f"repository {root}.",
+                          hint="Use a folder inside the repository, e.g. `code_path: ml_code`.")
+    if not code_dir.is_dir():
+        raise ConfigError(f"code_path = {config.code_path!r}: no such folder in {root}.",
+                          hint="Point code_path at the folder that holds your training script.")
+    try:
+        command = shlex.split(config.train_command)
+    except ValueError as exc:
+        raise ConfigError(f"train_command = {config.train_command!r} cannot be split: {exc}.") from None
+    if not command:
+        raise ConfigError("train_command is empty.", hint="e.g. `train_command: python nn.py`.")
+    state_dir = Path(config.state_dir)
+    state_dir = state_dir if state_dir.is_absolute() else root / state_dir
+    return Workspace(root, code_dir, state_dir, command)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _attempt_number(ledger: Ledger, attempt: int | None, config: Config, say: Say) -> int:
+    recorded = [a.attempt for a in ledger.attempts]
+    number = attempt if attempt is not None else (max(recorded) + 1 if recorded else 1)
+    if number < 1:
+        raise ConfigError(f"attempt = {number} is not valid; attempts are numbered from 1.")
+    if number > config.max_attempts:
+        raise ConfigError(f"attempt = {number} is beyond max_attempts = {config.max_attempts}.",
+                          hint="Raise max_attempts, or start a new chain at attempt 1.")
+    last = ledger.last
+    retry_of_failed = last is not None and number == last.attempt and last.outcome == FAILED
+    if last is not None and number <= last.attempt and not retry_of_failed:
+        raise LedgerError(f"Attempt {number} is already recorded in the ledger (outcome: "
+                          f"{next(a.outcome for a in ledger.attempts if a.attempt == number)}).",
+                          hint=f"Continue with attempt {last.attempt + 1}, or start a new chain.")
+    if last is not None and number > last.attempt + 1:
+        raise LedgerError(f"Attempt {number} does not follow the ledger's last attempt {last.attempt}.",
+                          hint=f"Run attempt {last.attempt + 1} next, or start a new chain.")
+    if last is None and number > 1:
+        say(f"warning: no ledger found for attempt {number}: this attempt trains from scratch.")
+    return number
+
+
+def _resume_path(ws: Workspace, plan: Plan, say: Say) -> tuple[Plan, Path | None]:
+    """The checkpoint to resume from; a missing one means fresh training, said out loud."""
+    previous = plan.resume_from
+    if previous is None or previous.checkpoint is None:
+        return plan, None
+    path = ws.state_dir / ledger_mod.attempt_dir(Path(), previous.attempt) / previous.checkpoint
+    if not path.is_file():
+        say(f"warning: checkpoint of attempt {previous.attempt} is missing ({path}); "
+            f"attempt {plan.attempt} trains from scratch.")
+        return Plan(plan.attempt, plan.epochs, 0, None), None
+    return plan, path
+
+
+def contract_env(config: Config, plan: Plan) -> dict[str, str]:
+    env = {
+        "KT_EPOCHS": str(plan.epochs),
+        "KT_INITIAL_EPOCH": str(plan.initial_epoch),
+        "KT_THRESHOLD": repr(config.threshold),
+        "KT_METRIC": config.metric,
+        "KT_ATTEMPT": str(plan.attempt),
+    }
+    for name, value in config.hyperparameters.items():
+        env[f"KT_HP_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: int | None = None,
+                epochs: int | None = None, chain_info: dict[str, Any] | None = None,
+                run_info: dict[str, Any] | None = None, say: Say = print,
+                on_line: Callable[[str], None] | None = echo_line) -> AttemptReport:
+    """Train one attempt, record it in the ledger, and decide what comes next."""
+    ws = workspace(config, repo_root)
+    ledger = ledger_mod.load(ws.state_dir)
+    number = _attempt_number(ledger, attempt, config, say)
+    ledger.attempts = [a for a in ledger.attempts if a.attempt < number]  # a failed retry is replaced
+    ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
+                    **(chain_info or {})}
+    plan, resume_path = _resume_path(ws, strategy.plan(config, ledger, number, epochs), say)
+    out_dir = ledger_mod.attempt_dir(ws.state_dir, number)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    resumed = f" from attempt {plan.resume_from.attempt}'s checkpoint" if plan.resume_from \
+        else " from scratch"
+    say(f"\n== Attempt {number}/{config.max_attempts}: epochs {plan.initial_epoch} -> {plan.epochs}"
+        f"{resumed} on {backend.name} ==")
+    request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
+                           env=contract_env(config, plan), timeout=config.timeout,
+                           resume_from=resume_path, on_line=on_line)
+    record = Attempt(attempt=number, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
+                     resumed_from=_relative(ws, resume_path), outcome=FAILED, started_at=_now(),
+                     params={"backend": backend.name, "resume": config.resume,
+                             "hyperparameters": dict(config.hyperparameters)},
+                     run=dict(run_info or {}))
+    error: KeeptrainingError | None = None
+    result: TrainResult | None = None
+    try:
+        result = backend.run(request)
+        record.duration_s = round(result.duration, 3)
+        _fill_from_result(record, result, out_dir, config, plan, say)
+    except (TrainingError, MetricError) as exc:
+        error = exc
+        record.error = exc.message
+    finally:
+        ledger.attempts.append(record)
+        ledger_mod.save(ws.state_dir, ledger)
+    decision = strategy.decide(config, ledger)
+    say(_attempt_line(record, config))
+    return AttemptReport(record, decision, ledger, error, result.log_tail if result else "")
+
+
+def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, config: Config,
+                      plan: Plan, say: Say) -> None:
+    """Turn the process result and its metrics into the record; raise on failure."""
+    if result.timed_out:
+        raise TrainingTimeout(f"Attempt {record.attempt} ran past the timeout of {config.timeout:g} s "
+                              "and was stopped.", hint="Raise `timeout`, or train fewer epochs per attempt.",
+                              log_tail=result.log_tail)
+    if result.exit_code != 0:
+        detail = f" ({result.detail})" if result.detail else ""
+        raise TrainingError(f"The training command exited with code {result.exit_code}{detail}.",
+                            hint="The last lines of its log are shown above.", log_tail=result.log_tail)
+    found = metrics_mod.read(out_dir, result.output, config.metric)
+    if plan.resume_from is not None and found.resumed is False:
+        say(f"warning: the script did not resume attempt {plan.resume_from.attempt}'s checkpoint; "
+            "this attempt trained from scratch.")
+        record.resumed_from = None
+        record.initial_epoch = 0
+    record.metric = found.value
+    record.history = found.history
+    record.epochs_reached = found.epochs if found.epochs is not None else plan.epochs
+    record.epochs_trained = len(found.history) if found.history else \
+        max(record.epochs_reached - record.initial_epoch, 0)
+    record.train_s = round(found.train_s, 3) if found.train_s is not None else None
+    record.checkpoint = found.checkpoint
+    record.outcome = REACHED if found.value >= config.threshold else BELOW
+
+
+def _relative(ws: Workspace, path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(path.relative_to(ws.state_dir))
+    except ValueError:
+        return str(path)
+
+
+def _attempt_line(record: Attempt, config: Config) -> str:
+    if record.outcome == FAILED:
+        return f"Attempt {record.attempt} failed after {record.duration_s:.1f} s: {record.error}"
+    sign = ">=" if record.outcome == REACHED else "<"
+    return (f"Attempt {record.attempt}: {config.metric} {record.metric:.4f} {sign} {config.threshold} "
+            f"after {record.epochs_reached} epochs ({record.epochs_trained} trained, "
+            f"{record.duration_s:.1f} s)")
+
+
+def archive_previous(state_dir: Path, say: Say) -> None:
+    """Move an earlier chain's ledger and attempts aside, so a new chain loses nothing."""
+    if not ledger_mod.ledger_path(state_dir).exists():
+        return
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = state_dir / "previous" / stamp
+    target.mkdir(parents=True)
+    for item in state_dir.iterdir():
+        if item.name in (ledger_mod.LEDGER_FILE, "chart.png") or item.name.startswith("attempt-"):
+            shutil.move(str(item), target / item.name)
+    say(f"The previous chain was moved to {target}.")
+
+
+def run_chain(config: Config, repo_root: Path, backend: Backend, *, say: Say = print,
+              on_line: Callable[[str], None] | None = echo_line,
+              chain_info: dict[str, Any] | None = None) -> AttemptReport:
+    """Attempts until the threshold is reached, the budget is spent, or one fails."""
+    while True:
+        report = run_attempt(config, repo_root, backend, say=say, on_line=on_line, chain_info=chain_info)
+        if report.decision.kind != strategy.CONTINUE:
+            return report

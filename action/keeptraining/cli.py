@@ -1,0 +1,152 @@
+"""The ``keeptraining`` command line: thin, all behaviour lives in the stage modules.
+
+    keeptraining run       the whole chain on this machine
+    keeptraining attempt   exactly one attempt (what a GitHub workflow run calls)
+    keeptraining validate  check the configuration and print the effective values
+
+Errors leave through ``main`` only: a ``::error::`` annotation on GitHub (a plain
+line elsewhere) with what to fix, and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__, attempt_step, backends, chain, gha, report, strategy
+from . import config as config_mod
+from .errors import ConfigError, KeeptrainingError
+
+_LIST_KEYS = {"mail_to", "notify_on"}
+_FLAG_HELP = {"hyperparameters": "NAME=VALUE, repeatable: passed to the script as KT_HP_<NAME>"}
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("configuration (overrides .keeptraining.yml)")
+    group.add_argument("--config", type=Path, default=None,
+                       help=f"config file (default: {config_mod.DEFAULT_FILE} in the repository, if present)")
+    group.add_argument("--repo", type=Path, default=Path(), help="repository root (default: .)")
+    for key, prop in config_mod.schema()["properties"].items():
+        if key == "hyperparameters":
+            group.add_argument("--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE",
+                               help=_FLAG_HELP[key])
+            continue
+        group.add_argument(_flag(key), dest=key, default=None, metavar="VALUE",
+                           help=prop.get("description", "").replace("%", "%%"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keeptraining", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"keeptraining {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train attempt after attempt until the threshold or the budget")
+    run.add_argument("--continue", dest="continue_chain", action="store_true",
+                     help="continue the chain in the state folder instead of starting a new one")
+    _add_config_flags(run)
+    attempt = sub.add_parser("attempt", help="train one attempt and record it in the chain's ledger")
+    attempt.add_argument("--attempt", dest="attempt_number", type=int, default=None,
+                         help="attempt number (default: the ledger's next)")
+    attempt.add_argument("--dispatch", action="store_true",
+                         help="when below the threshold, dispatch the next attempt through the GitHub API")
+    attempt.add_argument("--commit", default=None, help="the commit this chain trains (default: GITHUB_SHA)")
+    attempt.add_argument("--branch", default=None, help="the chain's branch (default: GITHUB_REF_NAME)")
+    _add_config_flags(attempt)
+    validate = sub.add_parser("validate", help="check the configuration and print the effective values")
+    _add_config_flags(validate)
+    return parser
+
+
+def _overrides(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(action inputs from KT_INPUT_* variables, CLI flags), each converted by the schema's types."""
+    props = config_mod.schema()["properties"]
+    inputs: dict[str, Any] = {}
+    flags: dict[str, Any] = {}
+    for key in props:
+        if key == "hyperparameters":
+            continue
+        raw_input = env.get(f"KT_INPUT_{key.upper()}", "")
+        if raw_input.strip():
+            inputs[key] = config_mod.coerce(key, raw_input, source=f"input {key.replace('_', '-')}")
+        raw_flag = getattr(args, key, None)
+        if raw_flag is not None:
+            flags[key] = config_mod.coerce(key, raw_flag, source=_flag(key))
+    hps = _hyperparameters(args.hp, "--hp")
+    if hps:
+        flags["hyperparameters"] = hps
+    return inputs, flags
+
+
+def _hyperparameters(pairs: Sequence[str], source: str) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{source} {pair!r} is not NAME=VALUE.", hint="e.g. --hp learning_rate=0.01")
+        result[name.strip()] = value
+    return result
+
+
+def load_config(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> config_mod.Config:
+    inputs, flags = _overrides(args, env)
+    config_file = args.config if args.config is not None else args.repo / config_mod.DEFAULT_FILE
+    merged_inputs = {**inputs, **flags}
+    return config_mod.resolve(merged_inputs, config_file, file_required=args.config is not None,
+                              source="action inputs" if inputs and not flags else "command line")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    chain.workspace(config, args.repo)
+    print("Configuration is valid. Effective values (source):")
+    for key, value in config.to_dict().items():
+        print(f"  {key}: {value!r}  ({config.sources.get(key, 'default')})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    ws = chain.workspace(config, args.repo)
+    if not args.continue_chain:
+        chain.archive_previous(ws.state_dir, print)
+    backend = backends.select(config, args.repo, allow_local_fallback=True, say=print)
+    print(f"keeptraining: {config.metric} >= {config.threshold}, {config.epochs} epochs then "
+          f"+{config.epoch_step} per attempt, at most {config.max_attempts} attempts, "
+          f"resume={str(config.resume).lower()}, backend={backend.name}")
+    final = chain.run_chain(config, args.repo, backend, say=print)
+    print("\n" + report.attempts_table(final.ledger, config))
+    print("\n" + report.verdict(final.ledger, config, final.decision))
+    attempt_step.notify_end(config, final, ws.state_dir)
+    if final.error is not None:
+        raise final.error
+    return 0 if final.decision.kind == strategy.CHAIN_REACHED else 3
+
+
+def cmd_attempt(args: argparse.Namespace) -> int:
+    return attempt_step.run(args, load_config(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate}
+    try:
+        return commands[args.command](args)
+    except KeeptrainingError as exc:
+        gha.annotate("error", str(exc), title=exc.title)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        gha.annotate("error", "Interrupted; the ledger and checkpoints written so far are kept.",
+                     title="keeptraining interrupted")
+        return 130
+
+
+def entrypoint() -> None:
+    sys.exit(main())

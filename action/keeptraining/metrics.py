@@ -1,0 +1,156 @@
+"""Read the metric an attempt produced: ``metrics.json`` first, the seed's stdout line second.
+
+The training contract (DESIGN.md §1): the script writes
+``$KT_OUTPUT_DIR/metrics.json`` such as ``{"accuracy": 0.93, "epochs": 30}``;
+a script that writes none is read the seed's way, from its last stdout line
+``<metric>[ :=]+<number>`` (``Test accuracy: 0.8123``). Values are fractions in
+[0, 1]: a percentage, NaN or anything out of range is an error, never silently
+reinterpreted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .errors import MetricError
+
+METRICS_FILE = "metrics.json"
+MAX_METRICS_BYTES = 5 * 1024 * 1024  # a metrics file is a few KB; refuse to parse giant ones
+DEFAULT_CHECKPOINT = "model.keras"
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    value: float
+    source: str  # "metrics.json" or "stdout"
+    epochs: int | None = None  # epochs the model has reached, when reported
+    history: list[float] = field(default_factory=list)  # validation metric per epoch trained
+    checkpoint: str | None = None  # file name inside the output folder
+    train_s: float | None = None  # seconds spent in fit(), when reported
+    resumed: bool | None = None  # what the script says it did with KT_RESUME_FROM
+
+
+def how_to_report(metric: str) -> str:
+    return (f'Write $KT_OUTPUT_DIR/{METRICS_FILE} such as {{"{metric}": 0.93, "epochs": 30}}, '
+            f"or print a last line such as `Test {metric}: 0.9300` (a fraction between 0 and 1).")
+
+
+def check_value(value: Any, metric: str, where: str) -> float:
+    """The value as a float in [0, 1], or a MetricError that says what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MetricError(f"{where}: {metric} = {value!r} is not a number.", hint=how_to_report(metric))
+    number = float(value)
+    if not math.isfinite(number):
+        raise MetricError(f"{where}: {metric} is {number} (training diverged or the metric failed).",
+                          hint="Check the learning rate and the data; the metric must be a finite fraction.")
+    if 1 < number <= 100:
+        raise MetricError(f"{where}: {metric} = {number:g} looks like a percentage.",
+                          hint=f"Report fractions: {number / 100:.4f} instead of {number:g}.")
+    if not 0 <= number <= 1:
+        raise MetricError(f"{where}: {metric} = {number:g} is outside [0, 1].", hint=how_to_report(metric))
+    return number
+
+
+def read(output_dir: Path, output: str, metric: str) -> Metrics:
+    """The attempt's metric from ``metrics.json`` in ``output_dir``, else from the log ``output``."""
+    path = output_dir / METRICS_FILE
+    if path.exists():
+        return _from_file(path, output_dir, metric)
+    value = _from_stdout(output, metric)
+    if value is None:
+        raise MetricError(f"The training script reported no {metric}: no {METRICS_FILE} in its output "
+                          f"folder and no `{metric}: <number>` line in its output.",
+                          hint=how_to_report(metric))
+    checkpoint = DEFAULT_CHECKPOINT if (output_dir / DEFAULT_CHECKPOINT).exists() else None
+    return Metrics(value=check_value(value, metric, "training output"), source="stdout",
+                   checkpoint=checkpoint)
+
+
+def _from_stdout(output: str, metric: str) -> float | None:
+    pattern = re.compile(rf"\b{re.escape(metric)}[ \t:=]+({_NUMBER})(?![\w.])", re.IGNORECASE)
+    for line in reversed(output.splitlines()):
+        found = pattern.findall(line)
+        if found:
+            return float(found[-1])
+    return None
+
+
+def _from_file(path: Path, output_dir: Path, metric: str) -> Metrics:
+    where = f"{METRICS_FILE}"
+    if path.stat().st_size > MAX_METRICS_BYTES:
+        raise MetricError(f"{where} is {path.stat().st_size} bytes; a metrics file is expected to be small.",
+                          hint="Write only the final metric, epochs and per-epoch history.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MetricError(f"{where} is not valid JSON: {exc}.", hint=how_to_report(metric)) from None
+    if not isinstance(data, dict):
+        raise MetricError(f"{where} must hold a JSON object, not {type(data).__name__}.",
+                          hint=how_to_report(metric))
+    if metric not in data:
+        raise MetricError(f"{where} has no {metric!r} key (keys: {', '.join(sorted(map(str, data))[:10])}).",
+                          hint=how_to_report(metric))
+    value = check_value(data[metric], metric, where)
+    return Metrics(
+        value=value,
+        source=METRICS_FILE,
+        epochs=_optional_int(data, "epochs", where),
+        history=_history(data, metric, where),
+        checkpoint=_checkpoint(data, output_dir, where),
+        train_s=_fit_seconds(data),
+        resumed=data.get("resumed") if isinstance(data.get("resumed"), bool) else None,
+    )
+
+
+def _optional_int(data: dict[str, Any], key: str, where: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MetricError(f"{where}: {key} = {value!r} must be a whole number of epochs.")
+    return value
+
+
+def _history(data: dict[str, Any], metric: str, where: str) -> list[float]:
+    history = data.get("history")
+    if history is None:
+        return []
+    if not isinstance(history, dict):
+        raise MetricError(f"{where}: history must be an object such as {{\"val_{metric}\": [0.8, 0.9]}}.")
+    series = history.get(f"val_{metric}", history.get(metric))
+    if series is None:
+        return []
+    if not isinstance(series, list):
+        raise MetricError(f"{where}: history.val_{metric} must be a list of numbers.")
+    return [check_value(v, metric, f"{where} history") for v in series]
+
+
+def _checkpoint(data: dict[str, Any], output_dir: Path, where: str) -> str | None:
+    name = data.get("checkpoint")
+    if name is None:
+        return DEFAULT_CHECKPOINT if (output_dir / DEFAULT_CHECKPOINT).exists() else None
+    if not isinstance(name, str) or not name:
+        raise MetricError(f"{where}: checkpoint = {name!r} must be a file name in the output folder.")
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise MetricError(f"{where}: checkpoint = {name!r} must be relative to the output folder "
+                          "(no absolute path, no '..').")
+    if not (output_dir / pure).is_file():
+        raise MetricError(f"{where}: checkpoint {name!r} was not written to the output folder.")
+    return str(pure)
+
+
+def _fit_seconds(data: dict[str, Any]) -> float | None:
+    timings = data.get("timings")
+    if isinstance(timings, dict) and isinstance(timings.get("fit_s"), (int, float)):
+        return float(timings["fit_s"])
+    seconds = data.get("epoch_seconds")
+    if isinstance(seconds, list) and all(isinstance(s, (int, float)) for s in seconds):
+        return float(sum(seconds))
+    return None
