@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,23 @@ from .errors import ConfigError
 TOKEN_VARS = ("KT_GITHUB_TOKEN", "GITHUB_TOKEN")
 
 
+_COMMIT = re.compile(r"[0-9a-f]{7,64}")
+_BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,255}")
+
+
+def _checked(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if value and not pattern.fullmatch(value):
+        raise ConfigError(f"{what} = {value!r} is not valid.",
+                          hint=f"Pass a {what} such as the workflow's github.sha / github.ref_name.")
+    return value
+
+
 def chain_info(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+    commit = args.commit or env.get("KT_INPUT_COMMIT") or env.get("GITHUB_SHA", "")
+    branch = args.branch or env.get("KT_INPUT_BRANCH") or env.get("GITHUB_REF_NAME", "")
     info = {
-        "commit": args.commit or env.get("KT_CHAIN_COMMIT") or env.get("GITHUB_SHA", ""),
-        "branch": args.branch or env.get("KT_CHAIN_BRANCH") or env.get("GITHUB_REF_NAME", ""),
+        "commit": _checked(commit.strip(), _COMMIT, "commit"),
+        "branch": _checked(branch.strip(), _BRANCH, "branch"),
         "repository": env.get("GITHUB_REPOSITORY", ""),
         "server_url": env.get("GITHUB_SERVER_URL", ""),
     }
@@ -45,8 +59,27 @@ def explicit_epochs(config: Config) -> int | None:
     return config.epochs if config.sources.get("epochs") in ("command line", "action inputs") else None
 
 
+def attempt_number(args: argparse.Namespace, env: Mapping[str, str]) -> int | None:
+    if args.attempt_number is not None:
+        return int(args.attempt_number)
+    raw = env.get("KT_INPUT_ATTEMPT", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ConfigError(f"input attempt = {raw!r} is not valid; expected a whole number >= 1.")
+    return int(raw)
+
+
+def wants_dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> bool:
+    raw = env.get("KT_INPUT_DISPATCH", "").strip().lower()
+    if raw not in ("", "true", "false"):
+        raise ConfigError(f"input dispatch = {raw!r} is not valid; expected true or false.")
+    return bool(args.dispatch) or raw == "true"
+
+
 def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.environ) -> int:
     token = next((env[v] for v in TOKEN_VARS if env.get(v)), "")
+    args.dispatch = wants_dispatch(args, env)
     if args.dispatch and not (token and env.get("GITHUB_REPOSITORY")):
         raise ConfigError("--dispatch needs GITHUB_REPOSITORY and a token in GITHUB_TOKEN.",
                           hint="Run it inside GitHub Actions with `github-token: ${{ github.token }}` "
@@ -56,7 +89,7 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
     backend = backends.select(config, args.repo, allow_local_fallback=False, say=print)
     info = chain_info(args, env)
     with gha.commands_stopped():
-        result = chain.run_attempt(config, args.repo, backend, attempt=args.attempt_number,
+        result = chain.run_attempt(config, args.repo, backend, attempt=attempt_number(args, env),
                                    epochs=explicit_epochs(config), chain_info=info, run_info=run_info(env))
     decision = result.decision
     print(decision.reason)

@@ -97,9 +97,13 @@ def _hyperparameters(pairs: Sequence[str], source: str) -> dict[str, str]:
 
 def load_config(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> config_mod.Config:
     inputs, flags = _overrides(args, env)
-    config_file = args.config if args.config is not None else args.repo / config_mod.DEFAULT_FILE
+    given = args.config if args.config is not None else (Path(env["KT_INPUT_CONFIG"])
+                                                         if env.get("KT_INPUT_CONFIG", "").strip() else None)
+    config_file = given if given is not None else args.repo / config_mod.DEFAULT_FILE
+    if given is not None and not given.is_absolute():
+        config_file = args.repo / given
     merged_inputs = {**inputs, **flags}
-    return config_mod.resolve(merged_inputs, config_file, file_required=args.config is not None,
+    return config_mod.resolve(merged_inputs, config_file, file_required=given is not None,
                               source="action inputs" if inputs and not flags else "command line")
 
 

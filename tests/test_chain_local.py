@@ -1,0 +1,187 @@
+"""The whole engine on real processes with the local backend and a fake training script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fakes import fake_repo
+from keeptraining import ledger
+from keeptraining.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(repo: Path, *args: str) -> int:
+    return main([args[0], "--repo", str(repo), *args[1:]])
+
+
+def records(repo: Path) -> list[ledger.Attempt]:
+    return ledger.load(repo / ".keeptraining").attempts
+
+
+def comparable(repo: Path) -> list[dict[str, Any]]:
+    """Ledger records without what differs run to run (timings, dates)."""
+    data = json.loads((repo / ".keeptraining" / "ledger.json").read_text())
+    skip = {"duration_s", "train_s", "started_at"}
+    return [{k: v for k, v in a.items() if k not in skip} for a in data["attempts"]]
+
+
+def test_run_resumes_until_the_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "run", "--threshold", "0.9") == 0
+    attempts = records(repo)
+    assert [a.epochs for a in attempts] == [10, 20, 30, 40]
+    assert [a.initial_epoch for a in attempts] == [0, 10, 20, 30]
+    assert [a.epochs_trained for a in attempts] == [10, 10, 10, 5]  # the last stops early at epoch 35
+    assert [a.outcome for a in attempts] == ["below", "below", "below", "reached"]
+    assert attempts[1].resumed_from == "attempt-001/model.keras"
+    assert attempts[3].epochs_reached == 35 and attempts[3].metric is not None
+    assert attempts[3].metric >= 0.9
+    out = capsys.readouterr().out
+    assert "Attempt 4: accuracy 0.90" in out
+    assert "Threshold reached" in out
+
+
+def test_resume_false_retrains_from_scratch(tmp_path: Path) -> None:
+    repo = fake_repo(tmp_path, "resume: false\n")
+    assert run_cli(repo, "run") == 0
+    attempts = records(repo)
+    assert [a.initial_epoch for a in attempts] == [0, 0, 0, 0]
+    assert [a.epochs_trained for a in attempts] == [10, 20, 30, 35]
+    assert all(a.resumed_from is None for a in attempts)
+
+
+def test_unreachable_threshold_stops_at_max_attempts(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "run", "--threshold", "0.999", "--max-attempts", "3") == 3
+    attempts = records(repo)
+    assert len(attempts) == 3 and all(a.outcome == "below" for a in attempts)
+    out = capsys.readouterr().out
+    assert "not reached after 3 attempts" in out
+    assert "attempt 3" in out
+
+
+def test_crash_is_recorded_and_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path)
+    monkeypatch.setenv("FAKE_MODE", "crash")
+    assert run_cli(repo, "run") == 1
+    (attempt,) = records(repo)
+    assert attempt.outcome == "failed" and attempt.error is not None
+    assert "exited with code 3" in attempt.error
+    captured = capsys.readouterr()
+    assert "Training failed" in captured.err and "exited with code 3" in captured.err
+
+
+def test_hang_past_timeout_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path)
+    monkeypatch.setenv("FAKE_MODE", "hang")
+    start = time.monotonic()
+    assert run_cli(repo, "run", "--timeout", "2") == 1
+    assert time.monotonic() - start < 30
+    (attempt,) = records(repo)
+    assert attempt.outcome == "failed" and "timeout of 2 s" in (attempt.error or "")
+    assert "Training timed out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("nometric", "reported no accuracy"),
+    ("percent", "looks like a percentage"),
+    ("nan", "is nan"),
+    ("badjson", "is not valid JSON"),
+])
+def test_bad_metric_fails_the_attempt_and_keeps_the_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        mode: str, expected: str) -> None:
+    repo = fake_repo(tmp_path)
+    monkeypatch.setenv("FAKE_MODE", mode)
+    assert run_cli(repo, "run") == 1
+    assert expected in capsys.readouterr().err
+    assert (repo / ".keeptraining" / "attempt-001" / "model.keras").exists()
+    assert records(repo)[0].outcome == "failed"
+
+
+def test_stdout_metric_is_read_the_seed_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = fake_repo(tmp_path)
+    monkeypatch.setenv("FAKE_MODE", "stdout")
+    assert run_cli(repo, "run", "--threshold", "0.6", "--max-attempts", "1") == 0
+    assert records(repo)[0].metric == pytest.approx(0.6412, abs=1e-4)
+
+
+def test_separate_attempt_processes_equal_one_run(tmp_path: Path) -> None:
+    looped = fake_repo(tmp_path / "looped")
+    assert run_cli(looped, "run", "--max-attempts", "2") == 3
+    stepped = fake_repo(tmp_path / "stepped")
+    env = {**os.environ, "PYTHONPATH": ""}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(stepped),
+                        "--max-attempts", "2"], check=True, env=env, capture_output=True)
+    assert comparable(stepped) == comparable(looped)
+
+
+def test_missing_checkpoint_falls_back_to_fresh_training_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "attempt") == 0
+    (repo / ".keeptraining" / "attempt-001" / "model.keras").unlink()
+    assert run_cli(repo, "attempt") == 0
+    second = records(repo)[1]
+    assert (second.initial_epoch, second.resumed_from, second.epochs_trained) == (0, None, 20)
+    assert "checkpoint of attempt 1 is missing" in capsys.readouterr().out
+
+
+def test_run_again_archives_the_previous_chain(tmp_path: Path) -> None:
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "run", "--max-attempts", "1") == 3
+    assert run_cli(repo, "run", "--max-attempts", "1") == 3
+    (archived,) = (repo / ".keeptraining" / "previous").iterdir()
+    assert (archived / "ledger.json").exists() and (archived / "attempt-001").is_dir()
+    assert len(records(repo)) == 1
+
+
+@pytest.mark.parametrize("code_path", ["../..", "/etc", "escape"])
+def test_code_path_outside_the_repository_is_refused(tmp_path: Path, code_path: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path / "repo")
+    (repo / "escape").symlink_to(tmp_path)
+    assert run_cli(repo, "run", "--code-path", code_path) == 2
+    assert "outside the repository" in capsys.readouterr().err
+
+
+def test_attempt_beyond_max_attempts_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "attempt", "--attempt", "4", "--max-attempts", "3") == 2
+    assert "beyond max_attempts = 3" in capsys.readouterr().err
+    assert not (repo / ".keeptraining" / "ledger.json").exists()
+
+
+def test_attempt_already_recorded_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "attempt") == 0
+    assert run_cli(repo, "attempt", "--attempt", "1") == 1
+    assert "already recorded" in capsys.readouterr().err
+    assert len(records(repo)) == 1
+
+
+def test_validate_prints_effective_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path, "threshold: 0.8\n")
+    assert run_cli(repo, "validate", "--epochs", "5") == 0
+    out = capsys.readouterr().out
+    assert "threshold: 0.8" in out and ".keeptraining.yml" in out
+    assert "epochs: 5  (command line)" in out
+
+
+def test_validate_rejects_bad_config_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path, "threshold: 90\n")
+    assert run_cli(repo, "validate") == 2
+    assert "write 0.9 for 90 %" in capsys.readouterr().err
