@@ -86,8 +86,15 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
                                "and `permissions: actions: write`.")
     gha.mask(token)
     ws = chain.workspace(config, args.repo)
-    backend = backends.select(config, args.repo, allow_local_fallback=False, say=print)
     info = chain_info(args, env)
+    checked_out = env.get("GITHUB_SHA", "")
+    if gha.in_actions(env) and checked_out and info.get("commit") and info["commit"] != checked_out:
+        gha.annotate("notice", f"This run checked out {checked_out[:7]}, not the chain's commit "
+                     f"{info['commit'][:7]}: the branch moved before the run was created, so the "
+                     "newer push's chain takes over and this chain ends here.", title="Chain superseded")
+        gha.set_outputs({"dispatched": "false", "chain-status": "superseded", "threshold-reached": "false"})
+        return 0
+    backend = backends.select(config, args.repo, allow_local_fallback=False, say=print)
     with gha.commands_stopped():
         result = chain.run_attempt(config, args.repo, backend, attempt=attempt_number(args, env),
                                    epochs=explicit_epochs(config), chain_info=info, run_info=run_info(env))

@@ -1,0 +1,545 @@
+"""Dispatch the next attempt of the chain: the same workflow, on the same branch, through the API.
+
+One POST to ``/repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches`` starts the
+next run. The POST is not idempotent: GitHub may start the run and still answer with an
+error (a 5xx, a dropped connection), and a step may be re-run by hand. So:
+
+* the client retries GETs only (PyGithub's default ``GithubRetry`` also retries POST,
+  which sent the same dispatch up to three times);
+* before the first POST, and before every retry of it, the runs of this workflow on this
+  commit are listed, and a run whose title names ``attempt N`` means the attempt was
+  already dispatched: it is reported, not sent again (the workflow's ``run-name`` must
+  contain ``attempt N``);
+* a newer push to the branch supersedes the chain: nothing is dispatched.
+
+The token never appears in a message, a log line or an exception: PyGithub and requests
+exceptions are wrapped, never chained.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import requests
+from github import Auth, Github, GithubException
+from github.Repository import Repository
+from github.Workflow import Workflow
+from github.WorkflowRun import WorkflowRun
+from urllib3.util.retry import Retry
+
+from keeptraining.errors import DispatchError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_SERVER_URL = "https://github.com"
+
+#: POSTs of one dispatch, at most (each after checking the previous one did not start a run).
+MAX_DISPATCH_TRIES = 5
+#: Back-off between tries without a Retry-After: 2, 4, 8, 16 ... seconds, at most BACKOFF_CAP.
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 30.0
+#: A Retry-After (or a rate-limit reset) is honoured up to this many seconds.
+RETRY_AFTER_CAP = 60.0
+#: GitHub's advice for a secondary rate limit that names no wait.
+SECONDARY_RATE_LIMIT_WAIT = 60.0
+#: A primary rate limit that resets later than this is not waited for.
+RATE_LIMIT_MAX_WAIT = 300.0
+#: Without run details (older GitHub Enterprise), look for the new run this often.
+FIND_NEW_RUN_TRIES = 3
+FIND_NEW_RUN_WAIT = 2.0
+#: Runs looked at when searching for an earlier dispatch of the same attempt.
+RUN_SCAN_LIMIT = 100
+HTTP_TIMEOUT = 30
+
+_TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, 429})
+
+
+@dataclass(frozen=True)
+class GitHubContext:
+    """Where and as whom to dispatch."""
+
+    api_url: str
+    token: str = field(repr=False)
+    repository: str
+    workflow: str
+    ref: str
+    server_url: str = DEFAULT_SERVER_URL
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    dispatched: bool
+    reason: str
+    run_id: int | None = None
+    run_url: str | None = None
+    reused: bool = False
+
+
+def workflow_from_ref(workflow_ref: str) -> str | None:
+    """``owner/repo/.github/workflows/x.yml@refs/heads/main`` -> ``x.yml``."""
+    path = workflow_ref.rsplit("@", 1)[0]
+    if "/.github/workflows/" not in f"/{path}":
+        return None
+    name = path.rsplit("/", 1)[-1]
+    return name or None
+
+
+def context_from_env(
+    env: Mapping[str, str], token: str, *, workflow: str | None = None, ref: str | None = None
+) -> GitHubContext:
+    """The context of the running workflow (GITHUB_* variables), with explicit overrides.
+
+    The workflow is the explicit value, else the file named by GITHUB_WORKFLOW_REF, else
+    GITHUB_WORKFLOW (the workflow's ``name:``; act sets only that), resolved later by name.
+    The ref is the explicit branch, else the branch this run is on.
+    """
+    if not token:
+        raise DispatchError(
+            "no GitHub token to dispatch the next attempt with",
+            hint="Pass the action input `github-token` (its default, ${{ github.token }}, works "
+            "when the job has `permissions: actions: write`).",
+        )
+    repository = env.get("GITHUB_REPOSITORY", "").strip()
+    if not re.fullmatch(r"[^/\s]+/[^/\s]+", repository):
+        raise DispatchError(
+            f"GITHUB_REPOSITORY is {repository!r}, expected 'owner/name'",
+            hint="Run inside GitHub Actions (or act), or set GITHUB_REPOSITORY.",
+        )
+    chosen = (workflow or "").strip()
+    if not chosen:
+        chosen = workflow_from_ref(env.get("GITHUB_WORKFLOW_REF", "")) or env.get("GITHUB_WORKFLOW", "").strip()
+    if not chosen:
+        raise DispatchError(
+            "cannot tell which workflow to dispatch: neither GITHUB_WORKFLOW_REF nor GITHUB_WORKFLOW is set",
+            hint="Pass the workflow file name explicitly (e.g. continuous-training.yml).",
+        )
+    branch = (ref or "").strip()
+    if not branch:
+        github_ref = env.get("GITHUB_REF", "")
+        if env.get("GITHUB_REF_TYPE") == "branch" and env.get("GITHUB_REF_NAME"):
+            branch = env["GITHUB_REF_NAME"]
+        elif github_ref.startswith("refs/heads/"):
+            branch = github_ref.removeprefix("refs/heads/")
+    if not branch:
+        raise DispatchError(
+            f"the next attempt must be dispatched on a branch, and this run is on {env.get('GITHUB_REF')!r}",
+            hint="Run the chain from a branch push or a workflow_dispatch on a branch, or pass the branch.",
+        )
+    return GitHubContext(
+        api_url=(env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"),
+        token=token,
+        repository=repository,
+        workflow=chosen,
+        ref=branch,
+        server_url=(env.get("GITHUB_SERVER_URL") or DEFAULT_SERVER_URL).rstrip("/"),
+        run_id=env.get("GITHUB_RUN_ID") or None,
+    )
+
+
+def github_client(ctx: GitHubContext) -> Github:
+    """A PyGithub client that retries GETs on 429/5xx and connection faults, never POSTs."""
+    retry = Retry(
+        total=4,
+        connect=3,
+        read=2,
+        status=3,
+        other=0,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        status_forcelist=frozenset({429, 500, 502, 503, 504}),
+        backoff_factor=1.0,
+        backoff_max=BACKOFF_CAP,
+        respect_retry_after_header=True,
+        retry_after_max=int(RETRY_AFTER_CAP),
+        raise_on_status=False,
+    )
+    return Github(
+        base_url=ctx.api_url,
+        auth=Auth.Token(ctx.token),
+        retry=retry,
+        timeout=HTTP_TIMEOUT,
+        user_agent="keeptraining",
+        # One write per run; the spacing between retried writes is ours (back-off below).
+        seconds_between_requests=0,
+        seconds_between_writes=0,
+    )
+
+
+def dispatch_next(
+    ctx: GitHubContext,
+    *,
+    chain_commit: str,
+    next_attempt: int,
+    inputs: dict[str, str],
+    sleep: Callable[[float], None] = time.sleep,
+) -> DispatchResult:
+    """Dispatch attempt ``next_attempt`` of the chain on ``ctx.ref``, once.
+
+    Raises DispatchError when GitHub refuses (with what to fix) or keeps failing.
+    """
+    gh = github_client(ctx)
+    try:
+        return _Dispatcher(ctx, gh, sleep).run(chain_commit, next_attempt, inputs)
+    finally:
+        gh.close()
+
+
+# --------------------------------------------------------------------------- internals
+
+
+class _Transient(Exception):  # noqa: N818 - an outcome, not an error for callers
+    def __init__(self, problem: str, delay: float) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.delay = delay
+
+
+def _message(exc: GithubException) -> str:
+    data = exc.data
+    if isinstance(data, dict):
+        message = data.get("message")
+        if isinstance(message, str):
+            return message
+    if isinstance(data, str):
+        return data
+    return ""
+
+
+def _header(exc: GithubException, name: str) -> str | None:
+    for key, value in (exc.headers or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None
+
+
+def _is_rate_limit(exc: GithubException) -> bool:
+    if exc.status == 429:
+        return True
+    if exc.status != 403:
+        return False
+    text = _message(exc).lower()
+    return (
+        "rate limit" in text
+        or _header(exc, "retry-after") is not None
+        or _header(exc, "x-ratelimit-remaining") == "0"
+    )
+
+
+def _parse_retry_after(value: str) -> float | None:
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _short(sha: str) -> str:
+    return sha[:7]
+
+
+class _Dispatcher:
+    def __init__(self, ctx: GitHubContext, gh: Github, sleep: Callable[[float], None]) -> None:
+        self.ctx = ctx
+        self.gh = gh
+        self.sleep = sleep
+
+    # ---- messages: never the token, never a raw exception
+    def _scrub(self, text: str) -> str:
+        if self.ctx.token:
+            text = text.replace(self.ctx.token, "***")
+        text = " ".join(text.split())
+        return text if len(text) <= 300 else text[:297] + "..."
+
+    def _unreachable(self, doing: str, exc: BaseException) -> DispatchError:
+        return DispatchError(
+            f"cannot reach the GitHub API at {self.ctx.api_url} while {doing}: "
+            f"{type(exc).__name__}: {self._scrub(str(exc))}",
+            hint="Check GITHUB_API_URL and the network; re-running this step is safe, it does not dispatch twice.",
+        )
+
+    def _refused(self, doing: str, exc: GithubException) -> DispatchError:
+        status = exc.status
+        message = self._scrub(_message(exc)) or "no message"
+        wf = self.ctx.workflow
+        if status == 401:
+            return DispatchError(
+                f"GitHub rejected the token while {doing} (401 {message})",
+                hint="Pass a valid token as `github-token`; the default ${{ github.token }} works.",
+            )
+        if status == 403 and not _is_rate_limit(exc):
+            return DispatchError(
+                f"GitHub refused {doing} (403 {message})",
+                hint="The token may not start workflows: give the job `permissions: actions: write` "
+                "(and `contents: read`), or pass a token that has it.",
+            )
+        if status == 404:
+            return DispatchError(
+                f"workflow {wf!r} was not found in {self.ctx.repository} while {doing} (404 {message})",
+                hint="The workflow file must exist on the repository's default branch, and the token needs "
+                "`actions: write` (`permissions: actions: write` in the workflow).",
+            )
+        if status == 422:
+            return self._unprocessable(doing, message)
+        return DispatchError(f"GitHub answered {status} while {doing}: {message}")
+
+    def _unprocessable(self, doing: str, message: str) -> DispatchError:
+        wf = self.ctx.workflow
+        unexpected = re.search(r"Unexpected inputs provided: (\[.*?\])", message)
+        if unexpected:
+            return DispatchError(
+                f"the workflow {wf!r} does not declare the inputs {unexpected.group(1)} (422 while {doing})",
+                hint=f"Declare them under `on.workflow_dispatch.inputs` in {wf} on {self.ctx.ref} "
+                "(the chain passes them to the next attempt), or stop passing them.",
+            )
+        required = re.search(r"Required input '([^']+)' not provided", message)
+        if required:
+            return DispatchError(
+                f"the workflow {wf!r} requires the input {required.group(1)!r}, which the chain does not pass",
+                hint=f"Give it a default in {wf}, or make it optional.",
+            )
+        if "No ref found" in message:
+            return DispatchError(
+                f"branch {self.ctx.ref!r} does not exist in {self.ctx.repository} (422 while {doing})",
+                hint="Dispatch on an existing branch.",
+            )
+        if "workflow_dispatch" in message and "trigger" in message:
+            return DispatchError(
+                f"the workflow {wf!r} cannot be dispatched: {message}",
+                hint=f"Add `on: workflow_dispatch` (with the chain's inputs) to {wf}.",
+            )
+        if "disabled" in message:
+            return DispatchError(
+                f"the workflow {wf!r} is disabled: {message}",
+                hint="Enable it in the repository's Actions tab.",
+            )
+        return DispatchError(f"GitHub refused the dispatch (422 while {doing}): {message}")
+
+    def _get(self, doing: str, call: Callable[[], object]) -> object:
+        try:
+            return call()
+        except GithubException as exc:
+            raise self._refused(doing, exc) from None
+        except (requests.RequestException, OSError) as exc:
+            raise self._unreachable(doing, exc) from None
+
+    # ---- steps
+    def _repository(self) -> Repository:
+        return self.gh.get_repo(self.ctx.repository, lazy=True)
+
+    def _workflow(self, repo: Repository) -> Workflow:
+        key = self.ctx.workflow
+        if key.isdigit():
+            found = self._get(f"looking up workflow {key}", lambda: repo.get_workflow(int(key)))
+            assert isinstance(found, Workflow)
+            return found
+        if key.endswith((".yml", ".yaml")):
+            name = key.rsplit("/", 1)[-1]
+            found = self._get(f"looking up workflow {name}", lambda: repo.get_workflow(name))
+            assert isinstance(found, Workflow)
+            return found
+        # A workflow `name:` (act sets only GITHUB_WORKFLOW): find its file.
+        listed = self._get("listing the repository's workflows", lambda: list(repo.get_workflows()))
+        assert isinstance(listed, list)
+        matches = [w for w in listed if w.name == key]
+        if len(matches) == 1:
+            log.info("workflow %r is %s", key, matches[0].path)
+            return matches[0]
+        if not matches:
+            names = ", ".join(repr(w.name) for w in listed) or "none"
+            raise DispatchError(
+                f"no workflow named {key!r} in {self.ctx.repository} (workflows: {names})",
+                hint="Pass the workflow file name (e.g. continuous-training.yml) instead of its name.",
+            )
+        raise DispatchError(
+            f"{len(matches)} workflows are named {key!r} in {self.ctx.repository}: "
+            + ", ".join(w.path for w in matches),
+            hint="Pass the workflow file name instead of its name.",
+        )
+
+    def _branch_head(self, repo: Repository) -> str:
+        branch = self._get(f"reading branch {self.ctx.ref}", lambda: repo.get_branch(self.ctx.ref))
+        sha = getattr(getattr(branch, "commit", None), "sha", None)
+        if not isinstance(sha, str):
+            raise DispatchError(f"GitHub returned no head commit for branch {self.ctx.ref!r}")
+        return sha
+
+    def _find_run(self, workflow: Workflow, chain_commit: str, attempt: int) -> WorkflowRun | None:
+        """A workflow_dispatch run of this workflow on this commit titled ``attempt N``."""
+        pattern = re.compile(rf"\battempt {attempt}\b", re.IGNORECASE)
+
+        def scan() -> WorkflowRun | None:
+            runs = workflow.get_runs(branch=self.ctx.ref, event="workflow_dispatch", head_sha=chain_commit)
+            for index, run in enumerate(runs):
+                if index >= RUN_SCAN_LIMIT:
+                    break
+                if run.head_sha == chain_commit and pattern.search(run.display_title or ""):
+                    return run
+            return None
+
+        found = self._get(f"listing the runs of {self.ctx.workflow} on {_short(chain_commit)}", scan)
+        return found if isinstance(found, WorkflowRun) else None
+
+    def _delay(self, exc: GithubException | None, tries: int) -> float:
+        backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (tries - 1))
+        if exc is None:
+            return backoff
+        retry_after = _header(exc, "retry-after")
+        if retry_after is not None:
+            seconds = _parse_retry_after(retry_after)
+            if seconds is not None:
+                return min(seconds, RETRY_AFTER_CAP)
+        if _is_rate_limit(exc):
+            if _header(exc, "x-ratelimit-remaining") == "0":
+                reset = _header(exc, "x-ratelimit-reset")
+                if reset and reset.isdigit():
+                    wait = int(reset) - time.time() + 1
+                    if wait > RATE_LIMIT_MAX_WAIT:
+                        raise DispatchError(
+                            f"the token's API rate limit is exhausted for {int(wait // 60)} more minutes",
+                            hint="Re-run this step later; it will not dispatch twice.",
+                        )
+                    return max(1.0, min(wait, RATE_LIMIT_MAX_WAIT))
+            return max(backoff, SECONDARY_RATE_LIMIT_WAIT)
+        return backoff
+
+    def _post(self, workflow: Workflow, inputs: dict[str, str], details: bool) -> WorkflowRun | None:
+        """One POST. None: accepted without run details. Raises _Transient or DispatchError."""
+        try:
+            if details:
+                result = workflow.create_dispatch(self.ctx.ref, inputs, throw=True, return_run_details=True)
+            else:
+                result = workflow.create_dispatch(self.ctx.ref, inputs, throw=True)
+        except GithubException as exc:
+            if exc.status in _TRANSIENT_STATUSES or _is_rate_limit(exc):
+                problem = f"HTTP {exc.status}: {self._scrub(_message(exc)) or 'no message'}"
+                raise _Transient(problem, -1.0) from None
+            raise self._refused(f"dispatching {self.ctx.workflow}", exc) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Transient(f"connection failed: {type(exc).__name__}", -1.0) from None
+        except (requests.RequestException, OSError) as exc:
+            raise self._unreachable(f"dispatching {self.ctx.workflow}", exc) from None
+        return result if isinstance(result, WorkflowRun) else None
+
+    @staticmethod
+    def _rejects_details(exc: GithubException) -> bool:
+        """An older GitHub Enterprise refusing the return_run_details field."""
+        return exc.status == 400 or (exc.status == 422 and "return_run_details" in _message(exc))
+
+    def _fail(self, message: str, hint: str = "") -> NoReturn:
+        raise DispatchError(message, hint=hint)
+
+    def run(self, chain_commit: str, attempt: int, inputs: dict[str, str]) -> DispatchResult:
+        ctx = self.ctx
+        repo = self._repository()
+        workflow = self._workflow(repo)
+        head = self._branch_head(repo)
+        if head != chain_commit:
+            return DispatchResult(
+                False,
+                f"branch {ctx.ref} moved to {_short(head)} after {_short(chain_commit)}: "
+                "a newer push supersedes this chain; not dispatching",
+            )
+        earlier = self._find_run(workflow, chain_commit, attempt)
+        if earlier is not None:
+            return DispatchResult(
+                True,
+                f"attempt {attempt} was already dispatched for {_short(chain_commit)} (run {earlier.id}); "
+                "not dispatching it again",
+                run_id=earlier.id,
+                run_url=earlier.html_url,
+                reused=True,
+            )
+
+        details = True
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                try:
+                    run = self._post(workflow, inputs, details)
+                except DispatchError:
+                    raise
+            except _Transient as transient:
+                problem = transient.problem
+                delay = self._transient_delay(tries)
+            else:
+                return self._accepted(workflow, chain_commit, attempt, run)
+            if tries >= MAX_DISPATCH_TRIES:
+                # One last look: the last POST may have started the run before failing.
+                self.sleep(delay)
+                late = self._find_run(workflow, chain_commit, attempt)
+                if late is not None:
+                    return self._found_after_error(attempt, chain_commit, late, problem)
+                self._fail(
+                    f"GitHub did not accept the dispatch of attempt {attempt} after {tries} tries "
+                    f"(last: {problem})",
+                    hint="GitHub may be having an outage; re-run this step later, it will not dispatch twice.",
+                )
+            log.warning(
+                "dispatch of attempt %d failed (%s); checking it did not happen, then retrying in %.0f s",
+                attempt,
+                problem,
+                delay,
+            )
+            self.sleep(delay)
+            found = self._find_run(workflow, chain_commit, attempt)
+            if found is not None:
+                return self._found_after_error(attempt, chain_commit, found, problem)
+
+    # The delay of the last failure is computed by _post's caller from the exception it saw;
+    # kept here so that _post stays a single request.
+    _last_exc: GithubException | None = None
+
+    def _transient_delay(self, tries: int) -> float:
+        return self._delay(self._last_exc, tries)
+
+    def _found_after_error(self, attempt: int, chain_commit: str, run: WorkflowRun, problem: str) -> DispatchResult:
+        log.warning("GitHub answered %s, but run %s for attempt %d exists: not sending again", problem, run.id, attempt)
+        return DispatchResult(
+            True,
+            f"dispatched attempt {attempt} for {_short(chain_commit)} (run {run.id}); "
+            f"GitHub answered {problem} but had started the run, so it was not sent again",
+            run_id=run.id,
+            run_url=run.html_url,
+        )
+
+    def _accepted(
+        self, workflow: Workflow, chain_commit: str, attempt: int, run: WorkflowRun | None
+    ) -> DispatchResult:
+        if run is not None:
+            return DispatchResult(
+                True,
+                f"dispatched attempt {attempt} on {self.ctx.ref} for {_short(chain_commit)} (run {run.id})",
+                run_id=run.id,
+                run_url=run.html_url,
+            )
+        # No run details (older GitHub Enterprise): the run shows up in the list shortly.
+        for look in range(FIND_NEW_RUN_TRIES):
+            try:
+                found = self._find_run(workflow, chain_commit, attempt)
+            except DispatchError:
+                found = None
+            if found is not None:
+                return DispatchResult(
+                    True,
+                    f"dispatched attempt {attempt} on {self.ctx.ref} for {_short(chain_commit)} (run {found.id})",
+                    run_id=found.id,
+                    run_url=found.html_url,
+                )
+            if look + 1 < FIND_NEW_RUN_TRIES:
+                self.sleep(FIND_NEW_RUN_WAIT)
+        return DispatchResult(
+            True,
+            f"dispatched attempt {attempt} on {self.ctx.ref} for {_short(chain_commit)} "
+            "(this GitHub does not report the new run's id)",
+        )

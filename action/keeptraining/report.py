@@ -1,0 +1,424 @@
+"""Everything a person reads about a chain: tables, charts, the verdict, the job summary.
+
+Pure functions of the ledger and the configuration, except ``render_chart``, which
+writes one PNG. Every value that comes from the ledger (error messages, branch
+names, URLs) is untrusted: it is flattened to one line for the terminal, escaped
+for markdown and HTML, and links are kept only for ``http(s)`` URLs.
+
+Epochs: an attempt's ``history`` holds the validation metric of the epochs that
+attempt trained, starting at epoch ``initial_epoch + 1``. With ``resume`` the
+attempts continue each other (epochs 1-10, 11-20, 21-30 …); with ``resume: false``
+every attempt restarts at epoch 1, so their epochs overlap. Charts therefore draw
+one line per *lineage* (a fresh start and the attempts that resumed from it), and
+within a lineage the latest value of each epoch.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import strategy
+from .config import Config
+from .ledger import FAILED, Attempt, Ledger
+from .strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, Decision
+
+CHART_SIZE_PX = (900, 450)
+CHART_DPI = 100
+MERMAID_MAX_POINTS = 60  # more epochs than this are sampled so the x-axis stays readable
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~:])")  # < > & are left to html.escape
+
+
+# --------------------------------------------------------------------------- text helpers
+
+def one_line(value: object, limit: int | None = None) -> str:
+    """``value`` as one printable line (control characters and newlines become spaces)."""
+    text = " ".join(_CONTROL.sub(" ", str(value)).split())
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 1, 0)].rstrip() + "…"
+    return text
+
+
+def md_escape(value: object, limit: int | None = None) -> str:
+    """``value`` as inert markdown text: one line, markdown punctuation and HTML escaped.
+
+    Backslash escapes neutralise table pipes, code spans, emphasis, links and
+    autolinks; ``html.escape`` makes ``<script>`` and friends literal text.
+    """
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", one_line(value, limit)), quote=True)
+
+
+def html_text(value: object, limit: int | None = None) -> str:
+    """``value`` as one line of escaped HTML text."""
+    return html.escape(one_line(value, limit), quote=True)
+
+
+def safe_url(value: object) -> str | None:
+    """An ``http(s)`` URL with characters that could break markdown/HTML percent-encoded; else None."""
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or _CONTROL.search(url):
+        return None
+    # Keep the URL's own syntax, encode the rest (spaces, quotes, <>, (), |, backticks …).
+    return urllib.parse.quote(url, safe=":/?#@!$&*+,;=%-._~")
+
+
+def fmt_threshold(value: float) -> str:
+    """0.9 -> '0.90', 0.925 -> '0.925': at least two decimals, never a rounded-off digit."""
+    text = f"{value:.2f}"
+    return text if math.isclose(float(text), value, abs_tol=1e-12) else f"{value:g}"
+
+
+def _metric(value: float | None, digits: int = 4) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# --------------------------------------------------------------------------- rows
+
+@dataclass(frozen=True)
+class Row:
+    """One attempt as people read it; raw values, escaped by each renderer."""
+
+    attempt: int
+    epochs_from: int
+    epochs_to: int
+    trained: int
+    metric: str  # formatted, "-" when none
+    duration: str  # seconds, formatted
+    outcome: str  # reached | below | failed
+    error: str  # one-line reason when failed
+    run_url: str | None  # http(s) only
+
+
+def epochs_done(record: Attempt) -> int:
+    """Epochs the model has after this attempt (its target when it did not report)."""
+    if record.epochs_reached is not None:
+        return record.epochs_reached
+    if record.outcome == FAILED and record.history:
+        return record.initial_epoch + len(record.history)
+    return record.epochs
+
+
+def rows(ledger: Ledger) -> list[Row]:
+    return [
+        Row(
+            attempt=a.attempt,
+            epochs_from=a.initial_epoch,
+            epochs_to=epochs_done(a),
+            trained=a.epochs_trained,
+            metric=_metric(a.metric),
+            duration=f"{a.duration_s:.1f}",
+            outcome=a.outcome,
+            error=one_line(a.error or "", 200),
+            run_url=safe_url((a.run or {}).get("url")),
+        )
+        for a in ledger.attempts
+    ]
+
+
+def _outcome_text(row: Row, limit: int) -> str:
+    if row.outcome == FAILED and row.error:
+        return one_line(f"failed: {row.error}", limit)
+    return row.outcome
+
+
+def attempts_table(ledger: Ledger, config: Config) -> str:
+    """A plain-text, aligned table of the attempts for the terminal (and the mail's text part)."""
+    header = ["Attempt", "Epochs", "Trained", one_line(config.metric, 20), "Duration s", "Outcome"]
+    body = [
+        [str(r.attempt), f"{r.epochs_from}->{r.epochs_to}", str(r.trained), r.metric, r.duration,
+         _outcome_text(r, 70)]
+        for r in rows(ledger)
+    ]
+    if not body:
+        return "No attempts yet."
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    right = {0, 1, 2, 3, 4}  # numbers right-aligned; the outcome (last) left-aligned
+
+    def fmt(cells: list[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in pairs]
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(header), rule, *(fmt(line) for line in body)])
+
+
+def attempts_markdown(ledger: Ledger, config: Config) -> str:
+    """The attempts as a GitHub markdown table; each attempt links to its run when known."""
+    lines = [
+        f"| Attempt | Epochs | Trained | {md_escape(config.metric, 40)} | Duration (s) | Outcome |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows(ledger):
+        attempt = f"[{r.attempt}]({r.run_url})" if r.run_url else str(r.attempt)
+        lines.append(
+            f"| {attempt} | {r.epochs_from} → {r.epochs_to} | {r.trained} | {r.metric} | {r.duration} "
+            f"| {md_escape(_outcome_text(r, 160))} |"
+        )
+    if len(lines) == 2:
+        return "_No attempts yet._"
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- verdict
+
+def verdict(ledger: Ledger, config: Config, decision: Decision) -> str:
+    """One line that says how the chain stands (or ended)."""
+    metric = one_line(config.metric, 40)
+    threshold = fmt_threshold(config.threshold)
+    last = ledger.last
+    if last is None:
+        return "No attempt yet."
+    if decision.kind == CHAIN_REACHED and last.metric is not None:
+        return (f"Threshold reached: {metric} {last.metric:.4f} ≥ {threshold} at attempt {last.attempt} "
+                f"({_plural(epochs_done(last), 'epoch')})")
+    if decision.kind == EXHAUSTED:
+        best = ledger.best()
+        best_text = (f"best {metric} {best.metric:.4f} at attempt {best.attempt}"
+                     if best is not None and best.metric is not None else "no attempt reported a metric")
+        return f"Threshold not reached after {_plural(last.attempt, 'attempt')}: {best_text}"
+    if decision.kind == CHAIN_FAILED:
+        return f"Attempt {last.attempt} failed: {one_line(last.error or decision.reason, 300)}"
+    if decision.kind == CONTINUE and last.metric is not None:
+        nxt = f"; next attempt {last.attempt + 1} trains to {decision.next_epochs} epochs" \
+            if decision.next_epochs else ""
+        return (f"Below threshold: {metric} {last.metric:.4f} < {threshold} at attempt {last.attempt} "
+                f"({_plural(epochs_done(last), 'epoch')}){nxt}")
+    return one_line(decision.reason, 300)
+
+
+# --------------------------------------------------------------------------- chart data
+
+@dataclass(frozen=True)
+class Lineage:
+    """A fresh start and the attempts that resumed from it: epoch -> latest value."""
+
+    attempts: tuple[int, ...]
+    values: dict[int, float]
+
+
+def points(record: Attempt) -> list[tuple[int, float]]:
+    """(epoch, value) of one attempt; epochs start at ``initial_epoch + 1``; non-finite values dropped."""
+    out = []
+    for i, value in enumerate(record.history):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            out.append((record.initial_epoch + 1 + i, number))
+    return out
+
+
+def lineages(ledger: Ledger) -> list[Lineage]:
+    groups: list[tuple[list[int], dict[int, float]]] = []
+    for record in ledger.attempts:
+        if not groups or record.initial_epoch == 0:
+            groups.append(([], {}))
+        numbers, values = groups[-1]
+        numbers.append(record.attempt)
+        for epoch, value in points(record):
+            values[epoch] = value  # a later attempt's value of the same epoch wins
+    return [Lineage(tuple(n), v) for n, v in groups if v]
+
+
+def _y_range(values: list[float], threshold: float) -> tuple[float, float]:
+    lo = min([*values, threshold])
+    hi = max([*values, threshold])
+    bottom = max(0.0, math.floor((lo - 0.05) * 10) / 10)
+    top = math.ceil((hi + 0.02) * 10) / 10
+    if hi <= 1.0:
+        top = min(1.0, top)
+    if top - bottom < 0.1:
+        bottom = max(0.0, top - 0.1)
+    return round(bottom, 2), round(top, 2)
+
+
+def mermaid_chart(ledger: Ledger, config: Config) -> str:
+    """A mermaid ``xychart-beta`` block: the metric per epoch and the threshold as a second line.
+
+    One line per lineage (with ``resume`` that is one line for the whole chain; with
+    ``resume: false`` one per attempt, each starting at epoch 1). Mermaid has no gaps
+    and no legend: an epoch a lineage lacks inside its range repeats its previous
+    value, and the lines are named in a comment and the caption below the block.
+    """
+    metric = re.sub(r"[^A-Za-z0-9_ .-]", "", config.metric)[:40] or "metric"
+    groups = lineages(ledger)
+    if not groups:
+        return "_No per-epoch values to chart yet._"
+    first = min(min(g.values) for g in groups)
+    last = max(max(g.values) for g in groups)
+    epochs = list(range(first, last + 1))
+    if len(epochs) > MERMAID_MAX_POINTS:
+        step = math.ceil(len(epochs) / MERMAID_MAX_POINTS)
+        epochs = epochs[::step] if epochs[::step][-1] == last else [*epochs[::step], last]
+
+    series: list[tuple[str, list[float]]] = []
+    for group in groups:
+        end = max(group.values)
+        known = sorted(group.values)
+        row: list[float] = []
+        for epoch in epochs:
+            if epoch > end:
+                break  # a shorter line simply ends (mermaid pairs values with the first categories)
+            earlier = [e for e in known if e <= epoch]
+            row.append(group.values[earlier[-1]] if earlier else group.values[known[0]])
+        label = "attempt" + ("s " if len(group.attempts) > 1 else " ") + \
+            ", ".join(str(n) for n in group.attempts)
+        series.append((label, row))
+
+    bottom, top = _y_range([v for _, row in series for v in row], config.threshold)
+    threshold = fmt_threshold(config.threshold)
+    lines = [
+        "```mermaid",
+        "xychart-beta",
+        f'    title "{metric} per epoch (threshold {threshold})"',
+        f'    x-axis "epoch" [{", ".join(str(e) for e in epochs)}]',
+        f'    y-axis "{metric}" {bottom:g} --> {top:g}',
+    ]
+    for label, row in series:
+        lines.append(f"    %% {label}")
+        lines.append(f"    line [{', '.join(f'{v:.4f}' for v in row)}]")
+    lines.append("    %% threshold")
+    lines.append(f"    line [{', '.join(threshold for _ in epochs)}]")
+    lines.append("```")
+    names = "; ".join(label for label, _ in series)
+    caption = (f"_Lines: {md_escape(metric)} per epoch ({md_escape(names)}), then the threshold "
+               f"{threshold} (flat)._")
+    return "\n".join(lines) + "\n\n" + caption
+
+
+# --------------------------------------------------------------------------- PNG chart
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision | None = None) -> Path:
+    """Draw the metric per epoch, one colour/marker per attempt, to a ~900x450 PNG at ``path``.
+
+    Uses ``matplotlib.figure.Figure`` with the Agg canvas directly: no pyplot, no
+    global backend switch, nothing left open for other callers.
+    """
+    # Imported here: matplotlib takes a second to import and only this function needs it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
+    if decision is None:
+        decision = strategy.decide(config, ledger)
+    metric = one_line(config.metric, 40)
+    width, height = CHART_SIZE_PX
+    fig = Figure(figsize=(width / CHART_DPI, height / CHART_DPI), dpi=CHART_DPI)
+    canvas = FigureCanvasAgg(fig)
+    try:
+        ax = fig.add_subplot(1, 1, 1)
+        plotted: list[float] = []
+        boundaries: set[float] = set()
+        for index, record in enumerate(ledger.attempts):
+            pts = points(record)
+            colour = f"C{index % 10}"
+            if record.initial_epoch > 0:
+                boundaries.add(record.initial_epoch + 0.5)
+            if not pts:
+                continue
+            xs = [p[0] for p in pts]
+            ys = [p[1] for p in pts]
+            plotted.extend(ys)
+            label = f"attempt {record.attempt}" + (" (failed)" if record.outcome == FAILED else "")
+            ax.plot(xs, ys, color=colour, marker=_MARKERS[index % len(_MARKERS)], markersize=4,
+                    linewidth=1.6, linestyle=":" if record.outcome == FAILED else "-", label=label)
+        for x in sorted(boundaries):
+            ax.axvline(x, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
+        ax.axhline(config.threshold, color="crimson", linestyle="--", linewidth=1.2,
+                   label=f"threshold {fmt_threshold(config.threshold)}")
+        if plotted:
+            ax.set_ylim(*_y_range(plotted, config.threshold))
+        else:
+            ax.text(0.5, 0.5, "no per-epoch values recorded", transform=ax.transAxes,
+                    ha="center", va="center", color="0.4", parse_math=False)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"validation {metric}", parse_math=False)
+        ax.set_title(one_line(verdict(ledger, config, decision), 95), fontsize=11, parse_math=False)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        canvas.print_png(str(path))
+    finally:
+        fig.clear()
+    return path
+
+
+# --------------------------------------------------------------------------- job summary
+
+_ICONS = {CHAIN_REACHED: "✅", EXHAUSTED: "⚠️", CHAIN_FAILED: "❌", CONTINUE: "🔁"}
+
+
+def _code(value: object) -> str:
+    return f"<code>{html_text(value, 100)}</code>"
+
+
+def provenance_markdown(chain: dict[str, Any]) -> str:
+    """Commit / branch / repository as a markdown line ('' when none is known)."""
+    parts = []
+    commit = chain.get("commit")
+    repo = chain.get("repository")
+    server = safe_url(chain.get("server_url"))
+    if commit:
+        short = _code(str(commit)[:12])
+        is_sha = isinstance(commit, str) and re.fullmatch(r"[0-9a-fA-F]{7,64}", commit) is not None
+        if is_sha and server and isinstance(repo, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+            short = f"[{short}]({server.rstrip('/')}/{repo}/commit/{commit})"
+        parts.append(f"commit {short}")
+    if chain.get("branch"):
+        parts.append(f"branch {_code(chain['branch'])}")
+    if repo:
+        parts.append(f"repository {_code(repo)}")
+    return ("**Trained:** " + ", ".join(parts)) if parts else ""
+
+
+def job_summary(ledger: Ledger, config: Config, decision: Decision,
+                next_run: dict[str, Any] | None = None) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict, table, chart, provenance, next run."""
+    icon = _ICONS.get(decision.kind, "")
+    out = [f"## {icon} keeptraining: {md_escape(verdict(ledger, config, decision))}".replace("  ", " "),
+           ""]
+    out += [attempts_markdown(ledger, config), ""]
+    out += [mermaid_chart(ledger, config), ""]
+    provenance = provenance_markdown(ledger.chain)
+    if provenance:
+        out += [provenance, ""]
+    if next_run is None and ledger.last is not None and ledger.last.dispatched:
+        next_run = ledger.last.dispatched
+    if next_run:
+        url = safe_url(next_run.get("url") or next_run.get("html_url"))
+        run_id = next_run.get("run_id") or next_run.get("id")
+        name = f"run {md_escape(run_id)}" if run_id else "the next run"
+        link = f"[{name}]({url})" if url else name
+        detail = []
+        if ledger.last is not None:
+            detail.append(f"attempt {ledger.last.attempt + 1}")
+        if decision.next_epochs:
+            detail.append(f"{decision.next_epochs} epochs")
+        out += [f"**Next attempt dispatched:** {link}" + (f" ({', '.join(detail)})" if detail else ""), ""]
+    return "\n".join(out).rstrip() + "\n"
