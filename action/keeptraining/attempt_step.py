@@ -121,8 +121,11 @@ def notify_end(config: Config, final: chain.AttemptReport, state_dir: Path) -> s
     gha.mask(password)
     where = notify.notify(config, final.ledger, final.decision, state_dir=state_dir, password=password,
                           log_tail=final.log_tail)
-    if where:
+    if where and config.smtp_server:
         print(f"Notification: {where}")
+    elif where and gha.in_actions():
+        gha.annotate("notice", "No smtp-server is configured, so no mail was sent; the message is in "
+                     "the chain state artifact (outbox/).", title="No mail sent")
     return where
 
 

@@ -117,7 +117,8 @@ def _message(err: jsonschema.ValidationError, source: str) -> str:
     path = [str(p) for p in err.absolute_path]
     props = schema()["properties"]
     if err.validator == "additionalProperties" and not path:
-        unknown = sorted(set(err.instance) - set(props))
+        instance = err.instance if isinstance(err.instance, dict) else {}
+        unknown = sorted(set(instance) - set(props))
         if "smtp_password" in unknown:
             return (f"{source}: smtp_password must not be written in a file. Put the password in a secret "
                     "and pass it as the KT_SMTP_PASSWORD environment variable (or the smtp-password input).")
