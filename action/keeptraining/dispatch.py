@@ -24,7 +24,6 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 import requests
 from github import Auth, Github, GithubException
@@ -57,6 +56,8 @@ FIND_NEW_RUN_WAIT = 2.0
 #: Runs looked at when searching for an earlier dispatch of the same attempt.
 RUN_SCAN_LIMIT = 100
 HTTP_TIMEOUT = 30
+#: urllib3's back-off factor for the client's own GET retries (0 s, then 2 s, 4 s ...).
+CLIENT_BACKOFF_FACTOR = 1.0
 
 _TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, 429})
 
@@ -115,7 +116,9 @@ def context_from_env(
         )
     chosen = (workflow or "").strip()
     if not chosen:
-        chosen = workflow_from_ref(env.get("GITHUB_WORKFLOW_REF", "")) or env.get("GITHUB_WORKFLOW", "").strip()
+        chosen = (
+            workflow_from_ref(env.get("GITHUB_WORKFLOW_REF", "")) or env.get("GITHUB_WORKFLOW", "").strip()
+        )
     if not chosen:
         raise DispatchError(
             "cannot tell which workflow to dispatch: neither GITHUB_WORKFLOW_REF nor GITHUB_WORKFLOW is set",
@@ -154,7 +157,7 @@ def github_client(ctx: GitHubContext) -> Github:
         other=0,
         allowed_methods=frozenset({"GET", "HEAD"}),
         status_forcelist=frozenset({429, 500, 502, 503, 504}),
-        backoff_factor=1.0,
+        backoff_factor=CLIENT_BACKOFF_FACTOR,
         backoff_max=BACKOFF_CAP,
         respect_retry_after_header=True,
         retry_after_max=int(RETRY_AFTER_CAP),
@@ -194,11 +197,15 @@ def dispatch_next(
 # --------------------------------------------------------------------------- internals
 
 
-class _Transient(Exception):  # noqa: N818 - an outcome, not an error for callers
-    def __init__(self, problem: str, delay: float) -> None:
+class _Transient(Exception):  # an outcome of one POST, handled by the retry loop
+    def __init__(self, problem: str, exc: GithubException | None) -> None:
         super().__init__(problem)
         self.problem = problem
-        self.delay = delay
+        self.exc = exc
+
+
+class _NoRunDetails(Exception):  # an outcome of one POST, handled by the retry loop
+    """The server refused the return_run_details field (older GitHub Enterprise)."""
 
 
 def _message(exc: GithubException) -> str:
@@ -232,6 +239,11 @@ def _is_rate_limit(exc: GithubException) -> bool:
     )
 
 
+def _rejects_run_details(exc: GithubException) -> bool:
+    """An older GitHub Enterprise refusing the return_run_details field."""
+    return exc.status == 400 or (exc.status == 422 and "return_run_details" in _message(exc))
+
+
 def _parse_retry_after(value: str) -> float | None:
     value = value.strip()
     if value.isdigit():
@@ -252,6 +264,7 @@ class _Dispatcher:
         self.ctx = ctx
         self.gh = gh
         self.sleep = sleep
+        self._default_branch = "usually main"
 
     # ---- messages: never the token, never a raw exception
     def _scrub(self, text: str) -> str:
@@ -264,13 +277,13 @@ class _Dispatcher:
         return DispatchError(
             f"cannot reach the GitHub API at {self.ctx.api_url} while {doing}: "
             f"{type(exc).__name__}: {self._scrub(str(exc))}",
-            hint="Check GITHUB_API_URL and the network; re-running this step is safe, it does not dispatch twice.",
+            hint="Check GITHUB_API_URL and the network; re-running this step is safe: "
+            "it does not dispatch twice.",
         )
 
-    def _refused(self, doing: str, exc: GithubException) -> DispatchError:
+    def _refused(self, doing: str, exc: GithubException, not_found: str = "") -> DispatchError:
         status = exc.status
         message = self._scrub(_message(exc)) or "no message"
-        wf = self.ctx.workflow
         if status == 401:
             return DispatchError(
                 f"GitHub rejected the token while {doing} (401 {message})",
@@ -284,13 +297,17 @@ class _Dispatcher:
             )
         if status == 404:
             return DispatchError(
-                f"workflow {wf!r} was not found in {self.ctx.repository} while {doing} (404 {message})",
-                hint="The workflow file must exist on the repository's default branch, and the token needs "
-                "`actions: write` (`permissions: actions: write` in the workflow).",
+                f"{not_found or self._workflow_missing()} (404 {message} while {doing})",
+                hint="The workflow file must exist on the repository's default branch "
+                f"({self._default_branch}), and the token needs `actions: write` "
+                "(`permissions: actions: write` in the workflow).",
             )
         if status == 422:
             return self._unprocessable(doing, message)
         return DispatchError(f"GitHub answered {status} while {doing}: {message}")
+
+    def _workflow_missing(self) -> str:
+        return f"workflow {self.ctx.workflow!r} was not found in {self.ctx.repository}"
 
     def _unprocessable(self, doing: str, message: str) -> DispatchError:
         wf = self.ctx.workflow
@@ -304,7 +321,8 @@ class _Dispatcher:
         required = re.search(r"Required input '([^']+)' not provided", message)
         if required:
             return DispatchError(
-                f"the workflow {wf!r} requires the input {required.group(1)!r}, which the chain does not pass",
+                f"the workflow {wf!r} requires the input {required.group(1)!r}, "
+                "which the chain does not pass",
                 hint=f"Give it a default in {wf}, or make it optional.",
             )
         if "No ref found" in message:
@@ -324,17 +342,25 @@ class _Dispatcher:
             )
         return DispatchError(f"GitHub refused the dispatch (422 while {doing}): {message}")
 
-    def _get(self, doing: str, call: Callable[[], object]) -> object:
+    def _get(self, doing: str, call: Callable[[], object], not_found: str = "") -> object:
         try:
             return call()
         except GithubException as exc:
-            raise self._refused(doing, exc) from None
+            raise self._refused(doing, exc, not_found) from None
         except (requests.RequestException, OSError) as exc:
             raise self._unreachable(doing, exc) from None
 
     # ---- steps
     def _repository(self) -> Repository:
-        return self.gh.get_repo(self.ctx.repository, lazy=True)
+        # Eager: one GET that proves the token sees the repository, and names its default branch.
+        repo = self._get(
+            f"reading repository {self.ctx.repository}",
+            lambda: self.gh.get_repo(self.ctx.repository),
+            not_found=f"repository {self.ctx.repository} was not found, or the token cannot see it",
+        )
+        assert isinstance(repo, Repository)
+        self._default_branch = repo.default_branch
+        return repo
 
     def _workflow(self, repo: Repository) -> Workflow:
         key = self.ctx.workflow
@@ -367,7 +393,11 @@ class _Dispatcher:
         )
 
     def _branch_head(self, repo: Repository) -> str:
-        branch = self._get(f"reading branch {self.ctx.ref}", lambda: repo.get_branch(self.ctx.ref))
+        branch = self._get(
+            f"reading branch {self.ctx.ref}",
+            lambda: repo.get_branch(self.ctx.ref),
+            not_found=f"branch {self.ctx.ref!r} does not exist in {self.ctx.repository}",
+        )
         sha = getattr(getattr(branch, "commit", None), "sha", None)
         if not isinstance(sha, str):
             raise DispatchError(f"GitHub returned no head commit for branch {self.ctx.ref!r}")
@@ -413,30 +443,29 @@ class _Dispatcher:
         return backoff
 
     def _post(self, workflow: Workflow, inputs: dict[str, str], details: bool) -> WorkflowRun | None:
-        """One POST. None: accepted without run details. Raises _Transient or DispatchError."""
+        """One POST. None: accepted without run details.
+
+        Raises _Transient (may be retried), _NoRunDetails, or DispatchError (refused).
+        """
+        result: WorkflowRun | bool
         try:
             if details:
                 result = workflow.create_dispatch(self.ctx.ref, inputs, throw=True, return_run_details=True)
             else:
                 result = workflow.create_dispatch(self.ctx.ref, inputs, throw=True)
         except GithubException as exc:
+            if details and _rejects_run_details(exc):
+                raise _NoRunDetails from None
             if exc.status in _TRANSIENT_STATUSES or _is_rate_limit(exc):
                 problem = f"HTTP {exc.status}: {self._scrub(_message(exc)) or 'no message'}"
-                raise _Transient(problem, -1.0) from None
+                raise _Transient(problem, exc) from None
             raise self._refused(f"dispatching {self.ctx.workflow}", exc) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"connection failed: {type(exc).__name__}", -1.0) from None
+            raise _Transient(f"connection failed ({type(exc).__name__})", None) from None
         except (requests.RequestException, OSError) as exc:
             raise self._unreachable(f"dispatching {self.ctx.workflow}", exc) from None
+        # A server that ignores the field answers 204: create_dispatch then returns True.
         return result if isinstance(result, WorkflowRun) else None
-
-    @staticmethod
-    def _rejects_details(exc: GithubException) -> bool:
-        """An older GitHub Enterprise refusing the return_run_details field."""
-        return exc.status == 400 or (exc.status == 422 and "return_run_details" in _message(exc))
-
-    def _fail(self, message: str, hint: str = "") -> NoReturn:
-        raise DispatchError(message, hint=hint)
 
     def run(self, chain_commit: str, attempt: int, inputs: dict[str, str]) -> DispatchResult:
         ctx = self.ctx
@@ -464,47 +493,67 @@ class _Dispatcher:
         tries = 0
         while True:
             tries += 1
+            failure: _Transient | None = None
             try:
-                try:
-                    run = self._post(workflow, inputs, details)
-                except DispatchError:
-                    raise
-            except _Transient as transient:
-                problem = transient.problem
-                delay = self._transient_delay(tries)
-            else:
-                return self._accepted(workflow, chain_commit, attempt, run)
-            if tries >= MAX_DISPATCH_TRIES:
-                # One last look: the last POST may have started the run before failing.
-                self.sleep(delay)
-                late = self._find_run(workflow, chain_commit, attempt)
-                if late is not None:
-                    return self._found_after_error(attempt, chain_commit, late, problem)
-                self._fail(
-                    f"GitHub did not accept the dispatch of attempt {attempt} after {tries} tries "
-                    f"(last: {problem})",
-                    hint="GitHub may be having an outage; re-run this step later, it will not dispatch twice.",
+                new_run = self._post(workflow, inputs, details)
+            except _NoRunDetails:
+                log.info(
+                    "this GitHub does not know return_run_details (older Enterprise); dispatching without it"
                 )
-            log.warning(
-                "dispatch of attempt %d failed (%s); checking it did not happen, then retrying in %.0f s",
-                attempt,
-                problem,
-                delay,
-            )
+                details = False
+                tries -= 1  # the refused request started nothing
+                continue
+            except _Transient as transient:
+                failure = transient
+            else:
+                return self._accepted(workflow, chain_commit, attempt, new_run)
+            # Outside the except block, so that nothing raised below carries a PyGithub exception.
+            problem = failure.problem
+            delay = self._delay(failure.exc, tries)
+            last = tries >= MAX_DISPATCH_TRIES
+            if not last:
+                log.warning(
+                    "dispatch of attempt %d failed (%s); checking that it did not start a run, "
+                    "then retrying in %.0f s",
+                    attempt,
+                    problem,
+                    delay,
+                )
+            # Before sending again (and after the last failure): did that POST start the run?
             self.sleep(delay)
-            found = self._find_run(workflow, chain_commit, attempt)
+            found = self._verify(workflow, chain_commit, attempt, problem)
             if found is not None:
                 return self._found_after_error(attempt, chain_commit, found, problem)
+            if last:
+                raise DispatchError(
+                    f"GitHub did not accept the dispatch of attempt {attempt} after {tries} tries "
+                    f"(last: {problem})",
+                    hint="GitHub may be having an outage; re-run this step later: "
+                    "it will not dispatch twice.",
+                )
 
-    # The delay of the last failure is computed by _post's caller from the exception it saw;
-    # kept here so that _post stays a single request.
-    _last_exc: GithubException | None = None
+    def _verify(
+        self, workflow: Workflow, chain_commit: str, attempt: int, problem: str
+    ) -> WorkflowRun | None:
+        try:
+            return self._find_run(workflow, chain_commit, attempt)
+        except DispatchError as exc:
+            raise DispatchError(
+                f"the dispatch of attempt {attempt} failed ({problem}), and whether GitHub started the run "
+                f"anyway could not be checked: {exc.message}",
+                hint=f"Look in the Actions tab for a run titled 'attempt {attempt}'; it is not sent again "
+                "blindly, to avoid a duplicate. Re-running this step is safe.",
+            ) from None
 
-    def _transient_delay(self, tries: int) -> float:
-        return self._delay(self._last_exc, tries)
-
-    def _found_after_error(self, attempt: int, chain_commit: str, run: WorkflowRun, problem: str) -> DispatchResult:
-        log.warning("GitHub answered %s, but run %s for attempt %d exists: not sending again", problem, run.id, attempt)
+    def _found_after_error(
+        self, attempt: int, chain_commit: str, run: WorkflowRun, problem: str
+    ) -> DispatchResult:
+        log.warning(
+            "GitHub answered %s, but run %s for attempt %d exists: not sending again",
+            problem,
+            run.id,
+            attempt,
+        )
         return DispatchResult(
             True,
             f"dispatched attempt {attempt} for {_short(chain_commit)} (run {run.id}); "
@@ -530,12 +579,7 @@ class _Dispatcher:
             except DispatchError:
                 found = None
             if found is not None:
-                return DispatchResult(
-                    True,
-                    f"dispatched attempt {attempt} on {self.ctx.ref} for {_short(chain_commit)} (run {found.id})",
-                    run_id=found.id,
-                    run_url=found.html_url,
-                )
+                return self._accepted(workflow, chain_commit, attempt, found)
             if look + 1 < FIND_NEW_RUN_TRIES:
                 self.sleep(FIND_NEW_RUN_WAIT)
         return DispatchResult(

@@ -1,0 +1,432 @@
+"""dispatch_next over real HTTP: PyGithub -> the local GitHub emulator. No mocks.
+
+Every test also checks that the token never shows: not in an exception, not in a log
+record (PyGithub and urllib3 at DEBUG), not on stdout/stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+from github_emulator import (
+    EmulatedWorkflow,
+    GitHubEmulator,
+    OpenAPISubset,
+    WorkflowInput,
+)
+from keeptraining import dispatch as dispatch_module
+from keeptraining.dispatch import (
+    MAX_DISPATCH_TRIES,
+    SECONDARY_RATE_LIMIT_WAIT,
+    DispatchResult,
+    GitHubContext,
+    context_from_env,
+    dispatch_next,
+    workflow_from_ref,
+)
+from keeptraining.errors import DispatchError
+
+TOKEN = "ghs_Dispatch0Secret1Token2Value3XYZ"
+WORKFLOW_FILE = "continuous-training.yml"
+INPUTS = {"attempt": "2", "epochs": "20", "chain-commit": "", "resume-run": "123"}
+
+
+def declared_workflow() -> EmulatedWorkflow:
+    return EmulatedWorkflow(
+        id=161_335,
+        name="Continuous training",
+        path=f".github/workflows/{WORKFLOW_FILE}",
+        inputs={
+            "epochs": WorkflowInput(type="number", default="10"),
+            "attempt": WorkflowInput(type="number", default="1"),
+            "chain-commit": WorkflowInput(default=""),
+            "resume-run": WorkflowInput(default=""),
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def subset() -> OpenAPISubset:
+    return OpenAPISubset()
+
+
+@pytest.fixture
+def emu(subset: OpenAPISubset) -> Iterator[GitHubEmulator]:
+    with GitHubEmulator(subset=subset, workflows=[declared_workflow()], tokens={TOKEN}) as emulator:
+        yield emulator
+        assert emulator.violations == []
+
+
+@pytest.fixture(autouse=True)
+def token_never_leaks(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    caplog.set_level(logging.DEBUG)  # PyGithub logs requests (headers masked) and urllib3 retries
+    yield
+    out, err = capsys.readouterr()
+    assert TOKEN not in caplog.text
+    assert TOKEN not in out + err
+    for record in caplog.records:
+        assert TOKEN not in record.getMessage()
+
+
+def make_ctx(emu: GitHubEmulator, **overrides: str) -> GitHubContext:
+    fields: dict[str, str] = {
+        "api_url": emu.url,
+        "token": TOKEN,
+        "repository": emu.full_name,
+        "workflow": WORKFLOW_FILE,
+        "ref": "main",
+        "server_url": emu.server_url,
+    }
+    fields.update(overrides)
+    return GitHubContext(**fields, run_id="1")
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def dispatch(
+    emu: GitHubEmulator,
+    sleeps: Sleeps | None = None,
+    *,
+    ctx: GitHubContext | None = None,
+    chain_commit: str | None = None,
+    next_attempt: int = 2,
+    inputs: dict[str, str] | None = None,
+) -> DispatchResult:
+    return dispatch_next(
+        ctx or make_ctx(emu),
+        chain_commit=chain_commit or emu.branches["main"],
+        next_attempt=next_attempt,
+        inputs=dict(INPUTS if inputs is None else inputs),
+        sleep=sleeps if sleeps is not None else Sleeps(),
+    )
+
+
+def expect_error(
+    emu: GitHubEmulator,
+    sleeps: Sleeps | None = None,
+    *,
+    ctx: GitHubContext | None = None,
+    chain_commit: str | None = None,
+    inputs: dict[str, str] | None = None,
+) -> DispatchError:
+    with pytest.raises(DispatchError) as caught:
+        dispatch(emu, sleeps, ctx=ctx, chain_commit=chain_commit, inputs=inputs)
+    error = caught.value
+    text = str(error) + repr(error) + repr(error.args)
+    assert TOKEN not in text
+    # Wrapped, never chained: a raw PyGithub/requests exception could carry request data.
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+    return error
+
+
+def posts(emu: GitHubEmulator) -> int:
+    return len(emu.calls("dispatch"))
+
+
+# ---------------------------------------------------------------- the normal path
+
+
+def test_dispatch_with_run_details_records_one_dispatch_with_the_exact_inputs(emu: GitHubEmulator) -> None:
+    sleeps = Sleeps()
+    result = dispatch(emu, sleeps)
+    (record,) = emu.dispatches
+    assert record.inputs == INPUTS and record.ref == "main" and record.return_run_details is True
+    assert result.dispatched and not result.reused
+    assert result.run_id == record.run_id
+    assert result.run_url == f"{emu.server_url}/{emu.full_name}/actions/runs/{record.run_id}"
+    assert "dispatched attempt 2 on main" in result.reason
+    assert sleeps == [] and posts(emu) == 1
+    (run,) = emu.runs
+    assert run.head_sha == emu.branches["main"] and run.display_title == "attempt 2 · 20 epochs"
+
+
+def test_legacy_enterprise_400_falls_back_to_the_plain_dispatch(emu: GitHubEmulator) -> None:
+    emu.legacy_enterprise = True
+    result = dispatch(emu)
+    (record,) = emu.dispatches
+    assert record.return_run_details is None
+    assert result.dispatched and result.run_id == record.run_id  # found by listing the runs
+    assert [c.status for c in emu.calls("dispatch")] == [400, 204]
+
+
+def test_a_server_that_ignores_run_details_still_yields_the_run(emu: GitHubEmulator) -> None:
+    emu.ignore_run_details = True  # answers 204 although the field was sent
+    result = dispatch(emu)
+    assert result.dispatched and result.run_id == emu.dispatches[0].run_id and posts(emu) == 1
+
+
+# ---------------------------------------------------------------- transient failures: exactly one dispatch
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_are_retried_with_backoff_and_dispatch_once(emu: GitHubEmulator, status: int) -> None:
+    emu.fail_next("dispatch", status)
+    sleeps = Sleeps()
+    result = dispatch(emu, sleeps)
+    assert result.dispatched and len(emu.dispatches) == 1 and posts(emu) == 2
+    assert sleeps == [2.0]
+    assert result.run_id == emu.dispatches[0].run_id
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after"),
+    [(403, "7"), (429, "3"), (503, "11")],
+)
+def test_retry_after_is_honoured(emu: GitHubEmulator, status: int, retry_after: str) -> None:
+    emu.fail_next("dispatch", status, headers={"Retry-After": retry_after})
+    sleeps = Sleeps()
+    result = dispatch(emu, sleeps)
+    assert result.dispatched and len(emu.dispatches) == 1
+    assert sleeps == [float(retry_after)]
+
+
+def test_retry_after_is_capped(emu: GitHubEmulator) -> None:
+    emu.fail_next("dispatch", 429, headers={"Retry-After": "86400"})
+    sleeps = Sleeps()
+    dispatch(emu, sleeps)
+    assert sleeps == [60.0]
+
+
+def test_secondary_rate_limit_without_retry_after_waits_a_minute(emu: GitHubEmulator) -> None:
+    emu.fail_next("dispatch", 403)  # GitHub's secondary-rate-limit message, no Retry-After
+    sleeps = Sleeps()
+    assert dispatch(emu, sleeps).dispatched
+    assert sleeps == [SECONDARY_RATE_LIMIT_WAIT] and len(emu.dispatches) == 1
+
+
+def test_exhausted_primary_rate_limit_is_not_waited_for_an_hour(emu: GitHubEmulator) -> None:
+    emu.fail_next(
+        "dispatch",
+        403,
+        body={"message": "API rate limit exceeded for installation ID 1.", "documentation_url": "https://x"},
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 3600)},
+    )
+    error = expect_error(emu)
+    assert "rate limit is exhausted" in error.message
+    assert posts(emu) == 1 and emu.dispatches == []
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_accepted_then_failed_dispatch_is_not_sent_again(emu: GitHubEmulator, drop: bool) -> None:
+    emu.fail_next("dispatch", 502, after_accept=True, drop=drop)
+    sleeps = Sleeps()
+    result = dispatch(emu, sleeps)
+    assert posts(emu) == 1 and len(emu.dispatches) == 1
+    assert result.dispatched and not result.reused
+    assert result.run_id == emu.dispatches[0].run_id
+    assert "not sent again" in result.reason
+    assert len(sleeps) == 1
+
+
+def test_dropped_connection_then_success(emu: GitHubEmulator) -> None:
+    emu.fail_next("dispatch", drop=True)
+    sleeps = Sleeps()
+    result = dispatch(emu, sleeps)
+    assert result.dispatched and len(emu.dispatches) == 1 and posts(emu) == 2
+    assert sleeps == [2.0]
+
+
+def test_persistent_503_gives_up_after_bounded_tries_with_a_clear_message(emu: GitHubEmulator) -> None:
+    emu.fail_next("dispatch", 503, times=100)
+    sleeps = Sleeps()
+    error = expect_error(emu, sleeps)
+    assert posts(emu) == MAX_DISPATCH_TRIES and emu.dispatches == []
+    assert f"after {MAX_DISPATCH_TRIES} tries" in error.message and "HTTP 503" in error.message
+    assert "will not dispatch twice" in error.hint
+    assert sleeps == [2.0, 4.0, 8.0, 16.0, 30.0]  # exponential, capped
+
+
+def test_when_the_check_before_a_retry_fails_nothing_is_sent_blindly(emu: GitHubEmulator) -> None:
+    emu.fail_next("dispatch", 502)
+    # The first listing (before dispatching) goes through; the check before the retry is refused.
+    emu.fail_next("list-runs", 403, skip=1, body={"message": "Resource not accessible by integration"})
+    error = expect_error(emu)
+    assert "could not be checked" in error.message and "HTTP 502" in error.message
+    assert "attempt 2" in error.hint
+    assert posts(emu) == 1 and emu.dispatches == []
+
+
+def test_get_requests_are_retried_by_the_client_not_by_our_sleep(emu: GitHubEmulator) -> None:
+    emu.fail_next("get-branch", 503)
+    emu.fail_next("list-runs", 502)
+    sleeps = Sleeps()
+    result = dispatch(emu, sleeps)
+    assert result.dispatched and len(emu.dispatches) == 1 and sleeps == []
+    assert [c.status for c in emu.calls("get-branch")] == [503, 200]
+
+
+# ---------------------------------------------------------------- refusals: not retried, say what to fix
+
+
+def test_unknown_workflow_names_the_fix(emu: GitHubEmulator) -> None:
+    error = expect_error(emu, ctx=make_ctx(emu, workflow="missing.yml"))
+    assert "workflow 'missing.yml' was not found" in error.message
+    assert "default branch (main)" in error.hint and "actions: write" in error.hint
+    assert posts(emu) == 0
+
+
+def test_404_from_the_dispatch_itself_is_not_retried(emu: GitHubEmulator) -> None:
+    emu.fail_next("dispatch", 404, body={"message": "Not Found", "documentation_url": "https://x"})
+    error = expect_error(emu)
+    assert "was not found" in error.message and "actions: write" in error.hint
+    assert posts(emu) == 1
+
+
+def test_undeclared_input_gets_422_and_names_it(emu: GitHubEmulator) -> None:
+    error = expect_error(emu, inputs={**INPUTS, "learning-rate": "0.1"})
+    assert '["learning-rate"]' in error.message
+    assert "on.workflow_dispatch.inputs" in error.hint
+    assert posts(emu) == 1 and emu.dispatches == []
+
+
+def test_403_without_rate_limit_asks_for_actions_write(emu: GitHubEmulator) -> None:
+    emu.fail_next("dispatch", 403, body={"message": "Resource not accessible by integration"})
+    error = expect_error(emu)
+    assert "403 Resource not accessible by integration" in error.message
+    assert "permissions: actions: write" in error.hint
+    assert posts(emu) == 1
+
+
+def test_a_bad_token_is_reported_without_showing_it(emu: GitHubEmulator) -> None:
+    ctx = make_ctx(emu, token=TOKEN + "-revoked")
+    error = expect_error(emu, ctx=ctx)
+    assert "401" in error.message and "github-token" in error.hint
+    assert TOKEN + "-revoked" not in str(error)
+
+
+def test_missing_branch_is_reported(emu: GitHubEmulator) -> None:
+    error = expect_error(emu, ctx=make_ctx(emu, ref="gone"), chain_commit="0" * 40)
+    assert "branch 'gone' does not exist" in error.message
+
+
+def test_unreachable_api_is_a_dispatch_error(emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch_module, "CLIENT_BACKOFF_FACTOR", 0.0)  # the client's GET retries, fast
+    ctx = make_ctx(emu, api_url="http://127.0.0.1:9")  # discard port: connection refused
+    error = expect_error(emu, ctx=ctx)
+    assert "cannot reach the GitHub API at http://127.0.0.1:9" in error.message
+
+
+# ---------------------------------------------------------------- chain coherence
+
+
+def test_a_newer_push_supersedes_the_chain(emu: GitHubEmulator) -> None:
+    chain = emu.branches["main"]
+    newer = emu.push("main")
+    result = dispatch(emu, chain_commit=chain)
+    assert not result.dispatched and result.run_id is None
+    assert result.reason == (
+        f"branch main moved to {newer[:7]} after {chain[:7]}: "
+        "a newer push supersedes this chain; not dispatching"
+    )
+    assert posts(emu) == 0 and emu.dispatches == []
+
+
+def test_re_running_the_step_does_not_dispatch_twice(emu: GitHubEmulator) -> None:
+    first = dispatch(emu)
+    second = dispatch(emu)
+    assert len(emu.dispatches) == 1 and posts(emu) == 1
+    assert not first.reused and second.reused and second.dispatched
+    assert second.run_id == first.run_id and second.run_url == first.run_url
+    assert "already dispatched" in second.reason
+
+
+def test_attempt_numbers_match_on_word_boundaries(emu: GitHubEmulator) -> None:
+    head = emu.branches["main"]
+    emu.add_run(161_335, event="workflow_dispatch", head_sha=head, display_title="attempt 10 · 100 epochs")
+    emu.add_run(161_335, event="push", head_sha=head, display_title="attempt 1 · 10 epochs")  # not a dispatch
+    result = dispatch(emu, next_attempt=1, inputs={**INPUTS, "attempt": "1"})
+    assert result.dispatched and not result.reused and len(emu.dispatches) == 1
+
+
+def test_an_earlier_dispatch_on_another_commit_does_not_count(emu: GitHubEmulator) -> None:
+    emu.add_run(161_335, event="workflow_dispatch", head_sha="f" * 40, display_title="attempt 2 · 20 epochs")
+    assert not dispatch(emu).reused and len(emu.dispatches) == 1
+
+
+# ---------------------------------------------------------------- the context
+
+
+def env_for(emu: GitHubEmulator, **extra: str) -> dict[str, str]:
+    env = {
+        "GITHUB_API_URL": emu.url,
+        "GITHUB_SERVER_URL": emu.server_url,
+        "GITHUB_REPOSITORY": emu.full_name,
+        "GITHUB_REF": "refs/heads/main",
+        "GITHUB_REF_NAME": "main",
+        "GITHUB_REF_TYPE": "branch",
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_WORKFLOW": "Continuous training",
+    }
+    env.update(extra)
+    return env
+
+
+def test_workflow_from_github_workflow_ref(emu: GitHubEmulator) -> None:
+    env = env_for(
+        emu, GITHUB_WORKFLOW_REF=f"{emu.full_name}/.github/workflows/{WORKFLOW_FILE}@refs/heads/main"
+    )
+    ctx = context_from_env(env, TOKEN)
+    assert ctx.workflow == WORKFLOW_FILE and ctx.ref == "main" and ctx.run_id == "4242"
+    assert ctx.api_url == emu.url and ctx.server_url == emu.server_url
+    assert dispatch(emu, ctx=ctx).dispatched
+    assert emu.calls("list-workflows") == []
+
+
+def test_workflow_from_its_name_only_as_under_act(emu: GitHubEmulator) -> None:
+    emu.add_workflow(EmulatedWorkflow(2, "CI", ".github/workflows/ci.yml"))
+    ctx = context_from_env(env_for(emu, GITHUB_RUN_ID="1"), TOKEN)
+    assert ctx.workflow == "Continuous training"
+    result = dispatch(emu, ctx=ctx)
+    assert result.dispatched and emu.dispatches[0].workflow_id == 161_335
+    assert len(emu.calls("list-workflows")) == 1
+
+
+def test_an_unknown_workflow_name_lists_the_known_ones(emu: GitHubEmulator) -> None:
+    ctx = context_from_env(env_for(emu, GITHUB_WORKFLOW="Nope"), TOKEN)
+    error = expect_error(emu, ctx=ctx)
+    assert "no workflow named 'Nope'" in error.message and "'Continuous training'" in error.message
+
+
+def test_explicit_workflow_and_ref_win(emu: GitHubEmulator) -> None:
+    ctx = context_from_env(
+        env_for(emu, GITHUB_WORKFLOW_REF="o/r/.github/workflows/other.yml@refs/heads/x"),
+        TOKEN,
+        workflow="161335",
+        ref="release/1",
+    )
+    assert ctx.workflow == "161335" and ctx.ref == "release/1"
+    emu.push("release/1")
+    result = dispatch(emu, ctx=ctx, chain_commit=emu.branches["release/1"])
+    assert result.dispatched and emu.dispatches[0].ref == "release/1"
+
+
+def test_defaults_and_context_errors() -> None:
+    ctx = context_from_env(
+        {"GITHUB_REPOSITORY": "o/r", "GITHUB_REF": "refs/heads/dev", "GITHUB_WORKFLOW": "W"}, TOKEN
+    )
+    assert ctx.api_url == "https://api.github.com" and ctx.server_url == "https://github.com"
+    assert ctx.ref == "dev" and ctx.run_id is None
+    assert TOKEN not in repr(ctx) and TOKEN not in str(ctx)
+    with pytest.raises(DispatchError, match="no GitHub token"):
+        context_from_env({"GITHUB_REPOSITORY": "o/r"}, "")
+    with pytest.raises(DispatchError, match="expected 'owner/name'"):
+        context_from_env({"GITHUB_REPOSITORY": "nope"}, TOKEN)
+    with pytest.raises(DispatchError, match="must be dispatched on a branch"):
+        context_from_env(
+            {"GITHUB_REPOSITORY": "o/r", "GITHUB_WORKFLOW": "W", "GITHUB_REF": "refs/tags/v1"}, TOKEN
+        )
+    with pytest.raises(DispatchError, match="which workflow"):
+        context_from_env({"GITHUB_REPOSITORY": "o/r", "GITHUB_REF": "refs/heads/main"}, TOKEN)
+
+
+def test_workflow_from_ref_parsing() -> None:
+    assert workflow_from_ref("o/r/.github/workflows/x.yml@refs/heads/main") == "x.yml"
+    assert workflow_from_ref("o/r/.github/workflows/x.yaml@refs/pull/1/merge") == "x.yaml"
+    assert workflow_from_ref("") is None
+    assert workflow_from_ref("something-else") is None
