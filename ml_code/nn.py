@@ -1,0 +1,340 @@
+"""The sample model: a small Keras CNN that honours keeptraining's training contract.
+
+Run it by hand from this folder (writes ./output/model.keras and ./output/metrics.json):
+
+    python nn.py                                  # 10 epochs on scikit-learn's digits
+    KT_EPOCHS=30 KT_THRESHOLD=0.9 python nn.py    # stop early once val accuracy >= 0.9
+
+Run it the way keeptraining runs one attempt of a chain (resume 10 -> 20 epochs):
+
+    KT_EPOCHS=20 KT_INITIAL_EPOCH=10 KT_RESUME_FROM=/tmp/kt/1/model.keras \
+    KT_THRESHOLD=0.9 KT_OUTPUT_DIR=/tmp/kt/2 KT_HP_LEARNING_RATE=0.01 python nn.py
+
+Every input comes from the environment (DESIGN.md §1): KT_EPOCHS, KT_INITIAL_EPOCH,
+KT_RESUME_FROM, KT_THRESHOLD, KT_METRIC, KT_OUTPUT_DIR and the hyperparameters
+KT_HP_DATASET, KT_HP_LEARNING_RATE, KT_HP_BATCH_SIZE, KT_HP_SEED. An empty value means
+"unset". Results go to KT_OUTPUT_DIR only, never to the code folder, which may be read-only
+(Keras itself keeps keras.json and the downloaded datasets under ~/.keras).
+The result is $KT_OUTPUT_DIR/metrics.json plus a last line `Test accuracy: 0.9312`.
+With the defaults, threshold 0.9 and 10 more epochs per attempt, the chain needs 3
+attempts: validation accuracy crosses 0.90 near epoch 25.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+START = time.perf_counter()
+
+# Defaults (each overridable through the environment variable named in brackets).
+EPOCHS = 10  # total epochs when run by hand [KT_EPOCHS]
+OUTPUT_DIR = "output"  # only for runs by hand; keeptraining passes its own [KT_OUTPUT_DIR]
+METRIC = "accuracy"  # the one metric this model reports [KT_METRIC]
+DATASET = "digits"  # scikit-learn's bundled 8x8 digits: offline, loads in milliseconds [KT_HP_DATASET]
+LEARNING_RATE = 0.01  # plain SGD, slow on purpose: a 3-attempt chain at 0.9 [KT_HP_LEARNING_RATE]
+BATCH_SIZE = 32  # 43 steps an epoch on digits, ~0.25 s an epoch on 2 CPU cores [KT_HP_BATCH_SIZE]
+SEED = 1337  # weights, dropout and shuffling; attempt n reseeds with SEED + initial epoch [KT_HP_SEED]
+# Fixed, not hyperparameters.
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")  # the last three download through Keras
+VALIDATION_FRACTION = 0.25  # digits: stratified hold-out whose accuracy is the reported metric
+SPLIT_SEED = 0  # the split never follows KT_HP_SEED, so no attempt validates on its training data
+FILTERS = (32, 64)  # two Conv2D + MaxPooling blocks, as in keras-io's mnist_convnet
+DROPOUT = 0.5  # before the softmax layer
+CHECKPOINT = "model.keras"  # written to KT_OUTPUT_DIR and named in metrics.json
+HYPERPARAMETERS = ("DATASET", "LEARNING_RATE", "BATCH_SIZE", "SEED")  # the KT_HP_<NAME> known here
+
+
+class ConfigError(Exception):
+    """A bad input: the message names the variable, its value and what was expected."""
+
+
+@dataclass(frozen=True)
+class Config:
+    epochs: int
+    initial_epoch: int
+    resume_from: str
+    threshold: float | None
+    metric: str
+    output_dir: Path
+    dataset: str
+    learning_rate: float
+    batch_size: int
+    seed: int
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _int(name: str, default: int, minimum: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; expected an integer >= {minimum}, "
+                          f"e.g. {name}={default}.") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} is too small; expected an integer >= {minimum}.")
+    return value
+
+
+def _float(name: str, default: float, low: float, high: float, hint: str = "") -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; expected a number in ({low}, {high}].") from None
+    if not low < value <= high:  # also rejects nan
+        raise ConfigError(f"{name}={raw!r} is out of range; expected a number in ({low}, {high}]{hint}.")
+    return value
+
+
+def read_config() -> Config:
+    """The effective configuration: the KT_* environment over the defaults above."""
+    unknown = sorted(key for key in os.environ
+                     if key.startswith("KT_HP_") and key[len("KT_HP_"):] not in HYPERPARAMETERS)
+    if unknown:
+        raise ConfigError(f"unknown hyperparameter {', '.join(unknown)}; this model knows "
+                          f"{', '.join('KT_HP_' + name for name in HYPERPARAMETERS)}.")
+    epochs = _int("KT_EPOCHS", EPOCHS, 1)
+    initial_epoch = _int("KT_INITIAL_EPOCH", 0, 0)
+    if initial_epoch > epochs:
+        raise ConfigError(f"KT_INITIAL_EPOCH={initial_epoch} is more than KT_EPOCHS={epochs}; "
+                          "KT_EPOCHS is the total the model should have after this run.")
+    threshold = _float("KT_THRESHOLD", 1.0, 0.0, 1.0, hint=", a fraction (0.9, not 90)") \
+        if _env("KT_THRESHOLD") else None
+    metric = _env("KT_METRIC") or METRIC
+    if metric != METRIC:
+        raise ConfigError(f"KT_METRIC={metric!r} is not reported by this model; expected {METRIC!r}.")
+    dataset = _env("KT_HP_DATASET") or DATASET
+    if dataset not in DATASETS:
+        raise ConfigError(f"KT_HP_DATASET={dataset!r} is not known; expected one of {', '.join(DATASETS)}.")
+    return Config(
+        epochs=epochs, initial_epoch=initial_epoch, resume_from=_env("KT_RESUME_FROM") or "",
+        threshold=threshold, metric=metric, output_dir=Path(_env("KT_OUTPUT_DIR") or OUTPUT_DIR),
+        dataset=dataset, learning_rate=_float("KT_HP_LEARNING_RATE", LEARNING_RATE, 0.0, 10.0),
+        batch_size=_int("KT_HP_BATCH_SIZE", BATCH_SIZE, 1), seed=_int("KT_HP_SEED", SEED, 0),
+    )
+
+
+def import_keras() -> Any:
+    """Keras (and TensorFlow under it), imported only once the inputs are known to be good."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ info/warning banners
+    # oneDNN's custom ops give this model the same numbers here, but they print a banner that
+    # TF_CPP_MIN_LOG_LEVEL does not silence and they pick kernels by CPU (AVX-512 or AVX2).
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import keras  # noqa: PLC0415 - a 3 s import; bad inputs are rejected before it
+
+    return keras
+
+
+def load_data(keras: Any, dataset: str) -> tuple[Any, Any, Any, Any]:
+    """(x_train, y_train, x_val, y_val), images scaled to [0, 1] with a channel axis."""
+    import numpy as np  # noqa: PLC0415 - loaded with TensorFlow anyway
+
+    if dataset == "digits":
+        from sklearn.datasets import load_digits  # noqa: PLC0415 - only this dataset needs it
+        from sklearn.model_selection import train_test_split  # noqa: PLC0415
+
+        digits = load_digits()
+        images = (digits.images / 16.0).astype("float32")[..., np.newaxis]
+        x_train, x_val, y_train, y_val = train_test_split(
+            images, digits.target, test_size=VALIDATION_FRACTION, stratify=digits.target,
+            random_state=SPLIT_SEED)
+        return x_train, y_train, x_val, y_val
+    try:
+        (x_train, y_train), (x_val, y_val) = getattr(keras.datasets, dataset).load_data()
+    except Exception as exc:
+        raise ConfigError(f"KT_HP_DATASET={dataset!r} could not be loaded ({type(exc).__name__}: {exc}). "
+                          "Keras downloads it on first use, which needs the internet; offline, use "
+                          "KT_HP_DATASET=digits (bundled with scikit-learn).") from exc
+
+    def scale(images: Any) -> Any:
+        images = (images / 255.0).astype("float32")
+        return images[..., np.newaxis] if images.ndim == 3 else images
+
+    return scale(x_train), y_train.reshape(-1), scale(x_val), y_val.reshape(-1)
+
+
+def build_model(keras: Any, input_shape: tuple[int, ...], classes: int, learning_rate: float) -> Any:
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input(shape=input_shape),
+        layers.Conv2D(FILTERS[0], kernel_size=3, padding="same", activation="relu"),
+        layers.MaxPooling2D(pool_size=2),
+        layers.Conv2D(FILTERS[1], kernel_size=3, padding="same", activation="relu"),
+        layers.MaxPooling2D(pool_size=2),
+        layers.Flatten(),
+        layers.Dropout(DROPOUT),
+        layers.Dense(classes, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=[METRIC])
+    return model
+
+
+def load_checkpoint(keras: Any, cfg: Config, input_shape: tuple[int, ...]) -> tuple[Any, str]:
+    """(model, "") when KT_RESUME_FROM can be resumed, else (None, why not)."""
+    if not cfg.resume_from:
+        return None, f"KT_INITIAL_EPOCH={cfg.initial_epoch} but KT_RESUME_FROM is empty"
+    path = Path(cfg.resume_from)
+    if not path.is_file():
+        return None, f"KT_RESUME_FROM={cfg.resume_from} does not exist"
+    try:
+        model = keras.models.load_model(path)
+    except Exception as exc:
+        return None, f"KT_RESUME_FROM={cfg.resume_from} could not be loaded ({type(exc).__name__}: {exc})"
+    if tuple(model.input_shape[1:]) != input_shape:
+        return None, (f"KT_RESUME_FROM={cfg.resume_from} takes inputs of shape {model.input_shape[1:]}, "
+                      f"not {cfg.dataset}'s {input_shape}")
+    model.optimizer.learning_rate = cfg.learning_rate  # the rest of its state comes from the file
+    return model, ""
+
+
+def start_model(keras: Any, cfg: Config, input_shape: tuple[int, ...], classes: int) -> tuple[Any, int, bool]:
+    """(model, epochs it already has, resumed): the checkpoint when it can be used, else a new model."""
+    if cfg.resume_from or cfg.initial_epoch:
+        # Seeded before loading: Keras draws the dropout layer's seed as it rebuilds the model.
+        # SEED + initial epoch gives this attempt its own shuffles instead of replaying attempt 1's.
+        keras.utils.set_random_seed(cfg.seed + cfg.initial_epoch)
+        model, why_not = load_checkpoint(keras, cfg, input_shape)
+        if model is not None:
+            print(f"Resuming from {cfg.resume_from}: epochs {cfg.initial_epoch} -> {cfg.epochs}.")
+            return model, cfg.initial_epoch, True
+        print(f"WARNING: {why_not}; training FROM SCRATCH for {cfg.epochs} epochs "
+              f"(epochs 0 -> {cfg.epochs}), not resuming.")
+    keras.utils.set_random_seed(cfg.seed)
+    return build_model(keras, input_shape, classes, cfg.learning_rate), 0, False
+
+
+def epoch_callbacks(keras: Any, cfg: Config, seconds: list[float]) -> list[Any]:
+    """Wall time of every epoch, and a stop once the validation metric reaches KT_THRESHOLD."""
+    started: list[float] = []
+    monitor = f"val_{cfg.metric}"
+
+    def stop_at_threshold(epoch: int, logs: dict[str, float] | None) -> None:
+        seconds.append(time.perf_counter() - started[-1])
+        value = (logs or {}).get(monitor)
+        if cfg.threshold is not None and value is not None and value >= cfg.threshold:
+            print(f"{monitor} {value:.4f} >= threshold {cfg.threshold} at epoch {epoch + 1}: stopping.")
+            callback.model.stop_training = True
+
+    callback = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: started.append(time.perf_counter()),
+        on_epoch_end=stop_at_threshold)
+    return [callback]
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Readers see the old file or the whole new one, never half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_model_atomically(model: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.keras")  # Keras insists on the suffix
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def prepare_output_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"KT_OUTPUT_DIR={path} cannot be created ({exc}).") from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"KT_OUTPUT_DIR={path} is not writable.")
+
+
+def print_config(cfg: Config) -> None:
+    print("Configuration:")
+    for key, value in asdict(cfg).items():
+        print(f"  {key:<14} {value if value not in ('', None) else '-'}")
+
+
+def train(cfg: Config) -> dict[str, Any]:
+    """One run of the contract; returns what goes into metrics.json."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    keras = import_keras()
+    lap("import_s")
+    x_train, y_train, x_val, y_val = load_data(keras, cfg.dataset)
+    input_shape, classes = tuple(x_train.shape[1:]), int(y_train.max()) + 1
+    lap("data_s")
+    model, initial_epoch, resumed = start_model(keras, cfg, input_shape, classes)
+    lap("build_or_load_s")
+
+    epoch_seconds: list[float] = []
+    history = model.fit(x_train, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
+                        initial_epoch=initial_epoch, validation_data=(x_val, y_val), verbose=2,
+                        callbacks=epoch_callbacks(keras, cfg, epoch_seconds)).history
+    lap("fit_s")
+    trained = len(epoch_seconds)
+    if trained:  # the last epoch's validation pass already measured the model as saved
+        value = float(history[f"val_{cfg.metric}"][-1])
+    else:  # nothing left to train (KT_INITIAL_EPOCH == KT_EPOCHS): measure the checkpoint
+        value = float(model.evaluate(x_val, y_val, verbose=0, return_dict=True)[cfg.metric])
+    lap("evaluate_s")
+    save_model_atomically(model, cfg.output_dir / CHECKPOINT)
+    lap("save_s")
+    timings["total_s"] = round(time.perf_counter() - START, 3)
+    epochs = initial_epoch + trained
+    return {
+        cfg.metric: value, "metric": cfg.metric, "epochs": epochs, "initial_epoch": initial_epoch,
+        "resumed": resumed, "early_stopped": epochs < cfg.epochs,
+        "history": {key: [float(v) for v in values] for key, values in history.items()},
+        "epoch_seconds": [round(s, 3) for s in epoch_seconds], "timings": timings,
+        "checkpoint": CHECKPOINT, "dataset": cfg.dataset,
+    }
+
+
+def main() -> int:
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # epoch lines stream live through a pipe
+    try:
+        cfg = read_config()
+        print_config(cfg)
+        prepare_output_dir(cfg.output_dir)
+        metrics = train(cfg)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_json_atomically(cfg.output_dir / "metrics.json", metrics)
+    print(f"Saved {cfg.output_dir / CHECKPOINT} and metrics.json ({metrics['epochs']} epochs).")
+    print(f"Test {cfg.metric}: {metrics[cfg.metric]:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is written, closed and flushed: skip TensorFlow's interpreter teardown,
+    # which adds about 0.7 s to every attempt and has nothing left to save.
+    os._exit(code)
