@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from keeptraining import config
 from keeptraining.errors import ConfigError
 
@@ -28,7 +27,8 @@ def test_file_overrides_defaults_and_flags_override_file(tmp_path: Path) -> None
     cfg = config.resolve({"epochs": 7}, path)
     assert cfg.threshold == 0.8 and cfg.metric == "auc"
     assert cfg.epochs == 7
-    assert cfg.sources == {**cfg.sources, "threshold": str(path), "epochs": "command line", "resume": "default"}
+    expected = {"threshold": str(path), "epochs": "command line", "resume": "default"}
+    assert cfg.sources == {**cfg.sources, **expected}
 
 
 def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
@@ -107,7 +107,8 @@ def test_bad_text_values_are_rejected_before_validation(key: str, raw: str, expe
     ({"threshold": float("nan")}, "not a finite number"),
     ({"epochs": 0}, "epochs = 0"),
 ])
-def test_bad_flag_values_are_reported_against_their_source(overrides: dict[str, object], expected: str) -> None:
+def test_bad_flag_values_are_reported_against_their_source(overrides: dict[str, object],
+                                                           expected: str) -> None:
     with pytest.raises(ConfigError, match=expected) as info:
         config.resolve(overrides, None)
     assert str(info.value).startswith("command line")

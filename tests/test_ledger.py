@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from keeptraining import ledger
 from keeptraining.errors import LedgerError
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from keeptraining import metrics
 from keeptraining.errors import MetricError
 

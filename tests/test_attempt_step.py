@@ -1,0 +1,179 @@
+"""``keeptraining attempt`` as a workflow run calls it: outputs, summary, dispatch, notices.
+
+Real processes (the fake training script, local backend) and the real GitHub emulator;
+the environment is what the composite action gives the step (KT_INPUT_*, GITHUB_*).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakes import fake_repo
+from github_emulator import GitHubEmulator
+from keeptraining import ledger
+from keeptraining.cli import main
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "ghs_attemptStepToken000111222"
+HEAD = "a" * 40
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    """Parse a GITHUB_OUTPUT file written with heredoc delimiters."""
+    outputs: dict[str, str] = {}
+    lines = path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        name, _, delimiter = lines[i].partition("<<")
+        end = lines.index(delimiter, i + 1)
+        outputs[name] = "\n".join(lines[i + 1:end])
+        i = end + 1
+    return outputs
+
+
+@pytest.fixture
+def emulator() -> Iterator[GitHubEmulator]:
+    with GitHubEmulator("acme/models", head_sha=HEAD, tokens={TOKEN}) as emu:
+        yield emu
+
+
+@pytest.fixture
+def actions_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: GitHubEmulator) -> dict[str, Path]:
+    files = {"output": tmp_path / "gh-output", "summary": tmp_path / "gh-summary.md"}
+    for name, value in {
+        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(files["output"]),
+        "GITHUB_STEP_SUMMARY": str(files["summary"]), "GITHUB_REPOSITORY": "acme/models",
+        "GITHUB_SHA": HEAD, "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main",
+        "GITHUB_REF_TYPE": "branch", "GITHUB_RUN_ID": "4242", "GITHUB_API_URL": emulator.url,
+        "GITHUB_SERVER_URL": emulator.server_url,
+        "GITHUB_WORKFLOW_REF": "acme/models/.github/workflows/continuous-training.yml@refs/heads/main",
+        "KT_GITHUB_TOKEN": TOKEN, "KT_INPUT_DISPATCH": "true", "KT_INPUT_THRESHOLD": "0.9",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("KT_SMTP_PASSWORD", raising=False)
+    return files
+
+
+def test_below_threshold_dispatches_the_next_attempt(
+        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path / "repo")
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    outputs = read_outputs(actions_env["output"])
+    assert outputs["attempt"] == "1" and outputs["epochs"] == "10"
+    assert outputs["threshold-reached"] == "false" and outputs["dispatched"] == "true"
+    assert outputs["next-epochs"] == "20" and outputs["chain-status"] == "continue"
+    assert outputs["accuracy"] == "0.6408"
+    (record,) = emulator.snapshot_dispatches()
+    assert record.inputs == {"attempt": "2", "epochs": "20", "commit": HEAD, "resume-run-id": "4242"}
+    assert outputs["next-run-url"].endswith(f"/actions/runs/{record.run_id}")
+    saved = ledger.load(repo / ".keeptraining").attempts[0]
+    assert saved.dispatched["run_id"] == record.run_id
+    assert saved.run["id"] == "4242"
+    summary = actions_env["summary"].read_text()
+    assert "| 1 |" in summary or "| [1]" in summary
+    assert "```mermaid" in summary and "xychart-beta" in summary
+    assert str(record.run_id) in summary
+    out = capsys.readouterr().out
+    assert all(line.startswith("::add-mask::") for line in out.splitlines() if TOKEN in line)
+
+
+def test_resumed_attempt_reaches_threshold_and_does_not_dispatch(
+        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = fake_repo(tmp_path / "repo", "epochs: 30\n")
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    monkeypatch.setenv("KT_INPUT_ATTEMPT", "2")
+    monkeypatch.setenv("KT_INPUT_EPOCHS", "40")
+    actions_env["output"].unlink()
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    outputs = read_outputs(actions_env["output"])
+    assert outputs["threshold-reached"] == "true" and outputs["dispatched"] == "false"
+    assert outputs["chain-status"] == "reached" and outputs["epochs"] == "35"
+    assert len(emulator.snapshot_dispatches()) == 1  # only attempt 1's
+    second = ledger.load(repo / ".keeptraining").attempts[1]
+    assert (second.initial_epoch, second.epochs_trained) == (30, 5)
+    assert list((repo / ".keeptraining" / "outbox").glob("*.eml")), "the outbox mail is written"
+
+
+def test_rerun_of_the_same_step_does_not_dispatch_twice(
+        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator) -> None:
+    first = fake_repo(tmp_path / "first")
+    assert main(["attempt", "--repo", str(first)]) == 0
+    rerun = fake_repo(tmp_path / "rerun")  # a job re-run starts from a fresh checkout
+    actions_env["output"].unlink()
+    assert main(["attempt", "--repo", str(rerun)]) == 0
+    assert len(emulator.snapshot_dispatches()) == 1
+    outputs = read_outputs(actions_env["output"])
+    assert outputs["dispatched"] == "true"
+
+
+def test_branch_moved_stops_the_chain_with_a_notice(
+        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    newer = emulator.push()
+    repo = fake_repo(tmp_path / "repo")
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    assert emulator.snapshot_dispatches() == []
+    assert read_outputs(actions_env["output"])["dispatched"] == "false"
+    assert f"moved to {newer[:7]}" in capsys.readouterr().out
+
+
+def test_run_checked_out_another_commit_than_the_chain_is_superseded(
+        tmp_path: Path, actions_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KT_INPUT_COMMIT", "b" * 40)
+    repo = fake_repo(tmp_path / "repo")
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    assert read_outputs(actions_env["output"])["chain-status"] == "superseded"
+    assert not (repo / ".keeptraining" / "ledger.json").exists()
+
+
+def test_failed_attempt_writes_outputs_and_an_error_annotation(
+        tmp_path: Path, actions_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FAKE_MODE", "crash")
+    repo = fake_repo(tmp_path / "repo")
+    assert main(["attempt", "--repo", str(repo)]) == 1
+    outputs = read_outputs(actions_env["output"])
+    assert outputs["chain-status"] == "failed" and outputs["accuracy"] == ""
+    assert "::error title=Training failed::" in capsys.readouterr().out
+    assert "failed" in actions_env["summary"].read_text().lower()
+
+
+def test_training_log_cannot_issue_workflow_commands(
+        tmp_path: Path, actions_env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path / "repo")
+    script = repo / "ml" / "fake_train.py"
+    hostile = 'print("::add-mask::0.6408\\n::set-output name=accuracy::1.0"); '
+    script.write_text(script.read_text().replace('print(f"fake: epochs', hostile + 'print(f"fake: epochs'))
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    out = capsys.readouterr().out
+    start = out.index("::stop-commands::")
+    token = out[start:].splitlines()[0].split("::")[2]
+    assert out.index("::add-mask::0.6408") > start
+    assert out.index(f"::{token}::") > out.index("::add-mask::0.6408")
+    assert read_outputs(actions_env["output"])["accuracy"] == "0.6408"
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("KT_INPUT_ATTEMPT", "two", "input attempt = 'two' is not valid"),
+    ("KT_INPUT_ATTEMPT", "$(touch pwned)", "input attempt = '$(touch pwned)' is not valid"),
+    ("KT_INPUT_EPOCHS", "`id`", "epochs = '`id`' is not valid"),
+    ("KT_INPUT_THRESHOLD", "90", "write 0.9 for 90 %"),
+    ("KT_INPUT_COMMIT", "${{ secrets.X }}", "commit = '${{ secrets.X }}' is not valid"),
+    ("KT_INPUT_DISPATCH", "yes please", "input dispatch = 'yes please' is not valid"),
+])
+def test_hostile_inputs_are_refused_before_training(
+        tmp_path: Path, actions_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], name: str, value: str, expected: str) -> None:
+    monkeypatch.setenv(name, value)
+    repo = fake_repo(tmp_path / "repo")
+    monkeypatch.chdir(tmp_path)
+    assert main(["attempt", "--repo", str(repo)]) != 0
+    out = capsys.readouterr().out
+    assert "::error title=" in out and expected.replace("%", "%25") in out
+    assert not (tmp_path / "pwned").exists()
+    assert not (repo / ".keeptraining" / "ledger.json").exists()
