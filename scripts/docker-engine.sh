@@ -36,7 +36,7 @@ SUITE="${KT_DEBIAN_SUITE:-bookworm}"
 DOCKERD_LOG="${KT_DOCKERD_LOG:-/var/log/keeptraining-dockerd.log}"
 DOCKERD_WAIT="${KT_DOCKERD_WAIT:-60}"
 HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
-LOCK_FILE="${TMPDIR:-/tmp}/keeptraining-docker-engine.lock"
+LOCK_FILE="${TMPDIR:-/tmp}/keeptraining-docker-engine.$(id -u).lock"
 
 log() { printf 'docker-engine: %s\n' "$*" >&2; }
 die() { printf 'docker-engine: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -93,9 +93,11 @@ ensure_engine() {
         log "starting dockerd on $socket (log: $DOCKERD_LOG)"
         as_root mkdir -p "$(dirname "$DOCKERD_LOG")"
         # setsid + nohup: the daemon must survive this script and the test session
-        # that ran it; it is left running on purpose for the next caller.
+        # that ran it; it is left running on purpose for the next caller. It must
+        # not inherit fd 3 (the caller's stdout: a $(...) capture would never see
+        # EOF) nor fd 9 (the lock: later callers would wait forever).
         as_root setsid nohup dockerd --iptables=false --bridge=none -H "unix://$socket" \
-            >>"$DOCKERD_LOG" 2>&1 </dev/null &
+            >>"$DOCKERD_LOG" 2>&1 </dev/null 3>&- 9>&- &
     fi
 
     local waited=0

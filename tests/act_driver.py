@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from github_emulator import GitHubEmulator, WorkflowInput
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

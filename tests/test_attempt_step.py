@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from fakes import fake_repo
 from github_emulator import GitHubEmulator
 from keeptraining import ledger

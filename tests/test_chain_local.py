@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fakes import fake_repo
 from keeptraining import ledger
 from keeptraining.cli import main

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from act_driver import CT_WORKFLOW, REPO_ROOT, ActChain, copy_project, declared_inputs, init_repo
 from github_emulator import EmulatedWorkflow, GitHubEmulator
 from smtp_server import Certs, SmtpTestServer, make_certificates

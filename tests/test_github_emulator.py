@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 from github import Auth, BadCredentialsException, Github, GithubException, UnknownObjectException
+
 from github_emulator import (
     DISPATCH_OP,
     SUBSET_PATH,

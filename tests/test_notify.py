@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from keeptraining import ledger as ledger_mod
 from keeptraining import notify, report
 from keeptraining.errors import NotifyError

@@ -15,6 +15,7 @@ from typing import Any
 import matplotlib
 import matplotlib.image
 import pytest
+
 from keeptraining import report, strategy
 from keeptraining.config import Config, resolve
 from keeptraining.ledger import BELOW, FAILED, REACHED, Attempt, Ledger

@@ -1,0 +1,483 @@
+"""The docker backend against a real engine and the real image (no mocks).
+
+The engine and image come from the session fixtures in conftest.py (`# --- docker ---`):
+scripts/docker-engine.sh, then ensure_image on the repository's own Dockerfile.
+Training scripts here are tiny ones written into tmp_path, so that these tests
+check the container contract, not a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from conftest import REPO_ROOT, TrainingImage
+from keeptraining import backend_docker
+from keeptraining.errors import BackendUnavailable, ConfigError, ImageBuildError, TrainingError
+from keeptraining.train import TrainRequest, TrainResult
+
+EXPECTED_UID = backend_docker.CONTAINER_UID if os.getuid() == 0 else os.getuid()
+
+CONTRACT_SCRIPT = """\
+import json, os, socket, sys
+
+print("uid", os.getuid(), flush=True)
+try:
+    with open("probe.txt", "w") as f:
+        f.write("x")
+    code_dir = "writable"
+except OSError as exc:
+    code_dir = f"read-only errno={exc.errno}"
+print("code-dir", code_dir, flush=True)
+try:
+    socket.create_connection(("192.0.2.1", 80), timeout=2).close()
+    network = "yes"
+except OSError:
+    network = "none"
+
+import keras
+import tensorflow as tf
+print("tensorflow", tf.__version__, "keras", keras.__version__, flush=True)
+
+out = os.environ["KT_OUTPUT_DIR"]
+resume = os.environ["KT_RESUME_FROM"]
+resumed = ""
+if resume:
+    with open(resume) as f:
+        resumed = f.read()
+report = {
+    "accuracy": 0.5,
+    "epochs": int(os.environ["KT_EPOCHS"]),
+    "uid": os.getuid(),
+    "cwd": os.getcwd(),
+    "code_dir": code_dir,
+    "network": network,
+    "resumed": resumed,
+    "tensorflow": tf.__version__,
+    "env": {k: v for k, v in os.environ.items() if k.startswith("KT_")},
+}
+with open(os.path.join(out, "metrics.json"), "w") as f:
+    json.dump(report, f)
+with open(os.path.join(out, "model.keras"), "wb") as f:
+    f.write(b"fake checkpoint")
+print("Test accuracy: 0.5")
+"""
+
+CONTRACT_ENV = {
+    "KT_EPOCHS": "20",
+    "KT_INITIAL_EPOCH": "10",
+    "KT_THRESHOLD": "0.9",
+    "KT_METRIC": "accuracy",
+    "KT_HP_LEARNING_RATE": "0.01",
+}
+
+
+def write_script(tmp_path: Path, body: str, name: str = "train.py") -> Path:
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / name).write_text(textwrap.dedent(body))
+    return code
+
+
+def request(
+    tmp_path: Path,
+    code: Path,
+    *,
+    command: list[str] | None = None,
+    timeout: float = 60,
+    resume_from: Path | None = None,
+    env: dict[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> TrainRequest:
+    return TrainRequest(
+        code_dir=code,
+        command=command or ["python", "train.py"],
+        output_dir=tmp_path / "out",
+        env=dict(CONTRACT_ENV if env is None else env),
+        timeout=timeout,
+        resume_from=resume_from,
+        on_line=on_line,
+    )
+
+
+@pytest.fixture
+def run_label() -> dict[str, str]:
+    """A label unique to one test, to find its containers without touching anyone else's."""
+    return {"keeptraining.test": uuid.uuid4().hex}
+
+
+def containers_with(dc: docker.DockerClient, labels: dict[str, str]) -> list[Any]:
+    filters = {"label": [f"{k}={v}" for k, v in {**backend_docker.LABELS, **labels}.items()]}
+    return list(dc.containers.list(all=True, filters=filters))
+
+
+def run_in(image: TrainingImage, dc: docker.DockerClient, req: TrainRequest,
+           labels: dict[str, str]) -> TrainResult:
+    result = backend_docker.run(req, image.tag, docker_client=dc, extra_labels=labels)
+    assert containers_with(dc, labels) == [], "the container must be removed"
+    return result
+
+
+# --- image ----------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_image_builds_on_local_base_and_is_then_a_cache_hit(
+    training_image: TrainingImage, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = docker_client.images.get(training_image.tag)
+    assert training_image.tag.startswith("keeptraining-train:")
+    assert image.labels.get("keeptraining") == "1"
+    assert image.attrs["Config"]["User"] == "trainer"
+    assert image.attrs["Config"]["WorkingDir"] == "/workspace/code"
+    assert "PATH=/opt/venv/bin:" in " ".join(image.attrs["Config"]["Env"])
+    # Built on the local base: its top layer is one of ours.
+    base_layers = docker_client.images.get(training_image.base_image).attrs["RootFS"]["Layers"]
+    assert image.attrs["RootFS"]["Layers"][: len(base_layers)] == base_layers
+
+    def no_build(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a cache hit must not send a build (nor its context)")
+
+    monkeypatch.setattr(docker_client.api, "build", no_build)
+    start = time.monotonic()
+    tag, built = backend_docker.ensure_image(
+        REPO_ROOT, "Dockerfile", training_image.base_image, docker_client=docker_client)
+    took = time.monotonic() - start
+    assert (tag, built) == (training_image.tag, False)
+    assert took < 2.0
+    print(f"\nimage: first ensure_image {training_image.seconds:.1f}s (built={training_image.built}); "
+          f"cache hit {took * 1000:.0f} ms")
+
+
+def copy_build_inputs(dest: Path) -> Path:
+    dest.mkdir()
+    for name in ("Dockerfile", ".dockerignore", "requirements.txt"):
+        shutil.copy(REPO_ROOT / name, dest / name)
+    return dest
+
+
+@pytest.mark.docker
+def test_image_tag_follows_build_inputs_not_code(
+    tmp_path: Path, docker_client: docker.DockerClient, docker_base_image: str
+) -> None:
+    repo = copy_build_inputs(tmp_path / "repo")
+
+    def tag(base: str | None = docker_base_image) -> str:
+        return backend_docker.image_tag(repo, "Dockerfile", base, docker_client=docker_client)
+
+    first = tag()
+    assert first == backend_docker.image_tag(REPO_ROOT, "Dockerfile", docker_base_image,
+                                             docker_client=docker_client)
+    assert backend_docker.context_files(repo, "Dockerfile") == [".dockerignore", "Dockerfile",
+                                                                 "requirements.txt"]
+    (repo / "ml_code").mkdir()
+    (repo / "ml_code" / "nn.py").write_text("print('changed code')\n")
+    (repo / "README.md").write_text("docs\n")
+    assert tag() == first, "code and docs are mounted, not built in: no rebuild"
+    assert tag(None) != first, "another BASE_IMAGE is another image"
+    (repo / "requirements.txt").write_text("keras==3.15.1\n")
+    assert tag() != first, "new requirements are a new image"
+
+
+@pytest.mark.docker
+def test_broken_dockerfile_raises_image_build_error_with_log_tail(
+    tmp_path: Path, docker_client: docker.DockerClient, docker_base_image: str
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    marker = f"broken-step-{uuid.uuid4().hex[:8]}"
+    (repo / "Dockerfile").write_text(
+        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && exit 7\n")
+    lines: list[str] = []
+    with pytest.raises(ImageBuildError) as info:
+        backend_docker.ensure_image(repo, "Dockerfile", docker_base_image, on_line=lines.append,
+                                    docker_client=docker_client)
+    message = str(info.value)
+    assert marker in message  # the log tail
+    assert "non-zero code: 7" in message
+    assert any(marker in line for line in lines), "build output is streamed live"
+    tag = backend_docker.image_tag(repo, "Dockerfile", docker_base_image, docker_client=docker_client)
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(tag)
+
+
+@pytest.mark.docker
+def test_dockerfile_outside_the_repository_is_refused(tmp_path: Path,
+                                                      docker_client: docker.DockerClient) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    with pytest.raises(ConfigError, match="outside the repository"):
+        backend_docker.ensure_image(repo, "../Dockerfile", None, docker_client=docker_client)
+    with pytest.raises(ConfigError, match="does not exist"):
+        backend_docker.ensure_image(repo, "Dockerfile", None, docker_client=docker_client)
+
+
+# --- run ----------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_training_run_honours_the_contract(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    code = write_script(tmp_path, CONTRACT_SCRIPT)
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    (previous / "model.keras").write_text("checkpoint of attempt 1")
+    lines: list[str] = []
+    req = request(tmp_path, code, resume_from=previous / "model.keras", on_line=lines.append)
+
+    result = run_in(training_image, docker_client, req, run_label)
+
+    assert result.exit_code == 0, result.output
+    assert not result.timed_out
+    assert result.detail == ""
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["uid"] == EXPECTED_UID != 0
+    assert metrics["code_dir"] == "read-only errno=30"  # EROFS
+    assert not (code / "probe.txt").exists()
+    assert metrics["network"] == "none"
+    assert metrics["cwd"] == "/workspace/code"
+    assert metrics["tensorflow"] == "2.21.0"
+    assert metrics["env"] == {
+        **CONTRACT_ENV,
+        "KT_OUTPUT_DIR": "/workspace/output",
+        "KT_RESUME_FROM": "/workspace/resume/model.keras",
+    }
+    assert metrics["resumed"] == "checkpoint of attempt 1"
+    checkpoint = tmp_path / "out" / "model.keras"
+    assert checkpoint.read_bytes() == b"fake checkpoint"
+    assert checkpoint.stat().st_uid == EXPECTED_UID
+    assert (previous / "model.keras").read_text() == "checkpoint of attempt 1"
+    assert "Test accuracy: 0.5" in result.output
+    assert "Test accuracy: 0.5" in lines
+    assert f"uid {EXPECTED_UID}" in lines
+    assert {"container_create_s", "container_start_s", "run_s", "cleanup_s"} <= set(result.stages)
+    print(f"\ncontract run: {result.duration:.2f}s (TensorFlow import included); "
+          + ", ".join(f"{k}={v:.2f}" for k, v in result.stages.items()))
+
+
+@pytest.mark.docker
+def test_fresh_run_has_empty_resume_and_may_resume_from_its_own_output_folder(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    code = write_script(tmp_path, """\
+        import os
+        print("resume=[" + os.environ["KT_RESUME_FROM"] + "]")
+        if os.environ["KT_RESUME_FROM"]:
+            print("read:", open(os.environ["KT_RESUME_FROM"]).read())
+        open(os.path.join(os.environ["KT_OUTPUT_DIR"], "model.keras"), "w").write("attempt 2")
+    """)
+    fresh = run_in(training_image, docker_client, request(tmp_path, code), run_label)
+    assert fresh.exit_code == 0, fresh.output
+    assert "resume=[]" in fresh.output
+
+    # The usual chain: attempt n+1 resumes from the checkpoint in the same output folder.
+    resumed = run_in(training_image, docker_client,
+                     request(tmp_path, code, resume_from=tmp_path / "out" / "model.keras"), run_label)
+    assert resumed.exit_code == 0, resumed.output
+    assert "resume=[/workspace/resume/model.keras]" in resumed.output
+    assert "read: attempt 2" in resumed.output
+
+
+@pytest.mark.docker
+def test_trivial_script_start_overhead(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    code = write_script(tmp_path, "print('hello')\n")
+    start = time.monotonic()
+    result = run_in(training_image, docker_client, request(tmp_path, code), run_label)
+    total = time.monotonic() - start
+    assert result.exit_code == 0
+    assert result.output.strip() == "hello"
+    assert total < 15
+    print(f"\ntrivial script: {total:.2f}s end to end, container {result.duration:.2f}s; "
+          + ", ".join(f"{k}={v:.2f}" for k, v in result.stages.items()))
+
+
+@pytest.mark.docker
+def test_failing_script_returns_exit_code_and_log_tail(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    code = write_script(tmp_path, """\
+        import sys
+        for i in range(100):
+            print("line", i)
+        print("Traceback: the model exploded", file=sys.stderr)
+        sys.exit(3)
+    """)
+    result = run_in(training_image, docker_client, request(tmp_path, code), run_label)
+    assert result.exit_code == 3
+    assert not result.timed_out
+    # stdout and stderr reach the engine through separate pipes: their relative
+    # order is not kept, the order within each is.
+    tail = result.log_tail.splitlines()
+    assert "Traceback: the model exploded" in tail
+    assert [line for line in tail if line.startswith("line")][-1] == "line 99"
+    assert "line 0" in result.output  # the whole log is kept, not only the tail
+    assert "line 0" not in result.log_tail
+
+
+@pytest.mark.docker
+def test_missing_program_raises_and_leaves_no_container(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    code = write_script(tmp_path, "print('never')\n")
+    with pytest.raises(TrainingError, match="'no-such-program' could not be started"):
+        backend_docker.run(request(tmp_path, code, command=["no-such-program", "x"]), training_image.tag,
+                           docker_client=docker_client, extra_labels=run_label)
+    assert containers_with(docker_client, run_label) == []
+
+
+@pytest.mark.docker
+def test_timeout_stops_and_removes_the_container(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    code = write_script(tmp_path, """\
+        import time
+        print("sleeping", flush=True)
+        time.sleep(600)
+    """)
+    start = time.monotonic()
+    result = run_in(training_image, docker_client, request(tmp_path, code, timeout=3), run_label)
+    took = time.monotonic() - start
+    assert result.timed_out
+    assert result.exit_code != 0
+    assert "timed out after 3s" in result.detail
+    assert "sleeping" in result.output
+    assert took < 3 + 5, f"took {took:.1f}s"
+
+
+@pytest.mark.docker
+def test_timeout_kills_a_script_that_ignores_sigterm(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    code = write_script(tmp_path, """\
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ignoring SIGTERM", flush=True)
+        time.sleep(600)
+    """)
+    start = time.monotonic()
+    result = run_in(training_image, docker_client, request(tmp_path, code, timeout=2), run_label)
+    took = time.monotonic() - start
+    assert result.timed_out
+    assert result.exit_code == 137  # SIGKILL after the grace period
+    assert took < 2 + backend_docker.STOP_GRACE_S + 5, f"took {took:.1f}s"
+
+
+INTERRUPTED_RUNNER = """\
+import json, signal, sys
+from pathlib import Path
+from keeptraining import backend_docker
+from keeptraining.train import TrainRequest
+
+def stop(signum, frame):
+    raise SystemExit(128 + signum)  # what a CLI does with SIGTERM: unwind, run finally blocks
+
+signal.signal(signal.SIGTERM, stop)
+args = json.loads(sys.argv[1])
+request = TrainRequest(code_dir=Path(args["code"]), command=["python", "train.py"],
+                       output_dir=Path(args["out"]), env={}, timeout=600,
+                       on_line=lambda line: print(line, flush=True))
+backend_docker.run(request, args["image"], extra_labels=args["labels"])
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_removes_its_container(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str], signum: signal.Signals,
+) -> None:
+    code = write_script(tmp_path, """\
+        import time
+        print("training", flush=True)
+        time.sleep(600)
+    """)
+    args = {"code": str(code), "out": str(tmp_path / "out"), "image": training_image.tag,
+            "labels": run_label}
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUNNER, json.dumps(args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "training"  # the container runs
+        assert len(containers_with(docker_client, run_label)) == 1
+        proc.send_signal(signum)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode != 0
+    assert containers_with(docker_client, run_label) == []
+
+
+@pytest.mark.docker
+def test_log_lines_arrive_live(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    code = write_script(tmp_path, """\
+        import time
+        print("epoch 1", flush=True)
+        time.sleep(3)
+        print("epoch 2", flush=True)
+    """)
+    seen: dict[str, float] = {}
+
+    def on_line(line: str) -> None:
+        seen.setdefault(line, time.monotonic())
+
+    result = run_in(training_image, docker_client, request(tmp_path, code, on_line=on_line), run_label)
+    ended = time.monotonic()
+    assert result.exit_code == 0
+    assert list(seen) == ["epoch 1", "epoch 2"]
+    assert seen["epoch 2"] - seen["epoch 1"] > 2.0, "the first line came before the script went on"
+    assert ended - seen["epoch 1"] > 2.0
+
+
+@pytest.mark.docker
+def test_sweep_removes_leftover_labelled_containers(
+    training_image: TrainingImage, docker_client: docker.DockerClient, run_label: dict[str, str],
+) -> None:
+    docker_client.containers.create(training_image.tag, ["sleep", "600"],
+                                    labels={**backend_docker.LABELS, **run_label})
+    assert len(containers_with(docker_client, run_label)) == 1
+    assert backend_docker.sweep(docker_client=docker_client, labels=run_label) == 1
+    assert containers_with(docker_client, run_label) == []
+
+
+# --- no engine ------------------------------------------------------------------------
+
+
+def test_no_engine_is_reported_quickly_with_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    start = time.monotonic()
+    assert backend_docker.engine_available() is False
+    with pytest.raises(BackendUnavailable) as info:
+        backend_docker.require_engine()
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert "no-engine.sock" in message
+    assert "bash scripts/docker-engine.sh" in message
+    assert "backend: local" in message and "--backend local" in message
