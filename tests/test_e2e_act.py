@@ -144,7 +144,8 @@ def consumer_repo(root: Path, base_image: str, config: str = "") -> Path:
     (root / "ml_code").mkdir()
     (root / "ml_code" / "nn.py").write_text(CONSUMER_SCRIPT)
     (root / "Dockerfile").write_text(f"ARG BASE_IMAGE={base_image}\nFROM ${{BASE_IMAGE}}\n"
-                                     "RUN useradd --uid 1000 --create-home trainer\nUSER trainer\n")
+                                     "RUN ln -s /usr/bin/python3 /usr/local/bin/python"
+                                     " && useradd --uid 1000 --create-home trainer\nUSER trainer\n")
     (root / ".keeptraining.yml").write_text(config)
     return root
 
