@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -185,3 +186,35 @@ def test_validate_rejects_bad_config_with_exit_2(tmp_path: Path, capsys: pytest.
     repo = fake_repo(tmp_path, "threshold: 90\n")
     assert run_cli(repo, "validate") == 2
     assert "write 0.9 for 90 %" in capsys.readouterr().err
+
+
+def test_sigterm_stops_training_and_keeps_the_ledger(tmp_path: Path) -> None:
+    """A cancelled workflow run: SIGTERM to `keeptraining attempt` while the script trains."""
+    repo = fake_repo(tmp_path)
+    env = {**os.environ, "FAKE_MODE": "hang", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until the training script runs
+        if line.startswith("fake: epochs"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 130, rest
+    assert "interrupted" in rest.lower()
+    (attempt,) = records(repo)
+    assert attempt.outcome == "failed" and "interrupted" in (attempt.error or "")
+    assert running_in(repo / "ml") == [], "the training process must not outlive the cancellation"
+
+
+def running_in(folder: Path) -> list[int]:
+    """Pids of processes whose working directory is ``folder``."""
+    pids = []
+    for proc_dir in Path("/proc").iterdir():
+        if proc_dir.name.isdigit():
+            try:
+                if Path(os.readlink(proc_dir / "cwd")) == folder.resolve():
+                    pids.append(int(proc_dir.name))
+            except OSError:
+                continue
+    return pids

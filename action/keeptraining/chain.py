@@ -160,6 +160,9 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     except (TrainingError, MetricError) as exc:
         error = exc
         record.error = exc.message
+    except BaseException:  # Ctrl-C, SIGTERM (runner cancellation): record it, keep what exists
+        record.error = "interrupted (Ctrl-C or cancellation); the attempt's output folder is kept"
+        raise
     finally:
         ledger.attempts.append(record)
         ledger_mod.save(ws.state_dir, ledger)

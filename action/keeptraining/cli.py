@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -138,8 +140,15 @@ def cmd_attempt(args: argparse.Namespace) -> int:
     return attempt_step.run(args, load_config(args))
 
 
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    """A cancelled GitHub job gets SIGTERM: unwind like Ctrl-C so cleanup code runs."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate}
     try:
         return commands[args.command](args)
