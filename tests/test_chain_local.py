@@ -218,3 +218,25 @@ def running_in(folder: Path) -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+def test_corrupt_checkpoint_is_never_claimed_as_a_resume(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "attempt") == 0
+    (repo / ".keeptraining" / "attempt-001" / "model.keras").write_text("\x00garbage")
+    assert run_cli(repo, "attempt") == 0
+    second = records(repo)[1]
+    assert (second.initial_epoch, second.resumed_from, second.epochs_trained) == (0, None, 20)
+    assert "did not resume attempt 1's checkpoint" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("no-such-trainer --fast", "train_command 'no-such-trainer' was not found"),
+    ("python 'unbalanced", "cannot be split"),
+])
+def test_bad_train_command_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            command: str, expected: str) -> None:
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "run", "--train-command", command) != 0
+    assert expected in capsys.readouterr().err
