@@ -8,6 +8,7 @@ dispatches, outputs and the one mail at the end.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -150,14 +151,22 @@ def consumer_repo(root: Path, base_image: str, config: str = "") -> Path:
     return root
 
 
-def test_consumer_repository_uses_the_action_from_the_readme(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
-    repo = consumer_repo(tmp_path / "consumer", docker_base_image)
+@contextlib.contextmanager
+def consumer_chain(tmp_path: Path, base_image: str, smtp: SmtpTestServer, certs: Certs,
+                   config: str = "") -> Iterator[tuple[ActChain, str]]:
+    """A consumer repository, its emulated GitHub and an act driver: (chain, head commit)."""
+    repo = consumer_repo(tmp_path / "consumer", base_image, config)
     head = init_repo(repo, FULL_NAME)
     with emulator_for(repo, head) as emulator:
         chain = ActChain(repo, emulator, tmp_path / "work", secrets=secrets_for(smtp),
                          env={"KT_SMTP_CAFILE": str(certs.ca_cert)})
         chain.work.mkdir()
+        yield chain, head
+
+
+def test_consumer_repository_uses_the_action_from_the_readme(
+        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    with consumer_chain(tmp_path, docker_base_image, smtp, certs) as (chain, _head):
         runs = chain.run_chain(max_runs=8)
         for run in runs:
             assert run.returncode == 0, run.log[-4000:]
@@ -171,13 +180,9 @@ def test_consumer_repository_uses_the_action_from_the_readme(
 
 def test_unreachable_threshold_stops_at_max_attempts(
         tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
-    repo = consumer_repo(tmp_path / "consumer", docker_base_image,
-                         "max_attempts: 3\nhyperparameters:\n  ceiling: 0.8\n")
-    head = init_repo(repo, FULL_NAME)
-    with emulator_for(repo, head) as emulator:
-        chain = ActChain(repo, emulator, tmp_path / "work", secrets=secrets_for(smtp),
-                         env={"KT_SMTP_CAFILE": str(certs.ca_cert)})
-        chain.work.mkdir()
+    config = "max_attempts: 3\nhyperparameters:\n  ceiling: 0.8\n"
+    with consumer_chain(tmp_path, docker_base_image, smtp, certs, config) as (chain, _head):
+        emulator = chain.emulator
         runs = chain.run_chain(max_runs=8)
         assert [r.returncode for r in runs] == [0, 0, 0]
         assert [r.outputs["attempt"] for r in runs] == ["1", "2", "3"]
@@ -190,12 +195,8 @@ def test_unreachable_threshold_stops_at_max_attempts(
 
 def test_newer_push_mid_chain_stops_the_older_chain(
         tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
-    repo = consumer_repo(tmp_path / "consumer", docker_base_image)
-    head = init_repo(repo, FULL_NAME)
-    with emulator_for(repo, head) as emulator:
-        chain = ActChain(repo, emulator, tmp_path / "work", secrets=secrets_for(smtp),
-                         env={"KT_SMTP_CAFILE": str(certs.ca_cert)})
-        chain.work.mkdir()
+    with consumer_chain(tmp_path, docker_base_image, smtp, certs) as (chain, head):
+        emulator = chain.emulator
         first = chain.act("push", {"ref": "refs/heads/main", "after": head})
         assert first.returncode == 0 and first.outputs["dispatched"] == "true"
         newer = emulator.push()  # someone pushes while attempt 2 is queued
