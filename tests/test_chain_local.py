@@ -240,3 +240,17 @@ def test_bad_train_command_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
     repo = fake_repo(tmp_path)
     assert run_cli(repo, "run", "--train-command", command) != 0
     assert expected in capsys.readouterr().err
+
+
+def test_run_falls_back_to_local_only_when_backend_is_unset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    repo = fake_repo(tmp_path / "repo")
+    (repo / ".keeptraining.yml").write_text("code_path: ml\ntrain_command: python fake_train.py\n")
+    assert run_cli(repo, "run", "--max-attempts", "1") == 3
+    assert "No Docker engine answers and `backend` is unset" in capsys.readouterr().out
+    assert records(repo)[0].params["backend"] == "local"
+    assert run_cli(repo, "run", "--max-attempts", "1", "--backend", "docker") == 1
+    err = capsys.readouterr().err
+    assert "backend: local" in err and "docker-engine.sh" in err
+    assert run_cli(repo, "attempt", "--attempt", "1") == 1  # attempt never falls back on its own

@@ -121,9 +121,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args)
     ws = chain.workspace(config, args.repo)
+    backend = backends.select(config, args.repo, allow_local_fallback=True, say=print)
     if not args.continue_chain:
         chain.archive_previous(ws.state_dir, print)
-    backend = backends.select(config, args.repo, allow_local_fallback=True, say=print)
     print(f"keeptraining: {config.metric} >= {config.threshold}, {config.epochs} epochs then "
           f"+{config.epoch_step} per attempt, at most {config.max_attempts} attempts, "
           f"resume={str(config.resume).lower()}, backend={backend.name}")
