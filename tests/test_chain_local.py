@@ -254,3 +254,18 @@ def test_run_falls_back_to_local_only_when_backend_is_unset(
     err = capsys.readouterr().err
     assert "backend: local" in err and "docker-engine.sh" in err
     assert run_cli(repo, "attempt", "--attempt", "1") == 1  # attempt never falls back on its own
+
+
+def test_continue_retries_a_failed_attempt_and_goes_on(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "attempt") == 0
+    monkeypatch.setenv("FAKE_MODE", "crash")
+    assert run_cli(repo, "attempt") == 1
+    monkeypatch.delenv("FAKE_MODE")
+    assert run_cli(repo, "run", "--continue") == 0
+    attempts = records(repo)
+    assert [a.attempt for a in attempts] == [1, 2, 3, 4]
+    assert attempts[1].outcome == "below" and attempts[1].initial_epoch == 10
+    assert run_cli(repo, "run", "--continue") == 0  # already ended: nothing more is trained
+    assert len(records(repo)) == 4

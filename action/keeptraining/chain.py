@@ -76,14 +76,18 @@ def _now() -> str:
 
 
 def _attempt_number(ledger: Ledger, attempt: int | None, config: Config, say: Say) -> int:
-    recorded = [a.attempt for a in ledger.attempts]
-    number = attempt if attempt is not None else (max(recorded) + 1 if recorded else 1)
+    last = ledger.last
+    if attempt is not None:
+        number = attempt
+    elif last is None:
+        number = 1
+    else:  # the next attempt, or the last one again when it failed
+        number = last.attempt if last.outcome == FAILED else last.attempt + 1
     if number < 1:
         raise ConfigError(f"attempt = {number} is not valid; attempts are numbered from 1.")
     if number > config.max_attempts:
         raise ConfigError(f"attempt = {number} is beyond max_attempts = {config.max_attempts}.",
                           hint="Raise max_attempts, or start a new chain at attempt 1.")
-    last = ledger.last
     retry_of_failed = last is not None and number == last.attempt and last.outcome == FAILED
     if last is not None and number <= last.attempt and not retry_of_failed:
         raise LedgerError(f"Attempt {number} is already recorded in the ledger (outcome: "

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, attempt_step, backends, chain, gha, report, strategy
+from . import __version__, attempt_step, backends, chain, gha, ledger, report, strategy
 from . import config as config_mod
 from .errors import ConfigError, KeeptrainingError
 
@@ -124,6 +124,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = backends.select(config, args.repo, allow_local_fallback=True, say=print)
     if not args.continue_chain:
         chain.archive_previous(ws.state_dir, print)
+    else:
+        ended = strategy.decide(config, ledger.load(ws.state_dir))
+        if ended.kind in (strategy.CHAIN_REACHED, strategy.EXHAUSTED):
+            print(f"The chain in {ws.state_dir} has already ended: {ended.reason}")
+            return 0 if ended.kind == strategy.CHAIN_REACHED else 3
     print(f"keeptraining: {config.metric} >= {config.threshold}, {config.epochs} epochs then "
           f"+{config.epoch_step} per attempt, at most {config.max_attempts} attempts, "
           f"resume={str(config.resume).lower()}, backend={backend.name}")
