@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from fakes import fake_repo
-from keeptraining import ledger
+from keeptraining import chain, ledger
 from keeptraining.cli import main
 
 pytestmark = pytest.mark.integration
@@ -269,3 +269,16 @@ def test_continue_retries_a_failed_attempt_and_goes_on(tmp_path: Path,
     assert attempts[1].outcome == "below" and attempts[1].initial_epoch == 10
     assert run_cli(repo, "run", "--continue") == 0  # already ended: nothing more is trained
     assert len(records(repo)) == 4
+
+
+def test_prune_keeps_only_the_last_and_the_best_checkpoint(tmp_path: Path) -> None:
+    repo = fake_repo(tmp_path, "threshold: 0.999\nmax_attempts: 3\n")
+    assert run_cli(repo, "run") == 3
+    state = repo / ".keeptraining"
+    loaded = ledger.load(state)
+    loaded.attempts[0].metric = 0.9999  # make attempt 1 the best one
+    removed = chain.prune_checkpoints(state, loaded)
+    assert removed == [state / "attempt-002" / "model.keras"]
+    assert (state / "attempt-001" / "model.keras").exists()
+    assert (state / "attempt-003" / "model.keras").exists()
+    assert (state / "attempt-002" / "metrics.json").exists()

@@ -104,6 +104,8 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
     if args.dispatch and result.error is None and decision.kind == strategy.CONTINUE:
         next_run = _dispatch(result, info, token, env)
         ledger.save(ws.state_dir, result.ledger)
+    if gha.in_actions(env):
+        chain.prune_checkpoints(ws.state_dir, result.ledger)
     _write_outputs(config, result, next_run)
     _write_summary(config, result, next_run)
     if decision.kind != strategy.CONTINUE:

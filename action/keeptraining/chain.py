@@ -220,6 +220,26 @@ def _attempt_line(record: Attempt, config: Config) -> str:
             f"{record.duration_s:.1f} s)")
 
 
+def prune_checkpoints(state_dir: Path, ledger: Ledger) -> list[Path]:
+    """Delete checkpoints no later attempt needs: all but the last one and the best one.
+
+    On GitHub each run uploads the state folder as an artifact; without this, every run
+    would upload every earlier checkpoint again. Each earlier run's artifact still holds
+    its own checkpoint, so nothing is lost. metrics.json files and the ledger stay.
+    """
+    best = ledger.best()
+    keep = {a.attempt for a in (ledger.last, best) if a is not None}
+    removed = []
+    for record in ledger.attempts:
+        if record.attempt in keep or not record.checkpoint:
+            continue
+        path = ledger_mod.attempt_dir(state_dir, record.attempt) / record.checkpoint
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def archive_previous(state_dir: Path, say: Say) -> None:
     """Move an earlier chain's ledger and attempts aside, so a new chain loses nothing."""
     if not ledger_mod.ledger_path(state_dir).exists():
