@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,11 @@ class ActChain:
     variables: Mapping[str, str] = field(default_factory=dict)
     workflow: str = CT_WORKFLOW
     runs: list[ActRun] = field(default_factory=list)
+    #: Further act options, e.g. ``("--insecure-secrets",)``.
+    act_args: Sequence[str] = ()
+    #: When set, the secrets reach act in this dotenv file instead of act's environment
+    #: (act's host executor hands its own environment on to every step, which GitHub never does).
+    secret_file: Path | None = None
 
     @property
     def store(self) -> Path:
@@ -156,8 +161,15 @@ class ActChain:
             cmd += ["--env", f"{name}={value}"]
         for name, value in self.variables.items():
             cmd += ["--var", f"{name}={value}"]
-        for name in self.secrets:  # act reads each value from its environment: never in argv
-            cmd += ["-s", name]
+        secret_env = dict(self.secrets)
+        if self.secret_file is not None:
+            write_secret_file(self.secret_file, self.secrets)
+            cmd += ["--secret-file", str(self.secret_file)]
+            secret_env = {}
+        else:
+            for name in self.secrets:  # act reads each value from its environment: never in argv
+                cmd += ["-s", name]
+        cmd += list(self.act_args)
         start = time.monotonic()
         done = subprocess.run(
             cmd,
@@ -165,7 +177,7 @@ class ActChain:
             capture_output=True,
             text=True,
             timeout=timeout, check=False,
-            env={**os.environ, **self.secrets},
+            env={**os.environ, **secret_env},
             stdin=subprocess.DEVNULL,
         )
         log = done.stdout + done.stderr
@@ -199,6 +211,16 @@ class ActChain:
                 },
             )
         return self.runs
+
+
+def write_secret_file(path: Path, secrets: Mapping[str, str]) -> None:
+    """``NAME='value'`` lines that act's ``--secret-file`` reads literally (owner-only file)."""
+    for name, value in secrets.items():
+        if "'" in value or "\n" in value or "\r" in value:
+            raise ValueError(f"secret {name} cannot be written to a dotenv file literally")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text("".join(f"{name}='{value}'\n" for name, value in secrets.items()))
 
 
 def _pinned(action: str) -> str:

@@ -19,13 +19,18 @@ from .errors import TrainingError
 from .train import TrainRequest, TrainResult
 
 _GRACE_S = 5.0  # after SIGTERM, how long the script may take to save and exit
+#: Credentials keeptraining itself uses (dispatch, mail), never handed on to the training script;
+#: INPUT_*: the action's inputs as some runners (act) export them. Compared with - read as _.
+WITHHELD_ENV = frozenset({"KT_GITHUB_TOKEN", "GITHUB_TOKEN", "INPUT_GITHUB_TOKEN", "KT_SMTP_PASSWORD",
+                          "INPUT_SMTP_PASSWORD", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"})
 
 
 def run(request: TrainRequest) -> TrainResult:
     argv = list(request.command)
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
-    env = {**os.environ, **request.env,
+    inherited = {k: v for k, v in os.environ.items() if k.upper().replace("-", "_") not in WITHHELD_ENV}
+    env = {**inherited, **request.env,
            "KT_OUTPUT_DIR": str(request.output_dir),
            "KT_RESUME_FROM": str(request.resume_from) if request.resume_from else "",
            "PYTHONUNBUFFERED": "1"}
