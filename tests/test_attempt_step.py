@@ -6,6 +6,7 @@ the environment is what the composite action gives the step (KT_INPUT_*, GITHUB_
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from fakes import fake_repo
 from github_emulator import GitHubEmulator
-from keeptraining import ledger
+from keeptraining import dispatch, ledger
 from keeptraining.cli import main
 
 pytestmark = pytest.mark.integration
@@ -178,3 +179,21 @@ def test_hostile_inputs_are_refused_before_training(
     assert "::error title=" in out and expected.replace("%", "%25") in out
     assert not (tmp_path / "pwned").exists()
     assert not (repo / ".keeptraining" / "ledger.json").exists()
+
+
+def test_dispatch_that_keeps_failing_is_reported_after_outputs_and_ledger(
+        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(dispatch, "dispatch_next",
+                        functools.partial(dispatch.dispatch_next, sleep=slept.append))
+    emulator.fail_next("dispatch", 503, times=50)
+    repo = fake_repo(tmp_path / "repo")
+    assert main(["attempt", "--repo", str(repo)]) == 1
+    assert slept, "the dispatch was retried with back-off"
+    assert emulator.snapshot_dispatches() == []
+    outputs = read_outputs(actions_env["output"])
+    assert outputs["dispatched"] == "false" and outputs["accuracy"] == "0.6408"
+    (record,) = ledger.load(repo / ".keeptraining").attempts
+    assert record.outcome == "below" and (repo / ".keeptraining" / "attempt-001" / "model.keras").exists()
+    assert "::error title=Dispatch of the next attempt failed::" in capsys.readouterr().out

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import backends, chain, dispatch, gha, ledger, notify, report, strategy
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, DispatchError
 
 TOKEN_VARS = ("KT_GITHUB_TOKEN", "GITHUB_TOKEN")
 
@@ -101,8 +101,12 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
     decision = result.decision
     print(decision.reason)
     next_run: dict[str, Any] = {}
+    dispatch_error: DispatchError | None = None
     if args.dispatch and result.error is None and decision.kind == strategy.CONTINUE:
-        next_run = _dispatch(result, info, token, env)
+        try:
+            next_run = _dispatch(result, info, token, env)
+        except DispatchError as exc:  # reported after the outputs and the summary are written
+            dispatch_error = exc
         ledger.save(ws.state_dir, result.ledger)
     if gha.in_actions(env):
         chain.prune_checkpoints(ws.state_dir, result.ledger)
@@ -112,6 +116,8 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
         notify_end(config, result, ws.state_dir)
     if result.error is not None:
         raise result.error
+    if dispatch_error is not None:
+        raise dispatch_error
     return 0
 
 
