@@ -12,8 +12,8 @@ Run it the way keeptraining runs one attempt of a chain (resume 10 -> 20 epochs)
 
 Every input comes from the environment (DESIGN.md §1): KT_EPOCHS, KT_INITIAL_EPOCH,
 KT_RESUME_FROM, KT_THRESHOLD, KT_METRIC, KT_OUTPUT_DIR and the hyperparameters
-KT_HP_DATASET, KT_HP_LEARNING_RATE, KT_HP_BATCH_SIZE, KT_HP_SEED. An empty value means
-"unset". Results go to KT_OUTPUT_DIR only, never to the code folder, which may be read-only
+KT_HP_DATASET, KT_HP_LEARNING_RATE, KT_HP_BATCH_SIZE, KT_HP_SEED, KT_HP_EARLY_STOP. An empty
+value means "unset". Results go to KT_OUTPUT_DIR only, never to the code folder, which may be read-only
 (Keras itself keeps keras.json and the downloaded datasets under ~/.keras).
 The result is $KT_OUTPUT_DIR/metrics.json plus a last line `Test accuracy: 0.9312`.
 With the defaults, threshold 0.9 and 10 more epochs per attempt, the chain needs 3
@@ -41,6 +41,7 @@ DATASET = "digits"  # scikit-learn's bundled 8x8 digits: offline, loads in milli
 LEARNING_RATE = 0.01  # plain SGD, slow on purpose: a 3-attempt chain at 0.9 [KT_HP_LEARNING_RATE]
 BATCH_SIZE = 32  # 43 steps an epoch on digits, ~0.25 s an epoch on 2 CPU cores [KT_HP_BATCH_SIZE]
 SEED = 1337  # weights, dropout and shuffling; attempt n reseeds with SEED + initial epoch [KT_HP_SEED]
+EARLY_STOP = True  # stop as soon as the validation metric reaches KT_THRESHOLD [KT_HP_EARLY_STOP]
 # Fixed, not hyperparameters.
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")  # the last three download through Keras
 VALIDATION_FRACTION = 0.25  # digits: stratified hold-out whose accuracy is the reported metric
@@ -48,7 +49,11 @@ SPLIT_SEED = 0  # the split never follows KT_HP_SEED, so no attempt validates on
 FILTERS = (32, 64)  # two Conv2D + MaxPooling blocks, as in keras-io's mnist_convnet
 DROPOUT = 0.5  # before the softmax layer
 CHECKPOINT = "model.keras"  # written to KT_OUTPUT_DIR and named in metrics.json
-HYPERPARAMETERS = ("DATASET", "LEARNING_RATE", "BATCH_SIZE", "SEED")  # the KT_HP_<NAME> known here
+HYPERPARAMETERS = ("DATASET", "LEARNING_RATE", "BATCH_SIZE", "SEED", "EARLY_STOP")  # KT_HP_<NAME> known here
+# Optional packages that `import keras` loads when they are installed and this model never uses
+# (scikit-learn for keras.wrappers, matplotlib for keras.visualization): about 1 s of every run.
+UNUSED_BY_KERAS = ("sklearn", "matplotlib")
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 class ConfigError(Exception):
@@ -67,6 +72,7 @@ class Config:
     learning_rate: float
     batch_size: int
     seed: int
+    early_stop: bool
 
 
 def _env(name: str) -> str | None:
@@ -101,6 +107,15 @@ def _float(name: str, default: float, low: float, high: float, hint: str = "") -
     return value
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE + _FALSE:
+        return raw.lower() in _TRUE
+    raise ConfigError(f"{name}={raw!r} is not a boolean; expected true or false.")
+
+
 def read_config() -> Config:
     """The effective configuration: the KT_* environment over the defaults above."""
     unknown = sorted(key for key in os.environ
@@ -126,6 +141,7 @@ def read_config() -> Config:
         threshold=threshold, metric=metric, output_dir=Path(_env("KT_OUTPUT_DIR") or OUTPUT_DIR),
         dataset=dataset, learning_rate=_float("KT_HP_LEARNING_RATE", LEARNING_RATE, 0.0, 10.0),
         batch_size=_int("KT_HP_BATCH_SIZE", BATCH_SIZE, 1), seed=_int("KT_HP_SEED", SEED, 0),
+        early_stop=_bool("KT_HP_EARLY_STOP", EARLY_STOP),
     )
 
 
@@ -135,9 +151,71 @@ def import_keras() -> Any:
     # oneDNN's custom ops give this model the same numbers here, but they print a banner that
     # TF_CPP_MIN_LOG_LEVEL does not silence and they pick kernels by CPU (AVX-512 or AVX2).
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    import keras  # noqa: PLC0415 - a 3 s import; bad inputs are rejected before it
-
+    # Keras imports its optional integrations only if it can: hide the unused ones while it
+    # loads (None in sys.modules makes their import fail), then let them be imported normally.
+    hidden = [name for name in UNUSED_BY_KERAS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # blocks the import (documented)
+    try:
+        import keras  # noqa: PLC0415 - a 2-3 s import; bad inputs are rejected before it
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
     return keras
+
+
+def load_digits() -> tuple[Any, Any, Any, Any]:
+    """scikit-learn's digits and its train_test_split(test_size=0.25, stratify=y, random_state=0).
+
+    Read straight from the CSV that scikit-learn bundles, and split with the same steps and the
+    same random draws as its StratifiedShuffleSplit, without importing scikit-learn: that import
+    (SciPy's statistics with it) costs about 1 s, and the arrays are identical.
+    """
+    import gzip  # noqa: PLC0415
+    import importlib.util  # noqa: PLC0415
+    import math  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415 - loaded with TensorFlow anyway
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("KT_HP_DATASET='digits' needs scikit-learn installed (it bundles the data).")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        data = np.loadtxt(fh, delimiter=",")
+    images = (data[:, :-1].reshape(-1, 8, 8) / 16.0).astype("float32")[..., np.newaxis]
+    target = data[:, -1].astype(int)
+
+    rng = np.random.RandomState(SPLIT_SEED)  # scikit-learn's legacy generator: the same draws
+    n_val = math.ceil(VALIDATION_FRACTION * len(target))
+    classes, y_indices, counts = np.unique(target, return_inverse=True, return_counts=True)
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(counts)[:-1])
+
+    def approximate_mode(class_counts: Any, draws: int) -> Any:  # sklearn.utils.extmath's
+        continuous = class_counts / class_counts.sum() * draws
+        floored = np.floor(continuous)
+        need = int(draws - floored.sum())
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            if need <= 0:
+                break
+            (inds,) = np.where(remainder == value)
+            add = min(len(inds), need)
+            floored[rng.choice(inds, size=add, replace=False)] += 1
+            need -= add
+        return floored.astype(int)
+
+    n_train_per_class = approximate_mode(counts, len(target) - n_val)
+    n_val_per_class = approximate_mode(counts - n_train_per_class, n_val)
+    train: list[int] = []
+    val: list[int] = []
+    for i in range(len(classes)):
+        shuffled = class_indices[i].take(rng.permutation(counts[i]), mode="clip")
+        train.extend(shuffled[:n_train_per_class[i]])
+        val.extend(shuffled[n_train_per_class[i]:n_train_per_class[i] + n_val_per_class[i]])
+    train_idx, val_idx = rng.permutation(train), rng.permutation(val)
+    return images[train_idx], target[train_idx], images[val_idx], target[val_idx]
 
 
 def load_data(keras: Any, dataset: str) -> tuple[Any, Any, Any, Any]:
@@ -145,15 +223,7 @@ def load_data(keras: Any, dataset: str) -> tuple[Any, Any, Any, Any]:
     import numpy as np  # noqa: PLC0415 - loaded with TensorFlow anyway
 
     if dataset == "digits":
-        from sklearn.datasets import load_digits  # noqa: PLC0415 - only this dataset needs it
-        from sklearn.model_selection import train_test_split  # noqa: PLC0415
-
-        digits = load_digits()
-        images = (digits.images / 16.0).astype("float32")[..., np.newaxis]
-        x_train, x_val, y_train, y_val = train_test_split(
-            images, digits.target, test_size=VALIDATION_FRACTION, stratify=digits.target,
-            random_state=SPLIT_SEED)
-        return x_train, y_train, x_val, y_val
+        return load_digits()
     try:
         (x_train, y_train), (x_val, y_val) = getattr(keras.datasets, dataset).load_data()
     except Exception as exc:
@@ -220,14 +290,15 @@ def start_model(keras: Any, cfg: Config, input_shape: tuple[int, ...], classes: 
 
 
 def epoch_callbacks(keras: Any, cfg: Config, seconds: list[float]) -> list[Any]:
-    """Wall time of every epoch, and a stop once the validation metric reaches KT_THRESHOLD."""
+    """Wall time of every epoch, and a stop once the validation metric reaches KT_THRESHOLD
+    (unless KT_HP_EARLY_STOP is false: then every epoch up to KT_EPOCHS is trained)."""
     started: list[float] = []
     monitor = f"val_{cfg.metric}"
 
     def stop_at_threshold(epoch: int, logs: dict[str, float] | None) -> None:
         seconds.append(time.perf_counter() - started[-1])
         value = (logs or {}).get(monitor)
-        if cfg.threshold is not None and value is not None and value >= cfg.threshold:
+        if cfg.early_stop and cfg.threshold is not None and value is not None and value >= cfg.threshold:
             print(f"{monitor} {value:.4f} >= threshold {cfg.threshold} at epoch {epoch + 1}: stopping.")
             callback.model.stop_training = True
 

@@ -1,0 +1,238 @@
+"""scripts/bench.py: its arithmetic and tables (unit), and a real --quick run (integration).
+
+No timing is asserted anywhere: the machine is shared and noisy. The integration test runs
+the smoke version of the benchmark that CI runs so that it cannot rot (about 1.5 min on
+2 CPU cores) and checks the structure of what it writes: the table's rows and columns,
+the files, and that every number parses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH = REPO_ROOT / "scripts" / "bench.py"
+NN = REPO_ROOT / "ml_code" / "nn.py"
+
+
+def load(name: str, path: Path) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return load("kt_bench", BENCH)
+
+
+def attempt(bench: ModuleType, **over: Any) -> Any:
+    values: dict[str, Any] = {
+        "attempt": 1, "epochs": 10, "initial_epoch": 0, "outcome": "below", "metric": 0.75,
+        "epochs_reached": 10, "epochs_trained": 10, "wall_s": 6.0, "image_check_s": 0.05,
+        "backend_s": 5.8, "duration_s": 5.6, "epoch_seconds": [0.7] + [0.3] * 9,
+        "timings": {"import_s": 2.0, "data_s": 0.01, "build_or_load_s": 0.05, "fit_s": 3.5,
+                    "evaluate_s": 0.0, "save_s": 0.03, "total_s": 5.6},
+        "stages": {"engine_check_s": 0.01, "container_create_s": 0.01, "container_start_s": 0.1,
+                   "cleanup_s": 0.01},
+    }
+    values.update(over)
+    return bench.AttemptRun(**values)
+
+
+# --------------------------------------------------------------------------- unit
+
+
+def test_overhead_breakdown_adds_up_to_wall_minus_epochs(bench: ModuleType) -> None:
+    a = attempt(bench)
+    parts = bench.breakdown(a)
+    assert list(parts) == [key for key, _ in bench.BREAKDOWN]
+    assert sum(parts.values()) == pytest.approx(a.overhead_s)
+    assert a.overhead_s == pytest.approx(6.0 - 3.4)
+    assert parts["import"] == 2.0 and parts["image_check"] == 0.05
+    assert parts["container"] == pytest.approx(0.13)
+    assert parts["fit_setup"] == pytest.approx(0.1)
+    assert parts["bookkeeping"] == pytest.approx(0.15)
+
+
+def test_stat_formats_median_and_spread(bench: ModuleType) -> None:
+    assert bench.Stat.of([3.0, 1.0, 2.0]).fmt(1) == "2.0 [1.0–3.0]"
+    assert bench.Stat.of([2.0, 2.0]).fmt(0) == "2"
+    assert bench.Stat.of([0.456]).fmt(0, percent=True) == "46 %"
+    assert bench.Stat.of([]).fmt() == "n/a"
+
+
+def synthetic_runs(bench: ModuleType) -> list[Any]:
+    """Chains shaped like the real ones: seed retrains 10+20+30, keeptraining 10+10+5."""
+    runs = []
+    for backend in ("local", "docker"):
+        for repeat in (1, 2):
+            for key, trained in (("a", [10, 20, 30]), ("b", [10, 10, 10]), ("c", [10, 10, 5]), ("d", [25])):
+                run = bench.ChainRun("main", backend, key, 0.9, 10, 10, repeat, verdict="reached")
+                for n, epochs in enumerate(trained, 1):
+                    run.attempts.append(attempt(bench, attempt=n, epochs_trained=epochs,
+                                                epoch_seconds=[0.3] * epochs, wall_s=2.5 + 0.3 * epochs,
+                                                metric=0.91 if n == len(trained) else 0.8))
+                runs.append(run)
+    for needed, threshold in ((2, 0.7), (4, 0.845)):
+        for key, trained in (("a", [5 * k for k in range(1, needed + 1)]), ("c", [5] * needed),
+                             ("d", [5 * needed])):
+            run = bench.ChainRun("scaling", "local", key, threshold, 5, 5, 1, verdict="reached")
+            for n, epochs in enumerate(trained, 1):
+                run.attempts.append(attempt(bench, attempt=n, epochs_trained=epochs,
+                                            epoch_seconds=[0.3] * epochs, wall_s=2.5 + 0.3 * epochs))
+            runs.append(run)
+    return runs
+
+
+def test_summary_tables_and_targets(bench: ModuleType, tmp_path: Path) -> None:
+    settings = bench.replace(bench.FULL, repeats=2, scaling=((2, 0.7), (4, 0.845)), fit_repeats=1)
+    fits = [{"backend": b, "repeat": 1, "via_keeptraining": [0.7, 0.3, 0.3], "direct": [0.7, 0.3, 0.31]}
+            for b in ("local", "docker")]
+    summary = bench.summarize(synthetic_runs(bench), fits, settings)
+
+    targets = {(t["target"].split(" ")[0], t["backend"]): t for t in summary["targets"]}
+    assert targets[("epochs", "local")]["value"] == pytest.approx(25 / 25)
+    assert targets[("epochs", "local")]["met"] is True
+    assert targets[("training", "docker")]["value"] == pytest.approx(60 / 25)
+    assert targets[("training", "docker")]["met"] is False  # 2.4 < 2.5: reported, not hidden
+    assert targets[("seed", "local")]["met"] is True  # ratios grow from 2 to 4 attempts
+    assert summary["scaling"][1]["epochs_ratio"] == pytest.approx(50 / 20)
+
+    meta = {"machine": {"cpu": "cpu", "cores": 2, "memory_gib": 8.0, "os": "Linux", "python": "3.11",
+                        "tensorflow": "2", "keras": "3"},
+            "load_before": (0.1, 0, 0), "load_after": (0.2, 0, 0), "finished": "now", "wall_s": 60.0,
+            "command": "python scripts/bench.py"}
+    sections = bench.markdown(summary, meta, settings)
+    rows = [line for line in sections["chains"].splitlines() if line.startswith("| local") or
+            line.startswith("| docker")]
+    assert len(rows) == 8
+    assert all(len(row.split("|")) == 11 for row in rows)
+    assert set(sections) == {"machine", "chains", "targets", "overhead", "fit", "scaling"}
+    assert "missed" in sections["targets"] and "met" in sections["targets"]
+
+    charts = bench.charts(summary, settings, tmp_path)
+    assert sorted(p.name for p in charts) == ["chains.png", "overhead.png", "scaling.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in charts)
+
+
+def test_update_readme_replaces_only_its_block(bench: ModuleType, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Performance\n\n{bench.README_BEGIN}\nold\n{bench.README_END}\n\n"
+                      "## Development\nkept\n")
+    bench.update_readme(f"{bench.README_BEGIN}\nnew | table\n{bench.README_END}", readme)
+    text = readme.read_text()
+    assert "old" not in text and "new | table" in text
+    assert text.startswith("# x\n") and text.endswith("## Development\nkept\n")
+    readme.write_text("# no block\n")
+    with pytest.raises(bench.BenchError):
+        bench.update_readme("x", readme)
+
+
+def test_sample_model_digits_split_is_scikit_learns() -> None:
+    """nn.py reads digits without importing scikit-learn (a 1 s saving per attempt): same arrays."""
+    np = pytest.importorskip("numpy")
+    datasets = pytest.importorskip("sklearn.datasets")
+    selection = pytest.importorskip("sklearn.model_selection")
+    nn = load("kt_bench_nn", NN)
+
+    x_train, y_train, x_val, y_val = nn.load_digits()
+
+    digits = datasets.load_digits()
+    images = (digits.images / 16.0).astype("float32")[..., np.newaxis]
+    expected = selection.train_test_split(images, digits.target, test_size=nn.VALIDATION_FRACTION,
+                                          stratify=digits.target, random_state=nn.SPLIT_SEED)
+    for got, want in zip((x_train, x_val, y_train, y_val), expected, strict=True):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize(("value", "ok"), [("false", True), ("TRUE", True), ("0", True), ("maybe", False)])
+def test_sample_model_early_stop_hyperparameter(value: str, ok: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    nn = load("kt_bench_nn", NN)
+    monkeypatch.setenv("KT_HP_EARLY_STOP", value)
+    if ok:
+        assert nn.read_config().early_stop is (value.lower() in ("true", "1"))
+    else:
+        with pytest.raises(nn.ConfigError, match="KT_HP_EARLY_STOP='maybe' is not a boolean"):
+            nn.read_config()
+
+
+# --------------------------------------------------------------------------- integration
+
+NUMBER = re.compile(r"^-?\d+(\.\d+)?( %)?( \[-?\d+(\.\d+)?–-?\d+(\.\d+)?\])?$")
+COLUMNS = ["backend", "variant", "attempts", "epochs trained", "training s", "total s",
+           "overhead s / attempt", "overhead % of attempt", "final accuracy"]
+
+
+def table(markdown: str, header_first_cell: str) -> tuple[list[str], list[list[str]]]:
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header_first_cell} |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return [cell.strip() for cell in lines[start].strip("|").split("|")], rows
+
+
+@pytest.mark.integration
+def test_quick_benchmark_writes_tables_charts_and_raw_results(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
+    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(out)], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    assert sorted(p.name for p in out.iterdir()) == ["chains.png", "overhead.png", "results.json",
+                                                     "results.md", "scaling.png"]
+    for png in out.glob("*.png"):
+        assert png.read_bytes().startswith(b"\x89PNG"), png
+    text = (out / "results.md").read_text()
+    assert text in done.stdout  # the same tables are printed
+
+    header, rows = table(text, "backend")
+    assert header == COLUMNS
+    assert [(r[0], r[1][:3]) for r in rows] == [("local", f"({k})") for k in "abcd"]
+    for row in rows:
+        for cell in row[2:]:
+            assert NUMBER.match(cell.removesuffix(" (not reached)")), (row, cell)
+
+    _, targets = table(text, "target")
+    assert len(targets) == 4 and all(r[-1] in ("met", "missed") for r in targets)
+    _, parts = table(text, "part")
+    assert all(NUMBER.match(r[1]) for r in parts), parts
+    assert "## Cost against the number of attempts" in text
+    assert "## Training through keeptraining vs the same fit run directly" in text
+
+    raw = json.loads((out / "results.json").read_text())
+    assert raw["meta"]["settings"]["quick"] is True
+    main = [r for r in raw["runs"] if r["group"] == "main"]
+    assert sorted(r["variant"] for r in main) == ["a", "b", "c", "d"]
+    by = {r["variant"]: r for r in main}
+    # What distinguishes the variants, as the ledger recorded it.
+    assert all(a["initial_epoch"] == 0 for a in by["a"]["attempts"])
+    assert all(a["epochs_reached"] == a["epochs"] for r in ("a", "b") for a in by[r]["attempts"])
+    assert [a["initial_epoch"] for a in by["c"]["attempts"][1:]] == \
+        [a["epochs_reached"] for a in by["c"]["attempts"][:-1]]
+    assert len(by["d"]["attempts"]) == 1
+    for run in raw["runs"]:
+        for a in run["attempts"]:
+            assert sum(a["overhead"].values()) == pytest.approx(a["overhead_s"], abs=1e-6)
+    assert {f["backend"] for f in raw["fit_comparison"]} == {"local"}
