@@ -59,6 +59,8 @@ def test_missing_required_file_is_an_error(tmp_path: Path) -> None:
     ("resume: maybe\n", "resume = 'maybe' is not valid; expected true or false"),
     ("backend: kubernetes\n", "backend = 'kubernetes' is not valid; expected one of docker, local"),
     ("smtp_security: tls\n", "expected one of starttls, ssl, none"),
+    ("memory_limit: lots\n", "memory_limit = 'lots' is not valid"),
+    ("memory_limit: 0g\n", "memory_limit = '0g' is not valid"),
     ("notify_on: [reached, sometimes]\n", "notify_on.1 = 'sometimes'"),
     ("epocs: 10\n", "unknown key(s) epocs. Known keys:"),
     ("smtp_password: hunter2\n", "smtp_password must not be written in a file"),

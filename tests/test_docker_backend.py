@@ -8,6 +8,8 @@ check the container contract, not a model.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import shutil
@@ -365,6 +367,23 @@ def test_timeout_stops_and_removes_the_container(
     assert "timed out after 3s" in result.detail
     assert "sleeping" in result.output
     assert took < 3 + 5, f"took {took:.1f}s"
+
+
+@pytest.mark.docker
+def test_container_past_its_memory_limit_is_killed_and_said_so(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    code = write_script(tmp_path, """\
+        print("allocating", flush=True)
+        hog = [bytearray(16 * 1024 * 1024) for _ in range(64)]  # 1 GiB, touched
+        print("survived", len(hog), flush=True)
+    """)
+    req = dataclasses.replace(request(tmp_path, code), memory_limit="128m")
+    result = run_in(training_image, docker_client, req, run_label)
+    assert result.exit_code == 137
+    assert "out of memory" in result.detail
+    assert "allocating" in result.output and "survived" not in result.output
 
 
 @pytest.mark.docker

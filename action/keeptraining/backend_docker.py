@@ -429,6 +429,9 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
             init=init,
             stdin_open=False,
             tty=False,
+            # With a limit, swap may not extend it: past it the kernel kills the training.
+            **({"mem_limit": request.memory_limit, "memswap_limit": request.memory_limit}
+               if request.memory_limit else {}),
         )
     except ImageNotFound:
         raise TrainingError(

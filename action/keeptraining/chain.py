@@ -149,7 +149,7 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
         f"{resumed} on {backend.name} ==")
     request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
                            env=contract_env(config, plan), timeout=config.timeout,
-                           resume_from=resume_path, on_line=on_line)
+                           resume_from=resume_path, on_line=on_line, memory_limit=config.memory_limit)
     record = Attempt(attempt=number, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
                      resumed_from=_relative(ws, resume_path), outcome=FAILED, started_at=_now(),
                      params={"backend": backend.name, "resume": config.resume,

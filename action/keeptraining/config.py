@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "dockerfile": "Dockerfile",
     "image": None,
     "base_image": None,
+    "memory_limit": None,
     "timeout": 3600.0,
     "state_dir": ".keeptraining",
     "hyperparameters": {},
@@ -69,6 +70,7 @@ class Config:
     dockerfile: str
     image: str | None
     base_image: str | None
+    memory_limit: str | None
     timeout: float
     state_dir: str
     hyperparameters: dict[str, Any] = field(default_factory=dict)

@@ -25,6 +25,7 @@ class TrainRequest:
     env: dict[str, str]  # the KT_* contract, without KT_OUTPUT_DIR / KT_RESUME_FROM
     timeout: float  # seconds for the whole attempt
     resume_from: Path | None = None  # absolute host path of the checkpoint, or None
+    memory_limit: str | None = None  # docker only: the container's memory limit, e.g. "4g"
     on_line: Callable[[str], None] | None = None  # live log sink, one line at a time
 
 
