@@ -9,7 +9,6 @@ check the container contract, not a model.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import shutil
