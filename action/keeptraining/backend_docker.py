@@ -546,6 +546,7 @@ def run(
         ended = time.monotonic()
         pump.join(timeout=STOP_GRACE_S)  # the last lines, after the container stopped
     finally:
+        errors = _stderr(created)
         output, stages["cleanup_s"] = _cleanup(created, pump)
 
     exit_code = int(state.get("ExitCode", -1))
@@ -569,7 +570,19 @@ def run(
         timed_out=timed_out,
         detail="; ".join(detail),
         stages=stages,
+        errors=errors,
     )
+
+
+def _stderr(created: list[Container]) -> str:
+    """The container's stderr alone: the engine does not keep its order relative to stdout,
+    so a traceback can land far from the end of the merged log."""
+    if not created:
+        return ""
+    with contextlib.suppress(DockerException, requests.exceptions.RequestException):
+        raw = created[-1].logs(stdout=False, stderr=True, stream=False, tail=200)
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return ""
 
 
 def _cleanup(created: list[Container], pump: _LogPump | None) -> tuple[str, float]:

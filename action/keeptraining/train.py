@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOG_TAIL_LINES = 60
+ERROR_TAIL_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,15 @@ class TrainResult:
     timed_out: bool = False
     detail: str = ""  # backend-specific remark, e.g. "killed: out of memory"
     stages: dict[str, float] = field(default_factory=dict)  # timings such as image check
+    errors: str = ""  # stderr alone, when the backend cannot keep it in order within `output`
 
     @property
     def log_tail(self) -> str:
-        return tail(self.output)
+        """The end of the log, plus the end of stderr when it is not already there."""
+        last = tail(self.output)
+        missing = [line for line in tail(self.errors, ERROR_TAIL_LINES).splitlines()
+                   if line.strip() and line not in last.splitlines()]
+        return last + ("\n--- last lines on stderr ---\n" + "\n".join(missing) if missing else "")
 
 
 def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
