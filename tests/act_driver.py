@@ -239,3 +239,32 @@ def parse_outputs(log: str) -> dict[str, str]:
         if match:
             outputs[match.group("name")] = match.group("value").strip()
     return outputs
+
+
+def readme_workflow() -> str:
+    """The workflow README.md tells users to copy, using the action vendored by path."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("## Use it in your repository", 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert match, "README.md has no workflow snippet under 'Use it in your repository'"
+    assert "uses: OWNER/keeptraining/action@v1" in match.group(1)
+    return match.group(1).replace("OWNER/keeptraining/action@v1", "./vendor/keeptraining/action")
+
+
+def consumer_repo(root: Path, base_image: str, *, workflow: str, script: str, config: str = "") -> Path:
+    """A separate repository with its own training script, using this action by path.
+
+    Its Dockerfile builds on ``base_image`` (no pull) and, like an official Python image,
+    provides ``python``; the training runs as uid 1000.
+    """
+    (root / CT_WORKFLOW).parent.mkdir(parents=True)
+    (root / CT_WORKFLOW).write_text(workflow)
+    shutil.copytree(REPO_ROOT / "action", root / "vendor" / "keeptraining" / "action",
+                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
+    (root / "ml_code").mkdir()
+    (root / "ml_code" / "nn.py").write_text(script)
+    (root / "Dockerfile").write_text(f"ARG BASE_IMAGE={base_image}\nFROM ${{BASE_IMAGE}}\n"
+                                     "RUN ln -s /usr/bin/python3 /usr/local/bin/python"
+                                     " && useradd --uid 1000 --create-home trainer\nUSER trainer\n")
+    (root / ".keeptraining.yml").write_text(config)
+    return root

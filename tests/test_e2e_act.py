@@ -11,15 +11,21 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from act_driver import CT_WORKFLOW, REPO_ROOT, ActChain, copy_project, declared_inputs, init_repo
+from act_driver import (
+    CT_WORKFLOW,
+    ActChain,
+    consumer_repo,
+    copy_project,
+    declared_inputs,
+    init_repo,
+    readme_workflow,
+)
 from github_emulator import EmulatedWorkflow, GitHubEmulator
 from smtp_server import Certs, SmtpTestServer, make_certificates
 
@@ -123,39 +129,12 @@ print(f"Test accuracy: {history[-1]:.4f}")
 '''
 
 
-def readme_snippet() -> str:
-    """The workflow that README.md tells users to copy."""
-    text = (REPO_ROOT / "README.md").read_text()
-    section = text.split("## Use it in your repository", 1)[1]
-    match = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
-    assert match, "README.md has no workflow snippet under 'Use it in your repository'"
-    return match.group(1)
-
-
-def consumer_repo(root: Path, base_image: str, config: str = "") -> Path:
-    """A separate repository that uses the action the way README.md says, by path."""
-    root.mkdir(parents=True)
-    snippet = readme_snippet()
-    assert "uses: OWNER/keeptraining/action@v1" in snippet
-    workflow = root / CT_WORKFLOW
-    workflow.parent.mkdir(parents=True)
-    workflow.write_text(snippet.replace("OWNER/keeptraining/action@v1", "./vendor/keeptraining/action"))
-    shutil.copytree(REPO_ROOT / "action", root / "vendor" / "keeptraining" / "action",
-                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
-    (root / "ml_code").mkdir()
-    (root / "ml_code" / "nn.py").write_text(CONSUMER_SCRIPT)
-    (root / "Dockerfile").write_text(f"ARG BASE_IMAGE={base_image}\nFROM ${{BASE_IMAGE}}\n"
-                                     "RUN ln -s /usr/bin/python3 /usr/local/bin/python"
-                                     " && useradd --uid 1000 --create-home trainer\nUSER trainer\n")
-    (root / ".keeptraining.yml").write_text(config)
-    return root
-
-
 @contextlib.contextmanager
 def consumer_chain(tmp_path: Path, base_image: str, smtp: SmtpTestServer, certs: Certs,
                    config: str = "") -> Iterator[tuple[ActChain, str]]:
     """A consumer repository, its emulated GitHub and an act driver: (chain, head commit)."""
-    repo = consumer_repo(tmp_path / "consumer", base_image, config)
+    repo = consumer_repo(tmp_path / "consumer", base_image, workflow=readme_workflow(),
+                         script=CONSUMER_SCRIPT, config=config)
     head = init_repo(repo, FULL_NAME)
     with emulator_for(repo, head) as emulator:
         chain = ActChain(repo, emulator, tmp_path / "work", secrets=secrets_for(smtp),

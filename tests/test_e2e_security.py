@@ -38,7 +38,17 @@ from typing import Any
 
 import pytest
 
-from act_driver import CT_WORKFLOW, REPO_ROOT, ActChain, ActRun, declared_inputs, git, init_repo
+import act_driver
+from act_driver import (
+    CT_WORKFLOW,
+    REPO_ROOT,
+    ActChain,
+    ActRun,
+    declared_inputs,
+    git,
+    init_repo,
+    readme_workflow,
+)
 from github_emulator import EmulatedWorkflow, GitHubEmulator
 from smtp_server import Certs, SmtpTestServer, make_certificates
 
@@ -170,32 +180,14 @@ class RecordingEmulator(GitHubEmulator):
         super()._check_auth(handler)
 
 
-def readme_workflow() -> str:
-    text = (REPO_ROOT / "README.md").read_text()
-    match = re.search(r"```yaml\n(.*?)```", text.split("## Use it in your repository", 1)[1], re.DOTALL)
-    assert match, "README.md has no workflow snippet under 'Use it in your repository'"
-    assert "uses: OWNER/keeptraining/action@v1" in match.group(1)
-    return match.group(1).replace("OWNER/keeptraining/action@v1", "./vendor/keeptraining/action")
-
-
 def consumer_repo(root: Path, base_image: str, config: str, creds: Credentials, *,
                   masking: bool = False) -> Path:
     """A repository that uses the action the way README.md says (by path), with SCRIPT as nn.py."""
-    workflow = root / CT_WORKFLOW
-    workflow.parent.mkdir(parents=True)
     text = readme_workflow().rstrip("\n") + "\n" + EXTRA_STEP
     if masking:
         text = text.replace("          smtp-password: ${{ secrets.SMTP_PASSWORD }}\n", MASK_WITH) + MASK_STEP
         assert MASK_WITH in text
-    workflow.write_text(text)
-    shutil.copytree(REPO_ROOT / "action", root / "vendor" / "keeptraining" / "action",
-                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
-    (root / "ml_code").mkdir()
-    (root / "ml_code" / "nn.py").write_text(SCRIPT)
-    (root / "Dockerfile").write_text(f"ARG BASE_IMAGE={base_image}\nFROM ${{BASE_IMAGE}}\n"
-                                     "RUN ln -s /usr/bin/python3 /usr/local/bin/python"
-                                     " && useradd --uid 1000 --create-home trainer\nUSER trainer\n")
-    (root / ".keeptraining.yml").write_text(config)
+    act_driver.consumer_repo(root, base_image, workflow=text, script=SCRIPT, config=config)
     (root / MARKER).write_text(creds.marker)
     return root
 
