@@ -6,6 +6,7 @@ record (PyGithub and urllib3 at DEBUG), not on stdout/stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -431,3 +432,20 @@ def test_workflow_from_ref_parsing() -> None:
     assert workflow_from_ref("o/r/.github/workflows/x.yaml@refs/pull/1/merge") == "x.yaml"
     assert workflow_from_ref("") is None
     assert workflow_from_ref("something-else") is None
+
+
+def test_a_new_chain_on_the_same_commit_is_not_mistaken_for_a_rerun(emu: GitHubEmulator) -> None:
+    """An older chain's attempt 2 on this commit predates this run: dispatch; a re-run still reuses."""
+    head = emu.branches["main"]
+    older = emu.add_run(161_335, event="workflow_dispatch", head_sha=head,
+                        display_title="attempt 2 · 20 epochs")
+    older.created_at = "2020-01-01T00:00:00Z"
+    parent = emu.add_run(161_335, event="workflow_dispatch", head_sha=head,
+                         display_title="attempt 1 · 10 epochs", status="in_progress", conclusion=None)
+    parent.created_at = "2020-01-01T01:00:00Z"
+    ctx = dataclasses.replace(make_ctx(emu), run_id=str(parent.id))
+    first = dispatch(emu, ctx=ctx)
+    assert first.dispatched and not first.reused and len(emu.dispatches) == 1
+    assert first.run_id != older.id
+    again = dispatch(emu, ctx=ctx)  # the job is re-run: same run id, its child exists
+    assert again.reused and again.run_id == first.run_id and len(emu.dispatches) == 1

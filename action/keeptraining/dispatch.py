@@ -18,6 +18,7 @@ exceptions are wrapped, never chained.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import logging
 import re
@@ -265,6 +266,7 @@ class _Dispatcher:
         self.gh = gh
         self.sleep = sleep
         self._default_branch = "usually main"
+        self.since: datetime.datetime | None = None  # this run's creation time, when known
 
     # ---- messages: never the token, never a raw exception
     def _scrub(self, text: str) -> str:
@@ -403,8 +405,25 @@ class _Dispatcher:
             raise DispatchError(f"GitHub returned no head commit for branch {self.ctx.ref!r}")
         return sha
 
+    def _created_at(self, repo: Repository) -> datetime.datetime | None:
+        """When this run was created: only a run dispatched after it can be its next attempt.
+
+        None when unknown (no run id, or a server that does not know it, as under act).
+        """
+        if not (self.ctx.run_id and self.ctx.run_id.isdigit()):
+            return None
+        try:
+            return repo.get_workflow_run(int(self.ctx.run_id)).created_at
+        except GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise self._refused(f"reading run {self.ctx.run_id}", exc) from None
+        except (requests.RequestException, OSError) as exc:
+            raise self._unreachable(f"reading run {self.ctx.run_id}", exc) from None
+
     def _find_run(self, workflow: Workflow, chain_commit: str, attempt: int) -> WorkflowRun | None:
-        """A workflow_dispatch run of this workflow on this commit titled ``attempt N``."""
+        """A workflow_dispatch run of this workflow on this commit titled ``attempt N``,
+        created after this run (an older chain on the same commit has its own attempt N)."""
         pattern = re.compile(rf"\battempt {attempt}\b", re.IGNORECASE)
 
         def scan() -> WorkflowRun | None:
@@ -412,6 +431,8 @@ class _Dispatcher:
             for index, run in enumerate(runs):
                 if index >= RUN_SCAN_LIMIT:
                     break
+                if self.since is not None and run.created_at < self.since:
+                    continue
                 if run.head_sha == chain_commit and pattern.search(run.display_title or ""):
                     return run
             return None
@@ -478,6 +499,7 @@ class _Dispatcher:
                 f"branch {ctx.ref} moved to {_short(head)} after {_short(chain_commit)}: "
                 "a newer push supersedes this chain; not dispatching",
             )
+        self.since = self._created_at(repo)
         earlier = self._find_run(workflow, chain_commit, attempt)
         if earlier is not None:
             return DispatchResult(
