@@ -125,7 +125,7 @@ def notify_end(config: Config, final: chain.AttemptReport, state_dir: Path) -> s
     """The one mail at the end of a chain (reached, exhausted or failed), if configured."""
     if final.decision.kind == strategy.CONTINUE:
         return None
-    password = os.environ.get("KT_SMTP_PASSWORD") or None
+    password = os.environ.get(notify.PASSWORD_ENV) or None
     gha.mask(password)
     where = notify.notify(config, final.ledger, final.decision, state_dir=state_dir, password=password,
                           log_tail=final.log_tail)

@@ -248,7 +248,7 @@ def archive_previous(state_dir: Path, say: Say) -> None:
     target = state_dir / "previous" / stamp
     target.mkdir(parents=True)
     for item in state_dir.iterdir():
-        if item.name in (ledger_mod.LEDGER_FILE, "chart.png") or item.name.startswith("attempt-"):
+        if item.name in (ledger_mod.LEDGER_FILE, ledger_mod.CHART_FILE) or item.name.startswith("attempt-"):
             shutil.move(str(item), target / item.name)
     say(f"The previous chain was moved to {target}.")
 

@@ -20,6 +20,7 @@ from typing import Any
 from .errors import LedgerError
 
 LEDGER_FILE = "ledger.json"
+CHART_FILE = "chart.png"  # the chain's chart, beside the ledger (report/notify draw it)
 LEDGER_VERSION = 1
 
 # Outcomes of one attempt.

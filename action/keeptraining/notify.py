@@ -49,7 +49,7 @@ from pathlib import Path
 from . import report
 from .config import Config
 from .errors import NotifyError
-from .ledger import Ledger
+from .ledger import CHART_FILE, Ledger
 from .strategy import CHAIN_FAILED, CHAIN_REACHED, EXHAUSTED, Decision
 
 PASSWORD_ENV = "KT_SMTP_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -57,7 +57,6 @@ CAFILE_ENV = "KT_SMTP_CAFILE"
 ALLOW_PLAIN_AUTH_ENV = "KT_SMTP_ALLOW_PLAIN_AUTH"
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 DEFAULT_FROM = "keeptraining@localhost"
-CHART_FILE = "chart.png"
 OUTBOX_DIR = "outbox"
 EVENTS = (CHAIN_REACHED, EXHAUSTED, CHAIN_FAILED)
 LOG_TAIL_LINES = 60
