@@ -62,7 +62,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("keeptraining") is None:  # not installed (scripts/setup.sh does): the source
     sys.path.insert(0, str(REPO_ROOT / "action"))
 
-from keeptraining import backend_docker, backends, chain, config, strategy  # noqa: E402
+from keeptraining import backend_docker, backends, chain, config, docker_image, strategy  # noqa: E402
 from keeptraining.errors import KeeptrainingError  # noqa: E402
 from keeptraining.train import TrainRequest, TrainResult  # noqa: E402
 
@@ -823,7 +823,7 @@ def warm_up(settings: Settings) -> dict[str, Any]:
         backend = backends.select(cfg, REPO_ROOT, allow_local_fallback=False, say=log)
         if isinstance(backend, backends.DockerBackend):
             log("  docker: building or finding the training image (not timed as an attempt)")
-            tag, built = backend_docker.ensure_image(REPO_ROOT, cfg.dockerfile, cfg.base_image, on_line=None)
+            tag, built = docker_image.ensure_image(REPO_ROOT, cfg.dockerfile, cfg.base_image, on_line=None)
             images["docker"] = tag
             images["docker_build"] = {"built": built, "seconds": time.perf_counter() - start}
         fit_via_backend(backend, 1)

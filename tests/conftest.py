@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from keeptraining import backend_docker
+from keeptraining import backend_docker, docker_image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ def training_image(docker_client: docker.DockerClient, docker_base_image: str) -
     """The image built from the repository's Dockerfile on the local base (a minute or two
     the first time: it installs requirements.txt through the host network)."""
     start = time.monotonic()
-    tag, built = backend_docker.ensure_image(
+    tag, built = docker_image.ensure_image(
         REPO_ROOT, "Dockerfile", docker_base_image, docker_client=docker_client
     )
     return TrainingImage(tag=tag, base_image=docker_base_image, built=built,

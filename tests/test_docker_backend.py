@@ -26,7 +26,7 @@ import docker
 import pytest
 
 from conftest import REPO_ROOT, TrainingImage
-from keeptraining import backend_docker
+from keeptraining import backend_docker, docker_image
 from keeptraining.errors import BackendUnavailable, ConfigError, ImageBuildError, TrainingError
 from keeptraining.train import TrainRequest, TrainResult
 
@@ -154,7 +154,7 @@ def test_image_builds_on_local_base_and_is_then_a_cache_hit(
 
     monkeypatch.setattr(docker_client.api, "build", no_build)
     start = time.monotonic()
-    tag, built = backend_docker.ensure_image(
+    tag, built = docker_image.ensure_image(
         REPO_ROOT, "Dockerfile", training_image.base_image, docker_client=docker_client)
     took = time.monotonic() - start
     assert (tag, built) == (training_image.tag, False)
@@ -177,12 +177,12 @@ def test_image_tag_follows_build_inputs_not_code(
     repo = copy_build_inputs(tmp_path / "repo")
 
     def tag(base: str | None = docker_base_image) -> str:
-        return backend_docker.image_tag(repo, "Dockerfile", base, docker_client=docker_client)
+        return docker_image.image_tag(repo, "Dockerfile", base, docker_client=docker_client)
 
     first = tag()
-    assert first == backend_docker.image_tag(REPO_ROOT, "Dockerfile", docker_base_image,
+    assert first == docker_image.image_tag(REPO_ROOT, "Dockerfile", docker_base_image,
                                              docker_client=docker_client)
-    assert backend_docker.context_files(repo, "Dockerfile") == [".dockerignore", "Dockerfile",
+    assert docker_image.context_files(repo, "Dockerfile") == [".dockerignore", "Dockerfile",
                                                                  "requirements.txt"]
     (repo / "ml_code").mkdir()
     (repo / "ml_code" / "nn.py").write_text("print('changed code')\n")
@@ -204,13 +204,13 @@ def test_broken_dockerfile_raises_image_build_error_with_log_tail(
         f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && exit 7\n")
     lines: list[str] = []
     with pytest.raises(ImageBuildError) as info:
-        backend_docker.ensure_image(repo, "Dockerfile", docker_base_image, on_line=lines.append,
+        docker_image.ensure_image(repo, "Dockerfile", docker_base_image, on_line=lines.append,
                                     docker_client=docker_client)
     message = str(info.value)
     assert marker in message  # the log tail
     assert "non-zero code: 7" in message
     assert any(marker in line for line in lines), "build output is streamed live"
-    tag = backend_docker.image_tag(repo, "Dockerfile", docker_base_image, docker_client=docker_client)
+    tag = docker_image.image_tag(repo, "Dockerfile", docker_base_image, docker_client=docker_client)
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(tag)
 
@@ -222,9 +222,9 @@ def test_dockerfile_outside_the_repository_is_refused(tmp_path: Path,
     repo.mkdir()
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     with pytest.raises(ConfigError, match="outside the repository"):
-        backend_docker.ensure_image(repo, "../Dockerfile", None, docker_client=docker_client)
+        docker_image.ensure_image(repo, "../Dockerfile", None, docker_client=docker_client)
     with pytest.raises(ConfigError, match="does not exist"):
-        backend_docker.ensure_image(repo, "Dockerfile", None, docker_client=docker_client)
+        docker_image.ensure_image(repo, "Dockerfile", None, docker_client=docker_client)
 
 
 # --- run ----------------------------------------------------------------------------

@@ -1,12 +1,9 @@
 """The docker backend: the training contract inside the repository's own image.
 
 Through the Docker SDK (docker-py), never the CLI: no argv to quote, structured
-errors, and streamed build/log output.
+errors, and a streamed log.
 
-* The image is tagged by a hash of what it is built from (Dockerfile, base image,
-  build context after ``.dockerignore``), so an unchanged repository never
-  rebuilds and never even uploads its context; a code change does not rebuild
-  either, because the code is mounted at run time, not copied in.
+* The image comes from ``docker_image.py`` (content-hash tag, built only when missing).
 * Each attempt runs in a fresh container: code read-only, output writable, the
   resume checkpoint read-only, no network, not root, labelled so that leftovers
   can be swept. The container is always removed, whatever happens.
@@ -18,13 +15,11 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import hashlib
 import os
 import re
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +28,12 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import Mount
-from docker.utils.build import exclude_paths
 
-from .errors import BackendUnavailable, ConfigError, ImageBuildError, TrainingError
+from .errors import BackendUnavailable, TrainingError
 from .train import TrainRequest, TrainResult
 
 LABEL = "keeptraining"
 LABELS: dict[str, str] = {LABEL: "1"}
-IMAGE_REPOSITORY = "keeptraining-train"
 
 CODE_MOUNT = "/workspace/code"
 OUTPUT_MOUNT = "/workspace/output"
@@ -50,18 +43,14 @@ CONTAINER_GID = 1000
 
 PING_TIMEOUT_S = 5.0  # "is there an engine?" must answer fast, not hang a CLI
 API_TIMEOUT_S = 120.0  # ordinary calls (create, inspect, remove) on a busy engine
-BUILD_TIMEOUT_S = 3600.0  # a build step may be silent for long (pip downloading TensorFlow)
 STOP_GRACE_S = 5.0  # after SIGTERM on timeout, how long the script may take to save and exit
 POLL_S = 0.2
-BUILD_LOG_TAIL = 40
 
 ENGINE_HINT = (
     "Start a Docker engine (on a machine like keeptraining's test machines: "
     "`bash scripts/docker-engine.sh`), or train without Docker: set `backend: local` "
     "in .keeptraining.yml, `backend: local` as the action input, or `--backend local`."
 )
-
-_BASE_ARG_DEFAULT = re.compile(r"^\s*ARG\s+BASE_IMAGE\s*=\s*(\S+)", re.MULTILINE | re.IGNORECASE)
 
 
 # --- engine -------------------------------------------------------------------
@@ -79,7 +68,7 @@ def client(timeout: float = API_TIMEOUT_S) -> docker.DockerClient:
     except (DockerException, requests.exceptions.RequestException, OSError) as exc:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         raise BackendUnavailable(
-            f"No Docker engine answers at {host}: {_short(exc)}", hint=ENGINE_HINT
+            f"No Docker engine answers at {host}: {short(exc)}", hint=ENGINE_HINT
         ) from None
     return dc
 
@@ -103,197 +92,9 @@ def require_engine(timeout: float = API_TIMEOUT_S) -> docker.DockerClient:
     return client(timeout=timeout)
 
 
-def _short(exc: BaseException) -> str:
+def short(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-# --- image ----------------------------------------------------------------------
-
-
-def _dockerfile_path(repo_root: Path, dockerfile: str) -> tuple[Path, str]:
-    """The Dockerfile's absolute path and its path relative to the build context.
-
-    The context is the repository; a Dockerfile outside it (``../x``, an absolute
-    path elsewhere, a symlink out) is refused: the tag could not describe it.
-    """
-    root = repo_root.resolve()
-    path = (root / dockerfile).resolve()
-    try:
-        rel = path.relative_to(root)
-    except ValueError:
-        raise ConfigError(
-            f"dockerfile: {dockerfile!r} resolves to {path}, outside the repository {root}.",
-            hint="Give a Dockerfile path inside the repository, e.g. `Dockerfile`.",
-        ) from None
-    if not path.is_file():
-        raise ConfigError(
-            f"dockerfile: {dockerfile!r} does not exist in {root}.",
-            hint="Add the Dockerfile, or set `dockerfile` to the path of the one to build.",
-        )
-    return path, rel.as_posix()
-
-
-def _dockerignore_patterns(root: Path) -> list[str]:
-    """``.dockerignore`` read exactly as docker-py reads it when it builds the context."""
-    ignore = root / ".dockerignore"
-    if not ignore.is_file():
-        return []
-    lines = (line.strip() for line in ignore.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def context_files(repo_root: Path, dockerfile: str) -> list[str]:
-    """The files docker-py sends as build context (relative paths, sorted).
-
-    Uses docker-py's own ``exclude_paths`` so the hash covers exactly what a build
-    would see; directories are left out (their files are listed).
-    """
-    root = repo_root.resolve()
-    _, rel = _dockerfile_path(root, dockerfile)
-    paths = exclude_paths(str(root), _dockerignore_patterns(root), dockerfile=rel)
-    return sorted(p for p in paths if (root / p).is_symlink() or not (root / p).is_dir())
-
-
-def _local_image_id(dc: docker.DockerClient | None, name: str) -> str:
-    if dc is None or not name:
-        return ""
-    try:
-        return str(dc.images.get(name).id)
-    except (ImageNotFound, APIError, requests.exceptions.RequestException):
-        return ""
-
-
-def image_tag(
-    repo_root: Path,
-    dockerfile: str,
-    base_image: str | None,
-    *,
-    docker_client: docker.DockerClient | None = None,
-) -> str:
-    """``keeptraining-train:<16 hex>``: a content hash of everything the image is built from.
-
-    Covered: the Dockerfile's bytes, the BASE_IMAGE build argument, the id of the
-    base image when it exists locally (a rebuilt base gets a new tag), and every
-    context file after ``.dockerignore`` (path and content, in sorted order).
-    With ``base_image`` None the Dockerfile's own ``ARG BASE_IMAGE=`` default is
-    looked up. Without ``docker_client`` no id is looked up (pure function of the
-    files).
-    """
-    root = repo_root.resolve()
-    df_path, _ = _dockerfile_path(root, dockerfile)
-    df_bytes = df_path.read_bytes()
-    h = hashlib.sha256()
-
-    def field(name: str, value: bytes) -> None:
-        # Length-prefixed, so that no two different inputs can produce one stream.
-        h.update(f"{name}:{len(value)}:".encode())
-        h.update(value)
-
-    field("dockerfile", df_bytes)
-    field("base-arg", (base_image or "").encode())
-    effective_base = base_image
-    if not effective_base:
-        match = _BASE_ARG_DEFAULT.search(df_bytes.decode("utf-8", "replace"))
-        effective_base = match.group(1) if match else ""
-    field("base-id", _local_image_id(docker_client, effective_base).encode())
-    for rel in context_files(root, dockerfile):
-        path = root / rel
-        field("path", rel.encode())
-        if path.is_symlink():
-            field("symlink", os.readlink(path).encode())
-        else:
-            field("file", path.read_bytes())
-    return f"{IMAGE_REPOSITORY}:{h.hexdigest()[:16]}"
-
-
-def _build_lines(chunks: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str | None]]:
-    """(line, error) pairs from the engine's build stream.
-
-    ``stream`` chunks carry output split anywhere (not at line ends), ``status``
-    chunks report base-image pulls, and an ``error`` chunk ends a failed build.
-    """
-    pending = ""
-    for chunk in chunks:
-        if "error" in chunk:
-            if pending:
-                yield pending, None
-                pending = ""
-            detail = chunk.get("errorDetail") or {}
-            yield "", str(detail.get("message") or chunk["error"]).strip()
-            continue
-        text = chunk.get("stream")
-        if text is None and "status" in chunk and "progress" not in chunk:
-            text = " ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)) + "\n"
-        if not text:
-            continue
-        pending += str(text)
-        *lines, pending = pending.split("\n")
-        for line in lines:
-            yield line.rstrip("\r"), None
-    if pending:
-        yield pending, None
-
-
-def ensure_image(
-    repo_root: Path,
-    dockerfile: str,
-    base_image: str | None,
-    on_line: Callable[[str], None] | None = None,
-    *,
-    docker_client: docker.DockerClient | None = None,
-) -> tuple[str, bool]:
-    """The training image's tag, built first if no image has that tag: (tag, built).
-
-    A cache hit costs a hash of a few small files and one inspect call: no build
-    request, no context upload. A build uses the host network (to reach the package
-    index), streams its output to ``on_line`` and raises ImageBuildError with the
-    last lines of its log when it fails.
-    """
-    dc = docker_client or require_engine(timeout=BUILD_TIMEOUT_S)
-    root = repo_root.resolve()
-    _, rel_dockerfile = _dockerfile_path(root, dockerfile)
-    tag = image_tag(root, dockerfile, base_image, docker_client=dc)
-    if _local_image_id(dc, tag):
-        return tag, False
-
-    log: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
-    error: str | None = None
-    buildargs = {"BASE_IMAGE": base_image} if base_image else {}
-    try:
-        chunks = dc.api.build(
-            path=str(root),
-            dockerfile=rel_dockerfile,
-            tag=tag,
-            buildargs=buildargs,
-            network_mode="host",
-            rm=True,
-            forcerm=True,
-            decode=True,
-            labels=dict(LABELS),
-        )
-        for line, err in _build_lines(chunks):
-            if err is not None:
-                error = err
-                log.append(err)
-                continue
-            log.append(line)
-            if on_line is not None:
-                on_line(line)
-    except (APIError, requests.exceptions.RequestException) as exc:
-        error = _short(exc)
-        log.append(error)
-    if error is None and not _local_image_id(dc, tag):
-        error = "the engine reported no error, but no image was tagged"
-    if error is not None:
-        base = f" on base image {base_image!r}" if base_image else ""
-        raise ImageBuildError(
-            f"Building the training image from {rel_dockerfile}{base} failed: {error}\n"
-            f"Last lines of the build log:\n" + "\n".join(log),
-            hint="Fix the Dockerfile or requirements.txt; a build needs the network to reach "
-            "the package index (and BASE_IMAGE must exist or be pullable).",
-        )
-    return tag, True
 
 
 # --- run --------------------------------------------------------------------------
@@ -439,7 +240,7 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
             hint="Build it first (keeptraining does so from the Dockerfile) or name an existing image.",
         ) from None
     except APIError as exc:
-        raise TrainingError(f"Docker could not create the training container: {_short(exc)}") from None
+        raise TrainingError(f"Docker could not create the training container: {short(exc)}") from None
 
 
 _NOT_STARTED_HINT = "Check train_command (e.g. `python nn.py`): its program must exist in the image."
@@ -451,7 +252,7 @@ def _start(container: Container) -> None:
     try:
         container.start()
     except APIError as exc:
-        raise TrainingError(f"The training container did not start: {_short(exc)}",
+        raise TrainingError(f"The training container did not start: {short(exc)}",
                             hint=_NOT_STARTED_HINT) from None
 
 
@@ -473,7 +274,7 @@ def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str
         created[-1].start()
     except APIError as exc:
         if "init" not in str(exc):
-            raise TrainingError(f"The training container did not start: {_short(exc)}",
+            raise TrainingError(f"The training container did not start: {short(exc)}",
                                 hint=_NOT_STARTED_HINT) from None
         with contextlib.suppress(NotFound):
             created[-1].remove(force=True)
@@ -562,7 +363,7 @@ def run(
     if state.get("Error"):
         detail.append(f"engine: {state['Error']}")
     if pump.sink_error is not None:
-        detail.append(f"live log sink failed and was dropped: {_short(pump.sink_error)}")
+        detail.append(f"live log sink failed and was dropped: {short(pump.sink_error)}")
     return TrainResult(
         exit_code=exit_code,
         duration=ended - started,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from . import backend_docker, backend_local
+from . import backend_docker, backend_local, docker_image
 from .config import Config
 from .train import TrainRequest, TrainResult
 
@@ -41,7 +41,7 @@ class DockerBackend:
     def prepare(self) -> str:
         if self.image is None:
             start = time.monotonic()
-            self.image, _built = backend_docker.ensure_image(
+            self.image, _built = docker_image.ensure_image(
                 self.repo_root, self.config.dockerfile, self.config.base_image, on_line=self.on_line)
             self.build_s = time.monotonic() - start
         return self.image
