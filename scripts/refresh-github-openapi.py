@@ -44,7 +44,8 @@ MEMBER = "package/generated/api.github.com.json"
 GHES_MEMBER = re.compile(r"^package/generated/ghes-(\d+)\.(\d+)\.json$")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "github-openapi-subset.json"
 
-# (method, path): the operations keeptraining (dispatch.py) and the emulator use.
+# (method, path): the operations keeptraining (dispatch.py, restore.py, commit_status.py) and the
+# official actions it runs call, which the emulator serves.
 OPERATIONS: list[tuple[str, str]] = [
     ("get", "/repos/{owner}/{repo}"),
     ("get", "/repos/{owner}/{repo}/actions/workflows"),
@@ -53,6 +54,12 @@ OPERATIONS: list[tuple[str, str]] = [
     ("get", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs"),
     ("get", "/repos/{owner}/{repo}/actions/runs/{run_id}"),
     ("get", "/repos/{owner}/{repo}/branches/{branch}"),
+    ("get", "/repos/{owner}/{repo}/compare/{basehead}"),
+    ("post", "/repos/{owner}/{repo}/statuses/{sha}"),
+    # The artifact hand-off between runs (actions/download-artifact with run-id, and keeptraining's
+    # check of the run to resume).
+    ("get", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"),
+    ("get", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}"),
 ]
 DISPATCH = ("post", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches")
 

@@ -46,7 +46,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -55,6 +55,8 @@ from typing import Any
 import jsonschema
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
+
+from results_service import Artifact, ArtifactStore
 
 SUBSET_PATH = Path(__file__).resolve().parent / "data" / "github-openapi-subset.json"
 _SUBSET_URI = "urn:keeptraining:github-openapi-subset"
@@ -70,7 +72,13 @@ OPERATION_ALIASES = {
     "list-runs": "actions/list-workflow-runs",
     "get-run": "actions/get-workflow-run",
     "get-branch": "repos/get-branch",
+    "compare": "repos/compare-commits-with-basehead",
+    "create-status": "repos/create-commit-status",
+    "list-artifacts": "actions/list-workflow-run-artifacts",
+    "download-artifact": "actions/download-artifact",
 }
+#: GitHub's answer when the token lacks a permission the operation needs.
+NOT_ACCESSIBLE = "Resource not accessible by integration"
 
 #: GitHub's message for a secondary rate limit (PyGithub recognises it by this text).
 SECONDARY_RATE_LIMIT_MESSAGE = (
@@ -170,11 +178,15 @@ class EmulatedRun:
     head_branch: str | None
     head_sha: str
     display_title: str
-    status: str = "queued"
-    conclusion: str | None = None
+    status: str = "queued"  # queued | pending (concurrency) | in_progress | completed
+    conclusion: str | None = None  # success | failure | cancelled ... once completed
     inputs: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
+    run_attempt: int = 1
+    run_started_at: str = field(default_factory=now_iso)
+    #: The repository the run's code came from: another one for a pull request from a fork.
+    head_repository: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +199,19 @@ class DispatchRecord:
     inputs: dict[str, Any]
     return_run_details: bool | None
     run_id: int
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    """One commit status the emulator accepted."""
+
+    id: int
+    sha: str
+    state: str
+    context: str
+    description: str | None
+    target_url: str | None
+    created_at: str
 
 
 @dataclass(frozen=True)
@@ -296,17 +321,17 @@ class OpenAPISubset:
         self.version: str = self.document["x-keeptraining"]["version"]
         self.operations: list[Operation] = []
         for template, methods in self.document["paths"].items():
-            regex = (
-                "^"
-                + re.sub(
-                    r"\{(\w+)\}",
-                    lambda m: (
-                        f"(?P<{m.group(1)}>.+)" if m.group(1) == "branch" else f"(?P<{m.group(1)}>[^/]+)"
-                    ),
-                    re.escape(template).replace(r"\{", "{").replace(r"\}", "}"),
-                )
-                + "$"
-            )
+            # A branch name, a ref or "base...head" may hold slashes (x-multi-segment).
+            multi = {"branch"} | {
+                p["name"] for spec in methods.values() for p in spec.get("parameters", [])
+                if p.get("x-multi-segment")
+            }
+
+            def group(m: re.Match[str], multi: set[str] = multi) -> str:
+                return f"(?P<{m.group(1)}>.+)" if m.group(1) in multi else f"(?P<{m.group(1)}>[^/]+)"
+
+            escaped = re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+            regex = "^" + re.sub(r"\{(\w+)\}", group, escaped) + "$"
             for method, spec in methods.items():
                 self.operations.append(
                     Operation(
@@ -432,6 +457,8 @@ class GitHubEmulator:
         api_prefix: str = "",
         run_name: Callable[[EmulatedWorkflow, Mapping[str, Any]], str] = default_run_name,
         subset: OpenAPISubset | None = None,
+        web_url: str | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.owner, self.repo = repository.split("/", 1)
         self.default_branch = default_branch
@@ -439,6 +466,8 @@ class GitHubEmulator:
         #: branch name -> head sha; tests may set it (a newer push).
         self.branches: dict[str, str] = {default_branch: head_sha or fake_sha("initial")}
         self.tags: dict[str, str] = {}
+        #: commit -> its parent (linear history, as pushes make it); compare reads it.
+        self.parents: dict[str, str | None] = {self.branches[default_branch]: None}
         self.workflows: list[EmulatedWorkflow] = (
             workflows
             if workflows is not None
@@ -450,6 +479,15 @@ class GitHubEmulator:
         )
         self.runs: list[EmulatedRun] = []
         self.dispatches: list[DispatchRecord] = []
+        self.statuses: list[StatusRecord] = []
+        #: Artifacts of the runs (shared with the results service); None: every run has none.
+        self.artifacts = artifacts
+        #: Called (with the lock held) for every run created by a dispatch or ``add_run``: the
+        #: driver of GitHub in a box applies the concurrency rule there.
+        self.on_run_created: Callable[[EmulatedRun], None] | None = None
+        #: Operations the token may not perform (answered 403 "Resource not accessible by integration").
+        self.denied: set[str] = set()
+        self._web_url = web_url
         self.requests: list[RequestRecord] = []
         #: Emulator bugs: responses that did not fit the description (answered 500).
         self.violations: list[str] = []
@@ -514,7 +552,7 @@ class GitHubEmulator:
     @property
     def server_url(self) -> str:
         """The web root (GITHUB_SERVER_URL): html_url links point here."""
-        return self.base
+        return self._web_url or self.base
 
     @property
     def full_name(self) -> str:
@@ -553,11 +591,21 @@ class GitHubEmulator:
             return sum(f.times for f in self._faults)
 
     def push(self, branch: str | None = None, sha: str | None = None) -> str:
-        """Move a branch to a new commit (a newer push); returns the new sha."""
+        """Move a branch to a new commit on top of its head (a newer push); returns the new sha."""
         with self.lock:
+            name = branch or self.default_branch
             new = sha or fake_sha()
-            self.branches[branch or self.default_branch] = new
+            if new != self.branches.get(name):
+                self.parents.setdefault(new, self.branches.get(name))
+            self.branches[name] = new
             return new
+
+    def run(self, run_id: int) -> EmulatedRun:
+        with self.lock:
+            for run in self.runs:
+                if run.id == run_id:
+                    return run
+        raise KeyError(run_id)
 
     def add_workflow(self, workflow: EmulatedWorkflow) -> EmulatedWorkflow:
         with self.lock:
@@ -575,8 +623,12 @@ class GitHubEmulator:
         status: str = "completed",
         conclusion: str | None = "success",
         inputs: Mapping[str, Any] | None = None,
+        head_repository: str | None = None,
     ) -> EmulatedRun:
-        """Record a run that did not come from a dispatch (a push run, an older one)."""
+        """Record a run that did not come from a dispatch (a push run, an older one).
+
+        ``head_repository``: where its code came from (another repository: a fork's pull request).
+        """
         with self.lock:
             branch = head_branch or self.default_branch
             run = EmulatedRun(
@@ -590,19 +642,37 @@ class GitHubEmulator:
                 status=status,
                 conclusion=conclusion,
                 inputs=dict(inputs or {}),
+                head_repository=head_repository,
             )
-            self.runs.append(run)
+            self._created(run)
             return run
+
+    def _created(self, run: EmulatedRun) -> None:
+        self.runs.append(run)
+        if self.on_run_created is not None:
+            self.on_run_created(run)
 
     def set_run(self, run_id: int, *, status: str, conclusion: str | None = None) -> EmulatedRun:
         with self.lock:
-            for run in self.runs:
-                if run.id == run_id:
-                    run.status = status
-                    run.conclusion = conclusion
-                    run.updated_at = now_iso()
-                    return run
-        raise KeyError(run_id)
+            run = self.run(run_id)
+            run.status = status
+            run.conclusion = conclusion
+            run.updated_at = now_iso()
+            if status == "in_progress":
+                run.run_started_at = run.updated_at
+            return run
+
+    def rerun(self, run_id: int) -> EmulatedRun:
+        """A re-run ("Re-run all jobs"): the same run, its next attempt, queued again."""
+        with self.lock:
+            run = self.run(run_id)
+            if run.status != "completed":
+                raise ValueError(f"run {run_id} is {run.status}; only a completed run can be re-run")
+            run.run_attempt += 1
+            run.status, run.conclusion, run.updated_at = "queued", None, now_iso()
+            if self.on_run_created is not None:
+                self.on_run_created(run)
+            return run
 
     def calls(self, operation: str) -> list[RequestRecord]:
         """The requests received for an operation (id or alias)."""
@@ -852,7 +922,13 @@ class GitHubEmulator:
             "actions/list-workflow-runs": self._op_list_runs,
             "actions/get-workflow-run": self._op_get_run,
             "repos/get-branch": self._op_get_branch,
+            "repos/compare-commits-with-basehead": self._op_compare,
+            "repos/create-commit-status": self._op_create_status,
+            "actions/list-workflow-run-artifacts": self._op_list_artifacts,
+            "actions/download-artifact": self._op_download_artifact,
         }
+        if operation.operation_id in self.denied:
+            raise _Reply(403, NOT_ACCESSIBLE)
         with self.lock:
             return handlers[operation.operation_id](params, body, version or SUPPORTED_API_VERSIONS[0])
 
@@ -1011,6 +1087,96 @@ class GitHubEmulator:
             raise _Reply(404, "Branch not found")
         return 200, self._branch_json(name, self.branches[name]), {}
 
+    def _ancestors(self, sha: str) -> list[str]:
+        """``sha`` and the commits before it, newest first."""
+        chain: list[str] = []
+        current: str | None = sha
+        while current is not None and current not in chain:
+            chain.append(current)
+            current = self.parents.get(current)
+        return chain
+
+    def _known_commit(self, sha: str) -> bool:
+        return (sha in self.parents or sha in self.branches.values()
+                or any(r.head_sha == sha for r in self.runs))
+
+    def _op_compare(self, params: dict[str, Any], body: Any, version: str) -> tuple[int, Any, dict[str, str]]:
+        base, dots, head = str(params["basehead"]).partition("...")
+        if not dots:
+            raise _Reply(404, "Not Found")
+        base, head = (self.branches.get(base, base), self.branches.get(head, head))
+        if not (self._known_commit(base) and self._known_commit(head)):
+            raise _Reply(404, "Not Found")
+        head_line, base_line = self._ancestors(head), self._ancestors(base)
+        merge_base = next((c for c in head_line if c in base_line), None)
+        if merge_base is None:
+            raise _Reply(404, f"No common ancestor between {base} and {head}.")
+        ahead, behind = head_line.index(merge_base), base_line.index(merge_base)
+        status = ("identical" if ahead == behind == 0 else "ahead" if behind == 0
+                  else "behind" if ahead == 0 else "diverged")
+        commits = [self._commit_json(c) for c in reversed(head_line[:ahead])]
+        api, html = f"{self.url}/repos/{self.full_name}", f"{self.server_url}/{self.full_name}"
+        spec = f"{base}...{head}"
+        return 200, {
+            "url": f"{api}/compare/{spec}", "html_url": f"{html}/compare/{spec}",
+            "permalink_url": f"{html}/compare/{self.owner}:{base[:7]}...{self.owner}:{head[:7]}",
+            "diff_url": f"{html}/compare/{spec}.diff", "patch_url": f"{html}/compare/{spec}.patch",
+            "base_commit": self._commit_json(base), "merge_base_commit": self._commit_json(merge_base),
+            "status": status, "ahead_by": ahead, "behind_by": behind, "total_commits": ahead,
+            "commits": commits,
+        }, {}
+
+    def _op_create_status(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        sha = str(params["sha"])
+        if not self._known_commit(sha):
+            raise _Reply(422, f"No commit found for SHA: {sha}")
+        description = body.get("description")
+        if description is not None and len(description) > 140:
+            raise _Reply(422, "Validation Failed", errors=[
+                {"resource": "Status", "code": "custom", "field": "description",
+                 "message": "description is too long (maximum is 140 characters)"}])
+        target_url = body.get("target_url")
+        if target_url and not urllib.parse.urlsplit(target_url).scheme.startswith("http"):
+            raise _Reply(422, "Validation Failed", errors=[
+                {"resource": "Status", "code": "custom", "field": "target_url",
+                 "message": "target_url must use http(s) scheme"}])
+        record = StatusRecord(len(self.statuses) + 1, sha, body["state"], body.get("context") or "default",
+                              description, target_url, now_iso())
+        self.statuses.append(record)
+        location = f"{self.url}/repos/{self.full_name}/statuses/{sha}"
+        return 201, self._status_json(record), {"Location": location}
+
+    def _op_list_artifacts(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        run_id = params["run_id"]
+        if not any(r.id == run_id for r in self.runs):
+            raise _Reply(404, "Not Found")
+        found = self.artifacts.of_run(run_id, name=params.get("name"), include_expired=True) \
+            if self.artifacts is not None else []
+        found.sort(key=lambda a: a.id, reverse=params.get("direction", "desc") == "desc")
+        items = [self._artifact_json(a) for a in found]
+        extra: dict[str, Any] = {k: params[k] for k in ("name", "direction") if k in params}
+        link = f"/repos/{self.full_name}/actions/runs/{run_id}/artifacts"
+        chunk, headers = self._paginate(items, params, link, extra)
+        return 200, {"total_count": len(items), "artifacts": chunk}, headers
+
+    def _op_download_artifact(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        if params["archive_format"] != "zip":
+            raise _Reply(404, "Not Found")
+        artifact = self.artifacts.get(params["artifact_id"]) if self.artifacts is not None else None
+        if artifact is None:
+            raise _Reply(404, "Not Found")
+        if artifact.expired:
+            raise _Reply(410, "Artifact has expired")
+        url = self.artifacts.blobs.signed_url(artifact.blob_path, "r", timedelta(minutes=1)) \
+            if self.artifacts is not None else ""
+        return 302, None, {"Location": url}
+
     def _op_dispatch(
         self, params: dict[str, Any], body: Any, version: str
     ) -> tuple[int, Any, dict[str, str]]:
@@ -1041,7 +1207,7 @@ class GitHubEmulator:
             display_title=self.run_name(workflow, inputs),
             inputs=inputs,
         )
-        self.runs.append(run)
+        self._created(run)
         details = body.get("return_run_details")
         self.dispatches.append(DispatchRecord(workflow.id, workflow.path, ref, given, details, run.id))
         if (details is True and not self.ignore_run_details) or version >= "2026-03-10":
@@ -1111,19 +1277,23 @@ class GitHubEmulator:
             "site_admin": False,
         }
 
-    def _minimal_repository(self) -> dict[str, Any]:
-        api = f"{self.url}/repos/{self.full_name}"
-        html = f"{self.server_url}/{self.full_name}"
+    def _minimal_repository(self, full_name: str | None = None) -> dict[str, Any]:
+        """This repository, or (``full_name``) a fork of it."""
+        full_name = full_name or self.full_name
+        fork = full_name != self.full_name
+        owner, name = full_name.split("/", 1)
+        api = f"{self.url}/repos/{full_name}"
+        html = f"{self.server_url}/{full_name}"
         return {
-            "id": self.repo_id,
+            "id": self._repository_id(full_name),
             "node_id": "R_kgDOkeeptrain",
-            "name": self.repo,
-            "full_name": self.full_name,
-            "owner": self._user(self.owner, 500_001),
+            "name": name,
+            "full_name": full_name,
+            "owner": self._user(owner, 500_001 + fork),
             "private": True,
             "html_url": html,
             "description": "keeptraining demo repository (emulated)",
-            "fork": False,
+            "fork": fork,
             "url": api,
             "archive_url": f"{api}/{{archive_format}}{{/ref}}",
             "assignees_url": f"{api}/assignees{{/user}}",
@@ -1219,10 +1389,16 @@ class GitHubEmulator:
     def _run_html_url(self, run: EmulatedRun) -> str:
         return f"{self.server_url}/{self.full_name}/actions/runs/{run.id}"
 
+    def _repository_id(self, full_name: str) -> int:
+        if full_name == self.full_name:
+            return self.repo_id
+        return 700_000_002 + int(hashlib.sha1(full_name.encode(), usedforsecurity=False).hexdigest()[:6], 16)
+
     def _run_json(self, run: EmulatedRun, workflow: EmulatedWorkflow) -> dict[str, Any]:
         api = f"{self.url}/repos/{self.full_name}/actions/runs/{run.id}"
         bot = self._user("github-actions[bot]", 41_898_282, "Bot")
         repository = self._minimal_repository()
+        head_repository = self._minimal_repository(run.head_repository)
         return {
             "id": run.id,
             "name": workflow.name,
@@ -1234,7 +1410,7 @@ class GitHubEmulator:
             "path": workflow.path,
             "display_title": run.display_title,
             "run_number": run.run_number,
-            "run_attempt": 1,
+            "run_attempt": run.run_attempt,
             "referenced_workflows": [],
             "event": run.event,
             "status": run.status,
@@ -1245,7 +1421,7 @@ class GitHubEmulator:
             "pull_requests": [],
             "created_at": run.created_at,
             "updated_at": run.updated_at,
-            "run_started_at": run.created_at,
+            "run_started_at": run.run_started_at,
             "actor": bot,
             "triggering_actor": bot,
             "jobs_url": f"{api}/jobs",
@@ -1254,7 +1430,7 @@ class GitHubEmulator:
             "artifacts_url": f"{api}/artifacts",
             "cancel_url": f"{api}/cancel",
             "rerun_url": f"{api}/rerun",
-            "previous_attempt_url": None,
+            "previous_attempt_url": f"{api}/attempts/{run.run_attempt - 1}" if run.run_attempt > 1 else None,
             "workflow_url": f"{self.url}/repos/{self.full_name}/actions/workflows/{workflow.id}",
             "head_commit": {
                 "id": run.head_sha,
@@ -1265,46 +1441,53 @@ class GitHubEmulator:
                 "committer": {"name": "Octo Cat", "email": "octocat@example.com"},
             },
             "repository": repository,
-            "head_repository": repository,
-            "head_repository_id": self.repo_id,
+            "head_repository": head_repository,
+            "head_repository_id": head_repository["id"],
+        }
+
+    def _commit_json(self, sha: str) -> dict[str, Any]:
+        api = f"{self.url}/repos/{self.full_name}"
+        html = f"{self.server_url}/{self.full_name}"
+        author = self._user("octocat", 583_231, "User")
+        person = {"name": "Octo Cat", "email": "octocat@example.com", "date": "2024-01-01T00:00:00Z"}
+        parent = self.parents.get(sha)
+        return {
+            "sha": sha,
+            "node_id": f"C_kwDO{sha[:12]}",
+            "url": f"{api}/commits/{sha}",
+            "html_url": f"{html}/commit/{sha}",
+            "comments_url": f"{api}/commits/{sha}/comments",
+            "commit": {
+                "url": f"{api}/git/commits/{sha}",
+                "author": person,
+                "committer": person,
+                "message": "Train the model",
+                "comment_count": 0,
+                "tree": {
+                    "sha": fake_sha("tree-" + sha),
+                    "url": f"{api}/git/trees/{fake_sha('tree-' + sha)}",
+                },
+                "verification": {
+                    "verified": False,
+                    "reason": "unsigned",
+                    "payload": None,
+                    "signature": None,
+                    "verified_at": None,
+                },
+            },
+            "author": author,
+            "committer": author,
+            "parents": [{"sha": parent, "url": f"{api}/commits/{parent}",
+                         "html_url": f"{html}/commit/{parent}"}] if parent else [],
         }
 
     def _branch_json(self, name: str, sha: str) -> dict[str, Any]:
         api = f"{self.url}/repos/{self.full_name}"
         html = f"{self.server_url}/{self.full_name}"
-        author = self._user("octocat", 583_231, "User")
-        person = {"name": "Octo Cat", "email": "octocat@example.com", "date": "2024-01-01T00:00:00Z"}
         quoted = urllib.parse.quote(name, safe="")
         return {
             "name": name,
-            "commit": {
-                "sha": sha,
-                "node_id": f"C_kwDO{sha[:12]}",
-                "url": f"{api}/commits/{sha}",
-                "html_url": f"{html}/commit/{sha}",
-                "comments_url": f"{api}/commits/{sha}/comments",
-                "commit": {
-                    "url": f"{api}/git/commits/{sha}",
-                    "author": person,
-                    "committer": person,
-                    "message": "Train the model",
-                    "comment_count": 0,
-                    "tree": {
-                        "sha": fake_sha("tree-" + sha),
-                        "url": f"{api}/git/trees/{fake_sha('tree-' + sha)}",
-                    },
-                    "verification": {
-                        "verified": False,
-                        "reason": "unsigned",
-                        "payload": None,
-                        "signature": None,
-                        "verified_at": None,
-                    },
-                },
-                "author": author,
-                "committer": author,
-                "parents": [],
-            },
+            "commit": self._commit_json(sha),
             "_links": {"self": f"{api}/branches/{quoted}", "html": f"{html}/tree/{quoted}"},
             "protected": False,
             "protection": {
@@ -1312,6 +1495,47 @@ class GitHubEmulator:
                 "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []},
             },
             "protection_url": f"{api}/branches/{quoted}/protection",
+        }
+
+    def _artifact_json(self, artifact: Artifact) -> dict[str, Any]:
+        api = f"{self.url}/repos/{self.full_name}/actions/artifacts/{artifact.id}"
+        run = self.run(artifact.run_id)
+        stamp = artifact.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "id": artifact.id,
+            "node_id": f"MDg6QXJ0aWZhY3Q{artifact.id}",
+            "name": artifact.name,
+            "size_in_bytes": artifact.size,
+            "url": api,
+            "archive_download_url": f"{api}/zip",
+            "expired": artifact.expired,
+            "created_at": stamp,
+            "expires_at": artifact.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "updated_at": stamp,
+            "digest": artifact.digest,
+            "workflow_run": {
+                "id": run.id,
+                "repository_id": self.repo_id,
+                "head_repository_id": self._repository_id(run.head_repository or self.full_name),
+                "head_branch": run.head_branch or "",
+                "head_sha": run.head_sha,
+            },
+        }
+
+    def _status_json(self, status: StatusRecord) -> dict[str, Any]:
+        api = f"{self.url}/repos/{self.full_name}"
+        return {
+            "url": f"{api}/statuses/{status.sha}",
+            "avatar_url": None,
+            "id": status.id,
+            "node_id": f"SC_kwDO{status.id}",
+            "state": status.state,
+            "description": status.description,
+            "target_url": status.target_url,
+            "context": status.context,
+            "created_at": status.created_at,
+            "updated_at": status.created_at,
+            "creator": self._user("github-actions[bot]", 41_898_282, "Bot"),
         }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from github_emulator import (
     OpenAPISubset,
     WorkflowInput,
 )
+from results_service import Artifact, ArtifactStore, Blob, BlobStore, Identity, RuntimeTokens, utcnow
 
 TOKEN = "ghs_emulatorTestToken0123456789"
 DISPATCHES = "/repos/octo-org/keeptraining-demo/actions/workflows/continuous-training.yml/dispatches"
@@ -32,6 +35,10 @@ EXPECTED_OPERATIONS = {
     ("GET", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}"),
+    ("GET", "/repos/{owner}/{repo}/compare/{basehead}"),
+    ("POST", "/repos/{owner}/{repo}/statuses/{sha}"),
+    ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"),
+    ("GET", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}"),
 }
 
 
@@ -144,7 +151,26 @@ def test_refresh_script_extracts_operations_and_closes_over_references() -> None
 # ---------------------------------------------------------------- PyGithub against the emulator
 
 
-def test_every_operation_answers_pygithub_with_valid_responses(emu: GitHubEmulator, gh: Github) -> None:
+def _uploaded(store: ArtifactStore, run_id: int, name: str, data: bytes) -> Artifact:
+    """An artifact as upload-artifact leaves it: created, its bytes in a blob, finalized."""
+    identity = Identity(RuntimeTokens.run_backend_id(run_id), "job")
+    artifact = store.create(run_id, identity, name, utcnow() + timedelta(days=14))
+    store.blobs.blobs[artifact.blob_path] = Blob(data, "application/zip", committed=True)
+    artifact.size, artifact.finalized = len(data), True
+    artifact.digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    return artifact
+
+
+def test_every_operation_answers_pygithub_with_valid_responses(subset: OpenAPISubset) -> None:
+    store = ArtifactStore(BlobStore())
+    with GitHubEmulator(subset=subset, artifacts=store) as emu:
+        store.blobs.base_url = emu.base  # the emulator has no blob route: only the 302's Location matters
+        client = Github(base_url=emu.url, auth=Auth.Token(TOKEN), retry=0, lazy=True)
+        _every_operation(emu, client)
+        assert emu.violations == []
+
+
+def _every_operation(emu: GitHubEmulator, gh: Github) -> None:
     repo = gh.get_repo(emu.full_name)
     assert repo.default_branch == "main"
     workflows = list(repo.get_workflows())
@@ -161,8 +187,23 @@ def test_every_operation_answers_pygithub_with_valid_responses(emu: GitHubEmulat
     assert fetched.display_title == "attempt 2 · 20 epochs"
     assert fetched.head_sha == head and fetched.event == "workflow_dispatch" and fetched.status == "queued"
     assert fetched.html_url == run.html_url == f"{emu.server_url}/{emu.full_name}/actions/runs/{run.id}"
+    newer = emu.push()
+    comparison = repo.compare(head, newer)
+    assert (comparison.status, comparison.ahead_by) == ("ahead", 1)
+    assert [c.sha for c in comparison.commits] == [newer]
+    status = repo.get_commit(head).create_status("pending", target_url=run.html_url, description="attempt 2",
+                                                 context="keeptraining")
+    assert (status.state, status.context, status.target_url) == ("pending", "keeptraining", run.html_url)
+    assert [(s.sha, s.state) for s in emu.statuses] == [(head, "pending")]
+    artifact = _uploaded(emu.artifacts, run.id, "keeptraining-state", b"PK zip bytes")  # type: ignore[arg-type]
+    (listed,) = fetched.get_artifacts()
+    assert (listed.id, listed.name, listed.size_in_bytes, listed.expired) == (
+        artifact.id, "keeptraining-state", 12, False)
+    zip_path = f"/repos/{emu.full_name}/actions/artifacts/{artifact.id}/zip"
+    zipped = api(emu, "GET", zip_path, allow_redirects=False)
+    assert zipped.status_code == 302 and zipped.headers["Location"].startswith(emu.base + "/")
     assert {r.operation for r in emu.requests} == {op.operation_id for op in emu.subset.operations}
-    assert all(r.status == 200 for r in emu.requests)
+    assert {r.status for r in emu.requests} == {200, 201, 302}
 
 
 def test_a_dispatch_creates_a_queued_run_on_the_branch_head_and_is_recorded(emu: GitHubEmulator) -> None:

@@ -1,0 +1,637 @@
+"""GitHub in a box: the Actions *results service* that the artifact (and cache) actions talk to.
+
+A real HTTP server on 127.0.0.1 that the official ``actions/upload-artifact`` and
+``actions/download-artifact`` reach through ``ACTIONS_RESULTS_URL``, authorised by
+``ACTIONS_RUNTIME_TOKEN``, exactly as on GitHub:
+
+* **Twirp JSON** services under ``/twirp/<package>.<Service>/<Method>``. Requests use the
+  protobuf field names (snake_case); int64 values travel as strings; an unknown field or a
+  wrong type is refused (``malformed``), so a client that sends a shape GitHub would not
+  accept fails here too. Errors are Twirp's ``{"code", "msg"}`` with the matching status.
+* the runtime token is a JWT (HS256, signed by this service) whose ``scp`` claim holds
+  ``Actions.Results:<run backend id>:<job backend id>``; every request must name the run and
+  job of its token.
+* **signed blob URLs** (Azure-blob style, ``/<account>/<container>/<blob>?sig=...``) taking a
+  single PUT, or block PUTs (``comp=block``) and the block list (``comp=blocklist``), and
+  serving GETs; the signature covers the path, the permission and the expiry.
+
+``ArtifactService`` (CreateArtifact, FinalizeArtifact, ListArtifacts, GetSignedArtifactURL,
+DeleteArtifact) follows GitHub's rules: a name is unique per run unless the client deletes the
+old one first (upload-artifact's ``overwrite: true``); FinalizeArtifact checks the size and the
+sha256 digest of what was uploaded; every artifact has a retention (``expires_at``, default
+90 days) and disappears from the service once expired. ``ArtifactStore`` keeps the artifacts;
+the REST API of the emulator (``github_emulator.py``) lists and serves the same ones.
+
+More Twirp services (e.g. ``github.actions.results.api.v1.CacheService`` for actions/cache)
+plug in beside it: subclass ``TwirpService``, declare each method's request fields, and use
+``ResultsService.blobs`` for the bytes (``BlobStore.signed_url`` / ``blob``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, ClassVar
+
+ARTIFACT_SERVICE = "github.actions.results.api.v1.ArtifactService"
+DEFAULT_RETENTION = timedelta(days=90)  # GitHub's default for a public or private repository
+BLOB_ACCOUNT = "actionsresults"
+SIGNED_URL_TTL = timedelta(hours=1)
+_UUID_NAMESPACE = uuid.UUID("6f3f0b36-6d1c-4a7e-9d55-5f0e0c9b1a00")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(when: datetime) -> str:
+    """A protobuf Timestamp in JSON: RFC 3339 in UTC with a ``Z``."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise ValueError("no time zone")
+    return when
+
+
+class TwirpError(Exception):
+    """Answered as Twirp's JSON error: ``{"code": ..., "msg": ...}``."""
+
+    STATUS: ClassVar[dict[str, int]] = {"malformed": 400, "invalid_argument": 400, "unauthenticated": 401,
+              "permission_denied": 403, "not_found": 404, "already_exists": 409,
+              "failed_precondition": 412, "internal": 500, "bad_route": 404}
+
+    def __init__(self, code: str, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+    @property
+    def status(self) -> int:
+        return self.STATUS[self.code]
+
+
+# --------------------------------------------------------------------------- runtime tokens
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Whose request it is: the run and job named by the runtime token's ``scp`` claim."""
+
+    run_backend_id: str
+    job_backend_id: str
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class RuntimeTokens:
+    """Mints and checks the JWTs that act passes to a job as ``ACTIONS_RUNTIME_TOKEN``."""
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+        self.run_ids: dict[str, int] = {}  # run backend id -> the REST run id
+
+    @staticmethod
+    def run_backend_id(run_id: int) -> str:
+        return str(uuid.uuid5(_UUID_NAMESPACE, f"run-{run_id}"))
+
+    def mint(self, run_id: int, run_attempt: int = 1, job: str = "train") -> str:
+        """A token for one job of one run attempt (the run's backend id is the same for every attempt)."""
+        run_backend = self.run_backend_id(run_id)
+        job_backend = str(uuid.uuid5(_UUID_NAMESPACE, f"job-{run_id}-{run_attempt}-{job}"))
+        self.run_ids[run_backend] = run_id
+        claims = {"scp": f"Actions.GenericRead:{run_backend} Actions.Results:{run_backend}:{job_backend} "
+                         f"Actions.UploadArtifacts:{run_backend}:{job_backend}",
+                  "iss": "github-in-a-box", "aud": "vso:actions",
+                  "exp": int((utcnow() + timedelta(hours=6)).timestamp()), "ac": "[]"}
+        header = _b64url(json.dumps({"typ": "JWT", "alg": "HS256"}).encode())
+        body = _b64url(json.dumps(claims).encode())
+        signature = hmac.new(self._key, f"{header}.{body}".encode(), hashlib.sha256).digest()
+        return f"{header}.{body}.{_b64url(signature)}"
+
+    def identify(self, authorization: str) -> Identity:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or token.count(".") != 2:
+            raise TwirpError("unauthenticated", "a bearer runtime token is required")
+        header, body, signature = token.split(".")
+        expected = hmac.new(self._key, f"{header}.{body}".encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(_unb64url(signature), expected):
+            raise TwirpError("unauthenticated", "the runtime token's signature is not valid")
+        claims = json.loads(_unb64url(body))
+        if claims.get("exp", 0) < utcnow().timestamp():
+            raise TwirpError("unauthenticated", "the runtime token has expired")
+        for scope in str(claims.get("scp", "")).split(" "):
+            parts = scope.split(":")
+            if parts[0] == "Actions.Results" and len(parts) == 3:
+                return Identity(parts[1], parts[2])
+        raise TwirpError("permission_denied", "the runtime token has no Actions.Results scope")
+
+
+# --------------------------------------------------------------------------- blobs
+
+
+@dataclass
+class Blob:
+    data: bytes = b""
+    content_type: str = "application/octet-stream"
+    committed: bool = False
+    blocks: dict[str, bytes] = field(default_factory=dict)  # staged, not yet in the block list
+
+
+class BlobStore:
+    """Blob storage behind signed URLs, the way Azure Blob Storage answers the Azure SDK."""
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+        self.blobs: dict[str, Blob] = {}  # "/<account>/<container>/<blob>" -> Blob
+        self.base_url = ""  # set by ResultsService.start()
+        self.lock = threading.RLock()
+        self.requests: list[tuple[str, str, int]] = []  # (method, path?comp, status)
+
+    def signed_url(self, path: str, permission: str, ttl: timedelta = SIGNED_URL_TTL) -> str:
+        """A URL that allows ``permission`` (``r`` read, ``cw`` create/write) on ``path`` until it expires."""
+        expiry = rfc3339(utcnow() + ttl)
+        sig = self._sign(path, permission, expiry)
+        query = urllib.parse.urlencode({"sv": "2024-08-04", "sr": "b", "sp": permission, "se": expiry,
+                                        "sig": sig})
+        return f"{self.base_url}{urllib.parse.quote(path)}?{query}"
+
+    def blob(self, path: str) -> Blob | None:
+        with self.lock:
+            found = self.blobs.get(path)
+            return found if found is not None and found.committed else None
+
+    def delete(self, path: str) -> None:
+        with self.lock:
+            self.blobs.pop(path, None)
+
+    def _sign(self, path: str, permission: str, expiry: str) -> str:
+        message = f"{path}\n{permission}\n{expiry}".encode()
+        return base64.b64encode(hmac.new(self._key, message, hashlib.sha256).digest()).decode()
+
+    def _authorise(self, path: str, query: Mapping[str, str], needs: str) -> None:
+        permission, expiry, sig = query.get("sp", ""), query.get("se", ""), query.get("sig", "")
+        if not hmac.compare_digest(sig.encode(), self._sign(path, permission, expiry).encode()):
+            raise _BlobError(403, "AuthenticationFailed", "Signature did not match.")
+        if parse_rfc3339(expiry) < utcnow():
+            raise _BlobError(403, "AuthenticationFailed", "Signed expiry time has passed.")
+        if not set(needs) <= set(permission):
+            raise _BlobError(403, "AuthorizationPermissionMismatch", "This request is not authorized to "
+                             "perform this operation using this permission.")
+
+    def handle(self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str],
+               body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """One blob request: (status, headers, body)."""
+        try:
+            if method in ("GET", "HEAD"):
+                self._authorise(path, query, "r")
+                blob = self.blob(path)
+                if blob is None:
+                    raise _BlobError(404, "BlobNotFound", "The specified blob does not exist.")
+                return 200, {"Content-Type": blob.content_type, **self._stamp(blob.data)}, blob.data
+            if method == "PUT":
+                self._authorise(path, query, "w")
+                return self._put(path, query, headers, body)
+            raise _BlobError(405, "UnsupportedHttpVerb", f"{method} is not supported")
+        except _BlobError as err:
+            payload = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{err.code}</Code>'
+                       f"<Message>{err.message}</Message></Error>").encode()
+            return err.status, {"Content-Type": "application/xml", "x-ms-error-code": err.code,
+                                **self._stamp(payload)}, payload
+
+    def _put(self, path: str, query: Mapping[str, str], headers: Mapping[str, str],
+             body: bytes) -> tuple[int, dict[str, str], bytes]:
+        comp = query.get("comp")
+        with self.lock:
+            blob = self.blobs.setdefault(path, Blob())
+            if comp == "block":
+                block_id = query.get("blockid", "")
+                if not block_id:
+                    raise _BlobError(400, "InvalidQueryParameterValue", "blockid is required")
+                blob.blocks[block_id] = body
+                return 201, self._stamp(b""), b""
+            if comp == "blocklist":
+                listed = re.findall(rb"<(Latest|Uncommitted)>([^<]*)</\1>", body)
+                ids = [block_id.decode() for _, block_id in listed]
+                missing = [i for i in ids if i not in blob.blocks]
+                if missing:
+                    raise _BlobError(400, "InvalidBlockList", f"unknown block {missing[0]}")
+                blob.data = b"".join(blob.blocks[i] for i in ids)
+                blob.blocks.clear()
+                blob.content_type = headers.get("x-ms-blob-content-type", blob.content_type)
+                blob.committed = True
+                return 201, self._stamp(blob.data), b""
+            if comp is None and headers.get("x-ms-blob-type", "").lower() == "blockblob":
+                blob.data, blob.committed = body, True
+                blob.content_type = headers.get("Content-Type", blob.content_type)
+                return 201, self._stamp(body), b""
+            raise _BlobError(400, "InvalidQueryParameterValue", f"unsupported PUT (comp={comp})")
+
+    @staticmethod
+    def _stamp(data: bytes) -> dict[str, str]:
+        """Headers every Azure blob response carries (the SDK reads them)."""
+        return {"x-ms-request-id": str(uuid.uuid4()), "x-ms-version": "2024-08-04",
+                "ETag": f'"0x{hashlib.sha1(data, usedforsecurity=False).hexdigest()[:16].upper()}"',
+                "Last-Modified": utcnow().strftime("%a, %d %b %Y %H:%M:%S GMT"),
+                "x-ms-request-server-encrypted": "true",
+                "Content-MD5": base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()}
+
+
+class _BlobError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+# --------------------------------------------------------------------------- Twirp services
+
+
+#: Request field types: "string", "int64" (a JSON string or number), "int32", "timestamp"
+#: (RFC 3339 string), "string_value" / "int64_value" (wrappers: the bare value in JSON).
+Fields = Mapping[str, str]
+Handler = Callable[[Identity, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Method:
+    fields: Fields
+    handler: Handler
+
+
+class TwirpService:
+    """One Twirp service: a name and its methods, each with its request fields."""
+
+    name = ""
+
+    def methods(self) -> dict[str, Method]:
+        raise NotImplementedError
+
+    def call(self, method: str, identity: Identity, raw: bytes) -> dict[str, Any]:
+        spec = self.methods().get(method)
+        if spec is None:
+            raise TwirpError("bad_route", f"no method {method} in {self.name}")
+        try:
+            request = json.loads(raw or b"{}")
+        except ValueError:
+            raise TwirpError("malformed", "the body is not JSON") from None
+        if not isinstance(request, dict):
+            raise TwirpError("malformed", "the body is not a JSON object")
+        return spec.handler(identity, _decode(request, spec.fields))
+
+
+def _decode(request: dict[str, Any], fields: Fields) -> dict[str, Any]:
+    """The request as Python values; unknown fields and wrong types are ``malformed``."""
+    out: dict[str, Any] = {}
+    for name, value in request.items():
+        kind = fields.get(name)
+        if kind is None:
+            raise TwirpError("malformed", f'unknown field "{name}"')
+        try:
+            out[name] = _convert(kind, value)
+        except (TypeError, ValueError):
+            raise TwirpError("malformed", f"field {name}: {json.dumps(value)[:60]} is not a {kind}") from None
+    return out
+
+
+def _convert(kind: str, value: Any) -> Any:
+    if kind in ("string", "string_value"):
+        if not isinstance(value, str):
+            raise TypeError(kind)
+        return value
+    if kind in ("int64", "int64_value", "int32"):
+        digits = isinstance(value, (int, str)) and not isinstance(value, bool)
+        if not digits or not re.fullmatch(r"-?\d+", str(value)):
+            raise TypeError(kind)
+        return int(value)
+    if kind == "timestamp":
+        if not isinstance(value, str):
+            raise TypeError(kind)
+        return parse_rfc3339(value)
+    raise ValueError(kind)
+
+
+_RUN_JOB = {"workflow_run_backend_id": "string", "workflow_job_run_backend_id": "string"}
+
+
+@dataclass
+class Artifact:
+    """One artifact of one run, as GitHub keeps it."""
+
+    id: int
+    run_id: int
+    run_backend_id: str
+    job_backend_id: str
+    name: str
+    blob_path: str
+    created_at: datetime
+    expires_at: datetime
+    size: int = 0
+    digest: str | None = None  # "sha256:<hex>", set by FinalizeArtifact
+    finalized: bool = False
+    deleted: bool = False
+
+    @property
+    def expired(self) -> bool:
+        return utcnow() >= self.expires_at
+
+    @property
+    def live(self) -> bool:
+        """Listed and downloadable: finalized, not deleted, not expired."""
+        return self.finalized and not self.deleted and not self.expired
+
+
+class ArtifactStore:
+    """Every artifact of the box, shared by the results service and the REST API."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self.artifacts: list[Artifact] = []
+        self.lock = threading.RLock()
+        self._ids = iter(range(4_000_000_001, 5_000_000_000))
+
+    def create(self, run_id: int, identity: Identity, name: str, expires_at: datetime) -> Artifact:
+        with self.lock:
+            artifact_id = next(self._ids)
+            artifact = Artifact(artifact_id, run_id, identity.run_backend_id, identity.job_backend_id, name,
+                                f"/{BLOB_ACCOUNT}/run-{run_id}/{artifact_id}.zip",
+                                utcnow(), expires_at)
+            self.artifacts.append(artifact)
+            return artifact
+
+    def of_run(self, run_id: int, *, name: str | None = None,
+               include_expired: bool = False) -> list[Artifact]:
+        """Finalized, undeleted artifacts of a run (expired ones too with ``include_expired``)."""
+        with self.lock:
+            return [a for a in self.artifacts if a.run_id == run_id and a.finalized and not a.deleted
+                    and (include_expired or not a.expired) and (name is None or a.name == name)]
+
+    def get(self, artifact_id: int) -> Artifact | None:
+        with self.lock:
+            found = (a for a in self.artifacts if a.id == artifact_id and a.finalized and not a.deleted)
+            return next(found, None)
+
+    def content(self, artifact: Artifact) -> bytes:
+        blob = self.blobs.blob(artifact.blob_path)
+        return blob.data if blob is not None else b""
+
+    def delete(self, artifact: Artifact) -> None:
+        with self.lock:
+            artifact.deleted = True
+            self.blobs.delete(artifact.blob_path)
+
+    def expire(self, run_id: int, name: str) -> Artifact:
+        """Test helper: the run's artifact passed its retention (GitHub keeps listing it as expired)."""
+        with self.lock:
+            (artifact,) = self.of_run(run_id, name=name)
+            artifact.expires_at = utcnow() - timedelta(seconds=1)
+            return artifact
+
+    def history(self) -> Iterator[Artifact]:
+        with self.lock:
+            yield from list(self.artifacts)
+
+
+class ArtifactService(TwirpService):
+    """``github.actions.results.api.v1.ArtifactService`` (artifact.proto of @actions/artifact)."""
+
+    name = ARTIFACT_SERVICE
+
+    def __init__(self, store: ArtifactStore, tokens: RuntimeTokens) -> None:
+        self.store = store
+        self.tokens = tokens
+
+    def methods(self) -> dict[str, Method]:
+        return {
+            "CreateArtifact": Method({**_RUN_JOB, "name": "string", "expires_at": "timestamp",
+                                      "version": "int32", "mime_type": "string_value"}, self.create),
+            "FinalizeArtifact": Method({**_RUN_JOB, "name": "string", "size": "int64",
+                                        "hash": "string_value"}, self.finalize),
+            "ListArtifacts": Method({**_RUN_JOB, "name_filter": "string_value", "id_filter": "int64_value"},
+                                    self.list),
+            "GetSignedArtifactURL": Method({**_RUN_JOB, "name": "string"}, self.signed_url),
+            "DeleteArtifact": Method({**_RUN_JOB, "name": "string"}, self.delete),
+        }
+
+    def _run_id(self, identity: Identity, request: Mapping[str, Any]) -> int:
+        if (request.get("workflow_run_backend_id"), request.get("workflow_job_run_backend_id")) != (
+                identity.run_backend_id, identity.job_backend_id):
+            raise TwirpError("permission_denied", "the request names another run or job than its token")
+        return self.tokens.run_ids[identity.run_backend_id]
+
+    @staticmethod
+    def _name(request: Mapping[str, Any]) -> str:
+        name = request.get("name", "")
+        if not name or re.search(r'[":<>|*?\r\n\\/]', name):
+            raise TwirpError("invalid_argument", "the artifact name is empty or holds a character it may not")
+        return str(name)
+
+    def create(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
+        run_id, name = self._run_id(identity, request), self._name(request)
+        if request.get("version") not in (4, 5, 6, 7):
+            raise TwirpError("invalid_argument", f"unsupported artifact version {request.get('version')}")
+        if self.store.of_run(run_id, name=name):
+            raise TwirpError("already_exists",
+                             "an artifact with this name already exists on the workflow run")
+        expires_at = request.get("expires_at") or utcnow() + DEFAULT_RETENTION
+        artifact = self.store.create(run_id, identity, name, expires_at)
+        url = self.store.blobs.signed_url(artifact.blob_path, "cw")
+        return {"ok": True, "signed_upload_url": url}
+
+    def finalize(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
+        run_id, name = self._run_id(identity, request), self._name(request)
+        pending = [a for a in self.store.history() if a.run_id == run_id and a.name == name
+                   and not a.finalized and not a.deleted]
+        if not pending:
+            raise TwirpError("not_found", f"no artifact {name} is being uploaded in this run")
+        artifact = pending[-1]
+        blob = self.store.blobs.blob(artifact.blob_path)
+        if blob is None:
+            raise TwirpError("failed_precondition", "nothing was uploaded to the signed URL")
+        if request.get("size") != len(blob.data):
+            raise TwirpError("invalid_argument", f"size {request.get('size')} is not the {len(blob.data)} "
+                                                 "bytes uploaded")
+        digest = f"sha256:{hashlib.sha256(blob.data).hexdigest()}"
+        if request.get("hash") not in (None, digest):
+            raise TwirpError("invalid_argument", "hash does not match the uploaded bytes")
+        with self.store.lock:
+            artifact.size, artifact.digest, artifact.finalized = len(blob.data), digest, True
+        return {"ok": True, "artifact_id": str(artifact.id)}
+
+    def list(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
+        run_id = self._run_id(identity, request)
+        found = self.store.of_run(run_id, name=request.get("name_filter"))
+        if "id_filter" in request:
+            found = [a for a in found if a.id == request["id_filter"]]
+        return {"artifacts": [{
+            "workflow_run_backend_id": a.run_backend_id, "workflow_job_run_backend_id": a.job_backend_id,
+            "database_id": str(a.id), "name": a.name, "size": str(a.size),
+            "created_at": rfc3339(a.created_at), "digest": a.digest} for a in found]}
+
+    def signed_url(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
+        run_id, name = self._run_id(identity, request), self._name(request)
+        found = self.store.of_run(run_id, name=name)
+        if not found:
+            raise TwirpError("not_found", f"no artifact {name} in this run")
+        return {"signed_url": self.store.blobs.signed_url(found[-1].blob_path, "r")}
+
+    def delete(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
+        run_id, name = self._run_id(identity, request), self._name(request)
+        found = self.store.of_run(run_id, name=name, include_expired=True)
+        if not found:
+            raise TwirpError("not_found", f"no artifact {name} in this run")
+        for artifact in found:
+            self.store.delete(artifact)
+        return {"ok": True, "artifact_id": str(found[-1].id)}
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass(frozen=True)
+class TwirpCall:
+    """One Twirp request as received (the tests read these)."""
+
+    service: str
+    method: str
+    request: Any
+    status: int
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    service: ResultsService
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    timeout = 30
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
+
+    def do_POST(self) -> None:
+        self.server.service.serve(self)
+
+    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class ResultsService:
+    """The results service on a free loopback port; ``url`` is ``ACTIONS_RESULTS_URL``."""
+
+    def __init__(self, blobs: BlobStore | None = None, tokens: RuntimeTokens | None = None) -> None:
+        self.blobs = blobs or BlobStore()
+        self.tokens = tokens or RuntimeTokens()
+        self.artifacts = ArtifactStore(self.blobs)
+        self.services: dict[str, TwirpService] = {}
+        self.calls: list[TwirpCall] = []
+        self.lock = threading.RLock()
+        self.register(ArtifactService(self.artifacts, self.tokens))
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def register(self, service: TwirpService) -> None:
+        self.services[service.name] = service
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> ResultsService:
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.service = self
+        self._server, self.port = server, server.server_address[1]
+        self.blobs.base_url = self.url.rstrip("/")
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="results-service", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> ResultsService:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def twirp_calls(self, method: str) -> list[TwirpCall]:
+        with self.lock:
+            return [c for c in self.calls if c.method == method]
+
+    def serve(self, handler: _Handler) -> None:
+        split = urllib.parse.urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length > 0 else b""
+        match = re.fullmatch(r"/twirp/([\w.]+)/(\w+)", split.path)
+        if match:
+            status, headers, payload = self._twirp(match.group(1), match.group(2), handler, body)
+        else:
+            query = {k: v[-1] for k, v in urllib.parse.parse_qs(split.query, keep_blank_values=True).items()}
+            path = urllib.parse.unquote(split.path)
+            status, headers, payload = self.blobs.handle(handler.command, path, query,
+                                                         dict(handler.headers.items()), body)
+            with self.blobs.lock:
+                self.blobs.requests.append((handler.command, f"{path}?comp={query.get('comp', '')}", status))
+        handler.send_response(status)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        if payload and handler.command != "HEAD":
+            handler.wfile.write(payload)
+
+    def _twirp(self, service_name: str, method: str, handler: _Handler,
+               body: bytes) -> tuple[int, dict[str, str], bytes]:
+        try:
+            if handler.command != "POST":
+                raise TwirpError("bad_route", "Twirp methods are called with POST")
+            if "json" not in handler.headers.get("Content-Type", ""):
+                raise TwirpError("bad_route", "only the JSON protocol is served")
+            service = self.services.get(service_name)
+            if service is None:
+                raise TwirpError("bad_route", f"no service {service_name}")
+            identity = self.tokens.identify(handler.headers.get("Authorization", ""))
+            status, answer = 200, service.call(method, identity, body)
+        except TwirpError as err:
+            status, answer = err.status, {"code": err.code, "msg": err.msg}
+        try:
+            recorded = json.loads(body or b"{}")
+        except ValueError:
+            recorded = body.decode("utf-8", "replace")
+        with self.lock:
+            self.calls.append(TwirpCall(service_name, method, recorded, status))
+        payload = json.dumps({k: v for k, v in answer.items() if v is not None}).encode()
+        return status, {"Content-Type": "application/json"}, payload
