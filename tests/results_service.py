@@ -432,9 +432,11 @@ class ArtifactService(TwirpService):
             "DeleteArtifact": Method({**_RUN_JOB, "name": "string"}, self.delete),
         }
 
-    def _run_id(self, identity: Identity, request: Mapping[str, Any]) -> int:
-        if (request.get("workflow_run_backend_id"), request.get("workflow_job_run_backend_id")) != (
-                identity.run_backend_id, identity.job_backend_id):
+    def _run_id(self, identity: Identity, request: Mapping[str, Any], *, own_job: bool = True) -> int:
+        """The run of the request, which must be the token's (and its job, unless ``own_job`` is False:
+        DeleteArtifact names the job that uploaded the artifact, e.g. an earlier attempt's)."""
+        same_job = request.get("workflow_job_run_backend_id") == identity.job_backend_id or not own_job
+        if request.get("workflow_run_backend_id") != identity.run_backend_id or not same_job:
             raise TwirpError("permission_denied", "the request names another run or job than its token")
         return self.tokens.run_ids[identity.run_backend_id]
 
@@ -495,8 +497,9 @@ class ArtifactService(TwirpService):
         return {"signed_url": self.store.blobs.signed_url(found[-1].blob_path, "r")}
 
     def delete(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
-        run_id, name = self._run_id(identity, request), self._name(request)
-        found = self.store.of_run(run_id, name=name, include_expired=True)
+        run_id, name = self._run_id(identity, request, own_job=False), self._name(request)
+        found = [a for a in self.store.of_run(run_id, name=name, include_expired=True)
+                 if a.job_backend_id == request.get("workflow_job_run_backend_id")]
         if not found:
             raise TwirpError("not_found", f"no artifact {name} in this run")
         for artifact in found:

@@ -7,12 +7,13 @@ the environment is what the composite action gives the step (KT_INPUT_*, GITHUB_
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fakes import fake_repo
+from fakes import fake_repo, read_outputs
 from github_emulator import GitHubEmulator
 from keeptraining import dispatch, ledger
 from keeptraining.cli import main
@@ -21,19 +22,6 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "ghs_attemptStepToken000111222"
 HEAD = "a" * 40
-
-
-def read_outputs(path: Path) -> dict[str, str]:
-    """Parse a GITHUB_OUTPUT file written with heredoc delimiters."""
-    outputs: dict[str, str] = {}
-    lines = path.read_text().splitlines()
-    i = 0
-    while i < len(lines):
-        name, _, delimiter = lines[i].partition("<<")
-        end = lines.index(delimiter, i + 1)
-        outputs[name] = "\n".join(lines[i + 1:end])
-        i = end + 1
-    return outputs
 
 
 @pytest.fixture
@@ -45,11 +33,14 @@ def emulator() -> Iterator[GitHubEmulator]:
 @pytest.fixture
 def actions_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: GitHubEmulator) -> dict[str, Path]:
     files = {"output": tmp_path / "gh-output", "summary": tmp_path / "gh-summary.md"}
+    this_run = emulator.add_run(161_335, event="push", display_title="Training · attempt 1 · first")
+    this_run.created_at = "2020-01-01T00:00:00Z"
+    monkeypatch.setenv("GITHUB_RUN_ID", str(this_run.id))
     for name, value in {
         "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(files["output"]),
         "GITHUB_STEP_SUMMARY": str(files["summary"]), "GITHUB_REPOSITORY": "acme/models",
         "GITHUB_SHA": HEAD, "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main",
-        "GITHUB_REF_TYPE": "branch", "GITHUB_RUN_ID": "4242", "GITHUB_API_URL": emulator.url,
+        "GITHUB_REF_TYPE": "branch", "GITHUB_API_URL": emulator.url,
         "GITHUB_SERVER_URL": emulator.server_url,
         "GITHUB_WORKFLOW_REF": "acme/models/.github/workflows/continuous-training.yml@refs/heads/main",
         "KT_GITHUB_TOKEN": TOKEN, "KT_INPUT_DISPATCH": "true", "KT_INPUT_THRESHOLD": "0.9",
@@ -70,11 +61,17 @@ def test_below_threshold_dispatches_the_next_attempt(
     assert outputs["next-epochs"] == "20" and outputs["chain-status"] == "continue"
     assert outputs["accuracy"] == "0.6408"
     (record,) = emulator.snapshot_dispatches()
-    assert record.inputs == {"attempt": "2", "epochs": "20", "commit": HEAD, "resume-run-id": "4242"}
+    this_run = os.environ["GITHUB_RUN_ID"]
+    assert record.inputs == {"attempt": "2", "epochs": "20", "commit": HEAD, "resume-run-id": this_run}
     assert outputs["next-run-url"].endswith(f"/actions/runs/{record.run_id}")
     saved = ledger.load(repo / ".keeptraining").attempts[0]
     assert saved.dispatched["run_id"] == record.run_id
-    assert saved.run["id"] == "4242"
+    assert saved.run["id"] == this_run
+    # The commit status: pending while training (this run), pending again linking the next attempt.
+    statuses = [(st.sha, st.state, st.context) for st in emulator.statuses]
+    assert statuses == [(HEAD, "pending", "keeptraining")] * 2
+    assert emulator.statuses[0].target_url.endswith(f"/actions/runs/{this_run}")  # type: ignore[union-attr]
+    assert emulator.statuses[1].target_url == outputs["next-run-url"]
     summary = actions_env["summary"].read_text()
     assert "| 1 |" in summary or "| [1]" in summary
     assert "```mermaid" in summary and "xychart-beta" in summary
@@ -96,6 +93,7 @@ def test_resumed_attempt_reaches_threshold_and_does_not_dispatch(
     assert outputs["threshold-reached"] == "true" and outputs["dispatched"] == "false"
     assert outputs["chain-status"] == "reached" and outputs["epochs"] == "35"
     assert len(emulator.snapshot_dispatches()) == 1  # only attempt 1's
+    assert emulator.statuses[-1].state == "success" and "≥ 0.90" in str(emulator.statuses[-1].description)
     second = ledger.load(repo / ".keeptraining").attempts[1]
     assert (second.initial_epoch, second.epochs_trained) == (30, 5)
     assert list((repo / ".keeptraining" / "outbox").glob("*.eml")), "the outbox mail is written"
@@ -113,24 +111,59 @@ def test_rerun_of_the_same_step_does_not_dispatch_twice(
     assert outputs["dispatched"] == "true"
 
 
-def test_branch_moved_stops_the_chain_with_a_notice(
+def test_a_push_that_started_no_chain_does_not_end_it(
+        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator) -> None:
+    emulator.push()  # e.g. [skip ci]: the branch moved, no run started
+    repo = fake_repo(tmp_path / "repo")
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    (record,) = emulator.snapshot_dispatches()
+    assert record.inputs["commit"] == HEAD  # the chain goes on training its own commit
+    assert read_outputs(actions_env["output"])["chain-status"] == "continue"
+
+
+def test_a_newer_chain_supersedes_this_one_with_a_notice_a_status_and_a_mail(
         tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
         capsys: pytest.CaptureFixture[str]) -> None:
     newer = emulator.push()
+    emulator.add_run(161_335, event="push", head_sha=newer, status="queued", conclusion=None)
     repo = fake_repo(tmp_path / "repo")
     assert main(["attempt", "--repo", str(repo)]) == 0
     assert emulator.snapshot_dispatches() == []
-    assert read_outputs(actions_env["output"])["dispatched"] == "false"
-    assert f"moved to {newer[:7]}" in capsys.readouterr().out
+    outputs = read_outputs(actions_env["output"])
+    assert (outputs["chain-status"], outputs["dispatched"]) == ("superseded", "false")
+    assert outputs["accuracy"] == "0.6408"
+    out = capsys.readouterr().out
+    assert f"::notice title=Chain superseded::Superseded: commit {newer[:7]} started a newer chain" in out
+    assert emulator.statuses[-1].state == "error" and newer[:7] in str(emulator.statuses[-1].description)
+    (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
+    assert f"commit {newer[:7]} took over" in mail.read_text()
+    state = ledger.load(repo / ".keeptraining")
+    assert state.chain["superseded_by"]["commit"] == newer and state.attempts[0].outcome == "below"
 
 
-def test_run_checked_out_another_commit_than_the_chain_is_superseded(
-        tmp_path: Path, actions_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KT_INPUT_COMMIT", "b" * 40)
-    repo = fake_repo(tmp_path / "repo")
-    assert main(["attempt", "--repo", str(repo)]) == 0
-    assert read_outputs(actions_env["output"])["chain-status"] == "superseded"
-    assert not (repo / ".keeptraining" / "ledger.json").exists()
+def test_commit_status_false_sets_none_and_a_refused_status_is_only_a_warning(
+        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KT_INPUT_COMMIT_STATUS", "false")
+    assert main(["attempt", "--repo", str(fake_repo(tmp_path / "off"))]) == 0
+    assert emulator.statuses == []
+    monkeypatch.delenv("KT_INPUT_COMMIT_STATUS")
+    emulator.denied.add("repos/create-commit-status")  # no `statuses: write`
+    actions_env["output"].unlink()
+    assert main(["attempt", "--repo", str(fake_repo(tmp_path / "denied")), "--attempt", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "::warning title=Commit status not set::" in out and "statuses: write" in out
+    assert read_outputs(actions_env["output"])["chain-status"] == "continue"
+
+
+def test_a_run_name_without_the_attempt_warns_with_the_fix(
+        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    emulator.run(int(os.environ["GITHUB_RUN_ID"])).display_title = "Continuous training"
+    assert main(["attempt", "--repo", str(fake_repo(tmp_path / "repo"))]) == 0
+    out = capsys.readouterr().out
+    assert "::warning title=Re-run protection needs the attempt in run-name::" in out
+    assert "run-name: Continuous training · attempt ${{ inputs.attempt || 1 }}" in out
 
 
 def test_failed_attempt_writes_outputs_and_an_error_annotation(

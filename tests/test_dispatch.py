@@ -81,9 +81,10 @@ def make_ctx(emu: GitHubEmulator, **overrides: str) -> GitHubContext:
         "workflow": WORKFLOW_FILE,
         "ref": "main",
         "server_url": emu.server_url,
+        "run_id": "1",
     }
     fields.update(overrides)
-    return GitHubContext(**fields, run_id="1")
+    return GitHubContext(**fields)
 
 
 class Sleeps(list[float]):
@@ -317,16 +318,60 @@ def test_unreachable_api_is_a_dispatch_error(emu: GitHubEmulator, monkeypatch: p
 # ---------------------------------------------------------------- chain coherence
 
 
-def test_a_newer_push_supersedes_the_chain(emu: GitHubEmulator) -> None:
+def chain_run(emu: GitHubEmulator, created_at: str = "2030-01-01T00:00:00Z") -> GitHubContext:
+    """The chain's first run (a push run of the current head), and the context of a run in it."""
+    run = emu.add_run(161_335, event="push", display_title="Continuous training · attempt 1 · first epochs")
+    run.created_at = created_at
+    return make_ctx(emu, run_id=str(run.id))
+
+
+def test_a_newer_chain_supersedes_this_one(emu: GitHubEmulator) -> None:
     chain = emu.branches["main"]
+    ctx = chain_run(emu)
     newer = emu.push("main")
-    result = dispatch(emu, chain_commit=chain)
+    newer_run = emu.add_run(161_335, event="push", head_sha=newer)  # its push started a chain
+    newer_run.created_at = "2030-01-01T00:05:00Z"
+    result = dispatch(emu, ctx=ctx, chain_commit=chain)
     assert not result.dispatched and result.run_id is None
-    assert result.reason == (
-        f"branch main moved to {newer[:7]} after {chain[:7]}: "
-        "a newer push supersedes this chain; not dispatching"
-    )
+    assert (result.superseded_by, result.superseded_run_url) == (newer, newer_run_url(emu, newer_run.id))
+    assert result.reason == (f"a newer chain took over branch main: commit {newer[:7]} (run {newer_run.id}) "
+                             f"after {chain[:7]}; not dispatching")
     assert posts(emu) == 0 and emu.dispatches == []
+
+
+def newer_run_url(emu: GitHubEmulator, run_id: int) -> str:
+    return f"{emu.server_url}/{emu.full_name}/actions/runs/{run_id}"
+
+
+def test_a_push_that_started_no_chain_does_not_stop_it(emu: GitHubEmulator) -> None:
+    chain = emu.branches["main"]
+    ctx = chain_run(emu)
+    skipped = emu.push("main")  # [skip ci]: no run
+    result = dispatch(emu, ctx=ctx, chain_commit=chain)
+    assert result.dispatched and result.superseded_by is None
+    (record,) = emu.dispatches
+    assert emu.run(record.run_id).head_sha == skipped  # GitHub gives the run the branch head
+
+
+def test_an_older_chain_or_a_manual_later_attempt_is_not_a_newer_chain(emu: GitHubEmulator) -> None:
+    chain = emu.branches["main"]
+    older = emu.add_run(161_335, event="push", head_sha="e" * 40)
+    older.created_at = "2029-12-31T00:00:00Z"  # before this chain started
+    ctx = chain_run(emu)
+    emu.push("main")
+    manual = emu.add_run(161_335, event="workflow_dispatch", display_title="attempt 3 · 30 epochs")
+    manual.created_at = "2030-01-01T00:05:00Z"
+    assert dispatch(emu, ctx=ctx, chain_commit=chain).dispatched
+
+
+def test_a_manual_first_attempt_on_another_commit_is_a_newer_chain(emu: GitHubEmulator) -> None:
+    chain = emu.branches["main"]
+    ctx = chain_run(emu)
+    newer = emu.push("main")
+    manual = emu.add_run(161_335, event="workflow_dispatch", head_sha=newer,
+                         display_title="Continuous training · attempt 1 · 30 epochs")
+    manual.created_at = "2030-01-01T00:05:00Z"
+    assert dispatch(emu, ctx=ctx, chain_commit=chain).superseded_by == newer
 
 
 def test_re_running_the_step_does_not_dispatch_twice(emu: GitHubEmulator) -> None:
@@ -346,9 +391,29 @@ def test_attempt_numbers_match_on_word_boundaries(emu: GitHubEmulator) -> None:
     assert result.dispatched and not result.reused and len(emu.dispatches) == 1
 
 
-def test_an_earlier_dispatch_on_another_commit_does_not_count(emu: GitHubEmulator) -> None:
-    emu.add_run(161_335, event="workflow_dispatch", head_sha="f" * 40, display_title="attempt 2 · 20 epochs")
-    assert not dispatch(emu).reused and len(emu.dispatches) == 1
+def test_an_attempt_dispatched_before_this_run_does_not_count(emu: GitHubEmulator) -> None:
+    earlier = emu.add_run(161_335, event="workflow_dispatch", display_title="attempt 2 · 20 epochs",
+                          status="queued", conclusion=None)  # an older chain's attempt 2
+    earlier.created_at = "2029-12-31T00:00:00Z"
+    ctx = chain_run(emu)
+    assert not dispatch(emu, ctx=ctx).reused and len(emu.dispatches) == 1
+
+
+@pytest.mark.parametrize(("status", "conclusion", "counts"), [
+    ("queued", None, True), ("pending", None, True), ("in_progress", None, True),
+    ("completed", "success", True), ("completed", "cancelled", False), ("completed", "failure", False),
+    ("completed", "timed_out", False),
+])
+def test_only_a_live_or_successful_next_run_counts_as_dispatched(
+        emu: GitHubEmulator, status: str, conclusion: str | None, counts: bool) -> None:
+    """A cancelled child (a concurrency group, a person) must not stop the re-run of its parent."""
+    ctx = chain_run(emu)
+    child = emu.add_run(161_335, event="workflow_dispatch", display_title="attempt 2 · 20 epochs",
+                        status=status, conclusion=conclusion)
+    child.created_at = "2030-01-01T00:01:00Z"
+    result = dispatch(emu, ctx=ctx)
+    assert result.dispatched and result.reused == counts
+    assert len(emu.dispatches) == (0 if counts else 1)
 
 
 # ---------------------------------------------------------------- the context

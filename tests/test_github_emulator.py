@@ -196,8 +196,8 @@ def _every_operation(emu: GitHubEmulator, gh: Github) -> None:
     assert (status.state, status.context, status.target_url) == ("pending", "keeptraining", run.html_url)
     assert [(s.sha, s.state) for s in emu.statuses] == [(head, "pending")]
     artifact = _uploaded(emu.artifacts, run.id, "keeptraining-state", b"PK zip bytes")  # type: ignore[arg-type]
-    (listed,) = fetched.get_artifacts()
-    assert (listed.id, listed.name, listed.size_in_bytes, listed.expired) == (
+    (shown,) = list(fetched.get_artifacts())
+    assert (shown.id, shown.name, shown.size_in_bytes, shown.expired) == (
         artifact.id, "keeptraining-state", 12, False)
     zip_path = f"/repos/{emu.full_name}/actions/artifacts/{artifact.id}/zip"
     zipped = api(emu, "GET", zip_path, allow_redirects=False)

@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
+from act_driver import readme_workflow
+from github_box import evaluate
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTION = ROOT / "action" / "action.yml"
+CT_WORKFLOW = ROOT / ".github" / "workflows" / "continuous-training.yml"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
 
@@ -58,13 +62,27 @@ def test_workflow_permissions_are_empty_by_default_and_granted_per_job(path: Pat
                 assert step.get("with", {}).get("persist-credentials") is False
 
 
-def test_training_workflow_has_least_permissions_and_a_chain_concurrency_group() -> None:
-    data = load(ROOT / ".github" / "workflows" / "continuous-training.yml")
+@pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow()], ids=["own", "README"])
+def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_groups(text: str) -> None:
+    data = yaml.safe_load(text)
     (job,) = data["jobs"].values()
-    assert job["permissions"] == {"contents": "read", "actions": "write"}
+    assert job["permissions"] == {"contents": "read", "actions": "write", "statuses": "write"}
     assert data["concurrency"]["cancel-in-progress"] is False
-    assert "inputs.commit" in data["concurrency"]["group"]
+    assert job["concurrency"]["cancel-in-progress"] is False
     assert re.search(r"attempt \$\{\{ inputs\.attempt", data["run-name"]), "re-run protection reads run-name"
+    # A dispatched attempt queues in its parent's job group, which nothing else enters: a push, a
+    # manual run (even on the same commit) and a re-run each get a group of their own (GitHub keeps
+    # one pending run per group and cancels the older one).
+    def groups(run_id: str, **inputs: str) -> tuple[str, str]:
+        contexts = {"github": {"run_id": run_id}, "inputs": inputs}
+        return evaluate(data["concurrency"]["group"], contexts), evaluate(job["concurrency"]["group"], contexts)
+
+    push_group, push_job = groups("101")
+    child_group, child_job = groups("102", **{"resume-run-id": "101", "attempt": "2"})
+    manual_group, manual_job = groups("103", attempt="1")
+    assert child_group == push_job
+    assert len({push_group, push_job, child_job, manual_group, manual_job}) == 5
+    assert push_group != push_job and child_group != child_job, "the same group twice in one run deadlocks"
 
 
 def test_every_action_input_reaches_the_shell_only_through_env() -> None:

@@ -2,8 +2,10 @@
 
 Train one attempt (``chain.run_attempt``), then, in this order: dispatch the
 next attempt when the chain continues, write the step outputs and the job
-summary, and mail when the chain has ended. Outputs and summary are written
-even when the attempt failed, before the error leaves through the CLI.
+summary, set the commit status, and mail when the chain has ended. Outputs and
+summary are written even when the attempt failed, before the error leaves
+through the CLI. When the state of the run to resume could not be restored
+(``restore.problem``), the attempt is recorded as failed without training.
 """
 
 from __future__ import annotations
@@ -15,21 +17,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import backends, chain, dispatch, gha, ledger, notify, report, strategy
+from . import backends, chain, commit_status, dispatch, gha, ledger, notify, report, restore, strategy
 from .config import Config
 from .errors import ConfigError, DispatchError
 
 TOKEN_VARS = ("KT_GITHUB_TOKEN", "GITHUB_TOKEN")
 
 
-_COMMIT = re.compile(r"[0-9a-f]{7,64}")
+_COMMIT = restore.FULL_SHA
 _BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,255}")
 
 
 def _checked(value: str, pattern: re.Pattern[str], what: str) -> str:
     if value and not pattern.fullmatch(value):
         raise ConfigError(f"{what} = {value!r} is not valid.",
-                          hint=f"Pass a {what} such as the workflow's github.sha / github.ref_name.")
+                          hint=f"Pass a {what} such as the workflow's github.sha (the full commit id) / "
+                               "github.ref_name.")
     return value
 
 
@@ -87,31 +90,40 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
     gha.mask(token)
     ws = chain.workspace(config, args.repo)
     info = chain_info(args, env)
-    checked_out = env.get("GITHUB_SHA", "")
-    if gha.in_actions(env) and checked_out and info.get("commit") and info["commit"] != checked_out:
-        gha.annotate("notice", f"This run checked out {checked_out[:7]}, not the chain's commit "
-                     f"{info['commit'][:7]}: the branch moved before the run was created, so the "
-                     "newer push's chain takes over and this chain ends here.", title="Chain superseded")
-        gha.set_outputs({"dispatched": "false", "chain-status": "superseded", "threshold-reached": "false"})
-        return 0
-    backend = backends.select(config, args.repo, allow_local_fallback=False, say=print)
-    with gha.commands_stopped():
-        result = chain.run_attempt(config, args.repo, backend, attempt=attempt_number(args, env),
-                                   epochs=explicit_epochs(config), chain_info=info, run_info=run_info(env))
-    decision = result.decision
-    print(decision.reason)
+    number = attempt_number(args, env)
+    unrestored = restore.problem(env, ws.state_dir, str(info.get("commit", "")), number)
+    github = _github_context(env, token, info)
+    statuses = github if config.commit_status and info.get("commit") else None
+    if statuses is not None:
+        commit_status.post(statuses, info["commit"], commit_status.starting(config, number, _run_url(env)))
+    if args.dispatch and github is not None:
+        _warn_without_attempt_marker(github, number or 1)
+    if unrestored is not None:
+        result = chain.record_failure(config, args.repo, unrestored, attempt=number,
+                                      epochs=explicit_epochs(config), chain_info=info, run_info=run_info(env))
+    else:
+        backend = backends.select(config, args.repo, allow_local_fallback=False, say=print)
+        with gha.commands_stopped():
+            result = chain.run_attempt(config, args.repo, backend, attempt=number,
+                                       epochs=explicit_epochs(config), chain_info=info,
+                                       run_info=run_info(env))
+    print(result.decision.reason)
     next_run: dict[str, Any] = {}
     dispatch_error: DispatchError | None = None
-    if args.dispatch and result.error is None and decision.kind == strategy.CONTINUE:
+    if args.dispatch and result.error is None and result.decision.kind == strategy.CONTINUE:
         try:
             next_run = _dispatch(result, info, token, env)
         except DispatchError as exc:  # reported after the outputs and the summary are written
             dispatch_error = exc
         ledger.save(ws.state_dir, result.ledger)
+    decision = result.decision  # superseded when a newer chain took over
     if gha.in_actions(env):
         chain.prune_checkpoints(ws.state_dir, result.ledger)
     _write_outputs(config, result, next_run)
     _write_summary(config, result, next_run)
+    if statuses is not None:
+        commit_status.post(statuses, info["commit"], commit_status.verdict(
+            config, result.ledger, decision, _run_url(env), next_run.get("url")))
     if decision.kind != strategy.CONTINUE:
         notify_end(config, result, ws.state_dir)
     if result.error is not None:
@@ -137,6 +149,38 @@ def notify_end(config: Config, final: chain.AttemptReport, state_dir: Path) -> s
     return where
 
 
+def _github_context(env: Mapping[str, str], token: str,
+                    info: Mapping[str, Any]) -> dispatch.GitHubContext | None:
+    """Where this run's GitHub is, when keeptraining runs in GitHub Actions with a token; else None."""
+    if not (gha.in_actions(env) and token and env.get("GITHUB_REPOSITORY")):
+        return None
+    try:
+        return dispatch.context_from_env(env, token, ref=info.get("branch") or None)
+    except DispatchError:
+        return None
+
+
+def _run_url(env: Mapping[str, str]) -> str | None:
+    url = run_info(env).get("url")
+    return str(url) if url else None
+
+
+def _warn_without_attempt_marker(github: dispatch.GitHubContext, attempt: int) -> None:
+    warning = dispatch.run_name_warning(github, attempt)
+    if warning:
+        gha.annotate("warning", warning, title="Re-run protection needs the attempt in run-name")
+
+
+def _superseded(result: chain.AttemptReport, outcome: dispatch.DispatchResult) -> None:
+    """A newer chain took over the branch: this chain ends (notice; the mail follows)."""
+    commit = str(outcome.superseded_by or "")
+    result.ledger.chain["superseded_by"] = {"commit": commit, "run_url": outcome.superseded_run_url}
+    reason = (f"Superseded: commit {commit[:7]} started a newer chain on this branch; this chain ends at "
+              f"attempt {result.record.attempt} without dispatching attempt {result.record.attempt + 1}.")
+    result.decision = strategy.Decision(strategy.SUPERSEDED, reason)
+    gha.annotate("notice", reason, title="Chain superseded")
+
+
 def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
               env: Mapping[str, str]) -> dict[str, Any]:
     """Dispatch the next attempt and note it in the attempt's record (the caller saves)."""
@@ -147,8 +191,13 @@ def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
     if env.get("GITHUB_RUN_ID"):
         inputs["resume-run-id"] = env["GITHUB_RUN_ID"]
     ctx = dispatch.context_from_env(env, token, ref=info.get("branch") or None)
+    first_run = result.ledger.attempts[0].run.get("id") if result.ledger.attempts else None
     outcome = dispatch.dispatch_next(ctx, chain_commit=str(info.get("commit", "")),
-                                     next_attempt=record.attempt + 1, inputs=inputs)
+                                     next_attempt=record.attempt + 1, inputs=inputs,
+                                     chain_run_id=str(first_run) if first_run else None)
+    if outcome.superseded_by:
+        _superseded(result, outcome)
+        return {}
     if not outcome.dispatched:
         gha.annotate("notice", outcome.reason, title="Chain not continued")
         return {}

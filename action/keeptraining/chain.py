@@ -175,6 +175,27 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     return AttemptReport(record, decision, ledger, error, result.log_tail if result else "")
 
 
+def record_failure(config: Config, repo_root: Path, error: KeeptrainingError, *, attempt: int | None,
+                   epochs: int | None = None, chain_info: dict[str, Any] | None = None,
+                   run_info: dict[str, Any] | None = None, say: Say = print) -> AttemptReport:
+    """An attempt that failed before it could train (the state to resume was not restored):
+    recorded as failed in a new ledger. A ledger that arrived but is not this chain's is moved
+    aside first (``previous/``), never appended to."""
+    ws = workspace(config, repo_root)
+    if ledger_mod.ledger_path(ws.state_dir).exists():
+        archive_previous(ws.state_dir, say)
+    ledger = Ledger(chain={"threshold": config.threshold, "metric": config.metric, **(chain_info or {})})
+    record = Attempt(attempt=attempt or 1, epochs=epochs or config.epochs, initial_epoch=0, resumed_from=None,
+                     outcome=FAILED, started_at=_now(), error=f"{error.message} {error.hint}".strip(),
+                     params={"backend": config.backend or "docker", "resume": config.resume,
+                             "hyperparameters": dict(config.hyperparameters)},
+                     run=dict(run_info or {}))
+    ledger.attempts.append(record)
+    ledger_mod.save(ws.state_dir, ledger)
+    say(_attempt_line(record, config))
+    return AttemptReport(record, strategy.decide(config, ledger), ledger, error)
+
+
 def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, config: Config,
                       plan: Plan, say: Say) -> None:
     """Turn the process result and its metrics into the record; raise on failure."""

@@ -3,6 +3,7 @@
     keeptraining run       the whole chain on this machine
     keeptraining attempt   exactly one attempt (what a GitHub workflow run calls)
     keeptraining validate  check the configuration and print the effective values
+    keeptraining check-resume  (the action, before its checkout) the chain's commit and the run to resume
 
 Errors leave through ``main`` only: a ``::error::`` annotation on GitHub (a plain
 line elsewhere) with what to fix, and a non-zero exit code.
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, attempt_step, backends, chain, gha, ledger, report, strategy
+from . import __version__, attempt_step, backends, chain, gha, ledger, report, restore, strategy
 from . import config as config_mod
 from .errors import ConfigError, KeeptrainingError
 
@@ -64,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_flags(attempt)
     validate = sub.add_parser("validate", help="check the configuration and print the effective values")
     _add_config_flags(validate)
+    sub.add_parser("check-resume", help="(GitHub Actions) check the chain's commit and the run to resume "
+                                        "before anything is checked out or downloaded; writes step outputs")
     return parser
 
 
@@ -145,6 +148,14 @@ def cmd_attempt(args: argparse.Namespace) -> int:
     return attempt_step.run(args, load_config(args))
 
 
+def cmd_check_resume(args: argparse.Namespace) -> int:
+    """Outputs ``commit``, ``resume``, ``problem`` for the action's later steps; never fails on bad input."""
+    token = next((os.environ[v] for v in attempt_step.TOKEN_VARS if os.environ.get(v)), "")
+    gha.mask(token)
+    gha.set_outputs(restore.check_step(os.environ, token))
+    return 0
+
+
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     """A cancelled GitHub job gets SIGTERM: unwind like Ctrl-C so cleanup code runs."""
     raise KeyboardInterrupt(f"signal {signum}")
@@ -154,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
-    commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate}
+    commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate,
+                "check-resume": cmd_check_resume}
     try:
         return commands[args.command](args)
     except KeeptrainingError as exc:

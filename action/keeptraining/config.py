@@ -48,7 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "smtp_username": None,
     "mail_from": None,
     "mail_to": [],
-    "notify_on": ["reached", "exhausted", "failed"],
+    "notify_on": ["reached", "exhausted", "failed", "superseded"],
+    "commit_status": True,
 }
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -81,6 +82,7 @@ class Config:
     mail_from: str | None = None
     mail_to: list[str] = field(default_factory=list)
     notify_on: list[str] = field(default_factory=list)
+    commit_status: bool = True
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,8 +9,14 @@ error (a 5xx, a dropped connection), and a step may be re-run by hand. So:
 * before the first POST, and before every retry of it, the runs of this workflow on this
   commit are listed, and a run whose title names ``attempt N`` means the attempt was
   already dispatched: it is reported, not sent again (the workflow's ``run-name`` must
-  contain ``attempt N``);
-* a newer push to the branch supersedes the chain: nothing is dispatched.
+  contain ``attempt N``; ``run_name_warning`` says so when it does not). Only runs that are
+  queued, pending, running or succeeded count: a cancelled or failed next run does not, so
+  re-running its parent dispatches it again;
+* a newer chain on the branch supersedes this one: when the branch head moved and a run of
+  this workflow for another commit started a chain after this one (a push run, or a manual
+  run of attempt 1), nothing is dispatched and the result names the commit that took over.
+  A push that started no chain (``[skip ci]``, a paths filter, a push by GITHUB_TOKEN) does
+  not stop the chain: it goes on training its own commit.
 
 The token never appears in a message, a log line or an exception: PyGithub and requests
 exceptions are wrapped, never chained.
@@ -54,8 +60,10 @@ RATE_LIMIT_MAX_WAIT = 300.0
 #: Without run details (older GitHub Enterprise), look for the new run this often.
 FIND_NEW_RUN_TRIES = 3
 FIND_NEW_RUN_WAIT = 2.0
-#: Runs looked at when searching for an earlier dispatch of the same attempt.
+#: Runs looked at when searching for an earlier dispatch of the same attempt, or a newer chain.
 RUN_SCAN_LIMIT = 100
+#: Statuses of a run that has not ended (a pending run waits for its concurrency group).
+NOT_ENDED = frozenset({"queued", "pending", "waiting", "requested", "in_progress"})
 HTTP_TIMEOUT = 30
 #: urllib3's back-off factor for the client's own GET retries (0 s, then 2 s, 4 s ...).
 CLIENT_BACKOFF_FACTOR = 1.0
@@ -83,6 +91,8 @@ class DispatchResult:
     run_id: int | None = None
     run_url: str | None = None
     reused: bool = False
+    superseded_by: str | None = None  # the commit whose chain took over the branch
+    superseded_run_url: str | None = None
 
 
 def workflow_from_ref(workflow_ref: str) -> str | None:
@@ -148,8 +158,11 @@ def context_from_env(
     )
 
 
-def github_client(ctx: GitHubContext) -> Github:
-    """A PyGithub client that retries GETs on 429/5xx and connection faults, never POSTs."""
+def github_client(ctx: GitHubContext, *, lazy: bool = False) -> Github:
+    """A PyGithub client that retries GETs on 429/5xx and connection faults, never POSTs.
+
+    ``lazy``: objects are made from their URL without a GET (e.g. a commit to post a status on).
+    """
     retry = Retry(
         total=4,
         connect=3,
@@ -173,6 +186,7 @@ def github_client(ctx: GitHubContext) -> Github:
         # One write per run; the spacing between retried writes is ours (back-off below).
         seconds_between_requests=0,
         seconds_between_writes=0,
+        lazy=lazy,
     )
 
 
@@ -182,17 +196,46 @@ def dispatch_next(
     chain_commit: str,
     next_attempt: int,
     inputs: dict[str, str],
+    chain_run_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DispatchResult:
     """Dispatch attempt ``next_attempt`` of the chain on ``ctx.ref``, once.
 
-    Raises DispatchError when GitHub refuses (with what to fix) or keeps failing.
+    ``chain_run_id``: the run of the chain's first attempt (a newer chain is one that started
+    after it); default this run. Raises DispatchError when GitHub refuses (with what to fix)
+    or keeps failing.
     """
     gh = github_client(ctx)
     try:
-        return _Dispatcher(ctx, gh, sleep).run(chain_commit, next_attempt, inputs)
+        return _Dispatcher(ctx, gh, sleep).run(chain_commit, next_attempt, inputs, chain_run_id)
     finally:
         gh.close()
+
+
+def attempt_marker(attempt: int) -> re.Pattern[str]:
+    """What re-run protection looks for in a run's title (the workflow's ``run-name``)."""
+    return re.compile(rf"\battempt {attempt}\b", re.IGNORECASE)
+
+
+def run_name_warning(ctx: GitHubContext, attempt: int) -> str | None:
+    """A warning with the fix when this run's title lacks ``attempt N``: without it, a re-run
+    cannot see that the next attempt was already dispatched. None when the title has it, or
+    when this run is unknown (no run id, a server that does not know it)."""
+    if not (ctx.run_id and ctx.run_id.isdigit()):
+        return None
+    gh = github_client(ctx)
+    try:
+        title = gh.get_repo(ctx.repository).get_workflow_run(int(ctx.run_id)).display_title
+    except (GithubException, requests.RequestException, OSError):
+        return None
+    finally:
+        gh.close()
+    if attempt_marker(attempt).search(title or ""):
+        return None
+    return (f"This run's title {title[:80]!r} does not say 'attempt {attempt}', so a re-run of this "
+            "job could not tell that the next attempt was already dispatched, and would dispatch it twice. "
+            "Set the workflow's run-name, e.g. `run-name: Continuous training · attempt "
+            "${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }} epochs`.")
 
 
 # --------------------------------------------------------------------------- internals
@@ -405,39 +448,62 @@ class _Dispatcher:
             raise DispatchError(f"GitHub returned no head commit for branch {self.ctx.ref!r}")
         return sha
 
-    def _created_at(self, repo: Repository) -> datetime.datetime | None:
-        """When this run was created: only a run dispatched after it can be its next attempt.
+    def _created_at(self, repo: Repository, run_id: str | None) -> datetime.datetime | None:
+        """When run ``run_id`` was created: only a run dispatched after this one can be its next
+        attempt; only a chain started after the chain's first run can supersede it.
 
-        None when unknown (no run id, or a server that does not know it, as under act).
+        None when unknown (no run id, or a server that does not know it).
         """
-        if not (self.ctx.run_id and self.ctx.run_id.isdigit()):
+        if not (run_id and run_id.isdigit()):
             return None
         try:
-            return repo.get_workflow_run(int(self.ctx.run_id)).created_at
+            return repo.get_workflow_run(int(run_id)).created_at
         except GithubException as exc:
             if exc.status == 404:
                 return None
-            raise self._refused(f"reading run {self.ctx.run_id}", exc) from None
+            raise self._refused(f"reading run {run_id}", exc) from None
         except (requests.RequestException, OSError) as exc:
-            raise self._unreachable(f"reading run {self.ctx.run_id}", exc) from None
+            raise self._unreachable(f"reading run {run_id}", exc) from None
 
-    def _find_run(self, workflow: Workflow, chain_commit: str, attempt: int) -> WorkflowRun | None:
-        """A workflow_dispatch run of this workflow on this commit titled ``attempt N``,
-        created after this run (an older chain on the same commit has its own attempt N)."""
-        pattern = re.compile(rf"\battempt {attempt}\b", re.IGNORECASE)
+    def _find_run(self, workflow: Workflow, attempt: int) -> WorkflowRun | None:
+        """A workflow_dispatch run of this workflow on the branch titled ``attempt N``, created
+        after this run (an older chain has its own attempt N), that is queued, running or
+        succeeded (a cancelled or failed one is no longer the chain's next attempt). Any commit:
+        a dispatched run gets the branch head, which a push that started no chain moves on."""
+        pattern = attempt_marker(attempt)
 
         def scan() -> WorkflowRun | None:
-            runs = workflow.get_runs(branch=self.ctx.ref, event="workflow_dispatch", head_sha=chain_commit)
+            runs = workflow.get_runs(branch=self.ctx.ref, event="workflow_dispatch")
             for index, run in enumerate(runs):
                 if index >= RUN_SCAN_LIMIT:
                     break
                 if self.since is not None and run.created_at < self.since:
                     continue
-                if run.head_sha == chain_commit and pattern.search(run.display_title or ""):
+                alive = run.status in NOT_ENDED or run.conclusion == "success"
+                if alive and pattern.search(run.display_title or ""):
                     return run
             return None
 
-        found = self._get(f"listing the runs of {self.ctx.workflow} on {_short(chain_commit)}", scan)
+        found = self._get(f"listing the runs of {self.ctx.workflow} on {self.ctx.ref}", scan)
+        return found if isinstance(found, WorkflowRun) else None
+
+    def _newer_chain(self, workflow: Workflow, chain_commit: str, since: datetime.datetime | None
+                     ) -> WorkflowRun | None:
+        """The first run of a chain for another commit of the branch, started after this chain."""
+        first = attempt_marker(1)
+
+        def scan() -> WorkflowRun | None:
+            for index, run in enumerate(workflow.get_runs(branch=self.ctx.ref)):
+                if index >= RUN_SCAN_LIMIT or (since is not None and run.created_at < since):
+                    break  # newest first: the rest are older than this chain
+                if run.head_sha == chain_commit:
+                    continue
+                if run.event == "push" or (run.event == "workflow_dispatch"
+                                           and first.search(run.display_title or "")):
+                    return run
+            return None
+
+        found = self._get(f"listing the runs of {self.ctx.workflow} on {self.ctx.ref}", scan)
         return found if isinstance(found, WorkflowRun) else None
 
     def _delay(self, exc: GithubException | None, tries: int) -> float:
@@ -488,19 +554,27 @@ class _Dispatcher:
         # A server that ignores the field answers 204: create_dispatch then returns True.
         return result if isinstance(result, WorkflowRun) else None
 
-    def run(self, chain_commit: str, attempt: int, inputs: dict[str, str]) -> DispatchResult:
+    def run(self, chain_commit: str, attempt: int, inputs: dict[str, str],
+            chain_run_id: str | None = None) -> DispatchResult:
         ctx = self.ctx
         repo = self._repository()
         workflow = self._workflow(repo)
         head = self._branch_head(repo)
+        self.since = self._created_at(repo, ctx.run_id)
         if head != chain_commit:
-            return DispatchResult(
-                False,
-                f"branch {ctx.ref} moved to {_short(head)} after {_short(chain_commit)}: "
-                "a newer push supersedes this chain; not dispatching",
-            )
-        self.since = self._created_at(repo)
-        earlier = self._find_run(workflow, chain_commit, attempt)
+            started = self._created_at(repo, chain_run_id) if chain_run_id != ctx.run_id else self.since
+            newer = self._newer_chain(workflow, chain_commit, started or self.since)
+            if newer is not None:
+                return DispatchResult(
+                    False,
+                    f"a newer chain took over branch {ctx.ref}: commit {_short(newer.head_sha)} "
+                    f"(run {newer.id}) after {_short(chain_commit)}; not dispatching",
+                    superseded_by=newer.head_sha,
+                    superseded_run_url=newer.html_url,
+                )
+            log.info("branch %s moved to %s, but no chain started for it: attempt %d still trains %s",
+                     ctx.ref, _short(head), attempt, _short(chain_commit))
+        earlier = self._find_run(workflow, attempt)
         if earlier is not None:
             return DispatchResult(
                 True,
@@ -558,7 +632,7 @@ class _Dispatcher:
         self, workflow: Workflow, chain_commit: str, attempt: int, problem: str
     ) -> WorkflowRun | None:
         try:
-            return self._find_run(workflow, chain_commit, attempt)
+            return self._find_run(workflow, attempt)
         except DispatchError as exc:
             raise DispatchError(
                 f"the dispatch of attempt {attempt} failed ({problem}), and whether GitHub started the run "
@@ -597,7 +671,7 @@ class _Dispatcher:
         # No run details (older GitHub Enterprise): the run shows up in the list shortly.
         for look in range(FIND_NEW_RUN_TRIES):
             try:
-                found = self._find_run(workflow, chain_commit, attempt)
+                found = self._find_run(workflow, attempt)
             except DispatchError:
                 found = None
             if found is not None:

@@ -70,6 +70,12 @@ class MetricError(KeeptrainingError):
     title = "No usable metric"
 
 
+class RestoreError(KeeptrainingError):
+    """The chain state of the run to resume is not usable: refused, missing, expired, or not this chain's."""
+
+    title = "Chain state not restored"
+
+
 class DispatchError(KeeptrainingError):
     """The next attempt could not be dispatched through the GitHub API."""
 

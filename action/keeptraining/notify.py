@@ -50,7 +50,7 @@ from . import report
 from .config import Config
 from .errors import NotifyError
 from .ledger import CHART_FILE, Ledger
-from .strategy import CHAIN_FAILED, CHAIN_REACHED, EXHAUSTED, Decision
+from .strategy import CHAIN_FAILED, CHAIN_REACHED, EXHAUSTED, SUPERSEDED, Decision
 
 PASSWORD_ENV = "KT_SMTP_PASSWORD"  # noqa: S105 - the variable's name, not a password
 CAFILE_ENV = "KT_SMTP_CAFILE"
@@ -58,7 +58,7 @@ ALLOW_PLAIN_AUTH_ENV = "KT_SMTP_ALLOW_PLAIN_AUTH"
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 DEFAULT_FROM = "keeptraining@localhost"
 OUTBOX_DIR = "outbox"
-EVENTS = (CHAIN_REACHED, EXHAUSTED, CHAIN_FAILED)
+EVENTS = (CHAIN_REACHED, EXHAUSTED, CHAIN_FAILED, SUPERSEDED)
 LOG_TAIL_LINES = 60
 LOG_TAIL_CHARS = 8000
 
@@ -136,6 +136,9 @@ def subject(config: Config, ledger: Ledger, decision: Decision) -> str:
     elif decision.kind == CHAIN_FAILED:
         reason = report.one_line(last.error or decision.reason, 80)
         text = f"Training failed at attempt {last.attempt}: {reason}"
+    elif decision.kind == SUPERSEDED:
+        newer = str((ledger.chain.get("superseded_by") or {}).get("commit") or "")
+        text = f"Chain superseded at attempt {last.attempt}: commit {report.one_line(newer[:7], 7)} took over"
     else:
         text = f"keeptraining: {report.one_line(decision.reason, 100)}"
     return report.one_line(_repo_prefix(ledger) + text, 200)

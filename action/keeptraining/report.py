@@ -26,7 +26,7 @@ from typing import Any
 from . import strategy
 from .config import Config
 from .ledger import FAILED, Attempt, Ledger
-from .strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, Decision
+from .strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, SUPERSEDED, Decision
 
 CHART_SIZE_PX = (900, 450)
 CHART_DPI = 100
@@ -371,7 +371,7 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
 
 # --------------------------------------------------------------------------- job summary
 
-_ICONS = {CHAIN_REACHED: "✅", EXHAUSTED: "⚠️", CHAIN_FAILED: "❌", CONTINUE: "🔁"}
+_ICONS = {CHAIN_REACHED: "✅", EXHAUSTED: "⚠️", CHAIN_FAILED: "❌", CONTINUE: "🔁", SUPERSEDED: "⏭️"}
 
 
 def _code(value: object) -> str:

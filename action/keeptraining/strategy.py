@@ -19,6 +19,7 @@ CONTINUE = "continue"  # below the threshold and budget left: run the next attem
 CHAIN_REACHED = "reached"  # threshold reached: the chain ends well
 EXHAUSTED = "exhausted"  # budget spent below the threshold
 CHAIN_FAILED = "failed"  # the last attempt failed (crash, timeout, no metric)
+SUPERSEDED = "superseded"  # a newer chain took over the branch (decided at dispatch, not here)
 
 
 @dataclass(frozen=True)

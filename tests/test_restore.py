@@ -1,0 +1,230 @@
+"""The run to resume, checked through the API before anything is downloaded, and what arrived.
+
+Real HTTP: PyGithub -> the GitHub emulator, whose artifacts live in the results service's
+store (as upload-artifact leaves them); the attempt step with the local backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from fakes import fake_repo, read_outputs
+from github_emulator import EmulatedRun, EmulatedWorkflow, GitHubEmulator
+from keeptraining import ledger, restore
+from keeptraining.cli import main
+from keeptraining.errors import ConfigError, RestoreError
+from results_service import ArtifactStore, Blob, BlobStore, Identity, RuntimeTokens, utcnow
+
+TOKEN = "ghs_restoreTestToken0123456789"
+CHAIN = "c" * 40
+WORKFLOW = EmulatedWorkflow(161_335, "Continuous training", ".github/workflows/continuous-training.yml")
+OTHER = EmulatedWorkflow(161_336, "CI", ".github/workflows/ci.yml")
+
+
+@pytest.fixture
+def emulator() -> Iterator[GitHubEmulator]:
+    store = ArtifactStore(BlobStore())
+    with GitHubEmulator("acme/models", head_sha=CHAIN, workflows=[WORKFLOW, OTHER], tokens={TOKEN},
+                        artifacts=store) as emu:
+        store.blobs.base_url = emu.base
+        yield emu
+        assert emu.violations == []
+
+
+def env_for(emu: GitHubEmulator, **inputs: str) -> dict[str, str]:
+    return {"GITHUB_ACTIONS": "true", "GITHUB_API_URL": emu.url, "GITHUB_SERVER_URL": emu.server_url,
+            "GITHUB_REPOSITORY": emu.full_name, "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main",
+            "GITHUB_REF_TYPE": "branch", "GITHUB_SHA": CHAIN, "GITHUB_RUN_ID": "1",
+            "GITHUB_WORKFLOW_REF": f"{emu.full_name}/{WORKFLOW.path}@refs/heads/main", **inputs}
+
+
+def uploaded(emu: GitHubEmulator, run: EmulatedRun, *, expired: bool = False) -> None:
+    """The run's keeptraining-state artifact, as upload-artifact leaves it."""
+    store = emu.artifacts
+    assert store is not None
+    identity = Identity(RuntimeTokens.run_backend_id(run.id), "job")
+    expires = utcnow() + timedelta(days=-1 if expired else 14)
+    artifact = store.create(run.id, identity, "keeptraining-state", expires)
+    data = b"PK\x05\x06" + b"\0" * 18
+    store.blobs.blobs[artifact.blob_path] = Blob(data, "application/zip", committed=True)
+    artifact.size, artifact.finalized = len(data), True
+    artifact.digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def check(emu: GitHubEmulator, run_id: int | str, **inputs: str) -> dict[str, str]:
+    return restore.check_step(env_for(emu, KT_INPUT_RESUME_RUN_ID=str(run_id), **inputs), TOKEN)
+
+
+def previous(emu: GitHubEmulator, workflow_id: int = WORKFLOW.id, **fields: str) -> EmulatedRun:
+    run = emu.add_run(workflow_id, **fields)  # type: ignore[arg-type]
+    uploaded(emu, run)
+    return run
+
+
+# ---------------------------------------------------------------- the check before the download
+
+
+def test_a_push_run_of_this_workflow_on_the_chains_commit_may_be_resumed(
+        emulator: GitHubEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    run = previous(emulator, event="push", head_sha=CHAIN)
+    assert check(emulator, run.id) == {"commit": CHAIN, "resume": "ok", "problem": ""}
+    said = capsys.readouterr().out
+    assert f"Run {run.id} (push, commit {CHAIN[:7]}) of this workflow may be resumed" in said
+    assert not emulator.calls("download-artifact"), "nothing is downloaded by the check"
+
+
+def test_a_dispatched_run_on_a_later_commit_of_the_branch_may_be_resumed(emulator: GitHubEmulator) -> None:
+    later = emulator.push()  # a push that started no chain, before the run was dispatched
+    run = previous(emulator, event="workflow_dispatch", head_sha=later)
+    assert check(emulator, run.id, KT_INPUT_COMMIT=CHAIN)["resume"] == "ok"
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("fork", "it ran code from someone/models (a fork), not from this repository"),
+    ("other-workflow", "it is a run of ci.yml, not of continuous-training.yml"),
+    ("pull-request", "it was started by a pull_request event; only runs started by push or "
+                     "workflow_dispatch hand their state on"),
+    ("other-commit", f"it trained commit {'d' * 7}, not the chain's commit {CHAIN[:7]}"),
+    ("unrelated-dispatch", f"it ran on commit {'e' * 7}, which does not follow the chain's commit"),
+    ("missing", "there is no such run in acme/models"),
+    ("never-uploaded", "it has no keeptraining-state artifact (deleted, or never uploaded"),
+    ("expired", "its keeptraining-state artifact expired ("),
+])
+def test_a_run_that_is_not_this_chains_is_refused_before_anything_is_downloaded(
+        emulator: GitHubEmulator, case: str, expected: str) -> None:
+    if case == "missing":
+        run_id = 123_456
+    elif case == "never-uploaded":
+        run_id = emulator.add_run(WORKFLOW.id, event="push", head_sha=CHAIN).id
+    elif case == "expired":
+        run = emulator.add_run(WORKFLOW.id, event="push", head_sha=CHAIN)
+        uploaded(emulator, run, expired=True)
+        run_id = run.id
+    else:
+        fields: dict[str, str] = {
+            "fork": {"event": "push", "head_sha": CHAIN, "head_repository": "someone/models"},
+            "other-workflow": {"event": "push", "head_sha": CHAIN},
+            "pull-request": {"event": "pull_request", "head_sha": CHAIN},
+            "other-commit": {"event": "push", "head_sha": "d" * 40},
+            "unrelated-dispatch": {"event": "workflow_dispatch", "head_sha": "e" * 40},
+        }[case]
+        run_id = previous(emulator, OTHER.id if case == "other-workflow" else WORKFLOW.id, **fields).id
+    outputs = check(emulator, run_id)
+    assert outputs["resume"] == "refused" and outputs["commit"] == CHAIN
+    first_line, _, hint = outputs["problem"].partition("\n")
+    assert first_line.startswith(f"run {run_id} cannot be resumed: {expected}")
+    assert "Start a fresh chain" in hint
+    assert not emulator.calls("download-artifact")
+
+
+@pytest.mark.parametrize("inputs", [
+    {"KT_INPUT_RESUME_RUN_ID": "12 34"}, {"KT_INPUT_RESUME_RUN_ID": "1\n::error::forged"},
+    {"KT_INPUT_COMMIT": "abc1234"}, {"KT_INPUT_COMMIT": "$(touch pwned)"},
+    {"KT_INPUT_EPOCHS": "`id`"}, {"KT_INPUT_ATTEMPT": "2; touch pwned"},
+])
+def test_malformed_inputs_check_nothing_and_call_no_api(emulator: GitHubEmulator,
+                                                       inputs: dict[str, str]) -> None:
+    outputs = restore.check_step({**env_for(emulator, KT_INPUT_RESUME_RUN_ID="5"), **inputs}, TOKEN)
+    assert outputs == {"commit": "", "resume": "invalid", "problem": ""}
+    assert emulator.requests == []
+
+
+def test_the_run_id_is_never_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        restore.parse_run_id("1\n::error::forged")
+    assert "forged" not in str(caught.value)
+
+
+# ---------------------------------------------------------------- what arrived
+
+
+def state(folder: Path, commit: str, attempts: int) -> Path:
+    record = {"attempt": 0, "epochs": 10, "initial_epoch": 0, "resumed_from": None, "outcome": "below"}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ledger.json").write_text(json.dumps({
+        "version": 1, "chain": {"commit": commit},
+        "attempts": [{**record, "attempt": n, "epochs": 10 * n} for n in range(1, attempts + 1)]}))
+    return folder
+
+
+def arrived(**env: str) -> dict[str, str]:
+    return {"KT_INPUT_RESUME_RUN_ID": "77", "KT_RESUME_CHECK": "ok", "KT_RESTORE_OUTCOME": "success", **env}
+
+
+def test_the_chains_own_state_is_accepted(tmp_path: Path) -> None:
+    assert restore.problem(arrived(), state(tmp_path, CHAIN, 2), CHAIN, 3) is None
+    assert restore.problem({}, tmp_path / "none", CHAIN, 1) is None  # a new chain: nothing to resume
+
+
+@pytest.mark.parametrize(("env", "commit", "attempts", "expected"), [
+    ({"KT_RESUME_CHECK": "refused", "KT_RESUME_PROBLEM": "run 77 cannot be resumed: it expired\nStart over."},
+     CHAIN, 2, "run 77 cannot be resumed: it expired"),
+    ({"KT_RESTORE_OUTCOME": "failure"}, CHAIN, 2, "the chain state of run 77 could not be downloaded"),
+    ({}, "d" * 40, 2, f"belongs to the chain of commit {'d' * 7}, not {CHAIN[:7]}"),
+    ({}, CHAIN, 1, "ends at attempt 1, and this is attempt 3"),
+    ({}, None, 0, "holds no ledger.json"),
+])
+def test_state_that_is_not_usable_is_a_clear_restore_error(
+        tmp_path: Path, env: dict[str, str], commit: str | None, attempts: int, expected: str) -> None:
+    folder = state(tmp_path, commit, attempts) if commit else tmp_path
+    found = restore.problem(arrived(**env), folder, CHAIN, 3)
+    assert isinstance(found, RestoreError) and expected in found.message
+    assert found.hint
+
+
+# ---------------------------------------------------------------- through the attempt step
+
+
+def test_an_expired_state_fails_the_attempt_with_outputs_summary_and_mail(
+        tmp_path: Path, emulator: GitHubEmulator, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run = emulator.add_run(WORKFLOW.id, event="push", head_sha=CHAIN)
+    uploaded(emulator, run, expired=True)
+    env = env_for(emulator, KT_INPUT_RESUME_RUN_ID=str(run.id), KT_INPUT_ATTEMPT="2", KT_INPUT_EPOCHS="20")
+    checked = restore.check_step(env, TOKEN)
+    files = {"GITHUB_OUTPUT": tmp_path / "out", "GITHUB_STEP_SUMMARY": tmp_path / "summary.md"}
+    for name, value in {**env, **{k: str(v) for k, v in files.items()}, "KT_GITHUB_TOKEN": TOKEN,
+                        "KT_INPUT_DISPATCH": "true", "KT_RESUME_CHECK": checked["resume"],
+                        "KT_RESUME_PROBLEM": checked["problem"], "KT_RESTORE_OUTCOME": "skipped"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("KT_SMTP_PASSWORD", raising=False)
+    repo = fake_repo(tmp_path / "repo")
+    assert main(["attempt", "--repo", str(repo)]) == 1
+    outputs = read_outputs(files["GITHUB_OUTPUT"])
+    assert (outputs["chain-status"], outputs["attempt"], outputs["dispatched"]) == ("failed", "2", "false")
+    out = capsys.readouterr().out
+    error = f"::error title=Chain state not restored::run {run.id} cannot be resumed: its keeptraining-state "
+    assert error + "artifact expired" in out
+    assert "Start a fresh chain" in out
+    summary = files["GITHUB_STEP_SUMMARY"].read_text()
+    assert "expired" in summary and "fresh chain" in summary
+    (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
+    text = mail.read_text()
+    assert "Training failed at attempt 2" in text and "Start a fresh chain" in text
+    (record,) = ledger.load(repo / ".keeptraining").attempts
+    assert (record.attempt, record.outcome, record.epochs_trained) == (2, "failed", 0)
+    assert not (repo / ".keeptraining" / "attempt-002").exists(), "nothing was trained"
+    assert emulator.snapshot_dispatches() == []
+    assert [s.state for s in emulator.statuses] == ["pending", "failure"]
+
+
+def test_a_foreign_ledger_is_moved_aside_not_appended_to(
+        tmp_path: Path, emulator: GitHubEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = fake_repo(tmp_path / "repo")
+    state(repo / ".keeptraining", "d" * 40, 1)
+    files = {"GITHUB_OUTPUT": tmp_path / "out", "GITHUB_STEP_SUMMARY": tmp_path / "summary.md"}
+    env = env_for(emulator, KT_INPUT_RESUME_RUN_ID="77", KT_INPUT_ATTEMPT="2", KT_RESUME_CHECK="ok",
+                  KT_RESTORE_OUTCOME="success", KT_GITHUB_TOKEN=TOKEN, KT_INPUT_COMMIT_STATUS="false")
+    for name, value in {**env, **{k: str(v) for k, v in files.items()}}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["attempt", "--repo", str(repo)]) == 1
+    (moved,) = (repo / ".keeptraining" / "previous").glob("*/ledger.json")
+    assert json.loads(moved.read_text())["chain"]["commit"] == "d" * 40
+    (record,) = ledger.load(repo / ".keeptraining").attempts
+    assert record.outcome == "failed" and "belongs to the chain of commit" in str(record.error)
