@@ -262,11 +262,13 @@ def test_the_official_actions_hand_artifacts_over_through_the_box(tmp_path: Path
         run = chain.push()
         assert run is not None
         first = chain.step()
-        assert first is not None and first.returncode == 0, first.log[-3000:]
+        assert first is not None
+        assert first.returncode == 0, first.log[-3000:]
         assert head in first.log  # checked out by id from the git server
         box.emulator.rerun(run.id)
         second = chain.step()  # the same run again: overwrite replaces the artifact
-        assert second is not None and second.returncode == 0, second.log[-3000:]
+        assert second is not None
+        assert second.returncode == 0, second.log[-3000:]
         (artifact,) = box.results.artifacts.of_run(run.id)
         downloaded = str(artifact.digest).removeprefix("sha256:")
         assert f"SHA256 digest of downloaded artifact is {downloaded}" in second.log
