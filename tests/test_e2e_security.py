@@ -147,6 +147,12 @@ _ACT_OUTPUT = re.compile(r"^::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
 #: Outputs of the action's inner steps (install, check, checkout, upload, download): not the action's.
 _INNER_OUTPUTS = {"bin", "commit", "resume", "problem", "ref", "artifact-id", "artifact-digest",
                   "artifact-url", "download-path"}
+#: actions/checkout logs the header it configures with the credential it has masked itself.
+_CHECKOUT_AUTH = re.compile(r"^\[command\]/usr/bin/git config --file \S+ http\.\S+\.extraheader "
+                            r"AUTHORIZATION: basic \*\*\*$")
+#: Commands act marks like a notice (❓) that are not annotations: the official actions' log groups
+#: and problem matchers.
+_OTHER_COMMAND = re.compile(r"^(::group::|::endgroup::|::debug::|add-matcher |::remove-matcher )")
 _ANNOTATION_MARKS = {"❗", "🚧", "❓"}  # act's marks for an error, warning and notice it obeyed
 
 
@@ -324,11 +330,22 @@ def logged(run: ActRun) -> list[tuple[str, str]]:
     return [(m["mark"], m["text"]) for m in map(_LINE.match, run.log.splitlines()) if m]
 
 
+def training_step(run: ActRun) -> list[tuple[str, str]]:
+    """The lines of the action's "Train one attempt" step (a training script's text is in it)."""
+    lines, inside = [], False
+    for mark, text in logged(run):
+        if mark == "⭐":
+            inside = text == "Run Main Train one attempt"
+        elif inside:
+            lines.append((mark, text))
+    return lines
+
+
 def obeyed_annotations(run: ActRun) -> list[re.Match[str]]:
     """The ::error/::warning/::notice commands act obeyed (not the ones it only printed)."""
     found = []
     for mark, text in logged(run):
-        if mark in _ANNOTATION_MARKS:
+        if mark in _ANNOTATION_MARKS and not _OTHER_COMMAND.match(text):
             match = _COMMAND.match(text)
             assert match, f"act marked {text!r} as an annotation"
             found.append(match)
@@ -346,9 +363,10 @@ def assert_nothing_forged(run: ActRun, outputs: Mapping[str, str], creds: Creden
         if mark == "⚙" and obeyed and obeyed["name"] not in _INNER_OUTPUTS:
             assert outputs.get(obeyed["name"]) == obeyed["value"].strip(), f"forged output: {text!r}"
         if "***" in text:  # act prints each ::add-mask:: command so; nothing else may look masked
-            assert (mark, text) == ("⚙", "***"), f"a masked value was printed: {text!r}"
-    masks = sum(1 for mark, text in logged(run) if (mark, text) == ("⚙", "***"))
-    assert masks <= 4, f"{masks} mask commands: the action issues at most 4"  # 2 + token + password
+            masked_command = (mark, text) == ("⚙", "***")
+            assert masked_command or _CHECKOUT_AUTH.match(text), f"a masked value was printed: {text!r}"
+    masks = sum(1 for mark, text in training_step(run) if (mark, text) == ("⚙", "***"))
+    assert masks <= 2, f"{masks} mask commands in the training step: it issues at most 2 (token, password)"
     assert f"canary in clear: {creds.canary}" in run.log, "act masked a secret by itself"
     for annotation in obeyed_annotations(run):
         title = dict(p.split("=", 1) for p in (annotation["props"] or "").split(",") if "=" in p).get("title")
@@ -419,7 +437,7 @@ def test_hostile_inputs_and_commit_message_are_never_executed_and_forge_nothing(
                 assert [a for a in obeyed_annotations(run) if a["name"] != "error"] == []
                 assert len(emulator.requests) == before, f"{where}: the GitHub API was called"
                 tried += 1
-        assert len(emulator.snapshot_dispatches()) == 1
+        assert len(emulator.snapshot_dispatches()) == 1 + tried  # the push run's, and the tries' by hand
 
         # The real next attempt still runs: the rejected runs left the chain's state alone.
         replay, _ = dispatched(chain, baseline)
