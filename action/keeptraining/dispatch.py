@@ -487,16 +487,17 @@ class _Dispatcher:
         found = self._get(f"listing the runs of {self.ctx.workflow} on {self.ctx.ref}", scan)
         return found if isinstance(found, WorkflowRun) else None
 
-    def _newer_chain(self, workflow: Workflow, chain_commit: str, since: datetime.datetime | None
-                     ) -> WorkflowRun | None:
-        """The first run of a chain for another commit of the branch, started after this chain."""
+    def _newer_chain(self, workflow: Workflow, chain_commit: str, head: str,
+                     since: datetime.datetime | None) -> WorkflowRun | None:
+        """The first run of a chain for another commit of the branch, started after this chain
+        (when this chain's start is unknown: a chain for the branch head itself)."""
         first = attempt_marker(1)
 
         def scan() -> WorkflowRun | None:
             for index, run in enumerate(workflow.get_runs(branch=self.ctx.ref)):
                 if index >= RUN_SCAN_LIMIT or (since is not None and run.created_at < since):
                     break  # newest first: the rest are older than this chain
-                if run.head_sha == chain_commit:
+                if run.head_sha == chain_commit or (since is None and run.head_sha != head):
                     continue
                 if run.event == "push" or (run.event == "workflow_dispatch"
                                            and first.search(run.display_title or "")):
@@ -563,7 +564,7 @@ class _Dispatcher:
         self.since = self._created_at(repo, ctx.run_id)
         if head != chain_commit:
             started = self._created_at(repo, chain_run_id) if chain_run_id != ctx.run_id else self.since
-            newer = self._newer_chain(workflow, chain_commit, started or self.since)
+            newer = self._newer_chain(workflow, chain_commit, head, started or self.since)
             if newer is not None:
                 return DispatchResult(
                     False,
