@@ -281,3 +281,14 @@ def test_the_official_actions_hand_artifacts_over_through_the_box(tmp_path: Path
         methods = {c.method for c in box.results.calls}
         assert methods == {"ListArtifacts", "CreateArtifact", "FinalizeArtifact", "DeleteArtifact"}
         assert len(box.emulator.calls("download-artifact")) == 2
+
+
+def test_without_the_official_actions_the_e2e_tests_skip_with_a_reason_or_fail_in_ci(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KT_GHA_ACTIONS_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("KT_REQUIRE_GHA_ACTIONS", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="actions/checkout, actions/upload-artifact"):
+        require_official_actions()
+    monkeypatch.setenv("KT_REQUIRE_GHA_ACTIONS", "true")
+    with pytest.raises(pytest.fail.Exception, match=f"are not in {tmp_path / 'nowhere'}"):
+        require_official_actions()
