@@ -62,7 +62,7 @@ def test_missing_required_file_is_an_error(tmp_path: Path) -> None:
     ("memory_limit: lots\n", "memory_limit = 'lots' is not valid"),
     ("memory_limit: 0g\n", "memory_limit = '0g' is not valid"),
     ("notify_on: [reached, sometimes]\n", "notify_on.1 = 'sometimes'"),
-    ("epocs: 10\n", "unknown key(s) epocs. Known keys:"),
+    ("epocs: 10\n", "unknown key(s) epocs (did you mean 'epochs'?). Known keys:"),
     ("smtp_password: hunter2\n", "smtp_password must not be written in a file"),
     ("- threshold: 0.9\n", "must be a mapping of keys to values, got list"),
     ("threshold: [0.9\n", "is not valid YAML at line"),

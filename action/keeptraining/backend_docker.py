@@ -29,6 +29,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import Mount
 
+from . import adapter
 from .errors import BackendUnavailable, TrainingError
 from .train import TrainRequest, TrainResult
 
@@ -189,6 +190,9 @@ def _mounts(request: TrainRequest) -> tuple[list[Mount], str]:
         Mount(CODE_MOUNT, str(code), type="bind", read_only=True),
         Mount(OUTPUT_MOUNT, str(output), type="bind", read_only=False),
     ]
+    if request.adapter_dir is not None:
+        mounts.append(Mount(adapter.CONTAINER_DIR, str(request.adapter_dir.resolve()), type="bind",
+                            read_only=True))
     if request.resume_from is None:
         return mounts, ""
     resume = request.resume_from.resolve()
@@ -199,6 +203,16 @@ def _mounts(request: TrainRequest) -> tuple[list[Mount], str]:
         )
     mounts.append(Mount(RESUME_MOUNT, str(resume.parent), type="bind", read_only=True))
     return mounts, f"{RESUME_MOUNT}/{resume.name}"
+
+
+def _image_env(dc: docker.DockerClient, image: str, name: str) -> str | None:
+    """A variable the image itself sets (``ENV``), so that keeptraining extends it, not replaces it."""
+    try:
+        entries = dc.images.get(image).attrs.get("Config", {}).get("Env") or []
+    except (DockerException, requests.exceptions.RequestException):
+        return None
+    values = [e.split("=", 1)[1] for e in entries if e.startswith(name + "=")]
+    return values[-1] if values else None
 
 
 def _state(container: Container) -> dict[str, Any]:
@@ -217,6 +231,8 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
     mounts, resume_env = _mounts(request)
     user, user_env = _container_user(request.output_dir.resolve())
     env = {**request.env, **user_env, "KT_OUTPUT_DIR": OUTPUT_MOUNT, "KT_RESUME_FROM": resume_env}
+    if request.adapter_dir is not None:  # the image's python imports the adapter's sitecustomize
+        env["PYTHONPATH"] = adapter.pythonpath(adapter.CONTAINER_DIR, _image_env(dc, image, "PYTHONPATH"))
     try:
         return dc.containers.create(
             image,

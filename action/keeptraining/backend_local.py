@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from . import adapter
 from .errors import TrainingError
 from .train import TrainRequest, TrainResult
 
@@ -34,6 +35,9 @@ def run(request: TrainRequest) -> TrainResult:
            "KT_OUTPUT_DIR": str(request.output_dir),
            "KT_RESUME_FROM": str(request.resume_from) if request.resume_from else "",
            "PYTHONUNBUFFERED": "1"}
+    if request.adapter_dir is not None:  # Python imports the adapter's sitecustomize at start-up
+        env["PYTHONPATH"] = adapter.pythonpath(str(request.adapter_dir), inherited.get("PYTHONPATH"),
+                                               os.pathsep)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, cwd=request.code_dir, env=env, stdout=subprocess.PIPE,

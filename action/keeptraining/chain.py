@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import adapter, contract_check, strategy
 from . import ledger as ledger_mod
 from . import metrics as metrics_mod
-from . import strategy
 from .backends import Backend
 from .config import Config
 from .errors import ConfigError, KeeptrainingError, LedgerError, MetricError, TrainingError, TrainingTimeout
@@ -121,6 +121,7 @@ def contract_env(config: Config, plan: Plan) -> dict[str, str]:
         "KT_THRESHOLD": repr(config.threshold),
         "KT_METRIC": config.metric,
         "KT_ATTEMPT": str(plan.attempt),
+        "KT_ADAPT": config.adapt,
     }
     for name, value in config.hyperparameters.items():
         env[f"KT_HP_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
@@ -138,6 +139,7 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     ledger.attempts = [a for a in ledger.attempts if a.attempt < number]  # a failed retry is replaced
     ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
                     **(chain_info or {})}
+    previous = ledger.last
     plan, resume_path = _resume_path(ws, strategy.plan(config, ledger, number, epochs), say)
     out_dir = ledger_mod.attempt_dir(ws.state_dir, number)
     if out_dir.exists():
@@ -149,7 +151,8 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
         f"{resumed} on {backend.name} ==")
     request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
                            env=contract_env(config, plan), timeout=config.timeout,
-                           resume_from=resume_path, on_line=on_line, memory_limit=config.memory_limit)
+                           resume_from=resume_path, on_line=on_line, memory_limit=config.memory_limit,
+                           adapter_dir=adapter.folder() if config.adapt != "none" else None)
     record = Attempt(attempt=number, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
                      resumed_from=_relative(ws, resume_path), outcome=FAILED, started_at=_now(),
                      params={"backend": backend.name, "resume": config.resume,
@@ -160,7 +163,7 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     try:
         result = backend.run(request)
         record.duration_s = round(result.duration, 3)
-        _fill_from_result(record, result, out_dir, config, plan, say)
+        _fill_from_result(record, result, out_dir, config, plan, say, previous)
     except (TrainingError, MetricError) as exc:
         error = exc
         record.error = exc.message
@@ -176,7 +179,7 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
 
 
 def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, config: Config,
-                      plan: Plan, say: Say) -> None:
+                      plan: Plan, say: Say, previous: Attempt | None = None) -> None:
     """Turn the process result and its metrics into the record; raise on failure."""
     if result.timed_out:
         raise TrainingTimeout(f"Attempt {record.attempt} ran past the timeout of {config.timeout:g} s "
@@ -187,18 +190,31 @@ def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, confi
         raise TrainingError(f"The training command exited with code {result.exit_code}{detail}.",
                             hint="The last lines of its log are shown above.", log_tail=result.log_tail)
     found = metrics_mod.read(out_dir, result.output, config.metric)
-    if plan.resume_from is not None and found.resumed is False:
-        say(f"warning: the script did not resume attempt {plan.resume_from.attempt}'s checkpoint; "
-            "this attempt trained from scratch.")
+    trained = contract_check.assess(found, result.output, plan, config.threshold)
+    if not trained.resumed:
         record.resumed_from = None
-        record.initial_epoch = 0
+    record.initial_epoch = trained.initial_epoch
     record.metric = found.value
+    record.metric_source = found.detail if found.source == metrics_mod.METRICS_FILE and found.detail \
+        else found.source + (f" ({found.detail})" if found.detail else "")
+    record.metric_line = found.line
     record.history = found.history
-    record.epochs_reached = found.epochs if found.epochs is not None else plan.epochs
-    record.epochs_trained = len(found.history) if found.history else \
-        max(record.epochs_reached - record.initial_epoch, 0)
+    record.epochs_reached = trained.epochs_reached
+    record.epochs_trained = trained.epochs_trained
+    record.epochs_source = trained.epochs_source
+    record.epochs_ignored = trained.ignored
+    record.adapter = found.adapter
     record.train_s = round(found.train_s, 3) if found.train_s is not None else None
     record.checkpoint = found.checkpoint
+    if found.line:
+        say(f"{config.metric} read from the output line: {found.line}")
+    if config.resume and found.value < config.threshold:
+        missing = contract_check.missing_checkpoint(record, out_dir)
+        trained.warnings += [missing] if missing else []
+    record.warnings = trained.warnings
+    for text in trained.warnings:
+        say(f"warning: {text}")
+    contract_check.stop_if_ignored_again(previous, record)
     record.outcome = REACHED if found.value >= config.threshold else BELOW
 
 
@@ -215,8 +231,9 @@ def _attempt_line(record: Attempt, config: Config) -> str:
     if record.outcome == FAILED:
         return f"Attempt {record.attempt} failed after {record.duration_s:.1f} s: {record.error}"
     sign = ">=" if record.outcome == REACHED else "<"
+    reached = "an unknown number of" if record.epochs_reached is None else record.epochs_reached
     return (f"Attempt {record.attempt}: {config.metric} {record.metric:.4f} {sign} {config.threshold} "
-            f"after {record.epochs_reached} epochs ({record.epochs_trained} trained, "
+            f"after {reached} epochs ({record.epochs_trained} trained, "
             f"{record.duration_s:.1f} s)")
 
 

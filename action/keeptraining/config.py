@@ -9,6 +9,7 @@ workflow_dispatch inputs) are converted by the schema's type first, so
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "base_image": None,
     "memory_limit": None,
     "timeout": 3600.0,
+    "adapt": "auto",
     "state_dir": ".keeptraining",
     "hyperparameters": {},
     "smtp_server": None,
@@ -81,6 +83,7 @@ class Config:
     mail_from: str | None = None
     mail_to: list[str] = field(default_factory=list)
     notify_on: list[str] = field(default_factory=list)
+    adapt: str = "auto"  # the Keras adapter: auto | keras | none
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,8 +127,8 @@ def _message(err: jsonschema.ValidationError, source: str) -> str:
         if "smtp_password" in unknown:
             return (f"{source}: smtp_password must not be written in a file. Put the password in a secret "
                     "and pass it as the KT_SMTP_PASSWORD environment variable (or the smtp-password input).")
-        return (f"{source}: unknown key(s) {', '.join(unknown)}. "
-                f"Known keys: {', '.join(sorted(props))}.")
+        named = ", ".join(f"{key}{did_you_mean(key, props)}" for key in unknown)
+        return f"{source}: unknown key(s) {named}. Known keys: {', '.join(sorted(props))}."
     key = path[0] if path else "(top level)"
     prop = props.get(key, {})
     where = ".".join(path)
@@ -134,7 +137,16 @@ def _message(err: jsonschema.ValidationError, source: str) -> str:
                 f"write {err.instance / 100:g} for {err.instance:g} %.")
     if len(path) > 1 or not prop:
         return f"{source}: {where} = {err.instance!r}: {err.message}"
-    return f"{source}: {where} = {err.instance!r} is not valid; expected {_expected(prop)}."
+    hint = did_you_mean(err.instance, prop["enum"]) if "enum" in prop and isinstance(err.instance, str) \
+        else ""
+    return f"{source}: {where} = {err.instance!r} is not valid; expected {_expected(prop)}{hint}."
+
+
+def did_you_mean(word: object, choices: Any) -> str:
+    """`` (did you mean 'keras'?)`` for a close known name, else an empty string."""
+    names = [str(c) for c in choices if c is not None]
+    close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def validate(data: Any, source: str) -> None:

@@ -58,6 +58,12 @@ class TrainingError(KeeptrainingError):
         self.log_tail = log_tail
 
 
+class ContractViolation(TrainingError):
+    """The training script keeps ignoring the training contract (e.g. KT_EPOCHS)."""
+
+    title = "Training script ignores the training contract"
+
+
 class TrainingTimeout(TrainingError):
     """The training command ran past the per-attempt timeout."""
 

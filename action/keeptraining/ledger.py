@@ -48,6 +48,13 @@ class Attempt:
     started_at: str = ""  # ISO 8601, UTC
     run: dict[str, Any] = field(default_factory=dict)  # GitHub run id/url of this attempt
     dispatched: dict[str, Any] = field(default_factory=dict)  # the next run, if dispatched
+    # How the result was read and whether the script followed the contract (all optional):
+    metric_source: str | None = None  # evaluate | val_<metric> | <metric> (training) | metrics.json | stdout
+    metric_line: str | None = None  # the output line the metric was read from (stdout rule)
+    epochs_source: str | None = None  # where epochs_reached came from: metrics.json | log (None: unknown)
+    epochs_ignored: bool = False  # trained to other than KT_EPOCHS, without an early stop
+    warnings: list[str] = field(default_factory=list)  # contract problems said during the attempt
+    adapter: dict[str, Any] = field(default_factory=dict)  # what the Keras adapter reported doing
 
 
 @dataclass

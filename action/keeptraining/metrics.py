@@ -2,10 +2,10 @@
 
 The training contract (DESIGN.md §1): the script writes
 ``$KT_OUTPUT_DIR/metrics.json`` such as ``{"accuracy": 0.93, "epochs": 30}``;
-a script that writes none is read the seed's way, from its last stdout line
-``<metric>[ :=]+<number>`` (``Test accuracy: 0.8123``). Values are fractions in
-[0, 1]: a percentage, NaN or anything out of range is an error, never silently
-reinterpreted.
+a script that writes none is read the seed's way, from a result line such as
+``Test accuracy: 0.8123`` (the exact rule, which never takes a Keras progress line's
+training value, is in ``result_line.py``). Values are fractions in [0, 1]: a
+percentage, NaN or anything out of range is an error, never silently reinterpreted.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from . import result_line
 from .errors import MetricError
 
 METRICS_FILE = "metrics.json"
 MAX_METRICS_BYTES = 5 * 1024 * 1024  # a metrics file is a few KB; refuse to parse giant ones
 DEFAULT_CHECKPOINT = "model.keras"
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class Metrics:
     checkpoint: str | None = None  # file name inside the output folder
     train_s: float | None = None  # seconds spent in fit(), when reported
     resumed: bool | None = None  # what the script says it did with KT_RESUME_FROM
+    detail: str | None = None  # metrics.json's "metric_source" (e.g. evaluate), or the stdout rule's kind
+    line: str | None = None  # the output line the metric was read from (stdout only)
+    early_stopped: bool | None = None  # the script says it stopped before KT_EPOCHS on purpose
+    adapter: dict[str, Any] = field(default_factory=dict)  # what the Keras adapter says it did
 
 
 def how_to_report(metric: str) -> str:
@@ -62,23 +66,19 @@ def read(output_dir: Path, output: str, metric: str) -> Metrics:
     path = output_dir / METRICS_FILE
     if path.exists():
         return _from_file(path, output_dir, metric)
-    value = _from_stdout(output, metric)
-    if value is None:
+    found = result_line.find(output, metric)
+    if found is None:
         raise MetricError(f"The training script reported no {metric}: no {METRICS_FILE} in its output "
-                          f"folder and no `{metric}: <number>` line in its output.",
+                          f"folder and no line such as `Test {metric}: 0.93` in its output (a Keras "
+                          f"progress line's training {metric} is never taken as the result).",
                           hint=how_to_report(metric))
+    where = f"training output line {found.line!r}"
+    if found.percent:
+        raise MetricError(f"{where}: {metric} is printed as a percentage.",
+                          hint=f"Print a fraction between 0 and 1, e.g. `Test {metric}: 0.9312`.")
     checkpoint = DEFAULT_CHECKPOINT if (output_dir / DEFAULT_CHECKPOINT).exists() else None
-    return Metrics(value=check_value(value, metric, "training output"), source="stdout",
-                   checkpoint=checkpoint)
-
-
-def _from_stdout(output: str, metric: str) -> float | None:
-    pattern = re.compile(rf"\b{re.escape(metric)}[ \t:=]+({_NUMBER})(?![\w.])", re.IGNORECASE)
-    for line in reversed(output.splitlines()):
-        found = pattern.findall(line)
-        if found:
-            return float(found[-1])
-    return None
+    return Metrics(value=check_value(found.value, metric, where), source="stdout",
+                   checkpoint=checkpoint, detail=found.kind, line=found.line)
 
 
 def _from_file(path: Path, output_dir: Path, metric: str) -> Metrics:
@@ -105,7 +105,38 @@ def _from_file(path: Path, output_dir: Path, metric: str) -> Metrics:
         checkpoint=_checkpoint(data, output_dir, where),
         train_s=_fit_seconds(data),
         resumed=data.get("resumed") if isinstance(data.get("resumed"), bool) else None,
+        detail=_label(data.get("metric_source")),
+        early_stopped=data.get("early_stopped") if isinstance(data.get("early_stopped"), bool) else None,
+        adapter=_adapter_info(data.get("adapter")),
     )
+
+
+def _label(value: Any) -> str | None:
+    """A short plain label written by the script (e.g. ``val_accuracy``), or None."""
+    if isinstance(value, str) and re.fullmatch(r"[\w ()./-]{1,60}", value):
+        return value
+    return None
+
+
+def _adapter_info(value: Any) -> dict[str, Any]:
+    """The Keras adapter's own account (metrics.json "adapter"), kept small and plain: it is
+    written inside the training process, so it is read like any other untrusted input."""
+    if not isinstance(value, dict):
+        return {}
+    info: dict[str, Any] = {}
+    for key, item in list(value.items())[:20]:
+        if not isinstance(key, str) or len(key) > 40:
+            continue
+        if item is None or isinstance(item, (bool, int, float)):
+            info[key] = item
+        elif isinstance(item, str):
+            info[key] = item[:300]
+        elif isinstance(item, list):
+            info[key] = [str(v)[:300] for v in item[:10]]
+        elif isinstance(item, dict):
+            info[key] = {str(k)[:40]: v for k, v in list(item.items())[:10]
+                         if v is None or isinstance(v, (bool, int, float))}
+    return info
 
 
 def _optional_int(data: dict[str, Any], key: str, where: str) -> int | None:

@@ -27,6 +27,7 @@ class TrainRequest:
     timeout: float  # seconds for the whole attempt
     resume_from: Path | None = None  # absolute host path of the checkpoint, or None
     memory_limit: str | None = None  # docker only: the container's memory limit, e.g. "4g"
+    adapter_dir: Path | None = None  # the Keras adapter's folder, put on PYTHONPATH (None: adapt none)
     on_line: Callable[[str], None] | None = None  # live log sink, one line at a time
 
 
