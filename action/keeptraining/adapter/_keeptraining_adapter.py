@@ -89,6 +89,22 @@ class Settings:
         self.threshold = _number(env.get("KT_THRESHOLD"), float)
         self.learning_rate = _number(env.get("KT_HP_LEARNING_RATE"), float)
         self.batch_size = _number(env.get("KT_HP_BATCH_SIZE"), int)
+        self.previous = _previous_report(self.resume_from)
+
+
+def _previous_report(checkpoint: str) -> dict[str, Any]:
+    """The metrics.json written beside the checkpoint by the previous attempt ({} if none)."""
+    if not checkpoint:
+        return {}
+    path = os.path.join(os.path.dirname(checkpoint), METRICS_FILE)
+    try:
+        if os.path.isfile(path) and os.path.getsize(path) <= MAX_FOREIGN_METRICS_BYTES:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        pass
+    return {}
 
 
 def _number(raw: str | None, kind: type) -> Any:
@@ -140,20 +156,25 @@ class _ImportWatcher:
 
     def __init__(self, adapter: Adapter) -> None:
         self.adapter = adapter
-        self.seen: set[str] = set()
+        self.searching = False
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name not in ("keras", "tensorflow") or name in self.seen:
+        # Every search is answered, not only the first: TensorFlow probes for keras with
+        # importlib.util.find_spec before importing it, and a probe executes nothing.
+        if name not in ("keras", "tensorflow") or self.searching:
             return None
-        self.seen.add(name)
-        spec = None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            spec = find(name, path, target)
-            if spec is not None:
-                break
+        self.searching = True
+        try:
+            spec = None
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                if finder is self or find is None:
+                    continue
+                spec = find(name, path, target)
+                if spec is not None:
+                    break
+        finally:
+            self.searching = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         inner = spec.loader.exec_module
@@ -259,10 +280,31 @@ class Adapter:
         self.metrics_digest: str | None = None
         self.foreign_metrics = False
         self.other_model_noted = False
+        self.stop_at_threshold = self._threshold_stop_helps()
         self.saved_state: tuple[int, int] | None = None
         self.checkpoint: str | None = None
         self.fit_signature: Any = None
         self.originals: dict[str, Any] = {}
+
+    def _threshold_stop_helps(self) -> bool:
+        """Whether to stop once val_<metric> reaches the threshold.
+
+        Not when the previous attempt stopped there and the script's own result (its
+        evaluate) still fell short: val_<metric> is then no proxy for the result, and
+        stopping again would train one epoch per attempt.
+        """
+        previous, threshold = self.s.previous, self.s.threshold
+        if threshold is None:
+            return False
+        account = previous.get("adapter")
+        stopped = isinstance(account, dict) and account.get("stopped_by") == "threshold"
+        result = previous.get(self.s.metric)
+        if stopped and isinstance(result, (int, float)) and result < threshold:
+            say(f"in the previous attempt val_{self.s.metric} reached the threshold but the script's "
+                f"{previous.get('metric_source', 'result')} did not ({result:.4f}): this attempt trains "
+                "all its epochs.")
+            return False
+        return True
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -309,8 +351,7 @@ class Adapter:
             bound = self.fit_signature.bind(model, *args, **kwargs)
         except TypeError:
             return original(model, *args, **kwargs)  # Keras reports the bad call itself
-        bound.apply_defaults()
-        arguments = bound.arguments
+        arguments = bound.arguments  # only what the script passed: Keras keeps its own defaults
         if self.model is None:
             if self._follows_contract(arguments):
                 self.off = True
@@ -334,8 +375,7 @@ class Adapter:
         if self.s.mode != "auto":
             return False
         try:
-            epochs = int(arguments["epochs"])
-            initial = int(arguments.get("initial_epoch") or 0)
+            epochs, initial = self._epochs(arguments)
         except (TypeError, ValueError):
             return False
         if (epochs, initial) != (self.s.epochs, self.s.initial_epoch):
@@ -350,11 +390,11 @@ class Adapter:
             self._restore(model)
         if self.fit_calls == 0 and not self.restore_pending:
             self._apply_learning_rate(model)
-        asked = max(int(arguments["epochs"]) - int(arguments.get("initial_epoch") or 0), 0)
+        epochs, initial = self._epochs(arguments)
         start = self.done
-        end = max(min(start + asked, self.s.epochs), start)
-        if (int(arguments["epochs"]), int(arguments.get("initial_epoch") or 0)) != (end, start):
-            say(f"fit(epochs={arguments['epochs']}) trains epochs {start + 1} to {end} "
+        end = max(min(start + max(epochs - initial, 0), self.s.epochs), start)
+        if self.fit_calls == 0 or (epochs, initial) != (end, start):
+            say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} "
                 f"(KT_EPOCHS={self.s.epochs}, the model has {start}).")
         arguments["initial_epoch"], arguments["epochs"] = start, end
         arguments["verbose"] = self._verbose(arguments.get("verbose", "auto"))
@@ -380,6 +420,13 @@ class Adapter:
             self.pending = (bound, user_callbacks, result)
         self.write_outputs()
         return result
+
+    def _epochs(self, arguments: dict[str, Any]) -> tuple[int, int]:
+        """(epochs, initial_epoch) as the script passed them, Keras's defaults otherwise."""
+        defaults = self.fit_signature.parameters
+        epochs = arguments.get("epochs", defaults["epochs"].default)
+        initial = arguments.get("initial_epoch", defaults["initial_epoch"].default)
+        return int(epochs), int(initial or 0)
 
     def _verbose(self, verbose: Any) -> Any:
         """One line per epoch where nobody watches a progress bar (CI logs, pipes)."""
@@ -427,7 +474,7 @@ class Adapter:
                 logs = logs or {}
                 key = pick_metric(logs, adapter.s.metric)
                 value = logs.get(f"val_{key}") if key else None
-                if adapter.s.threshold is None or value is None or float(value) < adapter.s.threshold:
+                if not adapter.stop_at_threshold or value is None or float(value) < adapter.s.threshold:
                     return
                 adapter.stopped_by = "threshold"
                 self.model.stop_training = True
