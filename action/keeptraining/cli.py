@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, attempt_step, backends, chain, gha, ledger, report, strategy
+from . import __version__, attempt_step, backends, chain, command_check, gha, ledger, report, strategy
 from . import config as config_mod
 from .errors import ConfigError, KeeptrainingError
 
@@ -111,10 +111,13 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(args)
-    chain.workspace(config, args.repo)
+    ws = chain.workspace(config, args.repo)
+    checked = command_check.check(ws.command, ws.code_dir, local=config.backend == "local")
     print("Configuration is valid. Effective values (source):")
     for key, value in config.to_dict().items():
         print(f"  {key}: {value!r}  ({config.sources.get(key, 'default')})")
+    for line in checked:
+        print(f"Checked: {line}.")
     return 0
 
 

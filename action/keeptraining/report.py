@@ -397,6 +397,20 @@ def provenance_markdown(chain: dict[str, Any]) -> str:
     return ("**Trained:** " + ", ".join(parts)) if parts else ""
 
 
+def result_markdown(ledger: Ledger, config: Config) -> str:
+    """Where the last attempt's metric came from (the output line, when it was read from one),
+    and the training-contract warnings it raised ('' when there is nothing to say)."""
+    last = ledger.last
+    if last is None:
+        return ""
+    out = []
+    if last.metric is not None and last.metric_source:
+        line = f": <code>{html_text(last.metric_line, 200)}</code>" if last.metric_line else ""
+        out.append(f"**{md_escape(config.metric, 40)} read from:** {md_escape(last.metric_source, 60)}{line}")
+    out += [f"> **Warning:** {md_escape(text, 500)}" for text in last.warnings[:5]]
+    return "\n\n".join(out)
+
+
 def job_summary(ledger: Ledger, config: Config, decision: Decision,
                 next_run: dict[str, Any] | None = None) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict, table, chart, provenance, next run."""
@@ -404,6 +418,9 @@ def job_summary(ledger: Ledger, config: Config, decision: Decision,
     out = [f"## {icon} keeptraining: {md_escape(verdict(ledger, config, decision))}".replace("  ", " "),
            ""]
     out += [attempts_markdown(ledger, config), ""]
+    result = result_markdown(ledger, config)
+    if result:
+        out += [result, ""]
     out += [mermaid_chart(ledger, config), ""]
     provenance = provenance_markdown(ledger.chain)
     if provenance:
