@@ -100,6 +100,9 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
                                    epochs=explicit_epochs(config), chain_info=info, run_info=run_info(env))
     decision = result.decision
     print(decision.reason)
+    if gha.in_actions(env):
+        for text in result.record.warnings:
+            gha.annotate("warning", text, title="Training contract")
     next_run: dict[str, Any] = {}
     dispatch_error: DispatchError | None = None
     if args.dispatch and result.error is None and decision.kind == strategy.CONTINUE:
