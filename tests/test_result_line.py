@@ -66,3 +66,8 @@ def test_a_progress_line_alone_says_what_to_print(tmp_path: Path) -> None:
 def test_other_metric_names() -> None:
     found = result_line.find("Epoch 2/2\n4/4 - auc: 0.99 - val_auc: 0.71\nTest AUC = 0.74\n", "auc")
     assert found is not None and (found.value, found.line) == (0.74, "Test AUC = 0.74")
+
+
+def test_readme_states_the_rule_word_for_word() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert " ".join(result_line.RULE.split()) in " ".join(readme.split())

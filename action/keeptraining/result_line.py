@@ -1,23 +1,27 @@
 """The stdout rule: which line of a training log is the attempt's result.
 
-A script that writes no ``metrics.json`` reports through its output. keeptraining takes,
-in this order of preference:
-
-1. the last line that states the metric on its own: optional words, the metric's name,
-   then ``:``, ``=`` or spaces, and a number, with nothing after it. ``Test accuracy: 0.93``,
-   ``test_accuracy=0.93``, ``accuracy: 0.93`` and ``Final accuracy 0.93`` are such lines;
-   words that name training (``train accuracy: 0.99``, ``training_accuracy=0.99``) are not.
-2. otherwise the last ``val_<metric>: <number>`` in any line (Keras's epoch lines end with it).
-
-The ``<metric>:`` inside a Keras progress line (``accuracy: 0.9900 - loss: 0.03 -
-val_accuracy: 0.5000``) is the training value and is never taken. A value printed with
-``%`` is a percentage: the caller rejects it rather than guess.
+``RULE`` below is the rule, word for word as README.md states it (a test keeps them equal).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+RULE = """\
+A script that writes no `metrics.json` is read from its output. keeptraining takes, in this order:
+
+1. the last line that states the metric on its own: optional words, the metric's name, then `:`,
+   `=` or spaces, and a number, with nothing after it. `Test accuracy: 0.93`, `test_accuracy=0.93`,
+   `accuracy: 0.93` and `Final accuracy 0.93` are such lines; words that name training
+   (`train accuracy: 0.99`, `training_accuracy=0.99`) do not count.
+2. otherwise the last `val_<metric>: <number>` in any line (Keras's epoch lines end with it).
+
+The `<metric>:` inside a Keras progress line
+(`accuracy: 0.9900 - loss: 0.0312 - val_accuracy: 0.5000`) is the training value and is never
+taken. A value printed with `%`, and any value outside [0, 1], is an error: print fractions. The
+line used is recorded in the ledger (`metric_line`) and shown in the job summary.
+"""
 
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
 MAX_LINE = 200  # characters of the line kept for the ledger and the summary
