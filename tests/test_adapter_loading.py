@@ -93,7 +93,8 @@ def test_keras_is_hooked_even_after_a_probe_and_banners_are_filtered(tmp_path: P
 
 
 def test_a_user_who_asks_for_tensorflow_logs_gets_them(tmp_path: Path, fakes: Path) -> None:
-    done = python("import tensorflow", tmp_path, pythonpath=[fakes], KT_ADAPT="auto", TF_CPP_MIN_LOG_LEVEL="0")
+    done = python("import tensorflow", tmp_path, pythonpath=[fakes], KT_ADAPT="auto",
+                  TF_CPP_MIN_LOG_LEVEL="0")
     assert done.stderr == BANNER
 
 
@@ -144,7 +145,8 @@ def test_the_metric_is_found_under_its_keras_names(names: list[str], expected: s
 def test_the_local_backend_loads_it_only_when_asked(tmp_path: Path) -> None:
     code = tmp_path / "code"
     code.mkdir()
-    (code / "show.py").write_text("import sys\nprint('adapter loaded' if '_keeptraining_adapter' in sys.modules "
+    (code / "show.py").write_text("import sys\n"
+                                  "print('adapter loaded' if '_keeptraining_adapter' in sys.modules "
                                   "else 'plain')\n")
     for folder, expected in ((adapter.folder(), "adapter loaded"), (None, "plain")):
         request = TrainRequest(code_dir=code, command=["python", "show.py"], output_dir=tmp_path / "out",

@@ -56,7 +56,8 @@ def test_a_script_with_fixed_epochs_is_recorded_as_it_trained_and_warned() -> No
     (keras_log(1, 7, 10), STDOUT, True),
     (keras_log(1, 12, 12), Metrics(value=0.95, source="stdout"), True),  # more than asked is never fine
 ])
-def test_stopping_early_on_purpose_is_not_ignoring_kt_epochs(output: str, found: Metrics, ignored: bool) -> None:
+def test_stopping_early_on_purpose_is_not_ignoring_kt_epochs(output: str, found: Metrics,
+                                                             ignored: bool) -> None:
     assert contract_check.assess(found, output, FRESH, 0.9).ignored is ignored
 
 

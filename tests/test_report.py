@@ -293,7 +293,8 @@ def test_job_summary_says_where_the_metric_came_from_and_warns() -> None:
     last.metric_source, last.metric_line = "stdout (result line)", "Test accuracy: 0.93 <b>|"
     last.warnings = ["the script trained to epoch 15, not to KT_EPOCHS=30 *now*"]
     text = report.job_summary(ledger, make_config(), strategy.decide(make_config(), ledger))
-    assert "**accuracy read from:** stdout \\(result line\\): <code>Test accuracy: 0.93 &lt;b&gt;|</code>" in text
+    assert ("**accuracy read from:** stdout \\(result line\\): "
+            "<code>Test accuracy: 0.93 &lt;b&gt;|</code>") in text
     assert "> **Warning:** the script trained to epoch 15, not to KT\\_EPOCHS=30 \\*now\\*" in text
     last.metric_source, last.metric_line, last.warnings = "evaluate", None, []
     text = report.job_summary(ledger, make_config(), strategy.decide(make_config(), ledger))

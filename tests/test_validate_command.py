@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fakes import fake_repo
-from keeptraining import command_check
+from keeptraining import command_check, dockerfile_gen
 from keeptraining.cli import main
 
 
@@ -47,9 +47,21 @@ def test_unknown_keys_get_a_suggestion(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_programs_are_only_looked_up_for_the_local_backend(tmp_path: Path) -> None:
-    assert command_check.check(["no-such-trainer"], tmp_path, local=False) == []
+    assert command_check.check_command(["no-such-trainer"], tmp_path, local=False) == []
     (tmp_path / "run.sh").write_text("#!/bin/sh\n")
-    assert command_check.check(["./run.sh"], tmp_path, local=True) == \
+    assert command_check.check_command(["./run.sh"], tmp_path, local=True) == \
         ["train_command's program ./run.sh is installed"]
-    assert command_check.python_script(["python3.11", "-X", "dev", "-u", "train.py"]) == "train.py"
-    assert command_check.python_script(["python", "-m", "pkg.train"]) is None
+    assert dockerfile_gen.python_script(["python3.11", "-X", "dev", "-u", "train.py"]) == "train.py"
+    assert dockerfile_gen.python_script(["python", "-m", "pkg.train"]) is None
+
+
+def test_a_repository_without_dockerfile_is_told_what_image_it_gets(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path, "backend: docker\n")
+    assert validate(repo) == 2  # fake_train.py imports no Keras: keeptraining cannot choose an image
+    assert "generates images only for Keras and TensorFlow scripts" in capsys.readouterr().err
+    (repo / "ml" / "fake_train.py").write_text("import keras\n")
+    (repo / "requirements.txt").write_text("tensorflow-cpu==2.21.0\n")
+    assert validate(repo) == 0
+    assert ("Checked: no Dockerfile, so keeptraining generates the image: fake_train.py imports keras; "
+            "requirements.txt names tensorflow-cpu==2.21.0") in capsys.readouterr().out

@@ -112,7 +112,7 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(args)
     ws = chain.workspace(config, args.repo)
-    checked = command_check.check(ws.command, ws.code_dir, local=config.backend == "local")
+    checked = command_check.check(config, ws)
     print("Configuration is valid. Effective values (source):")
     for key, value in config.to_dict().items():
         print(f"  {key}: {value!r}  ({config.sources.get(key, 'default')})")

@@ -1,42 +1,38 @@
 """``keeptraining validate``: can the train command run at all?
 
-Two checks that need no training: the script a ``python script.py`` command names exists
-in ``code_path`` (on every backend: the code is mounted there), and, for the local
-backend, the command's program is installed. Each failure says what to fix.
+Checks that need no training: the script a ``python script.py`` command names exists in
+``code_path`` (on every backend: the code is mounted there); for the local backend, the
+command's program is installed; for the docker backend without a Dockerfile, keeptraining
+can generate the image (``dockerfile_gen.py``). Each failure says what to fix.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from . import dockerfile_gen
 from .errors import ConfigError
 
-_PYTHON = re.compile(r"python(3(\.\d+)?)?")
-_FLAGS = ("-u", "-B", "-O", "-OO", "-X", "-W")  # interpreter flags before the script (-X/-W take a value)
+if TYPE_CHECKING:  # chain imports the backends, which import dockerfile_gen
+    from .chain import Workspace
+    from .config import Config
 
-
-def python_args(command: list[str]) -> list[str] | None:
-    """The arguments after ``python`` and its flags, when the command starts a Python interpreter."""
-    if not command or not _PYTHON.fullmatch(Path(command[0]).name):
-        return None
-    args = command[1:]
-    while args and args[0] in _FLAGS:
-        args = args[2:] if args[0] in ("-X", "-W") else args[1:]
-    return args
-
-
-def python_script(command: list[str]) -> str | None:
-    """The script of a ``python script.py ...`` command (not ``-m``/``-c``), else None."""
-    args = python_args(command)
-    return args[0] if args and not args[0].startswith("-") else None
-
-
-def check(command: list[str], code_dir: Path, *, local: bool) -> list[str]:
+def check(config: Config, ws: Workspace) -> list[str]:
     """What was checked, one line each; ConfigError on the first problem."""
-    done = []
-    script = python_script(command)
+    done = check_command(ws.command, ws.code_dir, local=config.backend == "local")
+    if config.backend != "local" and dockerfile_gen.wanted(ws.repo_root, config.dockerfile,
+                                                          config.sources.get("dockerfile", "default")):
+        choice = dockerfile_gen.choose(ws.repo_root, ws.code_dir, ws.command, config.base_image)
+        done.append("no Dockerfile, so keeptraining generates the image: " + "; ".join(choice.reasons))
+    return done
+
+
+def check_command(command: list[str], code_dir: Path, *, local: bool) -> list[str]:
+    """The script is in code_path; for the local backend, the program is installed."""
+    done: list[str] = []
+    script = dockerfile_gen.python_script(command)
     if script is not None:
         if not (code_dir / script).is_file():
             raise ConfigError(f"train_command runs {script}, which is not in code_path ({code_dir}).",

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import command_check, docker_image
+from . import docker_image
 from .errors import ConfigError
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -41,6 +41,8 @@ KERAS_BACKENDS = {"tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly"
 PACKAGE_NAMES = {"sklearn": "scikit-learn", "PIL": "pillow", "yaml": "PyYAML", "skimage": "scikit-image",
                  "cv2": "opencv-python-headless", "bs4": "beautifulsoup4", "tensorflow": "tensorflow-cpu"}
 REQUIREMENTS = "requirements.txt"
+_PYTHON = re.compile(r"python(3(\.\d+)?)?")
+_FLAGS = ("-u", "-B", "-O", "-OO", "-X", "-W")  # interpreter flags before the script (-X/-W take a value)
 
 # The same instructions as the repository's own Dockerfile, so an engine that built that one
 # reuses its layers here.
@@ -102,13 +104,29 @@ def wanted(repo_root: Path, dockerfile: str, source: str) -> bool:
     return source == "default" and not (repo_root / dockerfile).exists()
 
 
+def python_args(command: list[str]) -> list[str] | None:
+    """The arguments after ``python`` and its flags, when the command starts a Python interpreter."""
+    if not command or not _PYTHON.fullmatch(Path(command[0]).name):
+        return None
+    args = command[1:]
+    while args and args[0] in _FLAGS:
+        args = args[2:] if args[0] in ("-X", "-W") else args[1:]
+    return args
+
+
+def python_script(command: list[str]) -> str | None:
+    """The script of a ``python script.py ...`` command (not ``-m``/``-c``), else None."""
+    args = python_args(command)
+    return args[0] if args and not args[0].startswith("-") else None
+
+
 def script_path(command: list[str], code_dir: Path) -> Path | None:
     """The Python file a ``python X.py`` / ``python -m pkg.mod`` command runs, if it can be told."""
-    args = command_check.python_args(command)
+    args = python_args(command)
     if args and len(args) >= 2 and args[0] == "-m":
         base = code_dir.joinpath(*args[1].split("."))
         return next((p for p in (base.with_suffix(".py"), base / "__main__.py") if p.is_file()), base)
-    script = command_check.python_script(command)
+    script = python_script(command)
     return code_dir / script if script else None
 
 
