@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -95,6 +96,22 @@ def test_plain_script_grows_resumes_and_reaches_the_threshold(
     state = repo / ".keeptraining"
     assert checkpoint_iterations(*(state / f"attempt-{a.attempt:03d}/model.keras" for a in records)) == ends
     assert not any(a.warnings for a in records)
+
+
+def test_learning_rate_and_batch_size_reach_a_script_that_never_reads_them(tmp_path: Path) -> None:
+    repo = zoo_repo(tmp_path, "sequential_fixed_epochs.py", max_attempts=1, epochs=2,
+                    hyperparameters={"learning_rate": 0.05, "batch_size": 16})
+    assert run(repo) == 3
+    (record,) = attempts(repo)
+    assert record.adapter["hyperparameters"] == {"learning_rate": 0.05, "batch_size": 16}
+    train_rows = math.ceil(1348 * 0.9)  # digits() keeps 1348 rows; Keras's validation_split=0.1
+    steps = math.ceil(train_rows / 16)  # batches of 16, not the script's 64
+    assert record.adapter["optimizer_iterations"]["end"] == 2 * steps
+    code = ("import sys, keras\n"
+            "print(float(keras.saving.load_model(sys.argv[1]).optimizer.learning_rate.numpy()))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(repo / ".keeptraining/attempt-001/model.keras")],
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert float(done.stdout) == pytest.approx(0.05)
 
 
 def test_adapt_none_stops_a_script_that_ignores_kt_epochs(
