@@ -195,8 +195,7 @@ def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, confi
         record.resumed_from = None
     record.initial_epoch = trained.initial_epoch
     record.metric = found.value
-    record.metric_source = found.detail if found.source == metrics_mod.METRICS_FILE and found.detail \
-        else found.source + (f" ({found.detail})" if found.detail else "")
+    record.metric_source = found.label
     record.metric_line = found.line
     record.history = found.history
     record.epochs_reached = trained.epochs_reached

@@ -39,6 +39,14 @@ class Metrics:
     early_stopped: bool | None = None  # the script says it stopped before KT_EPOCHS on purpose
     adapter: dict[str, Any] = field(default_factory=dict)  # what the Keras adapter says it did
 
+    @property
+    def label(self) -> str:
+        """Where the value came from, for the ledger: ``evaluate`` (as metrics.json says),
+        ``metrics.json``, or ``stdout (result line)``."""
+        if self.source == METRICS_FILE:
+            return self.detail or METRICS_FILE
+        return self.source + (f" ({self.detail})" if self.detail else "")
+
 
 def how_to_report(metric: str) -> str:
     return (f'Write $KT_OUTPUT_DIR/{METRICS_FILE} such as {{"{metric}": 0.93, "epochs": 30}}, '
