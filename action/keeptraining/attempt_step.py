@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import backends, chain, dispatch, gha, ledger, notify, report, strategy
+from . import backends, chain, dispatch, gha, ledger, notify, report, search, strategy
 from .config import Config
 from .errors import ConfigError, DispatchError
 
@@ -102,14 +102,17 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
     print(decision.reason)
     next_run: dict[str, Any] = {}
     dispatch_error: DispatchError | None = None
-    if args.dispatch and result.error is None and decision.kind == strategy.CONTINUE:
+    # CONTINUE after a failed attempt happens only in a search, which goes on past a failed trial.
+    if args.dispatch and decision.kind == strategy.CONTINUE:
         try:
-            next_run = _dispatch(result, info, token, env)
+            next_run = _dispatch(result, info, token, env, config)
         except DispatchError as exc:  # reported after the outputs and the summary are written
             dispatch_error = exc
         ledger.save(ws.state_dir, result.ledger)
     if gha.in_actions(env):
-        chain.prune_checkpoints(ws.state_dir, result.ledger)
+        promotable = search.attempts_to_keep(config, result.ledger) if config.strategy == search.SEARCH \
+            else set()
+        chain.prune_checkpoints(ws.state_dir, result.ledger, promotable)
     _write_outputs(config, result, next_run)
     _write_summary(config, result, next_run)
     if decision.kind != strategy.CONTINUE:
@@ -138,12 +141,16 @@ def notify_end(config: Config, final: chain.AttemptReport, state_dir: Path) -> s
 
 
 def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
-              env: Mapping[str, str]) -> dict[str, Any]:
-    """Dispatch the next attempt and note it in the attempt's record (the caller saves)."""
+              env: Mapping[str, str], config: Config) -> dict[str, Any]:
+    """Dispatch the next attempt and note it in the attempt's record (the caller saves).
+
+    A search dispatches the attempt number only: the next run reads its trial and values from
+    the study in the chain state, so a dispatch input can never choose them.
+    """
     record, decision = result.record, result.decision
     assert decision.next_epochs is not None
-    inputs = {"attempt": str(record.attempt + 1), "epochs": str(decision.next_epochs),
-              "commit": str(info.get("commit", ""))}
+    epochs = "" if config.strategy == search.SEARCH else str(decision.next_epochs)
+    inputs = {"attempt": str(record.attempt + 1), "epochs": epochs, "commit": str(info.get("commit", ""))}
     if env.get("GITHUB_RUN_ID"):
         inputs["resume-run-id"] = env["GITHUB_RUN_ID"]
     ctx = dispatch.context_from_env(env, token, ref=info.get("branch") or None)

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import ledger as ledger_mod
 from . import metrics as metrics_mod
-from . import strategy
+from . import search, strategy
 from .backends import Backend
 from .config import Config
 from .errors import ConfigError, KeeptrainingError, LedgerError, MetricError, TrainingError, TrainingTimeout
@@ -81,8 +81,9 @@ def _attempt_number(ledger: Ledger, attempt: int | None, config: Config, say: Sa
         number = attempt
     elif last is None:
         number = 1
-    else:  # the next attempt, or the last one again when it failed
-        number = last.attempt if last.outcome == FAILED else last.attempt + 1
+    else:  # the next attempt, or the last one again when it failed (a search goes on past it)
+        retry = last.outcome == FAILED and config.strategy != search.SEARCH
+        number = last.attempt if retry else last.attempt + 1
     if number < 1:
         raise ConfigError(f"attempt = {number} is not valid; attempts are numbered from 1.")
     if number > config.max_attempts:
@@ -138,23 +139,29 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     ledger.attempts = [a for a in ledger.attempts if a.attempt < number]  # a failed retry is replaced
     ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
                     **(chain_info or {})}
-    plan, resume_path = _resume_path(ws, strategy.plan(config, ledger, number, epochs), say)
+    job = search.next_run(config, ledger) if config.strategy == search.SEARCH else None
+    planned = job.plan(number) if job else strategy.plan(config, ledger, number, epochs)
+    plan, resume_path = _resume_path(ws, planned, say)
     out_dir = ledger_mod.attempt_dir(ws.state_dir, number)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     resumed = f" from attempt {plan.resume_from.attempt}'s checkpoint" if plan.resume_from \
         else " from scratch"
-    say(f"\n== Attempt {number}/{config.max_attempts}: epochs {plan.initial_epoch} -> {plan.epochs}"
+    trial = f" {job.describe()}:" if job else ""
+    say(f"\n== Attempt {number}/{config.max_attempts}:{trial} epochs {plan.initial_epoch} -> {plan.epochs}"
         f"{resumed} on {backend.name} ==")
+    env = {**contract_env(config, plan), **(search.hp_env(job.params) if job else {})}
     request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
-                           env=contract_env(config, plan), timeout=config.timeout,
+                           env=env, timeout=config.timeout,
                            resume_from=resume_path, on_line=on_line, memory_limit=config.memory_limit)
     record = Attempt(attempt=number, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
                      resumed_from=_relative(ws, resume_path), outcome=FAILED, started_at=_now(),
                      params={"backend": backend.name, "resume": config.resume,
                              "hyperparameters": dict(config.hyperparameters)},
                      run=dict(run_info or {}))
+    if job:
+        record.trial, record.rung, record.trial_params = job.trial, job.rung, dict(job.params)
     error: KeeptrainingError | None = None
     result: TrainResult | None = None
     try:
@@ -220,15 +227,16 @@ def _attempt_line(record: Attempt, config: Config) -> str:
             f"{record.duration_s:.1f} s)")
 
 
-def prune_checkpoints(state_dir: Path, ledger: Ledger) -> list[Path]:
-    """Delete checkpoints no later attempt needs: all but the last one and the best one.
+def prune_checkpoints(state_dir: Path, ledger: Ledger, also_keep: set[int] | None = None) -> list[Path]:
+    """Delete checkpoints no later attempt needs: all but the last one, the best one, and the
+    attempts in ``also_keep`` (a search's trials that may still be promoted).
 
     On GitHub each run uploads the state folder as an artifact; without this, every run
     would upload every earlier checkpoint again. Each earlier run's artifact still holds
     its own checkpoint, so nothing is lost. metrics.json files and the ledger stay.
     """
     best = ledger.best()
-    keep = {a.attempt for a in (ledger.last, best) if a is not None}
+    keep = {a.attempt for a in (ledger.last, best) if a is not None} | (also_keep or set())
     removed = []
     for record in ledger.attempts:
         if record.attempt in keep or not record.checkpoint:

@@ -24,6 +24,7 @@ from . import config as config_mod
 from .errors import ConfigError, KeeptrainingError
 
 _LIST_KEYS = {"mail_to", "notify_on"}
+_FILE_ONLY = {"search"}  # a mapping of ranges: written in the config file, never a flag or an input
 _FLAG_HELP = {"hyperparameters": "NAME=VALUE, repeatable: passed to the script as KT_HP_<NAME>"}
 
 
@@ -37,6 +38,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                        help=f"config file (default: {config_mod.DEFAULT_FILE} in the repository, if present)")
     group.add_argument("--repo", type=Path, default=Path(), help="repository root (default: .)")
     for key, prop in config_mod.schema()["properties"].items():
+        if key in _FILE_ONLY:
+            continue
         if key == "hyperparameters":
             group.add_argument("--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE",
                                help=_FLAG_HELP[key])
@@ -73,7 +76,7 @@ def _overrides(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[dict[s
     inputs: dict[str, Any] = {}
     flags: dict[str, Any] = {}
     for key in props:
-        if key == "hyperparameters":
+        if key == "hyperparameters" or key in _FILE_ONLY:
             continue
         raw_input = env.get(f"KT_INPUT_{key.upper()}", "")
         if raw_input.strip():

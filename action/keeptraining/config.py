@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from . import search_space
 from .errors import ConfigError
 
 DEFAULT_FILE = ".keeptraining.yml"
@@ -49,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "mail_from": None,
     "mail_to": [],
     "notify_on": ["reached", "exhausted", "failed"],
+    "strategy": "epochs",
+    "max_epochs_total": None,
+    "search": None,  # strategy: search only; the config file is the one place to write it
 }
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -81,12 +85,19 @@ class Config:
     mail_from: str | None = None
     mail_to: list[str] = field(default_factory=list)
     notify_on: list[str] = field(default_factory=list)
+    strategy: str = "epochs"
+    max_epochs_total: int | None = None
+    search: dict[str, Any] | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("sources")
         return data
+
+    def search_settings(self) -> search_space.SearchSettings:
+        """The parsed ``search`` section (resolve() has checked that it parses)."""
+        return search_space.parse(self.search, "configuration")
 
 
 @cache
@@ -147,6 +158,8 @@ def validate(data: Any, source: str) -> None:
     for key, value in data.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{source}: {key} = {value!r} is not a finite number.")
+    if data.get("search") is not None:  # its own checks first: they name the exact problem
+        search_space.parse(data["search"], source)
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: (list(e.absolute_path), e.message))
     if errors:
@@ -215,4 +228,20 @@ def resolve(overrides: dict[str, Any] | None = None, config_file: Path | None = 
     merged.update(given)
     sources.update(dict.fromkeys(given, source))
     validate(merged, "effective configuration")
+    _check_strategy(merged)
     return Config(**merged, sources=sources)
+
+
+def _check_strategy(merged: dict[str, Any]) -> None:
+    """What no single key can say wrong: a search without a space, a value set twice."""
+    if merged["strategy"] != "search":
+        return
+    if merged["search"] is None:
+        raise ConfigError("strategy: search needs a search space, and the configuration has no `search` "
+                          "section.", hint="Add to .keeptraining.yml: search: {space: {learning_rate: "
+                                           "{type: float, low: 0.0001, high: 0.1, log: true}}}")
+    fixed = {name.upper() for name in merged["hyperparameters"]}
+    both = sorted(name for name in merged["search"]["space"] if name.upper() in fixed)
+    if both:
+        raise ConfigError(f"{', '.join(both)} is both in hyperparameters (a fixed value) and in "
+                          "search.space (searched).", hint="Remove it from one of the two.")

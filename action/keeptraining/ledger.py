@@ -48,6 +48,10 @@ class Attempt:
     started_at: str = ""  # ISO 8601, UTC
     run: dict[str, Any] = field(default_factory=dict)  # GitHub run id/url of this attempt
     dispatched: dict[str, Any] = field(default_factory=dict)  # the next run, if dispatched
+    # strategy: search only (search.py); None / empty for the epochs strategy.
+    trial: int | None = None  # the trial this attempt trained, numbered from 1
+    rung: int | None = None  # 0 for a trial's first run, +1 for each promotion
+    trial_params: dict[str, Any] = field(default_factory=dict)  # the trial's values (KT_HP_<NAME>)
 
 
 @dataclass

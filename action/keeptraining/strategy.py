@@ -4,7 +4,8 @@ The seed's rule, kept: attempt 1 trains ``epochs``; every further attempt trains
 the previous attempt's epochs + ``epoch_step``. With ``resume`` the next attempt starts from the previous
 checkpoint (``initial_epoch`` = epochs it already has) and trains only the added
 epochs; without it, it retrains from scratch. The chain is always bounded by
-``max_attempts`` (and ``max_epochs`` when set).
+``max_attempts`` (and ``max_epochs`` / ``max_epochs_total`` when set).
+``strategy: search`` (search.py) plans its attempts itself; ``decide`` hands over to it.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def _resumable(ledger: Ledger, attempt: int) -> Attempt | None:
 
 def decide(config: Config, ledger: Ledger) -> Decision:
     """After the ledger's last attempt: go on, or end the chain (and why)."""
+    if config.strategy == "search":
+        from . import search  # noqa: PLC0415 - search builds on this module's Plan and Decision
+
+        return search.decide(config, ledger)
     last = ledger.last
     if last is None:
         return Decision(CONTINUE, "No attempt yet.", next_epochs(config, ledger))
@@ -78,6 +83,9 @@ def decide(config: Config, ledger: Ledger) -> Decision:
     if last.attempt >= config.max_attempts:
         return Decision(EXHAUSTED, f"Threshold {config.threshold} not reached after "
                                    f"{last.attempt} attempts (max_attempts): {best_text}.")
+    if config.max_epochs_total and ledger.total_epochs_trained() >= config.max_epochs_total:
+        return Decision(EXHAUSTED, f"Threshold {config.threshold} not reached within "
+                                   f"max_epochs_total {config.max_epochs_total}: {best_text}.")
     upcoming = next_epochs(config, ledger)
     if config.max_epochs and upcoming <= (last.epochs_reached or 0):
         return Decision(EXHAUSTED, f"Threshold {config.threshold} not reached within "
