@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, attempt_step, backends, chain, gha, ledger, report, strategy
+from . import __version__, attempt_step, backends, chain, gha, ledger, report, search_report, strategy
 from . import config as config_mod
 from .errors import ConfigError, KeeptrainingError
 
@@ -132,11 +132,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if ended.kind in (strategy.CHAIN_REACHED, strategy.EXHAUSTED):
             print(f"The chain in {ws.state_dir} has already ended: {ended.reason}")
             return 0 if ended.kind == strategy.CHAIN_REACHED else 3
+    steps = "per promotion of a search trial" if config.strategy == "search" else "per attempt"
     print(f"keeptraining: {config.metric} >= {config.threshold}, {config.epochs} epochs then "
-          f"+{config.epoch_step} per attempt, at most {config.max_attempts} attempts, "
+          f"+{config.epoch_step} {steps}, at most {config.max_attempts} attempts, "
           f"resume={str(config.resume).lower()}, backend={backend.name}")
     final = chain.run_chain(config, args.repo, backend, say=print)
     print("\n" + report.attempts_table(final.ledger, config))
+    if config.strategy == "search":
+        print("\n" + search_report.trials_table(final.ledger, config))
+        print("\n" + search_report.best_line(final.ledger, config))
     print("\n" + report.verdict(final.ledger, config, final.decision))
     attempt_step.notify_end(config, final, ws.state_dir)
     if final.error is not None:

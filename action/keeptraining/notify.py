@@ -46,7 +46,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from pathlib import Path
 
-from . import report
+from . import report, search_report
 from .config import Config
 from .errors import NotifyError
 from .ledger import CHART_FILE, Ledger
@@ -171,7 +171,11 @@ def _provenance_text(ledger: Ledger) -> list[str]:
 
 
 def _text_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str) -> str:
-    parts = [report.verdict(ledger, config, decision), "", report.attempts_table(ledger, config), ""]
+    parts = [report.verdict(ledger, config, decision), ""]
+    trials = search_report.trials_table(ledger, config)
+    if trials:
+        parts += [search_report.best_line(ledger, config), "", trials, ""]
+    parts += [report.attempts_table(ledger, config), ""]
     provenance = _provenance_text(ledger)
     if provenance:
         parts += [*provenance, ""]
@@ -222,8 +226,11 @@ def _html_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
         '<body style="font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#24292f">',
         f'<h2 style="color:{colour}">{report.html_text(report.verdict(ledger, config, decision))}</h2>',
         _html_provenance(ledger),
-        _html_table(config, ledger),
     ]
+    trials = search_report.trials_html(ledger, config)
+    if trials:
+        parts += [f"<p>{report.html_text(search_report.best_line(ledger, config), 400)}</p>", trials]
+    parts.append(_html_table(config, ledger))
     if chart_cid:
         w, h = report.CHART_SIZE_PX
         alt = html.escape(f"{report.one_line(config.metric, 40)} per epoch", quote=True)

@@ -325,6 +325,10 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
 
     if decision is None:
         decision = strategy.decide(config, ledger)
+    if config.strategy == "search":
+        from . import search_report  # noqa: PLC0415 - it builds on this module
+
+        return search_report.render_chart(ledger, config, path)
     metric = one_line(config.metric, 40)
     width, height = CHART_SIZE_PX
     fig = Figure(figsize=(width / CHART_DPI, height / CHART_DPI), dpi=CHART_DPI)
@@ -403,8 +407,14 @@ def job_summary(ledger: Ledger, config: Config, decision: Decision,
     icon = _ICONS.get(decision.kind, "")
     out = [f"## {icon} keeptraining: {md_escape(verdict(ledger, config, decision))}".replace("  ", " "),
            ""]
-    out += [attempts_markdown(ledger, config), ""]
-    out += [mermaid_chart(ledger, config), ""]
+    if config.strategy == "search":
+        from . import search_report  # noqa: PLC0415 - it builds on this module
+
+        out += [search_report.summary_markdown(ledger, config), "", "### Attempts", ""]
+        out += [attempts_markdown(ledger, config), ""]
+    else:
+        out += [attempts_markdown(ledger, config), ""]
+        out += [mermaid_chart(ledger, config), ""]
     provenance = provenance_markdown(ledger.chain)
     if provenance:
         out += [provenance, ""]
