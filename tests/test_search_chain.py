@@ -9,12 +9,15 @@ another learning rate.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import itertools
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -119,6 +122,14 @@ def test_search_reaches_a_threshold_that_the_epochs_chain_cannot(tmp_path: Path,
     out = capsys.readouterr().out
     assert "Threshold reached" in out and "Best trial" in out
     assert (search_repo_ / ".keeptraining" / "chart.png").read_bytes().startswith(b"\x89PNG")
+    (mail,) = (search_repo_ / ".keeptraining" / "outbox").glob("*.eml")
+    message = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None and "Best trial" in text.get_content()
+    assert "Trial  learning_rate  optimizer  Rung  Epochs" in text.get_content()
+    html = message.get_body(preferencelist=("html",))
+    assert html is not None and "<th" in html.get_content() and "may be promoted" not in html.get_content()
 
 
 @pytest.fixture
