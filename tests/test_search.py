@@ -350,3 +350,24 @@ def test_a_failed_trial_does_not_end_the_search_but_three_in_a_row_do() -> None:
     book.attempts += [run(3, 3, 0, point(0.2), None), run(4, 4, 0, point(0.25), None)]
     ended = strategy.decide(cfg(), book)
     assert ended.kind == strategy.CHAIN_FAILED and "The last 3 attempts failed" in ended.reason
+
+
+def test_reports_show_every_trial_escaped_and_survive_a_foreign_ledger(tmp_path: Path) -> None:
+    from keeptraining import report, search_report  # noqa: PLC0415
+
+    space = {"optimizer": {"type": "categorical", "choices": ["sgd", "<b>adam|x</b>"]}}
+    config_ = cfg(space, max_attempts=3)
+    book = Ledger(attempts=[run(1, 1, 0, {"optimizer": "sgd"}, 0.5),
+                            run(2, 2, 0, {"optimizer": "<b>adam|x</b>"}, 0.7),
+                            run(3, 2, 1, {"optimizer": "<b>adam|x</b>"}, 0.8, 20, 10)])
+    decision = strategy.decide(config_, book)
+    summary = report.job_summary(book, config_, decision)
+    assert "### Search" in summary and "Best trial 2" in summary
+    assert "<b>" not in summary and "&lt;b&gt;adam\\|x&lt;/b&gt;" in summary  # one cell, inert
+    assert "| 2 | &lt;b&gt;adam\\|x&lt;/b&gt; | 1 | 20 | 0.8000 | stopped | 2, 3 |" in summary
+    text = search_report.trials_table(book, config_)
+    assert text.splitlines()[0].split() == ["Trial", "optimizer", "Rung", "Epochs", "accuracy", "Status"]
+    assert search_report.render_chart(book, config_, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    foreign = Ledger(attempts=[run(1, 1, 0, {"optimizer": "rmsprop"}, 0.5)])  # not in this space
+    assert search_report.summary_markdown(foreign, config_) == ""
+    assert "| 1 |" in report.job_summary(foreign, config_, decision)  # the attempts table is still there
