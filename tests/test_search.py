@@ -245,6 +245,12 @@ def test_study_round_trips_through_the_saved_ledger(tmp_path: Path) -> None:
     pytest.param(lambda a: a[0].update(trial=None), "trial = 'None' is not a trial number",
                  id="epochs-chain"),
     pytest.param(lambda a: a[0].update(trial="1"), "is not a trial number", id="trial-text"),
+    pytest.param(lambda a: a[0].update(metric="0.9"), "metric = '0.9' is not a fraction", id="metric-text"),
+    pytest.param(lambda a: a[0].update(metric=7.5), "metric = '7.5' is not a fraction", id="metric-range"),
+    pytest.param(lambda a: a[0].update(history=[0.1, "x"]), "history is not a list of fractions",
+                 id="history-text"),
+    pytest.param(lambda a: a[0].update(epochs_reached=-3), "its epochs are not whole numbers",
+                 id="epochs-negative"),
 ])
 def test_a_tampered_ledger_is_refused_before_optuna_or_a_script_sees_it(
         tmp_path: Path, tamper: Any, message: str) -> None:

@@ -178,6 +178,7 @@ def validated_trials(ledger: Ledger, settings: SearchSettings) -> list[Trial]:
                                "started by strategy: search.")
         if isinstance(rung, bool) or not isinstance(rung, int) or not isinstance(params, dict):
             raise _bad(record, f"trial {number} has no valid rung and values.")
+        _check_results(record)
         if number == len(trials) + 1:
             _check_values(record, params, settings, names)
             if rung != 0:
@@ -194,6 +195,25 @@ def validated_trials(ledger: Ledger, settings: SearchSettings) -> list[Trial]:
                                f"{' (failed)' if trial.failed else ''}.")
         trial.runs.append(record)
     return trials
+
+
+def _is_fraction(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= 1
+
+
+def _is_count(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
+
+
+def _check_results(record: Attempt) -> None:
+    """What the planner computes with: the metric, its history and the epochs, as numbers."""
+    if record.metric is not None and not _is_fraction(record.metric):
+        raise _bad(record, f"metric = {str(record.metric)[:40]!r} is not a fraction in [0, 1].")
+    if not isinstance(record.history, list) or not all(_is_fraction(v) for v in record.history):
+        raise _bad(record, "history is not a list of fractions in [0, 1].")
+    if not _is_count(record.initial_epoch) or not _is_count(record.epochs) or \
+            not (record.epochs_reached is None or _is_count(record.epochs_reached)):
+        raise _bad(record, "its epochs are not whole numbers.")
 
 
 def _check_values(record: Attempt, params: dict[str, Any], settings: SearchSettings,
