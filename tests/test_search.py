@@ -333,6 +333,13 @@ def test_next_runs_promote_first_then_ask_for_new_trials() -> None:
     assert jobs[1].params != jobs[2].params
 
 
+def test_resume_false_promotes_by_retraining_from_scratch() -> None:
+    book = Ledger(attempts=[run(1, 1, 0, point(0.01), 0.5), run(2, 2, 0, point(0.02), 0.7),
+                            run(3, 3, 0, point(0.03), 0.6)])
+    (job,) = search.next_runs(cfg(resume=False), book)
+    assert (job.trial, job.rung, job.initial_epoch, job.epochs, job.resume_from) == (2, 1, 0, 20, None)
+
+
 def test_budget_caps_and_decisions() -> None:
     book = Ledger(attempts=[run(1, 1, 0, point(0.01), 0.5), run(2, 2, 0, point(0.02), 0.7),
                             run(3, 3, 0, point(0.03), 0.6)])

@@ -394,6 +394,8 @@ def _promote(trial: Trial, config: Config, epochs_left: int | None) -> TrialRun:
     total = trial.epochs + step
     if config.max_epochs:
         total = min(total, config.max_epochs)
+    if not config.resume:  # resume: false retrains the promoted trial from scratch to its new total
+        return TrialRun(trial.number, dict(trial.params), trial.rung + 1, total, 0, None)
     good = [run for run in trial.runs if run.outcome != FAILED]
     return TrialRun(trial.number, dict(trial.params), trial.rung + 1, total, trial.epochs, good[-1])
 
