@@ -233,7 +233,8 @@ def _html_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
     parts.append(_html_table(config, ledger))
     if chart_cid:
         w, h = report.CHART_SIZE_PX
-        alt = html.escape(f"{report.one_line(config.metric, 40)} per epoch", quote=True)
+        per = "per trial and against each searched value" if trials else "per epoch"
+        alt = html.escape(f"{report.one_line(config.metric, 40)} {per}", quote=True)
         parts.append(f'<p><img src="cid:{html.escape(chart_cid, quote=True)}" alt="{alt}" '
                      f'width="{w}" height="{h}" style="max-width:100%;height:auto"></p>')
     url = _last_run_url(ledger)
