@@ -378,6 +378,7 @@ def test_reports_show_every_trial_escaped_and_survive_a_foreign_ledger(tmp_path:
     assert "### Search" in summary and "Best trial 2" in summary
     assert "<b>" not in summary and "&lt;b&gt;adam\\|x&lt;/b&gt;" in summary  # one cell, inert
     assert "| 2 | &lt;b&gt;adam\\|x&lt;/b&gt; | 1 | 20 | 0.8000 | stopped | 2, 3 |" in summary
+    assert 'x-axis "optimizer" ["sgd", "badamxb"]' in summary and "bar [0.5000, 0.8000]" in summary
     text = search_report.trials_table(book, config_)
     assert text.splitlines()[0].split() == ["Trial", "optimizer", "Rung", "Epochs", "accuracy", "Status"]
     assert search_report.render_chart(book, config_, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -152,6 +152,36 @@ def mermaid_chart(ledger: Ledger, config: Config) -> str:
         "```"])
 
 
+def _mermaid_label(text: str) -> str:
+    return "".join(c for c in text if c.isalnum() or c in "_.+-")[:24] or "?"
+
+
+def mermaid_param_charts(ledger: Ledger, config: Config) -> str:
+    """One mermaid bar chart per parameter: the best result at each value tried, values in order."""
+    found = [r for r in rows(ledger, config) if r.result is not None]
+    metric = _mermaid_label(config.metric)
+    blocks = []
+    for param in config.search_settings().space:
+        best: dict[str, float] = {}
+        for r in found:
+            label = r.values[param.name]
+            best[label] = max(best.get(label, 0.0), r.result or 0.0)
+        if not best:
+            continue
+        order = [search.format_value(c) for c in param.choices] if param.type == "categorical" else \
+            sorted(best, key=float)
+        labels = [label for label in order if label in best]
+        categories = ", ".join('"' + _mermaid_label(x) + '"' for x in labels)
+        blocks.append("\n".join([
+            "```mermaid", "xychart-beta",
+            f'    title "best {metric} by {_mermaid_label(param.name)}"',
+            f'    x-axis "{_mermaid_label(param.name)}" [{categories}]',
+            f'    y-axis "{metric}" 0 --> 1',
+            f"    bar [{', '.join(f'{best[x]:.4f}' for x in labels)}]",
+            "```"]))
+    return "\n\n".join(blocks)
+
+
 def summary_markdown(ledger: Ledger, config: Config) -> str:
     """The search part of the job summary: the best values, every trial, the chart."""
     table = trials_markdown(ledger, config)
@@ -159,7 +189,7 @@ def summary_markdown(ledger: Ledger, config: Config) -> str:
         return ""
     best = best_line(ledger, config)
     return "\n\n".join(p for p in ["### Search", report.md_escape(best, 400) if best else "", table,
-                                   mermaid_chart(ledger, config)] if p)
+                                   mermaid_chart(ledger, config), mermaid_param_charts(ledger, config)] if p)
 
 
 def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
