@@ -4,6 +4,8 @@
     .venv/bin/python scripts/bench.py --base-image keeptraining-base:bookworm   # full run, ~12 min
     .venv/bin/python scripts/bench.py --quick --out /tmp/bench                  # smoke run, ~1 min
     .venv/bin/python scripts/bench.py --curve                                   # how thresholds were chosen
+    .venv/bin/python scripts/bench.py --search --update-readme    # strategy: search vs Hyperband, ~12 min
+    .venv/bin/python scripts/bench.py --search --quick            # its smoke run, ~1 min (CI runs it)
 
 One invocation runs, on the same machine and with the model's default seed, the same
 chain four ways (each in its own temporary state folder, through the real engine:
