@@ -3,6 +3,7 @@
     keeptraining run       the whole chain on this machine
     keeptraining attempt   exactly one attempt (what a GitHub workflow run calls)
     keeptraining validate  check the configuration and print the effective values
+    keeptraining hooks     install / uninstall the git hook that pushes after each commit
 
 Errors leave through ``main`` only: a ``::error::`` annotation on GitHub (a plain
 line elsewhere) with what to fix, and a non-zero exit code.
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, attempt_step, backends, chain, gha, ledger, report, strategy
+from . import __version__, attempt_step, backends, chain, gha, hooks, ledger, report, strategy
 from . import config as config_mod
 from .errors import ConfigError, KeeptrainingError
 
@@ -64,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_flags(attempt)
     validate = sub.add_parser("validate", help="check the configuration and print the effective values")
     _add_config_flags(validate)
+    hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
+    hook.add_argument("action", choices=("install", "uninstall"))
+    hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
     return parser
 
 
@@ -141,6 +145,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if final.decision.kind == strategy.CHAIN_REACHED else 3
 
 
+def cmd_hooks(args: argparse.Namespace) -> int:
+    if args.action == "install":
+        path, written = hooks.install(args.repo)
+        print(f"{'Installed' if written else 'Already installed:'} {path}: each commit on a branch is "
+              "pushed to its remote (KEEPTRAINING_NO_PUSH=1 skips one).")
+    else:
+        path, removed = hooks.uninstall(args.repo)
+        print(f"Removed {path}." if removed else f"No {hooks.HOOK_NAME} hook at {path}; nothing to remove.")
+    return 0
+
+
 def cmd_attempt(args: argparse.Namespace) -> int:
     return attempt_step.run(args, load_config(args))
 
@@ -154,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
-    commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate}
+    commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate, "hooks": cmd_hooks}
     try:
         return commands[args.command](args)
     except KeeptrainingError as exc:
