@@ -138,7 +138,7 @@ def test_missing_checkpoint_falls_back_to_fresh_training_with_a_warning(
     assert run_cli(repo, "attempt") == 0
     second = records(repo)[1]
     assert (second.initial_epoch, second.resumed_from, second.epochs_trained) == (0, None, 20)
-    assert "checkpoint of attempt 1 is missing" in capsys.readouterr().out
+    assert "warning: Checkpoint missing: The checkpoint of attempt 1 is missing" in capsys.readouterr().err
 
 
 def test_run_again_archives_the_previous_chain(tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ def test_attempt_beyond_max_attempts_is_refused(tmp_path: Path, capsys: pytest.C
 def test_attempt_already_recorded_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = fake_repo(tmp_path)
     assert run_cli(repo, "attempt") == 0
-    assert run_cli(repo, "attempt", "--attempt", "1") == 1
+    assert run_cli(repo, "attempt", "--attempt", "1") == 4
     assert "already recorded" in capsys.readouterr().err
     assert len(records(repo)) == 1
 
@@ -228,7 +228,7 @@ def test_corrupt_checkpoint_is_never_claimed_as_a_resume(tmp_path: Path,
     assert run_cli(repo, "attempt") == 0
     second = records(repo)[1]
     assert (second.initial_epoch, second.resumed_from, second.epochs_trained) == (0, None, 20)
-    assert "did not resume attempt 1's checkpoint" in capsys.readouterr().out
+    assert "did not resume attempt 1's checkpoint" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("command", "expected"), [

@@ -27,6 +27,7 @@ from . import strategy
 from .config import Config
 from .ledger import FAILED, Attempt, Ledger
 from .strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, Decision
+from .wording import fmt_threshold, one_line
 
 CHART_SIZE_PX = (900, 450)
 CHART_DPI = 100
@@ -37,14 +38,6 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~:])")  # < > & are left to html.e
 
 
 # --------------------------------------------------------------------------- text helpers
-
-def one_line(value: object, limit: int | None = None) -> str:
-    """``value`` as one printable line (control characters and newlines become spaces)."""
-    text = " ".join(_CONTROL.sub(" ", str(value)).split())
-    if limit is not None and len(text) > limit:
-        text = text[: max(limit - 1, 0)].rstrip() + "…"
-    return text
-
 
 def md_escape(value: object, limit: int | None = None) -> str:
     """``value`` as inert markdown text: one line, markdown punctuation and HTML escaped.
@@ -75,20 +68,10 @@ def safe_url(value: object) -> str | None:
     return urllib.parse.quote(url, safe=":/?#@!$&*+,;=%-._~")
 
 
-def fmt_threshold(value: float) -> str:
-    """0.9 -> '0.90', 0.925 -> '0.925': at least two decimals, never a rounded-off digit."""
-    text = f"{value:.2f}"
-    return text if math.isclose(float(text), value, abs_tol=1e-12) else f"{value:g}"
-
-
 def _metric(value: float | None, digits: int = 4) -> str:
     if value is None or not math.isfinite(value):
         return "-"
     return f"{value:.{digits}f}"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 # --------------------------------------------------------------------------- rows
@@ -182,27 +165,7 @@ def attempts_markdown(ledger: Ledger, config: Config) -> str:
 # --------------------------------------------------------------------------- verdict
 
 def verdict(ledger: Ledger, config: Config, decision: Decision) -> str:
-    """One line that says how the chain stands (or ended)."""
-    metric = one_line(config.metric, 40)
-    threshold = fmt_threshold(config.threshold)
-    last = ledger.last
-    if last is None:
-        return "No attempt yet."
-    if decision.kind == CHAIN_REACHED and last.metric is not None:
-        return (f"Threshold reached: {metric} {last.metric:.4f} ≥ {threshold} at attempt {last.attempt} "
-                f"({_plural(epochs_done(last), 'epoch')})")
-    if decision.kind == EXHAUSTED:
-        best = ledger.best()
-        best_text = (f"best {metric} {best.metric:.4f} at attempt {best.attempt}"
-                     if best is not None and best.metric is not None else "no attempt reported a metric")
-        return f"Threshold not reached after {_plural(last.attempt, 'attempt')}: {best_text}"
-    if decision.kind == CHAIN_FAILED:
-        return f"Attempt {last.attempt} failed: {one_line(last.error or decision.reason, 300)}"
-    if decision.kind == CONTINUE and last.metric is not None:
-        nxt = f"; next attempt {last.attempt + 1} trains to {decision.next_epochs} epochs" \
-            if decision.next_epochs else ""
-        return (f"Below threshold: {metric} {last.metric:.4f} < {threshold} at attempt {last.attempt} "
-                f"({_plural(epochs_done(last), 'epoch')}){nxt}")
+    """One line that says how the chain stands (or ended): the decision's own words (wording.py)."""
     return one_line(decision.reason, 300)
 
 
