@@ -167,12 +167,14 @@ def _fresh_output_dir(ws: Workspace, number: int, *, replace: bool) -> Path:
                 shutil.rmtree(out_dir)
             else:
                 stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-                aside = ws.state_dir / UNRECORDED_DIR / f"{out_dir.name}-{stamp}"
-                aside.parent.mkdir(parents=True, exist_ok=True)
+                folder = safe_paths.plain_dir(ws.state_dir / UNRECORDED_DIR, "The unrecorded folder")
+                aside = folder / f"{out_dir.name}-{stamp}"
                 os.rename(out_dir, aside)
                 gha.warn(f"{out_dir} is not recorded in the ledger; it was moved to {aside}, not deleted.",
                          title="Unrecorded attempt folder kept")
         out_dir.mkdir(parents=True)
+    except PathRefused as exc:
+        raise LedgerError(exc.message) from None
     except OSError as exc:
         raise LedgerError(f"Cannot prepare the output folder {out_dir}: {exc.strerror or exc}.",
                           hint="Make the state folder writable (and free disk space).") from None
@@ -361,11 +363,14 @@ def archive_previous(state_dir: Path, say: Say) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = state_dir / "previous" / stamp
     try:
-        target.mkdir(parents=True)
+        safe_paths.plain_dir(state_dir / "previous", "The previous-chains folder")
+        target.mkdir()
         for item in state_dir.iterdir():
             if item.name in (ledger_mod.LEDGER_FILE, ledger_mod.CHART_FILE, UNRECORDED_DIR) \
                     or item.name.startswith("attempt-"):
                 os.rename(item, target / item.name)
+    except PathRefused as exc:
+        raise LedgerError(exc.message) from None
     except OSError as exc:
         raise LedgerError(f"Cannot move the previous chain aside into {target}: {exc.strerror or exc}.",
                           hint="Make the state folder writable, or move its contents away yourself."

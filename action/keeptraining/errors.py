@@ -12,6 +12,8 @@ trained), 1 a failed attempt (training, metric, image, engine, dispatch, mail),
 
 from __future__ import annotations
 
+import traceback
+
 QUOTE_LIMIT = 100  # characters of a bad value an error message shows
 
 
@@ -131,8 +133,12 @@ class InternalError(KeeptrainingError):
     title = "keeptraining internal error"
     exit_code = 70
 
+    details = ""  # the traceback, printed (with workflow commands stopped) for the bug report
+
     @classmethod
     def from_exception(cls, exc: BaseException) -> InternalError:
         detail = " ".join(str(exc).split())[:300] or "no message"
-        return cls(f"Internal error (a bug in keeptraining): {type(exc).__name__}: {detail}",
-                   hint="Please report it with this log; the ledger and checkpoints are kept.")
+        error = cls(f"Internal error (a bug in keeptraining): {type(exc).__name__}: {detail}",
+                    hint="Please report it with this log; the ledger and checkpoints are kept.")
+        error.details = "".join(traceback.format_exception(exc))
+        return error

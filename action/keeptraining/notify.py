@@ -45,9 +45,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from pathlib import Path
 
-from . import gha, report
+from . import gha, report, safe_paths
 from .config import Config
-from .errors import NotifyError
+from .errors import NotifyError, PathRefused
 from .ledger import CHART_FILE, Ledger
 from .strategy import CHAIN_FAILED, CHAIN_REACHED, EXHAUSTED, Decision
 
@@ -484,7 +484,10 @@ def _slug(text: str) -> str:
 
 def write_outbox(message: EmailMessage, outbox: Path) -> Path:
     """Write ``message`` as ``<timestamp>-<subject slug>.eml`` in ``outbox`` (never overwriting)."""
-    outbox.mkdir(parents=True, exist_ok=True)
+    try:
+        safe_paths.plain_dir(outbox, "The outbox")
+    except PathRefused as exc:
+        raise NotifyError(exc.message) from None
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = f"{stamp}-{_slug(str(message.get('Subject', '')))}"
     data = message.as_bytes(policy=email.policy.default)

@@ -16,6 +16,7 @@ within a lineage the latest value of each epoch.
 from __future__ import annotations
 
 import html
+import io
 import math
 import re
 import urllib.parse
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import strategy
+from . import safe_paths, strategy
 from .config import Config
 from .ledger import FAILED, Attempt, Ledger
 from .strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, Decision
@@ -34,6 +35,7 @@ CHART_DPI = 100
 MERMAID_MAX_POINTS = 60  # more epochs than this are sampled so the x-axis stays readable
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL_NOT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # log text keeps its line breaks
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~:])")  # < > & are left to html.escape
 
 
@@ -325,10 +327,12 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        canvas.print_png(str(path))
+        png = io.BytesIO()
+        canvas.print_png(png)
     finally:
         fig.clear()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    safe_paths.atomic_write(path, png.getvalue())  # replaces a planted link, never writes through it
     return path
 
 
@@ -360,12 +364,34 @@ def provenance_markdown(chain: dict[str, Any]) -> str:
     return ("**Trained:** " + ", ".join(parts)) if parts else ""
 
 
+def failure_markdown(title: str, message: str, hint: str = "", log_tail: str = "") -> str:
+    """The error that ended an attempt, what to do, and the end of its log (escaped, folded)."""
+    out = [f"**{md_escape(title, 100)}:** {md_escape(message, 2000)}"]
+    if hint:
+        out += ["", f"_{md_escape(hint, 1000)}_"]
+    if log_tail.strip():
+        lines = "\n".join(log_tail.rstrip().splitlines()[-60:])[-8000:]
+        text = html.escape(_CONTROL_NOT_NEWLINE.sub("", lines), quote=True)
+        out += ["", "<details open><summary>Last lines of the log</summary>", "", f"<pre>{text}</pre>",
+                "", "</details>"]
+    return "\n".join(out)
+
+
+def failure_summary(verdict_text: str, title: str, message: str, hint: str = "") -> str:
+    """The job summary of a run that failed before its configuration could even be read."""
+    return (f"## {_ICONS[CHAIN_FAILED]} keeptraining: {md_escape(verdict_text, 300)}\n\n"
+            + failure_markdown(title, message, hint) + "\n")
+
+
 def job_summary(ledger: Ledger, config: Config, decision: Decision,
-                next_run: dict[str, Any] | None = None) -> str:
-    """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict, table, chart, provenance, next run."""
+                next_run: dict[str, Any] | None = None, *, failure: str = "") -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict, the failure (``failure_markdown``) if
+    any, table, chart, provenance, next run."""
     icon = _ICONS.get(decision.kind, "")
     out = [f"## {icon} keeptraining: {md_escape(verdict(ledger, config, decision))}".replace("  ", " "),
            ""]
+    if failure:
+        out += [failure, ""]
     out += [attempts_markdown(ledger, config), ""]
     out += [mermaid_chart(ledger, config), ""]
     provenance = provenance_markdown(ledger.chain)

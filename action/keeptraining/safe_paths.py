@@ -182,6 +182,19 @@ def unlink_file(base: Path, rel: str | PurePosixPath, what: str) -> bool:
     return True
 
 
+def plain_dir(path: Path, what: str) -> Path:
+    """``path`` as a folder keeptraining writes into, made if missing; never a symbolic link.
+
+    A restored state could hold ``outbox`` or ``previous`` as a link out of the state
+    folder, and everything written or moved there would land elsewhere.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    mode = os.lstat(path).st_mode
+    if not stat.S_ISDIR(mode):
+        raise PathRefused(f"{what} {path} is {_kind(mode)}; keeptraining writes only into plain folders.")
+    return path
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the folder.
 
