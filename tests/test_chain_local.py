@@ -252,7 +252,7 @@ def test_run_falls_back_to_local_only_when_backend_is_unset(
     assert records(repo)[0].params["backend"] == "local"
     assert run_cli(repo, "run", "--max-attempts", "1", "--backend", "docker") == 1
     err = capsys.readouterr().err
-    assert "backend: local" in err and "docker-engine.sh" in err
+    assert "backend: local" in err and "Start the Docker engine" in err and "scripts/" not in err
     assert run_cli(repo, "attempt", "--attempt", "1") == 1  # attempt never falls back on its own
 
 

@@ -14,10 +14,12 @@ cancel the build.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
 import re
+import socket
 import threading
 import time
 from collections import deque
@@ -27,7 +29,7 @@ from typing import Any
 
 import docker
 import requests
-from docker.errors import APIError, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound
 from docker.utils.build import exclude_paths
 
 from .backend_docker import LABELS, require_engine, short
@@ -168,15 +170,43 @@ class _BuildTimedOut(Exception):
     """The build ran past build_timeout."""
 
 
-def _chunks_until(dc: docker.DockerClient, deadline: float, build_args: dict[str, Any]
+class _BuildClient(docker.APIClient):
+    """A client of its own for one build, which keeps the build's HTTP response so that the
+    build can be cancelled: the engine stops a build once its client's connection is gone."""
+
+    response: requests.Response | None = None
+
+    def _post(self, url: str, **kwargs: Any) -> requests.Response:
+        self.response = super()._post(url, **kwargs)
+        return self.response
+
+    def cancel(self) -> None:
+        """Shut the build's connection down (waking the reader) and close the client."""
+        connection = getattr(getattr(self.response, "raw", None), "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.close()
+
+
+def _connect_builder(timeout: float) -> _BuildClient:
+    try:
+        return _BuildClient(timeout=int(timeout), **docker.utils.kwargs_from_env())
+    except (DockerException, requests.exceptions.RequestException) as exc:
+        raise ImageBuildError(f"Cannot connect to the Docker engine to build the image: {short(exc)}"
+                              ) from None
+
+
+def _chunks_until(builder: _BuildClient, deadline: float, build_args: dict[str, Any]
                   ) -> Iterator[Mapping[str, Any]]:
     """The engine's build stream, read in a thread so that the deadline holds even while a
-    step prints nothing; at the deadline the client is closed (the engine cancels the build)."""
+    step prints nothing; at the deadline the build is cancelled."""
     chunks: queue.Queue[tuple[str, Any]] = queue.Queue()
 
     def read() -> None:
         try:
-            for chunk in dc.api.build(**build_args):
+            for chunk in builder.build(**build_args):
                 chunks.put(("chunk", chunk))
         except Exception as exc:  # handed to the caller's thread
             chunks.put(("error", exc))
@@ -187,7 +217,7 @@ def _chunks_until(dc: docker.DockerClient, deadline: float, build_args: dict[str
         try:
             kind, item = chunks.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
-            dc.close()
+            builder.cancel()
             raise _BuildTimedOut from None
         if kind == "end":
             return
@@ -227,7 +257,7 @@ def ensure_image(
                   "buildargs": {"BASE_IMAGE": base_image} if base_image else {},
                   "network_mode": "host", "rm": True, "forcerm": True, "decode": True,
                   "labels": dict(LABELS)}
-    builder = require_engine(timeout=timeout)  # its own connection: closing it stops only the build
+    builder = _connect_builder(timeout + 60)  # its own connection: cancelling it stops only the build
     start = time.monotonic()
     try:
         for line, err in _build_lines(_chunks_until(builder, start + timeout, build_args)):
