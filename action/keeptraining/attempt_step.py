@@ -210,8 +210,9 @@ def _record_early(args: argparse.Namespace, config: Config, env: Mapping[str, st
     try:
         return chain.record_failure(config, args.repo, error, attempt=attempt_number(args, env),
                                     chain_info=progress.info, run_info=run_info(env))
-    except KeeptrainingError as exc:
-        gha.warn(f"The failed attempt could not be recorded in the ledger: {exc.message}",
+    except Exception as exc:  # the failure path must not fail: report the first error, not this one
+        why = exc.message if isinstance(exc, KeeptrainingError) else f"{type(exc).__name__}: {exc}"
+        gha.warn(f"The failed attempt could not be recorded in the ledger: {why}",
                  title="Attempt not recorded")
         return None
 
