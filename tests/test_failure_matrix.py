@@ -55,7 +55,8 @@ def metric(case: Case) -> None:
 
 def image_build(case: Case) -> None:
     base = case.request.getfixturevalue("docker_base_image")
-    (case.repo / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo matrix-build-marker && exit 7\n")
+    (case.repo / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo matrix-build-marker && exit 7\n")
     case.monkeypatch.setenv("KT_INPUT_BACKEND", "docker")
     case.monkeypatch.setenv("KT_INPUT_BASE_IMAGE", base)
 
@@ -112,7 +113,8 @@ CASES: list[Any] = [
     pytest.param(dispatch_fails, Expect(1, "Dispatch of the next attempt failed", "503", "below"),
                  id="dispatch"),
     pytest.param(bug_while_training,
-                 Expect(70, "keeptraining internal error", "RuntimeError: a bug in reading metrics", "failed"),
+                 Expect(70, "keeptraining internal error", "RuntimeError: a bug in reading metrics",
+                        "failed"),
                  id="bug-while-training"),
     pytest.param(bug_before_training,
                  Expect(70, "keeptraining internal error", "RuntimeError: a bug in planning", None),
