@@ -282,3 +282,19 @@ def test_prune_keeps_only_the_last_and_the_best_checkpoint(tmp_path: Path) -> No
     assert (state / "attempt-001" / "model.keras").exists()
     assert (state / "attempt-003" / "model.keras").exists()
     assert (state / "attempt-002" / "metrics.json").exists()
+
+
+def test_prune_never_deletes_through_a_link(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint ``sub/victim.txt`` whose ``sub`` links out of the state folder is never deleted."""
+    repo = fake_repo(tmp_path / "repo", "threshold: 0.999\nmax_attempts: 3\n")
+    assert run_cli(repo, "run") == 3
+    state = repo / ".keeptraining"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("host file")
+    (state / "attempt-001" / "sub").symlink_to(outside)
+    hostile = ledger.load(state)
+    hostile.attempts[0].checkpoint = "sub/victim.txt"  # as a tampered ledger would say
+    assert chain.prune_checkpoints(state, hostile) == [state / "attempt-002" / "model.keras"]
+    assert (outside / "victim.txt").read_text() == "host file"
+    assert "Attempt 1's checkpoint was not pruned" in capsys.readouterr().err

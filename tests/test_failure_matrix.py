@@ -173,7 +173,8 @@ def test_every_failure_leaves_outputs_summary_and_mail(
     assert expect.text.split(":")[0] in summary.replace("\\", "")
     (mail,) = smtp.messages
     assert "failed:" in str(mail.message["Subject"]) and mail.rcpt_tos == ["dev@example.org"]
-    assert expect.text.split(":")[0] in mail.message.get_body(preferencelist=("plain",)).get_content()
+    body = mail.message.get_body(preferencelist=("plain",))
+    assert body is not None and expect.text.split(":")[0] in body.get_content()
     if expect.recorded is None:
         assert (ledger_file.read_bytes() if ledger_file.exists() else None) == before, "ledger untouched"
     else:

@@ -116,7 +116,7 @@ def test_requires_python_is_what_the_pinned_packages_need() -> None:
     previous = Version(f"{minimum.major}.{minimum.minor - 1}")
     pins = [line.split("==")[0] for line in (ROOT / "action" / "constraints.txt").read_text().splitlines()
             if line and not line.startswith("#")]
-    needs = {name: SpecifierSet(metadata.metadata(name).get("Requires-Python") or "") for name in pins}
+    needs = {name: SpecifierSet(metadata.metadata(name)["Requires-Python"] or "") for name in pins}
     refused = {name for name, spec in needs.items() if not spec.contains(minimum)}
     assert not refused, f"pins that need more than Python {minimum}: {sorted(refused)}"
     assert any(not spec.contains(previous) for spec in needs.values()), \
