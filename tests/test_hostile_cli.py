@@ -202,16 +202,20 @@ def test_second_run_on_one_state_folder_stops_and_archives_nothing(tmp_path: Pat
     assert keeptraining(repo, "run", "--max-attempts", "1").returncode == 3, "the lock went with the process"
 
 
-def test_a_reader_that_stops_reading_costs_neither_the_training_nor_the_log(tmp_path: Path) -> None:
-    """``keeptraining run | head -3``: the pipe closes, the run goes on to its end."""
+@pytest.mark.parametrize(("mode", "code"), [("spam", 3), ("spamledger", 4)])
+def test_a_reader_that_stops_reading_costs_neither_the_training_nor_the_log(
+        tmp_path: Path, mode: str, code: int) -> None:
+    """``keeptraining run 2>&1 | head -3``: the pipe closes, the run goes on to its end (and its
+    final error, on stderr, costs nothing either)."""
     repo = fake_repo(tmp_path / "repo")
-    proc = start(repo, "run", "--max-attempts", "1", FAKE_MODE="spam")
+    proc = start(repo, "run", "--max-attempts", "1", FAKE_MODE=mode)
     assert proc.stdout is not None
     head = [proc.stdout.readline() for _ in range(3)]
     proc.stdout.close()  # what head does after three lines
-    assert proc.wait(timeout=120) == 3  # ended below the threshold, as a full run would
+    assert proc.wait(timeout=120) == code, "the error (exit 4) is reported, if to no one, not a crash"
     assert len(head) == 3
-    (record,) = ledger.load(repo / ".keeptraining").attempts
-    assert record.outcome == "below"
+    if mode == "spam":
+        (record,) = ledger.load(repo / ".keeptraining").attempts
+        assert record.outcome == "below"
     log = (repo / ".keeptraining" / "attempt-001" / "train.log").read_text()
     assert "log line 9999" in log, "the whole log is kept in the attempt folder"

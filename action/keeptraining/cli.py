@@ -163,8 +163,8 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-class _SurvivingStdout:
-    """stdout that a closed reader (``keeptraining run | head``) cannot break.
+class _SurvivingStream:
+    """stdout or stderr that a closed reader (``keeptraining run 2>&1 | head``) cannot break.
 
     On the first BrokenPipeError the descriptor is pointed at /dev/null: the run goes
     on to its end (the log is in the attempt folder), and nothing raises later.
@@ -197,14 +197,16 @@ class _SurvivingStdout:
 
 
 @contextlib.contextmanager
-def _surviving_stdout() -> Iterator[None]:
-    previous = sys.stdout
-    if not isinstance(previous, _SurvivingStdout):
-        sys.stdout = _SurvivingStdout(previous)
+def _surviving_output() -> Iterator[None]:
+    previous = sys.stdout, sys.stderr
+    if not isinstance(sys.stdout, _SurvivingStream):
+        sys.stdout = _SurvivingStream(sys.stdout)
+    if not isinstance(sys.stderr, _SurvivingStream):
+        sys.stderr = _SurvivingStream(sys.stderr)
     try:
         yield
     finally:
-        sys.stdout = previous
+        sys.stdout, sys.stderr = previous
 
 
 def _mask_secrets(env: Mapping[str, str]) -> None:
@@ -228,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate}
-    with _surviving_stdout():
+    with _surviving_output():
         _mask_secrets(os.environ)
         try:
             with gha.commands_stopped():
