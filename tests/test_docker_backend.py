@@ -211,9 +211,10 @@ def test_broken_dockerfile_raises_image_build_error_with_log_tail(
     assert marker in info.value.log_tail
     assert "non-zero code: 7" in message
     assert lines[0].startswith("Building the training image keeptraining-train:")
-    steps = [line for line in lines[1:]]
+    steps = lines[1:lines.index("Last lines of the build log:")]
     assert steps and all(line.startswith("Step ") for line in steps), "one line per Dockerfile step"
     assert any(marker in line for line in steps), "the failing step is named as it starts"
+    assert lines[-1] == info.value.log_tail.splitlines()[-1], "then the log's end, to see why"
     tag = docker_image.image_tag(repo, "Dockerfile", docker_base_image, docker_client=docker_client)
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(tag)

@@ -226,6 +226,28 @@ def _chunks_until(builder: _BuildClient, deadline: float, build_args: dict[str, 
         yield item
 
 
+def _build(build_args: dict[str, Any], timeout: float, log: deque[str],
+           on_line: Callable[[str], None]) -> str | None:
+    """Run one build, one line per step to ``on_line``, the rest into ``log``; the error, if any."""
+    builder = _connect_builder(timeout + 60)  # its own connection: cancelling it stops only the build
+    error: str | None = None
+    try:
+        for line, err in _build_lines(_chunks_until(builder, time.monotonic() + timeout, build_args)):
+            log.append(err if err is not None else line)
+            if err is not None:
+                error = err
+            elif _STEP.match(line):
+                on_line(line)
+    except _BuildTimedOut:
+        error = f"it ran past build_timeout ({timeout:g} s) and was cancelled"
+    except (APIError, requests.exceptions.RequestException) as exc:
+        error = short(exc)
+        log.append(error)
+    finally:
+        builder.close()
+    return error
+
+
 def ensure_image(
     repo_root: Path,
     dockerfile: str,
@@ -249,35 +271,20 @@ def ensure_image(
     if _local_image_id(dc, tag):
         return tag, False
 
-    if on_line is not None:
-        on_line(f"Building the training image {tag} from {rel_dockerfile} (once per change of its inputs)")
+    say = on_line or (lambda _line: None)
+    say(f"Building the training image {tag} from {rel_dockerfile} (once per change of its inputs)")
     log: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
-    error: str | None = None
     build_args = {"path": str(root), "dockerfile": rel_dockerfile, "tag": tag,
                   "buildargs": {"BASE_IMAGE": base_image} if base_image else {},
                   "network_mode": "host", "rm": True, "forcerm": True, "decode": True,
                   "labels": dict(LABELS)}
-    builder = _connect_builder(timeout + 60)  # its own connection: cancelling it stops only the build
     start = time.monotonic()
-    try:
-        for line, err in _build_lines(_chunks_until(builder, start + timeout, build_args)):
-            if err is not None:
-                error = err
-                log.append(err)
-                continue
-            log.append(line)
-            if on_line is not None and _STEP.match(line):
-                on_line(line)
-    except _BuildTimedOut:
-        error = f"it ran past build_timeout ({timeout:g} s) and was cancelled"
-    except (APIError, requests.exceptions.RequestException) as exc:
-        error = short(exc)
-        log.append(error)
-    finally:
-        builder.close()
+    error = _build(build_args, timeout, log, say)
     if error is None and not _local_image_id(dc, tag):
         error = "the engine reported no error, but no image was tagged"
     if error is not None:
+        for line in ("Last lines of the build log:", *log):  # only steps were shown: now why
+            say(line)
         base = f" on base image {base_image!r}" if base_image else ""
         raise ImageBuildError(
             f"Building the training image from {rel_dockerfile}{base} failed: {error}",
@@ -285,6 +292,5 @@ def ensure_image(
             "package index, and BASE_IMAGE must exist or be pullable), or raise build_timeout.",
             log_tail="\n".join(log),
         )
-    if on_line is not None:
-        on_line(f"Built {tag} in {time.monotonic() - start:.0f} s")
+    say(f"Built {tag} in {time.monotonic() - start:.0f} s")
     return tag, True
