@@ -164,8 +164,8 @@ def _train_and_dispatch(args: argparse.Namespace, config: Config, env: Mapping[s
         ledger.save(progress.ws.state_dir, result.ledger)
 
 
-# Errors that end an attempt before it trains and are recorded as its failure. The others
-# (configuration, ledger and lock) are reported without touching the ledger.
+# Failures reported without touching the ledger: the configuration, the ledger itself (or its
+# lock), the mail. Any other failure before training (no engine, a bug) is the attempt's failure.
 _NOT_RECORDED = (ConfigError, LedgerError, NotifyError)
 
 
