@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import gha, safe_paths, strategy
+from . import gha, safe_paths, strategy, wording
 from . import ledger as ledger_mod
 from . import metrics as metrics_mod
 from .backends import Backend
@@ -325,8 +325,9 @@ def _relative(ws: Workspace, path: Path | None) -> str | None:
 def _attempt_line(record: Attempt, config: Config) -> str:
     if record.outcome == FAILED:
         return f"Attempt {record.attempt} failed after {record.duration_s:.1f} s: {record.error}"
-    sign = ">=" if record.outcome == REACHED else "<"
-    return (f"Attempt {record.attempt}: {config.metric} {record.metric:.4f} {sign} {config.threshold} "
+    sign = "≥" if record.outcome == REACHED else "<"
+    return (f"Attempt {record.attempt}: {config.metric} {wording.fmt_metric(record.metric or 0.0)} {sign} "
+            f"{wording.fmt_threshold(config.threshold)} "
             f"after {record.epochs_reached} epochs ({record.epochs_trained} trained, "
             f"{record.duration_s:.1f} s)")
 
