@@ -210,7 +210,8 @@ BREAKDOWN = (
     ("script_other", "script: config, output folder"),
     ("bookkeeping", "keeptraining: ledger, metrics, folders"),
 )
-CONTAINER_STAGES = ("engine_check_s", "container_create_s", "container_start_s", "cleanup_s")
+CONTAINER_STAGES = ("engine_check_s", "stage_checkpoint_s", "container_create_s", "container_start_s",
+                    "cleanup_s")
 
 
 def breakdown(a: AttemptRun) -> dict[str, float]:

@@ -42,7 +42,8 @@ class DockerBackend:
         if self.image is None:
             start = time.monotonic()
             self.image, _built = docker_image.ensure_image(
-                self.repo_root, self.config.dockerfile, self.config.base_image, on_line=self.on_line)
+                self.repo_root, self.config.dockerfile, self.config.base_image, on_line=self.on_line,
+                timeout=self.config.build_timeout)
             self.build_s = time.monotonic() - start
         return self.image
 

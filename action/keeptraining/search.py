@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import wording
 from .config import Config
 from .errors import LedgerError
 from .ledger import FAILED, REACHED, Attempt, Ledger
@@ -453,8 +454,13 @@ def best_trial(trials: list[Trial]) -> Trial | None:
     return max(scored, key=lambda t: (t.best, -t.number)) if scored else None
 
 
+def _epochs_of(record: Attempt) -> int:
+    return record.epochs_reached if record.epochs_reached is not None else record.epochs
+
+
 def decide(config: Config, ledger: Ledger) -> Decision:
-    """After the ledger's last attempt: go on with the next job, or end the search (and why)."""
+    """After the ledger's last attempt: go on with the next job, or end the search (and why, in the
+    one wording)."""
     settings = config.search_settings()
     trials = validated_trials(ledger, settings)
     last = ledger.last
@@ -462,34 +468,38 @@ def decide(config: Config, ledger: Ledger) -> Decision:
         return Decision(CONTINUE, "No attempt yet: the search starts with a new trial.",
                         _first_epochs(config, _epochs_left(config, ledger)))
     metric, threshold = config.metric, config.threshold
-    if last.outcome == REACHED:
-        return Decision(CHAIN_REACHED, f"{metric} {last.metric:.4f} >= {threshold} at attempt {last.attempt} "
-                                       f"(trial {last.trial}: {values_text(last.trial_params)}).")
+    if last.outcome == REACHED and last.metric is not None:
+        return Decision(CHAIN_REACHED, wording.reached(metric, last.metric, threshold, last.attempt,
+                                                       _epochs_of(last))
+                        + f" (trial {last.trial}: {values_text(last.trial_params)})")
     recent = ledger.attempts[-MAX_CONSECUTIVE_FAILURES:]
     if len(recent) == MAX_CONSECUTIVE_FAILURES and all(a.outcome == FAILED for a in recent):
-        return Decision(CHAIN_FAILED, f"The last {MAX_CONSECUTIVE_FAILURES} attempts failed; the last one: "
-                                      f"{last.error}")
-    best = best_trial(trials)
-    best_text = (f"best {metric} {best.best:.4f} by trial {best.number} ({values_text(best.params)})"
-                 if best is not None and best.best is not None else "no trial reported a metric")
+        return Decision(CHAIN_FAILED, wording.failed(
+            last.attempt, f"the last {MAX_CONSECUTIVE_FAILURES} attempts failed; the last one: {last.error}"))
+    best = ledger.best()
+    best_pair = (best.metric, best.attempt) if best is not None and best.metric is not None else None
+    detail = f"(trial {best.trial}: {values_text(best.trial_params)})" if best is not None else ""
     if last.attempt >= config.max_attempts:
-        return Decision(EXHAUSTED, f"Threshold {threshold} not reached after {last.attempt} attempts "
-                                   f"(max_attempts): {best_text}.")
+        return Decision(EXHAUSTED, wording.exhausted(metric, last.attempt, best_pair, detail=detail))
     left = _epochs_left(config, ledger)
     if left == 0:
-        return Decision(EXHAUSTED, f"Threshold {threshold} not reached within max_epochs_total "
-                                   f"{config.max_epochs_total}: {best_text}.")
+        return Decision(EXHAUSTED, wording.exhausted(
+            metric, last.attempt, best_pair, within=f"within max_epochs_total {config.max_epochs_total}",
+            detail=detail))
     upcoming = promotion(trials, settings.reduction_factor, _grow(config, ledger))
     if upcoming is not None:
         job = _promote(upcoming, config, left)
         what = f"promotes trial {job.trial} to rung {job.rung} ({job.initial_epoch} -> {job.epochs} epochs)"
     elif settings.sampler == "grid" and not unvisited_grid(settings, [t.params for t in trials]):
-        return Decision(EXHAUSTED, f"Threshold {threshold} not reached: every point of the grid was tried "
-                                   f"and no trial can be promoted: {best_text}.")
+        return Decision(EXHAUSTED, wording.exhausted(
+            metric, last.attempt, best_pair, within="with every point of the grid tried and none to promote",
+            detail=detail))
     else:
         job = TrialRun(len(trials) + 1, {}, 0, _first_epochs(config, left), 0, None)
         what = f"starts trial {job.trial} ({job.epochs} epochs)"
-    now = f"{metric} {last.metric:.4f} < {threshold}" if last.metric is not None and last.outcome != FAILED \
-        else f"attempt {last.attempt} failed"
-    return Decision(CONTINUE, f"{now} (trial {last.trial}): next attempt {last.attempt + 1} {what}.",
-                    job.epochs)
+    if last.metric is not None and last.outcome != FAILED:
+        done = f"{what} (trial {last.trial} done)"
+        return Decision(CONTINUE, wording.below(metric, last.metric, threshold, last.attempt,
+                                                _epochs_of(last), job.epochs, next_step=done), job.epochs)
+    return Decision(CONTINUE, wording.failed(last.attempt, last.error or "no metric was recorded")
+                    + f"; next attempt {last.attempt + 1} {what}", job.epochs)
