@@ -107,7 +107,7 @@ def test_push_starts_a_chain_that_resumes_until_the_threshold(
     mail = smtp.messages[0]
     assert mail.tls and mail.authenticated
     assert sorted(mail.rcpt_tos) == ["dev1@example.org", "dev2@example.org"]
-    assert "Threshold accuracy reached" in str(mail.message["Subject"])
+    assert "Threshold reached: accuracy" in str(mail.message["Subject"])
 
 
 CONSUMER_SCRIPT = '''\

@@ -121,9 +121,9 @@ def test_verdicts_of_each_ending() -> None:
 
 
 def test_verdict_is_one_line_even_for_a_multiline_error() -> None:
-    config, ledger, decision = chain_case("failed")
+    config, ledger, _ = chain_case("failed")
     ledger.attempts[-1].error = HOSTILE
-    text = report.verdict(ledger, config, decision)
+    text = report.verdict(ledger, config, strategy.decide(config, ledger))
     assert "\n" not in text and text.startswith("Attempt 2 failed: boom |")
 
 

@@ -71,11 +71,17 @@ def run(request: TrainRequest) -> TrainResult:
 
 
 def _pump(proc: subprocess.Popen[str], request: TrainRequest, lines: list[str]) -> None:
+    """Read the whole log, whatever the live sink does: a reader that stopped would fill the
+    pipe and block the training until the timeout."""
     assert proc.stdout is not None
+    sink = request.on_line
     for line in proc.stdout:
         lines.append(line)
-        if request.on_line is not None:
-            request.on_line(line)
+        if sink is not None:
+            try:
+                sink(line)
+            except Exception:  # a broken sink costs the live echo, never the log or the training
+                sink = None
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

@@ -48,7 +48,8 @@ class DockerBackend:
                 self.image, _built = self._generated_image()
             else:
                 self.image, _built = docker_image.ensure_image(
-                    self.repo_root, self.config.dockerfile, self.config.base_image, on_line=self.on_line)
+                    self.repo_root, self.config.dockerfile, self.config.base_image, on_line=self.on_line,
+                    timeout=self.config.build_timeout)
             self.build_s = time.monotonic() - start
         return self.image
 
