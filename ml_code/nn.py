@@ -12,9 +12,11 @@ Run it the way keeptraining runs one attempt of a chain (resume 10 -> 20 epochs)
 
 Every input comes from the environment (DESIGN.md §1): KT_EPOCHS, KT_INITIAL_EPOCH,
 KT_RESUME_FROM, KT_THRESHOLD, KT_METRIC, KT_OUTPUT_DIR and the hyperparameters
-KT_HP_DATASET, KT_HP_LEARNING_RATE, KT_HP_BATCH_SIZE, KT_HP_SEED, KT_HP_EARLY_STOP. An empty
-value means "unset". Results go to KT_OUTPUT_DIR only, never to the code folder, which may be read-only
-(Keras itself keeps keras.json and the downloaded datasets under ~/.keras).
+KT_HP_DATASET, KT_HP_LEARNING_RATE, KT_HP_BATCH_SIZE, KT_HP_SEED, KT_HP_EARLY_STOP, and the
+architecture KT_HP_WIDTH, KT_HP_DEPTH, KT_HP_DROPOUT, KT_HP_OPTIMIZER (what `strategy: search`
+tunes). An empty value means "unset". Results go to KT_OUTPUT_DIR only, never to the code
+folder, which may be read-only (Keras itself keeps keras.json and the downloaded datasets under
+~/.keras).
 The result is $KT_OUTPUT_DIR/metrics.json plus a last line `Test accuracy: 0.9312`.
 With the defaults, threshold 0.9 and 10 more epochs per attempt, the chain needs 3
 attempts: validation accuracy crosses 0.90 near epoch 25.
@@ -42,14 +44,18 @@ LEARNING_RATE = 0.01  # plain SGD, slow on purpose: a 3-attempt chain at 0.9 [KT
 BATCH_SIZE = 32  # 43 steps an epoch on digits, ~0.25 s an epoch on 2 CPU cores [KT_HP_BATCH_SIZE]
 SEED = 1337  # weights, dropout and shuffling; attempt n reseeds with SEED + initial epoch [KT_HP_SEED]
 EARLY_STOP = True  # stop as soon as the validation metric reaches KT_THRESHOLD [KT_HP_EARLY_STOP]
+WIDTH = 32  # filters of the first Conv2D block; each further block doubles them [KT_HP_WIDTH]
+DEPTH = 2  # Conv2D + MaxPooling blocks (digits' 8x8 images allow at most 3) [KT_HP_DEPTH]
+DROPOUT = 0.5  # before the softmax layer [KT_HP_DROPOUT]
+OPTIMIZER = "sgd"  # sgd (plain), adam or rmsprop [KT_HP_OPTIMIZER]
 # Fixed, not hyperparameters.
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")  # the last three download through Keras
 VALIDATION_FRACTION = 0.25  # digits: stratified hold-out whose accuracy is the reported metric
 SPLIT_SEED = 0  # the split never follows KT_HP_SEED, so no attempt validates on its training data
-FILTERS = (32, 64)  # two Conv2D + MaxPooling blocks, as in keras-io's mnist_convnet
-DROPOUT = 0.5  # before the softmax layer
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
 CHECKPOINT = "model.keras"  # written to KT_OUTPUT_DIR and named in metrics.json
-HYPERPARAMETERS = ("DATASET", "LEARNING_RATE", "BATCH_SIZE", "SEED", "EARLY_STOP")  # KT_HP_<NAME> known here
+HYPERPARAMETERS = ("DATASET", "LEARNING_RATE", "BATCH_SIZE", "SEED", "EARLY_STOP",  # KT_HP_<NAME> known here
+                   "WIDTH", "DEPTH", "DROPOUT", "OPTIMIZER")
 # Optional packages that `import keras` loads when they are installed and this model never uses
 # (scikit-learn for keras.wrappers, matplotlib for keras.visualization): about 1 s of every run.
 UNUSED_BY_KERAS = ("sklearn", "matplotlib")
@@ -73,6 +79,10 @@ class Config:
     batch_size: int
     seed: int
     early_stop: bool
+    width: int
+    depth: int
+    dropout: float
+    optimizer: str
 
 
 def _env(name: str) -> str | None:
@@ -94,16 +104,19 @@ def _int(name: str, default: int, minimum: int) -> int:
     return value
 
 
-def _float(name: str, default: float, low: float, high: float, hint: str = "") -> float:
+def _float(name: str, default: float, low: float, high: float, hint: str = "", *,
+           with_low: bool = False) -> float:
+    """A number in (low, high], or [low, high] ``with_low``."""
     raw = _env(name)
     if raw is None:
         return default
+    interval = f"{'[' if with_low else '('}{low}, {high}]"
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; expected a number in ({low}, {high}].") from None
-    if not low < value <= high:  # also rejects nan
-        raise ConfigError(f"{name}={raw!r} is out of range; expected a number in ({low}, {high}]{hint}.")
+        raise ConfigError(f"{name}={raw!r} is not a number; expected a number in {interval}.") from None
+    if not (low <= value if with_low else low < value) or not value <= high:  # also rejects nan
+        raise ConfigError(f"{name}={raw!r} is out of range; expected a number in {interval}{hint}.")
     return value
 
 
@@ -136,12 +149,19 @@ def read_config() -> Config:
     dataset = _env("KT_HP_DATASET") or DATASET
     if dataset not in DATASETS:
         raise ConfigError(f"KT_HP_DATASET={dataset!r} is not known; expected one of {', '.join(DATASETS)}.")
+    optimizer = (_env("KT_HP_OPTIMIZER") or OPTIMIZER).lower()
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"KT_HP_OPTIMIZER={optimizer!r} is not known; expected one of "
+                          f"{', '.join(OPTIMIZERS)}.")
+    dropout = _float("KT_HP_DROPOUT", DROPOUT, 0.0, 0.99, with_low=True)
     return Config(
         epochs=epochs, initial_epoch=initial_epoch, resume_from=_env("KT_RESUME_FROM") or "",
         threshold=threshold, metric=metric, output_dir=Path(_env("KT_OUTPUT_DIR") or OUTPUT_DIR),
         dataset=dataset, learning_rate=_float("KT_HP_LEARNING_RATE", LEARNING_RATE, 0.0, 10.0),
         batch_size=_int("KT_HP_BATCH_SIZE", BATCH_SIZE, 1), seed=_int("KT_HP_SEED", SEED, 0),
-        early_stop=_bool("KT_HP_EARLY_STOP", EARLY_STOP),
+        early_stop=_bool("KT_HP_EARLY_STOP", EARLY_STOP), width=_int("KT_HP_WIDTH", WIDTH, 1),
+        depth=_int("KT_HP_DEPTH", DEPTH, 1), dropout=dropout,
+        optimizer=optimizer,
     )
 
 
@@ -238,19 +258,32 @@ def load_data(keras: Any, dataset: str) -> tuple[Any, Any, Any, Any]:
     return scale(x_train), y_train.reshape(-1), scale(x_val), y_val.reshape(-1)
 
 
-def build_model(keras: Any, input_shape: tuple[int, ...], classes: int, learning_rate: float) -> Any:
+def max_depth(input_shape: tuple[int, ...]) -> int:
+    """Pooling blocks the images allow: each halves height and width (8x8 digits: 3)."""
+    side, depth = min(input_shape[0], input_shape[1]), 0
+    while side >= 2:
+        side, depth = side // 2, depth + 1
+    return depth
+
+
+def build_model(keras: Any, cfg: Config, input_shape: tuple[int, ...], classes: int) -> Any:
+    """DEPTH blocks of Conv2D (WIDTH filters, doubled per block) + MaxPooling, dropout, softmax;
+    with the defaults, keras-io's mnist_convnet: Conv2D 32 and 64."""
+    if cfg.depth > max_depth(input_shape):
+        raise ConfigError(f"KT_HP_DEPTH={cfg.depth} is too deep for the {cfg.dataset} images "
+                          f"({input_shape[0]}x{input_shape[1]}); expected at most {max_depth(input_shape)}.")
     layers = keras.layers
+    blocks = []
+    for i in range(cfg.depth):
+        blocks += [layers.Conv2D(cfg.width * 2**i, kernel_size=3, padding="same", activation="relu"),
+                   layers.MaxPooling2D(pool_size=2)]
     model = keras.Sequential([
-        keras.Input(shape=input_shape),
-        layers.Conv2D(FILTERS[0], kernel_size=3, padding="same", activation="relu"),
-        layers.MaxPooling2D(pool_size=2),
-        layers.Conv2D(FILTERS[1], kernel_size=3, padding="same", activation="relu"),
-        layers.MaxPooling2D(pool_size=2),
-        layers.Flatten(),
-        layers.Dropout(DROPOUT),
+        keras.Input(shape=input_shape), *blocks, layers.Flatten(), layers.Dropout(cfg.dropout),
         layers.Dense(classes, activation="softmax"),
     ])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
+    optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
+                  "rmsprop": keras.optimizers.RMSprop}
+    model.compile(optimizer=optimizers[cfg.optimizer](learning_rate=cfg.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=[METRIC])
     return model
 
@@ -286,7 +319,7 @@ def start_model(keras: Any, cfg: Config, input_shape: tuple[int, ...], classes: 
         print(f"WARNING: {why_not}; training FROM SCRATCH for {cfg.epochs} epochs "
               f"(epochs 0 -> {cfg.epochs}), not resuming.")
     keras.utils.set_random_seed(cfg.seed)
-    return build_model(keras, input_shape, classes, cfg.learning_rate), 0, False
+    return build_model(keras, cfg, input_shape, classes), 0, False
 
 
 def epoch_callbacks(keras: Any, cfg: Config, seconds: list[float]) -> list[Any]:

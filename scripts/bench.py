@@ -4,6 +4,8 @@
     .venv/bin/python scripts/bench.py --base-image keeptraining-base:bookworm   # full run, ~12 min
     .venv/bin/python scripts/bench.py --quick --out /tmp/bench                  # smoke run, ~1 min
     .venv/bin/python scripts/bench.py --curve                                   # how thresholds were chosen
+    .venv/bin/python scripts/bench.py --search --update-readme    # strategy: search vs Hyperband, ~12 min
+    .venv/bin/python scripts/bench.py --search --quick            # its smoke run, ~1 min (CI runs it)
 
 One invocation runs, on the same machine and with the model's default seed, the same
 chain four ways (each in its own temporary state folder, through the real engine:
@@ -208,7 +210,8 @@ BREAKDOWN = (
     ("script_other", "script: config, output folder"),
     ("bookkeeping", "keeptraining: ledger, metrics, folders"),
 )
-CONTAINER_STAGES = ("engine_check_s", "container_create_s", "container_start_s", "cleanup_s")
+CONTAINER_STAGES = ("engine_check_s", "stage_checkpoint_s", "container_create_s", "container_start_s",
+                    "cleanup_s")
 
 
 def breakdown(a: AttemptRun) -> dict[str, float]:
@@ -680,11 +683,12 @@ def readme_block(sections: dict[str, str]) -> str:
                       README_END])
 
 
-def update_readme(block: str, readme: Path = README) -> None:
+def update_readme(block: str, readme: Path = README, *, begin: str = README_BEGIN,
+                  end: str = README_END) -> None:
     text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(README_BEGIN) + r".*?" + re.escape(README_END), re.DOTALL)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
-        raise BenchError(f"{readme} has no {README_BEGIN} ... {README_END} block to update.")
+        raise BenchError(f"{readme} has no {begin} ... {end} block to update.")
     readme.write_text(pattern.sub(lambda _m: block, text, count=1), encoding="utf-8")
 
 
@@ -782,6 +786,251 @@ def scaling_chart(fig: Any, summary: dict[str, Any], settings: Settings) -> bool
     ax2.set_title("Cost")
     ax2.legend(fontsize=8)
     return True
+
+
+# --------------------------------------------------------------------------- search (issue 13)
+#
+# `bench.py --search`: epochs to the threshold on the sample model when its default learning rate
+# is poor (SGD at 0.001), for the epochs chain, keeptraining's search (TPE + successive halving,
+# and random + successive halving) and KerasTuner's Hyperband, on the same space and the same epoch
+# budget, each search with 3 seeds. Every keeptraining attempt is its own `keeptraining attempt`
+# process, so the study survives a process restart between attempts; Hyperband runs in one process.
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    threshold: float
+    epochs: int  # keeptraining: a new trial's first run; also the epochs chain's first attempt
+    epoch_step: int
+    max_attempts: int
+    epoch_budget: int  # max_epochs_total for keeptraining; the same cap for Hyperband
+    hyperband_max_epochs: int
+    seeds: tuple[int, ...]
+    poor_learning_rate: float = 0.001
+    quick: bool = False
+
+
+SEARCH_FULL = SearchSettings(threshold=0.98, epochs=3, epoch_step=3, max_attempts=15, epoch_budget=60,
+                             hyperband_max_epochs=9, seeds=(0, 1, 2))
+SEARCH_QUICK = SearchSettings(threshold=0.5, epochs=1, epoch_step=1, max_attempts=3, epoch_budget=4,
+                              hyperband_max_epochs=3, seeds=(0,), quick=True)
+# The space of the README's Search section, in the sample model's terms (KT_HP_<NAME>).
+SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "learning_rate": {"type": "float", "low": 0.0001, "high": 0.3, "log": True},
+    "width": {"type": "int", "low": 8, "high": 64, "step": 8},
+    "depth": {"type": "int", "low": 1, "high": 3},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+}
+SEARCH_METHODS = (("epochs", "epochs chain (learning rate 0.001)"),
+                  ("tpe", "search: TPE + successive halving"),
+                  ("random", "search: random + successive halving"), ("hyperband", "KerasTuner Hyperband"))
+README_SEARCH_BEGIN = "<!-- bench-search:begin (scripts/bench.py --search --update-readme) -->"
+README_SEARCH_END = "<!-- bench-search:end -->"
+
+
+@dataclass
+class SearchRun:
+    method: str
+    seed: int
+    reached: bool
+    epochs_to_threshold: int | None  # epochs trained until the first epoch at the threshold
+    epochs_trained: int  # all epochs it trained
+    attempts: int  # keeptraining attempts (processes) or Hyperband trials
+    best: float
+    wall_s: float
+
+
+def search_config(settings: SearchSettings, method: str, seed: int, state: Path) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "threshold": settings.threshold, "epochs": settings.epochs, "epoch_step": settings.epoch_step,
+        "max_attempts": settings.max_attempts, "max_epochs_total": settings.epoch_budget,
+        "code_path": CODE_PATH, "train_command": TRAIN_COMMAND, "backend": "local",
+        "timeout": ATTEMPT_TIMEOUT_S, "state_dir": str(state)}
+    if method == "epochs":
+        return {**base, "hyperparameters": {"learning_rate": settings.poor_learning_rate}}
+    return {**base, "strategy": "search", "hyperparameters": {},
+            "search": {"sampler": method, "seed": seed, "space": SEARCH_SPACE}}
+
+
+def run_search_chain(settings: SearchSettings, method: str, seed: int) -> SearchRun:
+    """One chain, one `keeptraining attempt` process per attempt, until its decision ends it."""
+    import yaml  # noqa: PLC0415
+
+    from keeptraining import ledger  # noqa: PLC0415
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"kt-bench-search-{method}-") as tmp:
+        state = Path(tmp) / "state"
+        values = search_config(settings, method, seed, state)
+        cfg = config.resolve(values, None, source="scripts/bench.py")
+        cfg_file = Path(tmp) / "keeptraining.yml"
+        cfg_file.write_text(yaml.safe_dump(values), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KT_", "GITHUB_"))}
+        while True:
+            done = subprocess.run([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(REPO_ROOT),
+                                   "--config", str(cfg_file)], env=env, capture_output=True, text=True,
+                                  timeout=ATTEMPT_TIMEOUT_S, check=False)
+            book = ledger.load(state)
+            last = book.last
+            if last is None or (done.returncode != 0 and last.outcome != "failed"):
+                raise BenchError(f"{method} seed {seed}: the attempt failed:\n{done.stdout[-2000:]}\n"
+                                 f"{done.stderr[-2000:]}")
+            log(f"  search {method:<9} seed {seed}: attempt {last.attempt} trial {last.trial} "
+                f"rung {last.rung} {last.initial_epoch}->{last.epochs_reached} epochs, "
+                f"{last.metric or 0:.4f}")
+            if strategy.decide(cfg, book).kind != strategy.CONTINUE:
+                break
+    reached = last.outcome == "reached"
+    trained = book.total_epochs_trained()
+    best = book.best()
+    return SearchRun(method, seed, reached, trained if reached else None, trained, len(book.attempts),
+                     best.metric if best and best.metric is not None else math.nan,
+                     time.perf_counter() - start)
+
+
+def run_hyperband(settings: SearchSettings, seed: int) -> SearchRun:
+    """KerasTuner's Hyperband on the same model, space, threshold and epoch budget, in this process."""
+    import keras_tuner  # noqa: PLC0415 - a benchmark tool (.ci/requirements-dev.txt), not shipped
+
+    sys.path.insert(0, str(REPO_ROOT / CODE_PATH))
+    import nn  # noqa: PLC0415 - the sample model, for its data and build_model
+
+    keras = nn.import_keras()
+    x, y, x_val, y_val = nn.load_data(keras, "digits")
+    base = nn.read_config()
+
+    class StopSearch(keras_tuner.errors.FatalError):
+        pass
+
+    class Hyperband(keras_tuner.Hyperband):
+        def _configure_tensorboard_dir(self, *args: Any, **kwargs: Any) -> None:
+            """No TensorBoard callback here. KerasTuner 1.4.8 imports tensorboard in every trial on the
+            TensorFlow backend, and tensorflow-cpu 2.21 no longer installs it."""
+
+    callback: Any = keras.callbacks.Callback
+    # KerasTuner deep-copies the callbacks of every trial: the tally lives outside the callback.
+    tally: dict[str, Any] = {"epochs": 0, "trials": 0, "reached_at": None, "best": 0.0}
+
+    def spent() -> bool:
+        return tally["reached_at"] is not None or tally["epochs"] >= settings.epoch_budget
+
+    class Budget(callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            if spent():
+                raise StopSearch("threshold reached or epoch budget spent")
+            tally["trials"] += 1
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            tally["epochs"] += 1
+            value = float((logs or {}).get("val_accuracy", 0.0))
+            tally["best"] = max(tally["best"], value)
+            if value >= settings.threshold and tally["reached_at"] is None:
+                tally["reached_at"] = tally["epochs"]
+            if spent():
+                self.model.stop_training = True
+
+    def build(hp: Any) -> Any:
+        values = {}
+        for name, spec in SEARCH_SPACE.items():
+            if spec["type"] == "float":
+                values[name] = hp.Float(name, spec["low"], spec["high"],
+                                        sampling="log" if spec.get("log") else "linear")
+            elif spec["type"] == "int":
+                values[name] = hp.Int(name, spec["low"], spec["high"], step=spec.get("step", 1))
+            else:
+                values[name] = hp.Choice(name, spec["choices"])
+        return nn.build_model(keras, replace(base, **values), tuple(x.shape[1:]), int(y.max()) + 1)
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="kt-bench-hyperband-") as tmp:
+        tuner = Hyperband(build, objective="val_accuracy",
+                          max_epochs=settings.hyperband_max_epochs, factor=3, seed=seed,
+                          directory=tmp, project_name="hb", overwrite=True)
+        with contextlib.suppress(StopSearch):
+            tuner.search(x, y, validation_data=(x_val, y_val), batch_size=base.batch_size, verbose=0,
+                         callbacks=[Budget()])
+    log(f"  search hyperband seed {seed}: {tally['trials']} trials, {tally['epochs']} epochs, "
+        f"best {tally['best']:.4f}")
+    return SearchRun("hyperband", seed, tally["reached_at"] is not None, tally["reached_at"], tally["epochs"],
+                     tally["trials"], tally["best"], time.perf_counter() - start)
+
+
+def run_search_bench(settings: SearchSettings) -> list[SearchRun]:
+    runs = [run_search_chain(settings, "epochs", settings.seeds[0])]  # deterministic: one run
+    for seed in settings.seeds:
+        runs += [run_search_chain(settings, "tpe", seed), run_search_chain(settings, "random", seed)]
+    for seed in settings.seeds:  # in a child process: TensorFlow stays out of this one
+        done = subprocess.run([sys.executable, __file__, "--hyperband-seed", str(seed),
+                               *(["--quick"] if settings.quick else [])],
+                              capture_output=True, text=True, timeout=3 * ATTEMPT_TIMEOUT_S, check=False)
+        if done.returncode != 0:
+            raise BenchError(f"hyperband seed {seed} failed:\n{done.stderr[-3000:]}")
+        sys.stderr.write(done.stderr)
+        runs.append(SearchRun(**json.loads(done.stdout.strip().splitlines()[-1])))
+    return runs
+
+
+def search_markdown(runs: list[SearchRun], settings: SearchSettings, meta: dict[str, Any]) -> str:
+    m = meta["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, TensorFlow "
+             f"{m.get('tensorflow', '?')}, Keras {m.get('keras', '?')}, Optuna {meta['optuna']}, KerasTuner "
+             f"{meta['keras_tuner']}; {meta['finished']} ({meta['wall_s'] / 60:.1f} min).", "",
+             f"Command: `{meta['command']}`", "",
+             f"Sample model on digits, threshold {settings.threshold:g}; the epochs chain uses plain SGD "
+             f"at {settings.poor_learning_rate:g}. Search space: learning_rate 1e-4..0.3 (log), width "
+             f"8..64, depth 1..3, dropout 0..0.5, optimizer sgd/adam. Budget for all: "
+             f"{settings.epoch_budget} epochs and, for keeptraining, {settings.max_attempts} attempts "
+             f"({settings.epochs} epochs per new trial, "
+             f"+{settings.epoch_step} per promotion, each attempt a separate process); Hyperband: "
+             f"max_epochs "
+             f"{settings.hyperband_max_epochs}, factor 3, one process. Median over seeds "
+             f"{', '.join(map(str, settings.seeds))} [min–max].", "",
+             "| method | reached | epochs to threshold | epochs trained | attempts / trials "
+             "| best accuracy |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for method, name in SEARCH_METHODS:
+        mine = [r for r in runs if r.method == method]
+        if not mine:
+            continue
+        to = [float(r.epochs_to_threshold) for r in mine if r.epochs_to_threshold is not None]
+        to_text = Stat.of(to).fmt(0) if len(to) == len(mine) else \
+            (f"{Stat.of(to).fmt(0)} ({len(to)} of {len(mine)})" if to else "not reached")
+        lines.append(f"| {name} | {sum(r.reached for r in mine)}/{len(mine)} | {to_text} | "
+                     f"{Stat.of([float(r.epochs_trained) for r in mine]).fmt(0)} | "
+                     f"{Stat.of([float(r.attempts) for r in mine]).fmt(0)} | "
+                     f"{Stat.of([r.best for r in mine]).fmt(4)} |")
+    return "\n".join(lines) + "\n"
+
+
+def search_main(args: argparse.Namespace) -> int:
+    settings = SEARCH_QUICK if args.quick else SEARCH_FULL
+    if args.hyperband_seed is not None:
+        print(json.dumps(asdict(run_hyperband(settings, args.hyperband_seed))))
+        return 0
+    out = args.out or (Path(tempfile.mkdtemp(prefix="kt-bench-search-")) if args.quick else DEFAULT_OUT)
+    out.mkdir(parents=True, exist_ok=True)
+    clock = time.perf_counter()
+    log(f"keeptraining search benchmark ({'quick' if settings.quick else 'full'}); results to {out}")
+    try:
+        runs = run_search_bench(settings)
+    except (KeeptrainingError, BenchError) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    meta = {"command": shlex.join(["python", "scripts/bench.py", *args.argv]),
+            "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "wall_s": time.perf_counter() - clock, "machine": machine(False),
+            "optuna": metadata.version("optuna"), "keras_tuner": metadata.version("keras-tuner"),
+            "settings": asdict(settings)}
+    text = search_markdown(runs, settings, meta)
+    (out / "search.md").write_text("# keeptraining search benchmark\n\n" + text, encoding="utf-8")
+    (out / "search.json").write_text(json.dumps({"meta": meta, "runs": [asdict(r) for r in runs]}, indent=1)
+                                     + "\n", encoding="utf-8")
+    if args.update_readme:
+        update_readme(f"{README_SEARCH_BEGIN}\n{text}{README_SEARCH_END}", begin=README_SEARCH_BEGIN,
+                      end=README_SEARCH_END)
+    print(text)
+    return 0
 
 
 # --------------------------------------------------------------------------- machine and driver
@@ -907,9 +1156,14 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser.add_argument("--curve", action="store_true",
                         help="print the validation curve (uninterrupted and resumed) and the attempts "
                              "each threshold needs, then exit")
+    parser.add_argument("--search", action="store_true",
+                        help="the search comparison instead: epochs chain vs TPE and random search with "
+                             "successive halving vs KerasTuner's Hyperband (writes search.md, search.json)")
+    parser.add_argument("--hyperband-seed", type=int, help=argparse.SUPPRESS)  # one Hyperband run, as JSON
     parser.add_argument("--curve-epochs", type=int, default=60)
     parser.add_argument("--curve-step", type=int, default=10)
     args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
 
     settings = QUICK if args.quick else FULL
     if args.backends:
@@ -931,6 +1185,8 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, settings = parse(argv)
+    if args.search or args.hyperband_seed is not None:
+        return search_main(args)
     try:
         if args.curve:
             print(curve(settings, args.curve_epochs, args.curve_step))

@@ -136,7 +136,7 @@ def test_a_newer_chain_supersedes_this_one_with_a_notice_a_status_and_a_mail(
     assert f"::notice title=Chain superseded::Superseded: commit {newer[:7]} started a newer chain" in out
     assert emulator.statuses[-1].state == "error" and newer[:7] in str(emulator.statuses[-1].description)
     (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
-    assert f"commit {newer[:7]} took over" in mail.read_text()
+    assert f"commit {newer[:7]} started a newer chain" in mail.read_text()
     state = ledger.load(repo / ".keeptraining")
     assert state.chain["superseded_by"]["commit"] == newer and state.attempts[0].outcome == "below"
 

@@ -236,3 +236,49 @@ def test_quick_benchmark_writes_tables_charts_and_raw_results(tmp_path: Path) ->
         for a in run["attempts"]:
             assert sum(a["overhead"].values()) == pytest.approx(a["overhead_s"], abs=1e-6)
     assert {f["backend"] for f in raw["fit_comparison"]} == {"local"}
+
+
+# --------------------------------------------------------------------------- search (issue 13)
+
+SEARCH_COLUMNS = ["method", "reached", "epochs to threshold", "epochs trained", "attempts / trials",
+                  "best accuracy"]
+
+
+def test_search_table_reports_medians_and_unreached_methods(bench: ModuleType) -> None:
+    runs = [bench.SearchRun("epochs", 0, False, None, 45, 15, 0.61, 60.0)]
+    for seed, (tpe, hb) in enumerate(((9, 14), (12, 20), (6, None))):
+        runs.append(bench.SearchRun("tpe", seed, True, tpe, tpe, 4, 0.981, 20.0))
+        runs.append(bench.SearchRun("hyperband", seed, hb is not None, hb, hb or 60, 9, 0.97, 30.0))
+    meta = {"machine": {"cpu": "cpu", "cores": 2, "python": "3.11"}, "optuna": "5", "keras_tuner": "1",
+            "finished": "now", "wall_s": 60.0, "command": "python scripts/bench.py --search"}
+    text = bench.search_markdown(runs, bench.SEARCH_FULL, meta)
+    header, rows = table(text, "method")
+    assert header == SEARCH_COLUMNS
+    by = {r[0]: r for r in rows}
+    assert by["epochs chain (learning rate 0.001)"][1:3] == ["0/1", "not reached"]
+    assert by["search: TPE + successive halving"][1:3] == ["3/3", "9 [6–12]"]
+    assert by["KerasTuner Hyperband"][1:3] == ["2/3", "17 [14–20] (2 of 3)"]
+    assert "search: random + successive halving" not in by  # no runs, no row
+
+
+@pytest.mark.integration
+def test_quick_search_benchmark_runs_every_method_in_separate_processes(tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
+    done = subprocess.run([sys.executable, str(BENCH), "--search", "--quick", "--out", str(out)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    text = (out / "search.md").read_text()
+    header, rows = table(text, "method")
+    assert header == SEARCH_COLUMNS
+    assert [r[0] for r in rows] == ["epochs chain (learning rate 0.001)", "search: TPE + successive halving",
+                                    "search: random + successive halving", "KerasTuner Hyperband"]
+    raw = json.loads((out / "search.json").read_text())
+    runs = {r["method"]: r for r in raw["runs"]}
+    budget = raw["meta"]["settings"]["epoch_budget"]
+    for method, run in runs.items():
+        assert 1 <= run["epochs_trained"] <= budget, (method, run)
+        assert run["reached"] == (run["epochs_to_threshold"] is not None)
+    # One keeptraining attempt process per attempt: the search log names each trial it trained.
+    assert "search tpe       seed 0: attempt 1 trial 1 rung 0" in done.stderr
+    assert "search hyperband seed 0:" in done.stderr

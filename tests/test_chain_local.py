@@ -138,7 +138,7 @@ def test_missing_checkpoint_falls_back_to_fresh_training_with_a_warning(
     assert run_cli(repo, "attempt") == 0
     second = records(repo)[1]
     assert (second.initial_epoch, second.resumed_from, second.epochs_trained) == (0, None, 20)
-    assert "checkpoint of attempt 1 is missing" in capsys.readouterr().out
+    assert "warning: Checkpoint missing: The checkpoint of attempt 1 is missing" in capsys.readouterr().err
 
 
 def test_run_again_archives_the_previous_chain(tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ def test_attempt_beyond_max_attempts_is_refused(tmp_path: Path, capsys: pytest.C
 def test_attempt_already_recorded_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = fake_repo(tmp_path)
     assert run_cli(repo, "attempt") == 0
-    assert run_cli(repo, "attempt", "--attempt", "1") == 1
+    assert run_cli(repo, "attempt", "--attempt", "1") == 4
     assert "already recorded" in capsys.readouterr().err
     assert len(records(repo)) == 1
 
@@ -228,7 +228,7 @@ def test_corrupt_checkpoint_is_never_claimed_as_a_resume(tmp_path: Path,
     assert run_cli(repo, "attempt") == 0
     second = records(repo)[1]
     assert (second.initial_epoch, second.resumed_from, second.epochs_trained) == (0, None, 20)
-    assert "did not resume attempt 1's checkpoint" in capsys.readouterr().out
+    assert "did not resume attempt 1's checkpoint" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("command", "expected"), [
@@ -252,7 +252,7 @@ def test_run_falls_back_to_local_only_when_backend_is_unset(
     assert records(repo)[0].params["backend"] == "local"
     assert run_cli(repo, "run", "--max-attempts", "1", "--backend", "docker") == 1
     err = capsys.readouterr().err
-    assert "backend: local" in err and "docker-engine.sh" in err
+    assert "backend: local" in err and "Start the Docker engine" in err and "scripts/" not in err
     assert run_cli(repo, "attempt", "--attempt", "1") == 1  # attempt never falls back on its own
 
 
@@ -282,3 +282,19 @@ def test_prune_keeps_only_the_last_and_the_best_checkpoint(tmp_path: Path) -> No
     assert (state / "attempt-001" / "model.keras").exists()
     assert (state / "attempt-003" / "model.keras").exists()
     assert (state / "attempt-002" / "metrics.json").exists()
+
+
+def test_prune_never_deletes_through_a_link(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint ``sub/victim.txt`` whose ``sub`` links out of the state folder is never deleted."""
+    repo = fake_repo(tmp_path / "repo", "threshold: 0.999\nmax_attempts: 3\n")
+    assert run_cli(repo, "run") == 3
+    state = repo / ".keeptraining"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("host file")
+    (state / "attempt-001" / "sub").symlink_to(outside)
+    hostile = ledger.load(state)
+    hostile.attempts[0].checkpoint = "sub/victim.txt"  # as a tampered ledger would say
+    assert chain.prune_checkpoints(state, hostile) == [state / "attempt-002" / "model.keras"]
+    assert (outside / "victim.txt").read_text() == "host file"
+    assert "Attempt 1's checkpoint was not pruned" in capsys.readouterr().err

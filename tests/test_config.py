@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_missing_required_file_is_an_error(tmp_path: Path) -> None:
     ("memory_limit: lots\n", "memory_limit = 'lots' is not valid"),
     ("memory_limit: 0g\n", "memory_limit = '0g' is not valid"),
     ("notify_on: [reached, sometimes]\n", "notify_on.1 = 'sometimes'"),
-    ("epocs: 10\n", "unknown key(s) epocs. Known keys:"),
+    ("epocs: 10\n", "unknown key(s) epocs (did you mean 'epochs'?). Known keys:"),
     ("smtp_password: hunter2\n", "smtp_password must not be written in a file"),
     ("- threshold: 0.9\n", "must be a mapping of keys to values, got list"),
     ("threshold: [0.9\n", "is not valid YAML at line"),
@@ -120,3 +121,89 @@ def test_bad_flag_values_are_reported_against_their_source(overrides: dict[str, 
 def test_schema_rejects_unknown_keys_everywhere() -> None:
     assert config.schema()["additionalProperties"] is False
     assert set(config.schema()["properties"]) == set(config.DEFAULTS)
+
+
+# --------------------------------------------------------------------------- hostile files
+
+def write_bytes(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / ".keeptraining.yml"
+    path.write_bytes(data)
+    return path
+
+
+ALIAS_BOMB = "a: &a [" + ",".join(["x"] * 10) + "]\n" + "".join(
+    f"{chr(ord('b') + i)}: &{chr(ord('b') + i)} [" + ",".join([f"*{chr(ord('a') + i)}"] * 10) + "]\n"
+    for i in range(8)) + "hyperparameters: {x: *i}\n"
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"\x89PNG\r\n\x1a\n\x00\x00binary", "is not UTF-8 text (byte 0x89 at position 0)"),
+    ("threshold: 0.9\ncode_path: caf\xe9\n".encode("latin-1"), "is not UTF-8 text (byte 0xe9"),
+    ("threshold: 0.9\n".encode("utf-16"), "is not UTF-8 text (byte 0xff at position 0)"),
+    (b"1: a\n", "the key 1 is not text"),
+    (b"~: a\n", "the key ~ (empty) is not text"),
+    (b"true: a\n", "the key True is not text"),
+    (b"2001-12-14: 1\n", "the key datetime.date(2001, 12, 14) is not text"),
+    (b"hyperparameters: {1: a}\n", "the key 1 under hyperparameters is not text"),
+    (b"epochs: " + b"9" * 5000 + b"\n", "holds a value that cannot be read"),
+    (b"epochs: " + b"9" * 40 + b"\n", "is too large"),
+    (b"[" * 20000 + b"]" * 20000, "nests deeper than 8 levels"),
+    (b"{a: " * 5000 + b"1" + b"}" * 5000, "nests deeper than 8 levels"),
+    (ALIAS_BOMB.encode(), "expands to more than 10000 values through its aliases"),
+    (b"hyperparameters: &a {x: *a}\n", "an alias refers to the value that contains it"),
+    (b'code_path: "ml\\0code"\n', "code_path = 'ml\\x00code' holds a control character"),
+    (b'train_command: "python\\0 nn.py"\n', "train_command = 'python\\x00 nn.py' holds a control character"),
+    (b'state_dir: "a\\0b"\n', "state_dir = 'a\\x00b' holds a control character"),
+    (b'hyperparameters: {lr: "0.1\\0"}\n', "hyperparameters.lr = '0.1\\x00' holds a control character"),
+    (b'metric: "acc\\e[31m"\n', "holds a control character"),
+    (b'mail_to: ["a@b.c\\nBcc: x@y.z"]\n', "mail_to.0 = 'a@b.c\\nBcc: x@y.z' holds a control character"),
+    (b"code_path: !!binary aGVsbG8=\n", "code_path = b'hello' is binary data"),
+    (b"code_path: 2001-12-14\n", "code_path = datetime.date(2001, 12, 14) is a date; write it in quotes"),
+    (b"epochs: 2.0\n", "epochs = 2.0 is not valid; expected a whole number such as 2, without a decimal"),
+    (b"max_attempts: 3.0\n", "max_attempts = 3.0 is not valid; expected a whole number such as 3"),
+    (b"epoch_step: 1e1\n", "epoch_step = 10.0 is not valid; expected a whole number such as 10"),
+    (b"memory_limit: 1k\n", "memory_limit = '1k' is below Docker's minimum of 6m"),
+    (b"memory_limit: 5m\n", "below Docker's minimum"),
+    (b"hyperparameters: {lr: 0.1, LR: 0.2}\n", "hyperparameters 'lr' and 'LR' both become KT_HP_LR"),
+    (b"hyperparameters: {a=b: 1}\n", "hyperparameters: the name 'a=b' is not valid; names are letters"),
+    (b"hyperparameters: {a b: 1}\n", "the name 'a b' is not valid"),
+    (b"hyperparameters: {1x: 1}\n", "the name '1x' is not valid"),
+    (b"notify_on: [reached, reached]\n", "notify_on lists 'reached' more than once"),
+    (b"threshold: 1.0e308\n", "threshold = 1e+308 is above 1; a threshold is a fraction in (0, 1]"),
+    (b"threshold: 9.0e-1x\n", "threshold = '9.0e-1x' is not valid; expected a number"),
+    (b"code_path: " + b"x" * 100000 + b"\n", "is larger than 64 KiB"),
+    (b"metric: '" + b"x" * 500 + b"'\n", "metric = 'xxxxxxxxxx"),
+])
+def test_hostile_config_files_get_a_message_not_a_traceback(tmp_path: Path, data: bytes,
+                                                            expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.resolve({}, write_bytes(tmp_path, data))
+    message = str(info.value)
+    assert expected in message
+    assert len(message) < 400, "a bad value is quoted, not printed whole"
+
+
+def test_yaml_1_2_numbers_are_numbers(tmp_path: Path) -> None:
+    cfg = config.resolve({}, write(tmp_path, "threshold: 9.5e-1\nhyperparameters: {lr: 1e-3}\n"))
+    assert cfg.threshold == 0.95 and cfg.hyperparameters == {"lr": 0.001}
+
+
+def test_underscore_hyperparameter_names_and_build_timeout(tmp_path: Path) -> None:
+    cfg = config.resolve({}, write(tmp_path, "hyperparameters: {_seed: 1}\nbuild_timeout: 90\n"))
+    assert cfg.hyperparameters == {"_seed": 1} and cfg.build_timeout == 90
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"train_command": "python\x00nn.py"}, "train_command = 'python\\x00nn.py' holds a control character"),
+    ({"hyperparameters": {"lr": "1\x1b[2J"}}, "hyperparameters.lr = '1\\x1b[2J' holds a control character"),
+    ({"epochs": 2.0}, "epochs = 2.0 is not valid"),
+])
+def test_hostile_flags_and_inputs_are_refused_too(overrides: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        config.resolve(overrides, None)
+
+
+def test_long_bad_text_value_is_quoted_briefly() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.coerce("epochs", "9" * 10000, source="--epochs")
+    assert len(str(info.value)) < 250

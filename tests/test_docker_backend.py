@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -207,9 +208,13 @@ def test_broken_dockerfile_raises_image_build_error_with_log_tail(
         docker_image.ensure_image(repo, "Dockerfile", docker_base_image, on_line=lines.append,
                                     docker_client=docker_client)
     message = str(info.value)
-    assert marker in message  # the log tail
+    assert marker in info.value.log_tail
     assert "non-zero code: 7" in message
-    assert any(marker in line for line in lines), "build output is streamed live"
+    assert lines[0].startswith("Building the training image keeptraining-train:")
+    steps = lines[1:lines.index("Last lines of the build log:")]
+    assert steps and all(line.startswith("Step ") for line in steps), "one line per Dockerfile step"
+    assert any(marker in line for line in steps), "the failing step is named as it starts"
+    assert lines[-1] == info.value.log_tail.splitlines()[-1], "then the log's end, to see why"
     tag = docker_image.image_tag(repo, "Dockerfile", docker_base_image, docker_client=docker_client)
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(tag)
@@ -497,5 +502,159 @@ def test_no_engine_is_reported_quickly_with_the_fix(monkeypatch: pytest.MonkeyPa
     assert time.monotonic() - start < 10
     message = str(info.value)
     assert "no-engine.sock" in message
-    assert "bash scripts/docker-engine.sh" in message
+    assert "scripts/" not in message, "users are not told about our test scripts"
+    assert "Start the Docker engine" in message
     assert "backend: local" in message and "--backend local" in message
+
+
+# --- hardening --------------------------------------------------------------------------
+
+HARDENING_PROBE = """\
+import json, os
+
+def attempt(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return "writable"
+    except OSError as exc:
+        return f"errno={exc.errno}"
+
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+report = {
+    "root": attempt("/probe"),
+    "etc": attempt("/etc/probe"),
+    "tmp": attempt("/tmp/probe"),
+    "home": attempt(os.path.join(os.environ["HOME"], "probe")),
+    "cap_eff": status["CapEff"].strip(),
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "resume_dir": sorted(os.listdir("/workspace/resume")) if os.path.isdir("/workspace/resume") else None,
+}
+with open(os.path.join(os.environ["KT_OUTPUT_DIR"], "metrics.json"), "w") as f:
+    json.dump(report, f)
+"""
+
+
+@pytest.mark.docker
+def test_container_is_hardened(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code = write_script(tmp_path, HARDENING_PROBE)
+    attempt_dir = tmp_path / "state" / "attempt-001"
+    attempt_dir.mkdir(parents=True)
+    (attempt_dir / "model.keras").write_text("checkpoint")
+    (attempt_dir / "secret-sibling.txt").write_text("must stay outside")
+    seen: dict[str, Any] = {}
+    real_create = backend_docker._create
+
+    def recording_create(*args: Any, **kwargs: Any) -> Any:
+        container = real_create(*args, **kwargs)
+        seen.update(docker_client.api.inspect_container(container.id))
+        return container
+
+    monkeypatch.setattr(backend_docker, "_create", recording_create)
+    req = request(tmp_path, code, resume_from=attempt_dir / "model.keras")
+    result = run_in(training_image, docker_client, req, run_label)
+    assert result.exit_code == 0, result.output
+    probe = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert probe["root"] == "errno=30" and probe["etc"] == "errno=30", "the root filesystem is read-only"
+    assert probe["tmp"] == "writable" and probe["home"] == "writable"
+    assert int(probe["cap_eff"], 16) == 0, "every capability is dropped"
+    assert probe["no_new_privs"] == "1"
+    assert probe["resume_dir"] == ["model.keras"], "only the checkpoint file is mounted, not its folder"
+    host = seen["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and host["ReadonlyRootfs"] is True
+    assert host["PidsLimit"] == backend_docker.PIDS_LIMIT
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert seen["Config"]["Entrypoint"] == ["python", "train.py"] and not seen["Config"]["Cmd"]
+    sources = [m["Source"] for m in seen["Mounts"]]
+    assert not any(s.startswith(str(tmp_path / "state")) for s in sources), "the state folder is not mounted"
+
+
+@pytest.mark.docker
+def test_image_entrypoint_cannot_replace_the_train_command(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    """An image whose ENTRYPOINT prints a winning line never runs instead of the train command."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "Dockerfile").write_text(
+        f'FROM {training_image.tag}\nENTRYPOINT ["sh", "-c", "echo Test accuracy: 0.99", "--"]\n')
+    tag, _ = docker_image.ensure_image(repo, "Dockerfile", None, docker_client=docker_client)
+    try:
+        code = write_script(tmp_path, "print('the train command ran')\n")
+        result = backend_docker.run(request(tmp_path, code), tag, docker_client=docker_client,
+                                    extra_labels=run_label)
+    finally:
+        docker_client.images.remove(tag, force=True)
+    assert result.exit_code == 0
+    assert result.output.strip() == "the train command ran"
+
+
+@pytest.mark.docker
+def test_checkpoint_link_to_a_host_file_is_never_mounted(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "id_rsa").write_text("host secret")
+    out = tmp_path / "state" / "attempt-001"
+    out.mkdir(parents=True)
+    (out / "model.keras").symlink_to(host / "id_rsa")
+    (out / "pid").symlink_to("/var/run/docker.pid")
+    code = write_script(tmp_path, "print('never')\n")
+    for target in (out / "model.keras", out / "pid"):
+        with pytest.raises(TrainingError, match="is a symbolic link"):
+            backend_docker.run(request(tmp_path, code, resume_from=target), training_image.tag,
+                               docker_client=docker_client, extra_labels=run_label)
+    assert containers_with(docker_client, run_label) == []
+    assert (host / "id_rsa").read_text() == "host secret"
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("where", ["/var/run", "/run", "/proc/self", "socket"])
+def test_nothing_near_the_engine_is_ever_mounted(
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    run_label: dict[str, str], where: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code = write_script(tmp_path, "print('never')\n")
+    req = request(tmp_path, code)
+    if where == "socket":
+        sock_dir = tmp_path / "engine"
+        sock_dir.mkdir()
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{sock_dir}/docker.sock")
+        req = dataclasses.replace(req, output_dir=sock_dir)
+    else:
+        req = dataclasses.replace(req, output_dir=Path(where))
+    with pytest.raises(TrainingError, match="Refusing to mount"):
+        backend_docker.run(req, training_image.tag, docker_client=docker_client, extra_labels=run_label)
+    assert containers_with(docker_client, run_label) == []
+
+
+@pytest.mark.docker
+def test_build_past_build_timeout_is_cancelled(
+    tmp_path: Path, docker_client: docker.DockerClient, docker_base_image: str
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    marker = f"slow-step-{uuid.uuid4().hex[:8]}"
+    (repo / "Dockerfile").write_text(
+        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && sleep 600\n")
+    lines: list[str] = []
+    with pytest.raises(ImageBuildError, match=r"ran past build_timeout \(3 s\) and was cancelled"):
+        docker_image.ensure_image(repo, "Dockerfile", docker_base_image, on_line=lines.append,
+                                  docker_client=docker_client, timeout=3)
+    assert any(re.fullmatch(rf"Step \d/\d : RUN echo {marker} && sleep 600", line) for line in lines), lines
+
+    def build_still_running() -> bool:
+        return any(marker in " ".join(c.attrs["Config"].get("Cmd") or [])
+                   for c in docker_client.containers.list())
+
+    for _ in range(60):  # the engine cancels the build once the connection is gone
+        if not build_still_running():
+            break
+        time.sleep(0.5)
+    assert not build_still_running(), "the cancelled build's container must not keep running"

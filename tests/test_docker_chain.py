@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -82,3 +83,62 @@ def test_cancelled_attempt_removes_its_container_and_keeps_the_ledger(
     assert our_containers(docker_client, repo) == []
     (attempt,) = ledger.load(repo / ".keeptraining").attempts
     assert attempt.outcome == "failed" and "interrupted" in (attempt.error or "")
+
+
+LINKING_SCRIPT = """\
+import json, os
+out = os.environ["KT_OUTPUT_DIR"]
+metrics = {"accuracy": 0.5, "epochs": int(os.environ["KT_EPOCHS"])}
+json.dump(metrics, open(os.path.join(out, "metrics.json"), "w"))
+os.symlink(os.environ["KT_HP_TARGET"], os.path.join(out, "model.keras"))
+"""
+
+PROBE_SCRIPT = """\
+import json, os
+secret = os.environ["KT_HP_SECRET"]
+seen = []
+for root, dirs, files in os.walk("/workspace"):
+    for name in files:
+        path = os.path.join(root, name)
+        try:
+            if secret in open(path, errors="replace").read():
+                seen.append(path)
+        except OSError:
+            pass
+out = os.environ["KT_OUTPUT_DIR"]
+json.dump({"accuracy": 0.5, "epochs": int(os.environ["KT_EPOCHS"]), "seen": seen,
+           "resume": os.environ["KT_RESUME_FROM"]}, open(os.path.join(out, "metrics.json"), "w"))
+"""
+
+
+def test_checkpoint_linked_to_a_host_file_never_reaches_the_next_container(
+        tmp_path: Path, training_image: TrainingImage) -> None:
+    """Issue 16's reproduction: a script makes its checkpoint a link to the host's id_rsa."""
+    repo = project_copy(tmp_path / "repo")
+    host = tmp_path / "host"
+    host.mkdir()
+    secret = "host-secret-" + os.urandom(8).hex()
+    (host / "id_rsa").write_text(secret)
+    (repo / "ml_code" / "linker.py").write_text(LINKING_SCRIPT)
+    (repo / "ml_code" / "probe.py").write_text(PROBE_SCRIPT)
+    common = ["--repo", str(repo), "--backend", "docker", "--base-image", training_image.base_image,
+              "--hp", f"target={host / 'id_rsa'}", "--hp", f"secret={secret}", "--threshold", "0.99"]
+    assert main(["attempt", *common, "--train-command", "python linker.py"]) == 1
+    (first,) = ledger.load(repo / ".keeptraining").attempts
+    assert first.outcome == "failed" and "is a symbolic link" in (first.error or "")
+    assert first.checkpoint is None
+
+    # An older ledger that believed the link: refused before anything is mounted.
+    state = repo / ".keeptraining" / "ledger.json"
+    original = state.read_text()
+    believed = original.replace('"outcome": "failed"', '"outcome": "below"') \
+        .replace('"checkpoint": null', '"checkpoint": "model.keras"') \
+        .replace('"metric": null', '"metric": 0.5')
+    state.write_text(believed.replace('"epochs_reached": null', '"epochs_reached": 10'))
+    assert main(["attempt", *common, "--train-command", "python probe.py"]) == 4
+
+    state.write_text(original)  # the retry of attempt 1 runs beside the link, which it must not see
+    assert main(["attempt", *common, "--train-command", "python probe.py"]) == 0
+    probe = json.loads((repo / ".keeptraining" / "attempt-001" / "metrics.json").read_text())
+    assert probe["seen"] == [] and probe["resume"] == "", "nothing of the host is visible in the container"
+    assert (host / "id_rsa").read_text() == secret

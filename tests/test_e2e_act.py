@@ -150,7 +150,7 @@ def test_push_starts_a_chain_that_hands_its_real_artifact_from_run_to_run(
     (mail,) = smtp.messages
     assert mail.tls and mail.authenticated
     assert sorted(mail.rcpt_tos) == ["dev1@example.org", "dev2@example.org"]
-    assert "Threshold accuracy reached" in str(mail.message["Subject"])
+    assert "Threshold reached: accuracy" in str(mail.message["Subject"])
 
 
 # --------------------------------------------------------------------------- a consumer repository
@@ -250,8 +250,8 @@ def test_rerun_of_a_failed_attempt_overwrites_its_state_and_dispatches_once(
         third = state_ledger(chain, rest[0].run_id)["attempts"][2]
         assert (third["initial_epoch"], third["epochs_trained"]) == (20, 10)
     subjects = [str(m.message["Subject"]) for m in smtp.messages]
-    assert len(subjects) == 2 and "Training failed at attempt 2" in subjects[0]
-    assert "Threshold accuracy reached" in subjects[1]
+    assert len(subjects) == 2 and "Attempt 2 failed" in subjects[0]
+    assert "Threshold reached: accuracy" in subjects[1]
 
 
 def test_manual_run_on_the_chains_commit_does_not_cancel_its_pending_attempt(
@@ -340,8 +340,8 @@ def test_a_newer_push_with_its_own_chain_supersedes_the_older_one(
         assert [s.state for s in chain.emulator.statuses if s.sha == newer][-1] == "success"
     subjects = [str(m.message["Subject"]) for m in smtp.messages]
     assert len(subjects) == 2
-    assert f"Chain superseded at attempt 2: commit {newer[:7]} took over" in subjects[0]
-    assert "Threshold accuracy reached" in subjects[1]
+    assert f"Superseded: commit {newer[:7]} started a newer chain" in subjects[0]
+    assert "Threshold reached: accuracy" in subjects[1]
 
 
 def test_an_expired_artifact_fails_the_attempt_clearly_with_a_mail(
@@ -362,6 +362,6 @@ def test_an_expired_artifact_fails_the_attempt_clearly_with_a_mail(
         assert [s.state for s in chain.emulator.statuses if s.sha == head][-1] == "failure"
         assert state_ledger(chain, second.run_id)["attempts"][-1]["outcome"] == "failed"
     (mail,) = smtp.messages
-    assert "Training failed at attempt 2" in str(mail.message["Subject"])
+    assert "Attempt 2 failed" in str(mail.message["Subject"])
     body = mail.content.decode("utf-8", "replace")
     assert "expired" in body and "Start a fresh chain" in body

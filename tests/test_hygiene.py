@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from act_driver import readme_workflow
 from github_box import evaluate
@@ -114,3 +121,39 @@ def test_pip_installs_pinned_versions(path: Path) -> None:
 def test_training_image_runs_as_non_root() -> None:
     users = re.findall(r"^USER\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}
+
+
+def _requires_python(text: str) -> str:
+    match = re.search(r'^requires-python = ">=([0-9.]+)"$', text, re.MULTILINE)
+    assert match, "requires-python must read >=X.Y (install.sh reads it)"
+    return match.group(1)
+
+
+def test_requires_python_is_what_the_pinned_packages_need() -> None:
+    """Every pinned package accepts our minimum Python, and some pin needs that minimum."""
+    minimum = Version(_requires_python((ROOT / "action" / "pyproject.toml").read_text()))
+    previous = Version(f"{minimum.major}.{minimum.minor - 1}")
+    pins = [line.split("==")[0] for line in (ROOT / "action" / "constraints.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    needs = {name: SpecifierSet(metadata.metadata(name)["Requires-Python"] or "") for name in pins}
+    refused = {name for name, spec in needs.items() if not spec.contains(minimum)}
+    assert not refused, f"pins that need more than Python {minimum}: {sorted(refused)}"
+    assert any(not spec.contains(previous) for spec in needs.values()), \
+        f"no pin needs Python {minimum}: requires-python could be lower"
+
+
+def test_install_refuses_an_older_python_with_a_clear_message(tmp_path: Path) -> None:
+    action = tmp_path / "action"
+    shutil.copytree(ROOT / "action", action, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    pyproject = action / "pyproject.toml"
+    pyproject.write_text(re.sub(r'requires-python = ">=[0-9.]+"', 'requires-python = ">=3.99"',
+                                pyproject.read_text()))
+    env = {**os.environ, "RUNNER_TOOL_CACHE": str(tmp_path / "cache"), "GITHUB_OUTPUT": ""}
+    proc = subprocess.run(["bash", str(action / "install.sh")], capture_output=True, text=True, check=False,
+                          env=env)
+    assert proc.returncode == 1
+    found = ".".join(map(str, sys.version_info[:3]))
+    assert proc.stdout.strip() == (
+        f"::error title=keeptraining needs Python 3.99 or newer::python3 here is {found}. "
+        "Add actions/setup-python with python-version: '3.99' (or newer) before this action.")
+    assert not (tmp_path / "cache").exists(), "nothing is installed"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -70,8 +72,8 @@ def test_no_metric_at_all_says_what_to_write(tmp_path: Path) -> None:
     ({"accuracy": 0.9, "history": [0.9]}, "history must be an object"),
     ({"accuracy": 0.9, "history": {"val_accuracy": 0.9}}, "must be a list of numbers"),
     ({"accuracy": 0.9, "history": {"val_accuracy": [0.9, 95]}}, "looks like a percentage"),
-    ({"accuracy": 0.9, "checkpoint": "../../etc/passwd"}, "must be relative to the output folder"),
-    ({"accuracy": 0.9, "checkpoint": "/abs/model.keras"}, "must be relative to the output folder"),
+    ({"accuracy": 0.9, "checkpoint": "../../etc/passwd"}, "must be relative to its folder"),
+    ({"accuracy": 0.9, "checkpoint": "/abs/model.keras"}, "must be relative to its folder"),
     ({"accuracy": 0.9, "checkpoint": "missing.keras"}, "was not written"),
 ])
 def test_bad_metrics_json_is_rejected_clearly(tmp_path: Path, payload: object, expected: str) -> None:
@@ -94,3 +96,90 @@ def test_huge_metrics_file_is_refused(tmp_path: Path) -> None:
     write_metrics(tmp_path, json.dumps({"accuracy": 0.9, "pad": "x" * (metrics.MAX_METRICS_BYTES + 1)}))
     with pytest.raises(MetricError, match="expected to be small"):
         metrics.read(tmp_path, "", "accuracy")
+
+
+# --------------------------------------------------------------------------- hostile output folders
+
+def test_metrics_json_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "metrics.json")  # reading it would block forever: it is never opened
+    with pytest.raises(MetricError, match="is a FIFO"):
+        metrics.read(tmp_path, "Test accuracy: 0.9", "accuracy")
+
+
+def test_metrics_json_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").mkdir()
+    with pytest.raises(MetricError, match="is a folder"):
+        metrics.read(tmp_path, "Test accuracy: 0.9", "accuracy")
+
+
+def test_metrics_json_linked_to_a_host_file_is_never_read(tmp_path: Path) -> None:
+    host = tmp_path / "host.json"
+    host.write_text(json.dumps({"accuracy": 0.99}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").symlink_to(host)
+    with pytest.raises(MetricError, match="is a symbolic link"):
+        metrics.read(out, "", "accuracy")
+
+
+@pytest.mark.parametrize("checkpoint", ["model.keras", "sub/victim.txt"])
+def test_checkpoint_through_a_link_is_refused(tmp_path: Path, checkpoint: str) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "victim.txt").write_text("host file")
+    out = tmp_path / "out"
+    out.mkdir()
+    if checkpoint == "model.keras":
+        (out / "model.keras").symlink_to(host / "victim.txt")
+        payload: dict[str, object] = {"accuracy": 0.9}
+    else:
+        (out / "sub").symlink_to(host)
+        payload = {"accuracy": 0.9, "checkpoint": checkpoint}
+    write_metrics(out, payload)
+    with pytest.raises(MetricError, match=r"symbolic link|not a folder"):
+        metrics.read(out, "", "accuracy")
+    assert (host / "victim.txt").read_text() == "host file"
+
+
+@pytest.mark.parametrize("text", ["[" * 100000 + "]" * 100000, '{"a":' * 50 + "1" + "}" * 50])
+def test_deeply_nested_metrics_json_is_a_clear_error(tmp_path: Path, text: str) -> None:
+    write_metrics(tmp_path, text)
+    with pytest.raises(MetricError, match="nests"):
+        metrics.read(tmp_path, "", "accuracy")
+
+
+def test_hostile_key_is_quoted_briefly(tmp_path: Path) -> None:
+    write_metrics(tmp_path, {"acc\n::error title=forged::pwned" + "x" * 500: 0.9})
+    with pytest.raises(MetricError) as info:
+        metrics.read(tmp_path, "", "accuracy")
+    assert "\n::error" not in info.value.message and len(info.value.message) < 250
+
+
+# --------------------------------------------------------------------------- epochs sanity
+
+def found(epochs: int | None, history: int = 0) -> metrics.Metrics:
+    return metrics.Metrics(value=0.9, source="metrics.json", epochs=epochs, history=[0.5] * history)
+
+
+@pytest.mark.parametrize(("case", "asked", "initial", "expected"), [
+    (found(10**18), 20, 10, "epochs = 1000000000000000000 is more than the 20 epochs"),
+    (found(21), 20, 10, "more than the 20 epochs"),
+    (found(5), 20, 10, "fewer than the 10 epochs the resumed checkpoint"),
+    (found(2, history=400000), 2, 0, "the history has 400000 values, but this attempt trained at most 2"),
+    (found(20, history=11), 20, 10, "trained at most 10 epochs (10 -> 20)"),
+    (found(None, history=3), 2, 0, "trained at most 2 epochs"),
+])
+def test_impossible_epochs_are_not_believed(case: metrics.Metrics, asked: int, initial: int,
+                                            expected: str) -> None:
+    with pytest.raises(MetricError, match=re.escape(expected)):
+        metrics.check_epochs(case, asked=asked, initial=initial)
+
+
+@pytest.mark.parametrize(("case", "asked", "initial"), [
+    (found(20, history=10), 20, 10),
+    (found(15, history=5), 20, 10),  # early stopping: fewer epochs than asked is fine
+    (found(None), 20, 10),
+    (found(20, history=20), 20, 0),  # trained from scratch
+])
+def test_possible_epochs_pass(case: metrics.Metrics, asked: int, initial: int) -> None:
+    metrics.check_epochs(case, asked=asked, initial=initial)

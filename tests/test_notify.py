@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from keeptraining import ledger as ledger_mod
-from keeptraining import notify, report
+from keeptraining import notify, report, strategy
 from keeptraining.errors import NotifyError
 from smtp_server import DROP_AFTER_DATA, Certs, Received, SmtpTestServer, free_port, make_certificates
 from test_report import HOSTILE, RUN_URL, chain_case, make_config, png_size
@@ -28,9 +28,10 @@ PASSWORD = "Pa55-w0rd-xyzzy-4711"  # must never show up anywhere
 RECIPIENTS = ["dev@example.org", "lead@example.org"]
 SENDER = "keeptraining@example.org"
 SUBJECTS = {
-    "reached": "[owner/repo main] Threshold accuracy reached: 0.930 ≥ 0.90 (attempt 3, 30 epochs)",
-    "exhausted": "[owner/repo main] Threshold not reached after 3 attempts: best 0.930 at attempt 3",
-    "failed": "[owner/repo main] Training failed at attempt 2: Training command exited with status 1 "
+    "reached": "[owner/repo main] Threshold reached: accuracy 0.9300 ≥ 0.90 at attempt 3 (30 epochs)",
+    "exhausted": "[owner/repo main] Threshold not reached after 3 attempts: "
+                 "best accuracy 0.9300 at attempt 3",
+    "failed": "[owner/repo main] Attempt 2 failed: Training command exited with status 1 "
               "(MemoryError: out of memory)",
 }
 LOG_TAIL = ("Epoch 4/20\n" + "x" * 50 + "\nTraceback (most recent call last):\n"
@@ -146,8 +147,9 @@ def test_ledger_values_are_escaped_in_the_mail(server: SmtpTestServer) -> None:
     ledger.attempts[-1].error = HOSTILE
     ledger.chain["branch"] = "x<b>y"
     ledger.attempts[0].run["url"] = 'https://e.example/"><script>alert(1)</script>'
+    decision = strategy.decide(config, ledger)
     message = notify.build_message(config, ledger, decision, chart_png=b"\x89PNG\r\n\x1a\nfake",
-                                   log_tail="<script>alert(2)</script>")
+                                   log_tail="<script>alert(2)</script>", mail_from=SENDER)
     page = parts(message)["text/html"].get_content()
     assert "<script>" not in page and "&lt;script&gt;" in page and "<b>" not in page
     assert "\n" not in str(message["Subject"]) and "::error::" in str(message["Subject"])
@@ -333,7 +335,8 @@ def test_no_smtp_server_writes_the_mail_to_the_outbox(tmp_path: Path,
     assert mail["Subject"] == SUBJECTS["exhausted"]
     assert {"text/plain", "text/html", "image/png"} <= set(parts(mail))
     # A second mail with the same subject in the same second gets its own file.
-    second = notify.deliver(notify.build_message(config, ledger, decision, chart_png=None),
+    second = notify.deliver(notify.build_message(config, ledger, decision, chart_png=None,
+                                                 mail_from=notify.DEFAULT_FROM),
                             notify.MailSettings.from_config(config, environ={}), tmp_path / notify.OUTBOX_DIR)
     assert second != where and Path(second).exists() and path.exists()
 

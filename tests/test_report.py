@@ -121,9 +121,9 @@ def test_verdicts_of_each_ending() -> None:
 
 
 def test_verdict_is_one_line_even_for_a_multiline_error() -> None:
-    config, ledger, decision = chain_case("failed")
+    config, ledger, _ = chain_case("failed")
     ledger.attempts[-1].error = HOSTILE
-    text = report.verdict(ledger, config, decision)
+    text = report.verdict(ledger, config, strategy.decide(config, ledger))
     assert "\n" not in text and text.startswith("Attempt 2 failed: boom |")
 
 
@@ -285,3 +285,17 @@ def test_job_summary_of_a_finished_chain_escapes_provenance() -> None:
     assert summary.startswith("## ✅ keeptraining: Threshold reached")
     assert "<img" not in summary and "&lt;img src=x" in summary
     assert "Next attempt" not in summary
+
+
+def test_job_summary_says_where_the_metric_came_from_and_warns() -> None:
+    ledger = make_ledger()
+    last = ledger.attempts[-1]
+    last.metric_source, last.metric_line = "stdout (result line)", "Test accuracy: 0.93 <b>|"
+    last.warnings = ["the script trained to epoch 15, not to KT_EPOCHS=30 *now*"]
+    text = report.job_summary(ledger, make_config(), strategy.decide(make_config(), ledger))
+    assert ("**accuracy read from:** stdout \\(result line\\): "
+            "<code>Test accuracy: 0.93 &lt;b&gt;|</code>") in text
+    assert "> **Warning:** the script trained to epoch 15, not to KT\\_EPOCHS=30 \\*now\\*" in text
+    last.metric_source, last.metric_line, last.warnings = "evaluate", None, []
+    text = report.job_summary(ledger, make_config(), strategy.decide(make_config(), ledger))
+    assert "**accuracy read from:** evaluate\n" in text and "Warning" not in text

@@ -206,7 +206,7 @@ def test_an_expired_state_fails_the_attempt_with_outputs_summary_and_mail(
     assert "expired" in summary and "fresh chain" in summary
     (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
     text = mail.read_text()
-    assert "Training failed at attempt 2" in text and "Start a fresh chain" in text
+    assert "Attempt 2 failed" in text and "Start a fresh chain" in text
     (record,) = ledger.load(repo / ".keeptraining").attempts
     assert (record.attempt, record.outcome, record.epochs_trained) == (2, "failed", 0)
     assert not (repo / ".keeptraining" / "attempt-002").exists(), "nothing was trained"

@@ -140,6 +140,12 @@ def test_missing_checkpoint_warns_and_trains_from_scratch(code_dir: Path, tmp_pa
                  id="lr-negative"),
     pytest.param({"hp_dataset": "imagenet"}, "KT_HP_DATASET='imagenet' is not known", id="dataset"),
     pytest.param({"hp_optimiser": "adam"}, "unknown hyperparameter KT_HP_OPTIMISER", id="unknown-hp"),
+    pytest.param({"hp_optimizer": "lbfgs"}, "KT_HP_OPTIMIZER='lbfgs' is not known", id="optimizer"),
+    pytest.param({"hp_dropout": "1"}, "KT_HP_DROPOUT='1' is out of range; expected a number in [0.0, 0.99]",
+                 id="dropout"),
+    pytest.param({"hp_width": "0"}, "KT_HP_WIDTH='0' is too small", id="width"),
+    pytest.param({"hp_depth": "4", "epochs": "1"}, "KT_HP_DEPTH=4 is too deep for the digits images (8x8); "
+                 "expected at most 3", id="depth"),
     pytest.param({"threshold": "90"}, "a fraction (0.9, not 90)", id="threshold-percent"),
     pytest.param({"epochs": "5", "initial_epoch": "6"}, "KT_INITIAL_EPOCH=6 is more than KT_EPOCHS=5",
                  id="initial-after-total"),
@@ -151,3 +157,19 @@ def test_bad_input_exits_nonzero_with_a_clear_message(code_dir: Path, tmp_path: 
     assert run.returncode != 0
     assert message in run.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_architecture_and_optimizer_follow_the_search_hyperparameters(code_dir: Path, tmp_path: Path) -> None:
+    """What strategy: search tunes: one 8-filter block, no dropout, Adam; it trains and resumes."""
+    hps = {"hp_width": "8", "hp_depth": "1", "hp_dropout": "0", "hp_optimizer": "adam",
+           "hp_learning_rate": "0.003"}
+    first = run_nn(code_dir, tmp_path / "1", epochs=2, **hps)
+    assert first.returncode == 0, first.stderr
+    for line in ("width          8", "depth          1", "dropout        0.0", "optimizer      adam"):
+        assert line in first.stdout
+    # Adam at 0.003 learns digits far faster than the default SGD at 0.01 (about 0.3 after 2 epochs).
+    assert first.metrics["accuracy"] > 0.6
+    resumed = run_nn(code_dir, tmp_path / "2", epochs=3, initial_epoch=2,
+                     resume_from=tmp_path / "1" / "model.keras", **hps)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.metrics["resumed"] is True and "WARNING" not in resumed.stdout

@@ -2,24 +2,53 @@
 
 Train one attempt (``chain.run_attempt``), then, in this order: dispatch the
 next attempt when the chain continues, write the step outputs and the job
-summary, set the commit status, and mail when the chain has ended. Outputs and
-summary are written even when the attempt failed, before the error leaves
-through the CLI. When the state of the run to resume could not be restored
-(``restore.problem``), the attempt is recorded as failed without training.
+summary, set the commit status, and mail when the chain has ended. When the state
+of the run to resume could not be restored (``restore.problem``), the attempt is
+recorded as failed without training.
+
+Every failure leaves through one place, ``_fail`` (the pypa publish action's
+habit): whatever ends the attempt (training, metric, image build, no engine, a
+configuration or state problem found late, dispatch, a bug) is recorded in the
+ledger where that is safe, and the step outputs (``chain-status: failed``), the
+job summary with the error and the log tail, and the failure mail are written
+before the error leaves through the CLI as an ``::error::`` and a non-zero exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import backends, chain, commit_status, dispatch, gha, ledger, notify, report, restore, strategy
+from . import (
+    backends,
+    chain,
+    commit_status,
+    dispatch,
+    gha,
+    ledger,
+    notify,
+    report,
+    restore,
+    search,
+    state_lock,
+    strategy,
+    wording,
+)
 from .config import Config
-from .errors import ConfigError, DispatchError
+from .errors import (
+    ConfigError,
+    DispatchError,
+    InternalError,
+    KeeptrainingError,
+    LedgerError,
+    NotifyError,
+)
 
 TOKEN_VARS = ("KT_GITHUB_TOKEN", "GITHUB_TOKEN")
 
@@ -80,68 +109,207 @@ def wants_dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> bool:
     return bool(args.dispatch) or raw == "true"
 
 
+@dataclass
+class _Progress:
+    """How far the attempt got: what ``_fail`` can still record and report."""
+
+    ws: chain.Workspace | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    locked: bool = False
+    report: chain.AttemptReport | None = None
+    next_run: dict[str, Any] = field(default_factory=dict)
+    statuses: dispatch.GitHubContext | None = None  # where the commit status goes (None: nowhere)
+
+
 def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.environ) -> int:
-    token = next((env[v] for v in TOKEN_VARS if env.get(v)), "")
+    """One attempt; outputs, summary and (at the end of a chain) mail, on every way out."""
+    progress = _Progress()
+    with contextlib.ExitStack() as stack:
+        try:
+            progress.info = chain_info(args, env)  # the chain's inputs first: a bad one is named first
+            if config.commit_status and progress.info.get("commit"):
+                progress.statuses = _github_context(env, _token(env), progress.info)
+            attempt_number(args, env)
+            restore.parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
+            progress.ws = chain.workspace(config, args.repo)
+            stack.enter_context(state_lock.hold(progress.ws.state_dir))
+            progress.locked = True
+            _train_and_dispatch(args, config, env, progress)
+        except KeyboardInterrupt:  # SIGINT/SIGTERM: recorded as interrupted by the chain, nothing more
+            raise
+        except Exception as exc:  # every failure, a bug included, goes through _fail
+            error = exc if isinstance(exc, KeeptrainingError) else InternalError.from_exception(exc)
+            raise _fail(args, config, env, progress, error) from None
+        result = progress.report
+        assert result is not None
+        if gha.in_actions(env):
+            chain.prune_checkpoints(progress.ws.state_dir, result.ledger, _promotable(config, result.ledger))
+        _write_outputs(result.record, result.ledger, result.decision, progress.next_run)
+        _write_summary(config, result, progress.next_run)
+        _post_status(progress, commit_status.verdict(config, result.ledger, result.decision, _run_url(env),
+                                                     progress.next_run.get("url")))
+        if result.decision.kind != strategy.CONTINUE:
+            notify_end(config, result, progress.ws.state_dir)
+    return 0
+
+
+def _token(env: Mapping[str, str]) -> str:
+    return next((env[v] for v in TOKEN_VARS if env.get(v)), "")
+
+
+def _post_status(progress: _Progress, status: commit_status.Status) -> None:
+    """The commit status on the chain's commit, when there is somewhere to post it."""
+    if progress.statuses is not None:
+        commit_status.post(progress.statuses, str(progress.info["commit"]), status)
+
+
+def _promotable(config: Config, book: ledger.Ledger) -> set[int]:
+    """Attempts whose checkpoints a search may still promote (kept by pruning)."""
+    if config.strategy != search.SEARCH:
+        return set()
+    try:
+        return search.attempts_to_keep(config, book)
+    except KeeptrainingError:  # a ledger the search cannot read: keep the default pruning
+        return set()
+
+
+def _train_and_dispatch(args: argparse.Namespace, config: Config, env: Mapping[str, str],
+                        progress: _Progress) -> None:
+    """Train, record, and dispatch the next attempt; raises whatever ended the attempt."""
+    token = _token(env)
     args.dispatch = wants_dispatch(args, env)
     if args.dispatch and not (token and env.get("GITHUB_REPOSITORY")):
         raise ConfigError("--dispatch needs GITHUB_REPOSITORY and a token in GITHUB_TOKEN.",
                           hint="Run it inside GitHub Actions with `github-token: ${{ github.token }}` "
                                "and `permissions: actions: write`.")
-    gha.mask(token)
-    info = chain_info(args, env)  # the chain's inputs first: a bad one is named before anything else
     number = attempt_number(args, env)
-    restore.parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
-    ws = chain.workspace(config, args.repo)
-    unrestored = restore.problem(env, ws.state_dir, str(info.get("commit", "")), number)
-    github = _github_context(env, token, info)
-    statuses = github if config.commit_status and info.get("commit") else None
-    if statuses is not None:
-        commit_status.post(statuses, info["commit"], commit_status.starting(config, number, _run_url(env)))
+    assert progress.ws is not None
+    unrestored = restore.problem(env, progress.ws.state_dir, str(progress.info.get("commit", "")), number)
+    github = _github_context(env, token, progress.info)
+    _post_status(progress, commit_status.starting(config, number, _run_url(env)))
     if args.dispatch and github is not None:
         _warn_without_attempt_marker(github, number or 1)
     if unrestored is not None:
-        result = chain.record_failure(config, args.repo, unrestored, attempt=number,
-                                      epochs=explicit_epochs(config), chain_info=info, run_info=run_info(env))
+        result = chain.record_unrestored(config, args.repo, unrestored, attempt=number,
+                                         epochs=explicit_epochs(config), chain_info=progress.info,
+                                         run_info=run_info(env))
     else:
-        backend = backends.select(config, args.repo, allow_local_fallback=False, say=print)
-        with gha.commands_stopped():
-            result = chain.run_attempt(config, args.repo, backend, attempt=number,
-                                       epochs=explicit_epochs(config), chain_info=info,
-                                       run_info=run_info(env))
-    print(result.decision.reason)
-    next_run: dict[str, Any] = {}
-    dispatch_error: DispatchError | None = None
-    if args.dispatch and result.error is None and result.decision.kind == strategy.CONTINUE:
-        try:
-            next_run = _dispatch(result, info, token, env)
-        except DispatchError as exc:  # reported after the outputs and the summary are written
-            dispatch_error = exc
-        ledger.save(ws.state_dir, result.ledger)
-    decision = result.decision  # superseded when a newer chain took over
-    if gha.in_actions(env):
-        chain.prune_checkpoints(ws.state_dir, result.ledger)
-    _write_outputs(config, result, next_run)
-    _write_summary(config, result, next_run)
-    if statuses is not None:
-        commit_status.post(statuses, info["commit"], commit_status.verdict(
-            config, result.ledger, decision, _run_url(env), next_run.get("url")))
-    if decision.kind != strategy.CONTINUE:
-        notify_end(config, result, ws.state_dir)
-    if result.error is not None:
+        backend = backends.select(config, args.repo, allow_local_fallback=False, say=print, on_line=print)
+        result = chain.run_attempt(config, args.repo, backend, attempt=number,
+                                   epochs=explicit_epochs(config), chain_info=progress.info,
+                                   run_info=run_info(env))
+    progress.report = result
+    # A search goes on past a failed trial (CONTINUE after a failure); any other failure ends here.
+    if result.error is not None and result.decision.kind != strategy.CONTINUE:
         raise result.error
-    if dispatch_error is not None:
-        raise dispatch_error
-    return 0
+    print(result.decision.reason)
+    if result.error is not None:
+        gha.warn(f"Trial of attempt {result.record.attempt} failed; the search goes on: "
+                 f"{result.error.message}", title=result.error.title)
+    if args.dispatch and result.decision.kind == strategy.CONTINUE:
+        assert progress.ws is not None
+        progress.next_run = _dispatch(result, progress.info, token, env, config)
+        ledger.save(progress.ws.state_dir, result.ledger)
+
+
+# Failures reported without touching the ledger: the configuration, the ledger itself (or its
+# lock), the mail. Any other failure before training (no engine, a bug) is the attempt's failure.
+_NOT_RECORDED = (ConfigError, LedgerError, NotifyError)
+
+
+def _fail(args: argparse.Namespace, config: Config, env: Mapping[str, str], progress: _Progress,
+          error: KeeptrainingError) -> KeeptrainingError:
+    """The one way out of a failed attempt: record, outputs, summary, mail; returns the error to raise."""
+    result = progress.report
+    if result is None and progress.locked and not isinstance(error, _NOT_RECORDED):
+        result = _record_early(args, config, env, progress, error)
+    elif result is not None and result.error is not error:  # trained, then dispatch (or a bug) failed
+        result.record.error = " ".join(error.message.split())[:2000]
+        _save_quietly(progress, result.ledger)
+    record = result.record if result is not None else None
+    book = result.ledger if result is not None else _readable_ledger(progress, error)
+    number = record.attempt if record is not None else _attempt_input(args, env)
+    decision = strategy.Decision(strategy.CHAIN_FAILED, wording.failed(number, error.message),
+                                 hint=error.hint)
+    log_tail = result.log_tail if result is not None else str(getattr(error, "log_tail", "") or "")
+    if progress.ws is not None and result is not None and gha.in_actions(env):
+        chain.prune_checkpoints(progress.ws.state_dir, book, _promotable(config, book))
+    _write_outputs(record, book, decision, {}, attempt=number)
+    failure = report.failure_markdown(error.title, error.message, error.hint, log_tail)
+    gha.write_summary(report.job_summary(book, config, decision, failure=failure))
+    _post_status(progress, commit_status.verdict(config, book, decision, _run_url(env)))
+    final = chain.AttemptReport(record or _placeholder(number), decision, book, error, log_tail)
+    try:
+        notify_end(config, final, _state_dir(config, args, progress))
+    except NotifyError as exc:  # the attempt's error is the one to report; the mail's is a warning
+        gha.warn(exc.message, title=exc.title)
+    return error
+
+
+def fail_before_config(error: KeeptrainingError) -> None:
+    """A configuration that cannot be read: outputs and a summary (no mail: its settings are in it)."""
+    gha.set_outputs({"accuracy": "", "threshold-reached": "false", "dispatched": "false",
+                     "next-epochs": "", "next-run-url": "", "chain-status": strategy.CHAIN_FAILED})
+    text = wording.failed(None, error.message)
+    gha.write_summary(report.failure_summary(text, error.title, error.message, error.hint))
+
+
+def _record_early(args: argparse.Namespace, config: Config, env: Mapping[str, str], progress: _Progress,
+                  error: KeeptrainingError) -> chain.AttemptReport | None:
+    """Record an attempt that failed before training (no engine, a bug); None if that cannot be done."""
+    try:
+        return chain.record_failure(config, args.repo, error, attempt=attempt_number(args, env),
+                                    chain_info=progress.info, run_info=run_info(env))
+    except Exception as exc:  # the failure path must not fail: report the first error, not this one
+        why = exc.message if isinstance(exc, KeeptrainingError) else f"{type(exc).__name__}: {exc}"
+        gha.warn(f"The failed attempt could not be recorded in the ledger: {why}",
+                 title="Attempt not recorded")
+        return None
+
+
+def _save_quietly(progress: _Progress, book: ledger.Ledger) -> None:
+    if progress.ws is None:
+        return
+    try:
+        ledger.save(progress.ws.state_dir, book)
+    except KeeptrainingError as exc:
+        gha.warn(exc.message, title=exc.title)
+
+
+def _readable_ledger(progress: _Progress, error: KeeptrainingError) -> ledger.Ledger:
+    """The ledger as it is, for the summary and the mail; an empty one if it is the problem."""
+    if progress.ws is None or isinstance(error, LedgerError):
+        return ledger.Ledger()
+    try:
+        return ledger.load(progress.ws.state_dir)
+    except KeeptrainingError:
+        return ledger.Ledger()
+
+
+def _attempt_input(args: argparse.Namespace, env: Mapping[str, str]) -> int | None:
+    try:
+        return attempt_number(args, env)
+    except ConfigError:
+        return None
+
+
+def _placeholder(number: int | None) -> ledger.Attempt:
+    return ledger.Attempt(attempt=number or 0, epochs=0, initial_epoch=0, resumed_from=None,
+                          outcome=ledger.FAILED)
+
+
+def _state_dir(config: Config, args: argparse.Namespace, progress: _Progress) -> Path:
+    if progress.ws is not None:
+        return progress.ws.state_dir
+    state = Path(config.state_dir)
+    return state if state.is_absolute() else Path(args.repo) / state
 
 
 def notify_end(config: Config, final: chain.AttemptReport, state_dir: Path) -> str | None:
     """The one mail at the end of a chain (reached, exhausted or failed), if configured."""
     if final.decision.kind == strategy.CONTINUE:
         return None
-    password = os.environ.get(notify.PASSWORD_ENV) or None
-    gha.mask(password)
-    where = notify.notify(config, final.ledger, final.decision, state_dir=state_dir, password=password,
-                          log_tail=final.log_tail)
+    where = notify.notify(config, final.ledger, final.decision, state_dir=state_dir, log_tail=final.log_tail)
     if where and config.smtp_server:
         print(f"Notification: {where}")
     elif where and gha.in_actions():
@@ -176,19 +344,22 @@ def _superseded(result: chain.AttemptReport, outcome: dispatch.DispatchResult) -
     """A newer chain took over the branch: this chain ends (notice; the mail follows)."""
     commit = str(outcome.superseded_by or "")
     result.ledger.chain["superseded_by"] = {"commit": commit, "run_url": outcome.superseded_run_url}
-    reason = (f"Superseded: commit {commit[:7]} started a newer chain on this branch; this chain ends at "
-              f"attempt {result.record.attempt} without dispatching attempt {result.record.attempt + 1}.")
+    reason = wording.superseded(commit[:7], result.record.attempt)
     result.decision = strategy.Decision(strategy.SUPERSEDED, reason)
     gha.annotate("notice", reason, title="Chain superseded")
 
 
 def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
-              env: Mapping[str, str]) -> dict[str, Any]:
-    """Dispatch the next attempt and note it in the attempt's record (the caller saves)."""
+              env: Mapping[str, str], config: Config) -> dict[str, Any]:
+    """Dispatch the next attempt and note it in the attempt's record (the caller saves).
+
+    A search dispatches the attempt number only: the next run reads its trial and values from
+    the study in the chain state, so a dispatch input can never choose them.
+    """
     record, decision = result.record, result.decision
     assert decision.next_epochs is not None
-    inputs = {"attempt": str(record.attempt + 1), "epochs": str(decision.next_epochs),
-              "commit": str(info.get("commit", ""))}
+    epochs = "" if config.strategy == search.SEARCH else str(decision.next_epochs)
+    inputs = {"attempt": str(record.attempt + 1), "epochs": epochs, "commit": str(info.get("commit", ""))}
     if env.get("GITHUB_RUN_ID"):
         inputs["resume-run-id"] = env["GITHUB_RUN_ID"]
     ctx = dispatch.context_from_env(env, token, ref=info.get("branch") or None)
@@ -210,14 +381,15 @@ def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
     return next_run
 
 
-def _write_outputs(config: Config, result: chain.AttemptReport, next_run: Mapping[str, Any]) -> None:
-    record, decision = result.record, result.decision
-    best = result.ledger.best()
+def _write_outputs(record: ledger.Attempt | None, book: ledger.Ledger, decision: strategy.Decision,
+                   next_run: Mapping[str, Any], *, attempt: int | None = None) -> None:
+    best = book.best()
+    reached = record.epochs_reached if record is not None else None
     gha.set_outputs({
-        "accuracy": f"{record.metric:.4f}" if record.metric is not None else "",
-        "threshold-reached": str(record.outcome == ledger.REACHED).lower(),
-        "epochs": str(record.epochs_reached if record.epochs_reached is not None else record.epochs),
-        "attempt": str(record.attempt),
+        "accuracy": f"{record.metric:.4f}" if record is not None and record.metric is not None else "",
+        "threshold-reached": str(record is not None and record.outcome == ledger.REACHED).lower(),
+        "epochs": str(reached if reached is not None else record.epochs) if record is not None else "",
+        "attempt": str(record.attempt) if record is not None else str(attempt or ""),
         "dispatched": str(bool(next_run)).lower(),
         "next-epochs": str(decision.next_epochs) if decision.kind == strategy.CONTINUE else "",
         "next-run-url": str(next_run.get("url") or ""),

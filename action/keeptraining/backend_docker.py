@@ -7,6 +7,13 @@ errors, and a streamed log.
 * Each attempt runs in a fresh container: code read-only, output writable, the
   resume checkpoint read-only, no network, not root, labelled so that leftovers
   can be swept. The container is always removed, whatever happens.
+* Hardened: every capability dropped, ``no-new-privileges``, a pids limit, a
+  read-only root filesystem with tmpfs for /tmp and HOME, and the image's
+  ENTRYPOINT replaced by the train command, so the train command is what runs.
+* The checkpoint to resume from is copied into a folder keeptraining owns and
+  that one file is mounted: never a folder the training script could have
+  pointed elsewhere with a link. Nothing under /run, /proc, /sys or /dev, and
+  never the engine's socket, is mounted.
 * keeptraining keeps its own deadline (``container.wait(timeout=)`` is only an
   HTTP read timeout and is unreliable) and streams the log while it waits.
 """
@@ -17,6 +24,9 @@ import codecs
 import contextlib
 import os
 import re
+import shutil
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,7 +39,8 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import Mount
 
-from .errors import BackendUnavailable, TrainingError
+from . import adapter, safe_paths
+from .errors import BackendUnavailable, PathRefused, TrainingError
 from .train import TrainRequest, TrainResult
 
 LABEL = "keeptraining"
@@ -38,8 +49,13 @@ LABELS: dict[str, str] = {LABEL: "1"}
 CODE_MOUNT = "/workspace/code"
 OUTPUT_MOUNT = "/workspace/output"
 RESUME_MOUNT = "/workspace/resume"
+HOME_MOUNT = "/workspace/home"  # an empty tmpfs: the root filesystem is read-only
 CONTAINER_UID = 1000  # the image's `trainer` user (see Dockerfile)
 CONTAINER_GID = 1000
+PIDS_LIMIT = 4096  # processes and threads: TensorFlow starts a few per core; a fork bomb stops here
+TMPFS_OPTIONS = "rw,nosuid,nodev,exec,mode=1777"  # exec: some libraries load code they write to /tmp
+# Host folders no mount may come from (the engine's socket lives under /run or /var/run).
+FORBIDDEN_SOURCES = tuple(Path(p) for p in ("/run", "/var/run", "/proc", "/sys", "/dev"))
 
 PING_TIMEOUT_S = 5.0  # "is there an engine?" must answer fast, not hang a CLI
 API_TIMEOUT_S = 120.0  # ordinary calls (create, inspect, remove) on a busy engine
@@ -47,9 +63,8 @@ STOP_GRACE_S = 5.0  # after SIGTERM on timeout, how long the script may take to 
 POLL_S = 0.2
 
 ENGINE_HINT = (
-    "Start a Docker engine (on a machine like keeptraining's test machines: "
-    "`bash scripts/docker-engine.sh`), or train without Docker: set `backend: local` "
-    "in .keeptraining.yml, `backend: local` as the action input, or `--backend local`."
+    "Start the Docker engine (or point DOCKER_HOST at one), or train without Docker: set "
+    "`backend: local` in .keeptraining.yml, `backend: local` as the action input, or `--backend local`."
 )
 
 
@@ -151,54 +166,105 @@ class _LogPump(threading.Thread):
         return "".join(self.chunks)
 
 
-def _container_user(output_dir: Path) -> tuple[str, dict[str, str]]:
-    """The uid:gid to run as, and extra environment for it.
+def _container_user(output_dir: Path) -> str:
+    """The uid:gid to run as: never root.
 
-    Never root. As a normal user: the caller's own uid:gid, so the checkpoint and
-    metrics belong to the caller. As root: the image's ``trainer`` (1000), with the
-    output folder handed to it so that it can write there.
+    As a normal user: the caller's own uid:gid, so the checkpoint and metrics belong
+    to the caller. As root: the image's ``trainer`` (1000), with the output folder
+    handed to it so that it can write there.
     """
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
         for dirpath, _dirnames, filenames in os.walk(output_dir):
-            os.chown(dirpath, CONTAINER_UID, CONTAINER_GID)
+            os.chown(dirpath, CONTAINER_UID, CONTAINER_GID, follow_symlinks=False)
             for name in filenames:
                 os.chown(os.path.join(dirpath, name), CONTAINER_UID, CONTAINER_GID, follow_symlinks=False)
-        return f"{CONTAINER_UID}:{CONTAINER_GID}", {}
-    # That uid has no passwd entry in the image, so HOME would be "/" (not writable):
-    # Keras and matplotlib want a writable home for their config.
-    env = {} if uid == CONTAINER_UID else {"HOME": "/tmp"}  # noqa: S108 - inside the container
-    return f"{uid}:{gid}", env
+        return f"{CONTAINER_UID}:{CONTAINER_GID}"
+    return f"{uid}:{gid}"
 
 
-def _mounts(request: TrainRequest) -> tuple[list[Mount], str]:
-    """Bind mounts for code, output and resume checkpoint; and KT_RESUME_FROM's value.
+def _engine_socket() -> Path | None:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else None
 
-    ``Mount`` objects rather than a ``volumes`` dict: the checkpoint's folder may be
-    the output folder itself, mounted twice (read-only at /workspace/resume).
+
+def _mount_source(path: Path, kind: str) -> str:
+    """``path`` resolved, if it may be mounted: a real folder or file, nowhere near the engine.
+
+    Refused: anything under /run, /var/run, /proc, /sys or /dev, the engine's socket
+    (or a folder holding it), a symbolic link, anything but a folder or a regular file.
     """
-    code = request.code_dir.resolve()
-    if not code.is_dir():
+    try:
+        mode = os.lstat(path).st_mode
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise TrainingError(f"The {kind} {path} cannot be mounted: {exc}.") from None
+    socket = _engine_socket()
+    near_engine = socket is not None and (real == socket or socket.is_relative_to(real))
+    forbidden = real == Path("/") or any(real.is_relative_to(f) for f in FORBIDDEN_SOURCES)
+    if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)) or forbidden or near_engine:
+        raise TrainingError(f"Refusing to mount the {kind} {path} into the training container: only a plain "
+                            "folder or file, never a link, the root, /run, /proc, /sys, /dev or the "
+                            "engine's socket, is mounted.",
+                            hint="Keep code_path inside the repository and state_dir in an ordinary folder.")
+    return str(real)
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def stage_checkpoint(resume_from: Path, staging: Path) -> Path:
+    """Copy the checkpoint to resume from into ``staging`` (a folder keeptraining made).
+
+    Read through ``safe_paths``: a regular file, never through a link. The copy keeps
+    the file's name (Keras tells formats by their suffix) when it is a plain name.
+    """
+    name = resume_from.name if _SAFE_NAME.fullmatch(resume_from.name) else "checkpoint" + resume_from.suffix
+    try:
+        return safe_paths.copy_file(resume_from.parent, resume_from.name, staging / name,
+                                    "the checkpoint to resume from")
+    except PathRefused as exc:
+        raise TrainingError(exc.message) from None
+    except OSError as exc:
+        raise TrainingError(f"The checkpoint to resume from, {resume_from}, cannot be copied: "
+                            f"{exc.strerror or exc}.",
+                            hint="Resume from an existing checkpoint, or start fresh (`resume: false`)."
+                            ) from None
+
+
+def _mounts(request: TrainRequest, staged: Path | None) -> tuple[list[Mount], str]:
+    """Bind mounts for code, output and the staged resume checkpoint; and KT_RESUME_FROM's value.
+
+    A list of ``Mount`` objects, easy to extend; each source goes through ``_mount_source``.
+    """
+    if not request.code_dir.is_dir():
         raise TrainingError(
             f"code_path {request.code_dir} is not a folder.",
             hint="Set `code-path` to the folder that holds the training script.",
         )
-    output = request.output_dir.resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    request.output_dir.mkdir(parents=True, exist_ok=True)
     mounts = [
-        Mount(CODE_MOUNT, str(code), type="bind", read_only=True),
-        Mount(OUTPUT_MOUNT, str(output), type="bind", read_only=False),
+        Mount(CODE_MOUNT, _mount_source(request.code_dir, "code folder"), type="bind", read_only=True),
+        Mount(OUTPUT_MOUNT, _mount_source(request.output_dir, "output folder"), type="bind", read_only=False),
     ]
-    if request.resume_from is None:
+    if request.adapter_dir is not None:
+        mounts.append(Mount(adapter.CONTAINER_DIR, _mount_source(request.adapter_dir, "Keras adapter folder"),
+                            type="bind", read_only=True))
+    if staged is None:
         return mounts, ""
-    resume = request.resume_from.resolve()
-    if not resume.exists():
-        raise TrainingError(
-            f"The checkpoint to resume from, {request.resume_from}, does not exist.",
-            hint="Resume from an existing checkpoint, or start fresh (`resume: false`).",
-        )
-    mounts.append(Mount(RESUME_MOUNT, str(resume.parent), type="bind", read_only=True))
-    return mounts, f"{RESUME_MOUNT}/{resume.name}"
+    target = f"{RESUME_MOUNT}/{staged.name}"
+    mounts.append(Mount(target, _mount_source(staged, "checkpoint copy"), type="bind", read_only=True))
+    return mounts, target
+
+
+def _image_env(dc: docker.DockerClient, image: str, name: str) -> str | None:
+    """A variable the image itself sets (``ENV``), so that keeptraining extends it, not replaces it."""
+    try:
+        entries = dc.images.get(image).attrs.get("Config", {}).get("Env") or []
+    except (DockerException, requests.exceptions.RequestException):
+        return None
+    values = [e.split("=", 1)[1] for e in entries if e.startswith(name + "=")]
+    return values[-1] if values else None
 
 
 def _state(container: Container) -> dict[str, Any]:
@@ -208,19 +274,23 @@ def _state(container: Container) -> dict[str, Any]:
 
 
 def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
-            labels: Mapping[str, str], *, init: bool = True) -> Container:
+            labels: Mapping[str, str], staged: Path | None, *, init: bool = True) -> Container:
     """The container for one attempt, created but not started.
 
     ``init``: tini (docker-init) as PID 1, so that the stop signal reaches the
     script and zombies are reaped; an engine without docker-init runs without.
+    The train command is the ENTRYPOINT (the image's own is replaced, and with it
+    its CMD), so that what runs is the train command and nothing else.
     """
-    mounts, resume_env = _mounts(request)
-    user, user_env = _container_user(request.output_dir.resolve())
-    env = {**request.env, **user_env, "KT_OUTPUT_DIR": OUTPUT_MOUNT, "KT_RESUME_FROM": resume_env}
+    mounts, resume_env = _mounts(request, staged)
+    user = _container_user(request.output_dir.resolve())
+    env = {**request.env, "HOME": HOME_MOUNT, "KT_OUTPUT_DIR": OUTPUT_MOUNT, "KT_RESUME_FROM": resume_env}
+    if request.adapter_dir is not None:  # the image's python imports the adapter's sitecustomize
+        env["PYTHONPATH"] = adapter.pythonpath(adapter.CONTAINER_DIR, _image_env(dc, image, "PYTHONPATH"))
     try:
         return dc.containers.create(
             image,
-            list(request.command),
+            entrypoint=list(request.command),
             working_dir=CODE_MOUNT,
             mounts=mounts,
             environment=env,
@@ -230,6 +300,11 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
             init=init,
             stdin_open=False,
             tty=False,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            pids_limit=PIDS_LIMIT,
+            read_only=True,
+            tmpfs={"/tmp": TMPFS_OPTIONS, HOME_MOUNT: TMPFS_OPTIONS},  # noqa: S108 - inside the container
             # With a limit, swap may not extend it: past it the kernel kills the training.
             **({"mem_limit": request.memory_limit, "memswap_limit": request.memory_limit}
                if request.memory_limit else {}),
@@ -258,7 +333,7 @@ def _start(container: Container) -> None:
 
 def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str,
                       labels: Mapping[str, str], stages: dict[str, float],
-                      created: list[Container]) -> float:
+                      created: list[Container], staged: Path | None) -> float:
     """Create and start the container (without docker-init if the engine has none).
 
     Every container is appended to ``created`` the moment it exists, so that the
@@ -267,7 +342,7 @@ def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str
     attempt's duration and deadline begin.
     """
     t = time.monotonic()
-    created.append(_create(dc, request, image, labels))
+    created.append(_create(dc, request, image, labels, staged))
     stages["container_create_s"] = time.monotonic() - t
     t = time.monotonic()
     try:
@@ -278,7 +353,7 @@ def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str
                                 hint=_NOT_STARTED_HINT) from None
         with contextlib.suppress(NotFound):
             created[-1].remove(force=True)
-        created.append(_create(dc, request, image, labels, init=False))
+        created.append(_create(dc, request, image, labels, staged, init=False))
         t = time.monotonic()
         _start(created[-1])
     stages["container_start_s"] = time.monotonic() - t
@@ -338,8 +413,13 @@ def run(
 
     created: list[Container] = []
     pump: _LogPump | None = None
+    staging = Path(tempfile.mkdtemp(prefix="keeptraining-resume-"))
     try:
-        started = _create_and_start(dc, request, image, extra_labels or {}, stages, created)
+        staging.chmod(0o755)  # the container's user reads the copy through its own bind mount
+        t = time.monotonic()
+        staged = stage_checkpoint(request.resume_from, staging) if request.resume_from else None
+        stages["stage_checkpoint_s"] = time.monotonic() - t
+        started = _create_and_start(dc, request, image, extra_labels or {}, stages, created, staged)
         container = created[-1]
         pump = _LogPump(container, request.on_line)
         pump.start()
@@ -349,6 +429,7 @@ def run(
     finally:
         errors = _stderr(created)
         output, stages["cleanup_s"] = _cleanup(created, pump)
+        shutil.rmtree(staging, ignore_errors=True)
 
     exit_code = int(state.get("ExitCode", -1))
     _raise_if_not_executed(exit_code, output, request.command)

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from . import adapter
 from .errors import TrainingError
 from .train import TrainRequest, TrainResult
 
@@ -34,6 +35,9 @@ def run(request: TrainRequest) -> TrainResult:
            "KT_OUTPUT_DIR": str(request.output_dir),
            "KT_RESUME_FROM": str(request.resume_from) if request.resume_from else "",
            "PYTHONUNBUFFERED": "1"}
+    if request.adapter_dir is not None:  # Python imports the adapter's sitecustomize at start-up
+        env["PYTHONPATH"] = adapter.pythonpath(str(request.adapter_dir), inherited.get("PYTHONPATH"),
+                                               os.pathsep)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, cwd=request.code_dir, env=env, stdout=subprocess.PIPE,
@@ -67,11 +71,17 @@ def run(request: TrainRequest) -> TrainResult:
 
 
 def _pump(proc: subprocess.Popen[str], request: TrainRequest, lines: list[str]) -> None:
+    """Read the whole log, whatever the live sink does: a reader that stopped would fill the
+    pipe and block the training until the timeout."""
     assert proc.stdout is not None
+    sink = request.on_line
     for line in proc.stdout:
         lines.append(line)
-        if request.on_line is not None:
-            request.on_line(line)
+        if sink is not None:
+            try:
+                sink(line)
+            except Exception:  # a broken sink costs the live echo, never the log or the training
+                sink = None
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

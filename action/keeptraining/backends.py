@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from . import backend_docker, backend_local, docker_image
+from . import backend_docker, backend_local, docker_image, dockerfile_gen
 from .config import Config
 from .train import TrainRequest, TrainResult
 
@@ -37,14 +38,27 @@ class DockerBackend:
         self.on_line = on_line
         self.image: str | None = config.image
         self.build_s: float | None = None
+        self.say: Callable[[str], None] = print
 
     def prepare(self) -> str:
         if self.image is None:
             start = time.monotonic()
-            self.image, _built = docker_image.ensure_image(
-                self.repo_root, self.config.dockerfile, self.config.base_image, on_line=self.on_line)
+            if dockerfile_gen.wanted(self.repo_root, self.config.dockerfile,
+                                     self.config.sources.get("dockerfile", "default")):
+                self.image, _built = self._generated_image()
+            else:
+                self.image, _built = docker_image.ensure_image(
+                    self.repo_root, self.config.dockerfile, self.config.base_image, on_line=self.on_line,
+                    timeout=self.config.build_timeout)
             self.build_s = time.monotonic() - start
         return self.image
+
+    def _generated_image(self) -> tuple[str, bool]:
+        """No Dockerfile in the repository: one chosen from the code (dockerfile_gen.py)."""
+        root = self.repo_root.resolve()
+        code_dir = (root / self.config.code_path).resolve()
+        return dockerfile_gen.ensure_image(root, code_dir, shlex.split(self.config.train_command),
+                                           self.config.base_image, say=self.say, on_line=self.on_line)
 
     def run(self, request: TrainRequest) -> TrainResult:
         image = self.prepare()

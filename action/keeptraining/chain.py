@@ -5,11 +5,20 @@ read the ledger, plan this attempt, train, read the metric, append one record,
 decide. ``run_chain`` repeats it in one process (``keeptraining run``). Both
 produce the same ledger. A failed attempt is recorded, never thrown away: the
 caller gets the failure in ``AttemptReport.error`` after the ledger is saved.
+Whatever ends the attempt once it is under way (training, metric, image build,
+engine, a bug) is recorded as ``failed`` with its real error; "interrupted" is
+only for Ctrl-C and SIGTERM.
+
+Paths from the restored state or the training script go through ``safe_paths``:
+the checkpoint resumed from and the checkpoints pruned are regular files inside
+the state folder, reached without crossing a symbolic link. An attempt folder
+that the ledger does not record is moved aside, never deleted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shlex
 import shutil
 from collections.abc import Callable
@@ -17,15 +26,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import adapter, contract_check, gha, safe_paths, search, strategy, wording
 from . import ledger as ledger_mod
 from . import metrics as metrics_mod
-from . import strategy
 from .backends import Backend
 from .config import Config
-from .errors import ConfigError, KeeptrainingError, LedgerError, MetricError, TrainingError, TrainingTimeout
+from .errors import (
+    ConfigError,
+    InternalError,
+    KeeptrainingError,
+    LedgerError,
+    PathRefused,
+    TrainingError,
+    TrainingTimeout,
+)
 from .ledger import BELOW, FAILED, REACHED, Attempt, Ledger
 from .strategy import Decision, Plan
-from .train import TrainRequest, TrainResult, echo_line
+from .train import LogFile, TrainRequest, TrainResult, echo_line
+
+UNRECORDED_DIR = "unrecorded"  # attempt folders the ledger does not know, moved aside (never deleted)
+INTERRUPTED = "interrupted (Ctrl-C or cancellation); the attempt's output folder is kept"
 
 Say = Callable[[str], None]
 
@@ -52,7 +72,10 @@ class Workspace:
 def workspace(config: Config, repo_root: Path) -> Workspace:
     """Resolve and check paths; the code folder must stay inside the repository."""
     root = repo_root.resolve()
-    code_dir = (root / config.code_path).resolve()
+    try:
+        code_dir = (root / config.code_path).resolve()
+    except (OSError, RuntimeError) as exc:  # a symbolic link loop
+        raise ConfigError(f"code_path = {config.code_path!r} cannot be resolved: {exc}.") from None
     if not code_dir.is_relative_to(root):
         raise ConfigError(f"code_path = {config.code_path!r} resolves to {code_dir}, outside the "
                           f"repository {root}.",
@@ -68,6 +91,7 @@ def workspace(config: Config, repo_root: Path) -> Workspace:
         raise ConfigError("train_command is empty.", hint="e.g. `train_command: python nn.py`.")
     state_dir = Path(config.state_dir)
     state_dir = state_dir if state_dir.is_absolute() else root / state_dir
+    ledger_mod.check_state_dir(state_dir)
     return Workspace(root, code_dir, state_dir, command)
 
 
@@ -81,8 +105,9 @@ def _attempt_number(ledger: Ledger, attempt: int | None, config: Config, say: Sa
         number = attempt
     elif last is None:
         number = 1
-    else:  # the next attempt, or the last one again when it failed
-        number = last.attempt if last.outcome == FAILED else last.attempt + 1
+    else:  # the next attempt, or the last one again when it failed (a search goes on past it)
+        retry = last.outcome == FAILED and config.strategy != search.SEARCH
+        number = last.attempt if retry else last.attempt + 1
     if number < 1:
         raise ConfigError(f"attempt = {number} is not valid; attempts are numbered from 1.")
     if number > config.max_attempts:
@@ -97,21 +122,64 @@ def _attempt_number(ledger: Ledger, attempt: int | None, config: Config, say: Sa
         raise LedgerError(f"Attempt {number} does not follow the ledger's last attempt {last.attempt}.",
                           hint=f"Run attempt {last.attempt + 1} next, or start a new chain.")
     if last is None and number > 1:
-        say(f"warning: no ledger found for attempt {number}: this attempt trains from scratch.")
+        gha.warn(f"No ledger found for attempt {number}: this attempt trains from scratch.",
+                 title="No chain state")
     return number
 
 
-def _resume_path(ws: Workspace, plan: Plan, say: Say) -> tuple[Plan, Path | None]:
-    """The checkpoint to resume from; a missing one means fresh training, said out loud."""
+def _resume_path(ws: Workspace, plan: Plan) -> tuple[Plan, Path | None]:
+    """The checkpoint to resume from; a missing one means fresh training, said out loud.
+
+    Only a regular file inside the attempt's folder, reached without a symbolic link,
+    is ever offered (LedgerError otherwise, before anything is read or mounted).
+    """
     previous = plan.resume_from
     if previous is None or previous.checkpoint is None:
         return plan, None
-    path = ws.state_dir / ledger_mod.attempt_dir(Path(), previous.attempt) / previous.checkpoint
-    if not path.is_file():
-        say(f"warning: checkpoint of attempt {previous.attempt} is missing ({path}); "
-            f"attempt {plan.attempt} trains from scratch.")
+    folder = ledger_mod.attempt_dir(ws.state_dir, previous.attempt)
+    try:
+        if folder.is_symlink():
+            raise PathRefused(f"{folder.name} is a symbolic link; attempt folders are plain folders.")
+        present = folder.is_dir() and safe_paths.is_file(folder, previous.checkpoint,
+                                                         f"attempt {previous.attempt}'s checkpoint")
+    except PathRefused as exc:
+        raise LedgerError(f"Refusing to resume: {exc.message}",
+                          hint="Delete the state folder (or the restored artifact) to start a fresh chain."
+                          ) from None
+    if not present:
+        gha.warn(f"The checkpoint of attempt {previous.attempt} is missing "
+                 f"({folder / previous.checkpoint}); attempt {plan.attempt} trains from scratch.",
+                 title="Checkpoint missing")
         return Plan(plan.attempt, plan.epochs, 0, None), None
-    return plan, path
+    return plan, folder / previous.checkpoint
+
+
+def _fresh_output_dir(ws: Workspace, number: int, *, replace: bool) -> Path:
+    """An empty output folder for attempt ``number``.
+
+    What is already there goes only when ``replace`` (the ledger records this attempt
+    as failed: a retry replaces it); anything the ledger does not record (a lost ledger
+    write, a folder from elsewhere) is moved aside into ``unrecorded/``, never deleted.
+    """
+    out_dir = ledger_mod.attempt_dir(ws.state_dir, number)
+    try:
+        if os.path.lexists(out_dir):
+            if replace and out_dir.is_dir() and not out_dir.is_symlink():
+                shutil.rmtree(out_dir)
+            else:
+                stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+                folder = safe_paths.plain_dir(ws.state_dir / UNRECORDED_DIR, "The unrecorded folder")
+                aside = folder / f"{out_dir.name}-{stamp}"
+                os.rename(out_dir, aside)
+                gha.warn(f"{out_dir} is not recorded in the ledger; it was moved to {aside}, not deleted.",
+                         title="Unrecorded attempt folder kept")
+        out_dir.mkdir(parents=True)
+    except PathRefused as exc:
+        raise LedgerError(exc.message) from None
+    except OSError as exc:
+        raise LedgerError(f"Cannot prepare the output folder {out_dir}: {exc.strerror or exc}.",
+                          hint="Make the state folder writable (and free disk space).") from None
+    return out_dir
 
 
 def contract_env(config: Config, plan: Plan) -> dict[str, str]:
@@ -121,6 +189,7 @@ def contract_env(config: Config, plan: Plan) -> dict[str, str]:
         "KT_THRESHOLD": repr(config.threshold),
         "KT_METRIC": config.metric,
         "KT_ATTEMPT": str(plan.attempt),
+        "KT_ADAPT": config.adapt,
     }
     for name, value in config.hyperparameters.items():
         env[f"KT_HP_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
@@ -135,48 +204,99 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     ws = workspace(config, repo_root)
     ledger = ledger_mod.load(ws.state_dir)
     number = _attempt_number(ledger, attempt, config, say)
+    retry = any(a.attempt == number and a.outcome == FAILED for a in ledger.attempts)
     ledger.attempts = [a for a in ledger.attempts if a.attempt < number]  # a failed retry is replaced
+    previous = ledger.last
+    job = search.next_run(config, ledger) if config.strategy == search.SEARCH else None
+    planned = job.plan(number) if job else strategy.plan(config, ledger, number, epochs)
+    plan, resume_path = _resume_path(ws, planned)
+    out_dir = _fresh_output_dir(ws, number, replace=retry)
     ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
                     **(chain_info or {})}
-    plan, resume_path = _resume_path(ws, strategy.plan(config, ledger, number, epochs), say)
-    out_dir = ledger_mod.attempt_dir(ws.state_dir, number)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
     resumed = f" from attempt {plan.resume_from.attempt}'s checkpoint" if plan.resume_from \
         else " from scratch"
-    say(f"\n== Attempt {number}/{config.max_attempts}: epochs {plan.initial_epoch} -> {plan.epochs}"
+    trial = f" {job.describe()}:" if job else ""
+    say(f"\n== Attempt {number}/{config.max_attempts}:{trial} epochs {plan.initial_epoch} -> {plan.epochs}"
         f"{resumed} on {backend.name} ==")
-    request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
-                           env=contract_env(config, plan), timeout=config.timeout,
-                           resume_from=resume_path, on_line=on_line, memory_limit=config.memory_limit)
-    record = Attempt(attempt=number, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
-                     resumed_from=_relative(ws, resume_path), outcome=FAILED, started_at=_now(),
-                     params={"backend": backend.name, "resume": config.resume,
-                             "hyperparameters": dict(config.hyperparameters)},
-                     run=dict(run_info or {}))
+    record = _new_record(config, plan, backend.name, _relative(ws, resume_path), run_info)
+    if job:
+        record.trial, record.rung, record.trial_params = job.trial, job.rung, dict(job.params)
     error: KeeptrainingError | None = None
     result: TrainResult | None = None
+    log = LogFile.create(out_dir)
+    request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
+                           env={**contract_env(config, plan), **(search.hp_env(job.params) if job else {})},
+                           timeout=config.timeout,
+                           resume_from=resume_path, on_line=log.sink(on_line),
+                           memory_limit=config.memory_limit,
+                           adapter_dir=adapter.folder() if config.adapt != "none" else None)
     try:
         result = backend.run(request)
         record.duration_s = round(result.duration, 3)
-        _fill_from_result(record, result, out_dir, config, plan, say)
-    except (TrainingError, MetricError) as exc:
+        _fill_from_result(record, result, out_dir, config, plan, say, previous)
+    except KeeptrainingError as exc:  # training, metric, image build, engine: the attempt failed
         error = exc
-        record.error = exc.message
-    except BaseException:  # Ctrl-C, SIGTERM (runner cancellation): record it, keep what exists
-        record.error = "interrupted (Ctrl-C or cancellation); the attempt's output folder is kept"
+        record.error = _one_line(exc.message)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM (runner cancellation): record it, keep what exists
+        record.error = INTERRUPTED
         raise
+    except Exception as exc:  # a bug: recorded as a failure like any other, never as an interruption
+        error = InternalError.from_exception(exc)
+        record.error = error.message
     finally:
+        log.close()
         ledger.attempts.append(record)
         ledger_mod.save(ws.state_dir, ledger)
     decision = strategy.decide(config, ledger)
     say(_attempt_line(record, config))
-    return AttemptReport(record, decision, ledger, error, result.log_tail if result else "")
+    return AttemptReport(record, decision, ledger, error, _log_tail(result, error))
 
 
-def record_failure(config: Config, repo_root: Path, error: KeeptrainingError, *, attempt: int | None,
-                   epochs: int | None = None, chain_info: dict[str, Any] | None = None,
+def _new_record(config: Config, plan: Plan, backend: str, resumed_from: str | None,
+                run_info: dict[str, Any] | None) -> Attempt:
+    """The attempt's record, failed until the training proves otherwise."""
+    return Attempt(attempt=plan.attempt, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
+                   resumed_from=resumed_from, outcome=FAILED, started_at=_now(),
+                   params={"backend": backend, "resume": config.resume,
+                           "hyperparameters": dict(config.hyperparameters)},
+                   run=dict(run_info or {}))
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def _log_tail(result: TrainResult | None, error: KeeptrainingError | None) -> str:
+    if result is not None:
+        return result.log_tail
+    return str(getattr(error, "log_tail", "") or "")
+
+
+def record_failure(config: Config, repo_root: Path, error: KeeptrainingError, *,
+                   attempt: int | None = None, chain_info: dict[str, Any] | None = None,
+                   run_info: dict[str, Any] | None = None, backend: str = "") -> AttemptReport:
+    """Record an attempt that failed before it could train (e.g. no Docker engine).
+
+    Raises what stops the recording itself (a configuration or ledger problem):
+    those are reported without touching the ledger.
+    """
+    ws = workspace(config, repo_root)
+    ledger = ledger_mod.load(ws.state_dir)
+    number = _attempt_number(ledger, attempt, config, lambda _line: None)
+    plan = strategy.plan(config, ledger, number)
+    ledger.attempts = [a for a in ledger.attempts if a.attempt < number]
+    ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
+                    **(chain_info or {})}
+    record = _new_record(config, plan, backend or str(config.backend or "docker"), None, run_info)
+    record.error = _one_line(error.message)
+    ledger.attempts.append(record)
+    ledger_mod.save(ws.state_dir, ledger)
+    return AttemptReport(record, strategy.decide(config, ledger), ledger, error,
+                         str(getattr(error, "log_tail", "") or ""))
+
+
+def record_unrestored(config: Config, repo_root: Path, error: KeeptrainingError, *, attempt: int | None,
+                      epochs: int | None = None, chain_info: dict[str, Any] | None = None,
                    run_info: dict[str, Any] | None = None, say: Say = print) -> AttemptReport:
     """An attempt that failed before it could train (the state to resume was not restored):
     recorded as failed in a new ledger. A ledger that arrived but is not this chain's is moved
@@ -197,7 +317,7 @@ def record_failure(config: Config, repo_root: Path, error: KeeptrainingError, *,
 
 
 def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, config: Config,
-                      plan: Plan, say: Say) -> None:
+                      plan: Plan, say: Say, previous: Attempt | None = None) -> None:
     """Turn the process result and its metrics into the record; raise on failure."""
     if result.timed_out:
         raise TrainingTimeout(f"Attempt {record.attempt} ran past the timeout of {config.timeout:g} s "
@@ -208,18 +328,31 @@ def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, confi
         raise TrainingError(f"The training command exited with code {result.exit_code}{detail}.",
                             hint="The last lines of its log are shown above.", log_tail=result.log_tail)
     found = metrics_mod.read(out_dir, result.output, config.metric)
-    if plan.resume_from is not None and found.resumed is False:
-        say(f"warning: the script did not resume attempt {plan.resume_from.attempt}'s checkpoint; "
-            "this attempt trained from scratch.")
+    trained = contract_check.assess(found, result.output, plan, config.threshold)
+    if not trained.resumed:
         record.resumed_from = None
-        record.initial_epoch = 0
+    record.initial_epoch = trained.initial_epoch
+    metrics_mod.check_epochs(found, asked=plan.epochs, initial=record.initial_epoch)
     record.metric = found.value
+    record.metric_source = found.label
+    record.metric_line = found.line
     record.history = found.history
-    record.epochs_reached = found.epochs if found.epochs is not None else plan.epochs
-    record.epochs_trained = len(found.history) if found.history else \
-        max(record.epochs_reached - record.initial_epoch, 0)
+    record.epochs_reached = trained.epochs_reached
+    record.epochs_trained = trained.epochs_trained
+    record.epochs_source = trained.epochs_source
+    record.epochs_ignored = trained.ignored
+    record.adapter = found.adapter
     record.train_s = round(found.train_s, 3) if found.train_s is not None else None
     record.checkpoint = found.checkpoint
+    if found.line:
+        say(f"{config.metric} read from the output line: {found.line}")
+    if config.resume and found.value < config.threshold:
+        missing = contract_check.missing_checkpoint(record, out_dir)
+        trained.warnings += [missing] if missing else []
+    record.warnings = trained.warnings
+    for text in trained.warnings:
+        gha.warn(text, title="Training contract")
+    contract_check.stop_if_ignored_again(previous, record)
     record.outcome = REACHED if found.value >= config.threshold else BELOW
 
 
@@ -235,42 +368,59 @@ def _relative(ws: Workspace, path: Path | None) -> str | None:
 def _attempt_line(record: Attempt, config: Config) -> str:
     if record.outcome == FAILED:
         return f"Attempt {record.attempt} failed after {record.duration_s:.1f} s: {record.error}"
-    sign = ">=" if record.outcome == REACHED else "<"
-    return (f"Attempt {record.attempt}: {config.metric} {record.metric:.4f} {sign} {config.threshold} "
-            f"after {record.epochs_reached} epochs ({record.epochs_trained} trained, "
+    sign = "≥" if record.outcome == REACHED else "<"
+    reached = "an unknown number of" if record.epochs_reached is None else record.epochs_reached
+    return (f"Attempt {record.attempt}: {config.metric} {wording.fmt_metric(record.metric or 0.0)} {sign} "
+            f"{wording.fmt_threshold(config.threshold)} "
+            f"after {reached} epochs ({record.epochs_trained} trained, "
             f"{record.duration_s:.1f} s)")
 
 
-def prune_checkpoints(state_dir: Path, ledger: Ledger) -> list[Path]:
-    """Delete checkpoints no later attempt needs: all but the last one and the best one.
+def prune_checkpoints(state_dir: Path, ledger: Ledger, also_keep: set[int] | None = None) -> list[Path]:
+    """Delete checkpoints no later attempt needs: all but the last one, the best one, and the
+    attempts in ``also_keep`` (a search's trials that may still be promoted).
 
     On GitHub each run uploads the state folder as an artifact; without this, every run
     would upload every earlier checkpoint again. Each earlier run's artifact still holds
     its own checkpoint, so nothing is lost. metrics.json files and the ledger stay.
+    Only regular files inside their attempt folder are deleted, never through a link.
     """
     best = ledger.best()
-    keep = {a.attempt for a in (ledger.last, best) if a is not None}
+    keep = {a.attempt for a in (ledger.last, best) if a is not None} | (also_keep or set())
     removed = []
     for record in ledger.attempts:
         if record.attempt in keep or not record.checkpoint:
             continue
-        path = ledger_mod.attempt_dir(state_dir, record.attempt) / record.checkpoint
-        if path.is_file():
-            path.unlink()
-            removed.append(path)
+        folder = ledger_mod.attempt_dir(state_dir, record.attempt)
+        try:
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            if safe_paths.unlink_file(folder, record.checkpoint, f"attempt {record.attempt}'s checkpoint"):
+                removed.append(folder / record.checkpoint)
+        except (PathRefused, OSError) as exc:
+            gha.warn(f"Attempt {record.attempt}'s checkpoint was not pruned: {exc}", title="Checkpoint kept")
     return removed
 
 
 def archive_previous(state_dir: Path, say: Say) -> None:
     """Move an earlier chain's ledger and attempts aside, so a new chain loses nothing."""
-    if not ledger_mod.ledger_path(state_dir).exists():
+    if not os.path.lexists(ledger_mod.ledger_path(state_dir)):
         return
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = state_dir / "previous" / stamp
-    target.mkdir(parents=True)
-    for item in state_dir.iterdir():
-        if item.name in (ledger_mod.LEDGER_FILE, ledger_mod.CHART_FILE) or item.name.startswith("attempt-"):
-            shutil.move(str(item), target / item.name)
+    try:
+        safe_paths.plain_dir(state_dir / "previous", "The previous-chains folder")
+        target.mkdir()
+        for item in state_dir.iterdir():
+            if item.name in (ledger_mod.LEDGER_FILE, ledger_mod.CHART_FILE, UNRECORDED_DIR) \
+                    or item.name.startswith("attempt-"):
+                os.rename(item, target / item.name)
+    except PathRefused as exc:
+        raise LedgerError(exc.message) from None
+    except OSError as exc:
+        raise LedgerError(f"Cannot move the previous chain aside into {target}: {exc.strerror or exc}.",
+                          hint="Make the state folder writable, or move its contents away yourself."
+                          ) from None
     say(f"The previous chain was moved to {target}.")
 
 

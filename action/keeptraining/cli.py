@@ -4,27 +4,47 @@
     keeptraining attempt   exactly one attempt (what a GitHub workflow run calls)
     keeptraining validate  check the configuration and print the effective values
     keeptraining check-resume  (the action, before its checkout) the chain's commit and the run to resume
+    keeptraining hooks     install / uninstall the git hook that pushes after each commit
 
 Errors leave through ``main`` only: a ``::error::`` annotation on GitHub (a plain
-line elsewhere) with what to fix, and a non-zero exit code.
+line elsewhere) with what to fix, and a non-zero exit code (errors.py lists them).
+On GitHub the secrets are masked first, then the whole command runs with workflow
+commands stopped, so no text it prints can act as one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from . import __version__, attempt_step, backends, chain, gha, ledger, report, restore, strategy
+from . import (
+    __version__,
+    attempt_step,
+    backends,
+    chain,
+    command_check,
+    gha,
+    hooks,
+    ledger,
+    notify,
+    report,
+    restore,
+    search_report,
+    state_lock,
+    strategy,
+)
 from . import config as config_mod
-from .errors import ConfigError, KeeptrainingError
+from .errors import ConfigError, InternalError, KeeptrainingError
 
 _LIST_KEYS = {"mail_to", "notify_on"}
+_FILE_ONLY = {"search"}  # a mapping of ranges: written in the config file, never a flag or an input
 _FLAG_HELP = {"hyperparameters": "NAME=VALUE, repeatable: passed to the script as KT_HP_<NAME>"}
 
 
@@ -38,6 +58,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                        help=f"config file (default: {config_mod.DEFAULT_FILE} in the repository, if present)")
     group.add_argument("--repo", type=Path, default=Path(), help="repository root (default: .)")
     for key, prop in config_mod.schema()["properties"].items():
+        if key in _FILE_ONLY:
+            continue
         if key == "hyperparameters":
             group.add_argument("--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE",
                                help=_FLAG_HELP[key])
@@ -67,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_flags(validate)
     sub.add_parser("check-resume", help="(GitHub Actions) check the chain's commit and the run to resume "
                                         "before anything is checked out or downloaded; writes step outputs")
+    hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
+    hook.add_argument("action", choices=("install", "uninstall"))
+    hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
     return parser
 
 
@@ -76,7 +101,7 @@ def _overrides(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[dict[s
     inputs: dict[str, Any] = {}
     flags: dict[str, Any] = {}
     for key in props:
-        if key == "hyperparameters":
+        if key == "hyperparameters" or key in _FILE_ONLY:
             continue
         raw_input = env.get(f"KT_INPUT_{key.upper()}", "")
         if raw_input.strip():
@@ -114,17 +139,25 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(args)
-    chain.workspace(config, args.repo)
+    ws = chain.workspace(config, args.repo)
+    checked = command_check.check(config, ws)
     print("Configuration is valid. Effective values (source):")
     for key, value in config.to_dict().items():
         print(f"  {key}: {value!r}  ({config.sources.get(key, 'default')})")
+    for line in checked:
+        print(f"Checked: {line}.")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args)
     ws = chain.workspace(config, args.repo)
-    backend = backends.select(config, args.repo, allow_local_fallback=True, say=print)
+    with state_lock.hold(ws.state_dir):
+        return _run_chain(args, config, ws)
+
+
+def _run_chain(args: argparse.Namespace, config: config_mod.Config, ws: chain.Workspace) -> int:
+    backend = backends.select(config, args.repo, allow_local_fallback=True, say=print, on_line=print)
     if not args.continue_chain:
         chain.archive_previous(ws.state_dir, print)
     else:
@@ -132,11 +165,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if ended.kind in (strategy.CHAIN_REACHED, strategy.EXHAUSTED):
             print(f"The chain in {ws.state_dir} has already ended: {ended.reason}")
             return 0 if ended.kind == strategy.CHAIN_REACHED else 3
+    steps = "per promotion of a search trial" if config.strategy == "search" else "per attempt"
     print(f"keeptraining: {config.metric} >= {config.threshold}, {config.epochs} epochs then "
-          f"+{config.epoch_step} per attempt, at most {config.max_attempts} attempts, "
+          f"+{config.epoch_step} {steps}, at most {config.max_attempts} attempts, "
           f"resume={str(config.resume).lower()}, backend={backend.name}")
     final = chain.run_chain(config, args.repo, backend, say=print)
     print("\n" + report.attempts_table(final.ledger, config))
+    if config.strategy == "search":
+        print("\n" + search_report.trials_table(final.ledger, config))
+        print("\n" + search_report.best_line(final.ledger, config))
     print("\n" + report.verdict(final.ledger, config, final.decision))
     attempt_step.notify_end(config, final, ws.state_dir)
     if final.error is not None:
@@ -144,8 +181,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if final.decision.kind == strategy.CHAIN_REACHED else 3
 
 
+def cmd_hooks(args: argparse.Namespace) -> int:
+    if args.action == "install":
+        path, written = hooks.install(args.repo)
+        print(f"{'Installed' if written else 'Already installed:'} {path}: each commit on a branch is "
+              "pushed to its remote (KEEPTRAINING_NO_PUSH=1 skips one).")
+    else:
+        path, removed = hooks.uninstall(args.repo)
+        print(f"Removed {path}." if removed else f"No {hooks.HOOK_NAME} hook at {path}; nothing to remove.")
+    return 0
+
+
 def cmd_attempt(args: argparse.Namespace) -> int:
-    return attempt_step.run(args, load_config(args))
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        attempt_step.fail_before_config(exc)
+        raise
+    return attempt_step.run(args, config)
 
 
 def cmd_check_resume(args: argparse.Namespace) -> int:
@@ -161,21 +214,90 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+class _SurvivingStream:
+    """stdout or stderr that a closed reader (``keeptraining run 2>&1 | head``) cannot break.
+
+    On the first BrokenPipeError the descriptor is pointed at /dev/null: the run goes
+    on to its end (the log is in the attempt folder), and nothing raises later.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _surviving_output() -> Iterator[None]:
+    previous = sys.stdout, sys.stderr
+    if not isinstance(sys.stdout, _SurvivingStream):
+        sys.stdout = _SurvivingStream(sys.stdout)
+    if not isinstance(sys.stderr, _SurvivingStream):
+        sys.stderr = _SurvivingStream(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = previous
+
+
+def _mask_secrets(env: Mapping[str, str]) -> None:
+    """Mask the token and the SMTP password before anything can print them (and before the stop)."""
+    for name in (*attempt_step.TOKEN_VARS, notify.PASSWORD_ENV):
+        gha.mask(env.get(name))
+
+
+def _run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """The command, with any unexpected exception turned into an InternalError (traceback shown)."""
+    try:
+        return command(args)
+    except (KeeptrainingError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise InternalError.from_exception(exc) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
-    commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate,
+    commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate, "hooks": cmd_hooks,
                 "check-resume": cmd_check_resume}
-    try:
-        return commands[args.command](args)
-    except KeeptrainingError as exc:
-        gha.annotate("error", str(exc), title=exc.title)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        gha.annotate("error", "Interrupted; the ledger and checkpoints written so far are kept.",
-                     title="keeptraining interrupted")
-        return 130
+    with _surviving_output():
+        _mask_secrets(os.environ)
+        try:
+            with gha.commands_stopped():
+                try:
+                    return _run(commands[args.command], args)
+                except InternalError as exc:  # the traceback, while commands are still stopped
+                    print(exc.details, file=sys.stderr, flush=True)
+                    raise
+        except KeeptrainingError as exc:
+            gha.annotate("error", str(exc), title=exc.title)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            gha.annotate("error", "Interrupted; the ledger and checkpoints written so far are kept.",
+                         title="keeptraining interrupted")
+            return 130
 
 
 def entrypoint() -> None:

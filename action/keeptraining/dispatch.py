@@ -39,6 +39,7 @@ from github.Workflow import Workflow
 from github.WorkflowRun import WorkflowRun
 from urllib3.util.retry import Retry
 
+from keeptraining import gha
 from keeptraining.errors import DispatchError
 
 log = logging.getLogger(__name__)
@@ -609,13 +610,8 @@ class _Dispatcher:
             delay = self._delay(failure.exc, tries)
             last = tries >= MAX_DISPATCH_TRIES
             if not last:
-                log.warning(
-                    "dispatch of attempt %d failed (%s); checking that it did not start a run, "
-                    "then retrying in %.0f s",
-                    attempt,
-                    problem,
-                    delay,
-                )
+                gha.warn(f"Dispatch of attempt {attempt} failed ({problem}); checking that it did not "
+                         f"start a run, then retrying in {delay:.0f} s.", title="Dispatch retried")
             # Before sending again (and after the last failure): did that POST start the run?
             self.sleep(delay)
             found = self._verify(workflow, chain_commit, attempt, problem)
@@ -645,12 +641,8 @@ class _Dispatcher:
     def _found_after_error(
         self, attempt: int, chain_commit: str, run: WorkflowRun, problem: str
     ) -> DispatchResult:
-        log.warning(
-            "GitHub answered %s, but run %s for attempt %d exists: not sending again",
-            problem,
-            run.id,
-            attempt,
-        )
+        gha.warn(f"GitHub answered {problem}, but run {run.id} for attempt {attempt} exists: "
+                 "not sending again.", title="Dispatch not repeated")
         return DispatchResult(
             True,
             f"dispatched attempt {attempt} for {_short(chain_commit)} (run {run.id}); "

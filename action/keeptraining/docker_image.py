@@ -5,13 +5,23 @@ The tag (``keeptraining-train:<16 hex>``) hashes what the image is built from
 ``.dockerignore``), so an unchanged repository never rebuilds and never even
 uploads its context; a code change does not rebuild either, because the code is
 mounted at run time, not copied in.
+
+A build says what it does, one line per Dockerfile step (``Step 3/9 : RUN ...``),
+keeps the rest of its log for the error message, and has its own time limit
+(``build_timeout``): past it the connection is closed, which makes the engine
+cancel the build.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import queue
 import re
+import socket
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -19,15 +29,16 @@ from typing import Any
 
 import docker
 import requests
-from docker.errors import APIError, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound
 from docker.utils.build import exclude_paths
 
 from .backend_docker import LABELS, require_engine, short
 from .errors import ConfigError, ImageBuildError
 
 IMAGE_REPOSITORY = "keeptraining-train"
-BUILD_TIMEOUT_S = 3600.0  # a build step may be silent for long (pip downloading TensorFlow)
+BUILD_TIMEOUT_S = 3600.0  # default build_timeout: a first build installs TensorFlow
 BUILD_LOG_TAIL = 40
+_STEP = re.compile(r"^Step \d+/\d+ : ")  # the classic builder's line at the start of each step
 
 _BASE_ARG_DEFAULT = re.compile(r"^\s*ARG\s+BASE_IMAGE\s*=\s*(\S+)", re.MULTILINE | re.IGNORECASE)
 
@@ -155,6 +166,88 @@ def _build_lines(chunks: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str
         yield pending, None
 
 
+class _BuildTimedOut(Exception):
+    """The build ran past build_timeout."""
+
+
+class _BuildClient(docker.APIClient):
+    """A client of its own for one build, which keeps the build's HTTP response so that the
+    build can be cancelled: the engine stops a build once its client's connection is gone."""
+
+    response: requests.Response | None = None
+
+    def _post(self, url: str, **kwargs: Any) -> requests.Response:
+        self.response = super()._post(url, **kwargs)
+        return self.response
+
+    def cancel(self) -> None:
+        """Shut the build's connection down (waking the reader) and close the client."""
+        connection = getattr(getattr(self.response, "raw", None), "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.close()
+
+
+def _connect_builder(timeout: float) -> _BuildClient:
+    try:
+        return _BuildClient(timeout=int(timeout), **docker.utils.kwargs_from_env())
+    except (DockerException, requests.exceptions.RequestException) as exc:
+        raise ImageBuildError(f"Cannot connect to the Docker engine to build the image: {short(exc)}"
+                              ) from None
+
+
+def _chunks_until(builder: _BuildClient, deadline: float, build_args: dict[str, Any]
+                  ) -> Iterator[Mapping[str, Any]]:
+    """The engine's build stream, read in a thread so that the deadline holds even while a
+    step prints nothing; at the deadline the build is cancelled."""
+    chunks: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def read() -> None:
+        try:
+            for chunk in builder.build(**build_args):
+                chunks.put(("chunk", chunk))
+        except Exception as exc:  # handed to the caller's thread
+            chunks.put(("error", exc))
+        chunks.put(("end", None))
+
+    threading.Thread(target=read, name="keeptraining-build", daemon=True).start()
+    while True:
+        try:
+            kind, item = chunks.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            builder.cancel()
+            raise _BuildTimedOut from None
+        if kind == "end":
+            return
+        if kind == "error":
+            raise item
+        yield item
+
+
+def _build(build_args: dict[str, Any], timeout: float, log: deque[str],
+           on_line: Callable[[str], None]) -> str | None:
+    """Run one build, one line per step to ``on_line``, the rest into ``log``; the error, if any."""
+    builder = _connect_builder(timeout + 60)  # its own connection: cancelling it stops only the build
+    error: str | None = None
+    try:
+        for line, err in _build_lines(_chunks_until(builder, time.monotonic() + timeout, build_args)):
+            log.append(err if err is not None else line)
+            if err is not None:
+                error = err
+            elif _STEP.match(line):
+                on_line(line)
+    except _BuildTimedOut:
+        error = f"it ran past build_timeout ({timeout:g} s) and was cancelled"
+    except (APIError, requests.exceptions.RequestException) as exc:
+        error = short(exc)
+        log.append(error)
+    finally:
+        builder.close()
+    return error
+
+
 def ensure_image(
     repo_root: Path,
     dockerfile: str,
@@ -162,55 +255,42 @@ def ensure_image(
     on_line: Callable[[str], None] | None = None,
     *,
     docker_client: docker.DockerClient | None = None,
+    timeout: float = BUILD_TIMEOUT_S,
 ) -> tuple[str, bool]:
     """The training image's tag, built first if no image has that tag: (tag, built).
 
     A cache hit costs a hash of a few small files and one inspect call: no build
     request, no context upload. A build uses the host network (to reach the package
-    index), streams its output to ``on_line`` and raises ImageBuildError with the
-    last lines of its log when it fails.
+    index), tells ``on_line`` one line per Dockerfile step, and raises ImageBuildError
+    with the last lines of its log when it fails or runs past ``timeout`` seconds.
     """
-    dc = docker_client or require_engine(timeout=BUILD_TIMEOUT_S)
+    dc = docker_client or require_engine()
     root = repo_root.resolve()
     _, rel_dockerfile = _dockerfile_path(root, dockerfile)
     tag = image_tag(root, dockerfile, base_image, docker_client=dc)
     if _local_image_id(dc, tag):
         return tag, False
 
+    say = on_line or (lambda _line: None)
+    say(f"Building the training image {tag} from {rel_dockerfile} (once per change of its inputs)")
     log: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
-    error: str | None = None
-    buildargs = {"BASE_IMAGE": base_image} if base_image else {}
-    try:
-        chunks = dc.api.build(
-            path=str(root),
-            dockerfile=rel_dockerfile,
-            tag=tag,
-            buildargs=buildargs,
-            network_mode="host",
-            rm=True,
-            forcerm=True,
-            decode=True,
-            labels=dict(LABELS),
-        )
-        for line, err in _build_lines(chunks):
-            if err is not None:
-                error = err
-                log.append(err)
-                continue
-            log.append(line)
-            if on_line is not None:
-                on_line(line)
-    except (APIError, requests.exceptions.RequestException) as exc:
-        error = short(exc)
-        log.append(error)
+    build_args = {"path": str(root), "dockerfile": rel_dockerfile, "tag": tag,
+                  "buildargs": {"BASE_IMAGE": base_image} if base_image else {},
+                  "network_mode": "host", "rm": True, "forcerm": True, "decode": True,
+                  "labels": dict(LABELS)}
+    start = time.monotonic()
+    error = _build(build_args, timeout, log, say)
     if error is None and not _local_image_id(dc, tag):
         error = "the engine reported no error, but no image was tagged"
     if error is not None:
+        for line in ("Last lines of the build log:", *log):  # only steps were shown: now why
+            say(line)
         base = f" on base image {base_image!r}" if base_image else ""
         raise ImageBuildError(
-            f"Building the training image from {rel_dockerfile}{base} failed: {error}\n"
-            f"Last lines of the build log:\n" + "\n".join(log),
-            hint="Fix the Dockerfile or requirements.txt; a build needs the network to reach "
-            "the package index (and BASE_IMAGE must exist or be pullable).",
+            f"Building the training image from {rel_dockerfile}{base} failed: {error}",
+            hint="Fix the Dockerfile or requirements.txt (a build needs the network to reach the "
+            "package index, and BASE_IMAGE must exist or be pullable), or raise build_timeout.",
+            log_tail="\n".join(log),
         )
+    say(f"Built {tag} in {time.monotonic() - start:.0f} s")
     return tag, True

@@ -3,9 +3,28 @@
 Each exception carries a message that says what failed and what to do about it.
 The CLI maps them to an exit code and a GitHub ``::error::`` annotation in one
 place (``cli.main``); nothing else prints errors.
+
+Exit codes (README "Exit codes"): 0 done (threshold reached, or an attempt that
+trained), 1 a failed attempt (training, metric, image, engine, dispatch, mail),
+2 configuration, 3 ``run`` ended below the threshold, 4 the chain's state folder
+(ledger, checkpoints, lock), 70 a bug in keeptraining, 130 interrupted.
 """
 
 from __future__ import annotations
+
+import traceback
+
+QUOTE_LIMIT = 100  # characters of a bad value an error message shows
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: a bad value never floods a message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print (Python's digit limit)
+        return f"<a number of about {value.bit_length() * 30103 // 100000} digits>" \
+            if isinstance(value, int) else "<unprintable value>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class KeeptrainingError(Exception):
@@ -31,9 +50,31 @@ class ConfigError(KeeptrainingError):
 
 
 class LedgerError(KeeptrainingError):
-    """The chain's ledger cannot be read or does not fit the requested attempt."""
+    """The chain's state folder (ledger, checkpoints, lock) cannot be used as it is.
+
+    Restored state is untrusted input: a ledger that fails its schema, a path that
+    leaves the state folder or crosses a symbolic link, an unwritable folder. Nothing
+    is deleted, read through or mounted when this is raised.
+    """
 
     title = "Chain ledger problem"
+    exit_code = 4
+
+
+class StateLocked(LedgerError):
+    """Another keeptraining process holds the state folder's lock."""
+
+    title = "Chain state folder in use"
+
+
+class PathRefused(KeeptrainingError):
+    """A path from the training script or a restored state is not a plain file inside its folder.
+
+    Raised by ``safe_paths``; callers re-raise it as the error of their stage
+    (LedgerError, MetricError) with what the path was for.
+    """
+
+    title = "Unsafe path refused"
 
 
 class BackendUnavailable(KeeptrainingError):
@@ -43,9 +84,13 @@ class BackendUnavailable(KeeptrainingError):
 
 
 class ImageBuildError(KeeptrainingError):
-    """The training image could not be built from the Dockerfile."""
+    """The training image could not be built from the Dockerfile (or not within build_timeout)."""
 
     title = "Training image build failed"
+
+    def __init__(self, message: str, *, hint: str = "", log_tail: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.log_tail = log_tail
 
 
 class TrainingError(KeeptrainingError):
@@ -56,6 +101,12 @@ class TrainingError(KeeptrainingError):
     def __init__(self, message: str, *, hint: str = "", log_tail: str = "") -> None:
         super().__init__(message, hint=hint)
         self.log_tail = log_tail
+
+
+class ContractViolation(TrainingError):
+    """The training script keeps ignoring the training contract (e.g. KT_EPOCHS)."""
+
+    title = "Training script ignores the training contract"
 
 
 class TrainingTimeout(TrainingError):
@@ -86,3 +137,20 @@ class NotifyError(KeeptrainingError):
     """The notification mail could not be sent."""
 
     title = "Notification failed"
+
+
+class InternalError(KeeptrainingError):
+    """A bug in keeptraining: an exception no stage expected. Reported, recorded, never hidden."""
+
+    title = "keeptraining internal error"
+    exit_code = 70
+
+    details = ""  # the traceback, printed (with workflow commands stopped) for the bug report
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> InternalError:
+        detail = " ".join(str(exc).split())[:300] or "no message"
+        error = cls(f"Internal error (a bug in keeptraining): {type(exc).__name__}: {detail}",
+                    hint="Please report it with this log; the ledger and checkpoints are kept.")
+        error.details = "".join(traceback.format_exception(exc))
+        return error

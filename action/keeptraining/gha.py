@@ -2,6 +2,12 @@
 
 Outside GitHub Actions (no ``GITHUB_OUTPUT`` …) every function is a no-op or
 plain printing, so the same code serves ``keeptraining run`` on a laptop.
+
+On GitHub, ``keeptraining`` runs its whole command with workflow commands
+stopped (``commands_stopped``): every line it prints that carries text from the
+training script, ``metrics.json``, the configuration or a dispatch input is then
+inert. Its own annotations are queued meanwhile and printed, escaped, once
+commands are back on; secrets are masked before the stop.
 """
 
 from __future__ import annotations
@@ -30,17 +36,44 @@ def command(name: str, message: str, **props: str) -> str:
     return f"::{name}{' ' + rendered if rendered else ''}::{escape_data(message)}"
 
 
+class _Commands:
+    """Whether workflow commands are stopped (the resume token) and the annotations queued meanwhile."""
+
+    token: str | None = None
+    pending: list[str] = []  # noqa: RUF012 - one process-wide queue, on purpose
+
+
+_commands = _Commands()
+
+
 def annotate(level: str, message: str, title: str = "") -> None:
-    """An ``::error``/``::warning``/``::notice`` annotation on GitHub, a plain line elsewhere."""
-    if in_actions():
-        print(command(level, message, title=title), flush=True)
+    """An ``::error``/``::warning``/``::notice`` annotation on GitHub, a line on stderr elsewhere.
+
+    While commands are stopped the annotation is queued (and its text shown at once
+    as a plain line), so that the runner still turns it into an annotation.
+    """
+    plain = f"{level}: {title + ': ' if title else ''}{message}"
+    if not in_actions():
+        print(plain, file=sys.stderr, flush=True)
+    elif _commands.token is not None:
+        print(plain, file=sys.stderr, flush=True)
+        _commands.pending.append(command(level, message, title=title))
     else:
-        print(f"{level}: {title + ': ' if title else ''}{message}", file=sys.stderr, flush=True)
+        print(command(level, message, title=title), flush=True)
+
+
+def warn(message: str, title: str = "") -> None:
+    """The one way keeptraining warns: a ``::warning::`` annotation on GitHub, stderr elsewhere."""
+    annotate("warning", message, title)
 
 
 def mask(value: str | None) -> None:
-    """Ask the runner to mask a secret in all later log output (each line of it)."""
-    if value and in_actions():
+    """Ask the runner to mask a secret in all later log output (each line of it).
+
+    Never while commands are stopped: the runner would print the line, secret and all,
+    instead of obeying it. Secrets are masked before the stop (``cli.main``).
+    """
+    if value and in_actions() and _commands.token is None:
         for line in value.splitlines():
             if line.strip():
                 print(f"::add-mask::{escape_data(line)}", flush=True)
@@ -66,17 +99,24 @@ def write_summary(markdown: str, env: Mapping[str, str] = os.environ) -> None:
 
 @contextmanager
 def commands_stopped() -> Iterator[None]:
-    """While the training log streams, the runner must not obey workflow commands in it.
+    """While keeptraining prints untrusted text, the runner must not obey workflow commands in it.
 
-    A training script (or a hostile commit) could otherwise print ``::add-mask::``,
-    ``::error::`` or a forged ``::set-output`` and steer the job.
+    A training script (or a hostile commit, metrics file or input) could otherwise
+    print ``::add-mask::``, ``::error::`` or a forged ``::set-output`` and steer the
+    job. Re-entrant: an inner use inside an outer one changes nothing. Annotations
+    queued meanwhile are printed after the resume line.
     """
-    if not in_actions():
+    if not in_actions() or _commands.token is not None:
         yield
         return
-    token = secrets.token_hex(16)
+    token = _commands.token = secrets.token_hex(16)
     print(f"::stop-commands::{token}", flush=True)
     try:
         yield
     finally:
+        sys.stderr.flush()
         print(f"::{token}::", flush=True)
+        _commands.token = None
+        queued, _commands.pending = _commands.pending, []
+        for line in queued:
+            print(line, flush=True)

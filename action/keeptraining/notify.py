@@ -38,7 +38,6 @@ import re
 import smtplib
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,9 +45,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from pathlib import Path
 
-from . import report
+from . import gha, report, safe_paths, search_report
 from .config import Config
-from .errors import NotifyError
+from .errors import NotifyError, PathRefused
 from .ledger import CHART_FILE, Ledger
 from .strategy import CHAIN_FAILED, CHAIN_REACHED, EXHAUSTED, SUPERSEDED, Decision
 
@@ -93,9 +92,10 @@ class MailSettings:
         if security not in DEFAULT_PORTS:
             raise NotifyError(f"smtp_security = {security!r} is not valid; expected one of "
                               f"{', '.join(DEFAULT_PORTS)}.")
-        if password is None:
+        if password is None:  # the one place the password is read
             password = env.get(PASSWORD_ENV) or None
         username = config.smtp_username or None
+        # The one place the sender is worked out: mail_from, else a user name that is an address.
         sender = config.mail_from or (username if username and "@" in username else DEFAULT_FROM)
         return cls(
             server=(config.smtp_server or "").strip() or None,
@@ -120,27 +120,9 @@ def _repo_prefix(ledger: Ledger) -> str:
 
 
 def subject(config: Config, ledger: Ledger, decision: Decision) -> str:
-    metric = report.one_line(config.metric, 40)
-    threshold = report.fmt_threshold(config.threshold)
-    last = ledger.last
-    if last is None:
-        text = "keeptraining: no attempt ran"
-    elif decision.kind == CHAIN_REACHED and last.metric is not None:
-        text = (f"Threshold {metric} reached: {last.metric:.3f} ≥ {threshold} "
-                f"(attempt {last.attempt}, {report.epochs_done(last)} epochs)")
-    elif decision.kind == EXHAUSTED:
-        best = ledger.best()
-        best_text = f"best {best.metric:.3f} at attempt {best.attempt}" \
-            if best is not None and best.metric is not None else "no metric reported"
-        text = f"Threshold not reached after {last.attempt} attempts: {best_text}"
-    elif decision.kind == CHAIN_FAILED:
-        reason = report.one_line(last.error or decision.reason, 80)
-        text = f"Training failed at attempt {last.attempt}: {reason}"
-    elif decision.kind == SUPERSEDED:
-        newer = str((ledger.chain.get("superseded_by") or {}).get("commit") or "")
-        text = f"Chain superseded at attempt {last.attempt}: commit {report.one_line(newer[:7], 7)} took over"
-    else:
-        text = f"keeptraining: {report.one_line(decision.reason, 100)}"
+    """``[owner/repo branch] `` and the verdict, in the words the CLI and the job summary use."""
+    text = report.verdict(ledger, config, decision) if ledger.last is not None or \
+        decision.kind == CHAIN_FAILED else "keeptraining: no attempt ran"
     return report.one_line(_repo_prefix(ledger) + text, 200)
 
 
@@ -174,7 +156,13 @@ def _provenance_text(ledger: Ledger) -> list[str]:
 
 
 def _text_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str) -> str:
-    parts = [report.verdict(ledger, config, decision), "", report.attempts_table(ledger, config), ""]
+    parts = [report.verdict(ledger, config, decision), ""]
+    if decision.hint:
+        parts += [f"What to do: {report.one_line(decision.hint, 1000)}", ""]
+    trials = search_report.trials_table(ledger, config)
+    if trials:
+        parts += [search_report.best_line(ledger, config), "", trials, ""]
+    parts += [report.attempts_table(ledger, config), ""]
     provenance = _provenance_text(ledger)
     if provenance:
         parts += [*provenance, ""]
@@ -225,11 +213,17 @@ def _html_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
         '<body style="font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#24292f">',
         f'<h2 style="color:{colour}">{report.html_text(report.verdict(ledger, config, decision))}</h2>',
         _html_provenance(ledger),
-        _html_table(config, ledger),
     ]
+    if decision.hint:
+        parts.append(f"<p><b>What to do:</b> {report.html_text(decision.hint, 1000)}</p>")
+    trials = search_report.trials_html(ledger, config)
+    if trials:
+        parts += [f"<p>{report.html_text(search_report.best_line(ledger, config), 400)}</p>", trials]
+    parts.append(_html_table(config, ledger))
     if chart_cid:
         w, h = report.CHART_SIZE_PX
-        alt = html.escape(f"{report.one_line(config.metric, 40)} per epoch", quote=True)
+        per = "per trial and against each searched value" if trials else "per epoch"
+        alt = html.escape(f"{report.one_line(config.metric, 40)} {per}", quote=True)
         parts.append(f'<p><img src="cid:{html.escape(chart_cid, quote=True)}" alt="{alt}" '
                      f'width="{w}" height="{h}" style="max-width:100%;height:auto"></p>')
     url = _last_run_url(ledger)
@@ -249,10 +243,12 @@ def _domain(address: str) -> str:
 
 
 def build_message(config: Config, ledger: Ledger, decision: Decision, *, chart_png: bytes | None,
-                  log_tail: str = "", mail_from: str | None = None) -> EmailMessage:
-    """The notification: multipart/alternative of text and HTML (multipart/related with the chart)."""
-    sender = mail_from or config.mail_from or (
-        config.smtp_username if config.smtp_username and "@" in config.smtp_username else DEFAULT_FROM)
+                  mail_from: str, log_tail: str = "") -> EmailMessage:
+    """The notification: multipart/alternative of text and HTML (multipart/related with the chart).
+
+    ``mail_from`` is ``MailSettings.mail_from``: the sender is worked out there only.
+    """
+    sender = mail_from
     domain = _domain(sender)
     message = EmailMessage()
     try:
@@ -444,8 +440,8 @@ def _check(settings: MailSettings, recipients: list[str]) -> None:
             raise NotifyError(
                 f"Refusing to send the SMTP password unencrypted to {settings.where} (smtp-security: none).",
                 hint=f"Use starttls or ssl, or set {ALLOW_PLAIN_AUTH_ENV}=true for a trusted local relay.")
-        print(f"warning: smtp-security is none: the mail to {settings.where} travels unencrypted; "
-              "use this only for a local relay.", file=sys.stderr, flush=True)
+        gha.warn(f"smtp-security is none: the mail to {settings.where} travels unencrypted; "
+                 "use this only for a local relay.", title="Unencrypted mail")
 
 
 def _deliver_smtp(message: EmailMessage, settings: MailSettings, attempts: int,
@@ -490,7 +486,7 @@ def send(message: EmailMessage, settings: MailSettings, *, attempts: int = 4,
 
 def _warn_refused(refused: dict[str, tuple[int, str]]) -> None:
     listed = "; ".join(f"{r}: {t}" for r, (_, t) in refused.items())
-    print(f"warning: the SMTP server refused some recipients: {listed}", file=sys.stderr, flush=True)
+    gha.warn(f"The SMTP server refused some recipients: {listed}", title="Mail recipients refused")
 
 
 def _slug(text: str) -> str:
@@ -500,7 +496,10 @@ def _slug(text: str) -> str:
 
 def write_outbox(message: EmailMessage, outbox: Path) -> Path:
     """Write ``message`` as ``<timestamp>-<subject slug>.eml`` in ``outbox`` (never overwriting)."""
-    outbox.mkdir(parents=True, exist_ok=True)
+    try:
+        safe_paths.plain_dir(outbox, "The outbox")
+    except PathRefused as exc:
+        raise NotifyError(exc.message) from None
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = f"{stamp}-{_slug(str(message.get('Subject', '')))}"
     data = message.as_bytes(policy=email.policy.default)
@@ -534,8 +533,9 @@ def deliver(message: EmailMessage, settings: MailSettings, outbox: Path, *, atte
     return text
 
 
-def notify(config: Config, ledger: Ledger, decision: Decision, *, state_dir: Path, password: str | None,
-           log_tail: str = "", attempts: int = 4, sleep: Sleep = time.sleep) -> str | None:
+def notify(config: Config, ledger: Ledger, decision: Decision, *, state_dir: Path,
+           password: str | None = None, log_tail: str = "", attempts: int = 4,
+           sleep: Sleep = time.sleep) -> str | None:
     """Mail the end of the chain when ``notify_on`` selects it; returns where it went, or None."""
     if decision.kind not in EVENTS or decision.kind not in config.notify_on:
         return None
@@ -545,8 +545,7 @@ def notify(config: Config, ledger: Ledger, decision: Decision, *, state_dir: Pat
         chart = report.render_chart(ledger, config, state_dir / CHART_FILE, decision)
         chart_png = chart.read_bytes()
     except (OSError, ValueError, RuntimeError) as exc:  # the mail matters more than its picture
-        print(f"warning: the chart could not be drawn ({exc}); sending the mail without it.",
-              file=sys.stderr, flush=True)
+        gha.warn(f"The chart could not be drawn ({exc}); the mail goes without it.", title="No chart")
     message = build_message(config, ledger, decision, chart_png=chart_png, log_tail=log_tail,
                             mail_from=settings.mail_from)
     return deliver(message, settings, state_dir / OUTBOX_DIR, attempts=attempts, sleep=sleep)

@@ -16,6 +16,7 @@ within a lineage the latest value of each epoch.
 from __future__ import annotations
 
 import html
+import io
 import math
 import re
 import urllib.parse
@@ -23,28 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import strategy
+from . import safe_paths, strategy
 from .config import Config
 from .ledger import FAILED, Attempt, Ledger
 from .strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, SUPERSEDED, Decision
+from .wording import fmt_threshold, one_line
 
 CHART_SIZE_PX = (900, 450)
 CHART_DPI = 100
 MERMAID_MAX_POINTS = 60  # more epochs than this are sampled so the x-axis stays readable
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL_NOT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # log text keeps its line breaks
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~:])")  # < > & are left to html.escape
 
 
 # --------------------------------------------------------------------------- text helpers
-
-def one_line(value: object, limit: int | None = None) -> str:
-    """``value`` as one printable line (control characters and newlines become spaces)."""
-    text = " ".join(_CONTROL.sub(" ", str(value)).split())
-    if limit is not None and len(text) > limit:
-        text = text[: max(limit - 1, 0)].rstrip() + "…"
-    return text
-
 
 def md_escape(value: object, limit: int | None = None) -> str:
     """``value`` as inert markdown text: one line, markdown punctuation and HTML escaped.
@@ -75,20 +70,10 @@ def safe_url(value: object) -> str | None:
     return urllib.parse.quote(url, safe=":/?#@!$&*+,;=%-._~")
 
 
-def fmt_threshold(value: float) -> str:
-    """0.9 -> '0.90', 0.925 -> '0.925': at least two decimals, never a rounded-off digit."""
-    text = f"{value:.2f}"
-    return text if math.isclose(float(text), value, abs_tol=1e-12) else f"{value:g}"
-
-
 def _metric(value: float | None, digits: int = 4) -> str:
     if value is None or not math.isfinite(value):
         return "-"
     return f"{value:.{digits}f}"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 # --------------------------------------------------------------------------- rows
@@ -182,27 +167,7 @@ def attempts_markdown(ledger: Ledger, config: Config) -> str:
 # --------------------------------------------------------------------------- verdict
 
 def verdict(ledger: Ledger, config: Config, decision: Decision) -> str:
-    """One line that says how the chain stands (or ended)."""
-    metric = one_line(config.metric, 40)
-    threshold = fmt_threshold(config.threshold)
-    last = ledger.last
-    if last is None:
-        return "No attempt yet."
-    if decision.kind == CHAIN_REACHED and last.metric is not None:
-        return (f"Threshold reached: {metric} {last.metric:.4f} ≥ {threshold} at attempt {last.attempt} "
-                f"({_plural(epochs_done(last), 'epoch')})")
-    if decision.kind == EXHAUSTED:
-        best = ledger.best()
-        best_text = (f"best {metric} {best.metric:.4f} at attempt {best.attempt}"
-                     if best is not None and best.metric is not None else "no attempt reported a metric")
-        return f"Threshold not reached after {_plural(last.attempt, 'attempt')}: {best_text}"
-    if decision.kind == CHAIN_FAILED:
-        return f"Attempt {last.attempt} failed: {one_line(last.error or decision.reason, 300)}"
-    if decision.kind == CONTINUE and last.metric is not None:
-        nxt = f"; next attempt {last.attempt + 1} trains to {decision.next_epochs} epochs" \
-            if decision.next_epochs else ""
-        return (f"Below threshold: {metric} {last.metric:.4f} < {threshold} at attempt {last.attempt} "
-                f"({_plural(epochs_done(last), 'epoch')}){nxt}")
+    """One line that says how the chain stands (or ended): the decision's own words (wording.py)."""
     return one_line(decision.reason, 300)
 
 
@@ -325,6 +290,10 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
 
     if decision is None:
         decision = strategy.decide(config, ledger)
+    if config.strategy == "search":
+        from . import search_report  # noqa: PLC0415 - it builds on this module
+
+        return search_report.render_chart(ledger, config, path)
     metric = one_line(config.metric, 40)
     width, height = CHART_SIZE_PX
     fig = Figure(figsize=(width / CHART_DPI, height / CHART_DPI), dpi=CHART_DPI)
@@ -362,10 +331,12 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        canvas.print_png(str(path))
+        png = io.BytesIO()
+        canvas.print_png(png)
     finally:
         fig.clear()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    safe_paths.atomic_write(path, png.getvalue())  # replaces a planted link, never writes through it
     return path
 
 
@@ -397,14 +368,60 @@ def provenance_markdown(chain: dict[str, Any]) -> str:
     return ("**Trained:** " + ", ".join(parts)) if parts else ""
 
 
+def result_markdown(ledger: Ledger, config: Config) -> str:
+    """Where the last attempt's metric came from (the output line, when it was read from one),
+    and the training-contract warnings it raised ('' when there is nothing to say)."""
+    last = ledger.last
+    if last is None:
+        return ""
+    out = []
+    if last.metric is not None and last.metric_source:
+        line = f": <code>{html_text(last.metric_line, 200)}</code>" if last.metric_line else ""
+        out.append(f"**{md_escape(config.metric, 40)} read from:** {md_escape(last.metric_source, 60)}{line}")
+    out += [f"> **Warning:** {md_escape(text, 500)}" for text in last.warnings[:5]]
+    return "\n\n".join(out)
+
+
+def failure_markdown(title: str, message: str, hint: str = "", log_tail: str = "") -> str:
+    """The error that ended an attempt, what to do, and the end of its log (escaped, folded)."""
+    out = [f"**{md_escape(title, 100)}:** {md_escape(message, 2000)}"]
+    if hint:
+        out += ["", f"_{md_escape(hint, 1000)}_"]
+    if log_tail.strip():
+        lines = "\n".join(log_tail.rstrip().splitlines()[-60:])[-8000:]
+        text = html.escape(_CONTROL_NOT_NEWLINE.sub("", lines), quote=True)
+        out += ["", "<details open><summary>Last lines of the log</summary>", "", f"<pre>{text}</pre>",
+                "", "</details>"]
+    return "\n".join(out)
+
+
+def failure_summary(verdict_text: str, title: str, message: str, hint: str = "") -> str:
+    """The job summary of a run that failed before its configuration could even be read."""
+    return (f"## {_ICONS[CHAIN_FAILED]} keeptraining: {md_escape(verdict_text, 300)}\n\n"
+            + failure_markdown(title, message, hint) + "\n")
+
+
 def job_summary(ledger: Ledger, config: Config, decision: Decision,
-                next_run: dict[str, Any] | None = None) -> str:
-    """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict, table, chart, provenance, next run."""
+                next_run: dict[str, Any] | None = None, *, failure: str = "") -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict, the failure (``failure_markdown``) if
+    any, table, chart, provenance, next run."""
     icon = _ICONS.get(decision.kind, "")
     out = [f"## {icon} keeptraining: {md_escape(verdict(ledger, config, decision))}".replace("  ", " "),
            ""]
-    out += [attempts_markdown(ledger, config), ""]
-    out += [mermaid_chart(ledger, config), ""]
+    if failure:
+        out += [failure, ""]
+    if config.strategy == "search":
+        from . import search_report  # noqa: PLC0415 - it builds on this module
+
+        out += [search_report.summary_markdown(ledger, config), "", "### Attempts", ""]
+        out += [attempts_markdown(ledger, config), ""]
+    else:
+        out += [attempts_markdown(ledger, config), ""]
+    result = result_markdown(ledger, config)
+    if result:
+        out += [result, ""]
+    if config.strategy != "search":
+        out += [mermaid_chart(ledger, config), ""]
     provenance = provenance_markdown(ledger.chain)
     if provenance:
         out += [provenance, ""]

@@ -4,13 +4,15 @@ The seed's rule, kept: attempt 1 trains ``epochs``; every further attempt trains
 the previous attempt's epochs + ``epoch_step``. With ``resume`` the next attempt starts from the previous
 checkpoint (``initial_epoch`` = epochs it already has) and trains only the added
 epochs; without it, it retrains from scratch. The chain is always bounded by
-``max_attempts`` (and ``max_epochs`` when set).
+``max_attempts`` (and ``max_epochs`` / ``max_epochs_total`` when set).
+``strategy: search`` (search.py) plans its attempts itself; ``decide`` hands over to it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import wording
 from .config import Config
 from .ledger import BELOW, FAILED, REACHED, Attempt, Ledger
 
@@ -33,8 +35,9 @@ class Plan:
 @dataclass(frozen=True)
 class Decision:
     kind: str  # CONTINUE | CHAIN_REACHED | EXHAUSTED | CHAIN_FAILED
-    reason: str  # one sentence for people
+    reason: str  # the verdict, one line (wording.py): what the CLI, the summary and the mail say
     next_epochs: int | None = None  # only for CONTINUE
+    hint: str = ""  # what to do about it (a failure's fix), shown under the verdict in the mail
 
 
 def next_epochs(config: Config, ledger: Ledger) -> int:
@@ -63,26 +66,31 @@ def _resumable(ledger: Ledger, attempt: int) -> Attempt | None:
 
 
 def decide(config: Config, ledger: Ledger) -> Decision:
-    """After the ledger's last attempt: go on, or end the chain (and why)."""
+    """After the ledger's last attempt: go on, or end the chain (and why, in the one wording)."""
+    if config.strategy == "search":
+        from . import search  # noqa: PLC0415 - search builds on this module's Plan and Decision
+
+        return search.decide(config, ledger)
     last = ledger.last
     if last is None:
         return Decision(CONTINUE, "No attempt yet.", next_epochs(config, ledger))
-    if last.outcome == REACHED:
-        return Decision(CHAIN_REACHED, f"{config.metric} {last.metric:.4f} >= {config.threshold} "
-                                       f"at attempt {last.attempt} ({last.epochs_reached} epochs).")
-    if last.outcome == FAILED:
-        return Decision(CHAIN_FAILED, f"Attempt {last.attempt} failed: {last.error}")
+    epochs = last.epochs_reached if last.epochs_reached is not None else last.epochs
+    if last.outcome == REACHED and last.metric is not None:
+        return Decision(CHAIN_REACHED, wording.reached(config.metric, last.metric, config.threshold,
+                                                       last.attempt, epochs))
+    if last.outcome == FAILED or last.metric is None:
+        return Decision(CHAIN_FAILED, wording.failed(last.attempt, last.error or "no metric was recorded"))
     assert last.outcome == BELOW
     best = ledger.best()
-    best_text = f"best {config.metric} {best.metric:.4f} at attempt {best.attempt}" if best and \
-        best.metric is not None else "no metric"
+    best_pair = (best.metric, best.attempt) if best is not None and best.metric is not None else None
     if last.attempt >= config.max_attempts:
-        return Decision(EXHAUSTED, f"Threshold {config.threshold} not reached after "
-                                   f"{last.attempt} attempts (max_attempts): {best_text}.")
+        return Decision(EXHAUSTED, wording.exhausted(config.metric, last.attempt, best_pair))
+    if config.max_epochs_total and ledger.total_epochs_trained() >= config.max_epochs_total:
+        within = f"within max_epochs_total {config.max_epochs_total}"
+        return Decision(EXHAUSTED, wording.exhausted(config.metric, last.attempt, best_pair, within=within))
     upcoming = next_epochs(config, ledger)
     if config.max_epochs and upcoming <= (last.epochs_reached or 0):
-        return Decision(EXHAUSTED, f"Threshold {config.threshold} not reached within "
-                                   f"max_epochs {config.max_epochs}: {best_text}.")
-    return Decision(CONTINUE, f"{config.metric} {last.metric:.4f} < {config.threshold}: "
-                              f"next attempt {last.attempt + 1} trains to {upcoming} epochs.",
-                    upcoming)
+        return Decision(EXHAUSTED, wording.exhausted(config.metric, last.attempt, best_pair,
+                                                     max_epochs=config.max_epochs))
+    return Decision(CONTINUE, wording.below(config.metric, last.metric, config.threshold, last.attempt,
+                                            epochs, upcoming), upcoming)

@@ -9,6 +9,7 @@ knows how host paths look from inside the training process.
 from __future__ import annotations
 
 import collections
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 
 LOG_TAIL_LINES = 60
 ERROR_TAIL_LINES = 20
+LOG_FILE = "train.log"  # the whole training log, in the attempt's output folder
+MAX_LOG_BYTES = 64 * 1024 * 1024  # past this, train.log says it was cut (the tail stays in memory)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class TrainRequest:
     timeout: float  # seconds for the whole attempt
     resume_from: Path | None = None  # absolute host path of the checkpoint, or None
     memory_limit: str | None = None  # docker only: the container's memory limit, e.g. "4g"
+    adapter_dir: Path | None = None  # the Keras adapter's folder, put on PYTHONPATH (None: adapt none)
     on_line: Callable[[str], None] | None = None  # live log sink, one line at a time
 
 
@@ -57,3 +61,54 @@ def echo_line(line: str) -> None:
     """The default live sink: the training log goes to stdout as it comes."""
     sys.stdout.write(line if line.endswith("\n") else line + "\n")
     sys.stdout.flush()
+
+
+class LogFile:
+    """The attempt's training log, written to ``train.log`` in its output folder as it streams.
+
+    Opened before the script starts, never over an existing file and never through a
+    link. The live echo (the terminal, a pipe such as ``| head``) may fail at any
+    time: the log file and the training go on, the echo is dropped.
+    """
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self.written = 0
+        self.echo_error: BaseException | None = None
+
+    @classmethod
+    def create(cls, folder: Path) -> LogFile:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC
+        try:
+            return cls(os.open(folder / LOG_FILE, flags, 0o644))
+        except OSError:  # the log in memory (tail, metric line) is what counts; the file is a copy
+            return cls(None)
+
+    def write(self, line: str) -> None:
+        if self.fd is None or self.written > MAX_LOG_BYTES:
+            return
+        data = (line if line.endswith("\n") else line + "\n").encode("utf-8", "replace")
+        if self.written + len(data) > MAX_LOG_BYTES:
+            data = f"[{LOG_FILE} cut at {MAX_LOG_BYTES} bytes]\n".encode()
+        try:
+            os.write(self.fd, data)
+            self.written += len(data)
+        except OSError:
+            self.close()
+
+    def sink(self, echo: Callable[[str], None] | None) -> Callable[[str], None]:
+        """A live-log sink: the file first, then ``echo`` until it fails once."""
+        def on_line(line: str) -> None:
+            self.write(line)
+            if echo is None or self.echo_error is not None:
+                return
+            try:
+                echo(line)
+            except (OSError, ValueError) as exc:  # BrokenPipeError, a closed stdout
+                self.echo_error = exc
+        return on_line
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,78 @@
+"""The adapter on the docker backend: a repository with a plain Keras script, a requirements.txt
+and no Dockerfile, through a real engine; and the adapter inside a locked-down container."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+
+from conftest import REPO_ROOT, TrainingImage
+from keeptraining import adapter, backend_docker, ledger
+from keeptraining.cli import main
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+ZOO = Path(__file__).resolve().parent / "zoo"
+SCRIPT = "sequential_fixed_epochs.py"
+
+
+def test_no_dockerfile_plain_script_resumes_in_the_generated_image(
+        tmp_path: Path, training_image: TrainingImage, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = tmp_path / "repo"
+    (repo / "code").mkdir(parents=True)
+    for name in ("zoo_data.py", SCRIPT):
+        shutil.copy(ZOO / name, repo / "code")
+    shutil.copy(REPO_ROOT / "requirements.txt", repo / "requirements.txt")
+    (repo / ".keeptraining.yml").write_text(yaml.safe_dump(
+        {"code_path": "code", "train_command": f"python {SCRIPT}", "backend": "docker", "threshold": 0.999,
+         "max_attempts": 2, "base_image": training_image.base_image}))
+    assert main(["run", "--repo", str(repo)]) == 3
+    out = capsys.readouterr().out
+    assert "No Dockerfile: keeptraining generates the training image." in out
+    assert f"{SCRIPT} imports keras, numpy (local: zoo_data)" in out
+    assert "requirements.txt names tensorflow-cpu==2.21.0" in out
+    assert re.search(r"^Epoch 11/20$", out, flags=re.MULTILINE)
+    first, second = ledger.load(repo / ".keeptraining").attempts
+    assert second.resumed_from == "attempt-001/model.keras" and second.epochs_reached == 20
+    assert second.metric_source == "evaluate"
+    steps = first.adapter["optimizer_iterations"]["end"]
+    assert second.adapter["optimizer_iterations"] == {"start": steps, "end": 2 * steps}
+    assert not (repo / "Dockerfile").exists() and not (repo / "code" / "Dockerfile").exists()
+
+
+def test_the_adapter_writes_only_to_the_output_folder_in_a_read_only_container(
+        tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient) -> None:
+    """Read-only root, tmpfs /tmp, no capabilities, not root: what a hardened container allows."""
+    code, output = tmp_path / "code", tmp_path / "output"
+    code.mkdir()
+    output.mkdir(mode=0o777)
+    output.chmod(0o777)
+    for name in ("zoo_data.py", SCRIPT):
+        shutil.copy(ZOO / name, code)
+    mounts = [docker.types.Mount("/workspace/code", str(code), type="bind", read_only=True),
+              docker.types.Mount("/workspace/output", str(output), type="bind"),
+              docker.types.Mount(adapter.CONTAINER_DIR, str(adapter.folder()), type="bind", read_only=True)]
+    env = {"KT_ADAPT": "auto", "KT_EPOCHS": "2", "KT_INITIAL_EPOCH": "0", "KT_RESUME_FROM": "",
+           "KT_THRESHOLD": "0.999", "KT_METRIC": "accuracy", "KT_OUTPUT_DIR": "/workspace/output",
+           "HOME": "/tmp", "PYTHONPATH": adapter.CONTAINER_DIR}
+    container = docker_client.containers.create(
+        training_image.tag, ["python", SCRIPT], working_dir="/workspace/code", mounts=mounts, environment=env,
+        user="1000:1000", read_only=True, tmpfs={"/tmp": "rw,size=64m"}, cap_drop=["ALL"],
+        network_mode="none", labels=dict(backend_docker.LABELS))
+    try:
+        container.start()
+        status = container.wait(timeout=300)
+        log = container.logs().decode("utf-8", "replace")
+    finally:
+        container.remove(force=True)
+    assert status["StatusCode"] == 0, log
+    assert sorted(p.name for p in output.iterdir()) == ["metrics.json", "model.keras"]
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert (metrics["epochs"], metrics["metric_source"]) == (2, "evaluate")
+    assert "could not" not in log

@@ -1,0 +1,277 @@
+"""Typical Keras scripts, unmodified, through real local chains: the adapter makes them follow the
+contract; with ``adapt: none`` the chain catches them instead of spending its budget.
+
+Every script lives in tests/zoo/ (written for these tests) and trains on scikit-learn's bundled
+digits for a few seconds. Assertions come from Keras's own output (``Epoch 11/20``), the ledger,
+and the checkpoints themselves (optimizer ``iterations`` read back from each model.keras).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from keeptraining import ledger
+from keeptraining.cli import main
+
+pytestmark = pytest.mark.integration
+
+ZOO = Path(__file__).resolve().parent / "zoo"
+ML_CODE = Path(__file__).resolve().parents[1] / "ml_code"
+
+
+def zoo_repo(root: Path, script: str, **config: Any) -> Path:
+    """A repository whose code folder holds one zoo script (and the zoo's data loader)."""
+    code = root / "code"
+    code.mkdir(parents=True)
+    shutil.copy(ZOO / "zoo_data.py", code)
+    shutil.copy(ZOO / script, code)
+    settings = {"code_path": "code", "train_command": f"python {script}", "backend": "local",
+                "threshold": 0.999, "max_attempts": 2, **config}
+    (root / ".keeptraining.yml").write_text(yaml.safe_dump(settings))
+    return root
+
+
+def run(repo: Path, *args: str) -> int:
+    return main(["run", "--repo", str(repo), *args])
+
+
+def attempts(repo: Path) -> list[ledger.Attempt]:
+    return ledger.load(repo / ".keeptraining").attempts
+
+
+def by_attempt(output: str) -> dict[int, str]:
+    """The run's output cut at each `== Attempt N/M` heading."""
+    parts = re.split(r"^== Attempt (\d+)/\d+", output, flags=re.MULTILINE)
+    return {int(number): text for number, text in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def epoch_lines(text: str) -> list[str]:
+    return re.findall(r"^Epoch \d+/\d+$", text, flags=re.MULTILINE)
+
+
+def checkpoint_iterations(*paths: Path) -> list[int]:
+    """The optimizer's step counter stored in each checkpoint, read back by Keras itself."""
+    code = ("import sys, keras\n"
+            "for p in sys.argv[1:]:\n"
+            "    print(int(keras.saving.load_model(p).optimizer.iterations.numpy()))\n")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    return [int(line) for line in done.stdout.split()]
+
+
+def test_plain_script_grows_resumes_and_reaches_the_threshold(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Hard-coded `epochs = 10`, no checkpoint code, a `Test accuracy:` print: no code change."""
+    repo = zoo_repo(tmp_path, "sequential_fixed_epochs.py", threshold=0.92, max_attempts=4)
+    assert run(repo) == 0
+    records = attempts(repo)
+    output = by_attempt(capsys.readouterr().out)
+    assert len(records) >= 2 and records[-1].outcome == "reached"
+    assert epoch_lines(output[1])[0] == "Epoch 1/10" and epoch_lines(output[1])[-1] == "Epoch 10/10"
+    assert epoch_lines(output[2])[0] == "Epoch 11/20"  # Keras itself numbers the resumed epochs
+    for previous, current in itertools.pairwise(records):
+        assert current.resumed_from == f"attempt-{previous.attempt:03d}/model.keras"
+        assert current.initial_epoch == previous.epochs_reached
+    assert records[0].epochs_reached == 10
+    # The result is the script's own test evaluation, and the ledger says so.
+    assert all(a.metric_source == "evaluate" for a in records)
+    printed = re.findall(r"^Test accuracy: ([\d.]+)$", output[1], flags=re.MULTILINE)
+    assert records[0].metric == pytest.approx(float(printed[-1]))
+    # The optimizer continues: Adam's step counter goes on from where each checkpoint left it.
+    per_epoch = records[0].adapter["optimizer_iterations"]["end"] // 10
+    ends = [a.adapter["optimizer_iterations"]["end"] for a in records]
+    assert ends == [per_epoch * (a.epochs_reached or 0) for a in records]
+    assert [a.adapter["optimizer_iterations"]["start"] for a in records] == [None, *ends[:-1]]
+    state = repo / ".keeptraining"
+    assert checkpoint_iterations(*(state / f"attempt-{a.attempt:03d}/model.keras" for a in records)) == ends
+    assert not any(a.warnings for a in records)
+
+
+def test_learning_rate_and_batch_size_reach_a_script_that_never_reads_them(tmp_path: Path) -> None:
+    repo = zoo_repo(tmp_path, "sequential_fixed_epochs.py", max_attempts=1, epochs=2,
+                    hyperparameters={"learning_rate": 0.05, "batch_size": 16})
+    assert run(repo) == 3
+    (record,) = attempts(repo)
+    assert record.adapter["hyperparameters"] == {"learning_rate": 0.05, "batch_size": 16}
+    train_rows = math.ceil(1348 * 0.9)  # digits() keeps 1348 rows; Keras's validation_split=0.1
+    steps = math.ceil(train_rows / 16)  # batches of 16, not the script's 64
+    assert record.adapter["optimizer_iterations"]["end"] == 2 * steps
+    code = ("import sys, keras\n"
+            "print(float(keras.saving.load_model(sys.argv[1]).optimizer.learning_rate.numpy()))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(repo / ".keeptraining/attempt-001/model.keras")],
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert float(done.stdout) == pytest.approx(0.05)
+
+
+def test_adapt_none_stops_a_script_that_ignores_kt_epochs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = zoo_repo(tmp_path, "sequential_fixed_epochs.py", threshold=0.99, max_attempts=5, adapt="none")
+    assert run(repo) == 1
+    records = attempts(repo)
+    assert [a.outcome for a in records] == ["below", "failed"]
+    assert [a.epochs_reached for a in records] == [10, 10]  # what it trained, not the 20 it was asked
+    assert [a.epochs_source for a in records] == ["log", "log"]
+    assert records[0].metric_source == "stdout (result line)"
+    assert records[0].metric_line is not None and records[0].metric_line.startswith("Test accuracy: ")
+    assert "KT_EPOCHS" in (records[1].error or "")
+    err = capsys.readouterr().err
+    assert "KT_EPOCHS" in err and "adapt: keras" in err
+    assert any("wrote no checkpoint" in w and "attempt-001/model.keras" in w for w in records[0].warnings)
+
+
+def test_tf_data_pipeline_through_tf_keras_is_continued_to_kt_epochs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`from tensorflow import keras`, a tf.data pipeline and `epochs = 6` < KT_EPOCHS = 10."""
+    repo = zoo_repo(tmp_path, "functional_tfdata.py")
+    assert run(repo) == 3
+    records = attempts(repo)
+    output = by_attempt(capsys.readouterr().out)
+    assert epoch_lines(output[1]) == [f"Epoch {i}/6" for i in range(1, 7)] + \
+        [f"Epoch {i}/10" for i in range(7, 11)]
+    assert epoch_lines(output[2])[0] == "Epoch 11/16" and epoch_lines(output[2])[-1] == "Epoch 20/20"
+    assert [a.epochs_reached for a in records] == [10, 20]
+    assert all(a.adapter["continued"] for a in records)
+    assert records[1].metric_source == "evaluate"
+    assert "\x1b[" not in output[1]  # one plain line per epoch, no progress bar, in a log
+
+
+def test_own_callbacks_keep_working_and_their_stop_is_respected(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = zoo_repo(tmp_path, "own_callbacks.py")
+    assert run(repo) == 3
+    records = attempts(repo)
+    output = by_attempt(capsys.readouterr().out)
+    first, second = records
+    assert first.epochs_reached is not None and first.epochs_reached < 10  # EarlyStopping's stop
+    assert f"Epoch {first.epochs_reached}: early stopping" in output[1]
+    assert first.adapter["stopped_by"] == "a callback" and not first.epochs_ignored
+    assert second.initial_epoch == first.epochs_reached and second.resumed_from is not None
+    assert epoch_lines(output[2])[0] == f"Epoch {first.epochs_reached + 1}/20"
+    assert (repo / "code" / "best.keras").is_file()  # the script's own ModelCheckpoint
+    assert not any(a.warnings for a in records)
+
+
+def test_warm_up_then_main_fit_is_one_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = zoo_repo(tmp_path, "warmup_then_main.py")
+    assert run(repo) == 3
+    records = attempts(repo)
+    output = by_attempt(capsys.readouterr().out)
+    assert epoch_lines(output[1]) == ["Epoch 1/2", "Epoch 2/2"] + [f"Epoch {i}/10" for i in range(3, 11)]
+    assert epoch_lines(output[2]) == ["Epoch 11/12", "Epoch 12/12"] + \
+        [f"Epoch {i}/20" for i in range(13, 21)]
+    assert [a.epochs_reached for a in records] == [10, 20]
+    assert records[1].adapter["fit_calls"] == 2
+    # The warm-up's optimizer (head only) cannot take the main optimizer's state: weights only.
+    assert records[1].adapter["resume"] == "weights only"
+
+
+def test_h5_save_no_longer_breaks_resuming(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = zoo_repo(tmp_path, "h5_save.py")
+    assert run(repo) == 3
+    records = attempts(repo)
+    assert epoch_lines(by_attempt(capsys.readouterr().out)[2])[0] == "Epoch 11/20"
+    assert records[1].resumed_from == "attempt-001/model.keras"
+    assert (repo / "code" / "digits_model.h5").is_file()  # the script's own save still happens
+
+
+def test_without_validation_or_evaluate_the_training_metric_is_used_and_said(tmp_path: Path) -> None:
+    repo = zoo_repo(tmp_path, "no_validation.py", max_attempts=1, epochs=3)
+    assert run(repo) == 3
+    (record,) = attempts(repo)
+    assert record.metric_source == "accuracy (training)" and record.epochs_reached == 3
+    metrics = json.loads((repo / ".keeptraining/attempt-001/metrics.json").read_text())
+    assert metrics["metric_source"] == "accuracy (training)" and len(metrics["history"]["accuracy"]) == 3
+
+
+def test_a_percentage_print_is_no_problem_for_the_adapter_and_an_error_without_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    adapted = zoo_repo(tmp_path / "auto", "percent_print.py", max_attempts=1, epochs=2)
+    assert run(adapted) == 3
+    assert attempts(adapted)[0].metric_source == "evaluate"
+    plain = zoo_repo(tmp_path / "none", "percent_print.py", max_attempts=1, epochs=2, adapt="none")
+    assert run(plain) == 1
+    assert "printed as a percentage" in capsys.readouterr().err
+    assert attempts(plain)[0].outcome == "failed"
+
+
+def test_a_script_that_follows_the_contract_is_left_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ml_code/nn.py: identical ledgers with adapt auto and none; the adapter says it steps aside."""
+    results = {}
+    for mode in ("auto", "none"):
+        repo = tmp_path / mode
+        shutil.copytree(ML_CODE, repo / "ml_code", ignore=shutil.ignore_patterns("__pycache__", "output"))
+        (repo / ".keeptraining.yml").write_text(yaml.safe_dump(
+            {"backend": "local", "threshold": 0.999, "epochs": 2, "epoch_step": 2, "max_attempts": 2,
+             "adapt": mode}))
+        assert run(repo) == 3
+        out = capsys.readouterr().out
+        assert ("stepping aside" in out) == (mode == "auto")
+        skip = {"duration_s", "train_s", "started_at", "params"}
+        data = json.loads((repo / ".keeptraining/ledger.json").read_text())
+        results[mode] = [{k: v for k, v in a.items() if k not in skip} for a in data["attempts"]]
+    assert results["auto"] == results["none"]
+    assert [a["epochs_reached"] for a in results["auto"]] == [2, 4]
+    assert all(a["metric_source"] == "metrics.json" and a["adapter"] == {} for a in results["auto"])
+
+
+# --- bad inputs: each a clear message; the ledger and earlier checkpoints stay ---
+
+
+def first_attempt(tmp_path: Path, **config: Any) -> tuple[Path, bytes]:
+    repo = zoo_repo(tmp_path, "sequential_fixed_epochs.py", max_attempts=3, **config)
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    return repo, (repo / ".keeptraining/attempt-001/model.keras").read_bytes()
+
+
+def test_a_crash_inside_fit_fails_the_attempt_and_keeps_the_chain(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo, checkpoint = first_attempt(tmp_path)
+    shutil.copy(ZOO / "crash_in_fit.py", repo / "code")
+    assert main(["attempt", "--repo", str(repo), "--train-command", "python crash_in_fit.py"]) == 1
+    captured = capsys.readouterr()
+    assert "exited with code 1" in captured.err and "the script's own callback broke" in captured.out
+    first, second = attempts(repo)
+    assert (first.outcome, second.outcome) == ("below", "failed")
+    assert (repo / ".keeptraining/attempt-001/model.keras").read_bytes() == checkpoint
+
+
+@pytest.mark.parametrize("damage", ["architecture", "corrupt"])
+def test_an_unusable_checkpoint_is_reported_and_training_starts_from_scratch(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+    repo, checkpoint = first_attempt(tmp_path)
+    if damage == "architecture":  # the script changed its model between two attempts
+        script = repo / "code" / "sequential_fixed_epochs.py"
+        script.write_text(script.read_text().replace("Dense(32", "Dense(48"))
+    else:
+        (repo / ".keeptraining/attempt-001/model.keras").write_bytes(b"PK\x03\x04 not a zip")
+        checkpoint = b"PK\x03\x04 not a zip"
+    capsys.readouterr()
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    out = capsys.readouterr().out
+    assert "cannot resume from model.keras" in out and "Training starts from scratch" in out
+    first, second = attempts(repo)
+    assert (second.resumed_from, second.initial_epoch, second.epochs_reached) == (None, 0, 20)
+    assert second.epochs_trained == 20 and second.adapter["resume"].startswith("failed: ")
+    assert any("did not resume attempt 1's checkpoint" in w for w in second.warnings)
+    assert first.outcome == "below"
+    assert (repo / ".keeptraining/attempt-001/model.keras").read_bytes() == checkpoint
+
+
+def test_a_misspelt_adapt_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = zoo_repo(tmp_path, "sequential_fixed_epochs.py", adapt="kears")
+    assert run(repo) == 2
+    assert "adapt = 'kears' is not valid; expected one of auto, keras, none (did you mean 'keras'?)" \
+        in capsys.readouterr().err
+    assert not (repo / ".keeptraining").exists()
