@@ -127,10 +127,10 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
     with contextlib.ExitStack() as stack:
         try:
             progress.info = chain_info(args, env)  # the chain's inputs first: a bad one is named first
-            if config.commit_status and progress.info.get("commit"):
-                progress.statuses = _github_context(env, _token(env), progress.info)
             attempt_number(args, env)
             restore.parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
+            if config.commit_status and progress.info.get("commit"):  # inputs valid: GitHub may be called
+                progress.statuses = _github_context(env, _token(env), progress.info)
             progress.ws = chain.workspace(config, args.repo)
             stack.enter_context(state_lock.hold(progress.ws.state_dir))
             progress.locked = True
