@@ -189,7 +189,11 @@ def _train_and_dispatch(args: argparse.Namespace, config: Config, env: Mapping[s
     _post_status(progress, commit_status.starting(config, number, _run_url(env)))
     if args.dispatch and github is not None:
         _warn_without_attempt_marker(github, number or 1)
-    if unrestored is not None:
+    if getattr(args, "merge", False):  # the merge job of a round of parallel trials
+        from . import round_step  # noqa: PLC0415 - it builds on this module
+
+        result = round_step.merge(args, config, env, progress.info, unrestored)
+    elif unrestored is not None:
         result = chain.record_unrestored(config, args.repo, unrestored, attempt=number,
                                          epochs=explicit_epochs(config), chain_info=progress.info,
                                          run_info=run_info(env))
@@ -344,7 +348,7 @@ def _superseded(result: chain.AttemptReport, outcome: dispatch.DispatchResult) -
     """A newer chain took over the branch: this chain ends (notice; the mail follows)."""
     commit = str(outcome.superseded_by or "")
     result.ledger.chain["superseded_by"] = {"commit": commit, "run_url": outcome.superseded_run_url}
-    reason = wording.superseded(commit[:7], result.record.attempt)
+    reason = wording.superseded(commit[:7], (result.ledger.last or result.record).attempt)
     result.decision = strategy.Decision(strategy.SUPERSEDED, reason)
     gha.annotate("notice", reason, title="Chain superseded")
 
@@ -356,7 +360,7 @@ def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
     A search dispatches the attempt number only: the next run reads its trial and values from
     the study in the chain state, so a dispatch input can never choose them.
     """
-    record, decision = result.record, result.decision
+    record, decision = result.ledger.last or result.record, result.decision  # a round's: its last trial
     assert decision.next_epochs is not None
     epochs = "" if config.strategy == search.SEARCH else str(decision.next_epochs)
     inputs = {"attempt": str(record.attempt + 1), "epochs": epochs, "commit": str(info.get("commit", ""))}

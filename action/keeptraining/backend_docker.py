@@ -14,6 +14,9 @@ errors, and a streamed log.
   that one file is mounted: never a folder the training script could have
   pointed elsewhere with a link. Nothing under /run, /proc, /sys or /dev, and
   never the engine's socket, is mounted.
+* ``cpus`` and ``gpus`` (optional) become the container's NanoCpus and an NVIDIA device
+  request (``docker run --cpus`` / ``--gpus``); an engine that cannot give GPUs is an error
+  that says what to install.
 * keeptraining keeps its own deadline (``container.wait(timeout=)`` is only an
   HTTP read timeout and is unreliable) and streams the log while it waits.
 """
@@ -37,7 +40,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import Mount
+from docker.types import DeviceRequest, Mount
 
 from . import adapter, safe_paths
 from .errors import BackendUnavailable, PathRefused, TrainingError
@@ -308,6 +311,8 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
             # With a limit, swap may not extend it: past it the kernel kills the training.
             **({"mem_limit": request.memory_limit, "memswap_limit": request.memory_limit}
                if request.memory_limit else {}),
+            **({"nano_cpus": round(request.cpus * 1e9)} if request.cpus else {}),
+            **({"device_requests": [gpu_request(request.gpus)]} if request.gpus else {}),
         )
     except ImageNotFound:
         raise TrainingError(
@@ -318,17 +323,33 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
         raise TrainingError(f"Docker could not create the training container: {short(exc)}") from None
 
 
+def gpu_request(gpus: str) -> DeviceRequest:
+    """``gpus: all`` or a count, as the engine's device request (what ``docker run --gpus`` sends)."""
+    return DeviceRequest(driver="", count=-1 if gpus == "all" else int(gpus), capabilities=[["gpu"]])
+
+
+_GPU_HINT = ("On a GPU runner, install the NVIDIA driver and the NVIDIA Container Toolkit and register it "
+             "with the engine (`nvidia-ctk runtime configure --runtime=docker`, then restart dockerd); "
+             "on a machine without GPUs, leave `gpus` unset.")
 _NOT_STARTED_HINT = "Check train_command (e.g. `python nn.py`): its program must exist in the image."
 # What tini prints when it cannot exec the command (exit 127: not found, 126: not executable).
 _TINI_EXEC_FAILED = re.compile(r"^\[FATAL tini \(\d+\)\] exec (?P<program>.*) failed: (?P<why>.*)$")
+
+
+def _not_started(exc: APIError) -> TrainingError:
+    """The error for a container the engine would not start; GPUs it cannot give are said as such."""
+    text = short(exc)
+    if "device driver" in text or "capabilities: [[gpu]]" in text:
+        return TrainingError("The Docker engine cannot give the training container GPUs (`gpus` is set): "
+                             f"{text}", hint=_GPU_HINT)
+    return TrainingError(f"The training container did not start: {text}", hint=_NOT_STARTED_HINT)
 
 
 def _start(container: Container) -> None:
     try:
         container.start()
     except APIError as exc:
-        raise TrainingError(f"The training container did not start: {short(exc)}",
-                            hint=_NOT_STARTED_HINT) from None
+        raise _not_started(exc) from None
 
 
 def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str,
@@ -349,8 +370,7 @@ def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str
         created[-1].start()
     except APIError as exc:
         if "init" not in str(exc):
-            raise TrainingError(f"The training container did not start: {short(exc)}",
-                                hint=_NOT_STARTED_HINT) from None
+            raise _not_started(exc) from None
         with contextlib.suppress(NotFound):
             created[-1].remove(force=True)
         created.append(_create(dc, request, image, labels, staged, init=False))
@@ -371,14 +391,18 @@ def _raise_if_not_executed(exit_code: int, output: str, command: list[str]) -> N
         )
 
 
-def _follow(container: Container, pump: _LogPump, deadline: float) -> tuple[dict[str, Any], bool]:
+def _follow(container: Container, pump: _LogPump, deadline: float,
+            cancel: threading.Event | None = None) -> tuple[dict[str, Any], bool]:
     """Wait for the container to end, or stop it at ``deadline``: (final state, timed out).
 
     The log stream ends when the container does, so the pump's thread is what is
     waited on (joins are interruptible by Ctrl-C); the state is then read to tell
-    an ended container from a broken stream.
+    an ended container from a broken stream. ``cancel`` (a round of parallel trials
+    interrupted) stops it at once, as Ctrl-C does.
     """
     while True:
+        if cancel is not None and cancel.is_set():
+            raise KeyboardInterrupt("the round was interrupted")
         pump.join(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
         if not pump.is_alive():
             state = _state(container)
@@ -423,7 +447,7 @@ def run(
         container = created[-1]
         pump = _LogPump(container, request.on_line)
         pump.start()
-        state, timed_out = _follow(container, pump, started + request.timeout)
+        state, timed_out = _follow(container, pump, started + request.timeout, request.cancel)
         ended = time.monotonic()
         pump.join(timeout=STOP_GRACE_S)  # the last lines, after the container stopped
     finally:

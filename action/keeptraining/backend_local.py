@@ -4,6 +4,12 @@
 (``sys.executable``), so the local backend trains with the packages installed
 beside keeptraining. The process gets its own process group so a timeout or a
 Ctrl-C stops the whole tree, not just the first process.
+
+A trial of a parallel round (parallel.py) may also be pinned to its share of the
+cores (``cpu_set``), held to a resident-memory limit (``rss_limit``, the process
+group's resident memory checked every half second: the local equivalent of a
+container's memory limit, without needing cgroups), and stopped when the round is
+interrupted (``cancel``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from .errors import TrainingError
 from .train import TrainRequest, TrainResult
 
 _GRACE_S = 5.0  # after SIGTERM, how long the script may take to save and exit
+_WATCH_S = 0.5  # how often a watched training (memory limit, a round's cancel) is checked
 #: Credentials keeptraining itself uses (dispatch, mail), never handed on to the training script;
 #: INPUT_*: the action's inputs as some runners (act) export them. Compared with - read as _.
 WITHHELD_ENV = frozenset({"KT_GITHUB_TOKEN", "GITHUB_TOKEN", "INPUT_GITHUB_TOKEN", "KT_SMTP_PASSWORD",
@@ -50,24 +57,84 @@ def run(request: TrainRequest) -> TrainResult:
     except PermissionError:
         raise TrainingError(f"train_command {argv[0]!r} is not executable.",
                             hint="Make it executable or start it through its interpreter.") from None
+    if request.cpu_set and hasattr(os, "sched_setaffinity"):  # inherited by every thread it starts later
+        _pin(proc, request.cpu_set)
     lines: list[str] = []
     reader = threading.Thread(target=_pump, args=(proc, request, lines), daemon=True)
     reader.start()
     timed_out = False
+    detail = ""
     try:
-        try:
-            proc.wait(timeout=request.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _stop(proc)
+        if request.rss_limit is None and request.cancel is None:
+            try:
+                proc.wait(timeout=request.timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _stop(proc)
+        else:
+            timed_out, detail = _watch(proc, request, start)
     except BaseException:  # Ctrl-C or SIGTERM turned into an exception: stop the tree, keep going up
         _stop(proc)
         raise
     finally:
         reader.join(timeout=_GRACE_S)
+    if timed_out:
+        detail = f"stopped after the {request.timeout:g} s timeout"
     return TrainResult(exit_code=proc.returncode, duration=time.monotonic() - start,
-                       output="".join(lines), timed_out=timed_out,
-                       detail=f"stopped after the {request.timeout:g} s timeout" if timed_out else "")
+                       output="".join(lines), timed_out=timed_out, detail=detail)
+
+
+def _pin(proc: subprocess.Popen[str], cores: tuple[int, ...]) -> None:
+    """Pin the training process to ``cores`` (its share of the machine in a round of trials)."""
+    usable = set(os.sched_getaffinity(0))
+    wanted = {c for c in cores if c in usable} or usable
+    try:
+        os.sched_setaffinity(proc.pid, wanted)
+    except OSError:  # it exited already, or the system refuses: it runs unpinned
+        return
+
+
+def _watch(proc: subprocess.Popen[str], request: TrainRequest, start: float) -> tuple[bool, str]:
+    """Wait for the process, checking every half second its memory (``rss_limit``) and whether the
+    round was cancelled: (timed out, why it was stopped)."""
+    deadline = start + request.timeout
+    while True:
+        try:
+            proc.wait(timeout=max(0.0, min(_WATCH_S, deadline - time.monotonic())))
+            return False, ""
+        except subprocess.TimeoutExpired:
+            pass
+        if request.cancel is not None and request.cancel.is_set():
+            _stop(proc)
+            raise KeyboardInterrupt("the round was interrupted")
+        if request.rss_limit is not None:
+            used = tree_rss(proc.pid)
+            if used > request.rss_limit:
+                _stop(proc)
+                return False, (f"killed: its processes used {used // 2**20} MiB of resident memory, more "
+                               f"than the memory limit of {request.rss_limit // 2**20} MiB")
+        if time.monotonic() >= deadline:
+            _stop(proc)
+            return True, ""
+
+
+def tree_rss(pgid: int) -> int:
+    """Resident bytes of every process in the process group ``pgid`` (the training and its children)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()  # after the command name: state ppid pgrp
+            if int(fields[2]) != pgid:
+                continue
+            with open(f"/proc/{entry.name}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * page
+        except (OSError, ValueError, IndexError):  # it exited meanwhile
+            continue
+    return total
 
 
 def _pump(proc: subprocess.Popen[str], request: TrainRequest, lines: list[str]) -> None:

@@ -228,7 +228,7 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
                            env={**contract_env(config, plan), **(search.hp_env(job.params) if job else {})},
                            timeout=config.timeout,
                            resume_from=resume_path, on_line=log.sink(on_line),
-                           memory_limit=config.memory_limit,
+                           memory_limit=config.memory_limit, cpus=config.cpus, gpus=config.gpus,
                            adapter_dir=adapter.folder() if config.adapt != "none" else None)
     try:
         result = backend.run(request)

@@ -2,6 +2,8 @@
 
     keeptraining run       the whole chain on this machine
     keeptraining attempt   exactly one attempt (what a GitHub workflow run calls)
+    keeptraining trial     one trial of a round of parallel trials (a matrix job of the reusable workflow)
+    keeptraining merge     merge a round's trials, decide, dispatch the next round (the round's last job)
     keeptraining validate  check the configuration and print the effective values
     keeptraining check-resume  (the action, before its checkout) the chain's commit and the run to resume
     keeptraining hooks     install / uninstall the git hook that pushes after each commit
@@ -34,8 +36,11 @@ from . import (
     hooks,
     ledger,
     notify,
+    parallel,
     report,
     restore,
+    round_step,
+    rounds,
     search_report,
     state_lock,
     strategy,
@@ -85,6 +90,19 @@ def _parser() -> argparse.ArgumentParser:
     attempt.add_argument("--commit", default=None, help="the commit this chain trains (default: GITHUB_SHA)")
     attempt.add_argument("--branch", default=None, help="the chain's branch (default: GITHUB_REF_NAME)")
     _add_config_flags(attempt)
+    trial = sub.add_parser("trial", help="(parallel) train one slot of the round into .keeptraining-trial/")
+    trial.add_argument("--slot", type=int, default=None, help="the slot in the round, 1..parallel "
+                                                              "(default: the action input trial)")
+    merge = sub.add_parser("merge", help="(parallel) merge the round's trials from .keeptraining-trials/, "
+                                         "decide, dispatch the next round")
+    merge.add_argument("--dispatch", action="store_true",
+                       help="when the search goes on, dispatch the next round through the GitHub API")
+    for round_parser in (trial, merge):
+        round_parser.add_argument("--attempt", dest="attempt_number", type=int, default=None,
+                                  help="the round's first attempt (default: the ledger's next)")
+        round_parser.add_argument("--commit", default=None, help="the commit this chain trains")
+        round_parser.add_argument("--branch", default=None, help="the chain's branch")
+        _add_config_flags(round_parser)
     validate = sub.add_parser("validate", help="check the configuration and print the effective values")
     _add_config_flags(validate)
     sub.add_parser("check-resume", help="(GitHub Actions) check the chain's commit and the run to resume "
@@ -161,15 +179,17 @@ def _run_chain(args: argparse.Namespace, config: config_mod.Config, ws: chain.Wo
     if not args.continue_chain:
         chain.archive_previous(ws.state_dir, print)
     else:
-        ended = strategy.decide(config, ledger.load(ws.state_dir))
+        ended = rounds.verdict(config, ledger.load(ws.state_dir))
         if ended.kind in (strategy.CHAIN_REACHED, strategy.EXHAUSTED):
             print(f"The chain in {ws.state_dir} has already ended: {ended.reason}")
             return 0 if ended.kind == strategy.CHAIN_REACHED else 3
     steps = "per promotion of a search trial" if config.strategy == "search" else "per attempt"
+    at_once = f", {config.parallel} trials at once" if config.parallel > 1 else ""
     print(f"keeptraining: {config.metric} >= {config.threshold}, {config.epochs} epochs then "
-          f"+{config.epoch_step} {steps}, at most {config.max_attempts} attempts, "
+          f"+{config.epoch_step} {steps}, at most {config.max_attempts} attempts{at_once}, "
           f"resume={str(config.resume).lower()}, backend={backend.name}")
-    final = chain.run_chain(config, args.repo, backend, say=print)
+    run_all = parallel.run_chain if config.parallel > 1 else chain.run_chain
+    final = run_all(config, args.repo, backend, say=print)
     print("\n" + report.attempts_table(final.ledger, config))
     if config.strategy == "search":
         print("\n" + search_report.trials_table(final.ledger, config))
@@ -195,9 +215,24 @@ def cmd_hooks(args: argparse.Namespace) -> int:
 def cmd_attempt(args: argparse.Namespace) -> int:
     try:
         config = load_config(args)
+        round_step.reject_single_job(config, os.environ)
     except ConfigError as exc:
         attempt_step.fail_before_config(exc)
         raise
+    return attempt_step.run(args, config)
+
+
+def cmd_trial(args: argparse.Namespace) -> int:
+    return round_step.run_trial(args, load_config(args))
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        attempt_step.fail_before_config(exc)
+        raise
+    args.merge = True
     return attempt_step.run(args, config)
 
 
@@ -280,8 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
-    commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate, "hooks": cmd_hooks,
-                "check-resume": cmd_check_resume}
+    commands = {"run": cmd_run, "attempt": cmd_attempt, "trial": cmd_trial, "merge": cmd_merge,
+                "validate": cmd_validate, "hooks": cmd_hooks, "check-resume": cmd_check_resume}
     with _surviving_output():
         _mask_secrets(os.environ)
         try:

@@ -74,6 +74,9 @@ DEFAULTS: dict[str, Any] = {
     "max_epochs_total": None,
     "search": None,  # strategy: search only; the config file is the one place to write it
     "commit_status": True,
+    "parallel": 1,  # strategy: search: trials per round (parallel.py)
+    "cpus": None,
+    "gpus": None,
 }
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -112,6 +115,9 @@ class Config:
     strategy: str = "epochs"
     max_epochs_total: int | None = None
     search: dict[str, Any] | None = None
+    parallel: int = 1  # trials trained at once per round (strategy: search only)
+    cpus: float | None = None  # CPU share of each training (docker) / parallel trial (local)
+    gpus: str | None = None  # docker: "all" or a count of GPUs for the training container
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
 
     def to_dict(self) -> dict[str, Any]:
@@ -419,8 +425,12 @@ def resolve(overrides: dict[str, Any] | None = None, config_file: Path | None = 
 
 
 def _check_strategy(merged: dict[str, Any]) -> None:
-    """What no single key can say wrong: a search without a space, a value set twice."""
+    """What no single key can say wrong: a search without a space, a value set twice, parallel epochs."""
     if merged["strategy"] != "search":
+        if merged["parallel"] > 1:
+            raise ConfigError(f"parallel = {merged['parallel']} needs strategy: search: the epochs strategy "
+                              "trains one model, one attempt after the other.",
+                              hint="Set `strategy: search` (with a `search:` space), or `parallel: 1`.")
         return
     if merged["search"] is None:
         raise ConfigError("strategy: search needs a search space, and the configuration has no `search` "

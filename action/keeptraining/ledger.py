@@ -73,6 +73,9 @@ class Attempt:
     trial: int | None = None  # the trial this attempt trained, numbered from 1
     rung: int | None = None  # 0 for a trial's first run, +1 for each promotion
     trial_params: dict[str, Any] = field(default_factory=dict)  # the trial's values (KT_HP_<NAME>)
+    # parallel > 1 only (parallel.py, merge.py); None / empty when trials run one at a time.
+    round: int | None = None  # the round that trained it (one workflow run, or one local round)
+    runner: dict[str, Any] = field(default_factory=dict)  # slot, job and runner that trained it
 
 
 @dataclass

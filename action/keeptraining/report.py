@@ -413,7 +413,12 @@ def job_summary(ledger: Ledger, config: Config, decision: Decision,
     if config.strategy == "search":
         from . import search_report  # noqa: PLC0415 - it builds on this module
 
-        out += [search_report.summary_markdown(ledger, config), "", "### Attempts", ""]
+        out += [search_report.summary_markdown(ledger, config), ""]
+        if config.parallel > 1 or any(a.round for a in ledger.attempts):  # rounds of parallel trials
+            from . import round_report  # noqa: PLC0415
+
+            out += [round_report.rounds_markdown(ledger, config), ""]
+        out += ["### Attempts", ""]
         out += [attempts_markdown(ledger, config), ""]
     else:
         out += [attempts_markdown(ledger, config), ""]

@@ -458,9 +458,13 @@ def _epochs_of(record: Attempt) -> int:
     return record.epochs_reached if record.epochs_reached is not None else record.epochs
 
 
-def decide(config: Config, ledger: Ledger) -> Decision:
+def decide(config: Config, ledger: Ledger, *, round_size: int = 1) -> Decision:
     """After the ledger's last attempt: go on with the next job, or end the search (and why, in the
-    one wording)."""
+    one wording).
+
+    ``round_size`` > 1: the last attempts are one round of parallel trials (merge.decide judges the
+    round itself: reached, or all failed); the rule of consecutive failures is for one trial at a time.
+    """
     settings = config.search_settings()
     trials = validated_trials(ledger, settings)
     last = ledger.last
@@ -473,7 +477,8 @@ def decide(config: Config, ledger: Ledger) -> Decision:
                                                        _epochs_of(last))
                         + f" (trial {last.trial}: {values_text(last.trial_params)})")
     recent = ledger.attempts[-MAX_CONSECUTIVE_FAILURES:]
-    if len(recent) == MAX_CONSECUTIVE_FAILURES and all(a.outcome == FAILED for a in recent):
+    if round_size == 1 and len(recent) == MAX_CONSECUTIVE_FAILURES and \
+            all(a.outcome == FAILED for a in recent):
         return Decision(CHAIN_FAILED, wording.failed(
             last.attempt, f"the last {MAX_CONSECUTIVE_FAILURES} attempts failed; the last one: {last.error}"))
     best = ledger.best()

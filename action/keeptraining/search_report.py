@@ -75,9 +75,14 @@ def best_line(ledger: Ledger, config: Config) -> str:
     if best is None or best.best is None:
         return ""
     run = max((r for r in best.runs if r.metric is not None), key=lambda r: r.metric or 0.0)
+    where = ""
+    if run.round is not None:  # parallel trials: which round, slot and runner trained it
+        runner = run.runner or {}
+        name = f" on {report.one_line(runner['runner'], 100)}" if runner.get("runner") else ""
+        where = f", round {run.round} slot {runner.get('slot', '?')}{name}"
     return (f"Best trial {best.number}: {report.one_line(config.metric, 40)} {best.best:.4f} with "
             f"{report.one_line(search.values_text(best.params), 300)} ({best.epochs} epochs, "
-            f"attempt {run.attempt}).")
+            f"attempt {run.attempt}{where}).")
 
 
 def _metric(value: float | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,12 @@ class TrainRequest:
     memory_limit: str | None = None  # docker only: the container's memory limit, e.g. "4g"
     adapter_dir: Path | None = None  # the Keras adapter's folder, put on PYTHONPATH (None: adapt none)
     on_line: Callable[[str], None] | None = None  # live log sink, one line at a time
+    # Resources (all optional; parallel.py sets them for the trials of a round):
+    cpus: float | None = None  # docker: the container's CPUs (NanoCpus)
+    cpu_set: tuple[int, ...] | None = None  # local: the cores the training process is pinned to
+    gpus: str | None = None  # docker: "all" or a count, as an NVIDIA device request
+    rss_limit: int | None = None  # local: bytes of resident memory the process tree may use
+    cancel: threading.Event | None = None  # set: stop the training at once (a round's Ctrl-C)
 
 
 @dataclass

@@ -64,6 +64,19 @@ def exhausted(metric: str, attempts: int, best: tuple[float, int] | None, *,
     return f"Threshold not reached {where}: {best_text}{' ' + detail if detail and best else ''}"
 
 
+def round_below(metric: str, value: float, threshold: float, round_no: int, attempt: int, epochs: int,
+                next_step: str) -> str:
+    """A round of parallel trials ended below the threshold: its best trial, and the next round."""
+    return (f"Below threshold: {one_line(metric, 40)} {fmt_metric(value)} < {fmt_threshold(threshold)} "
+            f"in round {round_no} (best: attempt {attempt}, {plural(epochs, 'epoch')}); "
+            f"next round {next_step}")
+
+
+def round_failed(round_no: int, trials: int, error: str) -> str:
+    """Every trial of a round failed: the chain ends."""
+    return f"Round {round_no} failed: all {plural(trials, 'trial')} failed; the first: {one_line(error, 300)}"
+
+
 def failed(attempt: int | None, error: str) -> str:
     who = f"Attempt {attempt}" if attempt is not None else "The attempt"
     return f"{who} failed: {one_line(error, 300)}"

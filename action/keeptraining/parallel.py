@@ -1,0 +1,264 @@
+"""``parallel: N``: each round of a search trains N trials at once.
+
+A *round* is the next N jobs of the search (``search.next_runs``: the promotions first, then new
+trials asked from one study), planned from one ledger, trained side by side, and merged back into
+the ledger in the plan's order (rounds.py), which then decides on the round as a whole. The plan is
+a function of the ledger and the configuration alone (the sampler is seeded), so whoever plans the
+round from the same ledger gets the same jobs: the trial jobs of a GitHub round each plan it and
+train their own slot, and the merge job plans it again to check what they send back.
+
+Slot k of a round trains attempt (the ledger's last attempt + k) into ``<folder>/attempt-NNN/`` and
+writes its record beside it as a one-record ledger (rounds.write_result); a trial never writes the
+chain's ledger. Where the trials run:
+
+* on this machine (``keeptraining run --parallel N``, ``run_round``): one training process (local
+  backend) or container (docker) per trial at the same time, each with its own output folder, its
+  share of the cores (``cpus``: a container's CPUs; a local trial's cores, by default an even share)
+  and ``memory_limit`` (a container's memory; a local trial's resident memory);
+* on GitHub: one matrix job per trial (``keeptraining trial``, round_step.py), then one merge job.
+
+``parallel: 1`` never comes here: it is the chain of chain.py, one trial per attempt.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import math
+import os
+import platform
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import adapter, chain, rounds, safe_paths, search, strategy
+from . import ledger as ledger_mod
+from .backends import Backend
+from .config import Config
+from .errors import InternalError, KeeptrainingError, LedgerError, PathRefused
+from .ledger import Attempt, Ledger
+from .search import TrialRun
+from .train import LogFile, TrainRequest, TrainResult, echo_line
+
+ROUND_DIR = "round"  # <state_dir>/round/slot-K/: a local round's trials before the merge
+_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+Say = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def memory_bytes(limit: str | None) -> int | None:
+    """``4g`` -> bytes (the schema has checked the form)."""
+    if not limit:
+        return None
+    unit = _UNITS.get(limit[-1], 1)
+    return int(limit.rstrip("kmg")) * unit
+
+
+def core_shares(config: Config, slots: int) -> list[tuple[int, ...]]:
+    """The cores each of ``slots`` local trials is pinned to: ``cpus`` cores each (rounded up), else
+    an even share; slots share cores round-robin when there are more trials than cores."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        list(range(os.cpu_count() or 1))
+    width = math.ceil(config.cpus) if config.cpus else len(cores) // max(slots, 1)
+    width = min(max(width, 1), len(cores))
+    return [tuple(cores[(k * width + i) % len(cores)] for i in range(width)) for k in range(slots)]
+
+
+# --------------------------------------------------------------------------- one trial
+
+
+def train_slot(config: Config, ws: chain.Workspace, backend: Backend, ledger: Ledger, job: TrialRun,
+               slot: int, folder: Path, *, round_no: int, run_info: dict[str, Any] | None = None,
+               runner: dict[str, Any] | None = None, resources: dict[str, Any] | None = None,
+               say: Say = print, on_line: Callable[[str], None] | None = echo_line,
+               cancel: threading.Event | None = None) -> tuple[Attempt, KeeptrainingError | None, str]:
+    """Train slot ``slot`` of the round (``job``, planned from ``ledger``) into ``folder``.
+
+    The same steps as ``chain.run_attempt``, without the ledger: the record goes to ``folder`` as a
+    one-record ledger (whatever ends the training, Ctrl-C included), for the merge. Returns the
+    record, the error that failed it (None when it trained) and the end of its log.
+    """
+    number = rounds.first_attempt(ledger) + slot - 1
+    plan, resume_path = chain._resume_path(ws, job.plan(number))
+    out_dir = _empty_folder(folder, number)
+    record = chain._new_record(config, plan, backend.name, chain._relative(ws, resume_path), run_info)
+    record.trial, record.rung, record.trial_params = job.trial, job.rung, dict(job.params)
+    record.round, record.runner = round_no, {"slot": slot, **(runner or {})}
+    say(f"== Round {round_no}, slot {slot}: attempt {number}, {job.describe()}: epochs {plan.initial_epoch} "
+        f"-> {plan.epochs}{' from attempt ' + str(plan.resume_from.attempt) if plan.resume_from else ''} "
+        f"on {backend.name} ==")
+    log = LogFile.create(out_dir)
+    request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
+                           env={**chain.contract_env(config, plan), **search.hp_env(job.params)},
+                           timeout=config.timeout, resume_from=resume_path, on_line=log.sink(on_line),
+                           memory_limit=config.memory_limit, gpus=config.gpus, cancel=cancel,
+                           adapter_dir=adapter.folder() if config.adapt != "none" else None,
+                           **(resources or {}))
+    error: KeeptrainingError | None = None
+    result: TrainResult | None = None
+    try:
+        result = backend.run(request)
+        record.duration_s = round(result.duration, 3)
+        chain._fill_from_result(record, result, out_dir, config, plan, say, ledger.last)
+    except KeeptrainingError as exc:  # training, metric, image, engine: this trial failed, the round goes on
+        error = exc
+        record.error = chain._one_line(exc.message)
+    except KeyboardInterrupt:
+        record.error = chain.INTERRUPTED
+        raise
+    except Exception as exc:  # a bug: recorded as this trial's failure
+        error = InternalError.from_exception(exc)
+        record.error = error.message
+    finally:
+        log.close()
+        rounds.write_result(folder, record)
+    say(chain._attempt_line(record, config))
+    return record, error, chain._log_tail(result, error)
+
+
+def _empty_folder(folder: Path, number: int) -> Path:
+    """``folder/attempt-NNN``, new and empty (``folder`` itself is made when missing)."""
+    try:
+        safe_paths.plain_dir(folder, "The trial's folder")
+        out_dir = ledger_mod.attempt_dir(folder, number)
+        out_dir.mkdir()
+    except PathRefused as exc:
+        raise LedgerError(exc.message) from None
+    except OSError as exc:
+        raise LedgerError(f"Cannot prepare the trial's output folder in {folder}: {exc.strerror or exc}.",
+                          hint="Make the folder writable (and free disk space).") from None
+    return out_dir
+
+
+def local_runner(slot: int, cores: tuple[int, ...] | None) -> dict[str, Any]:
+    """Which machine (and cores) trained a local trial, for the ledger."""
+    info: dict[str, Any] = {"runner": platform.node()[:100] or "local"}
+    if cores:
+        info["cores"] = ",".join(str(c) for c in cores)
+    return info
+
+
+# --------------------------------------------------------------------------- a local round
+
+
+def run_round(config: Config, repo_root: Path, backend: Backend, *, say: Say = print,
+              on_line: Callable[[str], None] | None = echo_line,
+              chain_info: dict[str, Any] | None = None) -> chain.AttemptReport:
+    """One round on this machine: its trials side by side (one process or container each), then
+    the merge and the decision. Ctrl-C stops every trial; what they recorded is merged first."""
+    ws = chain.workspace(config, repo_root)
+    ledger = ledger_mod.load(ws.state_dir)
+    jobs = rounds.plan_round(config, ledger)
+    if not jobs:
+        raise LedgerError("This round has no trial to train: the search's budget or grid is used up.",
+                          hint="Start a new chain (keeptraining run without --continue).")
+    round_no = rounds.round_number(ledger)
+    scratch = _fresh_scratch(ws.state_dir, say)
+    prepare = getattr(backend, "prepare", None)
+    if callable(prepare):  # build (or find) the image once, before the trials start
+        prepare()
+    cores = core_shares(config, len(jobs)) if backend.name == "local" else [None] * len(jobs)
+    rss = memory_bytes(config.memory_limit) if backend.name == "local" else None
+    say(f"\n== Round {round_no}: {len(jobs)} trials at once on {backend.name} ==")
+    say_one = _one_at_a_time(say)
+    cancel = threading.Event()
+    outcomes: dict[int, tuple[Attempt, KeeptrainingError | None, str]] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="trial") as pool:
+        futures = {}
+        for slot, job in enumerate(jobs, start=1):
+            resources = {"cpu_set": cores[slot - 1], "rss_limit": rss} if backend.name == "local" \
+                else {"cpus": config.cpus}
+            futures[slot] = pool.submit(
+                train_slot, config, ws, backend, ledger, job, slot, scratch / f"slot-{slot}",
+                round_no=round_no, runner=local_runner(slot, cores[slot - 1]), resources=resources,
+                say=say_one, on_line=_prefixed(on_line, slot), cancel=cancel)
+        try:
+            concurrent.futures.wait(futures.values())
+        except KeyboardInterrupt:
+            cancel.set()
+            concurrent.futures.wait(futures.values())
+            _merge_interrupted(config, ws, ledger, jobs, scratch, round_no, chain_info)
+            raise
+        for slot, future in futures.items():
+            outcomes[slot] = future.result()
+    return _merge_local(config, ws, ledger, jobs, scratch, round_no, chain_info, outcomes, say)
+
+
+def _one_at_a_time(say: Say) -> Say:
+    """``say`` for the trials' threads: one whole line at a time."""
+    lock = threading.Lock()
+
+    def line(text: str) -> None:
+        with lock:
+            say(text)
+    return line
+
+
+def _prefixed(on_line: Callable[[str], None] | None, slot: int) -> Callable[[str], None] | None:
+    """Each trial's log lines, marked with its slot (the trials of a round print at the same time)."""
+    if on_line is None:
+        return None
+    sink = on_line
+
+    def line(text: str) -> None:
+        sink(f"[slot {slot}] {text}")
+    return line
+
+
+def _fresh_scratch(state_dir: Path, say: Say) -> Path:
+    """An empty ``<state_dir>/round``; one left by an interrupted run is moved aside, never deleted."""
+    scratch = state_dir / ROUND_DIR
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(scratch):
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+            aside = safe_paths.plain_dir(state_dir / chain.UNRECORDED_DIR, "The unrecorded folder")
+            os.rename(scratch, aside / f"{ROUND_DIR}-{stamp}")
+            say(f"An unmerged round was left in {scratch}; it was moved to {aside}, not deleted.")
+        scratch.mkdir()
+    except PathRefused as exc:
+        raise LedgerError(exc.message) from None
+    except OSError as exc:
+        raise LedgerError(f"Cannot prepare the round's folder {scratch}: {exc.strerror or exc}.",
+                          hint="Make the state folder writable (and free disk space).") from None
+    return scratch
+
+
+def _merge_local(config: Config, ws: chain.Workspace, ledger: Ledger, jobs: list[TrialRun], scratch: Path,
+                 round_no: int, chain_info: dict[str, Any] | None,
+                 outcomes: dict[int, tuple[Attempt, KeeptrainingError | None, str]],
+                 say: Say) -> chain.AttemptReport:
+    folders = {slot: scratch / f"slot-{slot}" for slot in range(1, len(jobs) + 1)}
+    ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
+                    **(chain_info or {})}
+    records = rounds.merge_round(config, ws.state_dir, ledger, jobs, folders, round_no=round_no)
+    shutil.rmtree(scratch, ignore_errors=True)
+    decision = rounds.decide(config, ledger, records)
+    errors = [(outcomes[slot][1], outcomes[slot][2]) for slot in outcomes if outcomes[slot][1] is not None]
+    say(rounds.round_line(records, config))
+    error, tail = errors[0] if errors and decision.kind == strategy.CHAIN_FAILED else (None, "")
+    return chain.AttemptReport(rounds.representative(records), decision, ledger, error, tail)
+
+
+def _merge_interrupted(config: Config, ws: chain.Workspace, ledger: Ledger, jobs: list[TrialRun],
+                       scratch: Path, round_no: int, chain_info: dict[str, Any] | None) -> None:
+    """Ctrl-C: record the round as far as it got (each trial recorded itself); the interrupt goes on."""
+    try:
+        _merge_local(config, ws, ledger, jobs, scratch, round_no, chain_info, {}, lambda _line: None)
+    except KeeptrainingError:  # the interrupt is what to report; the round folder stays for a look
+        return
+
+
+def run_chain(config: Config, repo_root: Path, backend: Backend, *, say: Say = print,
+              on_line: Callable[[str], None] | None = echo_line,
+              chain_info: dict[str, Any] | None = None) -> chain.AttemptReport:
+    """Rounds until the threshold is reached, the budget is spent, or a whole round fails."""
+    while True:
+        report = run_round(config, repo_root, backend, say=say, on_line=on_line, chain_info=chain_info)
+        if report.decision.kind != strategy.CONTINUE:
+            return report
