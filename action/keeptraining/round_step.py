@@ -4,13 +4,14 @@ A round is one workflow run: a matrix of N trial jobs, then one merge job.
 
 * ``keeptraining trial`` (``run_trial``), in each trial job: restore the previous round's chain
   state like any attempt (restore.py), plan the round from it (rounds.plan_round) and train this
-  job's slot into ``.keeptraining-trial/``, which the action uploads as ``keeptraining-trial-<slot>``.
+  job's slot into ``.keeptraining-trial/slot-<k>/``, which the action uploads as the artifact
+  ``keeptraining-trial-<k>``.
   A trial that fails is recorded as failed there and the job succeeds: the round goes on, the merge
   decides. A slot the round does not need (the budget or the grid has fewer trials left) trains
   nothing. A trial job never dispatches, mails or holds the SMTP secrets.
 * ``keeptraining merge``, in the merge job (``needs`` every trial job, runs even when one failed):
   attempt_step.run with ``merge`` set, whose training is ``merge``: the same restored state, the
-  trials' artifacts downloaded into ``.keeptraining-trials/keeptraining-trial-<slot>/``, merged
+  trials' artifacts downloaded into ``.keeptraining-trials/slot-<k>/``, merged
   (rounds.merge_round), decided as one round; then, as for any attempt, the dispatch of the next
   round (exactly once: a re-run of a trial job re-runs the merge, which finds the next round
   already dispatched), outputs, summary, commit status and, at the end, the one mail.
@@ -44,9 +45,12 @@ from . import ledger as ledger_mod
 from .config import Config
 from .errors import ConfigError, KeeptrainingError, LedgerError, RestoreError, TrainingError
 
-TRIAL_DIR = ".keeptraining-trial"  # a trial job's result, uploaded as keeptraining-trial-<slot>
-TRIALS_DIR = ".keeptraining-trials"  # the merge job's download: <TRIALS_DIR>/keeptraining-trial-<slot>/
-ARTIFACT_PREFIX = "keeptraining-trial-"
+# A trial job writes its result into <TRIAL_DIR>/slot-<k>/ and uploads <TRIAL_DIR> as the artifact
+# keeptraining-trial-<k>; the merge job downloads every keeptraining-trial-* into one folder
+# (merge-multiple: download-artifact puts a lone artifact straight into its path, so the slot's
+# folder travels inside the artifact), giving <TRIALS_DIR>/slot-<k>/.
+TRIAL_DIR = ".keeptraining-trial"
+TRIALS_DIR = ".keeptraining-trials"
 MAX_SLOT = 20  # the schema's bound on parallel (and the reusable workflow's matrix table)
 
 
@@ -105,7 +109,7 @@ def _trial(args: argparse.Namespace, config: Config, env: Mapping[str, str]) -> 
         ledger = ledger_mod.load(ws.state_dir)
         first = _round_start(args, env, ledger)
         jobs = rounds.plan_round(config, ledger)
-        folder = _fresh_trial_dir(Path(args.repo) / TRIAL_DIR)
+        folder = _fresh_trial_dir(Path(args.repo) / TRIAL_DIR) / f"slot-{slot}"
         if slot > len(jobs):
             print(f"Slot {slot} trains nothing: this round has {wording.plural(len(jobs), 'trial')} "
                   "(the search's budget or grid has no more).")
@@ -187,7 +191,7 @@ def merge(args: argparse.Namespace, config: Config, env: Mapping[str, str], info
                           hint=restore.fresh_chain_hint())
     round_no = rounds.round_number(ledger)
     downloads = Path(args.repo) / TRIALS_DIR
-    folders = {slot: downloads / f"{ARTIFACT_PREFIX}{slot}" for slot in range(1, len(jobs) + 1)}
+    folders = {slot: downloads / f"slot-{slot}" for slot in range(1, len(jobs) + 1)}
     ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric, **info}
     records = rounds.merge_round(config, ws.state_dir, ledger, jobs, folders, round_no=round_no)
     decision = rounds.decide(config, ledger, records)
