@@ -75,6 +75,7 @@ from github_emulator import EmulatedRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CT_WORKFLOW = ".github/workflows/continuous-training.yml"
+PARALLEL_WORKFLOW = ".github/workflows/parallel-training.yml"  # keeptraining's reusable workflow
 _OUTPUT = re.compile(r"::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
 
 #: The official actions the e2e tests run, and the commit of each copy (../shared/gha-actions).
@@ -110,12 +111,15 @@ def require_official_actions() -> Path:
 
 
 def official_actions(repo: Path, workflow: str, *action_folders: Path) -> list[str]:
-    """``--local-repository`` mappings for every remote action the workflow and the actions of the
-    repository and of ``action_folders`` pin; each pin must be the commit of the copy."""
+    """``--local-repository`` mappings for every remote action that the workflows (the one run and any
+    it calls) and the actions of the repository and of ``action_folders`` pin; each pin must be the
+    commit of the copy."""
     folder = require_official_actions()
     pins: set[str] = set()
-    files = [repo / workflow, *repo.rglob("action.yml")]
-    for path in files + [f for extra in action_folders for f in extra.rglob("action.yml")]:
+    files = [repo / workflow, *(repo / ".github" / "workflows").glob("*.yml"), *repo.rglob("action.yml")]
+    for extra in action_folders:
+        files += [*extra.rglob("action.yml"), *(extra / ".github" / "workflows").glob("*.yml")]
+    for path in files:
         pins.update(re.findall(r"uses:\s*([\w.-]+/[\w.-]+@[0-9a-f]{40})", path.read_text()))
     mappings = []
     for pin in sorted(pins):
@@ -200,6 +204,8 @@ class ActChain:
     local_actions: Mapping[str, Path] = field(default_factory=dict)
     #: The push event of each push run (the commit message travels in it).
     _push_events: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: act options for the next execution of a run (``rerun_job``: its ``--matrix`` filter).
+    _next_args: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def emulator(self) -> Any:
@@ -247,6 +253,13 @@ class ActChain:
     def rerun(self, run_id: int) -> None:
         """"Re-run all jobs" of a completed run."""
         self.emulator.rerun(run_id)
+
+    def rerun_job(self, run_id: int, matrix: Mapping[str, object]) -> None:
+        """"Re-run job" on one matrix job of a completed run: a new run attempt of that job and of the
+        jobs that need it (act runs every job, but of a matrix only the combination ``--matrix`` names)."""
+        self.emulator.rerun(run_id)
+        self._next_args[run_id] = [arg for name, value in matrix.items()
+                                   for arg in ("--matrix", f"{name}:{value}")]
 
     def cancel(self, run_id: int) -> None:
         self.box.runs.cancel(run_id)
@@ -308,7 +321,7 @@ class ActChain:
         else:
             for name in self.secrets:  # act reads each value from its environment: never in argv
                 cmd += ["-s", name]
-        cmd += list(self.act_args)
+        cmd += list(self.act_args) + self._next_args.pop(run.id, [])
         start = time.monotonic()
         done = subprocess.run(cmd, cwd=self.repo, capture_output=True, text=True, timeout=timeout,
                               check=False, env={**os.environ, **secret_env}, stdin=subprocess.DEVNULL)
@@ -319,6 +332,30 @@ class ActChain:
         (self.work / f"act-run-{number}.log").write_text(log)
         self.runs.append(executed)
         return executed
+
+
+def act_tool_cache() -> Path:
+    """The runner tool cache act gives every job on this host: ``<XDG_CACHE_HOME>/act/tool_cache``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "act" / "tool_cache"
+
+
+def warm_tool_cache(action_folder: Path) -> None:
+    """Install the action's environment into act's tool cache before a run whose jobs run side by side.
+
+    act runs the jobs of a matrix at the same time on this host, with one tool cache, and the
+    action's install.sh is not made for two first installs at once (on GitHub every job has its own
+    runner). Installed once here, every job reuses it.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_OUTPUT"}
+    subprocess.run(["bash", str(action_folder / "action" / "install.sh")], check=True, capture_output=True,
+                   env={**env, "RUNNER_TOOL_CACHE": str(act_tool_cache())}, timeout=900)
+
+
+def job_outputs(log: str, job: str) -> dict[str, str]:
+    """The step outputs of the act log's lines from jobs whose name contains ``job`` (the last wins)."""
+    lines = [line for line in log.splitlines() if line.startswith("[") and job in line.split("]", 1)[0]]
+    return parse_outputs("\n".join(lines))
 
 
 def write_secret_file(path: Path, secrets: Mapping[str, str]) -> None:
@@ -345,21 +382,24 @@ def parse_outputs(log: str) -> dict[str, str]:
 README_ACTION = "OWNER/keeptraining/action@v1"
 
 
-def readme_workflow() -> str:
-    """The workflow README.md tells users to copy, verbatim."""
+def readme_workflow(section: str = "## Use it in your repository") -> str:
+    """The workflow README.md tells users to copy (the first YAML block under ``section``), verbatim."""
     text = (REPO_ROOT / "README.md").read_text()
-    section = text.split("## Use it in your repository", 1)[1]
-    match = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
-    assert match, "README.md has no workflow snippet under 'Use it in your repository'"
-    assert f"uses: {README_ACTION}" in match.group(1)
+    part = text.split(section, 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", part, re.DOTALL)
+    assert match, f"README.md has no workflow snippet under {section!r}"
+    assert "uses: OWNER/keeptraining/" in match.group(1)
     return match.group(1)
 
 
 def keeptraining_action(target: Path) -> dict[str, Path]:
-    """This working tree's action as the remote action README's workflow uses (``OWNER/keeptraining``
-    at ``v1``, folder ``action``): a ``--local-repository`` mapping to a copy of it."""
+    """This working tree's action and reusable workflow as README's workflows use them
+    (``OWNER/keeptraining`` at ``v1``: folder ``action``, ``.github/workflows/parallel-training.yml``):
+    a ``--local-repository`` mapping to a copy of them."""
     shutil.copytree(REPO_ROOT / "action", target / "action",
                     ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
+    (target / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / PARALLEL_WORKFLOW, target / PARALLEL_WORKFLOW)
     repository, _, ref = README_ACTION.partition("@")
     return {f"{repository.removesuffix('/action')}@{ref}": target}
 

@@ -438,7 +438,8 @@ class ArtifactService(TwirpService):
 
     def _run_id(self, identity: Identity, request: Mapping[str, Any], *, own_job: bool = True) -> int:
         """The run of the request, which must be the token's (and its job, unless ``own_job`` is False:
-        DeleteArtifact names the job that uploaded the artifact, e.g. an earlier attempt's)."""
+        DeleteArtifact and GetSignedArtifactURL name the job that uploaded the artifact, e.g. another
+        job of the run or an earlier attempt's)."""
         same_job = request.get("workflow_job_run_backend_id") == identity.job_backend_id or not own_job
         if request.get("workflow_run_backend_id") != identity.run_backend_id or not same_job:
             raise TwirpError("permission_denied", "the request names another run or job than its token")
@@ -494,7 +495,9 @@ class ArtifactService(TwirpService):
             "created_at": rfc3339(a.created_at), "digest": a.digest} for a in found]}
 
     def signed_url(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
-        run_id, name = self._run_id(identity, request), self._name(request)
+        # Any job of the run may download what another job uploaded (download-artifact names the
+        # uploading job, from ListArtifacts): only the run must be the token's.
+        run_id, name = self._run_id(identity, request, own_job=False), self._name(request)
         found = self.store.of_run(run_id, name=name)
         if not found:
             raise TwirpError("not_found", f"no artifact {name} in this run")

@@ -380,6 +380,9 @@ def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
     next_run = {"attempt": record.attempt + 1, "epochs": decision.next_epochs,
                 "run_id": outcome.run_id, "url": outcome.run_url, "reused": outcome.reused}
     record.dispatched = next_run
+    if outcome.reused:  # a re-run: the next attempt is already on its way
+        print(f"Not dispatched again: {outcome.reason}")
+        return next_run
     print(f"Dispatched attempt {record.attempt + 1} ({decision.next_epochs} epochs)"
           f"{': ' + outcome.run_url if outcome.run_url else ''}")
     return next_run

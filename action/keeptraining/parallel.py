@@ -84,6 +84,7 @@ def train_slot(config: Config, ws: chain.Workspace, backend: Backend, ledger: Le
     record, the error that failed it (None when it trained) and the end of its log.
     """
     number = rounds.first_attempt(ledger) + slot - 1
+    folder = folder.absolute()  # the training runs in the code folder: its output path must not be relative
     plan, resume_path = chain._resume_path(ws, job.plan(number))
     out_dir = _empty_folder(folder, number)
     record = chain._new_record(config, plan, backend.name, chain._relative(ws, resume_path), run_info)

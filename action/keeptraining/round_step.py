@@ -109,7 +109,7 @@ def _trial(args: argparse.Namespace, config: Config, env: Mapping[str, str]) -> 
         ledger = ledger_mod.load(ws.state_dir)
         first = _round_start(args, env, ledger)
         jobs = rounds.plan_round(config, ledger)
-        folder = _fresh_trial_dir(Path(args.repo) / TRIAL_DIR) / f"slot-{slot}"
+        folder = _fresh_trial_dir(ws.repo_root / TRIAL_DIR) / f"slot-{slot}"
         if slot > len(jobs):
             print(f"Slot {slot} trains nothing: this round has {wording.plural(len(jobs), 'trial')} "
                   "(the search's budget or grid has no more).")
@@ -190,7 +190,7 @@ def merge(args: argparse.Namespace, config: Config, env: Mapping[str, str], info
         raise LedgerError("This round had no trial to train: the search's budget or grid was used up.",
                           hint=restore.fresh_chain_hint())
     round_no = rounds.round_number(ledger)
-    downloads = Path(args.repo) / TRIALS_DIR
+    downloads = ws.repo_root / TRIALS_DIR
     folders = {slot: downloads / f"slot-{slot}" for slot in range(1, len(jobs) + 1)}
     ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric, **info}
     records = rounds.merge_round(config, ws.state_dir, ledger, jobs, folders, round_no=round_no)

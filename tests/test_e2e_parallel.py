@@ -1,0 +1,120 @@
+"""End to end: a `parallel: 2` search chain through README's parallel workflow under act.
+
+README's workflow calls keeptraining's reusable workflow (``OWNER/keeptraining/.github/workflows/
+parallel-training.yml@v1``, served from a copy of this tree). Each round is one workflow run: a
+matrix of two trial jobs (act runs them side by side on this host), each training one trial and
+uploading it as ``keeptraining-trial-<k>`` with the real upload-artifact; then the merge job, which
+downloads both from the same run with the real download-artifact, merges them into
+``keeptraining-state`` and dispatches the next round once. A re-run of one trial job (act: the job,
+and the merge that needs it) uploads that trial again and merges again, and dispatches nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from act_driver import (
+    consumer_repo,
+    init_repo,
+    job_outputs,
+    keeptraining_action,
+    readme_workflow,
+    require_official_actions,
+    warm_tool_cache,
+)
+from smtp_server import Certs, SmtpTestServer
+from test_e2e_act import FULL_NAME, box_chain, certs, digest, smtp, state_ledger  # noqa: F401
+
+pytestmark = [pytest.mark.e2e]
+
+SCRIPT = (Path(__file__).parent / "fixtures" / "fake_search_train.py").read_text()
+# At 20 epochs no learning rate of this space reaches 0.9 (README's threshold); promoted to 30, the
+# best of round 1 does: the chain takes two rounds.
+CONFIG = """epochs: 20
+epoch_step: 10
+max_attempts: 6
+strategy: search
+backend: local
+search:
+  seed: 1
+  reduction_factor: 2
+  space:
+    learning_rate: {type: float, low: 0.02, high: 0.045, log: true}
+"""
+ROUND_ARTIFACTS = ["keeptraining-state", "keeptraining-trial-1", "keeptraining-trial-2"]
+
+
+def test_parallel_chain_runs_a_matrix_per_round_and_a_rerun_of_one_trial_dispatches_nothing(
+        tmp_path: Path, smtp: SmtpTestServer, certs: Certs) -> None:  # noqa: F811
+    repo = consumer_repo(tmp_path / "consumer", "unused-base-image", script=SCRIPT, config=CONFIG,
+                         workflow=readme_workflow("### Parallel trials"))  # backend local: no image
+    head = init_repo(repo, FULL_NAME)
+    require_official_actions()
+    action = keeptraining_action(tmp_path / "keeptraining")
+    warm_tool_cache(tmp_path / "keeptraining")
+    with box_chain(repo, tmp_path / "work", smtp, certs, local_actions=action) as chain:
+        chain.push()
+        round_1 = chain.step()
+        assert round_1 is not None
+        assert round_1.returncode == 0, round_1.log[-6000:]
+        # The matrix: two trial jobs, each with its own artifact; then the merge job.
+        store = chain.box.results.artifacts
+        assert sorted(a.name for a in store.of_run(round_1.run_id)) == ROUND_ARTIFACTS
+        for slot in (1, 2):
+            assert job_outputs(round_1.log, f"Trial {slot}")["slot"] == str(slot)
+        merged = job_outputs(round_1.log, "Merge")
+        assert (merged["chain-status"], merged["dispatched"]) == ("continue", "true")
+        attempts = state_ledger(chain, round_1.run_id)["attempts"]
+        assert [(a["attempt"], a["round"], a["runner"]["slot"], a["trial"], a["rung"]) for a in attempts] == \
+            [(1, 1, 1, 1, 0), (2, 1, 2, 2, 0)]
+        assert all(a["runner"]["job"] == "trial" and a["run"]["id"] == str(round_1.run_id) for a in attempts)
+        (dispatch,) = chain.emulator.snapshot_dispatches()  # one dispatch per round
+        assert dispatch.inputs == {"attempt": "3", "epochs": "", "commit": head,
+                                   "resume-run-id": str(round_1.run_id)}
+
+        # "Re-run job" on trial 2 of round 1: it waits for round 2, which holds its group.
+        chain.rerun_job(round_1.run_id, {"trial": 2})
+        round_2 = chain.step()
+        assert round_2 is not None and round_2.run_id == dispatch.run_id, "round 2 runs first"
+        assert round_2.returncode == 0, round_2.log[-6000:]
+        assert job_outputs(round_2.log, "Merge")["chain-status"] == "reached"
+        assert f"SHA256 digest of downloaded artifact is {digest(chain, round_1.run_id)}" in round_2.log
+        final = state_ledger(chain, round_2.run_id)["attempts"]
+        assert [(a["attempt"], a["round"], a["trial"], a["rung"]) for a in final[2:]] == \
+            [(3, 2, final[2]["trial"], 1), (4, 2, 3, 0)]  # the best of round 1 promoted, one new trial
+        promoted = final[2]
+        assert promoted["outcome"] == "reached"
+        assert promoted["resumed_from"] == f"attempt-{promoted['trial']:03d}/model.keras"
+
+        rerun = chain.step()
+        assert rerun is not None and (rerun.run_id, rerun.attempt) == (round_1.run_id, 2)
+        assert rerun.returncode == 0, rerun.log[-6000:]
+        assert "/Trial 1" not in rerun.log and "/Trial 2" in rerun.log, "only trial 2 and the merge ran again"
+        assert "Artifact 'keeptraining-trial-2'" in rerun.log and "deleted" in rerun.log  # overwrite
+        assert len(chain.emulator.snapshot_dispatches()) == 1, "the re-run dispatched round 2 again"
+        assert "Not dispatched again: attempt 3 was already dispatched" in rerun.log
+        again = state_ledger(chain, round_1.run_id)["attempts"]
+        assert [a["run"]["attempt"] for a in again] == ["1", "2"]  # trial 1 from the first try, 2 re-run
+        assert again[-1]["dispatched"]["reused"] is True
+        assert chain.run_until_idle() == []
+
+    (mail,) = smtp.messages
+    assert "Threshold reached: accuracy" in str(mail.message["Subject"])
+    body = mail.message.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert "round 2 slot 1" in body.get_content()
+
+
+def test_readme_parallel_workflow_is_a_valid_workflow(tmp_path: Path) -> None:
+    """check-jsonschema's GitHub workflow schema accepts README's parallel workflow as written."""
+    path = tmp_path / "continuous-training.yml"
+    path.write_text(readme_workflow("### Parallel trials"))
+    checker = Path(sys.executable).parent / "check-jsonschema"
+    done = subprocess.run([str(checker), "--builtin-schema", "vendor.github-workflows", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "uses: OWNER/keeptraining/.github/workflows/parallel-training.yml@v1" in path.read_text()
