@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import gha, safe_paths, search, strategy, wording
 from . import ledger as ledger_mod
+from .chain import UNRECORDED_DIR
 from .config import Config
 from .errors import LedgerError, PathRefused, quote
 from .ledger import FAILED, REACHED, Attempt, Ledger
@@ -133,6 +134,10 @@ def merge_round(config: Config, state_dir: Path, ledger: Ledger, jobs: list[Tria
     into ``state_dir``, save the ledger once; return the records."""
     first = first_attempt(ledger)
     records = []
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)  # a new chain's first round: nothing was restored
+    except OSError as exc:
+        raise LedgerError(f"Cannot make the state folder {state_dir}: {exc.strerror or exc}.") from None
     for slot, job in enumerate(jobs, start=1):
         number = first + slot - 1
         folder = folders.get(slot, Path("/nonexistent"))
@@ -160,7 +165,7 @@ def _move_output(folder: Path, state_dir: Path, number: int) -> None:
     try:
         if os.path.lexists(target):
             stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-            aside = safe_paths.plain_dir(state_dir / "unrecorded", "The unrecorded folder")
+            aside = safe_paths.plain_dir(state_dir / UNRECORDED_DIR, "The unrecorded folder")
             os.rename(target, aside / f"{target.name}-{stamp}")
         skipped = _move_plain(source, target, 0)
     except PathRefused as exc:

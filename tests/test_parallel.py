@@ -1,0 +1,302 @@
+"""``parallel: N`` on one machine: rounds of trials as concurrent processes, merged, decided as one.
+
+Real processes (local backend) running the stand-in scripts of tests/fixtures: fake_parallel_train.py
+stamps its own start and end times and, with a barrier, proves that the trials of a round ran at the
+same time (run one after the other, the first would wait in vain and fail).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fakes import read_outputs
+from keeptraining import backend_local, config, ledger, rounds
+from keeptraining.cli import main
+from keeptraining.errors import ConfigError
+from keeptraining.ledger import Attempt, Ledger
+from keeptraining.train import TrainRequest
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SEARCH = """code_path: ml
+train_command: python fake_parallel_train.py
+backend: local
+adapt: none
+threshold: 0.9
+strategy: search
+epochs: 20
+epoch_step: 10
+search:
+  seed: 2
+  reduction_factor: 3
+  space:
+    learning_rate: {type: float, low: 0.01, high: 0.1, log: true}
+"""
+
+
+def parallel_repo(root: Path, extra: str = "") -> Path:
+    (root / "ml").mkdir(parents=True)
+    for name in ("fake_search_train.py", "fake_parallel_train.py"):
+        shutil.copy(FIXTURES / name, root / "ml" / name)
+    (root / ".keeptraining.yml").write_text(SEARCH + extra)
+    return root
+
+
+def stamps(state: Path, record: Attempt) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ledger.attempt_dir(state, record.attempt) / "stamps.json").read_text())
+    return data
+
+
+# --------------------------------------------------------------------------- keeptraining run --parallel 3
+
+
+def test_parallel_3_runs_three_trials_at_once_merges_them_and_continues_the_study(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = parallel_repo(tmp_path / "repo", "max_attempts: 9\n")
+    monkeypatch.setenv("KT_TEST_BARRIER", str(tmp_path / "barrier"))
+    monkeypatch.setenv("KT_TEST_TRIALS", "3")
+    code = main(["run", "--repo", str(repo), "--parallel", "3"])
+    out = capsys.readouterr().out
+    assert code in (0, 3), out[-3000:]
+    state = repo / ".keeptraining"
+    attempts = ledger.load(state).attempts
+    assert len(attempts) % 3 == 0 and len(attempts) >= 6, "a full round after round 1"
+    by_round = [attempts[i:i + 3] for i in range(0, len(attempts), 3)]
+    for number, records in enumerate(by_round, start=1):
+        assert [r.round for r in records] == [number] * 3
+        assert [r.runner["slot"] for r in records] == [1, 2, 3]
+        assert all(r.outcome in ("below", "reached") for r in records), [r.error for r in records]
+        times = [stamps(state, r) for r in records]
+        # Their own clocks: every trial of the round started before any of them ended.
+        assert max(t["start"] for t in times) < min(t["end"] for t in times)
+        assert len({t["pid"] for t in times}) == 3
+        for record, stamp in zip(records, times, strict=True):  # each pinned to its share of the cores
+            assert record.runner["cores"] == ",".join(map(str, stamp["cores"]))
+    # The study went on from round to round: new trial numbers follow, promotions resume their own.
+    trials = [r.trial for r in attempts if r.rung == 0]
+    assert trials == list(range(1, len(trials) + 1))
+    promoted = [r for r in attempts[3:] if r.rung == 1]
+    assert promoted, "round 2 promotes the best of round 1"
+    for record in promoted:
+        own = next(a for a in attempts if a.trial == record.trial and a.rung == 0)
+        assert record.resumed_from == f"attempt-{own.attempt:03d}/model.keras"
+        assert record.initial_epoch == own.epochs_reached
+    assert not (state / "round").exists(), "the round's folder is merged away"
+    assert "[slot 2] fake search" in out and "Round 2:" in out
+
+
+def test_a_trial_past_its_memory_limit_is_stopped_and_the_round_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = parallel_repo(tmp_path / "repo", "max_attempts: 2\nmemory_limit: 150m\n")
+    monkeypatch.setenv("KT_TEST_ALLOCATE", "2:400")  # attempt 2 holds 400 MiB
+    assert main(["run", "--repo", str(repo), "--parallel", "2"]) == 3  # budget spent below 0.9
+    first, second = ledger.load(repo / ".keeptraining").attempts
+    assert first.outcome == "below"
+    assert second.outcome == "failed" and "more than the memory limit of 150 MiB" in (second.error or "")
+    assert "Threshold not reached after 2 attempts" in capsys.readouterr().out
+
+
+def test_a_round_whose_trials_all_fail_ends_the_chain_failed_with_a_mail(tmp_path: Path) -> None:
+    repo = parallel_repo(tmp_path / "repo", "max_attempts: 6\n")
+    (repo / "ml" / "fake_parallel_train.py").write_text("import sys\nsys.exit('broken on purpose')\n")
+    assert main(["run", "--repo", str(repo), "--parallel", "2"]) == 1
+    records = ledger.load(repo / ".keeptraining").attempts
+    assert [(r.attempt, r.outcome, r.round) for r in records] == [(1, "failed", 1), (2, "failed", 1)]
+    (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
+    message = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+    assert "Round 1 failed: all 2 trials failed" in str(message["Subject"])
+
+
+def test_parallel_needs_the_search_strategy(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="parallel = 2 needs strategy: search"):
+        config.resolve({"parallel": 2})
+
+
+# --------------------------------------------------------------------------- the plan and the verdict
+
+
+def _config(**values: Any) -> config.Config:
+    space = {"space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
+             "reduction_factor": 2, "seed": 1}
+    return config.resolve({"strategy": "search", "search": space, "threshold": 0.9, "epochs": 10,
+                           "epoch_step": 10, **values})
+
+
+def _record(attempt: int, trial: int, metric: float | None, *, rung: int = 0, round_no: int = 1,
+            outcome: str | None = None, epochs: int = 10) -> Attempt:
+    kind = outcome or ("failed" if metric is None else "reached" if metric >= 0.9 else "below")
+    return Attempt(attempt=attempt, epochs=epochs, initial_epoch=epochs - 10 if rung else 0,
+                   resumed_from=None, outcome=kind, metric=metric, epochs_reached=epochs, epochs_trained=10,
+                   trial=trial, rung=rung, trial_params={"learning_rate": 0.01 * trial}, round=round_no,
+                   runner={"slot": attempt}, error="crashed" if metric is None else None)
+
+
+def test_a_round_stays_within_the_attempts_and_the_epochs_left() -> None:
+    book = Ledger(attempts=[_record(1, 1, 0.5), _record(2, 2, 0.6)])
+    assert len(rounds.plan_round(_config(parallel=4, max_attempts=4), book)) == 2
+    jobs = rounds.plan_round(_config(parallel=3, max_attempts=9, max_epochs_total=45), book)
+    assert [job.epochs - job.initial_epoch for job in jobs] == [10, 10, 5]  # 25 epochs were left
+    assert rounds.plan_round(_config(parallel=3, max_attempts=2), book) == []
+
+
+def test_any_trial_of_a_round_reaching_the_threshold_ends_the_chain() -> None:
+    records = [_record(1, 1, 0.95), _record(2, 2, 0.5)]
+    decision = rounds.decide(_config(parallel=2), Ledger(attempts=records), records)
+    assert decision.kind == "reached" and "at attempt 1" in decision.reason
+
+
+def test_a_failed_trial_does_not_stop_a_round_and_a_round_of_failures_ends_the_chain() -> None:
+    earlier = [_record(1, 1, 0.5), _record(2, 2, 0.6)]
+    mixed = [_record(3, 3, 0.7, round_no=2)] + [_record(n, n, None, round_no=2) for n in (4, 5, 6)]
+    # The last three attempts failed, which ends a one-at-a-time search; in a round, one good trial
+    # is enough to go on.
+    book = Ledger(attempts=earlier + mixed)
+    decision = rounds.decide(_config(parallel=4, max_attempts=20), book, mixed)
+    assert decision.kind == "continue" and "in round 2 (best: attempt 3" in decision.reason
+    assert "next round trains 4 trials" in decision.reason
+    failed = [_record(3, 3, None, round_no=2), _record(4, 4, None, round_no=2)]
+    decision = rounds.decide(_config(parallel=2), Ledger(attempts=earlier + failed), failed)
+    assert decision.kind == "failed" and "Round 2 failed: all 2 trials failed" in decision.reason
+
+
+def test_the_verdict_of_a_ledger_ending_with_a_round_is_the_rounds() -> None:
+    records = [_record(1, 1, 0.95), _record(2, 2, 0.5)]  # the last record is below; the round reached
+    assert rounds.verdict(_config(parallel=2), Ledger(attempts=records)).kind == "reached"
+
+
+# --------------------------------------------------------------------------- the merge: untrusted results
+
+
+def _result(folder: Path, record: Attempt, files: dict[str, str] | None = None) -> Path:
+    rounds.write_result(folder, record)
+    out = ledger.attempt_dir(folder, record.attempt)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (files or {"model.keras": "weights"}).items():
+        (out / name).write_text(text)
+    return folder
+
+
+def _planned(conf: config.Config) -> list[Any]:
+    return rounds.plan_round(conf, Ledger())
+
+
+def _honest(conf: config.Config, job: Any, attempt: int, metric: float) -> Attempt:
+    record = _record(attempt, job.trial, metric, epochs=job.epochs)
+    record.trial_params, record.checkpoint = dict(job.params), "model.keras"
+    return record
+
+
+def test_the_merge_takes_what_each_slot_was_planned_to_train_and_nothing_else(tmp_path: Path) -> None:
+    conf = _config(parallel=4, max_attempts=10)
+    jobs = _planned(conf)
+    state = tmp_path / "state"
+    honest = _honest(conf, jobs[0], 1, 0.7)
+    forged_values = _honest(conf, jobs[1], 2, 0.7)
+    forged_values.trial_params = {"learning_rate": 0.09999}
+    forged_outcome = _honest(conf, jobs[2], 3, 0.2)
+    forged_outcome.outcome = "reached"  # claims the threshold with 0.2
+    folders = {1: _result(tmp_path / "s1", honest, {"model.keras": "w", "train.log": "log"}),
+               2: _result(tmp_path / "s2", forged_values), 3: _result(tmp_path / "s3", forged_outcome)}
+    (ledger.attempt_dir(tmp_path / "s1", 1) / "escape").symlink_to("/etc/passwd")
+    book = Ledger()
+    records = rounds.merge_round(conf, state, book, jobs, folders, round_no=1)
+    assert [r.outcome for r in records] == ["below", "failed", "failed", "failed"]
+    assert "the round's plan says" in (records[1].error or "")
+    assert "does not fit its accuracy 0.2" in (records[2].error or "")
+    assert "left no result" in (records[3].error or "")  # slot 4's job never reported
+    for record, job in zip(records, jobs, strict=True):  # failed slots are recorded as planned
+        assert (record.trial, record.rung, record.trial_params) == (job.trial, job.rung, job.params)
+    kept = ledger.attempt_dir(state, 1)
+    assert sorted(p.name for p in kept.iterdir()) == ["model.keras", "train.log"]  # not the link
+    assert not ledger.attempt_dir(state, 2).exists()
+    assert [a.attempt for a in ledger.load(state).attempts] == [1, 2, 3, 4]
+
+
+def test_a_result_that_fails_the_ledgers_own_checks_is_refused(tmp_path: Path) -> None:
+    conf = _config(parallel=1)
+    (job,) = _planned(conf)
+    record = _honest(conf, job, 1, 0.5)
+    folder = _result(tmp_path / "s1", record)
+    checkpoint = ledger.attempt_dir(folder, 1) / "model.keras"
+    checkpoint.unlink()
+    checkpoint.symlink_to("/etc/passwd")  # the checkpoint a link out of the folder
+    (merged,) = rounds.merge_round(conf, tmp_path / "state", Ledger(), [job], {1: folder}, round_no=1)
+    assert merged.outcome == "failed" and "its result was refused" in (merged.error or "")
+
+
+# --------------------------------------------------------------------------- the GitHub roles, in process
+
+
+def _actions_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> Path:
+    output = tmp_path / f"{name}-output"
+    for key, value in {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output),
+                       "GITHUB_STEP_SUMMARY": str(tmp_path / f"{name}-summary.md"), "GITHUB_JOB": name,
+                       "RUNNER_NAME": f"runner-{name}", "KT_INPUT_DISPATCH": "false",
+                       "KT_INPUT_COMMIT_STATUS": "false"}.items():
+        monkeypatch.setenv(key, value)
+    return output
+
+
+def test_trial_jobs_then_the_merge_job_record_one_round(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    checkout = parallel_repo(tmp_path / "checkout", "max_attempts: 3\n")
+    downloads = checkout / ".keeptraining-trials"
+    for slot in (1, 2, 3):  # each trial job: a fresh runner with the same checkout
+        runner = tmp_path / f"runner-{slot}"
+        shutil.copytree(checkout, runner)
+        output = _actions_env(monkeypatch, tmp_path, f"trial-{slot}")
+        monkeypatch.setenv("KT_INPUT_TRIAL", str(slot))
+        assert main(["trial", "--repo", str(runner), "--parallel", "2"]) == 0
+        if slot == 3:  # the round has two trials: slot 3 trains nothing and uploads nothing
+            assert read_outputs(output)["slot"] == "" and not (runner / ".keeptraining-trial").exists()
+            continue
+        assert read_outputs(output)["slot"] == str(slot)
+        shutil.copytree(runner / ".keeptraining-trial", downloads, dirs_exist_ok=True)  # merge-multiple
+    output = _actions_env(monkeypatch, tmp_path, "merge")
+    monkeypatch.delenv("KT_INPUT_TRIAL")
+    assert main(["merge", "--repo", str(checkout), "--parallel", "2"]) == 0
+    outputs = read_outputs(output)
+    assert outputs["chain-status"] == "continue" and outputs["dispatched"] == "false"
+    records = ledger.load(checkout / ".keeptraining").attempts
+    assert [(r.attempt, r.round, r.runner["slot"], r.runner["job"], r.runner["runner"]) for r in records] == \
+        [(1, 1, 1, "trial-1", "runner-trial-1"), (2, 1, 2, "trial-2", "runner-trial-2")]
+    assert (ledger.attempt_dir(checkout / ".keeptraining", 2) / "model.keras").is_file()
+    summary = (tmp_path / "merge-summary.md").read_text()
+    assert "### Rounds" in summary and "| Slot 1 | Slot 2 |" in summary
+    assert r"runner-trial-2 \(trial-2\)" in summary  # the runner and the job of slot 2
+
+
+def test_a_single_attempt_job_refuses_parallel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    repo = parallel_repo(tmp_path / "repo")
+    _actions_env(monkeypatch, tmp_path, "train")
+    assert main(["attempt", "--repo", str(repo), "--parallel", "2"]) == 2
+    assert "trains its trials as a matrix of jobs" in "".join(capsys.readouterr())
+    monkeypatch.setenv("KT_INPUT_ROLE", "trail")
+    assert main(["attempt", "--repo", str(repo)]) == 2
+    assert "role = 'trail' is not valid" in "".join(capsys.readouterr())
+
+
+# --------------------------------------------------------------------------- the local backend's controls
+
+
+def test_a_cancelled_round_stops_its_training_processes(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    cancel = threading.Event()
+    request = TrainRequest(code_dir=tmp_path, command=["python", "-c", "import time; time.sleep(60)"],
+                           output_dir=tmp_path / "out", env={}, timeout=120, cancel=cancel)
+    threading.Timer(0.5, cancel.set).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        backend_local.run(request)
+    assert time.monotonic() - start < 30
