@@ -6,6 +6,8 @@
     .venv/bin/python scripts/bench.py --curve                                   # how thresholds were chosen
     .venv/bin/python scripts/bench.py --search --update-readme    # strategy: search vs Hyperband, ~12 min
     .venv/bin/python scripts/bench.py --search --quick            # its smoke run, ~1 min (CI runs it)
+    .venv/bin/python scripts/bench.py --parallel --update-readme  # parallel 1, 2 and 4, ~15 min
+    .venv/bin/python scripts/bench.py --parallel --quick          # its smoke run, ~1 min (CI runs it)
 
 One invocation runs, on the same machine and with the model's default seed, the same
 chain four ways (each in its own temporary state folder, through the real engine:
@@ -1033,6 +1035,21 @@ def search_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def parallel_main(args: argparse.Namespace) -> int:
+    """`bench.py --parallel`: the section lives in bench_parallel.py (issue 14)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_parallel  # noqa: PLC0415
+
+    out = args.out or (Path(tempfile.mkdtemp(prefix="kt-bench-parallel-")) if args.quick else DEFAULT_OUT)
+    command = shlex.join(["python", "scripts/bench.py", *args.argv])
+    try:
+        return bench_parallel.main(args.quick, out, command, machine(False), SEARCH_SPACE,
+                                   update_readme if args.update_readme else None)
+    except (KeeptrainingError, RuntimeError, subprocess.SubprocessError) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+
+
 # --------------------------------------------------------------------------- machine and driver
 
 
@@ -1159,6 +1176,9 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser.add_argument("--search", action="store_true",
                         help="the search comparison instead: epochs chain vs TPE and random search with "
                              "successive halving vs KerasTuner's Hyperband (writes search.md, search.json)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="parallel trials instead: wall time to the threshold with parallel 1, 2, 4 "
+                             "here, and GitHub's modelled (parallel.md, parallel.json; bench_parallel.py)")
     parser.add_argument("--hyperband-seed", type=int, help=argparse.SUPPRESS)  # one Hyperband run, as JSON
     parser.add_argument("--curve-epochs", type=int, default=60)
     parser.add_argument("--curve-step", type=int, default=10)
@@ -1187,6 +1207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, settings = parse(argv)
     if args.search or args.hyperband_seed is not None:
         return search_main(args)
+    if args.parallel:
+        return parallel_main(args)
     try:
         if args.curve:
             print(curve(settings, args.curve_epochs, args.curve_step))

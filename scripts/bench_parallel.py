@@ -1,0 +1,327 @@
+"""Benchmark section: ``parallel: N``, the wall time to the threshold with 1, 2 and 4 trials at once.
+
+    .venv/bin/python scripts/bench.py --parallel --update-readme   # full, ~15 min
+    .venv/bin/python scripts/bench.py --parallel --quick           # its smoke run, ~1 min (CI)
+
+**On this machine** each chain is one ``keeptraining run --parallel N`` process on the local backend
+(each trial its own training process, pinned to its share of the cores), searching the sample model's
+space (bench.py's ``SEARCH_SPACE``, TPE + successive halving) with seeds 0, 1, 2: the wall time until
+the chain ends, whether and after how many epochs it reached the threshold, and the epochs it trained.
+
+**On GitHub** (modelled): a round is a run of N trial jobs, each on its own runner, then a merge job;
+its wall time is its slowest trial job plus the merge job, and a chain's is the sum over its rounds
+(parallel 1: the sum over its attempts, one job each). The model takes each chain's real rounds (the
+epochs each trial trained, from the local runs), a trial's training time alone on a runner (a + b x
+epochs, fitted to the parallel-1 attempts, which ran alone), and each kind of job's fixed cost (every
+step but the training): from the cold-runner measurements (``scripts/bench_results/cold.json``, issue 12)
+when they exist, else measured here under act with GitHub in a box (a tiny script, the local backend,
+a warm tool cache: a lower bound for GitHub's runners). Not in the model: the time GitHub takes to give
+each job a runner, and the queueing when the account's concurrent-job limit is lower than N.
+
+Writes ``parallel.md`` and ``parallel.json`` to ``--out`` (default scripts/bench_results) and, with
+``--update-readme``, the table into README.md's "Parallel trials" section.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COLD_JSON = REPO_ROOT / "scripts" / "bench_results" / "cold.json"
+README_BEGIN = "<!-- bench-parallel:begin (scripts/bench.py --parallel --update-readme) -->"
+README_END = "<!-- bench-parallel:end -->"
+CHAIN_TIMEOUT_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    threshold: float
+    epochs: int
+    epoch_step: int
+    max_attempts: int
+    epoch_budget: int
+    parallel: tuple[int, ...]
+    seeds: tuple[int, ...]
+    quick: bool = False
+
+
+FULL = Settings(threshold=0.98, epochs=3, epoch_step=3, max_attempts=24, epoch_budget=120, parallel=(1, 2, 4),
+                seeds=(0, 1, 2))
+QUICK = Settings(threshold=0.5, epochs=1, epoch_step=1, max_attempts=4, epoch_budget=8, parallel=(1, 2),
+                 seeds=(0,), quick=True)
+
+
+@dataclass
+class Chain:
+    parallel: int
+    seed: int
+    reached: bool
+    wall_s: float
+    epochs_trained: int
+    epochs_to_threshold: int | None
+    attempts: int
+    rounds: list[list[dict[str, float]]] = field(default_factory=list)  # per round, each trial: epochs, s
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def chain_config(settings: Settings, space: dict[str, Any], seed: int, state: Path) -> dict[str, Any]:
+    return {"threshold": settings.threshold, "epochs": settings.epochs, "epoch_step": settings.epoch_step,
+            "max_attempts": settings.max_attempts, "max_epochs_total": settings.epoch_budget,
+            "code_path": "ml_code", "train_command": "python nn.py", "backend": "local",
+            "strategy": "search", "hyperparameters": {}, "state_dir": str(state),
+            "search": {"sampler": "tpe", "seed": seed, "space": space}}
+
+
+def run_chain(settings: Settings, space: dict[str, Any], parallel: int, seed: int) -> Chain:
+    """``keeptraining run --parallel N`` in its own process, timed from start to end."""
+    import yaml  # noqa: PLC0415
+
+    from keeptraining import ledger  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix=f"kt-bench-parallel-{parallel}-") as tmp:
+        state = Path(tmp) / "state"
+        cfg = Path(tmp) / "keeptraining.yml"
+        cfg.write_text(yaml.safe_dump(chain_config(settings, space, seed, state)), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KT_", "GITHUB_"))}
+        start = time.perf_counter()
+        command = [sys.executable, "-m", "keeptraining", "run", "--repo", str(REPO_ROOT),
+                   "--config", str(cfg), "--parallel", str(parallel)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CHAIN_TIMEOUT_S,
+                              check=False)
+        wall = time.perf_counter() - start
+        if done.returncode not in (0, 3):
+            raise RuntimeError(f"parallel {parallel} seed {seed}: keeptraining run failed "
+                               f"({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        book = ledger.load(state)
+    rounds: dict[int, list[dict[str, float]]] = {}
+    for a in book.attempts:
+        rounds.setdefault(a.round or a.attempt, []).append(
+            {"epochs": a.epochs_trained, "seconds": a.duration_s, "failed": a.outcome == "failed"})
+    reached = any(a.outcome == "reached" for a in book.attempts)
+    trained = book.total_epochs_trained()
+    log(f"  parallel {parallel} seed {seed}: {'reached' if reached else 'not reached'} after "
+        f"{len(book.attempts)} attempts in {len(rounds)} rounds, {trained} epochs, {wall:.1f} s")
+    return Chain(parallel, seed, reached, wall, trained, trained if reached else None, len(book.attempts),
+                 [rounds[k] for k in sorted(rounds)])
+
+
+# --------------------------------------------------------------------------- the GitHub model
+
+
+def fit_training(chains: list[Chain]) -> tuple[float, float]:
+    """Seconds a trial takes alone: a + b x epochs, least squares over the parallel-1 attempts."""
+    points = [(t["epochs"], t["seconds"]) for c in chains if c.parallel == 1 for r in c.rounds for t in r
+              if not t["failed"]]
+    if len(points) < 2 or len({x for x, _ in points}) < 2:
+        mean = statistics.fmean(s for _, s in points) if points else 0.0
+        return mean, 0.0
+    slope, intercept = statistics.linear_regression([x for x, _ in points], [y for _, y in points])
+    return max(intercept, 0.0), max(slope, 0.0)
+
+
+def modelled_wall(chain: Chain, fit: tuple[float, float], costs: dict[str, float]) -> float:
+    """GitHub's wall time for this chain's rounds: per round, the slowest trial job plus the merge job."""
+    a, b = fit
+    total = 0.0
+    for trials in chain.rounds:
+        slowest = max(a + b * t["epochs"] for t in trials)
+        if chain.parallel == 1:
+            total += costs["attempt"] + slowest
+        else:
+            total += costs["trial"] + slowest + costs["merge"]
+    return total
+
+
+def costs_from_cold(path: Path) -> dict[str, Any] | None:
+    """Fixed costs of the kinds of job from the cold-runner benchmark (issue 12), if it has run."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    jobs = {j["variant"]: j for j in data.get("jobs", [])}
+    cold = jobs.get("cold")
+    if cold is None:
+        return None
+    parts = cold["parts"]
+    merge = sum(parts.get(k, 0.0) for k in ("install", "checkout", "restore", "dispatch", "upload", "other"))
+    return {"source": f"from {path.name} (issue 12: an attempt 2+ on a cold runner, step by step)",
+            "attempt": cold["fixed_s"], "trial": cold["fixed_s"] - parts.get("dispatch", 0.0),
+            "merge": merge + parts.get("restore", 0.0)}  # the merge downloads the trials as well
+
+
+_STEP = re.compile(r"^\[(?P<job>[^\]]*)\]\s+(?:✅\s+Success|❌\s+Failure) - (?:Main|Post|Pre) (?P<name>.+?) "
+                   r"\[(?P<duration>[^\]]+)\]\s*$")
+# The jobs' own steps (README's workflows and the reusable one); act also times the action's inner steps,
+# which these include.
+TOP_STEPS = ("Train this trial", "Merge the trials, decide, dispatch the next round",
+             "Train, check the threshold, dispatch the next attempt")
+
+
+def go_duration(text: str) -> float:
+    """Seconds of a Go duration as act prints it: 850µs, 66.28ms, 2.04s, 1m5.3s."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9}
+    return sum(float(v) * units[u] for v, u in re.findall(r"([\d.]+)(h|ms|µs|us|ns|m|s)", text))
+
+
+def job_seconds(log_text: str) -> dict[str, float]:
+    """Seconds of every job in an act log: its own steps' pre, main and post parts (act's own set-up of
+    the job is not timed)."""
+    jobs: dict[str, float] = {}
+    for line in log_text.splitlines():
+        step = _STEP.match(line)
+        if step and step["name"] in TOP_STEPS:
+            job = step["job"].rsplit("/", 1)[-1].strip()
+            jobs[job] = jobs.get(job, 0.0) + go_duration(step["duration"])
+    return jobs
+
+
+def costs_from_act(work: Path) -> dict[str, Any]:
+    """Fixed costs measured under act: one round of README's parallel workflow (two trial jobs and the
+    merge job) and one attempt of README's workflow, each with a tiny stand-in script."""
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from act_driver import (  # noqa: PLC0415
+        CT_WORKFLOW,
+        ActChain,
+        consumer_repo,
+        init_repo,
+        keeptraining_action,
+        readme_workflow,
+        warm_tool_cache,
+    )
+    from github_box import GitHubBox  # noqa: PLC0415
+
+    script = (REPO_ROOT / "tests" / "fixtures" / "fake_search_train.py").read_text()
+    config = ("epochs: 20\nmax_attempts: 2\nstrategy: search\nbackend: local\nsearch:\n  seed: 1\n  space:\n"
+              "    learning_rate: {type: float, low: 0.02, high: 0.045, log: true}\n")
+    action = keeptraining_action(work / "keeptraining")
+    warm_tool_cache(work / "keeptraining")
+    measured: dict[str, float] = {}
+    for kind, section in (("parallel", "### Parallel trials"), ("serial", "## Use it in your repository")):
+        repo = consumer_repo(work / kind, "unused", workflow=readme_workflow(section), script=script,
+                             config=config + ("parallel: 2\n" if kind == "parallel" else ""))
+        init_repo(repo, "acme/bench")
+        token = "ghs_benchParallelToken0123456789"  # noqa: S105 - GitHub in a box's token
+        with GitHubBox(repo, work / f"box-{kind}", "acme/bench", token, CT_WORKFLOW) as box:
+            runner = ActChain(repo, box, work, secrets={"GITHUB_TOKEN": token}, local_actions=action)
+            runner.push()
+            run = runner.step()
+            if run is None or run.returncode != 0:
+                raise RuntimeError(f"the {kind} workflow failed under act:\n{run.log[-3000:] if run else ''}")
+            seconds = job_seconds(run.log)
+            book = _state_ledger(box, run.run_id)
+        trained = {(a.get("runner") or {}).get("slot", 1): a["duration_s"] for a in book["attempts"]}
+        if kind == "parallel":
+            trials = [s - trained[int(name.split()[1].split("-")[0])] for name, s in seconds.items()
+                      if name.startswith("Trial ")]
+            measured["trial"] = max(trials)
+            measured["merge"] = next(s for name, s in seconds.items() if name.startswith("Merge"))
+        else:
+            measured["attempt"] = sum(seconds.values()) - trained[1]
+    return {"source": "measured here under act (GitHub in a box, local backend, warm tool cache, a stand-in "
+                      "script; act's own job set-up not timed): a lower bound", **measured}
+
+
+def _state_ledger(box: Any, run_id: int) -> dict[str, Any]:
+    import io  # noqa: PLC0415
+    import zipfile  # noqa: PLC0415
+
+    store = box.results.artifacts
+    (artifact,) = store.of_run(run_id, name="keeptraining-state")
+    with zipfile.ZipFile(io.BytesIO(store.content(artifact))) as archive:
+        data: dict[str, Any] = json.loads(archive.read("ledger.json"))
+    return data
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _median(values: list[float]) -> str:
+    if not values:
+        return "-"
+    text = f"{statistics.median(values):.0f}" if max(values) >= 10 else f"{statistics.median(values):.1f}"
+    if len(values) > 1:
+        low, high = min(values), max(values)
+        text += f" [{low:.0f}–{high:.0f}]" if high >= 10 else f" [{low:.1f}–{high:.1f}]"
+    return text
+
+
+def markdown(chains: list[Chain], settings: Settings, fit: tuple[float, float], costs: dict[str, Any] | None,
+             meta: dict[str, Any]) -> str:
+    m = meta["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, TensorFlow "
+             f"{m.get('tensorflow', '?')}; {meta['finished']} ({meta['wall_s'] / 60:.1f} min).", "",
+             f"Command: `{meta['command']}`", "",
+             f"Sample model on digits, threshold {settings.threshold:g}, the search space of the table "
+             f"above (TPE + successive halving), {settings.epochs} epochs per new trial, "
+             f"+{settings.epoch_step} per promotion, at most {settings.max_attempts} attempts and "
+             f"{settings.epoch_budget} epochs; local backend, each trial its own process; median over seeds "
+             f"{', '.join(map(str, settings.seeds))} [min–max].", ""]
+    header = ("| parallel | reached | wall s to the end (this machine) | epochs to threshold "
+              "| epochs trained | attempts | rounds |")
+    if costs:
+        header += " GitHub wall s (model) |"
+    lines += [header, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if costs else "")]
+    for parallel in settings.parallel:
+        mine = [c for c in chains if c.parallel == parallel]
+        if not mine:
+            continue
+        to = [float(c.epochs_to_threshold) for c in mine if c.epochs_to_threshold is not None]
+        row = (f"| {parallel} | {sum(c.reached for c in mine)}/{len(mine)} | "
+               f"{_median([c.wall_s for c in mine])} | {_median(to) if to else 'not reached'} | "
+               f"{_median([float(c.epochs_trained) for c in mine])} | "
+               f"{_median([float(c.attempts) for c in mine])} | "
+               f"{_median([float(len(c.rounds)) for c in mine])} |")
+        if costs:
+            row += f" {_median([modelled_wall(c, fit, costs) for c in mine])} |"
+        lines.append(row)
+    if costs:
+        lines += ["", f"GitHub model: a trial alone trains in {fit[0]:.1f} s + {fit[1]:.2f} s per epoch "
+                  f"(fitted to the parallel-1 attempts); fixed cost of an attempt job "
+                  f"{costs['attempt']:.1f} s, a trial job {costs['trial']:.1f} s, the merge job "
+                  f"{costs['merge']:.1f} s, "
+                  f"{costs['source']}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(quick: bool, out: Path, command: str, machine: dict[str, Any], space: dict[str, Any],
+         update_readme: Any, *, measure_act: bool = True) -> int:
+    settings = QUICK if quick else FULL
+    out.mkdir(parents=True, exist_ok=True)
+    clock = time.perf_counter()
+    log(f"keeptraining parallel benchmark ({'quick' if quick else 'full'}); results to {out}")
+    # TensorFlow's first import after a while reads it all from disk: not a cost of the first chain.
+    subprocess.run([sys.executable, "-c", "import keras, tensorflow"], capture_output=True, check=False,
+                   timeout=600)
+    chains = [run_chain(settings, space, parallel, seed)
+              for seed in settings.seeds for parallel in settings.parallel]
+    fit = fit_training(chains)
+    costs = costs_from_cold(COLD_JSON)
+    if costs is None and measure_act and not quick:
+        log("  no cold-runner measurements (scripts/bench_results/cold.json): measuring the jobs under act")
+        with tempfile.TemporaryDirectory(prefix="kt-bench-parallel-act-") as tmp:
+            costs = costs_from_act(Path(tmp))
+    meta = {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "wall_s": time.perf_counter() - clock, "machine": machine, "settings": asdict(settings),
+            "training_fit": {"a": fit[0], "b": fit[1]}, "job_costs": costs}
+    text = markdown(chains, settings, fit, costs, meta)
+    (out / "parallel.md").write_text("# keeptraining: parallel trials\n\n" + text, encoding="utf-8")
+    modelled = {f"{c.parallel}-{c.seed}": modelled_wall(c, fit, costs) if costs else None for c in chains}
+    raw = {"meta": meta, "chains": [asdict(c) for c in chains], "github_wall_s": modelled}
+    (out / "parallel.json").write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
+    if update_readme is not None:
+        update_readme(f"{README_BEGIN}\n{text}{README_END}", begin=README_BEGIN, end=README_END)
+    print(text)
+    return 0 if not math.isnan(fit[0]) else 1
