@@ -24,6 +24,9 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTION = ROOT / "action" / "action.yml"
 CT_WORKFLOW = ROOT / ".github" / "workflows" / "continuous-training.yml"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+#: The reusable workflow runs this repository's own action at the release it ships in (a file cannot
+#: hold its own commit's hash): README's placeholder owner and the release tag README names.
+SELF_AT_RELEASE = "OWNER/keeptraining/action@v1"
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -44,7 +47,7 @@ def test_remote_actions_are_pinned_to_a_full_sha_with_a_version_comment(path: Pa
     text = path.read_text()
     for step in steps_of(path):
         uses = step.get("uses", "")
-        if not uses or uses.startswith("./"):
+        if not uses or uses.startswith("./") or uses == SELF_AT_RELEASE:
             continue
         assert PINNED.match(uses), f"{path.name}: {uses} is not pinned to a full commit SHA"
         assert re.search(rf"{re.escape(uses)} # v\d+\.\d+\.\d+", text), f"{uses} lacks a # vX.Y.Z comment"
@@ -69,7 +72,17 @@ def test_workflow_permissions_are_empty_by_default_and_granted_per_job(path: Pat
                 assert step.get("with", {}).get("persist-credentials") is False
 
 
-@pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow()], ids=["own", "README"])
+def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> None:
+    reusable = [s["uses"] for s in steps_of(ROOT / ".github" / "workflows" / "parallel-training.yml")]
+    assert reusable == [SELF_AT_RELEASE, SELF_AT_RELEASE]  # the trial job's and the merge job's
+    assert f"uses: {SELF_AT_RELEASE}" in readme_workflow()
+    assert "uses: OWNER/keeptraining/.github/workflows/parallel-training.yml@v1" in \
+        readme_workflow("### Parallel trials")
+
+
+@pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow(),
+                                  readme_workflow("### Parallel trials")],
+                         ids=["own", "README", "README-parallel"])
 def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_groups(text: str) -> None:
     data = yaml.safe_load(text)
     (job,) = data["jobs"].values()
