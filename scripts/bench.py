@@ -1045,7 +1045,7 @@ def parallel_main(args: argparse.Namespace) -> int:
     try:
         return bench_parallel.main(args.quick, out, command, machine(False), SEARCH_SPACE,
                                    update_readme if args.update_readme else None)
-    except (KeeptrainingError, RuntimeError, subprocess.SubprocessError) as exc:
+    except (KeeptrainingError, BenchError, RuntimeError, subprocess.SubprocessError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
 
