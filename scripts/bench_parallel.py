@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COLD_JSON = REPO_ROOT / "scripts" / "bench_results" / "cold.json"
+#: issue 12's cold-runner measurements; KT_BENCH_COLD_JSON names another copy (e.g. a branch's).
+COLD_JSON = Path(os.environ.get("KT_BENCH_COLD_JSON")
+                 or REPO_ROOT / "scripts" / "bench_results" / "cold.json")
 README_BEGIN = "<!-- bench-parallel:begin (scripts/bench.py --parallel --update-readme) -->"
 README_END = "<!-- bench-parallel:end -->"
 CHAIN_TIMEOUT_S = 3600.0
@@ -147,19 +149,28 @@ def modelled_wall(chain: Chain, fit: tuple[float, float], costs: dict[str, float
 
 
 def costs_from_cold(path: Path) -> dict[str, Any] | None:
-    """Fixed costs of the kinds of job from the cold-runner benchmark (issue 12), if it has run."""
+    """Fixed costs of each kind of job from the cold-runner benchmark (issue 12), if it has run: for
+    runners that start cold (GitHub's hosted runners: the image pulled, the environment restored) and
+    warm ones (a self-hosted runner that keeps both)."""
     if not path.is_file():
         return None
-    data = json.loads(path.read_text())
-    jobs = {j["variant"]: j for j in data.get("jobs", [])}
-    cold = jobs.get("cold")
-    if cold is None:
+    jobs = {j["variant"]: j for j in json.loads(path.read_text()).get("jobs", [])}
+    scenarios: dict[str, dict[str, float]] = {}
+    for variant, name in (("cold", "cold runners"), ("warm", "warm runners")):
+        job = jobs.get(variant)
+        if job is None:
+            continue
+        parts = job["parts"]
+        steps = ("install", "checkout", "restore", "dispatch", "upload", "other")
+        merge = sum(parts.get(k, 0.0) for k in steps)
+        scenarios[name] = {"attempt": job["fixed_s"], "trial": job["fixed_s"] - parts.get("dispatch", 0.0),
+                           "merge": merge + parts.get("restore", 0.0)}  # the merge downloads the trials too
+    if not scenarios:
         return None
-    parts = cold["parts"]
-    merge = sum(parts.get(k, 0.0) for k in ("install", "checkout", "restore", "dispatch", "upload", "other"))
-    return {"source": f"from {path.name} (issue 12: an attempt 2+ on a cold runner, step by step)",
-            "attempt": cold["fixed_s"], "trial": cold["fixed_s"] - parts.get("dispatch", 0.0),
-            "merge": merge + parts.get("restore", 0.0)}  # the merge downloads the trials as well
+    return {"source": f"{path.name} (issue 12: an attempt 2+ step by step: install, checkout, restore, "
+                      "image, dispatch, upload; a trial job has no dispatch, a merge job no image and no "
+                      "training)",
+            "scenarios": scenarios}
 
 
 _STEP = re.compile(r"^\[(?P<job>[^\]]*)\]\s+(?:✅\s+Success|❌\s+Failure) - (?:Main|Post|Pre) (?P<name>.+?) "
@@ -230,8 +241,9 @@ def costs_from_act(work: Path) -> dict[str, Any]:
             measured["merge"] = next(s for name, s in seconds.items() if name.startswith("Merge"))
         else:
             measured["attempt"] = sum(seconds.values()) - trained[1]
-    return {"source": "measured here under act (GitHub in a box, local backend, warm tool cache, a stand-in "
-                      "script; act's own job set-up not timed): a lower bound", **measured}
+    return {"source": "act on this machine (GitHub in a box, local backend, warm tool cache, a stand-in "
+                      "script; act's own job set-up not timed): a lower bound",
+            "scenarios": {"act": measured}}
 
 
 def _state_ledger(box: Any, run_id: int) -> dict[str, Any]:
@@ -269,11 +281,11 @@ def markdown(chains: list[Chain], settings: Settings, fit: tuple[float, float], 
              f"+{settings.epoch_step} per promotion, at most {settings.max_attempts} attempts and "
              f"{settings.epoch_budget} epochs; local backend, each trial its own process; median over seeds "
              f"{', '.join(map(str, settings.seeds))} [min–max].", ""]
+    scenarios = costs["scenarios"] if costs else {}
     header = ("| parallel | reached | wall s to the end (this machine) | epochs to threshold "
-              "| epochs trained | attempts | rounds |")
-    if costs:
-        header += " GitHub wall s (model) |"
-    lines += [header, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if costs else "")]
+              "| epochs trained | attempts | rounds |"
+              + "".join(f" GitHub wall s, {n} (model) |" for n in scenarios))
+    lines += [header, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(scenarios)]
     for parallel in settings.parallel:
         mine = [c for c in chains if c.parallel == parallel]
         if not mine:
@@ -284,15 +296,15 @@ def markdown(chains: list[Chain], settings: Settings, fit: tuple[float, float], 
                f"{_median([float(c.epochs_trained) for c in mine])} | "
                f"{_median([float(c.attempts) for c in mine])} | "
                f"{_median([float(len(c.rounds)) for c in mine])} |")
-        if costs:
-            row += f" {_median([modelled_wall(c, fit, costs) for c in mine])} |"
+        for job_costs in scenarios.values():
+            row += f" {_median([modelled_wall(c, fit, job_costs) for c in mine])} |"
         lines.append(row)
     if costs:
+        fixed = "; ".join(f"{name}: an attempt job {c['attempt']:.1f} s, a trial job {c['trial']:.1f} s, the "
+                          f"merge job {c['merge']:.1f} s" for name, c in scenarios.items())
         lines += ["", f"GitHub model: a trial alone trains in {fit[0]:.1f} s + {fit[1]:.2f} s per epoch "
-                  f"(fitted to the parallel-1 attempts); fixed cost of an attempt job "
-                  f"{costs['attempt']:.1f} s, a trial job {costs['trial']:.1f} s, the merge job "
-                  f"{costs['merge']:.1f} s, "
-                  f"{costs['source']}."]
+                  f"(fitted to the parallel-1 attempts); fixed costs (every step but the training) of "
+                  f"{fixed}; from {costs['source']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -318,7 +330,8 @@ def main(quick: bool, out: Path, command: str, machine: dict[str, Any], space: d
             "training_fit": {"a": fit[0], "b": fit[1]}, "job_costs": costs}
     text = markdown(chains, settings, fit, costs, meta)
     (out / "parallel.md").write_text("# keeptraining: parallel trials\n\n" + text, encoding="utf-8")
-    modelled = {f"{c.parallel}-{c.seed}": modelled_wall(c, fit, costs) if costs else None for c in chains}
+    modelled = {name: {f"{c.parallel}-{c.seed}": modelled_wall(c, fit, job_costs) for c in chains}
+                for name, job_costs in (costs or {}).get("scenarios", {}).items()}
     raw = {"meta": meta, "chains": [asdict(c) for c in chains], "github_wall_s": modelled}
     (out / "parallel.json").write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
     if update_readme is not None:

@@ -67,7 +67,7 @@ def test_costs_come_from_the_cold_runner_benchmark_when_it_has_run(bench: Module
     parts = {"install": 5.0, "checkout": 2.0, "restore": 1.0, "image": 20.0, "train": 30.0, "dispatch": 3.0,
              "upload": 2.0, "other": 4.0}
     path.write_text(json.dumps({"jobs": [{"variant": "cold", "parts": parts, "fixed_s": 37.0}]}))
-    costs = bench.costs_from_cold(path)
+    costs = bench.costs_from_cold(path)["scenarios"]["cold runners"]
     assert costs["attempt"] == 37.0 and costs["trial"] == 34.0
     assert costs["merge"] == pytest.approx(5 + 2 + 1 + 3 + 2 + 4 + 1)  # no image, no training
     assert bench.costs_from_cold(tmp_path / "none.json") is None
