@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from fakes import read_outputs
-from keeptraining import backend_local, config, ledger, rounds
+from keeptraining import backend_local, config, ledger, parallel, report, round_report, rounds
 from keeptraining.cli import main
 from keeptraining.errors import ConfigError
 from keeptraining.ledger import Attempt, Ledger
@@ -300,3 +300,27 @@ def test_a_cancelled_round_stops_its_training_processes(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         backend_local.run(request)
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize(("cpus", "slots", "cores", "shares"), [
+    (None, 2, [0, 1, 2, 3], [(0, 1), (2, 3)]),  # an even share
+    (None, 3, [0, 1], [(0,), (1,), (0,)]),  # more trials than cores: round-robin
+    (1.5, 2, [0, 1, 2, 3], [(0, 1), (2, 3)]),  # cpus rounded up
+    (8, 2, [0, 1], [(0, 1), (0, 1)]),  # never more than there are
+], ids=["even", "round-robin", "cpus", "capped"])
+def test_each_local_trial_gets_its_share_of_the_cores(cpus: float | None, slots: int, cores: list[int],
+                                                      shares: list[tuple[int, ...]]) -> None:
+    assert parallel.core_shares(_config(parallel=slots, cpus=cpus), slots, cores) == shares
+
+
+def test_the_summary_shows_each_rounds_trials_side_by_side_escaped() -> None:
+    records = [_record(1, 1, 0.5), _record(2, 2, None), _record(3, 3, 0.95, round_no=2)]
+    records[0].runner = {"slot": 1, "runner": "gpu-box|<b>1</b>", "job": "trial"}
+    text = round_report.rounds_markdown(Ledger(attempts=records), _config(parallel=2))
+    header, _rule, first, second = text.splitlines()[2:]
+    assert header == "| Round | Slot 1 | Slot 2 |"
+    assert first.startswith("| 1 | trial 1 · rung 0<br>0.5000") and "❌ failed: crashed" in first
+    assert r"gpu-box\|&lt;b&gt;1&lt;/b&gt; \(trial\)" in first  # a runner name cannot break the table
+    assert second.startswith("| 2 | trial 3 · rung 0<br>✅ 0.9500") and second.endswith("|  |")
+    assert "Rounds" in report.job_summary(Ledger(attempts=records), _config(parallel=2),
+                                          rounds.verdict(_config(parallel=2), Ledger(attempts=records)))

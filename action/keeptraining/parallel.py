@@ -59,11 +59,13 @@ def memory_bytes(limit: str | None) -> int | None:
     return int(limit.rstrip("kmg")) * unit
 
 
-def core_shares(config: Config, slots: int) -> list[tuple[int, ...]]:
+def core_shares(config: Config, slots: int, cores: list[int] | None = None) -> list[tuple[int, ...]]:
     """The cores each of ``slots`` local trials is pinned to: ``cpus`` cores each (rounded up), else
-    an even share; slots share cores round-robin when there are more trials than cores."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        list(range(os.cpu_count() or 1))
+    an even share of ``cores`` (default: the cores this process may use); slots share cores
+    round-robin when there are more trials than cores."""
+    if cores is None:
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            list(range(os.cpu_count() or 1))
     width = math.ceil(config.cpus) if config.cpus else len(cores) // max(slots, 1)
     width = min(max(width, 1), len(cores))
     return [tuple(cores[(k * width + i) % len(cores)] for i in range(width)) for k in range(slots)]

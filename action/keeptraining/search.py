@@ -462,7 +462,7 @@ def decide(config: Config, ledger: Ledger, *, round_size: int = 1) -> Decision:
     """After the ledger's last attempt: go on with the next job, or end the search (and why, in the
     one wording).
 
-    ``round_size`` > 1: the last attempts are one round of parallel trials (merge.decide judges the
+    ``round_size`` > 1: the last attempts are one round of parallel trials (rounds.decide judges the
     round itself: reached, or all failed); the rule of consecutive failures is for one trial at a time.
     """
     settings = config.search_settings()
