@@ -284,7 +284,8 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
     """
     mounts, resume_env = _mounts(request, staged)
     user = _container_user(request.output_dir.resolve())
-    env = {**request.env, "HOME": HOME_MOUNT, "KT_OUTPUT_DIR": OUTPUT_MOUNT, "KT_RESUME_FROM": resume_env}
+    env = {**request.start_env(), "HOME": HOME_MOUNT, "KT_OUTPUT_DIR": OUTPUT_MOUNT,
+           "KT_RESUME_FROM": resume_env}
     if request.adapter_dir is not None:  # the image's python imports the adapter's sitecustomize
         env["PYTHONPATH"] = adapter.pythonpath(adapter.CONTAINER_DIR, _image_env(dc, image, "PYTHONPATH"))
     try:

@@ -31,7 +31,7 @@ def run(request: TrainRequest) -> TrainResult:
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     inherited = {k: v for k, v in os.environ.items() if k.upper().replace("-", "_") not in WITHHELD_ENV}
-    env = {**inherited, **request.env,
+    env = {**inherited, **request.start_env(),
            "KT_OUTPUT_DIR": str(request.output_dir),
            "KT_RESUME_FROM": str(request.resume_from) if request.resume_from else "",
            "PYTHONUNBUFFERED": "1"}

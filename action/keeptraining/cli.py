@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -209,9 +210,35 @@ def cmd_check_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupt_on_sigterm(signum: int, frame: object) -> None:
-    """A cancelled GitHub job gets SIGTERM: unwind like Ctrl-C so cleanup code runs."""
+#: After the first SIGINT/SIGTERM, later ones are ignored this long: a cancelled GitHub job gets
+#: SIGINT, then SIGTERM 7.5 s later, then SIGKILL 2.5 s after that, and the first one's unwinding
+#: (stop the training, record what it saved, write outputs) must not be cut short by the second.
+SIGNAL_SHIELD_S = 30.0
+_first_signal: list[float] = []
+
+
+def _interrupt_on_signal(signum: int, frame: object) -> None:
+    """SIGINT or SIGTERM (a cancelled job): unwind like Ctrl-C so cleanup code runs, once."""
+    now = time.monotonic()
+    if _first_signal and now - _first_signal[0] < SIGNAL_SHIELD_S:
+        return
+    _first_signal[:] = [now]
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """SIGINT and SIGTERM become one KeyboardInterrupt (main thread only); the handlers are put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _first_signal.clear()
+    previous = {sig: signal.signal(sig, _interrupt_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _SurvivingStream:
@@ -278,11 +305,9 @@ def _run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate, "hooks": cmd_hooks,
                 "check-resume": cmd_check_resume}
-    with _surviving_output():
+    with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
         try:
             with gha.commands_stopped():

@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "base_image": None,
     "memory_limit": None,
     "timeout": 3600.0,
+    "time_budget": None,  # seconds per run: unset, the job's limit (GitHub) and timeout decide
+    "job_timeout_minutes": None,  # GitHub Actions: the job's timeout-minutes (unset: 360)
+    "max_slices": 10,  # runs per attempt
     "adapt": "auto",
     "build_timeout": 3600.0,
     "state_dir": ".keeptraining",
@@ -112,6 +115,9 @@ class Config:
     strategy: str = "epochs"
     max_epochs_total: int | None = None
     search: dict[str, Any] | None = None
+    time_budget: float | None = None  # seconds an attempt may train in one run (time_budget.py)
+    job_timeout_minutes: int | None = None
+    max_slices: int = 10  # runs one attempt may take (slices.py)
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
 
     def to_dict(self) -> dict[str, Any]:

@@ -184,7 +184,7 @@ def _html_table(config: Config, ledger: Ledger) -> str:
     cells = "".join(f"<th {_CELL.format(align='left')}>{html.escape(h)}</th>" for h in head)
     out = [f'<table style="border-collapse:collapse;font-size:14px"><tr>{cells}</tr>']
     for r in report.rows(ledger):
-        attempt = html.escape(str(r.attempt))
+        attempt = html.escape(r.label)
         if r.run_url:
             attempt = f'<a href="{html.escape(r.run_url, quote=True)}">{attempt}</a>'
         outcome = f"failed: {r.error}" if r.outcome == "failed" and r.error else r.outcome
