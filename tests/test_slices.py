@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import fake_repo
+from fakes import fake_repo, read_outputs
 from keeptraining import config as config_mod
 from keeptraining import dispatch, ledger, report, restore, slices, strategy, time_budget
 from keeptraining.errors import LedgerError, RestoreError, SliceError
@@ -273,3 +273,30 @@ def test_sigterm_keeps_the_last_finished_epoch_and_the_next_run_goes_on_from_it(
     (record,) = ledger.load(repo / STATE).attempts
     assert (record.outcome, record.epochs_reached, record.epochs_trained) == (BELOW, 12, 12)
     assert record.checkpoint == "slice-2/model.keras"
+
+
+@pytest.mark.integration
+def test_a_cancelled_run_on_github_writes_outputs_and_says_how_to_continue(tmp_path: Path) -> None:
+    """The runner's SIGINT reaches `keeptraining attempt` (action.yml execs it); it is unwinding
+    when the runner's SIGTERM follows, which must not cut the recording short."""
+    repo = fake_repo(tmp_path / "repo", "epochs: 12\n")
+    output, summary = tmp_path / "output", tmp_path / "summary.md"
+    github = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
+              "GITHUB_RUN_ID": "4242", "GITHUB_REPOSITORY": "acme/models", "GITHUB_SHA": "c" * 40,
+              "KT_INPUT_COMMIT_STATUS": "false"}
+    proc = attempt_process(repo, FAKE_EPOCH_S="0.3", **github)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Epoch 2/12"):
+            break
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)  # the runner's second signal, while the first unwinds
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, rest
+    outputs = read_outputs(output)
+    assert (outputs["attempt"], outputs["chain-status"], outputs["dispatched"]) == ("1", "interrupted", "false")
+    (record,) = ledger.load(repo / STATE).attempts
+    assert record.outcome == SLICED and outputs["epochs"] == str(record.epochs_reached)
+    text = summary.read_text()
+    assert f"cancelled at epoch {record.epochs_reached} of 12" in text
+    assert f"attempt 1.2, commit {'c' * 40} and resume-run-id 4242" in text and text.startswith("## ⏹️")

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
             progress.locked = True
             _train_and_dispatch(args, config, env, progress)
         except KeyboardInterrupt:  # SIGINT/SIGTERM: the chain recorded it; say how to go on, then stop
-            _interrupted(args, env, progress)
+            _interrupted(config, env, progress)
             raise
         except Exception as exc:  # every failure, a bug included, goes through _fail
             error = exc if isinstance(exc, KeeptrainingError) else InternalError.from_exception(exc)
@@ -397,7 +397,7 @@ def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
 INTERRUPTED = "interrupted"  # chain-status of a cancelled run (no dispatch, no mail: the chain has not ended)
 
 
-def _interrupted(args: argparse.Namespace, env: Mapping[str, str], progress: _Progress) -> None:
+def _interrupted(config: Config, env: Mapping[str, str], progress: _Progress) -> None:
     """A cancelled run (SIGINT/SIGTERM; on GitHub the job is killed 10 s later): the chain has
     recorded what the run saved; write the outputs (the state is then uploaded) and a summary
     that says how to continue it. Nothing is dispatched: the run was stopped on purpose."""
@@ -413,7 +413,9 @@ def _interrupted(args: argparse.Namespace, env: Mapping[str, str], progress: _Pr
     gha.set_outputs({"attempt": str(record.attempt), "epochs": str(record.epochs_reached or ""),
                      "chain-status": INTERRUPTED, "dispatched": "false", "threshold-reached": "false"})
     reason, hint = _how_to_continue(record, progress.info, env)
-    gha.write_summary(report.failure_summary(reason, "Run cancelled", reason, hint))
+    decision = strategy.Decision(INTERRUPTED, reason, hint=hint)
+    gha.write_summary(report.job_summary(book, config, decision,
+                                         failure=report.failure_markdown("Run cancelled", hint)))
 
 
 def _how_to_continue(record: ledger.Attempt, info: Mapping[str, Any],
@@ -429,8 +431,8 @@ def _how_to_continue(record: ledger.Attempt, info: Mapping[str, Any],
     if not this_run:
         return reason, "Run `keeptraining run --continue` (or `keeptraining attempt`) to go on from there."
     return reason, (f"To go on from there, run the workflow by hand (Actions → Run workflow) with attempt "
-                    f"{label}, commit {commit} and resume-run-id {this_run}; a re-run of this job starts "
-                    "the attempt over from the run before.")
+                    f"{label}, commit {commit} and resume-run-id {this_run}. (A re-run of this job goes "
+                    "back to the state of the run it resumed.)")
 
 
 def _write_outputs(record: ledger.Attempt | None, book: ledger.Ledger, decision: strategy.Decision,

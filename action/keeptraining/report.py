@@ -363,7 +363,8 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
 
 # --------------------------------------------------------------------------- job summary
 
-_ICONS = {CHAIN_REACHED: "✅", EXHAUSTED: "⚠️", CHAIN_FAILED: "❌", CONTINUE: "🔁", SUPERSEDED: "⏭️"}
+_ICONS = {CHAIN_REACHED: "✅", EXHAUSTED: "⚠️", CHAIN_FAILED: "❌", CONTINUE: "🔁", SUPERSEDED: "⏭️",
+          "interrupted": "⏹️"}  # a cancelled run (attempt_step: nothing dispatched, nothing mailed)
 
 
 def _code(value: object) -> str:
