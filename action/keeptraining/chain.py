@@ -433,8 +433,9 @@ def _attempt_line(record: Attempt, config: Config) -> str:
     if record.outcome == FAILED:
         return f"Attempt {record.attempt} failed after {record.duration_s:.1f} s: {record.error}"
     if record.outcome == SLICED:
+        runs = wording.plural(len(record.slices), "run")
         return (f"Attempt {record.attempt}: at epoch {record.epochs_reached} of {record.epochs} when "
-                f"{slices.why(record)}; the next run continues it ({wording.plural(len(record.slices), 'run')} so far, "
+                f"{slices.why(record)}; the next run continues it ({runs} so far, "
                 f"{record.epochs_trained} epochs trained, {record.duration_s:.1f} s)")
     sign = "≥" if record.outcome == REACHED else "<"
     reached = "an unknown number of" if record.epochs_reached is None else record.epochs_reached
