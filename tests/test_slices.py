@@ -34,7 +34,7 @@ def config(**values: object) -> config_mod.Config:
 # --------------------------------------------------------------------------- the deadline
 
 
-@pytest.mark.parametrize(("limit", "margin"), [(10, 5), (600, 60), (3600, 360), (6 * 3600, 900)])
+@pytest.mark.parametrize(("limit", "margin"), [(2, 1), (10, 5), (600, 60), (3600, 360), (6 * 3600, 900)])
 def test_the_margin_is_a_tenth_of_the_limit_between_5_s_and_15_min(limit: float, margin: float) -> None:
     assert time_budget.margin(limit) == margin
 
@@ -206,10 +206,10 @@ def next_checkout(previous: Path, root: Path, config_text: str) -> Path:
 @pytest.mark.integration
 def test_an_attempt_longer_than_its_runs_reaches_its_target_across_processes(tmp_path: Path) -> None:
     # 0.25 s epochs, 2 s a run: accuracy 1 - 0.6 * 0.95**e first reaches 0.7 at epoch 14.
-    text = "threshold: 0.7\nepochs: 20\ntime_budget: 2\n"
+    text = "threshold: 0.7\nepochs: 20\ntime_budget: 2\nmax_slices: 20\n"
     repo = fake_repo(tmp_path / "run-1", text)
     outputs = []
-    for number in range(1, 12):
+    for number in range(1, 20):
         proc = attempt_process(repo, FAKE_EPOCH_S="0.25")
         outputs.append(proc.communicate(timeout=120)[0])
         assert proc.returncode == 0, outputs[-1]
@@ -304,3 +304,25 @@ def test_a_cancelled_run_on_github_writes_outputs_and_says_how_to_continue(tmp_p
     text = summary.read_text()
     assert f"cancelled at epoch {record.epochs_reached} of 12" in text
     assert f"attempt 1.2, commit {'c' * 40} and resume-run-id 4242" in text and text.startswith("## ⏹️")
+
+
+@pytest.mark.integration
+def test_a_run_stopped_at_its_timeout_keeps_the_epochs_it_saved(tmp_path: Path) -> None:
+    """A script that ignores KT_DEADLINE runs into `timeout`: killed, but not failed when it saved
+    epochs; the next run goes on. One that saved none fails as before (test_chain_local)."""
+    repo = fake_repo(tmp_path, "epochs: 30\ntimeout: 2\n")
+    proc = attempt_process(repo, FAKE_EPOCH_S="0.3", FAKE_MODE="nodeadline")
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert "reached this run's timeout of 2 s and was stopped after epoch" in out
+    (record,) = ledger.load(repo / STATE).attempts
+    assert record.outcome == SLICED and record.slices[0]["stopped"] == "timeout"
+    reached = record.epochs_reached
+    assert reached is not None and 1 <= reached < 30
+    (repo / ".keeptraining.yml").write_text((repo / ".keeptraining.yml").read_text().replace("timeout: 2", ""))
+    proc = attempt_process(repo, FAKE_EPOCH_S="0.01")
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert f"fake: epochs {reached} -> 30" in out
+    (record,) = ledger.load(repo / STATE).attempts
+    assert (record.outcome, record.epochs_reached, record.epochs_trained) == (BELOW, 30, 30)

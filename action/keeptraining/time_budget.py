@@ -35,8 +35,9 @@ MARGIN_MAX_S = 900.0  # ... and at most 15 minutes
 
 
 def margin(limit_s: float) -> float:
-    """Seconds kept free before a limit of ``limit_s`` seconds: 10 %, between 5 s and 15 min."""
-    return min(MARGIN_MAX_S, max(MARGIN_MIN_S, limit_s * MARGIN_SHARE))
+    """Seconds kept free before a limit of ``limit_s`` seconds: 10 %, between 5 s and 15 min, and
+    never more than half of it (a 4 s timeout still leaves 2 s to train)."""
+    return min(MARGIN_MAX_S, max(MARGIN_MIN_S, limit_s * MARGIN_SHARE), limit_s / 2)
 
 
 @dataclass(frozen=True)
