@@ -157,3 +157,11 @@ def test_install_refuses_an_older_python_with_a_clear_message(tmp_path: Path) ->
         f"::error title=keeptraining needs Python 3.99 or newer::python3 here is {found}. "
         "Add actions/setup-python with python-version: '3.99' (or newer) before this action.")
     assert not (tmp_path / "cache").exists(), "nothing is installed"
+
+
+@pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow()], ids=["own", "README"])
+def test_training_workflow_tells_the_action_its_jobs_time_limit(text: str) -> None:
+    """Each run stops training in time to save its state only if the action knows the job's limit."""
+    (job,) = yaml.safe_load(text)["jobs"].values()
+    (step,) = [s for s in job["steps"] if "keeptraining" in s.get("uses", "") or s.get("uses") == "./action"]
+    assert int(step["with"]["job-timeout-minutes"]) == job["timeout-minutes"]

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from fakes import fake_repo, read_outputs
+from keeptraining import chain, dispatch, ledger, report, restore, slices, strategy, time_budget
 from keeptraining import config as config_mod
-from keeptraining import dispatch, ledger, report, restore, slices, strategy, time_budget
 from keeptraining.errors import LedgerError, RestoreError, SliceError
 from keeptraining.ledger import BELOW, FAILED, REACHED, SLICED, Attempt, Ledger
 
@@ -319,10 +319,31 @@ def test_a_run_stopped_at_its_timeout_keeps_the_epochs_it_saved(tmp_path: Path) 
     assert record.outcome == SLICED and record.slices[0]["stopped"] == "timeout"
     reached = record.epochs_reached
     assert reached is not None and 1 <= reached < 30
-    (repo / ".keeptraining.yml").write_text((repo / ".keeptraining.yml").read_text().replace("timeout: 2", ""))
+    settings = repo / ".keeptraining.yml"
+    settings.write_text(settings.read_text().replace("timeout: 2", ""))
     proc = attempt_process(repo, FAKE_EPOCH_S="0.01")
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0, out
     assert f"fake: epochs {reached} -> 30" in out
     (record,) = ledger.load(repo / STATE).attempts
     assert (record.outcome, record.epochs_reached, record.epochs_trained) == (BELOW, 30, 30)
+
+
+def test_a_run_that_did_not_resume_restarts_the_attempts_record() -> None:
+    first = slices.merge(None, run_record(10, 0, 4, SLICED, run_id="11"), slices.DEADLINE, None)
+    first.initial_epoch = 0
+    fresh = run_record(10, 0, 6, SLICED, run_id="12")  # offered epoch 4, trained from scratch to 6
+    record = slices.merge(first, fresh, slices.DEADLINE, "slice-2")
+    assert (record.initial_epoch, len(record.history), record.epochs_reached) == (0, 6, 6)
+    assert record.history == fresh.history and record.resumed_from is None
+
+
+def test_pruning_keeps_only_the_newest_checkpoint_of_an_attempt_of_several_runs(tmp_path: Path) -> None:
+    first = slices.merge(None, run_record(10, 0, 4, SLICED, run_id="11"), slices.DEADLINE, None)
+    record = slices.merge(first, run_record(10, 4, 7, SLICED, run_id="12"), slices.DEADLINE, "slice-2")
+    folder = tmp_path / "attempt-001"
+    (folder / "slice-2").mkdir(parents=True)
+    (folder / "model.keras").write_text("epoch 4")
+    (folder / "slice-2" / "model.keras").write_text("epoch 7")
+    assert chain.prune_checkpoints(tmp_path, Ledger(attempts=[record])) == [folder / "model.keras"]
+    assert (folder / "slice-2" / "model.keras").read_text() == "epoch 7"

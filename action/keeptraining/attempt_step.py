@@ -405,17 +405,18 @@ def _interrupted(config: Config, env: Mapping[str, str], progress: _Progress) ->
         return
     try:
         book = ledger.load(progress.ws.state_dir)
-    except KeeptrainingError:
-        return
-    record = book.last
-    if record is None:
-        return
-    gha.set_outputs({"attempt": str(record.attempt), "epochs": str(record.epochs_reached or ""),
-                     "chain-status": INTERRUPTED, "dispatched": "false", "threshold-reached": "false"})
-    reason, hint = _how_to_continue(record, progress.info, env)
-    decision = strategy.Decision(INTERRUPTED, reason, hint=hint)
-    gha.write_summary(report.job_summary(book, config, decision,
-                                         failure=report.failure_markdown("Run cancelled", hint)))
+        record = book.last
+        if record is None:
+            return
+        gha.set_outputs({"attempt": str(record.attempt), "epochs": str(record.epochs_reached or ""),
+                         "chain-status": INTERRUPTED, "dispatched": "false", "threshold-reached": "false"})
+        reason, hint = _how_to_continue(record, progress.info, env)
+        decision = strategy.Decision(INTERRUPTED, reason, hint=hint)
+        gha.write_summary(report.job_summary(book, config, decision,
+                                             failure=report.failure_markdown("Run cancelled", hint)))
+    except Exception as exc:  # the interruption is what to report; this is only a warning
+        gha.warn(f"The cancelled run's outputs and summary could not be written: {exc}",
+                 title="Run cancelled")
 
 
 def _how_to_continue(record: ledger.Attempt, info: Mapping[str, Any],

@@ -148,16 +148,17 @@ def merge(continuing: Attempt | None, run: Attempt, stopped: str | None, sub: st
         before = continuing.epochs_reached or 0
         progressed = run.checkpoint is not None and (run.epochs_reached or 0) > before
         start = before
-        _carry_on(record, run, progressed)
+        _carry_on(record, run, progressed, restarted=run.initial_epoch < before)
     if stopped is not None and (record.outcome == SLICED or progressed):
         record.slices = [*record.slices, _entry(record, run, stopped, start)]
     return record
 
 
-def _carry_on(record: Attempt, run: Attempt, progressed: bool) -> None:
-    """Add ``run``'s results to the attempt's ``record`` (in place)."""
+def _carry_on(record: Attempt, run: Attempt, progressed: bool, *, restarted: bool) -> None:
+    """Add ``run``'s results to the attempt's ``record`` (in place); ``restarted``: the run did
+    not resume the checkpoint it was offered (and trained from scratch)."""
     if progressed:
-        if run.initial_epoch == 0 and record.initial_epoch > 0:  # the run did not resume: a restart
+        if restarted:  # the attempt's model is now this run's, from scratch
             record.history, record.initial_epoch, record.resumed_from = list(run.history), 0, None
         else:
             record.history = [*record.history, *run.history]
