@@ -128,7 +128,8 @@ def rows(ledger: Ledger) -> list[Row]:
     ]
 
 
-def _outcome_text(row: Row, limit: int) -> str:
+def outcome_text(row: Row, limit: int) -> str:
+    """The outcome column: the error of a failed attempt, where the runs of a sliced one ended."""
     if row.outcome == FAILED and row.error:
         return one_line(f"failed: {row.error}", limit)
     if row.outcome == SLICED:
@@ -143,7 +144,7 @@ def attempts_table(ledger: Ledger, config: Config) -> str:
     header = ["Attempt", "Epochs", "Trained", one_line(config.metric, 20), "Duration s", "Outcome"]
     body = [
         [r.label, f"{r.epochs_from}->{r.epochs_to}", str(r.trained), r.metric, r.duration,
-         _outcome_text(r, 70)]
+         outcome_text(r, 70)]
         for r in rows(ledger)
     ]
     if not body:
@@ -170,7 +171,7 @@ def attempts_markdown(ledger: Ledger, config: Config) -> str:
         attempt = f"[{r.label}]({r.run_url})" if r.run_url else r.label
         lines.append(
             f"| {attempt} | {r.epochs_from} → {r.epochs_to} | {r.trained} | {r.metric} | {r.duration} "
-            f"| {md_escape(_outcome_text(r, 160))} |"
+            f"| {md_escape(outcome_text(r, 160))} |"
         )
     if len(lines) == 2:
         return "_No attempts yet._"
