@@ -7,7 +7,9 @@ produce the same ledger. A failed attempt is recorded, never thrown away: the
 caller gets the failure in ``AttemptReport.error`` after the ledger is saved.
 Whatever ends the attempt once it is under way (training, metric, image build,
 engine, a bug) is recorded as ``failed`` with its real error; "interrupted" is
-only for Ctrl-C and SIGTERM.
+only for Ctrl-C and SIGTERM. A run whose time ran out before the attempt's epochs
+(``KT_DEADLINE``, ``timeout``, a cancellation after saved epochs) leaves the attempt
+``sliced``: the next run continues it in ``attempt-NNN/slice-K/`` (slices.py).
 
 Paths from the restored state or the training script go through ``safe_paths``:
 the checkpoint resumed from and the checkpoints pruned are regular files inside
