@@ -59,7 +59,7 @@ FORBIDDEN_SOURCES = tuple(Path(p) for p in ("/run", "/var/run", "/proc", "/sys",
 
 PING_TIMEOUT_S = 5.0  # "is there an engine?" must answer fast, not hang a CLI
 API_TIMEOUT_S = 120.0  # ordinary calls (create, inspect, remove) on a busy engine
-STOP_GRACE_S = 5.0  # after SIGTERM on timeout, how long the script may take to save and exit
+STOP_GRACE_S = 5.0  # after SIGTERM (a timeout, a cancellation), how long the script may take to exit
 POLL_S = 0.2
 
 ENGINE_HINT = (
@@ -427,6 +427,11 @@ def run(
         state, timed_out = _follow(container, pump, started + request.timeout)
         ended = time.monotonic()
         pump.join(timeout=STOP_GRACE_S)  # the last lines, after the container stopped
+    except KeyboardInterrupt:  # a cancelled run: SIGTERM first, as on a timeout, so that a script
+        if created:            # that saves on SIGTERM can; the runner allows ~10 s in all
+            with contextlib.suppress(DockerException, requests.exceptions.RequestException):
+                created[-1].stop(timeout=int(STOP_GRACE_S))
+        raise
     finally:
         errors = _stderr(created)
         output, stages["cleanup_s"] = _cleanup(created, pump)

@@ -640,8 +640,10 @@ class Adapter:
                 os.replace(tmp, os.path.join(out, CHECKPOINT))
                 return CHECKPOINT
             except Exception as exc:
-                self.note(f"model.save failed ({short(exc)}); saving the weights and optimizer state "
-                          f"as {WEIGHTS_ONLY} instead.")
+                text = (f"model.save failed ({short(exc)}); saving the weights and optimizer state "
+                        f"as {WEIGHTS_ONLY} instead.")
+                if text not in self.notes:  # said once, not at every epoch end
+                    self.note(text)
             tmp = os.path.join(out, f".model{tag}.weights.h5")
             self.model.save_weights(tmp)
             os.replace(tmp, os.path.join(out, WEIGHTS_ONLY))
