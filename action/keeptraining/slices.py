@@ -90,13 +90,17 @@ def salvage(run: Attempt, out_dir: Path, output: str, config: Config, plan: Plan
     checkpoint show epochs beyond where it started, fill ``run`` with them (outcome ``sliced``).
 
     Everything here was written by the training script: read through ``metrics.read`` and
-    checked like a finished run's; anything unusable means no progress, never an error.
+    checked like a finished run's; anything unusable means no progress, never an error. Only
+    ``metrics.json`` counts (its ``epochs`` beside its checkpoint): Keras's ``Epoch i/N`` lines
+    also name the epoch that was cut short.
     """
     try:
         found = metrics_mod.read(out_dir, output, config.metric)
         trained = contract_check.assess(found, output, plan, config.threshold)
         metrics_mod.check_epochs(found, asked=plan.epochs, initial=trained.initial_epoch)
     except KeeptrainingError:
+        return False
+    if found.source != metrics_mod.METRICS_FILE or found.epochs is None:
         return False
     reached = trained.epochs_reached
     if found.checkpoint is None or reached is None or reached <= trained.initial_epoch:
