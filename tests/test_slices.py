@@ -347,3 +347,17 @@ def test_pruning_keeps_only_the_newest_checkpoint_of_an_attempt_of_several_runs(
     (folder / "slice-2" / "model.keras").write_text("epoch 7")
     assert chain.prune_checkpoints(tmp_path, Ledger(attempts=[record])) == [folder / "model.keras"]
     assert (folder / "slice-2" / "model.keras").read_text() == "epoch 7"
+
+
+def test_a_stopped_runs_progress_counts_only_from_its_metrics_json(tmp_path: Path) -> None:
+    """Keras prints `Epoch 3/10` as epoch 3 begins: a run killed then has saved two epochs at most."""
+    (tmp_path / "model.keras").write_text("a checkpoint")
+    plan = strategy.Plan(1, 10, 0, None)
+    run = run_record(10, 0, None, FAILED, run_id="11")
+    log = "Epoch 1/10\nEpoch 2/10\nEpoch 3/10\nTest accuracy: 0.5\n"
+    assert not slices.salvage(run, tmp_path, log, config(), plan)
+    (tmp_path / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "epochs": 2,
+                                                       "history": {"val_accuracy": [0.4, 0.5]}}))
+    assert slices.salvage(run, tmp_path, log, config(), plan)
+    assert (run.outcome, run.epochs_reached, run.epochs_trained, run.checkpoint) == \
+        (SLICED, 2, 2, "model.keras")
