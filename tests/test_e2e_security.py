@@ -146,7 +146,7 @@ _COMMAND = re.compile(r"^::(?P<name>error|warning|notice)(?: (?P<props>[^:]*))?:
 _ACT_OUTPUT = re.compile(r"^::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
 #: Outputs of the action's inner steps (install, check, checkout, upload, download): not the action's.
 _INNER_OUTPUTS = {"bin", "commit", "resume", "problem", "ref", "artifact-id", "artifact-digest",
-                  "artifact-url", "download-path"}
+                  "artifact-url", "download-path", "started"}
 #: actions/checkout logs the header it configures with the credential it has masked itself.
 _CHECKOUT_AUTH = re.compile(r"^\[command\]/usr/bin/git config --file \S+ http\.\S+\.extraheader "
                             r"AUTHORIZATION: basic \*\*\*$")
