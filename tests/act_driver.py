@@ -116,7 +116,10 @@ def official_actions(repo: Path, workflow: str, *action_folders: Path) -> list[s
     pins: set[str] = set()
     files = [repo / workflow, *repo.rglob("action.yml")]
     for path in files + [f for extra in action_folders for f in extra.rglob("action.yml")]:
-        pins.update(re.findall(r"uses:\s*([\w.-]+/[\w.-]+@[0-9a-f]{40})", path.read_text()))
+        # owner/repo[/path]@sha: an action in a folder of its repository (actions/cache/restore) maps
+        # with its repository
+        pins.update(f"{repo}@{sha}" for repo, sha in
+                    re.findall(r"uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40})", path.read_text()))
     mappings = []
     for pin in sorted(pins):
         name, sha = pin.split("@")

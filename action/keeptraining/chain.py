@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import adapter, contract_check, gha, safe_paths, search, strategy, wording
+from . import adapter, contract_check, data_cache, gha, network, safe_paths, search, strategy, wording
 from . import ledger as ledger_mod
 from . import metrics as metrics_mod
 from .backends import Backend
@@ -224,14 +224,21 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     error: KeeptrainingError | None = None
     result: TrainResult | None = None
     log = LogFile.create(out_dir)
+    network.warn_if_not_contained(config.network, backend.name)
+    cache = data_cache.open_session(config, ws.state_dir, say=say)
     request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
                            env={**contract_env(config, plan), **(search.hp_env(job.params) if job else {})},
                            timeout=config.timeout,
                            resume_from=resume_path, on_line=log.sink(on_line),
                            memory_limit=config.memory_limit,
-                           adapter_dir=adapter.folder() if config.adapt != "none" else None)
+                           adapter_dir=adapter.folder() if config.adapt != "none" else None,
+                           network=config.network, cache_dir=cache.data_dir if cache else None)
     try:
-        result = backend.run(request)
+        try:
+            result = backend.run(request)
+        finally:  # whatever the metric says: downloads are kept, unless the training was cut short
+            if cache is not None:
+                cache.close(complete=result is not None and not result.timed_out)
         record.duration_s = round(result.duration, 3)
         _fill_from_result(record, result, out_dir, config, plan, say, previous)
     except KeeptrainingError as exc:  # training, metric, image build, engine: the attempt failed
@@ -258,7 +265,8 @@ def _new_record(config: Config, plan: Plan, backend: str, resumed_from: str | No
     return Attempt(attempt=plan.attempt, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
                    resumed_from=resumed_from, outcome=FAILED, started_at=_now(),
                    params={"backend": backend, "resume": config.resume,
-                           "hyperparameters": dict(config.hyperparameters)},
+                           "hyperparameters": dict(config.hyperparameters), "network": config.network,
+                           "cache": config.cache},
                    run=dict(run_info or {}))
 
 
@@ -325,8 +333,11 @@ def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, confi
                               log_tail=result.log_tail)
     if result.exit_code != 0:
         detail = f" ({result.detail})" if result.detail else ""
-        raise TrainingError(f"The training command exited with code {result.exit_code}{detail}.",
-                            hint="The last lines of its log are shown above.", log_tail=result.log_tail)
+        offline = network.explain(result.offline, f"{result.output}\n{result.errors}")
+        raise TrainingError(f"The training command exited with code {result.exit_code}{detail}."
+                            f"{offline.message if offline else ''}",
+                            hint=offline.hint if offline else "The last lines of its log are shown above.",
+                            log_tail=result.log_tail)
     found = metrics_mod.read(out_dir, result.output, config.metric)
     trained = contract_check.assess(found, result.output, plan, config.threshold)
     if not trained.resumed:

@@ -74,6 +74,8 @@ DEFAULTS: dict[str, Any] = {
     "max_epochs_total": None,
     "search": None,  # strategy: search only; the config file is the one place to write it
     "commit_status": True,
+    "network": "default",  # the training container's: see network.py and SECURITY.md
+    "cache": True,  # the data cache across attempts: see data_cache.py
 }
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -112,6 +114,8 @@ class Config:
     strategy: str = "epochs"
     max_epochs_total: int | None = None
     search: dict[str, Any] | None = None
+    network: str = "default"  # docker: none | default | host | a Docker network's name
+    cache: bool = True  # keep what the script downloads from attempt to attempt
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
 
     def to_dict(self) -> dict[str, Any]:
