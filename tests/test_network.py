@@ -30,7 +30,14 @@ def test_a_failed_download_without_a_network_names_the_setting(line: str) -> Non
     assert "could not reach the network" in explained.message
     assert "the training container had no network: `network: none`." in explained.message
     assert "`network: default`" in explained.hint and "Data your script downloads" in explained.hint
-    assert len(explained.message) < 400  # the line is quoted, at most about 100 characters of it
+    assert len(explained.message) < 300  # at most about 100 characters of the line, up to the reason
+
+
+def test_the_line_quoted_is_cut_before_the_reason_never_after_it() -> None:
+    quoted = network.unreachable_line(f"noise\n{KERAS_REFUSED}\nmore noise")
+    assert quoted is not None and quoted.startswith("...") and len(quoted) <= 103
+    assert quoted.endswith("None -- [Errno 111] Connection refused")
+    assert network.unreachable_line(UNREACHABLE) == UNREACHABLE
 
 
 def test_nothing_is_explained_with_a_network_or_without_a_network_error() -> None:

@@ -47,11 +47,15 @@ class Explanation(NamedTuple):
     hint: str
 
 
-def unreachable_line(log: str) -> str | None:
-    """The last line of ``log`` that says a host could not be resolved or reached."""
+def unreachable_line(log: str, limit: int = 100) -> str | None:
+    """The last line of ``log`` that says a host could not be resolved or reached: at most ``limit``
+    characters of it, ending with the last phrase that says so (``... [Errno 111] Connection refused``)."""
     for line in reversed(log.splitlines()):
-        if _UNREACHABLE.search(line):
-            return line.strip()
+        found = list(_UNREACHABLE.finditer(line))
+        if found:
+            end = found[-1].end()
+            start = max(0, end - limit)
+            return ("..." if start else "") + line[start:end].strip()
     return None
 
 
@@ -62,8 +66,8 @@ def explain(offline: str, log: str) -> Explanation | None:
     if line is None:
         return None
     hint = NO_BRIDGE_HINT if offline.startswith(f"`network: {DEFAULT}`") else HINT
-    return Explanation(f" It could not reach the network ({quote(line)}), and the training container had "
-                       f"no network: {offline}.", hint)
+    return Explanation(f" It could not reach the network ({quote(line, 110)}), and the training container "
+                       f"had no network: {offline}.", hint)
 
 
 def docker_mode(dc: docker.DockerClient, setting: str) -> tuple[str, str]:
