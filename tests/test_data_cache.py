@@ -13,6 +13,7 @@ import pytest
 
 from keeptraining import config as config_mod
 from keeptraining import data_cache
+from keeptraining.cli import main
 from keeptraining.data_cache import DATA, IN_USE, MANIFEST, Session
 
 COMMIT = "c0ffee" + "0" * 34
@@ -111,6 +112,7 @@ def test_what_an_attempt_downloads_is_recorded_and_verified_by_the_next(
     assert second.close(complete=True) is False
     written = re.findall(r"^data-cache<<(\S+)\n(.*?)\n\1$", outputs.read_text(), re.MULTILINE)
     assert [value for _, value in written] == ["changed", "unchanged"]  # the action saves the first only
+    assert step_outputs(outputs) == {"data-cache": "unchanged"}
 
 
 @pytest.mark.parametrize("damage", ["changed", "truncated", "missing", "manifest", "relinked"])
@@ -223,3 +225,31 @@ def test_describe_tells_where_to_pre_seed(tmp_path: Path) -> None:
     assert f"  KERAS_HOME={tmp_path / 'data-cache' / DATA / 'keras'}" in lines
     off = data_cache.describe(config(cache=False), tmp_path, {})
     assert off == ["The data cache is off (`cache: false`)."]
+
+
+def step_outputs(path: Path) -> dict[str, str]:
+    """What a step wrote to $GITHUB_OUTPUT (name<<delimiter blocks)."""
+    found = re.findall(r"^([\w-]+)<<(\S+)\n(.*?)\n?\2$", path.read_text(), re.MULTILINE | re.DOTALL)
+    return {name: value for name, _, value in found}
+
+
+def test_the_action_step_writes_the_cache_inputs_and_never_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = tmp_path / "repo"
+    (repo / "ml_code").mkdir(parents=True)
+    outputs = tmp_path / "outputs"
+    for name, value in {**GITHUB, "RUNNER_TOOL_CACHE": str(tmp_path / "tools"), "GITHUB_OUTPUT": str(outputs),
+                        "KT_INPUT_STATE_DIR": ".keeptraining"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["data-cache", "--repo", str(repo)]) == 0
+    written = step_outputs(outputs)
+    assert written["key"] == f"keeptraining-data-v1-{COMMIT}-4242-2"
+    assert written["path"].splitlines()[0].endswith(f"acme/model/{COMMIT[:12]}/manifest.json")
+    outputs.write_text("")
+    (repo / ".keeptraining.yml").write_text("cache: maybe\n")  # the attempt step reports it; no restore
+    assert main(["data-cache", "--repo", str(repo)]) == 0
+    assert step_outputs(outputs) == {"path": "", "key": "", "restore-keys": ""}
+    monkeypatch.delenv("GITHUB_ACTIONS")
+    (repo / ".keeptraining.yml").write_text("")
+    assert main(["data-cache", "--repo", str(repo)]) == 0
+    assert f"Data cache: {repo / '.keeptraining' / 'data-cache' / 'data'}" in capsys.readouterr().out
