@@ -144,6 +144,23 @@ def test_a_cache_that_does_not_match_its_manifest_is_discarded_with_a_warning(
     assert "0 files, 0 bytes checked" in said[0]
 
 
+@pytest.mark.parametrize("name", ["../outside.txt", "/etc/hostname", "a/../../outside.txt"])
+def test_a_manifest_naming_a_path_out_of_the_cache_is_not_believed(
+        tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "cache"
+    (root / DATA).mkdir(parents=True)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the cache's")
+    sha = hashlib.sha256(b"not the cache's").hexdigest()
+    (root / MANIFEST).write_text(json.dumps({"format": 1, "files": {name: {"size": 15, "sha256": sha}},
+                                             "links": {}}))
+    opened, said = session(root)
+    opened.open()
+    assert "its manifest is not valid" in capsys.readouterr().err
+    assert outside.read_text() == "not the cache's"
+    assert "0 files" in said[0]
+
+
 def test_files_the_manifest_does_not_know_are_kept_as_pre_seeded(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     write(root, "keras/datasets/cifar-10-batches-py.tar.gz", b"seeded by hand")

@@ -205,17 +205,29 @@ def _read_manifest(path: Path) -> dict[str, _Entry] | None:
         data = json.loads(raw) if len(raw) <= MAX_MANIFEST_BYTES else None
         if not isinstance(data, dict) or data.get("format") != 1:
             raise ValueError("not a format-1 manifest")
-        entries = {rel: _Entry(int(v["size"]), str(v["sha256"])) for rel, v in data["files"].items()
-                   if _SHA256.fullmatch(str(v["sha256"])) and int(v["size"]) >= 0} \
-            if isinstance(data["files"], dict) else {}
-        if len(entries) != len(data["files"]):
-            raise ValueError("a file entry is not valid")
-        entries.update({rel: _Entry(link=str(target)) for rel, target in dict(data["links"]).items()})
+        files, links = data.get("files"), data.get("links")
+        if not isinstance(files, dict) or not isinstance(links, dict):
+            raise ValueError("files and links must be mappings")
+        entries: dict[str, _Entry] = {}
+        for rel, item in files.items():
+            size, sha = (item.get("size"), item.get("sha256")) if isinstance(item, dict) else (None, None)
+            if type(size) is not int or size < 0 or not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+                raise ValueError(f"the entry of {_shown(rel)} is not a size and a sha256")
+            entries[rel] = _Entry(size, sha)
+        for rel, target in links.items():
+            if not isinstance(target, str):
+                raise ValueError(f"the link {_shown(rel)} has no target")
+            entries[rel] = _Entry(link=target)
         for rel in entries:
             safe_paths.check_relative(rel, "a path in the data cache's manifest")
-    except (ValueError, TypeError, KeyError, AttributeError, PathRefused) as exc:
-        raise _Damaged(f"its manifest is not valid ({str(exc)[:100]})") from None
+    except (ValueError, PathRefused) as exc:
+        raise _Damaged(f"its manifest is not valid: {str(exc)[:200]}") from None
     return entries
+
+
+def _shown(rel: str, limit: int = 100) -> str:
+    """A path of the cache in a message: its end, at most ``limit`` characters (names are untrusted)."""
+    return rel if len(rel) <= limit else "..." + rel[-(limit - 3):]
 
 
 def _manifest_bytes(entries: Mapping[str, _Entry]) -> bytes:
@@ -266,12 +278,13 @@ class Session:
         modification time match ``known`` is not hashed again."""
         found: dict[str, _Entry] = {}
         removed: set[str] = set()
+        dropped = 0
         for rel, entry in _walk(self.data_dir):
             path = Path(entry.path)
             if entry.is_symlink():
                 target = os.readlink(path)
                 if not _link_inside(rel, target):
-                    self._remove(path, f"{rel} is a link out of the cache")
+                    self._remove(path, f"{_shown(rel)} is a link out of the cache")
                     removed.add(rel)
                     continue
                 found[rel] = _Entry(link=target)
@@ -283,27 +296,27 @@ class Session:
                     continue
                 if rel not in recorded and not keep_unrecorded:
                     path.unlink()
-                    removed.add(rel)
+                    dropped += 1
                     continue
                 size, sha, secret = _digest(path, self.secrets)
                 if secret:
-                    self._remove(path, f"{rel} holds one of keeptraining's secrets (the token or the SMTP "
-                                       "password)")
+                    self._remove(path, f"{_shown(rel)} holds one of keeptraining's secrets (the token or "
+                                       "the SMTP password)")
                     removed.add(rel)
                     continue
                 found[rel] = _Entry(size, sha, mtime_ns=info.st_mtime_ns)
             else:
-                self._remove(path, f"{rel} is not a regular file")
+                self._remove(path, f"{_shown(rel)} is not a regular file")
                 removed.add(rel)
                 continue
             if rel in recorded and found[rel].recorded() != recorded[rel].recorded():
-                raise _Damaged(f"{rel} is not what was recorded")
+                raise _Damaged(f"{_shown(rel)} is not what was recorded")
         missing = sorted(set(recorded) - set(found) - removed)
         if missing:
-            raise _Damaged(f"{missing[0]} is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
-                                                          else ""))
-        if removed and not keep_unrecorded:
-            self.notes.append(f"{len(removed)} file(s) that a training cut short left were removed")
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise _Damaged(f"{_shown(missing[0])} is missing{more}")
+        if dropped:
+            self.notes.append(f"{dropped} file(s) that a training cut short left were removed")
         return found
 
     def _remove(self, path: Path, why: str) -> None:
