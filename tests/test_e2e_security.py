@@ -144,9 +144,11 @@ MASK_STEP = """
 _LINE = re.compile(r"^\[[^\]]*\]\s+(?P<mark>\S+)\s+(?P<text>.*)$")
 _COMMAND = re.compile(r"^::(?P<name>error|warning|notice)(?: (?P<props>[^:]*))?::(?P<message>.*)$")
 _ACT_OUTPUT = re.compile(r"^::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
-#: Outputs of the action's inner steps (install, check, checkout, upload, download): not the action's.
+#: Outputs of the action's inner steps (install, check, checkout, upload, download, the data cache's
+#: plan, restore and record): not the action's.
 _INNER_OUTPUTS = {"bin", "commit", "resume", "problem", "ref", "artifact-id", "artifact-digest",
-                  "artifact-url", "download-path"}
+                  "artifact-url", "download-path", "path", "key", "restore-keys", "cache-hit",
+                  "cache-primary-key", "cache-matched-key", "data-cache"}
 #: actions/checkout logs the header it configures with the credential it has masked itself.
 _CHECKOUT_AUTH = re.compile(r"^\[command\]/usr/bin/git config --file \S+ http\.\S+\.extraheader "
                             r"AUTHORIZATION: basic \*\*\*$")

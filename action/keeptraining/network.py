@@ -74,8 +74,8 @@ def docker_mode(dc: docker.DockerClient, setting: str) -> tuple[str, str]:
     """The container's ``network_mode`` for ``setting``, and why it has no network ('' when it has one).
 
     A named network must exist (TrainingError otherwise). ``default`` on an engine without its
-    default bridge (``dockerd --bridge=none``) gives the container only its loopback interface:
-    that is warned about before the training starts.
+    default bridge (``dockerd --bridge=none``) gives the container only its loopback interface: a
+    training that fails for want of the network is told so (not one that never needed it).
     """
     if setting == NONE:
         return NONE, f"`network: {NONE}`"
@@ -84,10 +84,8 @@ def docker_mode(dc: docker.DockerClient, setting: str) -> tuple[str, str]:
     if setting in _DEFAULT_NAMES:
         if _has_default_bridge(dc):
             return DEFAULT, ""
-        reason = (f"`network: {setting}`, and this Docker engine has no default bridge network (it was "
-                  "started with --bridge=none), so the container gets only its loopback interface")
-        gha.warn(reason[0].upper() + reason[1:] + ". " + NO_BRIDGE_HINT, title="No network for the training")
-        return DEFAULT, reason
+        return DEFAULT, (f"`network: {setting}`, and this Docker engine has no default bridge network (it "
+                         "was started with --bridge=none), so the container gets only its loopback interface")
     try:
         dc.networks.get(setting)
     except NotFound:
