@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "dockerfile": "Dockerfile",
     "image": None,
     "base_image": None,
+    "image_registry": None,
     "memory_limit": None,
     "timeout": 3600.0,
     "adapt": "auto",
@@ -112,6 +113,7 @@ class Config:
     strategy: str = "epochs"
     max_epochs_total: int | None = None
     search: dict[str, Any] | None = None
+    image_registry: str | None = None  # where the chain shares its training image (registry.py)
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,7 +149,8 @@ def _expected(prop: dict[str, Any]) -> str:
         bounds.append(f">= {prop['minimum']}")
     if "maximum" in prop:
         bounds.append(f"<= {prop['maximum']}")
-    return kind + (" " + " and ".join(bounds) if bounds else "")
+    example = f" like {prop['examples'][0]!r}" if prop.get("examples") else ""
+    return kind + (" " + " and ".join(bounds) if bounds else "") + example
 
 
 def _message(err: jsonschema.ValidationError, source: str) -> str:
