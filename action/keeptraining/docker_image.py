@@ -302,7 +302,7 @@ def ensure_image(
         build_args = {"fileobj": context, "custom_context": True, "dockerfile": rel_dockerfile, "tag": tag,
                       "buildargs": {"BASE_IMAGE": base_image} if base_image else {},
                       "network_mode": "host", "rm": True, "forcerm": True, "decode": True,
-                      "labels": dict(LABELS)}
+                      "labels": {**LABELS, **registry.labels(image_registry)}}
         error = _build(build_args, timeout, log, say)
     if error is None and not _local_image_id(dc, tag):
         error = "the engine reported no error, but no image was tagged"

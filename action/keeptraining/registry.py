@@ -52,6 +52,7 @@ class Registry:
     repository: str  # e.g. ghcr.io/owner/repo/keeptraining-train (lower case, no tag)
     auth: dict[str, str] | None = field(default=None, repr=False)
     credentials_from: str = "the Docker config"
+    source: str = ""  # the repository's URL: on ghcr.io, the label that links the image's package to it
     failed: bool = False  # it failed once in this attempt: no second try, no second warning
 
     @property
@@ -69,16 +70,24 @@ def from_config(image_registry: str | None, env: Mapping[str, str]) -> Registry 
     if not image_registry:
         return None
     repository = image_registry.strip().lower()  # image names are lower case; owners need not be
+    source = f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}" \
+        if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY") else ""
     user, password = env.get(USERNAME_ENV, ""), env.get(PASSWORD_ENV, "")
-    registry = Registry(repository)
+    registry = Registry(repository, source=source)
     if user and password:
         return Registry(repository, {"username": user, "password": password},
-                        f"{USERNAME_ENV} / {PASSWORD_ENV}")
+                        f"{USERNAME_ENV} / {PASSWORD_ENV}", source=source)
     token = next((env[name] for name in TOKEN_VARS if env.get(name)), "")
     if registry.host == GITHUB_REGISTRY and token:
         return Registry(repository, {"username": env.get("GITHUB_ACTOR") or "keeptraining",
-                                     "password": token}, "the workflow's token")
+                                     "password": token}, "the workflow's token", source=source)
     return registry
+
+
+def labels(registry: Registry | None) -> dict[str, str]:
+    """Labels for an image that goes to the registry: the source repository, by which ghcr.io
+    connects the package to the repository (and lets its workflows' token write to it)."""
+    return {"org.opencontainers.image.source": registry.source} if registry and registry.source else {}
 
 
 def _hidden(text: str, registry: Registry) -> str:
