@@ -116,7 +116,9 @@ def official_actions(repo: Path, workflow: str, *action_folders: Path) -> list[s
     pins: set[str] = set()
     files = [repo / workflow, *repo.rglob("action.yml")]
     for path in files + [f for extra in action_folders for f in extra.rglob("action.yml")]:
-        pins.update(re.findall(r"uses:\s*([\w.-]+/[\w.-]+@[0-9a-f]{40})", path.read_text()))
+        # owner/name[/path]@SHA: a sub-action (actions/cache/restore) is served by its repository's copy
+        pins.update(f"{name}@{sha}" for name, sha in
+                    re.findall(r"uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40})", path.read_text()))
     mappings = []
     for pin in sorted(pins):
         name, sha = pin.split("@")
