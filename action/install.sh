@@ -4,7 +4,7 @@
 #   install.sh --locate   the environment's cache key and folder (step outputs key, venv, found)
 #   install.sh            use the environment if it is there (the runner's tool cache, or restored by
 #                         actions/cache from the key), else install it with uv (pinned in
-#                         constraints.txt; pip when uv cannot be had); outputs bin, installed
+#                         install-tools.txt; pip when uv cannot be had); outputs bin, installed
 #
 # The key names the action's version (a hash of its code and pins), the Python version and the
 # interpreter: one environment per action version and Python, reused on every runner that has it.
@@ -31,7 +31,8 @@ PY
   exit 1
 fi
 python_version="${found%% *}"
-code="$(cd "$here" && { find pyproject.toml constraints.txt install.sh keeptraining -type f ! -name '*.pyc' -print0 \
+code="$(cd "$here" && { find pyproject.toml constraints.txt install-tools.txt install.sh keeptraining -type f \
+  ! -name '*.pyc' -print0 \
   | sort -z | xargs -0 sha256sum; echo "$found"; } | sha256sum | cut -c1-16)"
 key="keeptraining-env-${RUNNER_OS:-$(uname -s)}-$(uname -m)-py${python_version}-${code}"
 venv="${RUNNER_TOOL_CACHE:-${RUNNER_TEMP:-/tmp}}/keeptraining/${code}"
@@ -43,7 +44,7 @@ if [ "${1:-}" = "--locate" ]; then
   exit 0
 fi
 
-uv_version="$(sed -n 's/^uv==\(.*\)$/\1/p' "$here/constraints.txt")"
+uv_version="$(sed -n 's/^uv==\(.*\)$/\1/p' "$here/install-tools.txt")"
 start=$SECONDS
 if [ -f "$venv/.complete" ] && "$venv/bin/python" -c '' 2>/dev/null; then
   if [ "${KT_ENV_RESTORED:-}" = "true" ]; then
