@@ -282,11 +282,11 @@ def chain_jobs(work: Path, action: dict[str, Path], workflow: str, base_image: s
         (work / "act").mkdir()
         chain = ActChain(repo, box, work / "act", secrets={"GITHUB_TOKEN": TOKEN}, local_actions=action)
         chain.push()
-        cache = work / "runner-0"
-        for n, (variant, cold) in enumerate(variants, start=1):
-            if cold:
+        cache = work / "runner"  # the same paths on every runner, as on GitHub's (the tool cache's too)
+        for variant, cold in variants:
+            if cold:  # a fresh runner: none of the last one's images, caches or tools
                 remove_images(dc, nonce)
-                cache = work / f"runner-{n}"
+                shutil.rmtree(cache, ignore_errors=True)
             job = run_job(chain, variant, cache)
             if variant:
                 jobs.append(job)
@@ -440,7 +440,14 @@ def main(quick: bool, base_image: str | None, out: Path, command: str,
         raise BenchError("--cold needs --base-image (or KT_BASE_IMAGE): the engine cannot pull a base here")
     clock = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kt-bench-cold-") as tmp:
-        jobs, info = run_all(base_image, quick=quick, work=Path(tmp))
+        try:
+            jobs, info = run_all(base_image, quick=quick, work=Path(tmp))
+        finally:  # the act logs, for a look at what each job did
+            logs = out / "cold-logs"
+            shutil.rmtree(logs, ignore_errors=True)
+            for found in Path(tmp).glob("*/act/act-run-*.log"):
+                (logs / found.parts[-3]).mkdir(parents=True, exist_ok=True)
+                shutil.copy(found, logs / found.parts[-3] / found.name)
     meta = {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "wall_s": time.perf_counter() - clock, "quick": quick, "machine": machine, **info}
     return 0, write(jobs, meta, out)
