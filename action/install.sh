@@ -68,7 +68,10 @@ fi
 if [ -x "$uv_dir/bin/uv" ]; then
   tool="uv ${uv_version}"
   "$uv_dir/bin/uv" venv --quiet --python "$(command -v python3)" "$venv"
-  "$uv_dir/bin/uv" pip install --quiet --python "$venv/bin/python" -c "$here/constraints.txt" "$here"
+  # Compiled now, once: every runner that restores the environment then starts keeptraining without
+  # compiling its imports (numpy, matplotlib, PyGithub...) first.
+  "$uv_dir/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" \
+    -c "$here/constraints.txt" "$here"
 else
   tool="pip (uv ${uv_version} could not be installed here)"
   python3 -m venv "$venv"
