@@ -145,8 +145,10 @@ MASK_STEP = """
 _LINE = re.compile(r"^\[[^\]]*\]\s+(?P<mark>\S+)\s+(?P<text>.*)$")
 _COMMAND = re.compile(r"^::(?P<name>error|warning|notice)(?: (?P<props>[^:]*))?::(?P<message>.*)$")
 _ACT_OUTPUT = re.compile(r"^::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
-#: Outputs of the action's inner steps (install, check, checkout, upload, download): not the action's.
-_INNER_OUTPUTS = {"bin", "commit", "resume", "problem", "ref", "artifact-id", "artifact-digest",
+#: Outputs of the action's inner steps (install and its cache, check, checkout, upload, download): not the
+#: action's.
+_INNER_OUTPUTS = {"bin", "installed", "key", "venv", "found", "cache-hit", "cache-primary-key",
+                  "cache-matched-key", "commit", "resume", "problem", "ref", "artifact-id", "artifact-digest",
                   "artifact-url", "download-path"}
 #: actions/checkout logs the header it configures with the credential it has masked itself.
 _CHECKOUT_AUTH = re.compile(r"^\[command\]/usr/bin/git config --file \S+ http\.\S+\.extraheader "
