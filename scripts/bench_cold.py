@@ -442,12 +442,13 @@ def main(quick: bool, base_image: str | None, out: Path, command: str,
     with tempfile.TemporaryDirectory(prefix="kt-bench-cold-") as tmp:
         try:
             jobs, info = run_all(base_image, quick=quick, work=Path(tmp))
-        finally:  # the act logs, for a look at what each job did
+        except BaseException:  # keep act's logs, to see what each job did
             logs = out / "cold-logs"
-            shutil.rmtree(logs, ignore_errors=True)
             for found in Path(tmp).glob("*/act/act-run-*.log"):
                 (logs / found.parts[-3]).mkdir(parents=True, exist_ok=True)
                 shutil.copy(found, logs / found.parts[-3] / found.name)
+            log(f"act's logs of the jobs: {logs}")
+            raise
     meta = {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "wall_s": time.perf_counter() - clock, "quick": quick, "machine": machine, **info}
     return 0, write(jobs, meta, out)
