@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -378,8 +379,10 @@ def targets(jobs: list[Job]) -> list[dict[str, Any]]:
 
 def markdown(jobs: list[Job], meta: dict[str, Any]) -> str:
     m = meta["machine"]
+    load = meta.get("load") or [math.nan, math.nan]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores; Docker {m.get('docker', '?')}, act 0.2.89, "
-             f"docker-registry 2.8; {meta['finished']} ({meta['wall_s'] / 60:.1f} min). Command: "
+             f"docker-registry 2.8; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end (the "
+             f"benchmark's own work included); {meta['finished']} ({meta['wall_s'] / 60:.1f} min). Command: "
              f"`{meta['command']}`", "",
              "One job per attempt: README's workflow, the real composite action under act against GitHub in "
              "a box, the real engine and registry; seconds per step (act's step times; image from "
@@ -439,6 +442,7 @@ def main(quick: bool, base_image: str | None, out: Path, command: str,
     if not base_image:
         raise BenchError("--cold needs --base-image (or KT_BASE_IMAGE): the engine cannot pull a base here")
     clock = time.perf_counter()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="kt-bench-cold-") as tmp:
         try:
             jobs, info = run_all(base_image, quick=quick, work=Path(tmp))
@@ -450,5 +454,6 @@ def main(quick: bool, base_image: str | None, out: Path, command: str,
             log(f"act's logs of the jobs: {logs}")
             raise
     meta = {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "wall_s": time.perf_counter() - clock, "quick": quick, "machine": machine, **info}
+            "wall_s": time.perf_counter() - clock, "quick": quick, "machine": machine,
+            "load": [load_before, os.getloadavg()[0]], **info}
     return 0, write(jobs, meta, out)
