@@ -36,6 +36,7 @@ from . import (
     hooks,
     ledger,
     notify,
+    registry,
     report,
     restore,
     search_report,
@@ -283,8 +284,9 @@ def _surviving_output() -> Iterator[None]:
 
 
 def _mask_secrets(env: Mapping[str, str]) -> None:
-    """Mask the token and the SMTP password before anything can print them (and before the stop)."""
-    for name in (*attempt_step.TOKEN_VARS, notify.PASSWORD_ENV):
+    """Mask the token and the SMTP and registry passwords before anything can print them (and before
+    the stop)."""
+    for name in (*attempt_step.TOKEN_VARS, notify.PASSWORD_ENV, registry.PASSWORD_ENV):
         gha.mask(env.get(name))
 
 

@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "dockerfile": "Dockerfile",
     "image": None,
     "base_image": None,
+    "image_registry": None,
     "memory_limit": None,
     "timeout": 3600.0,
     "adapt": "auto",
@@ -116,6 +117,7 @@ class Config:
     search: dict[str, Any] | None = None
     network: str = "default"  # docker: none | default | host | a Docker network's name
     cache: bool = True  # keep what the script downloads from attempt to attempt
+    image_registry: str | None = None  # where the chain shares its training image (registry.py)
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,7 +153,8 @@ def _expected(prop: dict[str, Any]) -> str:
         bounds.append(f">= {prop['minimum']}")
     if "maximum" in prop:
         bounds.append(f"<= {prop['maximum']}")
-    return kind + (" " + " and ".join(bounds) if bounds else "")
+    example = f" like {prop['examples'][0]!r}" if prop.get("examples") else ""
+    return kind + (" " + " and ".join(bounds) if bounds else "") + example
 
 
 def _message(err: jsonschema.ValidationError, source: str) -> str:
