@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from . import adapter
+from . import adapter, data_cache
 from .errors import TrainingError
 from .train import TrainRequest, TrainResult
 
@@ -38,6 +38,8 @@ def run(request: TrainRequest) -> TrainResult:
     if request.adapter_dir is not None:  # Python imports the adapter's sitecustomize at start-up
         env["PYTHONPATH"] = adapter.pythonpath(str(request.adapter_dir), inherited.get("PYTHONPATH"),
                                                os.pathsep)
+    if request.cache_dir is not None:  # downloads go to the data cache, unless the environment says where
+        env.update(data_cache.library_env(str(request.cache_dir), lambda name: bool(inherited.get(name))))
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, cwd=request.code_dir, env=env, stdout=subprocess.PIPE,

@@ -29,7 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import adapter, contract_check, gha, safe_paths, search, slices, strategy, time_budget, wording
+from . import (
+    adapter,
+    contract_check,
+    data_cache,
+    gha,
+    network,
+    safe_paths,
+    search,
+    slices,
+    strategy,
+    time_budget,
+    wording,
+)
 from . import ledger as ledger_mod
 from . import metrics as metrics_mod
 from .backends import Backend
@@ -227,22 +239,23 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
                     **(chain_info or {})}
     budget = time_budget.budget(config, os.environ)
     say(_start_line(config, plan, job, continuing, backend.name, budget))
-    run = _new_record(config, plan, backend.name, _relative(ws, resume_path), run_info)
-    if job:
-        run.trial, run.rung, run.trial_params = job.trial, job.rung, dict(job.params)
+    run = _new_record(config, plan, backend.name, _relative(ws, resume_path), run_info, job)
     params = job.params if job else (continuing.trial_params if continuing is not None else {})
     error: KeeptrainingError | None = None
     result: TrainResult | None = None
     stopped: str | None = None  # why this run ended before the attempt's epochs (slices.py)
     log = LogFile.create(out_dir)
+    network.warn_if_not_contained(config.network, backend.name)
+    cache = data_cache.open_session(config, ws.state_dir, say=say)
     request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
                            env={**contract_env(config, plan), **search.hp_env(params)},
                            timeout=config.timeout, budget=budget, resume_from=resume_path,
                            on_line=log.sink(on_line), memory_limit=config.memory_limit,
-                           adapter_dir=adapter.folder() if config.adapt != "none" else None)
+                           adapter_dir=adapter.folder() if config.adapt != "none" else None,
+                           network=config.network, cache_dir=cache.data_dir if cache else None)
     started = time.monotonic()
     try:
-        result = backend.run(request)
+        result = _train(backend, request, cache)
         run.duration_s = round(result.duration, 3)
         stopped = _fill_from_result(run, result, out_dir, config, plan, say, ledger.last)
         slices.check(run, stopped, plan, continuing, config)
@@ -266,6 +279,17 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     decision = strategy.decide(config, ledger)
     say(_attempt_line(record, config))
     return AttemptReport(record, decision, ledger, error, _log_tail(result, error))
+
+
+def _train(backend: Backend, request: TrainRequest, cache: data_cache.Session | None) -> TrainResult:
+    """The backend's training; the data cache keeps the downloads unless the training was cut short."""
+    result: TrainResult | None = None
+    try:
+        result = backend.run(request)
+        return result
+    finally:  # whatever the metric says
+        if cache is not None:
+            cache.close(complete=result is not None and not result.timed_out)
 
 
 def _plan_run(config: Config, ledger: Ledger, number: int, continuing: Attempt | None,
@@ -304,13 +328,17 @@ def _start_line(config: Config, plan: Plan, job: search.TrialRun | None, continu
 
 
 def _new_record(config: Config, plan: Plan, backend: str, resumed_from: str | None,
-                run_info: dict[str, Any] | None) -> Attempt:
-    """The attempt's record, failed until the training proves otherwise."""
-    return Attempt(attempt=plan.attempt, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
-                   resumed_from=resumed_from, outcome=FAILED, started_at=_now(),
-                   params={"backend": backend, "resume": config.resume,
-                           "hyperparameters": dict(config.hyperparameters)},
-                   run=dict(run_info or {}))
+                run_info: dict[str, Any] | None, job: search.TrialRun | None = None) -> Attempt:
+    """The attempt's record (a search trial's, with ``job``), failed until the training proves otherwise."""
+    record = Attempt(attempt=plan.attempt, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
+                     resumed_from=resumed_from, outcome=FAILED, started_at=_now(),
+                     params={"backend": backend, "resume": config.resume,
+                             "hyperparameters": dict(config.hyperparameters), "network": config.network,
+                             "cache": config.cache},
+                     run=dict(run_info or {}))
+    if job:
+        record.trial, record.rung, record.trial_params = job.trial, job.rung, dict(job.params)
+    return record
 
 
 def _one_line(text: str, limit: int = 2000) -> str:
@@ -387,8 +415,11 @@ def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, confi
                               log_tail=result.log_tail)
     if result.exit_code != 0:
         detail = f" ({result.detail})" if result.detail else ""
-        raise TrainingError(f"The training command exited with code {result.exit_code}{detail}.",
-                            hint="The last lines of its log are shown above.", log_tail=result.log_tail)
+        offline = network.explain(result.offline, f"{result.output}\n{result.errors}")
+        raise TrainingError(f"The training command exited with code {result.exit_code}{detail}."
+                            f"{offline.message if offline else ''}",
+                            hint=offline.hint if offline else "The last lines of its log are shown above.",
+                            log_tail=result.log_tail)
     found = metrics_mod.read(out_dir, result.output, config.metric)
     trained = contract_check.assess(found, result.output, plan, config.threshold)
     if not trained.resumed:

@@ -4,6 +4,7 @@
     keeptraining attempt   exactly one attempt (what a GitHub workflow run calls)
     keeptraining validate  check the configuration and print the effective values
     keeptraining check-resume  (the action, before its checkout) the chain's commit and the run to resume
+    keeptraining data-cache    where the data cache is (on GitHub: the action's actions/cache inputs)
     keeptraining hooks     install / uninstall the git hook that pushes after each commit
 
 Errors leave through ``main`` only: a ``::error::`` annotation on GitHub (a plain
@@ -31,10 +32,12 @@ from . import (
     backends,
     chain,
     command_check,
+    data_cache,
     gha,
     hooks,
     ledger,
     notify,
+    registry,
     report,
     restore,
     search_report,
@@ -90,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_flags(validate)
     sub.add_parser("check-resume", help="(GitHub Actions) check the chain's commit and the run to resume "
                                         "before anything is checked out or downloaded; writes step outputs")
+    cache = sub.add_parser("data-cache", help="where the data cache is and how to pre-seed it (on GitHub: "
+                                              "writes the actions/cache inputs as step outputs)")
+    _add_config_flags(cache)
     hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
     hook.add_argument("action", choices=("install", "uninstall"))
     hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
@@ -210,6 +216,23 @@ def cmd_check_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_cache(args: argparse.Namespace) -> int:
+    """On GitHub: the path and keys for the action's actions/cache steps, never an error (the attempt
+    step reports a bad configuration). Elsewhere: where the cache is and how to pre-seed it."""
+    if gha.in_actions():
+        try:
+            config = load_config(args)
+            outputs = data_cache.step_outputs(config, chain.workspace(config, args.repo).state_dir)
+        except KeeptrainingError:
+            outputs = {"path": "", "key": "", "restore-keys": ""}
+        gha.set_outputs(outputs)
+        return 0
+    config = load_config(args)
+    for line in data_cache.describe(config, chain.workspace(config, args.repo).state_dir):
+        print(line)
+    return 0
+
+
 #: After the first SIGINT/SIGTERM, later ones are ignored this long: a cancelled GitHub job gets
 #: SIGINT, then SIGTERM 7.5 s later, then SIGKILL 2.5 s after that, and the first one's unwinding
 #: (stop the training, record what it saved, write outputs) must not be cut short by the second.
@@ -288,8 +311,9 @@ def _surviving_output() -> Iterator[None]:
 
 
 def _mask_secrets(env: Mapping[str, str]) -> None:
-    """Mask the token and the SMTP password before anything can print them (and before the stop)."""
-    for name in (*attempt_step.TOKEN_VARS, notify.PASSWORD_ENV):
+    """Mask the token and the SMTP and registry passwords before anything can print them (and before
+    the stop)."""
+    for name in (*attempt_step.TOKEN_VARS, notify.PASSWORD_ENV, registry.PASSWORD_ENV):
         gha.mask(env.get(name))
 
 
@@ -306,7 +330,7 @@ def _run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "validate": cmd_validate, "hooks": cmd_hooks,
-                "check-resume": cmd_check_resume}
+                "check-resume": cmd_check_resume, "data-cache": cmd_data_cache}
     with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
         try:

@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "dockerfile": "Dockerfile",
     "image": None,
     "base_image": None,
+    "image_registry": None,
     "memory_limit": None,
     "timeout": 3600.0,
     "time_budget": None,  # seconds per run: unset, the job's limit (GitHub) and timeout decide
@@ -77,6 +78,8 @@ DEFAULTS: dict[str, Any] = {
     "max_epochs_total": None,
     "search": None,  # strategy: search only; the config file is the one place to write it
     "commit_status": True,
+    "network": "default",  # the training container's: see network.py and SECURITY.md
+    "cache": True,  # the data cache across attempts: see data_cache.py
 }
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -118,6 +121,9 @@ class Config:
     time_budget: float | None = None  # seconds an attempt may train in one run (time_budget.py)
     job_timeout_minutes: int | None = None
     max_slices: int = 10  # runs one attempt may take (slices.py)
+    network: str = "default"  # docker: none | default | host | a Docker network's name
+    cache: bool = True  # keep what the script downloads from attempt to attempt
+    image_registry: str | None = None  # where the chain shares its training image (registry.py)
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,7 +159,8 @@ def _expected(prop: dict[str, Any]) -> str:
         bounds.append(f">= {prop['minimum']}")
     if "maximum" in prop:
         bounds.append(f"<= {prop['maximum']}")
-    return kind + (" " + " and ".join(bounds) if bounds else "")
+    example = f" like {prop['examples'][0]!r}" if prop.get("examples") else ""
+    return kind + (" " + " and ".join(bounds) if bounds else "") + example
 
 
 def _message(err: jsonschema.ValidationError, source: str) -> str:

@@ -35,6 +35,8 @@ class TrainRequest:
     memory_limit: str | None = None  # docker only: the container's memory limit, e.g. "4g"
     adapter_dir: Path | None = None  # the Keras adapter's folder, put on PYTHONPATH (None: adapt none)
     on_line: Callable[[str], None] | None = None  # live log sink, one line at a time
+    network: str = "none"  # docker only: none | default | host | a network's name (network.py)
+    cache_dir: Path | None = None  # the data cache's data folder (data_cache.py); None: no cache
     budget: Budget | None = None  # this run's time limits: KT_DEADLINE, worked out as training starts
 
     def start_env(self) -> dict[str, str]:
@@ -51,6 +53,7 @@ class TrainResult:
     detail: str = ""  # backend-specific remark, e.g. "killed: out of memory"
     stages: dict[str, float] = field(default_factory=dict)  # timings such as image check
     errors: str = ""  # stderr alone, when the backend cannot keep it in order within `output`
+    offline: str = ""  # why the training had no network (e.g. "`network: none`"); empty when it had one
 
     @property
     def log_tail(self) -> str:
