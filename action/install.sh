@@ -1,34 +1,85 @@
 #!/usr/bin/env bash
-# Install the keeptraining package from this action's folder into a virtual environment,
-# reused (runner tool cache) while the action's code and pins are unchanged.
-# Prints nothing but errors; writes the venv's bin folder to the step output `bin`.
+# keeptraining's own Python environment, ready in seconds on a fresh runner.
+#
+#   install.sh --locate   the environment's cache key and folder (step outputs key, venv, found)
+#   install.sh            use the environment if it is there (the runner's tool cache, or restored by
+#                         actions/cache from the key), else install it with uv (pinned in
+#                         install-tools.txt; pip when uv cannot be had); outputs bin, installed
+#
+# The key names the action's version (a hash of its code and pins), the Python version and the
+# interpreter: one environment per action version and Python, reused on every runner that has it.
+# The install step says what it reused. Prints nothing else but errors.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+output() {
+  if [ -n "${GITHUB_OUTPUT:-}" ]; then echo "$1=$2" >> "$GITHUB_OUTPUT"; else echo "$1=$2"; fi
+}
+
 # The pins (numpy, contourpy...) need the Python that pyproject.toml's requires-python names:
 # say so plainly instead of letting pip fail on some package's metadata.
 minimum="$(sed -n 's/^requires-python = ">=\([0-9.]*\)"$/\1/p' "$here/pyproject.toml")"
 if ! found="$(python3 - "$minimum" <<'PY'
-import sys
-print(".".join(map(str, sys.version_info[:3])))
+import os, sys
+print(".".join(map(str, sys.version_info[:3])), os.path.realpath(sys.executable))
 sys.exit(sys.version_info[:3] < tuple(int(p) for p in sys.argv[1].split(".")))
 PY
 )"; then
-  echo "::error title=keeptraining needs Python ${minimum} or newer::python3 here is ${found:-missing}." \
+  shown="${found%% *}"
+  echo "::error title=keeptraining needs Python ${minimum} or newer::python3 here is ${shown:-missing}." \
     "Add actions/setup-python with python-version: '${minimum}' (or newer) before this action."
   exit 1
 fi
-key="$(cd "$here" && find pyproject.toml constraints.txt keeptraining -type f ! -name '*.pyc' -print0 \
-  | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
-venv="${RUNNER_TOOL_CACHE:-${RUNNER_TEMP:-/tmp}}/keeptraining/$key"
-if [ ! -f "$venv/.complete" ]; then
-  rm -rf "$venv"
+python_version="${found%% *}"
+code="$(cd "$here" && { find pyproject.toml constraints.txt install-tools.txt install.sh keeptraining -type f \
+  ! -name '*.pyc' -print0 \
+  | sort -z | xargs -0 sha256sum; echo "$found"; } | sha256sum | cut -c1-16)"
+key="keeptraining-env-${RUNNER_OS:-$(uname -s)}-$(uname -m)-py${python_version}-${code}"
+venv="${RUNNER_TOOL_CACHE:-${RUNNER_TEMP:-/tmp}}/keeptraining/${code}"
+
+if [ "${1:-}" = "--locate" ]; then
+  output key "$key"
+  output venv "$venv"
+  output found "$([ -f "$venv/.complete" ] && echo true || echo false)"
+  exit 0
+fi
+
+uv_version="$(sed -n 's/^uv==\(.*\)$/\1/p' "$here/install-tools.txt")"
+start=$SECONDS
+if [ -f "$venv/.complete" ] && "$venv/bin/python" -c '' 2>/dev/null; then
+  if [ "${KT_ENV_RESTORED:-}" = "true" ]; then
+    echo "keeptraining's environment: restored from the actions cache (key $key)"
+  else
+    echo "keeptraining's environment: reused from this runner's tool cache ($venv)"
+  fi
+  output bin "$venv/bin"
+  output installed false
+  exit 0
+fi
+
+rm -rf "$venv"
+mkdir -p "$(dirname "$venv")"
+uv_dir="$(dirname "$venv")/uv-${uv_version}"
+# uv from the package index, pinned; kept beside the environments for the next install here.
+if [ ! -x "$uv_dir/bin/uv" ]; then
+  python3 -m pip install --quiet --disable-pip-version-check --no-input --target "$uv_dir.tmp" \
+    "uv==${uv_version}" >/dev/null 2>&1 && mv "$uv_dir.tmp" "$uv_dir" || rm -rf "$uv_dir.tmp"
+fi
+if [ -x "$uv_dir/bin/uv" ]; then
+  tool="uv ${uv_version}"
+  "$uv_dir/bin/uv" venv --quiet --python "$(command -v python3)" "$venv"
+  # Compiled now, once: every runner that restores the environment then starts keeptraining without
+  # compiling its imports (numpy, matplotlib, PyGithub...) first.
+  "$uv_dir/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" \
+    -c "$here/constraints.txt" "$here"
+else
+  tool="pip (uv ${uv_version} could not be installed here)"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
     -c "$here/constraints.txt" "$here"
-  touch "$venv/.complete"
 fi
-if [ -n "${GITHUB_OUTPUT:-}" ]; then
-  echo "bin=$venv/bin" >> "$GITHUB_OUTPUT"
-else
-  echo "$venv/bin"
-fi
+touch "$venv/.complete"
+echo "keeptraining's environment: installed with ${tool} in $((SECONDS - start)) s (nothing to reuse;" \
+  "saved for the next runner under the key $key)"
+output bin "$venv/bin"
+output installed true

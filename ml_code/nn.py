@@ -11,7 +11,8 @@ Run it the way keeptraining runs one attempt of a chain (resume 10 -> 20 epochs)
     KT_THRESHOLD=0.9 KT_OUTPUT_DIR=/tmp/kt/2 KT_HP_LEARNING_RATE=0.01 python nn.py
 
 Every input comes from the environment (DESIGN.md §1): KT_EPOCHS, KT_INITIAL_EPOCH,
-KT_RESUME_FROM, KT_THRESHOLD, KT_METRIC, KT_OUTPUT_DIR and the hyperparameters
+KT_RESUME_FROM, KT_THRESHOLD, KT_METRIC, KT_OUTPUT_DIR, KT_DEADLINE (Unix time: stop at an
+epoch boundary before it, and say "stopped": "deadline"; the next run goes on) and the hyperparameters
 KT_HP_DATASET, KT_HP_LEARNING_RATE, KT_HP_BATCH_SIZE, KT_HP_SEED, KT_HP_EARLY_STOP, and the
 architecture KT_HP_WIDTH, KT_HP_DEPTH, KT_HP_DROPOUT, KT_HP_OPTIMIZER (what `strategy: search`
 tunes). An empty value means "unset". Results go to KT_OUTPUT_DIR only, never to the code
@@ -74,6 +75,7 @@ class Config:
     threshold: float | None
     metric: str
     output_dir: Path
+    deadline: float | None  # Unix time by which this run stops training (the next run goes on)
     dataset: str
     learning_rate: float
     batch_size: int
@@ -154,9 +156,11 @@ def read_config() -> Config:
         raise ConfigError(f"KT_HP_OPTIMIZER={optimizer!r} is not known; expected one of "
                           f"{', '.join(OPTIMIZERS)}.")
     dropout = _float("KT_HP_DROPOUT", DROPOUT, 0.0, 0.99, with_low=True)
+    deadline = _float("KT_DEADLINE", 0.0, 0.0, 1e12) if _env("KT_DEADLINE") else None
     return Config(
         epochs=epochs, initial_epoch=initial_epoch, resume_from=_env("KT_RESUME_FROM") or "",
         threshold=threshold, metric=metric, output_dir=Path(_env("KT_OUTPUT_DIR") or OUTPUT_DIR),
+        deadline=deadline,
         dataset=dataset, learning_rate=_float("KT_HP_LEARNING_RATE", LEARNING_RATE, 0.0, 10.0),
         batch_size=_int("KT_HP_BATCH_SIZE", BATCH_SIZE, 1), seed=_int("KT_HP_SEED", SEED, 0),
         early_stop=_bool("KT_HP_EARLY_STOP", EARLY_STOP), width=_int("KT_HP_WIDTH", WIDTH, 1),
@@ -322,22 +326,30 @@ def start_model(keras: Any, cfg: Config, input_shape: tuple[int, ...], classes: 
     return build_model(keras, cfg, input_shape, classes), 0, False
 
 
-def epoch_callbacks(keras: Any, cfg: Config, seconds: list[float]) -> list[Any]:
+def epoch_callbacks(keras: Any, cfg: Config, seconds: list[float],
+                    stopped: list[str] | None = None) -> list[Any]:
     """Wall time of every epoch, and a stop once the validation metric reaches KT_THRESHOLD
-    (unless KT_HP_EARLY_STOP is false: then every epoch up to KT_EPOCHS is trained)."""
+    (unless KT_HP_EARLY_STOP is false: then every epoch up to KT_EPOCHS is trained), or
+    before an epoch that would end after KT_DEADLINE (``stopped`` then holds "deadline")."""
     started: list[float] = []
     monitor = f"val_{cfg.metric}"
 
-    def stop_at_threshold(epoch: int, logs: dict[str, float] | None) -> None:
+    def on_epoch_end(epoch: int, logs: dict[str, float] | None) -> None:
         seconds.append(time.perf_counter() - started[-1])
         value = (logs or {}).get(monitor)
         if cfg.early_stop and cfg.threshold is not None and value is not None and value >= cfg.threshold:
             print(f"{monitor} {value:.4f} >= threshold {cfg.threshold} at epoch {epoch + 1}: stopping.")
             callback.model.stop_training = True
+        elif cfg.deadline is not None and epoch + 1 < cfg.epochs and \
+                time.time() + max(seconds) > cfg.deadline:
+            print(f"Stopping after epoch {epoch + 1}: the next epoch would end after KT_DEADLINE.")
+            if stopped is not None:
+                stopped.append("deadline")
+            callback.model.stop_training = True
 
     callback = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: started.append(time.perf_counter()),
-        on_epoch_end=stop_at_threshold)
+        on_epoch_end=on_epoch_end)
     return [callback]
 
 
@@ -395,9 +407,10 @@ def train(cfg: Config) -> dict[str, Any]:
     lap("build_or_load_s")
 
     epoch_seconds: list[float] = []
+    stopped: list[str] = []
     history = model.fit(x_train, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
                         initial_epoch=initial_epoch, validation_data=(x_val, y_val), verbose=2,
-                        callbacks=epoch_callbacks(keras, cfg, epoch_seconds)).history
+                        callbacks=epoch_callbacks(keras, cfg, epoch_seconds, stopped)).history
     lap("fit_s")
     trained = len(epoch_seconds)
     if trained:  # the last epoch's validation pass already measured the model as saved
@@ -411,7 +424,8 @@ def train(cfg: Config) -> dict[str, Any]:
     epochs = initial_epoch + trained
     return {
         cfg.metric: value, "metric": cfg.metric, "epochs": epochs, "initial_epoch": initial_epoch,
-        "resumed": resumed, "early_stopped": epochs < cfg.epochs,
+        "resumed": resumed, "early_stopped": epochs < cfg.epochs and not stopped,
+        "stopped": stopped[0] if stopped else None,
         "history": {key: [float(v) for v in values] for key, values in history.items()},
         "epoch_seconds": [round(s, 3) for s in epoch_seconds], "timings": timings,
         "checkpoint": CHECKPOINT, "dataset": cfg.dataset,

@@ -6,6 +6,8 @@
     .venv/bin/python scripts/bench.py --curve                                   # how thresholds were chosen
     .venv/bin/python scripts/bench.py --search --update-readme    # strategy: search vs Hyperband, ~12 min
     .venv/bin/python scripts/bench.py --search --quick            # its smoke run, ~1 min (CI runs it)
+    .venv/bin/python scripts/bench.py --cold --update-readme      # an attempt on a cold runner, ~10 min
+    .venv/bin/python scripts/bench.py --cold --quick              # its smoke run, ~2 min (CI runs it)
     .venv/bin/python scripts/bench.py --parallel --update-readme  # parallel 1, 2 and 4, ~15 min
     .venv/bin/python scripts/bench.py --parallel --quick          # its smoke run, ~1 min (CI runs it)
 
@@ -1176,6 +1178,9 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser.add_argument("--search", action="store_true",
                         help="the search comparison instead: epochs chain vs TPE and random search with "
                              "successive halving vs KerasTuner's Hyperband (writes search.md, search.json)")
+    parser.add_argument("--cold", action="store_true",
+                        help="the cold-runner section instead: one attempt per job of README's workflow "
+                             "under act, cold and warm, step by step (writes cold.md, cold.json, cold.png)")
     parser.add_argument("--parallel", action="store_true",
                         help="parallel trials instead: wall time to the threshold with parallel 1, 2, 4 "
                              "here, and GitHub's modelled (parallel.md, parallel.json; bench_parallel.py)")
@@ -1198,15 +1203,42 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
     if args.no_scaling:
         settings = replace(settings, scaling=())
     settings = replace(settings, base_image=args.base_image)
-    if args.quick and args.update_readme:
+    if args.quick and args.update_readme:  # any section
         parser.error("--update-readme takes the full benchmark's tables, not --quick's")
     return args, settings
+
+
+README_COLD_BEGIN = "<!-- bench-cold:begin (scripts/bench.py --cold --update-readme) -->"
+README_COLD_END = "<!-- bench-cold:end -->"
+
+
+def cold_main(args: argparse.Namespace, settings: Settings) -> int:
+    """The cold-runner section (scripts/bench_cold.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_cold  # noqa: PLC0415 - needs the tests' GitHub in a box, only for this section
+
+    out = args.out or (Path(tempfile.mkdtemp(prefix="kt-bench-cold-")) if args.quick else DEFAULT_OUT)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        code, text = bench_cold.main(settings.quick, settings.base_image, out,
+                                     shlex.join(["python", "scripts/bench.py", *args.argv]), machine(True))
+    except (KeeptrainingError, BenchError, bench_cold.BenchError) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    if args.update_readme:
+        update_readme(f"{README_COLD_BEGIN}\n{text}{README_COLD_END}", begin=README_COLD_BEGIN,
+                      end=README_COLD_END)
+    print(text)
+    log(f"Results written to {out} (cold.md, cold.json, cold.png).")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, settings = parse(argv)
     if args.search or args.hyperband_seed is not None:
         return search_main(args)
+    if args.cold:
+        return cold_main(args, settings)
     if args.parallel:
         return parallel_main(args)
     try:

@@ -10,8 +10,11 @@
 # image that already exists are reused. Otherwise, as root (or through sudo -n):
 #   - apt-get installs docker.io / debootstrap when they are missing;
 #   - dockerd is started in the background (--iptables=false --bridge=none: no
-#     network set-up is needed because training containers run with no network
-#     and builds use the host's); it outlives this script;
+#     network set-up on the machine; builds use the host's network, and without a
+#     default bridge `network: default` gives a training container only its
+#     loopback, so tests that download use `network: host` or a network they
+#     create, which gets a bridge but no way out beyond this host); it outlives
+#     this script;
 #   - the base image is bootstrapped from the Debian mirror of the machine's own
 #     apt sources (debootstrap minbase + python3), with the host's CA bundle
 #     copied in because the package index may be reached through TLS

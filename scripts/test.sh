@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README's second command: set up, start what the tests need (a Docker engine and a local base
-# image, through scripts/docker-engine.sh), lint, and run the whole test suite.
+# image, through scripts/docker-engine.sh; the image registry's package, scripts/docker-registry.sh),
+# lint, and run the whole test suite.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not docker and not e2e"`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,6 +18,9 @@ check-jsonschema --builtin-schema vendor.github-actions action/action.yml
 echo "== docker engine and base image =="
 base_line="$(bash scripts/docker-engine.sh)"
 export "${base_line?}"
+
+echo "== image registry (the tests start their own on free ports) =="
+bash scripts/docker-registry.sh --install
 
 echo "== tests =="
 pytest "$@"

@@ -108,14 +108,22 @@ OFFICIAL_ACTIONS = {
     "actions/download-artifact": "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c",  # v8.0.1
     "actions/cache": "27d5ce7f107fe9357f9df03efb73ab90386fccae",  # v5.0.5
 }
-#: Where the copies are: this variable, else ../shared/gha-actions/actions beside the repository.
+#: Where the copies are: this variable, else shared/gha-actions/actions beside the repository (or
+#: beside one of its parent folders: a clone may sit deeper in the workspace than the checkout).
 ACTIONS_DIR_ENV = "KT_GHA_ACTIONS_DIR"
 #: "true" (CI): missing copies fail the e2e tests instead of skipping them.
 REQUIRE_ACTIONS_ENV = "KT_REQUIRE_GHA_ACTIONS"
+_SHARED_COPIES = Path("shared") / "gha-actions" / "actions"
 
 
 def actions_dir() -> Path:
-    return Path(os.environ.get(ACTIONS_DIR_ENV) or REPO_ROOT.parent / "shared" / "gha-actions" / "actions")
+    given = os.environ.get(ACTIONS_DIR_ENV)
+    if given:
+        return Path(given)
+    for parent in REPO_ROOT.parents:
+        if (parent / _SHARED_COPIES).is_dir():
+            return parent / _SHARED_COPIES
+    return REPO_ROOT.parent / _SHARED_COPIES
 
 
 def require_official_actions() -> Path:
@@ -143,7 +151,9 @@ def official_actions(repo: Path, workflow: str, *action_folders: Path) -> list[s
     for extra in action_folders:
         files += [*extra.rglob("action.yml"), *(extra / ".github" / "workflows").glob("*.yml")]
     for path in files:
-        pins.update(re.findall(r"uses:\s*([\w.-]+/[\w.-]+@[0-9a-f]{40})", path.read_text()))
+        # owner/name[/path]@SHA: a sub-action (actions/cache/restore) is served by its repository's copy
+        pins.update(f"{name}@{sha}" for name, sha in
+                    re.findall(r"uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40})", path.read_text()))
     mappings = []
     for pin in sorted(pins):
         name, sha = pin.split("@")

@@ -6,7 +6,8 @@
   OpenAPI description, at ``GITHUB_API_URL``;
 * the Actions results service (``results_service.ResultsService``) at ``ACTIONS_RESULTS_URL``,
   where the official upload/download-artifact actions store artifacts, which the REST API lists
-  and serves (302 to a signed blob URL) to other runs;
+  and serves (302 to a signed blob URL) to other runs, and where ``actions/cache`` saves and
+  restores caches (``box.results.caches``; each run's token scopes them to its branch);
 * a git smart-HTTP server (``git_server.GitServer``) at ``GITHUB_SERVER_URL``
   (``http://github.localhost:<port>``), from which ``actions/checkout`` fetches a given commit.
 
@@ -374,7 +375,10 @@ class GitHubBox:
             "GITHUB_API_URL": self.emulator.url,
             "GITHUB_SERVER_URL": self.git.url,
             "ACTIONS_RESULTS_URL": self.results.url,
-            "ACTIONS_RUNTIME_TOKEN": self.results.tokens.mint(run.id, run.run_attempt),
+            "ACTIONS_RUNTIME_TOKEN": self.results.tokens.mint(
+                run.id, run.run_attempt, ref=f"refs/heads/{run.head_branch or self.emulator.default_branch}",
+                default_ref=f"refs/heads/{self.emulator.default_branch}"),
+            "ACTIONS_CACHE_SERVICE_V2": "true",  # what GitHub's runners set: actions/cache speaks v2
             "GITHUB_RUN_ID": str(run.id),
             "GITHUB_RUN_ATTEMPT": str(run.run_attempt),
             "GITHUB_RUN_NUMBER": str(run.run_number),

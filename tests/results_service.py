@@ -22,9 +22,25 @@ sha256 digest of what was uploaded; every artifact has a retention (``expires_at
 90 days) and disappears from the service once expired. ``ArtifactStore`` keeps the artifacts;
 the REST API of the emulator (``github_emulator.py``) lists and serves the same ones.
 
-More Twirp services (e.g. ``github.actions.results.api.v1.CacheService`` for actions/cache)
-plug in beside it: subclass ``TwirpService``, declare each method's request fields, and use
-``ResultsService.blobs`` for the bytes (``BlobStore.signed_url`` / ``blob``).
+``CacheService`` (CreateCacheEntry, FinalizeCacheEntryUpload, GetCacheEntryDownloadURL: the
+cache service v2 that ``actions/cache`` v4.2+ speaks when ``ACTIONS_CACHE_SERVICE_V2`` is set)
+follows GitHub's cache rules: an entry is a key, a version (the client's hash of the paths and the
+compression) and a scope (the ref it was saved from, taken from the runtime token's ``ac`` claim);
+a restore matches the version exactly and looks, in each scope the token may read (the run's ref,
+then the default branch), for the key exactly, then for the newest entry whose key starts with
+the key, then with each restore key in order; entries are immutable (saving an existing key,
+version and scope again is a 409 Conflict, as on GitHub); an entry not restored for 7 days is
+evicted. ``CacheStore`` keeps the entries: ``saved()`` lists them and ``lookups`` records every
+restore with the key it matched, for tests.
+
+    with GitHubBox(...) as box:            # its runs get ACTIONS_CACHE_SERVICE_V2=true
+        ...run a workflow that uses actions/cache...
+        [entry.key for entry in box.results.caches.saved()]
+        box.results.caches.lookups          # [CacheLookup(key, restore_keys, version, matched)]
+        box.results.caches.content(entry)   # the archive's bytes (tar + zstd or gzip)
+
+More Twirp services plug in beside them: subclass ``TwirpService``, declare each method's request
+fields, and use ``ResultsService.blobs`` for the bytes (``BlobStore.signed_url`` / ``blob``).
 """
 
 from __future__ import annotations
@@ -46,9 +62,13 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 ARTIFACT_SERVICE = "github.actions.results.api.v1.ArtifactService"
+CACHE_SERVICE = "github.actions.results.api.v1.CacheService"
 DEFAULT_RETENTION = timedelta(days=90)  # GitHub's default for a public or private repository
 BLOB_ACCOUNT = "actionsresults"
 SIGNED_URL_TTL = timedelta(hours=1)
+CACHE_EVICTION = timedelta(days=7)  # GitHub evicts a cache entry not accessed for this long
+CACHE_KEY_LIMIT = 512  # characters; the client refuses longer keys too, and any comma
+READ, WRITE = 1, 2  # the permission bits of a scope in the runtime token's ``ac`` claim
 _UUID_NAMESPACE = uuid.UUID("6f3f0b36-6d1c-4a7e-9d55-5f0e0c9b1a00")
 
 
@@ -90,10 +110,16 @@ class TwirpError(Exception):
 
 @dataclass(frozen=True)
 class Identity:
-    """Whose request it is: the run and job named by the runtime token's ``scp`` claim."""
+    """Whose request it is: the run and job named by the runtime token's ``scp`` claim, and the
+    cache scopes of its ``ac`` claim (``(ref, permission bits)``, the run's own ref first)."""
 
     run_backend_id: str
     job_backend_id: str
+    cache_scopes: tuple[tuple[str, int], ...] = ()
+
+    def cache_scope(self, permission: int) -> list[str]:
+        """The refs whose caches this token may read (``READ``) or write (``WRITE``), in order."""
+        return [ref for ref, granted in self.cache_scopes if granted & permission]
 
 
 def _b64url(data: bytes) -> str:
@@ -115,15 +141,23 @@ class RuntimeTokens:
     def run_backend_id(run_id: int) -> str:
         return str(uuid.uuid5(_UUID_NAMESPACE, f"run-{run_id}"))
 
-    def mint(self, run_id: int, run_attempt: int = 1, job: str = "train") -> str:
-        """A token for one job of one run attempt (the run's backend id is the same for every attempt)."""
+    def mint(self, run_id: int, run_attempt: int = 1, job: str = "train", *,
+             ref: str = "refs/heads/main", default_ref: str = "refs/heads/main") -> str:
+        """A token for one job of one run attempt (the run's backend id is the same for every attempt).
+
+        Its ``ac`` claim is GitHub's: the run's ``ref`` may read and write caches, the default
+        branch's ``default_ref`` (when another) may only be read.
+        """
         run_backend = self.run_backend_id(run_id)
         job_backend = str(uuid.uuid5(_UUID_NAMESPACE, f"job-{run_id}-{run_attempt}-{job}"))
         self.run_ids[run_backend] = run_id
+        scopes = [{"Scope": ref, "Permission": READ | WRITE}]
+        if default_ref != ref:
+            scopes.append({"Scope": default_ref, "Permission": READ})
         claims = {"scp": f"Actions.GenericRead:{run_backend} Actions.Results:{run_backend}:{job_backend} "
                          f"Actions.UploadArtifacts:{run_backend}:{job_backend}",
                   "iss": "github-in-a-box", "aud": "vso:actions",
-                  "exp": int((utcnow() + timedelta(hours=6)).timestamp()), "ac": "[]"}
+                  "exp": int((utcnow() + timedelta(hours=6)).timestamp()), "ac": json.dumps(scopes)}
         header = _b64url(json.dumps({"typ": "JWT", "alg": "HS256"}).encode())
         body = _b64url(json.dumps(claims).encode())
         signature = hmac.new(self._key, f"{header}.{body}".encode(), hashlib.sha256).digest()
@@ -147,8 +181,17 @@ class RuntimeTokens:
         for scope in str(claims.get("scp", "")).split(" "):
             parts = scope.split(":")
             if parts[0] == "Actions.Results" and len(parts) == 3:
-                return Identity(parts[1], parts[2])
+                return Identity(parts[1], parts[2], _cache_scopes(claims.get("ac", "[]")))
         raise TwirpError("permission_denied", "the runtime token has no Actions.Results scope")
+
+
+def _cache_scopes(claim: Any) -> tuple[tuple[str, int], ...]:
+    """The ``ac`` claim, a JSON text: ``[{"Scope": "refs/heads/main", "Permission": 3}, ...]``."""
+    try:
+        scopes = json.loads(claim) if isinstance(claim, str) else []
+        return tuple((str(s["Scope"]), int(s["Permission"])) for s in scopes)
+    except (ValueError, TypeError, KeyError):
+        raise TwirpError("unauthenticated", "the runtime token's ac claim is not valid") from None
 
 
 # --------------------------------------------------------------------------- blobs
@@ -271,7 +314,8 @@ class _BlobError(Exception):
 
 
 #: Request field types: "string", "int64" (a JSON string or number), "int32", "timestamp"
-#: (RFC 3339 string), "string_value" / "int64_value" (wrappers: the bare value in JSON).
+#: (RFC 3339 string), "string_value" / "int64_value" (wrappers: the bare value in JSON),
+#: "strings" (a repeated string: a JSON list), "message" (a nested message, kept as a dict).
 Fields = Mapping[str, str]
 Handler = Callable[[Identity, dict[str, Any]], dict[str, Any]]
 
@@ -331,6 +375,14 @@ def _convert(kind: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise TypeError(kind)
         return parse_rfc3339(value)
+    if kind == "strings":
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise TypeError(kind)
+        return list(value)
+    if kind == "message":
+        if not isinstance(value, dict):
+            raise TypeError(kind)
+        return value
     raise ValueError(kind)
 
 
@@ -514,6 +566,160 @@ class ArtifactService(TwirpService):
         return {"ok": True, "artifact_id": str(found[-1].id)}
 
 
+# --------------------------------------------------------------------------- caches
+
+
+@dataclass
+class CacheEntry:
+    """One saved (or being saved) cache entry: immutable once finalized."""
+
+    id: int
+    key: str
+    version: str  # the client's hash of the cached paths and the compression method
+    scope: str  # the ref it was saved from, e.g. refs/heads/main
+    blob_path: str
+    created_at: datetime
+    size: int = 0
+    finalized: bool = False
+    last_accessed_at: datetime | None = None
+
+    @property
+    def evicted(self) -> bool:
+        """Not accessed (restored, or created) for ``CACHE_EVICTION``: GitHub has removed it."""
+        return utcnow() - (self.last_accessed_at or self.created_at) >= CACHE_EVICTION
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    """One restore as the service answered it (``matched`` is None on a miss)."""
+
+    key: str
+    restore_keys: tuple[str, ...]
+    version: str
+    scopes: tuple[str, ...]
+    matched: str | None
+
+
+class CacheStore:
+    """Every cache entry of the repository, with GitHub's matching rules."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self.entries: list[CacheEntry] = []
+        self.lookups: list[CacheLookup] = []
+        self.lock = threading.RLock()
+        self._ids = iter(range(1, 1_000_000_000))
+
+    def reserve(self, key: str, version: str, scope: str) -> CacheEntry:
+        """A new entry being uploaded; an existing one with the same key, version and scope is a conflict."""
+        with self.lock:
+            if any(e.key == key and e.version == version and e.scope == scope and not e.evicted
+                   for e in self.entries):
+                raise TwirpError("already_exists", "cache entry with the same key, version, and scope "
+                                                   "already exists")
+            entry_id = next(self._ids)
+            entry = CacheEntry(entry_id, key, version, scope, f"/{BLOB_ACCOUNT}/caches/{entry_id}", utcnow())
+            self.entries.append(entry)
+            return entry
+
+    def find(self, scopes: list[str], key: str, restore_keys: list[str], version: str) -> CacheEntry | None:
+        """The entry a restore gets, as GitHub picks it: in each readable scope in turn, the key
+        exactly, then the newest entry whose key starts with the key, then with each restore key."""
+        with self.lock:
+            found = None
+            for scope in scopes:
+                newest = [e for e in reversed(self.entries) if e.finalized and not e.evicted
+                          and e.version == version and e.scope == scope]
+                found = next((e for e in newest if e.key == key), None) or next(
+                    (e for prefix in (key, *restore_keys) for e in newest if e.key.startswith(prefix)), None)
+                if found is not None:
+                    found.last_accessed_at = utcnow()
+                    break
+            self.lookups.append(CacheLookup(key, tuple(restore_keys), version, tuple(scopes),
+                                            found.key if found is not None else None))
+            return found
+
+    def saved(self, key: str | None = None) -> list[CacheEntry]:
+        """Finalized entries that GitHub still keeps (optionally with one key), oldest first."""
+        with self.lock:
+            return [e for e in self.entries if e.finalized and not e.evicted and key in (None, e.key)]
+
+    def content(self, entry: CacheEntry) -> bytes:
+        blob = self.blobs.blob(entry.blob_path)
+        return blob.data if blob is not None else b""
+
+    def age(self, entry: CacheEntry, unused_for: timedelta) -> None:
+        """Test helper: the entry was last restored ``unused_for`` ago (past 7 days it is evicted)."""
+        with self.lock:
+            entry.created_at = entry.last_accessed_at = utcnow() - unused_for
+
+
+class CacheService(TwirpService):
+    """``github.actions.results.api.v1.CacheService`` (cache.proto of @actions/cache)."""
+
+    name = CACHE_SERVICE
+
+    def __init__(self, store: CacheStore) -> None:
+        self.store = store
+
+    def methods(self) -> dict[str, Method]:
+        common = {"metadata": "message", "key": "string", "version": "string"}
+        return {
+            "CreateCacheEntry": Method(common, self.create),
+            "FinalizeCacheEntryUpload": Method({**common, "size_bytes": "int64"}, self.finalize),
+            "GetCacheEntryDownloadURL": Method({**common, "restore_keys": "strings"}, self.download_url),
+        }
+
+    @staticmethod
+    def _key_and_version(request: Mapping[str, Any]) -> tuple[str, str]:
+        key, version = str(request.get("key", "")), str(request.get("version", ""))
+        for text in (key, *request.get("restore_keys", [])):
+            if not text or len(text) > CACHE_KEY_LIMIT or "," in text:
+                raise TwirpError("invalid_argument", f"a cache key must be 1 to {CACHE_KEY_LIMIT} characters "
+                                                     "without a comma")
+        if not version:
+            raise TwirpError("invalid_argument", "the cache version is required")
+        return key, version
+
+    @staticmethod
+    def _write_scope(identity: Identity) -> str:
+        writable = identity.cache_scope(WRITE)
+        if not writable:
+            raise TwirpError("permission_denied", "the runtime token may not write caches")
+        return writable[0]
+
+    def create(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
+        key, version = self._key_and_version(request)
+        entry = self.store.reserve(key, version, self._write_scope(identity))
+        return {"ok": True, "signed_upload_url": self.store.blobs.signed_url(entry.blob_path, "cw")}
+
+    def finalize(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
+        key, version = self._key_and_version(request)
+        scope = self._write_scope(identity)
+        with self.store.lock:
+            pending = [e for e in self.store.entries if (e.key, e.version, e.scope) == (key, version, scope)
+                       and not e.finalized]
+            if not pending:
+                raise TwirpError("not_found", "no cache entry with this key and version is being uploaded")
+            entry = pending[-1]
+            blob = self.store.blobs.blob(entry.blob_path)
+            if blob is None:
+                raise TwirpError("failed_precondition", "nothing was uploaded to the signed URL")
+            if request.get("size_bytes") != len(blob.data):
+                raise TwirpError("invalid_argument", f"size_bytes {request.get('size_bytes')} is not the "
+                                                     f"{len(blob.data)} bytes uploaded")
+            entry.size, entry.finalized = len(blob.data), True
+        return {"ok": True, "entry_id": str(entry.id)}
+
+    def download_url(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
+        key, version = self._key_and_version(request)
+        found = self.store.find(identity.cache_scope(READ), key, request.get("restore_keys", []), version)
+        if found is None:  # a miss is an answer, not an error: the client then restores nothing
+            return {"ok": False}
+        return {"ok": True, "signed_download_url": self.store.blobs.signed_url(found.blob_path, "r"),
+                "matched_key": found.key}
+
+
 # --------------------------------------------------------------------------- the server
 
 
@@ -556,10 +762,12 @@ class ResultsService:
         self.blobs = blobs or BlobStore()
         self.tokens = tokens or RuntimeTokens()
         self.artifacts = ArtifactStore(self.blobs)
+        self.caches = CacheStore(self.blobs)
         self.services: dict[str, TwirpService] = {}
         self.calls: list[TwirpCall] = []
         self.lock = threading.RLock()
         self.register(ArtifactService(self.artifacts, self.tokens))
+        self.register(CacheService(self.caches))
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0

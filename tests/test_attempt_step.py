@@ -230,3 +230,38 @@ def test_dispatch_that_keeps_failing_is_reported_after_outputs_and_ledger(
     (record,) = ledger.load(repo / ".keeptraining").attempts
     assert record.outcome == "below" and (repo / ".keeptraining" / "attempt-001" / "model.keras").exists()
     assert "::error title=Dispatch of the next attempt failed::" in capsys.readouterr().out
+
+
+def test_an_attempt_longer_than_its_run_is_dispatched_again_as_its_next_run(
+        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.3")  # 10 epochs of 0.3 s in runs of at most 1 s
+    first_run = os.environ["GITHUB_RUN_ID"]
+    repo = fake_repo(tmp_path / "repo", "time_budget: 1\n")
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    outputs = read_outputs(actions_env["output"])
+    assert (outputs["attempt"], outputs["chain-status"], outputs["dispatched"]) == ("1", "continue", "true")
+    assert outputs["next-epochs"] == "10"
+    (second,) = emulator.snapshot_dispatches()
+    assert second.inputs["attempt"] == "1.2" and second.inputs["epochs"] == "10"
+    assert emulator.run(second.run_id).display_title == "attempt 1.2 · 10 epochs"
+    summary = actions_env["summary"].read_text()
+    assert "continues in the next run" in summary and "Next run of this attempt dispatched" in summary
+    # A re-run of the first run's job (a fresh checkout, the same run id) finds run 1.2: no second dispatch.
+    rerun = fake_repo(tmp_path / "rerun", "time_budget: 1\n")
+    assert main(["attempt", "--repo", str(rerun)]) == 0
+    assert len(emulator.snapshot_dispatches()) == 1
+    # Run 1.2 itself: titled like its attempt's first run but for the run number, it must not take itself
+    # for the next run it dispatches (1.3).
+    monkeypatch.setenv("GITHUB_RUN_ID", str(second.run_id))
+    monkeypatch.setenv("KT_INPUT_ATTEMPT", "1.2")
+    monkeypatch.setenv("KT_INPUT_EPOCHS", "10")
+    actions_env["output"].unlink()
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    outputs = read_outputs(actions_env["output"])
+    assert (outputs["attempt"], outputs["chain-status"], outputs["dispatched"]) == ("1", "continue", "true")
+    third = emulator.snapshot_dispatches()[-1]
+    assert len(emulator.snapshot_dispatches()) == 2 and third.inputs["attempt"] == "1.3"
+    (record,) = ledger.load(repo / ".keeptraining").attempts
+    assert [s["run_id"] for s in record.slices] == [first_run, str(second.run_id)]
+    assert record.dispatched["run"] == 3 and record.dispatched["run_id"] == third.run_id

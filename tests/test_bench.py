@@ -282,3 +282,107 @@ def test_quick_search_benchmark_runs_every_method_in_separate_processes(tmp_path
     # One keeptraining attempt process per attempt: the search log names each trial it trained.
     assert "search tpe       seed 0: attempt 1 trial 1 rung 0" in done.stderr
     assert "search hyperband seed 0:" in done.stderr
+
+
+# --------------------------------------------------------------------------- a cold runner (issue 12)
+
+BENCH_COLD = REPO_ROOT / "scripts" / "bench_cold.py"
+COLD_COLUMNS = ["variant", "attempt", "install", "checkout", "restore state", "image", "train",
+                "dispatch, summary", "upload state", "other (act, set-up)", "total s", "fixed s"]
+
+
+@pytest.fixture(scope="module")
+def bench_cold() -> ModuleType:
+    return load("kt_bench_cold", BENCH_COLD)
+
+
+def test_act_durations_parse(bench_cold: ModuleType) -> None:
+    assert bench_cold.duration("66.280083ms") == pytest.approx(0.066280083)
+    assert bench_cold.duration("2.045195285s") == pytest.approx(2.045195285)
+    assert bench_cold.duration("1m5.5s") == pytest.approx(65.5)
+    assert bench_cold.duration("850µs") == pytest.approx(0.00085)
+
+
+def act_log(steps: dict[str, str], lines: list[str]) -> str:
+    prefix = "[Continuous training/train]"
+    text = [f"{prefix} ⭐ Run Main Set up job"]
+    for name, took in steps.items():
+        text.append(f"{prefix}   ✅  Success - Main {name} [{took}]")
+    text += [f"{prefix}   | {line}" for line in lines]
+    return "\n".join(text) + "\n"
+
+
+def test_a_job_is_split_into_the_parts_of_an_attempt(bench_cold: ModuleType) -> None:
+    steps = {"Mask secrets": "2ms", "Locate keeptraining's environment": "60ms",
+             "Restore keeptraining's environment": "1.5s", "Install keeptraining": "90ms",
+             "Check the chain's commit and the run to resume": "1.2s", "Check out the chain's commit": "1s",
+             "Restore the chain state": "600ms", "Train one attempt": "20s", "Save the chain state": "700ms",
+             "Train, check the threshold, dispatch the next attempt": "26s"}
+    lines = ["keeptraining's environment: restored from the actions cache (key k)",
+             "Pulled the training image 127.0.0.1:5000/kt:0123456789abcdef in 6.0 s",
+             "Training image keeptraining-train:0123456789abcdef ready in 6.5 s"]
+    run = bench_cold.ActRun(7, 1, "workflow_dispatch", {}, 0, 28.0, act_log(steps, lines), {"attempt": "2"})
+    job = bench_cold.job_from_log("cold", run, train_s=11.0)
+    assert (job.attempt, job.image_tag, job.image_how) == (2, "keeptraining-train:0123456789abcdef", "pulled")
+    assert job.install_how.startswith("restored from the actions cache")
+    assert job.parts["install"] == pytest.approx(1.652)
+    assert job.parts["checkout"] == pytest.approx(2.2)
+    assert (job.parts["image"], job.parts["train"], job.parts["dispatch"]) == (6.5, 11.0, 2.5)
+    assert sum(job.parts.values()) == pytest.approx(job.wall_s)
+    assert job.fixed_s == pytest.approx(17.0)
+
+
+def cold_job(bench_cold: ModuleType, variant: str, **parts: float) -> Any:
+    job = bench_cold.Job(variant, 2, 1, sum(parts.values()), image_tag="keeptraining-train:aa")
+    job.parts = {key: parts.get(key, 0.0) for key, _ in bench_cold.STEP_PARTS}
+    return job
+
+
+def test_cold_targets_report_met_and_missed(bench_cold: ModuleType) -> None:
+    first = cold_job(bench_cold, "attempt1", install=9.0, image=80.0, train=8.0)
+    first.build_s = 60.0
+    jobs = [first, cold_job(bench_cold, "cold", install=4.0, image=20.0, train=8.0),
+            cold_job(bench_cold, "warm", install=0.2, image=0.01, train=8.0),
+            cold_job(bench_cold, "today", install=30.0, image=65.0, train=8.0)]
+    verdicts = [t["verdict"] for t in bench_cold.targets(jobs)]
+    # pull 20 s of a 60 s build; fixed 24 s of 95 s; install 9 s cold, 4 s on a hit; one tag; 0.01 s warm
+    assert verdicts == ["missed", "met", "met", "missed", "met", "met"]
+    meta = {"machine": {"cpu": "cpu", "cores": 2}, "finished": "now", "wall_s": 60.0,
+            "command": "python scripts/bench.py --cold"}
+    text = bench_cold.markdown(jobs, meta)
+    header, rows = table(text, "variant")
+    assert header == COLD_COLUMNS and len(rows) == 4
+
+
+@pytest.mark.integration
+@pytest.mark.e2e
+@pytest.mark.docker
+def test_quick_cold_benchmark_pulls_restores_and_times_every_step(tmp_path: Path,
+                                                                  docker_base_image: str) -> None:
+    from act_driver import require_official_actions  # noqa: PLC0415 - the e2e tests' own check
+
+    require_official_actions()
+    out = tmp_path / "cold"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KT_") or k == "KT_GHA_ACTIONS_DIR"}
+    done = subprocess.run([sys.executable, str(BENCH), "--cold", "--quick", "--base-image", docker_base_image,
+                           "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    text = (out / "cold.md").read_text()
+    header, rows = table(text, "variant")
+    assert header == COLD_COLUMNS
+    assert [r[0] for r in rows] == ["attempt 1 (build + push)", "attempt 2+ cold (pull)",
+                                    "attempt 2+ warm (cached)"]
+    for row in rows:
+        assert all(NUMBER.match(cell) for cell in row[1:]), row
+    raw = json.loads((out / "cold.json").read_text())
+    jobs = {j["variant"]: j for j in raw["jobs"]}
+    assert jobs["attempt1"]["image_how"] == "built + pushed"
+    assert jobs["cold"]["image_how"] == "pulled" and jobs["warm"]["image_how"] == "on the runner"
+    assert jobs["attempt1"]["install_how"].startswith("installed with uv")
+    assert jobs["cold"]["install_how"].startswith("restored from the actions cache")
+    assert jobs["warm"]["install_how"].startswith("reused from this runner's tool cache")
+    assert len({j["image_tag"] for j in jobs.values()}) == 1, "one content hash for the chain"
+    for job in jobs.values():
+        assert sum(job["parts"].values()) == pytest.approx(job["wall_s"], abs=0.01)
+    assert (out / "cold.png").read_bytes().startswith(b"\x89PNG")

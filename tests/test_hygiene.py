@@ -86,7 +86,10 @@ def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> 
 def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_groups(text: str) -> None:
     data = yaml.safe_load(text)
     (job,) = data["jobs"].values()
-    assert job["permissions"] == {"contents": "read", "actions": "write", "statuses": "write"}
+    least = {"contents": "read", "actions": "write", "statuses": "write"}
+    if "image-registry: ghcr.io/" in text:  # the image, pushed once per chain with the workflow's token
+        least["packages"] = "write"
+    assert job["permissions"] == least
     assert data["concurrency"]["cancel-in-progress"] is False
     assert job["concurrency"]["cancel-in-progress"] is False
     assert re.search(r"attempt \$\{\{ inputs\.attempt", data["run-name"]), "re-run protection reads run-name"
@@ -170,3 +173,11 @@ def test_install_refuses_an_older_python_with_a_clear_message(tmp_path: Path) ->
         f"::error title=keeptraining needs Python 3.99 or newer::python3 here is {found}. "
         "Add actions/setup-python with python-version: '3.99' (or newer) before this action.")
     assert not (tmp_path / "cache").exists(), "nothing is installed"
+
+
+@pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow()], ids=["own", "README"])
+def test_training_workflow_tells_the_action_its_jobs_time_limit(text: str) -> None:
+    """Each run stops training in time to save its state only if the action knows the job's limit."""
+    (job,) = yaml.safe_load(text)["jobs"].values()
+    (step,) = [s for s in job["steps"] if "keeptraining" in s.get("uses", "") or s.get("uses") == "./action"]
+    assert int(step["with"]["job-timeout-minutes"]) == job["timeout-minutes"]

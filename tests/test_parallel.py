@@ -117,6 +117,20 @@ def test_a_round_whose_trials_all_fail_ends_the_chain_failed_with_a_mail(tmp_pat
     assert "Round 1 failed: all 2 trials failed" in str(message["Subject"])
 
 
+def test_a_trial_that_stops_before_its_epochs_is_failed_not_continued(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time slices continue one attempt across runs; a round's trial has no next run: failed, with why."""
+    repo = parallel_repo(tmp_path / "repo", "max_attempts: 2\n")
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.4")
+    monkeypatch.setenv("KT_DEADLINE", str(int(time.time()) + 2))  # the scripts stop early, saying why
+    assert main(["run", "--repo", str(repo), "--parallel", "2"]) == 1
+    records = ledger.load(repo / ".keeptraining").attempts
+    assert [r.outcome for r in records] == ["failed", "failed"]
+    for record in records:
+        assert "(deadline): a parallel trial trains its epochs in one run" in (record.error or "")
+        assert record.slices == []
+
+
 def test_parallel_needs_the_search_strategy(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="parallel = 2 needs strategy: search"):
         config.resolve({"parallel": 2})

@@ -98,7 +98,7 @@ def _request(tmp_path: Path, gpus: str) -> TrainRequest:
 def test_gpus_become_the_engines_device_request(tmp_path: Path, docker_client: docker.DockerClient,
                                                  docker_base_image: str, gpus: str, count: int) -> None:
     container = backend_docker._create(docker_client, _request(tmp_path, gpus), docker_base_image,
-                                       {"keeptraining-test": "gpus"}, None)
+                                       {"keeptraining-test": "gpus"}, None, "none")
     try:
         (device,) = container.attrs["HostConfig"]["DeviceRequests"]
         assert (device["Count"], device["Capabilities"]) == (count, [["gpu"]])

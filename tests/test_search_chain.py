@@ -159,3 +159,19 @@ def test_a_search_dispatches_the_attempt_number_only(tmp_path: Path, emulator: G
     assert set(first.trial_params) == {"learning_rate", "optimizer"}
     outputs = read_outputs(tmp_path / "out")
     assert outputs["dispatched"] == "true" and outputs["next-epochs"] == "3"
+
+
+def test_a_trial_run_longer_than_its_run_continues_the_same_trial_and_rung(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The continued run resumes the trial's own checkpoint (the script refuses another learning
+    rate's) with the trial's own values, whatever a new trial would have been proposed."""
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.3")
+    repo = search_repo(tmp_path, BASE + SEARCH.replace("max_attempts: 24", "max_attempts: 2")
+                       + "epochs: 5\ntime_budget: 1\n")
+    assert main(["run", "--repo", str(repo)]) == 3
+    first, second = ledger.load(repo / ".keeptraining").attempts
+    assert (first.trial, first.rung, second.trial, second.rung) == (1, 0, 2, 0)
+    for record in (first, second):
+        assert record.slices and record.epochs_reached == 5 and record.epochs_trained == 5
+        assert all(s["stopped"] == "deadline" for s in record.slices)
+    assert first.trial_params != second.trial_params

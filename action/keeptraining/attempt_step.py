@@ -36,6 +36,7 @@ from . import (
     report,
     restore,
     search,
+    slices,
     state_lock,
     strategy,
     wording,
@@ -92,14 +93,22 @@ def explicit_epochs(config: Config) -> int | None:
 
 
 def attempt_number(args: argparse.Namespace, env: Mapping[str, str]) -> int | None:
+    label = attempt_label(args, env)
+    return label[0] if label is not None else None
+
+
+def attempt_label(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[int, int] | None:
+    """(attempt, run within it): the input ``3`` is (3, 1), ``3.2`` (3, 2) (slices.py); None when unset."""
     if args.attempt_number is not None:
-        return int(args.attempt_number)
+        return int(args.attempt_number), 1
     raw = env.get("KT_INPUT_ATTEMPT", "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
-        raise ConfigError(f"input attempt = {raw!r} is not valid; expected a whole number >= 1.")
-    return int(raw)
+    label = slices.parse_label(raw)
+    if label is None:
+        raise ConfigError(f"input attempt = {raw!r} is not valid; expected a whole number >= 1 (or N.K, "
+                          "the K-th run of attempt N).")
+    return label
 
 
 def wants_dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> bool:
@@ -135,7 +144,8 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
             stack.enter_context(state_lock.hold(progress.ws.state_dir))
             progress.locked = True
             _train_and_dispatch(args, config, env, progress)
-        except KeyboardInterrupt:  # SIGINT/SIGTERM: recorded as interrupted by the chain, nothing more
+        except KeyboardInterrupt:  # SIGINT/SIGTERM: the chain recorded it; say how to go on, then stop
+            _interrupted(config, env, progress)
             raise
         except Exception as exc:  # every failure, a bug included, goes through _fail
             error = exc if isinstance(exc, KeeptrainingError) else InternalError.from_exception(exc)
@@ -188,7 +198,7 @@ def _train_and_dispatch(args: argparse.Namespace, config: Config, env: Mapping[s
     github = _github_context(env, token, progress.info)
     _post_status(progress, commit_status.starting(config, number, _run_url(env)))
     if args.dispatch and github is not None:
-        _warn_without_attempt_marker(github, number or 1)
+        _warn_without_attempt_marker(github, *(attempt_label(args, env) or (1, 1)))
     if getattr(args, "merge", False):  # the merge job of a round of parallel trials
         from . import round_step  # noqa: PLC0415 - it builds on this module
 
@@ -338,8 +348,8 @@ def _run_url(env: Mapping[str, str]) -> str | None:
     return str(url) if url else None
 
 
-def _warn_without_attempt_marker(github: dispatch.GitHubContext, attempt: int) -> None:
-    warning = dispatch.run_name_warning(github, attempt)
+def _warn_without_attempt_marker(github: dispatch.GitHubContext, attempt: int, run: int) -> None:
+    warning = dispatch.run_name_warning(github, attempt, run)
     if warning:
         gha.annotate("warning", warning, title="Re-run protection needs the attempt in run-name")
 
@@ -362,30 +372,75 @@ def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
     """
     record, decision = result.ledger.last or result.record, result.decision  # a round's: its last trial
     assert decision.next_epochs is not None
+    # An unfinished attempt continues in its next run (slices.py): the same number, as N.K.
+    number = record.attempt if decision.next_run > 1 else record.attempt + 1
+    label = slices.label(number, decision.next_run)
     epochs = "" if config.strategy == search.SEARCH else str(decision.next_epochs)
-    inputs = {"attempt": str(record.attempt + 1), "epochs": epochs, "commit": str(info.get("commit", ""))}
+    inputs = {"attempt": label, "epochs": epochs, "commit": str(info.get("commit", ""))}
     if env.get("GITHUB_RUN_ID"):
         inputs["resume-run-id"] = env["GITHUB_RUN_ID"]
     ctx = dispatch.context_from_env(env, token, ref=info.get("branch") or None)
-    first_run = result.ledger.attempts[0].run.get("id") if result.ledger.attempts else None
+    first_run = slices.first_run_id(result.ledger.attempts[0]) if result.ledger.attempts else None
     outcome = dispatch.dispatch_next(ctx, chain_commit=str(info.get("commit", "")),
-                                     next_attempt=record.attempt + 1, inputs=inputs,
-                                     chain_run_id=str(first_run) if first_run else None)
+                                     next_attempt=number, inputs=inputs, next_run=decision.next_run,
+                                     chain_run_id=first_run)
     if outcome.superseded_by:
         _superseded(result, outcome)
         return {}
     if not outcome.dispatched:
         gha.annotate("notice", outcome.reason, title="Chain not continued")
         return {}
-    next_run = {"attempt": record.attempt + 1, "epochs": decision.next_epochs,
+    next_run = {"attempt": number, "run": decision.next_run, "epochs": decision.next_epochs,
                 "run_id": outcome.run_id, "url": outcome.run_url, "reused": outcome.reused}
     record.dispatched = next_run
     if outcome.reused:  # a re-run: the next attempt is already on its way
         print(f"Not dispatched again: {outcome.reason}")
         return next_run
-    print(f"Dispatched attempt {record.attempt + 1} ({decision.next_epochs} epochs)"
+    print(f"Dispatched attempt {label} ({decision.next_epochs} epochs)"
           f"{': ' + outcome.run_url if outcome.run_url else ''}")
     return next_run
+
+
+INTERRUPTED = "interrupted"  # chain-status of a cancelled run (no dispatch, no mail: the chain has not ended)
+
+
+def _interrupted(config: Config, env: Mapping[str, str], progress: _Progress) -> None:
+    """A cancelled run (SIGINT/SIGTERM; on GitHub the job is killed 10 s later): the chain has
+    recorded what the run saved; write the outputs (the state is then uploaded) and a summary
+    that says how to continue it. Nothing is dispatched: the run was stopped on purpose."""
+    if progress.ws is None or not progress.locked:
+        return
+    try:
+        book = ledger.load(progress.ws.state_dir)
+        record = book.last
+        if record is None:
+            return
+        gha.set_outputs({"attempt": str(record.attempt), "epochs": str(record.epochs_reached or ""),
+                         "chain-status": INTERRUPTED, "dispatched": "false", "threshold-reached": "false"})
+        reason, hint = _how_to_continue(record, progress.info, env)
+        decision = strategy.Decision(INTERRUPTED, reason, hint=hint)
+        gha.write_summary(report.job_summary(book, config, decision,
+                                             failure=report.failure_markdown("Run cancelled", hint)))
+    except Exception as exc:  # the interruption is what to report; this is only a warning
+        gha.warn(f"The cancelled run's outputs and summary could not be written: {exc}",
+                 title="Run cancelled")
+
+
+def _how_to_continue(record: ledger.Attempt, info: Mapping[str, Any],
+                     env: Mapping[str, str]) -> tuple[str, str]:
+    """What a cancelled run left, and how a person continues the chain from it."""
+    commit, this_run = str(info.get("commit", "")), env.get("GITHUB_RUN_ID", "")
+    if record.outcome != ledger.SLICED:
+        return (f"Attempt {record.attempt} was cancelled before it saved an epoch.",
+                "Re-run this job to train the attempt again.")
+    label = slices.label(record.attempt, slices.run_number(record))
+    reason = (f"Attempt {record.attempt} was cancelled at epoch {record.epochs_reached} of {record.epochs}; "
+              "the epochs it finished are saved in this run's chain state.")
+    if not this_run:
+        return reason, "Run `keeptraining run --continue` (or `keeptraining attempt`) to go on from there."
+    return reason, (f"To go on from there, run the workflow by hand (Actions → Run workflow) with attempt "
+                    f"{label}, commit {commit} and resume-run-id {this_run}. (A re-run of this job goes "
+                    "back to the state of the run it resumed.)")
 
 
 def _write_outputs(record: ledger.Attempt | None, book: ledger.Ledger, decision: strategy.Decision,

@@ -5,8 +5,9 @@ errors, and a streamed log.
 
 * The image comes from ``docker_image.py`` (content-hash tag, built only when missing).
 * Each attempt runs in a fresh container: code read-only, output writable, the
-  resume checkpoint read-only, no network, not root, labelled so that leftovers
-  can be swept. The container is always removed, whatever happens.
+  resume checkpoint read-only, the data cache writable, the network the
+  ``network`` setting names (``network.py``), not root, labelled so that
+  leftovers can be swept. The container is always removed, whatever happens.
 * Hardened: every capability dropped, ``no-new-privileges``, a pids limit, a
   read-only root filesystem with tmpfs for /tmp and HOME, and the image's
   ENTRYPOINT replaced by the train command, so the train command is what runs.
@@ -42,7 +43,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest, Mount
 
-from . import adapter, safe_paths
+from . import adapter, data_cache, network, safe_paths
 from .errors import BackendUnavailable, PathRefused, TrainingError
 from .train import TrainRequest, TrainResult
 
@@ -62,7 +63,7 @@ FORBIDDEN_SOURCES = tuple(Path(p) for p in ("/run", "/var/run", "/proc", "/sys",
 
 PING_TIMEOUT_S = 5.0  # "is there an engine?" must answer fast, not hang a CLI
 API_TIMEOUT_S = 120.0  # ordinary calls (create, inspect, remove) on a busy engine
-STOP_GRACE_S = 5.0  # after SIGTERM on timeout, how long the script may take to save and exit
+STOP_GRACE_S = 5.0  # after SIGTERM (a timeout, a cancellation), how long the script may take to exit
 POLL_S = 0.2
 
 ENGINE_HINT = (
@@ -169,16 +170,16 @@ class _LogPump(threading.Thread):
         return "".join(self.chunks)
 
 
-def _container_user(output_dir: Path) -> str:
+def _container_user(*writable: Path) -> str:
     """The uid:gid to run as: never root.
 
     As a normal user: the caller's own uid:gid, so the checkpoint and metrics belong
-    to the caller. As root: the image's ``trainer`` (1000), with the output folder
-    handed to it so that it can write there.
+    to the caller. As root: the image's ``trainer`` (1000), with the ``writable``
+    folders (output, data cache) handed to it so that it can write there.
     """
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
-        for dirpath, _dirnames, filenames in os.walk(output_dir):
+        for dirpath, _dirnames, filenames in (walked for folder in writable for walked in os.walk(folder)):
             os.chown(dirpath, CONTAINER_UID, CONTAINER_GID, follow_symlinks=False)
             for name in filenames:
                 os.chown(os.path.join(dirpath, name), CONTAINER_UID, CONTAINER_GID, follow_symlinks=False)
@@ -253,6 +254,9 @@ def _mounts(request: TrainRequest, staged: Path | None) -> tuple[list[Mount], st
     if request.adapter_dir is not None:
         mounts.append(Mount(adapter.CONTAINER_DIR, _mount_source(request.adapter_dir, "Keras adapter folder"),
                             type="bind", read_only=True))
+    if request.cache_dir is not None:
+        mounts.append(Mount(data_cache.CACHE_MOUNT, _mount_source(request.cache_dir, "data cache folder"),
+                            type="bind", read_only=False))
     if staged is None:
         return mounts, ""
     target = f"{RESUME_MOUNT}/{staged.name}"
@@ -260,14 +264,13 @@ def _mounts(request: TrainRequest, staged: Path | None) -> tuple[list[Mount], st
     return mounts, target
 
 
-def _image_env(dc: docker.DockerClient, image: str, name: str) -> str | None:
-    """A variable the image itself sets (``ENV``), so that keeptraining extends it, not replaces it."""
+def _image_env(dc: docker.DockerClient, image: str) -> dict[str, str]:
+    """The variables the image itself sets (``ENV``), so that keeptraining extends them, not replaces them."""
     try:
         entries = dc.images.get(image).attrs.get("Config", {}).get("Env") or []
     except (DockerException, requests.exceptions.RequestException):
-        return None
-    values = [e.split("=", 1)[1] for e in entries if e.startswith(name + "=")]
-    return values[-1] if values else None
+        return {}
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
 
 
 def _state(container: Container) -> dict[str, Any]:
@@ -277,7 +280,8 @@ def _state(container: Container) -> dict[str, Any]:
 
 
 def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
-            labels: Mapping[str, str], staged: Path | None, *, init: bool = True) -> Container:
+            labels: Mapping[str, str], staged: Path | None, network_mode: str, *,
+            init: bool = True) -> Container:
     """The container for one attempt, created but not started.
 
     ``init``: tini (docker-init) as PID 1, so that the stop signal reaches the
@@ -286,10 +290,14 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
     its CMD), so that what runs is the train command and nothing else.
     """
     mounts, resume_env = _mounts(request, staged)
-    user = _container_user(request.output_dir.resolve())
-    env = {**request.env, "HOME": HOME_MOUNT, "KT_OUTPUT_DIR": OUTPUT_MOUNT, "KT_RESUME_FROM": resume_env}
+    user = _container_user(*(p.resolve() for p in (request.output_dir, request.cache_dir) if p is not None))
+    env = {**request.start_env(), "HOME": HOME_MOUNT, "KT_OUTPUT_DIR": OUTPUT_MOUNT,
+           "KT_RESUME_FROM": resume_env}
+    image_env = _image_env(dc, image)
     if request.adapter_dir is not None:  # the image's python imports the adapter's sitecustomize
-        env["PYTHONPATH"] = adapter.pythonpath(adapter.CONTAINER_DIR, _image_env(dc, image, "PYTHONPATH"))
+        env["PYTHONPATH"] = adapter.pythonpath(adapter.CONTAINER_DIR, image_env.get("PYTHONPATH"))
+    if request.cache_dir is not None:  # downloads go to the data cache, unless the image says where
+        env.update(data_cache.library_env(data_cache.CACHE_MOUNT, lambda name: name in image_env))
     try:
         return dc.containers.create(
             image,
@@ -297,7 +305,7 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
             working_dir=CODE_MOUNT,
             mounts=mounts,
             environment=env,
-            network_mode="none",
+            network_mode=network_mode,
             user=user,
             labels={**LABELS, **labels},
             init=init,
@@ -354,7 +362,7 @@ def _start(container: Container) -> None:
 
 def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str,
                       labels: Mapping[str, str], stages: dict[str, float],
-                      created: list[Container], staged: Path | None) -> float:
+                      created: list[Container], staged: Path | None, network_mode: str) -> float:
     """Create and start the container (without docker-init if the engine has none).
 
     Every container is appended to ``created`` the moment it exists, so that the
@@ -363,7 +371,7 @@ def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str
     attempt's duration and deadline begin.
     """
     t = time.monotonic()
-    created.append(_create(dc, request, image, labels, staged))
+    created.append(_create(dc, request, image, labels, staged, network_mode))
     stages["container_create_s"] = time.monotonic() - t
     t = time.monotonic()
     try:
@@ -373,7 +381,7 @@ def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str
             raise _not_started(exc) from None
         with contextlib.suppress(NotFound):
             created[-1].remove(force=True)
-        created.append(_create(dc, request, image, labels, staged, init=False))
+        created.append(_create(dc, request, image, labels, staged, network_mode, init=False))
         t = time.monotonic()
         _start(created[-1])
     stages["container_start_s"] = time.monotonic() - t
@@ -443,13 +451,20 @@ def run(
         t = time.monotonic()
         staged = stage_checkpoint(request.resume_from, staging) if request.resume_from else None
         stages["stage_checkpoint_s"] = time.monotonic() - t
-        started = _create_and_start(dc, request, image, extra_labels or {}, stages, created, staged)
+        network_mode, offline = network.docker_mode(dc, request.network)
+        started = _create_and_start(dc, request, image, extra_labels or {}, stages, created, staged,
+                                    network_mode)
         container = created[-1]
         pump = _LogPump(container, request.on_line)
         pump.start()
         state, timed_out = _follow(container, pump, started + request.timeout, request.cancel)
         ended = time.monotonic()
         pump.join(timeout=STOP_GRACE_S)  # the last lines, after the container stopped
+    except KeyboardInterrupt:  # a cancelled run: SIGTERM first, as on a timeout, so that a script
+        if created:            # that saves on SIGTERM can; the runner allows ~10 s in all
+            with contextlib.suppress(DockerException, requests.exceptions.RequestException):
+                created[-1].stop(timeout=int(STOP_GRACE_S))
+        raise
     finally:
         errors = _stderr(created)
         output, stages["cleanup_s"] = _cleanup(created, pump)
@@ -477,6 +492,7 @@ def run(
         detail="; ".join(detail),
         stages=stages,
         errors=errors,
+        offline=offline,
     )
 
 

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from . import adapter
+from . import adapter, data_cache
 from .errors import TrainingError
 from .train import TrainRequest, TrainResult
 
@@ -38,13 +38,15 @@ def run(request: TrainRequest) -> TrainResult:
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     inherited = {k: v for k, v in os.environ.items() if k.upper().replace("-", "_") not in WITHHELD_ENV}
-    env = {**inherited, **request.env,
+    env = {**inherited, **request.start_env(),
            "KT_OUTPUT_DIR": str(request.output_dir),
            "KT_RESUME_FROM": str(request.resume_from) if request.resume_from else "",
            "PYTHONUNBUFFERED": "1"}
     if request.adapter_dir is not None:  # Python imports the adapter's sitecustomize at start-up
         env["PYTHONPATH"] = adapter.pythonpath(str(request.adapter_dir), inherited.get("PYTHONPATH"),
                                                os.pathsep)
+    if request.cache_dir is not None:  # downloads go to the data cache, unless the environment says where
+        env.update(data_cache.library_env(str(request.cache_dir), lambda name: bool(inherited.get(name))))
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, cwd=request.code_dir, env=env, stdout=subprocess.PIPE,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from . import backend_docker, backend_local, docker_image, dockerfile_gen
+from . import backend_docker, backend_local, docker_image, dockerfile_gen, registry
 from .config import Config
 from .train import TrainRequest, TrainResult
 
@@ -43,22 +44,26 @@ class DockerBackend:
     def prepare(self) -> str:
         if self.image is None:
             start = time.monotonic()
+            shared = registry.from_config(self.config.image_registry, os.environ)
             if dockerfile_gen.wanted(self.repo_root, self.config.dockerfile,
                                      self.config.sources.get("dockerfile", "default")):
-                self.image, _built = self._generated_image()
+                self.image, _built = self._generated_image(shared)
             else:
                 self.image, _built = docker_image.ensure_image(
                     self.repo_root, self.config.dockerfile, self.config.base_image, on_line=self.on_line,
-                    timeout=self.config.build_timeout)
+                    timeout=self.config.build_timeout, excluded=[self.config.state_dir],
+                    code_folder=self.config.code_path, image_registry=shared)
             self.build_s = time.monotonic() - start
+            self.say(f"Training image {self.image} ready in {self.build_s:.1f} s")
         return self.image
 
-    def _generated_image(self) -> tuple[str, bool]:
+    def _generated_image(self, shared: registry.Registry | None) -> tuple[str, bool]:
         """No Dockerfile in the repository: one chosen from the code (dockerfile_gen.py)."""
         root = self.repo_root.resolve()
         code_dir = (root / self.config.code_path).resolve()
         return dockerfile_gen.ensure_image(root, code_dir, shlex.split(self.config.train_command),
-                                           self.config.base_image, say=self.say, on_line=self.on_line)
+                                           self.config.base_image, say=self.say, on_line=self.on_line,
+                                           timeout=self.config.build_timeout, image_registry=shared)
 
     def run(self, request: TrainRequest) -> TrainResult:
         image = self.prepare()

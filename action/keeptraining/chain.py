@@ -7,7 +7,9 @@ produce the same ledger. A failed attempt is recorded, never thrown away: the
 caller gets the failure in ``AttemptReport.error`` after the ledger is saved.
 Whatever ends the attempt once it is under way (training, metric, image build,
 engine, a bug) is recorded as ``failed`` with its real error; "interrupted" is
-only for Ctrl-C and SIGTERM.
+only for Ctrl-C and SIGTERM. A run whose time ran out before the attempt's epochs
+(``KT_DEADLINE``, ``timeout``, a cancellation after saved epochs) leaves the attempt
+``sliced``: the next run continues it in ``attempt-NNN/slice-K/`` (slices.py).
 
 Paths from the restored state or the training script go through ``safe_paths``:
 the checkpoint resumed from and the checkpoints pruned are regular files inside
@@ -21,12 +23,25 @@ import datetime as dt
 import os
 import shlex
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import adapter, contract_check, gha, safe_paths, search, strategy, wording
+from . import (
+    adapter,
+    contract_check,
+    data_cache,
+    gha,
+    network,
+    safe_paths,
+    search,
+    slices,
+    strategy,
+    time_budget,
+    wording,
+)
 from . import ledger as ledger_mod
 from . import metrics as metrics_mod
 from .backends import Backend
@@ -40,7 +55,7 @@ from .errors import (
     TrainingError,
     TrainingTimeout,
 )
-from .ledger import BELOW, FAILED, REACHED, Attempt, Ledger
+from .ledger import BELOW, FAILED, REACHED, SLICED, Attempt, Ledger
 from .strategy import Decision, Plan
 from .train import LogFile, TrainRequest, TrainResult, echo_line
 
@@ -105,15 +120,22 @@ def _attempt_number(ledger: Ledger, attempt: int | None, config: Config, say: Sa
         number = attempt
     elif last is None:
         number = 1
-    else:  # the next attempt, or the last one again when it failed (a search goes on past it)
+    else:  # the next attempt, or the last one again when it failed (a search goes on past it) or
+        #    is unfinished (its next run continues it: slices.py)
         retry = last.outcome == FAILED and config.strategy != search.SEARCH
-        number = last.attempt if retry else last.attempt + 1
+        number = last.attempt if retry or last.outcome == SLICED else last.attempt + 1
     if number < 1:
         raise ConfigError(f"attempt = {number} is not valid; attempts are numbered from 1.")
     if number > config.max_attempts:
         raise ConfigError(f"attempt = {number} is beyond max_attempts = {config.max_attempts}.",
                           hint="Raise max_attempts, or start a new chain at attempt 1.")
-    retry_of_failed = last is not None and number == last.attempt and last.outcome == FAILED
+    retry_of_failed = last is not None and number == last.attempt and last.outcome in (FAILED, SLICED)
+    if last is not None and last.outcome == SLICED and number != last.attempt:
+        raise LedgerError(f"Attempt {last.attempt} is unfinished: its last run stopped at epoch "
+                          f"{last.epochs_reached} of {last.epochs} and the next run continues it.",
+                          hint=f"Continue attempt {last.attempt} (on GitHub: attempt "
+                               f"{slices.label(last.attempt, slices.run_number(last))}), or start a new "
+                               "chain.")
     if last is not None and number <= last.attempt and not retry_of_failed:
         raise LedgerError(f"Attempt {number} is already recorded in the ledger (outcome: "
                           f"{next(a.outcome for a in ledger.attempts if a.attempt == number)}).",
@@ -154,14 +176,16 @@ def _resume_path(ws: Workspace, plan: Plan) -> tuple[Plan, Path | None]:
     return plan, folder / previous.checkpoint
 
 
-def _fresh_output_dir(ws: Workspace, number: int, *, replace: bool) -> Path:
-    """An empty output folder for attempt ``number``.
+def _fresh_output_dir(ws: Workspace, number: int, *, replace: bool, sub: str | None = None) -> Path:
+    """An empty output folder for attempt ``number`` (``sub``: for a later run of it, inside its folder).
 
     What is already there goes only when ``replace`` (the ledger records this attempt
     as failed: a retry replaces it); anything the ledger does not record (a lost ledger
     write, a folder from elsewhere) is moved aside into ``unrecorded/``, never deleted.
     """
     out_dir = ledger_mod.attempt_dir(ws.state_dir, number)
+    if sub is not None:
+        out_dir, replace = out_dir / sub, False
     try:
         if os.path.lexists(out_dir):
             if replace and out_dir.is_dir() and not out_dir.is_symlink():
@@ -169,7 +193,7 @@ def _fresh_output_dir(ws: Workspace, number: int, *, replace: bool) -> Path:
             else:
                 stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
                 folder = safe_paths.plain_dir(ws.state_dir / UNRECORDED_DIR, "The unrecorded folder")
-                aside = folder / f"{out_dir.name}-{stamp}"
+                aside = folder / f"{out_dir.parent.name + '-' if sub else ''}{out_dir.name}-{stamp}"
                 os.rename(out_dir, aside)
                 gha.warn(f"{out_dir} is not recorded in the ledger; it was moved to {aside}, not deleted.",
                          title="Unrecorded attempt folder kept")
@@ -200,51 +224,57 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
                 epochs: int | None = None, chain_info: dict[str, Any] | None = None,
                 run_info: dict[str, Any] | None = None, say: Say = print,
                 on_line: Callable[[str], None] | None = echo_line) -> AttemptReport:
-    """Train one attempt, record it in the ledger, and decide what comes next."""
+    """Train one attempt (or the next run of an unfinished one), record it, and decide what comes next."""
     ws = workspace(config, repo_root)
     ledger = ledger_mod.load(ws.state_dir)
     number = _attempt_number(ledger, attempt, config, say)
+    continuing = slices.continued(ledger, number)  # an unfinished attempt: this run carries it on
     retry = any(a.attempt == number and a.outcome == FAILED for a in ledger.attempts)
     ledger.attempts = [a for a in ledger.attempts if a.attempt < number]  # a failed retry is replaced
-    previous = ledger.last
-    job = search.next_run(config, ledger) if config.strategy == search.SEARCH else None
-    planned = job.plan(number) if job else strategy.plan(config, ledger, number, epochs)
+    job, planned = _plan_run(config, ledger, number, continuing, epochs)
     plan, resume_path = _resume_path(ws, planned)
-    out_dir = _fresh_output_dir(ws, number, replace=retry)
+    sub = slices.folder(continuing) if continuing is not None else None
+    out_dir = _fresh_output_dir(ws, number, replace=retry, sub=sub)
     ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
                     **(chain_info or {})}
-    resumed = f" from attempt {plan.resume_from.attempt}'s checkpoint" if plan.resume_from \
-        else " from scratch"
-    trial = f" {job.describe()}:" if job else ""
-    say(f"\n== Attempt {number}/{config.max_attempts}:{trial} epochs {plan.initial_epoch} -> {plan.epochs}"
-        f"{resumed} on {backend.name} ==")
-    record = _new_record(config, plan, backend.name, _relative(ws, resume_path), run_info)
-    if job:
-        record.trial, record.rung, record.trial_params = job.trial, job.rung, dict(job.params)
+    budget = time_budget.budget(config, os.environ)
+    say(_start_line(config, plan, job, continuing, backend.name, budget))
+    run = _new_record(config, plan, backend.name, _relative(ws, resume_path), run_info, job)
+    params = job.params if job else (continuing.trial_params if continuing is not None else {})
     error: KeeptrainingError | None = None
     result: TrainResult | None = None
+    stopped: str | None = None  # why this run ended before the attempt's epochs (slices.py)
     log = LogFile.create(out_dir)
+    network.warn_if_not_contained(config.network, backend.name)
+    cache = data_cache.open_session(config, ws.state_dir, say=say)
     request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
-                           env={**contract_env(config, plan), **(search.hp_env(job.params) if job else {})},
-                           timeout=config.timeout,
-                           resume_from=resume_path, on_line=log.sink(on_line),
-                           memory_limit=config.memory_limit, cpus=config.cpus, gpus=config.gpus,
-                           adapter_dir=adapter.folder() if config.adapt != "none" else None)
+                           env={**contract_env(config, plan), **search.hp_env(params)},
+                           timeout=config.timeout, budget=budget, resume_from=resume_path,
+                           on_line=log.sink(on_line), memory_limit=config.memory_limit,
+                           cpus=config.cpus, gpus=config.gpus,
+                           adapter_dir=adapter.folder() if config.adapt != "none" else None,
+                           network=config.network, cache_dir=cache.data_dir if cache else None)
+    started = time.monotonic()
     try:
-        result = backend.run(request)
-        record.duration_s = round(result.duration, 3)
-        _fill_from_result(record, result, out_dir, config, plan, say, previous)
+        result = _train(backend, request, cache)
+        run.duration_s = round(result.duration, 3)
+        stopped = _fill_from_result(run, result, out_dir, config, plan, say, ledger.last)
+        slices.check(run, stopped, plan, continuing, config)
     except KeeptrainingError as exc:  # training, metric, image build, engine: the attempt failed
         error = exc
-        record.error = _one_line(exc.message)
+        run.outcome, run.error = FAILED, _one_line(exc.message)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM (runner cancellation): record it, keep what exists
-        record.error = INTERRUPTED
+        stopped, run.error = slices.INTERRUPTED, INTERRUPTED
+        run.duration_s = round(time.monotonic() - started, 3)
+        if slices.salvage(run, out_dir, "", config, plan) or continuing is not None:
+            run.outcome, run.error = SLICED, None  # the next run goes on from the last saved epoch
         raise
     except Exception as exc:  # a bug: recorded as a failure like any other, never as an interruption
         error = InternalError.from_exception(exc)
-        record.error = error.message
+        run.outcome, run.error = FAILED, error.message
     finally:
         log.close()
+        record = slices.merge(continuing, run, stopped, sub)
         ledger.attempts.append(record)
         ledger_mod.save(ws.state_dir, ledger)
     decision = strategy.decide(config, ledger)
@@ -252,14 +282,64 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     return AttemptReport(record, decision, ledger, error, _log_tail(result, error))
 
 
+def _train(backend: Backend, request: TrainRequest, cache: data_cache.Session | None) -> TrainResult:
+    """The backend's training; the data cache keeps the downloads unless the training was cut short."""
+    result: TrainResult | None = None
+    try:
+        result = backend.run(request)
+        return result
+    finally:  # whatever the metric says
+        if cache is not None:
+            cache.close(complete=result is not None and not result.timed_out)
+
+
+def _plan_run(config: Config, ledger: Ledger, number: int, continuing: Attempt | None,
+              epochs: int | None) -> tuple[search.TrialRun | None, Plan]:
+    """(the search's job, if a trial runs anew; the plan): a new attempt, or an unfinished one's next run."""
+    if continuing is not None:
+        return None, _continue_plan(config, ledger, continuing, epochs)
+    if config.strategy == search.SEARCH:
+        job = search.next_run(config, ledger)
+        return job, job.plan(number)
+    return None, strategy.plan(config, ledger, number, epochs)
+
+
+def _continue_plan(config: Config, ledger: Ledger, record: Attempt, epochs: int | None) -> Plan:
+    """The plan of the next run of an unfinished attempt; a search's trial is checked like any other."""
+    if epochs is not None and epochs != record.epochs:
+        gha.warn(f"Attempt {record.attempt} is unfinished and trains on to its {record.epochs} epochs; "
+                 f"the epochs given for this run ({epochs}) are not used.", title="Attempt continued")
+    if config.strategy == search.SEARCH:  # the trial's values come from the ledger: check them first
+        search.validated_trials(Ledger(attempts=[*ledger.attempts, record]), config.search_settings())
+    return slices.plan(record)
+
+
+def _start_line(config: Config, plan: Plan, job: search.TrialRun | None, continuing: Attempt | None,
+                backend: str, budget: time_budget.Budget) -> str:
+    if continuing is not None:
+        what = f" run {slices.run_number(continuing)}" + \
+            (f" of trial {continuing.trial}" if continuing.trial is not None else "") + ":"
+        resumed = " from its previous run's checkpoint" if plan.resume_from else " from scratch"
+    else:
+        what = f" {job.describe()}:" if job else ""
+        resumed = f" from attempt {plan.resume_from.attempt}'s checkpoint" if plan.resume_from \
+            else " from scratch"
+    return (f"\n== Attempt {plan.attempt}/{config.max_attempts}:{what} epochs {plan.initial_epoch} -> "
+            f"{plan.epochs}{resumed} on {backend}; training time: {budget.describe()} ==")
+
+
 def _new_record(config: Config, plan: Plan, backend: str, resumed_from: str | None,
-                run_info: dict[str, Any] | None) -> Attempt:
-    """The attempt's record, failed until the training proves otherwise."""
-    return Attempt(attempt=plan.attempt, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
-                   resumed_from=resumed_from, outcome=FAILED, started_at=_now(),
-                   params={"backend": backend, "resume": config.resume,
-                           "hyperparameters": dict(config.hyperparameters)},
-                   run=dict(run_info or {}))
+                run_info: dict[str, Any] | None, job: search.TrialRun | None = None) -> Attempt:
+    """The attempt's record (a search trial's, with ``job``), failed until the training proves otherwise."""
+    record = Attempt(attempt=plan.attempt, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
+                     resumed_from=resumed_from, outcome=FAILED, started_at=_now(),
+                     params={"backend": backend, "resume": config.resume,
+                             "hyperparameters": dict(config.hyperparameters), "network": config.network,
+                             "cache": config.cache},
+                     run=dict(run_info or {}))
+    if job:
+        record.trial, record.rung, record.trial_params = job.trial, job.rung, dict(job.params)
+    return record
 
 
 def _one_line(text: str, limit: int = 2000) -> str:
@@ -283,12 +363,14 @@ def record_failure(config: Config, repo_root: Path, error: KeeptrainingError, *,
     ws = workspace(config, repo_root)
     ledger = ledger_mod.load(ws.state_dir)
     number = _attempt_number(ledger, attempt, config, lambda _line: None)
-    plan = strategy.plan(config, ledger, number)
+    continuing = slices.continued(ledger, number)  # an unfinished attempt keeps what its runs did
+    plan = slices.plan(continuing) if continuing is not None else strategy.plan(config, ledger, number)
     ledger.attempts = [a for a in ledger.attempts if a.attempt < number]
     ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
                     **(chain_info or {})}
     record = _new_record(config, plan, backend or str(config.backend or "docker"), None, run_info)
     record.error = _one_line(error.message)
+    record = slices.merge(continuing, record, None, None)
     ledger.attempts.append(record)
     ledger_mod.save(ws.state_dir, ledger)
     return AttemptReport(record, strategy.decide(config, ledger), ledger, error,
@@ -317,16 +399,28 @@ def record_unrestored(config: Config, repo_root: Path, error: KeeptrainingError,
 
 
 def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, config: Config,
-                      plan: Plan, say: Say, previous: Attempt | None = None) -> None:
-    """Turn the process result and its metrics into the record; raise on failure."""
+                      plan: Plan, say: Say, previous: Attempt | None = None) -> str | None:
+    """Turn the process result and its metrics into the record; raise on failure.
+
+    Returns why the run stopped before the attempt's epochs (``slices.DEADLINE``,
+    ``slices.TIMEOUT``), None when it trained to its end.
+    """
+    if result.timed_out and slices.salvage(record, out_dir, result.output, config, plan):
+        gha.warn(f"Attempt {record.attempt} reached this run's timeout of {config.timeout:g} s and was "
+                 f"stopped after epoch {record.epochs_reached}: the epoch it was training is lost, the "
+                 "attempt goes on in the next run from the last one it saved.", title="Training timed out")
+        return slices.TIMEOUT
     if result.timed_out:
         raise TrainingTimeout(f"Attempt {record.attempt} ran past the timeout of {config.timeout:g} s "
                               "and was stopped.", hint="Raise `timeout`, or train fewer epochs per attempt.",
                               log_tail=result.log_tail)
     if result.exit_code != 0:
         detail = f" ({result.detail})" if result.detail else ""
-        raise TrainingError(f"The training command exited with code {result.exit_code}{detail}.",
-                            hint="The last lines of its log are shown above.", log_tail=result.log_tail)
+        offline = network.explain(result.offline, f"{result.output}\n{result.errors}")
+        raise TrainingError(f"The training command exited with code {result.exit_code}{detail}."
+                            f"{offline.message if offline else ''}",
+                            hint=offline.hint if offline else "The last lines of its log are shown above.",
+                            log_tail=result.log_tail)
     found = metrics_mod.read(out_dir, result.output, config.metric)
     trained = contract_check.assess(found, result.output, plan, config.threshold)
     if not trained.resumed:
@@ -354,6 +448,10 @@ def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, confi
         gha.warn(text, title="Training contract")
     contract_check.stop_if_ignored_again(previous, record)
     record.outcome = REACHED if found.value >= config.threshold else BELOW
+    stopped = slices.stop_reason(found, record, plan, config.threshold)
+    if stopped is not None:
+        record.outcome = SLICED
+    return stopped
 
 
 def _relative(ws: Workspace, path: Path | None) -> str | None:
@@ -368,6 +466,11 @@ def _relative(ws: Workspace, path: Path | None) -> str | None:
 def _attempt_line(record: Attempt, config: Config) -> str:
     if record.outcome == FAILED:
         return f"Attempt {record.attempt} failed after {record.duration_s:.1f} s: {record.error}"
+    if record.outcome == SLICED:
+        runs = wording.plural(len(record.slices), "run")
+        return (f"Attempt {record.attempt}: at epoch {record.epochs_reached} of {record.epochs} when "
+                f"{slices.why(record)}; the next run continues it ({runs} so far, "
+                f"{record.epochs_trained} epochs trained, {record.duration_s:.1f} s)")
     sign = "≥" if record.outcome == REACHED else "<"
     reached = "an unknown number of" if record.epochs_reached is None else record.epochs_reached
     return (f"Attempt {record.attempt}: {config.metric} {wording.fmt_metric(record.metric or 0.0)} {sign} "
@@ -389,16 +492,19 @@ def prune_checkpoints(state_dir: Path, ledger: Ledger, also_keep: set[int] | Non
     keep = {a.attempt for a in (ledger.last, best) if a is not None} | (also_keep or set())
     removed = []
     for record in ledger.attempts:
-        if record.attempt in keep or not record.checkpoint:
-            continue
+        names = slices.old_checkpoints(record)  # earlier runs' of an attempt that took several
+        if record.attempt not in keep and record.checkpoint:
+            names.append(record.checkpoint)
         folder = ledger_mod.attempt_dir(state_dir, record.attempt)
-        try:
-            if folder.is_symlink() or not folder.is_dir():
-                continue
-            if safe_paths.unlink_file(folder, record.checkpoint, f"attempt {record.attempt}'s checkpoint"):
-                removed.append(folder / record.checkpoint)
-        except (PathRefused, OSError) as exc:
-            gha.warn(f"Attempt {record.attempt}'s checkpoint was not pruned: {exc}", title="Checkpoint kept")
+        for name in names:
+            try:
+                if folder.is_symlink() or not folder.is_dir():
+                    break
+                if safe_paths.unlink_file(folder, name, f"attempt {record.attempt}'s checkpoint"):
+                    removed.append(folder / name)
+            except (PathRefused, OSError) as exc:
+                gha.warn(f"Attempt {record.attempt}'s checkpoint was not pruned: {exc}",
+                         title="Checkpoint kept")
     return removed
 
 

@@ -6,6 +6,7 @@
     keeptraining merge     merge a round's trials, decide, dispatch the next round (the round's last job)
     keeptraining validate  check the configuration and print the effective values
     keeptraining check-resume  (the action, before its checkout) the chain's commit and the run to resume
+    keeptraining data-cache    where the data cache is (on GitHub: the action's actions/cache inputs)
     keeptraining hooks     install / uninstall the git hook that pushes after each commit
 
 Errors leave through ``main`` only: a ``::error::`` annotation on GitHub (a plain
@@ -22,6 +23,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,11 +34,13 @@ from . import (
     backends,
     chain,
     command_check,
+    data_cache,
     gha,
     hooks,
     ledger,
     notify,
     parallel,
+    registry,
     report,
     restore,
     round_step,
@@ -107,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_flags(validate)
     sub.add_parser("check-resume", help="(GitHub Actions) check the chain's commit and the run to resume "
                                         "before anything is checked out or downloaded; writes step outputs")
+    cache = sub.add_parser("data-cache", help="where the data cache is and how to pre-seed it (on GitHub: "
+                                              "writes the actions/cache inputs as step outputs)")
+    _add_config_flags(cache)
     hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
     hook.add_argument("action", choices=("install", "uninstall"))
     hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
@@ -244,9 +251,52 @@ def cmd_check_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupt_on_sigterm(signum: int, frame: object) -> None:
-    """A cancelled GitHub job gets SIGTERM: unwind like Ctrl-C so cleanup code runs."""
+def cmd_data_cache(args: argparse.Namespace) -> int:
+    """On GitHub: the path and keys for the action's actions/cache steps, never an error (the attempt
+    step reports a bad configuration). Elsewhere: where the cache is and how to pre-seed it."""
+    if gha.in_actions():
+        try:
+            config = load_config(args)
+            outputs = data_cache.step_outputs(config, chain.workspace(config, args.repo).state_dir)
+        except KeeptrainingError:
+            outputs = {"path": "", "key": "", "restore-keys": ""}
+        gha.set_outputs(outputs)
+        return 0
+    config = load_config(args)
+    for line in data_cache.describe(config, chain.workspace(config, args.repo).state_dir):
+        print(line)
+    return 0
+
+
+#: After the first SIGINT/SIGTERM, later ones are ignored this long: a cancelled GitHub job gets
+#: SIGINT, then SIGTERM 7.5 s later, then SIGKILL 2.5 s after that, and the first one's unwinding
+#: (stop the training, record what it saved, write outputs) must not be cut short by the second.
+SIGNAL_SHIELD_S = 30.0
+_first_signal: list[float] = []
+
+
+def _interrupt_on_signal(signum: int, frame: object) -> None:
+    """SIGINT or SIGTERM (a cancelled job): unwind like Ctrl-C so cleanup code runs, once."""
+    now = time.monotonic()
+    if _first_signal and now - _first_signal[0] < SIGNAL_SHIELD_S:
+        return
+    _first_signal[:] = [now]
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """SIGINT and SIGTERM become one KeyboardInterrupt (main thread only); the handlers are put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _first_signal.clear()
+    previous = {sig: signal.signal(sig, _interrupt_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _SurvivingStream:
@@ -296,8 +346,9 @@ def _surviving_output() -> Iterator[None]:
 
 
 def _mask_secrets(env: Mapping[str, str]) -> None:
-    """Mask the token and the SMTP password before anything can print them (and before the stop)."""
-    for name in (*attempt_step.TOKEN_VARS, notify.PASSWORD_ENV):
+    """Mask the token and the SMTP and registry passwords before anything can print them (and before
+    the stop)."""
+    for name in (*attempt_step.TOKEN_VARS, notify.PASSWORD_ENV, registry.PASSWORD_ENV):
         gha.mask(env.get(name))
 
 
@@ -313,11 +364,10 @@ def _run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "trial": cmd_trial, "merge": cmd_merge,
-                "validate": cmd_validate, "hooks": cmd_hooks, "check-resume": cmd_check_resume}
-    with _surviving_output():
+                "validate": cmd_validate, "hooks": cmd_hooks, "check-resume": cmd_check_resume,
+                "data-cache": cmd_data_cache}
+    with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
         try:
             with gha.commands_stopped():

@@ -57,8 +57,12 @@ DEFAULTS: dict[str, Any] = {
     "dockerfile": "Dockerfile",
     "image": None,
     "base_image": None,
+    "image_registry": None,
     "memory_limit": None,
     "timeout": 3600.0,
+    "time_budget": None,  # seconds per run: unset, the job's limit (GitHub) and timeout decide
+    "job_timeout_minutes": None,  # GitHub Actions: the job's timeout-minutes (unset: 360)
+    "max_slices": 10,  # runs per attempt
     "adapt": "auto",
     "build_timeout": 3600.0,
     "state_dir": ".keeptraining",
@@ -74,6 +78,8 @@ DEFAULTS: dict[str, Any] = {
     "max_epochs_total": None,
     "search": None,  # strategy: search only; the config file is the one place to write it
     "commit_status": True,
+    "network": "default",  # the training container's: see network.py and SECURITY.md
+    "cache": True,  # the data cache across attempts: see data_cache.py
     "parallel": 1,  # strategy: search: trials per round (parallel.py)
     "cpus": None,
     "gpus": None,
@@ -115,6 +121,12 @@ class Config:
     strategy: str = "epochs"
     max_epochs_total: int | None = None
     search: dict[str, Any] | None = None
+    time_budget: float | None = None  # seconds an attempt may train in one run (time_budget.py)
+    job_timeout_minutes: int | None = None
+    max_slices: int = 10  # runs one attempt may take (slices.py)
+    network: str = "default"  # docker: none | default | host | a Docker network's name
+    cache: bool = True  # keep what the script downloads from attempt to attempt
+    image_registry: str | None = None  # where the chain shares its training image (registry.py)
     parallel: int = 1  # trials trained at once per round (strategy: search only)
     cpus: float | None = None  # CPU share of each training (docker) / parallel trial (local)
     gpus: str | None = None  # docker: "all" or a count of GPUs for the training container
@@ -153,7 +165,8 @@ def _expected(prop: dict[str, Any]) -> str:
         bounds.append(f">= {prop['minimum']}")
     if "maximum" in prop:
         bounds.append(f"<= {prop['maximum']}")
-    return kind + (" " + " and ".join(bounds) if bounds else "")
+    example = f" like {prop['examples'][0]!r}" if prop.get("examples") else ""
+    return kind + (" " + " and ".join(bounds) if bounds else "") + example
 
 
 def _message(err: jsonschema.ValidationError, source: str) -> str:

@@ -91,7 +91,7 @@ def assess(found: Metrics, output: str, plan: Plan, threshold: float) -> Trained
         trained = max(reached - initial, 0) if reached is not None else 0
     stopped_early = bool(found.early_stopped) or (log is not None and log.early_stopped)
     short_on_purpose = reached is not None and reached < plan.epochs and \
-        (stopped_early or found.value >= threshold)
+        (stopped_early or found.value >= threshold or found.stopped == "deadline")  # deadline: slices.py
     ignored = reached is not None and reached != plan.epochs and not short_on_purpose
     result = Trained(reached, trained, initial, resumed, source, ignored)
     if offered and not resumed:

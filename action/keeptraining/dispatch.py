@@ -9,7 +9,9 @@ error (a 5xx, a dropped connection), and a step may be re-run by hand. So:
 * before the first POST, and before every retry of it, the runs of this workflow on this
   commit are listed, and a run whose title names ``attempt N`` means the attempt was
   already dispatched: it is reported, not sent again (the workflow's ``run-name`` must
-  contain ``attempt N``; ``run_name_warning`` says so when it does not). Only runs that are
+  contain ``attempt N``; ``run_name_warning`` says so when it does not). A later run of an
+  attempt that trains across runs (slices.py) is dispatched as attempt ``N.K`` and titled so:
+  ``attempt 3`` and ``attempt 3.2`` never match each other. Only runs that are
   queued, pending, running or succeeded count: a cancelled or failed next run does not, so
   re-running its parent dispatches it again;
 * a newer chain on the branch supersedes this one: when the branch head moved and a run of
@@ -199,8 +201,10 @@ def dispatch_next(
     inputs: dict[str, str],
     chain_run_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    next_run: int = 1,
 ) -> DispatchResult:
-    """Dispatch attempt ``next_attempt`` of the chain on ``ctx.ref``, once.
+    """Dispatch attempt ``next_attempt`` of the chain on ``ctx.ref``, once (``next_run`` > 1: the
+    next run of an attempt that trains across runs, titled ``attempt N.K``).
 
     ``chain_run_id``: the run of the chain's first attempt (a newer chain is one that started
     after it); default this run. Raises DispatchError when GitHub refuses (with what to fix)
@@ -208,17 +212,24 @@ def dispatch_next(
     """
     gh = github_client(ctx)
     try:
-        return _Dispatcher(ctx, gh, sleep).run(chain_commit, next_attempt, inputs, chain_run_id)
+        return _Dispatcher(ctx, gh, sleep, next_run).run(chain_commit, next_attempt, inputs, chain_run_id)
     finally:
         gh.close()
 
 
-def attempt_marker(attempt: int) -> re.Pattern[str]:
-    """What re-run protection looks for in a run's title (the workflow's ``run-name``)."""
-    return re.compile(rf"\battempt {attempt}\b", re.IGNORECASE)
+def attempt_marker(attempt: int, run: int = 1) -> re.Pattern[str]:
+    """What re-run protection looks for in a run's title (the workflow's ``run-name``):
+    ``attempt 3`` (never ``attempt 3.2``), or ``attempt 3.2`` for the attempt's second run."""
+    if run > 1:
+        return re.compile(rf"\battempt {attempt}\.{run}\b", re.IGNORECASE)
+    return re.compile(rf"\battempt {attempt}\b(?!\.\d)", re.IGNORECASE)
 
 
-def run_name_warning(ctx: GitHubContext, attempt: int) -> str | None:
+def _label(attempt: int, run: int) -> str:
+    return f"{attempt}.{run}" if run > 1 else str(attempt)
+
+
+def run_name_warning(ctx: GitHubContext, attempt: int, run: int = 1) -> str | None:
     """A warning with the fix when this run's title lacks ``attempt N``: without it, a re-run
     cannot see that the next attempt was already dispatched. None when the title has it, or
     when this run is unknown (no run id, a server that does not know it)."""
@@ -231,10 +242,11 @@ def run_name_warning(ctx: GitHubContext, attempt: int) -> str | None:
         return None
     finally:
         gh.close()
-    if attempt_marker(attempt).search(title or ""):
+    if attempt_marker(attempt, run).search(title or ""):
         return None
-    return (f"This run's title {title[:80]!r} does not say 'attempt {attempt}', so a re-run of this "
-            "job could not tell that the next attempt was already dispatched, and would dispatch it twice. "
+    return (f"This run's title {title[:80]!r} does not say 'attempt {_label(attempt, run)}', so a "
+            "re-run of this job could not tell that the next attempt was already dispatched, and would "
+            "dispatch it twice. "
             "Set the workflow's run-name, e.g. `run-name: Continuous training · attempt "
             "${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }} epochs`.")
 
@@ -305,12 +317,18 @@ def _short(sha: str) -> str:
 
 
 class _Dispatcher:
-    def __init__(self, ctx: GitHubContext, gh: Github, sleep: Callable[[float], None]) -> None:
+    def __init__(self, ctx: GitHubContext, gh: Github, sleep: Callable[[float], None],
+                 run: int = 1) -> None:
         self.ctx = ctx
         self.gh = gh
         self.sleep = sleep
         self._default_branch = "usually main"
         self.since: datetime.datetime | None = None  # this run's creation time, when known
+        self.next_run = run  # > 1: the next run of a sliced attempt (title ``attempt N.K``)
+
+    def _which(self, attempt: int) -> str:
+        """``attempt 3``, or ``attempt 3.2`` for the next run of a sliced attempt."""
+        return f"attempt {_label(attempt, self.next_run)}"
 
     # ---- messages: never the token, never a raw exception
     def _scrub(self, text: str) -> str:
@@ -471,7 +489,7 @@ class _Dispatcher:
         after this run (an older chain has its own attempt N), that is queued, running or
         succeeded (a cancelled or failed one is no longer the chain's next attempt). Any commit:
         a dispatched run gets the branch head, which a push that started no chain moves on."""
-        pattern = attempt_marker(attempt)
+        pattern = attempt_marker(attempt, self.next_run)
 
         def scan() -> WorkflowRun | None:
             runs = workflow.get_runs(branch=self.ctx.ref, event="workflow_dispatch")
@@ -580,7 +598,8 @@ class _Dispatcher:
         if earlier is not None:
             return DispatchResult(
                 True,
-                f"attempt {attempt} was already dispatched for {_short(chain_commit)} (run {earlier.id}); "
+                f"{self._which(attempt)} was already dispatched for {_short(chain_commit)} "
+                f"(run {earlier.id}); "
                 "not dispatching it again",
                 run_id=earlier.id,
                 run_url=earlier.html_url,
@@ -610,7 +629,7 @@ class _Dispatcher:
             delay = self._delay(failure.exc, tries)
             last = tries >= MAX_DISPATCH_TRIES
             if not last:
-                gha.warn(f"Dispatch of attempt {attempt} failed ({problem}); checking that it did not "
+                gha.warn(f"Dispatch of {self._which(attempt)} failed ({problem}); checking that it did not "
                          f"start a run, then retrying in {delay:.0f} s.", title="Dispatch retried")
             # Before sending again (and after the last failure): did that POST start the run?
             self.sleep(delay)
@@ -619,7 +638,7 @@ class _Dispatcher:
                 return self._found_after_error(attempt, chain_commit, found, problem)
             if last:
                 raise DispatchError(
-                    f"GitHub did not accept the dispatch of attempt {attempt} after {tries} tries "
+                    f"GitHub did not accept the dispatch of {self._which(attempt)} after {tries} tries "
                     f"(last: {problem})",
                     hint="GitHub may be having an outage; re-run this step later: "
                     "it will not dispatch twice.",
@@ -632,20 +651,20 @@ class _Dispatcher:
             return self._find_run(workflow, attempt)
         except DispatchError as exc:
             raise DispatchError(
-                f"the dispatch of attempt {attempt} failed ({problem}), and whether GitHub started the run "
-                f"anyway could not be checked: {exc.message}",
-                hint=f"Look in the Actions tab for a run titled 'attempt {attempt}'; it is not sent again "
-                "blindly, to avoid a duplicate. Re-running this step is safe.",
+                f"the dispatch of {self._which(attempt)} failed ({problem}), and whether GitHub started the "
+                f"run anyway could not be checked: {exc.message}",
+                hint=f"Look in the Actions tab for a run titled '{self._which(attempt)}'; it is not sent "
+                "again blindly, to avoid a duplicate. Re-running this step is safe.",
             ) from None
 
     def _found_after_error(
         self, attempt: int, chain_commit: str, run: WorkflowRun, problem: str
     ) -> DispatchResult:
-        gha.warn(f"GitHub answered {problem}, but run {run.id} for attempt {attempt} exists: "
+        gha.warn(f"GitHub answered {problem}, but run {run.id} for {self._which(attempt)} exists: "
                  "not sending again.", title="Dispatch not repeated")
         return DispatchResult(
             True,
-            f"dispatched attempt {attempt} for {_short(chain_commit)} (run {run.id}); "
+            f"dispatched {self._which(attempt)} for {_short(chain_commit)} (run {run.id}); "
             f"GitHub answered {problem} but had started the run, so it was not sent again",
             run_id=run.id,
             run_url=run.html_url,
@@ -657,7 +676,8 @@ class _Dispatcher:
         if run is not None:
             return DispatchResult(
                 True,
-                f"dispatched attempt {attempt} on {self.ctx.ref} for {_short(chain_commit)} (run {run.id})",
+                f"dispatched {self._which(attempt)} on {self.ctx.ref} for {_short(chain_commit)} "
+                f"(run {run.id})",
                 run_id=run.id,
                 run_url=run.html_url,
             )
@@ -673,6 +693,6 @@ class _Dispatcher:
                 self.sleep(FIND_NEW_RUN_WAIT)
         return DispatchResult(
             True,
-            f"dispatched attempt {attempt} on {self.ctx.ref} for {_short(chain_commit)} "
+            f"dispatched {self._which(attempt)} on {self.ctx.ref} for {_short(chain_commit)} "
             "(this GitHub does not report the new run's id)",
         )

@@ -1,10 +1,14 @@
 """The training image: tagged by a content hash, built only when no image has that tag.
 
-The tag (``keeptraining-train:<16 hex>``) hashes what the image is built from
-(Dockerfile, BASE_IMAGE, the base image's id, the build context after
-``.dockerignore``), so an unchanged repository never rebuilds and never even
-uploads its context; a code change does not rebuild either, because the code is
-mounted at run time, not copied in.
+The tag (``keeptraining-train:<16 hex>``) hashes what the image is built from: the
+Dockerfile, BASE_IMAGE, the digest of each base image, and the files the Dockerfile
+copies (``build_context.py``: never ``.git/``, the state folder or the mounted code).
+An unchanged repository never rebuilds and never even uploads its context, and
+neither a code change nor a new attempt's state changes the tag.
+
+With ``image_registry`` (``registry.py``) the image is pulled from
+``<image_registry>:<hash>`` when this engine lacks it, and pushed there after a build,
+so that a chain builds it once, whichever runners its attempts land on.
 
 A build says what it does, one line per Dockerfile step (``Step 3/9 : RUN ...``),
 keeps the rest of its log for the error message, and has its own time limit
@@ -20,18 +24,20 @@ import os
 import queue
 import re
 import socket
+import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound
-from docker.utils.build import exclude_paths
+from docker.utils.build import create_archive
 
+from . import build_context, registry
 from .backend_docker import LABELS, require_engine, short
 from .errors import ConfigError, ImageBuildError
 
@@ -40,7 +46,6 @@ BUILD_TIMEOUT_S = 3600.0  # default build_timeout: a first build installs Tensor
 BUILD_LOG_TAIL = 40
 _STEP = re.compile(r"^Step \d+/\d+ : ")  # the classic builder's line at the start of each step
 
-_BASE_ARG_DEFAULT = re.compile(r"^\s*ARG\s+BASE_IMAGE\s*=\s*(\S+)", re.MULTILINE | re.IGNORECASE)
 
 def _dockerfile_path(repo_root: Path, dockerfile: str) -> tuple[Path, str]:
     """The Dockerfile's absolute path and its path relative to the build context.
@@ -65,25 +70,14 @@ def _dockerfile_path(repo_root: Path, dockerfile: str) -> tuple[Path, str]:
     return path, rel.as_posix()
 
 
-def _dockerignore_patterns(root: Path) -> list[str]:
-    """``.dockerignore`` read exactly as docker-py reads it when it builds the context."""
-    ignore = root / ".dockerignore"
-    if not ignore.is_file():
-        return []
-    lines = (line.strip() for line in ignore.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def context_files(repo_root: Path, dockerfile: str) -> list[str]:
-    """The files docker-py sends as build context (relative paths, sorted).
-
-    Uses docker-py's own ``exclude_paths`` so the hash covers exactly what a build
-    would see; directories are left out (their files are listed).
-    """
+def context_files(repo_root: Path, dockerfile: str, *, excluded: Sequence[str] = (),
+                  code_folder: str = "") -> list[str]:
+    """The files of the build context (relative paths, sorted): what the tag hashes and a build
+    sends, besides the Dockerfile itself (``build_context.files``)."""
     root = repo_root.resolve()
-    _, rel = _dockerfile_path(root, dockerfile)
-    paths = exclude_paths(str(root), _dockerignore_patterns(root), dockerfile=rel)
-    return sorted(p for p in paths if (root / p).is_symlink() or not (root / p).is_dir())
+    path, rel = _dockerfile_path(root, dockerfile)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return build_context.files(root, rel, text, excluded, code_folder)
 
 
 def _local_image_id(dc: docker.DockerClient | None, name: str) -> str:
@@ -95,20 +89,40 @@ def _local_image_id(dc: docker.DockerClient | None, name: str) -> str:
         return ""
 
 
+def base_identity(dc: docker.DockerClient | None, name: str) -> str:
+    """What identifies a base image: its registry digest (the local copy's, else the registry's,
+    asked without pulling), else the local image's id (a base that no registry knows), else ""."""
+    if dc is None or not name:
+        return ""
+    try:
+        image = dc.images.get(name)
+    except (ImageNotFound, APIError, requests.exceptions.RequestException):
+        image = None
+    if image is not None:
+        repository = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+        digests = [d for d in image.attrs.get("RepoDigests") or [] if d.split("@")[0] == repository]
+        return digests[0].split("@", 1)[1] if digests else str(image.id)
+    try:
+        return str(dc.images.get_registry_data(name).id)
+    except (DockerException, requests.exceptions.RequestException):
+        return ""
+
+
 def image_tag(
     repo_root: Path,
     dockerfile: str,
     base_image: str | None,
     *,
     docker_client: docker.DockerClient | None = None,
+    excluded: Sequence[str] = (),
+    code_folder: str = "",
 ) -> str:
     """``keeptraining-train:<16 hex>``: a content hash of everything the image is built from.
 
-    Covered: the Dockerfile's bytes, the BASE_IMAGE build argument, the id of the
-    base image when it exists locally (a rebuilt base gets a new tag), and every
-    context file after ``.dockerignore`` (path and content, in sorted order).
-    With ``base_image`` None the Dockerfile's own ``ARG BASE_IMAGE=`` default is
-    looked up. Without ``docker_client`` no id is looked up (pure function of the
+    Covered: the Dockerfile's bytes, the BASE_IMAGE build argument, the identity of each
+    base image the Dockerfile starts from (``base_identity``: a moved tag or a rebuilt
+    base gets a new tag), and each context file (``context_files``: path and content, in
+    sorted order). Without ``docker_client`` no base is looked up (a pure function of the
     files).
     """
     root = repo_root.resolve()
@@ -123,12 +137,10 @@ def image_tag(
 
     field("dockerfile", df_bytes)
     field("base-arg", (base_image or "").encode())
-    effective_base = base_image
-    if not effective_base:
-        match = _BASE_ARG_DEFAULT.search(df_bytes.decode("utf-8", "replace"))
-        effective_base = match.group(1) if match else ""
-    field("base-id", _local_image_id(docker_client, effective_base).encode())
-    for rel in context_files(root, dockerfile):
+    args = {"BASE_IMAGE": base_image} if base_image else {}
+    for base in build_context.base_images(df_bytes.decode("utf-8", "replace"), args):
+        field("base", f"{base}@{base_identity(docker_client, base)}".encode())
+    for rel in context_files(root, dockerfile, excluded=excluded, code_folder=code_folder):
         path = root / rel
         field("path", rel.encode())
         if path.is_symlink():
@@ -256,30 +268,42 @@ def ensure_image(
     *,
     docker_client: docker.DockerClient | None = None,
     timeout: float = BUILD_TIMEOUT_S,
+    excluded: Sequence[str] = (),
+    code_folder: str = "",
+    image_registry: registry.Registry | None = None,
 ) -> tuple[str, bool]:
     """The training image's tag, built first if no image has that tag: (tag, built).
 
     A cache hit costs a hash of a few small files and one inspect call: no build
-    request, no context upload. A build uses the host network (to reach the package
-    index), tells ``on_line`` one line per Dockerfile step, and raises ImageBuildError
-    with the last lines of its log when it fails or runs past ``timeout`` seconds.
+    request, no context upload. Else, with ``image_registry``, the image is pulled
+    from there when the chain already built it. A build sends only the context files
+    (``context_files``), uses the host network (to reach the package index), tells
+    ``on_line`` one line per Dockerfile step, pushes the image to ``image_registry``,
+    and raises ImageBuildError with the last lines of its log when it fails or runs
+    past ``timeout`` seconds.
     """
     dc = docker_client or require_engine()
     root = repo_root.resolve()
     _, rel_dockerfile = _dockerfile_path(root, dockerfile)
-    tag = image_tag(root, dockerfile, base_image, docker_client=dc)
+    tag = image_tag(root, dockerfile, base_image, docker_client=dc, excluded=excluded,
+                    code_folder=code_folder)
     if _local_image_id(dc, tag):
         return tag, False
-
     say = on_line or (lambda _line: None)
+    if image_registry is not None and registry.pull(image_registry, dc, tag, say):
+        return tag, False
+
     say(f"Building the training image {tag} from {rel_dockerfile} (once per change of its inputs)")
     log: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
-    build_args = {"path": str(root), "dockerfile": rel_dockerfile, "tag": tag,
-                  "buildargs": {"BASE_IMAGE": base_image} if base_image else {},
-                  "network_mode": "host", "rm": True, "forcerm": True, "decode": True,
-                  "labels": dict(LABELS)}
+    files = context_files(root, dockerfile, excluded=excluded, code_folder=code_folder)
     start = time.monotonic()
-    error = _build(build_args, timeout, log, say)
+    with tempfile.TemporaryFile() as context:
+        create_archive(str(root), files=[*files, rel_dockerfile], fileobj=context)
+        build_args = {"fileobj": context, "custom_context": True, "dockerfile": rel_dockerfile, "tag": tag,
+                      "buildargs": {"BASE_IMAGE": base_image} if base_image else {},
+                      "network_mode": "host", "rm": True, "forcerm": True, "decode": True,
+                      "labels": {**LABELS, **registry.labels(image_registry)}}
+        error = _build(build_args, timeout, log, say)
     if error is None and not _local_image_id(dc, tag):
         error = "the engine reported no error, but no image was tagged"
     if error is not None:
@@ -293,4 +317,6 @@ def ensure_image(
             log_tail="\n".join(log),
         )
     say(f"Built {tag} in {time.monotonic() - start:.0f} s")
+    if image_registry is not None:
+        registry.push(image_registry, dc, tag, say)
     return tag, True

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import docker_image
+from . import docker_image, registry
 from .errors import ConfigError
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -281,7 +281,9 @@ def choose(repo_root: Path, code_dir: Path, command: list[str], base_image: str 
 
 def ensure_image(repo_root: Path, code_dir: Path, command: list[str], base_image: str | None,
                  say: Callable[[str], None],
-                 on_line: Callable[[str], None] | None = None) -> tuple[str, bool]:
+                 on_line: Callable[[str], None] | None = None, *,
+                 timeout: float = docker_image.BUILD_TIMEOUT_S,
+                 image_registry: registry.Registry | None = None) -> tuple[str, bool]:
     """Choose, say why, write the build context to a temporary folder and build (or reuse) it."""
     choice = choose(repo_root, code_dir, command, base_image)
     say("No Dockerfile: keeptraining generates the training image.")
@@ -291,6 +293,7 @@ def ensure_image(repo_root: Path, code_dir: Path, command: list[str], base_image
     try:
         (context / "Dockerfile").write_text(choice.dockerfile(), encoding="utf-8")
         (context / REQUIREMENTS).write_text(choice.requirements, encoding="utf-8")
-        return docker_image.ensure_image(context, "Dockerfile", base_image, on_line=on_line)
+        return docker_image.ensure_image(context, "Dockerfile", base_image, on_line=on_line, timeout=timeout,
+                                         image_registry=image_registry)
     finally:
         shutil.rmtree(context, ignore_errors=True)

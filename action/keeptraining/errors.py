@@ -115,6 +115,12 @@ class TrainingTimeout(TrainingError):
     title = "Training timed out"
 
 
+class SliceError(TrainingError):
+    """An attempt does not get through its epochs across runs: no progress in a run, or max_slices spent."""
+
+    title = "Attempt does not finish across runs"
+
+
 class MetricError(KeeptrainingError):
     """The training script reported no usable metric."""
 

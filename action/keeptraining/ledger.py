@@ -41,6 +41,7 @@ _FIX = "Delete the state folder (or the restored artifact) to start a fresh chai
 REACHED = "reached"  # the metric reached the threshold
 BELOW = "below"  # trained fine, metric below the threshold
 FAILED = "failed"  # crashed, timed out, or reported no usable metric
+SLICED = "sliced"  # the run's time ran out first: the attempt goes on in the next run (slices.py)
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Attempt:
     epochs: int  # total epochs the model should have after this attempt
     initial_epoch: int  # epochs already in the checkpoint it resumed from
     resumed_from: str | None  # checkpoint path relative to the state folder, or None
-    outcome: str  # REACHED | BELOW | FAILED
+    outcome: str  # REACHED | BELOW | FAILED | SLICED
     metric: float | None = None
     epochs_reached: int | None = None  # epochs the model actually has (early stop)
     epochs_trained: int = 0  # epochs trained in this attempt only
@@ -73,6 +74,8 @@ class Attempt:
     trial: int | None = None  # the trial this attempt trained, numbered from 1
     rung: int | None = None  # 0 for a trial's first run, +1 for each promotion
     trial_params: dict[str, Any] = field(default_factory=dict)  # the trial's values (KT_HP_<NAME>)
+    # An attempt longer than one run (slices.py): one entry per run that stopped before its epochs.
+    slices: list[dict[str, Any]] = field(default_factory=list)
     # parallel > 1 only (parallel.py, merge.py); None / empty when trials run one at a time.
     round: int | None = None  # the round that trained it (one workflow run, or one local round)
     runner: dict[str, Any] = field(default_factory=dict)  # slot, job and runner that trained it
@@ -188,6 +191,9 @@ def _check_paths(state_dir: Path, path: Path, attempts: list[Attempt]) -> None:
             raise LedgerError(f"{path}: attempt {record.attempt} follows attempt {previous}; "
                               "attempts must be in increasing order.", hint=_FIX)
         previous = record.attempt
+        if record.outcome == SLICED and record is not attempts[-1]:
+            raise LedgerError(f"{path}: attempt {record.attempt} is sliced (unfinished), but later "
+                              "attempts follow it; only the last attempt can be unfinished.", hint=_FIX)
         checks = [("resumed_from", record.resumed_from, state_dir)]
         checks.append(("checkpoint", record.checkpoint, attempt_dir(state_dir, record.attempt)))
         for name, value, base in checks:

@@ -45,6 +45,7 @@ class Metrics:
     line: str | None = None  # the output line the metric was read from (stdout only)
     early_stopped: bool | None = None  # the script says it stopped before KT_EPOCHS on purpose
     adapter: dict[str, Any] = field(default_factory=dict)  # what the Keras adapter says it did
+    stopped: str | None = None  # "deadline": it stopped at KT_DEADLINE, short of KT_EPOCHS (slices.py)
 
     @property
     def label(self) -> str:
@@ -154,6 +155,7 @@ def _from_file(output_dir: Path, metric: str) -> Metrics:
         detail=_label(data.get("metric_source")),
         early_stopped=data.get("early_stopped") if isinstance(data.get("early_stopped"), bool) else None,
         adapter=_adapter_info(data.get("adapter")),
+        stopped="deadline" if data.get("stopped") == "deadline" else None,
     )
 
 

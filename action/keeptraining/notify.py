@@ -184,10 +184,10 @@ def _html_table(config: Config, ledger: Ledger) -> str:
     cells = "".join(f"<th {_CELL.format(align='left')}>{html.escape(h)}</th>" for h in head)
     out = [f'<table style="border-collapse:collapse;font-size:14px"><tr>{cells}</tr>']
     for r in report.rows(ledger):
-        attempt = html.escape(str(r.attempt))
+        attempt = html.escape(r.label)
         if r.run_url:
             attempt = f'<a href="{html.escape(r.run_url, quote=True)}">{attempt}</a>'
-        outcome = f"failed: {r.error}" if r.outcome == "failed" and r.error else r.outcome
+        outcome = report.outcome_text(r, 300)
         values = [attempt, f"{r.epochs_from} → {r.epochs_to}", str(r.trained), r.metric, r.duration]
         right = "".join(f"<td {_CELL.format(align='right')}>{v}</td>" for v in values)
         out.append(f"<tr>{right}<td {_CELL.format(align='left')}>{report.html_text(outcome, 300)}</td></tr>")

@@ -37,7 +37,7 @@ from . import adapter, chain, rounds, safe_paths, search, strategy
 from . import ledger as ledger_mod
 from .backends import Backend
 from .config import Config
-from .errors import InternalError, KeeptrainingError, LedgerError, PathRefused
+from .errors import InternalError, KeeptrainingError, LedgerError, PathRefused, TrainingTimeout
 from .ledger import Attempt, Ledger
 from .search import TrialRun
 from .train import LogFile, TrainRequest, TrainResult, echo_line
@@ -101,13 +101,20 @@ def train_slot(config: Config, ws: chain.Workspace, backend: Backend, ledger: Le
                            timeout=config.timeout, resume_from=resume_path, on_line=log.sink(on_line),
                            memory_limit=config.memory_limit, gpus=config.gpus, cancel=cancel,
                            adapter_dir=adapter.folder() if config.adapt != "none" else None,
-                           **(resources or {}))
+                           network=config.network, **(resources or {}))
     error: KeeptrainingError | None = None
     result: TrainResult | None = None
     try:
         result = backend.run(request)
         record.duration_s = round(result.duration, 3)
-        chain._fill_from_result(record, result, out_dir, config, plan, say, ledger.last)
+        stopped = chain._fill_from_result(record, result, out_dir, config, plan, say, ledger.last)
+        if stopped is not None:  # a trial is one job or process: it is not continued across runs
+            record.outcome = ledger_mod.FAILED
+            raise TrainingTimeout(
+                f"Trial {job.trial} stopped at epoch {record.epochs_reached} of {plan.epochs} ({stopped}): "
+                "a parallel trial trains its epochs in one run.",
+                hint="Raise `timeout` (and the trial jobs' timeout-minutes), or train fewer epochs a trial.",
+                log_tail=result.log_tail)
     except KeeptrainingError as exc:  # training, metric, image, engine: this trial failed, the round goes on
         error = exc
         record.error = chain._one_line(exc.message)

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import safe_paths, strategy
+from . import safe_paths, slices, strategy
 from .config import Config
-from .ledger import FAILED, Attempt, Ledger
+from .ledger import FAILED, SLICED, Attempt, Ledger
 from .strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, SUPERSEDED, Decision
 from .wording import fmt_threshold, one_line
 
@@ -88,9 +88,16 @@ class Row:
     trained: int
     metric: str  # formatted, "-" when none
     duration: str  # seconds, formatted
-    outcome: str  # reached | below | failed
+    outcome: str  # reached | below | failed | sliced
     error: str  # one-line reason when failed
     run_url: str | None  # http(s) only
+    runs: int = 1  # the attempt's runs so far (slices.py: an attempt may train across runs)
+    ends: tuple[int, ...] = ()  # epochs after which one of its runs stopped early
+
+    @property
+    def label(self) -> str:
+        """``3``, or ``3 (2 runs)`` for an attempt that trained across runs."""
+        return f"{self.attempt} ({self.runs} runs)" if self.runs > 1 else str(self.attempt)
 
 
 def epochs_done(record: Attempt) -> int:
@@ -114,14 +121,21 @@ def rows(ledger: Ledger) -> list[Row]:
             outcome=a.outcome,
             error=one_line(a.error or "", 200),
             run_url=safe_url((a.run or {}).get("url")),
+            runs=slices.runs(a),
+            ends=tuple(slices.ends(a)),
         )
         for a in ledger.attempts
     ]
 
 
-def _outcome_text(row: Row, limit: int) -> str:
+def outcome_text(row: Row, limit: int) -> str:
+    """The outcome column: the error of a failed attempt, where the runs of a sliced one ended."""
     if row.outcome == FAILED and row.error:
         return one_line(f"failed: {row.error}", limit)
+    if row.outcome == SLICED:
+        return "sliced: continues in the next run"
+    if row.ends:
+        return one_line(f"{row.outcome} (runs ended after epoch {', '.join(map(str, row.ends))})", limit)
     return row.outcome
 
 
@@ -129,8 +143,8 @@ def attempts_table(ledger: Ledger, config: Config) -> str:
     """A plain-text, aligned table of the attempts for the terminal (and the mail's text part)."""
     header = ["Attempt", "Epochs", "Trained", one_line(config.metric, 20), "Duration s", "Outcome"]
     body = [
-        [str(r.attempt), f"{r.epochs_from}->{r.epochs_to}", str(r.trained), r.metric, r.duration,
-         _outcome_text(r, 70)]
+        [r.label, f"{r.epochs_from}->{r.epochs_to}", str(r.trained), r.metric, r.duration,
+         outcome_text(r, 70)]
         for r in rows(ledger)
     ]
     if not body:
@@ -154,10 +168,10 @@ def attempts_markdown(ledger: Ledger, config: Config) -> str:
         "| ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows(ledger):
-        attempt = f"[{r.attempt}]({r.run_url})" if r.run_url else str(r.attempt)
+        attempt = f"[{r.label}]({r.run_url})" if r.run_url else r.label
         lines.append(
             f"| {attempt} | {r.epochs_from} → {r.epochs_to} | {r.trained} | {r.metric} | {r.duration} "
-            f"| {md_escape(_outcome_text(r, 160))} |"
+            f"| {md_escape(outcome_text(r, 160))} |"
         )
     if len(lines) == 2:
         return "_No attempts yet._"
@@ -269,6 +283,10 @@ def mermaid_chart(ledger: Ledger, config: Config) -> str:
     names = "; ".join(label for label, _ in series)
     caption = (f"_Lines: {md_escape(metric)} per epoch ({md_escape(names)}), then the threshold "
                f"{threshold} (flat)._")
+    ends = sorted({e for record in ledger.attempts for e in slices.ends(record)})
+    if ends:
+        caption += (f" _A run ended after epoch {', '.join(map(str, ends))}: its attempt went on in the "
+                    "next run._")
     return "\n".join(lines) + "\n\n" + caption
 
 
@@ -317,6 +335,10 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
                     linewidth=1.6, linestyle=":" if record.outcome == FAILED else "-", label=label)
         for x in sorted(boundaries):
             ax.axvline(x, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
+        ends = sorted({e for record in ledger.attempts for e in slices.ends(record)})
+        for i, epoch in enumerate(ends):  # where a run stopped and the attempt went on in the next
+            ax.axvline(epoch + 0.5, color="tab:orange", linewidth=1.2, linestyle="--", zorder=0,
+                       label="a run ended; the attempt went on" if i == 0 else None)
         ax.axhline(config.threshold, color="crimson", linestyle="--", linewidth=1.2,
                    label=f"threshold {fmt_threshold(config.threshold)}")
         if plotted:
@@ -342,7 +364,8 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
 
 # --------------------------------------------------------------------------- job summary
 
-_ICONS = {CHAIN_REACHED: "✅", EXHAUSTED: "⚠️", CHAIN_FAILED: "❌", CONTINUE: "🔁", SUPERSEDED: "⏭️"}
+_ICONS = {CHAIN_REACHED: "✅", EXHAUSTED: "⚠️", CHAIN_FAILED: "❌", CONTINUE: "🔁", SUPERSEDED: "⏭️",
+          "interrupted": "⏹️"}  # a cancelled run (attempt_step: nothing dispatched, nothing mailed)
 
 
 def _code(value: object) -> str:
@@ -438,9 +461,14 @@ def job_summary(ledger: Ledger, config: Config, decision: Decision,
         name = f"run {md_escape(run_id)}" if run_id else "the next run"
         link = f"[{name}]({url})" if url else name
         detail = []
-        if ledger.last is not None:
+        attempt, run = next_run.get("attempt"), next_run.get("run")
+        if isinstance(attempt, int) and not isinstance(attempt, bool):
+            detail.append("attempt " + slices.label(attempt, run if isinstance(run, int) else 1))
+        elif ledger.last is not None:
             detail.append(f"attempt {ledger.last.attempt + 1}")
         if decision.next_epochs:
             detail.append(f"{decision.next_epochs} epochs")
-        out += [f"**Next attempt dispatched:** {link}" + (f" ({', '.join(detail)})" if detail else ""), ""]
+        head = "Next run of this attempt dispatched" if isinstance(run, int) and run > 1 else \
+            "Next attempt dispatched"
+        out += [f"**{head}:** {link}" + (f" ({', '.join(detail)})" if detail else ""), ""]
     return "\n".join(out).rstrip() + "\n"

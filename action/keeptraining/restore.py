@@ -35,7 +35,7 @@ from github import GithubException
 from github.Repository import Repository
 from github.WorkflowRun import WorkflowRun
 
-from . import dispatch, ledger
+from . import dispatch, ledger, slices
 from .errors import ConfigError, DispatchError, LedgerError, RestoreError
 
 STATE_ARTIFACT = "keeptraining-state"
@@ -69,13 +69,15 @@ def parse_run_id(raw: str) -> int | None:
 def inputs_look_valid(env: Mapping[str, str]) -> bool:
     """Whether the chain's dispatch inputs are well formed (the training step reports which is not)."""
     commit = env.get("KT_INPUT_COMMIT", "").strip()
-    numbers = [env.get(name, "").strip() for name in ("KT_INPUT_EPOCHS", "KT_INPUT_ATTEMPT")]
+    epochs = env.get("KT_INPUT_EPOCHS", "").strip()
+    attempt = env.get("KT_INPUT_ATTEMPT", "").strip()  # N, or N.K for an attempt's K-th run (slices.py)
     try:
         parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
     except ConfigError:
         return False
-    return (not commit or FULL_SHA.fullmatch(commit) is not None) and all(
-        not n or (n.isascii() and n.isdigit() and len(n) <= 9) for n in numbers)
+    return (not commit or FULL_SHA.fullmatch(commit) is not None) and \
+        (not epochs or (epochs.isascii() and epochs.isdigit() and len(epochs) <= 9)) and \
+        (not attempt or slices.parse_label(attempt) is not None)
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,8 @@ def problem(env: Mapping[str, str], state_dir: Path, chain_commit: str,
 
 
 def check_restored(state_dir: Path, chain_commit: str, attempt: int | None, run_id: int) -> None:
-    """The downloaded state is this chain's: a ledger of the same commit, ending just before ``attempt``."""
+    """The downloaded state is this chain's: a ledger of the same commit, ending just before ``attempt``
+    (or with ``attempt`` itself unfinished: this run continues it)."""
     if not ledger.ledger_path(state_dir).is_file():
         raise RestoreError(f"the chain state of run {run_id} holds no ledger.json",
                            hint=fresh_chain_hint())
@@ -251,7 +254,8 @@ def check_restored(state_dir: Path, chain_commit: str, attempt: int | None, run_
         raise RestoreError(f"the chain state of run {run_id} belongs to the chain of commit {commit[:7]}, "
                            f"not {chain_commit[:7]}", hint=fresh_chain_hint())
     last = restored.last
-    if attempt is not None and last is not None and last.attempt != attempt - 1:
+    if attempt is not None and last is not None and slices.continued(restored, attempt) is None \
+            and last.attempt != attempt - 1:
         raise RestoreError(f"the chain state of run {run_id} ends at attempt {last.attempt}, and this is "
                            f"attempt {attempt}", hint="Pass the run of the attempt just before this one as "
                            f"resume-run-id. {fresh_chain_hint()}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from . import report, search
 from .config import Config
 from .errors import LedgerError
-from .ledger import Ledger
+from .ledger import SLICED, Ledger
 from .search import Trial
 
 # Status of a trial, as the tables show it.
@@ -23,7 +23,9 @@ REACHED = "reached"
 FAILED = "failed"
 PROMOTABLE = "may be promoted"
 STOPPED = "stopped"  # below the threshold and not among the best of its rung: not continued
-_STATUS_COLOURS = {REACHED: "#1a7f37", FAILED: "#cf222e", PROMOTABLE: "#0969da", STOPPED: "#8c959f"}
+UNFINISHED = "unfinished"  # its run's time ran out: its next run goes on (slices.py)
+_STATUS_COLOURS = {REACHED: "#1a7f37", FAILED: "#cf222e", PROMOTABLE: "#0969da", STOPPED: "#8c959f",
+                   UNFINISHED: "#0969da"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ def status(trial: Trial, all_trials: list[Trial], config: Config, ledger: Ledger
         return REACHED
     if trial.failed:
         return FAILED
+    if trial.last.outcome == SLICED:
+        return UNFINISHED
     settings = config.search_settings()
     left = config.max_attempts - (ledger.last.attempt if ledger.last else 0)
     if any(t.reached for t in all_trials):

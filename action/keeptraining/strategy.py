@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from . import wording
 from .config import Config
-from .ledger import BELOW, FAILED, REACHED, Attempt, Ledger
+from .ledger import BELOW, FAILED, REACHED, SLICED, Attempt, Ledger
 
 # Decision kinds.
 CONTINUE = "continue"  # below the threshold and budget left: run the next attempt
@@ -34,10 +34,11 @@ class Plan:
 
 @dataclass(frozen=True)
 class Decision:
-    kind: str  # CONTINUE | CHAIN_REACHED | EXHAUSTED | CHAIN_FAILED
+    kind: str  # CONTINUE | CHAIN_REACHED | EXHAUSTED | CHAIN_FAILED | SUPERSEDED
     reason: str  # the verdict, one line (wording.py): what the CLI, the summary and the mail say
     next_epochs: int | None = None  # only for CONTINUE
     hint: str = ""  # what to do about it (a failure's fix), shown under the verdict in the mail
+    next_run: int = 1  # the next run's number within its attempt (> 1: it continues a sliced attempt)
 
 
 def next_epochs(config: Config, ledger: Ledger) -> int:
@@ -67,11 +68,15 @@ def _resumable(ledger: Ledger, attempt: int) -> Attempt | None:
 
 def decide(config: Config, ledger: Ledger) -> Decision:
     """After the ledger's last attempt: go on, or end the chain (and why, in the one wording)."""
+    last = ledger.last
+    if last is not None and last.outcome == SLICED:  # unfinished: its next run continues it
+        from . import slices  # noqa: PLC0415 - slices builds on this module's Plan and Decision
+
+        return slices.decide(config, ledger)
     if config.strategy == "search":
         from . import search  # noqa: PLC0415 - search builds on this module's Plan and Decision
 
         return search.decide(config, ledger)
-    last = ledger.last
     if last is None:
         return Decision(CONTINUE, "No attempt yet.", next_epochs(config, ledger))
     epochs = last.epochs_reached if last.epochs_reached is not None else last.epochs

@@ -1,9 +1,10 @@
 """The training contract: what every backend is given and what it gives back.
 
 A backend runs ``TrainRequest.command`` with the code folder as the working
-directory and the ``KT_*`` environment of DESIGN.md §1. It adds the two
-path variables itself (``KT_OUTPUT_DIR``, ``KT_RESUME_FROM``) because only it
-knows how host paths look from inside the training process.
+directory and the ``KT_*`` environment of DESIGN.md §1 (``start_env``, which works out
+``KT_DEADLINE`` as the training starts). It adds the two path variables itself
+(``KT_OUTPUT_DIR``, ``KT_RESUME_FROM``) because only it knows how host paths look
+from inside the training process.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .time_budget import Budget
 
 LOG_TAIL_LINES = 60
 ERROR_TAIL_LINES = 20
@@ -28,7 +31,7 @@ class TrainRequest:
     command: list[str]  # argv, already split; never run through a shell
     output_dir: Path  # absolute, writable; metrics.json and the checkpoint go here
     env: dict[str, str]  # the KT_* contract, without KT_OUTPUT_DIR / KT_RESUME_FROM
-    timeout: float  # seconds for the whole attempt
+    timeout: float  # seconds this run may train before it is stopped
     resume_from: Path | None = None  # absolute host path of the checkpoint, or None
     memory_limit: str | None = None  # docker only: the container's memory limit, e.g. "4g"
     adapter_dir: Path | None = None  # the Keras adapter's folder, put on PYTHONPATH (None: adapt none)
@@ -39,6 +42,13 @@ class TrainRequest:
     gpus: str | None = None  # docker: "all" or a count, as an NVIDIA device request
     rss_limit: int | None = None  # local: bytes of resident memory the process tree may use
     cancel: threading.Event | None = None  # set: stop the training at once (a round's Ctrl-C)
+    network: str = "none"  # docker only: none | default | host | a network's name (network.py)
+    cache_dir: Path | None = None  # the data cache's data folder (data_cache.py); None: no cache
+    budget: Budget | None = None  # this run's time limits: KT_DEADLINE, worked out as training starts
+
+    def start_env(self) -> dict[str, str]:
+        """The contract's variables for training that starts now: ``env`` plus ``KT_DEADLINE``."""
+        return {**self.env, **(self.budget.env() if self.budget is not None else {})}
 
 
 @dataclass
@@ -50,6 +60,7 @@ class TrainResult:
     detail: str = ""  # backend-specific remark, e.g. "killed: out of memory"
     stages: dict[str, float] = field(default_factory=dict)  # timings such as image check
     errors: str = ""  # stderr alone, when the backend cannot keep it in order within `output`
+    offline: str = ""  # why the training had no network (e.g. "`network: none`"); empty when it had one
 
     @property
     def log_tail(self) -> str:

@@ -20,10 +20,16 @@ What it does, once the script imports Keras 3 (``keras`` or ``tf.keras`` on TF >
   half-loaded weights are put back, and training starts from scratch.
 * It stops the training once ``val_<KT_METRIC>`` reaches ``KT_THRESHOLD``; the script's
   callbacks keep working. ``KT_HP_LEARNING_RATE`` and ``KT_HP_BATCH_SIZE`` are applied.
-* After every ``fit`` and ``evaluate`` it saves ``$KT_OUTPUT_DIR/model.keras`` and writes
-  ``metrics.json``: the metric of the script's last ``evaluate``, else the last
+* After every epoch, ``fit`` and ``evaluate`` it saves ``$KT_OUTPUT_DIR/model.keras`` and
+  writes ``metrics.json``: the metric of the script's last ``evaluate``, else the last
   ``val_<metric>``, else the training metric, with ``metric_source`` saying which,
-  plus the per-epoch history. A ``metrics.json`` the script writes itself wins.
+  plus the per-epoch history. A ``metrics.json`` the script writes itself wins. Saving at
+  every epoch end (Keras's ``BackupAndRestore`` does the same) means a run that is killed
+  (a cancellation, a timeout, a preempted machine) loses at most the epoch in progress.
+* With ``KT_DEADLINE`` (Unix time) it stops after the epoch past which the next one would
+  not end in time (the longest epoch so far is the guess), so the attempt goes on in the
+  next run; ``metrics.json`` then says ``"stopped": "deadline"``. It always trains at
+  least one epoch, so every run makes progress.
 * With ``KT_ADAPT=auto`` it steps aside, changing nothing, when the script already
   follows the contract: its first ``fit`` passes ``epochs=KT_EPOCHS`` and
   ``initial_epoch=KT_INITIAL_EPOCH`` read from the environment.
@@ -89,6 +95,7 @@ class Settings:
         self.threshold = _number(env.get("KT_THRESHOLD"), float)
         self.learning_rate = _number(env.get("KT_HP_LEARNING_RATE"), float)
         self.batch_size = _number(env.get("KT_HP_BATCH_SIZE"), int)
+        self.deadline = _number(env.get("KT_DEADLINE"), float)  # Unix time: stop before it
         self.previous = _previous_report(self.resume_from)
 
 
@@ -272,7 +279,9 @@ class Adapter:
         self.continued = False
         self.history: dict[str, list[float]] = {}
         self.pending: tuple[Any, list[Any], Any] | None = None  # (arguments, callbacks, History)
-        self.stopped_by: str | None = None  # "threshold" or "a callback"
+        self.stopped_by: str | None = None  # "threshold", "deadline" or "a callback"
+        self.epoch_started: float | None = None
+        self.longest_epoch_s = 0.0  # with its save: the guess for the next epoch (deadline)
         self.evaluated: dict[str, float] | None = None
         self.fit_seconds = 0.0
         self.notes: list[str] = []
@@ -393,7 +402,10 @@ class Adapter:
         epochs, initial = self._epochs(arguments)
         start = self.done
         end = max(min(start + max(epochs - initial, 0), self.s.epochs), start)
-        if self.fit_calls == 0 or (epochs, initial) != (end, start):
+        if self.stopped_by == "deadline":
+            end = start
+            say(f"fit(epochs={epochs}) trains no epoch: this run's time is up (KT_DEADLINE).")
+        elif self.fit_calls == 0 or (epochs, initial) != (end, start):
             say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} "
                 f"(KT_EPOCHS={self.s.epochs}, the model has {start}).")
         arguments["initial_epoch"], arguments["epochs"] = start, end
@@ -402,7 +414,7 @@ class Adapter:
                 and _is_arrays(arguments.get("x")):
             arguments["batch_size"] = self.s.batch_size
             self.applied["batch_size"] = self.s.batch_size
-        ours = self._callbacks()
+        ours = self._callbacks()  # [restore, record, threshold, clock]
         arguments["callbacks"] = ours[:1] + user_callbacks + ([history] if history is not None else []) \
             + ours[1:]
         self.fit_calls += 1
@@ -437,7 +449,7 @@ class Adapter:
 
     def continue_training(self) -> None:
         """Continue the script's last fit up to KT_EPOCHS before the model is used or saved."""
-        if self.pending is None:
+        if self.pending is None or self.stopped_by == "deadline":  # a deadline stop is the run's end
             return
         bound, user_callbacks, history = self.pending
         self.pending = None
@@ -481,7 +493,30 @@ class Adapter:
                 say(f"val_{key} {float(value):.4f} >= threshold {adapter.s.threshold:g} at epoch "
                     f"{adapter.done}: stopping.")
 
-        return [Restore(), Record(), StopAtThreshold()]
+        class Clock(base):  # type: ignore[misc,valid-type]
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                adapter.epoch_started = time.monotonic()
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                adapter.epoch_ended(self.model)
+
+        return [Restore(), Record(), StopAtThreshold(), Clock()]
+
+    def epoch_ended(self, model: Any) -> None:
+        """Save what the epoch trained, then stop if the next epoch would not end before KT_DEADLINE."""
+        began = self.epoch_started if self.epoch_started is not None else time.monotonic()
+        self.write_outputs()
+        self.longest_epoch_s = max(self.longest_epoch_s, time.monotonic() - began)
+        if self.s.deadline is None or getattr(model, "stop_training", False) or self.done >= self.s.epochs:
+            return
+        left = self.s.deadline - time.time()
+        if left >= self.longest_epoch_s:
+            return
+        self.stopped_by = "deadline"
+        model.stop_training = True
+        say(f"stopping after epoch {self.done}: the next epoch would end after this run's deadline "
+            f"(KT_DEADLINE, {max(left, 0):.0f} s left; an epoch takes up to {self.longest_epoch_s:.1f} s). "
+            "The next run goes on from here.")
 
     # --- resume ----------------------------------------------------------------------
 
@@ -605,8 +640,10 @@ class Adapter:
                 os.replace(tmp, os.path.join(out, CHECKPOINT))
                 return CHECKPOINT
             except Exception as exc:
-                self.note(f"model.save failed ({short(exc)}); saving the weights and optimizer state "
-                          f"as {WEIGHTS_ONLY} instead.")
+                text = (f"model.save failed ({short(exc)}); saving the weights and optimizer state "
+                        f"as {WEIGHTS_ONLY} instead.")
+                if text not in self.notes:  # said once, not at every epoch end
+                    self.note(text)
             tmp = os.path.join(out, f".model{tag}.weights.h5")
             self.model.save_weights(tmp)
             os.replace(tmp, os.path.join(out, WEIGHTS_ONLY))
@@ -645,7 +682,8 @@ class Adapter:
             self.s.metric: value, "metric": self.s.metric, "metric_source": source,
             "epochs": self.done, "initial_epoch": self.s.initial_epoch if self.resumed else 0,
             "resumed": self.resumed,
-            "early_stopped": self.done < self.s.epochs and self.stopped_by is not None,
+            "early_stopped": self.done < self.s.epochs and self.stopped_by not in (None, "deadline"),
+            "stopped": "deadline" if self.stopped_by == "deadline" else None,
             "history": self.history, "checkpoint": self.checkpoint,
             "timings": {"fit_s": round(self.fit_seconds, 3)},
             "adapter": {
