@@ -147,9 +147,13 @@ def official_actions(repo: Path, workflow: str, *action_folders: Path) -> list[s
     commit of the copy."""
     folder = require_official_actions()
     pins: set[str] = set()
-    files = [repo / workflow, *(repo / ".github" / "workflows").glob("*.yml"), *repo.rglob("action.yml")]
+    # The workflow run, the reusable workflows it calls (by file name), and every action.yml.
+    called = re.findall(r"uses:\s*\S*?\.github/workflows/([\w.-]+\.ya?ml)", (repo / workflow).read_text())
+    files = [repo / workflow, *repo.rglob("action.yml")]
+    for root in (repo, *action_folders):
+        files += [path for name in called if (path := root / ".github" / "workflows" / name).is_file()]
     for extra in action_folders:
-        files += [*extra.rglob("action.yml"), *(extra / ".github" / "workflows").glob("*.yml")]
+        files += [*extra.rglob("action.yml")]
     for path in files:
         # owner/name[/path]@SHA: a sub-action (actions/cache/restore) is served by its repository's copy
         pins.update(f"{name}@{sha}" for name, sha in
