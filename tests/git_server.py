@@ -22,8 +22,9 @@ import urllib.parse
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from http_service import HttpService
 
 HOST_NAME = "github.localhost"
 
@@ -53,7 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-class GitServer:
+class GitServer(HttpService):
     """Bare repositories under ``root`` (``<owner>/<repo>.git``), served read-only over smart HTTP."""
 
     def __init__(self, root: Path, tokens: Iterable[str]) -> None:
@@ -61,8 +62,6 @@ class GitServer:
         self.tokens = set(tokens)
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self.lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.port = 0
 
     @property
@@ -90,27 +89,8 @@ class GitServer:
     def start(self) -> GitServer:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.git_server = self
-        self._server, self.port = server, server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="git-server", daemon=True)
-        self._thread.start()
+        self._serve_in_thread(server, "git-server")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> GitServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def _authorised(self, header: str) -> bool:
         scheme, _, value = header.partition(" ")

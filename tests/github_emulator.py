@@ -49,13 +49,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import jsonschema
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
+from http_service import HttpService
 from results_service import Artifact, ArtifactStore
 
 SUBSET_PATH = Path(__file__).resolve().parent / "data" / "github-openapi-subset.json"
@@ -443,7 +443,7 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-class GitHubEmulator:
+class GitHubEmulator(HttpService):
     """See the module docstring. Use as a context manager, or ``start()``/``stop()``."""
 
     def __init__(
@@ -506,8 +506,6 @@ class GitHubEmulator:
         self.lock = threading.RLock()
         self._faults: list[Fault] = []
         self._run_ids = itertools.count(9_000_000_001)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.host = "127.0.0.1"
         self.port = 0
 
@@ -515,30 +513,8 @@ class GitHubEmulator:
     def start(self) -> GitHubEmulator:
         server = _Server((self.host, 0), _Handler)
         server.emulator = self
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="github-emulator", daemon=True
-        )
-        self._thread.start()
+        self._serve_in_thread(server, "github-emulator")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> GitHubEmulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def base(self) -> str:

@@ -58,8 +58,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, ClassVar
+
+from http_service import HttpService
 
 ARTIFACT_SERVICE = "github.actions.results.api.v1.ArtifactService"
 CACHE_SERVICE = "github.actions.results.api.v1.CacheService"
@@ -755,7 +756,7 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-class ResultsService:
+class ResultsService(HttpService):
     """The results service on a free loopback port; ``url`` is ``ACTIONS_RESULTS_URL``."""
 
     def __init__(self, blobs: BlobStore | None = None, tokens: RuntimeTokens | None = None) -> None:
@@ -768,9 +769,6 @@ class ResultsService:
         self.lock = threading.RLock()
         self.register(ArtifactService(self.artifacts, self.tokens))
         self.register(CacheService(self.caches))
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     def register(self, service: TwirpService) -> None:
         self.services[service.name] = service
@@ -782,28 +780,9 @@ class ResultsService:
     def start(self) -> ResultsService:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.service = self
-        self._server, self.port = server, server.server_address[1]
+        self._serve_in_thread(server, "results-service")
         self.blobs.base_url = self.url.rstrip("/")
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="results-service", daemon=True)
-        self._thread.start()
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> ResultsService:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def twirp_calls(self, method: str) -> list[TwirpCall]:
         with self.lock:
