@@ -229,6 +229,16 @@ class BlobStore:
             found = self.blobs.get(path)
             return found if found is not None and found.committed else None
 
+    def uploaded(self, path: str, size: Any, field: str) -> Blob:
+        """The committed blob a Finalize call names, whose size must be the ``size`` it declares
+        (as its request's ``field``); a TwirpError otherwise, as the service answers."""
+        blob = self.blob(path)
+        if blob is None:
+            raise TwirpError("failed_precondition", "nothing was uploaded to the signed URL")
+        if size != len(blob.data):
+            raise TwirpError("invalid_argument", f"{field} {size} is not the {len(blob.data)} bytes uploaded")
+        return blob
+
     def delete(self, path: str) -> None:
         with self.lock:
             self.blobs.pop(path, None)
@@ -524,12 +534,7 @@ class ArtifactService(TwirpService):
         if not pending:
             raise TwirpError("not_found", f"no artifact {name} is being uploaded in this run")
         artifact = pending[-1]
-        blob = self.store.blobs.blob(artifact.blob_path)
-        if blob is None:
-            raise TwirpError("failed_precondition", "nothing was uploaded to the signed URL")
-        if request.get("size") != len(blob.data):
-            raise TwirpError("invalid_argument", f"size {request.get('size')} is not the {len(blob.data)} "
-                                                 "bytes uploaded")
+        blob = self.store.blobs.uploaded(artifact.blob_path, request.get("size"), "size")
         digest = f"sha256:{hashlib.sha256(blob.data).hexdigest()}"
         if request.get("hash") not in (None, digest):
             raise TwirpError("invalid_argument", "hash does not match the uploaded bytes")
@@ -703,12 +708,7 @@ class CacheService(TwirpService):
             if not pending:
                 raise TwirpError("not_found", "no cache entry with this key and version is being uploaded")
             entry = pending[-1]
-            blob = self.store.blobs.blob(entry.blob_path)
-            if blob is None:
-                raise TwirpError("failed_precondition", "nothing was uploaded to the signed URL")
-            if request.get("size_bytes") != len(blob.data):
-                raise TwirpError("invalid_argument", f"size_bytes {request.get('size_bytes')} is not the "
-                                                     f"{len(blob.data)} bytes uploaded")
+            blob = self.store.blobs.uploaded(entry.blob_path, request.get("size_bytes"), "size_bytes")
             entry.size, entry.finalized = len(blob.data), True
         return {"ok": True, "entry_id": str(entry.id)}
 

@@ -19,12 +19,13 @@ that the ledger does not record is moved aside, never deleted.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shlex
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,24 +187,39 @@ def _fresh_output_dir(ws: Workspace, number: int, *, replace: bool, sub: str | N
     out_dir = ledger_mod.attempt_dir(ws.state_dir, number)
     if sub is not None:
         out_dir, replace = out_dir / sub, False
-    try:
+    with state_folder_errors(f"prepare the output folder {out_dir}"):
         if os.path.lexists(out_dir):
             if replace and out_dir.is_dir() and not out_dir.is_symlink():
                 shutil.rmtree(out_dir)
             else:
-                stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-                folder = safe_paths.plain_dir(ws.state_dir / UNRECORDED_DIR, "The unrecorded folder")
-                aside = folder / f"{out_dir.parent.name + '-' if sub else ''}{out_dir.name}-{stamp}"
-                os.rename(out_dir, aside)
+                name = f"{out_dir.parent.name}-{out_dir.name}" if sub else out_dir.name
+                aside = move_aside(ws.state_dir, out_dir, name)
                 gha.warn(f"{out_dir} is not recorded in the ledger; it was moved to {aside}, not deleted.",
                          title="Unrecorded attempt folder kept")
         out_dir.mkdir(parents=True)
+    return out_dir
+
+
+@contextlib.contextmanager
+def state_folder_errors(action: str, hint: str = "Make the state folder writable (and free disk space).") \
+        -> Iterator[None]:
+    """Work on the state folder's files: a refused path, or an OS error as "Cannot <action>: why."
+    (with ``hint``), becomes a LedgerError."""
+    try:
+        yield
     except PathRefused as exc:
         raise LedgerError(exc.message) from None
     except OSError as exc:
-        raise LedgerError(f"Cannot prepare the output folder {out_dir}: {exc.strerror or exc}.",
-                          hint="Make the state folder writable (and free disk space).") from None
-    return out_dir
+        raise LedgerError(f"Cannot {action}: {exc.strerror or exc}.", hint=hint) from None
+
+
+def move_aside(state_dir: Path, path: Path, name: str) -> Path:
+    """Move ``path``, which the ledger does not record, to ``<state_dir>/unrecorded/<name>-<UTC time>``
+    (never deleted); returns where it went."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = safe_paths.plain_dir(state_dir / UNRECORDED_DIR, "The unrecorded folder") / f"{name}-{stamp}"
+    os.rename(path, aside)
+    return aside
 
 
 def contract_env(config: Config, plan: Plan) -> dict[str, str]:

@@ -23,7 +23,6 @@ chain's ledger. Where the trials run:
 from __future__ import annotations
 
 import concurrent.futures
-import datetime as dt
 import math
 import os
 import platform
@@ -37,7 +36,7 @@ from . import adapter, chain, rounds, safe_paths, search, strategy
 from . import ledger as ledger_mod
 from .backends import Backend
 from .config import Config
-from .errors import InternalError, KeeptrainingError, LedgerError, PathRefused, TrainingTimeout
+from .errors import InternalError, KeeptrainingError, LedgerError, TrainingTimeout
 from .ledger import Attempt, Ledger
 from .search import TrialRun
 from .train import LogFile, TrainRequest, TrainResult, echo_line
@@ -89,8 +88,7 @@ def train_slot(config: Config, ws: chain.Workspace, backend: Backend, ledger: Le
     folder = folder.absolute()  # the training runs in the code folder: its output path must not be relative
     plan, resume_path = chain._resume_path(ws, job.plan(number))
     out_dir = _empty_folder(folder, number)
-    record = chain._new_record(config, plan, backend.name, chain._relative(ws, resume_path), run_info)
-    record.trial, record.rung, record.trial_params = job.trial, job.rung, dict(job.params)
+    record = chain._new_record(config, plan, backend.name, chain._relative(ws, resume_path), run_info, job)
     record.round, record.runner = round_no, {"slot": slot, **(runner or {})}
     say(f"== Round {round_no}, slot {slot}: attempt {number}, {job.describe()}: epochs {plan.initial_epoch} "
         f"-> {plan.epochs}{' from attempt ' + str(plan.resume_from.attempt) if plan.resume_from else ''} "
@@ -133,15 +131,11 @@ def train_slot(config: Config, ws: chain.Workspace, backend: Backend, ledger: Le
 
 def _empty_folder(folder: Path, number: int) -> Path:
     """``folder/attempt-NNN``, new and empty (``folder`` itself is made when missing)."""
-    try:
+    with chain.state_folder_errors(f"prepare the trial's output folder in {folder}",
+                                   hint="Make the folder writable (and free disk space)."):
         safe_paths.plain_dir(folder, "The trial's folder")
         out_dir = ledger_mod.attempt_dir(folder, number)
         out_dir.mkdir()
-    except PathRefused as exc:
-        raise LedgerError(exc.message) from None
-    except OSError as exc:
-        raise LedgerError(f"Cannot prepare the trial's output folder in {folder}: {exc.strerror or exc}.",
-                          hint="Make the folder writable (and free disk space).") from None
     return out_dir
 
 
@@ -223,19 +217,12 @@ def _prefixed(on_line: Callable[[str], None] | None, slot: int) -> Callable[[str
 def _fresh_scratch(state_dir: Path, say: Say) -> Path:
     """An empty ``<state_dir>/round``; one left by an interrupted run is moved aside, never deleted."""
     scratch = state_dir / ROUND_DIR
-    try:
+    with chain.state_folder_errors(f"prepare the round's folder {scratch}"):
         state_dir.mkdir(parents=True, exist_ok=True)
         if os.path.lexists(scratch):
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-            aside = safe_paths.plain_dir(state_dir / chain.UNRECORDED_DIR, "The unrecorded folder")
-            os.rename(scratch, aside / f"{ROUND_DIR}-{stamp}")
-            say(f"An unmerged round was left in {scratch}; it was moved to {aside}, not deleted.")
+            aside = chain.move_aside(state_dir, scratch, ROUND_DIR)
+            say(f"An unmerged round was left in {scratch}; it was moved to {aside.parent}, not deleted.")
         scratch.mkdir()
-    except PathRefused as exc:
-        raise LedgerError(exc.message) from None
-    except OSError as exc:
-        raise LedgerError(f"Cannot prepare the round's folder {scratch}: {exc.strerror or exc}.",
-                          hint="Make the state folder writable (and free disk space).") from None
     return scratch
 
 

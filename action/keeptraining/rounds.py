@@ -28,9 +28,9 @@ from pathlib import Path
 
 from . import gha, safe_paths, search, strategy, wording
 from . import ledger as ledger_mod
-from .chain import UNRECORDED_DIR
+from .chain import move_aside, state_folder_errors
 from .config import Config
-from .errors import LedgerError, PathRefused, quote
+from .errors import LedgerError, quote
 from .ledger import FAILED, REACHED, Attempt, Ledger
 from .search import TrialRun
 from .strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, Decision
@@ -162,17 +162,10 @@ def _move_output(folder: Path, state_dir: Path, number: int) -> None:
     if not source.is_dir() or source.is_symlink():
         return  # a trial that failed before it had an output folder
     target = ledger_mod.attempt_dir(state_dir, number)
-    try:
+    with state_folder_errors(f"move the trial's output {source} into {state_dir}"):
         if os.path.lexists(target):
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-            aside = safe_paths.plain_dir(state_dir / UNRECORDED_DIR, "The unrecorded folder")
-            os.rename(target, aside / f"{target.name}-{stamp}")
+            move_aside(state_dir, target, target.name)
         skipped = _move_plain(source, target, 0)
-    except PathRefused as exc:
-        raise LedgerError(exc.message) from None
-    except OSError as exc:
-        raise LedgerError(f"Cannot move the trial's output {source} into {state_dir}: {exc.strerror or exc}.",
-                          hint="Make the state folder writable (and free disk space).") from None
     if skipped:
         gha.warn(f"Attempt {number}'s output held {len(skipped)} entries that are not plain files or folders "
                  f"({quote(', '.join(skipped[:5]), 100)}); they were not kept.",
