@@ -119,10 +119,10 @@ def test_a_round_whose_trials_all_fail_ends_the_chain_failed_with_a_mail(tmp_pat
 
 def test_a_trial_that_stops_before_its_epochs_is_failed_not_continued(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Time slices continue one attempt across runs; a round's trial has no next run: failed, with why."""
-    repo = parallel_repo(tmp_path / "repo", "max_attempts: 2\n")
-    monkeypatch.setenv("FAKE_EPOCH_S", "0.4")
-    monkeypatch.setenv("KT_DEADLINE", str(int(time.time()) + 2))  # the scripts stop early, saying why
+    """Time slices continue one attempt across runs; a round's trial has no next run: failed, with why.
+    A trial gets the same time budget as an attempt (``KT_DEADLINE``, chain.train_request)."""
+    repo = parallel_repo(tmp_path / "repo", "max_attempts: 2\ntime_budget: 2\n")
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.4")  # 20 epochs: 8 s, past the budget; the scripts stop, saying why
     assert main(["run", "--repo", str(repo), "--parallel", "2"]) == 1
     records = ledger.load(repo / ".keeptraining").attempts
     assert [r.outcome for r in records] == ["failed", "failed"]

@@ -236,6 +236,20 @@ def contract_env(config: Config, plan: Plan) -> dict[str, str]:
     return env
 
 
+def train_request(config: Config, ws: Workspace, plan: Plan, params: dict[str, Any], out_dir: Path,
+                  on_line: Callable[[str], None] | None, *, resume_path: Path | None,
+                  budget: time_budget.Budget, **resources: Any) -> TrainRequest:
+    """What the backend runs for one attempt of the chain or one trial of a round: the training contract's
+    variables (with a search trial's values), this run's time budget, and the configuration's limits.
+    ``resources``: the data cache's folder, and a parallel trial's cores, memory watch and cancel event."""
+    return TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
+                        env={**contract_env(config, plan), **search.hp_env(params)},
+                        timeout=config.timeout, budget=budget, resume_from=resume_path, on_line=on_line,
+                        memory_limit=config.memory_limit, cpus=config.cpus, gpus=config.gpus,
+                        adapter_dir=adapter.folder() if config.adapt != "none" else None,
+                        network=config.network, **resources)
+
+
 def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: int | None = None,
                 epochs: int | None = None, chain_info: dict[str, Any] | None = None,
                 run_info: dict[str, Any] | None = None, say: Say = print,
@@ -263,13 +277,8 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     log = LogFile.create(out_dir)
     network.warn_if_not_contained(config.network, backend.name)
     cache = data_cache.open_session(config, ws.state_dir, say=say)
-    request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
-                           env={**contract_env(config, plan), **search.hp_env(params)},
-                           timeout=config.timeout, budget=budget, resume_from=resume_path,
-                           on_line=log.sink(on_line), memory_limit=config.memory_limit,
-                           cpus=config.cpus, gpus=config.gpus,
-                           adapter_dir=adapter.folder() if config.adapt != "none" else None,
-                           network=config.network, cache_dir=cache.data_dir if cache else None)
+    request = train_request(config, ws, plan, params, out_dir, log.sink(on_line), resume_path=resume_path,
+                            budget=budget, cache_dir=cache.data_dir if cache else None)
     started = time.monotonic()
     try:
         result = _train(backend, request, cache)

@@ -32,14 +32,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import adapter, chain, rounds, safe_paths, search, strategy
+from . import chain, rounds, safe_paths, strategy, time_budget
 from . import ledger as ledger_mod
 from .backends import Backend
 from .config import Config
 from .errors import InternalError, KeeptrainingError, LedgerError, TrainingTimeout
 from .ledger import Attempt, Ledger
 from .search import TrialRun
-from .train import LogFile, TrainRequest, TrainResult, echo_line
+from .train import LogFile, TrainResult, echo_line
 
 ROUND_DIR = "round"  # <state_dir>/round/slot-K/: a local round's trials before the merge
 _UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
@@ -80,9 +80,11 @@ def train_slot(config: Config, ws: chain.Workspace, backend: Backend, ledger: Le
                cancel: threading.Event | None = None) -> tuple[Attempt, KeeptrainingError | None, str]:
     """Train slot ``slot`` of the round (``job``, planned from ``ledger``) into ``folder``.
 
-    The same steps as ``chain.run_attempt``, without the ledger: the record goes to ``folder`` as a
-    one-record ledger (whatever ends the training, Ctrl-C included), for the merge. Returns the
-    record, the error that failed it (None when it trained) and the end of its log.
+    The same training as ``chain.run_attempt`` (one ``chain.train_request``: the contract, the time
+    budget, the limits), without the ledger: the record goes to ``folder`` as a one-record ledger
+    (whatever ends the training, Ctrl-C included), for the merge. No data cache (its session is one
+    chain's at a time). Returns the record, the error that failed it (None when it trained) and the
+    end of its log.
     """
     number = rounds.first_attempt(ledger) + slot - 1
     folder = folder.absolute()  # the training runs in the code folder: its output path must not be relative
@@ -94,12 +96,9 @@ def train_slot(config: Config, ws: chain.Workspace, backend: Backend, ledger: Le
         f"-> {plan.epochs}{' from attempt ' + str(plan.resume_from.attempt) if plan.resume_from else ''} "
         f"on {backend.name} ==")
     log = LogFile.create(out_dir)
-    request = TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
-                           env={**chain.contract_env(config, plan), **search.hp_env(job.params)},
-                           timeout=config.timeout, resume_from=resume_path, on_line=log.sink(on_line),
-                           memory_limit=config.memory_limit, gpus=config.gpus, cancel=cancel,
-                           adapter_dir=adapter.folder() if config.adapt != "none" else None,
-                           network=config.network, **(resources or {}))
+    request = chain.train_request(config, ws, plan, job.params, out_dir, log.sink(on_line),
+                                  resume_path=resume_path, budget=time_budget.budget(config, os.environ),
+                                  cancel=cancel, **(resources or {}))
     error: KeeptrainingError | None = None
     result: TrainResult | None = None
     try:
@@ -175,8 +174,7 @@ def run_round(config: Config, repo_root: Path, backend: Backend, *, say: Say = p
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="trial") as pool:
         futures = {}
         for slot, job in enumerate(jobs, start=1):
-            resources = {"cpu_set": cores[slot - 1], "rss_limit": rss} if backend.name == "local" \
-                else {"cpus": config.cpus}
+            resources = {"cpu_set": cores[slot - 1], "rss_limit": rss} if backend.name == "local" else {}
             futures[slot] = pool.submit(
                 train_slot, config, ws, backend, ledger, job, slot, scratch / f"slot-{slot}",
                 round_no=round_no, runner=local_runner(slot, cores[slot - 1]), resources=resources,

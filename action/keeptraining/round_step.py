@@ -145,7 +145,7 @@ def _train(args: argparse.Namespace, config: Config, env: Mapping[str, str], ws:
         return record, exc
     record, error, _tail = parallel.train_slot(
         config, ws, backend, ledger, job, slot, folder, round_no=round_no, run_info=run_info,
-        runner=runner_info(env), resources={"cpus": config.cpus}, say=print)
+        runner=runner_info(env), say=print)
     return record, error
 
 

@@ -20,7 +20,6 @@ every trial failed, else the search's budget and what the next round trains.
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import os
 from dataclasses import replace
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from . import gha, safe_paths, search, strategy, wording
 from . import ledger as ledger_mod
-from .chain import move_aside, state_folder_errors
+from .chain import _new_record, move_aside, state_folder_errors
 from .config import Config
 from .errors import LedgerError, quote
 from .ledger import FAILED, REACHED, Attempt, Ledger
@@ -113,16 +112,11 @@ def read_result(config: Config, folder: Path, job: TrialRun, number: int, round_
     return record
 
 
-def failed_record(config: Config, job: TrialRun, number: int, slot: int, round_no: int,
-                      why: str) -> Attempt:
+def failed_record(config: Config, job: TrialRun, number: int, slot: int, round_no: int, why: str) -> Attempt:
     """The record of a slot that trained nothing usable (no result, a refused one, no engine...)."""
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-    return Attempt(attempt=number, epochs=job.epochs, initial_epoch=job.initial_epoch, resumed_from=None,
-                   outcome=FAILED, started_at=now, error=f"Trial slot {slot}: {why}",
-                   params={"backend": config.backend or "docker", "resume": config.resume,
-                           "hyperparameters": dict(config.hyperparameters)},
-                   trial=job.trial, rung=job.rung, trial_params=dict(job.params), round=round_no,
-                   runner={"slot": slot})
+    record = _new_record(config, job.plan(number), config.backend or "docker", None, None, job)
+    record.error, record.round, record.runner = f"Trial slot {slot}: {why}", round_no, {"slot": slot}
+    return record
 
 
 # --------------------------------------------------------------------------- the merge
