@@ -1045,6 +1045,15 @@ def parallel_main(args: argparse.Namespace) -> int:
     out = args.out or (Path(tempfile.mkdtemp(prefix="kt-bench-parallel-")) if args.quick else DEFAULT_OUT)
     command = shlex.join(["python", "scripts/bench.py", *args.argv])
     try:
+        if args.search_rounds is not None:  # the search's side alone, over many seeds
+            import bench_search_rounds  # noqa: PLC0415
+
+            settings = bench_parallel.QUICK if args.quick else bench_parallel.FULL
+            values = {k: getattr(settings, k) for k in ("threshold", "epochs", "epoch_step", "max_attempts",
+                                                        "epoch_budget")}
+            bench_search_rounds.main(values, SEARCH_SPACE, settings.parallel,
+                                     list(range(0, 100 * args.search_rounds, 100)), out, command)
+            return 0
         return bench_parallel.main(args.quick, out, command, machine(False), SEARCH_SPACE,
                                    update_readme if args.update_readme else None)
     except (KeeptrainingError, BenchError, RuntimeError, subprocess.SubprocessError) as exc:
@@ -1184,6 +1193,10 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser.add_argument("--parallel", action="store_true",
                         help="parallel trials instead: wall time to the threshold with parallel 1, 2, 4 "
                              "here, and GitHub's modelled (parallel.md, parallel.json; bench_parallel.py)")
+    parser.add_argument("--search-rounds", type=int, metavar="SEEDS",
+                        help="with --parallel: only the search's side, over SEEDS seeds (0, 100, ...): the "
+                             "attempts and rounds each parallel setting needs, the sample model trained in "
+                             "one process, not timed (parallel-search.md, parallel-search.json)")
     parser.add_argument("--hyperband-seed", type=int, help=argparse.SUPPRESS)  # one Hyperband run, as JSON
     parser.add_argument("--curve-epochs", type=int, default=60)
     parser.add_argument("--curve-step", type=int, default=10)
@@ -1203,6 +1216,8 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
     if args.no_scaling:
         settings = replace(settings, scaling=())
     settings = replace(settings, base_image=args.base_image)
+    if args.search_rounds is not None and (not args.parallel or args.search_rounds < 1 or args.update_readme):
+        parser.error("--search-rounds takes --parallel, a number of seeds >= 1, and no --update-readme")
     if args.quick and args.update_readme:  # any section
         parser.error("--update-readme takes the full benchmark's tables, not --quick's")
     return args, settings

@@ -88,3 +88,16 @@ def test_quick_parallel_benchmark_times_chains_of_each_width(tmp_path: Path) -> 
     assert all(len(r) == 1 for r in one["rounds"]) and all(len(r) <= 2 for r in two["rounds"])
     assert len(two["rounds"][0]) == 2, "the first round trains two trials at once"
     assert "| 1 | " in text and "| 2 | " in text
+
+    # --search-rounds: the planner and the sample model in one process give the seed the same chains.
+    search = tmp_path / "search"
+    done = subprocess.run([sys.executable, str(BENCH), "--parallel", "--quick", "--search-rounds", "1",
+                           "--out", str(search)], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    alone = json.loads((search / "parallel-search.json").read_text())["chains"]
+    assert [(c["parallel"], c["seed"], c["attempts"], len(c["rounds"]), c["epochs_trained"])
+            for c in raw["chains"]] == \
+        [(c["parallel"], c["seed"], c["attempts"], c["rounds"], c["epochs_trained"]) for c in alone]
+    table = (search / "parallel-search.md").read_text()
+    assert "| 2 | 1/1 |" in table and table.split("\n", 2)[2] in done.stdout

@@ -128,10 +128,8 @@ def merge_round(config: Config, state_dir: Path, ledger: Ledger, jobs: list[Tria
     into ``state_dir``, save the ledger once; return the records."""
     first = first_attempt(ledger)
     records = []
-    try:
+    with state_folder_errors(f"make the state folder {state_dir}"):
         state_dir.mkdir(parents=True, exist_ok=True)  # a new chain's first round: nothing was restored
-    except OSError as exc:
-        raise LedgerError(f"Cannot make the state folder {state_dir}: {exc.strerror or exc}.") from None
     for slot, job in enumerate(jobs, start=1):
         number = first + slot - 1
         folder = folders.get(slot, Path("/nonexistent"))
