@@ -1,6 +1,6 @@
 """Benchmark section: what batching costs the search itself, over many seeds (``--search-rounds N``).
 
-    .venv/bin/python scripts/bench.py --parallel --search-rounds 40   # ~15 min on 2 cores
+    .venv/bin/python scripts/bench.py --parallel --search-rounds 20   # ~17 min on 2 cores
     .venv/bin/python scripts/bench.py --parallel --search-rounds 1 --quick   # its smoke run (CI)
 
 A seed's search is deterministic: the same seed gives the same trials, results, attempts and rounds,
