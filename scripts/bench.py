@@ -1049,9 +1049,7 @@ def parallel_main(args: argparse.Namespace) -> int:
             import bench_search_rounds  # noqa: PLC0415
 
             settings = bench_parallel.QUICK if args.quick else bench_parallel.FULL
-            values = {k: getattr(settings, k) for k in ("threshold", "epochs", "epoch_step", "max_attempts",
-                                                        "epoch_budget")}
-            bench_search_rounds.main(values, SEARCH_SPACE, settings.parallel,
+            bench_search_rounds.main(settings, SEARCH_SPACE, settings.parallel,
                                      list(range(0, 100 * args.search_rounds, 100)), out, command)
             return 0
         return bench_parallel.main(args.quick, out, command, machine(False), SEARCH_SPACE,

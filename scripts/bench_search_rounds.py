@@ -8,13 +8,14 @@ whatever the machine's speed. So the search's side of the parallel table (how ma
 with parallel N, against the attempts one trial at a time) can be measured apart from the wall time, over
 many more seeds than real chains allow. Each chain here runs the real planner (``rounds.plan_round``, or
 ``search.next_run`` one trial at a time) on the real sample model (``ml_code/nn.py``), trained in this
-process with TensorFlow imported once (about 1 s a trial instead of 4), and records each trial the way
-``chain._fill_from_result`` does (metric, its history, the epochs reached). It gives the same attempts
-and rounds as ``keeptraining run --parallel N`` for the same seed as long as TensorFlow computes with the
-same number of threads: a real trial of a round is pinned to its share of the cores, a chain one trial at
-a time uses them all, and a result near the threshold can land on the other side of it with another
-thread count (of the 20 seeds of the parallel table, computed on one core each, two chains one trial at
-a time came out differently: seeds 600 and 800). The test compares the quick settings' chains.
+process with TensorFlow imported once (about 1 s a trial instead of 4), each trial recorded through
+``chain._new_record`` and ``chain._fill_from_result`` from the ``metrics.json`` it wrote. It gives the
+same attempts and rounds as ``keeptraining run --parallel N`` for the same seed as long as TensorFlow
+computes with the same number of threads: a real trial of a round is pinned to its share of the cores, a
+chain one trial at a time uses them all, and a result near the threshold can land on the other side of it
+with another thread count (of the 20 seeds of the parallel table, computed on one core each, two chains
+one trial at a time came out differently: seeds 600 and 800). The test compares the quick settings'
+chains.
 
 Not timed: combine with the measured time of a round (the parallel table) to read a wall time.
 Writes ``parallel-search.md`` and ``parallel-search.json`` to ``--out``.
@@ -48,42 +49,36 @@ class SearchChain:
     epochs_trained: int
 
 
-def _values(threshold: float, epochs: int, epoch_step: int, max_attempts: int, epoch_budget: int,
-            space: dict[str, Any], parallel: int, seed: int) -> dict[str, Any]:
-    # The space goes in as bench_parallel.chain_config's YAML has it (keys sorted): Optuna draws the
-    # values in the order of the space, so another order would be another (equally valid) search.
-    return {"threshold": threshold, "epochs": epochs, "epoch_step": epoch_step, "max_attempts": max_attempts,
-            "max_epochs_total": epoch_budget, "code_path": "ml_code", "train_command": "python nn.py",
-            "backend": "local", "strategy": "search", "hyperparameters": {}, "state_dir": "unused",
-            "parallel": parallel,
-            "search": {"sampler": "tpe", "seed": seed, "space": dict(sorted(space.items()))}}
-
-
-def _train(nn: Any, env: dict[str, str]) -> dict[str, Any]:
-    """One run of the sample model in this process, with ``env`` as its contract."""
+def _train(nn: Any, env: dict[str, str]) -> None:
+    """One run of the sample model in this process, with ``env`` as its contract: it leaves its checkpoint
+    and ``metrics.json`` in ``KT_OUTPUT_DIR``, as ``python nn.py`` does."""
     for name in [n for n in os.environ if n.startswith("KT_")]:
         del os.environ[name]
     os.environ.update(env)
     cfg = nn.read_config()
     nn.prepare_output_dir(cfg.output_dir)
     with contextlib.redirect_stdout(io.StringIO()):
-        metrics: dict[str, Any] = nn.train(cfg)
-    return metrics
+        metrics = nn.train(cfg)
+    nn.write_json_atomically(cfg.output_dir / "metrics.json", metrics)
 
 
-def search_chain(settings: dict[str, Any], space: dict[str, Any], parallel: int, seed: int,
-                 work: Path) -> SearchChain:
-    """One chain's search, trial after trial (or round after round), until the threshold or the budget."""
+def search_chain(settings: Any, space: dict[str, Any], parallel: int, seed: int, work: Path) -> SearchChain:
+    """One chain's search, trial after trial (or round after round), until the threshold or the budget.
+    ``settings``: bench_parallel's Settings, whose chain configuration this is."""
     sys.path.insert(0, str(REPO_ROOT / "ml_code"))
     import nn  # noqa: PLC0415 - the sample model, imported once per worker
+    from bench_parallel import chain_config  # noqa: PLC0415
 
-    from keeptraining import config, rounds, search, strategy  # noqa: PLC0415
-    from keeptraining.ledger import BELOW, REACHED, Attempt, Ledger  # noqa: PLC0415
+    from keeptraining import chain, config, rounds, search, strategy  # noqa: PLC0415
+    from keeptraining.ledger import REACHED, Ledger  # noqa: PLC0415
+    from keeptraining.train import TrainResult  # noqa: PLC0415
 
-    cfg = config.resolve(_values(**settings, space=space, parallel=parallel, seed=seed), None,
-                         source="bench_search_rounds")
+    # The space goes in as the real chain's YAML has it (keys sorted): Optuna draws the values in the
+    # order of the space, so another order would be another (equally valid) search.
+    values = chain_config(settings, dict(sorted(space.items())), seed, work / "unused")
+    cfg = config.resolve({**values, "parallel": parallel}, None, source="bench_search_rounds")
     book = Ledger()
-    checkpoints: dict[int, Path] = {}
+    state = work / f"p{parallel}-s{seed}"
     round_no = 0
     while True:
         jobs = rounds.plan_round(cfg, book) if parallel > 1 else [search.next_run(cfg, book)]
@@ -91,21 +86,17 @@ def search_chain(settings: dict[str, Any], space: dict[str, Any], parallel: int,
         first = rounds.first_attempt(book)
         records = []
         for k, job in enumerate(jobs):
-            number = first + k
-            out = work / f"p{parallel}-s{seed}" / f"attempt-{number:03d}"
-            resume = checkpoints.get(job.resume_from.attempt) if job.resume_from else None
-            metrics = _train(nn, {"KT_EPOCHS": str(job.epochs), "KT_INITIAL_EPOCH": str(job.initial_epoch),
-                                  "KT_THRESHOLD": repr(cfg.threshold), "KT_OUTPUT_DIR": str(out),
-                                  "KT_RESUME_FROM": str(resume or ""), **search.hp_env(job.params)})
-            value = float(metrics[cfg.metric])
-            history = [float(v) for v in metrics["history"][f"val_{cfg.metric}"]]
-            checkpoints[number] = out / metrics["checkpoint"]
-            records.append(Attempt(
-                attempt=number, epochs=job.epochs, initial_epoch=metrics["initial_epoch"], resumed_from=None,
-                outcome=REACHED if value >= cfg.threshold else BELOW, metric=value,
-                epochs_reached=metrics["epochs"], epochs_trained=len(history), history=history,
-                trial=job.trial, rung=job.rung, trial_params=dict(job.params),
-                round=round_no if parallel > 1 else None, checkpoint=metrics["checkpoint"]))
+            plan = job.plan(first + k)
+            out = state / f"attempt-{plan.attempt:03d}"
+            resumed = f"attempt-{plan.resume_from.attempt:03d}/{plan.resume_from.checkpoint}" \
+                if plan.resume_from is not None and plan.resume_from.checkpoint else None
+            _train(nn, {**chain.contract_env(cfg, plan), **search.hp_env(job.params),
+                        "KT_OUTPUT_DIR": str(out), "KT_RESUME_FROM": str(state / resumed) if resumed else ""})
+            record = chain._new_record(cfg, plan, "local", resumed, None, job)
+            chain._fill_from_result(record, TrainResult(exit_code=0, duration=0.0, output=""), out, cfg, plan,
+                                    lambda _line: None, book.last)
+            record.round = round_no if parallel > 1 else None
+            records.append(record)
         book.attempts.extend(records)
         verdict = rounds.decide(cfg, book, records) if parallel > 1 else search.decide(cfg, book)
         if verdict.kind != strategy.CONTINUE:
@@ -113,7 +104,7 @@ def search_chain(settings: dict[str, Any], space: dict[str, Any], parallel: int,
                                len(book.attempts), round_no, book.total_epochs_trained())
 
 
-def _worker(task: tuple[dict[str, Any], dict[str, Any], int, int, str]) -> SearchChain:
+def _worker(task: tuple[Any, dict[str, Any], int, int, str]) -> SearchChain:
     settings, space, parallel, seed, work = task
     return search_chain(settings, space, parallel, seed, Path(work))
 
@@ -142,7 +133,7 @@ def markdown(chains: list[SearchChain], parallel: tuple[int, ...], seeds: list[i
     return "\n".join(lines) + "\n"
 
 
-def main(settings: dict[str, Any], space: dict[str, Any], parallel: tuple[int, ...], seeds: list[int],
+def main(settings: Any, space: dict[str, Any], parallel: tuple[int, ...], seeds: list[int],
          out: Path, command: str) -> str:
     """Every (parallel, seed) chain, spread over the cores; writes parallel-search.md and .json."""
     out.mkdir(parents=True, exist_ok=True)
@@ -159,7 +150,7 @@ def main(settings: dict[str, Any], space: dict[str, Any], parallel: tuple[int, .
                       f"{chain.rounds} rounds", file=sys.stderr, flush=True)
                 chains.append(chain)
     meta = {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "wall_s": time.perf_counter() - clock, "settings": settings, "parallel": list(parallel),
+            "wall_s": time.perf_counter() - clock, "settings": asdict(settings), "parallel": list(parallel),
             "seeds": seeds}
     text = markdown(chains, parallel, seeds, meta)
     (out / "parallel-search.md").write_text("# keeptraining: what batching costs the search\n\n" + text,
