@@ -63,9 +63,79 @@ def stamps(state: Path, record: Attempt) -> dict[str, Any]:
 def test_parallel_3_runs_three_trials_at_once_merges_them_and_continues_the_study(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     repo = parallel_repo(tmp_path / "repo", "max_attempts: 9\n")
-    monkeypatch.setenv("KT_TEST_BARRIER", str(tmp_path / "barrier"))
+    monkeypatch.setenv("KT_TEST_BARRIER", str(tmp_path / "barrier"))  # attempts 1-3, 4-6, 7-9 meet
     monkeypatch.setenv("KT_TEST_TRIALS", "3")
     code = main(["run", "--repo", str(repo), "--parallel", "3"])
+    out = capsys.readouterr().out
+    assert code in (0, 3), out[-3000:]
+    state = repo / ".keeptraining"
+    attempts = ledger.load(state).attempts
+    assert [r.attempt for r in attempts] == list(range(1, len(attempts) + 1)) and len(attempts) >= 4
+    stopped = [r for r in attempts if (r.error or "").startswith("Stopped while it trained: attempt")]
+    assert all(r.attempt > 3 and r.outcome == "failed" for r in stopped)  # when one reached the threshold
+    attempts = [r for r in attempts if r not in stopped]
+    assert all(r.outcome in ("below", "reached") for r in attempts), [r.error for r in attempts]
+    times = {r.attempt: stamps(state, r) for r in attempts}
+    # Their own clocks: the first three trials started before any of them ended, in three processes.
+    first = [times[n] for n in (1, 2, 3)]
+    assert max(t["start"] for t in first) < min(t["end"] for t in first)
+    assert len({t["pid"] for t in times.values()}) == len(attempts)
+    for record in attempts:  # each in its slot, pinned to its share of the cores; rounds of 3 for the summary
+        assert record.runner["cores"] == ",".join(map(str, times[record.attempt]["cores"]))
+        assert record.round == (record.attempt - 1) // 3 + 1 and record.runner["slot"] in (1, 2, 3)
+    for moment in [t["start"] for t in times.values()]:  # never more than 3 at once
+        assert sum(t["start"] <= moment < t["end"] for t in times.values()) <= 3
+    # The study went on: new trial numbers follow, promotions resume their own checkpoints.
+    trials = [r.trial for r in attempts if r.rung == 0]
+    assert trials == list(range(1, len(trials) + 1))
+    for record in (r for r in attempts if r.rung == 1):
+        own = next(a for a in attempts if a.trial == record.trial and a.rung == 0)
+        assert own.attempt < record.attempt
+        assert record.resumed_from == f"attempt-{own.attempt:03d}/model.keras"
+        assert record.initial_epoch == own.epochs_reached
+    assert not (state / "round").exists(), "the trials' folders are merged away"
+    assert "[slot 2] fake search" in out and "merged attempt 4 (slot" in out
+
+
+def test_a_free_slot_starts_the_next_trial_without_waiting_for_a_slow_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No round barrier: while attempt 1 trains slowly, slot 2 trains attempts 2-6 one after the other.
+    Jobs are merged in the order they were planned, so the results of 2-6 wait for attempt 1's: the
+    planner counts them as pending, numbers its new trials after them and promotes none of them."""
+    repo = parallel_repo(tmp_path / "repo", "max_attempts: 6\nthreshold: 0.99\n")  # never reached
+    monkeypatch.setenv("KT_TEST_SLOW", "1:6")
+    assert main(["run", "--repo", str(repo), "--parallel", "2"]) == 3
+    state = repo / ".keeptraining"
+    attempts = ledger.load(state).attempts
+    assert [(r.attempt, r.runner["slot"]) for r in attempts] == [(1, 1)] + [(n, 2) for n in range(2, 7)]
+    times = {r.attempt: stamps(state, r) for r in attempts}
+    assert all(times[n]["end"] < times[1]["end"] for n in range(2, 7)), "slot 2 went on meanwhile"
+    assert [(r.trial, r.rung, r.outcome) for r in attempts] == [(n, 0, "below") for n in range(1, 7)]
+    assert len({r.trial_params["learning_rate"] for r in attempts}) == 6  # six different values asked
+
+
+def test_a_trial_reaching_the_threshold_stops_the_trials_still_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = parallel_repo(tmp_path / "repo", "max_attempts: 6\nthreshold: 0.6\n")  # any trial reaches it
+    monkeypatch.setenv("KT_TEST_SLOW", "1:60")
+    start = time.monotonic()
+    assert main(["run", "--repo", str(repo), "--parallel", "2"]) == 0
+    assert time.monotonic() - start < 50, "attempt 1 was not left to sleep its 60 s"
+    first, second = ledger.load(repo / ".keeptraining").attempts
+    assert second.outcome == "reached"
+    assert first.outcome == "failed" and first.error is not None
+    assert first.error.startswith("Stopped while it trained: attempt 2 reached the threshold")
+    assert "Threshold reached: accuracy" in capsys.readouterr().out
+    assert rounds.verdict(config.resolve({**_config().to_dict(), "threshold": 0.6, "parallel": 2}),
+                          ledger.load(repo / ".keeptraining")).kind == "reached"
+
+
+def test_in_rounds_each_round_runs_its_three_trials_at_once_as_on_github(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = parallel_repo(tmp_path / "repo", "max_attempts: 9\n")
+    monkeypatch.setenv("KT_TEST_BARRIER", str(tmp_path / "barrier"))
+    monkeypatch.setenv("KT_TEST_TRIALS", "3")
+    code = main(["run", "--repo", str(repo), "--parallel", "3", "--in-rounds"])
     out = capsys.readouterr().out
     assert code in (0, 3), out[-3000:]
     state = repo / ".keeptraining"
@@ -109,12 +179,23 @@ def test_a_trial_past_its_memory_limit_is_stopped_and_the_round_goes_on(
 def test_a_round_whose_trials_all_fail_ends_the_chain_failed_with_a_mail(tmp_path: Path) -> None:
     repo = parallel_repo(tmp_path / "repo", "max_attempts: 6\n")
     (repo / "ml" / "fake_parallel_train.py").write_text("import sys\nsys.exit('broken on purpose')\n")
-    assert main(["run", "--repo", str(repo), "--parallel", "2"]) == 1
+    assert main(["run", "--repo", str(repo), "--parallel", "2", "--in-rounds"]) == 1
     records = ledger.load(repo / ".keeptraining").attempts
     assert [(r.attempt, r.outcome, r.round) for r in records] == [(1, "failed", 1), (2, "failed", 1)]
     (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
     message = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
     assert "Round 1 failed: all 2 trials failed" in str(message["Subject"])
+
+
+def test_as_many_failed_trials_in_a_row_as_slots_end_the_chain_failed_with_a_mail(tmp_path: Path) -> None:
+    repo = parallel_repo(tmp_path / "repo", "max_attempts: 6\n")
+    (repo / "ml" / "fake_parallel_train.py").write_text("import sys\nsys.exit('broken on purpose')\n")
+    assert main(["run", "--repo", str(repo), "--parallel", "2"]) == 1
+    records = ledger.load(repo / ".keeptraining").attempts
+    assert [r.outcome for r in records] == ["failed"] * len(records) and 2 <= len(records) <= 3
+    (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
+    message = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+    assert "failed: the last 2 trials failed" in str(message["Subject"])
 
 
 def test_a_trial_that_stops_before_its_epochs_is_failed_not_continued(
@@ -161,6 +242,41 @@ def test_a_round_stays_within_the_attempts_and_the_epochs_left() -> None:
     jobs = rounds.plan_round(_config(parallel=3, max_attempts=9, max_epochs_total=45), book)
     assert [job.epochs - job.initial_epoch for job in jobs] == [10, 10, 5]  # 25 epochs were left
     assert rounds.plan_round(_config(parallel=3, max_attempts=2), book) == []
+
+
+def test_the_plan_around_jobs_still_training_counts_them_and_never_repeats_them() -> None:
+    """A local chain without rounds plans a job whenever a slot is free: the jobs still training hold
+    their attempts, epochs and trial numbers, and a trial being promoted is not promoted again."""
+    book = Ledger(attempts=[_record(n, n, 0.5 + n / 100) for n in (1, 2, 3, 4)])
+    conf = _config(parallel=2, max_attempts=9, max_epochs_total=70)
+    (promote,) = rounds.plan_round(conf, book, slots=1)
+    assert (promote.trial, promote.rung) == (4, 1)  # the best of rung 0 (2 of 4 results with eta 2)
+    (after,) = rounds.plan_round(conf, book, [promote], slots=1)
+    assert (after.trial, after.rung) == (3, 1)  # trial 4 is training: the next best is promoted
+    (last,) = rounds.plan_round(conf, book, [promote, after], slots=2)  # 70 - 40 trained - 20 training
+    assert (last.trial, last.rung, last.epochs) == (5, 0, 10)  # none left to promote: a new trial
+    new = rounds.plan_round(_config(parallel=2, max_attempts=9), book, [promote, after], slots=2)
+    assert [(j.trial, j.rung) for j in new] == [(5, 0), (6, 0)]
+    free = _config(parallel=2, max_attempts=9)
+    (later,) = rounds.plan_round(free, book, [new[0], promote, after], slots=1)
+    assert (later.trial, later.rung) == (6, 0), "a new trial still training keeps its number"
+    assert rounds.plan_round(_config(parallel=2, max_attempts=6), book, [promote, after], slots=2) == []
+    # The sampler knows the values still training: the same ledger without them asks for something else.
+    alone = rounds.plan_round(free, book, [promote, after], slots=1)
+    assert alone[0].params == new[0].params and later.params != new[0].params
+
+
+def test_without_rounds_as_many_failed_trials_in_a_row_as_slots_end_the_chain() -> None:
+    conf = _config(parallel=2, max_attempts=20)
+    book = Ledger(attempts=[_record(1, 1, 0.5), _record(2, 2, None), _record(3, 3, 0.6)])
+    assert rounds.decide_trial(conf, book, book.attempts[-1]).kind == "continue"
+    book.attempts.append(_record(4, 4, None))
+    assert rounds.decide_trial(conf, book, book.attempts[-1]).kind == "continue"  # 2 and 4 are not in a row
+    book.attempts.append(_record(5, 5, None))
+    decision = rounds.decide_trial(conf, book, book.attempts[-1])
+    assert decision.kind == "failed" and "the last 2 trials failed" in decision.reason
+    book.attempts.append(_record(6, 1, 0.95, rung=1, epochs=20))
+    assert rounds.decide_trial(conf, book, book.attempts[-1]).kind == "reached"
 
 
 def test_any_trial_of_a_round_reaching_the_threshold_ends_the_chain() -> None:

@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train attempt after attempt until the threshold or the budget")
     run.add_argument("--continue", dest="continue_chain", action="store_true",
                      help="continue the chain in the state folder instead of starting a new one")
+    run.add_argument("--in-rounds", action="store_true",
+                     help="(parallel) train round after round, each waiting for its slowest trial, as the "
+                          "GitHub workflow does; by default each slot starts the next trial once it is free")
     _add_config_flags(run)
     attempt = sub.add_parser("attempt", help="train one attempt and record it in the chain's ledger")
     attempt.add_argument("--attempt", dest="attempt_number", type=int, default=None,
@@ -195,8 +198,10 @@ def _run_chain(args: argparse.Namespace, config: config_mod.Config, ws: chain.Wo
     print(f"keeptraining: {config.metric} >= {config.threshold}, {config.epochs} epochs then "
           f"+{config.epoch_step} {steps}, at most {config.max_attempts} attempts{at_once}, "
           f"resume={str(config.resume).lower()}, backend={backend.name}")
-    run_all = parallel.run_chain if config.parallel > 1 else chain.run_chain
-    final = run_all(config, args.repo, backend, say=print)
+    if config.parallel > 1:
+        final = parallel.run_chain(config, args.repo, backend, say=print, in_rounds=args.in_rounds)
+    else:
+        final = chain.run_chain(config, args.repo, backend, say=print)
     print("\n" + report.attempts_table(final.ledger, config))
     if config.strategy == "search":
         print("\n" + search_report.trials_table(final.ledger, config))

@@ -29,6 +29,7 @@ import platform
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from . import ledger as ledger_mod
 from .backends import Backend
 from .config import Config
 from .errors import InternalError, KeeptrainingError, LedgerError, TrainingTimeout
-from .ledger import Attempt, Ledger
+from .ledger import FAILED, REACHED, Attempt, Ledger
 from .search import TrialRun
 from .train import LogFile, TrainResult, echo_line
 
@@ -77,16 +78,17 @@ def train_slot(config: Config, ws: chain.Workspace, backend: Backend, ledger: Le
                slot: int, folder: Path, *, round_no: int, run_info: dict[str, Any] | None = None,
                runner: dict[str, Any] | None = None, resources: dict[str, Any] | None = None,
                say: Say = print, on_line: Callable[[str], None] | None = echo_line,
-               cancel: threading.Event | None = None) -> tuple[Attempt, KeeptrainingError | None, str]:
+               cancel: threading.Event | None = None,
+               number: int | None = None) -> tuple[Attempt, KeeptrainingError | None, str]:
     """Train slot ``slot`` of the round (``job``, planned from ``ledger``) into ``folder``.
 
     The same training as ``chain.run_attempt`` (one ``chain.train_request``: the contract, the time
     budget, the limits), without the ledger: the record goes to ``folder`` as a one-record ledger
     (whatever ends the training, Ctrl-C included), for the merge. No data cache (its session is one
     chain's at a time). Returns the record, the error that failed it (None when it trained) and the
-    end of its log.
+    end of its log. ``number``: its attempt number (default: the round's, from ``slot``).
     """
-    number = rounds.first_attempt(ledger) + slot - 1
+    number = number or rounds.first_attempt(ledger) + slot - 1
     folder = folder.absolute()  # the training runs in the code folder: its output path must not be relative
     plan, resume_path = chain._resume_path(ws, job.plan(number))
     out_dir = _empty_folder(folder, number)
@@ -250,10 +252,204 @@ def _merge_interrupted(config: Config, ws: chain.Workspace, ledger: Ledger, jobs
 
 
 def run_chain(config: Config, repo_root: Path, backend: Backend, *, say: Say = print,
-              on_line: Callable[[str], None] | None = echo_line,
-              chain_info: dict[str, Any] | None = None) -> chain.AttemptReport:
-    """Rounds until the threshold is reached, the budget is spent, or a whole round fails."""
+              on_line: Callable[[str], None] | None = echo_line, chain_info: dict[str, Any] | None = None,
+              in_rounds: bool = False) -> chain.AttemptReport:
+    """The chain on this machine: ``config.parallel`` slots, each starting the next job of the search
+    as soon as it is free (``run_slots``); with ``in_rounds``, round after round as a GitHub chain
+    trains them (``run_round``). It ends when the threshold is reached, the budget is spent, or the
+    trials fail (a whole round, or as many trials in a row as there are slots)."""
+    if not in_rounds:
+        return run_slots(config, repo_root, backend, say=say, on_line=on_line, chain_info=chain_info)
     while True:
         report = run_round(config, repo_root, backend, say=say, on_line=on_line, chain_info=chain_info)
         if report.decision.kind != strategy.CONTINUE:
             return report
+
+
+# --------------------------------------------------------------------------- a local chain without rounds
+
+
+@dataclass(eq=False)  # a job is itself: compared by identity
+class _Job:
+    """A planned job in a slot: attempt ``number``, merged in the order of the numbers."""
+
+    number: int
+    job: TrialRun
+    slot: int
+    round_no: int
+    folder: Path
+    future: concurrent.futures.Future[tuple[Attempt, KeeptrainingError | None, str]]
+    slot_freed: bool = False
+
+    def result(self) -> tuple[Attempt | None, KeeptrainingError | None, str]:
+        """What the slot's thread returned; (None, None, "") for a trial that was stopped."""
+        try:
+            return self.future.result()
+        except KeyboardInterrupt:
+            return None, None, ""
+
+
+def run_slots(config: Config, repo_root: Path, backend: Backend, *, say: Say = print,
+              on_line: Callable[[str], None] | None = echo_line,
+              chain_info: dict[str, Any] | None = None) -> chain.AttemptReport:
+    """The chain without rounds (asynchronous successive halving, as ASHA is meant to run): whenever a
+    slot is free, the search plans the next job from the ledger and the jobs still training
+    (``rounds.plan_round(..., pending)``), and the slot trains it at once; no slot waits for a round's
+    slowest trial. Jobs are numbered as they are planned and merged in that order, each as soon as it
+    and every job before it have ended (a result that came early waits, counted as pending); the ledger
+    is saved after each. When a trial reaches the threshold (or the trials fail), the trials still
+    training are stopped and recorded as stopped. The ledger's ``round`` groups the jobs by ``parallel``
+    in the order they were planned, for the summary."""
+    ws = chain.workspace(config, repo_root)
+    ledger = ledger_mod.load(ws.state_dir)
+    scratch = _fresh_scratch(ws.state_dir, say)
+    prepare = getattr(backend, "prepare", None)
+    if callable(prepare):  # build (or find) the image once, before the trials start
+        prepare()
+    ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
+                    **(chain_info or {})}
+    say(f"\n== {config.parallel} trials at once on {backend.name}: each slot starts the next job as soon "
+        "as it is free ==")
+    workers = config.parallel
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trial") as pool:
+        slots = _Slots(config, ws, backend, ledger, scratch, pool, _one_at_a_time(say), on_line)
+        try:
+            while slots.start_jobs():
+                slots.wait()
+                slots.merge_ended()
+        except KeyboardInterrupt:
+            slots.interrupt()
+            raise
+    shutil.rmtree(scratch, ignore_errors=True)
+    ending = slots.ending
+    if ending is None:  # the planner had nothing more and every job has been merged
+        if ledger.last is None:
+            raise LedgerError("The chain has no trial to train: the search's budget or grid is used up.",
+                              hint="Start a new chain (keeptraining run without --continue).")
+        ending = chain.AttemptReport(ledger.last, rounds.verdict(config, ledger), ledger)
+    say(f"\n{ending.decision.reason}")
+    return ending
+
+
+class _Slots:
+    """``config.parallel`` slots of one chain: the jobs training (in the order they were planned), the
+    free slots, and how the chain ends."""
+
+    def __init__(self, config: Config, ws: chain.Workspace, backend: Backend, ledger: Ledger, scratch: Path,
+                 pool: concurrent.futures.ThreadPoolExecutor, say: Say,
+                 on_line: Callable[[str], None] | None) -> None:
+        self.config, self.ws, self.backend, self.ledger, self.scratch = config, ws, backend, ledger, scratch
+        self.pool, self.say, self.on_line = pool, say, on_line
+        width = config.parallel
+        self.cores = core_shares(config, width) if backend.name == "local" else [None] * width
+        self.rss = memory_bytes(config.memory_limit) if backend.name == "local" else None
+        self.first_round, self.first_number = rounds.round_number(ledger), rounds.first_attempt(ledger)
+        self.free = list(range(1, width + 1))
+        self.running: list[_Job] = []
+        self.cancel = threading.Event()
+        self.stopping = ""  # why the trials still training were stopped
+        self.errors: list[tuple[KeeptrainingError, str]] = []
+        self.ending: chain.AttemptReport | None = None
+
+    def start_jobs(self) -> bool:
+        """Plan a job for each free slot and start it; False when nothing trains any more."""
+        if self.ending is None and not self.stopping:
+            pending = [r.job for r in self.running]
+            for job in rounds.plan_round(self.config, self.ledger, pending, slots=len(self.free)):
+                self._start(job)
+        return bool(self.running)
+
+    def _start(self, job: TrialRun) -> None:
+        number = rounds.first_attempt(self.ledger) + len(self.running)
+        slot = self.free.pop(0)
+        round_no = self.first_round + (number - self.first_number) // self.config.parallel
+        cores = self.cores[slot - 1]
+        resources = {"cpu_set": cores, "rss_limit": self.rss} if self.backend.name == "local" else {}
+        folder = self.scratch / f"attempt-{number:03d}-slot-{slot}"
+        future = self.pool.submit(
+            train_slot, self.config, self.ws, self.backend, self.ledger, job, slot, folder, round_no=round_no,
+            runner=local_runner(slot, cores), resources=resources, say=self.say,
+            on_line=_prefixed(self.on_line, slot), cancel=self.cancel, number=number)
+        self.running.append(_Job(number, job, slot, round_no, folder, future))
+
+    def wait(self) -> None:
+        """Until a job ends; one that reached the threshold stops the others at once, even when an
+        earlier job is still to be merged."""
+        training = [r.future for r in self.running if not r.slot_freed]  # not those ended before
+        concurrent.futures.wait(training, return_when=concurrent.futures.FIRST_COMPLETED)
+        if not self.stopping:
+            self.stopping = _early_reach(self.running, self.config)
+            if self.stopping:
+                self.cancel.set()
+
+    def merge_ended(self) -> None:
+        """Free the slots of the jobs that ended; merge those at the head of the order, deciding after
+        each."""
+        ended = [job for job in self.running if job.future.done()]  # one view: a job may end meanwhile
+        for job in ended:
+            if not job.slot_freed:
+                job.slot_freed = True
+                self.free.append(job.slot)
+        while self.running and self.running[0] in ended:
+            done = self.running.pop(0)
+            _record, error, tail = done.result()
+            merged = _merge_job(self.config, self.ws, self.ledger, done, self.stopping)
+            if error is not None and merged.outcome == FAILED:
+                self.errors.append((error, tail))
+            self.say(f"  merged attempt {merged.attempt} (slot {done.slot}, trial {merged.trial} rung "
+                     f"{merged.rung}): {_result_text(merged, self.config)}")
+            if self.ending is None and merged.error != _stopped(self.stopping):
+                self._decide(merged)
+
+    def _decide(self, merged: Attempt) -> None:
+        decision = rounds.decide_trial(self.config, self.ledger, merged)
+        ends = decision.kind in (strategy.CHAIN_REACHED, strategy.CHAIN_FAILED)
+        if not ends and (decision.kind == strategy.CONTINUE or self.running):
+            return  # the budget is spent only when the jobs still training have been merged
+        failed = self.errors and decision.kind == strategy.CHAIN_FAILED
+        error, tail = self.errors[0] if failed else (None, "")
+        self.ending = chain.AttemptReport(merged, decision, self.ledger, error, tail)
+        if self.running and not self.stopping:
+            self.stopping = f"the chain ended at attempt {merged.attempt}"
+            self.cancel.set()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop every trial and merge, in order, what each recorded."""
+        self.cancel.set()
+        concurrent.futures.wait([r.future for r in self.running])
+        for done in self.running:
+            try:
+                _merge_job(self.config, self.ws, self.ledger, done, "")
+            except KeeptrainingError:  # the interrupt is what to report; the folder stays for a look
+                return
+
+
+def _early_reach(running: list[_Job], config: Config) -> str:
+    """Why to stop the other trials, when a trial that ended (merged or not yet) reached the threshold."""
+    for r in running:
+        if r.future.done():
+            record, _error, _tail = r.result()
+            if record is not None and record.outcome == REACHED:
+                return f"attempt {r.number} reached the threshold ({config.metric} {record.metric})"
+    return ""
+
+
+def _stopped(why: str) -> str:
+    return f"Stopped while it trained: {why}."
+
+
+def _merge_job(config: Config, ws: chain.Workspace, ledger: Ledger, done: _Job,
+               stopped_because: str) -> Attempt:
+    """Merge the job's trial into the ledger (saved); a trial stopped by the chain's end says so."""
+    record = rounds.merge_one(config, ws.state_dir, ledger, done.job, done.folder, number=done.number,
+                              slot=done.slot, round_no=done.round_no, save=False)
+    if stopped_because and record.outcome == FAILED and record.error == chain.INTERRUPTED:
+        record.error = _stopped(stopped_because)
+    ledger_mod.save(ws.state_dir, ledger)
+    return record
+
+
+def _result_text(record: Attempt, config: Config) -> str:
+    if record.outcome == FAILED or record.metric is None:
+        return f"failed: {chain._one_line(record.error or '', 160)}"
+    return f"{config.metric} {record.metric:.4f} ({record.outcome})"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from . import gha, safe_paths, search, strategy, wording
 from . import ledger as ledger_mod
 from .chain import _new_record, move_aside, state_folder_errors
 from .config import Config
-from .errors import LedgerError, quote
+from .errors import InternalError, LedgerError, quote
 from .ledger import FAILED, REACHED, Attempt, Ledger
 from .search import TrialRun
 from .strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, Decision
@@ -40,17 +41,21 @@ MAX_TREE_DEPTH = 8  # folders inside a trial's output folder that are moved into
 # --------------------------------------------------------------------------- the plan
 
 
-def plan_round(config: Config, ledger: Ledger) -> list[TrialRun]:
-    """The round's jobs in slot order: ``config.parallel`` at most, no more than the attempts left,
-    and all of them together within ``max_epochs_total`` (the later slots get what the earlier left)."""
-    done = ledger.last.attempt if ledger.last else 0
-    slots = min(config.parallel, config.max_attempts - done)
+def plan_round(config: Config, ledger: Ledger, pending: Sequence[TrialRun] = (),
+               slots: int | None = None) -> list[TrialRun]:
+    """The round's jobs in slot order: ``slots`` (default ``config.parallel``) at most, no more than the
+    attempts left, and all of them together within ``max_epochs_total`` (the later slots get what the
+    earlier left). ``pending``: jobs planned earlier and not merged yet (a local chain without rounds,
+    parallel.py): they hold their attempts and epochs, and the search plans around them."""
+    done = (ledger.last.attempt if ledger.last else 0) + len(pending)
+    slots = min(config.parallel if slots is None else slots, config.max_attempts - done)
     if slots < 1:
         return []
-    jobs = search.next_runs(config, ledger, slots)
+    jobs = search.next_runs(config, ledger, slots, pending)
     if config.max_epochs_total is None:
         return jobs
-    left = max(config.max_epochs_total - ledger.total_epochs_trained(), 0)
+    left = max(config.max_epochs_total - ledger.total_epochs_trained()
+               - sum(job.epochs - job.initial_epoch for job in pending), 0)
     planned = []
     for job in jobs:
         if left <= 0:
@@ -127,23 +132,32 @@ def merge_round(config: Config, state_dir: Path, ledger: Ledger, jobs: list[Tria
     """Append the round's records to ``ledger`` (slot order), move each accepted slot's output folder
     into ``state_dir``, save the ledger once; return the records."""
     first = first_attempt(ledger)
-    records = []
-    with state_folder_errors(f"make the state folder {state_dir}"):
-        state_dir.mkdir(parents=True, exist_ok=True)  # a new chain's first round: nothing was restored
-    for slot, job in enumerate(jobs, start=1):
-        number = first + slot - 1
-        folder = folders.get(slot, Path("/nonexistent"))
-        try:
-            record = read_result(config, folder, job, number, round_no)
-            _move_output(folder, state_dir, number)
-        except _Unusable as why:
-            gha.warn(f"Attempt {number} (round {round_no}, slot {slot}, trial {job.trial}) is recorded as "
-                     f"failed: {why}.", title="Trial without a result")
-            record = failed_record(config, job, number, slot, round_no, f"{why}.")
-        records.append(record)
-    ledger.attempts.extend(records)
+    records = [merge_one(config, state_dir, ledger, job, folders.get(slot, Path("/nonexistent")),
+                         number=first + slot - 1, slot=slot, round_no=round_no, save=False)
+               for slot, job in enumerate(jobs, start=1)]
     ledger_mod.save(state_dir, ledger)
     return records
+
+
+def merge_one(config: Config, state_dir: Path, ledger: Ledger, job: TrialRun, folder: Path, *,
+              number: int, slot: int, round_no: int, save: bool = True) -> Attempt:
+    """Append one trial's record (attempt ``number``, the ledger's next) from ``folder`` to ``ledger``,
+    its output moved into ``state_dir``; a missing or refused result is recorded as a failed trial."""
+    if number != first_attempt(ledger):
+        raise InternalError(f"Attempt {number} cannot follow attempt {first_attempt(ledger) - 1}.")
+    with state_folder_errors(f"make the state folder {state_dir}"):
+        state_dir.mkdir(parents=True, exist_ok=True)  # a new chain's first round: nothing was restored
+    try:
+        record = read_result(config, folder, job, number, round_no)
+        _move_output(folder, state_dir, number)
+    except _Unusable as why:
+        gha.warn(f"Attempt {number} (round {round_no}, slot {slot}, trial {job.trial}) is recorded as "
+                 f"failed: {why}.", title="Trial without a result")
+        record = failed_record(config, job, number, slot, round_no, f"{why}.")
+    ledger.attempts.append(record)
+    if save:
+        ledger_mod.save(state_dir, ledger)
+    return record
 
 
 def _move_output(folder: Path, state_dir: Path, number: int) -> None:
@@ -239,9 +253,27 @@ def round_line(records: list[Attempt], config: Config) -> str:
     return f"Round {records[-1].round}:\n" + "\n".join(lines)
 
 
+def decide_trial(config: Config, ledger: Ledger, record: Attempt) -> Decision:
+    """After one merged trial of a local chain without rounds (``record``, the ledger's last attempt):
+    reached; failed when the last ``parallel`` trials all failed (as a round of failures); else the
+    search's verdict (its budget: the caller waits for the trials still training before it ends)."""
+    if record.outcome == REACHED:
+        return decide(config, ledger, [record])
+    recent = ledger.attempts[-config.parallel:]
+    if len(recent) == config.parallel and all(r.outcome == FAILED for r in recent):
+        return Decision(CHAIN_FAILED, wording.failed(
+            record.attempt, f"the last {len(recent)} trials failed; the first of them: {recent[0].error}"))
+    return search.decide(config, ledger, round_size=config.parallel)
+
+
 def verdict(config: Config, ledger: Ledger) -> Decision:
-    """How the chain stands after its last attempt: its last round's verdict when it ended with one."""
+    """How the chain stands after its last attempt: its last round's verdict when it ended with one.
+    A chain of parallel trials that has a trial at the threshold has ended there, whatever trials
+    were stopped after it."""
     last = ledger.last
     if last is None or last.round is None:
         return strategy.decide(config, ledger)
+    reached = [a for a in ledger.attempts if a.round is not None and a.outcome == REACHED]
+    if reached:
+        return decide(config, ledger, reached)
     return decide(config, ledger, [a for a in ledger.attempts if a.round == last.round])

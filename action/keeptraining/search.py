@@ -42,7 +42,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -313,12 +313,14 @@ def _frozen(trial: Trial, dists: dict[str, Any]) -> Any:
                         intermediate_values=curve)
 
 
-def build_study(settings: SearchSettings, trials: list[Trial]) -> Any:
-    """An in-memory Optuna study holding ``trials``, with the configured sampler."""
+def build_study(settings: SearchSettings, trials: list[Trial], running: Sequence[dict[str, Any]] = ()) -> Any:
+    """An in-memory Optuna study holding ``trials`` (and the ``running`` ones' values), with the
+    configured sampler, seeded by the number of trials so far."""
     import optuna  # noqa: PLC0415
+    from optuna.trial import TrialState, create_trial  # noqa: PLC0415
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    seed = settings.seed + len(trials)
+    seed = settings.seed + len(trials) + len(running)
     sampler: Any
     if settings.sampler == "tpe":
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
@@ -328,6 +330,8 @@ def build_study(settings: SearchSettings, trials: list[Trial]) -> Any:
     dists = distributions(settings)
     for trial in trials:
         study.add_trial(_frozen(trial, dists))
+    for params in running:
+        study.add_trial(create_trial(state=TrialState.RUNNING, params=params, distributions=dists))
     return study
 
 
@@ -356,14 +360,17 @@ def unvisited_grid(settings: SearchSettings, taken: list[dict[str, Any]]) -> lis
             if not any(_same_point(point, t, settings.space) for t in taken)]
 
 
-def propose(settings: SearchSettings, trials: list[Trial], k: int = 1) -> list[dict[str, Any]]:
-    """Values for ``k`` new trials, asked from one study (ask-and-tell); fewer when the grid is used up."""
-    study = build_study(settings, trials)
+def propose(settings: SearchSettings, trials: list[Trial], k: int = 1,
+            running: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Values for ``k`` new trials, asked from one study (ask-and-tell); fewer when the grid is used up.
+    ``running``: the values of new trials still training (a local chain without rounds), in the study as
+    RUNNING, like the earlier asks of a batch."""
+    study = build_study(settings, trials, running)
     dists = distributions(settings)
     proposals: list[dict[str, Any]] = []
     count = k
     if settings.sampler == "grid":
-        points = unvisited_grid(settings, [t.params for t in trials])[:k]
+        points = unvisited_grid(settings, [t.params for t in trials] + list(running))[:k]
         for point in points:
             study.enqueue_trial(point)
         count = len(points)
@@ -406,25 +413,31 @@ def _first_epochs(config: Config, epochs_left: int | None) -> int:
     return min(total, config.max_epochs) if config.max_epochs else total
 
 
-def next_runs(config: Config, ledger: Ledger, k: int = 1) -> list[TrialRun]:
+def next_runs(config: Config, ledger: Ledger, k: int = 1, pending: Sequence[TrialRun] = ()) -> list[TrialRun]:
     """The next ``k`` jobs: promotions first (ASHA), then new trials with values from the sampler.
 
-    Fewer than ``k`` when a grid has fewer points left. Pure apart from Optuna's sampling,
-    which is seeded: the same ledger gives the same jobs.
+    ``pending``: jobs planned before these whose results are not in the ledger yet (a local chain
+    without rounds plans a job whenever a slot is free): their trials are not promoted again, their
+    epochs count against ``max_epochs_total``, and their new trials are in the study as RUNNING
+    (numbered before these). Fewer than ``k`` when a grid has fewer points left. Pure apart from
+    Optuna's sampling, which is seeded: the same ledger and pending jobs give the same jobs.
     """
     settings = config.search_settings()
     trials = validated_trials(ledger, settings)
     left = _epochs_left(config, ledger)
+    if left is not None:
+        left = max(left - sum(job.epochs - job.initial_epoch for job in pending), 0)
+    running = [job for job in pending if job.rung == 0]
     jobs: list[TrialRun] = []
     while len(jobs) < k:
         trial = promotion(trials, settings.reduction_factor, _grow(config, ledger),
-                          exclude=[job.trial for job in jobs])
+                          exclude=[job.trial for job in [*pending, *jobs]])
         if trial is None:
             break
         jobs.append(_promote(trial, config, left))
     if len(jobs) < k:
-        first = len(trials) + 1
-        for i, params in enumerate(propose(settings, trials, k - len(jobs))):
+        first = max([len(trials), *(job.trial for job in running)]) + 1
+        for i, params in enumerate(propose(settings, trials, k - len(jobs), [job.params for job in running])):
             jobs.append(TrialRun(first + i, params, 0, _first_epochs(config, left), 0, None))
     return jobs
 
