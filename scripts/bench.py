@@ -1053,7 +1053,7 @@ def parallel_main(args: argparse.Namespace) -> int:
                                      list(range(0, 100 * args.search_rounds, 100)), out, command)
             return 0
         return bench_parallel.main(args.quick, out, command, machine(False), SEARCH_SPACE,
-                                   update_readme if args.update_readme else None)
+                                   update_readme if args.update_readme else None, in_rounds=args.in_rounds)
     except (KeeptrainingError, BenchError, RuntimeError, subprocess.SubprocessError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
@@ -1195,6 +1195,9 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
                         help="with --parallel: only the search's side, over SEEDS seeds (0, 100, ...): the "
                              "attempts and rounds each parallel setting needs, the sample model trained in "
                              "one process, not timed (parallel-search.md, parallel-search.json)")
+    parser.add_argument("--in-rounds", action="store_true",
+                        help="with --parallel: time `keeptraining run --parallel N --in-rounds` (GitHub's "
+                             "rounds) instead of slots that take the next trial once free")
     parser.add_argument("--hyperband-seed", type=int, help=argparse.SUPPRESS)  # one Hyperband run, as JSON
     parser.add_argument("--curve-epochs", type=int, default=60)
     parser.add_argument("--curve-step", type=int, default=10)
@@ -1216,6 +1219,8 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
     settings = replace(settings, base_image=args.base_image)
     if args.search_rounds is not None and (not args.parallel or args.search_rounds < 1 or args.update_readme):
         parser.error("--search-rounds takes --parallel, a number of seeds >= 1, and no --update-readme")
+    if args.in_rounds and (not args.parallel or args.search_rounds is not None):
+        parser.error("--in-rounds takes --parallel and no --search-rounds")
     if args.quick and args.update_readme:  # any section
         parser.error("--update-readme takes the full benchmark's tables, not --quick's")
     return args, settings

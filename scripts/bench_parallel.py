@@ -100,8 +100,9 @@ def chain_config(settings: Settings, space: dict[str, Any], seed: int, state: Pa
             "search": {"sampler": "tpe", "seed": seed, "space": space}}
 
 
-def run_chain(settings: Settings, space: dict[str, Any], parallel: int, seed: int) -> Chain:
-    """``keeptraining run --parallel N`` in its own process, timed from start to end."""
+def run_chain(settings: Settings, space: dict[str, Any], parallel: int, seed: int, *,
+              in_rounds: bool = False) -> Chain:
+    """``keeptraining run --parallel N`` (``--in-rounds``) in its own process, timed from start to end."""
     import yaml  # noqa: PLC0415
 
     from keeptraining import ledger  # noqa: PLC0415
@@ -113,7 +114,7 @@ def run_chain(settings: Settings, space: dict[str, Any], parallel: int, seed: in
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KT_", "GITHUB_"))}
         start = time.perf_counter()
         command = [sys.executable, "-m", "keeptraining", "run", "--repo", str(REPO_ROOT),
-                   "--config", str(cfg), "--parallel", str(parallel)]
+                   "--config", str(cfg), "--parallel", str(parallel), *(["--in-rounds"] if in_rounds else [])]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CHAIN_TIMEOUT_S,
                               check=False)
         wall = time.perf_counter() - start
@@ -158,6 +159,31 @@ def modelled_wall(chain: Chain, fit: tuple[float, float], costs: dict[str, float
         else:
             total += costs["trial"] + slowest + costs["merge"]
     return total
+
+
+def github_chains(chains: list[Chain], out: Path, settings: Settings,
+                  in_rounds: bool) -> tuple[list[Chain], str]:
+    """The rounds a GitHub chain trains for each (parallel, seed), and where they come from: the local
+    chains themselves when they ran in rounds; else ``parallel-search.json`` in ``out``
+    (``--search-rounds``: the same planner and settings), when it covers these seeds; else none."""
+    if in_rounds:
+        return chains, "the rounds of these chains"
+    path = out / "parallel-search.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [], ""
+    if raw.get("meta", {}).get("settings") != json.loads(json.dumps(asdict(settings))) or \
+            not set(settings.seeds) <= set(raw["meta"].get("seeds", [])):
+        log(f"  {path} is from other settings or seeds: no GitHub model")
+        return [], ""
+    found = []
+    for c in raw["chains"]:
+        if c["seed"] in settings.seeds and c["parallel"] in settings.parallel:
+            rounds = [[{"epochs": e, "seconds": 0.0, "failed": False} for e in r] for r in c["round_epochs"]]
+            found.append(Chain(c["parallel"], c["seed"], c["reached"], 0.0, c["epochs_trained"], None,
+                               c["attempts"], rounds))
+    return found, f"the same seeds' rounds from `--search-rounds` ({raw['meta']['finished']})"
 
 
 def costs_from_cold(path: Path) -> dict[str, Any] | None:
@@ -298,22 +324,25 @@ def sooner(chains: list[Chain], alone: dict[int, float]) -> str:
 
 
 def markdown(chains: list[Chain], settings: Settings, fit: tuple[float, float], costs: dict[str, Any] | None,
-             meta: dict[str, Any]) -> str:
+             meta: dict[str, Any], github: list[Chain], github_source: str) -> str:
     m = meta["machine"]
+    how = ("round after round (`--in-rounds`, as on GitHub)" if meta.get("in_rounds")
+           else "each slot starting the next trial as soon as it is free")
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, TensorFlow "
              f"{m.get('tensorflow', '?')}; {meta['finished']} ({meta['wall_s'] / 60:.1f} min).", "",
              f"Command: `{meta['command']}`", "",
              f"Sample model on digits, threshold {settings.threshold:g}, the search space of the table "
              f"above (TPE + successive halving), {settings.epochs} epochs per new trial, "
              f"+{settings.epoch_step} per promotion, at most {settings.max_attempts} attempts and "
-             f"{settings.epoch_budget} epochs; local backend, each trial its own process; median over "
-             f"{seed_list(settings.seeds)} [min–max]; \"sooner\": the seeds whose chain "
+             f"{settings.epoch_budget} epochs; local backend, each trial its own process, {how}; median over "
+             f"{seed_list(settings.seeds)} [min–max], and the mean; \"sooner\": the seeds whose chain "
              "ended sooner than the same seed's chain one trial at a time.", ""]
-    scenarios = costs["scenarios"] if costs else {}
-    header = ("| parallel | reached | wall s to the end (this machine) | sooner than parallel 1 (seeds) "
-              "| epochs to threshold | epochs trained | attempts | rounds |"
+    scenarios = costs["scenarios"] if costs and github else {}
+    header = ("| parallel | reached | wall s to the end (this machine) | mean wall s "
+              "| sooner than parallel 1 (seeds) | epochs to threshold | epochs trained | attempts |"
+              + (" rounds on GitHub |" if github else "")
               + "".join(f" GitHub wall s, {n} (model) |" for n in scenarios))
-    lines += [header, "|" + " ---: |" * (8 + len(scenarios))]
+    lines += [header, "|" + " ---: |" * (8 + bool(github) + len(scenarios))]
     alone = {c.seed: c.wall_s for c in chains if c.parallel == 1}
     for parallel in settings.parallel:
         mine = [c for c in chains if c.parallel == parallel]
@@ -321,25 +350,31 @@ def markdown(chains: list[Chain], settings: Settings, fit: tuple[float, float], 
             continue
         to = [float(c.epochs_to_threshold) for c in mine if c.epochs_to_threshold is not None]
         row = (f"| {parallel} | {sum(c.reached for c in mine)}/{len(mine)} | "
-               f"{_median([c.wall_s for c in mine])} | {sooner(mine, alone)} | "
-               f"{_median(to) if to else 'not reached'} | "
+               f"{_median([c.wall_s for c in mine])} | {statistics.fmean(c.wall_s for c in mine):.1f} | "
+               f"{sooner(mine, alone)} | {_median(to) if to else 'not reached'} | "
                f"{_median([float(c.epochs_trained) for c in mine])} | "
-               f"{_median([float(c.attempts) for c in mine])} | "
-               f"{_median([float(len(c.rounds)) for c in mine])} |")
+               f"{_median([float(c.attempts) for c in mine])} |")
+        on_github = [c for c in github if c.parallel == parallel]
+        if github:
+            row += f" {_median([float(len(c.rounds)) for c in on_github])} |"
         for job_costs in scenarios.values():
-            row += f" {_median([modelled_wall(c, fit, job_costs) for c in mine])} |"
+            row += f" {_median([modelled_wall(c, fit, job_costs) for c in on_github])} |"
         lines.append(row)
-    if costs:
+    if costs and github:
         fixed = "; ".join(f"{name}: an attempt job {c['attempt']:.1f} s, a trial job {c['trial']:.1f} s, the "
                           f"merge job {c['merge']:.1f} s" for name, c in scenarios.items())
-        lines += ["", f"GitHub model: a trial alone trains in {fit[0]:.1f} s + {fit[1]:.2f} s per epoch "
+        lines += ["", "GitHub model: a GitHub chain trains round after round, the rounds from "
+                  f"{github_source}; a trial alone trains in {fit[0]:.1f} s + {fit[1]:.2f} s per epoch "
                   f"(fitted to the parallel-1 attempts); fixed costs (every step but the training) of "
                   f"{fixed}; from {costs['source']}."]
+    elif not github:
+        lines += ["", "No GitHub model: it takes GitHub's rounds from `--search-rounds` (run it first, into "
+                  "the same `--out`) or from `--in-rounds` chains."]
     return "\n".join(lines) + "\n"
 
 
 def main(quick: bool, out: Path, command: str, machine: dict[str, Any], space: dict[str, Any],
-         update_readme: Any, *, measure_act: bool = True) -> int:
+         update_readme: Any, *, measure_act: bool = True, in_rounds: bool = False) -> int:
     settings = QUICK if quick else FULL
     out.mkdir(parents=True, exist_ok=True)
     clock = time.perf_counter()
@@ -347,8 +382,9 @@ def main(quick: bool, out: Path, command: str, machine: dict[str, Any], space: d
     # TensorFlow's first import after a while reads it all from disk: not a cost of the first chain.
     subprocess.run([sys.executable, "-c", "import keras, tensorflow"], capture_output=True, check=False,
                    timeout=600)
-    chains = [run_chain(settings, space, parallel, seed)
+    chains = [run_chain(settings, space, parallel, seed, in_rounds=in_rounds)
               for seed in settings.seeds for parallel in settings.parallel]
+    github, github_source = github_chains(chains, out, settings, in_rounds)
     fit = fit_training(chains)
     costs = costs_from_cold(COLD_JSON)
     if costs is None and measure_act and not quick:
@@ -357,10 +393,11 @@ def main(quick: bool, out: Path, command: str, machine: dict[str, Any], space: d
             costs = costs_from_act(Path(tmp))
     meta = {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "wall_s": time.perf_counter() - clock, "machine": machine, "settings": asdict(settings),
-            "training_fit": {"a": fit[0], "b": fit[1]}, "job_costs": costs}
-    text = markdown(chains, settings, fit, costs, meta)
+            "training_fit": {"a": fit[0], "b": fit[1]}, "job_costs": costs, "in_rounds": in_rounds,
+            "github_rounds": github_source}
+    text = markdown(chains, settings, fit, costs, meta, github, github_source)
     (out / "parallel.md").write_text("# keeptraining: parallel trials\n\n" + text, encoding="utf-8")
-    modelled = {name: {f"{c.parallel}-{c.seed}": modelled_wall(c, fit, job_costs) for c in chains}
+    modelled = {name: {f"{c.parallel}-{c.seed}": modelled_wall(c, fit, job_costs) for c in github}
                 for name, job_costs in (costs or {}).get("scenarios", {}).items()}
     raw = {"meta": meta, "chains": [asdict(c) for c in chains], "github_wall_s": modelled}
     (out / "parallel.json").write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")

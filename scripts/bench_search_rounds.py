@@ -17,7 +17,9 @@ with another thread count (of the 20 seeds of the parallel table, computed on on
 one trial at a time came out differently: seeds 600 and 800). The test compares the quick settings'
 chains.
 
-Not timed: combine with the measured time of a round (the parallel table) to read a wall time.
+Not timed: combine with the measured time of a round (the parallel table) to read a wall time. These are
+the rounds a GitHub chain trains (one workflow run each), so ``bench.py --parallel`` takes its GitHub model
+from them when ``parallel-search.json`` is in its ``--out`` folder (run this first).
 Writes ``parallel-search.md`` and ``parallel-search.json`` to ``--out``.
 """
 
@@ -47,6 +49,7 @@ class SearchChain:
     attempts: int
     rounds: int
     epochs_trained: int
+    round_epochs: list[list[int]]  # per round, the epochs each trial trained (input of the GitHub model)
 
 
 def _train(nn: Any, env: dict[str, str]) -> None:
@@ -80,6 +83,7 @@ def search_chain(settings: Any, space: dict[str, Any], parallel: int, seed: int,
     book = Ledger()
     state = work / f"p{parallel}-s{seed}"
     round_no = 0
+    round_epochs: list[list[int]] = []
     while True:
         jobs = rounds.plan_round(cfg, book) if parallel > 1 else [search.next_run(cfg, book)]
         round_no += 1
@@ -98,10 +102,11 @@ def search_chain(settings: Any, space: dict[str, Any], parallel: int, seed: int,
             record.round = round_no if parallel > 1 else None
             records.append(record)
         book.attempts.extend(records)
+        round_epochs.append([r.epochs_trained for r in records])
         verdict = rounds.decide(cfg, book, records) if parallel > 1 else search.decide(cfg, book)
         if verdict.kind != strategy.CONTINUE:
             return SearchChain(parallel, seed, any(r.outcome == REACHED for r in book.attempts),
-                               len(book.attempts), round_no, book.total_epochs_trained())
+                               len(book.attempts), round_no, book.total_epochs_trained(), round_epochs)
 
 
 def _worker(task: tuple[Any, dict[str, Any], int, int, str]) -> SearchChain:

@@ -73,31 +73,39 @@ def test_costs_come_from_the_cold_runner_benchmark_when_it_has_run(bench: Module
     assert bench.costs_from_cold(tmp_path / "none.json") is None
 
 
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
+    done = subprocess.run([sys.executable, str(BENCH), "--parallel", "--quick", *args], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
 @pytest.mark.integration
 def test_quick_parallel_benchmark_times_chains_of_each_width(tmp_path: Path) -> None:
     out = tmp_path / "parallel"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
-    done = subprocess.run([sys.executable, str(BENCH), "--parallel", "--quick", "--out", str(out)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert done.returncode == 0, done.stderr[-4000:]
+    # --search-rounds: the planner and the sample model in one process, round after round (GitHub's way).
+    done = _bench("--search-rounds", "1", "--out", str(out))
+    alone = json.loads((out / "parallel-search.json").read_text())["chains"]
+    table = (out / "parallel-search.md").read_text()
+    assert "| 2 | 1/1 |" in table and table.split("\n", 2)[2] in done.stdout
+
+    # keeptraining run --in-rounds gives the seed the same chains.
+    rounds = tmp_path / "rounds"
+    _bench("--in-rounds", "--out", str(rounds))
+    raw = json.loads((rounds / "parallel.json").read_text())
+    assert [(c["parallel"], c["seed"], c["attempts"], [[t["epochs"] for t in r] for r in c["rounds"]],
+             c["epochs_trained"]) for c in raw["chains"]] == \
+        [(c["parallel"], c["seed"], c["attempts"], c["round_epochs"], c["epochs_trained"]) for c in alone]
+    assert len(raw["chains"][1]["rounds"][0]) == 2, "the first round trains two trials at once"
+
+    # The default: free slots, timed; the GitHub model takes --search-rounds' rounds from the same folder.
+    done = _bench("--out", str(out))
     text = (out / "parallel.md").read_text()
     assert text.split("\n", 2)[2] in done.stdout
     raw = json.loads((out / "parallel.json").read_text())
-    assert [c["parallel"] for c in raw["chains"]] == [1, 2]
-    one, two = raw["chains"]
-    assert all(len(r) == 1 for r in one["rounds"]) and all(len(r) <= 2 for r in two["rounds"])
-    assert len(two["rounds"][0]) == 2, "the first round trains two trials at once"
-    assert "| 1 | " in text and "| 2 | " in text
-
-    # --search-rounds: the planner and the sample model in one process give the seed the same chains.
-    search = tmp_path / "search"
-    done = subprocess.run([sys.executable, str(BENCH), "--parallel", "--quick", "--search-rounds", "1",
-                           "--out", str(search)], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=900, check=False)
-    assert done.returncode == 0, done.stderr[-4000:]
-    alone = json.loads((search / "parallel-search.json").read_text())["chains"]
-    assert [(c["parallel"], c["seed"], c["attempts"], len(c["rounds"]), c["epochs_trained"])
-            for c in raw["chains"]] == \
-        [(c["parallel"], c["seed"], c["attempts"], c["rounds"], c["epochs_trained"]) for c in alone]
-    table = (search / "parallel-search.md").read_text()
-    assert "| 2 | 1/1 |" in table and table.split("\n", 2)[2] in done.stdout
+    assert [c["parallel"] for c in raw["chains"]] == [1, 2] and not raw["meta"]["in_rounds"]
+    assert all(1 <= c["attempts"] <= 4 for c in raw["chains"])  # the quick budget: 4 attempts
+    assert "| 1 | " in text and "| 2 | " in text and "rounds on GitHub" in text
+    assert "the same seeds' rounds from `--search-rounds`" in text
+    assert set(raw["github_wall_s"]["cold runners"]) == {"1-0", "2-0"}
