@@ -80,7 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "commit_status": True,
     "network": "default",  # the training container's: see network.py and SECURITY.md
     "cache": True,  # the data cache across attempts: see data_cache.py
-    "parallel": 1,  # strategy: search: trials per round (parallel.py)
+    "parallel": 1,  # strategy: search: trials at once (a round's on GitHub; parallel.py)
     "cpus": None,
     "gpus": None,
 }
@@ -127,7 +127,7 @@ class Config:
     network: str = "default"  # docker: none | default | host | a Docker network's name
     cache: bool = True  # keep what the script downloads from attempt to attempt
     image_registry: str | None = None  # where the chain shares its training image (registry.py)
-    parallel: int = 1  # trials trained at once per round (strategy: search only)
+    parallel: int = 1  # trials trained at once: a round's on GitHub, slots here (strategy: search only)
     cpus: float | None = None  # CPU share of each training (docker) / parallel trial (local)
     gpus: str | None = None  # docker: "all" or a count of GPUs for the training container
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer

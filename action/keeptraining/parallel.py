@@ -1,9 +1,9 @@
-"""``parallel: N``: each round of a search trains N trials at once.
+"""``parallel: N``: a search trains N trials at once.
 
-A *round* is the next N jobs of the search (``search.next_runs``: the promotions first, then new
-trials asked from one study), planned from one ledger, trained side by side, and merged back into
-the ledger in the plan's order (rounds.py), which then decides on the round as a whole. The plan is
-a function of the ledger and the configuration alone (the sampler is seeded), so whoever plans the
+On GitHub, a *round* is the next N jobs of the search (``search.next_runs``: the promotions first,
+then new trials asked from one study), planned from one ledger, trained side by side, and merged back
+into the ledger in the plan's order (rounds.py), which then decides on the round as a whole. The plan
+is a function of the ledger and the configuration alone (the sampler is seeded), so whoever plans the
 round from the same ledger gets the same jobs: the trial jobs of a GitHub round each plan it and
 train their own slot, and the merge job plans it again to check what they send back.
 
@@ -11,10 +11,13 @@ Slot k of a round trains attempt (the ledger's last attempt + k) into ``<folder>
 writes its record beside it as a one-record ledger (rounds.write_result); a trial never writes the
 chain's ledger. Where the trials run:
 
-* on this machine (``keeptraining run --parallel N``, ``run_round``): one training process (local
-  backend) or container (docker) per trial at the same time, each with its own output folder, its
-  share of the cores (``cpus``: a container's CPUs; a local trial's cores, by default an even share)
-  and ``memory_limit`` (a container's memory; a local trial's resident memory);
+* on this machine (``keeptraining run --parallel N``): N slots, one training process (local backend)
+  or container (docker) each, with its own output folder, its share of the cores (``cpus``: a
+  container's CPUs; a local trial's cores, by default an even share) and ``memory_limit`` (a
+  container's memory; a local trial's resident memory). By default there are no rounds: each slot
+  starts the next job as soon as it is free (``run_slots``, ASHA's asynchronous form: the planner
+  takes the jobs still training as pending). ``--in-rounds`` trains round after round
+  (``run_round``), exactly as a GitHub chain does;
 * on GitHub: one matrix job per trial (``keeptraining trial``, round_step.py), then one merge job.
 
 ``parallel: 1`` never comes here: it is the chain of chain.py, one trial per attempt.
@@ -348,6 +351,7 @@ class _Slots:
         self.running: list[_Job] = []
         self.cancel = threading.Event()
         self.stopping = ""  # why the trials still training were stopped
+        self.reached_early = False  # a job reached the threshold (merged or not yet)
         self.errors: list[tuple[KeeptrainingError, str]] = []
         self.ending: chain.AttemptReport | None = None
 
@@ -380,6 +384,7 @@ class _Slots:
         if not self.stopping:
             self.stopping = _early_reach(self.running, self.config)
             if self.stopping:
+                self.reached_early = True
                 self.cancel.set()
 
     def merge_ended(self) -> None:
@@ -403,6 +408,8 @@ class _Slots:
 
     def _decide(self, merged: Attempt) -> None:
         decision = rounds.decide_trial(self.config, self.ledger, merged)
+        if decision.kind == strategy.CHAIN_FAILED and self.reached_early:
+            return  # a later job reached the threshold: its merge ends the chain
         ends = decision.kind in (strategy.CHAIN_REACHED, strategy.CHAIN_FAILED)
         if not ends and (decision.kind == strategy.CONTINUE or self.running):
             return  # the budget is spent only when the jobs still training have been merged
