@@ -446,6 +446,7 @@ def test_each_local_trial_gets_its_share_of_the_cores(cpus: float | None, slots:
 def test_the_summary_shows_each_rounds_trials_side_by_side_escaped() -> None:
     records = [_record(1, 1, 0.5), _record(2, 2, None), _record(3, 3, 0.95, round_no=2)]
     records[0].runner = {"slot": 1, "runner": "gpu-box|<b>1</b>", "job": "trial"}
+    records[2].runner = {"slot": 1}
     text = round_report.rounds_markdown(Ledger(attempts=records), _config(parallel=2))
     header, _rule, first, second = text.splitlines()[2:]
     assert header == "| Round | Slot 1 | Slot 2 |"
@@ -454,3 +455,15 @@ def test_the_summary_shows_each_rounds_trials_side_by_side_escaped() -> None:
     assert second.startswith("| 2 | trial 3 · rung 0<br>✅ 0.9500") and second.endswith("|  |")
     assert "Rounds" in report.job_summary(Ledger(attempts=records), _config(parallel=2),
                                           rounds.verdict(_config(parallel=2), Ledger(attempts=records)))
+
+
+def test_a_local_chain_without_rounds_shows_its_jobs_in_groups_naming_their_slots() -> None:
+    records = [_record(1, 1, 0.5), _record(2, 2, 0.6), _record(3, 3, 0.7, round_no=2),
+               _record(4, 4, 0.8, round_no=2)]
+    for record, slot in zip(records, (1, 2, 2, 2), strict=True):  # slot 2 trained 2, 3 and 4 while 1 trained
+        record.runner = {"slot": slot, "runner": "here"}
+    text = round_report.rounds_markdown(Ledger(attempts=records), _config(parallel=2))
+    assert text.splitlines()[0] == "### Rounds (jobs grouped by 2 in the order they were planned)"
+    header, _rule, first, second = text.splitlines()[2:]
+    assert header == "| Round | Job 1 | Job 2 |"
+    assert "attempt 1 · slot 1 · here" in first and "attempt 4 · slot 2 · here" in second

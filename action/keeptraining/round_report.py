@@ -30,27 +30,39 @@ def where(record: Attempt) -> str:
     return f"{name} ({job})" if job else str(name)
 
 
-def cell(record: Attempt, config: Config) -> str:
-    """One trial in a round's row: trial, rung, result, runner (escaped markdown)."""
+def cell(record: Attempt, config: Config, *, slot: bool = False) -> str:
+    """One trial in a round's row: trial, rung, result, runner (and slot), escaped markdown."""
     if record.outcome == FAILED or record.metric is None:
         result = f"❌ failed: {report.md_escape(record.error or 'no metric', 80)}"
     else:
         result = f"{_MARKS.get(record.outcome, '')} {record.metric:.4f}".strip()
+    in_slot = f"slot {(record.runner or {}).get('slot', '?')} · " if slot else ""
     return (f"trial {record.trial} · rung {record.rung}<br>{result}<br>"
-            f"<sub>attempt {record.attempt} · {report.md_escape(where(record), 60)}</sub>")
+            f"<sub>attempt {record.attempt} · {in_slot}{report.md_escape(where(record), 60)}</sub>")
+
+
+def _by_slot(records: list[Attempt]) -> bool:
+    """Whether the round's records are its slots 1..N, one each (a GitHub round, or --in-rounds)."""
+    return [(r.runner or {}).get("slot") for r in records] == list(range(1, len(records) + 1))
 
 
 def rounds_markdown(ledger: Ledger, config: Config) -> str:
-    """A table with one row per round and one column per slot; '' when there are no rounds."""
+    """A table with one row per round and one column per slot; '' when there are no rounds. A local
+    chain without rounds groups its jobs by N in the order they were planned, and a slot may have
+    trained two of a group: then the columns are the group's jobs, each naming its slot."""
     rounds = by_round(ledger)
     if not rounds:
         return ""
     width = max(len(records) for records in rounds.values())
-    lines = ["### Rounds (trials trained at the same time)", "",
-             "| Round | " + " | ".join(f"Slot {k}" for k in range(1, width + 1)) + " |",
+    slots = all(_by_slot(records) for records in rounds.values())
+    column = "Slot" if slots else "Job"
+    title = "trials trained at the same time" if slots else \
+        f"jobs grouped by {config.parallel} in the order they were planned"
+    lines = [f"### Rounds ({title})", "",
+             "| Round | " + " | ".join(f"{column} {k}" for k in range(1, width + 1)) + " |",
              "| ---: | " + " | ".join("---" for _ in range(width)) + " |"]
     for number, records in sorted(rounds.items()):
-        cells = [cell(r, config) for r in records] + [""] * (width - len(records))
+        cells = [cell(r, config, slot=not slots) for r in records] + [""] * (width - len(records))
         lines.append(f"| {number} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
