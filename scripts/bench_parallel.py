@@ -1,25 +1,30 @@
 """Benchmark section: ``parallel: N``, the wall time to the threshold with 1, 2 and 4 trials at once.
 
-    .venv/bin/python scripts/bench.py --parallel --update-readme   # full, ~50 min
-    .venv/bin/python scripts/bench.py --parallel --quick           # its smoke run, ~1 min (CI)
+    .venv/bin/python scripts/bench.py --parallel --search-rounds 20   # GitHub's rounds, ~25 min
+    .venv/bin/python scripts/bench.py --parallel --update-readme      # then the timed chains, ~46 min
+    .venv/bin/python scripts/bench.py --parallel --quick              # its smoke run, ~1 min (CI)
 
 **On this machine** each chain is one ``keeptraining run --parallel N`` process on the local backend
-(each trial its own training process, pinned to its share of the cores), searching the sample model's
-space (bench.py's ``SEARCH_SPACE``, TPE + successive halving) with 20 seeds: the wall time until
-the chain ends, whether and after how many epochs it reached the threshold, and the epochs it trained.
-A seed's search is deterministic (its trials, their results, so its attempts and rounds), but it differs
-between seeds by a factor of five: 20 seeds, and each seed's chain compared with the same seed's chain
-one trial at a time, are what separate the method from the luck of a seed.
+(each trial its own training process, pinned to its share of the cores; by default each slot starts
+the next trial as soon as it is free, with ``--in-rounds`` round after round as on GitHub), searching
+the sample model's space (bench.py's ``SEARCH_SPACE``, TPE + successive halving) with 20 seeds: the
+wall time until the chain ends, whether and after how many epochs it reached the threshold, and the
+epochs it trained. A seed's search differs between seeds by a factor of five: 20 seeds, and each seed's
+chain compared with the same seed's chain one trial at a time, are what separate the method from the
+luck of a seed (in rounds a seed's search is deterministic; with free slots it also depends on which
+trial ends first).
 
 **On GitHub** (modelled): a round is a run of N trial jobs, each on its own runner, then a merge job;
 its wall time is its slowest trial job plus the merge job, and a chain's is the sum over its rounds
-(parallel 1: the sum over its attempts, one job each). The model takes each chain's real rounds (the
-epochs each trial trained, from the local runs), a trial's training time alone on a runner (a + b x
-epochs, fitted to the parallel-1 attempts, which ran alone), and each kind of job's fixed cost (every
-step but the training): from the cold-runner measurements (``scripts/bench_results/cold.json``, issue 12)
-when they exist, else measured here under act with GitHub in a box (a tiny script, the local backend,
-a warm tool cache: a lower bound for GitHub's runners). Not in the model: the time GitHub takes to give
-each job a runner, and the queueing when the account's concurrent-job limit is lower than N.
+(parallel 1: the sum over its attempts, one job each). The model takes each seed's rounds as a GitHub
+chain trains them (the epochs each trial trained: from ``--search-rounds``' results in the same
+``--out``, or from the chains themselves with ``--in-rounds``), a trial's training time alone on a
+runner (a + b x epochs, fitted to the parallel-1 attempts, which ran alone), and each kind of job's
+fixed cost (every step but the training): from the cold-runner measurements
+(``scripts/bench_results/cold.json``, issue 12) when they exist, else measured here under act with
+GitHub in a box (a tiny script, the local backend, a warm tool cache: a lower bound for GitHub's
+runners). Not in the model: the time GitHub takes to give each job a runner, and the queueing when
+the account's concurrent-job limit is lower than N.
 
 Writes ``parallel.md`` and ``parallel.json`` to ``--out`` (default scripts/bench_results) and, with
 ``--update-readme``, the table into README.md's "Parallel trials" section.
@@ -183,7 +188,7 @@ def github_chains(chains: list[Chain], out: Path, settings: Settings,
             rounds = [[{"epochs": e, "seconds": 0.0, "failed": False} for e in r] for r in c["round_epochs"]]
             found.append(Chain(c["parallel"], c["seed"], c["reached"], 0.0, c["epochs_trained"], None,
                                c["attempts"], rounds))
-    return found, f"the same seeds' rounds from `--search-rounds` ({raw['meta']['finished']})"
+    return found, f"`--search-rounds` for the same seeds ({raw['meta']['finished']})"
 
 
 def costs_from_cold(path: Path) -> dict[str, Any] | None:

@@ -107,5 +107,5 @@ def test_quick_parallel_benchmark_times_chains_of_each_width(tmp_path: Path) -> 
     assert [c["parallel"] for c in raw["chains"]] == [1, 2] and not raw["meta"]["in_rounds"]
     assert all(1 <= c["attempts"] <= 4 for c in raw["chains"])  # the quick budget: 4 attempts
     assert "| 1 | " in text and "| 2 | " in text and "rounds on GitHub" in text
-    assert "the same seeds' rounds from `--search-rounds`" in text
+    assert "the rounds from `--search-rounds` for the same seeds" in text
     assert set(raw["github_wall_s"]["cold runners"]) == {"1-0", "2-0"}

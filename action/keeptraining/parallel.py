@@ -313,6 +313,10 @@ def run_slots(config: Config, repo_root: Path, backend: Backend, *, say: Say = p
                     **(chain_info or {})}
     say(f"\n== {config.parallel} trials at once on {backend.name}: each slot starts the next job as soon "
         "as it is free ==")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if backend.name == "local" and config.parallel > cores:
+        say(f"Note: {config.parallel} trials share {cores} cores here, so each trains slower; more trials "
+            "than cores rarely reach the threshold sooner (README, Parallel trials).")
     workers = config.parallel
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trial") as pool:
         slots = _Slots(config, ws, backend, ledger, scratch, pool, _one_at_a_time(say), on_line)
