@@ -10,7 +10,11 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -467,3 +471,28 @@ def test_a_local_chain_without_rounds_shows_its_jobs_in_groups_naming_their_slot
     header, _rule, first, second = text.splitlines()[2:]
     assert header == "| Round | Job 1 | Job 2 |"
     assert "attempt 1 · slot 1 · here" in first and "attempt 4 · slot 2 · here" in second
+
+
+def test_ctrl_c_stops_every_slot_and_records_what_each_trial_did(tmp_path: Path) -> None:
+    repo = parallel_repo(tmp_path / "repo", "max_attempts: 6\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
+    env["FAKE_EPOCH_S"] = "0.5"  # 20 epochs: 10 s a trial
+    command = [sys.executable, "-m", "keeptraining", "run", "--repo", str(repo), "--parallel", "2"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    started: set[str] = set()
+    for line in proc.stdout:
+        if line.startswith(("[slot 1] fake search", "[slot 2] fake search")):
+            started.add(line[:8])
+        if len(started) == 2:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, rest
+    records = ledger.load(repo / ".keeptraining").attempts
+    assert [(r.attempt, r.outcome, r.runner["slot"]) for r in records] == [(1, "failed", 1), (2, "failed", 2)]
+    assert all((r.error or "").startswith("interrupted") for r in records)
+    for record in records:  # stopped mid-training: their outputs are kept, and neither trial ended
+        kept = ledger.attempt_dir(repo / ".keeptraining", record.attempt)
+        assert (kept / "train.log").is_file() and not (kept / "stamps.json").exists()
+    assert "Interrupted; the ledger and checkpoints written so far are kept." in rest
