@@ -62,13 +62,19 @@ def memory_bytes(limit: str | None) -> int | None:
     return int(limit.rstrip("kmg")) * unit
 
 
+def usable_cores() -> list[int]:
+    """The cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def core_shares(config: Config, slots: int, cores: list[int] | None = None) -> list[tuple[int, ...]]:
     """The cores each of ``slots`` local trials is pinned to: ``cpus`` cores each (rounded up), else
     an even share of ``cores`` (default: the cores this process may use); slots share cores
     round-robin when there are more trials than cores."""
     if cores is None:
-        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-            list(range(os.cpu_count() or 1))
+        cores = usable_cores()
     width = math.ceil(config.cpus) if config.cpus else len(cores) // max(slots, 1)
     width = min(max(width, 1), len(cores))
     return [tuple(cores[(k * width + i) % len(cores)] for i in range(width)) for k in range(slots)]
@@ -313,7 +319,7 @@ def run_slots(config: Config, repo_root: Path, backend: Backend, *, say: Say = p
                     **(chain_info or {})}
     say(f"\n== {config.parallel} trials at once on {backend.name}: each slot starts the next job as soon "
         "as it is free ==")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = len(usable_cores())
     if backend.name == "local" and config.parallel > cores:
         say(f"Note: {config.parallel} trials share {cores} cores here, so each trains slower; more trials "
             "than cores rarely reach the threshold sooner (README, Parallel trials).")
@@ -406,7 +412,7 @@ class _Slots:
             if error is not None and merged.outcome == FAILED:
                 self.errors.append((error, tail))
             self.say(f"  merged attempt {merged.attempt} (slot {done.slot}, trial {merged.trial} rung "
-                     f"{merged.rung}): {_result_text(merged, self.config)}")
+                     f"{merged.rung}): {rounds.trial_result(merged, self.config)}")
             if self.ending is None and merged.error != _stopped(self.stopping):
                 self._decide(merged)
 
@@ -458,9 +464,3 @@ def _merge_job(config: Config, ws: chain.Workspace, ledger: Ledger, done: _Job,
         record.error = _stopped(stopped_because)
     ledger_mod.save(ws.state_dir, ledger)
     return record
-
-
-def _result_text(record: Attempt, config: Config) -> str:
-    if record.outcome == FAILED or record.metric is None:
-        return f"failed: {chain._one_line(record.error or '', 160)}"
-    return f"{config.metric} {record.metric:.4f} ({record.outcome})"

@@ -55,12 +55,12 @@ def plan_round(config: Config, ledger: Ledger, pending: Sequence[TrialRun] = (),
     if config.max_epochs_total is None:
         return jobs
     left = max(config.max_epochs_total - ledger.total_epochs_trained()
-               - sum(job.epochs - job.initial_epoch for job in pending), 0)
+               - sum(job.epochs_to_train for job in pending), 0)
     planned = []
     for job in jobs:
         if left <= 0:
             break
-        trains = min(job.epochs - job.initial_epoch, left)
+        trains = min(job.epochs_to_train, left)
         planned.append(replace(job, epochs=job.initial_epoch + trains))
         left -= trains
     return planned
@@ -244,13 +244,16 @@ def decide(config: Config, ledger: Ledger, records: list[Attempt]) -> Decision:
 
 def round_line(records: list[Attempt], config: Config) -> str:
     """One line per trial of the round, for the terminal."""
-    lines = []
-    for r in records:
-        result = f"{config.metric} {wording.fmt_metric(r.metric)} ({r.outcome})" if r.metric is not None \
-            else f"failed: {wording.one_line(r.error or '', 120)}"
-        lines.append(f"  slot {(r.runner or {}).get('slot', '?')}: attempt {r.attempt}, trial {r.trial} "
-                     f"rung {r.rung}: {result}")
+    lines = [f"  slot {(r.runner or {}).get('slot', '?')}: attempt {r.attempt}, trial {r.trial} "
+             f"rung {r.rung}: {trial_result(r, config)}" for r in records]
     return f"Round {records[-1].round}:\n" + "\n".join(lines)
+
+
+def trial_result(record: Attempt, config: Config) -> str:
+    """``accuracy 0.9035 (reached)``, or ``failed: why`` for a trial without a metric."""
+    if record.metric is not None:
+        return f"{config.metric} {wording.fmt_metric(record.metric)} ({record.outcome})"
+    return f"failed: {wording.one_line(record.error or '', 120)}"
 
 
 def decide_trial(config: Config, ledger: Ledger, record: Attempt) -> Decision:

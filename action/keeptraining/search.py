@@ -118,6 +118,10 @@ class TrialRun:
     initial_epoch: int  # epochs in the checkpoint it resumes (0 for a new trial)
     resume_from: Attempt | None  # the trial's last run, whose checkpoint is resumed
 
+    @property
+    def epochs_to_train(self) -> int:
+        return self.epochs - self.initial_epoch
+
     def plan(self, attempt: int) -> Plan:
         return Plan(attempt, self.epochs, self.initial_epoch, self.resume_from)
 
@@ -426,7 +430,7 @@ def next_runs(config: Config, ledger: Ledger, k: int = 1, pending: Sequence[Tria
     trials = validated_trials(ledger, settings)
     left = _epochs_left(config, ledger)
     if left is not None:
-        left = max(left - sum(job.epochs - job.initial_epoch for job in pending), 0)
+        left = max(left - sum(job.epochs_to_train for job in pending), 0)
     running = [job for job in pending if job.rung == 0]
     jobs: list[TrialRun] = []
     while len(jobs) < k:
