@@ -68,9 +68,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("keeptraining") is None:  # not installed (scripts/setup.sh does): the source
     sys.path.insert(0, str(REPO_ROOT / "action"))
 
-from keeptraining import backend_docker, backends, chain, config, docker_image, strategy  # noqa: E402
+from keeptraining.backends import select as backends  # noqa: E402
+from keeptraining.backends.base import TrainRequest, TrainResult  # noqa: E402
+from keeptraining.backends.docker import image as docker_image  # noqa: E402
+from keeptraining.backends.docker import run as backend_docker  # noqa: E402
+from keeptraining.config import settings as config  # noqa: E402
+from keeptraining.engine import chain, strategy  # noqa: E402
 from keeptraining.errors import KeeptrainingError  # noqa: E402
-from keeptraining.train import TrainRequest, TrainResult  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "scripts" / "bench_results"
 README = REPO_ROOT / "README.md"
@@ -861,7 +865,7 @@ def run_search_chain(settings: SearchSettings, method: str, seed: int) -> Search
     """One chain, one `keeptraining attempt` process per attempt, until its decision ends it."""
     import yaml  # noqa: PLC0415
 
-    from keeptraining import ledger  # noqa: PLC0415
+    from keeptraining.state import ledger  # noqa: PLC0415
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"kt-bench-search-{method}-") as tmp:

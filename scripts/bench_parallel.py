@@ -110,7 +110,7 @@ def run_chain(settings: Settings, space: dict[str, Any], parallel: int, seed: in
     """``keeptraining run --parallel N`` (``--in-rounds``) in its own process, timed from start to end."""
     import yaml  # noqa: PLC0415
 
-    from keeptraining import ledger  # noqa: PLC0415
+    from keeptraining.state import ledger  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix=f"kt-bench-parallel-{parallel}-") as tmp:
         state = Path(tmp) / "state"

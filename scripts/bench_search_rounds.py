@@ -72,9 +72,10 @@ def search_chain(settings: Any, space: dict[str, Any], parallel: int, seed: int,
     import nn  # noqa: PLC0415 - the sample model, imported once per worker
     from bench_parallel import chain_config  # noqa: PLC0415
 
-    from keeptraining import chain, config, rounds, search, strategy  # noqa: PLC0415
-    from keeptraining.ledger import REACHED, Ledger  # noqa: PLC0415
-    from keeptraining.train import TrainResult  # noqa: PLC0415
+    from keeptraining.backends.base import TrainResult  # noqa: PLC0415
+    from keeptraining.config import settings as config  # noqa: PLC0415
+    from keeptraining.engine import chain, rounds, search, strategy  # noqa: PLC0415
+    from keeptraining.state.ledger import REACHED, Ledger  # noqa: PLC0415
 
     # The space goes in as the real chain's YAML has it (keys sorted): Optuna draws the values in the
     # order of the space, so another order would be another (equally valid) search.

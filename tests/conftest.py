@@ -11,7 +11,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from keeptraining import backend_docker, docker_image
+from keeptraining.backends.docker import image as docker_image
+from keeptraining.backends.docker import run as backend_docker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,10 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, TrainingImage
-from keeptraining import adapter, backend_docker, ledger
+from keeptraining import adapter
+from keeptraining.backends.docker import run as backend_docker
 from keeptraining.cli import main
+from keeptraining.state import ledger
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 

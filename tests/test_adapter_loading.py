@@ -16,8 +16,8 @@ import pytest
 
 from keeptraining import adapter
 from keeptraining.adapter import _keeptraining_adapter as inside
-from keeptraining.backend_local import run as run_local
-from keeptraining.train import TrainRequest
+from keeptraining.backends.base import TrainRequest
+from keeptraining.backends.local import run as run_local
 
 FAKE_KERAS = '''\
 __version__ = "{version}"

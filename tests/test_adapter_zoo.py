@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from keeptraining import ledger
 from keeptraining.cli import main
+from keeptraining.state import ledger
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,9 @@ import pytest
 
 from fakes import fake_repo, read_outputs
 from github_emulator import GitHubEmulator
-from keeptraining import dispatch, ledger
 from keeptraining.cli import main
+from keeptraining.github import dispatch
+from keeptraining.state import ledger
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from keeptraining import build_context, docker_image
+from keeptraining.backends.docker import build_context
+from keeptraining.backends.docker import image as docker_image
 
 DOCKERFILE = """\
 # a consumer's Dockerfile

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from fakes import fake_repo
-from keeptraining import chain, ledger
 from keeptraining.cli import main
+from keeptraining.engine import chain
+from keeptraining.state import ledger
 
 pytestmark = pytest.mark.integration
 

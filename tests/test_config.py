@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keeptraining import config
+from keeptraining.config import settings as config
 from keeptraining.errors import ConfigError
 
 

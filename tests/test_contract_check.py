@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from keeptraining import contract_check
+from keeptraining.contract import check as contract_check
+from keeptraining.contract.metrics import Metrics
+from keeptraining.engine.strategy import Plan
 from keeptraining.errors import ContractViolation
-from keeptraining.ledger import Attempt
-from keeptraining.metrics import Metrics
-from keeptraining.strategy import Plan
+from keeptraining.state.ledger import Attempt
 
 
 def keras_log(first: int, last: int, total: int, early: bool = False) -> str:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from keeptraining import config as config_mod
-from keeptraining import data_cache
 from keeptraining.cli import main
-from keeptraining.data_cache import DATA, IN_USE, MANIFEST, Session
+from keeptraining.config import settings as config_mod
+from keeptraining.state import data_cache
+from keeptraining.state.data_cache import DATA, IN_USE, MANIFEST, Session
 
 COMMIT = "c0ffee" + "0" * 34
 GITHUB = {"GITHUB_ACTIONS": "true", "RUNNER_TOOL_CACHE": "/opt/hostedtoolcache",

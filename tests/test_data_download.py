@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from conftest import TrainingImage
-from keeptraining import ledger
 from keeptraining.cli import main
+from keeptraining.state import ledger
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 

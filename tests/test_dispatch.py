@@ -19,8 +19,9 @@ from github_emulator import (
     OpenAPISubset,
     WorkflowInput,
 )
-from keeptraining import dispatch as dispatch_module
-from keeptraining.dispatch import (
+from keeptraining.errors import DispatchError
+from keeptraining.github import dispatch as dispatch_module
+from keeptraining.github.dispatch import (
     MAX_DISPATCH_TRIES,
     SECONDARY_RATE_LIMIT_WAIT,
     DispatchResult,
@@ -29,7 +30,6 @@ from keeptraining.dispatch import (
     dispatch_next,
     workflow_from_ref,
 )
-from keeptraining.errors import DispatchError
 
 TOKEN = "ghs_Dispatch0Secret1Token2Value3XYZ"
 WORKFLOW_FILE = "continuous-training.yml"

@@ -27,9 +27,10 @@ import docker
 import pytest
 
 from conftest import REPO_ROOT, TrainingImage
-from keeptraining import backend_docker, docker_image
+from keeptraining.backends.base import TrainRequest, TrainResult
+from keeptraining.backends.docker import image as docker_image
+from keeptraining.backends.docker import run as backend_docker
 from keeptraining.errors import BackendUnavailable, ConfigError, ImageBuildError, TrainingError
-from keeptraining.train import TrainRequest, TrainResult
 
 EXPECTED_UID = backend_docker.CONTAINER_UID if os.getuid() == 0 else os.getuid()
 

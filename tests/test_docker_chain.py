@@ -15,8 +15,8 @@ import docker
 import pytest
 
 from conftest import REPO_ROOT, TrainingImage
-from keeptraining import ledger
 from keeptraining.cli import main
+from keeptraining.state import ledger
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 

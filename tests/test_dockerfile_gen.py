@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keeptraining import dockerfile_gen
+from keeptraining.backends.docker import dockerfile as dockerfile_gen
 from keeptraining.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

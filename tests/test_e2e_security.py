@@ -55,7 +55,7 @@ from act_driver import (
 )
 from github_box import GitHubBox
 from github_emulator import GitHubEmulator
-from keeptraining import registry
+from keeptraining.backends.docker import registry
 from smtp_server import Certs, SmtpTestServer, make_certificates
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]

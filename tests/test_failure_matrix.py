@@ -20,8 +20,11 @@ import pytest
 
 from fakes import fake_repo
 from github_emulator import GitHubEmulator
-from keeptraining import dispatch, ledger, metrics, strategy
 from keeptraining.cli import main
+from keeptraining.contract import metrics
+from keeptraining.engine import strategy
+from keeptraining.github import dispatch
+from keeptraining.state import ledger
 from smtp_server import SmtpTestServer
 from test_attempt_step import HEAD, TOKEN, read_outputs
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from keeptraining import cli, hooks
+from keeptraining import cli
+from keeptraining.commands import hooks
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fakes import fake_repo
-from keeptraining import ledger
+from keeptraining.state import ledger
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,8 @@ from typing import Any
 import docker
 import pytest
 
-from keeptraining import ledger, registry
+from keeptraining.backends.docker import registry
+from keeptraining.state import ledger
 from registry_server import RegistryServer, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from keeptraining import ledger
 from keeptraining.errors import LedgerError
+from keeptraining.state import ledger
 
 
 def sample() -> ledger.Ledger:

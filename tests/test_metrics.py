@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from keeptraining import metrics
+from keeptraining.contract import metrics
 from keeptraining.errors import MetricError
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from keeptraining import config as config_mod
-from keeptraining import network
+from keeptraining.backends.docker import network
+from keeptraining.config import settings as config_mod
 from keeptraining.errors import ConfigError
 
 # What scripts print when the container has no network (Keras's get_file wraps urllib's error).

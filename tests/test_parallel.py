@@ -23,11 +23,16 @@ from typing import Any
 import pytest
 
 from fakes import read_outputs
-from keeptraining import backend_local, config, ledger, parallel, report, round_report, rounds
+from keeptraining.backends import local as backend_local
+from keeptraining.backends.base import TrainRequest
 from keeptraining.cli import main
+from keeptraining.config import settings as config
+from keeptraining.engine import parallel, rounds
 from keeptraining.errors import ConfigError
-from keeptraining.ledger import Attempt, Ledger
-from keeptraining.train import TrainRequest
+from keeptraining.reports import rounds_table as round_report
+from keeptraining.reports import summary as report
+from keeptraining.state import ledger
+from keeptraining.state.ledger import Attempt, Ledger
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from keeptraining import backend_docker, ledger
+from keeptraining.backends.base import TrainRequest
+from keeptraining.backends.docker import run as backend_docker
 from keeptraining.cli import main
 from keeptraining.errors import TrainingError
-from keeptraining.train import TrainRequest
+from keeptraining.state import ledger
 
 pytestmark = pytest.mark.docker
 

@@ -16,9 +16,10 @@ import matplotlib
 import matplotlib.image
 import pytest
 
-from keeptraining import report, strategy
-from keeptraining.config import Config, resolve
-from keeptraining.ledger import BELOW, FAILED, REACHED, Attempt, Ledger
+from keeptraining.config.settings import Config, resolve
+from keeptraining.engine import strategy
+from keeptraining.reports import summary as report
+from keeptraining.state.ledger import BELOW, FAILED, REACHED, Attempt, Ledger
 
 REPO = "owner/repo"
 SERVER = "https://github.com"

@@ -16,9 +16,10 @@ import pytest
 
 from fakes import fake_repo, read_outputs
 from github_emulator import EmulatedRun, EmulatedWorkflow, GitHubEmulator
-from keeptraining import ledger, restore
 from keeptraining.cli import main
 from keeptraining.errors import ConfigError, RestoreError
+from keeptraining.github import restore
+from keeptraining.state import ledger
 from results_service import ArtifactStore, Blob, BlobStore, Identity, RuntimeTokens, utcnow
 
 TOKEN = "ghs_restoreTestToken0123456789"

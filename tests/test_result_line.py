@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from keeptraining import metrics, result_line
+from keeptraining.contract import metrics, result_line
 from keeptraining.errors import MetricError
 
 PROGRESS = "19/19 - 0s - 6ms/step - accuracy: 0.9900 - loss: 0.0312 - val_accuracy: 0.5000 - val_loss: 2.1"

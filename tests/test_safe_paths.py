@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from keeptraining import safe_paths
 from keeptraining.errors import PathRefused
+from keeptraining.state import safe_paths
 
 
 @pytest.fixture

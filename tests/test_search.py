@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from keeptraining import config, ledger, search, search_space, strategy
 from keeptraining.cli import main
+from keeptraining.config import search_space
+from keeptraining.config import settings as config
+from keeptraining.engine import search, strategy
 from keeptraining.errors import ConfigError, LedgerError
-from keeptraining.ledger import BELOW, FAILED, REACHED, Attempt, Ledger
+from keeptraining.state import ledger
+from keeptraining.state.ledger import BELOW, FAILED, REACHED, Attempt, Ledger
 
 SPACE = {
     "learning_rate": {"type": "float", "low": 0.0001, "high": 0.3, "log": True},
@@ -370,7 +373,8 @@ def test_a_failed_trial_does_not_end_the_search_but_three_in_a_row_do() -> None:
 
 
 def test_reports_show_every_trial_escaped_and_survive_a_foreign_ledger(tmp_path: Path) -> None:
-    from keeptraining import report, search_report  # noqa: PLC0415
+    from keeptraining.reports import search_table as search_report  # noqa: PLC0415
+    from keeptraining.reports import summary as report  # noqa: PLC0415
 
     space = {"optimizer": {"type": "categorical", "choices": ["sgd", "<b>adam|x</b>"]}}
     config_ = cfg(space, max_attempts=3)

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from github_emulator import GitHubEmulator
-from keeptraining import ledger
 from keeptraining.cli import main
+from keeptraining.state import ledger
 from test_attempt_step import read_outputs
 
 pytestmark = pytest.mark.integration

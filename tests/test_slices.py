@@ -19,10 +19,13 @@ from pathlib import Path
 import pytest
 
 from fakes import fake_repo, read_outputs
-from keeptraining import chain, dispatch, ledger, report, restore, slices, strategy, time_budget
-from keeptraining import config as config_mod
+from keeptraining.config import settings as config_mod
+from keeptraining.engine import chain, slices, strategy, time_budget
 from keeptraining.errors import LedgerError, RestoreError, SliceError
-from keeptraining.ledger import BELOW, FAILED, REACHED, SLICED, Attempt, Ledger
+from keeptraining.github import dispatch, restore
+from keeptraining.reports import summary as report
+from keeptraining.state import ledger
+from keeptraining.state.ledger import BELOW, FAILED, REACHED, SLICED, Attempt, Ledger
 
 STATE = ".keeptraining"
 

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from conftest import TrainingImage
-from keeptraining import ledger
-from keeptraining.ledger import BELOW, SLICED
+from keeptraining.state import ledger
+from keeptraining.state.ledger import BELOW, SLICED
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 SCRIPT = "slow_epochs.py"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from keeptraining import config, strategy
-from keeptraining.ledger import BELOW, FAILED, REACHED, Attempt, Ledger
+from keeptraining.config import settings as config
+from keeptraining.engine import strategy
+from keeptraining.state.ledger import BELOW, FAILED, REACHED, Attempt, Ledger
 
 
 def cfg(**overrides: Any) -> config.Config:

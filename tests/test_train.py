@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keeptraining.train import TrainResult
+from keeptraining.backends.base import TrainResult
 
 
 def test_tail_is_the_end_of_the_log() -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from fakes import fake_repo
-from keeptraining import command_check, dockerfile_gen
+from keeptraining.backends.docker import dockerfile as dockerfile_gen
 from keeptraining.cli import main
+from keeptraining.contract import command_check
 
 
 def validate(repo: Path, *args: str) -> int:

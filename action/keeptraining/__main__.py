@@ -1,3 +1,3 @@
-from .cli import entrypoint
+from keeptraining.cli import entrypoint
 
 entrypoint()

@@ -28,29 +28,23 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import (
-    __version__,
-    attempt_step,
-    backends,
-    chain,
-    command_check,
-    data_cache,
-    gha,
-    hooks,
-    ledger,
-    notify,
-    parallel,
-    registry,
-    report,
-    restore,
-    round_step,
-    rounds,
-    search_report,
-    state_lock,
-    strategy,
-)
-from . import config as config_mod
-from .errors import ConfigError, InternalError, KeeptrainingError
+from keeptraining import __version__
+from keeptraining.backends import select as backends
+from keeptraining.backends.docker import registry
+from keeptraining.commands import hooks
+from keeptraining.config import settings as config_mod
+from keeptraining.contract import command_check
+from keeptraining.engine import chain, parallel, rounds, strategy
+from keeptraining.errors import ConfigError, InternalError, KeeptrainingError
+from keeptraining.github import restore
+from keeptraining.jobs import attempt as attempt_step
+from keeptraining.jobs import rounds as round_step
+from keeptraining.output import workflow_commands as gha
+from keeptraining.reports import mail as notify
+from keeptraining.reports import search_table as search_report
+from keeptraining.reports import summary as report
+from keeptraining.state import data_cache, ledger
+from keeptraining.state import lock as state_lock
 
 _LIST_KEYS = {"mail_to", "notify_on"}
 _FILE_ONLY = {"search"}  # a mapping of ranges: written in the config file, never a flag or an input

@@ -1,0 +1,210 @@
+"""The GitHub jobs of a round of parallel trials (``parallel: N``, the reusable workflow).
+
+A round is one workflow run: a matrix of N trial jobs, then one merge job.
+
+* ``keeptraining trial`` (``run_trial``), in each trial job: restore the previous round's chain
+  state like any attempt (restore.py), plan the round from it (rounds.plan_round) and train this
+  job's slot into ``.keeptraining-trial/slot-<k>/``, which the action uploads as the artifact
+  ``keeptraining-trial-<k>``.
+  A trial that fails is recorded as failed there and the job succeeds: the round goes on, the merge
+  decides. A slot the round does not need (the budget or the grid has fewer trials left) trains
+  nothing. A trial job never dispatches, mails or holds the SMTP secrets.
+* ``keeptraining merge``, in the merge job (``needs`` every trial job, runs even when one failed):
+  attempt_step.run with ``merge`` set, whose training is ``merge``: the same restored state, the
+  trials' artifacts downloaded into ``.keeptraining-trials/slot-<k>/``, merged
+  (rounds.merge_round), decided as one round; then, as for any attempt, the dispatch of the next
+  round (exactly once: a re-run of a trial job re-runs the merge, which finds the next round
+  already dispatched), outputs, summary, commit status and, at the end, the one mail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from keeptraining.backends import select as backends
+from keeptraining.config.settings import Config
+from keeptraining.engine import chain, parallel, rounds, strategy
+from keeptraining.errors import ConfigError, KeeptrainingError, LedgerError, RestoreError, TrainingError
+from keeptraining.github import commit_status, restore
+from keeptraining.jobs import attempt as attempt_step
+from keeptraining.output import wording
+from keeptraining.output import workflow_commands as gha
+from keeptraining.reports import rounds_table as round_report
+from keeptraining.reports import summary as report
+from keeptraining.state import ledger as ledger_mod
+from keeptraining.state import lock as state_lock
+
+# A trial job writes its result into <TRIAL_DIR>/slot-<k>/ and uploads <TRIAL_DIR> as the artifact
+# keeptraining-trial-<k>; the merge job downloads every keeptraining-trial-* into one folder
+# (merge-multiple: download-artifact puts a lone artifact straight into its path, so the slot's
+# folder travels inside the artifact), giving <TRIALS_DIR>/slot-<k>/.
+TRIAL_DIR = ".keeptraining-trial"
+TRIALS_DIR = ".keeptraining-trials"
+MAX_SLOT = 20  # the schema's bound on parallel (and the reusable workflow's matrix table)
+
+
+def slot_number(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """This trial job's slot: ``--slot`` or the action input ``trial`` (the matrix value), 1..20."""
+    raw = str(args.slot) if getattr(args, "slot", None) is not None else env.get("KT_INPUT_TRIAL", "").strip()
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_SLOT):
+        raise ConfigError(f"trial = {raw[:20]!r} is not a trial slot; expected a whole number from 1 to "
+                          f"{MAX_SLOT} (the reusable workflow passes its matrix value).")
+    return int(raw)
+
+
+def runner_info(env: Mapping[str, str]) -> dict[str, Any]:
+    """Which job and runner trained the trial, for the ledger (names only, never a token)."""
+    names = {"job": "GITHUB_JOB", "runner": "RUNNER_NAME", "os": "RUNNER_OS", "arch": "RUNNER_ARCH"}
+    return {key: wording.one_line(env[var], 100) for key, var in names.items() if env.get(var)}
+
+
+def _round_start(args: argparse.Namespace, env: Mapping[str, str], ledger: ledger_mod.Ledger) -> int:
+    """The round's first attempt, from the restored ledger; the ``attempt`` input must agree."""
+    first = rounds.first_attempt(ledger)
+    given = attempt_step.attempt_number(args, env)
+    if given is not None and given != first:
+        hint = (f"Dispatch attempt {first} with the run of the previous round as resume-run-id, or start a "
+                f"new chain. {restore.fresh_chain_hint()}")
+        raise LedgerError(f"This round starts at attempt {first} (the chain state's next), not attempt "
+                          f"{given}.", hint=hint)
+    return first
+
+
+# --------------------------------------------------------------------------- a trial job
+
+
+def run_trial(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.environ) -> int:
+    """``keeptraining trial``: train this job's slot of the round; the merge job records and decides."""
+    try:
+        return _trial(args, config, env)
+    except KeeptrainingError as exc:
+        gha.set_outputs({"slot": "", "chain-status": strategy.CHAIN_FAILED})
+        gha.write_summary(report.failure_summary(wording.one_line(f"Trial job failed: {exc.message}", 300),
+                                                 exc.title, exc.message, exc.hint))
+        raise
+
+
+def _trial(args: argparse.Namespace, config: Config, env: Mapping[str, str]) -> int:
+    slot = slot_number(args, env)
+    info = attempt_step.chain_info(args, env)
+    restore.parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
+    ws = chain.workspace(config, args.repo)
+    with state_lock.hold(ws.state_dir):
+        problem = restore.problem(env, ws.state_dir, str(info.get("commit", "")),
+                                  attempt_step.attempt_number(args, env))
+        if problem is not None:
+            raise RestoreError(f"Trial slot {slot} cannot train: {problem.message}",
+                               hint="The merge job of this round records it and ends the chain.")
+        ledger = ledger_mod.load(ws.state_dir)
+        first = _round_start(args, env, ledger)
+        jobs = rounds.plan_round(config, ledger)
+        folder = _fresh_trial_dir(ws.repo_root / TRIAL_DIR) / f"slot-{slot}"
+        if slot > len(jobs):
+            print(f"Slot {slot} trains nothing: this round has {wording.plural(len(jobs), 'trial')} "
+                  "(the search's budget or grid has no more).")
+            gha.set_outputs({"slot": "", "chain-status": strategy.CONTINUE})
+            return 0
+        round_no, job = rounds.round_number(ledger), jobs[slot - 1]
+        if slot == 1:
+            _post_round_status(config, env, info, round_no, first, len(jobs))
+        record, error = _train(args, config, env, ws, ledger, job, slot, folder, round_no)
+    gha.set_outputs({"slot": str(slot), "attempt": str(record.attempt), "trial": str(record.trial),
+                     "accuracy": f"{record.metric:.4f}" if record.metric is not None else "",
+                     "outcome": record.outcome, "chain-status": strategy.CONTINUE})
+    gha.write_summary(round_report.trial_summary(record, config))
+    if error is not None:
+        gha.warn(f"Trial {record.trial} (attempt {record.attempt}, slot {slot}) failed; it is recorded, and "
+                 f"the round's merge job decides: {error.message}", title=error.title)
+    return 0
+
+
+def _train(args: argparse.Namespace, config: Config, env: Mapping[str, str], ws: chain.Workspace,
+           ledger: ledger_mod.Ledger, job: Any, slot: int, folder: Path,
+           round_no: int) -> tuple[ledger_mod.Attempt, KeeptrainingError | None]:
+    """The slot's training; a backend that cannot run (no engine, a failed image build) is the trial's
+    failure, recorded for the merge like any other."""
+    run_info = attempt_step.run_info(env)
+    try:
+        backend = backends.select(config, args.repo, allow_local_fallback=False, say=print, on_line=print)
+    except KeeptrainingError as exc:
+        number = rounds.first_attempt(ledger) + slot - 1
+        record = rounds.failed_record(config, job, number, slot, round_no, exc.message)
+        record.run, record.runner = dict(run_info), {"slot": slot, **runner_info(env)}
+        rounds.write_result(folder, record)
+        return record, exc
+    record, error, _tail = parallel.train_slot(
+        config, ws, backend, ledger, job, slot, folder, round_no=round_no, run_info=run_info,
+        runner=runner_info(env), say=print)
+    return record, error
+
+
+def _fresh_trial_dir(folder: Path) -> Path:
+    """The trial's result folder, empty (one left on a self-hosted runner by an earlier job goes)."""
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    elif folder.is_dir():
+        shutil.rmtree(folder)
+    return folder
+
+
+def _post_round_status(config: Config, env: Mapping[str, str], info: Mapping[str, Any], round_no: int,
+                       first: int, count: int) -> None:
+    """Slot 1 sets the commit status to pending while the round trains (the merge sets the verdict)."""
+    if not (config.commit_status and info.get("commit")):
+        return
+    ctx = attempt_step._github_context(env, attempt_step._token(env), info)
+    if ctx is None:
+        return
+    last = first + count - 1
+    url = attempt_step.run_info(env).get("url")
+    target = f"{config.metric} ≥ {report.fmt_threshold(config.threshold)}"
+    status = commit_status.Status("pending", f"Training round {round_no}: attempts {first}-{last}/"
+                                  f"{config.max_attempts}, {target}", str(url) if url else None)
+    commit_status.post(ctx, str(info["commit"]), status)
+
+
+# --------------------------------------------------------------------------- the merge job
+
+
+def merge(args: argparse.Namespace, config: Config, env: Mapping[str, str], info: Mapping[str, Any],
+          unrestored: RestoreError | None) -> chain.AttemptReport:
+    """The merge job's "training" (attempt_step.run with ``merge``): the round's results, merged."""
+    if unrestored is not None:  # every trial job met the same state: nothing of this round can be merged
+        raise unrestored
+    ws = chain.workspace(config, args.repo)
+    ledger = ledger_mod.load(ws.state_dir)
+    _round_start(args, env, ledger)
+    jobs = rounds.plan_round(config, ledger)
+    if not jobs:
+        raise LedgerError("This round had no trial to train: the search's budget or grid was used up.",
+                          hint=restore.fresh_chain_hint())
+    round_no = rounds.round_number(ledger)
+    downloads = ws.repo_root / TRIALS_DIR
+    folders = {slot: downloads / f"slot-{slot}" for slot in range(1, len(jobs) + 1)}
+    ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric, **info}
+    records = rounds.merge_round(config, ws.state_dir, ledger, jobs, folders, round_no=round_no)
+    decision = rounds.decide(config, ledger, records)
+    print(rounds.round_line(records, config))
+    error = None
+    if decision.kind == strategy.CHAIN_FAILED:
+        error = TrainingError(f"all {wording.plural(len(records), 'trial')} of round {round_no} failed; the "
+                              f"first: {records[0].error or 'no metric was recorded'}",
+                              hint="Each trial job's log and summary show its error.")
+    return chain.AttemptReport(rounds.representative(records), decision, ledger, error)
+
+
+def reject_single_job(config: Config, env: Mapping[str, str]) -> None:
+    """``keeptraining attempt`` is one attempt: a round of parallel trials needs the trial and merge jobs."""
+    role = env.get("KT_INPUT_ROLE", "").strip()
+    if role not in ("", "attempt"):
+        raise ConfigError(f"role = {role[:20]!r} is not valid; expected attempt, trial or merge.")
+    if config.parallel > 1:
+        raise ConfigError(f"parallel = {config.parallel} trains its trials as a matrix of jobs; this job is "
+                          "one attempt (role: attempt).",
+                          hint="Call keeptraining's reusable workflow (README: Parallel trials), or run "
+                               "`keeptraining trial` in a matrix job per slot, then `keeptraining merge`.")

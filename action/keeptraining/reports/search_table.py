@@ -1,0 +1,258 @@
+"""What a person reads about a search: the best values, every trial, and a chart.
+
+Used by report.py (terminal, job summary, chart.png) and notify.py (the mail) when
+``strategy: search``. Like report.py, every value from the ledger is escaped for where it
+goes; a ledger that does not validate against the search (search.validated_trials) gives no
+search section rather than an error, so a failure report is never lost for it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from keeptraining.config.settings import Config
+from keeptraining.engine import search
+from keeptraining.engine.search import Trial
+from keeptraining.errors import LedgerError
+from keeptraining.reports import summary as report
+from keeptraining.state.ledger import SLICED, Ledger
+
+# Status of a trial, as the tables show it.
+REACHED = "reached"
+FAILED = "failed"
+PROMOTABLE = "may be promoted"
+STOPPED = "stopped"  # below the threshold and not among the best of its rung: not continued
+UNFINISHED = "unfinished"  # its run's time ran out: its next run goes on (slices.py)
+_STATUS_COLOURS = {REACHED: "#1a7f37", FAILED: "#cf222e", PROMOTABLE: "#0969da", STOPPED: "#8c959f",
+                   UNFINISHED: "#0969da"}
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    values: dict[str, str]  # name -> formatted value
+    rung: int
+    epochs: int
+    result: float | None  # the trial's best metric
+    status: str
+    attempts: tuple[int, ...]
+
+
+def trials(ledger: Ledger, config: Config) -> list[Trial]:
+    """The ledger's trials, or none when it does not fit this search."""
+    if config.strategy != search.SEARCH or not ledger.attempts:
+        return []
+    try:
+        return search.validated_trials(ledger, config.search_settings())
+    except LedgerError:
+        return []
+
+
+def status(trial: Trial, all_trials: list[Trial], config: Config, ledger: Ledger) -> str:
+    if trial.reached:
+        return REACHED
+    if trial.failed:
+        return FAILED
+    if trial.last.outcome == SLICED:
+        return UNFINISHED
+    settings = config.search_settings()
+    left = config.max_attempts - (ledger.last.attempt if ledger.last else 0)
+    if any(t.reached for t in all_trials):
+        left = 0  # the search has ended: nothing will be promoted any more
+    grows = config.max_epochs is None or trial.epochs < config.max_epochs
+    if grows and search.may_be_promoted(trial, all_trials, settings.reduction_factor, left):
+        return PROMOTABLE
+    return STOPPED
+
+
+def rows(ledger: Ledger, config: Config) -> list[TrialRow]:
+    found = trials(ledger, config)
+    return [TrialRow(t.number, {k: search.format_value(v) for k, v in t.params.items()}, t.rung, t.epochs,
+                     t.best, status(t, found, config, ledger), tuple(r.attempt for r in t.runs))
+            for t in found]
+
+
+def best_line(ledger: Ledger, config: Config) -> str:
+    """``Best trial 3: accuracy 0.9312 with learning_rate=0.03, optimizer=adam (30 epochs, attempt 9).``"""
+    best = search.best_trial(trials(ledger, config))
+    if best is None or best.best is None:
+        return ""
+    run = max((r for r in best.runs if r.metric is not None), key=lambda r: r.metric or 0.0)
+    where = ""
+    if run.round is not None:  # parallel trials: which round, slot and runner trained it
+        runner = run.runner or {}
+        name = f" on {report.one_line(runner['runner'], 100)}" if runner.get("runner") else ""
+        where = f", round {run.round} slot {runner.get('slot', '?')}{name}"
+    return (f"Best trial {best.number}: {report.one_line(config.metric, 40)} {best.best:.4f} with "
+            f"{report.one_line(search.values_text(best.params), 300)} ({best.epochs} epochs, "
+            f"attempt {run.attempt}{where}).")
+
+
+def _metric(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def trials_table(ledger: Ledger, config: Config) -> str:
+    """Every trial as an aligned text table (terminal and the mail's text part)."""
+    found = rows(ledger, config)
+    if not found:
+        return ""
+    names = list(found[0].values)
+    header = ["Trial", *(report.one_line(n, 24) for n in names), "Rung", "Epochs",
+              report.one_line(config.metric, 20), "Status"]
+    body = [[str(r.number), *(report.one_line(r.values[n], 24) for n in names), str(r.rung), str(r.epochs),
+             _metric(r.result), r.status] for r in found]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+             for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def trials_markdown(ledger: Ledger, config: Config) -> str:
+    found = rows(ledger, config)
+    if not found:
+        return ""
+    names = list(found[0].values)
+    lines = ["| Trial | " + " | ".join(report.md_escape(n, 40) for n in names) +
+             f" | Rung | Epochs | {report.md_escape(config.metric, 40)} | Status | Attempts |",
+             "| ---: | " + " | ".join("---" for _ in names) + " | ---: | ---: | ---: | --- | --- |"]
+    for r in found:
+        cells = " | ".join(report.md_escape(r.values[n], 60) for n in names)
+        lines.append(f"| {r.number} | {cells} | {r.rung} | {r.epochs} | {_metric(r.result)} | {r.status} "
+                     f"| {', '.join(str(a) for a in r.attempts)} |")
+    return "\n".join(lines)
+
+
+def trials_html(ledger: Ledger, config: Config) -> str:
+    found = rows(ledger, config)
+    if not found:
+        return ""
+    names = list(found[0].values)
+    cell = 'style="padding:4px 10px;border:1px solid #ddd"'
+    head = "".join(f"<th {cell}>{report.html_text(h, 40)}</th>"
+                   for h in ["Trial", *names, "Rung", "Epochs", config.metric, "Status"])
+    out = [f'<table style="border-collapse:collapse;font-size:14px"><tr>{head}</tr>']
+    for r in found:
+        values = [str(r.number), *(r.values[n] for n in names), str(r.rung), str(r.epochs),
+                  _metric(r.result), r.status]
+        out.append("<tr>" + "".join(f"<td {cell}>{report.html_text(v, 60)}</td>" for v in values) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def mermaid_chart(ledger: Ledger, config: Config) -> str:
+    """A mermaid bar chart of each trial's best result, with the threshold as a line."""
+    found = [r for r in rows(ledger, config) if r.result is not None]
+    if not found:
+        return "_No trial has reported a result yet._"
+    metric = "".join(c for c in config.metric if c.isalnum() or c in "_ .-")[:40] or "metric"
+    threshold = report.fmt_threshold(config.threshold)
+    values = [r.result or 0.0 for r in found]
+    low = max(0.0, math.floor((min([*values, config.threshold]) - 0.05) * 10) / 10)
+    return "\n".join([
+        "```mermaid", "xychart-beta",
+        f'    title "best {metric} per trial (threshold {threshold})"',
+        f'    x-axis "trial" [{", ".join(str(r.number) for r in found)}]',
+        f'    y-axis "{metric}" {low:g} --> 1',
+        f"    bar [{', '.join(f'{v:.4f}' for v in values)}]",
+        f"    line [{', '.join(threshold for _ in found)}]",
+        "```"])
+
+
+def _mermaid_label(text: str) -> str:
+    return "".join(c for c in text if c.isalnum() or c in "_.+-")[:24] or "?"
+
+
+def mermaid_param_charts(ledger: Ledger, config: Config) -> str:
+    """One mermaid bar chart per parameter: the best result at each value tried, values in order."""
+    found = [r for r in rows(ledger, config) if r.result is not None]
+    metric = _mermaid_label(config.metric)
+    blocks = []
+    for param in config.search_settings().space:
+        best: dict[str, float] = {}
+        for r in found:
+            label = r.values[param.name]
+            best[label] = max(best.get(label, 0.0), r.result or 0.0)
+        if not best:
+            continue
+        order = [search.format_value(c) for c in param.choices] if param.type == "categorical" else \
+            sorted(best, key=float)
+        labels = [label for label in order if label in best]
+        categories = ", ".join('"' + _mermaid_label(x) + '"' for x in labels)
+        blocks.append("\n".join([
+            "```mermaid", "xychart-beta",
+            f'    title "best {metric} by {_mermaid_label(param.name)}"',
+            f'    x-axis "{_mermaid_label(param.name)}" [{categories}]',
+            f'    y-axis "{metric}" 0 --> 1',
+            f"    bar [{', '.join(f'{best[x]:.4f}' for x in labels)}]",
+            "```"]))
+    return "\n\n".join(blocks)
+
+
+def summary_markdown(ledger: Ledger, config: Config) -> str:
+    """The search part of the job summary: the best values, every trial, the chart."""
+    table = trials_markdown(ledger, config)
+    if not table:
+        return ""
+    best = best_line(ledger, config)
+    return "\n\n".join(p for p in ["### Search", report.md_escape(best, 400) if best else "", table,
+                                   mermaid_chart(ledger, config), mermaid_param_charts(ledger, config)] if p)
+
+
+def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
+    """chart.png for a search: each trial's result, then each parameter against the result."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - slow import
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    found = rows(ledger, config)
+    params = list(config.search_settings().space)
+    panels = 1 + len(params)
+    columns = min(panels, 3)
+    lines = math.ceil(panels / columns)
+    width, height = report.CHART_SIZE_PX
+    fig = Figure(figsize=(width / report.CHART_DPI, max(height, 300 * lines) / report.CHART_DPI),
+                 dpi=report.CHART_DPI)
+    canvas = FigureCanvasAgg(fig)
+    metric = report.one_line(config.metric, 40)
+    try:
+        scored = [r for r in found if r.result is not None]
+        ax = fig.add_subplot(lines, columns, 1)
+        ax.bar([r.number for r in scored], [r.result or 0.0 for r in scored],
+               color=[_STATUS_COLOURS[r.status] for r in scored])
+        ax.axhline(config.threshold, color="crimson", linestyle="--", linewidth=1.2)
+        ax.set_xlabel("trial")
+        ax.set_ylabel(metric, parse_math=False)
+        ax.set_title(f"{metric} per trial", fontsize=10, parse_math=False)
+        for i, param in enumerate(params, start=2):
+            _param_panel(fig.add_subplot(lines, columns, i), param, scored, config)
+        fig.suptitle(report.one_line(best_line(ledger, config) or "No trial has reported a result yet.", 110),
+                     fontsize=10)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        canvas.print_png(str(path))
+    finally:
+        fig.clear()
+    return path
+
+
+def _param_panel(ax: object, param: search.Param, scored: list[TrialRow], config: Config) -> None:
+    """One parameter against the result; categories at fixed positions, a log axis for log ranges."""
+    from matplotlib.axes import Axes  # noqa: PLC0415
+
+    assert isinstance(ax, Axes)
+    if param.type == "categorical":
+        labels = [search.format_value(c) for c in param.choices]
+        xs: list[float] = [float(labels.index(r.values[param.name])) if r.values[param.name] in labels
+                           else math.nan for r in scored]
+        ax.set_xticks(range(len(labels)), [report.one_line(label, 12) for label in labels])
+    else:
+        xs = [float(r.values[param.name]) for r in scored]
+        if param.log:
+            ax.set_xscale("log")
+    ax.scatter(xs, [r.result or 0.0 for r in scored], c=[_STATUS_COLOURS[r.status] for r in scored], s=24)
+    ax.axhline(config.threshold, color="crimson", linestyle="--", linewidth=1.0)
+    ax.set_xlabel(report.one_line(param.name, 40), parse_math=False)
+    ax.grid(True, alpha=0.3)
