@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench.py --cold --quick           # CI: a tiny image and script, ~2 min
 
 Each attempt is one real run of README's workflow (the real composite action, the official
-actions) under act, against GitHub in a box (tests/github_box.py: REST API, artifacts, the
+actions) under act, against GitHub in a box (tests/services/github_box.py: REST API, artifacts, the
 actions cache), on the real Docker engine, with a real registry (Debian's docker-registry,
 scripts/docker-registry.sh). The consumer repository is the sample model with the
 repository's Dockerfile and no ``.dockerignore``; a random label right after ``FROM`` makes
@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))  # GitHub in a box, the act driver,
 
 import docker  # noqa: E402
 
-from act_driver import (  # noqa: E402
+from services.act_driver import (  # noqa: E402
     CT_WORKFLOW,
     README_ACTION,
     ActChain,
@@ -68,8 +68,8 @@ from act_driver import (  # noqa: E402
     readme_workflow,
     require_official_actions,
 )
-from github_box import GitHubBox  # noqa: E402
-from registry_server import RegistryServer  # noqa: E402
+from services.github_box import GitHubBox  # noqa: E402
+from services.registry_server import RegistryServer  # noqa: E402
 
 #: The last commit before issue 12: "today's" action (pip install, the image built on every runner).
 BASELINE_REF = "df2362b"

@@ -246,7 +246,7 @@ def costs_from_act(work: Path) -> dict[str, Any]:
     """Fixed costs measured under act: one round of README's parallel workflow (two trial jobs and the
     merge job) and one attempt of README's workflow, each with a tiny stand-in script."""
     sys.path.insert(0, str(REPO_ROOT / "tests"))
-    from act_driver import (  # noqa: PLC0415
+    from services.act_driver import (  # noqa: PLC0415
         CT_WORKFLOW,
         ActChain,
         consumer_repo,
@@ -255,7 +255,7 @@ def costs_from_act(work: Path) -> dict[str, Any]:
         readme_workflow,
         warm_tool_cache,
     )
-    from github_box import GitHubBox  # noqa: PLC0415
+    from services.github_box import GitHubBox  # noqa: PLC0415
 
     script = (REPO_ROOT / "tests" / "fixtures" / "fake_search_train.py").read_text()
     config = ("epochs: 20\nmax_attempts: 2\nstrategy: search\nbackend: local\nsearch:\n  seed: 1\n  space:\n"

@@ -2,7 +2,7 @@
 """Refresh tests/data/github-openapi-subset.json from GitHub's published OpenAPI description.
 
 keeptraining calls a handful of GitHub REST operations. The local GitHub emulator
-(tests/github_emulator.py) checks every request it receives and every response it sends
+(tests/services/github_emulator.py) checks every request it receives and every response it sends
 against GitHub's own description of those operations, kept in the repository as a
 small extract so that tests run offline.
 

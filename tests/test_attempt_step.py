@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from fakes import fake_repo, read_outputs
-from github_emulator import GitHubEmulator
 from keeptraining.cli import main
 from keeptraining.github import dispatch
 from keeptraining.state import ledger
+from services.github_emulator import GitHubEmulator
 
 pytestmark = pytest.mark.integration
 

@@ -359,7 +359,7 @@ def test_cold_targets_report_met_and_missed(bench_cold: ModuleType) -> None:
 @pytest.mark.docker
 def test_quick_cold_benchmark_pulls_restores_and_times_every_step(tmp_path: Path,
                                                                   docker_base_image: str) -> None:
-    from act_driver import require_official_actions  # noqa: PLC0415 - the e2e tests' own check
+    from services.act_driver import require_official_actions  # noqa: PLC0415 - the e2e tests' own check
 
     require_official_actions()
     out = tmp_path / "cold"

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from act_driver import ActChain, init_repo, require_official_actions
-from github_box import GitHubBox
-from results_service import CACHE_SERVICE, ResultsService
+from services.act_driver import ActChain, init_repo, require_official_actions
+from services.github_box import GitHubBox
+from services.results_service import CACHE_SERVICE, ResultsService
 
 TOKEN = "ghs_cacheBoxToken0123456789"
 VERSION = "a" * 64  # the client's sha256 of the paths and the compression method

@@ -13,12 +13,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from github_emulator import (
-    EmulatedWorkflow,
-    GitHubEmulator,
-    OpenAPISubset,
-    WorkflowInput,
-)
 from keeptraining.errors import DispatchError
 from keeptraining.github import dispatch as dispatch_module
 from keeptraining.github.dispatch import (
@@ -29,6 +23,12 @@ from keeptraining.github.dispatch import (
     context_from_env,
     dispatch_next,
     workflow_from_ref,
+)
+from services.github_emulator import (
+    EmulatedWorkflow,
+    GitHubEmulator,
+    OpenAPISubset,
+    WorkflowInput,
 )
 
 TOKEN = "ghs_Dispatch0Secret1Token2Value3XYZ"

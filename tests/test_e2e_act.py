@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from act_driver import (
+from services.act_driver import (
     CT_WORKFLOW,
     ActChain,
     ActRun,
@@ -33,8 +33,8 @@ from act_driver import (
     readme_workflow,
     require_official_actions,
 )
-from github_box import GitHubBox
-from smtp_server import Certs, SmtpTestServer, make_certificates
+from services.github_box import GitHubBox
+from services.smtp_server import Certs, SmtpTestServer, make_certificates
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

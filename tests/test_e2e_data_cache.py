@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from act_driver import consumer_repo, init_repo, keeptraining_action, readme_workflow
 from conftest import TrainingImage
-from smtp_server import Certs, SmtpTestServer
+from services.act_driver import consumer_repo, init_repo, keeptraining_action, readme_workflow
+from services.smtp_server import Certs, SmtpTestServer
 from test_data_download import SCRIPT, DataServer, tiny_npz
 from test_e2e_act import FULL_NAME, box_chain, certs, official_actions, smtp, state_files  # noqa: F401
 

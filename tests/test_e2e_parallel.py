@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from act_driver import (
+from services.act_driver import (
     consumer_repo,
     init_repo,
     job_outputs,
@@ -26,7 +26,7 @@ from act_driver import (
     require_official_actions,
     warm_tool_cache,
 )
-from smtp_server import Certs, SmtpTestServer
+from services.smtp_server import Certs, SmtpTestServer
 from test_e2e_act import FULL_NAME, box_chain, certs, digest, smtp, state_ledger  # noqa: F401
 
 pytestmark = [pytest.mark.e2e]

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from act_driver import (
+from services.act_driver import (
     consumer_repo,
     init_repo,
     keeptraining_action,
     readme_workflow,
     require_official_actions,
 )
-from smtp_server import Certs, SmtpTestServer
+from services.smtp_server import Certs, SmtpTestServer
 from test_e2e_act import FULL_NAME, box_chain, certs, smtp, state_ledger  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]

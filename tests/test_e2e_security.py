@@ -41,8 +41,9 @@ from typing import Any
 
 import pytest
 
-import act_driver
-from act_driver import (
+from keeptraining.backends.docker import registry
+from services import act_driver
+from services.act_driver import (
     CT_WORKFLOW,
     REPO_ROOT,
     ActChain,
@@ -53,10 +54,9 @@ from act_driver import (
     readme_workflow,
     require_official_actions,
 )
-from github_box import GitHubBox
-from github_emulator import GitHubEmulator
-from keeptraining.backends.docker import registry
-from smtp_server import Certs, SmtpTestServer, make_certificates
+from services.github_box import GitHubBox
+from services.github_emulator import GitHubEmulator
+from services.smtp_server import Certs, SmtpTestServer, make_certificates
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

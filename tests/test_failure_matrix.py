@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 
 from fakes import fake_repo
-from github_emulator import GitHubEmulator
 from keeptraining.cli import main
 from keeptraining.contract import metrics
 from keeptraining.engine import strategy
 from keeptraining.github import dispatch
 from keeptraining.state import ledger
-from smtp_server import SmtpTestServer
+from services.github_emulator import GitHubEmulator
+from services.smtp_server import SmtpTestServer
 from test_attempt_step import HEAD, TOKEN, read_outputs
 
 pytestmark = pytest.mark.integration

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import requests
 
-from act_driver import ActChain, git, init_repo, official_actions, require_official_actions
-from git_server import GitServer
-from github_box import ExpressionError, GitHubBox, Runs, WorkflowFile, evaluate
-from github_emulator import EmulatedWorkflow, GitHubEmulator
-from results_service import ARTIFACT_SERVICE, ResultsService
+from services.act_driver import ActChain, git, init_repo, official_actions, require_official_actions
+from services.git_server import GitServer
+from services.github_box import ExpressionError, GitHubBox, Runs, WorkflowFile, evaluate
+from services.github_emulator import EmulatedWorkflow, GitHubEmulator
+from services.results_service import ARTIFACT_SERVICE, ResultsService
 
 TOKEN = "ghs_boxTestToken0123456789"
 

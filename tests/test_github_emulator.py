@@ -15,7 +15,7 @@ import pytest
 import requests
 from github import Auth, BadCredentialsException, Github, GithubException, UnknownObjectException
 
-from github_emulator import (
+from services.github_emulator import (
     DISPATCH_OP,
     SUBSET_PATH,
     EmulatedWorkflow,
@@ -23,7 +23,7 @@ from github_emulator import (
     OpenAPISubset,
     WorkflowInput,
 )
-from results_service import Artifact, ArtifactStore, Blob, BlobStore, Identity, RuntimeTokens, utcnow
+from services.results_service import Artifact, ArtifactStore, Blob, BlobStore, Identity, RuntimeTokens, utcnow
 
 TOKEN = "ghs_emulatorTestToken0123456789"
 DISPATCHES = "/repos/octo-org/keeptraining-demo/actions/workflows/continuous-training.yml/dispatches"

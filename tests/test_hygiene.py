@@ -16,8 +16,8 @@ import yaml
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from act_driver import readme_workflow
-from github_box import evaluate
+from services.act_driver import readme_workflow
+from services.github_box import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))

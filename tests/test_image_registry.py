@@ -25,7 +25,7 @@ import pytest
 
 from keeptraining.backends.docker import registry
 from keeptraining.state import ledger
-from registry_server import RegistryServer, free_port
+from services.registry_server import RegistryServer, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 

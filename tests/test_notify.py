@@ -22,7 +22,14 @@ from keeptraining.errors import NotifyError
 from keeptraining.reports import mail as notify
 from keeptraining.reports import summary as report
 from keeptraining.state import ledger as ledger_mod
-from smtp_server import DROP_AFTER_DATA, Certs, Received, SmtpTestServer, free_port, make_certificates
+from services.smtp_server import (
+    DROP_AFTER_DATA,
+    Certs,
+    Received,
+    SmtpTestServer,
+    free_port,
+    make_certificates,
+)
 from test_report import HOSTILE, RUN_URL, chain_case, make_config, png_size
 
 USER = "ci-bot@example.org"

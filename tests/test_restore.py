@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from fakes import fake_repo, read_outputs
-from github_emulator import EmulatedRun, EmulatedWorkflow, GitHubEmulator
 from keeptraining.cli import main
 from keeptraining.errors import ConfigError, RestoreError
 from keeptraining.github import restore
 from keeptraining.state import ledger
-from results_service import ArtifactStore, Blob, BlobStore, Identity, RuntimeTokens, utcnow
+from services.github_emulator import EmulatedRun, EmulatedWorkflow, GitHubEmulator
+from services.results_service import ArtifactStore, Blob, BlobStore, Identity, RuntimeTokens, utcnow
 
 TOKEN = "ghs_restoreTestToken0123456789"
 CHAIN = "c" * 40

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from github_emulator import GitHubEmulator
 from keeptraining.cli import main
 from keeptraining.state import ledger
+from services.github_emulator import GitHubEmulator
 from test_attempt_step import read_outputs
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from http_service import HttpService
+from services.http_service import HttpService
 
 HOST_NAME = "github.localhost"
 

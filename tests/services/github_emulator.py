@@ -55,10 +55,10 @@ import jsonschema
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
-from http_service import HttpService
-from results_service import Artifact, ArtifactStore
+from services.http_service import HttpService
+from services.results_service import Artifact, ArtifactStore
 
-SUBSET_PATH = Path(__file__).resolve().parent / "data" / "github-openapi-subset.json"
+SUBSET_PATH = Path(__file__).resolve().parents[1] / "data" / "github-openapi-subset.json"
 _SUBSET_URI = "urn:keeptraining:github-openapi-subset"
 
 DISPATCH_OP = "actions/create-workflow-dispatch"

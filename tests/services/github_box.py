@@ -40,9 +40,9 @@ from typing import Any
 
 import yaml
 
-from git_server import GitServer
-from github_emulator import EmulatedRun, EmulatedWorkflow, GitHubEmulator, WorkflowInput
-from results_service import ResultsService
+from services.git_server import GitServer
+from services.github_emulator import EmulatedRun, EmulatedWorkflow, GitHubEmulator, WorkflowInput
+from services.results_service import ResultsService
 
 SKIP_CI = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
 #: Run statuses in which a run has not ended.

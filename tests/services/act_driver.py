@@ -93,10 +93,10 @@ from typing import Any
 import pytest
 import requests
 
-from github_box import SKIP_CI, GitHubBox
-from github_emulator import EmulatedRun
+from services.github_box import SKIP_CI, GitHubBox
+from services.github_emulator import EmulatedRun
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CT_WORKFLOW = ".github/workflows/continuous-training.yml"
 PARALLEL_WORKFLOW = ".github/workflows/parallel-training.yml"  # keeptraining's reusable workflow
 _OUTPUT = re.compile(r"::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
