@@ -8,6 +8,7 @@ and the checkpoints themselves (optimizer ``iterations`` read back from each mod
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -15,9 +16,11 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import h5py
 import pytest
 import yaml
 
@@ -275,3 +278,53 @@ def test_a_misspelt_adapt_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
     assert "adapt = 'kears' is not valid; expected one of auto, keras, none (did you mean 'keras'?)" \
         in capsys.readouterr().err
     assert not (repo / ".keeptraining").exists()
+
+
+# --- issue 24: scripts as people write them ---
+
+
+def assert_resumed_with_optimizer(repo: Path, records: list[ledger.Attempt]) -> None:
+    """Each attempt resumed the previous one's weights and optimizer: `iterations` goes on."""
+    for previous, current in itertools.pairwise(records):
+        assert current.resumed_from == f"attempt-{previous.attempt:03d}/{previous.checkpoint}"
+        assert current.adapter["resume"] == "weights and optimizer state"
+        assert current.adapter["optimizer_iterations"]["start"] == \
+            previous.adapter["optimizer_iterations"]["end"]
+    ends = [a.adapter["optimizer_iterations"]["end"] for a in records]
+    per_epoch = ends[0] // (records[0].epochs_reached or 1)
+    assert ends == [per_epoch * (a.epochs_reached or 0) for a in records]
+    state = repo / ".keeptraining"
+    assert stored_iterations(*(state / f"attempt-{a.attempt:03d}/{a.checkpoint}" for a in records)) == ends
+
+
+def stored_iterations(*paths: Path) -> list[int]:
+    """The optimizer's step counter in each .keras file, read from its weights file (no class needed:
+    a subclassed model cannot be loaded without its class)."""
+    found = []
+    for path in paths:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                data = io.BytesIO(archive.read("model.weights.h5"))
+        else:  # model.weights.h5: what the adapter saves when the model cannot be saved whole
+            data = io.BytesIO(path.read_bytes())
+        with h5py.File(data, "r") as weights:
+            found.append(int(weights["optimizer/vars/0"][()]))
+    return found
+
+
+@pytest.mark.parametrize("script", ["subclassed.py", "custom_train_step.py"])
+def test_a_model_that_builds_its_weights_lazily_resumes_weights_and_optimizer(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], script: str) -> None:
+    """A `keras.Model` subclass and keras-io's custom `train_step` have no weights before fit."""
+    repo = zoo_repo(tmp_path, script, epochs=3, epoch_step=3)
+    assert run(repo) == 3
+    records = attempts(repo)
+    out = capsys.readouterr().out
+    output = by_attempt(out)
+    assert "did the architecture change" not in out and "Unknown variable" not in out
+    assert [a.epochs_reached for a in records] == [3, 6]
+    assert [a.outcome for a in records] == ["below", "below"]
+    assert epoch_lines(output[2])[0] == "Epoch 4/6"
+    # keras-io's trainer takes a model in __init__ and has no get_config: weights and optimizer only.
+    assert records[0].checkpoint == ("model.keras" if script == "subclassed.py" else "model.weights.h5")
+    assert_resumed_with_optimizer(repo, records)

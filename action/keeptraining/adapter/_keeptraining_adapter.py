@@ -395,7 +395,9 @@ class Adapter:
                history: Any) -> Any:
         """Run one fit segment: from the model's epoch, the epochs asked, never past KT_EPOCHS."""
         arguments = bound.arguments
-        if self.restore_pending and getattr(model, "built", False):
+        if not _fully_built(model):  # to resume, and to save: Keras saves no unbuilt model
+            self._build(model, arguments)
+        if self.restore_pending and _fully_built(model):
             self._restore(model)
         if self.fit_calls == 0 and not self.restore_pending:
             self._apply_learning_rate(model)
@@ -468,10 +470,23 @@ class Adapter:
 
         class Restore(base):  # type: ignore[misc,valid-type]
             def on_train_begin(self, logs: Any = None) -> None:
+                if adapter.restore_pending and _fully_built(self.model):
+                    self.restore()
+
+            def restore(self) -> None:
+                adapter._restore(self.model)
+                if adapter.fit_calls <= 1:
+                    adapter._apply_learning_rate(self.model)
+
+        class LateRestore(Restore):  # only when the model could not be built before fit
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                # Not built before the first step (a generator the adapter cannot peek at):
+                # restore now, over that one step, whose update is discarded (the step counter too).
                 if adapter.restore_pending:
-                    adapter._restore(self.model)
-                    if adapter.fit_calls <= 1:
-                        adapter._apply_learning_rate(self.model)
+                    adapter.note("the model had no weights before its first training step (its data is "
+                                 "a generator): the checkpoint was loaded after that step, whose update "
+                                 "is discarded. Build the model before fit (model(x[:1])) to avoid this.")
+                    self.restore()
 
         class Record(base):  # type: ignore[misc,valid-type]
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
@@ -500,7 +515,8 @@ class Adapter:
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 adapter.epoch_ended(self.model)
 
-        return [Restore(), Record(), StopAtThreshold(), Clock()]
+        late = self.restore_pending and self.model is not None and not _fully_built(self.model)
+        return [LateRestore() if late else Restore(), Record(), StopAtThreshold(), Clock()]
 
     def epoch_ended(self, model: Any) -> None:
         """Save what the epoch trained, then stop if the next epoch would not end before KT_DEADLINE."""
@@ -519,6 +535,32 @@ class Adapter:
             "The next run goes on from here.")
 
     # --- resume ----------------------------------------------------------------------
+
+    def _build(self, model: Any, arguments: dict[str, Any]) -> None:
+        """Create the weights of a model that has none yet, so that the checkpoint can be loaded.
+
+        A ``keras.Model`` subclass (custom ``call`` or ``train_step``) and a Sequential or
+        functional model without an ``Input`` create their weights lazily, inside the first
+        training step, after every callback's ``on_train_begin`` (and a model whose own
+        ``train_step`` never calls it stays "unbuilt", which ``save`` refuses). The adapter builds them the
+        way Keras does under a distribution strategy: symbolically, from the shape of the first
+        batch (nothing is trained or counted), before the optimizer is built for them.
+        """
+        try:
+            batch = _first_batch(arguments.get("x"), arguments.get("y"))
+        except Exception as exc:
+            say(f"could not read a first batch to build the model before resuming ({short(exc)}).")
+            return
+        if batch is None:
+            return  # a generator: peeking would consume a batch; resume once the model is built
+        try:
+            build = getattr(model, "_symbolic_build", None)
+            if build is not None:
+                build(data_batch=batch)
+            else:
+                model(batch[0])
+        except Exception as exc:
+            say(f"could not build the model from its first batch before resuming ({short(exc)}).")
 
     def _restore(self, model: Any) -> None:
         """Load KT_RESUME_FROM's weights and optimizer state into the script's own model."""
@@ -672,6 +714,8 @@ class Adapter:
         found = self.metric()
         if found is None:
             seen = sorted(set(self.history) | set(self.evaluated or {}))
+            if not seen:
+                return None  # no epoch ended and nothing was evaluated: there is nothing to report yet
             text = (f"the model reports no {self.s.metric} (it logs: {', '.join(seen)[:200] or 'nothing'}); "
                     f"compile it with metrics=['{self.s.metric}'] or set `metric` to one of those.")
             if text not in self.notes:
@@ -724,6 +768,39 @@ class Adapter:
         self.foreign_metrics = True
         say("the script writes metrics.json itself: keeptraining reads the script's file.")
         return True
+
+
+def _fully_built(model: Any) -> bool:
+    """Whether every layer of the model has its weights (a subclassed model's, after its first call)."""
+    try:
+        layers = list(model._flatten_layers())
+        return bool(getattr(model, "built", False)) and all(layer.built for layer in layers)
+    except Exception:
+        return bool(getattr(model, "built", False))
+
+
+def _first_batch(x: Any, y: Any) -> tuple[Any, Any, Any] | None:
+    """(x, y, None) of fit's first batch, without consuming the script's data; None for a generator."""
+    if x is None:
+        return None
+    if _is_arrays(x):
+        def head(value: Any) -> Any:
+            if isinstance(value, (list, tuple)):
+                return type(value)(head(item) for item in value)
+            if isinstance(value, dict):
+                return {key: head(item) for key, item in value.items()}
+            return value[:1]
+        return head(x), (head(y) if y is not None and _is_arrays(y) else None), None
+    if hasattr(x, "take") and hasattr(x, "element_spec"):  # a tf.data.Dataset: a fresh iterator
+        batch = next(iter(x.take(1)))
+    elif hasattr(x, "__getitem__") and hasattr(x, "num_batches"):  # a keras.utils.PyDataset
+        batch = x[0]
+    else:
+        return None
+    if isinstance(batch, tuple):
+        batch = tuple(batch) + (None,) * (3 - len(batch))
+        return batch[0], batch[1], batch[2]
+    return batch, None, None
 
 
 def _iterations(model: Any) -> int | None:
