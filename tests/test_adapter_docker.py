@@ -78,3 +78,55 @@ def test_the_adapter_writes_only_to_the_output_folder_in_a_read_only_container(
     metrics = json.loads((output / "metrics.json").read_text())
     assert (metrics["epochs"], metrics["metric_source"]) == (2, "evaluate")
     assert "could not" not in log
+
+
+def docker_repo(root: Path, image: TrainingImage, *scripts: str, **config: object) -> Path:
+    repo = root / "repo"
+    (repo / "code").mkdir(parents=True)
+    for name in ("zoo_data.py", *scripts):
+        shutil.copy(ZOO / name, repo / "code")
+    shutil.copy(REPO_ROOT / "requirements.txt", repo / "requirements.txt")
+    (repo / ".keeptraining.yml").write_text(yaml.safe_dump(
+        {"code_path": "code", "train_command": f"python {scripts[0]}", "backend": "docker",
+         "threshold": 0.999, "max_attempts": 2, "base_image": image.base_image, **config}))
+    return repo
+
+
+def test_a_script_that_saves_next_to_itself_runs_as_written_and_its_files_stay_with_the_attempt(
+        tmp_path: Path, training_image: TrainingImage, capsys: pytest.CaptureFixture[str]) -> None:
+    """`os.getcwd()/saved_models` and `./modelCheckpoint/`: a writable copy of the code folder in the
+    container; what the script wrote is kept in attempt-NNN/workdir/, the repository is untouched."""
+    script = "saves_next_to_itself.py"
+    repo = docker_repo(tmp_path, training_image, script, epochs=3, epoch_step=3)
+    before = sorted(p.name for p in (repo / "code").iterdir())
+    assert main(["run", "--repo", str(repo)]) == 3
+    out = capsys.readouterr().out
+    first, second = ledger.load(repo / ".keeptraining").attempts
+    assert [a.outcome for a in (first, second)] == ["below", "below"]
+    assert (second.resumed_from, second.initial_epoch, second.epochs_reached) == \
+        ("attempt-001/model.keras", 3, 6)
+    steps = first.adapter["optimizer_iterations"]["end"]
+    assert second.adapter["optimizer_iterations"] == {"start": steps, "end": 2 * steps}
+    for attempt in (1, 2):
+        kept = repo / f".keeptraining/attempt-{attempt:03d}/workdir"
+        assert sorted(str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file()) == \
+            ["modelCheckpoint/best.keras", "saved_models/digits.keras"]
+    assert "the script wrote 2 files in its folder (modelCheckpoint/best.keras, saved_models/digits.keras)" \
+        in out
+    assert sorted(p.name for p in (repo / "code").iterdir()) == before  # the repository is untouched
+    # keeptraining runs as root here: the files the container (uid 1000) wrote are given back.
+    state = repo / ".keeptraining"
+    owners = {(p.stat().st_uid, p.stat().st_gid) for p in state.rglob("*")}
+    assert owners == {(state.stat().st_uid, state.stat().st_gid)}
+
+
+def test_a_write_to_the_read_only_file_system_names_the_fix_and_keeps_the_trained_epochs(
+        tmp_path: Path, training_image: TrainingImage, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = docker_repo(tmp_path, training_image, "writes_outside.py", max_attempts=1, epochs=3)
+    assert main(["run", "--repo", str(repo)]) == 1
+    err = capsys.readouterr().err
+    assert "It tried to write '/opt/digits-notes.txt', which is on a read-only file system." in err
+    assert "$KT_OUTPUT_DIR" in err and "workdir/" in err
+    (record,) = ledger.load(repo / ".keeptraining").attempts
+    assert (record.outcome, record.epochs_reached, record.checkpoint) == ("failed", 3, "model.keras")
+    assert (repo / ".keeptraining/attempt-001/model.keras").is_file()

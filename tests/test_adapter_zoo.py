@@ -328,3 +328,27 @@ def test_a_model_that_builds_its_weights_lazily_resumes_weights_and_optimizer(
     # keras-io's trainer takes a model in __init__ and has no get_config: weights and optimizer only.
     assert records[0].checkpoint == ("model.keras" if script == "subclassed.py" else "model.weights.h5")
     assert_resumed_with_optimizer(repo, records)
+
+
+def test_a_script_that_fails_after_training_keeps_its_epochs_and_says_what_to_change(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """All epochs train, then a Keras 2 `.hdf5` save fails: recorded as failed, with the epochs, the
+    metric and the checkpoint it saved, a message that names the Keras 3 fix, and resumable."""
+    repo = zoo_repo(tmp_path, "keras2_after_fit.py", epochs=3, max_attempts=3)
+    assert run(repo) == 1
+    err = capsys.readouterr().err
+    assert "Keras 2's API under Keras 3" in err and "`.weights.h5`" in err and "tf-keras" in err
+    assert "Before failing it trained and saved epoch 3" in err
+    (first,) = attempts(repo)
+    assert (first.outcome, first.epochs_reached, first.epochs_trained, first.checkpoint) == \
+        ("failed", 3, 3, "model.keras")
+    assert first.metric is not None and first.metric_source == "evaluate"
+    assert (repo / ".keeptraining/attempt-001/model.keras").is_file()
+    # The script is fixed; the next attempt resumes from what the failed one kept.
+    script = repo / "code" / "keras2_after_fit.py"
+    script.write_text(script.read_text().replace("digits_weights.hdf5", "digits.weights.h5"))
+    assert main(["attempt", "--repo", str(repo), "--attempt", "2"]) == 0
+    first, second = attempts(repo)
+    assert (second.resumed_from, second.initial_epoch, second.epochs_reached) == \
+        ("attempt-001/model.keras", 3, 13)
+    assert second.adapter["resume"] == "weights and optimizer state"

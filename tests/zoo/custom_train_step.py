@@ -24,7 +24,7 @@ class MyTrainer(keras.Model):
             y_pred = self.model(x, training=True)
             loss = self.loss_fn(y, y_pred)
         gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
         for metric in self.metrics:
             metric.update_state(y, y_pred)
         return {m.name: m.result() for m in self.metrics}
@@ -41,7 +41,8 @@ class MyTrainer(keras.Model):
 
 
 keras.utils.set_random_seed(17)
-model_a = keras.Sequential([keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+model_a = keras.Sequential([keras.layers.Dense(32, activation="relu"),
+                           keras.layers.Dense(10, activation="softmax")])
 trainer = MyTrainer(model_a)
 trainer.compile(optimizer=keras.optimizers.SGD(0.05))
 trainer.fit(x_train, y_train, epochs=10, batch_size=64, validation_data=(x_test, y_test))

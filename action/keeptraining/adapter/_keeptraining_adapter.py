@@ -276,6 +276,9 @@ class Adapter:
         self.optimizer_restored: bool | None = None
         self.iterations_start: int | None = None
         self.fit_calls = 0
+        self.script_fits = 0  # the script's own fit calls on its model (fit_calls adds continuations)
+        self.one_run: bool | None = None  # decided at the first fit: one continuous Keras run to KT_EPOCHS
+        self.one_run_why = ""
         self.continued = False
         self.history: dict[str, list[float]] = {}
         self.pending: tuple[Any, list[Any], Any] | None = None  # (arguments, callbacks, History)
@@ -368,6 +371,7 @@ class Adapter:
                     "stepping aside (adapt: auto).")
                 return original(model, *args, **kwargs)
             self.model = model
+            self.one_run, self.one_run_why = self._one_fit(arguments)
         elif model is not self.model:
             if not self.other_model_noted:
                 self.other_model_noted = True
@@ -375,10 +379,36 @@ class Adapter:
                           "the script trains.")
             return original(model, *args, **kwargs)
         self.pending = None  # this fit continues the timeline: no need to continue the earlier one
+        self.script_fits += 1
         callbacks = arguments.get("callbacks")
         user_callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else \
             ([] if callbacks is None else [callbacks])
         return self._train(original, model, bound, user_callbacks, history=None)
+
+    def _one_fit(self, arguments: dict[str, Any]) -> tuple[bool, str]:
+        """Whether the script trains its model with one fit call (then that fit is one Keras run to
+        KT_EPOCHS) or with several (warm-up, then main: each trains its own epochs, one timeline).
+
+        Told apart, in this order: the previous attempt's count of the script's fit calls (the same
+        code, run to its end); else the calling file itself: one ``<receiver>.fit(`` call on that
+        receiver, in no loop, is one fit. Anything unclear keeps the one-timeline rule.
+        """
+        account = self.s.previous.get("adapter")
+        counted = account.get("script_fit_calls") if isinstance(account, dict) else None
+        if isinstance(counted, int) and counted >= 1 and not isinstance(counted, bool):
+            if counted == 1:
+                return True, "the script's one fit call, as counted in the previous attempt"
+            return False, f"{counted} fit calls in the previous attempt"
+        try:
+            found = _fit_call_sites(_caller_frame())
+        except Exception:
+            return False, "the script's fit calls could not be read"
+        if found is None:
+            return False, "the script's fit calls could not be read"
+        sites, in_loop, receiver = found
+        if sites == 1 and not in_loop:
+            return True, f"the script's one {receiver}.fit call"
+        return False, f"{sites} fit calls on {receiver}" + (", in a loop" if in_loop else "")
 
     def _follows_contract(self, arguments: dict[str, Any]) -> bool:
         if self.s.mode != "auto":
@@ -404,9 +434,14 @@ class Adapter:
         epochs, initial = self._epochs(arguments)
         start = self.done
         end = max(min(start + max(epochs - initial, 0), self.s.epochs), start)
+        if self.one_run and self.fit_calls == 0:
+            end = max(self.s.epochs, start)
         if self.stopped_by == "deadline":
             end = start
             say(f"fit(epochs={epochs}) trains no epoch: this run's time is up (KT_DEADLINE).")
+        elif self.one_run and self.fit_calls == 0:
+            say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} in one run "
+                f"(KT_EPOCHS={self.s.epochs}, the model has {start}; {self.one_run_why}).")
         elif self.fit_calls == 0 or (epochs, initial) != (end, start):
             say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} "
                 f"(KT_EPOCHS={self.s.epochs}, the model has {start}).")
@@ -731,7 +766,8 @@ class Adapter:
             "history": self.history, "checkpoint": self.checkpoint,
             "timings": {"fit_s": round(self.fit_seconds, 3)},
             "adapter": {
-                "mode": self.s.mode, "fit_calls": self.fit_calls, "continued": self.continued,
+                "mode": self.s.mode, "fit_calls": self.fit_calls, "script_fit_calls": self.script_fits,
+                "one_run": self.one_run, "continued": self.continued,
                 "stopped_by": self.stopped_by, "resume": self.restore,
                 "optimizer_restored": self.optimizer_restored,
                 "optimizer_iterations": {"start": self.iterations_start, "end": _iterations(self.model)},
@@ -768,6 +804,52 @@ class Adapter:
         self.foreign_metrics = True
         say("the script writes metrics.json itself: keeptraining reads the script's file.")
         return True
+
+
+_FIT_NAMES = ("fit", "fit_generator")
+
+
+def _caller_frame() -> Any:
+    """The frame that called ``Model.fit``: the first one outside this file."""
+    frame: Any = sys._getframe(1)
+    here = os.path.normcase(os.path.abspath(__file__))
+    while frame is not None and os.path.normcase(os.path.abspath(frame.f_code.co_filename)) == here:
+        frame = frame.f_back
+    return frame
+
+
+def _fit_call_sites(frame: Any) -> tuple[int, bool, str] | None:
+    """(fit calls on the same receiver in the caller's file, whether the calling one is in a loop,
+    the receiver as written), read from the source; None when it cannot be read."""
+    import ast  # noqa: PLC0415 - only at the first fit
+
+    path = frame.f_code.co_filename if frame is not None else ""
+    if not path or not os.path.isfile(path) or os.path.getsize(path) > 2 * 1024 * 1024:
+        return None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        tree = ast.parse(fh.read())
+    line = frame.f_lineno
+    calls: list[tuple[ast.Call, bool]] = []
+
+    def visit(node: ast.AST, in_loop: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            looping = in_loop or (isinstance(node, (ast.For, ast.While, ast.AsyncFor)) and child in node.body)
+            if isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) \
+                    and child.func.attr in _FIT_NAMES:
+                calls.append((child, looping))
+            visit(child, looping)
+
+    visit(tree, False)
+    calling = [(call, loop) for call, loop in calls
+               if call.lineno <= line <= (call.end_lineno or call.lineno)]
+    if len(calling) != 1:
+        return None
+    call, in_loop = calling[0]
+    assert isinstance(call.func, ast.Attribute)
+    receiver = ast.unparse(call.func.value)
+    sites = sum(1 for other, _ in calls
+                if isinstance(other.func, ast.Attribute) and ast.unparse(other.func.value) == receiver)
+    return sites, in_loop, receiver
 
 
 def _fully_built(model: Any) -> bool:

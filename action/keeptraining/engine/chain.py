@@ -36,6 +36,8 @@ from keeptraining.backends.docker import network
 from keeptraining.backends.select import Backend
 from keeptraining.config.settings import Config
 from keeptraining.contract import check as contract_check
+from keeptraining.contract import failures
+from keeptraining.contract import kept as kept_mod
 from keeptraining.contract import metrics as metrics_mod
 from keeptraining.engine import search, slices, strategy, time_budget
 from keeptraining.engine.strategy import Decision, Plan
@@ -435,9 +437,11 @@ def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, confi
                               log_tail=result.log_tail)
     if result.exit_code != 0:
         detail = f" ({result.detail})" if result.detail else ""
-        offline = network.explain(result.offline, f"{result.output}\n{result.errors}")
+        offline = network.explain(result.offline, f"{result.output}\n{result.errors}") or \
+            failures.explain(result.output, result.errors, container=record.params.get("backend") == "docker")
+        kept = kept_mod.keep_trained(record, out_dir, result.output, config.metric, plan, config.threshold)
         raise TrainingError(f"The training command exited with code {result.exit_code}{detail}."
-                            f"{offline.message if offline else ''}",
+                            f"{offline.message if offline else ''}" + (kept_mod.said(record) if kept else ""),
                             hint=offline.hint if offline else "The last lines of its log are shown above.",
                             log_tail=result.log_tail)
     found = metrics_mod.read(out_dir, result.output, config.metric)

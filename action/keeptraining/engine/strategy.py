@@ -59,9 +59,11 @@ def plan(config: Config, ledger: Ledger, attempt: int, epochs: int | None = None
 
 
 def _resumable(ledger: Ledger, attempt: int) -> Attempt | None:
-    """The latest earlier attempt that left a checkpoint."""
+    """The latest earlier attempt that left a checkpoint (a failed one too, when it kept what it
+    saved before failing: contract/kept.py)."""
     for record in reversed(ledger.attempts):
-        if record.attempt < attempt and record.outcome != FAILED and record.checkpoint:
+        if record.attempt < attempt and record.checkpoint and \
+                (record.outcome != FAILED or record.epochs_reached is not None):
             return record
     return None
 

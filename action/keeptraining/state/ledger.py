@@ -91,7 +91,8 @@ class Ledger:
         return self.attempts[-1] if self.attempts else None
 
     def best(self) -> Attempt | None:
-        scored = [a for a in self.attempts if a.metric is not None]
+        scored = [a for a in self.attempts if a.metric is not None and a.outcome != FAILED]  # a failed
+        # attempt's metric is what it saved before failing (contract/kept.py): kept, never the best
         return max(scored, key=lambda a: (a.metric, -a.attempt)) if scored else None
 
     def total_epochs_trained(self) -> int:

@@ -4,7 +4,9 @@ Through the Docker SDK (docker-py), never the CLI: no argv to quote, structured
 errors, and a streamed log.
 
 * The image comes from ``docker_image.py`` (content-hash tag, built only when missing).
-* Each attempt runs in a fresh container: code read-only, output writable, the
+* Each attempt runs in a fresh container: in a writable copy of the code folder (the repository's
+  folder itself is never mounted writable; what the script writes next to itself is kept with
+  the attempt in ``workdir/``: ``workdir.py``), output writable, the
   resume checkpoint read-only, the data cache writable, the network the
   ``network`` setting names (``network.py``), not root, labelled so that
   leftovers can be swept. The container is always removed, whatever happens.
@@ -45,7 +47,7 @@ from docker.types import DeviceRequest, Mount
 
 from keeptraining import adapter
 from keeptraining.backends.base import TrainRequest, TrainResult
-from keeptraining.backends.docker import network
+from keeptraining.backends.docker import network, workdir
 from keeptraining.errors import BackendUnavailable, PathRefused, TrainingError
 from keeptraining.state import data_cache, safe_paths
 
@@ -238,8 +240,11 @@ def stage_checkpoint(resume_from: Path, staging: Path) -> Path:
                             ) from None
 
 
-def _mounts(request: TrainRequest, staged: Path | None) -> tuple[list[Mount], str]:
+def _mounts(request: TrainRequest, staged: Path | None,
+            work: Path | None = None) -> tuple[list[Mount], str]:
     """Bind mounts for code, output and the staged resume checkpoint; and KT_RESUME_FROM's value.
+
+    ``work``: the code folder's writable copy, the working folder (else the code folder, read-only).
 
     A list of ``Mount`` objects, easy to extend; each source goes through ``_mount_source``.
     """
@@ -250,6 +255,9 @@ def _mounts(request: TrainRequest, staged: Path | None) -> tuple[list[Mount], st
         )
     request.output_dir.mkdir(parents=True, exist_ok=True)
     mounts = [
+        Mount(CODE_MOUNT, _mount_source(work, "working copy of the code folder"), type="bind",
+              read_only=False)
+        if work is not None else
         Mount(CODE_MOUNT, _mount_source(request.code_dir, "code folder"), type="bind", read_only=True),
         Mount(OUTPUT_MOUNT, _mount_source(request.output_dir, "output folder"), type="bind", read_only=False),
     ]
@@ -283,7 +291,7 @@ def _state(container: Container) -> dict[str, Any]:
 
 def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
             labels: Mapping[str, str], staged: Path | None, network_mode: str, *,
-            init: bool = True) -> Container:
+            init: bool = True, work: Path | None = None) -> Container:
     """The container for one attempt, created but not started.
 
     ``init``: tini (docker-init) as PID 1, so that the stop signal reaches the
@@ -291,8 +299,9 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
     The train command is the ENTRYPOINT (the image's own is replaced, and with it
     its CMD), so that what runs is the train command and nothing else.
     """
-    mounts, resume_env = _mounts(request, staged)
-    user = _container_user(*(p.resolve() for p in (request.output_dir, request.cache_dir) if p is not None))
+    mounts, resume_env = _mounts(request, staged, work)
+    writable = (request.output_dir, request.cache_dir, work)
+    user = _container_user(*(p.resolve() for p in writable if p is not None))
     env = {**request.start_env(), "HOME": HOME_MOUNT, "KT_OUTPUT_DIR": OUTPUT_MOUNT,
            "KT_RESUME_FROM": resume_env}
     image_env = _image_env(dc, image)
@@ -364,7 +373,8 @@ def _start(container: Container) -> None:
 
 def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str,
                       labels: Mapping[str, str], stages: dict[str, float],
-                      created: list[Container], staged: Path | None, network_mode: str) -> float:
+                      created: list[Container], staged: Path | None, network_mode: str,
+                      work: Path | None = None) -> float:
     """Create and start the container (without docker-init if the engine has none).
 
     Every container is appended to ``created`` the moment it exists, so that the
@@ -373,7 +383,7 @@ def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str
     attempt's duration and deadline begin.
     """
     t = time.monotonic()
-    created.append(_create(dc, request, image, labels, staged, network_mode))
+    created.append(_create(dc, request, image, labels, staged, network_mode, work=work))
     stages["container_create_s"] = time.monotonic() - t
     t = time.monotonic()
     try:
@@ -383,7 +393,7 @@ def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str
             raise _not_started(exc) from None
         with contextlib.suppress(NotFound):
             created[-1].remove(force=True)
-        created.append(_create(dc, request, image, labels, staged, network_mode, init=False))
+        created.append(_create(dc, request, image, labels, staged, network_mode, init=False, work=work))
         t = time.monotonic()
         _start(created[-1])
     stages["container_start_s"] = time.monotonic() - t
@@ -448,14 +458,14 @@ def run(
     created: list[Container] = []
     pump: _LogPump | None = None
     staging = Path(tempfile.mkdtemp(prefix="keeptraining-resume-"))
+    owner = _owner(request.output_dir.parent)
+    copy: workdir.WorkingCopy | None = None
     try:
         staging.chmod(0o755)  # the container's user reads the copy through its own bind mount
-        t = time.monotonic()
-        staged = stage_checkpoint(request.resume_from, staging) if request.resume_from else None
-        stages["stage_checkpoint_s"] = time.monotonic() - t
+        staged, copy = _stage(request, staging, stages)
         network_mode, offline = network.docker_mode(dc, request.network)
         started = _create_and_start(dc, request, image, extra_labels or {}, stages, created, staged,
-                                    network_mode)
+                                    network_mode, copy.path)
         container = created[-1]
         pump = _LogPump(container, request.on_line)
         pump.start()
@@ -470,7 +480,10 @@ def run(
     finally:
         errors = _stderr(created)
         output, stages["cleanup_s"] = _cleanup(created, pump)
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            output += _keep_written(request, copy, owner)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     exit_code = int(state.get("ExitCode", -1))
     _raise_if_not_executed(exit_code, output, request.command)
@@ -496,6 +509,69 @@ def run(
         errors=errors,
         offline=offline,
     )
+
+
+def _owner(folder: Path) -> tuple[int, int] | None:
+    """Whom the files the container wrote go back to when keeptraining runs as root: the state
+    folder's owner (the container itself never runs as root, so they are the trainer's, 1000)."""
+    if os.getuid() != 0:
+        return None
+    with contextlib.suppress(OSError):
+        info = os.stat(folder)
+        return info.st_uid, info.st_gid
+    return 0, 0
+
+
+def _stage(request: TrainRequest, staging: Path,
+           stages: dict[str, float]) -> tuple[Path | None, workdir.WorkingCopy]:
+    """The checkpoint to resume from and the working copy of the code folder, in ``staging``."""
+    t = time.monotonic()
+    staged = stage_checkpoint(request.resume_from, staging) if request.resume_from else None
+    stages["stage_checkpoint_s"] = time.monotonic() - t
+    t = time.monotonic()
+    copy = _working_copy(request, staging)
+    stages["working_copy_s"] = time.monotonic() - t
+    return staged, copy
+
+
+def _working_copy(request: TrainRequest, staging: Path) -> workdir.WorkingCopy:
+    if not request.code_dir.is_dir():
+        raise TrainingError(f"code_path {request.code_dir} is not a folder.",
+                            hint="Set `code-path` to the folder that holds the training script.")
+    try:
+        return workdir.prepare(request.code_dir, staging)
+    except (OSError, shutil.Error) as exc:
+        raise TrainingError(f"The code folder {request.code_dir} could not be copied for the training "
+                            f"container: {short(exc)}",
+                            hint="Make every file of the code folder readable (and free disk space)."
+                            ) from None
+
+
+def _keep_written(request: TrainRequest, copy: workdir.WorkingCopy | None,
+                  owner: tuple[int, int] | None) -> str:
+    """Keep what the script wrote in its working folder with the attempt; give the attempt's files
+    back to their owner. Returns the line that says so (also sent to the live log), or ''."""
+    line = ""
+    if copy is not None:
+        destination = request.output_dir / workdir.KEPT_FOLDER
+        try:
+            kept = copy.keep(destination)
+        except (OSError, shutil.Error) as exc:
+            kept, line = [], (f"keeptraining: what the script wrote in its folder could not be kept in "
+                              f"{destination}: {short(exc)}")
+        if kept:
+            shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+            files = f"{len(kept)} file{'s' if len(kept) != 1 else ''}"
+            line = (f"keeptraining: the script wrote {files} in its folder ({shown}): kept with the "
+                    f"attempt in {destination}, not in the repository.")
+    if owner is not None:
+        for folder in (request.output_dir, request.cache_dir):
+            if folder is not None and folder.is_dir():
+                workdir.hand_over(folder, owner)
+    if line and request.on_line is not None:
+        with contextlib.suppress(Exception):
+            request.on_line(line)
+    return line + "\n" if line else ""
 
 
 def _stderr(created: list[Container]) -> str:
