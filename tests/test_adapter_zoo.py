@@ -133,18 +133,19 @@ def test_adapt_none_stops_a_script_that_ignores_kt_epochs(
     assert any("wrote no checkpoint" in w and "attempt-001/model.keras" in w for w in records[0].warnings)
 
 
-def test_tf_data_pipeline_through_tf_keras_is_continued_to_kt_epochs(
+def test_tf_data_pipeline_through_tf_keras_trains_to_kt_epochs_in_one_run(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`from tensorflow import keras`, a tf.data pipeline and `epochs = 6` < KT_EPOCHS = 10."""
+    """`from tensorflow import keras`, a tf.data pipeline and `epochs = 6` < KT_EPOCHS = 10: the
+    script's one fit is one Keras run to KT_EPOCHS, never 6 epochs and then a second run."""
     repo = zoo_repo(tmp_path, "functional_tfdata.py")
     assert run(repo) == 3
     records = attempts(repo)
     output = by_attempt(capsys.readouterr().out)
-    assert epoch_lines(output[1]) == [f"Epoch {i}/6" for i in range(1, 7)] + \
-        [f"Epoch {i}/10" for i in range(7, 11)]
-    assert epoch_lines(output[2])[0] == "Epoch 11/16" and epoch_lines(output[2])[-1] == "Epoch 20/20"
+    assert epoch_lines(output[1]) == [f"Epoch {i}/10" for i in range(1, 11)]
+    assert epoch_lines(output[2]) == [f"Epoch {i}/20" for i in range(11, 21)]
     assert [a.epochs_reached for a in records] == [10, 20]
-    assert all(a.adapter["continued"] for a in records)
+    assert not any(a.adapter["continued"] for a in records)
+    assert [a.adapter["one_run"] for a in records] == [True, True]
     assert records[1].metric_source == "evaluate"
     assert "\x1b[" not in output[1]  # one plain line per epoch, no progress bar, in a log
 
@@ -352,3 +353,28 @@ def test_a_script_that_fails_after_training_keeps_its_epochs_and_says_what_to_ch
     assert (second.resumed_from, second.initial_epoch, second.epochs_reached) == \
         ("attempt-001/model.keras", 3, 13)
     assert second.adapter["resume"] == "weights and optimizer state"
+
+
+def test_one_fit_is_one_keras_run_and_its_history_holds_every_epoch(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`history = model.fit(epochs=5)` with KT_EPOCHS = 6, then 12: `Epoch 1/6`, `Epoch 7/12`, one run
+    each, the History the script prints holds all the attempt's epochs; a scaler's `.fit` is not counted."""
+    repo = zoo_repo(tmp_path, "one_fit_history.py", epochs=6, epoch_step=6)
+    assert run(repo) == 3
+    records = attempts(repo)
+    out = capsys.readouterr().out
+    output = by_attempt(out)
+    assert epoch_lines(output[1]) == [f"Epoch {i}/6" for i in range(1, 7)]
+    assert epoch_lines(output[2]) == [f"Epoch {i}/12" for i in range(7, 13)]
+    assert "History epochs: [0, 1, 2, 3, 4, 5]" in output[1]
+    assert "History epochs: [6, 7, 8, 9, 10, 11]" in output[2]
+    printed = re.search(r"^History val_accuracy: \[(.*)\]$", output[2], flags=re.MULTILINE)
+    assert printed is not None
+    assert [float(v) for v in printed[1].split(", ")] == \
+        pytest.approx(json.loads((repo / ".keeptraining/attempt-002/metrics.json").read_text())
+                      ["history"]["val_accuracy"], abs=1e-4)
+    assert "in one run (KT_EPOCHS=6, the model has 0; the script's one model.fit call)" in output[1]
+    assert "the script's one fit call, as counted in the previous attempt" in output[2]
+    assert [(a.adapter["script_fit_calls"], a.adapter["fit_calls"], a.adapter["continued"]) for a in records] \
+        == [(1, 1, False), (1, 1, False)]
+    assert_resumed_with_optimizer(repo, records)
