@@ -358,7 +358,8 @@ def test_a_script_that_fails_after_training_keeps_its_epochs_and_says_what_to_ch
 def test_one_fit_is_one_keras_run_and_its_history_holds_every_epoch(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`history = model.fit(epochs=5)` with KT_EPOCHS = 6, then 12: `Epoch 1/6`, `Epoch 7/12`, one run
-    each, the History the script prints holds all the attempt's epochs; a scaler's `.fit` is not counted."""
+    each, the History the script prints holds all the attempt's epochs; a scaler's `.fit` is not
+    counted."""
     repo = zoo_repo(tmp_path, "one_fit_history.py", epochs=6, epoch_step=6)
     assert run(repo) == 3
     records = attempts(repo)

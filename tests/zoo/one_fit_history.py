@@ -1,4 +1,6 @@
-"""One `fit(epochs=5)`, its History read (and printed, as a plot would read it) after it; a scaler's fit too."""
+"""One `fit(epochs=5)`, its History read (and printed, as a plot would read it) after it.
+
+A scaler's `.fit` comes first, the scikit-learn way: it is not a Keras fit."""
 
 import keras
 import numpy as np
