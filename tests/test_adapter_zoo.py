@@ -376,6 +376,6 @@ def test_one_fit_is_one_keras_run_and_its_history_holds_every_epoch(
                       ["history"]["val_accuracy"], abs=1e-4)
     assert "in one run (KT_EPOCHS=6, the model has 0; the script's one model.fit call)" in output[1]
     assert "the script's one fit call, as counted in the previous attempt" in output[2]
-    assert [(a.adapter["script_fit_calls"], a.adapter["fit_calls"], a.adapter["continued"]) for a in records] \
-        == [(1, 1, False), (1, 1, False)]
+    calls = [(a.adapter["script_fit_calls"], a.adapter["fit_calls"], a.adapter["continued"]) for a in records]
+    assert calls == [(1, 1, False), (1, 1, False)]
     assert_resumed_with_optimizer(repo, records)
