@@ -150,20 +150,19 @@ def test_tf_data_pipeline_through_tf_keras_trains_to_kt_epochs_in_one_run(
     assert "\x1b[" not in output[1]  # one plain line per epoch, no progress bar, in a log
 
 
-def test_own_callbacks_keep_working_and_their_stop_is_respected(
+def test_own_callbacks_keep_working_and_their_early_stop_ends_the_chain(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = zoo_repo(tmp_path, "own_callbacks.py")
     assert run(repo) == 3
-    records = attempts(repo)
-    output = by_attempt(capsys.readouterr().out)
-    first, second = records
-    assert first.epochs_reached is not None and first.epochs_reached < 10  # EarlyStopping's stop
-    assert f"Epoch {first.epochs_reached}: early stopping" in output[1]
-    assert first.adapter["stopped_by"] == "a callback" and not first.epochs_ignored
-    assert second.initial_epoch == first.epochs_reached and second.resumed_from is not None
-    assert epoch_lines(output[2])[0] == f"Epoch {first.epochs_reached + 1}/20"
+    captured = capsys.readouterr()
+    (first,) = attempts(repo)  # the script's EarlyStopping asked for the end: no second attempt
+    assert first.epochs_reached is not None and first.epochs_reached < 10
+    assert f"Epoch {first.epochs_reached}: early stopping" in by_attempt(captured.out)[1]
+    assert first.adapter["stopped_by"] == "EarlyStopping" and first.early_stopped and not first.epochs_ignored
+    assert first.outcome == "below"
+    assert "Stopped by the script's EarlyStopping: accuracy" in captured.out
     assert (repo / "code" / "best.keras").is_file()  # the script's own ModelCheckpoint
-    assert not any(a.warnings for a in records)
+    assert not first.warnings
 
 
 def test_warm_up_then_main_fit_is_one_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -379,3 +378,34 @@ def test_one_fit_is_one_keras_run_and_its_history_holds_every_epoch(
     calls = [(a.adapter["script_fit_calls"], a.adapter["fit_calls"], a.adapter["continued"]) for a in records]
     assert calls == [(1, 1, False), (1, 1, False)]
     assert_resumed_with_optimizer(repo, records)
+
+
+def test_stateful_callbacks_carry_on_across_attempts_and_early_stopping_ends_the_chain(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """EarlyStopping(patience=4) in attempts of 3 epochs fires at epoch 5, in attempt 2, as it would in
+    one plain run; ModelCheckpoint saves only what beats the best of every earlier attempt."""
+    repo = zoo_repo(tmp_path, "patient_callbacks.py", epochs=3, epoch_step=3, max_attempts=4)
+    assert run(repo) == 3
+    out = capsys.readouterr().out
+    records = attempts(repo)
+    assert [(a.epochs_reached, a.outcome, a.early_stopped) for a in records] == \
+        [(3, "below", False), (5, "below", True)]
+    assert "Epoch 5: early stopping" in by_attempt(out)[2]
+    assert "Stopped by the script's EarlyStopping: accuracy" in out and "no further attempt" in out
+    assert records[1].adapter["callbacks_carried"] == \
+        ["EarlyStopping(val_accuracy)", "ModelCheckpoint(val_accuracy)", "ReduceLROnPlateau(val_loss)"]
+    assert_resumed_with_optimizer(repo, records)
+    # ModelCheckpoint(save_best_only): a file for each epoch that beat the best of the whole chain so far.
+    state = repo / ".keeptraining"
+    values = [v for a in records
+              for v in json.loads((state / f"attempt-{a.attempt:03d}/metrics.json").read_text())
+              ["history"]["val_accuracy"]]
+    expected, best = [], -1.0
+    for epoch, value in enumerate(values, start=1):
+        if value > best:
+            expected.append(f"best-{epoch:02d}.keras")
+            best = value
+    assert sorted(p.name for p in (repo / "code" / "checkpoints").iterdir()) == expected
+    carried = json.loads((state / "attempt-001/metrics.json").read_text())["callbacks"]
+    assert [c["class"] for c in carried] == ["EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau"]
+    assert carried[0]["state"]["wait"] == 2 and carried[0]["state"]["best"] == pytest.approx(values[0])

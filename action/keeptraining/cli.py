@@ -184,7 +184,7 @@ def _run_chain(args: argparse.Namespace, config: config_mod.Config, ws: chain.Wo
         chain.archive_previous(ws.state_dir, print)
     else:
         ended = rounds.verdict(config, ledger.load(ws.state_dir))
-        if ended.kind in (strategy.CHAIN_REACHED, strategy.EXHAUSTED):
+        if ended.kind in (strategy.CHAIN_REACHED, strategy.EXHAUSTED, strategy.CHAIN_STOPPED):
             print(f"The chain in {ws.state_dir} has already ended: {ended.reason}")
             return 0 if ended.kind == strategy.CHAIN_REACHED else 3
     steps = "per promotion of a search trial" if config.strategy == "search" else "per attempt"

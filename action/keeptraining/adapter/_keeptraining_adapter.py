@@ -8,18 +8,28 @@ would cost every script two seconds, even one that never trains).
 What it does, once the script imports Keras 3 (``keras`` or ``tf.keras`` on TF >= 2.16):
 
 * ``Model.fit`` trains the model to ``KT_EPOCHS``, from ``KT_INITIAL_EPOCH``, whatever
-  ``epochs`` the script passed. All ``fit`` calls on the script's model are one
-  timeline: each trains the epochs it asks for, from where the model is, and none goes
-  past ``KT_EPOCHS``; if the script's fit calls end below ``KT_EPOCHS``, the last one is
-  continued to ``KT_EPOCHS`` before the script uses the model (``evaluate``,
-  ``predict``, ``save``) or exits. A stop asked by a callback (the threshold, the
-  script's own ``EarlyStopping``) is respected and never continued.
+  ``epochs`` the script passed. A script that trains its model with *one* ``fit`` gets one
+  continuous Keras run (``Epoch 11/20`` ... ``Epoch 20/20``; its History holds every epoch).
+  A script with several (warm-up, then main) keeps the one-timeline rule: each trains the
+  epochs it asks for, from where the model is, and none goes past ``KT_EPOCHS``; if the
+  script's fit calls end below ``KT_EPOCHS``, the last one is continued to ``KT_EPOCHS``
+  before the script uses the model (``evaluate``, ``predict``, ``save``) or exits. Which
+  case applies is decided at the first fit: the previous attempt's count of the script's
+  fit calls, else the calling file's source (one ``<model>.fit(`` call on that receiver,
+  outside any loop, is one fit). A stop asked by a callback (the threshold, the script's
+  own ``EarlyStopping``) is respected and never continued.
 * Before the first ``fit`` it restores ``KT_RESUME_FROM`` into the script's own model:
   weights and optimizer variables (moments, ``iterations``), the way Keras's
-  ``BackupAndRestore`` does. A checkpoint that does not fit the model is reported, any
+  ``BackupAndRestore`` does; a model without weights yet (a subclass, a custom ``train_step``,
+  no ``Input``) is first built symbolically from the first batch. A checkpoint that does not
+  fit the model is reported, any
   half-loaded weights are put back, and training starts from scratch.
 * It stops the training once ``val_<KT_METRIC>`` reaches ``KT_THRESHOLD``; the script's
-  callbacks keep working. ``KT_HP_LEARNING_RATE`` and ``KT_HP_BATCH_SIZE`` are applied.
+  callbacks keep working, and the state of Keras's stateful ones (``EarlyStopping``'s and
+  ``ReduceLROnPlateau``'s best value and wait, ``ModelCheckpoint``'s best) is carried from
+  attempt to attempt in ``metrics.json``. An ``EarlyStopping`` that fires ends the chain:
+  ``metrics.json`` says ``"stopped": "early_stopping"``. ``KT_HP_LEARNING_RATE`` and
+  ``KT_HP_BATCH_SIZE`` are applied.
 * After every epoch, ``fit`` and ``evaluate`` it saves ``$KT_OUTPUT_DIR/model.keras`` and
   writes ``metrics.json``: the metric of the script's last ``evaluate``, else the last
   ``val_<metric>``, else the training metric, with ``metric_source`` saying which,
@@ -47,6 +57,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -67,6 +78,12 @@ HOOKED_METHODS = ("fit", "evaluate", "predict", "save", "save_weights")
 _BANNER = re.compile(r"^(?:I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "
                      r"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
 _OPTIMIZER_SKIPPED = "Skipping variable loading for optimizer"
+# Keras's built-in callbacks whose state spans epochs: carried from attempt to attempt with the
+# checkpoint (in metrics.json), the way BackupAndRestore carries the epoch.
+CARRIED_STATE = {"EarlyStopping": ("wait", "best", "best_epoch"),
+                 "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+                 "ModelCheckpoint": ("best",)}
+EARLY_STOPPING = "early_stopping"  # metrics.json "stopped": the script's own EarlyStopping ended the training
 
 ADAPTER: Adapter | None = None
 
@@ -282,7 +299,9 @@ class Adapter:
         self.continued = False
         self.history: dict[str, list[float]] = {}
         self.pending: tuple[Any, list[Any], Any] | None = None  # (arguments, callbacks, History)
-        self.stopped_by: str | None = None  # "threshold", "deadline" or "a callback"
+        self.stopped_by: str | None = None  # "threshold", "deadline", "EarlyStopping" or "a callback"
+        self.user_callbacks: list[Any] = []  # the script's callbacks of its latest fit
+        self.carried: list[str] = []  # the callbacks whose state came from the previous attempt
         self.epoch_started: float | None = None
         self.longest_epoch_s = 0.0  # with its save: the guess for the next epoch (deadline)
         self.evaluated: dict[str, float] | None = None
@@ -451,6 +470,7 @@ class Adapter:
                 and _is_arrays(arguments.get("x")):
             arguments["batch_size"] = self.s.batch_size
             self.applied["batch_size"] = self.s.batch_size
+        self.user_callbacks = list(user_callbacks)
         ours = self._callbacks()  # [restore, record, threshold, clock]
         arguments["callbacks"] = ours[:1] + user_callbacks + ([history] if history is not None else []) \
             + ours[1:]
@@ -464,7 +484,9 @@ class Adapter:
             self.fit_seconds += time.perf_counter() - started
         stopped = bool(getattr(model, "stop_training", False))
         if stopped and self.stopped_by is None:
-            self.stopped_by = "a callback"
+            fired = [cb for cb in user_callbacks if self._carried_class(cb) == "EarlyStopping"
+                     and int(getattr(cb, "stopped_epoch", 0) or 0) > 0]
+            self.stopped_by = "EarlyStopping" if fired else "a callback"
         if self.done < self.s.epochs and not stopped:
             self.pending = (bound, user_callbacks, result)
         self.write_outputs()
@@ -524,6 +546,11 @@ class Adapter:
                     self.restore()
 
         class Record(base):  # type: ignore[misc,valid-type]
+            def on_train_begin(self, logs: Any = None) -> None:
+                # After the script's callbacks reset themselves (they come before this one).
+                if adapter.fit_calls == 1 and adapter.resumed:
+                    adapter.carry_callback_state()
+
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 adapter.done += 1
                 adapter.trained += 1
@@ -568,6 +595,64 @@ class Adapter:
         say(f"stopping after epoch {self.done}: the next epoch would end after this run's deadline "
             f"(KT_DEADLINE, {max(left, 0):.0f} s left; an epoch takes up to {self.longest_epoch_s:.1f} s). "
             "The next run goes on from here.")
+
+    # --- the script's stateful callbacks, across attempts --------------------------------
+
+    def _carried_class(self, callback: Any) -> str | None:
+        for name in CARRIED_STATE:
+            kind = getattr(self.keras.callbacks, name, None)
+            if kind is not None and isinstance(callback, kind):
+                return name
+        return None
+
+    def _callback_keys(self) -> list[tuple[Any, str, str, int]]:
+        """(callback, class, monitor, ordinal among the same class and monitor) of the script's
+        carried callbacks, in the order the script passed them: how attempts match them up."""
+        seen: dict[tuple[str, str], int] = {}
+        keys = []
+        for callback in self.user_callbacks:
+            name = self._carried_class(callback)
+            if name is None:
+                continue
+            monitor = str(getattr(callback, "monitor", ""))
+            ordinal = seen.get((name, monitor), 0)
+            seen[(name, monitor)] = ordinal + 1
+            keys.append((callback, name, monitor, ordinal))
+        return keys
+
+    def callback_states(self) -> list[dict[str, Any]]:
+        """The carried state of the script's callbacks, for metrics.json (finite numbers only)."""
+        states = []
+        for callback, name, monitor, ordinal in self._callback_keys():
+            state: dict[str, Any] = {}
+            for attribute in CARRIED_STATE[name]:
+                value = getattr(callback, attribute, None)
+                with contextlib.suppress(TypeError, ValueError):
+                    number = None if value is None else float(value)
+                    if number is None or math.isfinite(number):
+                        state[attribute] = number if attribute == "best" or number is None else int(number)
+            states.append({"class": name, "monitor": monitor, "ordinal": ordinal, "state": state})
+        return states
+
+    def carry_callback_state(self) -> None:
+        """Give the script's callbacks the state they had at the end of the previous attempt."""
+        previous = self.s.previous.get("callbacks")
+        if not isinstance(previous, list):
+            return
+        index = {(p.get("class"), p.get("monitor"), p.get("ordinal")): p.get("state")
+                 for p in previous if isinstance(p, dict)}
+        for callback, name, monitor, ordinal in self._callback_keys():
+            state = index.get((name, monitor, ordinal))
+            if not isinstance(state, dict):
+                continue
+            for attribute in CARRIED_STATE[name]:
+                value = state.get(attribute)
+                if attribute in state and (value is None or isinstance(value, (int, float))):
+                    setattr(callback, attribute, value)
+            self.carried.append(f"{name}({monitor})")
+        if self.carried:
+            say(f"carried on from the previous attempt: {', '.join(self.carried)} "
+                "(their best value and how long they have waited).")
 
     # --- resume ----------------------------------------------------------------------
 
@@ -762,13 +847,14 @@ class Adapter:
             "epochs": self.done, "initial_epoch": self.s.initial_epoch if self.resumed else 0,
             "resumed": self.resumed,
             "early_stopped": self.done < self.s.epochs and self.stopped_by not in (None, "deadline"),
-            "stopped": "deadline" if self.stopped_by == "deadline" else None,
-            "history": self.history, "checkpoint": self.checkpoint,
+            "stopped": {"deadline": "deadline", "EarlyStopping": EARLY_STOPPING}.get(self.stopped_by or ""),
+            "history": self.history, "checkpoint": self.checkpoint, "callbacks": self.callback_states(),
             "timings": {"fit_s": round(self.fit_seconds, 3)},
             "adapter": {
                 "mode": self.s.mode, "fit_calls": self.fit_calls, "script_fit_calls": self.script_fits,
                 "one_run": self.one_run, "continued": self.continued,
                 "stopped_by": self.stopped_by, "resume": self.restore,
+                "callbacks_carried": list(self.carried),
                 "optimizer_restored": self.optimizer_restored,
                 "optimizer_iterations": {"start": self.iterations_start, "end": _iterations(self.model)},
                 "hyperparameters": dict(self.applied), "notes": list(self.notes),

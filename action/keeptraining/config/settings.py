@@ -73,7 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "smtp_username": None,
     "mail_from": None,
     "mail_to": [],
-    "notify_on": ["reached", "exhausted", "failed", "superseded"],
+    "notify_on": ["reached", "exhausted", "failed", "stopped", "superseded"],
     "strategy": "epochs",
     "max_epochs_total": None,
     "search": None,  # strategy: search only; the config file is the one place to write it

@@ -31,6 +31,8 @@ METRICS_FILE = "metrics.json"
 MAX_METRICS_BYTES = 5 * 1024 * 1024  # a metrics file is a few KB; refuse to parse giant ones
 MAX_DEPTH = 6  # {"history": {"val_accuracy": [...]}} is depth 3
 DEFAULT_CHECKPOINT = "model.keras"
+DEADLINE = "deadline"  # metrics.json "stopped": at KT_DEADLINE, the next run goes on (slices.py)
+EARLY_STOPPING = "early_stopping"  # metrics.json "stopped": the script's own EarlyStopping ended it
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class Metrics:
     line: str | None = None  # the output line the metric was read from (stdout only)
     early_stopped: bool | None = None  # the script says it stopped before KT_EPOCHS on purpose
     adapter: dict[str, Any] = field(default_factory=dict)  # what the Keras adapter says it did
-    stopped: str | None = None  # "deadline": it stopped at KT_DEADLINE, short of KT_EPOCHS (slices.py)
+    stopped: str | None = None  # "deadline": it stopped at KT_DEADLINE, short of KT_EPOCHS (slices.py);
+    #   "early_stopping": the script's own EarlyStopping ended the training (the chain ends)
 
     @property
     def label(self) -> str:
@@ -156,7 +159,7 @@ def _from_file(output_dir: Path, metric: str) -> Metrics:
         detail=_label(data.get("metric_source")),
         early_stopped=data.get("early_stopped") if isinstance(data.get("early_stopped"), bool) else None,
         adapter=_adapter_info(data.get("adapter")),
-        stopped="deadline" if data.get("stopped") == "deadline" else None,
+        stopped=data["stopped"] if data.get("stopped") in (DEADLINE, EARLY_STOPPING) else None,
     )
 
 

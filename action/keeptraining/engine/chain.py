@@ -458,6 +458,7 @@ def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, confi
     record.epochs_trained = trained.epochs_trained
     record.epochs_source = trained.epochs_source
     record.epochs_ignored = trained.ignored
+    record.early_stopped = found.stopped == metrics_mod.EARLY_STOPPING
     record.adapter = found.adapter
     record.train_s = round(found.train_s, 3) if found.train_s is not None else None
     record.checkpoint = found.checkpoint

@@ -21,6 +21,7 @@ CONTINUE = "continue"  # below the threshold and budget left: run the next attem
 CHAIN_REACHED = "reached"  # threshold reached: the chain ends well
 EXHAUSTED = "exhausted"  # budget spent below the threshold
 CHAIN_FAILED = "failed"  # the last attempt failed (crash, timeout, no metric)
+CHAIN_STOPPED = "stopped"  # below the threshold, and the script's own EarlyStopping ended the training
 SUPERSEDED = "superseded"  # a newer chain took over the branch (decided at dispatch, not here)
 
 
@@ -34,7 +35,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class Decision:
-    kind: str  # CONTINUE | CHAIN_REACHED | EXHAUSTED | CHAIN_FAILED | SUPERSEDED
+    kind: str  # CONTINUE | CHAIN_REACHED | EXHAUSTED | CHAIN_FAILED | CHAIN_STOPPED | SUPERSEDED
     reason: str  # the verdict, one line (wording.py): what the CLI, the summary and the mail say
     next_epochs: int | None = None  # only for CONTINUE
     hint: str = ""  # what to do about it (a failure's fix), shown under the verdict in the mail
@@ -90,6 +91,9 @@ def decide(config: Config, ledger: Ledger) -> Decision:
     assert last.outcome == BELOW
     best = ledger.best()
     best_pair = (best.metric, best.attempt) if best is not None and best.metric is not None else None
+    if last.early_stopped:  # the script asked for the end: no further attempt
+        return Decision(CHAIN_STOPPED, wording.early_stopped(config.metric, last.metric, config.threshold,
+                                                            last.attempt, epochs, best_pair))
     if last.attempt >= config.max_attempts:
         return Decision(EXHAUSTED, wording.exhausted(config.metric, last.attempt, best_pair))
     if config.max_epochs_total and ledger.total_epochs_trained() >= config.max_epochs_total:

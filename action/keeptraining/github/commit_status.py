@@ -49,7 +49,8 @@ def verdict(config: Config, ledger: Ledger, decision: Decision, run_url: str | N
     """The status after this attempt: the chain's verdict, or still pending with the next run's link."""
     text = report.verdict(ledger, config, decision)
     states = {strategy.CHAIN_REACHED: "success", strategy.EXHAUSTED: "failure",
-              strategy.CHAIN_FAILED: "failure", strategy.SUPERSEDED: "error"}
+              strategy.CHAIN_FAILED: "failure", strategy.CHAIN_STOPPED: "failure",
+              strategy.SUPERSEDED: "error"}
     state = states.get(decision.kind, "pending")
     return Status(state, text, next_url if state == "pending" and next_url else run_url)
 

@@ -52,6 +52,16 @@ def below(metric: str, value: float, threshold: float, attempt: int, epochs: int
             f"at attempt {attempt} ({plural(epochs, 'epoch')}){after}")
 
 
+def early_stopped(metric: str, value: float, threshold: float, attempt: int, epochs: int,
+                  best: tuple[float, int] | None) -> str:
+    """Ended below the threshold because the script's own EarlyStopping stopped the training."""
+    best_text = f"; best {one_line(metric, 40)} {fmt_metric(best[0])} at attempt {best[1]}" \
+        if best is not None and best[1] != attempt else ""
+    return (f"Stopped by the script's EarlyStopping: {one_line(metric, 40)} {fmt_metric(value)} < "
+            f"{fmt_threshold(threshold)} at attempt {attempt} ({plural(epochs, 'epoch')}), no further "
+            f"attempt{best_text}")
+
+
 def exhausted(metric: str, attempts: int, best: tuple[float, int] | None, *,
               max_epochs: int | None = None, within: str = "", detail: str = "") -> str:
     """Ended below the threshold: after max_attempts, at the epoch budget (``max_epochs``), or at

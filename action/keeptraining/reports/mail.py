@@ -46,7 +46,14 @@ from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from pathlib import Path
 
 from keeptraining.config.settings import Config
-from keeptraining.engine.strategy import CHAIN_FAILED, CHAIN_REACHED, EXHAUSTED, SUPERSEDED, Decision
+from keeptraining.engine.strategy import (
+    CHAIN_FAILED,
+    CHAIN_REACHED,
+    CHAIN_STOPPED,
+    EXHAUSTED,
+    SUPERSEDED,
+    Decision,
+)
 from keeptraining.errors import NotifyError, PathRefused
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import search_table as search_report
@@ -60,7 +67,7 @@ ALLOW_PLAIN_AUTH_ENV = "KT_SMTP_ALLOW_PLAIN_AUTH"
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 DEFAULT_FROM = "keeptraining@localhost"
 OUTBOX_DIR = "outbox"
-EVENTS = (CHAIN_REACHED, EXHAUSTED, CHAIN_FAILED, SUPERSEDED)
+EVENTS = (CHAIN_REACHED, EXHAUSTED, CHAIN_FAILED, CHAIN_STOPPED, SUPERSEDED)
 LOG_TAIL_LINES = 60
 LOG_TAIL_CHARS = 8000
 
@@ -179,7 +186,7 @@ def _text_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
 
 
 _CELL = 'style="padding:4px 10px;border:1px solid #ddd;text-align:{align}"'
-_COLOURS = {CHAIN_REACHED: "#1a7f37", EXHAUSTED: "#9a6700", CHAIN_FAILED: "#cf222e"}
+_COLOURS = {CHAIN_REACHED: "#1a7f37", EXHAUSTED: "#9a6700", CHAIN_STOPPED: "#9a6700", CHAIN_FAILED: "#cf222e"}
 
 
 def _html_table(config: Config, ledger: Ledger) -> str:

@@ -29,6 +29,7 @@ from keeptraining.engine import slices, strategy
 from keeptraining.engine.strategy import (
     CHAIN_FAILED,
     CHAIN_REACHED,
+    CHAIN_STOPPED,
     CONTINUE,
     EXHAUSTED,
     SUPERSEDED,
@@ -372,7 +373,8 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
 
 # --------------------------------------------------------------------------- job summary
 
-_ICONS = {CHAIN_REACHED: "✅", EXHAUSTED: "⚠️", CHAIN_FAILED: "❌", CONTINUE: "🔁", SUPERSEDED: "⏭️",
+_ICONS = {CHAIN_REACHED: "✅", EXHAUSTED: "⚠️", CHAIN_STOPPED: "🛑", CHAIN_FAILED: "❌", CONTINUE: "🔁",
+          SUPERSEDED: "⏭️",
           "interrupted": "⏹️"}  # a cancelled run (attempt_step: nothing dispatched, nothing mailed)
 
 

@@ -68,6 +68,7 @@ class Attempt:
     metric_line: str | None = None  # the output line the metric was read from (stdout rule)
     epochs_source: str | None = None  # where epochs_reached came from: metrics.json | log (None: unknown)
     epochs_ignored: bool = False  # trained to other than KT_EPOCHS, without an early stop
+    early_stopped: bool = False  # the script's own EarlyStopping ended it (metrics.json "stopped")
     warnings: list[str] = field(default_factory=list)  # contract problems said during the attempt
     adapter: dict[str, Any] = field(default_factory=dict)  # what the Keras adapter reported doing
     # strategy: search only (search.py); None / empty for the epochs strategy.
