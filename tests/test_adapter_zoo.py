@@ -409,3 +409,18 @@ def test_stateful_callbacks_carry_on_across_attempts_and_early_stopping_ends_the
     carried = json.loads((state / "attempt-001/metrics.json").read_text())["callbacks"]
     assert [c["class"] for c in carried] == ["EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau"]
     assert carried[0]["state"]["wait"] == 2 and carried[0]["state"]["best"] == pytest.approx(values[0])
+
+
+def test_when_validation_reaches_the_threshold_but_the_result_does_not_attempts_keep_their_step(
+        tmp_path: Path) -> None:
+    """Attempt 1 stops where val_accuracy reaches the threshold; the script's evaluate falls short, so
+    from then on no attempt stops there, and each trains epoch_step epochs (no long-then-tiny)."""
+    repo = zoo_repo(tmp_path, "easy_validation.py", threshold=0.6, epochs=6, epoch_step=3, max_attempts=3)
+    assert run(repo) == 3
+    records = attempts(repo)
+    first = records[0].epochs_reached
+    assert first is not None and first < 6 and records[0].adapter["stopped_by"] == "threshold"
+    assert [(a.initial_epoch, a.epochs_reached) for a in records] == \
+        [(0, first), (first, first + 3), (first + 3, first + 6)]
+    assert [a.adapter["threshold_stop"] for a in records] == [True, False, False]
+    assert all(a.metric is not None and a.metric < 0.6 for a in records)

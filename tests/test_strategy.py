@@ -89,3 +89,20 @@ def test_chain_is_always_bounded() -> None:
         ledger.attempts.append(done(n, strategy.plan(c, ledger, n).epochs, 0.5))
     assert len(ledger.attempts) == 7
     assert [a.epochs for a in ledger.attempts] == [10, 20, 30, 40, 50, 60, 70]
+
+
+def test_an_attempt_that_stopped_early_below_the_threshold_keeps_the_epoch_step() -> None:
+    """0->7 (validation reached the threshold, the script's result did not), then 7->17, 17->27: never
+    the 0->7, 7->20, 20->22, 22->40 of an epochs rule that counts from the planned epochs."""
+    stopped = done(1, 10, 0.8)
+    stopped.epochs_reached = stopped.epochs_trained = 7
+    ledger = Ledger(attempts=[stopped])
+    plan = strategy.plan(cfg(), ledger, 2)
+    assert (plan.epochs, plan.initial_epoch) == (17, 7)
+    assert strategy.decide(cfg(threshold=0.9), ledger).next_epochs == 17
+    full = done(2, 17, 0.85, initial=7)
+    assert strategy.plan(cfg(), Ledger(attempts=[stopped, full]), 3).epochs == 27
+    # A script that ignores KT_EPOCHS keeps the seed's rule (and is caught by the contract check).
+    ignored = done(1, 10, 0.8)
+    ignored.epochs_reached, ignored.epochs_ignored = 7, True
+    assert strategy.plan(cfg(), Ledger(attempts=[ignored]), 2).epochs == 20

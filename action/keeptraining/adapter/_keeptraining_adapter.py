@@ -328,6 +328,8 @@ class Adapter:
         if threshold is None:
             return False
         account = previous.get("adapter")
+        if isinstance(account, dict) and account.get("threshold_stop") is False:
+            return False  # found to be no proxy in an earlier attempt: never again in this chain
         stopped = isinstance(account, dict) and account.get("stopped_by") == "threshold"
         result = previous.get(self.s.metric)
         if stopped and isinstance(result, (int, float)) and result < threshold:
@@ -854,7 +856,7 @@ class Adapter:
                 "mode": self.s.mode, "fit_calls": self.fit_calls, "script_fit_calls": self.script_fits,
                 "one_run": self.one_run, "continued": self.continued,
                 "stopped_by": self.stopped_by, "resume": self.restore,
-                "callbacks_carried": list(self.carried),
+                "callbacks_carried": list(self.carried), "threshold_stop": self.stop_at_threshold,
                 "optimizer_restored": self.optimizer_restored,
                 "optimizer_iterations": {"start": self.iterations_start, "end": _iterations(self.model)},
                 "hyperparameters": dict(self.applied), "notes": list(self.notes),

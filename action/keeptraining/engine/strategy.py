@@ -43,9 +43,20 @@ class Decision:
 
 
 def next_epochs(config: Config, ledger: Ledger) -> int:
-    """The seed's rule: the last attempt's epochs + epoch_step (``epochs`` for the first)."""
+    """The seed's rule: the last attempt's epochs + epoch_step (``epochs`` for the first).
+
+    An attempt that stopped before its epochs on purpose (below the threshold: the validation
+    metric reached it while the script's own result did not) counts from where it stopped, so
+    every attempt trains ``epoch_step`` more epochs, never a long one then a tiny one.
+    """
     last = ledger.last
-    total = config.epochs if last is None else last.epochs + config.epoch_step
+    if last is None:
+        return min(config.epochs, config.max_epochs) if config.max_epochs else config.epochs
+    base = last.epochs
+    if last.outcome == BELOW and last.epochs_reached is not None and last.epochs_reached < last.epochs \
+            and not last.epochs_ignored:
+        base = last.epochs_reached
+    total = base + config.epoch_step
     return min(total, config.max_epochs) if config.max_epochs else total
 
 
