@@ -270,3 +270,21 @@ def test_the_action_step_writes_the_cache_inputs_and_never_fails(
     (repo / ".keeptraining.yml").write_text("")
     assert main(["data-cache", "--repo", str(repo)]) == 0
     assert f"Data cache: {repo / '.keeptraining' / 'data-cache' / 'data'}" in capsys.readouterr().out
+
+
+def test_library_settings_and_font_caches_are_no_data_and_change_nothing(tmp_path: Path) -> None:
+    """keras.json and matplotlib's font list appear in every run of a script that downloads nothing:
+    not recorded, not saved, and the cache reads as unchanged."""
+    root = tmp_path / "cache"
+    first, said = session(root)
+    first.open()
+    write(root, "keras/datasets/digits.npz", b"pixels" * 10)
+    assert first.close(complete=True) is True
+    second, said = session(root)
+    second.open()
+    write(root, "keras/keras.json", b'{"backend": "tensorflow"}')
+    write(root, "xdg/matplotlib/fontlist-v390.json", b"{}")
+    assert second.close(complete=True) is False
+    assert said[-1] == "Data cache: 1 file, 60 bytes."
+    assert list(manifest(root)["files"]) == ["keras/datasets/digits.npz"]
+    assert not (root / DATA / "keras" / "keras.json").exists()

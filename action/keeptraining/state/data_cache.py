@@ -31,6 +31,7 @@ attempt: it trains without the cache, and says so.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -57,6 +58,10 @@ LIBRARY_DIRS = {
     "TFDS_DATA_DIR": "tensorflow_datasets",  # tensorflow_datasets
     "SCIKIT_LEARN_DATA": "scikit_learn_data",  # sklearn.datasets.fetch_*
 }
+#: What libraries write into those folders that is no download: settings and caches every run rebuilds
+#: (Keras's keras.json, matplotlib's font list, fontconfig). Never recorded nor saved, so a script that
+#: downloads nothing leaves the cache as it was.
+NOT_DATA = ("keras/keras.json", "xdg/matplotlib/*", "xdg/fontconfig/*", "xdg/pip/*")
 CACHE_DIR_ENV = "KT_CACHE_DIR"  # the data folder itself, for a script's own downloads
 LOCAL_FOLDER = "data-cache"  # under the state folder
 RUNNER_FOLDER = "keeptraining-data"  # under the runner's tool cache
@@ -282,6 +287,9 @@ class Session:
         dropped = 0
         for rel, entry in _walk(self.data_dir):
             path = Path(entry.path)
+            if any(fnmatch.fnmatchcase(rel, pattern) for pattern in NOT_DATA):
+                path.unlink()  # rebuilt by the library next time: neither data nor worth a save
+                continue
             if entry.is_symlink():
                 target = os.readlink(path)
                 if not _link_inside(rel, target):
