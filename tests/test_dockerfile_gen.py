@@ -109,3 +109,14 @@ def test_the_generated_layout_is_the_repository_dockerfile_s(tmp_path: Path) -> 
 
 def test_the_tested_backend_is_the_one_keeptraining_pins() -> None:
     assert dockerfile_gen.TESTED_BACKEND in (ROOT / "requirements.txt").read_text().splitlines()
+
+
+def test_a_helper_modules_import_is_read_and_a_forgotten_one_says_what_to_add(tmp_path: Path) -> None:
+    """Two files: train.py imports its helper, the helper imports scikit-learn."""
+    repo = repo_with(tmp_path, "import keras\nfrom helpers import load\n", {
+        "requirements.txt": "tensorflow==2.21.0\n",
+        "code/helpers.py": "from sklearn.model_selection import train_test_split\n\ndef load():\n    pass\n"})
+    reasons = choose(repo).reasons
+    assert "train.py imports keras, sklearn (local: helpers)" in reasons
+    assert "note: `import sklearn` in helpers.py: add `scikit-learn` (pinned) to requirements.txt, or the " \
+        "training stops with ModuleNotFoundError" in reasons

@@ -131,8 +131,10 @@ def script_path(command: list[str], code_dir: Path) -> Path | None:
     return code_dir / script if script else None
 
 
-def imports(script: Path, search_dir: Path) -> tuple[set[str], set[str]]:
-    """(third-party top-level imports, local modules) of ``script`` and the local modules it imports."""
+def imports(script: Path, search_dir: Path,
+            where: dict[str, str] | None = None) -> tuple[set[str], set[str]]:
+    """(third-party top-level imports, local modules) of ``script`` and the local modules it imports;
+    ``where`` (when given) gets the file that first imports each third-party name."""
     third: set[str] = set()
     local: set[str] = set()
     todo, seen = [script], set()
@@ -157,6 +159,9 @@ def imports(script: Path, search_dir: Path) -> tuple[set[str], set[str]]:
                 todo.extend(files)
             else:
                 third.add(top)
+                if where is not None:
+                    shown = path.relative_to(search_dir) if path.is_relative_to(search_dir) else path.name
+                    where.setdefault(top, str(shown))
     return third, local
 
 
@@ -245,7 +250,8 @@ def choose(repo_root: Path, code_dir: Path, command: list[str], base_image: str 
     if not script.is_file():
         raise ConfigError(f"train_command runs {_shown(script, repo_root)}, which does not exist.",
                           hint="Check train_command and code_path.")
-    third, local = imports(script, script.parent)
+    imported: dict[str, str] = {}
+    third, local = imports(script, script.parent, imported)
     frameworks = [name for name in FRAMEWORKS if name in third]
     listed = ", ".join(sorted(third)) or "no third-party package"
     if not frameworks:
@@ -268,6 +274,10 @@ def choose(repo_root: Path, code_dir: Path, command: list[str], base_image: str 
                          and not (n in FRAMEWORKS and names & KERAS_BACKENDS))
         if missing:
             reasons.append(f"note: {where} does not name {', '.join(missing)}, which {script.name} imports")
+            for name in missing:
+                package = PACKAGE_NAMES.get(name, name)
+                reasons.append(f"note: `import {name}` in {imported.get(name, script.name)}: add `{package}` "
+                               f"(pinned) to {where}, or the training stops with ModuleNotFoundError")
     else:
         packages = sorted({PACKAGE_NAMES.get(n, n) for n in third} - {"tensorflow-cpu", "keras"})
         lines = [TESTED_BACKEND, *packages]
