@@ -44,7 +44,8 @@ def test_a_missing_module_says_which_requirement_to_add_and_where(module: str, p
      "`.weights.h5`, not `.hdf5`", "ModelCheckpoint('best.keras')"),
     ("ValueError: Argument(s) not recognized: {'lr': 0.01}", "`learning_rate=`, not `lr=`",
      "write `learning_rate=`"),
-    ("ModuleNotFoundError: No module named 'keras.wrappers'", "this Keras/TensorFlow does not have", "tf-keras"),
+    ("ModuleNotFoundError: No module named 'keras.wrappers'", "this Keras/TensorFlow does not have",
+     "tf-keras"),
 ])
 def test_keras_2_code_under_keras_3_says_what_to_change_or_what_to_pin(line: str, said: str,
                                                                        change: str) -> None:
