@@ -424,3 +424,36 @@ def test_when_validation_reaches_the_threshold_but_the_result_does_not_attempts_
         [(0, first), (first, first + 3), (first + 3, first + 6)]
     assert [a.adapter["threshold_stop"] for a in records] == [True, False, False]
     assert all(a.metric is not None and a.metric < 0.6 for a in records)
+
+
+@pytest.mark.parametrize("script", ["sequential_fixed_epochs.py", "ml_code/nn.py"])
+def test_evaluate_only_measures_the_checkpoint_as_it_is(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], script: str) -> None:
+    """KT_EPOCHS == KT_INITIAL_EPOCH with a checkpoint: nothing trains, the script's evaluate runs, and
+    the engine records the checkpoint's metric at the same epochs (how a champion is measured with
+    another commit's code and data). A plain script through the adapter; the sample model by itself."""
+    if script.startswith("ml_code/"):
+        repo = tmp_path
+        shutil.copytree(ML_CODE, repo / "ml_code", ignore=shutil.ignore_patterns("__pycache__", "output"))
+        (repo / ".keeptraining.yml").write_text(yaml.safe_dump(
+            {"backend": "local", "threshold": 0.999, "epochs": 2, "max_attempts": 3}))
+    else:
+        repo = zoo_repo(tmp_path, script, epochs=2, max_attempts=3)
+    assert main(["attempt", "--repo", str(repo)]) == 0
+    capsys.readouterr()
+    assert main(["attempt", "--repo", str(repo), "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    first, second = attempts(repo)
+    assert epoch_lines(out) == []  # no epoch trained
+    assert (second.initial_epoch, second.epochs_reached, second.epochs_trained) == (2, 2, 0)
+    assert second.resumed_from == "attempt-001/model.keras" and second.outcome == "below"
+    assert not second.warnings and not second.epochs_ignored
+    if script.startswith("ml_code/"):
+        # nn.py reports the last epoch's val_accuracy, then evaluates the checkpoint on the same data
+        assert second.metric == pytest.approx(first.metric, abs=1e-6)
+    else:
+        assert "evaluate only (KT_EPOCHS=2 = KT_INITIAL_EPOCH" in out
+        assert second.metric_source == "evaluate" and second.metric == pytest.approx(first.metric, abs=1e-6)
+        assert second.adapter["resume"] == "weights and optimizer state"
+        steps = second.adapter["optimizer_iterations"]
+        assert steps["start"] == steps["end"] == first.adapter["optimizer_iterations"]["end"]

@@ -406,6 +406,9 @@ class Adapter:
             ([] if callbacks is None else [callbacks])
         return self._train(original, model, bound, user_callbacks, history=None)
 
+    def resumed_or_pending(self) -> bool:
+        return self.resumed or self.restore_pending
+
     def _one_fit(self, arguments: dict[str, Any]) -> tuple[bool, str]:
         """Whether the script trains its model with one fit call (then that fit is one Keras run to
         KT_EPOCHS) or with several (warm-up, then main: each trains its own epochs, one timeline).
@@ -460,6 +463,9 @@ class Adapter:
         if self.stopped_by == "deadline":
             end = start
             say(f"fit(epochs={epochs}) trains no epoch: this run's time is up (KT_DEADLINE).")
+        elif self.fit_calls == 0 and self.resumed_or_pending() and start >= self.s.epochs:
+            say(f"fit(epochs={epochs}) trains no epoch: evaluate only (KT_EPOCHS={self.s.epochs} = "
+                "KT_INITIAL_EPOCH, the checkpoint is measured as it is).")
         elif self.one_run and self.fit_calls == 0:
             say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} in one run "
                 f"(KT_EPOCHS={self.s.epochs}, the model has {start}; {self.one_run_why}).")

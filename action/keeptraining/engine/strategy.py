@@ -65,7 +65,7 @@ def plan(config: Config, ledger: Ledger, attempt: int, epochs: int | None = None
     total = epochs if epochs is not None else next_epochs(config, ledger)
     previous = _resumable(ledger, attempt)
     if config.resume and previous is not None and previous.epochs_reached is not None \
-            and previous.epochs_reached < total:
+            and previous.epochs_reached <= total:  # equal: evaluate only (DESIGN.md, the training contract)
         return Plan(attempt, total, previous.epochs_reached, previous)
     return Plan(attempt, total, 0, None)
 
