@@ -130,3 +130,17 @@ def test_a_write_to_the_read_only_file_system_names_the_fix_and_keeps_the_traine
     (record,) = ledger.load(repo / ".keeptraining").attempts
     assert (record.outcome, record.epochs_reached, record.checkpoint) == ("failed", 3, "model.keras")
     assert (repo / ".keeptraining/attempt-001/model.keras").is_file()
+
+
+def test_a_helper_modules_missing_package_is_named_with_the_requirement_to_add(
+        tmp_path: Path, training_image: TrainingImage, capsys: pytest.CaptureFixture[str]) -> None:
+    """The generated Dockerfile reads the helper's imports too: the run says before training that
+    requirements.txt lacks pandas, and the failure says which requirement to add and where."""
+    repo = docker_repo(tmp_path, training_image, "two_files.py", max_attempts=1, epochs=3)
+    shutil.copy(ZOO / "prepare.py", repo / "code")
+    assert main(["run", "--repo", str(repo)]) == 1
+    captured = capsys.readouterr()
+    assert "two_files.py imports keras, pandas (local: prepare, zoo_data)" in captured.out
+    assert "note: `import pandas` in prepare.py: add `pandas` (pinned) to requirements.txt" in captured.out
+    assert "The training imports 'pandas', which is not installed where it runs." in captured.err
+    assert "Add `pandas` (pinned, e.g. `pandas==<version>`) to requirements.txt" in captured.err

@@ -462,16 +462,7 @@ class Adapter:
             end = max(self.s.epochs, start)
         if self.stopped_by == "deadline":
             end = start
-            say(f"fit(epochs={epochs}) trains no epoch: this run's time is up (KT_DEADLINE).")
-        elif self.fit_calls == 0 and self.resumed_or_pending() and start >= self.s.epochs:
-            say(f"fit(epochs={epochs}) trains no epoch: evaluate only (KT_EPOCHS={self.s.epochs} = "
-                "KT_INITIAL_EPOCH, the checkpoint is measured as it is).")
-        elif self.one_run and self.fit_calls == 0:
-            say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} in one run "
-                f"(KT_EPOCHS={self.s.epochs}, the model has {start}; {self.one_run_why}).")
-        elif self.fit_calls == 0 or (epochs, initial) != (end, start):
-            say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} "
-                f"(KT_EPOCHS={self.s.epochs}, the model has {start}).")
+        self._say_segment(epochs, initial, start, end)
         arguments["initial_epoch"], arguments["epochs"] = start, end
         arguments["verbose"] = self._verbose(arguments.get("verbose", "auto"))
         if self.s.batch_size and arguments.get("batch_size") != self.s.batch_size \
@@ -499,6 +490,23 @@ class Adapter:
             self.pending = (bound, user_callbacks, result)
         self.write_outputs()
         return result
+
+    def _say_segment(self, epochs: int, initial: int, start: int, end: int) -> None:
+        """What this fit trains, said when it is not what the script asked."""
+        if self.stopped_by == "deadline":
+            say(f"fit(epochs={epochs}) trains no epoch: this run's time is up (KT_DEADLINE).")
+        elif self.fit_calls == 0 and self.resumed_or_pending() and start >= self.s.epochs:
+            say(f"fit(epochs={epochs}) trains no epoch: evaluate only (KT_EPOCHS={self.s.epochs} = "
+                "KT_INITIAL_EPOCH, the checkpoint is measured as it is).")
+        elif end == start and self.fit_calls > 0:
+            say(f"fit(epochs={epochs}) trains no epoch: the model already has its {start} epochs "
+                f"(KT_EPOCHS={self.s.epochs}).")
+        elif self.one_run and self.fit_calls == 0:
+            say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} in one run "
+                f"(KT_EPOCHS={self.s.epochs}, the model has {start}; {self.one_run_why}).")
+        elif self.fit_calls == 0 or (epochs, initial) != (end, start):
+            say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} "
+                f"(KT_EPOCHS={self.s.epochs}, the model has {start}).")
 
     def _epochs(self, arguments: dict[str, Any]) -> tuple[int, int]:
         """(epochs, initial_epoch) as the script passed them, Keras's defaults otherwise."""
