@@ -457,3 +457,18 @@ def test_evaluate_only_measures_the_checkpoint_as_it_is(
         assert second.adapter["resume"] == "weights and optimizer state"
         steps = second.adapter["optimizer_iterations"]
         assert steps["start"] == steps["end"] == first.adapter["optimizer_iterations"]["end"]
+
+
+def test_a_model_fed_by_a_generator_is_restored_after_its_first_step(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No batch can be read ahead from a generator: the checkpoint is loaded over the first step,
+    whose update (and step count) is discarded, and the log says how to avoid it."""
+    repo = zoo_repo(tmp_path, "generator_subclassed.py", epochs=2, epoch_step=2)
+    assert run(repo) == 3
+    out = capsys.readouterr().out
+    first, second = attempts(repo)
+    assert "the checkpoint was loaded after that step" in by_attempt(out)[2]
+    assert second.resumed_from == "attempt-001/model.keras" and second.initial_epoch == 2
+    assert second.adapter["resume"] == "weights and optimizer state"
+    assert first.adapter["optimizer_iterations"]["end"] == 2 * 15  # 2 epochs of 15 steps
+    assert second.adapter["optimizer_iterations"] == {"start": 30, "end": 30 + 30 - 1}
