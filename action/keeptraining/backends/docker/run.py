@@ -46,6 +46,7 @@ from docker.types import DeviceRequest, Mount
 from keeptraining import adapter
 from keeptraining.backends.base import TrainRequest, TrainResult
 from keeptraining.backends.docker import network
+from keeptraining.contract import env as kt_env
 from keeptraining.errors import BackendUnavailable, PathRefused, TrainingError
 from keeptraining.state import data_cache, safe_paths
 
@@ -293,8 +294,7 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
     """
     mounts, resume_env = _mounts(request, staged)
     user = _container_user(*(p.resolve() for p in (request.output_dir, request.cache_dir) if p is not None))
-    env = {**request.start_env(), "HOME": HOME_MOUNT, "KT_OUTPUT_DIR": OUTPUT_MOUNT,
-           "KT_RESUME_FROM": resume_env}
+    env = {**request.start_env(), "HOME": HOME_MOUNT, **kt_env.paths(OUTPUT_MOUNT, resume_env)}
     image_env = _image_env(dc, image)
     if request.adapter_dir is not None:  # the image's python imports the adapter's sitecustomize
         env["PYTHONPATH"] = adapter.pythonpath(adapter.CONTAINER_DIR, image_env.get("PYTHONPATH"))
