@@ -122,8 +122,9 @@ def _private_uses(tree: ast.Module) -> list[str]:
             imported |= {alias.asname or alias.name.split(".")[0] for alias in node.names
                          if alias.name.startswith("keeptraining")}
     for node in ast.walk(tree):
-        private = isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-        if private and isinstance(node.value, ast.Name) and node.value.id in imported:
+        if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+            continue
+        if node.value.id in imported and node.attr.startswith("_") and not node.attr.startswith("__"):
             uses.append(f"{node.value.id}.{node.attr} (line {node.lineno})")
     return uses
 
