@@ -16,7 +16,7 @@ from pathlib import Path
 
 from keeptraining.contract import check as contract_check
 from keeptraining.contract import metrics as metrics_mod
-from keeptraining.engine.strategy import Plan
+from keeptraining.contract.env import Plan
 from keeptraining.errors import KeeptrainingError
 from keeptraining.state.ledger import Attempt
 

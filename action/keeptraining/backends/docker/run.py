@@ -48,6 +48,7 @@ from docker.types import DeviceRequest, Mount
 from keeptraining import adapter
 from keeptraining.backends.base import TrainRequest, TrainResult
 from keeptraining.backends.docker import network, workdir
+from keeptraining.contract import env as kt_env
 from keeptraining.errors import BackendUnavailable, PathRefused, TrainingError
 from keeptraining.state import data_cache, safe_paths
 
@@ -302,8 +303,7 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
     mounts, resume_env = _mounts(request, staged, work)
     writable = (request.output_dir, request.cache_dir, work)
     user = _container_user(*(p.resolve() for p in writable if p is not None))
-    env = {**request.start_env(), "HOME": HOME_MOUNT, "KT_OUTPUT_DIR": OUTPUT_MOUNT,
-           "KT_RESUME_FROM": resume_env}
+    env = {**request.start_env(), "HOME": HOME_MOUNT, **kt_env.paths(OUTPUT_MOUNT, resume_env)}
     image_env = _image_env(dc, image)
     if request.adapter_dir is not None:  # the image's python imports the adapter's sitecustomize
         env["PYTHONPATH"] = adapter.pythonpath(adapter.CONTAINER_DIR, image_env.get("PYTHONPATH"))
@@ -454,11 +454,9 @@ def run(
     t = time.monotonic()
     dc = docker_client or require_engine()
     stages["engine_check_s"] = time.monotonic() - t
-
     created: list[Container] = []
     pump: _LogPump | None = None
     staging = Path(tempfile.mkdtemp(prefix="keeptraining-resume-"))
-    owner = _owner(request.output_dir.parent)
     copy: workdir.WorkingCopy | None = None
     try:
         staging.chmod(0o755)  # the container's user reads the copy through its own bind mount
@@ -480,35 +478,37 @@ def run(
     finally:
         errors = _stderr(created)
         output, stages["cleanup_s"] = _cleanup(created, pump)
-        try:
-            output += _keep_written(request, copy, owner)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        output += _keep_written(request, copy, staging)
 
     exit_code = int(state.get("ExitCode", -1))
     _raise_if_not_executed(exit_code, output, request.command)
     stages["run_s"] = ended - started
     if pump.first_line_at is not None:
         stages["first_log_line_s"] = pump.first_line_at - started
+    return TrainResult(
+        exit_code=exit_code,
+        duration=ended - started,
+        output=output,
+        timed_out=timed_out,
+        detail=_detail(state, timed_out, request.timeout, pump),
+        stages=stages,
+        errors=errors,
+        offline=offline,
+    )
+
+
+def _detail(state: Mapping[str, Any], timed_out: bool, timeout: float, pump: _LogPump) -> str:
+    """How the container ended, beyond its exit code (a timeout, the OOM killer, the engine's error)."""
     detail = []
     if timed_out:
-        detail.append(f"timed out after {request.timeout:g}s: stopped (SIGTERM, then SIGKILL)")
+        detail.append(f"timed out after {timeout:g}s: stopped (SIGTERM, then SIGKILL)")
     if state.get("OOMKilled"):
         detail.append("killed: out of memory (the container's memory limit or the machine's)")
     if state.get("Error"):
         detail.append(f"engine: {state['Error']}")
     if pump.sink_error is not None:
         detail.append(f"live log sink failed and was dropped: {short(pump.sink_error)}")
-    return TrainResult(
-        exit_code=exit_code,
-        duration=ended - started,
-        output=output,
-        timed_out=timed_out,
-        detail="; ".join(detail),
-        stages=stages,
-        errors=errors,
-        offline=offline,
-    )
+    return "; ".join(detail)
 
 
 def _owner(folder: Path) -> tuple[int, int] | None:
@@ -547,10 +547,17 @@ def _working_copy(request: TrainRequest, staging: Path) -> workdir.WorkingCopy:
                             ) from None
 
 
-def _keep_written(request: TrainRequest, copy: workdir.WorkingCopy | None,
-                  owner: tuple[int, int] | None) -> str:
-    """Keep what the script wrote in its working folder with the attempt; give the attempt's files
-    back to their owner. Returns the line that says so (also sent to the live log), or ''."""
+def _keep_written(request: TrainRequest, copy: workdir.WorkingCopy | None, staging: Path) -> str:
+    """Keep what the script wrote in its working folder with the attempt, give the attempt's files
+    back to their owner and remove ``staging``. Returns the line that says so (also sent to the
+    live log), or ''."""
+    try:
+        return _keep(request, copy, _owner(request.output_dir.parent))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _keep(request: TrainRequest, copy: workdir.WorkingCopy | None, owner: tuple[int, int] | None) -> str:
     line = ""
     if copy is not None:
         destination = request.output_dir / workdir.KEPT_FOLDER
