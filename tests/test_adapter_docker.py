@@ -140,7 +140,7 @@ def test_a_helper_modules_missing_package_is_named_with_the_requirement_to_add(
     shutil.copy(ZOO / "prepare.py", repo / "code")
     assert main(["run", "--repo", str(repo)]) == 1
     captured = capsys.readouterr()
-    assert "two_files.py imports keras, pandas (local: prepare, zoo_data)" in captured.out
+    assert "two_files.py imports keras, numpy, pandas (local: prepare, zoo_data)" in captured.out
     assert "note: `import pandas` in prepare.py: add `pandas` (pinned) to requirements.txt" in captured.out
     assert "The training imports 'pandas', which is not installed where it runs." in captured.err
     assert "Add `pandas` (pinned, e.g. `pandas==<version>`) to requirements.txt" in captured.err
