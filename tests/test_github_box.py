@@ -136,25 +136,36 @@ def ids_of(service: ResultsService, token: str) -> dict[str, str]:
     return {"workflow_run_backend_id": run, "workflow_job_run_backend_id": job}
 
 
-def test_an_artifact_name_is_unique_per_run_and_survives_a_rerun(results: ResultsService) -> None:
+def test_an_artifact_name_is_unique_per_run_attempt_and_the_internal_api_sees_only_its_attempt(
+        results: ResultsService) -> None:
+    """GitHub's per-attempt rule (results_service's docstring cites the sources): a re-run uploads a
+    second artifact of the same name to the same run; overwrite deletes within the attempt only."""
     token = results.tokens.mint(101)
     ids = ids_of(results, token)
     assert upload(results, token, ids, "state", b"first").json()["ok"] is True
     conflict = upload(results, token, ids, "state", b"second")
     assert conflict.status_code == 409 and conflict.json() == {
         "code": "already_exists", "msg": "an artifact with this name already exists on the workflow run"}
-    rerun = results.tokens.mint(101, run_attempt=2)  # the same run, another job: sees the artifact
+    rerun = results.tokens.mint(101, run_attempt=2)  # the same run's next attempt: another backend id
+    assert ids_of(results, rerun)["workflow_run_backend_id"] != ids["workflow_run_backend_id"]
     listed = twirp(results, "ListArtifacts", {**ids_of(results, rerun), "name_filter": "state"}, rerun)
-    (artifact,) = listed.json()["artifacts"]
-    assert artifact["size"] == "5" and artifact["digest"].startswith("sha256:")
+    assert listed.json() == {"artifacts": []}, "the internal API is scoped to the run attempt"
+    earlier = twirp(results, "GetSignedArtifactURL", {**ids_of(results, rerun), "name": "state"}, rerun)
+    assert earlier.status_code == 404  # a token-less download of an earlier attempt's artifact
     stranger = results.tokens.mint(102)  # another run may not delete it
     assert twirp(results, "DeleteArtifact", {**ids, "name": "state"}, stranger).status_code == 403
-    # upload-artifact's overwrite: the artifact's own run and job ids, from ListArtifacts
+    # upload-artifact's overwrite in the re-run: ListArtifacts found nothing, so nothing is deleted,
+    # and the re-run's upload of the same name is accepted beside the first try's.
+    assert upload(results, rerun, ids_of(results, rerun), "state", b"second").status_code == 200
+    kept = sorted(results.artifacts.of_run(101), key=lambda a: a.run_attempt)  # the REST view: both
+    assert [(a.run_attempt, results.artifacts.content(a)) for a in kept] == [(1, b"first"), (2, b"second")]
+    # Within one attempt, overwrite works: the job's own copy is deleted, then uploaded again.
+    mine = twirp(results, "ListArtifacts", {**ids_of(results, rerun), "name_filter": "state"}, rerun)
+    (artifact,) = mine.json()["artifacts"]
     owner = {k: artifact[k] for k in ("workflow_run_backend_id", "workflow_job_run_backend_id")}
     assert twirp(results, "DeleteArtifact", {**owner, "name": "state"}, rerun).status_code == 200
-    assert upload(results, rerun, ids_of(results, rerun), "state", b"second").status_code == 200
-    (kept,) = results.artifacts.of_run(101)
-    assert results.artifacts.content(kept) == b"second"
+    assert upload(results, rerun, ids_of(results, rerun), "state", b"third").status_code == 200
+    assert sorted(results.artifacts.content(a) for a in results.artifacts.of_run(101)) == [b"first", b"third"]
 
 
 @pytest.mark.parametrize(("change", "code"), [
