@@ -11,6 +11,13 @@ A run may train until the earliest of three limits, each known before it starts:
 * ``timeout`` (seconds per run), where keeptraining kills the training, less the same margin,
   so that the script stops on its own first.
 
+The job's limit is never taken as more than ``TOKEN_SAFE_S`` (23 h) after the action's start:
+``GITHUB_TOKEN`` expires 24 hours after the job starts at the latest (GitHub's docs, "Automatic
+token authentication"), and the end of a run needs it (upload the state, set the commit status,
+dispatch the next attempt). A self-hosted job may run 5 days and ``job-timeout-minutes`` allows
+that much, but each run then slices its training before the token expires, and the next run
+(dispatched with a fresh token) goes on.
+
 The script gets the earliest as ``KT_DEADLINE`` (whole Unix seconds) and stops at an epoch
 boundary before it; the attempt then goes on in the next run (``slices.py``). The Keras adapter
 does this for an unmodified script; a script that follows the contract may read it.
@@ -32,6 +39,10 @@ DEFAULT_JOB_MINUTES = 360  # GitHub's default timeout-minutes, and its hosted ru
 MARGIN_SHARE = 0.1  # of a limit, kept free for what follows the training ...
 MARGIN_MIN_S = 5.0  # ... at least this ...
 MARGIN_MAX_S = 900.0  # ... and at most 15 minutes
+TOKEN_LIFETIME_S = 24 * 3600  # GITHUB_TOKEN expires at most this long after the job started
+#: The longest a run's job limit is taken to be, from the action's start: an hour below the token's
+#: lifetime for the steps before the action (checkout, set-up) and a late clock.
+TOKEN_SAFE_S = TOKEN_LIFETIME_S - 3600
 
 
 def margin(limit_s: float) -> float:
@@ -47,6 +58,7 @@ class Budget:
     timeout_s: float  # keeptraining kills the training after this many seconds
     budget_s: float | None = None  # time_budget: seconds the run may train
     job_deadline: float | None = None  # Unix time by which the training must end for the job's sake
+    token_capped: bool = False  # job_deadline is the GITHUB_TOKEN's lifetime, not the job's timeout
 
     def deadline(self, started: float) -> int:
         """Whole Unix seconds by which training that started at ``started`` should have stopped."""
@@ -68,8 +80,16 @@ class Budget:
             parts.insert(0, f"time_budget {self.budget_s:g} s")
         if self.job_deadline is not None:
             when = time.strftime("%H:%M:%S UTC", time.gmtime(self.job_deadline))
-            parts.append(f"the job's limit (training ends by {when})")
+            limit = "GITHUB_TOKEN's 24 h lifetime" if self.token_capped else "the job's limit"
+            parts.append(f"{limit} (training ends by {when})")
         return ", ".join(parts)
+
+
+def job_limit_s(config: Config) -> tuple[float, bool]:
+    """Seconds from the action's start to the job's end as a run must plan for it, and whether that
+    is the token's cap (``TOKEN_SAFE_S``) rather than ``job_timeout_minutes``."""
+    limit = 60.0 * (config.job_timeout_minutes or DEFAULT_JOB_MINUTES)
+    return (TOKEN_SAFE_S, True) if limit > TOKEN_SAFE_S else (limit, False)
 
 
 def job_deadline(config: Config, env: Mapping[str, str]) -> float | None:
@@ -80,11 +100,12 @@ def job_deadline(config: Config, env: Mapping[str, str]) -> float | None:
     raw = env.get(STARTED_ENV, "").strip()
     if not raw.isdigit():
         return None
-    limit = 60.0 * (config.job_timeout_minutes or DEFAULT_JOB_MINUTES)
+    limit, _capped = job_limit_s(config)
     return int(raw) + limit - margin(limit)
 
 
 def budget(config: Config, env: Mapping[str, str]) -> Budget:
     """The limits of this run's training."""
-    return Budget(timeout_s=config.timeout, budget_s=config.time_budget,
-                  job_deadline=job_deadline(config, env))
+    deadline = job_deadline(config, env)
+    return Budget(timeout_s=config.timeout, budget_s=config.time_budget, job_deadline=deadline,
+                  token_capped=deadline is not None and job_limit_s(config)[1])
