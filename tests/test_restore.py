@@ -7,7 +7,9 @@ store (as upload-artifact leaves them); the attempt step with the local backend.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,10 +19,18 @@ import pytest
 from fakes import fake_repo, read_outputs
 from keeptraining.cli import main
 from keeptraining.errors import ConfigError, RestoreError
-from keeptraining.github import restore
+from keeptraining.github import dispatch, restore
 from keeptraining.state import ledger
 from services.github_emulator import EmulatedRun, EmulatedWorkflow, GitHubEmulator
-from services.results_service import ArtifactStore, Blob, BlobStore, Identity, RuntimeTokens, utcnow
+from services.results_service import (
+    ArtifactStore,
+    Blob,
+    BlobStore,
+    Identity,
+    ResultsService,
+    RuntimeTokens,
+    utcnow,
+)
 
 TOKEN = "ghs_restoreTestToken0123456789"
 CHAIN = "c" * 40
@@ -283,3 +293,29 @@ def test_a_foreign_ledger_is_moved_aside_not_appended_to(
     assert json.loads(moved.read_text())["chain"]["commit"] == "d" * 40
     (record,) = ledger.load(repo / ".keeptraining").attempts
     assert record.outcome == "failed" and "belongs to the chain of commit" in str(record.error)
+
+
+def test_a_rerun_reads_what_its_earlier_tries_dispatched_from_their_state(emulator: GitHubEmulator) -> None:
+    """Re-run protection's first evidence: the run id that the dispatch returned, kept in the earlier
+    try's ledger (downloaded through the REST API, as GitHub keeps every attempt's artifacts)."""
+    store = emulator.artifacts
+    assert store is not None
+    run = emulator.add_run(WORKFLOW.id, event="push", head_sha=CHAIN)
+    records = [{"attempt": 1, "run": {"id": str(run.id), "attempt": "1"},
+                "dispatched": {"attempt": 2, "run": 1, "epochs": 20, "run_id": 9_000_000_777, "url": None}},
+               {"attempt": 2, "run": {"id": "123", "attempt": "1"},  # another run's record: not this run's
+                "dispatched": {"attempt": 3, "run": 1, "run_id": 9_000_000_888}}]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("ledger.json", json.dumps({"version": 1, "attempts": records}))
+    artifact = store.create(run.id, Identity(RuntimeTokens.run_backend_id(run.id), "job"),
+                            "keeptraining-state", utcnow() + timedelta(days=14))
+    data = buffer.getvalue()
+    store.blobs.blobs[artifact.blob_path] = Blob(data, "application/zip", committed=True)
+    artifact.size, artifact.finalized = len(data), True
+    artifact.digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    ctx = dispatch.context_from_env(env_for(emulator, GITHUB_RUN_ID=str(run.id)), TOKEN)
+    with ResultsService(blobs=store.blobs):  # serves the signed blob URL the REST download redirects to
+        assert restore.dispatched_by_earlier_tries(ctx, {"GITHUB_RUN_ATTEMPT": "2"}) == {9_000_000_777: "2"}
+    assert restore.dispatched_by_earlier_tries(ctx, {"GITHUB_RUN_ATTEMPT": "1"}) == {}  # a first try
+    assert not emulator.calls("download-artifact")[1:], "one state read, in the re-run only"

@@ -62,7 +62,8 @@ def test_the_jobs_limit_counts_from_the_actions_start_on_github_only() -> None:
     assert "time_budget 120 s" in budget.describe() and "the job's limit" in budget.describe()
 
 
-@pytest.mark.parametrize(("minutes", "capped"), [(1380, False), (1440, True), (5 * 24 * 60, True), (43200, True)])
+@pytest.mark.parametrize(("minutes", "capped"),
+                         [(1380, False), (1440, True), (5 * 24 * 60, True), (43200, True)])
 def test_a_long_jobs_training_ends_before_its_github_token_expires(minutes: int, capped: bool) -> None:
     """GITHUB_TOKEN lives 24 h at most: a 5-day self-hosted job still slices within 23 h of the action's
     start (less the margin), so the upload, status and dispatch at its end have a valid token."""

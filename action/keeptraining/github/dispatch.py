@@ -9,7 +9,12 @@ error (a 5xx, a dropped connection), and a step may be re-run by hand. So:
 * before the first POST, and before every retry of it, the runs of this workflow on this
   commit are listed, and a run whose title names ``attempt N`` means the attempt was
   already dispatched: it is reported, not sent again (the workflow's ``run-name`` must
-  contain ``attempt N``; ``run_name_warning`` says so when it does not). A later run of an
+  contain ``attempt N``; ``run_name_warning`` says so when it does not). Two chains may train
+  the same commit (a push's and a manual new chain): a run is this chain's next attempt when its
+  id is the one an earlier try of this run dispatched (``known_runs``: the dispatch answers with the
+  new run's id, and the ledger keeps it), else when its title names this run as the one it resumes
+  (``after run <id>``: the run-name shows ``resume-run-id``); a title without that (an older
+  run-name) matches on ``attempt N`` alone. A later run of an
   attempt that trains across runs (slices.py) is dispatched as attempt ``N.K`` and titled so:
   ``attempt 3`` and ``attempt 3.2`` never match each other. Only runs that are
   queued, pending, running or succeeded count: a cancelled or failed next run does not, so
@@ -202,17 +207,21 @@ def dispatch_next(
     chain_run_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     next_run: int = 1,
+    known_runs: Mapping[int, str] | None = None,
 ) -> DispatchResult:
     """Dispatch attempt ``next_attempt`` of the chain on ``ctx.ref``, once (``next_run`` > 1: the
     next run of an attempt that trains across runs, titled ``attempt N.K``).
 
     ``chain_run_id``: the run of the chain's first attempt (a newer chain is one that started
-    after it); default this run. Raises DispatchError when GitHub refuses (with what to fix)
-    or keeps failing.
+    after it); default this run. ``known_runs``: run id -> attempt label (``3``, ``3.2``) that
+    earlier tries of this run dispatched (a re-run). Raises DispatchError when GitHub refuses (with
+    what to fix) or keeps failing.
     """
     gh = github_client(ctx)
     try:
-        return _Dispatcher(ctx, gh, sleep, next_run).run(chain_commit, next_attempt, inputs, chain_run_id)
+        dispatcher = _Dispatcher(ctx, gh, sleep, next_run)
+        dispatcher.known_runs = dict(known_runs or {})
+        return dispatcher.run(chain_commit, next_attempt, inputs, chain_run_id)
     finally:
         gh.close()
 
@@ -227,6 +236,16 @@ def attempt_marker(attempt: int, run: int = 1) -> re.Pattern[str]:
 
 def _label(attempt: int, run: int) -> str:
     return f"{attempt}.{run}" if run > 1 else str(attempt)
+
+
+#: The chain's identity in a dispatched run's title: the run it resumes (the run-name shows resume-run-id).
+_RESUMES = re.compile(r"\bafter run (\d{1,20})\b", re.IGNORECASE)
+
+
+def resumed_run(title: str) -> str | None:
+    """The run that a run's title says it resumes (``after run 123``), or None when it does not say."""
+    match = _RESUMES.search(title)
+    return match.group(1) if match else None
 
 
 def run_name_warning(ctx: GitHubContext, attempt: int, run: int = 1) -> str | None:
@@ -325,6 +344,7 @@ class _Dispatcher:
         self._default_branch = "usually main"
         self.since: datetime.datetime | None = None  # this run's creation time, when known
         self.next_run = run  # > 1: the next run of a sliced attempt (title ``attempt N.K``)
+        self.known_runs: dict[int, str] = {}  # run id -> attempt label an earlier try of this run dispatched
 
     def _which(self, attempt: int) -> str:
         """``attempt 3``, or ``attempt 3.2`` for the next run of a sliced attempt."""
@@ -488,8 +508,18 @@ class _Dispatcher:
         """A workflow_dispatch run of this workflow on the branch titled ``attempt N``, created
         after this run (an older chain has its own attempt N), that is queued, running or
         succeeded (a cancelled or failed one is no longer the chain's next attempt). Any commit:
-        a dispatched run gets the branch head, which a push that started no chain moves on."""
+        a dispatched run gets the branch head, which a push that started no chain moves on.
+        Of this chain: the run an earlier try of this run dispatched (``known_runs``), else a run
+        whose title names this run as the one it resumes, or names none (an older run-name)."""
         pattern = attempt_marker(attempt, self.next_run)
+        label = _label(attempt, self.next_run)
+        known = [run_id for run_id, known_label in self.known_runs.items() if known_label == label]
+
+        def ours(run: WorkflowRun) -> bool:
+            if known:
+                return run.id in known
+            title = run.display_title or ""
+            return bool(pattern.search(title)) and resumed_run(title) in (None, self.ctx.run_id)
 
         def scan() -> WorkflowRun | None:
             runs = workflow.get_runs(branch=self.ctx.ref, event="workflow_dispatch")
@@ -499,7 +529,7 @@ class _Dispatcher:
                 if self.since is not None and run.created_at < self.since:
                     continue
                 alive = run.status in NOT_ENDED or run.conclusion == "success"
-                if alive and pattern.search(run.display_title or ""):
+                if alive and ours(run):
                     return run
             return None
 

@@ -38,7 +38,10 @@ records the attempt as failed (outputs, summary, mail) when the state cannot be 
 from __future__ import annotations
 
 import datetime
+import json
 import re
+import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,13 +258,78 @@ def list_trials(ctx: dispatch.GitHubContext, run_id: int) -> dict[int, Artifact]
     try:
         return trial_artifacts(list(gh.get_repo(ctx.repository).get_workflow_run(run_id).get_artifacts()))
     except GithubException as exc:
-        raise RestoreError(f"the GitHub API refused to list the artifacts of run {run_id} (HTTP {exc.status})",
-                           hint="The merge job needs `actions: read`.") from None
+        raise RestoreError(f"the GitHub API refused to list the artifacts of run {run_id} "
+                           f"(HTTP {exc.status})", hint="The merge job needs `actions: read`.") from None
     except (requests.RequestException, OSError) as exc:
         raise RestoreError(f"cannot reach the GitHub API at {ctx.api_url} to list run {run_id}'s trials: "
                            f"{type(exc).__name__}", hint="Re-run the job when GitHub is reachable.") from None
     finally:
         gh.close()
+
+
+#: The most of an earlier try's state that a re-run downloads to read what it dispatched (a state
+#: holds checkpoints); past it, the titles of the runs decide (``dispatch.resumed_run``).
+EARLIER_STATE_MAX_BYTES = 512 * 1024 * 1024
+
+
+def dispatched_by_earlier_tries(ctx: dispatch.GitHubContext, env: Mapping[str, str]) -> dict[int, str]:
+    """In a re-run (run attempt 2 or later): run id -> attempt label (``3``, ``3.2``) of the runs that
+    earlier tries of this run dispatched, from the ledger in each earlier try's state (the dispatch
+    answered with the new run's id, and the attempt's record keeps it). Empty in a first try, and
+    when it cannot be read (then the runs' titles decide)."""
+    raw_attempt = env.get("GITHUB_RUN_ATTEMPT", "").strip()
+    this_attempt = int(raw_attempt) if raw_attempt.isdigit() and len(raw_attempt) < 7 else 1
+    if this_attempt < 2 or not (ctx.run_id and _RUN_ID.fullmatch(ctx.run_id)):
+        return {}
+    gh = dispatch.github_client(ctx)
+    found: dict[int, str] = {}
+    try:
+        for artifact in gh.get_repo(ctx.repository).get_workflow_run(int(ctx.run_id)).get_artifacts():
+            earlier = attempt_of(artifact.name, STATE_ARTIFACT)
+            if earlier is None or earlier >= this_attempt or artifact.expired \
+                    or artifact.size_in_bytes > EARLIER_STATE_MAX_BYTES:
+                continue
+            found.update(_dispatched_in(ctx, artifact.id, ctx.run_id))
+    except (GithubException, requests.RequestException, OSError, zipfile.BadZipFile, KeyError,
+            ValueError) as exc:
+        print(f"The earlier tries of run {ctx.run_id} could not be read ({type(exc).__name__}): re-run "
+              "protection goes by the runs' titles.")
+    finally:
+        gh.close()
+    return found
+
+
+def _dispatched_in(ctx: dispatch.GitHubContext, artifact_id: int, run_id: str) -> dict[int, str]:
+    """The dispatches that the records of run ``run_id`` in one state artifact (a zip) note."""
+    url = f"{ctx.api_url}/repos/{ctx.repository}/actions/artifacts/{artifact_id}/zip"
+    headers = {"Authorization": f"Bearer {ctx.token}", "Accept": "application/vnd.github+json",
+               "X-GitHub-Api-Version": "2022-11-28"}
+    with tempfile.TemporaryFile() as spool:
+        # requests drops the Authorization header on the redirect to the storage host.
+        with requests.get(url, headers=headers, timeout=60, stream=True) as reply:
+            reply.raise_for_status()
+            size = 0
+            for chunk in reply.iter_content(1024 * 1024):
+                size += len(chunk)
+                if size > EARLIER_STATE_MAX_BYTES:
+                    raise ValueError("the state is larger than expected")
+                spool.write(chunk)
+        spool.seek(0)
+        with zipfile.ZipFile(spool) as archive:
+            info = archive.getinfo(ledger.LEDGER_FILE)
+            if info.file_size > ledger.MAX_LEDGER_BYTES:
+                raise ValueError("the ledger is larger than expected")
+            data = json.loads(archive.read(info))
+    found: dict[int, str] = {}
+    for record in data.get("attempts", []) if isinstance(data, dict) else []:
+        run = record.get("run") if isinstance(record, dict) else None
+        sent = record.get("dispatched") if isinstance(record, dict) else None
+        if not (isinstance(run, dict) and str(run.get("id")) == run_id and isinstance(sent, dict)):
+            continue
+        next_id, attempt, next_run = sent.get("run_id"), sent.get("attempt"), sent.get("run", 1)
+        if isinstance(next_id, int) and isinstance(attempt, int) and isinstance(next_run, int):
+            found[next_id] = f"{attempt}.{next_run}" if next_run > 1 else str(attempt)
+    return found
 
 
 def _trial_outputs(env: Mapping[str, str], token: str) -> dict[str, str]:
@@ -274,7 +342,8 @@ def _trial_outputs(env: Mapping[str, str], token: str) -> dict[str, str]:
         return {"trial-artifact-ids": ""}
     run_id = int(raw)
     try:
-        found = list_trials(dispatch.context_from_env(env, token, ref=env.get("KT_INPUT_BRANCH") or None), run_id)
+        ctx = dispatch.context_from_env(env, token, ref=env.get("KT_INPUT_BRANCH") or None)
+        found = list_trials(ctx, run_id)
     except (RestoreError, DispatchError) as exc:
         print(f"::warning title=Trials not listed::{str(exc).splitlines()[0]}")
         return {"trial-artifact-ids": ""}
@@ -307,8 +376,8 @@ def check_step(env: Mapping[str, str], token: str) -> dict[str, str]:
         return {"commit": commit, "resume": RESUME_REFUSED, "problem": str(exc), "state-artifact-id": "",
                 **trials}
     print(verified.describe())
-    return {"commit": commit, "resume": RESUME_OK, "problem": "", "state-artifact-id": str(verified.artifact_id),
-            **trials}
+    return {"commit": commit, "resume": RESUME_OK, "problem": "",
+            "state-artifact-id": str(verified.artifact_id), **trials}
 
 
 def problem(env: Mapping[str, str], state_dir: Path, chain_commit: str,
