@@ -368,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "data-cache": cmd_data_cache}
     with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
+        gha.new_step()
         try:
             with gha.commands_stopped():
                 try:
