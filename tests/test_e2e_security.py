@@ -149,7 +149,8 @@ _ACT_OUTPUT = re.compile(r"^::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
 #: download, the data cache's plan, restore and record): not the action's.
 _INNER_OUTPUTS = {"bin", "installed", "key", "venv", "found", "cache-hit", "cache-primary-key",
                   "cache-matched-key", "commit", "resume", "problem", "ref", "artifact-id", "artifact-digest",
-                  "artifact-url", "download-path", "path", "restore-keys", "data-cache", "started"}
+                  "artifact-url", "download-path", "path", "restore-keys", "data-cache", "started",
+                  "artifact-suffix", "state-artifact-id", "trial-artifact-ids"}
 #: actions/checkout logs the header it configures with the credential it has masked itself.
 _CHECKOUT_AUTH = re.compile(r"^\[command\]/usr/bin/git config --file \S+ http\.\S+\.extraheader "
                             r"AUTHORIZATION: basic \*\*\*$")
