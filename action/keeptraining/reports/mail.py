@@ -46,7 +46,7 @@ from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from pathlib import Path
 
 from keeptraining.config.settings import Config
-from keeptraining.engine.strategy import CHAIN_FAILED, CHAIN_REACHED, EXHAUSTED, SUPERSEDED, Decision
+from keeptraining.engine.plan import CHAIN_FAILED, CHAIN_REACHED, EXHAUSTED, SUPERSEDED, Decision
 from keeptraining.errors import NotifyError, PathRefused
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import search_table as search_report

@@ -19,14 +19,13 @@ import html
 import io
 import math
 import re
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keeptraining.config.settings import Config
 from keeptraining.engine import slices, strategy
-from keeptraining.engine.strategy import (
+from keeptraining.engine.plan import (
     CHAIN_FAILED,
     CHAIN_REACHED,
     CONTINUE,
@@ -35,47 +34,15 @@ from keeptraining.engine.strategy import (
     Decision,
 )
 from keeptraining.output.wording import fmt_threshold, one_line
+from keeptraining.reports import rounds_table as round_report
+from keeptraining.reports import search_table as search_report
+from keeptraining.reports.markup import CHART_DPI, CHART_SIZE_PX, html_text, md_escape, safe_url
 from keeptraining.state import safe_paths
 from keeptraining.state.ledger import FAILED, SLICED, Attempt, Ledger
 
-CHART_SIZE_PX = (900, 450)
-CHART_DPI = 100
 MERMAID_MAX_POINTS = 60  # more epochs than this are sampled so the x-axis stays readable
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _CONTROL_NOT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # log text keeps its line breaks
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~:])")  # < > & are left to html.escape
-
-
-# --------------------------------------------------------------------------- text helpers
-
-def md_escape(value: object, limit: int | None = None) -> str:
-    """``value`` as inert markdown text: one line, markdown punctuation and HTML escaped.
-
-    Backslash escapes neutralise table pipes, code spans, emphasis, links and
-    autolinks; ``html.escape`` makes ``<script>`` and friends literal text.
-    """
-    return html.escape(_MD_SPECIAL.sub(r"\\\1", one_line(value, limit)), quote=True)
-
-
-def html_text(value: object, limit: int | None = None) -> str:
-    """``value`` as one line of escaped HTML text."""
-    return html.escape(one_line(value, limit), quote=True)
-
-
-def safe_url(value: object) -> str | None:
-    """An ``http(s)`` URL with characters that could break markdown/HTML percent-encoded; else None."""
-    if not isinstance(value, str):
-        return None
-    url = value.strip()
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or _CONTROL.search(url):
-        return None
-    # Keep the URL's own syntax, encode the rest (spaces, quotes, <>, (), |, backticks …).
-    return urllib.parse.quote(url, safe=":/?#@!$&*+,;=%-._~")
 
 
 def _metric(value: float | None, digits: int = 4) -> str:
@@ -317,8 +284,6 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
     if decision is None:
         decision = strategy.decide(config, ledger)
     if config.strategy == "search":
-        from keeptraining.reports import search_table as search_report  # noqa: PLC0415 - it builds on this module
-
         return search_report.render_chart(ledger, config, path)
     metric = one_line(config.metric, 40)
     width, height = CHART_SIZE_PX
@@ -442,12 +407,8 @@ def job_summary(ledger: Ledger, config: Config, decision: Decision,
     if failure:
         out += [failure, ""]
     if config.strategy == "search":
-        from keeptraining.reports import search_table as search_report  # noqa: PLC0415 - it builds on this module
-
         out += [search_report.summary_markdown(ledger, config), ""]
         if config.parallel > 1 or any(a.round for a in ledger.attempts):  # rounds of parallel trials
-            from keeptraining.reports import rounds_table as round_report  # noqa: PLC0415
-
             out += [round_report.rounds_markdown(ledger, config), ""]
         out += ["### Attempts", ""]
         out += [attempts_markdown(ledger, config), ""]
