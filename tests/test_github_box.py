@@ -246,6 +246,14 @@ jobs:
           name: state
           path: state/
           include-hidden-files: true
+          overwrite: true
+          retention-days: 3
+      - name: Upload again in this attempt
+        uses: actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0
+        with:
+          name: state
+          path: state/
+          include-hidden-files: true
           overwrite: ${{ env.OVERWRITE }}
           retention-days: 3
       - uses: actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c # v8.0.1
@@ -259,7 +267,10 @@ jobs:
 
 
 @pytest.mark.e2e
-def test_the_official_actions_hand_artifacts_over_through_the_box(tmp_path: Path) -> None:
+def test_the_official_actions_keep_artifacts_per_run_attempt_in_the_box(tmp_path: Path) -> None:
+    """The real upload-artifact and download-artifact against the box's per-attempt rule: overwrite
+    deletes within the attempt only, a re-run's upload of the same name lands beside the first try's,
+    and download by name takes the highest id, which need not be the newest upload."""
     require_official_actions()
     repo = tmp_path / "repo"
     (repo / ".github" / "workflows").mkdir(parents=True)
@@ -270,28 +281,39 @@ def test_the_official_actions_hand_artifacts_over_through_the_box(tmp_path: Path
         (tmp_path / "work").mkdir()
         chain = ActChain(repo, box, tmp_path / "work", secrets={"GITHUB_TOKEN": TOKEN},
                          env={"OVERWRITE": "true"})
+        store = box.results.artifacts
         run = chain.push()
         assert run is not None
         first = chain.step()
         assert first is not None
         assert first.returncode == 0, first.log[-3000:]
         assert head in first.log  # checked out by id from the git server
+        assert [a.run_attempt for a in store.of_run(run.id)] == [1]  # overwrite: the attempt's own copy went
+        assert len(box.results.twirp_calls("DeleteArtifact")) == 1
         box.emulator.rerun(run.id)
-        second = chain.step()  # the same run again: overwrite replaces the artifact
+        second = chain.step()  # "Re-run all jobs": the same run, attempt 2
         assert second is not None
         assert second.returncode == 0, second.log[-3000:]
-        (artifact,) = box.results.artifacts.of_run(run.id)
-        downloaded = str(artifact.digest).removeprefix("sha256:")
-        assert f"SHA256 digest of downloaded artifact is {downloaded}" in second.log
-        chain.env = {"OVERWRITE": "false"}
+        kept = sorted(store.of_run(run.id), key=lambda a: a.run_attempt)
+        assert [a.run_attempt for a in kept] == [1, 2], "the re-run's upload lands beside the first try's"
+        assert [store.content(a) != b"" for a in kept] == [True, True]
+        assert len(box.results.twirp_calls("DeleteArtifact")) == 2  # each attempt deleted only its own copy
+        assert f"SHA256 digest of downloaded artifact is {str(kept[1].digest).removeprefix('sha256:')}" \
+            in second.log  # by name: the highest id, here the newest
+        store.descending_ids = True  # 2026 reports: an older upload can hold the higher id
         box.emulator.rerun(run.id)
         third = chain.step()
-        assert third is not None and third.returncode != 0
-        assert "(409) Conflict: an artifact with this name already exists on the workflow run" in third.log
+        assert third is not None and third.returncode != 0, "download by name took an older attempt's"
+        assert f"SHA256 digest of downloaded artifact is {str(kept[1].digest).removeprefix('sha256:')}" \
+            in third.log
+        chain.env = {"OVERWRITE": "false"}
+        box.emulator.rerun(run.id)
+        fourth = chain.step()  # a second upload of the name within one attempt: refused
+        assert fourth is not None and fourth.returncode != 0
+        assert "(409) Conflict: an artifact with this name already exists on the workflow run" in fourth.log
         assert box.emulator.violations == []
         methods = {c.method for c in box.results.calls}
         assert methods == {"ListArtifacts", "CreateArtifact", "FinalizeArtifact", "DeleteArtifact"}
-        assert len(box.emulator.calls("download-artifact")) == 2
 
 
 def test_without_the_official_actions_the_e2e_tests_skip_with_a_reason_or_fail_in_ci(

@@ -267,7 +267,8 @@ def run_name_warning(ctx: GitHubContext, attempt: int, run: int = 1) -> str | No
             "re-run of this job could not tell that the next attempt was already dispatched, and would "
             "dispatch it twice. "
             "Set the workflow's run-name, e.g. `run-name: Continuous training · attempt "
-            "${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }} epochs`.")
+            "${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }} epochs · after run "
+            "${{ inputs.resume-run-id || 'none' }}` (the run it resumes tells chains on one commit apart).")
 
 
 # --------------------------------------------------------------------------- internals
