@@ -32,8 +32,8 @@ from keeptraining import __version__
 from keeptraining.backends import select as backends
 from keeptraining.backends.docker import registry
 from keeptraining.commands import hooks
+from keeptraining.commands import validate as command_check
 from keeptraining.config import settings as config_mod
-from keeptraining.contract import command_check
 from keeptraining.engine import chain, parallel, rounds, strategy
 from keeptraining.errors import ConfigError, InternalError, KeeptrainingError
 from keeptraining.github import restore

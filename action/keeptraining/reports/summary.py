@@ -270,6 +270,32 @@ def mermaid_chart(ledger: Ledger, config: Config) -> str:
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
+def _plot_attempts(ax: Any, ledger: Ledger) -> list[float]:
+    """Each attempt's curve, the resumed-from boundaries and where a run ended; the values plotted."""
+    plotted: list[float] = []
+    boundaries: set[float] = set()
+    for index, record in enumerate(ledger.attempts):
+        pts = points(record)
+        colour = f"C{index % 10}"
+        if record.initial_epoch > 0:
+            boundaries.add(record.initial_epoch + 0.5)
+        if not pts:
+            continue
+        xs = [p[0] for p in pts]
+        ys = [p[1] for p in pts]
+        plotted.extend(ys)
+        label = f"attempt {record.attempt}" + (" (failed)" if record.outcome == FAILED else "")
+        ax.plot(xs, ys, color=colour, marker=_MARKERS[index % len(_MARKERS)], markersize=4,
+                linewidth=1.6, linestyle=":" if record.outcome == FAILED else "-", label=label)
+    for x in sorted(boundaries):
+        ax.axvline(x, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
+    ends = sorted({e for record in ledger.attempts for e in slices.ends(record)})
+    for i, epoch in enumerate(ends):  # where a run stopped and the attempt went on in the next
+        ax.axvline(epoch + 0.5, color="tab:orange", linewidth=1.2, linestyle="--", zorder=0,
+                   label="a run ended; the attempt went on" if i == 0 else None)
+    return plotted
+
+
 def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision | None = None) -> Path:
     """Draw the metric per epoch, one colour/marker per attempt, to a ~900x450 PNG at ``path``.
 
@@ -291,27 +317,7 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
     canvas = FigureCanvasAgg(fig)
     try:
         ax = fig.add_subplot(1, 1, 1)
-        plotted: list[float] = []
-        boundaries: set[float] = set()
-        for index, record in enumerate(ledger.attempts):
-            pts = points(record)
-            colour = f"C{index % 10}"
-            if record.initial_epoch > 0:
-                boundaries.add(record.initial_epoch + 0.5)
-            if not pts:
-                continue
-            xs = [p[0] for p in pts]
-            ys = [p[1] for p in pts]
-            plotted.extend(ys)
-            label = f"attempt {record.attempt}" + (" (failed)" if record.outcome == FAILED else "")
-            ax.plot(xs, ys, color=colour, marker=_MARKERS[index % len(_MARKERS)], markersize=4,
-                    linewidth=1.6, linestyle=":" if record.outcome == FAILED else "-", label=label)
-        for x in sorted(boundaries):
-            ax.axvline(x, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
-        ends = sorted({e for record in ledger.attempts for e in slices.ends(record)})
-        for i, epoch in enumerate(ends):  # where a run stopped and the attempt went on in the next
-            ax.axvline(epoch + 0.5, color="tab:orange", linewidth=1.2, linestyle="--", zorder=0,
-                       label="a run ended; the attempt went on" if i == 0 else None)
+        plotted = _plot_attempts(ax, ledger)
         ax.axhline(config.threshold, color="crimson", linestyle="--", linewidth=1.2,
                    label=f"threshold {fmt_threshold(config.threshold)}")
         if plotted:
