@@ -514,3 +514,28 @@ def test_a_new_chain_on_the_same_commit_is_not_mistaken_for_a_rerun(emu: GitHubE
     assert first.run_id != older.id
     again = dispatch(emu, ctx=ctx)  # the job is re-run: same run id, its child exists
     assert again.reused and again.run_id == first.run_id and len(emu.dispatches) == 1
+
+
+# ---------------------------------------------------------------- a chain in a called (reusable) workflow
+
+
+def test_in_a_called_workflow_the_callers_file_is_dispatched(subset: OpenAPISubset) -> None:
+    """GitHub sets GITHUB_WORKFLOW_REF to the caller's file in a called workflow: that file is dispatched.
+    act sets no GITHUB_WORKFLOW_REF and names the called workflow in GITHUB_WORKFLOW: the reusable
+    keeptraining.yml cannot be dispatched, and the error says what to pass."""
+    caller = declared_workflow()
+    reusable = EmulatedWorkflow(id=161_336, name="keeptraining", path=".github/workflows/keeptraining.yml",
+                                dispatchable=False)
+    with GitHubEmulator(subset=subset, workflows=[caller, reusable], tokens={TOKEN}) as emu:
+        env = {"GITHUB_REPOSITORY": emu.full_name, "GITHUB_API_URL": emu.url, "GITHUB_REF": "refs/heads/main",
+               "GITHUB_WORKFLOW": "keeptraining", "GITHUB_RUN_ID": "1",
+               "GITHUB_WORKFLOW_REF": f"{emu.full_name}/.github/workflows/{WORKFLOW_FILE}@refs/heads/main"}
+        ctx = context_from_env(env, TOKEN)
+        assert ctx.workflow == WORKFLOW_FILE
+        dispatch(emu, ctx=ctx)
+        assert [d.workflow_id for d in emu.dispatches] == [caller.id]
+        under_act = context_from_env({k: v for k, v in env.items() if k != "GITHUB_WORKFLOW_REF"}, TOKEN)
+        error = expect_error(emu, ctx=under_act)
+        assert "cannot be dispatched" in error.message
+        assert "--env GITHUB_WORKFLOW_REF=" in error.hint
+        assert emu.violations == []
