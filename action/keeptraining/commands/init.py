@@ -189,9 +189,10 @@ def config_text(found: Found, threshold: float) -> str:
         f"code_path: {found.code_path}",
         f"train_command: {found.train_command}",
         "",
-        "# Where training runs: docker (the training image, on GitHub and here when Docker answers)",
-        "# or local (this Python).",
-        f"backend: {found.backend}",
+        "# Where training runs. Unset: in the training image (docker) wherever a Docker engine answers, as",
+        "# on GitHub's runners; `keeptraining run` on a machine without one trains in this Python and",
+        "# says so. `backend: docker` insists on Docker, `backend: local` always uses this Python.",
+        f"backend: {found.backend}" if found.backend == "local" else "# backend: docker",
     ]
     if found.dockerfile:
         lines.append(f"dockerfile: {found.dockerfile}")
