@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from keeptraining import __version__
+from services import git_data
 from services.git_data import ReleaseEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,6 +264,20 @@ def test_a_mutable_release_fails_the_job_with_how_to_make_the_next_immutable(
     assert "::error title=Release refused::the release v1.0.0 is published but not immutable" in out
     assert "Enable release immutability" in out
     assert remote.rev("v1") == remote.rev("v1.0.0") != remote.sha  # everything else was done
+
+
+def test_every_operation_of_the_release_emulator_is_exercised(tmp_path: Path) -> None:
+    """Each operation the release emulator adds answers PyGithub (through release.py) within GitHub's
+    description: a first release, its re-run, and an annotated tag."""
+    seen: set[str | None] = set()
+    for annotated in (False, True):
+        remote = Remote(tmp_path / f"annotated-{annotated}", annotated=annotated)
+        with remote.emulator:
+            assert remote.publish() == 0
+            assert remote.publish() == 0
+        assert remote.emulator.violations == []
+        seen |= {r.operation for r in remote.emulator.requests}
+    assert set(git_data.OPERATIONS) <= seen
 
 
 def test_an_annotated_tag_is_followed_to_its_commit(tmp_path: Path,

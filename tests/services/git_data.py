@@ -24,6 +24,10 @@ from typing import Any
 
 from services.github_emulator import GitHubEmulator, _Reply
 
+#: The operations this emulator adds to the base one (test_release.py exercises each).
+OPERATIONS = ("git/get-ref", "git/update-ref", "git/create-ref", "git/get-commit", "git/get-tag",
+              "git/create-tree", "git/create-commit", "repos/create-release", "repos/update-release",
+              "repos/get-release-by-tag")
 Params = dict[str, Any]
 Reply = tuple[int, Any, dict[str, str]]  # status, body, headers
 BOT = {"name": "github-actions[bot]", "email": "41898282+github-actions[bot]@users.noreply.github.com"}
@@ -40,7 +44,7 @@ class ReleaseEmulator(GitHubEmulator):
         self.releases: list[dict[str, Any]] = []
 
     def extra_operations(self) -> dict[str, Any]:
-        return {
+        handlers = {
             "git/get-ref": self._op_get_ref,
             "git/update-ref": self._op_update_ref,
             "git/create-ref": self._op_create_ref,
@@ -52,6 +56,8 @@ class ReleaseEmulator(GitHubEmulator):
             "repos/update-release": self._op_update_release,
             "repos/get-release-by-tag": self._op_get_release_by_tag,
         }
+        assert set(handlers) == set(OPERATIONS)
+        return handlers
 
     # ---- git
     def git(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
