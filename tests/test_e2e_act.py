@@ -15,7 +15,6 @@ import contextlib
 import io
 import itertools
 import json
-import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +24,13 @@ import pytest
 
 from services.act_driver import (
     CT_WORKFLOW,
-    REPO_ROOT,
     ActChain,
     ActRun,
     consumer_repo,
     copy_project,
     init_repo,
     keeptraining_action,
+    readme_follow_up_job,
     readme_workflow,
     require_official_actions,
 )
@@ -183,14 +182,6 @@ history = [min(ceiling, 1 - 0.6 * 0.95 ** e) for e in range(start + 1, target + 
     {"accuracy": history[-1], "epochs": target, "history": {"val_accuracy": history}}))
 print(f"Test accuracy: {history[-1]:.4f}")
 '''
-
-
-def readme_follow_up_job() -> str:
-    """README's example of a job that follows the chain's (``needs: keeptraining``), verbatim."""
-    part = (REPO_ROOT / "README.md").read_text().split("**Jobs after training**", 1)[1]
-    match = re.search(r"```yaml\n(.*?)```", part, re.DOTALL)
-    assert match and "needs: keeptraining" in match.group(1)
-    return match.group(1)
 
 
 @contextlib.contextmanager

@@ -221,7 +221,7 @@ def consumer_repo(root: Path, base_image: str, config: str, creds: Credentials) 
     text = readme_workflow()
     secrets_block = re.search(r"^    secrets:\n(?:      .*\n)+", text, re.MULTILINE)
     assert secrets_block, "README's workflow passes the secrets"
-    text = text.replace(secrets_block.group(0), "    secrets: inherit\n")
+    text = text.replace(secrets_block.group(0), "    secrets: inherit\n") + act_driver.readme_follow_up_job()
     act_driver.consumer_repo(root, base_image, workflow=text, script=SCRIPT, config=config)
     (root / MARKER).write_text(creds.marker)
     return root

@@ -435,6 +435,15 @@ def readme_workflow(section: str = "## Use it in your repository") -> str:
     return match.group(1)
 
 
+def readme_follow_up_job() -> str:
+    """README's example of a job that follows the chain's (``needs: keeptraining``), verbatim: appended
+    to README's workflow, it echoes ``Model ready with accuracy ...`` once the threshold is reached."""
+    part = (REPO_ROOT / "README.md").read_text().split("**Jobs after training**", 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", part, re.DOTALL)
+    assert match and "needs: keeptraining" in match.group(1)
+    return match.group(1)
+
+
 def keeptraining_action(target: Path) -> dict[str, Path]:
     """This working tree's action and reusable workflows as README's workflows use them
     (``OWNER/keeptraining`` at ``v1``: folder ``action``, ``.github/workflows/keeptraining.yml`` and
