@@ -561,3 +561,28 @@ def test_a_rerun_matches_the_run_id_its_first_try_dispatched_whatever_the_titles
     again = dispatch_next(ctx, chain_commit=emu.branches["main"], next_attempt=2, inputs=dict(INPUTS),
                           sleep=Sleeps(), known_runs={child.id: "2"})
     assert again.dispatched and not again.reused and len(emu.dispatches) == 1  # the known one was cancelled
+
+
+# ---------------------------------------------------------------- a chain in a called (reusable) workflow
+
+
+def test_in_a_called_workflow_the_callers_file_is_dispatched(subset: OpenAPISubset) -> None:
+    """GitHub sets GITHUB_WORKFLOW_REF to the caller's file in a called workflow: that file is dispatched.
+    act sets no GITHUB_WORKFLOW_REF and names the called workflow in GITHUB_WORKFLOW: the reusable
+    keeptraining.yml cannot be dispatched, and the error says what to pass."""
+    caller = declared_workflow()
+    reusable = EmulatedWorkflow(id=161_336, name="keeptraining", path=".github/workflows/keeptraining.yml",
+                                dispatchable=False)
+    with GitHubEmulator(subset=subset, workflows=[caller, reusable], tokens={TOKEN}) as emu:
+        env = {"GITHUB_REPOSITORY": emu.full_name, "GITHUB_API_URL": emu.url, "GITHUB_REF": "refs/heads/main",
+               "GITHUB_WORKFLOW": "keeptraining", "GITHUB_RUN_ID": "1",
+               "GITHUB_WORKFLOW_REF": f"{emu.full_name}/.github/workflows/{WORKFLOW_FILE}@refs/heads/main"}
+        ctx = context_from_env(env, TOKEN)
+        assert ctx.workflow == WORKFLOW_FILE
+        dispatch(emu, ctx=ctx)
+        assert [d.workflow_id for d in emu.dispatches] == [caller.id]
+        under_act = context_from_env({k: v for k, v in env.items() if k != "GITHUB_WORKFLOW_REF"}, TOKEN)
+        error = expect_error(emu, ctx=under_act)
+        assert "cannot be dispatched" in error.message
+        assert "--env GITHUB_WORKFLOW_REF=" in error.hint
+        assert emu.violations == []

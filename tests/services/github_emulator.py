@@ -911,11 +911,16 @@ class GitHubEmulator(HttpService):
             "repos/create-commit-status": self._op_create_status,
             "actions/list-workflow-run-artifacts": self._op_list_artifacts,
             "actions/download-artifact": self._op_download_artifact,
+            **self.extra_operations(),
         }
         if operation.operation_id in self.denied:
             raise _Reply(403, NOT_ACCESSIBLE)
         with self.lock:
             return handlers[operation.operation_id](params, body, version or SUPPORTED_API_VERSIONS[0])
+
+    def extra_operations(self) -> dict[str, Callable[..., tuple[int, Any, dict[str, str]]]]:
+        """More operations of the subset, served by a subclass (e.g. ``git_data.ReleaseEmulator``)."""
+        return {}
 
     def _check_auth(self, handler: _Handler) -> None:
         value = handler.headers.get("Authorization", "")

@@ -176,7 +176,11 @@ class WorkflowApi:
         if "workflow_dispatch" in message and "trigger" in message:
             return DispatchError(
                 f"the workflow {wf!r} cannot be dispatched: {message}",
-                hint=f"Add `on: workflow_dispatch` (with the chain's inputs) to {wf}.",
+                hint=f"Add `on: workflow_dispatch` (with the chain's inputs) to {wf}. If it is a reusable "
+                "workflow (keeptraining.yml), the chain dispatches the workflow that calls it, which "
+                "GITHUB_WORKFLOW_REF names on GitHub; act does not set it (and sets GITHUB_WORKFLOW to the "
+                "called workflow's name): pass --env GITHUB_WORKFLOW_REF=OWNER/REPO/.github/workflows/"
+                "<caller>.yml@refs/heads/<branch>.",
             )
         if "disabled" in message:
             return DispatchError(
