@@ -299,6 +299,21 @@ def card_json(card: Mapping[str, Any]) -> bytes:
     return (json.dumps(card, indent=2, allow_nan=False) + "\n").encode("utf-8")
 
 
+def where_the_model_is(ledger: Ledger) -> str | None:
+    """One sentence for the mail: where a reached chain's model is (None when it did not reach)."""
+    record = champion_attempt(ledger)
+    if record is None or record.checkpoint is None:
+        return None
+    name = PurePosixPath(record.checkpoint).name
+    run_url = summary.safe_url((record.run or {}).get("url"))
+    if run_url:
+        return (f"The model: {name} of attempt {record.attempt}, in the artifact keeptraining-state of run "
+                f"{run_url}. On the default branch the workflow's publish job releases it (model-v<N>, the "
+                "latest release: the champion) with model-card.json and MODEL_CARD.md.")
+    return (f"The model: {name} of attempt {record.attempt}, with model-card.json and MODEL_CARD.md in the "
+            f"state folder's {CHAMPION_DIR}/ (the champion).")
+
+
 # --------------------------------------------------------------------------- MODEL_CARD.md
 
 def _yaml_str(value: object) -> str:
