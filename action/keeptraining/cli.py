@@ -9,6 +9,7 @@
     keeptraining data-cache    where the data cache is (on GitHub: the action's actions/cache inputs)
     keeptraining hooks     install / uninstall the git hook that pushes after each commit
     keeptraining publish   (the publish job) release a reached chain's model from its state artifact
+    keeptraining init      set up a repository: its caller workflow, .keeptraining.yml, the secrets to add
 
 Errors leave through ``main`` only: a ``::error::`` annotation on GitHub (a plain
 line elsewhere) with what to fix, and a non-zero exit code (errors.py lists them).
@@ -33,6 +34,7 @@ from keeptraining import __version__
 from keeptraining.backends import select as backends
 from keeptraining.backends.docker import registry
 from keeptraining.commands import hooks
+from keeptraining.commands import init as init_cmd
 from keeptraining.config import settings as config_mod
 from keeptraining.contract import command_check
 from keeptraining.engine import chain, parallel, rounds, strategy
@@ -122,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
     hook.add_argument("action", choices=("install", "uninstall"))
     hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
+    init_cmd.add_arguments(sub.add_parser("init", help="set up this repository: the caller workflow, a "
+                                                       "commented .keeptraining.yml, the secrets to add"))
     return parser
 
 
@@ -379,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "trial": cmd_trial, "merge": cmd_merge,
                 "validate": cmd_validate, "hooks": cmd_hooks, "check-resume": cmd_check_resume,
-                "data-cache": cmd_data_cache, "publish": cmd_publish}
+                "data-cache": cmd_data_cache, "publish": cmd_publish, "init": init_cmd.run}
     with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
         try:
