@@ -72,3 +72,10 @@ def test_the_action_and_the_reusable_workflow_name_the_run_attempts_state_artifa
     assert called["state-artifact"]["value"] == "${{ jobs.train.outputs.state-artifact }}"
     job = workflow["jobs"]["train"]["outputs"]
     assert job["state-artifact"] == "${{ steps.train.outputs.state-artifact }}"
+
+
+def test_the_publish_job_downloads_the_state_of_its_own_run_attempt() -> None:
+    reusable = ACTION.parent.parent / ".github" / "workflows" / "keeptraining.yml"
+    steps = yaml.safe_load(reusable.read_text())["jobs"]["publish"]["steps"]
+    (download,) = [s for s in steps if str(s.get("uses", "")).startswith("actions/download-artifact@")]
+    assert download["with"]["name"] == "${{ needs.train.outputs.state-artifact }}"
