@@ -37,7 +37,7 @@ from keeptraining.backends.select import Backend
 from keeptraining.config.settings import Config
 from keeptraining.contract import check as contract_check
 from keeptraining.contract import metrics as metrics_mod
-from keeptraining.engine import search, slices, strategy, time_budget
+from keeptraining.engine import cost, projection, search, slices, strategy, time_budget
 from keeptraining.engine.strategy import Decision, Plan
 from keeptraining.errors import (
     ConfigError,
@@ -249,7 +249,7 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
                 run_info: dict[str, Any] | None = None, say: Say = print,
                 on_line: Callable[[str], None] | None = echo_line) -> AttemptReport:
     """Train one attempt (or the next run of an unfinished one), record it, and decide what comes next."""
-    ws = workspace(config, repo_root)
+    ws, clock = workspace(config, repo_root), time.monotonic()  # clock: the attempt's start (cost.py)
     ledger = ledger_mod.load(ws.state_dir)
     number = _attempt_number(ledger, attempt, config, say)
     continuing = slices.continued(ledger, number)  # an unfinished attempt: this run carries it on
@@ -294,11 +294,36 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     finally:
         log.close()
         record = slices.merge(continuing, run, stopped, sub)
-        ledger.attempts.append(record)
+        _account(config, ledger, record, run, run_info, clock)
         ledger_mod.save(ws.state_dir, ledger)
     decision = strategy.decide(config, ledger)
     say(_attempt_line(record, config))
     return AttemptReport(record, decision, ledger, error, _log_tail(result, error))
+
+
+def _account(config: Config, ledger: Ledger, record: Attempt, run: Attempt, run_info: dict[str, Any] | None,
+             clock: float) -> None:
+    """Append ``record`` (after ``run``, this run's own record) to the ledger with its runner minutes,
+    counted from the job's start when known (cost.py) or the attempt's (``clock``, monotonic), and the
+    projection of the learning curve after it (projection.py)."""
+    now = time.time()
+    start = cost.job_start(run_info or {}, os.environ, now - (time.monotonic() - clock))
+    cost.stamp(record, run, start, now, cost.runner_kind(os.environ, config.runner_kind))
+    ledger.attempts.append(record)
+    record.projection = _projection(config, ledger, record)
+
+
+def _projection(config: Config, ledger: Ledger, record: Attempt) -> dict[str, Any]:
+    """Where the learning curve is heading after ``record`` (the chain's, or a search trial's), for the
+    ledger; empty when there is too little to say, and never an error of the attempt."""
+    if record.outcome in (FAILED, SLICED):
+        return {}
+    try:
+        if config.strategy == search.SEARCH:
+            return search.trial_projection(config, ledger, record)
+        return projection.record(projection.of_chain(config, ledger), config.threshold)
+    except KeeptrainingError:
+        return {}
 
 
 def _train(backend: Backend, request: TrainRequest, cache: data_cache.Session | None) -> TrainResult:
