@@ -10,6 +10,8 @@
     .venv/bin/python scripts/bench.py --cold --quick              # its smoke run, ~2 min (CI runs it)
     .venv/bin/python scripts/bench.py --parallel --update-readme  # parallel 1, 2 and 4, ~15 min
     .venv/bin/python scripts/bench.py --parallel --quick          # its smoke run, ~1 min (CI runs it)
+    .venv/bin/python scripts/bench.py --hopeless --update-readme  # stopping hopeless chains, ~3 min
+    .venv/bin/python scripts/bench.py --hopeless --quick          # its smoke run, ~30 s (CI runs it)
 
 One invocation runs, on the same machine and with the model's default seed, the same
 chain four ways (each in its own temporary state folder, through the real engine:
@@ -1202,6 +1204,10 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser.add_argument("--in-rounds", action="store_true",
                         help="with --parallel: time `keeptraining run --parallel N --in-rounds` (GitHub's "
                              "rounds) instead of slots that take the next trial once free")
+    parser.add_argument("--hopeless", action="store_true",
+                        help="stopping hopeless chains instead: synthetic unreachable and slow-but-reachable "
+                             "curves through the real decision code, and the sample model at threshold 0.999 "
+                             "(hopeless.md, hopeless.json; bench_hopeless.py)")
     parser.add_argument("--hyperband-seed", type=int, help=argparse.SUPPRESS)  # one Hyperband run, as JSON
     parser.add_argument("--curve-epochs", type=int, default=60)
     parser.add_argument("--curve-step", type=int, default=10)
@@ -1255,8 +1261,40 @@ def cold_main(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
+def hopeless_main(args: argparse.Namespace) -> int:
+    """Stopping hopeless chains (scripts/bench_hopeless.py): the table, and whether the targets were met."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_hopeless  # noqa: PLC0415
+
+    out = args.out or (Path(tempfile.mkdtemp(prefix="kt-bench-hopeless-")) if args.quick else DEFAULT_OUT)
+    out.mkdir(parents=True, exist_ok=True)
+    clock = time.perf_counter()
+    results, model = bench_hopeless.run(args.quick)
+    robustness = [] if args.quick else bench_hopeless.robustness()
+    meta = {"command": shlex.join(["python", "scripts/bench.py", *args.argv]), "seed": 0,
+            "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "wall_s": time.perf_counter() - clock, "machine": machine(False)}
+    text = bench_hopeless.markdown(results, model, meta) + bench_hopeless.robustness_markdown(robustness)
+    missed = bench_hopeless.targets(results, model)
+    (out / "hopeless.md").write_text(text, encoding="utf-8")
+    (out / "hopeless.json").write_text(json.dumps({
+        "meta": meta, "chains": [{**asdict(c), "stopped": c.stopped, "share": c.share} for c in results],
+        "sample_model": asdict(model) if model else None, "robustness": robustness, "missed": missed,
+    }, indent=1) + "\n", encoding="utf-8")
+    if args.update_readme:
+        update_readme(f"{bench_hopeless.README_BEGIN}\n{text}{bench_hopeless.README_END}",
+                      begin=bench_hopeless.README_BEGIN, end=bench_hopeless.README_END)
+    print(text)
+    for target in missed:
+        print(f"bench: target missed: {target}", file=sys.stderr)
+    log(f"Results written to {out} (hopeless.md, hopeless.json).")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, settings = parse(argv)
+    if args.hopeless:
+        return hopeless_main(args)
     if args.search or args.hyperband_seed is not None:
         return search_main(args)
     if args.cold:

@@ -14,7 +14,8 @@ the threshold at the end of the budget. The bound is the highest prediction at t
 every τ whose fit is statistically as good as the best one (residual sum of squares within
 ``PROFILE_CHI2`` noise variances of the best: a profile-likelihood region, which takes in the
 nearly straight curves of a slow learner), each plus ``Z_FIT`` standard errors of its prediction,
-plus ``Z_NOISE`` standard deviations of the epoch-to-epoch noise (an epoch can land above the
+plus ``Z_NOISE`` standard deviations of the epoch-to-epoch noise (the residuals' deviation, raised to
+its 95 % upper confidence limit when there are few points) (an epoch can land above the
 curve, and a script may stop at the first epoch that reaches the threshold), plus the largest
 amount by which an attempt's reported metric exceeded its own last epoch's value (the metric
 may be a final evaluation rather than the validation history). Too few points, or a curve that
@@ -88,6 +89,14 @@ def _taus(last: float, horizon: float) -> list[float]:
     return [low * ratio**i for i in range(TAU_POINTS)]
 
 
+def _noise_factor(dof: int) -> float:
+    """sqrt(dof / chi2 quantile at 5 % with ``dof`` degrees of freedom) (Wilson-Hilferty): the residuals'
+    standard deviation, from few points, is raised to what it may be at 95 % confidence."""
+    h = 2 / (9 * dof)
+    quantile = dof * max(1 - h - 1.645 * math.sqrt(h), 0.05) ** 3
+    return math.sqrt(dof / quantile)
+
+
 def fit(curve: Mapping[int, float], at_epochs: int, *, offset: float = 0.0) -> Projection | None:
     """Project ``curve`` (epoch → metric) to ``at_epochs``; None when it cannot say (too few points,
     or a curve that does not rise). ``offset``: the most a reported metric exceeded its epoch's value."""
@@ -116,7 +125,7 @@ def fit(curve: Mapping[int, float], at_epochs: int, *, offset: float = 0.0) -> P
         return None
     best_sse, best_tau, best_a, _c, _ = min(fits, key=lambda f: f[0])
     dof = max(n - 3, 1)
-    noise = max(math.sqrt(best_sse / dof), MIN_NOISE)
+    noise = max(math.sqrt(best_sse / dof) * _noise_factor(dof), MIN_NOISE)
     variance = noise * noise
     bound = -math.inf
     projected = best_a
