@@ -64,12 +64,34 @@ def test_resume_false_retrains_from_scratch(tmp_path: Path) -> None:
 def test_unreachable_threshold_stops_at_max_attempts(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     repo = fake_repo(tmp_path)
-    assert run_cli(repo, "run", "--threshold", "0.999", "--max-attempts", "3") == 3
+    # the projection would stop it sooner (test_hopeless_chain_stops_on_its_projection)
+    assert run_cli(repo, "run", "--threshold", "0.999", "--max-attempts", "3",
+                   "--stop-when-hopeless", "false") == 3
     attempts = records(repo)
     assert len(attempts) == 3 and all(a.outcome == "below" for a in attempts)
     out = capsys.readouterr().out
     assert "not reached after 3 attempts" in out
     assert "attempt 3" in out
+
+
+def test_hopeless_chain_stops_on_its_projection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The fake script's curve, 1 - 0.6·0.95^epoch, reaches 0.9965 at 100 epochs: never 0.999 within the
+    budget. The chain ends with exit 3 and says where it was heading; the ledger and the mail keep it."""
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "run", "--threshold", "0.999") == 3
+    attempts = records(repo)
+    assert len(attempts) < 10 and all(a.outcome == "below" for a in attempts)
+    last = attempts[-1]
+    assert last.projection["hopeless"] is True and last.projection["at_epochs"] == 100
+    assert last.projection["projected"] == pytest.approx(1 - 0.6 * 0.95**100, abs=2e-3)
+    assert all(a.minutes is not None and a.minutes > 0 and a.minutes_from == "attempt" for a in attempts)
+    assert {a.runner_kind for a in attempts} == {"local"}
+    out = capsys.readouterr().out
+    assert f"Threshold not reached after {len(attempts)} attempts, stopped on the projection" in out
+    assert "at 100 epochs (optimistic bound" in out
+    (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
+    text = mail.read_text(encoding="utf-8")
+    assert "stopped on the projection" in text and "runner minutes" in text
 
 
 def test_crash_is_recorded_and_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

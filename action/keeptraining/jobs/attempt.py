@@ -36,7 +36,7 @@ from keeptraining.errors import (
     LedgerError,
     NotifyError,
 )
-from keeptraining.github import commit_status, dispatch, restore
+from keeptraining.github import commit_status, dispatch, restore, run_clock
 from keeptraining.output import wording
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import mail as notify
@@ -189,6 +189,8 @@ def _train_and_dispatch(args: argparse.Namespace, config: Config, env: Mapping[s
     assert progress.ws is not None
     unrestored = restore.problem(env, progress.ws.state_dir, str(progress.info.get("commit", "")), number)
     github = _github_context(env, token, progress.info)
+    started = run_clock.run_started_at(github)  # the run's start: its runner minutes count from it (cost.py)
+    info = {**run_info(env), **({"started_at": started} if started else {})}
     _post_status(progress, commit_status.starting(config, number, _run_url(env)))
     if args.dispatch and github is not None:
         _warn_without_attempt_marker(github, *(attempt_label(args, env) or (1, 1)))
@@ -204,7 +206,7 @@ def _train_and_dispatch(args: argparse.Namespace, config: Config, env: Mapping[s
         backend = backends.select(config, args.repo, allow_local_fallback=False, say=print, on_line=print)
         result = chain.run_attempt(config, args.repo, backend, attempt=number,
                                    epochs=explicit_epochs(config), chain_info=progress.info,
-                                   run_info=run_info(env))
+                                   run_info=info)
     progress.report = result
     # A search goes on past a failed trial (CONTINUE after a failure); any other failure ends here.
     if result.error is not None and result.decision.kind != strategy.CONTINUE:
