@@ -239,7 +239,7 @@ def test_runner_kind_is_guessed_from_the_runner(env: dict[str, str], kind: str) 
 def test_minutes_count_from_the_run_start_when_known() -> None:
     now = 1_800_000_000.0
     iso = "2027-01-15T08:00:00+00:00"
-    started = cost._unix(iso)
+    started = cost.parse_time(iso)
     assert started is not None
     assert cost.job_start({"started_at": iso}, {"KT_ACTION_STARTED": str(started + 60)}, started + 600) == \
         (started, "run_started_at")

@@ -138,13 +138,13 @@ def job_start(run_info: Mapping[str, Any], env: Mapping[str, str],
     candidates: list[tuple[Any, str]] = [(run_info.get("started_at"), "run_started_at"),
                                          (env.get(time_budget.STARTED_ENV), "action")]
     for raw, source in candidates:
-        when = _unix(raw)
+        when = parse_time(raw)
         if when is not None and attempt_started - MAX_JOB_S <= when <= attempt_started + 1:
             return min(when, attempt_started), source
     return attempt_started, "attempt"
 
 
-def _unix(raw: Any) -> float | None:
+def parse_time(raw: Any) -> float | None:
     if raw is None or isinstance(raw, bool) or str(raw).strip() == "":
         return None
     text = str(raw).strip()
