@@ -277,3 +277,25 @@ def test_the_ledger_keeps_minutes_and_projections_and_older_ledgers_still_load(t
     (tmp_path / "ledger.json").write_text(json.dumps(data))
     with pytest.raises(LedgerError, match="projection: unknown key"):
         ledger_mod.load(tmp_path)
+
+
+# The sample model's validation accuracy (ml_code/nn.py, digits, SGD 0.01): a rise, a plateau near 0.76
+# from epoch 9 to 16, then a second rise that crosses 0.9 at epoch 25.
+SAMPLE = [0.1533, 0.3244, 0.4311, 0.5533, 0.6044, 0.6444, 0.7111, 0.7089, 0.7644, 0.7556, 0.7689, 0.7644,
+          0.7578, 0.74, 0.7644, 0.7644, 0.7978, 0.8, 0.8089, 0.8222, 0.8578, 0.8889, 0.8822, 0.8911, 0.9022,
+          0.8978, 0.9111, 0.9089, 0.9178, 0.9311]
+
+
+def test_a_second_rise_after_a_plateau_is_never_called_hopeless() -> None:
+    """One saturating curve fits the first 20 epochs badly (they rise again at the end): no bound, go on."""
+    found = projection.fit(dict(enumerate(SAMPLE[:20], start=1)), 100)
+    assert found is not None and not found.fits and not found.hopeless(0.9)
+    assert found.to_record()["bound"] == 1e6
+    book = chain_of(dict(enumerate(SAMPLE[:20], start=1)))
+    assert strategy.decide(cfg(), book).kind == strategy.CONTINUE
+
+
+def test_after_a_second_rise_the_recent_phase_is_fitted() -> None:
+    found = projection.fit(dict(enumerate(SAMPLE, start=1)), 100)
+    assert found is not None and found.fits and found.points == 15  # epochs 16-30
+    assert not found.hopeless(0.9)

@@ -24,6 +24,7 @@ is still falling, give no verdict (never hopeless).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ PROFILE_CHI2 = 9.0  # fits within 9 sigma² of the best residual are as plausibl
 Z_FIT = 3.0  # standard errors of a fit's prediction added to it
 Z_NOISE = 2.0  # standard deviations of the noise added (one epoch above the curve)
 TAU_POINTS = 90  # τ grid: log-spaced
+RUNS_Z = -2.0  # fewer runs of residual signs than this z-score: the curve has another shape
+LAST_POINTS = 5  # the last epochs checked for a rise above the fitted curve
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Projection:
     tau: float  # the best fit's τ
     noise: float  # the residuals' standard deviation
     points: int  # epochs fitted
+    fits: bool = True  # False: the points are not one saturating rise, so there is no bound (never hopeless)
 
     def hopeless(self, threshold: float) -> bool:
         return self.bound < threshold
@@ -64,7 +68,7 @@ class Projection:
                 "projected": round(max(min(self.projected, 1e6), -1e6), 6),
                 "bound": round(max(min(self.bound, 1e6), -1e6), 6),
                 "plateau": round(max(min(self.plateau, 1e6), -1e6), 6), "tau": round(min(self.tau, 1e9), 3),
-                "noise": round(self.noise, 6), "points": self.points}
+                "noise": round(self.noise, 6), "points": self.points, "fits": self.fits}
 
 
 def _linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float, float, list[list[float]]] | None:
@@ -99,9 +103,21 @@ def _noise_factor(dof: int) -> float:
 
 def fit(curve: Mapping[int, float], at_epochs: int, *, offset: float = 0.0) -> Projection | None:
     """Project ``curve`` (epoch → metric) to ``at_epochs``; None when it cannot say (too few points,
-    or a curve that does not rise). ``offset``: the most a reported metric exceeded its epoch's value."""
+    or a curve that does not rise). ``offset``: the most a reported metric exceeded its epoch's value.
+
+    When the whole curve is not one saturating rise (a plateau, then a second rise), its later half is
+    fitted alone: the phase the model is in now; if that does not fit either, there is no bound."""
     points = sorted((int(e), float(v)) for e, v in curve.items()
                     if e >= 1 and isinstance(v, (int, float)) and math.isfinite(v))
+    whole = _fit(points, at_epochs, offset)
+    if whole is not None and not whole.fits and len(points) >= 2 * MIN_POINTS:
+        recent = _fit(points[len(points) // 2:], at_epochs, offset)
+        if recent is not None and recent.fits:
+            return recent
+    return whole
+
+
+def _fit(points: list[tuple[int, float]], at_epochs: int, offset: float) -> Projection | None:
     if len(points) < MIN_POINTS:
         return None
     es = [float(e) for e, _ in points]
@@ -123,9 +139,11 @@ def fit(curve: Mapping[int, float], at_epochs: int, *, offset: float = 0.0) -> P
         fits.append((sse, tau, a, c, inverse))
     if not fits:
         return None
-    best_sse, best_tau, best_a, _c, _ = min(fits, key=lambda f: f[0])
+    best_sse, best_tau, best_a, best_c, _ = min(fits, key=lambda f: f[0])
     dof = max(n - 3, 1)
     noise = max(math.sqrt(best_sse / dof) * _noise_factor(dof), MIN_NOISE)
+    residuals = [y - (best_a - best_c * math.exp(-(e - first) / best_tau)) for e, y in zip(es, ys, strict=True)]
+    fits_curve = _fits(es, residuals, _local_noise(ys))
     variance = noise * noise
     bound = -math.inf
     projected = best_a
@@ -139,8 +157,46 @@ def fit(curve: Mapping[int, float], at_epochs: int, *, offset: float = 0.0) -> P
         if tau == best_tau:
             projected = value
     bound += Z_NOISE * noise + max(offset, 0.0)
+    if not fits_curve:  # the curve is not one saturating rise (a plateau, then a second rise): no verdict
+        bound = math.inf
     return Projection(epochs_seen=int(last), at_epochs=int(target), projected=projected, bound=bound,
-                      plateau=best_a, tau=best_tau, noise=noise, points=n)
+                      plateau=best_a, tau=best_tau, noise=noise, points=n, fits=fits_curve)
+
+
+def _local_noise(ys: list[float]) -> float:
+    """The epoch-to-epoch noise from the second differences of the later half of the points (a smooth
+    curve's trend cancels out there; for independent noise Var(Δ²y) = 6σ²), whatever the fit."""
+    tail = ys[len(ys) // 2:]
+    second = [tail[i + 2] - 2 * tail[i + 1] + tail[i] for i in range(len(tail) - 2)]
+    if not second:
+        return MIN_NOISE
+    return max(math.sqrt(sum(d * d for d in second) / len(second) / 6), MIN_NOISE)
+
+
+def _fits(es: list[float], residuals: list[float], noise: float) -> bool:
+    """Whether the residuals look like noise around the curve, not like a curve of another shape: the
+    last points do not rise above the fitted curve (their residuals' slope is within 2 standard errors
+    of 0: else the curve is rising again, after a plateau), and, when the residuals are larger than the
+    noise, their signs' runs are not too few (Wald-Wolfowitz, z >= RUNS_Z)."""
+    k = max(LAST_POINTS, len(residuals) // 4)
+    xs, rs = es[-k:], residuals[-k:]
+    mean_x, mean_r = sum(xs) / len(xs), sum(rs) / len(rs)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    if spread > 0:
+        slope = sum((x - mean_x) * (r - mean_r) for x, r in zip(xs, rs, strict=True)) / spread
+        if slope > 2 * noise / math.sqrt(spread):
+            return False
+    if math.sqrt(sum(r * r for r in residuals) / len(residuals)) <= 1.5 * noise:
+        return True  # residuals no larger than the noise: whatever their signs, the curve fits
+    signs = [r > 0 for r in residuals if r != 0]
+    above, n = sum(signs), len(signs)
+    below = n - above
+    if above == 0 or below == 0:
+        return n < LAST_POINTS  # all on one side: a shape the curve does not have
+    runs = 1 + sum(1 for a, b in itertools.pairwise(signs) if a != b)
+    mean = 2 * above * below / n + 1
+    variance = 2 * above * below * (2 * above * below - n) / (n * n * (n - 1))
+    return variance <= 0 or (runs - mean) / math.sqrt(variance) >= RUNS_Z
 
 
 Run = tuple[int, list[float], float | None, int | None]  # initial epoch, history, metric, epochs reached
