@@ -142,7 +142,8 @@ def _fit(points: list[tuple[int, float]], at_epochs: int, offset: float) -> Proj
     best_sse, best_tau, best_a, best_c, _ = min(fits, key=lambda f: f[0])
     dof = max(n - 3, 1)
     noise = max(math.sqrt(best_sse / dof) * _noise_factor(dof), MIN_NOISE)
-    residuals = [y - (best_a - best_c * math.exp(-(e - first) / best_tau)) for e, y in zip(es, ys, strict=True)]
+    residuals = [y - (best_a - best_c * math.exp(-(e - first) / best_tau))
+                 for e, y in zip(es, ys, strict=True)]
     fits_curve = _fits(es, residuals, _local_noise(ys))
     variance = noise * noise
     bound = -math.inf
@@ -165,7 +166,7 @@ def _fit(points: list[tuple[int, float]], at_epochs: int, offset: float) -> Proj
 
 def _local_noise(ys: list[float]) -> float:
     """The epoch-to-epoch noise from the second differences of the later half of the points (a smooth
-    curve's trend cancels out there; for independent noise Var(Δ²y) = 6σ²), whatever the fit."""
+    curve's trend cancels out there; for independent noise Var(Δ²y) = 6 sigma²), whatever the fit."""
     tail = ys[len(ys) // 2:]
     second = [tail[i + 2] - 2 * tail[i + 1] + tail[i] for i in range(len(tail) - 2)]
     if not second:
