@@ -50,7 +50,7 @@ from keeptraining.config.search_space import Param, SearchSettings
 from keeptraining.config.settings import Config
 from keeptraining.engine import projection
 from keeptraining.engine.strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, Decision, Plan
-from keeptraining.errors import LedgerError
+from keeptraining.errors import ConfigError, LedgerError
 from keeptraining.output import wording
 from keeptraining.state.ledger import FAILED, REACHED, Attempt, Ledger
 
@@ -284,8 +284,20 @@ def may_be_promoted(trial: Trial, trials: list[Trial], eta: int, attempts_left: 
 # --------------------------------------------------------------------------- Optuna
 
 
+def require_optuna() -> None:
+    """ConfigError unless Optuna, the search's library (the package's ``search`` extra), is installed."""
+    try:
+        import optuna  # noqa: F401, PLC0415 - Optuna is imported by the search only
+    except ImportError:
+        raise ConfigError("strategy: search needs Optuna, which this environment does not have.",
+                          hint="The action installs it when its strategy input, or the config file's "
+                               "top-level `strategy:`, is search; elsewhere: pip install "
+                               "'keeptraining[search]'.") from None
+
+
 def distributions(settings: SearchSettings) -> dict[str, Any]:
     """Optuna distributions of the space (from the configuration, never from the chain state)."""
+    require_optuna()
     from optuna.distributions import (  # noqa: PLC0415 - Optuna is imported by the search only
         CategoricalDistribution,
         FloatDistribution,
@@ -321,6 +333,7 @@ def _frozen(trial: Trial, dists: dict[str, Any]) -> Any:
 def build_study(settings: SearchSettings, trials: list[Trial], running: Sequence[dict[str, Any]] = ()) -> Any:
     """An in-memory Optuna study holding ``trials`` (and the ``running`` ones' values), with the
     configured sampler, seeded by the number of trials so far."""
+    require_optuna()
     import optuna  # noqa: PLC0415
     from optuna.trial import TrialState, create_trial  # noqa: PLC0415
 
