@@ -272,7 +272,8 @@ def test_quick_search_benchmark_runs_every_method_in_separate_processes(tmp_path
     header, rows = table(text, "method")
     assert header == SEARCH_COLUMNS
     assert [r[0] for r in rows] == ["epochs chain (learning rate 0.001)", "search: TPE + successive halving",
-                                    "search: random + successive halving", "KerasTuner Hyperband"]
+                                    "search: random + successive halving", "KerasTuner Hyperband",
+                                    "Optuna TPE + HyperbandPruner, in process"]
     raw = json.loads((out / "search.json").read_text())
     runs = {r["method"]: r for r in raw["runs"]}
     budget = raw["meta"]["settings"]["epoch_budget"]
@@ -282,6 +283,7 @@ def test_quick_search_benchmark_runs_every_method_in_separate_processes(tmp_path
     # One keeptraining attempt process per attempt: the search log names each trial it trained.
     assert "search tpe       seed 0: attempt 1 trial 1 rung 0" in done.stderr
     assert "search hyperband seed 0:" in done.stderr
+    assert "search optuna-hyperband seed 0:" in done.stderr  # Optuna's own pruning, in one process
 
 
 # --------------------------------------------------------------------------- a cold runner (issue 12)
