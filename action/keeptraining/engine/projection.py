@@ -87,6 +87,41 @@ def _linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float, float, 
     return a, c, sse, inverse
 
 
+Fit = tuple[float, float, float, float, list[list[float]]]  # (residual sum of squares, τ, A, B, (XᵀX)⁻¹)
+
+
+def _solve(es: list[float], ys: list[float], tau: float) -> Fit | None:
+    """The least-squares A and B for one τ; None when degenerate or falling (B < 0)."""
+    # y = A - B·exp(-e/τ): linear in x = -exp(-(e - e_first)/τ), with C = B·exp(-e_first/τ)
+    # (x in [-1, 0): no overflow for a small τ).
+    xs = [-math.exp(-(e - es[0]) / tau) for e in es]
+    solved = _linear_fit(xs, ys)
+    if solved is None or solved[1] < 0:
+        return None
+    a, c, sse, inverse = solved
+    return sse, tau, a, c, inverse
+
+
+def _refine(es: list[float], ys: list[float], fits: list[Fit]) -> Fit:
+    """The best τ between the grid's neighbours of the best one (golden-section search on log τ)."""
+    best = min(fits, key=lambda f: f[0])
+    taus = sorted(f[1] for f in fits)
+    i = taus.index(best[1])
+    low, high = math.log(taus[max(i - 1, 0)]), math.log(taus[min(i + 1, len(taus) - 1)])
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = high - ratio * (high - low), low + ratio * (high - low)
+        fa, fb = _solve(es, ys, math.exp(a)), _solve(es, ys, math.exp(b))
+        if fa is None or fb is None:
+            break
+        if fa[0] <= fb[0]:
+            high = b
+        else:
+            low = a
+    found = _solve(es, ys, math.exp((low + high) / 2))
+    return found if found is not None and found[0] < best[0] else best
+
+
 def _taus(last: float, horizon: float) -> list[float]:
     low, high = 0.3, max(50.0 * max(horizon, last), 10.0)
     ratio = (high / low) ** (1 / (TAU_POINTS - 1))
@@ -125,20 +160,10 @@ def _fit(points: list[tuple[int, float]], at_epochs: int, offset: float) -> Proj
     first, last = es[0], es[-1]
     target = float(max(at_epochs, int(last)))
     n = len(points)
-    fits: list[tuple[float, float, float, float, list[list[float]]]] = []  # (sse, τ, A, B, inverse)
-    for tau in _taus(last, target):
-        # y = A - B·exp(-e/τ): linear in x = -exp(-(e - e_first)/τ), with C = B·exp(-e_first/τ)
-        # (x in [-1, 0): no overflow for a small τ).
-        xs = [-math.exp(-(e - first) / tau) for e in es]
-        solved = _linear_fit(xs, ys)
-        if solved is None:
-            continue
-        a, c, sse, inverse = solved
-        if c < 0:  # a falling curve: no saturating rise fits
-            continue
-        fits.append((sse, tau, a, c, inverse))
+    fits = [f for f in (_solve(es, ys, tau) for tau in _taus(last, target)) if f is not None]
     if not fits:
         return None
+    fits.append(_refine(es, ys, fits))
     best_sse, best_tau, best_a, best_c, _ = min(fits, key=lambda f: f[0])
     dof = max(n - 3, 1)
     noise = max(math.sqrt(best_sse / dof) * _noise_factor(dof), MIN_NOISE)
