@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from keeptraining.backends.docker import dockerfile as dockerfile_gen
+from keeptraining.config.settings import Config
 from keeptraining.errors import ConfigError
+from keeptraining.state.folder import Workspace
 
-if TYPE_CHECKING:  # chain imports the backends, which import dockerfile_gen
-    from keeptraining.config.settings import Config
-    from keeptraining.engine.chain import Workspace
 
 def check(config: Config, ws: Workspace) -> list[str]:
     """What was checked, one line each; ConfigError on the first problem."""
