@@ -3,7 +3,7 @@
 Checks that need no training: the script a ``python script.py`` command names exists in
 ``code_path`` (on every backend: the code is mounted there); for the local backend, the
 command's program is installed; for the docker backend without a Dockerfile, keeptraining
-can generate the image (``dockerfile_gen.py``). Each failure says what to fix.
+can generate the image (``backends/docker/dockerfile.py``). Each failure says what to fix.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ chain's ledger. Where the trials run:
   starts the next job as soon as it is free (``run_slots``, ASHA's asynchronous form: the planner
   takes the jobs still training as pending). ``--in-rounds`` trains round after round
   (``run_round``), exactly as a GitHub chain does;
-* on GitHub: one matrix job per trial (``keeptraining trial``, round_step.py), then one merge job.
+* on GitHub: one matrix job per trial (``keeptraining trial``, jobs/rounds.py), then one merge job.
 
 ``parallel: 1`` never comes here: it is the chain of chain.py, one trial per attempt.
 """
