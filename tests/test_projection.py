@@ -299,3 +299,14 @@ def test_after_a_second_rise_the_recent_phase_is_fitted() -> None:
     found = projection.fit(dict(enumerate(SAMPLE, start=1)), 100)
     assert found is not None and found.fits and found.points == 15  # epochs 16-30
     assert not found.hopeless(0.9)
+
+
+def test_a_huge_history_is_thinned_and_fitted_quickly() -> None:
+    import time  # noqa: PLC0415
+
+    values = saturating(0.8, 50, range(1, 20_001), noise=0.01)
+    clock = time.perf_counter()
+    found = projection.fit(values, 30_000)
+    assert found is not None and found.points <= projection.MAX_POINTS and found.epochs_seen == 20_000
+    assert found.hopeless(0.9)
+    assert time.perf_counter() - clock < 30  # generous: the machine is shared

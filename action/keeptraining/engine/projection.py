@@ -36,6 +36,7 @@ from keeptraining.output import wording
 from keeptraining.state.ledger import FAILED, Attempt, Ledger
 
 MIN_POINTS = 5  # epochs observed before any verdict
+MAX_POINTS = 2000  # epochs fitted at most (more are thinned): the fit stays well under a second
 MIN_NOISE = 0.002  # the noise floor: a metric is rarely steadier than this from epoch to epoch
 PROFILE_CHI2 = 9.0  # fits within 9 sigma² of the best residual are as plausible (3 sigma on one parameter)
 Z_FIT = 3.0  # standard errors of a fit's prediction added to it
@@ -144,6 +145,9 @@ def fit(curve: Mapping[int, float], at_epochs: int, *, offset: float = 0.0) -> P
     fitted alone: the phase the model is in now; if that does not fit either, there is no bound."""
     points = sorted((int(e), float(v)) for e, v in curve.items()
                     if e >= 1 and isinstance(v, (int, float)) and math.isfinite(v))
+    if len(points) > MAX_POINTS:  # a long chain (or a ledger made to be slow): evenly thinned, the last kept
+        step = math.ceil(len(points) / MAX_POINTS)
+        points = points[::-1][::step][::-1]
     whole = _fit(points, at_epochs, offset)
     if whole is not None and not whole.fits and len(points) >= 2 * MIN_POINTS:
         recent = _fit(points[len(points) // 2:], at_epochs, offset)
