@@ -310,3 +310,21 @@ def test_a_huge_history_is_thinned_and_fitted_quickly() -> None:
     assert found is not None and found.points <= projection.MAX_POINTS and found.epochs_seen == 20_000
     assert found.hopeless(0.9)
     assert time.perf_counter() - clock < 30  # generous: the machine is shared
+
+
+def test_summary_and_mail_lines_show_minutes_cost_and_projection() -> None:
+    from keeptraining.reports import summary  # noqa: PLC0415
+
+    book = chain_of(saturating(0.8, 5, range(1, 31)), minutes=2.0)
+    for record in book.attempts:
+        record.minutes_from = "run_started_at"
+    book.attempts[-1].projection = projection.record(projection.of_chain(cfg(), book), 0.9)
+    lines = summary.cost_lines(book, cfg())
+    assert lines[0] == ("Runner minutes: 6.0 runner minutes (ubuntu-latest: 6.0 min, ~$0.04); estimated cost "
+                        "$0.04; counted from the run's start")
+    assert lines[1].startswith("Projection after attempt 3: accuracy 0.8") and "at 100 epochs" in lines[1]
+    assert "< 0.90" in lines[1]
+    markdown = summary.cost_markdown(book, cfg())
+    assert markdown.startswith("**Runner minutes:** 6.0 runner minutes")
+    assert "**Projection after attempt 3:**" in markdown
+    assert summary.cost_lines(Ledger(), cfg()) == []

@@ -384,6 +384,10 @@ def result_markdown(ledger: Ledger, config: Config) -> str:
     return "\n\n".join(out)
 
 
+_COUNTED_FROM = {"run_started_at": "the run's start", "action": "the action's start",
+                 "attempt": "the attempt's start"}
+
+
 def cost_lines(ledger: Ledger, config: Config) -> list[str]:
     """What the chain cost and where it was heading, as plain lines: the runner minutes and their estimated
     cost per runner kind (engine/cost.py), and the last attempt's projection (engine/projection.py)."""
@@ -392,7 +396,10 @@ def cost_lines(ledger: Ledger, config: Config) -> list[str]:
     if totals:
         priced = [t for t in totals if t.cost is not None]
         money = f"; estimated cost ${sum(t.cost or 0.0 for t in priced):.2f}" if priced else ""
-        out.append(f"Runner minutes: {cost.describe(totals)}{money}")
+        sources = sorted({_COUNTED_FROM.get(str(a.minutes_from), "") for a in ledger.attempts
+                          if a.minutes is not None} - {""})
+        counted = f"; counted from {' or '.join(sources)}" if sources else ""
+        out.append(f"Runner minutes: {cost.describe(totals)}{money}{counted}")
     last = ledger.last
     record = last.projection if last is not None else {}
     if record and all(isinstance(record.get(k), (int, float)) for k in ("projected", "bound", "at_epochs")):
