@@ -44,7 +44,7 @@ MEMBER = "package/generated/api.github.com.json"
 GHES_MEMBER = re.compile(r"^package/generated/ghes-(\d+)\.(\d+)\.json$")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "github-openapi-subset.json"
 
-# (method, path): the operations keeptraining (dispatch.py, restore.py, commit_status.py) and the
+# (method, path): the operations keeptraining (dispatch.py, restore.py, commit_status.py, releases.py) and the
 # official actions it runs call, which the emulator serves.
 OPERATIONS: list[tuple[str, str]] = [
     ("get", "/repos/{owner}/{repo}"),
@@ -60,6 +60,26 @@ OPERATIONS: list[tuple[str, str]] = [
     # check of the run to resume).
     ("get", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"),
     ("get", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}"),
+    # The release workflow (scripts/release.py): the release commit (its reusable workflows pinned to the
+    # release's action), the tags it moves, and the release it publishes.
+    ("get", "/repos/{owner}/{repo}/git/ref/{ref}"),
+    ("patch", "/repos/{owner}/{repo}/git/refs/{ref}"),
+    ("post", "/repos/{owner}/{repo}/git/refs"),
+    ("get", "/repos/{owner}/{repo}/git/commits/{commit_sha}"),
+    ("post", "/repos/{owner}/{repo}/git/commits"),
+    ("post", "/repos/{owner}/{repo}/git/trees"),
+    ("get", "/repos/{owner}/{repo}/git/tags/{tag_sha}"),
+    ("post", "/repos/{owner}/{repo}/releases"),
+    ("patch", "/repos/{owner}/{repo}/releases/{release_id}"),
+    ("get", "/repos/{owner}/{repo}/releases/tags/{tag}"),
+    # Model releases (github/releases.py): the publish job creates one and uploads its assets to the
+    # release's upload_url; the champion is the latest one, its card downloaded as an asset.
+    ("get", "/repos/{owner}/{repo}/releases"),
+    ("get", "/repos/{owner}/{repo}/releases/latest"),
+    ("get", "/repos/{owner}/{repo}/releases/{release_id}"),
+    ("get", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+    ("post", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+    ("get", "/repos/{owner}/{repo}/releases/assets/{asset_id}"),
 ]
 DISPATCH = ("post", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches")
 
