@@ -28,16 +28,21 @@ pytestmark = pytest.mark.docker
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def _release_when_running(dc: docker.DockerClient, code: Path, count: int, seen: list[int]) -> None:
-    """The host's side of the barrier: once ``count`` containers with this code folder run at the same
-    time, write ``go`` into the (read-only mounted) code folder; they wait for it."""
+def _release_when_running(dc: docker.DockerClient, repo: Path, count: int, seen: list[int]) -> None:
+    """The host's side of the barrier: once ``count`` containers of this repository (their output
+    folders are in its state folder) run at the same time, write ``go`` into each one's working
+    folder (the writable copy of the code folder that the docker backend mounts); they wait for it."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         running = [c for c in dc.containers.list(filters={"label": "keeptraining=1"})
-                   if any(m.get("Source") == str(code.resolve()) for m in c.attrs.get("Mounts", []))]
+                   if any(str(m.get("Source", "")).startswith(str(repo.resolve()))
+                          for m in c.attrs.get("Mounts", []))]
         seen.append(len(running))
         if len(running) >= count:
-            (code / "go").write_text("all trials are running\n")
+            for container in running:
+                for mount in container.attrs.get("Mounts", []):
+                    if mount.get("Destination") == backend_docker.CODE_MOUNT:
+                        (Path(mount["Source"]) / "go").write_text("all trials are running\n")
             return
         time.sleep(0.1)
 
@@ -68,7 +73,7 @@ search:
     learning_rate: {{type: float, low: 0.01, high: 0.1, log: true}}
 """)
     seen: list[int] = []
-    barrier = threading.Thread(target=_release_when_running, args=(docker_client, repo / "ml", 2, seen))
+    barrier = threading.Thread(target=_release_when_running, args=(docker_client, repo, 2, seen))
     barrier.start()
     try:
         code = main(["run", "--repo", str(repo)])
