@@ -115,4 +115,4 @@ def test_a_long_title_wraps_onto_two_lines_then_shrinks() -> None:
     canvas = chart_png.Canvas(300, 100)
     assert chart_png.title(canvas, "short", top=10) == 30  # one line at scale 2: 10 + 20
     assert chart_png.title(chart_png.Canvas(300, 100), "word " * 8, top=10) == 50  # two lines at scale 2
-    assert chart_png.title(chart_png.Canvas(300, 100), "word " * 20, top=10) == 30  # two lines at scale 1 (cut)
+    assert chart_png.title(chart_png.Canvas(300, 100), "word " * 20, top=10) == 30  # scale 1, cut to 2 lines

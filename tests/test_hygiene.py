@@ -312,3 +312,41 @@ def test_optuna_is_an_extra_and_a_search_without_it_says_how_to_get_it(
     with pytest.raises(ConfigError, match=r"strategy: search needs Optuna") as caught:
         search.require_optuna()
     assert "pip install 'keeptraining[search]'" in caught.value.hint
+
+
+def _closure(roots: list[str]) -> set[str]:
+    """Normalised names of ``roots`` (requirement strings) and everything they require, read from the
+    installed packages' metadata, extras included where a requirement names them."""
+    from packaging.requirements import Requirement  # noqa: PLC0415
+    from packaging.utils import canonicalize_name  # noqa: PLC0415
+
+    found: set[tuple[str, tuple[str, ...]]] = set()
+    todo = [Requirement(r) for r in roots]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        extras = sorted(req.extras) or [""]
+        if (name, tuple(extras)) in found:
+            continue
+        found.add((name, tuple(extras)))
+        for line in metadata.requires(req.name) or []:
+            sub = Requirement(line)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(sub)
+    return {name for name, _ in found}
+
+
+def test_the_action_pins_no_plotting_stack_and_no_stale_package() -> None:
+    """chart.png is drawn by reports/chart_png.py (stdlib): no matplotlib, pillow or numpy in the base
+    install, and every pin in constraints.txt is needed by the action or its `search` extra."""
+    from packaging.utils import canonicalize_name  # noqa: PLC0415
+
+    text = (ROOT / "action" / "pyproject.toml").read_text()
+    dependencies = re.findall(r'"([^"]+)"', text.split("dependencies = [", 1)[1].split("]", 1)[0])
+    extra = re.findall(r'"([^"]+)"', text.split("search = [", 1)[1].split("]", 1)[0])
+    base, full = _closure(dependencies), _closure(dependencies + extra)
+    assert not {"matplotlib", "pillow", "numpy", "fonttools", "kiwisolver", "contourpy"} & base
+    lines = (ROOT / "action" / "constraints.txt").read_text().splitlines()
+    pins = {canonicalize_name(line.split("==")[0]) for line in lines if line and not line.startswith("#")}
+    assert pins - full == set(), "pins nothing installs: remove them from action/constraints.txt"
+    assert full - pins == set(), "packages the action installs without a pin in action/constraints.txt"
