@@ -116,3 +116,13 @@ def test_a_long_title_wraps_onto_two_lines_then_shrinks() -> None:
     assert chart_png.title(canvas, "short", top=10) == 30  # one line at scale 2: 10 + 20
     assert chart_png.title(chart_png.Canvas(300, 100), "word " * 8, top=10) == 50  # two lines at scale 2
     assert chart_png.title(chart_png.Canvas(300, 100), "word " * 20, top=10) == 30  # scale 1, cut to 2 lines
+
+
+def test_markers_are_left_out_where_points_crowd() -> None:
+    canvas = chart_png.Canvas(200, 100)
+    ax = chart_png.Axes(canvas, (0, 0, 199, 99), (0, 99), (0.0, 1.0))
+    ax.plot(list(range(100)), [0.5] * 100, BLUE, width=1, marker="s")  # 2 pixels apart: no markers
+    ax.plot([10, 90], [0.2, 0.2], RED, width=1, marker="s")  # far apart: a 7-pixel square on each
+    pixels = _pixels(canvas)
+    assert {y for y, row in enumerate(pixels) if BLUE in row} == {round(ax.py(0.5))}
+    assert len({y for y, row in enumerate(pixels) if RED in row}) == 7

@@ -321,11 +321,13 @@ class Axes:
 
     def plot(self, xs: Sequence[float], ys: Sequence[float], colour: Colour, *, width: int = 2,
              dashed: bool = False, marker: str = "") -> None:
-        """A line through the points, dotted when ``dashed``; a marker on each point."""
+        """A line through the points, dotted when ``dashed``; a marker on each point, unless they are
+        closer than the markers' size."""
         self._inside()
         pts = [(self.px(x), self.py(y)) for x, y in zip(xs, ys, strict=True)]
         self.canvas.polyline(pts, colour, width, (3, 3) if dashed else None)
-        if marker:
+        crowded = len(pts) > 1 and abs(pts[-1][0] - pts[0][0]) / (len(pts) - 1) < 6  # markers would touch
+        if marker and not crowded:
             for x, y in pts:
                 self.canvas.marker(x, y, marker, colour)
         self.canvas.reset_clip()
