@@ -155,9 +155,9 @@ class Canvas:
 
     def marker(self, x: float, y: float, shape: str, colour: Colour, size: int = 7) -> None:
         """A filled marker: ``o`` disc, ``s`` square, ``^``/``v`` triangles, ``D`` diamond."""
-        cx, cy, r = round(x), round(y), size / 2
-        for dy in range(-size // 2, size // 2 + 1):
-            for dx in range(-size // 2, size // 2 + 1):
+        cx, cy, r, half = round(x), round(y), size / 2, size // 2
+        for dy in range(-half, half + 1):
+            for dx in range(-half, half + 1):
                 if shape == "s":
                     inside = True
                 elif shape == "D":
