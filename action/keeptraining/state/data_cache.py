@@ -309,24 +309,13 @@ class Session:
         for rel, entry in _walk(self.data_dir):
             path = Path(entry.path)
             if entry.is_symlink():
-                target = os.readlink(path)
-                if _secret_in(target, self.secrets):
-                    self._remove(path, f"{_shown(rel)} is a link whose target holds one of keeptraining's "
-                                       "secrets")
+                link = self._link(rel, path)
+                if link is None:
                     removed.add(rel)
                     continue
-                if not _link_inside(rel, target):
-                    self._remove(path, f"{_shown(rel)} is a link out of the cache")
-                    removed.add(rel)
-                    continue
-                found[rel] = _Entry(link=target)
+                found[rel] = link
             elif entry.is_file(follow_symlinks=False):
-                info = entry.stat(follow_symlinks=False)
-                if info.st_mode & (stat.S_ISUID | stat.S_ISGID):  # never kept: a cache holds data
-                    os.chmod(path, stat.S_IMODE(info.st_mode) & ~(stat.S_ISUID | stat.S_ISGID),
-                             follow_symlinks=False)
-                    self.notes.append(f"the setuid/setgid bit of {_shown(rel)} was dropped")
-                    info = os.lstat(path)
+                info = self._without_setid(rel, path, entry.stat(follow_symlinks=False))
                 same = (known or {}).get(rel)
                 if same is not None and (same.size, same.mtime_ns) == (info.st_size, info.st_mtime_ns):
                     found[rel] = same
@@ -356,6 +345,25 @@ class Session:
         if dropped:
             self.notes.append(f"{dropped} file(s) that a training cut short left were removed")
         return found
+
+    def _link(self, rel: str, path: Path) -> _Entry | None:
+        """The entry of a link whose text stays inside; None when it was removed."""
+        target = os.readlink(path)
+        if _secret_in(target, self.secrets):
+            self._remove(path, f"{_shown(rel)} is a link whose target holds one of keeptraining's secrets")
+            return None
+        if not _link_inside(rel, target):
+            self._remove(path, f"{_shown(rel)} is a link out of the cache")
+            return None
+        return _Entry(link=target)
+
+    def _without_setid(self, rel: str, path: Path, info: os.stat_result) -> os.stat_result:
+        """A file's setuid/setgid bits are dropped: a cache holds data, never a privilege."""
+        if not info.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            return info
+        os.chmod(path, stat.S_IMODE(info.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+        self.notes.append(f"the setuid/setgid bit of {_shown(rel)} was dropped")
+        return os.lstat(path)
 
     def _drop_links_out(self, found: dict[str, _Entry]) -> set[str]:
         """Remove the links that, followed through the others, lead out of the data folder (judged

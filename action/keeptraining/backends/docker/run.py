@@ -44,7 +44,7 @@ from docker.models.containers import Container
 from docker.types import DeviceRequest, Mount
 
 from keeptraining import adapter
-from keeptraining.backends.base import TrainRequest, TrainResult
+from keeptraining.backends.base import LineSplitter, LogBuffer, TrainRequest, TrainResult
 from keeptraining.backends.docker import network
 from keeptraining.errors import BackendUnavailable, PathRefused, TrainingError
 from keeptraining.state import data_cache, safe_paths
@@ -132,28 +132,25 @@ class _LogPump(threading.Thread):
         super().__init__(name="keeptraining-docker-log", daemon=True)
         self.container = container
         self.on_line = on_line
-        self.chunks: list[str] = []
+        self.log = LogBuffer()  # bounded: its head and tail (base.MAX_LOG_CHARS)
         self.error: BaseException | None = None
         self.sink_error: BaseException | None = None
         self.first_line_at: float | None = None
 
     def run(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending = ""
+        splitter = LineSplitter()  # linear however long a line without a newline grows
         try:
             stream = self.container.logs(stdout=True, stderr=True, stream=True, follow=True)
             for data in stream:
                 text = decoder.decode(data)
-                self.chunks.append(text)
-                pending += text
-                *lines, pending = pending.split("\n")
-                for line in lines:
+                self.log.append(text)
+                for line in splitter.feed(text):
                     self._emit(line)
             tail = decoder.decode(b"", final=True)
-            self.chunks.append(tail)
-            pending += tail
-            if pending:
-                self._emit(pending)
+            self.log.append(tail)
+            for line in splitter.feed(tail) + splitter.flush():
+                self._emit(line)
         except Exception as exc:  # connection lost, container removed under us
             self.error = exc
 
@@ -169,7 +166,7 @@ class _LogPump(threading.Thread):
 
     @property
     def text(self) -> str:
-        return "".join(self.chunks)
+        return self.log.text()
 
 
 def _container_user(*writable: Path) -> str:
@@ -509,6 +506,16 @@ def _stderr(created: list[Container]) -> str:
     return ""
 
 
+def _stored_log(container: Container) -> str:
+    """The engine's stored log of ``container``, read as a stream into a bounded LogBuffer."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    log = LogBuffer()
+    for data in container.logs(stdout=True, stderr=True, stream=True, follow=False):
+        log.append(decoder.decode(data if isinstance(data, bytes) else str(data).encode()))
+    log.append(decoder.decode(b"", final=True))
+    return log.text()
+
+
 def _cleanup(created: list[Container], pump: _LogPump | None) -> tuple[str, float]:
     """Collect the whole log, then remove the container(s): on every way out of ``run``.
 
@@ -523,8 +530,7 @@ def _cleanup(created: list[Container], pump: _LogPump | None) -> tuple[str, floa
     try:
         if pump is None or pump.is_alive() or pump.error is not None:
             with contextlib.suppress(DockerException, requests.exceptions.RequestException):
-                raw = created[-1].logs(stdout=True, stderr=True, stream=False)
-                output = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                output = _stored_log(created[-1])
     finally:
         for container in created:
             with contextlib.suppress(NotFound):

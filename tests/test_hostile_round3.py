@@ -1,0 +1,206 @@
+"""Hostile inputs, round three (issue 25): one or more tests per item, each failing without its fix.
+
+Fast unless marked: real interpreters and real files, no TensorFlow, no Docker engine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keeptraining.backends import local
+from keeptraining.backends.base import MAX_LINE_CHARS, MAX_LOG_CHARS, LineSplitter, LogBuffer, TrainRequest
+from keeptraining.backends.docker import run as docker_run
+from keeptraining.state import lock, orphans
+
+
+def request(tmp_path: Path, script: str, **kw: object) -> TrainRequest:
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / "train.py").write_text(textwrap.dedent(script))
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    fields: dict[str, object] = {"code_dir": code, "command": ["python", "train.py"], "output_dir": out,
+                                 "env": {"KT_EPOCHS": "1"}, "timeout": 60.0, **kw}
+    return TrainRequest(**fields)  # type: ignore[arg-type]
+
+
+# --- item 2: registry credentials never reach a local training --------------------------------
+
+
+def test_registry_credentials_are_withheld_from_a_local_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KT_REGISTRY_USERNAME", "registry-user-name")
+    monkeypatch.setenv("KT_REGISTRY_PASSWORD", "registry-password-123")
+    result = local.run(request(tmp_path, "import os\nprint(sorted(os.environ.items()))\n"))
+    assert result.exit_code == 0, result.output
+    assert "registry-password-123" not in result.output and "registry-user-name" not in result.output
+
+
+# --- item 4: the log readers are linear and bounded -------------------------------------------
+
+
+class _Container:
+    """Stands in for a docker-py container whose log is one long line without a newline."""
+
+    def __init__(self, chunks: int, size: int = 64 * 1024, end: bytes = b"\nTest accuracy: 0.5\n") -> None:
+        self.chunks, self.size, self.end = chunks, size, end
+
+    def logs(self, **_: object) -> Iterator[bytes]:
+        block = b"x" * self.size
+        for _ in range(self.chunks):
+            yield block
+        yield self.end
+
+
+def test_the_docker_log_reader_is_linear_on_a_long_line_without_a_newline() -> None:
+    lines: list[str] = []
+    t = time.monotonic()
+    pump = docker_run._LogPump(_Container(chunks=512), lambda line: lines.append(line[:10]))  # 32 MB
+    pump.run()
+    took = time.monotonic() - t
+    assert took < 3.0, f"32 MB on one line took {took:.1f} s (it was 14.4 s, quadratic)"
+    assert pump.error is None
+    # the long line in 1 MiB pieces, the empty rest of it at its newline, the result line
+    assert len(lines) == 32 * 1024 * 1024 // MAX_LINE_CHARS + 2
+    assert lines[-1] == "Test accur"
+    assert pump.text.endswith("Test accuracy: 0.5\n")
+
+
+def test_the_docker_log_in_memory_is_capped_like_train_log() -> None:
+    pump = docker_run._LogPump(_Container(chunks=1600), None)  # 100 MB
+    pump.run()
+    text = pump.text
+    assert len(text) <= MAX_LOG_CHARS + 200
+    assert "characters of the log left out here" in text and text.endswith("Test accuracy: 0.5\n")
+
+
+def test_the_local_log_in_memory_is_capped_and_keeps_the_result_line(tmp_path: Path) -> None:
+    script = """\
+        import sys
+        block = "y" * (1 << 20)
+        for _ in range(100):  # 100 MB on one line, then the result line
+            sys.stdout.write(block)
+        print()
+        print("Test accuracy: 0.75")
+    """
+    lines: list[int] = []
+    result = local.run(request(tmp_path, script, on_line=lambda line: lines.append(len(line))))
+    assert result.exit_code == 0
+    assert len(result.output) <= MAX_LOG_CHARS + 200
+    assert result.output.endswith("Test accuracy: 0.75\n")
+    assert max(lines) <= MAX_LINE_CHARS + 1  # the live sink never gets the 100 MB line whole
+
+
+def test_the_log_buffer_and_line_splitter_keep_every_character_below_the_cap() -> None:
+    splitter, log = LineSplitter(max_line=4), LogBuffer(limit=10, head=3)
+    got: list[str] = []
+    for piece in ("ab", "cdef\ngh", "\n", "ijklmnop", "q"):
+        got += splitter.feed(piece)
+        log.append(piece)
+    got += splitter.flush()
+    assert got == ["abcd", "ef", "gh", "ijkl", "mnop", "q"]
+    assert log.text() == "abc\n[... 9 characters of the log left out here ...]\nklmnopq"
+    small = LogBuffer(limit=100, head=3)
+    small.append("hello\nworld")
+    assert small.text() == "hello\nworld"
+
+
+# --- item 8: local processes that outlive their training or their keeptraining ----------------
+
+DAEMON = """\
+    import json, os, sys, time
+    out = os.environ["KT_OUTPUT_DIR"]
+    if os.fork() == 0:  # a daemon that writes a "result" after the training has ended
+        if {setsid}:
+            os.setsid()
+        time.sleep(1.5)
+        with open(os.path.join(out, "metrics.json"), "w") as fh:
+            json.dump({{"accuracy": 0.99}}, fh)
+        os._exit(0)
+    with open(os.path.join(out, "metrics.json"), "w") as fh:
+        json.dump({{"accuracy": 0.3}}, fh)
+"""
+
+
+@pytest.mark.parametrize("setsid", [False, True], ids=["in-its-group", "left-its-group"])
+def test_what_a_training_leaves_running_is_stopped_when_it_ends(tmp_path: Path, setsid: bool) -> None:
+    t = time.monotonic()
+    result = local.run(request(tmp_path, DAEMON.format(setsid=setsid)))
+    took = time.monotonic() - t
+    time.sleep(2.5)  # the daemon, had it lived, wrote by now
+    assert result.exit_code == 0
+    assert (tmp_path / "out" / "metrics.json").read_text() == '{"accuracy": 0.3}'
+    assert took < 1.4, f"the run waited {took:.1f} s for what the training left behind"
+
+
+def _marked_process(mark: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, orphans.ENV: mark}
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env,
+                            start_new_session=True)
+    for _ in range(100):
+        if orphans.marked(mark):
+            return proc
+        time.sleep(0.02)
+    raise AssertionError("the marked process did not start")
+
+
+def test_the_next_holder_of_the_lock_stops_the_trainings_of_a_dead_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    mark = orphans.new_mark()
+    assert orphans.record(state, mark) is not None  # what a killed keeptraining leaves behind
+    orphan = _marked_process(mark)
+    bystander = _marked_process(orphans.new_mark())  # another run's training: not recorded here
+    try:
+        with lock.hold(state):
+            assert orphan.wait(timeout=5) == -signal.SIGTERM
+            assert bystander.poll() is None
+        assert not (state / orphans.RECORD_DIR / mark).exists()
+        assert "outlived its keeptraining" in capsys.readouterr().err
+    finally:
+        for proc in (orphan, bystander):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_record_from_a_restored_state_names_no_process(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / orphans.RECORD_DIR).mkdir(parents=True)
+    (state / orphans.RECORD_DIR / "1").write_text("")  # a pid, not a mark: ignored
+    with lock.hold(state):
+        pass
+    assert (state / orphans.RECORD_DIR / "1").exists()
+
+
+@pytest.mark.integration
+def test_after_kill_9_of_keeptraining_the_orphan_never_writes_into_the_next_run(tmp_path: Path) -> None:
+    from fakes import fake_repo  # noqa: PLC0415 - the integration helpers
+
+    repo = fake_repo(tmp_path / "repo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "KT_", "FAKE_"))}
+    first = subprocess.Popen([sys.executable, "-m", "keeptraining", "run", "--repo", str(repo)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env={**env, "FAKE_MODE": "hang", "PYTHONUNBUFFERED": "1"})
+    assert first.stdout is not None
+    for line in first.stdout:
+        if line.startswith("fake: epochs"):
+            break
+    first.kill()  # kill -9: no finally, no clean-up
+    first.wait()
+    (record,) = (repo / ".keeptraining" / orphans.RECORD_DIR).iterdir()
+    assert orphans.marked(record.name), "the training outlived its keeptraining"
+    second = subprocess.run([sys.executable, "-m", "keeptraining", "run", "--max-attempts", "1",
+                             "--repo", str(repo)], capture_output=True, text=True, env=env, timeout=120,
+                            check=False)
+    assert "outlived its keeptraining" in second.stdout + second.stderr
+    assert not orphans.marked(record.name)
+    assert not (repo / ".keeptraining" / orphans.RECORD_DIR / record.name).exists()
