@@ -337,7 +337,7 @@ class Adapter:
             for name in HOOKED_METHODS:
                 self.originals[name] = getattr(model_class, name)
                 setattr(model_class, name, self._hook(name, self.originals[name]))
-            atexit.register(self.at_exit)
+            atexit.register(self.at_exit, os.getpid())  # a forked child inherits it: see at_exit
         except Exception as exc:
             self.off = True
             say(f"could not hook Keras ({short(exc)}); the script runs as written.")
@@ -604,7 +604,12 @@ class Adapter:
 
     _on_save_weights = _on_save
 
-    def at_exit(self) -> None:
+    def at_exit(self, registered_in: int | None = None) -> None:
+        # Only in the process that registered it: a child of os.fork() inherits the handler, and
+        # training there (TensorFlow's threads did not survive the fork) deadlocks the child and
+        # leaves the parent waiting for it until the timeout.
+        if registered_in is not None and os.getpid() != registered_in:
+            return
         if self.off or self.model is None:
             return
         try:
