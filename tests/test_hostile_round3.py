@@ -5,6 +5,8 @@ Fast unless marked: real interpreters and real files, no TensorFlow, no Docker e
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -16,9 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from fakes import fake_repo
 from keeptraining.backends import local
 from keeptraining.backends.base import MAX_LINE_CHARS, MAX_LOG_CHARS, LineSplitter, LogBuffer, TrainRequest
 from keeptraining.backends.docker import run as docker_run
+from keeptraining.cli import main
+from keeptraining.config.search_space import Param, SearchSettings, parse
+from keeptraining.engine import search
+from keeptraining.errors import ConfigError
 from keeptraining.state import lock, orphans
 
 
@@ -54,7 +61,7 @@ class _Container:
     def __init__(self, chunks: int, size: int = 64 * 1024, end: bytes = b"\nTest accuracy: 0.5\n") -> None:
         self.chunks, self.size, self.end = chunks, size, end
 
-    def logs(self, **_: object) -> Iterator[bytes]:
+    def logs(self, **options: object) -> Iterator[bytes]:
         block = b"x" * self.size
         for _ in range(self.chunks):
             yield block
@@ -62,16 +69,16 @@ class _Container:
 
 
 def test_the_docker_log_reader_is_linear_on_a_long_line_without_a_newline() -> None:
-    lines: list[str] = []
+    got: list[str] = []
     t = time.monotonic()
-    pump = docker_run._LogPump(_Container(chunks=512), lambda line: lines.append(line[:10]))  # 32 MB
+    pump = docker_run._LogPump(_Container(chunks=512), lambda line: got.append(line[:10]))  # 32 MB
     pump.run()
     took = time.monotonic() - t
     assert took < 3.0, f"32 MB on one line took {took:.1f} s (it was 14.4 s, quadratic)"
     assert pump.error is None
     # the long line in 1 MiB pieces, the empty rest of it at its newline, the result line
-    assert len(lines) == 32 * 1024 * 1024 // MAX_LINE_CHARS + 2
-    assert lines[-1] == "Test accur"
+    assert len(got) == 32 * 1024 * 1024 // MAX_LINE_CHARS + 2
+    assert got[-1] == "Test accur"
     assert pump.text.endswith("Test accuracy: 0.5\n")
 
 
@@ -183,8 +190,6 @@ def test_a_record_from_a_restored_state_names_no_process(tmp_path: Path) -> None
 
 @pytest.mark.integration
 def test_after_kill_9_of_keeptraining_the_orphan_never_writes_into_the_next_run(tmp_path: Path) -> None:
-    from fakes import fake_repo  # noqa: PLC0415 - the integration helpers
-
     repo = fake_repo(tmp_path / "repo")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "KT_", "FAKE_"))}
     first = subprocess.Popen([sys.executable, "-m", "keeptraining", "run", "--repo", str(repo)],
@@ -204,3 +209,63 @@ def test_after_kill_9_of_keeptraining_the_orphan_never_writes_into_the_next_run(
     assert "outlived its keeptraining" in second.stdout + second.stderr
     assert not orphans.marked(record.name)
     assert not (repo / ".keeptraining" / orphans.RECORD_DIR / record.name).exists()
+
+
+# --- item 6: the search space: sizes worked out, bounds stated, library errors exit 2 ---------
+
+SEARCH = "strategy: search\nsearch:\n  sampler: {sampler}\n  space:\n    {space}\n"
+
+
+def validate(tmp_path: Path, space: str, sampler: str = "tpe") -> tuple[int, str]:
+    repo = fake_repo(tmp_path / "repo", "threshold: 0.9\n" + SEARCH.format(sampler=sampler, space=space))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["validate", "--repo", str(repo)])
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize(("space", "says"), [
+    ("x: {type: float, low: -1.0e308, high: 1.0e308, step: 1.0}", "search.space.x.low = -1e+308 is out of"),
+    ("x: {type: float, low: -1.0e308, high: 1.0e308}", "search.space.x.low = -1e+308 is out of range"),
+    ("x: {type: float, low: 0.0, high: 1.0, step: 5.0e-324}", "search.space.x.step = 5e-324 is too small"),
+    ("x: {type: float, low: 0.0, high: 1.0e15, step: 1.0e-6}", "search.space.x.step = 1e-06 is too small"),
+])
+def test_ranges_beyond_the_stated_bounds_are_a_config_error(tmp_path: Path, space: str, says: str) -> None:
+    code, err = validate(tmp_path, space)
+    assert code == 2, err
+    assert says in err and "Traceback" not in err
+
+
+def test_a_huge_grid_is_refused_by_arithmetic_without_listing_it(tmp_path: Path) -> None:
+    t = time.monotonic()
+    code, err = validate(tmp_path, "n: {type: int, low: 0, high: 1000000000000}", sampler="grid")
+    assert code == 2, err
+    assert "the grid has 1000000000001 points; at most 10000" in err
+    assert time.monotonic() - t < 5.0
+
+
+def test_a_range_at_the_bound_is_sampled_and_a_library_error_names_the_parameter() -> None:
+    wide = parse({"space": {"x": {"type": "float", "low": -1e15, "high": 1e15},
+                            "n": {"type": "int", "low": 0, "high": 10**12}}})
+    (point,) = search.propose(wide, [], k=1)
+    assert -1e15 <= point["x"] <= 1e15 and 0 <= point["n"] <= 10**12
+    broken = SearchSettings("tpe", 3, 0, (Param("rate", "float", low=1.0, high=0.0),))  # past parse
+    with pytest.raises(ConfigError, match=r"search\.space\.rate: Optuna refuses this range"):
+        search.distributions(broken)
+
+
+# --- item 7: names that differ only in case, choices that reach the script as the same text ----
+
+
+@pytest.mark.parametrize(("space", "says"), [
+    ("lr: {type: float, low: 0.1, high: 0.2}\n    LR: {type: float, low: 0.1, high: 0.2}",
+     "'lr' and 'LR' differ only in case, and both would be KT_HP_LR"),
+    ("flag: {type: categorical, choices: [true, 'true']}",
+     "True and 'true' reach the script as the same text ('true' in KT_HP_)"),
+    ("n: {type: categorical, choices: [1, '1']}", "1 and '1' reach the script as the same text"),
+])
+def test_names_and_choices_the_script_cannot_tell_apart_are_refused(
+        tmp_path: Path, space: str, says: str) -> None:
+    code, err = validate(tmp_path, space)
+    assert code == 2, err
+    assert says in err
