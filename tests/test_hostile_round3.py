@@ -23,10 +23,13 @@ from keeptraining.backends import local
 from keeptraining.backends.base import MAX_LINE_CHARS, MAX_LOG_CHARS, LineSplitter, LogBuffer, TrainRequest
 from keeptraining.backends.docker import run as docker_run
 from keeptraining.cli import main
+from keeptraining.config import settings as config_mod
 from keeptraining.config.search_space import Param, SearchSettings, parse
-from keeptraining.engine import search
+from keeptraining.engine import rounds, search
 from keeptraining.errors import ConfigError
+from keeptraining.state import ledger as ledger_mod
 from keeptraining.state import lock, orphans
+from keeptraining.state.ledger import Attempt, Ledger
 
 
 def request(tmp_path: Path, script: str, **kw: object) -> TrainRequest:
@@ -269,3 +272,39 @@ def test_names_and_choices_the_script_cannot_tell_apart_are_refused(
     code, err = validate(tmp_path, space)
     assert code == 2, err
     assert says in err
+
+
+# --- item 9: the merge applies metrics.json's bounds to a slot's record --------------------------
+
+
+def _search_config(**values: object) -> config_mod.Config:
+    space = {"space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True}}}
+    return config_mod.resolve({"strategy": "search", "search": space, "threshold": 0.9, "epochs": 2,
+                               "epoch_step": 2, "parallel": 3, **values})
+
+
+@pytest.mark.parametrize(("forge", "says"), [
+    ({"history": [0.5] * 20_000}, "the history has 20000 values, but this run trained at most 2"),
+    ({"epochs_trained": 10**7}, "epochs_trained = 10000000, but this run could train at most 2"),
+    ({"epochs_reached": 10**7}, "epochs = 10000000 is outside the 0 -> 2 epochs"),
+])
+def test_the_merge_refuses_a_slot_result_beyond_the_metrics_bounds(
+        tmp_path: Path, forge: dict[str, object], says: str) -> None:
+    conf = _search_config()
+    (job, *_) = rounds.plan_round(conf, Ledger())
+    record = Attempt(attempt=1, epochs=job.epochs, initial_epoch=0, resumed_from=None, outcome="below",
+                     metric=0.5, epochs_reached=job.epochs, epochs_trained=job.epochs, history=[0.4, 0.5],
+                     checkpoint="model.keras", trial=job.trial, rung=job.rung, trial_params=dict(job.params),
+                     round=1, runner={"slot": 1})
+    for name, value in forge.items():
+        setattr(record, name, value)
+    rounds.write_result(tmp_path / "slot", record)
+    out = ledger_mod.attempt_dir(tmp_path / "slot", 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.keras").write_text("weights")
+    book = Ledger()
+    merged = rounds.merge_one(conf, tmp_path / "state", book, job, tmp_path / "slot", number=1, slot=1,
+                              round_no=1)
+    assert merged.outcome == "failed" and says in (merged.error or ""), merged.error
+    assert merged.history == [] and merged.epochs_trained == 0
+    assert (tmp_path / "state" / "ledger.json").stat().st_size < 100_000
