@@ -25,11 +25,12 @@ from keeptraining.backends.docker import run as docker_run
 from keeptraining.cli import main
 from keeptraining.config import settings as config_mod
 from keeptraining.config.search_space import Param, SearchSettings, parse
-from keeptraining.engine import rounds, search
+from keeptraining.engine import rounds, search, slices
 from keeptraining.errors import ConfigError
+from keeptraining.reports import summary
 from keeptraining.state import ledger as ledger_mod
 from keeptraining.state import lock, orphans
-from keeptraining.state.ledger import Attempt, Ledger
+from keeptraining.state.ledger import FAILED, SLICED, Attempt, Ledger
 
 
 def request(tmp_path: Path, script: str, **kw: object) -> TrainRequest:
@@ -308,3 +309,52 @@ def test_the_merge_refuses_a_slot_result_beyond_the_metrics_bounds(
     assert merged.outcome == "failed" and says in (merged.error or ""), merged.error
     assert merged.history == [] and merged.epochs_trained == 0
     assert (tmp_path / "state" / "ledger.json").stat().st_size < 100_000
+
+
+# --- item 10: slices: the runs of a failed attempt, labels, the run number against the ledger ----
+
+
+def _run(epochs: int, initial: int, reached: int, outcome: str, run_id: str) -> Attempt:
+    history = [0.5] * (reached - initial)
+    return Attempt(attempt=1, epochs=epochs, initial_epoch=initial, resumed_from=None, outcome=outcome,
+                   metric=0.5, epochs_reached=reached, epochs_trained=len(history), history=history,
+                   checkpoint="model.keras", run={"id": run_id})
+
+
+def test_an_attempt_that_failed_after_max_slices_runs_counts_them_once() -> None:
+    record = slices.merge(None, _run(30, 0, 4, SLICED, "1"), slices.DEADLINE, None)
+    record = slices.merge(record, _run(30, 4, 8, SLICED, "2"), slices.DEADLINE, "slice-2")
+    failed = _run(30, 8, 12, FAILED, "3")  # its third run stopped too: max_slices = 3 spent
+    record = slices.merge(record, failed, slices.DEADLINE, "slice-3")
+    assert record.outcome == FAILED and slices.runs(record) == 3
+    conf = config_mod.resolve({"threshold": 0.9, "max_slices": 3})
+    table = summary.attempts_table(Ledger(attempts=[record]), conf)
+    assert "1 (3 runs)" in table and "4 runs" not in table
+
+
+@pytest.mark.parametrize("text", ["1.0", "1.1", "01.02", "01", "1.05"])
+def test_labels_not_written_as_keeptraining_writes_them_are_refused(text: str) -> None:
+    assert slices.parse_label(text) is None
+
+
+def test_the_run_after_the_dot_must_be_the_run_the_ledger_continues() -> None:
+    sliced = slices.merge(None, _run(30, 0, 4, SLICED, "1"), slices.DEADLINE, None)
+    book = Ledger(attempts=[sliced])
+    slices.check_run(book, 1, 2)  # the next run: fine
+    with pytest.raises(ConfigError, match=r"attempt = 1\.5 names run 5 of attempt 1, but the ledger's "
+                                          r"next run is 1\.2"):
+        slices.check_run(book, 1, 5)
+    done = Ledger(attempts=[_run(30, 0, 30, "below", "1")])
+    with pytest.raises(ConfigError, match=r"last attempt \(1\) is not unfinished"):
+        slices.check_run(done, 2, 3)
+
+
+def test_an_attempt_job_with_a_run_the_ledger_does_not_continue_exits_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = fake_repo(tmp_path / "repo", "threshold: 0.9\n")
+    monkeypatch.setenv("KT_INPUT_ATTEMPT", "1.5")
+    for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["attempt", "--repo", str(repo)]) == 2
+    assert "names run 5 of attempt 1" in capsys.readouterr().err
+    assert not (repo / ".keeptraining" / "attempt-001").exists()

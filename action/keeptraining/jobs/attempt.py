@@ -201,6 +201,9 @@ def _train_and_dispatch(args: argparse.Namespace, config: Config, env: Mapping[s
                                          epochs=explicit_epochs(config), chain_info=progress.info,
                                          run_info=run_info(env))
     else:
+        label = attempt_label(args, env)
+        if label is not None:  # N.K: K must be the run the ledger continues
+            slices.check_run(ledger.load(progress.ws.state_dir), *label)
         backend = backends.select(config, args.repo, allow_local_fallback=False, say=print, on_line=print)
         result = chain.run_attempt(config, args.repo, backend, attempt=number,
                                    epochs=explicit_epochs(config), chain_info=progress.info,
