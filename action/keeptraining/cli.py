@@ -114,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
     hook.add_argument("action", choices=("install", "uninstall"))
     hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
+    hook.add_argument("--force", action="store_true",
+                      help="install even into a hooks folder outside the repository "
+                           "(a shared core.hooksPath)")
     return parser
 
 
@@ -209,7 +212,7 @@ def _run_chain(args: argparse.Namespace, config: config_mod.Config, ws: chain.Wo
 
 def cmd_hooks(args: argparse.Namespace) -> int:
     if args.action == "install":
-        path, written = hooks.install(args.repo)
+        path, written = hooks.install(args.repo, force=args.force)
         print(f"{'Installed' if written else 'Already installed:'} {path}: each commit on a branch is "
               "pushed to its remote (KEEPTRAINING_NO_PUSH=1 skips one).")
     else:
