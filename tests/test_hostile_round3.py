@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import fake_repo
+from fakes import fake_repo, read_outputs
 from keeptraining.backends import local
 from keeptraining.backends.base import MAX_LINE_CHARS, MAX_LOG_CHARS, LineSplitter, LogBuffer, TrainRequest
 from keeptraining.backends.docker import run as docker_run
@@ -358,3 +358,23 @@ def test_an_attempt_job_with_a_run_the_ledger_does_not_continue_exits_2(
     assert main(["attempt", "--repo", str(repo)]) == 2
     assert "names run 5 of attempt 1" in capsys.readouterr().err
     assert not (repo / ".keeptraining" / "attempt-001").exists()
+
+
+# --- item 13: check-resume never fails, whatever GITHUB_API_URL holds ----------------------------
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "ftp://x", "http://localhost:99999", "https://"])
+def test_check_resume_refuses_a_malformed_api_url_without_a_traceback(tmp_path: Path, url: str) -> None:
+    output = tmp_path / "output"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "KT_", "INPUT_"))}
+    env.update({"GITHUB_ACTIONS": "true", "GITHUB_API_URL": url, "GITHUB_OUTPUT": str(output),
+                "GITHUB_REPOSITORY": "acme/models", "GITHUB_REF": "refs/heads/main", "GITHUB_SHA": "c" * 40,
+                "GITHUB_RUN_ID": "1", "GITHUB_TOKEN": "ghs_checkResumeToken0123456789",
+                "KT_INPUT_RESUME_RUN_ID": "5"})
+    done = subprocess.run([sys.executable, "-m", "keeptraining", "check-resume"], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    outputs = read_outputs(output)
+    assert outputs["resume"] == "refused"
+    assert "GITHUB_API_URL" in outputs["problem"] and "ghs_" not in outputs["problem"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from github.Repository import Repository
 from github.WorkflowRun import WorkflowRun
 
 from keeptraining.engine import slices
-from keeptraining.errors import ConfigError, DispatchError, LedgerError, RestoreError
+from keeptraining.errors import ConfigError, DispatchError, LedgerError, RestoreError, quote
 from keeptraining.github import dispatch
 from keeptraining.state import ledger
 
@@ -190,6 +191,22 @@ def _when(moment: datetime.datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "the end of its retention"
 
 
+def api_url_problem(env: Mapping[str, str]) -> str | None:
+    """Why ``GITHUB_API_URL`` cannot be the API's address (not http(s), no host, a bad port), or None."""
+    raw = env.get("GITHUB_API_URL", "")
+    if not raw:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        return (f"GITHUB_API_URL = {quote(raw, 100)} is not an http(s) address of the GitHub API\n"
+                "On GitHub the runner sets it; elsewhere set it to e.g. https://api.github.com.")
+    return None
+
+
 def check_step(env: Mapping[str, str], token: str) -> dict[str, str]:
     """``keeptraining check-resume``: the step outputs ``commit``, ``resume`` and ``problem``.
 
@@ -205,11 +222,19 @@ def check_step(env: Mapping[str, str], token: str) -> dict[str, str]:
     run_id = parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
     if run_id is None:
         return {"commit": commit, "resume": RESUME_NONE, "problem": ""}
+    bad_url = api_url_problem(env)
+    if bad_url:
+        return {"commit": commit, "resume": RESUME_REFUSED, "problem": bad_url}
     try:
         ctx = dispatch.context_from_env(env, token, ref=env.get("KT_INPUT_BRANCH") or None)
         verified = verify(ctx, run_id, commit)
     except (RestoreError, DispatchError) as exc:
         return {"commit": commit, "resume": RESUME_REFUSED, "problem": str(exc)}
+    except Exception as exc:  # this step never fails: the training step reports the problem
+        text = str(exc).replace(token, "***") if token else str(exc)
+        return {"commit": commit, "resume": RESUME_REFUSED,
+                "problem": f"run {run_id} could not be checked ({type(exc).__name__}: {text[:200]})\n"
+                           f"{fresh_chain_hint()}"}
     print(verified.describe())
     return {"commit": commit, "resume": RESUME_OK, "problem": ""}
 
