@@ -72,3 +72,17 @@ def test_the_environments_sitecustomize_stays_importable_under_its_name(
     output, code, _ = train(tmp_path, script)
     assert code == 0, output
     assert f"imported: from the environment {other / 'sitecustomize.py'}" in output
+
+
+def test_fit_with_no_epochs_says_it_trains_none(tmp_path: Path) -> None:
+    script = """\
+        import numpy as np
+        import keras
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(np.zeros((8, 4), "float32"), np.zeros(8, "int64"), epochs=0, verbose=0)
+    """
+    output, code, _ = train(tmp_path, script)
+    assert code == 0, output
+    assert "fit(epochs=0) trains no epoch (KT_EPOCHS=3, the model has 0)" in output, output
+    assert "trains epochs 1 to 0" not in output

@@ -378,3 +378,69 @@ def test_check_resume_refuses_a_malformed_api_url_without_a_traceback(tmp_path: 
     outputs = read_outputs(output)
     assert outputs["resume"] == "refused"
     assert "GITHUB_API_URL" in outputs["problem"] and "ghs_" not in outputs["problem"]
+
+
+# --- item 14: messages that say what to do ---------------------------------------------------
+
+
+def _cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str],
+         config: str = "threshold: 0.9\n", **env: str) -> tuple[int, str]:
+    repo = fake_repo(tmp_path / "repo", config)
+    for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code = main([args[0], "--repo", str(repo), *args[1:]])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "env", "says"), [
+    (["attempt"], {"KT_INPUT_ROLE": "merge"},
+     "role = merge is for `keeptraining merge`, but this is `keeptraining attempt`"),
+    (["trial"], {"KT_INPUT_TRIAL": "1"}, "`keeptraining trial` is a job of a round of parallel trials, which "
+                                         "needs strategy: search; this configuration has strategy: epochs"),
+    (["merge"], {}, "`keeptraining merge` is a job of a round of parallel trials"),
+    (["validate", "--gpus", "0"], {}, "gpus = '0' is not valid; expected all, or a count of GPUs from 1"),
+    (["validate", "--network", "../x"], {},
+     "network = '../x' is not valid; expected none, default, host or the name of a Docker network"),
+])
+def test_messages_say_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str], args: list[str], env: dict[str, str],
+                                 says: str) -> None:
+    code, err = _cli(tmp_path, monkeypatch, capsys, args, **env)
+    assert code == 2, err
+    assert says in err
+    assert "expected text" not in err and "None is not valid" not in err
+
+
+def test_a_null_step_says_to_give_a_number_or_leave_it_out(tmp_path: Path) -> None:
+    code, err = validate(tmp_path, "x: {type: float, low: 0.1, high: 0.2, step: null}")
+    assert code == 2, err
+    assert "search.space.x.step = None is not valid; expected a number > 0 (or leave it out)" in err
+    assert "(oneOf)" not in err
+
+
+def test_a_model_that_trained_no_epoch_is_not_told_to_compile_a_metric(tmp_path: Path) -> None:
+    from keeptraining.adapter import _keeptraining_adapter as inside  # noqa: PLC0415
+
+    adapter = inside.Adapter(inside.Settings({"KT_EPOCHS": "2", "KT_INITIAL_EPOCH": "0", "KT_ADAPT": "auto",
+                                              "KT_OUTPUT_DIR": str(tmp_path), "KT_METRIC": "accuracy"}))
+    adapter.model = object()
+    assert adapter.report() is None
+    (note,) = adapter.notes
+    assert "trained no epoch and evaluated nothing" in note and "compile it with" not in note
+
+
+def test_two_runs_that_archive_in_the_same_second_both_keep_their_chain(tmp_path: Path) -> None:
+    from keeptraining.engine import chain  # noqa: PLC0415
+
+    state = tmp_path / "state"
+    (state / "previous").mkdir(parents=True)
+    now = time.time()
+    for t in (now, now + 1):  # whatever second the archive falls in, its name is taken
+        (state / "previous" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))).mkdir(exist_ok=True)
+    (state / "ledger.json").write_text("{}")
+    said: list[str] = []
+    chain.archive_previous(state, said.append)
+    assert not (state / "ledger.json").exists()
+    assert said and said[0].endswith("-2.")

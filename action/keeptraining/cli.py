@@ -231,13 +231,25 @@ def cmd_attempt(args: argparse.Namespace) -> int:
     return attempt_step.run(args, config)
 
 
+def _needs_search(config: config_mod.Config, command: str) -> None:
+    """``trial`` and ``merge`` are the jobs of a round of parallel trials: only a search has those."""
+    if config.strategy != "search":
+        raise ConfigError(f"`keeptraining {command}` is a job of a round of parallel trials, which needs "
+                          f"strategy: search; this configuration has strategy: {config.strategy}.",
+                          hint="Use `keeptraining attempt` (or `run`) for the epochs strategy, or set "
+                               "strategy: search with a `search:` space and parallel > 1.")
+
+
 def cmd_trial(args: argparse.Namespace) -> int:
-    return round_step.run_trial(args, load_config(args))
+    config = load_config(args)
+    _needs_search(config, "trial")
+    return round_step.run_trial(args, config)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
     try:
         config = load_config(args)
+        _needs_search(config, "merge")
     except ConfigError as exc:
         attempt_step.fail_before_config(exc)
         raise

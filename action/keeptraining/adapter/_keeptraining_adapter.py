@@ -405,6 +405,8 @@ class Adapter:
         if self.stopped_by == "deadline":
             end = start
             say(f"fit(epochs={epochs}) trains no epoch: this run's time is up (KT_DEADLINE).")
+        elif end == start and (self.fit_calls == 0 or (epochs, initial) != (end, start)):
+            say(f"fit(epochs={epochs}) trains no epoch (KT_EPOCHS={self.s.epochs}, the model has {start}).")
         elif self.fit_calls == 0 or (epochs, initial) != (end, start):
             say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} "
                 f"(KT_EPOCHS={self.s.epochs}, the model has {start}).")
@@ -677,8 +679,11 @@ class Adapter:
         found = self.metric()
         if found is None:
             seen = sorted(set(self.history) | set(self.evaluated or {}))
-            text = (f"the model reports no {self.s.metric} (it logs: {', '.join(seen)[:200] or 'nothing'}); "
-                    f"compile it with metrics=['{self.s.metric}'] or set `metric` to one of those.")
+            text = (f"the model reports no {self.s.metric} (it logs: {', '.join(seen)[:200]}); "
+                    f"compile it with metrics=['{self.s.metric}'] or set `metric` to one of those."
+                    if seen else
+                    f"the model reports no {self.s.metric}: it trained no epoch and evaluated nothing "
+                    "(fit with epochs=0?); train at least one epoch, or evaluate the model.")
             if text not in self.notes:
                 self.note(text)
             return None
