@@ -90,3 +90,13 @@ def test_a_shared_hooks_path_needs_force(repo: Path, tmp_path: Path,
     assert not (shared / hooks.HOOK_NAME).exists()
     assert cli.main(["hooks", "install", "--force", "--repo", str(repo)]) == 0
     assert (shared / hooks.HOOK_NAME).is_file()
+
+
+def test_a_folder_in_place_of_the_hook_is_exit_2_both_ways(repo: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the repeat pass: uninstall read the folder as a file (exit 70)."""
+    (repo / ".git" / "hooks" / hooks.HOOK_NAME).mkdir()
+    assert cli.main(["hooks", "install", "--repo", str(repo)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main(["hooks", "uninstall", "--repo", str(repo)]) == 2
+    assert "was not written by keeptraining" in capsys.readouterr().err

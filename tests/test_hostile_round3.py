@@ -444,3 +444,39 @@ def test_two_runs_that_archive_in_the_same_second_both_keep_their_chain(tmp_path
     chain.archive_previous(state, said.append)
     assert not (state / "ledger.json").exists()
     assert said and said[0].endswith("-2.")
+
+
+# --- the repeat pass (same kinds of inputs, other places) ----------------------------------------
+
+
+class _StderrContainer(_Container):
+    def logs(self, **options: object) -> Iterator[bytes]:
+        assert options.get("stream") is True, "stderr is streamed, never read whole"
+        yield from super().logs(**options)
+
+
+def test_the_docker_stderr_tail_is_bounded_however_long_its_lines() -> None:
+    text = docker_run._stderr([_StderrContainer(chunks=1600)])  # 100 MB
+    assert len(text) <= docker_run.STDERR_KEEP_CHARS + 200
+    assert text.endswith("Test accuracy: 0.5\n")
+
+
+def test_attempt_zero_is_not_a_label() -> None:
+    assert slices.parse_label("0.2") is None and slices.parse_label("0") is None
+
+
+def test_the_merge_refuses_a_slot_record_with_more_runs_than_max_slices(tmp_path: Path) -> None:
+    conf = _search_config(max_slices=2)
+    (job, *_) = rounds.plan_round(conf, Ledger())
+    record = Attempt(attempt=1, epochs=job.epochs, initial_epoch=0, resumed_from=None, outcome="below",
+                     metric=0.5, epochs_reached=job.epochs, epochs_trained=job.epochs, history=[0.4, 0.5],
+                     checkpoint="model.keras", trial=job.trial, rung=job.rung, trial_params=dict(job.params),
+                     round=1, runner={"slot": 1}, slices=[{"stopped": "deadline", "pad": "x" * 900}] * 500)
+    rounds.write_result(tmp_path / "slot", record)
+    out = ledger_mod.attempt_dir(tmp_path / "slot", 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.keras").write_text("weights")
+    merged = rounds.merge_one(conf, tmp_path / "state", Ledger(), job, tmp_path / "slot", number=1, slot=1,
+                              round_no=1)
+    assert merged.outcome == "failed" and "500 runs, more than max_slices = 2" in (merged.error or "")
+    assert merged.slices == []

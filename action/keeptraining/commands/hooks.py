@@ -84,10 +84,12 @@ def _is_ours(path: Path) -> bool:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
-    with os.fdopen(fd, "rb") as fh:
+    try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False
-        head = fh.read(1000).decode("utf-8", "replace")
+        head = os.read(fd, 1000).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
     return MARKER in head
 
 

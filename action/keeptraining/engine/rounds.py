@@ -115,6 +115,8 @@ def read_result(config: Config, folder: Path, job: TrialRun, number: int, round_
     problem = metrics_mod.trained_out_of_bounds(  # the bounds of a metrics.json, for a slot's record
         epochs_reached=record.epochs_reached, epochs_trained=record.epochs_trained,
         history=len(record.history), asked=job.epochs, initial=record.initial_epoch)
+    if not problem and len(record.slices) > config.max_slices:
+        problem = f"it lists {len(record.slices)} runs, more than max_slices = {config.max_slices}"
     if problem:
         raise _Unusable(f"its result is out of bounds: {problem}")
     if record.initial_epoch > job.initial_epoch or record.resumed_from not in (None, resumed):

@@ -52,13 +52,13 @@ def label(attempt: int, run: int = 1) -> str:
 
 def parse_label(text: str) -> tuple[int, int] | None:
     """``"3.2"`` -> ``(3, 2)``, ``"3"`` -> ``(3, 1)``; None when it is neither (digits only, ASCII) or
-    not written the way ``label`` writes it (``1.0``, ``1.1``, ``01.02``: a run after the dot is 2 or
-    more, and no number has a leading zero)."""
+    not written the way ``label`` writes it (``1.0``, ``1.1``, ``01.02``, ``0.2``: attempts count from
+    1, a run after the dot is 2 or more, and no number has a leading zero)."""
     match = _LABEL.fullmatch(text.strip()) if text.isascii() else None
     if not match:
         return None
     parsed = int(match[1]), int(match[2] or 1)
-    return parsed if label(*parsed) == text.strip() else None
+    return parsed if parsed[0] >= 1 and label(*parsed) == text.strip() else None
 
 
 def check_run(ledger: Ledger, attempt: int, run: int) -> None:

@@ -495,14 +495,22 @@ def run(
     )
 
 
+STDERR_KEEP_CHARS = 256 * 1024  # the end of stderr kept beside the log, for the error's tail
+
+
 def _stderr(created: list[Container]) -> str:
     """The container's stderr alone: the engine does not keep its order relative to stdout,
     so a traceback can land far from the end of the merged log."""
     if not created:
         return ""
     with contextlib.suppress(DockerException, requests.exceptions.RequestException):
-        raw = created[-1].logs(stdout=False, stderr=True, stream=False, tail=200)
-        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        # streamed into a small buffer: 200 "lines" can each be a gigabyte without a newline
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        log = LogBuffer(limit=STDERR_KEEP_CHARS, head=0)
+        for data in created[-1].logs(stdout=False, stderr=True, stream=True, follow=False, tail=200):
+            log.append(decoder.decode(data if isinstance(data, bytes) else str(data).encode()))
+        log.append(decoder.decode(b"", final=True))
+        return log.text()
     return ""
 
 
