@@ -349,3 +349,19 @@ def test_an_in_use_link_to_a_file_outside_is_never_written_through(tmp_path: Pat
     assert (root / IN_USE).is_file() and not (root / IN_USE).is_symlink()
     opened.close(complete=True)
     assert victim.read_text() == "keep me" and not os.path.lexists(root / IN_USE)
+
+
+def test_a_path_whose_name_holds_a_secret_is_removed_without_naming_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the repeat pass: names, like link targets, were never scanned."""
+    root = tmp_path / "cache"
+    opened, _ = session(root, secrets=(TOKEN,))
+    opened.open()
+    write(root, f"keras/{TOKEN}.npz", b"data")
+    (root / DATA / f"dir-{TOKEN}").mkdir()
+    write(root, "kept.bin", b"ok")
+    opened.close(complete=True)
+    assert sorted(p.name for p in (root / DATA).rglob("*")) == ["kept.bin", "keras"]
+    assert TOKEN not in (root / MANIFEST).read_text()
+    err = capsys.readouterr().err
+    assert "holds one of keeptraining's secrets" in err and TOKEN not in err

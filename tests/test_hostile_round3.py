@@ -480,3 +480,28 @@ def test_the_merge_refuses_a_slot_record_with_more_runs_than_max_slices(tmp_path
                               round_no=1)
     assert merged.outcome == "failed" and "500 runs, more than max_slices = 2" in (merged.error or "")
     assert merged.slices == []
+
+
+@pytest.mark.parametrize(("space", "says"), [
+    ("x: {type: categorical, choices: [" + "a" * 5000 + "]}", "has 5000 characters; at most 4096"),
+])
+def test_a_choice_too_long_for_an_environment_variable_is_refused(tmp_path: Path, space: str,
+                                                                  says: str) -> None:
+    code, err = validate(tmp_path, space)
+    assert code == 2, err
+    assert says in err
+
+
+def test_a_hyperparameter_too_long_is_refused_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _cli(tmp_path, monkeypatch, capsys, ["validate"],
+                     config="threshold: 0.9\nhyperparameters: {x: " + "a" * 5000 + "}\n")
+    assert code == 2, err
+    assert "has 5000 characters; at most 4096." in err and "(maxLength)" not in err
+
+
+def test_an_environment_too_large_to_start_a_process_is_a_training_error(tmp_path: Path) -> None:
+    from keeptraining.errors import TrainingError  # noqa: PLC0415
+
+    with pytest.raises(TrainingError, match="could not be started: Argument list too long"):
+        local.run(request(tmp_path, "print(1)\n", env={"KT_HP_X": "x" * 200_000}))

@@ -74,6 +74,10 @@ def _run(argv: list[str], env: dict[str, str], request: TrainRequest, mark: str)
     except PermissionError:
         raise TrainingError(f"train_command {argv[0]!r} is not executable.",
                             hint="Make it executable or start it through its interpreter.") from None
+    except OSError as exc:  # E2BIG: an environment too large to start a process with, and the like
+        raise TrainingError(f"train_command {argv[0]!r} could not be started: {exc.strerror or exc}.",
+                            hint="Check the environment it gets: a very long hyperparameter value or "
+                                 "variable (each at most 128 KiB) cannot be passed to a process.") from None
     if request.cpu_set and hasattr(os, "sched_setaffinity"):  # inherited by every thread it starts later
         _pin(proc, request.cpu_set)
     log = LogBuffer()

@@ -34,6 +34,7 @@ DEFAULT_REDUCTION_FACTOR = 3
 DEFAULT_SEED = 0
 MAX_GRID_POINTS = 10_000  # a grid larger than this cannot be walked by a bounded chain anyway
 MAX_CHOICES = 100
+MAX_CHOICE_CHARS = 4096  # a choice reaches the script as an environment variable (at most 128 KiB each)
 MAX_MAGNITUDE = 1e15  # low and high of a numeric parameter lie within ±this (Optuna's samplers overflow
                       # on ranges near the float limits)
 MAX_STEPS = 10**12  # a step that cuts the range into more pieces than this is refused
@@ -198,6 +199,9 @@ def _choices(choices: Any, at: str) -> tuple[Scalar, ...]:
                                                                 and not math.isfinite(choice)):
             raise ConfigError(f"{at}.choices: {_show(choice)} is not valid; each choice is text, a "
                               "number or true/false.")
+        if isinstance(choice, str) and len(choice) > MAX_CHOICE_CHARS:
+            raise ConfigError(f"{at}.choices: {_show(choice)} has {len(choice)} characters; at most "
+                              f"{MAX_CHOICE_CHARS} (it reaches the script in an environment variable).")
     keyed = [(type(c).__name__, c) for c in choices]
     if len(set(keyed)) != len(keyed):
         raise ConfigError(f"{at}.choices = {_show(choices)} lists a value twice.")

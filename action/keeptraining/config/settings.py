@@ -224,6 +224,10 @@ def _message(err: jsonschema.ValidationError, source: str) -> str:
         said = _one_of(err, source)
         if said is not None:
             return said
+    if err.validator in ("maxLength", "maxItems", "maxProperties") and hasattr(err.instance, "__len__"):
+        unit = {"maxLength": "characters", "maxItems": "items", "maxProperties": "keys"}[str(err.validator)]
+        return (f"{source}: {where} = {quote(err.instance)} has {len(err.instance)} {unit}; at most "
+                f"{err.validator_value}.")
     if len(path) > 1 or not prop:
         return f"{source}: {where} = {quote(err.instance)} is not valid ({err.validator})."
     if err.validator == "pattern" and key in PATTERN_WORDS:

@@ -308,6 +308,10 @@ class Session:
         dropped = 0
         for rel, entry in _walk(self.data_dir):
             path = Path(entry.path)
+            if _secret_in(rel, self.secrets):  # never named in the warning: the name is the leak
+                self._remove(path, "a path that holds one of keeptraining's secrets")
+                removed.add(rel)
+                continue
             if entry.is_symlink():
                 link = self._link(rel, path)
                 if link is None:
@@ -338,6 +342,7 @@ class Session:
             if rel in recorded and found[rel].recorded() != recorded[rel].recorded():
                 raise _Damaged(f"{_shown(rel)} is not what was recorded")
         removed |= self._drop_links_out(found)
+        self._drop_secret_folders()
         missing = sorted(set(recorded) - set(found) - removed)
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -364,6 +369,19 @@ class Session:
         os.chmod(path, stat.S_IMODE(info.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
         self.notes.append(f"the setuid/setgid bit of {_shown(rel)} was dropped")
         return os.lstat(path)
+
+    def _drop_secret_folders(self) -> None:
+        """Remove the folders whose name holds a secret (what is in them went already)."""
+        if not self.secrets:
+            return
+        for top, dirs, _ in os.walk(self.data_dir):
+            for name in list(dirs):
+                if _secret_in(name, self.secrets):
+                    where = os.path.join(top, name)
+                    os.unlink(where) if os.path.islink(where) else shutil.rmtree(where)
+                    dirs.remove(name)
+                    gha.warn(f"The data cache at {self.root}: a folder whose name holds one of "
+                             "keeptraining's secrets: removed, never saved.", title="Data cache")
 
     def _drop_links_out(self, found: dict[str, _Entry]) -> set[str]:
         """Remove the links that, followed through the others, lead out of the data folder (judged
