@@ -32,13 +32,15 @@ from keeptraining import __version__
 from keeptraining.backends import select as backends
 from keeptraining.backends.docker import registry
 from keeptraining.commands import hooks
+from keeptraining.commands import validate as command_check
 from keeptraining.config import settings as config_mod
-from keeptraining.contract import command_check
 from keeptraining.engine import chain, parallel, rounds, strategy
 from keeptraining.errors import ConfigError, InternalError, KeeptrainingError
 from keeptraining.github import restore
 from keeptraining.jobs import attempt as attempt_step
+from keeptraining.jobs import inputs as job_inputs
 from keeptraining.jobs import rounds as round_step
+from keeptraining.jobs.inputs import JobInputs
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import mail as notify
 from keeptraining.reports import search_table as search_report
@@ -228,7 +230,7 @@ def cmd_attempt(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         attempt_step.fail_before_config(exc)
         raise
-    return attempt_step.run(args, config)
+    return attempt_step.run(JobInputs.from_args(args), config)
 
 
 def _needs_search(config: config_mod.Config, command: str) -> None:
@@ -243,7 +245,7 @@ def _needs_search(config: config_mod.Config, command: str) -> None:
 def cmd_trial(args: argparse.Namespace) -> int:
     config = load_config(args)
     _needs_search(config, "trial")
-    return round_step.run_trial(args, config)
+    return round_step.run_trial(JobInputs.from_args(args), config)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -253,13 +255,12 @@ def cmd_merge(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         attempt_step.fail_before_config(exc)
         raise
-    args.merge = True
-    return attempt_step.run(args, config)
+    return attempt_step.run(JobInputs.from_args(args), config, merge=round_step.merge)
 
 
 def cmd_check_resume(args: argparse.Namespace) -> int:
     """Outputs ``commit``, ``resume``, ``problem`` for the action's later steps; never fails on bad input."""
-    token = next((os.environ[v] for v in attempt_step.TOKEN_VARS if os.environ.get(v)), "")
+    token = job_inputs.token(os.environ)
     gha.mask(token)
     gha.set_outputs(restore.check_step(os.environ, token))
     return 0
@@ -362,7 +363,7 @@ def _surviving_output() -> Iterator[None]:
 def _mask_secrets(env: Mapping[str, str]) -> None:
     """Mask the token and the SMTP and registry passwords before anything can print them (and before
     the stop)."""
-    for name in (*attempt_step.TOKEN_VARS, notify.PASSWORD_ENV, registry.PASSWORD_ENV):
+    for name in (*job_inputs.TOKEN_VARS, notify.PASSWORD_ENV, registry.PASSWORD_ENV):
         gha.mask(env.get(name))
 
 

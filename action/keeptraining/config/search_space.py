@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from keeptraining.contract import env as kt_env
 from keeptraining.errors import ConfigError
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -216,10 +217,8 @@ def _choices(choices: Any, at: str) -> tuple[Scalar, ...]:
 
 
 def env_text(value: Any) -> str:
-    """How a value reaches the training script in ``KT_HP_<NAME>``."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return repr(value) if isinstance(value, float) else str(value)
+    """How a value reaches the training script in ``KT_HP_<NAME>`` (the contract's own rule)."""
+    return kt_env.hp_value(value)
 
 
 def _number(spec: dict[str, Any], key: str, kind: str, at: str) -> float | None:

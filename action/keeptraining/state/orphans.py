@@ -24,7 +24,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ENV = "KT_TRAINING_ID"
+from keeptraining.contract import env as kt_env
+
+ENV = kt_env.TRAINING_ID
 RECORD_DIR = ".trainings"
 _MARK = re.compile(r"[0-9a-f]{32}")
 _GRACE_S = 2.0  # after SIGTERM, how long a left-over process may take to exit
