@@ -44,7 +44,7 @@ MEMBER = "package/generated/api.github.com.json"
 GHES_MEMBER = re.compile(r"^package/generated/ghes-(\d+)\.(\d+)\.json$")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "github-openapi-subset.json"
 
-# (method, path): the operations keeptraining (dispatch.py, restore.py, commit_status.py) and the
+# (method, path): the operations keeptraining (dispatch.py, restore.py, commit_status.py, releases.py) and the
 # official actions it runs call, which the emulator serves.
 OPERATIONS: list[tuple[str, str]] = [
     ("get", "/repos/{owner}/{repo}"),
@@ -72,6 +72,14 @@ OPERATIONS: list[tuple[str, str]] = [
     ("post", "/repos/{owner}/{repo}/releases"),
     ("patch", "/repos/{owner}/{repo}/releases/{release_id}"),
     ("get", "/repos/{owner}/{repo}/releases/tags/{tag}"),
+    # Model releases (github/releases.py): the publish job creates one and uploads its assets to the
+    # release's upload_url; the champion is the latest one, its card downloaded as an asset.
+    ("get", "/repos/{owner}/{repo}/releases"),
+    ("get", "/repos/{owner}/{repo}/releases/latest"),
+    ("get", "/repos/{owner}/{repo}/releases/{release_id}"),
+    ("get", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+    ("post", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+    ("get", "/repos/{owner}/{repo}/releases/assets/{asset_id}"),
 ]
 DISPATCH = ("post", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches")
 

@@ -52,8 +52,9 @@ SECONDS_BETWEEN_REQUESTS = 0.25
 SECONDS_BETWEEN_WRITES = 1.0
 _TAG = re.compile(r"v(?P<major>0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)")
 _ENTRY = re.compile(r"^## \[(?P<version>[^\]]+)\](?: - (?P<date>\S+))?[ \t]*$", re.MULTILINE)
-_SELF_USES = re.compile(r"(?P<lead>uses:\s*)" + re.escape(PLACEHOLDER) + r"(?P<tail>[ \t]*(?:#[^\n]*)?)$",
-                        re.MULTILINE)
+#: ... and its sub-actions (``OWNER/keeptraining/action/publish@v1``): the same placeholder with a path.
+_SELF_USES = re.compile(r"(?P<lead>uses:\s*)OWNER/keeptraining/action(?P<sub>(?:/[\w.-]+)*)@v1"
+                        r"(?P<tail>[ \t]*(?:#[^\n]*)?)$", re.MULTILINE)
 
 
 class ReleaseError(Exception):
@@ -147,12 +148,12 @@ def rewrite(root: Path, repository: str, sha: str, version: str = "") -> dict[Pa
     changed: dict[Path, str] = {}
     for relative in REUSABLE:
         text = (root / relative).read_text()
-        new, count = _SELF_USES.subn(lambda m: f"{m['lead']}{repository}/action@{sha}{comment}", text)
-        if count == 0:
+        if not any(m["sub"] == "" for m in _SELF_USES.finditer(text)):
             raise ReleaseError(f"{relative} does not use {PLACEHOLDER}: nothing to pin to the release.",
                                hint=f"Its action steps say `uses: {PLACEHOLDER}` on the default branch; the "
                                     "release rewrites them.")
-        changed[relative] = new
+        pinned = lambda m: f"{m['lead']}{repository}/action{m['sub']}@{sha}{comment}"  # noqa: E731
+        changed[relative] = _SELF_USES.sub(pinned, text)
     return changed
 
 

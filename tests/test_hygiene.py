@@ -22,12 +22,16 @@ from services.github_box import evaluate
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTION = ROOT / "action" / "action.yml"
+PUBLISH_ACTION = ROOT / "action" / "publish" / "action.yml"  # the publish job's composite action
 CT_WORKFLOW = ROOT / ".github" / "workflows" / "continuous-training.yml"
 CHAIN_WORKFLOW = ROOT / ".github" / "workflows" / "keeptraining.yml"  # the chain's jobs, reusable
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 #: The reusable workflow runs this repository's own action at the release it ships in (a file cannot
 #: hold its own commit's hash): README's placeholder owner and the release tag README names.
 SELF_AT_RELEASE = "OWNER/keeptraining/action@v1"
+PUBLISH_AT_RELEASE = "OWNER/keeptraining/action/publish@v1"  # the same release's publish action
+#: What the publish job's own permissions are (no other job holds contents: write).
+PUBLISH_PERMISSIONS = {"contents": "write", "id-token": "write", "attestations": "write"}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -43,18 +47,18 @@ def steps_of(path: Path) -> list[dict[str, Any]]:
     return [step for job in data["jobs"].values() for step in job.get("steps", [])]
 
 
-@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION, PUBLISH_ACTION], ids=lambda p: str(p.relative_to(ROOT)))
 def test_remote_actions_are_pinned_to_a_full_sha_with_a_version_comment(path: Path) -> None:
     text = path.read_text()
     for step in steps_of(path):
         uses = step.get("uses", "")
-        if not uses or uses.startswith("./") or uses == SELF_AT_RELEASE:
+        if not uses or uses.startswith("./") or uses in (SELF_AT_RELEASE, PUBLISH_AT_RELEASE):
             continue
         assert PINNED.match(uses), f"{path.name}: {uses} is not pinned to a full commit SHA"
         assert re.search(rf"{re.escape(uses)} # v\d+\.\d+\.\d+", text), f"{uses} lacks a # vX.Y.Z comment"
 
 
-@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION, PUBLISH_ACTION], ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_expression_is_expanded_inside_a_shell_script(path: Path) -> None:
     for step in steps_of(path):
         assert "${{" not in step.get("run", ""), f"{path.name}: step {step.get('name')!r} expands ${{{{ }}}}"
@@ -78,7 +82,10 @@ def test_workflow_permissions_are_empty_by_default_and_granted_per_job(path: Pat
 def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> None:
     reusable = [s["uses"] for s in steps_of(ROOT / ".github" / "workflows" / "parallel-training.yml")]
     assert reusable == [SELF_AT_RELEASE, SELF_AT_RELEASE]  # the trial job's and the merge job's
-    assert [s["uses"] for s in steps_of(CHAIN_WORKFLOW)] == [SELF_AT_RELEASE]  # the train job's
+    jobs = load(CHAIN_WORKFLOW)["jobs"]
+    assert [s["uses"] for s in jobs["train"]["steps"]] == [SELF_AT_RELEASE]  # the train job's
+    own = [s["uses"] for s in jobs["publish"]["steps"] if "keeptraining" in s["uses"]]
+    assert own == [PUBLISH_AT_RELEASE]
     assert "uses: OWNER/keeptraining/.github/workflows/keeptraining.yml@v1" in readme_workflow()
     assert "uses: ./.github/workflows/keeptraining.yml" in CT_WORKFLOW.read_text()
     assert "uses: OWNER/keeptraining/.github/workflows/parallel-training.yml@v1" in \
@@ -99,7 +106,8 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
         # permissions (packages: write for image-registry); a caller can only grant them all.
         job = load(CHAIN_WORKFLOW)["jobs"]["train"]
         least["packages"] = "write"
-        assert yaml.safe_load(text)["jobs"]["keeptraining"]["permissions"] == least
+        # The caller grants the union of its jobs' permissions: the train job's and the publish job's.
+        assert yaml.safe_load(text)["jobs"]["keeptraining"]["permissions"] == {**least, **PUBLISH_PERMISSIONS}
     assert job["permissions"] == least
     assert data["concurrency"]["cancel-in-progress"] is False
     assert job["concurrency"]["cancel-in-progress"] is False
@@ -118,6 +126,28 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
     assert child_group == push_job
     assert len({push_group, push_job, child_job, manual_group, manual_job}) == 5
     assert push_group != push_job and child_group != child_job, "the same group twice in one run deadlocks"
+
+
+def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_the_code() -> None:
+    jobs = load(CHAIN_WORKFLOW)["jobs"]
+    publish = jobs["publish"]
+    assert publish["permissions"] == PUBLISH_PERMISSIONS
+    writers = [name for name, job in jobs.items() if job["permissions"].get("contents") == "write"]
+    assert writers == ["publish"]
+    assert jobs["train"]["permissions"]["contents"] == "read"
+    assert publish["needs"] == "train"
+    assert "needs.train.outputs.threshold-reached == 'true'" in publish["if"]
+    assert "github.event.repository.default_branch" in publish["if"]
+    uses = [s.get("uses", "") for s in publish["steps"]]
+    assert not any("actions/checkout" in u for u in uses) and not any("run" in s for s in publish["steps"])
+    assert uses[0].startswith("actions/download-artifact@") and publish["steps"][0]["with"]["name"] == \
+        "keeptraining-state"
+    attest = publish["steps"][-1]
+    assert attest["uses"].startswith("actions/attest-build-provenance@")
+    assert attest["if"] == "steps.publish.outputs.attest == 'true'"  # skipped without an OIDC token
+    composite = load(PUBLISH_ACTION)["runs"]["steps"]
+    assert not any("actions/checkout" in s.get("uses", "") for s in composite)
+    assert composite[-1]["run"] == '"$KT_BIN/keeptraining" publish --state-dir "$KT_STATE_PATH"'
 
 
 def test_every_action_input_reaches_the_shell_only_through_env() -> None:
@@ -238,3 +268,47 @@ def test_the_chain_workflow_passes_every_setting_on_and_exposes_every_output() -
         assert outputs[name] == f"${{{{ steps.train.outputs.{name} }}}}"
         assert call["outputs"][name]["value"] == f"${{{{ jobs.train.outputs.{name} }}}}"
     assert call["outputs"]["run-id"]["value"] == "${{ jobs.train.outputs.run-id }}"
+
+
+def _locate(tmp_path: Path, config: str | None, **env: str) -> dict[str, str]:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    if config is not None:
+        (work / ".keeptraining.yml").write_text(config)
+    proc = subprocess.run(["bash", str(ROOT / "action" / "install.sh"), "--locate"], capture_output=True,
+                          text=True, check=True, cwd=work,
+                          env={**os.environ, "RUNNER_TOOL_CACHE": str(tmp_path / "cache"),
+                               "GITHUB_OUTPUT": "", "KT_INPUT_STRATEGY": "", "KT_INPUT_CONFIG": "", **env})
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines())
+
+
+@pytest.mark.parametrize(("config", "env", "search"), [
+    (None, {}, False),
+    ("threshold: 0.9\n", {}, False),
+    ("strategy: search\nsearch: {space: {}}\n", {}, True),
+    ("strategy: 'search'   # tuned\n", {}, True),
+    ("strategy: searching\n", {}, False),
+    ("  strategy: search\n", {}, False),  # not the top-level key
+    ("strategy: search\n", {"KT_INPUT_STRATEGY": "epochs"}, False),  # the input wins over the file
+    (None, {"KT_INPUT_STRATEGY": "search"}, True),
+])
+def test_the_search_library_is_installed_only_for_a_search(tmp_path: Path, config: str | None,
+                                                         env: dict[str, str], search: bool) -> None:
+    """Optuna (the `search` extra) only when the chain is a search: its own environment and cache key."""
+    found = _locate(tmp_path, config, **env)
+    assert found["key"].endswith("-search") is search and found["venv"].endswith("-search") is search
+    assert found["found"] == "false"
+
+
+def test_optuna_is_an_extra_and_a_search_without_it_says_how_to_get_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (ROOT / "action" / "pyproject.toml").read_text()
+    dependencies = text.split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert "optuna" not in dependencies and 'search = ["optuna>=5.0,<6"]' in text
+    from keeptraining.engine import search  # noqa: PLC0415
+    from keeptraining.errors import ConfigError  # noqa: PLC0415
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # not installed
+    with pytest.raises(ConfigError, match=r"strategy: search needs Optuna") as caught:
+        search.require_optuna()
+    assert "pip install 'keeptraining[search]'" in caught.value.hint

@@ -135,8 +135,13 @@ def test_rewrite_pins_every_own_action_reference_to_the_release_commit(tmp_path:
         before = (root / relative).read_text()
         uses = f"uses: {release.PLACEHOLDER}"
         assert text.count(f"uses: {FULL_NAME}/action@{sha} # v1.0.0") == before.count(uses) >= 1
+        # The action's sub-actions (action/publish) are pinned the same way.
+        sub = "uses: OWNER/keeptraining/action/publish@v1"
+        assert text.count(f"uses: {FULL_NAME}/action/publish@{sha} # v1.0.0") == before.count(sub)
         # Nothing else changed, and every step's `uses:` is now pinned to a full SHA.
-        assert text.replace(f"{FULL_NAME}/action@{sha} # v1.0.0", release.PLACEHOLDER) == before
+        unpinned = text.replace(f"{FULL_NAME}/action/publish@{sha} # v1.0.0",
+                                "OWNER/keeptraining/action/publish@v1")
+        assert unpinned.replace(f"{FULL_NAME}/action@{sha} # v1.0.0", release.PLACEHOLDER) == before
         data = yaml.safe_load(text)
         for job in data["jobs"].values():
             for step in job.get("steps", []):
@@ -232,7 +237,7 @@ def test_publish_makes_the_release_commit_publishes_an_immutable_release_and_mov
     # The action at the release's commit is the action of the release's tag: the same tree.
     action_tree = git(remote.bare, "rev-parse", f"{remote.sha}:action")
     assert action_tree == git(remote.bare, "rev-parse", "v1.0.0:action")
-    (published,) = remote.emulator.releases
+    (published,) = remote.emulator.git_releases
     assert (published["tag_name"], published["draft"], published["immutable"]) == ("v1.0.0", False, True)
     assert published["body"].startswith("### Added\n- `keeptraining init`.")
     assert f"Release commit {release_commit}" in out and "Created v1 at" in out
@@ -250,7 +255,7 @@ def test_a_rerun_does_nothing_twice_and_a_later_release_moves_the_major_tag(
     assert remote.publish() == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     assert "already points to its release commit" in out and "already published" in out
-    assert remote.rev("v1.0.0") == first and len(remote.emulator.releases) == 1
+    assert remote.rev("v1.0.0") == first and len(remote.emulator.git_releases) == 1
     # The tag of an immutable release cannot move any more (GitHub refuses it, and so does the emulator).
     assert remote.rev("v1") == first
 
@@ -296,4 +301,4 @@ def test_a_tag_moved_by_someone_else_stops_the_release(remote: Remote,
     git(remote.bare, "update-ref", "refs/tags/v1.0.0", other)
     assert remote.publish() == 1
     assert "neither the tagged commit" in capsys.readouterr().out
-    assert remote.emulator.releases == []
+    assert remote.emulator.git_releases == []

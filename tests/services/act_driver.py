@@ -117,6 +117,9 @@ OFFICIAL_ACTIONS = {
     "actions/upload-artifact": "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f",  # v7.0.0
     "actions/download-artifact": "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c",  # v8.0.1
     "actions/cache": "27d5ce7f107fe9357f9df03efb73ab90386fccae",  # v5.0.5
+    # the publish job's provenance: a composite over actions/attest (mapped too: act clones it as well)
+    "actions/attest-build-provenance": "a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32",  # v4.1.0
+    "actions/attest": "59d89421af93a897026c735860bf21b6eb4f7b26",  # v4.1.0
 }
 #: Where the copies are: this variable, else shared/gha-actions/actions beside the repository (or
 #: beside one of its parent folders: a clone may sit deeper in the workspace than the checkout).
@@ -143,8 +146,9 @@ def require_official_actions() -> Path:
                if not (folder / name.split("/")[1] / "action.yml").is_file()]
     if missing:
         reason = (f"the official actions {', '.join(missing)} are not in {folder} (set {ACTIONS_DIR_ENV} "
-                  "to a folder with checkout/, upload-artifact/, download-artifact/, cache/ at the pinned "
-                  "commits): the e2e tests need them to run the real actions under act")
+                  "to a folder with checkout/, upload-artifact/, download-artifact/, cache/, "
+                  "attest-build-provenance/, attest/ at the pinned commits): the e2e tests need them to run "
+                  "the real actions under act")
         if os.environ.get(REQUIRE_ACTIONS_ENV, "").lower() == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
@@ -164,10 +168,15 @@ def official_actions(repo: Path, workflow: str, *action_folders: Path) -> list[s
         files += [path for name in called if (path := root / ".github" / "workflows" / name).is_file()]
     for extra in action_folders:
         files += [*extra.rglob("action.yml")]
+    pattern = r"uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40})"
     for path in files:
         # owner/name[/path]@SHA: a sub-action (actions/cache/restore) is served by its repository's copy
-        pins.update(f"{name}@{sha}" for name, sha in
-                    re.findall(r"uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40})", path.read_text()))
+        pins.update(f"{name}@{sha}" for name, sha in re.findall(pattern, path.read_text()))
+    # The actions an official composite action uses (attest-build-provenance runs actions/attest).
+    for pin in sorted(pins):
+        copy = folder / pin.split("@")[0].split("/")[1] / "action.yml"
+        if copy.is_file():
+            pins.update(f"{name}@{sha}" for name, sha in re.findall(pattern, copy.read_text()))
     mappings = []
     for pin in sorted(pins):
         name, sha = pin.split("@")
@@ -274,7 +283,8 @@ class ActChain:
             161_335, event="push", head_branch="main", head_sha=sha, status="queued", conclusion=None,
             display_title=self.box.title("push", message))
         self._push_events[run.id] = {"ref": "refs/heads/main", "before": before, "after": sha,
-                                     "deleted": False, "head_commit": commit, "commits": [commit]}
+                                     "deleted": False, "head_commit": commit, "commits": [commit],
+                                     "repository": self.event_repository()}
         return run
 
     def commit(self, message: str, files: Mapping[str, str] | None = None) -> str:
@@ -344,7 +354,13 @@ class ActChain:
         if run.event == "push":
             return self._push_events[run.id]
         return {"ref": f"refs/heads/{run.head_branch}", "inputs": {k: str(v) for k, v in run.inputs.items()},
-                "after": run.head_sha, "deleted": False}
+                "after": run.head_sha, "deleted": False, "repository": self.event_repository()}
+
+    def event_repository(self) -> dict[str, Any]:
+        """The event's ``repository`` (part of it): the workflows read ``default_branch`` from it."""
+        owner, name = self.box.full_name.split("/", 1)
+        return {"full_name": self.box.full_name, "name": name, "owner": {"login": owner},
+                "default_branch": self.emulator.default_branch}
 
     def act(self, run: EmulatedRun, timeout: float = 900) -> ActRun:
         """Execute one run attempt with act."""

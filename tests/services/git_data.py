@@ -41,7 +41,9 @@ class ReleaseEmulator(GitHubEmulator):
         super().__init__(repository, **kwargs)
         self.git_dir = git_dir
         self.immutable_releases = immutable_releases
-        self.releases: list[dict[str, Any]] = []
+        # Its own store: the release workflow's releases (drafts, immutability) are kept apart from the base
+        # emulator's model releases (``EmulatedRelease``); these operations override the base's.
+        self.git_releases: list[dict[str, Any]] = []
 
     def extra_operations(self) -> dict[str, Any]:
         handlers = {
@@ -86,7 +88,7 @@ class ReleaseEmulator(GitHubEmulator):
     def _protected_tag(self, ref: str) -> bool:
         """A tag of a published immutable release."""
         return any(r["immutable"] and not r["draft"] and ref == f"refs/tags/{r['tag_name']}"
-                   for r in self.releases)
+                   for r in self.git_releases)
 
     def _op_get_ref(self, params: Params, body: Any, version: str) -> Reply:
         ref = f"refs/{params['ref']}"
@@ -221,7 +223,7 @@ class ReleaseEmulator(GitHubEmulator):
         return 201, self._commit_json(sha), {}
 
     # ---- releases
-    def _release_json(self, release: dict[str, Any]) -> dict[str, Any]:
+    def _git_release_json(self, release: dict[str, Any]) -> dict[str, Any]:
         api = f"{self.url}/repos/{self.full_name}/releases/{release['id']}"
         html = f"{self.server_url}/{self.full_name}/releases/tag/{release['tag_name']}"
         archive = f"{self.url}/repos/{self.full_name}"
@@ -244,21 +246,21 @@ class ReleaseEmulator(GitHubEmulator):
         release["immutable"] = self.immutable_releases
 
     def _op_create_release(self, params: Params, body: Any, version: str) -> Reply:
-        if any(r["tag_name"] == body["tag_name"] for r in self.releases):
+        if any(r["tag_name"] == body["tag_name"] for r in self.git_releases):
             raise _Reply(422, "Validation Failed", errors=[
                 {"resource": "Release", "code": "already_exists", "field": "tag_name"}])
-        release = {"id": 300_000 + len(self.releases) + 1, "tag_name": body["tag_name"],
+        release = {"id": 300_000 + len(self.git_releases) + 1, "tag_name": body["tag_name"],
                    "target_commitish": body.get("target_commitish") or self.default_branch,
                    "name": body.get("name", body["tag_name"]), "body": body.get("body", ""),
                    "draft": True, "prerelease": bool(body.get("prerelease", False)), "immutable": False,
                    "created_at": _now(), "published_at": None, "updated_at": _now()}
-        self.releases.append(release)
+        self.git_releases.append(release)
         if not body.get("draft", False):
             self._publish(release)
-        return 201, self._release_json(release), {}
+        return 201, self._git_release_json(release), {}
 
     def _op_update_release(self, params: Params, body: Any, version: str) -> Reply:
-        release = next((r for r in self.releases if r["id"] == params["release_id"]), None)
+        release = next((r for r in self.git_releases if r["id"] == params["release_id"]), None)
         if release is None:
             raise _Reply(404, "Not Found")
         if release["immutable"]:
@@ -269,13 +271,14 @@ class ReleaseEmulator(GitHubEmulator):
         release["updated_at"] = _now()
         if release["draft"] and body.get("draft") is False:
             self._publish(release)
-        return 200, self._release_json(release), {}
+        return 200, self._git_release_json(release), {}
 
     def _op_get_release_by_tag(self, params: Params, body: Any, version: str) -> Reply:
-        release = next((r for r in self.releases if r["tag_name"] == params["tag"] and not r["draft"]), None)
+        release = next((r for r in self.git_releases if r["tag_name"] == params["tag"] and not r["draft"]),
+                       None)
         if release is None:
             raise _Reply(404, "Not Found")
-        return 200, self._release_json(release), {}
+        return 200, self._git_release_json(release), {}
 
 
 def _now() -> str:

@@ -228,10 +228,12 @@ jobs:
   keeptraining:
     uses: __USES__
     permissions:
-      contents: read # check out the commit being trained
       actions: write # dispatch the next attempt, read the previous run's checkpoint artifact
       statuses: write # the commit status `keeptraining` on the chain's commit
       packages: write # the training image, pushed once per chain (image-registry)
+      contents: write # publish job only (train reads): the model release, model-v<N>
+      id-token: write # publish job only: sign the model's provenance
+      attestations: write # publish job only: store the attestation
 __WITH__    secrets:
 __SECRETS__"""
 

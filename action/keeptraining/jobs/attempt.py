@@ -34,7 +34,7 @@ from keeptraining.errors import (
     NotifyError,
     RestoreError,
 )
-from keeptraining.github import commit_status, dispatch, restore
+from keeptraining.github import commit_status, dispatch, restore, run_clock
 from keeptraining.jobs.inputs import (
     JobInputs,
     attempt_label,
@@ -49,6 +49,7 @@ from keeptraining.jobs.inputs import (
 from keeptraining.output import wording
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import mail as notify
+from keeptraining.reports import model_card
 from keeptraining.reports import summary as report
 from keeptraining.state import ledger
 from keeptraining.state import lock as state_lock
@@ -105,6 +106,8 @@ def run(inputs: JobInputs, config: Config, env: Mapping[str, str] = os.environ, 
         _write_summary(config, result, progress.next_run)
         _post_status(progress, commit_status.verdict(config, result.ledger, result.decision, run_url(env),
                                                      progress.next_run.get("url")))
+        if result.decision.kind == strategy.CHAIN_REACHED:  # the data's files, for the publish job's card
+            model_card.record_data_files(config, progress.ws.state_dir, env)
         if result.decision.kind != strategy.CONTINUE:
             notify_end(config, result, progress.ws.state_dir)
     return 0
@@ -170,8 +173,11 @@ def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: 
     if label is not None and progress.ws is not None:  # N.K: K must be the run the ledger continues
         slices.check_run(ledger.load(progress.ws.state_dir), *label)
     backend = backends.select(config, inputs.repo, allow_local_fallback=False, say=print, on_line=print)
+    # The run's start (run_started_at): the attempt's runner minutes count from it (engine/cost.py).
+    started = run_clock.run_started_at(github_context(env, token(env), progress.info))
+    info = {**run_info(env), **({"started_at": started} if started else {})}
     return chain.run_attempt(config, inputs.repo, backend, attempt=number, epochs=explicit_epochs(config),
-                             chain_info=progress.info, run_info=run_info(env))
+                             chain_info=progress.info, run_info=info)
 
 
 # Failures reported without touching the ledger: the configuration, the ledger itself (or its
@@ -396,3 +402,6 @@ def _write_outputs(record: ledger.Attempt | None, book: ledger.Ledger, decision:
 def _write_summary(config: Config, result: chain.AttemptReport, next_run: Mapping[str, Any]) -> None:
     gha.write_summary(report.job_summary(result.ledger, config, result.decision,
                                          next_run=dict(next_run) or None))
+    model = model_card.where_the_model_is(result.ledger)  # a reached chain: the artifact and its run
+    if model and result.decision.kind == strategy.CHAIN_REACHED:
+        gha.write_summary(report.md_escape(model, 600) + "\n")

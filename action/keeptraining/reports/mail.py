@@ -19,6 +19,7 @@ from keeptraining.config.settings import Config
 from keeptraining.engine.plan import CHAIN_FAILED, CHAIN_REACHED, EXHAUSTED, SUPERSEDED, Decision
 from keeptraining.errors import NotifyError
 from keeptraining.output import workflow_commands as gha
+from keeptraining.reports import model_card
 from keeptraining.reports import search_table as search_report
 from keeptraining.reports import summary as report
 from keeptraining.reports.delivery import (
@@ -97,12 +98,16 @@ def _text_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
     if trials:
         parts += [search_report.best_line(ledger, config), "", trials, ""]
     parts += [report.attempts_table(ledger, config), ""]
+    parts += [*report.cost_lines(ledger, config), ""] if report.cost_lines(ledger, config) else []
     provenance = _provenance_text(ledger)
     if provenance:
         parts += [*provenance, ""]
     url = _last_run_url(ledger)
     if url:
         parts += [f"Last run: {url}", ""]
+    model = model_card.where_the_model_is(ledger)  # a reached chain: where its model is
+    if model:
+        parts += [model, ""]
     if decision.kind == CHAIN_FAILED and log_tail.strip():
         parts += ["Last lines of the training log:", "", _tail(log_tail), ""]
     parts.append("-- \nkeeptraining")
@@ -154,6 +159,7 @@ def _html_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
     if trials:
         parts += [f"<p>{report.html_text(search_report.best_line(ledger, config), 400)}</p>", trials]
     parts.append(_html_table(config, ledger))
+    parts += [f"<p>{report.html_text(line, 600)}</p>" for line in report.cost_lines(ledger, config)]
     if chart_cid:
         w, h = report.CHART_SIZE_PX
         per = "per trial and against each searched value" if trials else "per epoch"
@@ -163,6 +169,9 @@ def _html_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
     url = _last_run_url(ledger)
     if url:
         parts.append(f'<p><a href="{html.escape(url, quote=True)}">Open the last run</a></p>')
+    model = model_card.where_the_model_is(ledger)
+    if model:
+        parts.append(f"<p>{report.html_text(model, 600)}</p>")
     if decision.kind == CHAIN_FAILED and log_tail.strip():
         parts.append("<h3>Last lines of the training log</h3>")
         parts.append('<pre style="background:#f6f8fa;padding:8px;font-size:12px;white-space:pre-wrap">'
