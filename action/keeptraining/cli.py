@@ -4,6 +4,7 @@
     keeptraining attempt   exactly one attempt (what a GitHub workflow run calls)
     keeptraining trial     one trial of a round of parallel trials (a matrix job of the reusable workflow)
     keeptraining merge     merge a round's trials, decide, dispatch the next round (the round's last job)
+    keeptraining compare   train this code's candidate and evaluate the champion: both, the delta, a verdict
     keeptraining validate  check the configuration and print the effective values
     keeptraining check-resume  (the action, before its checkout) the chain's commit and the run to resume
     keeptraining data-cache    where the data cache is (on GitHub: the action's actions/cache inputs)
@@ -38,6 +39,7 @@ from keeptraining.engine import chain, parallel, rounds, strategy
 from keeptraining.errors import ConfigError, InternalError, KeeptrainingError
 from keeptraining.github import restore
 from keeptraining.jobs import attempt as attempt_step
+from keeptraining.jobs import compare as compare_step
 from keeptraining.jobs import rounds as round_step
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import mail as notify
@@ -104,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
         round_parser.add_argument("--commit", default=None, help="the commit this chain trains")
         round_parser.add_argument("--branch", default=None, help="the chain's branch")
         _add_config_flags(round_parser)
+    compare = sub.add_parser("compare", help="train this code's candidate to the champion's epochs, evaluate "
+                                             "the champion with the same code and data; exit 3 when the "
+                                             "candidate is worse beyond tolerance")
+    compare.add_argument("--champion", type=Path, required=True, metavar="PATH",
+                         help="the champion's folder: its model-card.json and model file (e.g. "
+                              ".keeptraining/champion)")
+    _add_config_flags(compare)
     validate = sub.add_parser("validate", help="check the configuration and print the effective values")
     _add_config_flags(validate)
     sub.add_parser("check-resume", help="(GitHub Actions) check the chain's commit and the run to resume "
@@ -205,6 +214,13 @@ def _run_chain(args: argparse.Namespace, config: config_mod.Config, ws: chain.Wo
     if final.error is not None:
         raise final.error
     return 0 if final.decision.kind == strategy.CHAIN_REACHED else 3
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    ws = chain.workspace(config, args.repo)
+    with state_lock.hold(ws.state_dir):
+        return compare_step.run_local(config, args.repo, args.champion)
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
@@ -365,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "trial": cmd_trial, "merge": cmd_merge,
                 "validate": cmd_validate, "hooks": cmd_hooks, "check-resume": cmd_check_resume,
-                "data-cache": cmd_data_cache}
+                "data-cache": cmd_data_cache, "compare": cmd_compare}
     with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
         try:

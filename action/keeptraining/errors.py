@@ -133,6 +133,12 @@ class RestoreError(KeeptrainingError):
     title = "Chain state not restored"
 
 
+class ChampionError(KeeptrainingError):
+    """The champion to compare with (a folder with model-card.json, or a release) cannot be used."""
+
+    title = "Champion not usable"
+
+
 class DispatchError(KeeptrainingError):
     """The next attempt could not be dispatched through the GitHub API."""
 
