@@ -5,6 +5,8 @@
     keeptraining trial     one trial of a round of parallel trials (a matrix job of the reusable workflow)
     keeptraining merge     merge a round's trials, decide, dispatch the next round (the round's last job)
     keeptraining compare   train this code's candidate and evaluate the champion: both, the delta, a verdict
+    keeptraining pr-check  (pull_request) candidate vs champion: one PR comment, a commit status, the summary
+    keeptraining pr-report (workflow_run) post a fork's pull-request report: comment and status
     keeptraining validate  check the configuration and print the effective values
     keeptraining check-resume  (the action, before its checkout) the chain's commit and the run to resume
     keeptraining data-cache    where the data cache is (on GitHub: the action's actions/cache inputs)
@@ -40,6 +42,7 @@ from keeptraining.errors import ConfigError, InternalError, KeeptrainingError
 from keeptraining.github import restore
 from keeptraining.jobs import attempt as attempt_step
 from keeptraining.jobs import compare as compare_step
+from keeptraining.jobs import pr_check
 from keeptraining.jobs import rounds as round_step
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import mail as notify
@@ -113,6 +116,16 @@ def _parser() -> argparse.ArgumentParser:
                          help="the champion's folder: its model-card.json and model file (e.g. "
                               ".keeptraining/champion)")
     _add_config_flags(compare)
+    check = sub.add_parser("pr-check", help="(GitHub Actions, pull_request) train the pull request's "
+                                            "candidate, evaluate the champion, comment, set the status")
+    check.add_argument("--champion", type=Path, default=None, metavar="PATH",
+                       help="the champion's folder (default: the latest model release; none: judged against "
+                            "the threshold)")
+    _add_config_flags(check)
+    post = sub.add_parser("pr-report", help="(GitHub Actions, workflow_run) post a fork's pull-request "
+                                             "report (its artifact) as the comment and the status")
+    post.add_argument("--report", type=Path, default=Path(pr_check.REPORT_DIR), metavar="DIR",
+                      help=f"the downloaded report artifact's folder (default {pr_check.REPORT_DIR})")
     validate = sub.add_parser("validate", help="check the configuration and print the effective values")
     _add_config_flags(validate)
     sub.add_parser("check-resume", help="(GitHub Actions) check the chain's commit and the run to resume "
@@ -221,6 +234,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     ws = chain.workspace(config, args.repo)
     with state_lock.hold(ws.state_dir):
         return compare_step.run_local(config, args.repo, args.champion)
+
+
+def cmd_pr_check(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    ws = chain.workspace(config, args.repo)
+    with state_lock.hold(ws.state_dir):
+        return pr_check.run_check(config, args.repo, args.champion)
+
+
+def cmd_pr_report(args: argparse.Namespace) -> int:
+    return pr_check.run_report(args.report)
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
@@ -381,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "trial": cmd_trial, "merge": cmd_merge,
                 "validate": cmd_validate, "hooks": cmd_hooks, "check-resume": cmd_check_resume,
-                "data-cache": cmd_data_cache, "compare": cmd_compare}
+                "data-cache": cmd_data_cache, "compare": cmd_compare,
+                "pr-check": cmd_pr_check, "pr-report": cmd_pr_report}
     with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
         try:

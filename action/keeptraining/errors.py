@@ -139,6 +139,12 @@ class ChampionError(KeeptrainingError):
     title = "Champion not usable"
 
 
+class ReportRefused(KeeptrainingError):
+    """A fork's pull-request report (an artifact, untrusted) is malformed or names another commit."""
+
+    title = "Pull request report refused"
+
+
 class DispatchError(KeeptrainingError):
     """The next attempt could not be dispatched through the GitHub API."""
 

@@ -24,7 +24,9 @@ folder, ``github.releases`` for a release); this module gets their few facts as 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -210,3 +212,85 @@ def run(config: Config, repo_root: Path, backend: Backend, champion: ChampionMod
     candidate = train_candidate(run_config, ws, backend, epochs, say=say, on_line=on_line, env=env)
     return Comparison(config.metric, config.threshold, config.tolerance, epochs, candidate, champion,
                       champion_eval)
+
+
+# --------------------------------------------------------------------------- the report as data
+
+REPORT_FORMAT = "keeptraining.pr-report/1"
+MAX_HISTORY = 100_000
+
+
+def to_dict(comparison: Comparison) -> dict[str, Any]:
+    """The comparison's numbers (and the champion's name), for a fork's report artifact."""
+    def side(s: Side | None) -> dict[str, Any] | None:
+        if s is None:
+            return None
+        return {"value": s.value, "epochs": s.epochs, "history": list(s.history), "duration_s": s.duration_s,
+                "stopped": s.stopped}
+    champion = comparison.champion
+    return {
+        "metric": comparison.metric, "threshold": comparison.threshold, "tolerance": comparison.tolerance,
+        "epochs_asked": comparison.epochs_asked, "candidate": side(comparison.candidate),
+        "champion": None if champion is None else {
+            "name": champion.name, "epochs": champion.epochs, "value": champion.value,
+            "evaluated": side(comparison.champion_eval)},
+    }
+
+
+def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= 1:
+        raise ValueError(f"{where} is not a fraction in [0, 1]")
+    return float(value)
+
+
+def _count(value: Any, where: str, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000_000:
+        raise ValueError(f"{where} is not a number of epochs")
+    return value
+
+
+def _side(data: Any, where: str) -> Side:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} is not an object")
+    history = data.get("history")
+    if not isinstance(history, list) or len(history) > MAX_HISTORY:
+        raise ValueError(f"{where}.history is not a list of at most {MAX_HISTORY} values")
+    seconds = data.get("duration_s")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e7:
+        raise ValueError(f"{where}.duration_s is not a number of seconds")
+    stopped = data.get("stopped")
+    if stopped not in (None, slices.DEADLINE):
+        raise ValueError(f"{where}.stopped is neither null nor {slices.DEADLINE!r}")
+    return Side(_fraction(data.get("value"), f"{where}.value"),
+                _count(data.get("epochs"), f"{where}.epochs", optional=True),
+                [_fraction(v, f"{where}.history") for v in history], float(seconds), Path(), stopped)
+
+
+def from_dict(data: Any) -> Comparison:
+    """A comparison read back from an untrusted report: every field typed and bounded (ValueError)."""
+    if not isinstance(data, dict):
+        raise ValueError("the comparison is not an object")
+    metric = data.get("metric")
+    if not isinstance(metric, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", metric):
+        raise ValueError("metric is not a metric's name")
+    threshold = _fraction(data.get("threshold"), "threshold")
+    tolerance = _fraction(data.get("tolerance"), "tolerance")
+    asked = _count(data.get("epochs_asked"), "epochs_asked")
+    assert asked is not None
+    candidate = _side(data.get("candidate"), "candidate")
+    raw = data.get("champion")
+    champion = champion_eval = None
+    if raw is not None:
+        if not isinstance(raw, dict):
+            raise ValueError("champion is not an object")
+        name = raw.get("name")
+        if not isinstance(name, str) or len(name) > 200:
+            raise ValueError("champion.name is not a short text")
+        value = raw.get("value")
+        champion = ChampionModel(Path(), _count(raw.get("epochs"), "champion.epochs") or 0, name=name,
+                                 value=None if value is None else _fraction(value, "champion.value"))
+        champion_eval = _side(raw.get("evaluated"), "champion.evaluated")
+    return Comparison(metric, threshold, tolerance, asked, candidate, champion, champion_eval)
