@@ -85,14 +85,15 @@ def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> 
                          ids=["own", "README", "README-parallel"])
 def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_groups(text: str) -> None:
     data = yaml.safe_load(text)
-    (job,) = data["jobs"].values()
+    job = _chain_job(data)
     least = {"contents": "read", "actions": "write", "statuses": "write"}
     if "image-registry: ghcr.io/" in text:  # the image, pushed once per chain with the workflow's token
         least["packages"] = "write"
     assert job["permissions"] == least
     assert data["concurrency"]["cancel-in-progress"] is False
     assert job["concurrency"]["cancel-in-progress"] is False
-    assert re.search(r"attempt \$\{\{ inputs\.attempt", data["run-name"]), "re-run protection reads run-name"
+    assert re.search(r"attempt (\$\{\{ inputs\.attempt|\{0\}[^']*',\s*inputs\.attempt)", data["run-name"]), \
+        "re-run protection reads run-name"
     # A dispatched attempt queues in its parent's job group, which nothing else enters: a push, a
     # manual run (even on the same commit) and a re-run each get a group of their own (GitHub keeps
     # one pending run per group and cancels the older one).
@@ -178,6 +179,42 @@ def test_install_refuses_an_older_python_with_a_clear_message(tmp_path: Path) ->
 @pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow()], ids=["own", "README"])
 def test_training_workflow_tells_the_action_its_jobs_time_limit(text: str) -> None:
     """Each run stops training in time to save its state only if the action knows the job's limit."""
-    (job,) = yaml.safe_load(text)["jobs"].values()
-    (step,) = [s for s in job["steps"] if "keeptraining" in s.get("uses", "") or s.get("uses") == "./action"]
-    assert int(step["with"]["job-timeout-minutes"]) == job["timeout-minutes"]
+    for job in yaml.safe_load(text)["jobs"].values():
+        (step,) = [s for s in job["steps"]
+                   if "keeptraining" in s.get("uses", "") or s.get("uses") == "./action"]
+        assert int(step["with"]["job-timeout-minutes"]) == job["timeout-minutes"]
+
+
+def _chain_job(data: dict) -> dict:
+    """The job that trains the chain: the only one, or ``train`` beside the pull-request check."""
+    jobs = data["jobs"]
+    return jobs["train"] if "train" in jobs and len(jobs) > 1 else next(iter(jobs.values()))
+
+
+@pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow()], ids=["own", "README"])
+def test_pull_requests_are_checked_by_a_job_of_their_own_with_least_permissions(text: str) -> None:
+    data = yaml.safe_load(text)
+    on = data.get("on", data.get(True))
+    assert "pull_request" in on
+    job = data["jobs"]["pr-check"]
+    assert job["if"] == "github.event_name == 'pull_request'"
+    assert data["jobs"]["train"]["if"] == "github.event_name != 'pull_request'"
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write", "statuses": "write"}
+    (step,) = [s for s in job["steps"] if "action" in s.get("uses", "") and "checkout" not in s["uses"]]
+    assert step["with"]["role"] == "pr-check"
+
+
+def test_the_fork_report_workflow_never_checks_out_the_pull_request() -> None:
+    path = ROOT / ".github" / "workflows" / "keeptraining-pr-report.yml"
+    data: dict[Any, Any] = load(path)
+    on: dict[str, Any] = data.get("on", data.get(True)) or {}
+    assert list(on) == ["workflow_run"] and on["workflow_run"]["workflows"] == ["Continuous training"]
+    (job,) = data["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "actions": "read", "pull-requests": "write",
+                                  "statuses": "write"}
+    for step in job["steps"]:
+        assert "ref" not in step.get("with", {}) and "repository" not in step.get("with", {}), \
+            "checkout of anything but the default branch would run the pull request's code"
+        assert "run" not in step
+    assert [s["with"]["role"] for s in job["steps"] if s.get("uses") == "./action"] == ["pr-report"]
+    assert "pwn request" in path.read_text()
