@@ -44,7 +44,7 @@ MEMBER = "package/generated/api.github.com.json"
 GHES_MEMBER = re.compile(r"^package/generated/ghes-(\d+)\.(\d+)\.json$")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "github-openapi-subset.json"
 
-# (method, path): the operations keeptraining (dispatch.py, restore.py, commit_status.py) and the
+# (method, path): the operations keeptraining (dispatch.py, restore.py, commit_status.py, releases.py) and the
 # official actions it runs call, which the emulator serves.
 OPERATIONS: list[tuple[str, str]] = [
     ("get", "/repos/{owner}/{repo}"),
@@ -60,6 +60,16 @@ OPERATIONS: list[tuple[str, str]] = [
     # check of the run to resume).
     ("get", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"),
     ("get", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}"),
+    # Model releases (github/releases.py): the publish job creates one and uploads its assets to the
+    # release's upload_url; the champion is the latest one, its card downloaded as an asset.
+    ("post", "/repos/{owner}/{repo}/releases"),
+    ("get", "/repos/{owner}/{repo}/releases"),
+    ("get", "/repos/{owner}/{repo}/releases/latest"),
+    ("get", "/repos/{owner}/{repo}/releases/tags/{tag}"),
+    ("get", "/repos/{owner}/{repo}/releases/{release_id}"),
+    ("get", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+    ("post", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+    ("get", "/repos/{owner}/{repo}/releases/assets/{asset_id}"),
     # The pull-request check (jobs/pr_check.py): one comment, found again and edited in place, and the
     # pull request itself (the workflow_run workflow checks a fork's report against it).
     ("get", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),

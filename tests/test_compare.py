@@ -50,7 +50,11 @@ def champion_folder(root: Path, *, epochs: int = 30, rate: float = 0.95, card: d
             "model": {"file": "model.keras", "sha256": hashlib.sha256(model).hexdigest(),
                       "bytes": len(model)},
             "metric": "accuracy", "accuracy": round(accuracy(epochs, rate), 6), "threshold": 0.8,
-            "epochs": epochs, "hyperparameters": hyperparameters or {},
+            "epochs": epochs, "attempt": 1, "commit": "c" * 40, "branch": "main", "repository": "o/r",
+            "server_url": None, "runs": [{"attempt": 1, "outcome": "reached", "epochs": epochs}],
+            "hyperparameters": hyperparameters or {}, "search": None,
+            "image": {"tag": None, "content_hash": None, "digest": None}, "data": {"files": []},
+            "keeptraining": {"version": "1.0.0"}, "created_at": "2026-12-01T00:00:00+00:00",
             "release": {"tag": "model-v1", "url": "https://github.example/o/r/releases/tag/model-v1"}}
     data.update(card or {})
     (root / "model-card.json").write_text(json.dumps(data))
@@ -132,9 +136,11 @@ def test_candidate_stops_at_its_time_budget_and_says_at_how_many_epochs(
 
 @pytest.mark.integration
 @pytest.mark.parametrize(("card", "message"), [
-    ({"epochs": "many"}, "is not a number of epochs"),
+    ({"epochs": "many"}, "epochs"),
+    ({"epochs": 0}, "nothing to compare with"),
     ({"model": {"file": "../escape.keras", "sha256": "0" * 64, "bytes": 1}}, "model"),
-    ({"model": {"file": "absent.keras", "sha256": "0" * 64, "bytes": 1}}, "is not in"),
+    ({"model": {"file": "absent.keras", "sha256": "0" * 64, "bytes": 1}}, "has no model file"),
+    ({"model": {"file": "model.keras", "sha256": "0" * 64, "bytes": 1}}, "does not match its card"),
     ({"hyperparameters": {"rate": [1, 2]}}, "hyperparameters"),
     ({"metric": "loss"}, "judged by 'loss'"),
 ])

@@ -15,6 +15,7 @@ import contextlib
 import io
 import itertools
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 
 from services.act_driver import (
     CT_WORKFLOW,
+    REPO_ROOT,
     ActChain,
     ActRun,
     consumer_repo,
@@ -70,7 +72,8 @@ def secrets_for(smtp: SmtpTestServer) -> dict[str, str]:
 @contextlib.contextmanager
 def box_chain(repo: Path, work: Path, smtp: SmtpTestServer, certs: Certs,
               **chain_options: Any) -> Iterator[ActChain]:
-    with GitHubBox(repo, work / "box", FULL_NAME, TOKEN, CT_WORKFLOW) as box:
+    called = list(chain_options.get("local_actions", {}).values())
+    with GitHubBox(repo, work / "box", FULL_NAME, TOKEN, CT_WORKFLOW, called_roots=called) as box:
         work.mkdir(exist_ok=True)
         env = {"KT_SMTP_CAFILE": str(certs.ca_cert), **chain_options.pop("env", {})}
         chain = ActChain(repo, box, work, secrets=secrets_for(smtp), env=env, **chain_options)
@@ -110,7 +113,10 @@ def test_push_starts_a_chain_that_hands_its_real_artifact_from_run_to_run(
         tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
     repo = copy_project(tmp_path / "repo")
     head = init_repo(repo, FULL_NAME)
-    with box_chain(repo, tmp_path / "work", smtp, certs,
+    # Its continuous-training.yml calls ./.github/workflows/keeptraining.yml, which runs the action as
+    # OWNER/keeptraining/action@v1 (rewritten at release time): act serves that from this tree's copy.
+    action = keeptraining_action(tmp_path / "keeptraining")
+    with box_chain(repo, tmp_path / "work", smtp, certs, local_actions=action,
                    variables={"KEEPTRAINING_BASE_IMAGE": docker_base_image}) as chain:
         runs = chain.run_chain(max_runs=10)
         for run in runs:
@@ -179,11 +185,19 @@ print(f"Test accuracy: {history[-1]:.4f}")
 '''
 
 
+def readme_follow_up_job() -> str:
+    """README's example of a job that follows the chain's (``needs: keeptraining``), verbatim."""
+    part = (REPO_ROOT / "README.md").read_text().split("**Jobs after training**", 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", part, re.DOTALL)
+    assert match and "needs: keeptraining" in match.group(1)
+    return match.group(1)
+
+
 @contextlib.contextmanager
 def consumer_chain(tmp_path: Path, base_image: str, smtp: SmtpTestServer, certs: Certs, config: str = "",
-                   **chain_options: Any) -> Iterator[tuple[ActChain, str]]:
+                   workflow: str | None = None, **chain_options: Any) -> Iterator[tuple[ActChain, str]]:
     """A consumer repository using the README's workflow, its GitHub in a box and the driver."""
-    repo = consumer_repo(tmp_path / "consumer", base_image, workflow=readme_workflow(),
+    repo = consumer_repo(tmp_path / "consumer", base_image, workflow=workflow or readme_workflow(),
                          script=CONSUMER_SCRIPT, config=config)
     head = init_repo(repo, FULL_NAME)
     action = keeptraining_action(tmp_path / "keeptraining")
@@ -193,15 +207,20 @@ def consumer_chain(tmp_path: Path, base_image: str, smtp: SmtpTestServer, certs:
 
 def test_consumer_repository_uses_the_action_from_the_readme(
         tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
-    with consumer_chain(tmp_path, docker_base_image, smtp, certs) as (chain, head):
+    workflow = readme_workflow() + readme_follow_up_job()  # the job that uses the result, after the chain's
+    with consumer_chain(tmp_path, docker_base_image, smtp, certs, workflow=workflow) as (chain, head):
         runs = chain.run_chain(max_runs=8)
         for run in runs:
             assert run.returncode == 0, run.log[-4000:]
         # 1 - 0.6 * 0.95**e first reaches 0.9 at epoch 35: attempts of 10, 20, 30, 40 epochs.
         assert [r.outputs["epochs"] for r in runs] == ["10", "20", "30", "40"]
         assert runs[-1].outputs["threshold-reached"] == "true"
-        assert "Model ready with accuracy" in runs[-1].log
+        # The follow-up job read the reusable workflow's outputs (needs.keeptraining.outputs).
+        assert f"Model ready with accuracy {runs[-1].outputs['accuracy']}" in runs[-1].log
         assert "Model ready with accuracy" not in runs[0].log
+        # Dispatches went to the caller's file (GITHUB_WORKFLOW_REF in a called workflow), never to
+        # the reusable keeptraining.yml.
+        assert len(chain.emulator.snapshot_dispatches()) == 3
         assert all(f"HEAD is now at {head[:7]}" in r.log for r in runs), "the action checks out the commit"
     assert len(smtp.messages) == 1
 

@@ -44,6 +44,7 @@ import pytest
 from keeptraining.backends.docker import registry
 from services import act_driver
 from services.act_driver import (
+    CHAIN_WORKFLOW,
     CT_WORKFLOW,
     REPO_ROOT,
     ActChain,
@@ -108,10 +109,11 @@ history = [1 - 0.6 * 0.95 ** e for e in range(start + 1, target + 1)]
 print(f"Test accuracy: {history[-1]:.4f}")
 '''
 
-# Appended to the README workflow: what the workflow really saw (outputs, commit message), a
-# secret echoed in the clear (act must not mask it), a control file made where steps run, and a
-# copy of act's folder for this run (workspace, SUMMARY.md, step scripts), which act deletes at the
-# end of a successful job.
+# Added to the train job of the reusable workflow README's workflow calls (the test's copy of
+# keeptraining.yml), after the action: what the job really saw (outputs, commit message), a secret
+# echoed in the clear (act must not mask it), a control file made where steps run, and a copy of
+# act's folder for this run (workspace, SUMMARY.md, step scripts), which act deletes at the end of a
+# successful job. The caller passes every secret (`secrets: inherit`), so the canary reaches it.
 EXTRA_STEP = """
       - name: Show what the workflow saw (test only)
         if: always()
@@ -197,13 +199,29 @@ class RecordingEmulator(GitHubEmulator):
         super()._check_auth(handler)
 
 
-def consumer_repo(root: Path, base_image: str, config: str, creds: Credentials, *,
-                  masking: bool = False) -> Path:
-    """A repository that uses the action the way README.md says (by path), with SCRIPT as nn.py."""
-    text = readme_workflow().rstrip("\n") + "\n" + EXTRA_STEP
+#: The end of the train step in keeptraining.yml: the test's steps go after it.
+TRAIN_STEP_END = "          mail-to: ${{ secrets.MAIL_TO }}\n"
+
+
+def instrument(action: Path, *, masking: bool = False) -> None:
+    """The test's steps in the train job of the copy of keeptraining.yml that act serves."""
+    path = action / CHAIN_WORKFLOW
+    text = path.read_text()
+    assert TRAIN_STEP_END in text
+    extra = EXTRA_STEP.rstrip("\n") + "\n" + (MASK_STEP if masking else "")
+    text = text.replace(TRAIN_STEP_END, TRAIN_STEP_END + extra.lstrip("\n"), 1)
     if masking:
-        text = text.replace("          smtp-password: ${{ secrets.SMTP_PASSWORD }}\n", MASK_WITH) + MASK_STEP
+        text = text.replace("          smtp-password: ${{ secrets.SMTP_PASSWORD }}\n", MASK_WITH, 1)
         assert MASK_WITH in text
+    path.write_text(text)
+
+
+def consumer_repo(root: Path, base_image: str, config: str, creds: Credentials) -> Path:
+    """A repository that uses the action the way README.md says (by path), with SCRIPT as nn.py."""
+    text = readme_workflow()
+    secrets_block = re.search(r"^    secrets:\n(?:      .*\n)+", text, re.MULTILINE)
+    assert secrets_block, "README's workflow passes the secrets"
+    text = text.replace(secrets_block.group(0), "    secrets: inherit\n")
     act_driver.consumer_repo(root, base_image, workflow=text, script=SCRIPT, config=config)
     (root / MARKER).write_text(creds.marker)
     return root
@@ -245,14 +263,16 @@ class Bench:
               masking: bool = False) -> Iterator[tuple[ActChain, str]]:
         """A consumer repository, its emulated GitHub and an act driver: (chain, head commit)."""
         creds = self.creds
-        repo = consumer_repo(self.tmp_path / "consumer", self.base_image, config, creds, masking=masking)
+        repo = consumer_repo(self.tmp_path / "consumer", self.base_image, config, creds)
         head = init_repo(repo, FULL_NAME)
         if message is not None:  # the commit under test carries the hostile message, byte for byte
             git(repo, "commit", "-q", "--allow-empty", "--cleanup=verbatim", "-m", message)
             head = git(repo, "rev-parse", "HEAD")
-        box = GitHubBox(repo, self.tmp_path / "box", FULL_NAME, creds.token, CT_WORKFLOW,
-                        emulator_class=RecordingEmulator)
         action = keeptraining_action(self.tmp_path / "keeptraining")
+        for folder in action.values():
+            instrument(folder, masking=masking)
+        box = GitHubBox(repo, self.tmp_path / "box", FULL_NAME, creds.token, CT_WORKFLOW,
+                        emulator_class=RecordingEmulator, called_roots=list(action.values()))
         with box:
             seen_dir = self.tmp_path / "work" / "seen"
             seen_dir.mkdir(parents=True)

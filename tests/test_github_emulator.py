@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,14 @@ EXPECTED_OPERATIONS = {
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
     ("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}"),
+    ("POST", "/repos/{owner}/{repo}/releases"),
+    ("GET", "/repos/{owner}/{repo}/releases"),
+    ("GET", "/repos/{owner}/{repo}/releases/latest"),
+    ("GET", "/repos/{owner}/{repo}/releases/tags/{tag}"),
+    ("GET", "/repos/{owner}/{repo}/releases/{release_id}"),
+    ("GET", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+    ("POST", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+    ("GET", "/repos/{owner}/{repo}/releases/assets/{asset_id}"),
 }
 
 
@@ -123,7 +132,7 @@ def test_refresh_script_extracts_operations_and_closes_over_references() -> None
         },
     }
     paths: dict[str, dict[str, Any]] = {}
-    for i, (method, path) in enumerate(script.OPERATIONS):  # a path may hold several methods
+    for i, (method, path) in enumerate(script.OPERATIONS):  # a path may have two methods (releases)
         paths.setdefault(path, {})[method] = dict(operation, operationId=f"op{i}")
     document = {
         "openapi": "3.0.3",
@@ -215,7 +224,18 @@ def _every_operation(emu: GitHubEmulator, gh: Github) -> None:
     (listed_comment,) = list(issue.get_comments())
     assert (listed_comment.id, listed_comment.body, listed_comment.user.type) == (created.id, "second", "Bot")
     assert [(c.body, c.edits) for c in emu.comments_on(5)] == [("second", 1)]
-    assert {r.operation for r in emu.requests} == {op.operation_id for op in emu.subset.operations}
+    release = repo.create_git_release("model-v1", "model", "body", target_commitish="main")
+    asset = release.upload_asset_from_memory(io.BytesIO(b"weights"), 7, "model.keras",
+                                             content_type="application/octet-stream")
+    assert repo.get_latest_release().tag_name == "model-v1"
+    assert repo.get_release("model-v1").id == release.id
+    assert repo.get_release(release.id).name == "model"  # a GET (a lazy object knows only its URL)
+    assert [r.tag_name for r in repo.get_releases()] == ["model-v1"]
+    assert [a.name for a in repo.get_release(release.id).get_assets()] == ["model.keras"]
+    _status, _headers, chunks = asset.download_asset(None, chunk_size=1024)
+    assert b"".join(chunks) == b"weights"
+    served = {r.operation for r in emu.requests} - {"release-asset-download"}
+    assert served == {op.operation_id for op in emu.subset.operations}
     assert {r.status for r in emu.requests} == {200, 201, 302}
 
 
@@ -573,3 +593,51 @@ def test_issue_comments_and_pulls_answer_as_github_does(emu: GitHubEmulator) -> 
     emu.denied = {"issues/create-comment"}  # a fork's read-only token
     denied = api(emu, "POST", f"{base}/issues/3/comments", json={"body": "again"})
     assert denied.status_code == 403 and "not accessible" in denied.text
+
+
+# ---------------------------------------------------------------- releases
+
+
+def test_releases_in_githubs_shapes(emu: GitHubEmulator) -> None:
+    repo = f"/repos/{emu.full_name}"
+    assert api(emu, "GET", f"{repo}/releases/latest").status_code == 404
+    created = api(emu, "POST", f"{repo}/releases", json={"tag_name": "model-v1", "name": "m1"})
+    assert created.status_code == 201
+    release = created.json()
+    assert release["upload_url"].endswith("/assets{?name,label}") and release["assets"] == []
+    assert emu.tags["model-v1"] == emu.branches["main"]  # a new tag at the default branch's head
+    again = api(emu, "POST", f"{repo}/releases", json={"tag_name": "model-v1"})
+    assert again.status_code == 422 and again.json()["errors"][0]["code"] == "already_exists"
+    unknown = api(emu, "POST", f"{repo}/releases", json={"tag_name": "x", "target_commitish": "f" * 40})
+    assert unknown.status_code == 422
+    assert api(emu, "POST", f"{repo}/releases", json={"name": "no tag"}).status_code == 422
+    upload = release["upload_url"].split("{")[0]
+    missing_name = requests.post(upload, data=b"x", timeout=10, headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"})
+    assert missing_name.status_code == 422
+    sent = requests.post(upload, params={"name": "model.keras"}, data=b"weights", timeout=10, headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"})
+    assert sent.status_code == 201
+    asset = sent.json()
+    assert asset["size"] == 7 and asset["digest"] == "sha256:" + hashlib.sha256(b"weights").hexdigest()
+    twice = requests.post(upload, params={"name": "model.keras"}, data=b"w", timeout=10, headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"})
+    assert twice.status_code == 422
+    meta = api(emu, "GET", f"{repo}/releases/assets/{asset['id']}")
+    assert meta.status_code == 200 and meta.json()["name"] == "model.keras"
+    raw = api(emu, "GET", f"{repo}/releases/assets/{asset['id']}",
+              headers={"Accept": "application/octet-stream"}, allow_redirects=False)
+    assert raw.status_code == 302
+    assert requests.get(raw.headers["Location"], timeout=10).content == b"weights"
+    assert requests.get(raw.headers["Location"] + "x", timeout=10).status_code == 404  # signed
+    api(emu, "POST", f"{repo}/releases", json={"tag_name": "model-v2", "make_latest": "false"})
+    assert api(emu, "GET", f"{repo}/releases/latest").json()["tag_name"] == "model-v1"
+    api(emu, "POST", f"{repo}/releases", json={"tag_name": "model-v3"})
+    assert api(emu, "GET", f"{repo}/releases/latest").json()["tag_name"] == "model-v3"
+    listed = api(emu, "GET", f"{repo}/releases", params={"per_page": 2})
+    assert [r["tag_name"] for r in listed.json()] == ["model-v3", "model-v2"]
+    assert "next" in listed.headers["Link"]
+    assert api(emu, "GET", f"{repo}/releases/tags/model-v1").json()["assets"][0]["name"] == "model.keras"
+    assert api(emu, "GET", f"{repo}/releases/tags/nope").status_code == 404
+    assert api(emu, "GET", f"{repo}/releases/{release['id']}/assets").json()[0]["id"] == asset["id"]
+    assert emu.violations == []

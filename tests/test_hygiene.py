@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTION = ROOT / "action" / "action.yml"
 CT_WORKFLOW = ROOT / ".github" / "workflows" / "continuous-training.yml"
+CHAIN_WORKFLOW = ROOT / ".github" / "workflows" / "keeptraining.yml"  # the chain's jobs, reusable
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 #: The reusable workflow runs this repository's own action at the release it ships in (a file cannot
 #: hold its own commit's hash): README's placeholder owner and the release tag README names.
@@ -66,6 +67,8 @@ def test_workflow_permissions_are_empty_by_default_and_granted_per_job(path: Pat
     for name, job in data["jobs"].items():
         assert "permissions" in job, f"job {name} has no explicit permissions"
         assert set(job["permissions"].values()) <= {"read", "write"}
+        if "uses" in job:  # it calls a reusable workflow, whose jobs have the timeouts and steps
+            continue
         assert "timeout-minutes" in job, f"job {name} has no timeout"
         for step in job["steps"]:
             if step.get("uses", "").startswith("actions/checkout@"):
@@ -75,7 +78,9 @@ def test_workflow_permissions_are_empty_by_default_and_granted_per_job(path: Pat
 def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> None:
     reusable = [s["uses"] for s in steps_of(ROOT / ".github" / "workflows" / "parallel-training.yml")]
     assert reusable == [SELF_AT_RELEASE, SELF_AT_RELEASE]  # the trial job's and the merge job's
-    assert f"uses: {SELF_AT_RELEASE}" in readme_workflow()
+    assert [s["uses"] for s in steps_of(CHAIN_WORKFLOW)] == [SELF_AT_RELEASE]  # the train job's
+    assert "uses: OWNER/keeptraining/.github/workflows/keeptraining.yml@v1" in readme_workflow()
+    assert "uses: ./.github/workflows/keeptraining.yml" in CT_WORKFLOW.read_text()
     assert "uses: OWNER/keeptraining/.github/workflows/parallel-training.yml@v1" in \
         readme_workflow("### Parallel trials")
 
@@ -85,10 +90,16 @@ def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> 
                          ids=["own", "README", "README-parallel"])
 def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_groups(text: str) -> None:
     data = yaml.safe_load(text)
-    job = _chain_job(data)
+    (job,) = data["jobs"].values()
     least = {"contents": "read", "actions": "write", "statuses": "write"}
     if "image-registry: ghcr.io/" in text:  # the image, pushed once per chain with the workflow's token
         least["packages"] = "write"
+    if job.get("uses", "").endswith(("/keeptraining.yml@v1", "/keeptraining.yml")):
+        # The chain's reusable workflow: its train job holds the job-level group, and asks for the
+        # permissions (packages: write for image-registry); a caller can only grant them all.
+        job = load(CHAIN_WORKFLOW)["jobs"]["train"]
+        least["packages"] = "write"
+        assert yaml.safe_load(text)["jobs"]["keeptraining"]["permissions"] == least
     assert job["permissions"] == least
     assert data["concurrency"]["cancel-in-progress"] is False
     assert job["concurrency"]["cancel-in-progress"] is False
@@ -176,32 +187,85 @@ def test_install_refuses_an_older_python_with_a_clear_message(tmp_path: Path) ->
     assert not (tmp_path / "cache").exists(), "nothing is installed"
 
 
-@pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow()], ids=["own", "README"])
-def test_training_workflow_tells_the_action_its_jobs_time_limit(text: str) -> None:
+def test_training_workflow_tells_the_action_its_jobs_time_limit() -> None:
     """Each run stops training in time to save its state only if the action knows the job's limit."""
-    for job in yaml.safe_load(text)["jobs"].values():
-        (step,) = [s for s in job["steps"]
-                   if "keeptraining" in s.get("uses", "") or s.get("uses") == "./action"]
-        assert int(step["with"]["job-timeout-minutes"]) == job["timeout-minutes"]
+    data = load(CHAIN_WORKFLOW)
+    job = data["jobs"]["train"]
+    (step,) = [s for s in job["steps"] if "keeptraining" in s.get("uses", "")]
+    assert step["with"]["job-timeout-minutes"] == job["timeout-minutes"] == "${{ inputs.timeout-minutes }}"
+    call = yaml.safe_load(CHAIN_WORKFLOW.read_text())[True]["workflow_call"]  # YAML 1.1 reads `on` as True
+    assert call["inputs"]["timeout-minutes"]["type"] == "number"
 
 
-def _chain_job(data: dict) -> dict:
-    """The job that trains the chain: the only one, or ``train`` beside the pull-request check."""
-    jobs = data["jobs"]
-    return jobs["train"] if "train" in jobs and len(jobs) > 1 else next(iter(jobs.values()))
+#: What GitHub lets (or makes) only the caller declare; everything else is an input of keeptraining.yml.
+CALLER_KEYS = {"name", "run-name", "on", "permissions", "concurrency", "jobs"}
+CALLING_JOB_KEYS = {"uses", "permissions", "with", "secrets"}
+
+
+@pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow()], ids=["own", "README"])
+def test_the_caller_declares_only_what_github_requires_there(text: str) -> None:
+    data = yaml.safe_load(text)
+    data["on"] = data.pop(True)  # YAML 1.1 reads a bare `on` as True
+    assert set(data) == CALLER_KEYS
+    assert set(data["on"]["workflow_dispatch"]["inputs"]) == {"epochs", "attempt", "commit", "resume-run-id"}
+    (job,) = data["jobs"].values()
+    assert set(job) == CALLING_JOB_KEYS
+    assert set(job["with"]) <= {"threshold", "image-registry", "base-image"}
+    assert set(job["secrets"]) == {"SMTP_SERVER", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD",
+                                   "MAIL_FROM", "MAIL_TO"}
+    assert len(readme_workflow().splitlines()) <= 40, "README's snippet is what a new user copies"
+
+
+def test_the_chain_workflow_passes_every_setting_on_and_exposes_every_output() -> None:
+    """Each action input a user may set is an input of keeptraining.yml (or a secret) that reaches the
+    action; each action output is a job output and a workflow output, for the jobs that follow."""
+    data = load(CHAIN_WORKFLOW)
+    call = yaml.safe_load(CHAIN_WORKFLOW.read_text())[True]["workflow_call"]  # YAML 1.1: `on` reads as True
+    (step,) = data["jobs"]["train"]["steps"]
+    action = load(ACTION)
+    # Set by keeptraining itself (github-token, dispatch) or by the parallel workflow (the rest).
+    internal = {"github-token", "dispatch", "parallel", "role", "trial"}
+    secrets = {"smtp-server", "smtp-port", "smtp-username", "smtp-password", "mail-from", "mail-to"}
+    for name in set(action["inputs"]) - internal:
+        assert name in step["with"], f"the action's input {name} is not passed"
+        if name in secrets:
+            assert step["with"][name] == f"${{{{ secrets.{name.upper().replace('-', '_')} }}}}"
+            assert name.upper().replace("-", "_") in call["secrets"]
+        elif name != "job-timeout-minutes":
+            assert name in call["inputs"], f"{name} is not an input of keeptraining.yml"
+            assert step["with"][name].startswith(f"${{{{ inputs.{name} "), step["with"][name]
+    outputs = data["jobs"]["train"]["outputs"]
+    pr_outputs = data["jobs"]["pr-check"]["outputs"]
+    for name in action["outputs"]:
+        if name in PR_ONLY_OUTPUTS:  # role pr-check's: the pull-request job's outputs
+            assert pr_outputs[name] == f"${{{{ steps.check.outputs.{name} }}}}"
+            assert call["outputs"][name]["value"] == f"${{{{ jobs.pr-check.outputs.{name} }}}}"
+            continue
+        assert outputs[name] == f"${{{{ steps.train.outputs.{name} }}}}"
+        assert call["outputs"][name]["value"] == f"${{{{ jobs.train.outputs.{name} }}}}"
+    assert call["outputs"]["run-id"]["value"] == "${{ jobs.train.outputs.run-id }}"
+
+
+#: Outputs of the action that only role pr-check sets.
+PR_ONLY_OUTPUTS = {"passed", "delta"}
 
 
 @pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow()], ids=["own", "README"])
 def test_pull_requests_are_checked_by_a_job_of_their_own_with_least_permissions(text: str) -> None:
-    data = yaml.safe_load(text)
-    on = data.get("on", data.get(True))
-    assert "pull_request" in on
-    job = data["jobs"]["pr-check"]
+    """The caller triggers on pull_request and grants pull-requests: write; in keeptraining.yml the
+    pr-check job alone holds it (with statuses: write), and the chain's jobs skip pull requests."""
+    caller = yaml.safe_load(text)
+    assert "pull_request" in caller[True]
+    assert caller["jobs"]["keeptraining"]["permissions"]["pull-requests"] == "write"
+    jobs = load(CHAIN_WORKFLOW)["jobs"]
+    job = jobs["pr-check"]
     assert job["if"] == "github.event_name == 'pull_request'"
-    assert data["jobs"]["train"]["if"] == "github.event_name != 'pull_request'"
+    assert jobs["train"]["if"] == "github.event_name != 'pull_request'"
     assert job["permissions"] == {"contents": "read", "pull-requests": "write", "statuses": "write"}
-    (step,) = [s for s in job["steps"] if "action" in s.get("uses", "") and "checkout" not in s["uses"]]
-    assert step["with"]["role"] == "pr-check"
+    assert [name for name, other in jobs.items() if "pull-requests" in other["permissions"]] == ["pr-check"]
+    (step,) = job["steps"]
+    assert step["uses"] == SELF_AT_RELEASE and step["with"]["role"] == "pr-check"
+    assert step["with"]["job-timeout-minutes"] == job["timeout-minutes"]
 
 
 def test_the_fork_report_workflow_never_checks_out_the_pull_request() -> None:

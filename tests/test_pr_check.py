@@ -18,7 +18,7 @@ import pytest
 
 from fakes import read_outputs
 from keeptraining.cli import main
-from keeptraining.github import commit_status
+from keeptraining.github import commit_status, releases
 from keeptraining.jobs import pr_check
 from keeptraining.reports import comparison as comparison_report
 from services.github_emulator import CommentRecord, GitHubEmulator, OpenAPISubset, fake_sha
@@ -69,6 +69,15 @@ def pr_check_cli(repo: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatc
     return main(args)
 
 
+def publish_champion(emu: GitHubEmulator, folder: Path) -> None:
+    """The champion release already in the emulator: model-v1 with the model and its card as assets."""
+    repo = releases.Releases(releases.client(emu.url, TOKEN, emu.full_name), emu.full_name)
+    release = repo.create("model-v1", "model-v1", "the champion", emu.default_branch)
+    repo.upload(release, folder / "model.keras", "model.keras")
+    repo.upload(release, folder / "model-card.json", "model-card.json")
+    repo.gh.close()
+
+
 def set_rate(repo: Path, rate: float) -> None:
     (repo / "ml" / "rate.txt").write_text(str(rate))
 
@@ -76,11 +85,13 @@ def set_rate(repo: Path, rate: float) -> None:
 def test_two_pushes_leave_one_comment_edited_and_a_status_each(
         tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = code_repo(tmp_path / "repo", 0.97)  # the first push makes the model worse
-    champion = champion_folder(tmp_path / "champion", epochs=30, rate=0.95)
+    publish_champion(emu, champion_folder(tmp_path / "champion", epochs=30, rate=0.95))
     first, second = fake_sha("pr-1"), fake_sha("pr-2")
     emu.open_pull(7, first)
     env = gh_env(tmp_path, emu, "pull_request", pr_event(emu, 7, first), run_id=101)
-    assert pr_check_cli(repo, env, monkeypatch, champion) == 3
+    assert pr_check_cli(repo, env, monkeypatch, None) == 3  # the champion: the latest model release
+    downloaded = repo / ".keeptraining/compare/release/model.keras"
+    assert downloaded.read_bytes() == (tmp_path / "champion/model.keras").read_bytes()
     comments = emu.comments_on(7)
     assert len(comments) == 1 and comments[0].edits == 0
     worse = accuracy(30, 0.97) - accuracy(30, 0.95)
@@ -88,6 +99,7 @@ def test_two_pushes_leave_one_comment_edited_and_a_status_each(
     assert f"**{worse:+.4f}**" in comments[0].body and worse < 0
     assert "```mermaid" in comments[0].body and f"{emu.server_url}/{emu.full_name}/actions/runs/101" in \
         comments[0].body
+    assert f"[model-v1]({emu.server_url}/" in comments[0].body  # the champion release's page
     [status] = [s for s in emu.statuses if s.sha == first]
     assert status.state == "failure" and status.context == commit_status.PR_CONTEXT
     assert status.context.startswith("keeptraining")
@@ -101,7 +113,7 @@ def test_two_pushes_leave_one_comment_edited_and_a_status_each(
     set_rate(repo, 0.93)  # the second push fixes it, and makes the model better
     emu.open_pull(7, second)
     env = gh_env(tmp_path, emu, "pull_request", pr_event(emu, 7, second), run_id=102)
-    assert pr_check_cli(repo, env, monkeypatch, champion) == 0
+    assert pr_check_cli(repo, env, monkeypatch, None) == 0
     comments = emu.comments_on(7)
     assert len(comments) == 1 and comments[0].edits == 1  # the same comment, edited in place
     better = accuracy(30, 0.93) - accuracy(30, 0.95)
@@ -159,7 +171,8 @@ def test_a_fork_posts_nothing_and_the_workflow_run_side_posts_its_report(
     emu.open_pull(11, sha, head_repository="mallory/keeptraining-demo")
     event = pr_event(emu, 11, sha, "mallory/keeptraining-demo")
     env = gh_env(tmp_path, emu, "pull_request", event, run_id=301)
-    assert pr_check_cli(repo, env, monkeypatch, champion_folder(tmp_path / "champion")) == 3
+    publish_champion(emu, champion_folder(tmp_path / "champion"))
+    assert pr_check_cli(repo, env, monkeypatch, None) == 3
     assert emu.comments_on(11) == [] and not [s for s in emu.statuses if s.sha == sha]
     assert emu.calls("create-comment") == [] and emu.calls("create-status") == []
     assert read_outputs(Path(env["GITHUB_OUTPUT"]))["report-artifact"] == "true"

@@ -11,6 +11,8 @@
     keeptraining check-resume  (the action, before its checkout) the chain's commit and the run to resume
     keeptraining data-cache    where the data cache is (on GitHub: the action's actions/cache inputs)
     keeptraining hooks     install / uninstall the git hook that pushes after each commit
+    keeptraining publish   (the publish job) release a reached chain's model from its state artifact
+    keeptraining init      set up a repository: its caller workflow, .keeptraining.yml, the secrets to add
 
 Errors leave through ``main`` only: a ``::error::`` annotation on GitHub (a plain
 line elsewhere) with what to fix, and a non-zero exit code (errors.py lists them).
@@ -35,6 +37,7 @@ from keeptraining import __version__
 from keeptraining.backends import select as backends
 from keeptraining.backends.docker import registry
 from keeptraining.commands import hooks
+from keeptraining.commands import init as init_cmd
 from keeptraining.config import settings as config_mod
 from keeptraining.contract import command_check
 from keeptraining.engine import chain, parallel, rounds, strategy
@@ -43,9 +46,11 @@ from keeptraining.github import restore
 from keeptraining.jobs import attempt as attempt_step
 from keeptraining.jobs import compare as compare_step
 from keeptraining.jobs import pr_check
+from keeptraining.jobs import publish as publish_job
 from keeptraining.jobs import rounds as round_step
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import mail as notify
+from keeptraining.reports import model_card
 from keeptraining.reports import search_table as search_report
 from keeptraining.reports import summary as report
 from keeptraining.state import data_cache, ledger
@@ -133,9 +138,16 @@ def _parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("data-cache", help="where the data cache is and how to pre-seed it (on GitHub: "
                                               "writes the actions/cache inputs as step outputs)")
     _add_config_flags(cache)
+    publish = sub.add_parser("publish", help="(GitHub Actions, the publish job) release a reached chain's "
+                                             "model from its state artifact: model file, model-card.json, "
+                                             "MODEL_CARD.md")
+    publish.add_argument("--state-dir", type=Path, default=Path(".keeptraining"),
+                         help="the downloaded chain-state artifact (default: .keeptraining)")
     hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
     hook.add_argument("action", choices=("install", "uninstall"))
     hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
+    init_cmd.add_arguments(sub.add_parser("init", help="set up this repository: the caller workflow, a "
+                                                       "commented .keeptraining.yml, the secrets to add"))
     return parser
 
 
@@ -223,6 +235,8 @@ def _run_chain(args: argparse.Namespace, config: config_mod.Config, ws: chain.Wo
         print("\n" + search_report.trials_table(final.ledger, config))
         print("\n" + search_report.best_line(final.ledger, config))
     print("\n" + report.verdict(final.ledger, config, final.decision))
+    if final.decision.kind == strategy.CHAIN_REACHED:  # the bundle in <state_dir>/champion/
+        model_card.write_local_champion(config, ws.state_dir, final.ledger, args.repo)
     attempt_step.notify_end(config, final, ws.state_dir)
     if final.error is not None:
         raise final.error
@@ -245,6 +259,10 @@ def cmd_pr_check(args: argparse.Namespace) -> int:
 
 def cmd_pr_report(args: argparse.Namespace) -> int:
     return pr_check.run_report(args.report)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    return publish_job.run(args.state_dir)
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
@@ -405,8 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "trial": cmd_trial, "merge": cmd_merge,
                 "validate": cmd_validate, "hooks": cmd_hooks, "check-resume": cmd_check_resume,
-                "data-cache": cmd_data_cache, "compare": cmd_compare,
-                "pr-check": cmd_pr_check, "pr-report": cmd_pr_report}
+                "data-cache": cmd_data_cache, "publish": cmd_publish, "init": init_cmd.run,
+                "compare": cmd_compare, "pr-check": cmd_pr_check, "pr-report": cmd_pr_report}
     with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
         try:

@@ -157,6 +157,12 @@ class NotifyError(KeeptrainingError):
     title = "Notification failed"
 
 
+class PublishError(KeeptrainingError):
+    """The model could not be published (a release, its assets) or a published one could not be read."""
+
+    title = "Model not published"
+
+
 class InternalError(KeeptrainingError):
     """A bug in keeptraining: an exception no stage expected. Reported, recorded, never hidden."""
 

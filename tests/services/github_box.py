@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -199,7 +199,11 @@ class WorkflowFile:
     cancel_in_progress: bool
 
     @classmethod
-    def read(cls, repo: Path, path: str) -> WorkflowFile:
+    def read(cls, repo: Path, path: str, called_roots: Sequence[Path] = ()) -> WorkflowFile:
+        """``path`` in ``repo``; a job that calls a reusable workflow (``uses: ./.github/workflows/X`` or
+        ``OWNER/NAME/.github/workflows/X@REF``) without a ``concurrency`` of its own takes the group of
+        the called workflow's first job that has one, read from ``repo`` or from ``called_roots`` (the
+        folders that act's ``--local-repository`` serves), as GitHub applies it."""
         data = yaml.safe_load((repo / path).read_text())
         triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as True
         triggers = triggers if isinstance(triggers, dict) else {}  # `on: [push]` declares no inputs
@@ -207,11 +211,29 @@ class WorkflowFile:
         inputs = {name: WorkflowInput(type=spec.get("type", "string"), required=bool(spec.get("required")),
                                       default=spec.get("default"), options=spec.get("options"))
                   for name, spec in declared.items()}
-        (job,) = data["jobs"].values()
+        jobs = list(data["jobs"].values())
+        # The chain's job: the one that trains (a step or a called workflow); jobs after it may follow.
+        job = next((j for j in jobs if "uses" in j or "concurrency" in j), jobs[0])
+        if "concurrency" not in job and "uses" in job:
+            job = _called_job(repo, str(job["uses"]), called_roots) or job
         group, cancel = _concurrency(data.get("concurrency"))
         job_group, job_cancel = _concurrency(job.get("concurrency"))
         return cls(path, data.get("name", path), inputs, data.get("run-name"), group, job_group,
                    cancel or job_cancel)
+
+
+def _called_job(repo: Path, uses: str, called_roots: Sequence[Path]) -> dict[str, Any] | None:
+    """The first job with a ``concurrency`` in the reusable workflow that ``uses`` names."""
+    match = re.search(r"\.github/workflows/([\w.-]+\.ya?ml)", uses)
+    if not match:
+        return None
+    roots = [repo] if uses.startswith("./") else list(called_roots)
+    for root in roots:
+        called = root / ".github" / "workflows" / match.group(1)
+        if called.is_file():
+            jobs = yaml.safe_load(called.read_text())["jobs"].values()
+            return next((dict(j) for j in jobs if "concurrency" in j), None)
+    raise FileNotFoundError(f"the reusable workflow {uses} is in none of {roots}")
 
 
 def _concurrency(block: Any) -> tuple[str | None, bool]:
@@ -327,11 +349,12 @@ class GitHubBox:
     """One repository's GitHub: REST API, results service and git server, sharing their state."""
 
     def __init__(self, repo: Path, root: Path, full_name: str, token: str, workflow_path: str,
-                 emulator_class: type[GitHubEmulator] = GitHubEmulator) -> None:
+                 emulator_class: type[GitHubEmulator] = GitHubEmulator,
+                 called_roots: Sequence[Path] = ()) -> None:
         self.repo = repo
         self.full_name = full_name
         self.token = token
-        self.workflow = WorkflowFile.read(repo, workflow_path)
+        self.workflow = WorkflowFile.read(repo, workflow_path, called_roots)
         self.results = ResultsService()
         self.git = GitServer(root / "git", [token])
         head = _git_head(repo)

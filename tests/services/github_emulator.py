@@ -32,6 +32,14 @@ error (5xx, 403 secondary rate limit, 429 ...), closes the connection without an
 a dispatch that happened although the client saw an error). ``legacy_enterprise``
 makes the dispatch operation behave like GitHub Enterprise Server before
 ``return_run_details`` existed (400 when the field is sent; the GHES body schema).
+
+Releases (the publish job's model releases): create (a tag that already has a release is 422
+``already_exists``; a new tag is made at ``target_commitish``, a branch or a known commit), list
+(newest first), latest (the release last created with ``make_latest: "true"``, else the newest
+published one that is not a draft or a prerelease), by tag, by id, and assets: uploaded to the
+release's ``upload_url`` (a ``{?name,label}`` template on this same server, as PyGithub's
+``GitRelease.upload_asset`` posts to its path; a name already on the release is 422), listed, and
+downloaded with ``Accept: application/octet-stream`` (302 to a download URL on this server).
 """
 
 from __future__ import annotations
@@ -80,7 +88,17 @@ OPERATION_ALIASES = {
     "create-comment": "issues/create-comment",
     "update-comment": "issues/update-comment",
     "get-pull": "pulls/get",
+    "create-release": "repos/create-release",
+    "list-releases": "repos/list-releases",
+    "get-latest-release": "repos/get-latest-release",
+    "get-release-by-tag": "repos/get-release-by-tag",
+    "get-release": "repos/get-release",
+    "list-release-assets": "repos/list-release-assets",
+    "upload-release-asset": "repos/upload-release-asset",
+    "get-release-asset": "repos/get-release-asset",
 }
+#: Where a release asset's bytes are served (the 302 of get-release-asset points here).
+ASSET_DOWNLOAD_PREFIX = "/_emulator/release-assets/"
 #: GitHub's limit on an issue or pull request comment's body (characters).
 COMMENT_BODY_LIMIT = 65536
 #: GitHub's answer when the token lacks a permission the operation needs.
@@ -272,6 +290,31 @@ class Fault:
     skip: int = 0
 
 
+@dataclass
+class EmulatedAsset:
+    id: int
+    name: str
+    label: str
+    content_type: str
+    data: bytes = field(repr=False)
+    created_at: str = field(default_factory=now_iso)
+    download_count: int = 0
+
+
+@dataclass
+class EmulatedRelease:
+    id: int
+    tag_name: str
+    target_commitish: str
+    name: str
+    body: str
+    draft: bool = False
+    prerelease: bool = False
+    created_at: str = field(default_factory=now_iso)
+    published_at: str | None = None
+    assets: list[EmulatedAsset] = field(default_factory=list)
+
+
 class _Reply(Exception):  # control flow inside the emulator
     """Raised inside a handler to answer at once with a GitHub-style error."""
 
@@ -382,14 +425,20 @@ class OpenAPISubset:
         return jsonschema.Draft4Validator(schema, registry=self._registry, format_checker=_FORMATS)
 
     def match(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
+        """The operation for a request; a literal segment wins over a parameter, as on GitHub
+        (``/releases/latest`` is not ``/releases/{release_id}``)."""
+        found_all = []
         for operation in self.operations:
             if operation.method != method:
                 continue
             found = operation.pattern.match(path)
             if found:
                 params = {k: urllib.parse.unquote(v) for k, v in found.groupdict().items()}
-                return operation, params
-        return None
+                found_all.append((operation.template.count("{"), operation, params))
+        if not found_all:
+            return None
+        _, operation, params = min(found_all, key=lambda item: item[0])
+        return operation, params
 
     def operation(self, operation_id: str) -> Operation:
         for operation in self.operations:
@@ -518,6 +567,11 @@ class GitHubEmulator(HttpService):
         self.pulls: dict[int, EmulatedPull] = {}
         self.comments: list[CommentRecord] = []
         self._comment_ids = itertools.count(1_700_000_001)
+        #: Releases, oldest first; the one ``make_latest`` last marked (None: the newest published).
+        self.releases: list[EmulatedRelease] = []
+        self.latest_release_id: int | None = None
+        self._release_ids = itertools.count(200_000_001)
+        self._asset_ids = itertools.count(300_000_001)
         #: Artifacts of the runs (shared with the results service); None: every run has none.
         self.artifacts = artifacts
         #: Called (with the lock held) for every run created by a dispatch or ``add_run``: the
@@ -546,6 +600,9 @@ class GitHubEmulator(HttpService):
         self._run_ids = itertools.count(9_000_000_001)
         self.host = "127.0.0.1"
         self.port = 0
+        self._download_secret = secrets.token_hex(16)
+        self._accept = ""
+        self._content_type = ""
 
     # ---- lifecycle
     def start(self) -> GitHubEmulator:
@@ -766,6 +823,9 @@ class GitHubEmulator(HttpService):
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(split.query, keep_blank_values=True).items()}
         method = handler.command
 
+        if path.startswith(ASSET_DOWNLOAD_PREFIX) and method in ("GET", "HEAD"):
+            self._serve_asset_download(handler, path, split.query)
+            return
         if self.api_prefix and path.startswith(self.api_prefix + "/"):
             path = path[len(self.api_prefix) :]
         elif self.api_prefix:
@@ -860,6 +920,9 @@ class GitHubEmulator(HttpService):
         if status == 204 or body is None:
             payload = b""
             content_type = None
+        elif isinstance(body, bytes):
+            payload = body
+            content_type = "application/octet-stream"
         elif isinstance(body, str):
             payload = body.encode("utf-8")
             content_type = "text/html; charset=utf-8"
@@ -906,6 +969,9 @@ class GitHubEmulator(HttpService):
         documented = operation.spec["responses"].get(str(status))
         if documented is not None:
             response = self.subset.resolve_response(documented)
+            if not response.get("content") and body is not None and status in _SHARED_ERRORS:
+                # documented without a body (upload-release-asset's 422), sent with GitHub's error body
+                response = self.subset.shared_response(_SHARED_ERRORS[status])
         elif status in _SHARED_ERRORS:
             response = self.subset.shared_response(_SHARED_ERRORS[status])
         else:
@@ -957,10 +1023,21 @@ class GitHubEmulator(HttpService):
             "issues/create-comment": self._op_create_comment,
             "issues/update-comment": self._op_update_comment,
             "pulls/get": self._op_get_pull,
+            "repos/create-release": self._op_create_release,
+            "repos/list-releases": self._op_list_releases,
+            "repos/get-latest-release": self._op_get_latest_release,
+            "repos/get-release-by-tag": self._op_get_release_by_tag,
+            "repos/get-release": self._op_get_release,
+            "repos/list-release-assets": self._op_list_release_assets,
+            "repos/upload-release-asset": self._op_upload_release_asset,
+            "repos/get-release-asset": self._op_get_release_asset,
         }
         if operation.operation_id in self.denied:
             raise _Reply(403, NOT_ACCESSIBLE)
         with self.lock:
+            # The headers the release operations read (set and used under the lock).
+            self._accept = handler.headers.get("Accept", "")
+            self._content_type = handler.headers.get("Content-Type", "")
             return handlers[operation.operation_id](params, body, version or SUPPORTED_API_VERSIONS[0])
 
     def _check_auth(self, handler: _Handler) -> None:
@@ -1020,6 +1097,10 @@ class GitHubEmulator(HttpService):
                 raise _Reply(400, "Problems parsing JSON")
             return None
         content_type = handler.headers.get("Content-Type", "")
+        if "application/json" not in request_body.get("content", {}):  # an upload: the bytes themselves
+            if not content_type:
+                raise _Reply(422, "Bad Content-Type header")  # GitHub needs the asset's media type
+            return raw
         if content_type and "json" not in content_type:
             raise _Reply(415, f"Unsupported 'Content-Type': {content_type}")
         try:
@@ -1263,6 +1344,193 @@ class GitHubEmulator(HttpService):
         url = self.artifacts.blobs.signed_url(artifact.blob_path, "r", timedelta(minutes=1)) \
             if self.artifacts is not None else ""
         return 302, None, {"Location": url}
+
+    # ---- releases
+    def latest_release(self) -> EmulatedRelease | None:
+        """What ``GET /releases/latest`` answers (None: 404)."""
+        with self.lock:
+            marked = [r for r in self.releases if r.id == self.latest_release_id]
+            if marked and not marked[0].draft and not marked[0].prerelease:
+                return marked[0]
+            published = [r for r in self.releases if not r.draft and not r.prerelease]
+            return max(published, key=lambda r: (r.created_at, r.id)) if published else None
+
+    def release_asset_bytes(self, release: EmulatedRelease, name: str) -> bytes | None:
+        found = [a for a in release.assets if a.name == name]
+        return found[0].data if found else None
+
+    def _release(self, release_id: int) -> EmulatedRelease:
+        for release in self.releases:
+            if release.id == release_id:
+                return release
+        raise _Reply(404, "Not Found")
+
+    def _op_create_release(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        tag = str(body["tag_name"])
+        if not tag.strip() or tag.startswith("refs/") or ".." in tag or tag.endswith((".lock", "/")):
+            raise _Reply(422, "Validation Failed",
+                         errors=[{"resource": "Release", "code": "invalid", "field": "tag_name"}])
+        if any(r.tag_name == tag for r in self.releases):
+            raise _Reply(422, "Validation Failed",
+                         errors=[{"resource": "Release", "code": "already_exists", "field": "tag_name"}])
+        target = str(body.get("target_commitish") or self.default_branch)
+        if tag not in self.tags:
+            if target in self.branches:
+                sha = self.branches[target]
+            elif self._known_commit(target):
+                sha = target
+            else:
+                raise _Reply(422, "Validation Failed", errors=[
+                    {"resource": "Release", "code": "invalid", "field": "target_commitish"}])
+            self.tags[tag] = sha
+        draft = bool(body.get("draft", False))
+        release = EmulatedRelease(
+            id=next(self._release_ids), tag_name=tag, target_commitish=target,
+            name=str(body.get("name") or tag), body=str(body.get("body") or ""), draft=draft,
+            prerelease=bool(body.get("prerelease", False)),
+        )
+        release.published_at = None if draft else release.created_at
+        self.releases.append(release)
+        if body.get("make_latest", "true") == "true" and not draft and not release.prerelease:
+            self.latest_release_id = release.id
+        elif body.get("make_latest") == "legacy":
+            self.latest_release_id = None
+        return 201, self._release_json(release), {"Location": self._release_json(release)["url"]}
+
+    def _op_list_releases(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        items = [self._release_json(r) for r in sorted(self.releases, key=lambda r: (r.created_at, r.id),
+                                                          reverse=True)]
+        chunk, headers = self._paginate(items, params, f"/repos/{self.full_name}/releases", {})
+        return 200, chunk, headers
+
+    def _op_get_latest_release(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        latest = self.latest_release()
+        if latest is None:
+            raise _Reply(404, "Not Found")
+        return 200, self._release_json(latest), {}
+
+    def _op_get_release_by_tag(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        for release in self.releases:
+            if release.tag_name == params["tag"] and not release.draft:
+                return 200, self._release_json(release), {}
+        raise _Reply(404, "Not Found")
+
+    def _op_get_release(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        return 200, self._release_json(self._release(params["release_id"])), {}
+
+    def _op_list_release_assets(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        release = self._release(params["release_id"])
+        items = [self._asset_json(a) for a in release.assets]
+        link = f"/repos/{self.full_name}/releases/{release.id}/assets"
+        chunk, headers = self._paginate(items, params, link, {})
+        return 200, chunk, headers
+
+    def _op_upload_release_asset(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        release = self._release(params["release_id"])
+        name = str(params["name"])
+        if not name.strip() or "/" in name:
+            raise _Reply(422, "Validation Failed", errors=[
+                {"resource": "ReleaseAsset", "code": "invalid", "field": "name"}])
+        if any(a.name == name for a in release.assets):
+            raise _Reply(422, "Validation Failed", errors=[
+                {"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}])
+        data = body if isinstance(body, bytes) else b""
+        asset = EmulatedAsset(id=next(self._asset_ids), name=name, label=str(params.get("label") or ""),
+                              content_type=self._content_type.split(";")[0].strip(), data=data)
+        release.assets.append(asset)
+        return 201, self._asset_json(asset), {}
+
+    def _op_get_release_asset(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        for release in self.releases:
+            for asset in release.assets:
+                if asset.id == params["asset_id"]:
+                    if "application/octet-stream" in self._accept:
+                        return 302, None, {"Location": self._asset_download_url(asset)}
+                    return 200, self._asset_json(asset), {}
+        raise _Reply(404, "Not Found")
+
+    def _asset_download_url(self, asset: EmulatedAsset) -> str:
+        token = hashlib.sha256(f"{self._download_secret}:{asset.id}".encode()).hexdigest()[:32]
+        return f"{self.base}{ASSET_DOWNLOAD_PREFIX}{asset.id}/{urllib.parse.quote(asset.name)}?token={token}"
+
+    def _serve_asset_download(self, handler: _Handler, path: str, query: str) -> None:
+        """The bytes of an asset, at the URL the 302 gave (a signed URL: no Authorization needed)."""
+        def record(status: int | None) -> None:
+            with self.lock:
+                self.requests.append(RequestRecord(handler.command, path, {}, "release-asset-download",
+                                                   status, None))
+        rest = path[len(ASSET_DOWNLOAD_PREFIX):].split("/", 1)[0]
+        token = urllib.parse.parse_qs(query).get("token", [""])[-1]
+        with self.lock:
+            found = [a for r in self.releases for a in r.assets if str(a.id) == rest]
+            if found and token == hashlib.sha256(f"{self._download_secret}:{found[0].id}".encode()
+                                                 ).hexdigest()[:32]:
+                found[0].download_count += 1
+                self._send(handler, 200, found[0].data, {}, record)
+                return
+        self._send(handler, 404, {"message": "Not Found"}, {}, record)
+
+    def _release_json(self, release: EmulatedRelease) -> dict[str, Any]:
+        api = f"{self.url}/repos/{self.full_name}/releases/{release.id}"
+        html = f"{self.server_url}/{self.full_name}/releases/tag/{urllib.parse.quote(release.tag_name)}"
+        return {
+            "url": api,
+            "html_url": html,
+            "assets_url": f"{api}/assets",
+            "upload_url": f"{api}/assets{{?name,label}}",
+            "tarball_url": f"{self.url}/repos/{self.full_name}/tarball/{release.tag_name}",
+            "zipball_url": f"{self.url}/repos/{self.full_name}/zipball/{release.tag_name}",
+            "id": release.id,
+            "node_id": f"RE_kwDO{release.id}",
+            "tag_name": release.tag_name,
+            "target_commitish": release.target_commitish,
+            "name": release.name,
+            "body": release.body,
+            "draft": release.draft,
+            "prerelease": release.prerelease,
+            "immutable": False,
+            "created_at": release.created_at,
+            "published_at": release.published_at,
+            "updated_at": release.created_at,
+            "author": self._user("github-actions[bot]", 41_898_282, "Bot"),
+            "assets": [self._asset_json(a) for a in release.assets],
+        }
+
+    def _asset_json(self, asset: EmulatedAsset) -> dict[str, Any]:
+        release = next(r for r in self.releases if asset in r.assets)
+        return {
+            "url": f"{self.url}/repos/{self.full_name}/releases/assets/{asset.id}",
+            "browser_download_url": f"{self.server_url}/{self.full_name}/releases/download/"
+                                    f"{urllib.parse.quote(release.tag_name)}/{urllib.parse.quote(asset.name)}",
+            "id": asset.id,
+            "node_id": f"RA_kwDO{asset.id}",
+            "name": asset.name,
+            "label": asset.label,
+            "state": "uploaded",
+            "content_type": asset.content_type,
+            "size": len(asset.data),
+            "digest": "sha256:" + hashlib.sha256(asset.data).hexdigest(),
+            "download_count": asset.download_count,
+            "created_at": asset.created_at,
+            "updated_at": asset.created_at,
+            "uploader": self._user("github-actions[bot]", 41_898_282, "Bot"),
+        }
 
     def _op_dispatch(
         self, params: dict[str, Any], body: Any, version: str

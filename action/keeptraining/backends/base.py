@@ -61,6 +61,7 @@ class TrainResult:
     stages: dict[str, float] = field(default_factory=dict)  # timings such as image check
     errors: str = ""  # stderr alone, when the backend cannot keep it in order within `output`
     offline: str = ""  # why the training had no network (e.g. "`network: none`"); empty when it had one
+    image: str | None = None  # docker: the training image's tag (keeptraining-train:<content hash>)
 
     @property
     def log_tail(self) -> str:

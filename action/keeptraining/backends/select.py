@@ -79,7 +79,9 @@ class DockerBackend:
 
     def run(self, request: TrainRequest) -> TrainResult:
         image = self.prepare()
-        return backend_docker.run(request, image)
+        result = backend_docker.run(request, image)
+        result.image = image  # recorded with the attempt: the model card names it
+        return result
 
 
 def select(config: Config, repo_root: Path, *, allow_local_fallback: bool,

@@ -424,6 +424,8 @@ def _fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, confi
     Returns why the run stopped before the attempt's epochs (``slices.DEADLINE``,
     ``slices.TIMEOUT``), None when it trained to its end.
     """
+    if result.image:  # the training image (docker), which the model card names
+        record.params["image"] = result.image
     if result.timed_out and slices.salvage(record, out_dir, result.output, config, plan):
         gha.warn(f"Attempt {record.attempt} reached this run's timeout of {config.timeout:g} s and was "
                  f"stopped after epoch {record.epochs_reached}: the epoch it was training is lost, the "

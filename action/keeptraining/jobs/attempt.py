@@ -40,6 +40,7 @@ from keeptraining.github import commit_status, dispatch, restore
 from keeptraining.output import wording
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import mail as notify
+from keeptraining.reports import model_card
 from keeptraining.reports import summary as report
 from keeptraining.state import ledger
 from keeptraining.state import lock as state_lock
@@ -151,6 +152,8 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
         _write_summary(config, result, progress.next_run)
         _post_status(progress, commit_status.verdict(config, result.ledger, result.decision, _run_url(env),
                                                      progress.next_run.get("url")))
+        if result.decision.kind == strategy.CHAIN_REACHED:  # the data's files, for the publish job's card
+            model_card.record_data_files(config, progress.ws.state_dir, env)
         if result.decision.kind != strategy.CONTINUE:
             notify_end(config, result, progress.ws.state_dir)
     return 0

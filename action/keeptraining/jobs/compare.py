@@ -9,81 +9,50 @@ not worse than the champion beyond ``tolerance``, 3 when it is.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from keeptraining.backends import select as backends
 from keeptraining.config.settings import Config
 from keeptraining.engine import compare
-from keeptraining.errors import ChampionError, PathRefused
+from keeptraining.errors import ChampionError
 from keeptraining.reports import comparison as comparison_report
-from keeptraining.state import safe_paths
+from keeptraining.reports import model_card
 
-CARD_JSON = "model-card.json"
-MAX_CARD_BYTES = 4 * 1024 * 1024
 EXIT_WORSE = 3  # the candidate is worse than the champion beyond tolerance (or below the threshold)
 
 Say = Callable[[str], None]
 
 
-def _card_error(folder: Path, what: str) -> ChampionError:
-    return ChampionError(f"{folder / CARD_JSON}: {what}",
-                         hint="A champion folder holds the model file and its model-card.json, as "
-                              "`.keeptraining/champion/` or a model release has them.")
+def from_card(found: model_card.Champion, *, name: str = "") -> compare.ChampionModel:
+    """The facts a comparison needs from a champion found by ``reports.model_card`` (a folder) or
+    ``github.releases`` (a release), whose card was checked against its schema there."""
+    card = found.card
+    if found.path is None:
+        raise ChampionError(f"The champion {found.tag or name} has no model file on this machine.")
+    epochs = int(card["epochs"])
+    if epochs < 1:
+        raise ChampionError(f"The champion {found.tag or name} was trained for {epochs} epochs: there is "
+                            "nothing to compare with.",
+                            hint="Publish a model that trained at least one epoch.")
+    hps = {k: v for k, v in card.get("hyperparameters", {}).items() if v is not None}
+    return compare.ChampionModel(model_path=found.path, epochs=epochs, hyperparameters=hps,
+                                 metric=found.metric, value=found.value, name=found.tag or name,
+                                 url=found.url, commit=found.commit)
 
 
-def champion_model(folder: Path, *, name: str = "", url: str | None = None) -> compare.ChampionModel:
-    """The champion in ``folder``, read from its untrusted ``model-card.json``: ChampionError if the
-    card or the model file is missing or malformed."""
+def champion_model(folder: Path) -> compare.ChampionModel:
+    """The champion in ``folder`` (``model-card.json`` and the model file it names, checked by
+    ``reports.model_card``); ChampionError when there is none."""
     if not folder.is_dir() or folder.is_symlink():
         raise ChampionError(f"The champion folder {folder} does not exist (or is not a plain folder).",
                             hint="Pass the folder that holds model-card.json and the model file.")
-    try:
-        raw = safe_paths.read_bytes(folder, CARD_JSON, CARD_JSON, max_bytes=MAX_CARD_BYTES)
-        card = json.loads(raw)
-    except PathRefused as exc:
-        raise _card_error(folder, exc.message) from None
-    except FileNotFoundError:
-        raise _card_error(folder, "missing.") from None
-    except OSError as exc:
-        raise _card_error(folder, f"cannot be read ({exc.strerror or exc}).") from None
-    except (ValueError, RecursionError) as exc:
-        raise _card_error(folder, f"not JSON ({str(exc)[:200]}).") from None
-    if not isinstance(card, dict):
-        raise _card_error(folder, "not a JSON object.")
-    epochs = card.get("epochs")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 10_000_000:
-        raise _card_error(folder, f"epochs = {str(epochs)[:40]} is not a number of epochs.")
-    hps = card.get("hyperparameters") or {}
-    if not isinstance(hps, dict) or len(hps) > 100 or not all(
-            isinstance(k, str) and len(k) <= 64 and (v is None or isinstance(v, (str, int, float, bool)))
-            for k, v in hps.items()):
-        raise _card_error(folder, "hyperparameters is not a mapping of names to plain values.")
-    model = card.get("model")
-    model_file = model.get("file") if isinstance(model, dict) else None
-    if not isinstance(model_file, str):
-        raise _card_error(folder, "model.file (the model file's name) is missing.")
-    try:
-        what = "the champion's model file"
-        present = safe_paths.is_file(folder, safe_paths.check_relative(model_file, what), what)
-    except PathRefused as exc:
-        raise _card_error(folder, exc.message) from None
-    if not present:
-        raise _card_error(folder, f"its model file {model_file[:100]!r} is not in {folder}.")
-    metric = card.get("metric") if isinstance(card.get("metric"), str) else None
-    value = card.get("accuracy")
-    value = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and 0 <= value <= 1 else None
-    release: dict[str, Any] = card["release"] if isinstance(card.get("release"), dict) else {}
-    tag = release.get("tag") if isinstance(release.get("tag"), str) else None
-    commit = card.get("commit") if isinstance(card.get("commit"), str) else None
-    return compare.ChampionModel(
-        model_path=folder / model_file, epochs=epochs,
-        hyperparameters={k: v for k, v in hps.items() if v is not None}, metric=metric, value=value,
-        name=name or tag or folder.name, url=url or (release.get("url") if isinstance(release.get("url"), str)
-                                                     else None), commit=commit)
+    found = model_card.champion(folder)
+    if found is None:
+        raise ChampionError(f"{folder} holds no {model_card.CARD_JSON}.",
+                            hint="A champion folder holds the model file and its model-card.json, as "
+                                 "`.keeptraining/champion/` or a model release has them.")
+    return from_card(found, name=folder.name)
 
 
 def run_local(config: Config, repo_root: Path, champion_folder: Path, *, say: Say = print) -> int:

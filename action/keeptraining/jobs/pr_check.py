@@ -1,6 +1,7 @@
 """The pull-request job (``keeptraining pr-check``) and the fork report's poster (``keeptraining pr-report``).
 
-``pr-check``, on a ``pull_request`` event: the champion (the latest model release, or a folder
+``pr-check``, on a ``pull_request`` event: the champion (the latest model release, found by
+``github.releases.champion`` and its model downloaded and checked against its card; or a folder
 given with ``--champion``) is evaluated with the pull request's code and data, and a candidate is
 trained from scratch to the champion's epochs with its hyperparameters, in this one run, no
 dispatch (``engine/compare.py``). The verdict goes to three places:
@@ -35,14 +36,15 @@ from github import GithubException
 
 from keeptraining.backends import select as backends
 from keeptraining.config.settings import Config
-from keeptraining.engine import compare
+from keeptraining.engine import chain, compare
 from keeptraining.errors import ConfigError, KeeptrainingError, ReportRefused
-from keeptraining.github import commit_status, dispatch, pr_comment
+from keeptraining.github import commit_status, dispatch, pr_comment, releases
 from keeptraining.jobs import compare as compare_step
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import comparison as comparison_report
 from keeptraining.state import safe_paths
 
+RELEASE_DIR = "release"  # <state_dir>/compare/release/: the champion release's model, downloaded
 REPORT_DIR = ".keeptraining-pr"  # the fork's report, uploaded as the artifact below
 REPORT_FILE = "report.json"
 ARTIFACT = "keeptraining-pr-report"
@@ -101,6 +103,17 @@ def _run_url(ctx: dispatch.GitHubContext) -> str | None:
     return f"{ctx.server_url}/{ctx.repository}/actions/runs/{ctx.run_id}" if ctx.run_id else None
 
 
+def release_champion(ctx: dispatch.GitHubContext, dest: Path) -> compare.ChampionModel | None:
+    """The champion: the latest model release (``github.releases.champion``), its model downloaded into
+    ``dest`` and checked against its card; None when the repository has none yet."""
+    gh = releases.client(ctx.api_url, ctx.token, ctx.repository)
+    try:
+        found = releases.champion(releases.Releases(gh, ctx.repository), download_model_to=dest)
+    finally:
+        gh.close()
+    return None if found is None else compare_step.from_card(found)
+
+
 def status_for(comparison: compare.Comparison, target_url: str | None) -> commit_status.Status:
     state = "success" if comparison.passed else "failure"
     return commit_status.Status(state, comparison.verdict(), target_url)
@@ -142,7 +155,12 @@ def run_check(config: Config, repo_root: Path, champion_folder: Path | None,
     pull = pull_request(env)
     ctx = github_context(env)
     gha.mask(ctx.token)
-    champion = compare_step.champion_model(champion_folder) if champion_folder is not None else None
+    champion: compare.ChampionModel | None
+    if champion_folder is not None:
+        champion = compare_step.champion_model(champion_folder)
+    else:
+        state_dir = chain.workspace(config, repo_root).state_dir
+        champion = release_champion(ctx, state_dir / compare.COMPARE_DIR / RELEASE_DIR)
     if champion is None:
         print(f"No champion yet: the candidate is judged against the threshold {config.threshold:g}.")
     backend = backends.select(config, repo_root, allow_local_fallback=False, say=print, on_line=print)

@@ -49,6 +49,7 @@ from keeptraining.config.settings import Config
 from keeptraining.engine.strategy import CHAIN_FAILED, CHAIN_REACHED, EXHAUSTED, SUPERSEDED, Decision
 from keeptraining.errors import NotifyError, PathRefused
 from keeptraining.output import workflow_commands as gha
+from keeptraining.reports import model_card
 from keeptraining.reports import search_table as search_report
 from keeptraining.reports import summary as report
 from keeptraining.state import safe_paths
@@ -172,6 +173,9 @@ def _text_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
     url = _last_run_url(ledger)
     if url:
         parts += [f"Last run: {url}", ""]
+    model = model_card.where_the_model_is(ledger)  # a reached chain: where its model is
+    if model:
+        parts += [model, ""]
     if decision.kind == CHAIN_FAILED and log_tail.strip():
         parts += ["Last lines of the training log:", "", _tail(log_tail), ""]
     parts.append("-- \nkeeptraining")
@@ -232,6 +236,9 @@ def _html_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
     url = _last_run_url(ledger)
     if url:
         parts.append(f'<p><a href="{html.escape(url, quote=True)}">Open the last run</a></p>')
+    model = model_card.where_the_model_is(ledger)
+    if model:
+        parts.append(f"<p>{report.html_text(model, 600)}</p>")
     if decision.kind == CHAIN_FAILED and log_tail.strip():
         parts.append("<h3>Last lines of the training log</h3>")
         parts.append('<pre style="background:#f6f8fa;padding:8px;font-size:12px;white-space:pre-wrap">'

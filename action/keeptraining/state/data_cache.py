@@ -226,6 +226,17 @@ def _read_manifest(path: Path) -> dict[str, _Entry] | None:
     return entries
 
 
+def recorded_files(where: Path) -> list[dict[str, Any]]:
+    """The files the cache's manifest records, as ``{path, sha256, bytes}`` sorted by path ([] when it
+    has none, or a manifest that cannot be believed): what a model card lists as its data."""
+    try:
+        entries = _read_manifest(where / MANIFEST) or {}
+    except _Damaged:
+        return []
+    return [{"path": rel, "sha256": e.sha256, "bytes": e.size}
+            for rel, e in sorted(entries.items()) if e.link is None]
+
+
 def _shown(rel: str, limit: int = 100) -> str:
     """A path of the cache in a message: its end, at most ``limit`` characters (names are untrusted)."""
     return rel if len(rel) <= limit else "..." + rel[-(limit - 3):]
