@@ -283,6 +283,26 @@ class ActChain:
                                      "repository": self.event_repository()}
         return run
 
+    def pull_request(self, number: int, branch: str = "feature",
+                     head_repository: str | None = None) -> EmulatedRun:
+        """A push of the work tree's HEAD to a pull request's branch (``head_repository``: a fork's):
+        the pull request (``number``) opens or moves, and a ``pull_request`` run starts. act takes
+        ``github.sha`` from the work tree's HEAD, as GitHub gives the pull request's commit."""
+        sha = self.box.git.push(self.box.full_name, self.repo, branch)
+        self.emulator.open_pull(number, sha, head_ref=branch, head_repository=head_repository)
+        run: EmulatedRun = self.emulator.add_run(
+            161_335, event="pull_request", head_branch=branch, head_sha=sha, status="queued", conclusion=None,
+            display_title=f"Pull request #{number}", head_repository=head_repository)
+        base = self.event_repository()
+        self._push_events[run.id] = {
+            "action": "synchronize", "number": number, "repository": base,
+            "pull_request": {"number": number,
+                             "head": {"sha": sha, "ref": branch,
+                                      "repo": {"full_name": head_repository or self.box.full_name}},
+                             "base": {"ref": self.emulator.default_branch, "repo": base,
+                                      "sha": self.emulator.branches[self.emulator.default_branch]}}}
+        return run
+
     def commit(self, message: str, files: Mapping[str, str] | None = None) -> str:
         """A new commit in the work tree (not pushed yet); returns its sha."""
         for name, text in (files or {}).items():
@@ -347,7 +367,7 @@ class ActChain:
 
     def event_payload(self, run: EmulatedRun) -> dict[str, Any]:
         """The event act gets; ``after`` + ``deleted: false`` make act's ``github.sha`` the run's commit."""
-        if run.event == "push":
+        if run.id in self._push_events:  # a push's, or a pull request's
             return self._push_events[run.id]
         return {"ref": f"refs/heads/{run.head_branch}", "inputs": {k: str(v) for k, v in run.inputs.items()},
                 "after": run.head_sha, "deleted": False, "repository": self.event_repository()}

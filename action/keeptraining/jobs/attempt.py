@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ from keeptraining.errors import (
     NotifyError,
 )
 from keeptraining.github import commit_status, dispatch, restore
+from keeptraining.jobs import champion_check
 from keeptraining.output import wording
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import mail as notify
@@ -154,9 +156,21 @@ def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.en
                                                      progress.next_run.get("url")))
         if result.decision.kind == strategy.CHAIN_REACHED:  # the data's files, for the publish job's card
             model_card.record_data_files(config, progress.ws.state_dir, env)
+            _against_champion(config, args.repo, progress.ws.state_dir, result, env)
         if result.decision.kind != strategy.CONTINUE:
             notify_end(config, result, progress.ws.state_dir)
     return 0
+
+
+def _against_champion(config: Config, repo: Path, state_dir: Path, result: chain.AttemptReport,
+                      env: Mapping[str, str]) -> None:
+    """On the default branch: the champion evaluated with this commit's code (champion_check.py); a worse
+    model is published but not marked latest, and the summary and the mail say why."""
+    checked = champion_check.after_reached(config, repo, state_dir, result.record.metric or 0.0, env)
+    if checked is not None:
+        gha.write_summary(f"**{report.md_escape(checked.reason)}**", env)
+        if not checked.latest:
+            result.decision = dataclasses.replace(result.decision, hint=checked.reason)
 
 
 def _token(env: Mapping[str, str]) -> str:
