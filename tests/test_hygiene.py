@@ -256,6 +256,7 @@ def test_pull_requests_are_checked_by_a_job_of_their_own_with_least_permissions(
     pr-check job alone holds it (with statuses: write), and the chain's jobs skip pull requests."""
     caller = yaml.safe_load(text)
     assert "pull_request" in caller[True]
+    assert caller["run-name"].rstrip().endswith("}}"), "a ` #` in run-name starts a YAML comment"
     assert caller["jobs"]["keeptraining"]["permissions"]["pull-requests"] == "write"
     jobs = load(CHAIN_WORKFLOW)["jobs"]
     job = jobs["pr-check"]

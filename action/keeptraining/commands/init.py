@@ -205,7 +205,7 @@ REUSABLE = ".github/workflows/keeptraining.yml"
 #: The caller workflow (README's snippet is this file for a docker repository, plus `threshold`).
 CALLER_TEMPLATE = """\
 name: Continuous training
-run-name: ${{ github.event_name == 'pull_request' && format('Pull request #{0} · candidate vs champion', \
+run-name: ${{ github.event_name == 'pull_request' && format('Pull request {0} · candidate vs champion', \
 github.event.pull_request.number) || format('Continuous training · attempt {0} · {1} epochs', \
 inputs.attempt || 1, inputs.epochs || 'first') }}
 on:
