@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import json
 import subprocess
@@ -59,6 +61,10 @@ def test_a_chain_that_reaches_writes_the_champion_bundle(tmp_path: Path) -> None
     assert metrics["type"] == "accuracy" and metrics["value"] == card["accuracy"]
     assert head[:12] in text and "```mermaid" in text and "load_model(\"model.keras\")" in text
     assert "sha256sum model.keras" in text and "| Attempt |" in text
+    (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
+    message = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+    body = message.get_body(("plain",))
+    assert body is not None and "state folder's champion/" in body.get_content()  # where the model is
 
 
 @pytest.mark.integration

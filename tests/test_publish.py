@@ -233,6 +233,17 @@ def test_other_releases_are_not_the_champion(emu: GitHubEmulator, actions_env: d
     assert found is not None and found.tag == "model-v1"
 
 
+def test_a_tag_taken_meanwhile_is_answered_by_the_next_number(
+        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path) -> None:
+    taken = {"message": "Validation Failed", "status": "422",
+             "documentation_url": "https://docs.github.com/rest/releases/releases#create-a-release",
+             "errors": [{"resource": "Release", "code": "already_exists", "field": "tag_name"}]}
+    emu.fail_next("create-release", 422, body=taken)  # another chain published model-v1 first
+    assert publish(chain_state(tmp_path / "one")) == 0
+    assert [r.tag_name for r in emu.releases] == ["model-v2"]
+    assert [c.body["tag_name"] for c in emu.calls("create-release")] == ["model-v1", "model-v2"]
+
+
 def test_next_tag_orders_the_model_releases() -> None:
     assert releases.next_tag([]) == "model-v1"
     assert releases.next_tag(["v2.0", "model-v9", "model-v10", "model-v3", "model-v01"]) == "model-v11"

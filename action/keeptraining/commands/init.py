@@ -228,11 +228,13 @@ jobs:
   keeptraining:
     uses: __USES__
     permissions:
-      contents: read # check out the commit being trained
       actions: write # dispatch the next attempt, read the previous run's checkpoint artifact
       statuses: write # the commit status `keeptraining` on the chain's commit
       packages: write # the training image, pushed once per chain (image-registry)
-      pull-requests: write # only the pr-check job (pull requests): its one comment
+      contents: write # publish job only (train reads): the model release, model-v<N>
+      id-token: write # publish job only: sign the model's provenance
+      attestations: write # publish job only: store the attestation
+      pull-requests: write # pr-check job only (pull requests): its one comment
 __WITH__    secrets:
 __SECRETS__"""
 

@@ -32,6 +32,7 @@ from keeptraining.errors import PublishError
 from keeptraining.github import dispatch
 from keeptraining.reports import model_card
 from keeptraining.reports.model_card import Champion
+from keeptraining.reports.summary import md_escape
 
 TAG_PREFIX = "model-v"
 TAG_PATTERN = re.compile(r"model-v([1-9][0-9]{0,8})")
@@ -207,8 +208,8 @@ def publish(releases: Releases, make_bundle: Callable[[str], Path], card: dict[s
             tag = next_tag(tags)
             body = _release_body(card, tag, marker)
             try:
-                release = releases.create(tag, f"Model {tag}: {card['metric']} {card['accuracy']:.4f}", body,
-                                          target, latest=latest)
+                name = f"Model {tag}: {md_escape(card['metric'], 40)} {card['accuracy']:.4f}"
+                release = releases.create(tag, name, body, target, latest=latest)
             except GithubException as exc:
                 if exc.status == 422 and "already_exists" in describe(exc):  # taken meanwhile: next number
                     tags.append(tag)
@@ -235,7 +236,8 @@ def publish(releases: Releases, make_bundle: Callable[[str], Path], card: dict[s
 def _release_body(card: dict[str, Any], tag: str, marker: str) -> str:
     commit = card.get("commit") or "?"
     runs = [r for r in card.get("runs", []) if r.get("run_url")]
-    lines = [f"**{card['metric']} {card['accuracy']:.4f}** (threshold {card['threshold']}) after "
+    metric = md_escape(card["metric"], 40)
+    lines = [f"**{metric} {card['accuracy']:.4f}** (threshold {card['threshold']}) after "
              f"{card['epochs']} epochs, trained on commit `{str(commit)[:12]}` by keeptraining.", "",
              f"Assets: `{card['model']['file']}` (sha256 `{card['model']['sha256']}`), "
              f"`{model_card.CARD_JSON}`, `{model_card.CARD_MD}`.", ""]

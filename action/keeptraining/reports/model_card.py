@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -325,76 +326,91 @@ def _config_for(card: Mapping[str, Any]) -> config_mod.Config:
     return config_mod.resolve({"threshold": card["threshold"] or 1.0, "metric": card["metric"]}, None)
 
 
-def render_markdown(card: Mapping[str, Any], ledger: Ledger) -> str:
-    """MODEL_CARD.md: Hugging Face style front matter (model-index with the metric), then the card."""
-    metric, value = card["metric"], card["accuracy"]
-    file_name = card["model"]["file"]
-    repo = card.get("repository")
-    commit = card.get("commit")
-    name = (repo.split("/", 1)[1] if isinstance(repo, str) and "/" in repo else "model")
-    library = "keras" if str(file_name).endswith((".keras", ".h5")) else None
+def _front_matter(card: Mapping[str, Any]) -> list[str]:
+    """Hugging Face's model card metadata: a model-index entry with the metric and its value."""
+    metric, file_name = card["metric"], str(card["model"]["file"])
     front = ["---"]
-    if library:
-        front.append(f"library_name: {library}")
-    front += ["tags:", "  - keeptraining", "model-index:", f"  - name: {_yaml_str(name)}", "    results:",
-              "      - task:", "          type: other", "        metrics:",
-              f"          - type: {_yaml_str(metric)}", f"            value: {value}",
-              f"            name: {_yaml_str(metric)}", "            verified: false", "---", ""]
-    config = _config_for(card)
+    if file_name.endswith((".keras", ".h5")):
+        front.append("library_name: keras")
+    return [*front, "tags:", "  - keeptraining", "model-index:", f"  - name: {_yaml_str(_name(card))}",
+            "    results:", "      - task:", "          type: other", "        metrics:",
+            f"          - type: {_yaml_str(metric)}", f"            value: {card['accuracy']}",
+            f"            name: {_yaml_str(metric)}", "            verified: false", "---", ""]
+
+
+def _name(card: Mapping[str, Any]) -> str:
+    repo = card.get("repository")
+    return repo.split("/", 1)[1] if isinstance(repo, str) and "/" in repo else "model"
+
+
+def _intro(card: Mapping[str, Any]) -> list[str]:
+    esc = summary.md_escape
+    metric, value, repo, commit = card["metric"], card["accuracy"], card.get("repository"), card.get("commit")
     short = str(commit)[:12] if commit else "an uncommitted working tree"
-    release = card.get("release") or {}
-    lines = [f"# {summary.md_escape(name, 100)}: {summary.md_escape(metric, 40)} "
-             f"{wording.fmt_metric(value) if isinstance(value, (int, float)) else value}", ""]
-    lines += [f"A model trained by [keeptraining](https://github.com/keeptraining) until its "
-              f"{summary.md_escape(metric, 40)} reached the threshold {card['threshold']}: "
-              f"{summary.md_escape(metric, 40)} **{value}** after {card['epochs']} epochs "
-              f"(attempt {card['attempt']}), trained on commit `{summary.md_escape(short, 64)}`"
-              + (f" of `{summary.md_escape(repo, 200)}`" if repo else "")
-              + (f", branch `{summary.md_escape(card['branch'], 100)}`" if card.get("branch") else "")
-              + ".", ""]
+    lines = [f"# {esc(_name(card), 100)}: {esc(metric, 40)} {wording.fmt_metric(value)}", "",
+             f"A model trained by keeptraining until its {esc(metric, 40)} reached the threshold "
+             f"{card['threshold']}: {esc(metric, 40)} **{value}** after {card['epochs']} epochs "
+             f"(attempt {card['attempt']}), trained on commit `{esc(short, 64)}`"
+             + (f" of `{esc(repo, 200)}`" if repo else "")
+             + (f", branch `{esc(card['branch'], 100)}`" if card.get("branch") else "") + ".", ""]
     provenance = summary.provenance_markdown({k: card.get(k) for k in ("commit", "branch", "repository",
                                                                          "server_url")})
     if provenance:
         lines += [provenance, ""]
+    release = card.get("release") or {}
     if release.get("tag"):
-        lines += [f"**Release:** `{summary.md_escape(release['tag'], 100)}`", ""]
-    lines += ["## The model", "",
-              "| file | bytes | sha256 |", "| --- | ---: | --- |",
-              f"| `{summary.md_escape(file_name, 200)}` | {card['model']['bytes']} "
-              f"| `{card['model']['sha256']}` |", ""]
+        lines += [f"**Release:** `{esc(release['tag'], 100)}`", ""]
+    return lines
+
+
+def _details(card: Mapping[str, Any]) -> list[str]:
+    """The model file, the hyperparameters, the training image and the data."""
+    esc = summary.md_escape
+    model = card["model"]
+    lines = ["## The model", "", "| file | bytes | sha256 |", "| --- | ---: | --- |",
+             f"| `{esc(model['file'], 200)}` | {model['bytes']} | `{model['sha256']}` |", ""]
     hps = card.get("hyperparameters") or {}
     if hps:
         lines += ["## Hyperparameters", "", "| name | value |", "| --- | --- |"]
-        lines += [f"| `{summary.md_escape(k, 64)}` | `{summary.md_escape(v, 200)}` |"
-                  for k, v in sorted(hps.items())]
+        lines += [f"| `{esc(k, 64)}` | `{esc(v, 200)}` |" for k, v in sorted(hps.items())]
         if card.get("search"):
             lines += ["", f"Chosen by the search (trial {card['search']['trial']})."]
         lines.append("")
     image = card.get("image") or {}
     if image.get("tag"):
-        lines += ["## Training image", "", f"`{summary.md_escape(image['tag'], 300)}`"
-                  + (f" (digest `{image['digest']}`)" if image.get("digest") else ""), ""]
+        digest = f" (digest `{image['digest']}`)" if image.get("digest") else ""
+        lines += ["## Training image", "", f"`{esc(image['tag'], 300)}`{digest}", ""]
     files = (card.get("data") or {}).get("files") or []
     if files:
         lines += ["## Data", "", "The data cache's files when the model was trained:", "",
                   "| file | bytes | sha256 |", "| --- | ---: | --- |"]
-        lines += [f"| `{summary.md_escape(f['path'], 200)}` | {f['bytes']} | `{f['sha256']}` |"
-                  for f in files[:50]]
+        lines += [f"| `{esc(f['path'], 200)}` | {f['bytes']} | `{f['sha256']}` |" for f in files[:50]]
         if len(files) > 50:
             lines.append(f"\n_…and {len(files) - 50} more in model-card.json._")
         lines.append("")
-    lines += ["## Attempts", "", summary.attempts_markdown(ledger, config), "",
-              f"## {summary.md_escape(metric, 40)} per epoch", "", summary.mermaid_chart(ledger, config), ""]
-    lines += ["## Use it", "", "```python", "import keras",
-              f'model = keras.saving.load_model("{file_name}")', "```", "",
-              "## Verify it", "",
-              "The file's sha256 must be the one above and in `model-card.json`:", "", "```bash",
-              f"sha256sum {file_name}", "```", ""]
+    return lines
+
+
+def _usage(card: Mapping[str, Any]) -> list[str]:
+    """How to load it (two lines of Python) and how to verify it (names quoted: they come from the
+    training script's checkpoint and are pasted into a shell)."""
+    file_name, repo = str(card["model"]["file"]), card.get("repository")
+    lines = ["## Use it", "", "```python", "import keras",
+             f"model = keras.saving.load_model({json.dumps(file_name)})", "```", "", "## Verify it", "",
+             "The file's sha256 must be the one above and in `model-card.json`:", "", "```bash",
+             f"sha256sum {shlex.quote(file_name)}", "```", ""]
     if repo:
         lines += ["Its build provenance (attested by the publish job on GitHub):", "", "```bash",
-                  f"gh attestation verify {file_name} --repo {repo}", "```", ""]
-    lines += [f"_keeptraining {card['keeptraining']['version']}, {card['created_at']}._", ""]
-    return "\n".join(front + lines)
+                  f"gh attestation verify {shlex.quote(file_name)} --repo {shlex.quote(repo)}", "```", ""]
+    return [*lines, f"_keeptraining {card['keeptraining']['version']}, {card['created_at']}._", ""]
+
+
+def render_markdown(card: Mapping[str, Any], ledger: Ledger) -> str:
+    """MODEL_CARD.md: Hugging Face style front matter (model-index with the metric), then the card."""
+    config, metric = _config_for(card), summary.md_escape(card["metric"], 40)
+    charts = ["## Attempts", "", summary.attempts_markdown(ledger, config), "",
+              f"## {metric} per epoch", "", summary.mermaid_chart(ledger, config), ""]
+    return "\n".join(_front_matter(card) + _intro(card) + _details(card) + charts + _usage(card))
 
 
 # --------------------------------------------------------------------------- the bundle
