@@ -81,7 +81,8 @@ def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> 
     reusable = [s["uses"] for s in steps_of(ROOT / ".github" / "workflows" / "parallel-training.yml")]
     assert reusable == [SELF_AT_RELEASE, SELF_AT_RELEASE]  # the trial job's and the merge job's
     own = [s["uses"] for s in steps_of(CHAIN_WORKFLOW) if s["uses"].startswith("OWNER/")]
-    assert own == [SELF_AT_RELEASE, "OWNER/keeptraining/action/publish@v1", SELF_AT_RELEASE]  # train, publish, pr
+    # the train job's, the publish job's and the pull-request job's
+    assert own == [SELF_AT_RELEASE, "OWNER/keeptraining/action/publish@v1", SELF_AT_RELEASE]
     assert "uses: OWNER/keeptraining/.github/workflows/keeptraining.yml@v1" in readme_workflow()
     assert "uses: ./.github/workflows/keeptraining.yml" in CT_WORKFLOW.read_text()
     assert "uses: OWNER/keeptraining/.github/workflows/parallel-training.yml@v1" in \
