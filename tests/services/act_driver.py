@@ -378,14 +378,34 @@ class ActChain:
         return {"full_name": self.box.full_name, "name": name, "owner": {"login": owner},
                 "default_branch": self.emulator.default_branch}
 
-    def act(self, run: EmulatedRun, timeout: float = 900) -> ActRun:
-        """Execute one run attempt with act."""
+    def workflow_run(self, workflow_path: str, completed: EmulatedRun, conclusion: str) -> ActRun:
+        """GitHub's ``workflow_run`` event after ``completed`` ended: ``workflow_path`` (another workflow
+        file of the repository, on the default branch) runs with that run in its event."""
+        run: EmulatedRun = self.emulator.add_run(
+            161_335, event="workflow_run", head_branch=self.emulator.default_branch, status="in_progress",
+            conclusion=None, display_title=f"after run {completed.id}")
+        fork = completed.head_repository or self.box.full_name
+        self._push_events[run.id] = {"action": "completed", "repository": self.event_repository(),
+                                     "workflow_run": {
+            "id": completed.id, "event": completed.event, "head_sha": completed.head_sha,
+            "head_branch": completed.head_branch, "conclusion": conclusion,
+            "run_attempt": completed.run_attempt,
+            "html_url": f"{self.box.git.url}/{self.box.full_name}/actions/runs/{completed.id}",
+            "head_repository": {"full_name": fork}, "pull_requests": []}}
+        executed = self.act(run, workflow=workflow_path)
+        self.emulator.set_run(run.id, status="completed",
+                              conclusion="success" if executed.returncode == 0 else "failure")
+        return executed
+
+    def act(self, run: EmulatedRun, timeout: float = 900, workflow: str | None = None) -> ActRun:
+        """Execute one run attempt with act (of ``workflow``, by default the box's)."""
         number = len(self.runs) + 1
         event_file = self.work / f"event-{number}.json"
         event_file.write_text(json.dumps(self.event_payload(run)))
-        cmd = [act_binary(), run.event, "-W", self.box.workflow.path, "-e", str(event_file),
+        path = workflow or self.box.workflow.path
+        cmd = [act_binary(), run.event, "-W", path, "-e", str(event_file),
                "-P", "ubuntu-latest=-self-hosted", "--cache-server-addr", "127.0.0.1",
-               *official_actions(self.repo, self.box.workflow.path, *self.local_actions.values())]
+               *official_actions(self.repo, path, *self.local_actions.values())]
         for pin, folder in self.local_actions.items():
             cmd += ["--local-repository", f"{pin}={folder}"]
         for name, value in {**self.box.env(run), **self.env}.items():
