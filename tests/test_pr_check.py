@@ -240,3 +240,17 @@ def test_pr_check_refuses_another_event(tmp_path: Path, emu: GitHubEmulator, mon
     env = gh_env(tmp_path, emu, "push", {"ref": "refs/heads/main"})
     assert pr_check_cli(repo, env, monkeypatch, None) == 2
     assert "runs on a pull_request event" in capsys.readouterr().out
+
+
+def test_a_failed_comparison_sets_an_error_status(tmp_path: Path, emu: GitHubEmulator,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = code_repo(tmp_path / "repo", 0.95)
+    sha = fake_sha("pr-err")
+    emu.open_pull(12, sha)
+    monkeypatch.setenv("FAKE_MODE", "trainanyway")  # the script trains instead of evaluating the champion
+    env = gh_env(tmp_path, emu, "pull_request", pr_event(emu, 12, sha))
+    assert pr_check_cli(repo, env, monkeypatch, champion_folder(tmp_path / "champion")) == 1
+    [status] = [s for s in emu.statuses if s.sha == sha]
+    assert status.state == "error" and "Not compared" in (status.description or "")
+    assert emu.comments_on(12) == []
+

@@ -163,9 +163,15 @@ def run_check(config: Config, repo_root: Path, champion_folder: Path | None,
         champion = release_champion(ctx, state_dir / compare.COMPARE_DIR / RELEASE_DIR)
     if champion is None:
         print(f"No champion yet: the candidate is judged against the threshold {config.threshold:g}.")
-    backend = backends.select(config, repo_root, allow_local_fallback=False, say=print, on_line=print)
-    result = compare.run(config, repo_root, backend, champion, env=env)
     run_url = _run_url(ctx)
+    try:
+        backend = backends.select(config, repo_root, allow_local_fallback=False, say=print, on_line=print)
+        result = compare.run(config, repo_root, backend, champion, env=env)
+    except KeeptrainingError as exc:  # the check could not compare: the status says so (not on a fork)
+        if not pull.fork:
+            commit_status.post(ctx, pull.head_sha, commit_status.Status(
+                "error", f"Not compared: {exc.message}", run_url), commit_status.PR_CONTEXT)
+        raise
     print("\n" + comparison_report.text(result))
     gha.write_summary(comparison_report.markdown(result, run_url=run_url, head_sha=pull.head_sha), env)
     write_report(repo_root / REPORT_DIR, pull, result)
