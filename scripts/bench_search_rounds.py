@@ -9,7 +9,7 @@ with parallel N, against the attempts one trial at a time) can be measured apart
 many more seeds than real chains allow. Each chain here runs the real planner (``rounds.plan_round``, or
 ``search.next_run`` one trial at a time) on the real sample model (``ml_code/nn.py``), trained in this
 process with TensorFlow imported once (about 1 s a trial instead of 4), each trial recorded through
-``chain._new_record`` and ``chain._fill_from_result`` from the ``metrics.json`` it wrote. It gives the
+``step.new_record`` and ``step.fill_from_result`` from the ``metrics.json`` it wrote. It gives the
 same attempts and rounds as ``keeptraining run --parallel N`` for the same seed as long as TensorFlow
 computes with the same number of threads: a real trial of a round is pinned to its share of the cores, a
 chain one trial at a time uses them all, and a result near the threshold can land on the other side of it
@@ -74,7 +74,8 @@ def search_chain(settings: Any, space: dict[str, Any], parallel: int, seed: int,
 
     from keeptraining.backends.base import TrainResult  # noqa: PLC0415
     from keeptraining.config import settings as config  # noqa: PLC0415
-    from keeptraining.engine import chain, rounds, search, strategy  # noqa: PLC0415
+    from keeptraining.contract import env as kt_env  # noqa: PLC0415
+    from keeptraining.engine import rounds, search, step, strategy  # noqa: PLC0415
     from keeptraining.state.ledger import REACHED, Ledger  # noqa: PLC0415
 
     # The space goes in as the real chain's YAML has it (keys sorted): Optuna draws the values in the
@@ -95,11 +96,11 @@ def search_chain(settings: Any, space: dict[str, Any], parallel: int, seed: int,
             out = state / f"attempt-{plan.attempt:03d}"
             resumed = f"attempt-{plan.resume_from.attempt:03d}/{plan.resume_from.checkpoint}" \
                 if plan.resume_from is not None and plan.resume_from.checkpoint else None
-            _train(nn, {**chain.contract_env(cfg, plan), **search.hp_env(job.params),
-                        "KT_OUTPUT_DIR": str(out), "KT_RESUME_FROM": str(state / resumed) if resumed else ""})
-            record = chain._new_record(cfg, plan, "local", resumed, None, job)
-            chain._fill_from_result(record, TrainResult(exit_code=0, duration=0.0, output=""), out, cfg, plan,
-                                    lambda _line: None, book.last)
+            _train(nn, {**step.contract_env(cfg, plan, job.params),
+                        **kt_env.paths(str(out), str(state / resumed) if resumed else "")})
+            record = step.new_record(cfg, plan, "local", resumed_from=resumed, job=job)
+            step.fill_from_result(record, TrainResult(exit_code=0, duration=0.0, output=""), out, cfg, plan,
+                                  lambda _line: None, book.last)
             record.round = round_no if parallel > 1 else None
             records.append(record)
         book.attempts.extend(records)

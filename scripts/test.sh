@@ -11,6 +11,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== lint =="
 ruff check .
 mypy
+lint-imports  # the package's layers (pyproject.toml, [tool.importlinter])
 zizmor --offline --persona pedantic .
 check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 check-jsonschema --builtin-schema vendor.github-actions action/action.yml

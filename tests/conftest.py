@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +17,60 @@ from keeptraining.backends.docker import image as docker_image
 from keeptraining.backends.docker import run as backend_docker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- environment ---
+# Tests run as if on a developer's machine, even on a GitHub runner: the runner's GITHUB_*, RUNNER_*
+# and ACTIONS_* variables and any KT_* left in the shell are cleared before each test (a test that
+# needs one sets it with monkeypatch). Without this, the chain tests wrote step outputs and a summary
+# into the runner's own GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files. Kept: the settings of the test
+# harness itself (which engine, base image, actions folder the tests use), never read by keeptraining.
+
+CLEARED_PREFIXES = ("GITHUB_", "RUNNER_", "ACTIONS_", "KT_")
+HARNESS_SETTINGS = frozenset({
+    "KT_BASE_IMAGE", "KT_IMAGE_REGISTRY", "KT_GHA_ACTIONS_DIR", "KT_REQUIRE_GHA_ACTIONS",
+    "KT_DEBIAN_MIRROR", "KT_DEBIAN_SUITE", "KT_DOCKERD_LOG", "KT_DOCKERD_WAIT", "KT_ROOTFS_PARENT",
+})
+
+
+@pytest.fixture(autouse=True)
+def _no_runner_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(CLEARED_PREFIXES) and name not in HARNESS_SETTINGS:
+            monkeypatch.delenv(name)
+
+
+# --- fast tier ---
+# The fast tier (README, Development: run after every change) is every test without the markers
+# docker, e2e or integration: no Docker, no act, no training process, and no TensorFlow. TensorFlow
+# takes seconds to import; a fast-tier test that imports it fails the session.
+
+FAST_TIER = "not docker and not e2e and not integration"
+SLOW_MARKERS = ("docker", "e2e", "integration")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fast", action="store_true",
+                     help=f"run the fast tier only (-m '{FAST_TIER}'): no Docker, act or TensorFlow")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--fast") and not config.option.markexpr:
+        config.option.markexpr = FAST_TIER
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The fast tier must not have imported TensorFlow (the slow tiers' tests may)."""
+    if session.config.option.markexpr != FAST_TIER or "tensorflow" not in sys.modules:
+        return
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("FAILED: the fast tier imported TensorFlow; mark the test that needs it "
+                            "`integration`.", red=True)
+
+
+# --- end fast tier ---
 
 
 # --- docker ---

@@ -9,7 +9,7 @@ import pytest
 from fakes import fake_repo
 from keeptraining.backends.docker import dockerfile as dockerfile_gen
 from keeptraining.cli import main
-from keeptraining.contract import command_check
+from keeptraining.commands import validate as command_check
 
 
 def validate(repo: Path, *args: str) -> int:

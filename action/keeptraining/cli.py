@@ -38,16 +38,18 @@ from keeptraining.backends import select as backends
 from keeptraining.backends.docker import registry
 from keeptraining.commands import hooks
 from keeptraining.commands import init as init_cmd
+from keeptraining.commands import validate as command_check
 from keeptraining.config import settings as config_mod
-from keeptraining.contract import command_check
 from keeptraining.engine import chain, parallel, rounds, strategy
 from keeptraining.errors import ConfigError, InternalError, KeeptrainingError
 from keeptraining.github import restore
 from keeptraining.jobs import attempt as attempt_step
 from keeptraining.jobs import compare as compare_step
+from keeptraining.jobs import inputs as job_inputs
 from keeptraining.jobs import pr_check
 from keeptraining.jobs import publish as publish_job
 from keeptraining.jobs import rounds as round_step
+from keeptraining.jobs.inputs import JobInputs
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import mail as notify
 from keeptraining.reports import model_card
@@ -79,6 +81,27 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             continue
         group.add_argument(_flag(key), dest=key, default=None, metavar="VALUE",
                            help=prop.get("description", "").replace("%", "%%"))
+
+
+def _add_comparison_commands(sub: Any) -> None:
+    """compare (here), pr-check (a pull_request job) and pr-report (the fork report's workflow_run job)."""
+    compare = sub.add_parser("compare", help="train this code's candidate to the champion's epochs, evaluate "
+                                             "the champion with the same code and data; exit 3 when the "
+                                             "candidate is worse beyond tolerance")
+    compare.add_argument("--champion", type=Path, required=True, metavar="PATH",
+                         help="the champion's folder: its model-card.json and model file (e.g. "
+                              ".keeptraining/champion)")
+    _add_config_flags(compare)
+    check = sub.add_parser("pr-check", help="(GitHub Actions, pull_request) train the pull request's "
+                                            "candidate, evaluate the champion, comment, set the status")
+    check.add_argument("--champion", type=Path, default=None, metavar="PATH",
+                       help="the champion's folder (default: the latest model release; none: judged against "
+                            "the threshold)")
+    _add_config_flags(check)
+    post = sub.add_parser("pr-report", help="(GitHub Actions, workflow_run) post a fork's pull-request "
+                                             "report (its artifact) as the comment and the status")
+    post.add_argument("--report", type=Path, default=Path(pr_check.REPORT_DIR), metavar="DIR",
+                      help=f"the downloaded report artifact's folder (default {pr_check.REPORT_DIR})")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,23 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         round_parser.add_argument("--commit", default=None, help="the commit this chain trains")
         round_parser.add_argument("--branch", default=None, help="the chain's branch")
         _add_config_flags(round_parser)
-    compare = sub.add_parser("compare", help="train this code's candidate to the champion's epochs, evaluate "
-                                             "the champion with the same code and data; exit 3 when the "
-                                             "candidate is worse beyond tolerance")
-    compare.add_argument("--champion", type=Path, required=True, metavar="PATH",
-                         help="the champion's folder: its model-card.json and model file (e.g. "
-                              ".keeptraining/champion)")
-    _add_config_flags(compare)
-    check = sub.add_parser("pr-check", help="(GitHub Actions, pull_request) train the pull request's "
-                                            "candidate, evaluate the champion, comment, set the status")
-    check.add_argument("--champion", type=Path, default=None, metavar="PATH",
-                       help="the champion's folder (default: the latest model release; none: judged against "
-                            "the threshold)")
-    _add_config_flags(check)
-    post = sub.add_parser("pr-report", help="(GitHub Actions, workflow_run) post a fork's pull-request "
-                                             "report (its artifact) as the comment and the status")
-    post.add_argument("--report", type=Path, default=Path(pr_check.REPORT_DIR), metavar="DIR",
-                      help=f"the downloaded report artifact's folder (default {pr_check.REPORT_DIR})")
+    _add_comparison_commands(sub)
     validate = sub.add_parser("validate", help="check the configuration and print the effective values")
     _add_config_flags(validate)
     sub.add_parser("check-resume", help="(GitHub Actions) check the chain's commit and the run to resume "
@@ -283,11 +290,11 @@ def cmd_attempt(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         attempt_step.fail_before_config(exc)
         raise
-    return attempt_step.run(args, config)
+    return attempt_step.run(JobInputs.from_args(args), config)
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
-    return round_step.run_trial(args, load_config(args))
+    return round_step.run_trial(JobInputs.from_args(args), load_config(args))
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -296,13 +303,12 @@ def cmd_merge(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         attempt_step.fail_before_config(exc)
         raise
-    args.merge = True
-    return attempt_step.run(args, config)
+    return attempt_step.run(JobInputs.from_args(args), config, merge=round_step.merge)
 
 
 def cmd_check_resume(args: argparse.Namespace) -> int:
     """Outputs ``commit``, ``resume``, ``problem`` for the action's later steps; never fails on bad input."""
-    token = next((os.environ[v] for v in attempt_step.TOKEN_VARS if os.environ.get(v)), "")
+    token = job_inputs.token(os.environ)
     gha.mask(token)
     gha.set_outputs(restore.check_step(os.environ, token))
     return 0
@@ -405,7 +411,7 @@ def _surviving_output() -> Iterator[None]:
 def _mask_secrets(env: Mapping[str, str]) -> None:
     """Mask the token and the SMTP and registry passwords before anything can print them (and before
     the stop)."""
-    for name in (*attempt_step.TOKEN_VARS, notify.PASSWORD_ENV, registry.PASSWORD_ENV):
+    for name in (*job_inputs.TOKEN_VARS, notify.PASSWORD_ENV, registry.PASSWORD_ENV):
         gha.mask(env.get(name))
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import traceback
 
+from keeptraining.output import wording
+
 QUOTE_LIMIT = 100  # characters of a bad value an error message shows
 
 
@@ -173,7 +175,7 @@ class InternalError(KeeptrainingError):
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> InternalError:
-        detail = " ".join(str(exc).split())[:300] or "no message"
+        detail = wording.one_line(exc, 300) or "no message"
         error = cls(f"Internal error (a bug in keeptraining): {type(exc).__name__}: {detail}",
                     hint="Please report it with this log; the ledger and checkpoints are kept.")
         error.details = "".join(traceback.format_exception(exc))

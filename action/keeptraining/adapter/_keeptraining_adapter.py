@@ -63,6 +63,10 @@ WEIGHTS_ONLY = "model.weights.h5"  # when the model cannot be saved whole
 METRICS_FILE = "metrics.json"
 MAX_FOREIGN_METRICS_BYTES = 5 * 1024 * 1024
 HOOKED_METHODS = ("fit", "evaluate", "predict", "save", "save_weights")
+# The training contract's variables: a copy of keeptraining.contract.env.VARIABLES (this module runs
+# inside the training process, stdlib only); tests/test_architecture.py checks that the two agree.
+CONTRACT_VARIABLES = ("KT_EPOCHS", "KT_INITIAL_EPOCH", "KT_RESUME_FROM", "KT_THRESHOLD", "KT_METRIC",
+                      "KT_OUTPUT_DIR", "KT_HP_", "KT_DEADLINE", "KT_CACHE_DIR", "KT_ADAPT", "KT_ATTEMPT")
 # What TensorFlow prints to stderr before its logging is set up, whatever TF_CPP_MIN_LOG_LEVEL says.
 _BANNER = re.compile(r"^(?:I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "
                      r"|WARNING: All log messages before absl::InitializeLog\(\) is called)")

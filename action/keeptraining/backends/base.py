@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keeptraining.engine.time_budget import Budget
+from keeptraining.contract.deadline import Budget
 
 LOG_TAIL_LINES = 60
 ERROR_TAIL_LINES = 20

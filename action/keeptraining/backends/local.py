@@ -23,6 +23,7 @@ import time
 
 from keeptraining import adapter
 from keeptraining.backends.base import TrainRequest, TrainResult
+from keeptraining.contract import env as kt_env
 from keeptraining.errors import TrainingError
 from keeptraining.state import data_cache
 
@@ -40,8 +41,7 @@ def run(request: TrainRequest) -> TrainResult:
         argv[0] = sys.executable
     inherited = {k: v for k, v in os.environ.items() if k.upper().replace("-", "_") not in WITHHELD_ENV}
     env = {**inherited, **request.start_env(),
-           "KT_OUTPUT_DIR": str(request.output_dir),
-           "KT_RESUME_FROM": str(request.resume_from) if request.resume_from else "",
+           **kt_env.paths(str(request.output_dir), str(request.resume_from) if request.resume_from else ""),
            "PYTHONUNBUFFERED": "1"}
     if request.adapter_dir is not None:  # Python imports the adapter's sitecustomize at start-up
         env["PYTHONPATH"] = adapter.pythonpath(str(request.adapter_dir), inherited.get("PYTHONPATH"),

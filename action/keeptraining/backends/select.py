@@ -70,7 +70,7 @@ class DockerBackend:
         return self.image
 
     def _generated_image(self, shared: registry.Registry | None) -> tuple[str, bool]:
-        """No Dockerfile in the repository: one chosen from the code (dockerfile_gen.py)."""
+        """No Dockerfile in the repository: one chosen from the code (docker/dockerfile.py)."""
         root = self.repo_root.resolve()
         code_dir = (root / self.config.code_path).resolve()
         return dockerfile_gen.ensure_image(root, code_dir, shlex.split(self.config.train_command),

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from keeptraining import __version__
 from keeptraining.backends.docker import dockerfile as dockerfile_gen
+from keeptraining.commands import validate as command_check
 from keeptraining.config import settings as config_mod
-from keeptraining.contract import command_check
 from keeptraining.engine import chain
 from keeptraining.errors import ConfigError
 

@@ -30,6 +30,7 @@ import jsonschema
 import yaml
 
 from keeptraining.config import search_space
+from keeptraining.contract import env as kt_env
 from keeptraining.errors import QUOTE_LIMIT, ConfigError, quote
 
 DEFAULT_FILE = ".keeptraining.yml"
@@ -272,7 +273,7 @@ def _check_meaning(data: dict[str, Any], source: str) -> None:
             if not _HP_NAME.fullmatch(name):
                 raise ConfigError(f"{source}: hyperparameters: the name {quote(name)} is not valid; names "
                                   "are letters, digits and _, not starting with a digit (each becomes "
-                                  "KT_HP_<NAME>).")
+                                  f"{kt_env.hp_name('<NAME>')}).")
             if name.upper() in seen:
                 raise ConfigError(f"{source}: hyperparameters {seen[name.upper()]!r} and {name!r} both "
                                   f"become KT_HP_{name.upper()}; names must differ in more than case.")

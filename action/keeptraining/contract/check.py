@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keeptraining.contract.env import Plan
 from keeptraining.contract.metrics import DEFAULT_CHECKPOINT, METRICS_FILE, Metrics
-from keeptraining.engine.strategy import Plan
 from keeptraining.errors import ContractViolation
 from keeptraining.state.ledger import BELOW, REACHED, Attempt
 

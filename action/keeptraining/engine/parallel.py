@@ -18,7 +18,7 @@ chain's ledger. Where the trials run:
   starts the next job as soon as it is free (``run_slots``, ASHA's asynchronous form: the planner
   takes the jobs still training as pending). ``--in-rounds`` trains round after round
   (``run_round``), exactly as a GitHub chain does;
-* on GitHub: one matrix job per trial (``keeptraining trial``, round_step.py), then one merge job.
+* on GitHub: one matrix job per trial (``keeptraining trial``, jobs/rounds.py), then one merge job.
 
 ``parallel: 1`` never comes here: it is the chain of chain.py, one trial per attempt.
 """
@@ -36,14 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keeptraining.backends.base import LogFile, TrainResult, echo_line
+from keeptraining.backends.base import echo_line
 from keeptraining.backends.select import Backend
 from keeptraining.config.settings import Config
-from keeptraining.engine import chain, rounds, strategy, time_budget
+from keeptraining.engine import chain, rounds, step, strategy
 from keeptraining.engine.search import TrialRun
-from keeptraining.errors import InternalError, KeeptrainingError, LedgerError, TrainingTimeout
+from keeptraining.errors import KeeptrainingError, LedgerError
 from keeptraining.state import ledger as ledger_mod
-from keeptraining.state import safe_paths
+from keeptraining.state.folder import Workspace, empty_attempt_dir, fresh_scratch, relative
 from keeptraining.state.ledger import FAILED, REACHED, Attempt, Ledger
 
 ROUND_DIR = "round"  # <state_dir>/round/slot-K/: a local round's trials before the merge
@@ -84,7 +84,7 @@ def core_shares(config: Config, slots: int, cores: list[int] | None = None) -> l
 # --------------------------------------------------------------------------- one trial
 
 
-def train_slot(config: Config, ws: chain.Workspace, backend: Backend, ledger: Ledger, job: TrialRun,
+def train_slot(config: Config, ws: Workspace, backend: Backend, ledger: Ledger, job: TrialRun,
                slot: int, folder: Path, *, round_no: int, run_info: dict[str, Any] | None = None,
                runner: dict[str, Any] | None = None, resources: dict[str, Any] | None = None,
                say: Say = print, on_line: Callable[[str], None] | None = echo_line,
@@ -92,62 +92,33 @@ def train_slot(config: Config, ws: chain.Workspace, backend: Backend, ledger: Le
                number: int | None = None) -> tuple[Attempt, KeeptrainingError | None, str]:
     """Train slot ``slot`` of the round (``job``, planned from ``ledger``) into ``folder``.
 
-    The same training as ``chain.run_attempt`` (one ``chain.train_request``: the contract, the time
-    budget, the limits), without the ledger: the record goes to ``folder`` as a one-record ledger
-    (whatever ends the training, Ctrl-C included), for the merge. No data cache (its session is one
-    chain's at a time). Returns the record, the error that failed it (None when it trained) and the
-    end of its log. ``number``: its attempt number (default: the round's, from ``slot``).
+    The same training step as ``chain.run_attempt`` (step.train: the start line with the time budget,
+    the network warning, the contract, the record on every way out), without the ledger: the record
+    goes to ``folder`` as a one-record ledger (whatever ends the training, Ctrl-C included), for the
+    merge. No data cache (its session is one chain's at a time); a trial that stops short failed (it is
+    not continued across runs). Returns the record, the error that failed it (None when it trained)
+    and the end of its log. ``number``: its attempt number (default: the round's, from ``slot``).
     """
     number = number or rounds.first_attempt(ledger) + slot - 1
     folder = folder.absolute()  # the training runs in the code folder: its output path must not be relative
-    plan, resume_path = chain._resume_path(ws, job.plan(number))
-    out_dir = _empty_folder(folder, number)
-    record = chain._new_record(config, plan, backend.name, chain._relative(ws, resume_path), run_info, job)
+    plan, resume_path = step.resume_path(ws, job.plan(number))
+    out_dir = empty_attempt_dir(folder, number)
+    record = step.new_record(config, plan, backend.name, resumed_from=relative(ws, resume_path),
+                             run_info=run_info, job=job)
     record.round, record.runner = round_no, {"slot": slot, **(runner or {})}
-    say(f"== Round {round_no}, slot {slot}: attempt {number}, {job.describe()}: epochs {plan.initial_epoch} "
-        f"-> {plan.epochs}{' from attempt ' + str(plan.resume_from.attempt) if plan.resume_from else ''} "
-        f"on {backend.name} ==")
-    log = LogFile.create(out_dir)
-    request = chain.train_request(config, ws, plan, job.params, out_dir, log.sink(on_line),
-                                  resume_path=resume_path, budget=time_budget.budget(config, os.environ),
-                                  cancel=cancel, **(resources or {}))
-    error: KeeptrainingError | None = None
-    result: TrainResult | None = None
-    try:
-        result = backend.run(request)
-        record.duration_s = round(result.duration, 3)
-        stopped = chain._fill_from_result(record, result, out_dir, config, plan, say, ledger.last)
-        if stopped is not None:  # a trial is one job or process: it is not continued across runs
-            record.outcome = ledger_mod.FAILED
-            raise TrainingTimeout(
-                f"Trial {job.trial} stopped at epoch {record.epochs_reached} of {plan.epochs} ({stopped}): "
-                "a parallel trial trains its epochs in one run.",
-                hint="Raise `timeout` (and the trial jobs' timeout-minutes), or train fewer epochs a trial.",
-                log_tail=result.log_tail)
-    except KeeptrainingError as exc:  # training, metric, image, engine: this trial failed, the round goes on
-        error = exc
-        record.error = chain._one_line(exc.message)
-    except KeyboardInterrupt:
-        record.error = chain.INTERRUPTED
-        raise
-    except Exception as exc:  # a bug: recorded as this trial's failure
-        error = InternalError.from_exception(exc)
-        record.error = error.message
-    finally:
-        log.close()
-        rounds.write_result(folder, record)
-    say(chain._attempt_line(record, config))
-    return record, error, chain._log_tail(result, error)
+    title = f"== Round {round_no}, slot {slot}: attempt {number}, {job.describe()}:"
+    resumed = f" from attempt {plan.resume_from.attempt}" if plan.resume_from else ""
 
+    def keep(trained: Attempt, _stopped: str | None) -> Attempt:
+        rounds.write_result(folder, trained)
+        return trained
 
-def _empty_folder(folder: Path, number: int) -> Path:
-    """``folder/attempt-NNN``, new and empty (``folder`` itself is made when missing)."""
-    with chain.state_folder_errors(f"prepare the trial's output folder in {folder}",
-                                   hint="Make the folder writable (and free disk space)."):
-        safe_paths.plain_dir(folder, "The trial's folder")
-        out_dir = ledger_mod.attempt_dir(folder, number)
-        out_dir.mkdir()
-    return out_dir
+    outcome = step.train(step.Run(config, ws, backend, plan, resume_path, out_dir, record, title, resumed,
+                                  params=job.params, previous=ledger.last, sliceable=False, cache=False,
+                                  resources={**(resources or {}), "cancel": cancel}, say=say,
+                                  on_line=on_line), keep)
+    say(step.attempt_line(outcome.record, config))
+    return outcome.record, outcome.error, outcome.log_tail
 
 
 def local_runner(slot: int, cores: tuple[int, ...] | None) -> dict[str, Any]:
@@ -226,17 +197,10 @@ def _prefixed(on_line: Callable[[str], None] | None, slot: int) -> Callable[[str
 
 def _fresh_scratch(state_dir: Path, say: Say) -> Path:
     """An empty ``<state_dir>/round``; one left by an interrupted run is moved aside, never deleted."""
-    scratch = state_dir / ROUND_DIR
-    with chain.state_folder_errors(f"prepare the round's folder {scratch}"):
-        state_dir.mkdir(parents=True, exist_ok=True)
-        if os.path.lexists(scratch):
-            aside = chain.move_aside(state_dir, scratch, ROUND_DIR)
-            say(f"An unmerged round was left in {scratch}; it was moved to {aside.parent}, not deleted.")
-        scratch.mkdir()
-    return scratch
+    return fresh_scratch(state_dir, ROUND_DIR, say)
 
 
-def _merge_local(config: Config, ws: chain.Workspace, ledger: Ledger, jobs: list[TrialRun], scratch: Path,
+def _merge_local(config: Config, ws: Workspace, ledger: Ledger, jobs: list[TrialRun], scratch: Path,
                  round_no: int, chain_info: dict[str, Any] | None,
                  outcomes: dict[int, tuple[Attempt, KeeptrainingError | None, str]],
                  say: Say) -> chain.AttemptReport:
@@ -252,7 +216,7 @@ def _merge_local(config: Config, ws: chain.Workspace, ledger: Ledger, jobs: list
     return chain.AttemptReport(rounds.representative(records), decision, ledger, error, tail)
 
 
-def _merge_interrupted(config: Config, ws: chain.Workspace, ledger: Ledger, jobs: list[TrialRun],
+def _merge_interrupted(config: Config, ws: Workspace, ledger: Ledger, jobs: list[TrialRun],
                        scratch: Path, round_no: int, chain_info: dict[str, Any] | None) -> None:
     """Ctrl-C: record the round as far as it got (each trial recorded itself); the interrupt goes on."""
     try:
@@ -349,7 +313,7 @@ class _Slots:
     """``config.parallel`` slots of one chain: the jobs training (in the order they were planned), the
     free slots, and how the chain ends."""
 
-    def __init__(self, config: Config, ws: chain.Workspace, backend: Backend, ledger: Ledger, scratch: Path,
+    def __init__(self, config: Config, ws: Workspace, backend: Backend, ledger: Ledger, scratch: Path,
                  pool: concurrent.futures.ThreadPoolExecutor, say: Say,
                  on_line: Callable[[str], None] | None) -> None:
         self.config, self.ws, self.backend, self.ledger, self.scratch = config, ws, backend, ledger, scratch
@@ -456,12 +420,12 @@ def _stopped(why: str) -> str:
     return f"Stopped while it trained: {why}."
 
 
-def _merge_job(config: Config, ws: chain.Workspace, ledger: Ledger, done: _Job,
+def _merge_job(config: Config, ws: Workspace, ledger: Ledger, done: _Job,
                stopped_because: str) -> Attempt:
     """Merge the job's trial into the ledger (saved); a trial stopped by the chain's end says so."""
     record = rounds.merge_one(config, ws.state_dir, ledger, done.job, done.folder, number=done.number,
                               slot=done.slot, round_no=done.round_no, save=False)
-    if stopped_because and record.outcome == FAILED and record.error == chain.INTERRUPTED:
+    if stopped_because and record.outcome == FAILED and record.error == step.INTERRUPTED:
         record.error = _stopped(stopped_because)
     ledger_mod.save(ws.state_dir, ledger)
     return record

@@ -27,15 +27,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from keeptraining.config.settings import Config
-from keeptraining.engine import search, strategy
-from keeptraining.engine.chain import _new_record, move_aside, state_folder_errors
+from keeptraining.engine import search, step, strategy
+from keeptraining.engine.plan import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, Decision
 from keeptraining.engine.search import TrialRun
-from keeptraining.engine.strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, Decision
 from keeptraining.errors import InternalError, LedgerError, quote
 from keeptraining.output import wording
 from keeptraining.output import workflow_commands as gha
 from keeptraining.state import ledger as ledger_mod
 from keeptraining.state import safe_paths
+from keeptraining.state.folder import move_aside, state_folder_errors
 from keeptraining.state.ledger import FAILED, REACHED, Attempt, Ledger
 
 MAX_TREE_DEPTH = 8  # folders inside a trial's output folder that are moved into the state folder
@@ -122,7 +122,7 @@ def read_result(config: Config, folder: Path, job: TrialRun, number: int, round_
 
 def failed_record(config: Config, job: TrialRun, number: int, slot: int, round_no: int, why: str) -> Attempt:
     """The record of a slot that trained nothing usable (no result, a refused one, no engine...)."""
-    record = _new_record(config, job.plan(number), config.backend or "docker", None, None, job)
+    record = step.new_record(config, job.plan(number), config.backend or "docker", job=job)
     record.error, record.round, record.runner = f"Trial slot {slot}: {why}", round_no, {"slot": slot}
     return record
 

@@ -48,7 +48,8 @@ from typing import Any
 
 from keeptraining.config.search_space import Param, SearchSettings
 from keeptraining.config.settings import Config
-from keeptraining.engine.strategy import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, Decision, Plan
+from keeptraining.contract import env as contract_env
+from keeptraining.engine.plan import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, Decision, Plan
 from keeptraining.errors import LedgerError
 from keeptraining.output import wording
 from keeptraining.state.ledger import FAILED, REACHED, Attempt, Ledger
@@ -151,12 +152,7 @@ def format_value(value: Any) -> str:
 
 def hp_env(params: dict[str, Any]) -> dict[str, str]:
     """The trial's values as the training contract's ``KT_HP_<NAME>`` variables."""
-    env = {}
-    for name, value in params.items():
-        text = str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, float) \
-            else str(value)
-        env[f"KT_HP_{name.upper()}"] = text
-    return env
+    return contract_env.hyperparameters(params)
 
 
 # --------------------------------------------------------------------------- the ledger, validated

@@ -32,7 +32,7 @@ from typing import Any
 from keeptraining.config.settings import Config
 from keeptraining.contract import check as contract_check
 from keeptraining.contract import metrics as metrics_mod
-from keeptraining.engine.strategy import CONTINUE, Decision, Plan
+from keeptraining.engine.plan import CONTINUE, Decision, Plan
 from keeptraining.errors import KeeptrainingError, SliceError
 from keeptraining.output import wording
 from keeptraining.state.ledger import SLICED, Attempt, Ledger

@@ -1,101 +1,38 @@
-"""What the next attempt trains, and whether there is a next attempt at all.
+"""Which strategy plans and judges the chain: the one place that picks between them.
 
-The seed's rule, kept: attempt 1 trains ``epochs``; every further attempt trains
-the previous attempt's epochs + ``epoch_step``. With ``resume`` the next attempt starts from the previous
-checkpoint (``initial_epoch`` = epochs it already has) and trains only the added
-epochs; without it, it retrains from scratch. The chain is always bounded by
-``max_attempts`` (and ``max_epochs`` / ``max_epochs_total`` when set).
-``strategy: search`` (search.py) plans its attempts itself; ``decide`` hands over to it.
+* an unfinished (sliced) last attempt: its next run continues it (slices.py);
+* ``strategy: search``: a hyperparameter search (search.py);
+* else ``strategy: epochs``, the seed's rule (epochs.py).
+
+The shared types (``Plan``, ``Decision`` and the decision kinds) live in plan.py; they are named
+here too, for the callers that speak of "the strategy's" decision.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from keeptraining.config.settings import Config
-from keeptraining.output import wording
-from keeptraining.state.ledger import BELOW, FAILED, REACHED, SLICED, Attempt, Ledger
+from keeptraining.engine import epochs, search, slices
+from keeptraining.engine.epochs import next_epochs, plan
+from keeptraining.engine.plan import (
+    CHAIN_FAILED,
+    CHAIN_REACHED,
+    CONTINUE,
+    EXHAUSTED,
+    SUPERSEDED,
+    Decision,
+    Plan,
+)
+from keeptraining.state.ledger import SLICED, Ledger
 
-# Decision kinds.
-CONTINUE = "continue"  # below the threshold and budget left: run the next attempt
-CHAIN_REACHED = "reached"  # threshold reached: the chain ends well
-EXHAUSTED = "exhausted"  # budget spent below the threshold
-CHAIN_FAILED = "failed"  # the last attempt failed (crash, timeout, no metric)
-SUPERSEDED = "superseded"  # a newer chain took over the branch (decided at dispatch, not here)
-
-
-@dataclass(frozen=True)
-class Plan:
-    attempt: int
-    epochs: int  # total epochs after this attempt
-    initial_epoch: int  # epochs already in the checkpoint resumed from (0 when fresh)
-    resume_from: Attempt | None  # the attempt whose checkpoint is resumed
-
-
-@dataclass(frozen=True)
-class Decision:
-    kind: str  # CONTINUE | CHAIN_REACHED | EXHAUSTED | CHAIN_FAILED | SUPERSEDED
-    reason: str  # the verdict, one line (wording.py): what the CLI, the summary and the mail say
-    next_epochs: int | None = None  # only for CONTINUE
-    hint: str = ""  # what to do about it (a failure's fix), shown under the verdict in the mail
-    next_run: int = 1  # the next run's number within its attempt (> 1: it continues a sliced attempt)
-
-
-def next_epochs(config: Config, ledger: Ledger) -> int:
-    """The seed's rule: the last attempt's epochs + epoch_step (``epochs`` for the first)."""
-    last = ledger.last
-    total = config.epochs if last is None else last.epochs + config.epoch_step
-    return min(total, config.max_epochs) if config.max_epochs else total
-
-
-def plan(config: Config, ledger: Ledger, attempt: int, epochs: int | None = None) -> Plan:
-    """The plan for ``attempt``; ``epochs`` overrides the rule (a workflow_dispatch input)."""
-    total = epochs if epochs is not None else next_epochs(config, ledger)
-    previous = _resumable(ledger, attempt)
-    if config.resume and previous is not None and previous.epochs_reached is not None \
-            and previous.epochs_reached < total:
-        return Plan(attempt, total, previous.epochs_reached, previous)
-    return Plan(attempt, total, 0, None)
-
-
-def _resumable(ledger: Ledger, attempt: int) -> Attempt | None:
-    """The latest earlier attempt that left a checkpoint."""
-    for record in reversed(ledger.attempts):
-        if record.attempt < attempt and record.outcome != FAILED and record.checkpoint:
-            return record
-    return None
+__all__ = ["CHAIN_FAILED", "CHAIN_REACHED", "CONTINUE", "EXHAUSTED", "SUPERSEDED", "Decision", "Plan",
+           "decide", "next_epochs", "plan"]
 
 
 def decide(config: Config, ledger: Ledger) -> Decision:
     """After the ledger's last attempt: go on, or end the chain (and why, in the one wording)."""
     last = ledger.last
     if last is not None and last.outcome == SLICED:  # unfinished: its next run continues it
-        from keeptraining.engine import slices  # noqa: PLC0415 - slices builds on this module's Plan and Decision
-
         return slices.decide(config, ledger)
-    if config.strategy == "search":
-        from keeptraining.engine import search  # noqa: PLC0415 - search builds on this module's Plan and Decision
-
+    if config.strategy == search.SEARCH:
         return search.decide(config, ledger)
-    if last is None:
-        return Decision(CONTINUE, "No attempt yet.", next_epochs(config, ledger))
-    epochs = last.epochs_reached if last.epochs_reached is not None else last.epochs
-    if last.outcome == REACHED and last.metric is not None:
-        return Decision(CHAIN_REACHED, wording.reached(config.metric, last.metric, config.threshold,
-                                                       last.attempt, epochs))
-    if last.outcome == FAILED or last.metric is None:
-        return Decision(CHAIN_FAILED, wording.failed(last.attempt, last.error or "no metric was recorded"))
-    assert last.outcome == BELOW
-    best = ledger.best()
-    best_pair = (best.metric, best.attempt) if best is not None and best.metric is not None else None
-    if last.attempt >= config.max_attempts:
-        return Decision(EXHAUSTED, wording.exhausted(config.metric, last.attempt, best_pair))
-    if config.max_epochs_total and ledger.total_epochs_trained() >= config.max_epochs_total:
-        within = f"within max_epochs_total {config.max_epochs_total}"
-        return Decision(EXHAUSTED, wording.exhausted(config.metric, last.attempt, best_pair, within=within))
-    upcoming = next_epochs(config, ledger)
-    if config.max_epochs and upcoming <= (last.epochs_reached or 0):
-        return Decision(EXHAUSTED, wording.exhausted(config.metric, last.attempt, best_pair,
-                                                     max_epochs=config.max_epochs))
-    return Decision(CONTINUE, wording.below(config.metric, last.metric, config.threshold, last.attempt,
-                                            epochs, upcoming), upcoming)
+    return epochs.decide(config, ledger)

@@ -18,60 +18,20 @@ does this for an unmodified script; a script that follows the contract may read 
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from keeptraining.config.settings import Config
+from keeptraining.contract.deadline import MARGIN_MAX_S, MARGIN_MIN_S, MARGIN_SHARE, Budget, margin
+from keeptraining.contract.env import DEADLINE as ENV
 from keeptraining.output import workflow_commands as gha
 
-ENV = "KT_DEADLINE"
+# Budget (the limits of one run, and the KT_DEADLINE they give) is the training contract's
+# (contract/deadline.py); it is named here too, beside the rule that fills it.
+__all__ = ["DEFAULT_JOB_MINUTES", "ENV", "MARGIN_MAX_S", "MARGIN_MIN_S", "MARGIN_SHARE", "STARTED_ENV",
+           "Budget", "budget", "job_deadline", "margin"]
+
 STARTED_ENV = "KT_ACTION_STARTED"  # Unix time of the action's first step (set by action.yml)
 DEFAULT_JOB_MINUTES = 360  # GitHub's default timeout-minutes, and its hosted runners' maximum
-MARGIN_SHARE = 0.1  # of a limit, kept free for what follows the training ...
-MARGIN_MIN_S = 5.0  # ... at least this ...
-MARGIN_MAX_S = 900.0  # ... and at most 15 minutes
-
-
-def margin(limit_s: float) -> float:
-    """Seconds kept free before a limit of ``limit_s`` seconds: 10 %, between 5 s and 15 min, and
-    never more than half of it (a 4 s timeout still leaves 2 s to train)."""
-    return min(MARGIN_MAX_S, max(MARGIN_MIN_S, limit_s * MARGIN_SHARE), limit_s / 2)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The limits of one run; ``deadline`` turns them into a Unix time once training starts."""
-
-    timeout_s: float  # keeptraining kills the training after this many seconds
-    budget_s: float | None = None  # time_budget: seconds the run may train
-    job_deadline: float | None = None  # Unix time by which the training must end for the job's sake
-
-    def deadline(self, started: float) -> int:
-        """Whole Unix seconds by which training that started at ``started`` should have stopped."""
-        limits = [started + self.timeout_s - margin(self.timeout_s)]
-        if self.budget_s is not None:
-            limits.append(started + self.budget_s)
-        if self.job_deadline is not None:
-            limits.append(self.job_deadline)
-        return math.floor(min(limits))
-
-    def env(self, started: float | None = None) -> dict[str, str]:
-        """``{"KT_DEADLINE": ...}`` for training that starts now (or at ``started``)."""
-        return {ENV: str(self.deadline(time.time() if started is None else started))}
-
-    def describe(self) -> str:
-        """What bounds a run's training, for the log."""
-        parts = [f"timeout {self.timeout_s:g} s"]
-        if self.budget_s is not None:
-            parts.insert(0, f"time_budget {self.budget_s:g} s")
-        if self.job_deadline is not None:
-            when = time.strftime("%H:%M:%S UTC", time.gmtime(self.job_deadline))
-            parts.append(f"the job's limit (training ends by {when})")
-        return ", ".join(parts)
-
-
 def job_deadline(config: Config, env: Mapping[str, str]) -> float | None:
     """On GitHub Actions: the Unix time by which training must end so the job can save and upload
     before its ``timeout-minutes``; None elsewhere, or when the action's start is unknown."""

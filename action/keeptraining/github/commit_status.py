@@ -19,7 +19,7 @@ from github import GithubException
 
 from keeptraining.config.settings import Config
 from keeptraining.engine import strategy
-from keeptraining.engine.strategy import Decision
+from keeptraining.engine.plan import Decision
 from keeptraining.github import dispatch
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import summary as report

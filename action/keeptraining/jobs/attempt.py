@@ -16,29 +16,38 @@ before the error leaves through the CLI as an ``::error::`` and a non-zero exit.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from keeptraining.backends import select as backends
 from keeptraining.config.settings import Config
-from keeptraining.engine import chain, search, slices, strategy
+from keeptraining.engine import chain, search, slices, step, strategy
 from keeptraining.errors import (
     ConfigError,
-    DispatchError,
     InternalError,
     KeeptrainingError,
     LedgerError,
     NotifyError,
+    RestoreError,
 )
 from keeptraining.github import commit_status, dispatch, restore
 from keeptraining.jobs import champion_check
+from keeptraining.jobs.inputs import (
+    JobInputs,
+    attempt_label,
+    attempt_number,
+    chain_info,
+    github_context,
+    run_info,
+    run_url,
+    token,
+    wants_dispatch,
+)
 from keeptraining.output import wording
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import mail as notify
@@ -47,71 +56,14 @@ from keeptraining.reports import summary as report
 from keeptraining.state import ledger
 from keeptraining.state import lock as state_lock
 
-TOKEN_VARS = ("KT_GITHUB_TOKEN", "GITHUB_TOKEN")
-
-
-_COMMIT = restore.FULL_SHA
-_BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,255}")
-
-
-def _checked(value: str, pattern: re.Pattern[str], what: str) -> str:
-    if value and not pattern.fullmatch(value):
-        raise ConfigError(f"{what} = {value!r} is not valid.",
-                          hint=f"Pass a {what} such as the workflow's github.sha (the full commit id) / "
-                               "github.ref_name.")
-    return value
-
-
-def chain_info(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
-    commit = args.commit or env.get("KT_INPUT_COMMIT") or env.get("GITHUB_SHA", "")
-    branch = args.branch or env.get("KT_INPUT_BRANCH") or env.get("GITHUB_REF_NAME", "")
-    info = {
-        "commit": _checked(commit.strip(), _COMMIT, "commit"),
-        "branch": _checked(branch.strip(), _BRANCH, "branch"),
-        "repository": env.get("GITHUB_REPOSITORY", ""),
-        "server_url": env.get("GITHUB_SERVER_URL", ""),
-    }
-    return {k: v for k, v in info.items() if v}
-
-
-def run_info(env: Mapping[str, str]) -> dict[str, Any]:
-    run_id = env.get("GITHUB_RUN_ID")
-    if not run_id or not gha.in_actions(env):
-        return {}
-    url = f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}" \
-          f"/actions/runs/{run_id}"
-    return {"id": run_id, "attempt": env.get("GITHUB_RUN_ATTEMPT", "1"), "url": url}
+# A merge job's "training": the round's trials, merged (jobs/rounds.py's merge).
+Merge = Callable[[JobInputs, Config, Mapping[str, str], Mapping[str, Any], RestoreError | None],
+                 chain.AttemptReport]
 
 
 def explicit_epochs(config: Config) -> int | None:
     """Epochs given for *this* attempt (flag or action input), not the first-attempt default."""
     return config.epochs if config.sources.get("epochs") in ("command line", "action inputs") else None
-
-
-def attempt_number(args: argparse.Namespace, env: Mapping[str, str]) -> int | None:
-    label = attempt_label(args, env)
-    return label[0] if label is not None else None
-
-
-def attempt_label(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[int, int] | None:
-    """(attempt, run within it): the input ``3`` is (3, 1), ``3.2`` (3, 2) (slices.py); None when unset."""
-    if args.attempt_number is not None:
-        return int(args.attempt_number), 1
-    raw = env.get("KT_INPUT_ATTEMPT", "").strip()
-    if not raw:
-        return None
-    label = slices.parse_label(raw)
-    if label is None:
-        raise ConfigError(f"input attempt = {raw!r} is not valid; expected a whole number >= 1 (or N.K, "
-                          "the K-th run of attempt N).")
-    return label
-
-
-def wants_dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> bool:
-    raw = env.get("KT_INPUT_DISPATCH", "").strip().lower()
-    if raw not in ("", "true", "false"):
-        raise ConfigError(f"input dispatch = {raw!r} is not valid; expected true or false.")
-    return bool(args.dispatch) or raw == "true"
 
 
 @dataclass
@@ -126,37 +78,39 @@ class _Progress:
     statuses: dispatch.GitHubContext | None = None  # where the commit status goes (None: nowhere)
 
 
-def run(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.environ) -> int:
-    """One attempt; outputs, summary and (at the end of a chain) mail, on every way out."""
+def run(inputs: JobInputs, config: Config, env: Mapping[str, str] = os.environ, *,
+        merge: Merge | None = None) -> int:
+    """One attempt (with ``merge``: a round's merge job, whose training is merging the round's trials);
+    outputs, summary and (at the end of a chain) mail, on every way out."""
     progress = _Progress()
     with contextlib.ExitStack() as stack:
         try:
-            progress.info = chain_info(args, env)  # the chain's inputs first: a bad one is named first
-            attempt_number(args, env)
+            progress.info = chain_info(inputs, env)  # the chain's inputs first: a bad one is named first
+            attempt_number(inputs, env)
             restore.parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
             if config.commit_status and progress.info.get("commit"):  # inputs valid: GitHub may be called
-                progress.statuses = _github_context(env, _token(env), progress.info)
-            progress.ws = chain.workspace(config, args.repo)
+                progress.statuses = github_context(env, token(env), progress.info)
+            progress.ws = chain.workspace(config, inputs.repo)
             stack.enter_context(state_lock.hold(progress.ws.state_dir))
             progress.locked = True
-            _train_and_dispatch(args, config, env, progress)
+            _train_and_dispatch(inputs, config, env, progress, merge)
         except KeyboardInterrupt:  # SIGINT/SIGTERM: the chain recorded it; say how to go on, then stop
             _interrupted(config, env, progress)
             raise
         except Exception as exc:  # every failure, a bug included, goes through _fail
             error = exc if isinstance(exc, KeeptrainingError) else InternalError.from_exception(exc)
-            raise _fail(args, config, env, progress, error) from None
+            raise _fail(inputs, config, env, progress, error) from None
         result = progress.report
         assert result is not None
         if gha.in_actions(env):
             chain.prune_checkpoints(progress.ws.state_dir, result.ledger, _promotable(config, result.ledger))
         _write_outputs(result.record, result.ledger, result.decision, progress.next_run)
         _write_summary(config, result, progress.next_run)
-        _post_status(progress, commit_status.verdict(config, result.ledger, result.decision, _run_url(env),
+        _post_status(progress, commit_status.verdict(config, result.ledger, result.decision, run_url(env),
                                                      progress.next_run.get("url")))
         if result.decision.kind == strategy.CHAIN_REACHED:  # the data's files, for the publish job's card
             model_card.record_data_files(config, progress.ws.state_dir, env)
-            _against_champion(config, args.repo, progress.ws.state_dir, result, env)
+            _against_champion(config, inputs.repo, progress.ws.state_dir, result, env)
         if result.decision.kind != strategy.CONTINUE:
             notify_end(config, result, progress.ws.state_dir)
     return 0
@@ -171,10 +125,6 @@ def _against_champion(config: Config, repo: Path, state_dir: Path, result: chain
         gha.write_summary(f"**{report.md_escape(checked.reason)}**", env)
         if not checked.latest:
             result.decision = dataclasses.replace(result.decision, hint=checked.reason)
-
-
-def _token(env: Mapping[str, str]) -> str:
-    return next((env[v] for v in TOKEN_VARS if env.get(v)), "")
 
 
 def _post_status(progress: _Progress, status: commit_status.Status) -> None:
@@ -193,35 +143,26 @@ def _promotable(config: Config, book: ledger.Ledger) -> set[int]:
         return set()
 
 
-def _train_and_dispatch(args: argparse.Namespace, config: Config, env: Mapping[str, str],
-                        progress: _Progress) -> None:
+def _train_and_dispatch(inputs: JobInputs, config: Config, env: Mapping[str, str],
+                        progress: _Progress, merge: Merge | None) -> None:
     """Train, record, and dispatch the next attempt; raises whatever ended the attempt."""
-    token = _token(env)
-    args.dispatch = wants_dispatch(args, env)
-    if args.dispatch and not (token and env.get("GITHUB_REPOSITORY")):
+    given = token(env)
+    dispatching = wants_dispatch(inputs, env)
+    if dispatching and not (given and env.get("GITHUB_REPOSITORY")):
         raise ConfigError("--dispatch needs GITHUB_REPOSITORY and a token in GITHUB_TOKEN.",
                           hint="Run it inside GitHub Actions with `github-token: ${{ github.token }}` "
                                "and `permissions: actions: write`.")
-    number = attempt_number(args, env)
+    number = attempt_number(inputs, env)
     assert progress.ws is not None
     unrestored = restore.problem(env, progress.ws.state_dir, str(progress.info.get("commit", "")), number)
-    github = _github_context(env, token, progress.info)
-    _post_status(progress, commit_status.starting(config, number, _run_url(env)))
-    if args.dispatch and github is not None:
-        _warn_without_attempt_marker(github, *(attempt_label(args, env) or (1, 1)))
-    if getattr(args, "merge", False):  # the merge job of a round of parallel trials
-        from keeptraining.jobs import rounds as round_step  # noqa: PLC0415 - it builds on this module
-
-        result = round_step.merge(args, config, env, progress.info, unrestored)
-    elif unrestored is not None:
-        result = chain.record_unrestored(config, args.repo, unrestored, attempt=number,
-                                         epochs=explicit_epochs(config), chain_info=progress.info,
-                                         run_info=run_info(env))
+    github = github_context(env, given, progress.info)
+    _post_status(progress, commit_status.starting(config, number, run_url(env)))
+    if dispatching and github is not None:
+        _warn_without_attempt_marker(github, *(attempt_label(inputs, env) or (1, 1)))
+    if merge is not None:  # the merge job of a round of parallel trials
+        result = merge(inputs, config, env, progress.info, unrestored)
     else:
-        backend = backends.select(config, args.repo, allow_local_fallback=False, say=print, on_line=print)
-        result = chain.run_attempt(config, args.repo, backend, attempt=number,
-                                   epochs=explicit_epochs(config), chain_info=progress.info,
-                                   run_info=run_info(env))
+        result = _train(inputs, config, env, progress, number, unrestored)
     progress.report = result
     # A search goes on past a failed trial (CONTINUE after a failure); any other failure ends here.
     if result.error is not None and result.decision.kind != strategy.CONTINUE:
@@ -230,10 +171,21 @@ def _train_and_dispatch(args: argparse.Namespace, config: Config, env: Mapping[s
     if result.error is not None:
         gha.warn(f"Trial of attempt {result.record.attempt} failed; the search goes on: "
                  f"{result.error.message}", title=result.error.title)
-    if args.dispatch and result.decision.kind == strategy.CONTINUE:
-        assert progress.ws is not None
-        progress.next_run = _dispatch(result, progress.info, token, env, config)
+    if dispatching and result.decision.kind == strategy.CONTINUE:
+        progress.next_run = _dispatch(result, progress.info, given, env, config)
         ledger.save(progress.ws.state_dir, result.ledger)
+
+
+def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _Progress,
+           number: int | None, unrestored: RestoreError | None) -> chain.AttemptReport:
+    """The attempt's training; when the state to resume was not restored, its failure, recorded."""
+    if unrestored is not None:
+        return chain.record_unrestored(config, inputs.repo, unrestored, attempt=number,
+                                       epochs=explicit_epochs(config), chain_info=progress.info,
+                                       run_info=run_info(env))
+    backend = backends.select(config, inputs.repo, allow_local_fallback=False, say=print, on_line=print)
+    return chain.run_attempt(config, inputs.repo, backend, attempt=number, epochs=explicit_epochs(config),
+                             chain_info=progress.info, run_info=run_info(env))
 
 
 # Failures reported without touching the ledger: the configuration, the ledger itself (or its
@@ -241,18 +193,18 @@ def _train_and_dispatch(args: argparse.Namespace, config: Config, env: Mapping[s
 _NOT_RECORDED = (ConfigError, LedgerError, NotifyError)
 
 
-def _fail(args: argparse.Namespace, config: Config, env: Mapping[str, str], progress: _Progress,
+def _fail(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _Progress,
           error: KeeptrainingError) -> KeeptrainingError:
     """The one way out of a failed attempt: record, outputs, summary, mail; returns the error to raise."""
     result = progress.report
     if result is None and progress.locked and not isinstance(error, _NOT_RECORDED):
-        result = _record_early(args, config, env, progress, error)
+        result = _record_early(inputs, config, env, progress, error)
     elif result is not None and result.error is not error:  # trained, then dispatch (or a bug) failed
-        result.record.error = " ".join(error.message.split())[:2000]
+        result.record.error = step.error_text(error)
         _save_quietly(progress, result.ledger)
     record = result.record if result is not None else None
     book = result.ledger if result is not None else _readable_ledger(progress, error)
-    number = record.attempt if record is not None else _attempt_input(args, env)
+    number = record.attempt if record is not None else _attempt_input(inputs, env)
     decision = strategy.Decision(strategy.CHAIN_FAILED, wording.failed(number, error.message),
                                  hint=error.hint)
     log_tail = result.log_tail if result is not None else str(getattr(error, "log_tail", "") or "")
@@ -261,10 +213,10 @@ def _fail(args: argparse.Namespace, config: Config, env: Mapping[str, str], prog
     _write_outputs(record, book, decision, {}, attempt=number)
     failure = report.failure_markdown(error.title, error.message, error.hint, log_tail)
     gha.write_summary(report.job_summary(book, config, decision, failure=failure))
-    _post_status(progress, commit_status.verdict(config, book, decision, _run_url(env)))
+    _post_status(progress, commit_status.verdict(config, book, decision, run_url(env)))
     final = chain.AttemptReport(record or _placeholder(number), decision, book, error, log_tail)
     try:
-        notify_end(config, final, _state_dir(config, args, progress))
+        notify_end(config, final, _state_dir(config, inputs, progress))
     except NotifyError as exc:  # the attempt's error is the one to report; the mail's is a warning
         gha.warn(exc.message, title=exc.title)
     return error
@@ -278,11 +230,11 @@ def fail_before_config(error: KeeptrainingError) -> None:
     gha.write_summary(report.failure_summary(text, error.title, error.message, error.hint))
 
 
-def _record_early(args: argparse.Namespace, config: Config, env: Mapping[str, str], progress: _Progress,
+def _record_early(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _Progress,
                   error: KeeptrainingError) -> chain.AttemptReport | None:
     """Record an attempt that failed before training (no engine, a bug); None if that cannot be done."""
     try:
-        return chain.record_failure(config, args.repo, error, attempt=attempt_number(args, env),
+        return chain.record_failure(config, inputs.repo, error, attempt=attempt_number(inputs, env),
                                     chain_info=progress.info, run_info=run_info(env))
     except Exception as exc:  # the failure path must not fail: report the first error, not this one
         why = exc.message if isinstance(exc, KeeptrainingError) else f"{type(exc).__name__}: {exc}"
@@ -310,9 +262,9 @@ def _readable_ledger(progress: _Progress, error: KeeptrainingError) -> ledger.Le
         return ledger.Ledger()
 
 
-def _attempt_input(args: argparse.Namespace, env: Mapping[str, str]) -> int | None:
+def _attempt_input(inputs: JobInputs, env: Mapping[str, str]) -> int | None:
     try:
-        return attempt_number(args, env)
+        return attempt_number(inputs, env)
     except ConfigError:
         return None
 
@@ -322,11 +274,11 @@ def _placeholder(number: int | None) -> ledger.Attempt:
                           outcome=ledger.FAILED)
 
 
-def _state_dir(config: Config, args: argparse.Namespace, progress: _Progress) -> Path:
+def _state_dir(config: Config, inputs: JobInputs, progress: _Progress) -> Path:
     if progress.ws is not None:
         return progress.ws.state_dir
     state = Path(config.state_dir)
-    return state if state.is_absolute() else Path(args.repo) / state
+    return state if state.is_absolute() else Path(inputs.repo) / state
 
 
 def notify_end(config: Config, final: chain.AttemptReport, state_dir: Path) -> str | None:
@@ -340,22 +292,6 @@ def notify_end(config: Config, final: chain.AttemptReport, state_dir: Path) -> s
         gha.annotate("notice", "No smtp-server is configured, so no mail was sent; the message is in "
                      "the chain state artifact (outbox/).", title="No mail sent")
     return where
-
-
-def _github_context(env: Mapping[str, str], token: str,
-                    info: Mapping[str, Any]) -> dispatch.GitHubContext | None:
-    """Where this run's GitHub is, when keeptraining runs in GitHub Actions with a token; else None."""
-    if not (gha.in_actions(env) and token and env.get("GITHUB_REPOSITORY")):
-        return None
-    try:
-        return dispatch.context_from_env(env, token, ref=info.get("branch") or None)
-    except DispatchError:
-        return None
-
-
-def _run_url(env: Mapping[str, str]) -> str | None:
-    url = run_info(env).get("url")
-    return str(url) if url else None
 
 
 def _warn_without_attempt_marker(github: dispatch.GitHubContext, attempt: int, run: int) -> None:

@@ -10,7 +10,7 @@ A round is one workflow run: a matrix of N trial jobs, then one merge job.
   decides. A slot the round does not need (the budget or the grid has fewer trials left) trains
   nothing. A trial job never dispatches, mails or holds the SMTP secrets.
 * ``keeptraining merge``, in the merge job (``needs`` every trial job, runs even when one failed):
-  attempt_step.run with ``merge`` set, whose training is ``merge``: the same restored state, the
+  jobs/attempt.run with ``merge=merge``, whose training is ``merge``: the same restored state, the
   trials' artifacts downloaded into ``.keeptraining-trials/slot-<k>/``, merged
   (rounds.merge_round), decided as one round; then, as for any attempt, the dispatch of the next
   round (exactly once: a re-run of a trial job re-runs the merge, which finds the next round
@@ -19,7 +19,6 @@ A round is one workflow run: a matrix of N trial jobs, then one merge job.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from collections.abc import Mapping
@@ -31,7 +30,8 @@ from keeptraining.config.settings import Config
 from keeptraining.engine import chain, parallel, rounds, strategy
 from keeptraining.errors import ConfigError, KeeptrainingError, LedgerError, RestoreError, TrainingError
 from keeptraining.github import commit_status, restore
-from keeptraining.jobs import attempt as attempt_step
+from keeptraining.jobs import inputs as job_inputs
+from keeptraining.jobs.inputs import JobInputs
 from keeptraining.output import wording
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import rounds_table as round_report
@@ -45,28 +45,10 @@ from keeptraining.state import lock as state_lock
 # folder travels inside the artifact), giving <TRIALS_DIR>/slot-<k>/.
 TRIAL_DIR = ".keeptraining-trial"
 TRIALS_DIR = ".keeptraining-trials"
-MAX_SLOT = 20  # the schema's bound on parallel (and the reusable workflow's matrix table)
-
-
-def slot_number(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """This trial job's slot: ``--slot`` or the action input ``trial`` (the matrix value), 1..20."""
-    raw = str(args.slot) if getattr(args, "slot", None) is not None else env.get("KT_INPUT_TRIAL", "").strip()
-    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_SLOT):
-        raise ConfigError(f"trial = {raw[:20]!r} is not a trial slot; expected a whole number from 1 to "
-                          f"{MAX_SLOT} (the reusable workflow passes its matrix value).")
-    return int(raw)
-
-
-def runner_info(env: Mapping[str, str]) -> dict[str, Any]:
-    """Which job and runner trained the trial, for the ledger (names only, never a token)."""
-    names = {"job": "GITHUB_JOB", "runner": "RUNNER_NAME", "os": "RUNNER_OS", "arch": "RUNNER_ARCH"}
-    return {key: wording.one_line(env[var], 100) for key, var in names.items() if env.get(var)}
-
-
-def _round_start(args: argparse.Namespace, env: Mapping[str, str], ledger: ledger_mod.Ledger) -> int:
+def _round_start(inputs: JobInputs, env: Mapping[str, str], ledger: ledger_mod.Ledger) -> int:
     """The round's first attempt, from the restored ledger; the ``attempt`` input must agree."""
     first = rounds.first_attempt(ledger)
-    given = attempt_step.attempt_number(args, env)
+    given = job_inputs.attempt_number(inputs, env)
     if given is not None and given != first:
         hint = (f"Dispatch attempt {first} with the run of the previous round as resume-run-id, or start a "
                 f"new chain. {restore.fresh_chain_hint()}")
@@ -78,10 +60,10 @@ def _round_start(args: argparse.Namespace, env: Mapping[str, str], ledger: ledge
 # --------------------------------------------------------------------------- a trial job
 
 
-def run_trial(args: argparse.Namespace, config: Config, env: Mapping[str, str] = os.environ) -> int:
+def run_trial(inputs: JobInputs, config: Config, env: Mapping[str, str] = os.environ) -> int:
     """``keeptraining trial``: train this job's slot of the round; the merge job records and decides."""
     try:
-        return _trial(args, config, env)
+        return _trial(inputs, config, env)
     except KeeptrainingError as exc:
         gha.set_outputs({"slot": "", "chain-status": strategy.CHAIN_FAILED})
         gha.write_summary(report.failure_summary(wording.one_line(f"Trial job failed: {exc.message}", 300),
@@ -89,19 +71,19 @@ def run_trial(args: argparse.Namespace, config: Config, env: Mapping[str, str] =
         raise
 
 
-def _trial(args: argparse.Namespace, config: Config, env: Mapping[str, str]) -> int:
-    slot = slot_number(args, env)
-    info = attempt_step.chain_info(args, env)
+def _trial(inputs: JobInputs, config: Config, env: Mapping[str, str]) -> int:
+    slot = job_inputs.slot_number(inputs, env)
+    info = job_inputs.chain_info(inputs, env)
     restore.parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
-    ws = chain.workspace(config, args.repo)
+    ws = chain.workspace(config, inputs.repo)
     with state_lock.hold(ws.state_dir):
         problem = restore.problem(env, ws.state_dir, str(info.get("commit", "")),
-                                  attempt_step.attempt_number(args, env))
+                                  job_inputs.attempt_number(inputs, env))
         if problem is not None:
             raise RestoreError(f"Trial slot {slot} cannot train: {problem.message}",
                                hint="The merge job of this round records it and ends the chain.")
         ledger = ledger_mod.load(ws.state_dir)
-        first = _round_start(args, env, ledger)
+        first = _round_start(inputs, env, ledger)
         jobs = rounds.plan_round(config, ledger)
         folder = _fresh_trial_dir(ws.repo_root / TRIAL_DIR) / f"slot-{slot}"
         if slot > len(jobs):
@@ -112,7 +94,7 @@ def _trial(args: argparse.Namespace, config: Config, env: Mapping[str, str]) -> 
         round_no, job = rounds.round_number(ledger), jobs[slot - 1]
         if slot == 1:
             _post_round_status(config, env, info, round_no, first, len(jobs))
-        record, error = _train(args, config, env, ws, ledger, job, slot, folder, round_no)
+        record, error = _train(inputs, config, env, ws, ledger, job, slot, folder, round_no)
     gha.set_outputs({"slot": str(slot), "attempt": str(record.attempt), "trial": str(record.trial),
                      "accuracy": f"{record.metric:.4f}" if record.metric is not None else "",
                      "outcome": record.outcome, "chain-status": strategy.CONTINUE})
@@ -123,23 +105,23 @@ def _trial(args: argparse.Namespace, config: Config, env: Mapping[str, str]) -> 
     return 0
 
 
-def _train(args: argparse.Namespace, config: Config, env: Mapping[str, str], ws: chain.Workspace,
+def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], ws: chain.Workspace,
            ledger: ledger_mod.Ledger, job: Any, slot: int, folder: Path,
            round_no: int) -> tuple[ledger_mod.Attempt, KeeptrainingError | None]:
     """The slot's training; a backend that cannot run (no engine, a failed image build) is the trial's
     failure, recorded for the merge like any other."""
-    run_info = attempt_step.run_info(env)
+    run_info = job_inputs.run_info(env)
     try:
-        backend = backends.select(config, args.repo, allow_local_fallback=False, say=print, on_line=print)
+        backend = backends.select(config, inputs.repo, allow_local_fallback=False, say=print, on_line=print)
     except KeeptrainingError as exc:
         number = rounds.first_attempt(ledger) + slot - 1
         record = rounds.failed_record(config, job, number, slot, round_no, exc.message)
-        record.run, record.runner = dict(run_info), {"slot": slot, **runner_info(env)}
+        record.run, record.runner = dict(run_info), {"slot": slot, **job_inputs.runner_info(env)}
         rounds.write_result(folder, record)
         return record, exc
     record, error, _tail = parallel.train_slot(
         config, ws, backend, ledger, job, slot, folder, round_no=round_no, run_info=run_info,
-        runner=runner_info(env), say=print)
+        runner=job_inputs.runner_info(env), say=print)
     return record, error
 
 
@@ -157,11 +139,11 @@ def _post_round_status(config: Config, env: Mapping[str, str], info: Mapping[str
     """Slot 1 sets the commit status to pending while the round trains (the merge sets the verdict)."""
     if not (config.commit_status and info.get("commit")):
         return
-    ctx = attempt_step._github_context(env, attempt_step._token(env), info)
+    ctx = job_inputs.github_context(env, job_inputs.token(env), info)
     if ctx is None:
         return
     last = first + count - 1
-    url = attempt_step.run_info(env).get("url")
+    url = job_inputs.run_info(env).get("url")
     target = f"{config.metric} ≥ {report.fmt_threshold(config.threshold)}"
     status = commit_status.Status("pending", f"Training round {round_no}: attempts {first}-{last}/"
                                   f"{config.max_attempts}, {target}", str(url) if url else None)
@@ -171,14 +153,14 @@ def _post_round_status(config: Config, env: Mapping[str, str], info: Mapping[str
 # --------------------------------------------------------------------------- the merge job
 
 
-def merge(args: argparse.Namespace, config: Config, env: Mapping[str, str], info: Mapping[str, Any],
+def merge(inputs: JobInputs, config: Config, env: Mapping[str, str], info: Mapping[str, Any],
           unrestored: RestoreError | None) -> chain.AttemptReport:
-    """The merge job's "training" (attempt_step.run with ``merge``): the round's results, merged."""
+    """The merge job's "training" (jobs/attempt.run with ``merge=merge``): the round's results, merged."""
     if unrestored is not None:  # every trial job met the same state: nothing of this round can be merged
         raise unrestored
-    ws = chain.workspace(config, args.repo)
+    ws = chain.workspace(config, inputs.repo)
     ledger = ledger_mod.load(ws.state_dir)
-    _round_start(args, env, ledger)
+    _round_start(inputs, env, ledger)
     jobs = rounds.plan_round(config, ledger)
     if not jobs:
         raise LedgerError("This round had no trial to train: the search's budget or grid was used up.",

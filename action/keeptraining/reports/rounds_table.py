@@ -1,14 +1,14 @@
 """What a person reads about rounds of parallel trials: each round's trials side by side.
 
-Used by report.job_summary when the ledger holds rounds, and by a trial job's own summary.
-Every value from the ledger (runner names, errors) is escaped for markdown, like report.py.
+Used by summary.job_summary when the ledger holds rounds, and by a trial job's own summary.
+Every value from the ledger (runner names, errors) is escaped for markdown (markup.py).
 """
 
 from __future__ import annotations
 
 from keeptraining.config.settings import Config
 from keeptraining.engine import search
-from keeptraining.reports import summary as report
+from keeptraining.reports import markup
 from keeptraining.state.ledger import FAILED, REACHED, Attempt, Ledger
 
 _MARKS = {REACHED: "✅", FAILED: "❌"}
@@ -34,12 +34,12 @@ def where(record: Attempt) -> str:
 def cell(record: Attempt, config: Config, *, slot: bool = False) -> str:
     """One trial in a round's row: trial, rung, result, runner (and slot), escaped markdown."""
     if record.outcome == FAILED or record.metric is None:
-        result = f"❌ failed: {report.md_escape(record.error or 'no metric', 80)}"
+        result = f"❌ failed: {markup.md_escape(record.error or 'no metric', 80)}"
     else:
         result = f"{_MARKS.get(record.outcome, '')} {record.metric:.4f}".strip()
     in_slot = f"slot {(record.runner or {}).get('slot', '?')} · " if slot else ""
     return (f"trial {record.trial} · rung {record.rung}<br>{result}<br>"
-            f"<sub>attempt {record.attempt} · {in_slot}{report.md_escape(where(record), 60)}</sub>")
+            f"<sub>attempt {record.attempt} · {in_slot}{markup.md_escape(where(record), 60)}</sub>")
 
 
 def _by_slot(records: list[Attempt]) -> bool:
@@ -70,11 +70,11 @@ def rounds_markdown(ledger: Ledger, config: Config) -> str:
 
 def trial_summary(record: Attempt, config: Config) -> str:
     """A trial job's own summary: what it trained and how it ended (the merge job has the chain's)."""
-    values = report.md_escape(search.values_text(record.trial_params), 300)
+    values = markup.md_escape(search.values_text(record.trial_params), 300)
     if record.outcome == FAILED or record.metric is None:
-        result = f"failed: {report.md_escape(record.error or 'no metric', 500)}"
+        result = f"failed: {markup.md_escape(record.error or 'no metric', 500)}"
     else:
-        result = f"{report.md_escape(config.metric, 40)} {record.metric:.4f} ({record.outcome})"
+        result = f"{markup.md_escape(config.metric, 40)} {record.metric:.4f} ({record.outcome})"
     return (f"## keeptraining: round {record.round}, slot {(record.runner or {}).get('slot', '?')}\n\n"
             f"Attempt {record.attempt}: trial {record.trial} ({values}), rung {record.rung}, epochs "
             f"{record.initial_epoch} → {record.epochs}: {result}. The round's merge job records it and "

@@ -1,7 +1,7 @@
 """What a person reads about a search: the best values, every trial, and a chart.
 
-Used by report.py (terminal, job summary, chart.png) and notify.py (the mail) when
-``strategy: search``. Like report.py, every value from the ledger is escaped for where it
+Used by summary.py (terminal, job summary, chart.png) and mail.py (the mail) when
+``strategy: search``. Like summary.py, every value from the ledger is escaped for where it
 goes; a ledger that does not validate against the search (search.validated_trials) gives no
 search section rather than an error, so a failure report is never lost for it.
 """
@@ -16,7 +16,7 @@ from keeptraining.config.settings import Config
 from keeptraining.engine import search
 from keeptraining.engine.search import Trial
 from keeptraining.errors import LedgerError
-from keeptraining.reports import summary as report
+from keeptraining.reports import markup
 from keeptraining.state.ledger import SLICED, Ledger
 
 # Status of a trial, as the tables show it.
@@ -83,10 +83,10 @@ def best_line(ledger: Ledger, config: Config) -> str:
     where = ""
     if run.round is not None:  # parallel trials: which round, slot and runner trained it
         runner = run.runner or {}
-        name = f" on {report.one_line(runner['runner'], 100)}" if runner.get("runner") else ""
+        name = f" on {markup.one_line(runner['runner'], 100)}" if runner.get("runner") else ""
         where = f", round {run.round} slot {runner.get('slot', '?')}{name}"
-    return (f"Best trial {best.number}: {report.one_line(config.metric, 40)} {best.best:.4f} with "
-            f"{report.one_line(search.values_text(best.params), 300)} ({best.epochs} epochs, "
+    return (f"Best trial {best.number}: {markup.one_line(config.metric, 40)} {best.best:.4f} with "
+            f"{markup.one_line(search.values_text(best.params), 300)} ({best.epochs} epochs, "
             f"attempt {run.attempt}{where}).")
 
 
@@ -100,9 +100,9 @@ def trials_table(ledger: Ledger, config: Config) -> str:
     if not found:
         return ""
     names = list(found[0].values)
-    header = ["Trial", *(report.one_line(n, 24) for n in names), "Rung", "Epochs",
-              report.one_line(config.metric, 20), "Status"]
-    body = [[str(r.number), *(report.one_line(r.values[n], 24) for n in names), str(r.rung), str(r.epochs),
+    header = ["Trial", *(markup.one_line(n, 24) for n in names), "Rung", "Epochs",
+              markup.one_line(config.metric, 20), "Status"]
+    body = [[str(r.number), *(markup.one_line(r.values[n], 24) for n in names), str(r.rung), str(r.epochs),
              _metric(r.result), r.status] for r in found]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
@@ -116,11 +116,11 @@ def trials_markdown(ledger: Ledger, config: Config) -> str:
     if not found:
         return ""
     names = list(found[0].values)
-    lines = ["| Trial | " + " | ".join(report.md_escape(n, 40) for n in names) +
-             f" | Rung | Epochs | {report.md_escape(config.metric, 40)} | Status | Attempts |",
+    lines = ["| Trial | " + " | ".join(markup.md_escape(n, 40) for n in names) +
+             f" | Rung | Epochs | {markup.md_escape(config.metric, 40)} | Status | Attempts |",
              "| ---: | " + " | ".join("---" for _ in names) + " | ---: | ---: | ---: | --- | --- |"]
     for r in found:
-        cells = " | ".join(report.md_escape(r.values[n], 60) for n in names)
+        cells = " | ".join(markup.md_escape(r.values[n], 60) for n in names)
         lines.append(f"| {r.number} | {cells} | {r.rung} | {r.epochs} | {_metric(r.result)} | {r.status} "
                      f"| {', '.join(str(a) for a in r.attempts)} |")
     return "\n".join(lines)
@@ -132,13 +132,13 @@ def trials_html(ledger: Ledger, config: Config) -> str:
         return ""
     names = list(found[0].values)
     cell = 'style="padding:4px 10px;border:1px solid #ddd"'
-    head = "".join(f"<th {cell}>{report.html_text(h, 40)}</th>"
+    head = "".join(f"<th {cell}>{markup.html_text(h, 40)}</th>"
                    for h in ["Trial", *names, "Rung", "Epochs", config.metric, "Status"])
     out = [f'<table style="border-collapse:collapse;font-size:14px"><tr>{head}</tr>']
     for r in found:
         values = [str(r.number), *(r.values[n] for n in names), str(r.rung), str(r.epochs),
                   _metric(r.result), r.status]
-        out.append("<tr>" + "".join(f"<td {cell}>{report.html_text(v, 60)}</td>" for v in values) + "</tr>")
+        out.append("<tr>" + "".join(f"<td {cell}>{markup.html_text(v, 60)}</td>" for v in values) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
 
@@ -149,7 +149,7 @@ def mermaid_chart(ledger: Ledger, config: Config) -> str:
     if not found:
         return "_No trial has reported a result yet._"
     metric = "".join(c for c in config.metric if c.isalnum() or c in "_ .-")[:40] or "metric"
-    threshold = report.fmt_threshold(config.threshold)
+    threshold = markup.fmt_threshold(config.threshold)
     values = [r.result or 0.0 for r in found]
     low = max(0.0, math.floor((min([*values, config.threshold]) - 0.05) * 10) / 10)
     return "\n".join([
@@ -198,7 +198,7 @@ def summary_markdown(ledger: Ledger, config: Config) -> str:
     if not table:
         return ""
     best = best_line(ledger, config)
-    return "\n\n".join(p for p in ["### Search", report.md_escape(best, 400) if best else "", table,
+    return "\n\n".join(p for p in ["### Search", markup.md_escape(best, 400) if best else "", table,
                                    mermaid_chart(ledger, config), mermaid_param_charts(ledger, config)] if p)
 
 
@@ -212,11 +212,11 @@ def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
     panels = 1 + len(params)
     columns = min(panels, 3)
     lines = math.ceil(panels / columns)
-    width, height = report.CHART_SIZE_PX
-    fig = Figure(figsize=(width / report.CHART_DPI, max(height, 300 * lines) / report.CHART_DPI),
-                 dpi=report.CHART_DPI)
+    width, height = markup.CHART_SIZE_PX
+    fig = Figure(figsize=(width / markup.CHART_DPI, max(height, 300 * lines) / markup.CHART_DPI),
+                 dpi=markup.CHART_DPI)
     canvas = FigureCanvasAgg(fig)
-    metric = report.one_line(config.metric, 40)
+    metric = markup.one_line(config.metric, 40)
     try:
         scored = [r for r in found if r.result is not None]
         ax = fig.add_subplot(lines, columns, 1)
@@ -228,7 +228,7 @@ def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
         ax.set_title(f"{metric} per trial", fontsize=10, parse_math=False)
         for i, param in enumerate(params, start=2):
             _param_panel(fig.add_subplot(lines, columns, i), param, scored, config)
-        fig.suptitle(report.one_line(best_line(ledger, config) or "No trial has reported a result yet.", 110),
+        fig.suptitle(markup.one_line(best_line(ledger, config) or "No trial has reported a result yet.", 110),
                      fontsize=10)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,12 +247,12 @@ def _param_panel(ax: object, param: search.Param, scored: list[TrialRow], config
         labels = [search.format_value(c) for c in param.choices]
         xs: list[float] = [float(labels.index(r.values[param.name])) if r.values[param.name] in labels
                            else math.nan for r in scored]
-        ax.set_xticks(range(len(labels)), [report.one_line(label, 12) for label in labels])
+        ax.set_xticks(range(len(labels)), [markup.one_line(label, 12) for label in labels])
     else:
         xs = [float(r.values[param.name]) for r in scored]
         if param.log:
             ax.set_xscale("log")
     ax.scatter(xs, [r.result or 0.0 for r in scored], c=[_STATUS_COLOURS[r.status] for r in scored], s=24)
     ax.axhline(config.threshold, color="crimson", linestyle="--", linewidth=1.0)
-    ax.set_xlabel(report.one_line(param.name, 40), parse_math=False)
+    ax.set_xlabel(markup.one_line(param.name, 40), parse_math=False)
     ax.grid(True, alpha=0.3)

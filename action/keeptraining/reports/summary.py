@@ -19,14 +19,13 @@ import html
 import io
 import math
 import re
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keeptraining.config.settings import Config
 from keeptraining.engine import slices, strategy
-from keeptraining.engine.strategy import (
+from keeptraining.engine.plan import (
     CHAIN_FAILED,
     CHAIN_REACHED,
     CONTINUE,
@@ -35,47 +34,15 @@ from keeptraining.engine.strategy import (
     Decision,
 )
 from keeptraining.output.wording import fmt_threshold, one_line
+from keeptraining.reports import rounds_table as round_report
+from keeptraining.reports import search_table as search_report
+from keeptraining.reports.markup import CHART_DPI, CHART_SIZE_PX, html_text, md_escape, safe_url
 from keeptraining.state import safe_paths
 from keeptraining.state.ledger import FAILED, SLICED, Attempt, Ledger
 
-CHART_SIZE_PX = (900, 450)
-CHART_DPI = 100
 MERMAID_MAX_POINTS = 60  # more epochs than this are sampled so the x-axis stays readable
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _CONTROL_NOT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # log text keeps its line breaks
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~:])")  # < > & are left to html.escape
-
-
-# --------------------------------------------------------------------------- text helpers
-
-def md_escape(value: object, limit: int | None = None) -> str:
-    """``value`` as inert markdown text: one line, markdown punctuation and HTML escaped.
-
-    Backslash escapes neutralise table pipes, code spans, emphasis, links and
-    autolinks; ``html.escape`` makes ``<script>`` and friends literal text.
-    """
-    return html.escape(_MD_SPECIAL.sub(r"\\\1", one_line(value, limit)), quote=True)
-
-
-def html_text(value: object, limit: int | None = None) -> str:
-    """``value`` as one line of escaped HTML text."""
-    return html.escape(one_line(value, limit), quote=True)
-
-
-def safe_url(value: object) -> str | None:
-    """An ``http(s)`` URL with characters that could break markdown/HTML percent-encoded; else None."""
-    if not isinstance(value, str):
-        return None
-    url = value.strip()
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or _CONTROL.search(url):
-        return None
-    # Keep the URL's own syntax, encode the rest (spaces, quotes, <>, (), |, backticks …).
-    return urllib.parse.quote(url, safe=":/?#@!$&*+,;=%-._~")
 
 
 def _metric(value: float | None, digits: int = 4) -> str:
@@ -303,6 +270,32 @@ def mermaid_chart(ledger: Ledger, config: Config) -> str:
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
+def _plot_attempts(ax: Any, ledger: Ledger) -> list[float]:
+    """Each attempt's curve, the resumed-from boundaries and where a run ended; the values plotted."""
+    plotted: list[float] = []
+    boundaries: set[float] = set()
+    for index, record in enumerate(ledger.attempts):
+        pts = points(record)
+        colour = f"C{index % 10}"
+        if record.initial_epoch > 0:
+            boundaries.add(record.initial_epoch + 0.5)
+        if not pts:
+            continue
+        xs = [p[0] for p in pts]
+        ys = [p[1] for p in pts]
+        plotted.extend(ys)
+        label = f"attempt {record.attempt}" + (" (failed)" if record.outcome == FAILED else "")
+        ax.plot(xs, ys, color=colour, marker=_MARKERS[index % len(_MARKERS)], markersize=4,
+                linewidth=1.6, linestyle=":" if record.outcome == FAILED else "-", label=label)
+    for x in sorted(boundaries):
+        ax.axvline(x, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
+    ends = sorted({e for record in ledger.attempts for e in slices.ends(record)})
+    for i, epoch in enumerate(ends):  # where a run stopped and the attempt went on in the next
+        ax.axvline(epoch + 0.5, color="tab:orange", linewidth=1.2, linestyle="--", zorder=0,
+                   label="a run ended; the attempt went on" if i == 0 else None)
+    return plotted
+
+
 def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision | None = None) -> Path:
     """Draw the metric per epoch, one colour/marker per attempt, to a ~900x450 PNG at ``path``.
 
@@ -317,8 +310,6 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
     if decision is None:
         decision = strategy.decide(config, ledger)
     if config.strategy == "search":
-        from keeptraining.reports import search_table as search_report  # noqa: PLC0415 - it builds on this module
-
         return search_report.render_chart(ledger, config, path)
     metric = one_line(config.metric, 40)
     width, height = CHART_SIZE_PX
@@ -326,27 +317,7 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
     canvas = FigureCanvasAgg(fig)
     try:
         ax = fig.add_subplot(1, 1, 1)
-        plotted: list[float] = []
-        boundaries: set[float] = set()
-        for index, record in enumerate(ledger.attempts):
-            pts = points(record)
-            colour = f"C{index % 10}"
-            if record.initial_epoch > 0:
-                boundaries.add(record.initial_epoch + 0.5)
-            if not pts:
-                continue
-            xs = [p[0] for p in pts]
-            ys = [p[1] for p in pts]
-            plotted.extend(ys)
-            label = f"attempt {record.attempt}" + (" (failed)" if record.outcome == FAILED else "")
-            ax.plot(xs, ys, color=colour, marker=_MARKERS[index % len(_MARKERS)], markersize=4,
-                    linewidth=1.6, linestyle=":" if record.outcome == FAILED else "-", label=label)
-        for x in sorted(boundaries):
-            ax.axvline(x, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
-        ends = sorted({e for record in ledger.attempts for e in slices.ends(record)})
-        for i, epoch in enumerate(ends):  # where a run stopped and the attempt went on in the next
-            ax.axvline(epoch + 0.5, color="tab:orange", linewidth=1.2, linestyle="--", zorder=0,
-                       label="a run ended; the attempt went on" if i == 0 else None)
+        plotted = _plot_attempts(ax, ledger)
         ax.axhline(config.threshold, color="crimson", linestyle="--", linewidth=1.2,
                    label=f"threshold {fmt_threshold(config.threshold)}")
         if plotted:
@@ -442,12 +413,8 @@ def job_summary(ledger: Ledger, config: Config, decision: Decision,
     if failure:
         out += [failure, ""]
     if config.strategy == "search":
-        from keeptraining.reports import search_table as search_report  # noqa: PLC0415 - it builds on this module
-
         out += [search_report.summary_markdown(ledger, config), ""]
         if config.parallel > 1 or any(a.round for a in ledger.attempts):  # rounds of parallel trials
-            from keeptraining.reports import rounds_table as round_report  # noqa: PLC0415
-
             out += [round_report.rounds_markdown(ledger, config), ""]
         out += ["### Attempts", ""]
         out += [attempts_markdown(ledger, config), ""]

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from keeptraining.config.settings import Config
+from keeptraining.contract import env as kt_env
 from keeptraining.errors import PathRefused
 from keeptraining.output import workflow_commands as gha
 from keeptraining.state import safe_paths
@@ -57,7 +58,7 @@ LIBRARY_DIRS = {
     "TFDS_DATA_DIR": "tensorflow_datasets",  # tensorflow_datasets
     "SCIKIT_LEARN_DATA": "scikit_learn_data",  # sklearn.datasets.fetch_*
 }
-CACHE_DIR_ENV = "KT_CACHE_DIR"  # the data folder itself, for a script's own downloads
+CACHE_DIR_ENV = kt_env.CACHE_DIR  # the data folder itself, for a script's own downloads
 LOCAL_FOLDER = "data-cache"  # under the state folder
 RUNNER_FOLDER = "keeptraining-data"  # under the runner's tool cache
 MANIFEST, DATA, IN_USE = "manifest.json", "data", ".in-use"

@@ -46,6 +46,7 @@ from docker.types import DeviceRequest, Mount
 from keeptraining import adapter
 from keeptraining.backends.base import TrainRequest, TrainResult
 from keeptraining.backends.docker import network
+from keeptraining.contract import env as kt_env
 from keeptraining.errors import BackendUnavailable, PathRefused, TrainingError
 from keeptraining.state import data_cache, safe_paths
 
@@ -293,8 +294,7 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
     """
     mounts, resume_env = _mounts(request, staged)
     user = _container_user(*(p.resolve() for p in (request.output_dir, request.cache_dir) if p is not None))
-    env = {**request.start_env(), "HOME": HOME_MOUNT, "KT_OUTPUT_DIR": OUTPUT_MOUNT,
-           "KT_RESUME_FROM": resume_env}
+    env = {**request.start_env(), "HOME": HOME_MOUNT, **kt_env.paths(OUTPUT_MOUNT, resume_env)}
     image_env = _image_env(dc, image)
     if request.adapter_dir is not None:  # the image's python imports the adapter's sitecustomize
         env["PYTHONPATH"] = adapter.pythonpath(adapter.CONTAINER_DIR, image_env.get("PYTHONPATH"))
@@ -444,7 +444,6 @@ def run(
     t = time.monotonic()
     dc = docker_client or require_engine()
     stages["engine_check_s"] = time.monotonic() - t
-
     created: list[Container] = []
     pump: _LogPump | None = None
     staging = Path(tempfile.mkdtemp(prefix="keeptraining-resume-"))
@@ -477,25 +476,30 @@ def run(
     stages["run_s"] = ended - started
     if pump.first_line_at is not None:
         stages["first_log_line_s"] = pump.first_line_at - started
+    return TrainResult(
+        exit_code=exit_code,
+        duration=ended - started,
+        output=output,
+        timed_out=timed_out,
+        detail=_detail(state, timed_out, request.timeout, pump),
+        stages=stages,
+        errors=errors,
+        offline=offline,
+    )
+
+
+def _detail(state: Mapping[str, Any], timed_out: bool, timeout: float, pump: _LogPump) -> str:
+    """How the container ended, beyond its exit code (a timeout, the OOM killer, the engine's error)."""
     detail = []
     if timed_out:
-        detail.append(f"timed out after {request.timeout:g}s: stopped (SIGTERM, then SIGKILL)")
+        detail.append(f"timed out after {timeout:g}s: stopped (SIGTERM, then SIGKILL)")
     if state.get("OOMKilled"):
         detail.append("killed: out of memory (the container's memory limit or the machine's)")
     if state.get("Error"):
         detail.append(f"engine: {state['Error']}")
     if pump.sink_error is not None:
         detail.append(f"live log sink failed and was dropped: {short(pump.sink_error)}")
-    return TrainResult(
-        exit_code=exit_code,
-        duration=ended - started,
-        output=output,
-        timed_out=timed_out,
-        detail="; ".join(detail),
-        stages=stages,
-        errors=errors,
-        offline=offline,
-    )
+    return "; ".join(detail)
 
 
 def _stderr(created: list[Container]) -> str:

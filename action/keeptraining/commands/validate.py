@@ -3,21 +3,19 @@
 Checks that need no training: the script a ``python script.py`` command names exists in
 ``code_path`` (on every backend: the code is mounted there); for the local backend, the
 command's program is installed; for the docker backend without a Dockerfile, keeptraining
-can generate the image (``dockerfile_gen.py``). Each failure says what to fix.
+can generate the image (``backends/docker/dockerfile.py``). Each failure says what to fix.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from keeptraining.backends.docker import dockerfile as dockerfile_gen
+from keeptraining.config.settings import Config
 from keeptraining.errors import ConfigError
+from keeptraining.state.folder import Workspace
 
-if TYPE_CHECKING:  # chain imports the backends, which import dockerfile_gen
-    from keeptraining.config.settings import Config
-    from keeptraining.engine.chain import Workspace
 
 def check(config: Config, ws: Workspace) -> list[str]:
     """What was checked, one line each; ConfigError on the first problem."""
