@@ -9,7 +9,9 @@ both do, in one run and with no chain:
    that trained);
 2. *train the candidate* from scratch to the champion's epochs, with the champion's
    hyperparameters (its ``model-card.json``), within this run's time budget: a script that stops
-   at ``KT_DEADLINE`` is compared at the epochs it reached, and the report says so;
+   at ``KT_DEADLINE`` is compared at the epochs it reached, and the report says so. Its
+   ``KT_THRESHOLD`` is 1, so that a script (or the Keras adapter) does not stop at the target
+   before the champion's epochs;
 3. *judge*: the candidate passes when its metric is at least the champion's minus ``tolerance``;
    with no champion, when it reaches the threshold.
 
@@ -180,6 +182,7 @@ def train_candidate(config: Config, ws: chain.Workspace, backend: Backend, epoch
     """This code's model, trained from scratch to ``epochs`` (or until its time budget)."""
     out_dir = _fresh(ws.state_dir / COMPARE_DIR / "candidate")
     plan = Plan(1, epochs, 0, None)
+    config = dataclasses.replace(config, threshold=1.0)  # to the champion's epochs: no stop at the target
     say(f"Training the candidate from scratch to {epochs} epochs "
         f"({time_budget.budget(config, env).describe()}).")
     found, trained, seconds = _run_side(config, ws, backend, plan, out_dir, None, on_line, env)

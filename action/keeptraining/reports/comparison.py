@@ -28,7 +28,8 @@ def compared_at(comparison: Comparison) -> str:
     """Why the candidate has fewer epochs than asked, or an empty string."""
     if not comparison.short:
         return ""
-    return (f"The candidate stopped at its time budget after {_epochs(comparison.candidate.epochs)} of "
+    why = "at its time budget" if comparison.candidate.stopped == "deadline" else "early (the script stopped)"
+    return (f"The candidate stopped {why} after {_epochs(comparison.candidate.epochs)} of "
             f"{comparison.epochs_asked} epochs: it was compared at "
             f"{plural(comparison.candidate.epochs or 0, 'epoch')}.")
 
