@@ -154,6 +154,16 @@ def test_a_bad_champion_card_is_a_clear_error(tmp_path: Path, capsys: pytest.Cap
 
 
 @pytest.mark.integration
+def test_a_relative_champion_folder_is_found_from_the_training_scripts_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = code_repo(tmp_path / "repo", 0.95)
+    champion_folder(repo / ".keeptraining" / "champion")
+    monkeypatch.chdir(repo)  # the script runs in ml/: KT_RESUME_FROM must not be relative to here
+    assert main(["compare", "--champion", ".keeptraining/champion"]) == 0
+    assert "Delta: ±0.0000" in capsys.readouterr().out
+
+
+@pytest.mark.integration
 def test_a_missing_champion_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = code_repo(tmp_path / "repo", 0.95)
     assert compare_cli(repo, tmp_path / "nowhere") == 1

@@ -169,7 +169,8 @@ def evaluate_champion(config: Config, ws: chain.Workspace, backend: Backend, cha
     plan = Plan(1, champion.epochs, champion.epochs, record)
     say(f"Evaluating the champion {champion.name} ({champion.epochs} epochs) with this code and data: "
         f"KT_EPOCHS = KT_INITIAL_EPOCH = {champion.epochs}, nothing is trained.")
-    found, trained, seconds = _run_side(config, ws, backend, plan, out_dir, champion.model_path, on_line, env)
+    model = champion.model_path.absolute()  # the script runs in its code folder: never a relative path
+    found, trained, seconds = _run_side(config, ws, backend, plan, out_dir, model, on_line, env)
     contract_check.check_evaluation(trained, plan)
     say(f"Champion {champion.name}: {config.metric} {wording.fmt_metric(found.value)} "
         f"({champion.epochs} epochs, evaluated in {seconds:.1f} s)")

@@ -47,7 +47,7 @@ def champion_model(folder: Path) -> compare.ChampionModel:
     if not folder.is_dir() or folder.is_symlink():
         raise ChampionError(f"The champion folder {folder} does not exist (or is not a plain folder).",
                             hint="Pass the folder that holds model-card.json and the model file.")
-    found = model_card.champion(folder)
+    found = model_card.champion(folder.absolute())
     if found is None:
         raise ChampionError(f"{folder} holds no {model_card.CARD_JSON}.",
                             hint="A champion folder holds the model file and its model-card.json, as "
