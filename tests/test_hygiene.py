@@ -22,12 +22,16 @@ from services.github_box import evaluate
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTION = ROOT / "action" / "action.yml"
+PUBLISH_ACTION = ROOT / "action" / "publish" / "action.yml"  # the publish job's composite action
 CT_WORKFLOW = ROOT / ".github" / "workflows" / "continuous-training.yml"
 CHAIN_WORKFLOW = ROOT / ".github" / "workflows" / "keeptraining.yml"  # the chain's jobs, reusable
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 #: The reusable workflow runs this repository's own action at the release it ships in (a file cannot
 #: hold its own commit's hash): README's placeholder owner and the release tag README names.
 SELF_AT_RELEASE = "OWNER/keeptraining/action@v1"
+PUBLISH_AT_RELEASE = "OWNER/keeptraining/action/publish@v1"  # the same release's publish action
+#: What the publish job's own permissions are (no other job holds contents: write).
+PUBLISH_PERMISSIONS = {"contents": "write", "id-token": "write", "attestations": "write"}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -43,20 +47,18 @@ def steps_of(path: Path) -> list[dict[str, Any]]:
     return [step for job in data["jobs"].values() for step in job.get("steps", [])]
 
 
-@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION, PUBLISH_ACTION], ids=lambda p: str(p.relative_to(ROOT)))
 def test_remote_actions_are_pinned_to_a_full_sha_with_a_version_comment(path: Path) -> None:
     text = path.read_text()
     for step in steps_of(path):
         uses = step.get("uses", "")
-        # This repository's own action and its sub-actions (action/publish) at the release (see below).
-        own = uses.startswith(SELF_AT_RELEASE.removesuffix("@v1")) and uses.endswith("@v1")
-        if not uses or uses.startswith("./") or own:
+        if not uses or uses.startswith("./") or uses in (SELF_AT_RELEASE, PUBLISH_AT_RELEASE):
             continue
         assert PINNED.match(uses), f"{path.name}: {uses} is not pinned to a full commit SHA"
         assert re.search(rf"{re.escape(uses)} # v\d+\.\d+\.\d+", text), f"{uses} lacks a # vX.Y.Z comment"
 
 
-@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION, PUBLISH_ACTION], ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_expression_is_expanded_inside_a_shell_script(path: Path) -> None:
     for step in steps_of(path):
         assert "${{" not in step.get("run", ""), f"{path.name}: step {step.get('name')!r} expands ${{{{ }}}}"
@@ -80,9 +82,11 @@ def test_workflow_permissions_are_empty_by_default_and_granted_per_job(path: Pat
 def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> None:
     reusable = [s["uses"] for s in steps_of(ROOT / ".github" / "workflows" / "parallel-training.yml")]
     assert reusable == [SELF_AT_RELEASE, SELF_AT_RELEASE]  # the trial job's and the merge job's
-    own = [s["uses"] for s in steps_of(CHAIN_WORKFLOW) if s["uses"].startswith("OWNER/")]
-    # the train job's, the publish job's and the pull-request job's
-    assert own == [SELF_AT_RELEASE, "OWNER/keeptraining/action/publish@v1", SELF_AT_RELEASE]
+    jobs = load(CHAIN_WORKFLOW)["jobs"]
+    assert [s["uses"] for s in jobs["train"]["steps"]] == [SELF_AT_RELEASE]  # the train job's
+    own = [s["uses"] for s in jobs["publish"]["steps"] if "keeptraining" in s["uses"]]
+    assert own == [PUBLISH_AT_RELEASE]
+    assert [s["uses"] for s in jobs["pr-check"]["steps"]] == [SELF_AT_RELEASE]  # the pull-request job's
     assert "uses: OWNER/keeptraining/.github/workflows/keeptraining.yml@v1" in readme_workflow()
     assert "uses: ./.github/workflows/keeptraining.yml" in CT_WORKFLOW.read_text()
     assert "uses: OWNER/keeptraining/.github/workflows/parallel-training.yml@v1" in \
@@ -103,9 +107,9 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
         # permissions (packages: write for image-registry); a caller can only grant them all.
         job = load(CHAIN_WORKFLOW)["jobs"]["train"]
         least["packages"] = "write"
-        # The caller grants the union: the publish job's and the pull-request job's too.
-        union = {**least, "contents": "write", "id-token": "write", "attestations": "write",
-                 "pull-requests": "write"}
+        # The caller grants the union of its jobs' permissions: the train job's, the publish job's and
+        # the pull-request job's.
+        union = {**least, **PUBLISH_PERMISSIONS, "pull-requests": "write"}
         assert yaml.safe_load(text)["jobs"]["keeptraining"]["permissions"] == union
     assert job["permissions"] == least
     assert data["concurrency"]["cancel-in-progress"] is False
@@ -126,6 +130,28 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
     assert child_group == push_job
     assert len({push_group, push_job, child_job, manual_group, manual_job}) == 5
     assert push_group != push_job and child_group != child_job, "the same group twice in one run deadlocks"
+
+
+def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_the_code() -> None:
+    jobs = load(CHAIN_WORKFLOW)["jobs"]
+    publish = jobs["publish"]
+    assert publish["permissions"] == PUBLISH_PERMISSIONS
+    writers = [name for name, job in jobs.items() if job["permissions"].get("contents") == "write"]
+    assert writers == ["publish"]
+    assert jobs["train"]["permissions"]["contents"] == "read"
+    assert publish["needs"] == "train"
+    assert "needs.train.outputs.threshold-reached == 'true'" in publish["if"]
+    assert "github.event.repository.default_branch" in publish["if"]
+    uses = [s.get("uses", "") for s in publish["steps"]]
+    assert not any("actions/checkout" in u for u in uses) and not any("run" in s for s in publish["steps"])
+    assert uses[0].startswith("actions/download-artifact@") and publish["steps"][0]["with"]["name"] == \
+        "keeptraining-state"
+    attest = publish["steps"][-1]
+    assert attest["uses"].startswith("actions/attest-build-provenance@")
+    assert attest["if"] == "steps.publish.outputs.attest == 'true'"  # skipped without an OIDC token
+    composite = load(PUBLISH_ACTION)["runs"]["steps"]
+    assert not any("actions/checkout" in s.get("uses", "") for s in composite)
+    assert composite[-1]["run"] == '"$KT_BIN/keeptraining" publish --state-dir "$KT_STATE_PATH"'
 
 
 def test_every_action_input_reaches_the_shell_only_through_env() -> None:

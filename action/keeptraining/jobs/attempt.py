@@ -409,3 +409,6 @@ def _write_outputs(record: ledger.Attempt | None, book: ledger.Ledger, decision:
 def _write_summary(config: Config, result: chain.AttemptReport, next_run: Mapping[str, Any]) -> None:
     gha.write_summary(report.job_summary(result.ledger, config, result.decision,
                                          next_run=dict(next_run) or None))
+    model = model_card.where_the_model_is(result.ledger)  # a reached chain: the artifact and its run
+    if model and result.decision.kind == strategy.CHAIN_REACHED:
+        gha.write_summary(report.md_escape(model, 600) + "\n")
