@@ -59,6 +59,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))  # GitHub in a box, the act driver,
 import docker  # noqa: E402
 
 from services.act_driver import (  # noqa: E402
+    CHAIN_WORKFLOW,
     CT_WORKFLOW,
     README_ACTION,
     ActChain,
@@ -279,7 +280,8 @@ def chain_jobs(work: Path, action: dict[str, Path], workflow: str, base_image: s
     dc = docker.from_env()
     repo = consumer(work / "consumer", base_image, nonce, workflow, quick=quick)
     jobs: list[Job] = []
-    with GitHubBox(repo, work / "box", FULL_NAME, TOKEN, CT_WORKFLOW) as box:
+    roots = list(action.values())  # where act finds README's reusable workflow
+    with GitHubBox(repo, work / "box", FULL_NAME, TOKEN, CT_WORKFLOW, called_roots=roots) as box:
         (work / "act").mkdir()
         chain = ActChain(repo, box, work / "act", secrets={"GITHUB_TOKEN": TOKEN}, local_actions=action)
         chain.push()
@@ -301,6 +303,10 @@ def baseline_action(target: Path) -> dict[str, Path]:
     archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", BASELINE_REF, "action"],
                              check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    # README's workflow calls the reusable keeptraining.yml, which runs the action: today's file, which
+    # passes the action only inputs that the baseline's action has too.
+    (target / CHAIN_WORKFLOW).parent.mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / CHAIN_WORKFLOW, target / CHAIN_WORKFLOW)
     repository, _, ref = README_ACTION.partition("@")
     return {f"{repository.removesuffix('/action')}@{ref}": target}
 
@@ -326,7 +332,7 @@ def run_all(base_image: str, *, quick: bool, work: Path) -> tuple[list[Job], dic
             info["registry_bytes"] = sum(stored)
         if not quick:
             remove_images(dc, nonce)
-            today = readme.replace(f"          {README_REGISTRY}\n", "")
+            today = re.sub(rf"^[ \t]*{re.escape(README_REGISTRY)}\n", "", readme, flags=re.MULTILINE)
             jobs += chain_jobs(work / "today", baseline_action(work / "action-today"), today, base_image,
                                nonce, [("", True), ("today", True)], quick=quick)
     finally:

@@ -268,7 +268,8 @@ def costs_from_act(work: Path) -> dict[str, Any]:
                              config=config + ("parallel: 2\n" if kind == "parallel" else ""))
         init_repo(repo, "acme/bench")
         token = "ghs_benchParallelToken0123456789"  # noqa: S105 - GitHub in a box's token
-        with GitHubBox(repo, work / f"box-{kind}", "acme/bench", token, CT_WORKFLOW) as box:
+        with GitHubBox(repo, work / f"box-{kind}", "acme/bench", token, CT_WORKFLOW,
+                       called_roots=list(action.values())) as box:
             runner = ActChain(repo, box, work, secrets={"GITHUB_TOKEN": token}, local_actions=action)
             runner.push()
             run = runner.step()

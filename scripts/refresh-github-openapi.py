@@ -76,6 +76,16 @@ OPERATIONS: list[tuple[str, str]] = [
     ("post", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
     ("patch", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),
     ("get", "/repos/{owner}/{repo}/pulls/{pull_number}"),
+    # The release workflow (scripts/release.py): the release commit (its reusable workflows pinned to the
+    # release's action), the tags it moves, and the release it publishes.
+    ("get", "/repos/{owner}/{repo}/git/ref/{ref}"),
+    ("patch", "/repos/{owner}/{repo}/git/refs/{ref}"),
+    ("post", "/repos/{owner}/{repo}/git/refs"),
+    ("get", "/repos/{owner}/{repo}/git/commits/{commit_sha}"),
+    ("post", "/repos/{owner}/{repo}/git/commits"),
+    ("post", "/repos/{owner}/{repo}/git/trees"),
+    ("get", "/repos/{owner}/{repo}/git/tags/{tag_sha}"),
+    ("patch", "/repos/{owner}/{repo}/releases/{release_id}"),
 ]
 DISPATCH = ("post", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches")
 

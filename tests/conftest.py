@@ -15,6 +15,7 @@ import pytest
 
 from keeptraining.backends.docker import image as docker_image
 from keeptraining.backends.docker import run as backend_docker
+from keeptraining.output import workflow_commands
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,3 +132,13 @@ def training_image(docker_client: docker.DockerClient, docker_base_image: str) -
 
 
 # --- end docker ---
+
+
+# --- workflow commands ---
+# GitHub shows at most 10 annotations of a level per step; keeptraining counts them per process
+# (one command is one step). Tests that call it in one process each start a fresh step.
+
+
+@pytest.fixture(autouse=True)
+def fresh_annotation_count() -> None:
+    workflow_commands.new_step()

@@ -514,3 +514,75 @@ def test_a_new_chain_on_the_same_commit_is_not_mistaken_for_a_rerun(emu: GitHubE
     assert first.run_id != older.id
     again = dispatch(emu, ctx=ctx)  # the job is re-run: same run id, its child exists
     assert again.reused and again.run_id == first.run_id and len(emu.dispatches) == 1
+
+
+def test_two_chains_on_one_commit_never_take_each_others_next_attempt(emu: GitHubEmulator) -> None:
+    """A push chain and a manual new chain train the same commit at once: each one's attempt 2 names
+    the run it resumes in its title (the run-name shows resume-run-id), so a re-run of one chain's run
+    does not mistake the other chain's attempt 2 for its own."""
+    head = emu.branches["main"]
+    push = chain_run(emu)
+    manual = emu.add_run(161_335, event="workflow_dispatch", head_sha=head,
+                         display_title="attempt 1 · first epochs · after run none")
+    manual.created_at = "2030-01-01T00:00:30Z"
+    theirs = emu.add_run(161_335, event="workflow_dispatch", head_sha=head,
+                         display_title=f"attempt 2 · 20 epochs · after run {manual.id}",
+                         status="queued", conclusion=None)
+    theirs.created_at = "2030-01-01T00:01:00Z"
+    mine = dispatch(emu, ctx=push)  # the push chain's run does not take the manual chain's attempt 2
+    assert mine.dispatched and not mine.reused and mine.run_id != theirs.id and len(emu.dispatches) == 1
+    assert mine.run_id is not None
+    child = emu.run(mine.run_id)
+    child.display_title = f"attempt 2 · 20 epochs · after run {push.run_id}"  # its run-name
+    child.created_at = "2030-01-01T00:02:00Z"
+    again = dispatch(emu, ctx=push)  # a re-run of the push chain's run finds its own
+    assert again.reused and again.run_id == mine.run_id and len(emu.dispatches) == 1
+    manual_rerun = dispatch(emu, ctx=dataclasses.replace(push, run_id=str(manual.id)))
+    assert manual_rerun.reused and manual_rerun.run_id == theirs.id  # the manual chain's re-run: its own
+
+
+def test_a_rerun_matches_the_run_id_its_first_try_dispatched_whatever_the_titles(emu: GitHubEmulator) -> None:
+    """The dispatch answered with the new run's id and the ledger kept it: a re-run matches that id
+    (and only a run of the same attempt label), not a title."""
+    ctx = chain_run(emu)
+    child = emu.add_run(161_335, event="workflow_dispatch", display_title="Continuous training",
+                        status="pending", conclusion=None)  # a run-name without any marker
+    child.created_at = "2030-01-01T00:01:00Z"
+    decoy = emu.add_run(161_335, event="workflow_dispatch", display_title="attempt 2 · 20 epochs",
+                        status="queued", conclusion=None)  # a title that would match, of another chain
+    decoy.created_at = "2030-01-01T00:02:00Z"
+    found = dispatch_next(ctx, chain_commit=emu.branches["main"], next_attempt=2, inputs=dict(INPUTS),
+                          sleep=Sleeps(), known_runs={child.id: "2"})
+    assert found.reused and found.run_id == child.id and len(emu.dispatches) == 0
+    other_label = dispatch_next(ctx, chain_commit=emu.branches["main"], next_attempt=2, inputs=dict(INPUTS),
+                                sleep=Sleeps(), known_runs={child.id: "2.2"})  # dispatched another run
+    assert other_label.reused and other_label.run_id == decoy.id  # then the titles decide
+    emu.set_run(child.id, status="completed", conclusion="cancelled")
+    again = dispatch_next(ctx, chain_commit=emu.branches["main"], next_attempt=2, inputs=dict(INPUTS),
+                          sleep=Sleeps(), known_runs={child.id: "2"})
+    assert again.dispatched and not again.reused and len(emu.dispatches) == 1  # the known one was cancelled
+
+
+# ---------------------------------------------------------------- a chain in a called (reusable) workflow
+
+
+def test_in_a_called_workflow_the_callers_file_is_dispatched(subset: OpenAPISubset) -> None:
+    """GitHub sets GITHUB_WORKFLOW_REF to the caller's file in a called workflow: that file is dispatched.
+    act sets no GITHUB_WORKFLOW_REF and names the called workflow in GITHUB_WORKFLOW: the reusable
+    keeptraining.yml cannot be dispatched, and the error says what to pass."""
+    caller = declared_workflow()
+    reusable = EmulatedWorkflow(id=161_336, name="keeptraining", path=".github/workflows/keeptraining.yml",
+                                dispatchable=False)
+    with GitHubEmulator(subset=subset, workflows=[caller, reusable], tokens={TOKEN}) as emu:
+        env = {"GITHUB_REPOSITORY": emu.full_name, "GITHUB_API_URL": emu.url, "GITHUB_REF": "refs/heads/main",
+               "GITHUB_WORKFLOW": "keeptraining", "GITHUB_RUN_ID": "1",
+               "GITHUB_WORKFLOW_REF": f"{emu.full_name}/.github/workflows/{WORKFLOW_FILE}@refs/heads/main"}
+        ctx = context_from_env(env, TOKEN)
+        assert ctx.workflow == WORKFLOW_FILE
+        dispatch(emu, ctx=ctx)
+        assert [d.workflow_id for d in emu.dispatches] == [caller.id]
+        under_act = context_from_env({k: v for k, v in env.items() if k != "GITHUB_WORKFLOW_REF"}, TOKEN)
+        error = expect_error(emu, ctx=under_act)
+        assert "cannot be dispatched" in error.message
+        assert "--env GITHUB_WORKFLOW_REF=" in error.hint
+        assert emu.violations == []

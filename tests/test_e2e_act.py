@@ -15,7 +15,6 @@ import contextlib
 import io
 import itertools
 import json
-import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,19 +22,21 @@ from typing import Any
 
 import pytest
 
+from keeptraining.github import restore
 from services.act_driver import (
     CT_WORKFLOW,
-    REPO_ROOT,
     ActChain,
     ActRun,
     consumer_repo,
     copy_project,
     init_repo,
     keeptraining_action,
+    readme_follow_up_job,
     readme_workflow,
     require_official_actions,
 )
 from services.github_box import GitHubBox
+from services.results_service import Artifact
 from services.smtp_server import Certs, SmtpTestServer, make_certificates
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -83,22 +84,33 @@ def box_chain(repo: Path, work: Path, smtp: SmtpTestServer, certs: Certs,
             [(c.method, c.status) for c in box.results.calls]
 
 
-def state_files(chain: ActChain, run_id: int) -> dict[str, bytes]:
-    """The files of a run's keeptraining-state artifact, as the box keeps it."""
+def state_artifact(chain: ActChain, run_id: int, run_attempt: int | None = None) -> Artifact:
+    """A run's keeptraining-state artifact: its newest run attempt's (names are unique per attempt:
+    keeptraining-state, keeptraining-state-attempt-2 ...), or ``run_attempt``'s."""
+    found = [a for a in chain.box.results.artifacts.of_run(run_id) if restore.attempt_of(a.name, STATE)]
+    if run_attempt is not None:
+        (artifact,) = [a for a in found if a.run_attempt == run_attempt]
+        assert artifact.name == restore.artifact_name(STATE, run_attempt)
+        return artifact
+    assert len({a.run_attempt for a in found}) == len(found), "two states of one run attempt"
+    return max(found, key=lambda a: a.run_attempt)
+
+
+def state_files(chain: ActChain, run_id: int, run_attempt: int | None = None) -> dict[str, bytes]:
+    """The files of a run's keeptraining-state artifact (the newest attempt's), as the box keeps it."""
     store = chain.box.results.artifacts
-    (artifact,) = store.of_run(run_id, name=STATE)
+    artifact = state_artifact(chain, run_id, run_attempt)
     with zipfile.ZipFile(io.BytesIO(store.content(artifact))) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
 
 
-def state_ledger(chain: ActChain, run_id: int) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(state_files(chain, run_id)["ledger.json"])
+def state_ledger(chain: ActChain, run_id: int, run_attempt: int | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(state_files(chain, run_id, run_attempt)["ledger.json"])
     return data
 
 
-def digest(chain: ActChain, run_id: int) -> str:
-    (artifact,) = chain.box.results.artifacts.of_run(run_id, name=STATE)
-    return str(artifact.digest).removeprefix("sha256:")
+def digest(chain: ActChain, run_id: int, run_attempt: int | None = None) -> str:
+    return str(state_artifact(chain, run_id, run_attempt).digest).removeprefix("sha256:")
 
 
 def dispatches_from(chain: ActChain, run_id: int) -> list[dict[str, Any]]:
@@ -185,14 +197,6 @@ print(f"Test accuracy: {history[-1]:.4f}")
 '''
 
 
-def readme_follow_up_job() -> str:
-    """README's example of a job that follows the chain's (``needs: keeptraining``), verbatim."""
-    part = (REPO_ROOT / "README.md").read_text().split("**Jobs after training**", 1)[1]
-    match = re.search(r"```yaml\n(.*?)```", part, re.DOTALL)
-    assert match and "needs: keeptraining" in match.group(1)
-    return match.group(1)
-
-
 @contextlib.contextmanager
 def consumer_chain(tmp_path: Path, base_image: str, smtp: SmtpTestServer, certs: Certs, config: str = "",
                    workflow: str | None = None, **chain_options: Any) -> Iterator[tuple[ActChain, str]]:
@@ -240,11 +244,15 @@ def test_unreachable_threshold_stops_at_max_attempts(
     assert "Threshold not reached after 3 attempts" in str(smtp.messages[0].message["Subject"])
 
 
-def test_rerun_of_a_failed_attempt_overwrites_its_state_and_dispatches_once(
+def test_rerun_of_a_failed_attempt_dispatches_once_and_the_next_attempt_restores_the_reruns_state(
         tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    """Re-run of the job that dispatches: GitHub keeps both tries' keeptraining-state in the run (names
+    are unique per run attempt), and the box hands out ids so that the first try's holds the higher
+    one (2026 reports); download by name would restore it. The dispatched attempt restores the re-run's."""
     marker = tmp_path / "fail-once"
     with consumer_chain(tmp_path, docker_base_image, smtp, certs, "backend: local\n",
                         env={"KT_FAIL_ONCE": str(marker)}) as (chain, _head):
+        chain.box.results.artifacts.descending_ids = True
         chain.push()
         first = chain.step()
         assert first is not None and first.returncode == 0
@@ -258,14 +266,21 @@ def test_rerun_of_a_failed_attempt_overwrites_its_state_and_dispatches_once(
         assert rerun is not None
         assert rerun.returncode == 0, rerun.log[-4000:]
         assert (rerun.run_id, rerun.attempt, rerun.outputs["attempt"]) == (failed.run_id, 2, "2")
-        assert "deleted" in rerun.log  # upload-artifact's overwrite: the first try's state went
-        assert [a["outcome"] for a in state_ledger(chain, failed.run_id)["attempts"]] == ["below", "below"]
+        assert "deleted" not in rerun.log  # overwrite reaches only the re-run's own attempt: both are kept
+        first_try = state_artifact(chain, failed.run_id, 1)
+        second_try = state_artifact(chain, failed.run_id, 2)
+        assert first_try.id > second_try.id, "the first try's state holds the higher id"
+        for try_number, outcomes in ((1, ["below", "failed"]), (2, ["below", "below"])):
+            records = state_ledger(chain, failed.run_id, try_number)["attempts"]
+            assert [a["outcome"] for a in records] == outcomes
         rest = chain.run_until_idle()
         assert [r.outputs["attempt"] for r in rest] == ["3", "4"]
         assert rest[-1].outputs["chain-status"] == "reached"
         # Exactly one dispatch from the failed run (its re-run), and attempt 3 resumed the re-run's state.
         assert [d["attempt"] for d in dispatches_from(chain, failed.run_id)] == ["3"]
-        assert f"SHA256 digest of downloaded artifact is {digest(chain, failed.run_id)}" in rest[0].log
+        assert f"SHA256 digest of downloaded artifact is {digest(chain, failed.run_id, 2)}" in rest[0].log
+        assert f"artifact {second_try.id} (keeptraining-state-attempt-2, the newest run attempt's)" \
+            in rest[0].log
         third = state_ledger(chain, rest[0].run_id)["attempts"][2]
         assert (third["initial_epoch"], third["epochs_trained"]) == (20, 10)
     subjects = [str(m.message["Subject"]) for m in smtp.messages]

@@ -6,7 +6,10 @@ matrix of two trial jobs (act runs them side by side on this host), each trainin
 uploading it as ``keeptraining-trial-<k>`` with the real upload-artifact; then the merge job, which
 downloads both from the same run with the real download-artifact, merges them into
 ``keeptraining-state`` and dispatches the next round once. A re-run of one trial job (act: the job,
-and the merge that needs it) uploads that trial again and merges again, and dispatches nothing.
+and the merge that needs it: a partial re-run, a new run attempt) uploads that trial again as
+``keeptraining-trial-2-attempt-2``, and the merge reads the other trial from the first try's
+artifacts (with the token, as on GitHub, where the internal artifact API is scoped to the attempt),
+merges again, and dispatches nothing.
 """
 
 from __future__ import annotations
@@ -94,11 +97,22 @@ def test_parallel_chain_runs_a_matrix_per_round_and_a_rerun_of_one_trial_dispatc
         assert rerun is not None and (rerun.run_id, rerun.attempt) == (round_1.run_id, 2)
         assert rerun.returncode == 0, rerun.log[-6000:]
         assert "/Trial 1" not in rerun.log and "/Trial 2" in rerun.log, "only trial 2 and the merge ran again"
-        assert "Artifact 'keeptraining-trial-2'" in rerun.log and "deleted" in rerun.log  # overwrite
+        # GitHub keeps both tries of trial 2 (names are unique per run attempt); the merge of the partial
+        # re-run reads trial 1 from the first try (REST, with the token: the internal API sees only this
+        # attempt's artifacts) and trial 2 from the re-run.
+        tries = {(a.name, a.run_attempt): a.id for a in store.of_run(round_1.run_id)}
+        assert sorted(tries) == [("keeptraining-state", 1), ("keeptraining-state-attempt-2", 2),
+                                 ("keeptraining-trial-1", 1), ("keeptraining-trial-2", 1),
+                                 ("keeptraining-trial-2-attempt-2", 2)]
+        merge_log = "\n".join(line for line in rerun.log.splitlines() if "Merge" in line.split("]", 1)[0])
+        assert f"Trial 1: artifact {tries['keeptraining-trial-1', 1]} (keeptraining-trial-1)." in merge_log
+        assert f"Trial 2: artifact {tries['keeptraining-trial-2-attempt-2', 2]} " \
+            "(keeptraining-trial-2-attempt-2)." in merge_log
         assert len(chain.emulator.snapshot_dispatches()) == 1, "the re-run dispatched round 2 again"
         assert "Not dispatched again: attempt 3 was already dispatched" in rerun.log
         again = state_ledger(chain, round_1.run_id)["attempts"]
         assert [a["run"]["attempt"] for a in again] == ["1", "2"]  # trial 1 from the first try, 2 re-run
+        assert all(a["outcome"] != "failed" for a in again), "a trial of the first try was lost"
         assert again[-1]["dispatched"]["reused"] is True
         assert chain.run_until_idle() == []
 

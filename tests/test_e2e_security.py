@@ -151,7 +151,8 @@ _ACT_OUTPUT = re.compile(r"^::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
 #: download, the data cache's plan, restore and record): not the action's.
 _INNER_OUTPUTS = {"bin", "installed", "key", "venv", "found", "cache-hit", "cache-primary-key",
                   "cache-matched-key", "commit", "resume", "problem", "ref", "artifact-id", "artifact-digest",
-                  "artifact-url", "download-path", "path", "restore-keys", "data-cache", "started"}
+                  "artifact-url", "download-path", "path", "restore-keys", "data-cache", "started",
+                  "artifact-suffix", "state-artifact-id", "trial-artifact-ids"}
 #: actions/checkout logs the header it configures with the credential it has masked itself.
 _CHECKOUT_AUTH = re.compile(r"^\[command\]/usr/bin/git config --file \S+ http\.\S+\.extraheader "
                             r"AUTHORIZATION: basic \*\*\*$")
@@ -221,7 +222,7 @@ def consumer_repo(root: Path, base_image: str, config: str, creds: Credentials) 
     text = readme_workflow()
     secrets_block = re.search(r"^    secrets:\n(?:      .*\n)+", text, re.MULTILINE)
     assert secrets_block, "README's workflow passes the secrets"
-    text = text.replace(secrets_block.group(0), "    secrets: inherit\n")
+    text = text.replace(secrets_block.group(0), "    secrets: inherit\n") + act_driver.readme_follow_up_job()
     act_driver.consumer_repo(root, base_image, workflow=text, script=SCRIPT, config=config)
     (root / MARKER).write_text(creds.marker)
     return root

@@ -136,25 +136,36 @@ def ids_of(service: ResultsService, token: str) -> dict[str, str]:
     return {"workflow_run_backend_id": run, "workflow_job_run_backend_id": job}
 
 
-def test_an_artifact_name_is_unique_per_run_and_survives_a_rerun(results: ResultsService) -> None:
+def test_an_artifact_name_is_unique_per_run_attempt_and_the_internal_api_sees_only_its_attempt(
+        results: ResultsService) -> None:
+    """GitHub's per-attempt rule (results_service's docstring cites the sources): a re-run uploads a
+    second artifact of the same name to the same run; overwrite deletes within the attempt only."""
     token = results.tokens.mint(101)
     ids = ids_of(results, token)
     assert upload(results, token, ids, "state", b"first").json()["ok"] is True
     conflict = upload(results, token, ids, "state", b"second")
     assert conflict.status_code == 409 and conflict.json() == {
         "code": "already_exists", "msg": "an artifact with this name already exists on the workflow run"}
-    rerun = results.tokens.mint(101, run_attempt=2)  # the same run, another job: sees the artifact
+    rerun = results.tokens.mint(101, run_attempt=2)  # the same run's next attempt: another backend id
+    assert ids_of(results, rerun)["workflow_run_backend_id"] != ids["workflow_run_backend_id"]
     listed = twirp(results, "ListArtifacts", {**ids_of(results, rerun), "name_filter": "state"}, rerun)
-    (artifact,) = listed.json()["artifacts"]
-    assert artifact["size"] == "5" and artifact["digest"].startswith("sha256:")
+    assert listed.json() == {"artifacts": []}, "the internal API is scoped to the run attempt"
+    earlier = twirp(results, "GetSignedArtifactURL", {**ids_of(results, rerun), "name": "state"}, rerun)
+    assert earlier.status_code == 404  # a token-less download of an earlier attempt's artifact
     stranger = results.tokens.mint(102)  # another run may not delete it
     assert twirp(results, "DeleteArtifact", {**ids, "name": "state"}, stranger).status_code == 403
-    # upload-artifact's overwrite: the artifact's own run and job ids, from ListArtifacts
+    # upload-artifact's overwrite in the re-run: ListArtifacts found nothing, so nothing is deleted,
+    # and the re-run's upload of the same name is accepted beside the first try's.
+    assert upload(results, rerun, ids_of(results, rerun), "state", b"second").status_code == 200
+    kept = sorted(results.artifacts.of_run(101), key=lambda a: a.run_attempt)  # the REST view: both
+    assert [(a.run_attempt, results.artifacts.content(a)) for a in kept] == [(1, b"first"), (2, b"second")]
+    # Within one attempt, overwrite works: the job's own copy is deleted, then uploaded again.
+    mine = twirp(results, "ListArtifacts", {**ids_of(results, rerun), "name_filter": "state"}, rerun)
+    (artifact,) = mine.json()["artifacts"]
     owner = {k: artifact[k] for k in ("workflow_run_backend_id", "workflow_job_run_backend_id")}
     assert twirp(results, "DeleteArtifact", {**owner, "name": "state"}, rerun).status_code == 200
-    assert upload(results, rerun, ids_of(results, rerun), "state", b"second").status_code == 200
-    (kept,) = results.artifacts.of_run(101)
-    assert results.artifacts.content(kept) == b"second"
+    assert upload(results, rerun, ids_of(results, rerun), "state", b"third").status_code == 200
+    assert sorted(results.artifacts.content(a) for a in results.artifacts.of_run(101)) == [b"first", b"third"]
 
 
 @pytest.mark.parametrize(("change", "code"), [
@@ -235,6 +246,14 @@ jobs:
           name: state
           path: state/
           include-hidden-files: true
+          overwrite: true
+          retention-days: 3
+      - name: Upload again in this attempt
+        uses: actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0
+        with:
+          name: state
+          path: state/
+          include-hidden-files: true
           overwrite: ${{ env.OVERWRITE }}
           retention-days: 3
       - uses: actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c # v8.0.1
@@ -248,7 +267,10 @@ jobs:
 
 
 @pytest.mark.e2e
-def test_the_official_actions_hand_artifacts_over_through_the_box(tmp_path: Path) -> None:
+def test_the_official_actions_keep_artifacts_per_run_attempt_in_the_box(tmp_path: Path) -> None:
+    """The real upload-artifact and download-artifact against the box's per-attempt rule: overwrite
+    deletes within the attempt only, a re-run's upload of the same name lands beside the first try's,
+    and download by name takes the highest id, which need not be the newest upload."""
     require_official_actions()
     repo = tmp_path / "repo"
     (repo / ".github" / "workflows").mkdir(parents=True)
@@ -259,28 +281,39 @@ def test_the_official_actions_hand_artifacts_over_through_the_box(tmp_path: Path
         (tmp_path / "work").mkdir()
         chain = ActChain(repo, box, tmp_path / "work", secrets={"GITHUB_TOKEN": TOKEN},
                          env={"OVERWRITE": "true"})
+        store = box.results.artifacts
         run = chain.push()
         assert run is not None
         first = chain.step()
         assert first is not None
         assert first.returncode == 0, first.log[-3000:]
         assert head in first.log  # checked out by id from the git server
+        assert [a.run_attempt for a in store.of_run(run.id)] == [1]  # overwrite: the attempt's own copy went
+        assert len(box.results.twirp_calls("DeleteArtifact")) == 1
         box.emulator.rerun(run.id)
-        second = chain.step()  # the same run again: overwrite replaces the artifact
+        second = chain.step()  # "Re-run all jobs": the same run, attempt 2
         assert second is not None
         assert second.returncode == 0, second.log[-3000:]
-        (artifact,) = box.results.artifacts.of_run(run.id)
-        downloaded = str(artifact.digest).removeprefix("sha256:")
-        assert f"SHA256 digest of downloaded artifact is {downloaded}" in second.log
-        chain.env = {"OVERWRITE": "false"}
+        kept = sorted(store.of_run(run.id), key=lambda a: a.run_attempt)
+        assert [a.run_attempt for a in kept] == [1, 2], "the re-run's upload lands beside the first try's"
+        assert [store.content(a) != b"" for a in kept] == [True, True]
+        assert len(box.results.twirp_calls("DeleteArtifact")) == 2  # each attempt deleted only its own copy
+        assert f"SHA256 digest of downloaded artifact is {str(kept[1].digest).removeprefix('sha256:')}" \
+            in second.log  # by name: the highest id, here the newest
+        store.descending_ids = True  # 2026 reports: an older upload can hold the higher id
         box.emulator.rerun(run.id)
         third = chain.step()
-        assert third is not None and third.returncode != 0
-        assert "(409) Conflict: an artifact with this name already exists on the workflow run" in third.log
+        assert third is not None and third.returncode != 0, "download by name took an older attempt's"
+        assert f"SHA256 digest of downloaded artifact is {str(kept[1].digest).removeprefix('sha256:')}" \
+            in third.log
+        chain.env = {"OVERWRITE": "false"}
+        box.emulator.rerun(run.id)
+        fourth = chain.step()  # a second upload of the name within one attempt: refused
+        assert fourth is not None and fourth.returncode != 0
+        assert "(409) Conflict: an artifact with this name already exists on the workflow run" in fourth.log
         assert box.emulator.violations == []
         methods = {c.method for c in box.results.calls}
         assert methods == {"ListArtifacts", "CreateArtifact", "FinalizeArtifact", "DeleteArtifact"}
-        assert len(box.emulator.calls("download-artifact")) == 2
 
 
 def test_without_the_official_actions_the_e2e_tests_skip_with_a_reason_or_fail_in_ci(
@@ -292,3 +325,27 @@ def test_without_the_official_actions_the_e2e_tests_skip_with_a_reason_or_fail_i
     monkeypatch.setenv("KT_REQUIRE_GHA_ACTIONS", "true")
     with pytest.raises(pytest.fail.Exception, match=f"are not in {tmp_path / 'nowhere'}"):
         require_official_actions()
+
+
+def test_the_rest_api_lists_every_run_attempts_artifacts_with_their_run(results: ResultsService) -> None:
+    """A re-run's artifact of the same name is listed beside the first try's, each with created_at and
+    workflow_run (GitHub's OpenAPI artifact schema), and each can be downloaded by id."""
+    with GitHubEmulator("acme/models", tokens={"ghs_rest"}, artifacts=results.artifacts) as emu:
+        run = emu.add_run(161_335, event="push")
+        for attempt, data in ((1, b"first"), (2, b"second")):
+            token = results.tokens.mint(run.id, run_attempt=attempt)
+            assert upload(results, token, ids_of(results, token), "state", data).status_code == 200
+        headers = {"Authorization": "Bearer ghs_rest"}
+        listed = requests.get(f"{emu.url}/repos/acme/models/actions/runs/{run.id}/artifacts",
+                              params={"name": "state"}, headers=headers, timeout=10).json()
+        assert listed["total_count"] == 2
+        assert {a["workflow_run"]["id"] for a in listed["artifacts"]} == {run.id}
+        assert all(a["created_at"] and a["name"] == "state" for a in listed["artifacts"])
+        contents = set()
+        for artifact in listed["artifacts"]:
+            zipped = requests.get(artifact["archive_download_url"], headers=headers, timeout=10,
+                                  allow_redirects=False)
+            assert zipped.status_code == 302
+            contents.add(requests.get(zipped.headers["Location"], timeout=10).content)
+        assert contents == {b"first", b"second"}
+        assert emu.violations == []

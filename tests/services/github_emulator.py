@@ -26,6 +26,15 @@ is required; the workflow must exist (by id or file name) and be active; the dis
 workflow declares its inputs, undeclared ones, missing required ones and values outside
 ``options`` are refused with 422, as GitHub does.
 
+Artifacts follow GitHub's per-run-attempt rule (``results_service.py`` cites the sources): the REST
+listing ``GET /repos/{owner}/{repo}/actions/runs/{run_id}/artifacts`` shows the artifacts of *every*
+attempt of the run (a re-run's beside the first try's, possibly with the same name), each with
+``created_at`` and ``workflow_run`` ``{id, repository_id, head_repository_id, head_branch,
+head_sha}`` as GitHub's OpenAPI ``artifact`` schema has them (no attempt number); ``GET
+/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/zip`` serves any of them (a 302 to a signed
+blob URL), so download-artifact with ``github-token`` + ``run-id`` reaches an earlier attempt's,
+which the attempt-scoped internal API does not.
+
 Faults for tests: ``fail_next(operation, status, ...)`` answers the next calls with an
 error (5xx, 403 secondary rate limit, 429 ...), closes the connection without answering
 (``drop=True``), or first performs the request and then fails (``after_accept=True``:
@@ -1031,6 +1040,7 @@ class GitHubEmulator(HttpService):
             "repos/list-release-assets": self._op_list_release_assets,
             "repos/upload-release-asset": self._op_upload_release_asset,
             "repos/get-release-asset": self._op_get_release_asset,
+            **self.extra_operations(),
         }
         if operation.operation_id in self.denied:
             raise _Reply(403, NOT_ACCESSIBLE)
@@ -1039,6 +1049,10 @@ class GitHubEmulator(HttpService):
             self._accept = handler.headers.get("Accept", "")
             self._content_type = handler.headers.get("Content-Type", "")
             return handlers[operation.operation_id](params, body, version or SUPPORTED_API_VERSIONS[0])
+
+    def extra_operations(self) -> dict[str, Callable[..., tuple[int, Any, dict[str, str]]]]:
+        """More operations of the subset, served by a subclass (e.g. ``git_data.ReleaseEmulator``)."""
+        return {}
 
     def _check_auth(self, handler: _Handler) -> None:
         value = handler.headers.get("Authorization", "")
@@ -1319,6 +1333,7 @@ class GitHubEmulator(HttpService):
     def _op_list_artifacts(
         self, params: dict[str, Any], body: Any, version: str
     ) -> tuple[int, Any, dict[str, str]]:
+        """Every attempt's artifacts of the run (GitHub's REST view; the internal API is per attempt)."""
         run_id = params["run_id"]
         if not any(r.id == run_id for r in self.runs):
             raise _Reply(404, "Not Found")

@@ -16,11 +16,36 @@ A real HTTP server on 127.0.0.1 that the official ``actions/upload-artifact`` an
   serving GETs; the signature covers the path, the permission and the expiry.
 
 ``ArtifactService`` (CreateArtifact, FinalizeArtifact, ListArtifacts, GetSignedArtifactURL,
-DeleteArtifact) follows GitHub's rules: a name is unique per run unless the client deletes the
-old one first (upload-artifact's ``overwrite: true``); FinalizeArtifact checks the size and the
-sha256 digest of what was uploaded; every artifact has a retention (``expires_at``, default
-90 days) and disappears from the service once expired. ``ArtifactStore`` keeps the artifacts;
-the REST API of the emulator (``github_emulator.py``) lists and serves the same ones.
+DeleteArtifact) follows GitHub's rules: FinalizeArtifact checks the size and the sha256 digest of
+what was uploaded; every artifact has a retention (``expires_at``, default 90 days) and disappears
+from the service once expired. ``ArtifactStore`` keeps the artifacts; the REST API of the emulator
+(``github_emulator.py``) lists and serves the same ones.
+
+**Artifacts belong to a run attempt.** The rule, and where it comes from:
+
+* a name is unique per run *attempt*, not per run: a re-run ("Re-run jobs") uploads a second
+  artifact of the same name to the same run. Every attempt has its own run backend id in its
+  runtime token (``RuntimeTokens.mint``), and the internal (Twirp) API is scoped to the token's
+  run backend id: ListArtifacts, GetSignedArtifactURL, DeleteArtifact and the name check of
+  CreateArtifact see only the current attempt's artifacts. So upload-artifact's ``overwrite: true``
+  (``deleteArtifactInternal``: ListArtifacts with the token's backend ids, then DeleteArtifact)
+  deletes only a copy of the *same* attempt, and a token-less download-artifact cannot reach an
+  earlier attempt's artifact (GitHub answers 404 for it since 2026-07).
+* the REST API (``GET /repos/{owner}/{repo}/actions/runs/{run_id}/artifacts``) lists every
+  attempt's artifacts, each with ``created_at`` and ``workflow_run`` ``{id, repository_id,
+  head_repository_id, head_branch, head_sha}`` (GitHub's OpenAPI ``artifact`` schema: no attempt
+  number); download-artifact with ``github-token`` + ``run-id`` goes through it.
+* download by name returns the highest artifact id among those of the name
+  (``getArtifactPublic`` / ``getArtifactInternal``: ``sort((a, b) => b.id - a.id)[0]``), and a
+  listing with ``latest`` keeps the highest id per name (``filterLatest``); 2026 reports show an
+  older upload holding the higher id, so nothing may rely on the order of ids.
+  ``ArtifactStore(descending_ids=True)`` hands out ids that way, to prove that.
+
+Sources: @actions/artifact 6.2.1 as built into actions/upload-artifact v7.0.0 and
+actions/download-artifact v8.0.1 (``../shared/gha-actions/actions/*/dist``: ``getBackendIdsFromToken``,
+``deleteArtifactInternal``, ``getArtifactPublic``, ``filterLatest``); GitHub's REST description
+(``@octokit/openapi``, operation ``actions/list-workflow-run-artifacts``); the project's checked
+notes (``FIELD-NOTES.md``, "Checked since (2026-12)"), from GitHub's docs and changelog.
 
 ``CacheService`` (CreateCacheEntry, FinalizeCacheEntryUpload, GetCacheEntryDownloadURL: the
 cache service v2 that ``actions/cache`` v4.2+ speaks when ``ACTIONS_CACHE_SERVICE_V2`` is set)
@@ -137,21 +162,24 @@ class RuntimeTokens:
     def __init__(self) -> None:
         self._key = secrets.token_bytes(32)
         self.run_ids: dict[str, int] = {}  # run backend id -> the REST run id
+        self.run_attempts: dict[str, int] = {}  # run backend id -> the run attempt it stands for
 
     @staticmethod
-    def run_backend_id(run_id: int) -> str:
-        return str(uuid.uuid5(_UUID_NAMESPACE, f"run-{run_id}"))
+    def run_backend_id(run_id: int, run_attempt: int = 1) -> str:
+        """The backend id of one run *attempt*: a re-run gets another one (the artifact scope)."""
+        return str(uuid.uuid5(_UUID_NAMESPACE, f"run-{run_id}-attempt-{run_attempt}"))
 
     def mint(self, run_id: int, run_attempt: int = 1, job: str = "train", *,
              ref: str = "refs/heads/main", default_ref: str = "refs/heads/main") -> str:
-        """A token for one job of one run attempt (the run's backend id is the same for every attempt).
+        """A token for one job of one run attempt (each attempt has its own run backend id).
 
         Its ``ac`` claim is GitHub's: the run's ``ref`` may read and write caches, the default
         branch's ``default_ref`` (when another) may only be read.
         """
-        run_backend = self.run_backend_id(run_id)
+        run_backend = self.run_backend_id(run_id, run_attempt)
         job_backend = str(uuid.uuid5(_UUID_NAMESPACE, f"job-{run_id}-{run_attempt}-{job}"))
         self.run_ids[run_backend] = run_id
+        self.run_attempts[run_backend] = run_attempt
         scopes = [{"Scope": ref, "Permission": READ | WRITE}]
         if default_ref != ref:
             scopes.append({"Scope": default_ref, "Permission": READ})
@@ -416,6 +444,7 @@ class Artifact:
     digest: str | None = None  # "sha256:<hex>", set by FinalizeArtifact
     finalized: bool = False
     deleted: bool = False
+    run_attempt: int = 1  # the attempt whose job uploaded it (run_backend_id is that attempt's)
 
     @property
     def expired(self) -> bool:
@@ -430,24 +459,37 @@ class Artifact:
 class ArtifactStore:
     """Every artifact of the box, shared by the results service and the REST API."""
 
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, *, descending_ids: bool = False) -> None:
         self.blobs = blobs
         self.artifacts: list[Artifact] = []
         self.lock = threading.RLock()
+        #: True: each new artifact gets a *lower* id than the ones before (2026 reports: an older upload
+        #: can hold the higher id), so a test shows that no selection relies on the order of ids.
+        self.descending_ids = descending_ids
         self._ids = iter(range(4_000_000_001, 5_000_000_000))
+        self._lower_ids = iter(range(4_000_000_000, 3_000_000_000, -1))
 
-    def create(self, run_id: int, identity: Identity, name: str, expires_at: datetime) -> Artifact:
+    def create(self, run_id: int, identity: Identity, name: str, expires_at: datetime,
+               run_attempt: int | None = None) -> Artifact:
+        """A new artifact of ``identity``'s run attempt (``run_attempt``: the token's, else 1)."""
         with self.lock:
-            artifact_id = next(self._ids)
+            artifact_id = next(self._lower_ids if self.descending_ids else self._ids)
             artifact = Artifact(artifact_id, run_id, identity.run_backend_id, identity.job_backend_id, name,
                                 f"/{BLOB_ACCOUNT}/run-{run_id}/{artifact_id}.zip",
-                                utcnow(), expires_at)
+                                utcnow(), expires_at, run_attempt=run_attempt or 1)
             self.artifacts.append(artifact)
             return artifact
 
+    def of_attempt(self, run_backend_id: str, *, name: str | None = None) -> list[Artifact]:
+        """Live artifacts of one run attempt (its run backend id): what the internal API sees."""
+        with self.lock:
+            return [a for a in self.artifacts if a.run_backend_id == run_backend_id and a.live
+                    and (name is None or a.name == name)]
+
     def of_run(self, run_id: int, *, name: str | None = None,
                include_expired: bool = False) -> list[Artifact]:
-        """Finalized, undeleted artifacts of a run (expired ones too with ``include_expired``)."""
+        """Finalized, undeleted artifacts of a run, every attempt's (expired ones too with
+        ``include_expired``): what the REST API lists."""
         with self.lock:
             return [a for a in self.artifacts if a.run_id == run_id and a.finalized and not a.deleted
                     and (include_expired or not a.expired) and (name is None or a.name == name)]
@@ -469,7 +511,7 @@ class ArtifactStore:
     def expire(self, run_id: int, name: str) -> Artifact:
         """Test helper: the run's artifact passed its retention (GitHub keeps listing it as expired)."""
         with self.lock:
-            (artifact,) = self.of_run(run_id, name=name)
+            artifact = max(self.of_run(run_id, name=name), key=lambda a: a.created_at)
             artifact.expires_at = utcnow() - timedelta(seconds=1)
             return artifact
 
@@ -500,9 +542,9 @@ class ArtifactService(TwirpService):
         }
 
     def _run_id(self, identity: Identity, request: Mapping[str, Any], *, own_job: bool = True) -> int:
-        """The run of the request, which must be the token's (and its job, unless ``own_job`` is False:
-        DeleteArtifact and GetSignedArtifactURL name the job that uploaded the artifact, e.g. another
-        job of the run or an earlier attempt's)."""
+        """The run of the request, whose run attempt must be the token's (and its job, unless ``own_job``
+        is False: DeleteArtifact and GetSignedArtifactURL name the job that uploaded the artifact, e.g.
+        another job of the same attempt)."""
         same_job = request.get("workflow_job_run_backend_id") == identity.job_backend_id or not own_job
         if request.get("workflow_run_backend_id") != identity.run_backend_id or not same_job:
             raise TwirpError("permission_denied", "the request names another run or job than its token")
@@ -519,18 +561,20 @@ class ArtifactService(TwirpService):
         run_id, name = self._run_id(identity, request), self._name(request)
         if request.get("version") not in (4, 5, 6, 7):
             raise TwirpError("invalid_argument", f"unsupported artifact version {request.get('version')}")
-        if self.store.of_run(run_id, name=name):
+        if self.store.of_attempt(identity.run_backend_id, name=name):  # unique per run attempt
             raise TwirpError("already_exists",
                              "an artifact with this name already exists on the workflow run")
         expires_at = request.get("expires_at") or utcnow() + DEFAULT_RETENTION
-        artifact = self.store.create(run_id, identity, name, expires_at)
+        artifact = self.store.create(run_id, identity, name, expires_at,
+                                     self.tokens.run_attempts.get(identity.run_backend_id, 1))
         url = self.store.blobs.signed_url(artifact.blob_path, "cw")
         return {"ok": True, "signed_upload_url": url}
 
     def finalize(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
-        run_id, name = self._run_id(identity, request), self._name(request)
-        pending = [a for a in self.store.history() if a.run_id == run_id and a.name == name
-                   and not a.finalized and not a.deleted]
+        self._run_id(identity, request)
+        name = self._name(request)
+        pending = [a for a in self.store.history() if a.run_backend_id == identity.run_backend_id
+                   and a.name == name and not a.finalized and not a.deleted]
         if not pending:
             raise TwirpError("not_found", f"no artifact {name} is being uploaded in this run")
         artifact = pending[-1]
@@ -543,8 +587,8 @@ class ArtifactService(TwirpService):
         return {"ok": True, "artifact_id": str(artifact.id)}
 
     def list(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
-        run_id = self._run_id(identity, request)
-        found = self.store.of_run(run_id, name=request.get("name_filter"))
+        self._run_id(identity, request)
+        found = self.store.of_attempt(identity.run_backend_id, name=request.get("name_filter"))
         if "id_filter" in request:
             found = [a for a in found if a.id == request["id_filter"]]
         return {"artifacts": [{
@@ -553,20 +597,24 @@ class ArtifactService(TwirpService):
             "created_at": rfc3339(a.created_at), "digest": a.digest} for a in found]}
 
     def signed_url(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
-        # Any job of the run may download what another job uploaded (download-artifact names the
-        # uploading job, from ListArtifacts): only the run must be the token's.
-        run_id, name = self._run_id(identity, request, own_job=False), self._name(request)
-        found = self.store.of_run(run_id, name=name)
+        # Any job of the run attempt may download what another job of it uploaded (download-artifact
+        # names the uploading job, from ListArtifacts): only the run attempt must be the token's. An
+        # earlier attempt's artifact is not found here (404): only the REST API, with a token, reaches it.
+        self._run_id(identity, request, own_job=False)
+        name = self._name(request)
+        found = self.store.of_attempt(identity.run_backend_id, name=name)
         if not found:
-            raise TwirpError("not_found", f"no artifact {name} in this run")
+            raise TwirpError("not_found", f"no artifact {name} in this run attempt")
         return {"signed_url": self.store.blobs.signed_url(found[-1].blob_path, "r")}
 
     def delete(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
-        run_id, name = self._run_id(identity, request, own_job=False), self._name(request)
-        found = [a for a in self.store.of_run(run_id, name=name, include_expired=True)
-                 if a.job_backend_id == request.get("workflow_job_run_backend_id")]
+        self._run_id(identity, request, own_job=False)
+        name = self._name(request)
+        found = [a for a in self.store.artifacts if a.run_backend_id == identity.run_backend_id
+                 and a.name == name and a.finalized and not a.deleted
+                 and a.job_backend_id == request.get("workflow_job_run_backend_id")]
         if not found:
-            raise TwirpError("not_found", f"no artifact {name} in this run")
+            raise TwirpError("not_found", f"no artifact {name} in this run attempt")
         for artifact in found:
             self.store.delete(artifact)
         return {"ok": True, "artifact_id": str(found[-1].id)}

@@ -189,9 +189,10 @@ def config_text(found: Found, threshold: float) -> str:
         f"code_path: {found.code_path}",
         f"train_command: {found.train_command}",
         "",
-        "# Where training runs: docker (the training image, on GitHub and here when Docker answers)",
-        "# or local (this Python).",
-        f"backend: {found.backend}",
+        "# Where training runs. Unset: in the training image (docker) wherever a Docker engine answers, as",
+        "# on GitHub's runners; `keeptraining run` on a machine without one trains in this Python and",
+        "# says so. `backend: docker` insists on Docker, `backend: local` always uses this Python.",
+        f"backend: {found.backend}" if found.backend == "local" else "# backend: docker",
     ]
     if found.dockerfile:
         lines.append(f"dockerfile: {found.dockerfile}")
@@ -206,8 +207,8 @@ REUSABLE = ".github/workflows/keeptraining.yml"
 CALLER_TEMPLATE = """\
 name: Continuous training
 run-name: ${{ github.event_name == 'pull_request' && format('Pull request {0} · candidate vs champion', \
-github.event.pull_request.number) || format('Continuous training · attempt {0} · {1} epochs', \
-inputs.attempt || 1, inputs.epochs || 'first') }}
+github.event.pull_request.number) || format('Continuous training · attempt {0} · {1} epochs · \
+after run {2}', inputs.attempt || 1, inputs.epochs || 'first', inputs.resume-run-id || 'none') }}
 on:
   push:
     branches: [__BRANCH__]
@@ -220,7 +221,8 @@ on:
       commit: { description: Commit the chain trains (empty - the branch head), type: string, default: "" }
       resume-run-id: { description: Run to resume (empty - a new chain), type: string, default: "" }
 permissions: {}
-# A dispatched attempt waits for the run it resumes; every other run gets a group of its own.
+# A dispatched attempt waits for the run it resumes; every other run gets a group of its own
+# (a manual run that names the same resume-run-id shares that group).
 concurrency:
   group: continuous-training-run-${{ inputs.resume-run-id || format('new-{0}', github.run_id) }}
   cancel-in-progress: false

@@ -31,6 +31,7 @@ class Budget:
     timeout_s: float  # keeptraining kills the training after this many seconds
     budget_s: float | None = None  # time_budget: seconds the run may train
     job_deadline: float | None = None  # Unix time by which the training must end for the job's sake
+    token_capped: bool = False  # job_deadline is the GITHUB_TOKEN's lifetime, not the job's timeout
 
     def deadline(self, started: float) -> int:
         """Whole Unix seconds by which training that started at ``started`` should have stopped."""
@@ -52,7 +53,8 @@ class Budget:
             parts.insert(0, f"time_budget {self.budget_s:g} s")
         if self.job_deadline is not None:
             when = time.strftime("%H:%M:%S UTC", time.gmtime(self.job_deadline))
-            parts.append(f"the job's limit (training ends by {when})")
+            limit = "GITHUB_TOKEN's 24 h lifetime" if self.token_capped else "the job's limit"
+            parts.append(f"{limit} (training ends by {when})")
         return ", ".join(parts)
 
 

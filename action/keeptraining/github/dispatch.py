@@ -9,7 +9,12 @@ error (a 5xx, a dropped connection), and a step may be re-run by hand. So:
 * before the first POST, and before every retry of it, the runs of this workflow on this
   commit are listed, and a run whose title names ``attempt N`` means the attempt was
   already dispatched: it is reported, not sent again (the workflow's ``run-name`` must
-  contain ``attempt N``; ``run_name_warning`` says so when it does not). A later run of an
+  contain ``attempt N``; ``run_name_warning`` says so when it does not). Two chains may train
+  the same commit (a push's and a manual new chain): a run is this chain's next attempt when its
+  id is the one an earlier try of this run dispatched (``known_runs``: the dispatch answers with the
+  new run's id, and the ledger keeps it), else when its title names this run as the one it resumes
+  (``after run <id>``: the run-name shows ``resume-run-id``); a title without that (an older
+  run-name) matches on ``attempt N`` alone. A later run of an
   attempt that trains across runs (slices.py) is dispatched as attempt ``N.K`` and titled so:
   ``attempt 3`` and ``attempt 3.2`` never match each other. Only runs that are
   queued, pending, running or succeeded count: a cancelled or failed next run does not, so
@@ -198,17 +203,21 @@ def dispatch_next(
     chain_run_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     next_run: int = 1,
+    known_runs: Mapping[int, str] | None = None,
 ) -> DispatchResult:
     """Dispatch attempt ``next_attempt`` of the chain on ``ctx.ref``, once (``next_run`` > 1: the
     next run of an attempt that trains across runs, titled ``attempt N.K``).
 
     ``chain_run_id``: the run of the chain's first attempt (a newer chain is one that started
-    after it); default this run. Raises DispatchError when GitHub refuses (with what to fix)
-    or keeps failing.
+    after it); default this run. ``known_runs``: run id -> attempt label (``3``, ``3.2``) that
+    earlier tries of this run dispatched (a re-run). Raises DispatchError when GitHub refuses (with
+    what to fix) or keeps failing.
     """
     gh = github_client(ctx)
     try:
-        return _Dispatcher(ctx, gh, sleep, next_run).run(chain_commit, next_attempt, inputs, chain_run_id)
+        dispatcher = _Dispatcher(ctx, gh, sleep, next_run)
+        dispatcher.known_runs = dict(known_runs or {})
+        return dispatcher.run(chain_commit, next_attempt, inputs, chain_run_id)
     finally:
         gh.close()
 
@@ -232,7 +241,8 @@ def run_name_warning(ctx: GitHubContext, attempt: int, run: int = 1) -> str | No
             "re-run of this job could not tell that the next attempt was already dispatched, and would "
             "dispatch it twice. "
             "Set the workflow's run-name, e.g. `run-name: Continuous training · attempt "
-            "${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }} epochs`.")
+            "${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }} epochs · after run "
+            "${{ inputs.resume-run-id || 'none' }}` (the run it resumes tells chains on one commit apart).")
 
 
 # --------------------------------------------------------------------------- internals
@@ -273,6 +283,7 @@ class _Dispatcher:
         self.sleep = sleep
         self.since: datetime.datetime | None = None  # this run's creation time, when known
         self.next_run = run  # > 1: the next run of a sliced attempt (title ``attempt N.K``)
+        self.known_runs: dict[int, str] = {}  # run id -> attempt label an earlier try of this run dispatched
 
     def _which(self, attempt: int) -> str:
         """``attempt 3``, or ``attempt 3.2`` for the next run of a sliced attempt."""
@@ -336,7 +347,7 @@ class _Dispatcher:
             superseded = self._superseded(repo, workflow, chain_commit, head, attempt, chain_run_id)
             if superseded is not None:
                 return superseded
-        earlier = self.api.find_run(workflow, attempt, self.next_run, self.since)
+        earlier = self.api.find_run(workflow, attempt, self.next_run, self.since, self.known_runs)
         if earlier is not None:
             return DispatchResult(
                 True,
@@ -412,7 +423,7 @@ class _Dispatcher:
         self, workflow: Workflow, chain_commit: str, attempt: int, problem: str
     ) -> WorkflowRun | None:
         try:
-            return self.api.find_run(workflow, attempt, self.next_run, self.since)
+            return self.api.find_run(workflow, attempt, self.next_run, self.since, self.known_runs)
         except DispatchError as exc:
             raise DispatchError(
                 f"the dispatch of {self._which(attempt)} failed ({problem}), and whether GitHub started the "
@@ -448,7 +459,7 @@ class _Dispatcher:
         # No run details (older GitHub Enterprise): the run shows up in the list shortly.
         for look in range(FIND_NEW_RUN_TRIES):
             try:
-                found = self.api.find_run(workflow, attempt, self.next_run, self.since)
+                found = self.api.find_run(workflow, attempt, self.next_run, self.since, self.known_runs)
             except DispatchError:
                 found = None
             if found is not None:

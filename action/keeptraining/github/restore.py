@@ -2,7 +2,19 @@
 
 Each attempt's state (the ledger and the checkpoints) is uploaded as the artifact
 ``keeptraining-state`` of its run; the next attempt gets that run's id as ``resume-run-id``
-and downloads the artifact with actions/download-artifact. Another run's output is untrusted,
+and downloads the artifact with actions/download-artifact, by the id that ``verify`` chose.
+
+Artifact names are unique per run *attempt* on GitHub, not per run: a re-run of the job uploads a
+second state to the same run (``overwrite: true`` deletes only within its own attempt), and download
+by name returns the highest artifact id, which need not be the newest upload. So each run attempt
+names its artifacts with its number (``artifact_name``: ``keeptraining-state`` for the first try,
+``keeptraining-state-attempt-2`` for the second ...), and the next attempt takes the newest run
+attempt's state (``newest``), never the order of ids. A round's merge job picks its trials' artifacts
+the same way (``trial_artifacts``): per slot, the newest run attempt's, so after "Re-run failed jobs"
+the trials that were not re-run are read from the earlier attempt (through the REST API, with the
+token: the token-less internal API sees only the current attempt's artifacts).
+
+Another run's output is untrusted,
 so before the download ``verify`` asks the GitHub API that the run
 
 * belongs to this repository and ran this repository's code (not a fork's pull request),
@@ -11,7 +23,8 @@ so before the download ``verify`` asks the GitHub API that the run
 * trained the chain's commit: a push run is the commit's own run; a dispatched run got the
   branch head at dispatch time, which is the chain's commit or a later commit of the branch
   (a push that started no chain, e.g. ``[skip ci]``),
-* still has its ``keeptraining-state`` artifact (not expired after its retention, not deleted).
+* still has a ``keeptraining-state`` artifact (not expired after its retention, not deleted); the
+  newest run attempt's is the one to download.
 
 After the download, ``check_restored`` checks that a ledger arrived and that it is this
 chain's: same commit, and its last attempt is the one before this attempt.
@@ -25,13 +38,17 @@ records the attempt as failed (outputs, summary, mail) when the state cannot be 
 from __future__ import annotations
 
 import datetime
+import json
 import re
+import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from github import GithubException
+from github.Artifact import Artifact
 from github.Repository import Repository
 from github.WorkflowRun import WorkflowRun
 
@@ -41,6 +58,10 @@ from keeptraining.github import dispatch
 from keeptraining.state import ledger
 
 STATE_ARTIFACT = "keeptraining-state"
+TRIAL_ARTIFACT = "keeptraining-trial-"  # + the slot: keeptraining-trial-2
+#: What follows an artifact's base name in run attempt 2 and later (the first try has none).
+_ATTEMPT_SUFFIX = re.compile(r"(?:-attempt-([1-9][0-9]{0,5}))?")
+_TRIAL_NAME = re.compile(re.escape(TRIAL_ARTIFACT) + r"([1-9][0-9]?)" + _ATTEMPT_SUFFIX.pattern)
 #: Events whose runs may hand their state to a chain (never pull_request: code from a fork).
 RESUMABLE_EVENTS = ("push", "workflow_dispatch")
 FULL_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
@@ -82,6 +103,43 @@ def inputs_look_valid(env: Mapping[str, str]) -> bool:
         (not attempt or slices.parse_label(attempt) is not None)
 
 
+def artifact_name(base: str, run_attempt: int) -> str:
+    """The name a run attempt gives an artifact: ``base`` in the first, ``base-attempt-N`` in the N-th."""
+    return base if run_attempt <= 1 else f"{base}-attempt-{run_attempt}"
+
+
+def attempt_of(name: str, base: str) -> int | None:
+    """The run attempt that uploaded the artifact ``name`` of ``base`` (None: another artifact)."""
+    if not name.startswith(base):
+        return None
+    match = _ATTEMPT_SUFFIX.fullmatch(name[len(base):])
+    return None if match is None else int(match.group(1) or 1)
+
+
+def _created(artifact: Artifact) -> datetime.datetime:
+    return artifact.created_at or datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+
+
+def newest(artifacts: list[Artifact], base: str) -> Artifact | None:
+    """The artifact of ``base`` that the newest run attempt uploaded (then the latest created): never
+    by id, which GitHub does not promise to grow with time."""
+    mine = [(attempt, a) for a in artifacts if (attempt := attempt_of(a.name, base)) is not None]
+    if not mine:
+        return None
+    return max(mine, key=lambda pair: (pair[0], _created(pair[1])))[1]
+
+
+def trial_artifacts(artifacts: list[Artifact]) -> dict[int, Artifact]:
+    """A round's trials, slot -> the live ``keeptraining-trial-<slot>`` of the newest run attempt."""
+    slots: dict[int, list[Artifact]] = {}
+    for artifact in artifacts:
+        match = _TRIAL_NAME.fullmatch(artifact.name)
+        if match and not artifact.expired:
+            slots.setdefault(int(match.group(1)), []).append(artifact)
+    chosen = {slot: newest(found, f"{TRIAL_ARTIFACT}{slot}") for slot, found in slots.items()}
+    return {slot: artifact for slot, artifact in sorted(chosen.items()) if artifact is not None}
+
+
 @dataclass(frozen=True)
 class Verified:
     """The run to resume, as the API describes it."""
@@ -92,9 +150,12 @@ class Verified:
     artifact_id: int
     expires_at: str
 
+    name: str = STATE_ARTIFACT
+
     def describe(self) -> str:
         return (f"Run {self.run_id} ({self.event}, commit {self.head_sha[:7]}) of this workflow may be "
-                f"resumed: its {STATE_ARTIFACT} artifact {self.artifact_id} is kept until {self.expires_at}.")
+                f"resumed: its {STATE_ARTIFACT} artifact {self.artifact_id} ({self.name}, the newest run "
+                f"attempt's) is kept until {self.expires_at}.")
 
 
 def verify(ctx: dispatch.GitHubContext, run_id: int, chain_commit: str) -> Verified:
@@ -172,7 +233,7 @@ class _Verifier:
                               f"commit {short} ({status})")
 
     def _artifact(self, run: WorkflowRun) -> Verified:
-        found = [a for a in run.get_artifacts() if a.name == STATE_ARTIFACT]
+        found = [a for a in run.get_artifacts() if attempt_of(a.name, STATE_ARTIFACT) is not None]
         live = [a for a in found if not a.expired]
         if not found:
             raise self.refuse(f"it has no {STATE_ARTIFACT} artifact (deleted, or never uploaded: the run may "
@@ -181,37 +242,142 @@ class _Verifier:
             expired = max(found, key=lambda a: a.id)
             when = _when(expired.expires_at)
             raise self.refuse(f"its {STATE_ARTIFACT} artifact expired ({when}); artifacts are kept for the "
-                              "retention the action sets (14 days) or the repository allows")
-        newest = max(live, key=lambda a: a.id)
-        return Verified(run.id, run.event, run.head_sha, newest.id, _when(newest.expires_at))
+                              "retention the action sets (14 days) or the repository's shorter maximum")
+        chosen = newest(live, STATE_ARTIFACT)
+        assert chosen is not None  # live holds only state artifacts
+        return Verified(run.id, run.event, run.head_sha, chosen.id, _when(chosen.expires_at), chosen.name)
 
 
 def _when(moment: datetime.datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "the end of its retention"
 
 
-def check_step(env: Mapping[str, str], token: str) -> dict[str, str]:
-    """``keeptraining check-resume``: the step outputs ``commit``, ``resume`` and ``problem``.
+def list_trials(ctx: dispatch.GitHubContext, run_id: int) -> dict[int, Artifact]:
+    """This run's trial artifacts, every run attempt's (REST), the newest attempt's per slot."""
+    gh = dispatch.github_client(ctx)
+    try:
+        return trial_artifacts(list(gh.get_repo(ctx.repository).get_workflow_run(run_id).get_artifacts()))
+    except GithubException as exc:
+        raise RestoreError(f"the GitHub API refused to list the artifacts of run {run_id} "
+                           f"(HTTP {exc.status})", hint="The merge job needs `actions: read`.") from None
+    except (requests.RequestException, OSError) as exc:
+        raise RestoreError(f"cannot reach the GitHub API at {ctx.api_url} to list run {run_id}'s trials: "
+                           f"{type(exc).__name__}", hint="Re-run the job when GitHub is reachable.") from None
+    finally:
+        gh.close()
 
-    ``resume``: ``none`` (a new chain), ``ok`` (download it), ``refused`` (``problem`` says
-    why), or ``invalid`` (an input is malformed: nothing is checked out or downloaded, and the
-    training step reports which input).
+
+#: The most of an earlier try's state that a re-run downloads to read what it dispatched (a state
+#: holds checkpoints); past it, the titles of the runs decide (``dispatch.resumed_run``).
+EARLIER_STATE_MAX_BYTES = 512 * 1024 * 1024
+
+
+def dispatched_by_earlier_tries(ctx: dispatch.GitHubContext, env: Mapping[str, str]) -> dict[int, str]:
+    """In a re-run (run attempt 2 or later): run id -> attempt label (``3``, ``3.2``) of the runs that
+    earlier tries of this run dispatched, from the ledger in each earlier try's state (the dispatch
+    answered with the new run's id, and the attempt's record keeps it). Empty in a first try, and
+    when it cannot be read (then the runs' titles decide)."""
+    raw_attempt = env.get("GITHUB_RUN_ATTEMPT", "").strip()
+    this_attempt = int(raw_attempt) if raw_attempt.isdigit() and len(raw_attempt) < 7 else 1
+    if this_attempt < 2 or not (ctx.run_id and _RUN_ID.fullmatch(ctx.run_id)):
+        return {}
+    gh = dispatch.github_client(ctx)
+    found: dict[int, str] = {}
+    try:
+        for artifact in gh.get_repo(ctx.repository).get_workflow_run(int(ctx.run_id)).get_artifacts():
+            earlier = attempt_of(artifact.name, STATE_ARTIFACT)
+            if earlier is None or earlier >= this_attempt or artifact.expired \
+                    or artifact.size_in_bytes > EARLIER_STATE_MAX_BYTES:
+                continue
+            found.update(_dispatched_in(ctx, artifact.id, ctx.run_id))
+    except (GithubException, requests.RequestException, OSError, zipfile.BadZipFile, KeyError,
+            ValueError) as exc:
+        print(f"The earlier tries of run {ctx.run_id} could not be read ({type(exc).__name__}): re-run "
+              "protection goes by the runs' titles.")
+    finally:
+        gh.close()
+    return found
+
+
+def _dispatched_in(ctx: dispatch.GitHubContext, artifact_id: int, run_id: str) -> dict[int, str]:
+    """The dispatches that the records of run ``run_id`` in one state artifact (a zip) note."""
+    url = f"{ctx.api_url}/repos/{ctx.repository}/actions/artifacts/{artifact_id}/zip"
+    headers = {"Authorization": f"Bearer {ctx.token}", "Accept": "application/vnd.github+json",
+               "X-GitHub-Api-Version": "2022-11-28"}
+    with tempfile.TemporaryFile() as spool:
+        # requests drops the Authorization header on the redirect to the storage host.
+        with requests.get(url, headers=headers, timeout=60, stream=True) as reply:
+            reply.raise_for_status()
+            size = 0
+            for chunk in reply.iter_content(1024 * 1024):
+                size += len(chunk)
+                if size > EARLIER_STATE_MAX_BYTES:
+                    raise ValueError("the state is larger than expected")
+                spool.write(chunk)
+        spool.seek(0)
+        with zipfile.ZipFile(spool) as archive:
+            info = archive.getinfo(ledger.LEDGER_FILE)
+            if info.file_size > ledger.MAX_LEDGER_BYTES:
+                raise ValueError("the ledger is larger than expected")
+            data = json.loads(archive.read(info))
+    found: dict[int, str] = {}
+    for record in data.get("attempts", []) if isinstance(data, dict) else []:
+        run = record.get("run") if isinstance(record, dict) else None
+        sent = record.get("dispatched") if isinstance(record, dict) else None
+        if not (isinstance(run, dict) and str(run.get("id")) == run_id and isinstance(sent, dict)):
+            continue
+        next_id, attempt, next_run = sent.get("run_id"), sent.get("attempt"), sent.get("run", 1)
+        if isinstance(next_id, int) and isinstance(attempt, int) and isinstance(next_run, int):
+            found[next_id] = f"{attempt}.{next_run}" if next_run > 1 else str(attempt)
+    return found
+
+
+def _trial_outputs(env: Mapping[str, str], token: str) -> dict[str, str]:
+    """For a round's merge job: ``trial-artifact-ids``, the ids to download (empty: none, or the
+    listing failed, which a warning says; the merge then records the trials as failed)."""
+    if env.get("KT_INPUT_ROLE", "").strip() != "merge":
+        return {}
+    raw = env.get("GITHUB_RUN_ID", "").strip()
+    if not _RUN_ID.fullmatch(raw):
+        return {"trial-artifact-ids": ""}
+    run_id = int(raw)
+    try:
+        ctx = dispatch.context_from_env(env, token, ref=env.get("KT_INPUT_BRANCH") or None)
+        found = list_trials(ctx, run_id)
+    except (RestoreError, DispatchError) as exc:
+        print(f"::warning title=Trials not listed::{str(exc).splitlines()[0]}")
+        return {"trial-artifact-ids": ""}
+    for slot, artifact in found.items():
+        print(f"Trial {slot}: artifact {artifact.id} ({artifact.name}).")
+    return {"trial-artifact-ids": ",".join(str(a.id) for a in found.values())}
+
+
+def check_step(env: Mapping[str, str], token: str) -> dict[str, str]:
+    """``keeptraining check-resume``: the step outputs ``commit``, ``resume``, ``problem`` and
+    ``state-artifact-id`` (and, for a merge job, ``trial-artifact-ids``).
+
+    ``resume``: ``none`` (a new chain), ``ok`` (download ``state-artifact-id``, the newest run
+    attempt's state), ``refused`` (``problem`` says why), or ``invalid`` (an input is malformed:
+    nothing is checked out or downloaded, and the training step reports which input).
     """
     if not inputs_look_valid(env):
-        return {"commit": "", "resume": INPUT_INVALID, "problem": ""}
+        return {"commit": "", "resume": INPUT_INVALID, "problem": "", "state-artifact-id": ""}
     commit = env.get("KT_INPUT_COMMIT", "").strip() or env.get("GITHUB_SHA", "").strip()
     if not FULL_SHA.fullmatch(commit):
-        return {"commit": "", "resume": INPUT_INVALID, "problem": ""}
+        return {"commit": "", "resume": INPUT_INVALID, "problem": "", "state-artifact-id": ""}
+    trials = _trial_outputs(env, token)
     run_id = parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
     if run_id is None:
-        return {"commit": commit, "resume": RESUME_NONE, "problem": ""}
+        return {"commit": commit, "resume": RESUME_NONE, "problem": "", "state-artifact-id": "", **trials}
     try:
         ctx = dispatch.context_from_env(env, token, ref=env.get("KT_INPUT_BRANCH") or None)
         verified = verify(ctx, run_id, commit)
     except (RestoreError, DispatchError) as exc:
-        return {"commit": commit, "resume": RESUME_REFUSED, "problem": str(exc)}
+        return {"commit": commit, "resume": RESUME_REFUSED, "problem": str(exc), "state-artifact-id": "",
+                **trials}
     print(verified.describe())
-    return {"commit": commit, "resume": RESUME_OK, "problem": ""}
+    return {"commit": commit, "resume": RESUME_OK, "problem": "",
+            "state-artifact-id": str(verified.artifact_id), **trials}
 
 
 def problem(env: Mapping[str, str], state_dir: Path, chain_commit: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import requests
@@ -55,6 +55,16 @@ def attempt_marker(attempt: int, run: int = 1) -> re.Pattern[str]:
 
 def label(attempt: int, run: int) -> str:
     return f"{attempt}.{run}" if run > 1 else str(attempt)
+
+
+#: The chain's identity in a dispatched run's title: the run it resumes (the run-name shows resume-run-id).
+_RESUMES = re.compile(r"\bafter run (\d{1,20})\b", re.IGNORECASE)
+
+
+def resumed_run(title: str) -> str | None:
+    """The run that a run's title says it resumes (``after run 123``), or None when it does not say."""
+    match = _RESUMES.search(title)
+    return match.group(1) if match else None
 
 
 def message_of(exc: GithubException) -> str:
@@ -166,7 +176,11 @@ class WorkflowApi:
         if "workflow_dispatch" in message and "trigger" in message:
             return DispatchError(
                 f"the workflow {wf!r} cannot be dispatched: {message}",
-                hint=f"Add `on: workflow_dispatch` (with the chain's inputs) to {wf}.",
+                hint=f"Add `on: workflow_dispatch` (with the chain's inputs) to {wf}. If it is a reusable "
+                "workflow (keeptraining.yml), the chain dispatches the workflow that calls it, which "
+                "GITHUB_WORKFLOW_REF names on GitHub; act does not set it (and sets GITHUB_WORKFLOW to the "
+                "called workflow's name): pass --env GITHUB_WORKFLOW_REF=OWNER/REPO/.github/workflows/"
+                "<caller>.yml@refs/heads/<branch>.",
             )
         if "disabled" in message:
             return DispatchError(
@@ -254,12 +268,24 @@ class WorkflowApi:
             raise self.unreachable(f"reading run {run_id}", exc) from None
 
     def find_run(self, workflow: Workflow, attempt: int, next_run: int = 1,
-                 since: datetime.datetime | None = None) -> WorkflowRun | None:
+                 since: datetime.datetime | None = None,
+                 known_runs: Mapping[int, str] | None = None) -> WorkflowRun | None:
         """A workflow_dispatch run of this workflow on the branch titled ``attempt N``, created
         after this run (an older chain has its own attempt N), that is queued, running or
         succeeded (a cancelled or failed one is no longer the chain's next attempt). Any commit:
-        a dispatched run gets the branch head, which a push that started no chain moves on."""
+        a dispatched run gets the branch head, which a push that started no chain moves on.
+        Of this chain: the run an earlier try of this run dispatched (``known_runs``: run id -> attempt
+        label), else a run whose title names this run as the one it resumes, or names none (an older
+        run-name)."""
         pattern = attempt_marker(attempt, next_run)
+        known = [run_id for run_id, known_label in (known_runs or {}).items()
+                 if known_label == label(attempt, next_run)]
+
+        def ours(run: WorkflowRun) -> bool:
+            if known:
+                return run.id in known
+            title = run.display_title or ""
+            return bool(pattern.search(title)) and resumed_run(title) in (None, self.ctx.run_id)
 
         def scan() -> WorkflowRun | None:
             runs = workflow.get_runs(branch=self.ctx.ref, event="workflow_dispatch")
@@ -269,7 +295,7 @@ class WorkflowApi:
                 if since is not None and run.created_at < since:
                     continue
                 alive = run.status in NOT_ENDED or run.conclusion == "success"
-                if alive and pattern.search(run.display_title or ""):
+                if alive and ours(run):
                     return run
             return None
 

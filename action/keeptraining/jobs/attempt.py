@@ -329,7 +329,8 @@ def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
     first_run = slices.first_run_id(result.ledger.attempts[0]) if result.ledger.attempts else None
     outcome = dispatch.dispatch_next(ctx, chain_commit=str(info.get("commit", "")),
                                      next_attempt=number, inputs=inputs, next_run=decision.next_run,
-                                     chain_run_id=first_run)
+                                     chain_run_id=first_run,
+                                     known_runs=restore.dispatched_by_earlier_tries(ctx, env))
     if outcome.superseded_by:
         _superseded(result, outcome)
         return {}

@@ -8,11 +8,18 @@ stopped (``commands_stopped``): every line it prints that carries text from the
 training script, ``metrics.json``, the configuration or a dispatch input is then
 inert. Its own annotations are queued meanwhile and printed, escaped, once
 commands are back on; secrets are masked before the stop.
+
+GitHub shows at most 10 warning and 10 error annotations per step (and 10 notices); the rest
+are dropped silently. So the first ``ANNOTATION_LIMIT`` of each level become annotations; from
+the next one on, each is a plain log line, and the step summary gets every annotation of that
+level, the first ones included, under "All warnings" / "All errors".
 """
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import secrets
 import sys
 from collections.abc import Iterator, Mapping
@@ -36,14 +43,50 @@ def command(name: str, message: str, **props: str) -> str:
     return f"::{name}{' ' + rendered if rendered else ''}::{escape_data(message)}"
 
 
+ANNOTATION_LIMIT = 10  # GitHub shows at most this many annotations of each level per step
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~:<>&])")
+
+
 class _Commands:
     """Whether workflow commands are stopped (the resume token) and the annotations queued meanwhile."""
 
     token: str | None = None
     pending: list[str] = []  # noqa: RUF012 - one process-wide queue, on purpose
+    #: Every annotation of this step, per level: (title, message), for the summary past the limit.
+    shown: dict[str, list[tuple[str, str]]] = {}  # noqa: RUF012 - one process-wide record, on purpose
 
 
 _commands = _Commands()
+
+
+def _summary_line(title: str, message: str) -> str:
+    """One annotation as an inert markdown list item (one line; markdown and HTML escaped)."""
+    text = " ".join((f"{title}: {message}" if title else message).split())[:2000]
+    def inert(match: re.Match[str]) -> str:
+        char = match.group(1)
+        return html.escape(char) if char in "<>&" else "\\" + char
+
+    return "- " + _MD_SPECIAL.sub(inert, text)
+
+
+def new_step() -> None:
+    """Start counting annotations afresh (one keeptraining command is one step)."""
+    _commands.shown = {}
+
+
+def _over_limit(level: str, title: str, message: str) -> bool:
+    """Record the annotation; True when GitHub would no longer show it (then the summary lists them all)."""
+    seen = _commands.shown.setdefault(level, [])
+    seen.append((title, message))
+    if len(seen) <= ANNOTATION_LIMIT:
+        return False
+    if len(seen) == ANNOTATION_LIMIT + 1:
+        heading = {"error": "errors", "warning": "warnings", "notice": "notices"}.get(level, level)
+        write_summary(f"\n### All {heading} of this step\n\nGitHub shows the first {ANNOTATION_LIMIT} "
+                      f"{heading} of a step as annotations; here are all of them.\n\n"
+                      + "\n".join(_summary_line(t, m) for t, m in seen[:-1]))
+    write_summary(_summary_line(title, message))
+    return True
 
 
 def annotate(level: str, message: str, title: str = "") -> None:
@@ -53,7 +96,8 @@ def annotate(level: str, message: str, title: str = "") -> None:
     as a plain line), so that the runner still turns it into an annotation.
     """
     plain = f"{level}: {title + ': ' if title else ''}{message}"
-    if not in_actions():
+    # Past GitHub's limit per step the annotation would be dropped: a log line, and the summary.
+    if not in_actions() or _over_limit(level, title, message):
         print(plain, file=sys.stderr, flush=True)
     elif _commands.token is not None:
         print(plain, file=sys.stderr, flush=True)
