@@ -31,11 +31,22 @@ PY
   exit 1
 fi
 python_version="${found%% *}"
+# Only what the configured chain needs: the search library (the `search` extra, Optuna and its
+# SQLAlchemy) only for strategy: search, from the strategy input or else the config file's top-level key
+# (the workspace's file: the chain's own commit is checked out later, with the same file in it).
+extras=""
+config_file="${KT_INPUT_CONFIG:-}"
+config_file="${config_file:-.keeptraining.yml}"
+if [ "${KT_INPUT_STRATEGY:-}" = "search" ] || { [ -z "${KT_INPUT_STRATEGY:-}" ] && [ -f "$config_file" ] \
+    && grep -Eq "^strategy:[[:space:]]*[\"']?search([\"'[:space:]#]|$)" "$config_file"; }; then
+  extras="search"
+fi
 code="$(cd "$here" && { find pyproject.toml constraints.txt install-tools.txt install.sh keeptraining -type f \
   ! -name '*.pyc' -print0 \
   | sort -z | xargs -0 sha256sum; echo "$found"; } | sha256sum | cut -c1-16)"
-key="keeptraining-env-${RUNNER_OS:-$(uname -s)}-$(uname -m)-py${python_version}-${code}"
-venv="${RUNNER_TOOL_CACHE:-${RUNNER_TEMP:-/tmp}}/keeptraining/${code}"
+key="keeptraining-env-${RUNNER_OS:-$(uname -s)}-$(uname -m)-py${python_version}-${code}${extras:+-$extras}"
+venv="${RUNNER_TOOL_CACHE:-${RUNNER_TEMP:-/tmp}}/keeptraining/${code}${extras:+-$extras}"
+package="$here${extras:+[$extras]}"
 
 if [ "${1:-}" = "--locate" ]; then
   output key "$key"
@@ -71,15 +82,15 @@ if [ -x "$uv_dir/bin/uv" ]; then
   # Compiled now, once: every runner that restores the environment then starts keeptraining without
   # compiling its imports (numpy, matplotlib, PyGithub...) first.
   "$uv_dir/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" \
-    -c "$here/constraints.txt" "$here"
+    -c "$here/constraints.txt" "$package"
 else
   tool="pip (uv ${uv_version} could not be installed here)"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-    -c "$here/constraints.txt" "$here"
+    -c "$here/constraints.txt" "$package"
 fi
 touch "$venv/.complete"
-echo "keeptraining's environment: installed with ${tool} in $((SECONDS - start)) s (nothing to reuse;" \
+echo "keeptraining's environment${extras:+ (with $extras)}: installed with ${tool} in $((SECONDS - start)) s (nothing to reuse;" \
   "saved for the next runner under the key $key)"
 output bin "$venv/bin"
 output installed true

@@ -10,6 +10,8 @@
     .venv/bin/python scripts/bench.py --cold --quick              # its smoke run, ~2 min (CI runs it)
     .venv/bin/python scripts/bench.py --parallel --update-readme  # parallel 1, 2 and 4, ~15 min
     .venv/bin/python scripts/bench.py --parallel --quick          # its smoke run, ~1 min (CI runs it)
+    .venv/bin/python scripts/bench.py --hopeless --update-readme  # stopping hopeless chains, ~3 min
+    .venv/bin/python scripts/bench.py --hopeless --quick          # its smoke run, ~30 s (CI runs it)
 
 One invocation runs, on the same machine and with the model's default seed, the same
 chain four ways (each in its own temporary state folder, through the real engine:
@@ -819,7 +821,7 @@ class SearchSettings:
 
 
 SEARCH_FULL = SearchSettings(threshold=0.98, epochs=3, epoch_step=3, max_attempts=15, epoch_budget=60,
-                             hyperband_max_epochs=9, seeds=(0, 1, 2))
+                             hyperband_max_epochs=9, seeds=tuple(range(10)))
 SEARCH_QUICK = SearchSettings(threshold=0.5, epochs=1, epoch_step=1, max_attempts=3, epoch_budget=4,
                               hyperband_max_epochs=3, seeds=(0,), quick=True)
 # The space of the README's Search section, in the sample model's terms (KT_HP_<NAME>).
@@ -832,7 +834,8 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
 }
 SEARCH_METHODS = (("epochs", "epochs chain (learning rate 0.001)"),
                   ("tpe", "search: TPE + successive halving"),
-                  ("random", "search: random + successive halving"), ("hyperband", "KerasTuner Hyperband"))
+                  ("random", "search: random + successive halving"), ("hyperband", "KerasTuner Hyperband"),
+                  ("optuna-hyperband", "Optuna TPE + HyperbandPruner, in process"))
 README_SEARCH_BEGIN = "<!-- bench-search:begin (scripts/bench.py --search --update-readme) -->"
 README_SEARCH_END = "<!-- bench-search:end -->"
 
@@ -964,6 +967,65 @@ def run_hyperband(settings: SearchSettings, seed: int) -> SearchRun:
                      tally["trials"], tally["best"], time.perf_counter() - start)
 
 
+def run_optuna_pruner(settings: SearchSettings, seed: int) -> SearchRun:
+    """Optuna's own in-process pruning on the same model, space, threshold and epoch budget: one study in
+    this process (TPE, HyperbandPruner with max_resource = Hyperband's max_epochs, factor 3), each trial
+    reporting val_accuracy after every epoch and stopped when the pruner says so."""
+    import optuna  # noqa: PLC0415
+
+    sys.path.insert(0, str(REPO_ROOT / CODE_PATH))
+    import nn  # noqa: PLC0415 - the sample model, for its data and build_model
+
+    keras = nn.import_keras()
+    x, y, x_val, y_val = nn.load_data(keras, "digits")
+    base = nn.read_config()
+    tally: dict[str, Any] = {"epochs": 0, "trials": 0, "reached_at": None, "best": 0.0}
+
+    def spent() -> bool:
+        return tally["reached_at"] is not None or tally["epochs"] >= settings.epoch_budget
+
+    def objective(trial: Any) -> float:
+        values: dict[str, Any] = {}
+        for name, spec in SEARCH_SPACE.items():
+            if spec["type"] == "float":
+                values[name] = trial.suggest_float(name, spec["low"], spec["high"], log=bool(spec.get("log")))
+            elif spec["type"] == "int":
+                values[name] = trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1))
+            else:
+                values[name] = trial.suggest_categorical(name, spec["choices"])
+        tally["trials"] += 1
+        model = nn.build_model(keras, replace(base, **values), tuple(x.shape[1:]), int(y.max()) + 1)
+        value = 0.0
+        for epoch in range(settings.hyperband_max_epochs):
+            history = model.fit(x, y, validation_data=(x_val, y_val), batch_size=base.batch_size, verbose=0,
+                                initial_epoch=epoch, epochs=epoch + 1)
+            value = float(history.history["val_accuracy"][-1])
+            tally["epochs"] += 1
+            tally["best"] = max(tally["best"], value)
+            if value >= settings.threshold and tally["reached_at"] is None:
+                tally["reached_at"] = tally["epochs"]
+            if spent():
+                trial.study.stop()
+                return value
+            trial.report(value, epoch + 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned
+        return value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.perf_counter()
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.HyperbandPruner(
+                                    min_resource=1, max_resource=settings.hyperband_max_epochs,
+                                    reduction_factor=3))
+    while not spent():
+        study.optimize(objective, n_trials=1)
+    log(f"  search optuna-hyperband seed {seed}: {tally['trials']} trials, {tally['epochs']} epochs, "
+        f"best {tally['best']:.4f}")
+    return SearchRun("optuna-hyperband", seed, tally["reached_at"] is not None, tally["reached_at"],
+                     tally["epochs"], tally["trials"], tally["best"], time.perf_counter() - start)
+
+
 def run_search_bench(settings: SearchSettings) -> list[SearchRun]:
     runs = [run_search_chain(settings, "epochs", settings.seeds[0])]  # deterministic: one run
     for seed in settings.seeds:
@@ -974,6 +1036,14 @@ def run_search_bench(settings: SearchSettings) -> list[SearchRun]:
                               capture_output=True, text=True, timeout=3 * ATTEMPT_TIMEOUT_S, check=False)
         if done.returncode != 0:
             raise BenchError(f"hyperband seed {seed} failed:\n{done.stderr[-3000:]}")
+        sys.stderr.write(done.stderr)
+        runs.append(SearchRun(**json.loads(done.stdout.strip().splitlines()[-1])))
+    for seed in settings.seeds:  # Optuna's in-process pruning, also in a child process
+        done = subprocess.run([sys.executable, __file__, "--optuna-seed", str(seed),
+                               *(["--quick"] if settings.quick else [])],
+                              capture_output=True, text=True, timeout=3 * ATTEMPT_TIMEOUT_S, check=False)
+        if done.returncode != 0:
+            raise BenchError(f"optuna-hyperband seed {seed} failed:\n{done.stderr[-3000:]}")
         sys.stderr.write(done.stderr)
         runs.append(SearchRun(**json.loads(done.stdout.strip().splitlines()[-1])))
     return runs
@@ -1016,6 +1086,11 @@ def search_main(args: argparse.Namespace) -> int:
     if args.hyperband_seed is not None:
         print(json.dumps(asdict(run_hyperband(settings, args.hyperband_seed))))
         return 0
+    if args.optuna_seed is not None:
+        print(json.dumps(asdict(run_optuna_pruner(settings, args.optuna_seed))))
+        return 0
+    if args.seeds is not None:
+        settings = replace(settings, seeds=tuple(range(args.seeds)))
     out = args.out or (Path(tempfile.mkdtemp(prefix="kt-bench-search-")) if args.quick else DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
     clock = time.perf_counter()
@@ -1202,7 +1277,13 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser.add_argument("--in-rounds", action="store_true",
                         help="with --parallel: time `keeptraining run --parallel N --in-rounds` (GitHub's "
                              "rounds) instead of slots that take the next trial once free")
+    parser.add_argument("--hopeless", action="store_true",
+                        help="stopping hopeless chains instead: synthetic unreachable and slow-but-reachable "
+                             "curves through the real decision code, and the sample model at threshold 0.999 "
+                             "(hopeless.md, hopeless.json; bench_hopeless.py)")
     parser.add_argument("--hyperband-seed", type=int, help=argparse.SUPPRESS)  # one Hyperband run, as JSON
+    parser.add_argument("--optuna-seed", type=int, help=argparse.SUPPRESS)  # one Optuna-pruner run, as JSON
+    parser.add_argument("--seeds", type=int, metavar="N", help="with --search: seeds 0..N-1 (default 10)")
     parser.add_argument("--curve-epochs", type=int, default=60)
     parser.add_argument("--curve-step", type=int, default=10)
     args = parser.parse_args(argv)
@@ -1255,9 +1336,41 @@ def cold_main(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
+def hopeless_main(args: argparse.Namespace) -> int:
+    """Stopping hopeless chains (scripts/bench_hopeless.py): the table, and whether the targets were met."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_hopeless  # noqa: PLC0415
+
+    out = args.out or (Path(tempfile.mkdtemp(prefix="kt-bench-hopeless-")) if args.quick else DEFAULT_OUT)
+    out.mkdir(parents=True, exist_ok=True)
+    clock = time.perf_counter()
+    results, model = bench_hopeless.run(args.quick)
+    robustness = [] if args.quick else bench_hopeless.robustness()
+    meta = {"command": shlex.join(["python", "scripts/bench.py", *args.argv]), "seed": 0,
+            "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "wall_s": time.perf_counter() - clock, "machine": machine(False)}
+    text = bench_hopeless.markdown(results, model, meta) + bench_hopeless.robustness_markdown(robustness)
+    missed = bench_hopeless.targets(results, model)
+    (out / "hopeless.md").write_text(text, encoding="utf-8")
+    (out / "hopeless.json").write_text(json.dumps({
+        "meta": meta, "chains": [{**asdict(c), "stopped": c.stopped, "share": c.share} for c in results],
+        "sample_model": asdict(model) if model else None, "robustness": robustness, "missed": missed,
+    }, indent=1) + "\n", encoding="utf-8")
+    if args.update_readme:
+        update_readme(f"{bench_hopeless.README_BEGIN}\n{text}{bench_hopeless.README_END}",
+                      begin=bench_hopeless.README_BEGIN, end=bench_hopeless.README_END)
+    print(text)
+    for target in missed:
+        print(f"bench: target missed: {target}", file=sys.stderr)
+    log(f"Results written to {out} (hopeless.md, hopeless.json).")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, settings = parse(argv)
-    if args.search or args.hyperband_seed is not None:
+    if args.hopeless:
+        return hopeless_main(args)
+    if args.search or args.hyperband_seed is not None or args.optuna_seed is not None:
         return search_main(args)
     if args.cold:
         return cold_main(args, settings)

@@ -60,16 +60,6 @@ OPERATIONS: list[tuple[str, str]] = [
     # check of the run to resume).
     ("get", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"),
     ("get", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}"),
-    # Model releases (github/releases.py): the publish job creates one and uploads its assets to the
-    # release's upload_url; the champion is the latest one, its card downloaded as an asset.
-    ("post", "/repos/{owner}/{repo}/releases"),
-    ("get", "/repos/{owner}/{repo}/releases"),
-    ("get", "/repos/{owner}/{repo}/releases/latest"),
-    ("get", "/repos/{owner}/{repo}/releases/tags/{tag}"),
-    ("get", "/repos/{owner}/{repo}/releases/{release_id}"),
-    ("get", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
-    ("post", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
-    ("get", "/repos/{owner}/{repo}/releases/assets/{asset_id}"),
     # The pull-request check (jobs/pr_check.py): one comment, found again and edited in place, and the
     # pull request itself (the workflow_run workflow checks a fork's report against it).
     ("get", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
@@ -85,7 +75,17 @@ OPERATIONS: list[tuple[str, str]] = [
     ("post", "/repos/{owner}/{repo}/git/commits"),
     ("post", "/repos/{owner}/{repo}/git/trees"),
     ("get", "/repos/{owner}/{repo}/git/tags/{tag_sha}"),
+    ("post", "/repos/{owner}/{repo}/releases"),
     ("patch", "/repos/{owner}/{repo}/releases/{release_id}"),
+    ("get", "/repos/{owner}/{repo}/releases/tags/{tag}"),
+    # Model releases (github/releases.py): the publish job creates one and uploads its assets to the
+    # release's upload_url; the champion is the latest one, its card downloaded as an asset.
+    ("get", "/repos/{owner}/{repo}/releases"),
+    ("get", "/repos/{owner}/{repo}/releases/latest"),
+    ("get", "/repos/{owner}/{repo}/releases/{release_id}"),
+    ("get", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+    ("post", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+    ("get", "/repos/{owner}/{repo}/releases/assets/{asset_id}"),
 ]
 DISPATCH = ("post", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches")
 

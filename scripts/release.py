@@ -52,8 +52,8 @@ SECONDS_BETWEEN_REQUESTS = 0.25
 SECONDS_BETWEEN_WRITES = 1.0
 _TAG = re.compile(r"v(?P<major>0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)")
 _ENTRY = re.compile(r"^## \[(?P<version>[^\]]+)\](?: - (?P<date>\S+))?[ \t]*$", re.MULTILINE)
-#: The action, or one of its sub-actions (``action/publish``: the publish job's), at the placeholder.
-_SELF_USES = re.compile(r"(?P<lead>uses:\s*)OWNER/keeptraining/action(?P<sub>/[\w-]+)?@v1"
+#: ... and its sub-actions (``OWNER/keeptraining/action/publish@v1``): the same placeholder with a path.
+_SELF_USES = re.compile(r"(?P<lead>uses:\s*)OWNER/keeptraining/action(?P<sub>(?:/[\w.-]+)*)@v1"
                         r"(?P<tail>[ \t]*(?:#[^\n]*)?)$", re.MULTILINE)
 
 
@@ -148,12 +148,12 @@ def rewrite(root: Path, repository: str, sha: str, version: str = "") -> dict[Pa
     changed: dict[Path, str] = {}
     for relative in REUSABLE:
         text = (root / relative).read_text()
-        new = _SELF_USES.sub(lambda m: f"{m['lead']}{repository}/action{m['sub'] or ''}@{sha}{comment}", text)
-        if not any(m["sub"] is None for m in _SELF_USES.finditer(text)):  # the action itself, at least once
+        if not any(m["sub"] == "" for m in _SELF_USES.finditer(text)):
             raise ReleaseError(f"{relative} does not use {PLACEHOLDER}: nothing to pin to the release.",
                                hint=f"Its action steps say `uses: {PLACEHOLDER}` on the default branch; the "
                                     "release rewrites them.")
-        changed[relative] = new
+        pinned = lambda m: f"{m['lead']}{repository}/action{m['sub']}@{sha}{comment}"  # noqa: E731
+        changed[relative] = _SELF_USES.sub(pinned, text)
     return changed
 
 

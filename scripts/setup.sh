@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-input)
-"${pip[@]}" -r requirements.txt -c action/constraints.txt -e action
+"${pip[@]}" -r requirements.txt -c action/constraints.txt -e "action[search]"
 if [ "${1:-}" = "--dev" ]; then
   "${pip[@]}" -r .ci/requirements-dev.txt
 fi

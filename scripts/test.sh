@@ -14,7 +14,7 @@ mypy
 lint-imports  # the package's layers (pyproject.toml, [tool.importlinter])
 zizmor --offline --persona pedantic .
 check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
-check-jsonschema --builtin-schema vendor.github-actions action/action.yml
+check-jsonschema --builtin-schema vendor.github-actions action/action.yml action/*/action.yml
 
 echo "== docker engine and base image =="
 base_line="$(bash scripts/docker-engine.sh)"

@@ -272,7 +272,8 @@ def test_quick_search_benchmark_runs_every_method_in_separate_processes(tmp_path
     header, rows = table(text, "method")
     assert header == SEARCH_COLUMNS
     assert [r[0] for r in rows] == ["epochs chain (learning rate 0.001)", "search: TPE + successive halving",
-                                    "search: random + successive halving", "KerasTuner Hyperband"]
+                                    "search: random + successive halving", "KerasTuner Hyperband",
+                                    "Optuna TPE + HyperbandPruner, in process"]
     raw = json.loads((out / "search.json").read_text())
     runs = {r["method"]: r for r in raw["runs"]}
     budget = raw["meta"]["settings"]["epoch_budget"]
@@ -282,6 +283,7 @@ def test_quick_search_benchmark_runs_every_method_in_separate_processes(tmp_path
     # One keeptraining attempt process per attempt: the search log names each trial it trained.
     assert "search tpe       seed 0: attempt 1 trial 1 rung 0" in done.stderr
     assert "search hyperband seed 0:" in done.stderr
+    assert "search optuna-hyperband seed 0:" in done.stderr  # Optuna's own pruning, in one process
 
 
 # --------------------------------------------------------------------------- a cold runner (issue 12)
@@ -386,3 +388,52 @@ def test_quick_cold_benchmark_pulls_restores_and_times_every_step(tmp_path: Path
     for job in jobs.values():
         assert sum(job["parts"].values()) == pytest.approx(job["wall_s"], abs=0.01)
     assert (out / "cold.png").read_bytes().startswith(b"\x89PNG")
+
+
+# --------------------------------------------------------------------------- --hopeless
+
+
+@pytest.fixture(scope="module")
+def bench_hopeless() -> ModuleType:
+    return load("bench_hopeless", REPO_ROOT / "scripts" / "bench_hopeless.py")
+
+
+def test_hopeless_synthetic_chains_meet_the_targets(bench_hopeless: ModuleType) -> None:
+    """The quick draw (5 + 5 chains) through the real decision code: every unreachable chain stops on the
+    projection before half its budget, no reachable one is stopped, and the table says so."""
+    results, model = bench_hopeless.run(quick=True, with_model=False)
+    assert model is None and len(results) == 10
+    unreachable = [c for c in results if c.kind == "unreachable"]
+    reachable = [c for c in results if c.kind == "reachable"]
+    assert all(c.stopped and c.share < 0.5 and not c.reached for c in unreachable)
+    assert not any(c.stopped for c in reachable) and all(c.reached for c in reachable)
+    verdict = unreachable[0].verdict
+    assert "stopped on the projection" in verdict and "projected accuracy" in verdict
+    assert bench_hopeless.targets(results, None) == []
+    text = bench_hopeless.markdown(results, None, {"finished": "now", "command": "x", "seed": 0})
+    _header, rows = table(text, "chains")
+    assert [row[1] for row in rows] == ["5/5", "0/5"]
+
+
+def test_hopeless_targets_name_what_was_missed(bench_hopeless: ModuleType) -> None:
+    chain = bench_hopeless.Chain("reachable", 0.95, 30.0, 1, attempts=2, epochs=20, budget=100,
+                                 verdict="Threshold not reached, stopped on the projection: …")
+    missed = bench_hopeless.targets([chain, bench_hopeless.Chain("unreachable", 0.8, 5.0, 2, attempts=10,
+                                                                   epochs=100, budget=100)], None)
+    assert "no reachable chain is stopped" in missed
+    assert any("median unreachable" in m for m in missed)
+
+
+@pytest.mark.integration
+def test_quick_hopeless_benchmark_stops_the_sample_model(tmp_path: Path) -> None:
+    """The sample model at threshold 0.999, a real local chain, ends on the projection before its budget."""
+    done = subprocess.run([sys.executable, str(BENCH), "--hopeless", "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "action")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads((tmp_path / "hopeless.json").read_text(encoding="utf-8"))
+    model = data["sample_model"]
+    assert "stopped on the projection" in model["verdict"] and model["epochs"] < model["budget"]
+    assert model["projection"]["hopeless"] is True and model["minutes"] > 0
+    assert data["missed"] == []
+    assert "Sample model, threshold 0.999" in (tmp_path / "hopeless.md").read_text(encoding="utf-8")

@@ -32,7 +32,7 @@ def records(repo: Path) -> list[ledger.Attempt]:
 def comparable(repo: Path) -> list[dict[str, Any]]:
     """Ledger records without what differs run to run (timings, dates)."""
     data = json.loads((repo / ".keeptraining" / "ledger.json").read_text())
-    skip = {"duration_s", "train_s", "started_at"}
+    skip = {"duration_s", "train_s", "started_at", "minutes"}
     return [{k: v for k, v in a.items() if k not in skip} for a in data["attempts"]]
 
 
@@ -64,12 +64,35 @@ def test_resume_false_retrains_from_scratch(tmp_path: Path) -> None:
 def test_unreachable_threshold_stops_at_max_attempts(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     repo = fake_repo(tmp_path)
-    assert run_cli(repo, "run", "--threshold", "0.999", "--max-attempts", "3") == 3
+    # the projection would stop it sooner (test_hopeless_chain_stops_on_its_projection)
+    assert run_cli(repo, "run", "--threshold", "0.999", "--max-attempts", "3",
+                   "--stop-when-hopeless", "false") == 3
     attempts = records(repo)
     assert len(attempts) == 3 and all(a.outcome == "below" for a in attempts)
     out = capsys.readouterr().out
     assert "not reached after 3 attempts" in out
     assert "attempt 3" in out
+
+
+def test_hopeless_chain_stops_on_its_projection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The fake script's curve, 1 - 0.6·0.95^epoch, reaches 0.972 at 60 epochs: never 0.999 within a
+    budget of 6 attempts. The chain ends with exit 3 and says where it was heading; the ledger and the
+    mail keep it."""
+    repo = fake_repo(tmp_path)
+    assert run_cli(repo, "run", "--threshold", "0.999", "--max-attempts", "6") == 3
+    attempts = records(repo)
+    assert len(attempts) < 6 and all(a.outcome == "below" for a in attempts)
+    last = attempts[-1]
+    assert last.projection["hopeless"] is True and last.projection["at_epochs"] == 60
+    assert last.projection["projected"] == pytest.approx(1 - 0.6 * 0.95**60, abs=2e-3)
+    assert all(a.minutes is not None and a.minutes > 0 and a.minutes_from == "attempt" for a in attempts)
+    assert {a.runner_kind for a in attempts} == {"local"}
+    out = capsys.readouterr().out
+    assert f"Threshold not reached after {len(attempts)} attempts, stopped on the projection" in out
+    assert "at 60 epochs (optimistic bound" in out
+    (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
+    text = mail.read_text(encoding="utf-8")
+    assert "stopped on the projection" in text and "runner minutes" in text
 
 
 def test_crash_is_recorded_and_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -122,12 +145,14 @@ def test_stdout_metric_is_read_the_seed_way(tmp_path: Path, monkeypatch: pytest.
 
 def test_separate_attempt_processes_equal_one_run(tmp_path: Path) -> None:
     looped = fake_repo(tmp_path / "looped")
-    assert run_cli(looped, "run", "--max-attempts", "2") == 3
+    # two attempts each way: the projection would end the looped chain after one (20 epochs cannot reach 0.9)
+    assert run_cli(looped, "run", "--max-attempts", "2", "--stop-when-hopeless", "false") == 3
     stepped = fake_repo(tmp_path / "stepped")
     env = {**os.environ, "PYTHONPATH": ""}
     for _ in range(2):
         subprocess.run([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(stepped),
-                        "--max-attempts", "2"], check=True, env=env, capture_output=True)
+                        "--max-attempts", "2", "--stop-when-hopeless", "false"], check=True, env=env,
+                       capture_output=True)
     assert comparable(stepped) == comparable(looped)
 
 
@@ -232,7 +257,7 @@ def test_continue_retries_a_failed_attempt_and_goes_on(tmp_path: Path,
 
 
 def test_prune_keeps_only_the_last_and_the_best_checkpoint(tmp_path: Path) -> None:
-    repo = fake_repo(tmp_path, "threshold: 0.999\nmax_attempts: 3\n")
+    repo = fake_repo(tmp_path, "threshold: 0.999\nmax_attempts: 3\nstop_when_hopeless: false\n")
     assert run_cli(repo, "run") == 3
     state = repo / ".keeptraining"
     loaded = ledger.load(state)
@@ -246,7 +271,7 @@ def test_prune_keeps_only_the_last_and_the_best_checkpoint(tmp_path: Path) -> No
 
 def test_prune_never_deletes_through_a_link(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A checkpoint ``sub/victim.txt`` whose ``sub`` links out of the state folder is never deleted."""
-    repo = fake_repo(tmp_path / "repo", "threshold: 0.999\nmax_attempts: 3\n")
+    repo = fake_repo(tmp_path / "repo", "threshold: 0.999\nmax_attempts: 3\nstop_when_hopeless: false\n")
     assert run_cli(repo, "run") == 3
     state = repo / ".keeptraining"
     outside = tmp_path / "outside"

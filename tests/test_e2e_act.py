@@ -231,7 +231,8 @@ def test_consumer_repository_uses_the_action_from_the_readme(
 
 def test_unreachable_threshold_stops_at_max_attempts(
         tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
-    config = "max_attempts: 3\nhyperparameters:\n  ceiling: 0.8\n"
+    # the projection would end it after attempt 1 (test_a_hopeless_chain_stops_on_its_projection)
+    config = "max_attempts: 3\nstop_when_hopeless: false\nhyperparameters:\n  ceiling: 0.8\n"
     with consumer_chain(tmp_path, docker_base_image, smtp, certs, config) as (chain, _head):
         runs = chain.run_chain(max_runs=8)
         assert [r.returncode for r in runs] == [0, 0, 0]
@@ -242,6 +243,30 @@ def test_unreachable_threshold_stops_at_max_attempts(
         assert chain.emulator.statuses[-1].state == "failure"
     assert len(smtp.messages) == 1
     assert "Threshold not reached after 3 attempts" in str(smtp.messages[0].message["Subject"])
+
+
+def test_a_hopeless_chain_stops_on_its_projection(
+        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    """A curve capped at 0.8 cannot reach 0.9: the chain ends on its projection long before its 10
+    attempts, as a spent budget does (exhausted, failure status, one mail), and counts its runner
+    minutes from each run's start, read from GitHub's API (the emulator's run_started_at)."""
+    config = "max_attempts: 10\nhyperparameters:\n  ceiling: 0.8\n"
+    with consumer_chain(tmp_path, docker_base_image, smtp, certs, config) as (chain, _head):
+        runs = chain.run_chain(max_runs=10)
+        assert all(r.returncode == 0 for r in runs) and len(runs) < 5
+        assert runs[-1].outputs["chain-status"] == "exhausted"
+        assert runs[-1].outputs["dispatched"] == "false"
+        assert "stopped on the projection" in runs[-1].log and "at 100 epochs" in runs[-1].log
+        assert chain.emulator.statuses[-1].state == "failure"
+        assert "stopped on the projection" in chain.emulator.statuses[-1].description
+    assert len(smtp.messages) == 1
+    message = smtp.messages[0].message
+    assert "stopped on the projection" in str(message["Subject"])
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "Runner minutes:" in text and "counted from the run's start" in text
+    assert "Projection after attempt" in text
 
 
 def test_rerun_of_a_failed_attempt_dispatches_once_and_the_next_attempt_restores_the_reruns_state(

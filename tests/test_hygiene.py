@@ -316,3 +316,47 @@ def test_the_fork_report_workflow_never_checks_out_the_pull_request() -> None:
         assert "run" not in step
     assert [s["with"]["role"] for s in job["steps"] if s.get("uses") == "./action"] == ["pr-report"]
     assert "pwn request" in path.read_text()
+
+
+def _locate(tmp_path: Path, config: str | None, **env: str) -> dict[str, str]:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    if config is not None:
+        (work / ".keeptraining.yml").write_text(config)
+    proc = subprocess.run(["bash", str(ROOT / "action" / "install.sh"), "--locate"], capture_output=True,
+                          text=True, check=True, cwd=work,
+                          env={**os.environ, "RUNNER_TOOL_CACHE": str(tmp_path / "cache"),
+                               "GITHUB_OUTPUT": "", "KT_INPUT_STRATEGY": "", "KT_INPUT_CONFIG": "", **env})
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines())
+
+
+@pytest.mark.parametrize(("config", "env", "search"), [
+    (None, {}, False),
+    ("threshold: 0.9\n", {}, False),
+    ("strategy: search\nsearch: {space: {}}\n", {}, True),
+    ("strategy: 'search'   # tuned\n", {}, True),
+    ("strategy: searching\n", {}, False),
+    ("  strategy: search\n", {}, False),  # not the top-level key
+    ("strategy: search\n", {"KT_INPUT_STRATEGY": "epochs"}, False),  # the input wins over the file
+    (None, {"KT_INPUT_STRATEGY": "search"}, True),
+])
+def test_the_search_library_is_installed_only_for_a_search(tmp_path: Path, config: str | None,
+                                                         env: dict[str, str], search: bool) -> None:
+    """Optuna (the `search` extra) only when the chain is a search: its own environment and cache key."""
+    found = _locate(tmp_path, config, **env)
+    assert found["key"].endswith("-search") is search and found["venv"].endswith("-search") is search
+    assert found["found"] == "false"
+
+
+def test_optuna_is_an_extra_and_a_search_without_it_says_how_to_get_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (ROOT / "action" / "pyproject.toml").read_text()
+    dependencies = text.split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert "optuna" not in dependencies and 'search = ["optuna>=5.0,<6"]' in text
+    from keeptraining.engine import search  # noqa: PLC0415
+    from keeptraining.errors import ConfigError  # noqa: PLC0415
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # not installed
+    with pytest.raises(ConfigError, match=r"strategy: search needs Optuna") as caught:
+        search.require_optuna()
+    assert "pip install 'keeptraining[search]'" in caught.value.hint

@@ -212,6 +212,13 @@ def test_a_tampered_state_is_refused(
     assert "::warning title=Model not published::" in capsys.readouterr().out
 
 
+def test_a_missing_state_warns(emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert publish(tmp_path / "not-downloaded") == 0
+    out = capsys.readouterr().out
+    assert "::warning title=Model not published::No chain state" in out and emu.releases == []
+
+
 def test_a_champion_whose_model_does_not_match_its_card_is_refused(
         emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path) -> None:
     assert publish(chain_state(tmp_path / "one")) == 0

@@ -135,11 +135,13 @@ def test_rewrite_pins_every_own_action_reference_to_the_release_commit(tmp_path:
         before = (root / relative).read_text()
         uses = f"uses: {release.PLACEHOLDER}"
         assert text.count(f"uses: {FULL_NAME}/action@{sha} # v1.0.0") == before.count(uses) >= 1
+        # The action's sub-actions (action/publish) are pinned the same way.
+        sub = "uses: OWNER/keeptraining/action/publish@v1"
+        assert text.count(f"uses: {FULL_NAME}/action/publish@{sha} # v1.0.0") == before.count(sub)
         # Nothing else changed, and every step's `uses:` is now pinned to a full SHA.
-        unpinned = text.replace(f"{FULL_NAME}/action@{sha} # v1.0.0", release.PLACEHOLDER)
-        unpinned = unpinned.replace(f"{FULL_NAME}/action/publish@{sha} # v1.0.0",
-                                    "OWNER/keeptraining/action/publish@v1")  # the publish job's sub-action
-        assert unpinned == before
+        unpinned = text.replace(f"{FULL_NAME}/action/publish@{sha} # v1.0.0",
+                                "OWNER/keeptraining/action/publish@v1")
+        assert unpinned.replace(f"{FULL_NAME}/action@{sha} # v1.0.0", release.PLACEHOLDER) == before
         data = yaml.safe_load(text)
         for job in data["jobs"].values():
             for step in job.get("steps", []):

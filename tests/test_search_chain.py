@@ -116,7 +116,8 @@ def test_search_reaches_a_threshold_that_the_epochs_chain_cannot(tmp_path: Path,
     epochs_repo = search_repo(tmp_path / "epochs", BASE + "max_attempts: 8\nhyperparameters:\n"
                                                           "  learning_rate: 0.003\n")
     assert main(["run", "--repo", str(epochs_repo)]) == 3
-    assert "Threshold not reached after 8 attempts" in capsys.readouterr().out
+    out = capsys.readouterr().out  # its own curve says so early: it stops on the projection
+    assert "Threshold not reached after " in out and "stopped on the projection" in out
     search_repo_ = search_repo(tmp_path / "search")
     assert main(["run", "--repo", str(search_repo_)]) == 0
     out = capsys.readouterr().out

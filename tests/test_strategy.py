@@ -81,7 +81,7 @@ def test_decide_failed() -> None:
 
 def test_chain_is_always_bounded() -> None:
     ledger = Ledger()
-    c = cfg(max_attempts=7, threshold=0.99)
+    c = cfg(max_attempts=7, threshold=0.99, stop_when_hopeless=False)  # a flat 0.5 would be hopeless
     for n in range(1, 100):
         decision = strategy.decide(c, ledger)
         if decision.kind != strategy.CONTINUE:

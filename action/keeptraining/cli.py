@@ -59,7 +59,7 @@ from keeptraining.state import data_cache, ledger
 from keeptraining.state import lock as state_lock
 
 _LIST_KEYS = {"mail_to", "notify_on"}
-_FILE_ONLY = {"search"}  # a mapping of ranges: written in the config file, never a flag or an input
+_FILE_ONLY = {"search", "runner_prices"}  # mappings: written in the config file, never a flag or an input
 _FLAG_HELP = {"hyperparameters": "NAME=VALUE, repeatable: passed to the script as KT_HP_<NAME>"}
 
 

@@ -41,7 +41,9 @@ class ReleaseEmulator(GitHubEmulator):
         super().__init__(repository, **kwargs)
         self.git_dir = git_dir
         self.immutable_releases = immutable_releases
-        self.git_releases: list[dict[str, Any]] = []  # the release workflow's (the base has its own)
+        # Its own store: the release workflow's releases (drafts, immutability) are kept apart from the base
+        # emulator's model releases (``EmulatedRelease``); these operations override the base's.
+        self.git_releases: list[dict[str, Any]] = []
 
     def extra_operations(self) -> dict[str, Any]:
         handlers = {

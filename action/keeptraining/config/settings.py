@@ -77,6 +77,11 @@ DEFAULTS: dict[str, Any] = {
     "notify_on": ["reached", "exhausted", "failed", "superseded"],
     "strategy": "epochs",
     "max_epochs_total": None,
+    "stop_when_hopeless": True,  # stop a chain whose projection cannot reach the threshold (projection.py)
+    "max_runner_minutes": None,
+    "price_per_minute": 0.006,  # USD, GitHub-hosted Linux 2-core from 2026-01-01 (cost.py)
+    "runner_kind": None,
+    "runner_prices": {},
     "search": None,  # strategy: search only; the config file is the one place to write it
     "commit_status": True,
     "tolerance": 0.0,  # a pull request's candidate passes at >= the champion's metric - tolerance
@@ -133,6 +138,11 @@ class Config:
     parallel: int = 1  # trials trained at once: a round's on GitHub, slots here (strategy: search only)
     cpus: float | None = None  # CPU share of each training (docker) / parallel trial (local)
     gpus: str | None = None  # docker: "all" or a count of GPUs for the training container
+    stop_when_hopeless: bool = True  # end a chain whose learning curve cannot reach the threshold
+    max_runner_minutes: float | None = None  # runner minutes the chain may use (cost.py)
+    price_per_minute: float = 0.006  # USD per minute of a runner label not in cost.KNOWN_PRICES
+    runner_kind: str | None = None  # the runs-on label the runner is priced as (unset: guessed)
+    runner_prices: dict[str, float] = field(default_factory=dict)  # label -> USD per minute
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
 
     def to_dict(self) -> dict[str, Any]:

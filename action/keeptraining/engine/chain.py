@@ -21,6 +21,8 @@ never deleted.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import Any
 from keeptraining.backends.base import echo_line
 from keeptraining.backends.select import Backend
 from keeptraining.config.settings import Config
-from keeptraining.engine import search, slices, step, strategy
+from keeptraining.engine import cost, projection, search, slices, step, strategy
 from keeptraining.engine.plan import Decision, Plan
 from keeptraining.engine.step import INTERRUPTED, contract_env, train_request
 from keeptraining.errors import ConfigError, KeeptrainingError, LedgerError, PathRefused
@@ -111,7 +113,7 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
                 run_info: dict[str, Any] | None = None, say: Say = print,
                 on_line: Callable[[str], None] | None = echo_line) -> AttemptReport:
     """Train one attempt (or the next run of an unfinished one), record it, and decide what comes next."""
-    ws = workspace(config, repo_root)
+    ws, clock = workspace(config, repo_root), time.monotonic()  # clock: the attempt's start (cost.py)
     ledger = ledger_mod.load(ws.state_dir)
     number = _attempt_number(ledger, attempt, config, say)
     continuing = slices.continued(ledger, number)  # an unfinished attempt: this run carries it on
@@ -129,7 +131,7 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
 
     def keep(run: Attempt, stopped: str | None) -> Attempt:
         merged = slices.merge(continuing, run, stopped, sub)
-        ledger.attempts.append(merged)
+        _account(config, ledger, merged, run, run_info, clock)
         ledger_mod.save(ws.state_dir, ledger)
         return merged
 
@@ -140,6 +142,31 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     decision = strategy.decide(config, ledger)
     say(step.attempt_line(outcome.record, config))
     return AttemptReport(outcome.record, decision, ledger, outcome.error, outcome.log_tail)
+
+
+def _account(config: Config, ledger: Ledger, record: Attempt, run: Attempt, run_info: dict[str, Any] | None,
+             clock: float) -> None:
+    """Append ``record`` (after ``run``, this run's own record) to the ledger with its runner minutes,
+    counted from the job's start when known (cost.py) or the attempt's (``clock``, monotonic), and the
+    projection of the learning curve after it (projection.py)."""
+    now = time.time()
+    start = cost.job_start(run_info or {}, os.environ, now - (time.monotonic() - clock))
+    cost.stamp(record, run, start, now, cost.runner_kind(os.environ, config.runner_kind))
+    ledger.attempts.append(record)
+    record.projection = _projection(config, ledger, record)
+
+
+def _projection(config: Config, ledger: Ledger, record: Attempt) -> dict[str, Any]:
+    """Where the learning curve is heading after ``record`` (the chain's, or a search trial's), for the
+    ledger; empty when there is too little to say, and never an error of the attempt."""
+    if record.outcome in (FAILED, SLICED):
+        return {}
+    try:
+        if config.strategy == search.SEARCH:
+            return search.trial_projection(config, ledger, record)
+        return projection.record(projection.of_chain(config, ledger), config.threshold)
+    except KeeptrainingError:
+        return {}
 
 
 def _plan_run(config: Config, ledger: Ledger, number: int, continuing: Attempt | None,

@@ -10,6 +10,7 @@ retrains from scratch. The chain is always bounded by ``max_attempts`` (and ``ma
 from __future__ import annotations
 
 from keeptraining.config.settings import Config
+from keeptraining.engine import projection
 from keeptraining.engine.plan import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, Decision, Plan
 from keeptraining.output import wording
 from keeptraining.state.ledger import BELOW, FAILED, REACHED, Attempt, Ledger
@@ -63,5 +64,9 @@ def decide(config: Config, ledger: Ledger) -> Decision:
     if config.max_epochs and upcoming <= (last.epochs_reached or 0):
         return Decision(EXHAUSTED, wording.exhausted(config.metric, last.attempt, best_pair,
                                                      max_epochs=config.max_epochs))
+    to_train = upcoming - (last.epochs_reached or 0) if config.resume else upcoming
+    stop = projection.stop_reason(config, ledger, to_train, best_pair)  # minutes budget, hopeless curve
+    if stop is not None:
+        return Decision(EXHAUSTED, stop)
     return Decision(CONTINUE, wording.below(config.metric, last.metric, config.threshold, last.attempt,
                                             epochs, upcoming), upcoming)

@@ -49,8 +49,9 @@ from typing import Any
 from keeptraining.config.search_space import Param, SearchSettings
 from keeptraining.config.settings import Config
 from keeptraining.contract import env as contract_env
+from keeptraining.engine import projection
 from keeptraining.engine.plan import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, EXHAUSTED, Decision, Plan
-from keeptraining.errors import LedgerError
+from keeptraining.errors import ConfigError, LedgerError
 from keeptraining.output import wording
 from keeptraining.state.ledger import FAILED, REACHED, Attempt, Ledger
 
@@ -279,8 +280,20 @@ def may_be_promoted(trial: Trial, trials: list[Trial], eta: int, attempts_left: 
 # --------------------------------------------------------------------------- Optuna
 
 
+def require_optuna() -> None:
+    """ConfigError unless Optuna, the search's library (the package's ``search`` extra), is installed."""
+    try:
+        import optuna  # noqa: F401, PLC0415 - Optuna is imported by the search only
+    except ImportError:
+        raise ConfigError("strategy: search needs Optuna, which this environment does not have.",
+                          hint="The action installs it when its strategy input, or the config file's "
+                               "top-level `strategy:`, is search; elsewhere: pip install "
+                               "'keeptraining[search]'.") from None
+
+
 def distributions(settings: SearchSettings) -> dict[str, Any]:
     """Optuna distributions of the space (from the configuration, never from the chain state)."""
+    require_optuna()
     from optuna.distributions import (  # noqa: PLC0415 - Optuna is imported by the search only
         CategoricalDistribution,
         FloatDistribution,
@@ -316,6 +329,7 @@ def _frozen(trial: Trial, dists: dict[str, Any]) -> Any:
 def build_study(settings: SearchSettings, trials: list[Trial], running: Sequence[dict[str, Any]] = ()) -> Any:
     """An in-memory Optuna study holding ``trials`` (and the ``running`` ones' values), with the
     configured sampler, seeded by the number of trials so far."""
+    require_optuna()
     import optuna  # noqa: PLC0415
     from optuna.trial import TrialState, create_trial  # noqa: PLC0415
 
@@ -390,11 +404,42 @@ def _epochs_left(config: Config, ledger: Ledger) -> int | None:
 
 
 def _grow(config: Config, ledger: Ledger) -> Callable[[Trial], bool]:
+    """Whether a trial may train further: below ``max_epochs``, and (``stop_when_hopeless``) not a trial
+    whose own learning curve cannot reach the threshold within the budget (projection.py)."""
     cap = config.max_epochs
 
     def can_grow(trial: Trial) -> bool:
-        return cap is None or trial.epochs < cap
+        if cap is not None and trial.epochs >= cap:
+            return False
+        return not (config.stop_when_hopeless and _trial_hopeless(config, ledger, trial))
     return can_grow
+
+
+def _trial_budget(config: Config, ledger: Ledger, trial: Trial) -> int:
+    """The most epochs ``trial`` can have at the end of the budget: one promotion per attempt left."""
+    attempts_left = max(config.max_attempts - (ledger.last.attempt if ledger.last else 0), 0)
+    epochs = trial.epochs + config.epoch_step * attempts_left
+    if config.max_epochs:
+        epochs = min(epochs, config.max_epochs)
+    left = _epochs_left(config, ledger)
+    return min(epochs, trial.epochs + left) if left is not None else epochs
+
+
+def _trial_projection(config: Config, ledger: Ledger, trial: Trial) -> projection.Projection | None:
+    return projection.of_runs(trial.runs, _trial_budget(config, ledger, trial))
+
+
+def _trial_hopeless(config: Config, ledger: Ledger, trial: Trial) -> bool:
+    projected = _trial_projection(config, ledger, trial)
+    return projected is not None and projected.hopeless(config.threshold)
+
+
+def trial_projection(config: Config, ledger: Ledger, record: Attempt) -> dict[str, Any]:
+    """The ledger's record of the projection of ``record``'s trial (empty when there is none)."""
+    trials = validated_trials(ledger, config.search_settings())
+    if record.trial is None or not 1 <= record.trial <= len(trials):
+        return {}
+    return projection.record(_trial_projection(config, ledger, trials[record.trial - 1]), config.threshold)
 
 
 def _promote(trial: Trial, config: Config, epochs_left: int | None) -> TrialRun:

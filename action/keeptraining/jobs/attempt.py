@@ -35,7 +35,7 @@ from keeptraining.errors import (
     NotifyError,
     RestoreError,
 )
-from keeptraining.github import commit_status, dispatch, restore
+from keeptraining.github import commit_status, dispatch, restore, run_clock
 from keeptraining.jobs import champion_check
 from keeptraining.jobs.inputs import (
     JobInputs,
@@ -184,8 +184,11 @@ def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: 
                                        epochs=explicit_epochs(config), chain_info=progress.info,
                                        run_info=run_info(env))
     backend = backends.select(config, inputs.repo, allow_local_fallback=False, say=print, on_line=print)
+    # The run's start (run_started_at): the attempt's runner minutes count from it (engine/cost.py).
+    started = run_clock.run_started_at(github_context(env, token(env), progress.info))
+    info = {**run_info(env), **({"started_at": started} if started else {})}
     return chain.run_attempt(config, inputs.repo, backend, attempt=number, epochs=explicit_epochs(config),
-                             chain_info=progress.info, run_info=run_info(env))
+                             chain_info=progress.info, run_info=info)
 
 
 # Failures reported without touching the ledger: the configuration, the ledger itself (or its

@@ -114,8 +114,9 @@ def run(state_dir: Path, env: Mapping[str, str] = os.environ) -> int:
         book = ledger_mod.load(state_dir)
     except LedgerError as exc:
         return _failed(PublishError(f"The chain state cannot be trusted: {exc.message}"), env)
-    if not book.attempts:
-        return _skip(f"No chain state in {state_dir}: nothing to release.", env)
+    if not book.attempts:  # the job runs for a reached chain only: its state should be there
+        return _failed(PublishError(f"No chain state in {state_dir}: the artifact {STATE_ARTIFACT} was not "
+                                    "downloaded, or holds no ledger."), env)
     api_url = env.get("GITHUB_API_URL") or "https://api.github.com"
     releases = releases_mod.Releases(releases_mod.client(api_url, token, repository), repository)
     try:

@@ -64,6 +64,15 @@ def exhausted(metric: str, attempts: int, best: tuple[float, int] | None, *,
     return f"Threshold not reached {where}: {best_text}{' ' + detail if detail and best else ''}"
 
 
+def hopeless(metric: str, attempts: int, best: tuple[float, int] | None, projection: str) -> str:
+    """Ended below the threshold because its own learning curve cannot reach it within the budget
+    (``projection``: projection.describe's line, the projected value and at which epochs)."""
+    best_text = (f"best {one_line(metric, 40)} {fmt_metric(best[0])} at attempt {best[1]}"
+                 if best is not None else "no attempt reported a metric")
+    return (f"Threshold not reached after {plural(attempts, 'attempt')}, stopped on the projection: "
+            f"{best_text}; {one_line(projection, 300)}")
+
+
 def round_below(metric: str, value: float, threshold: float, round_no: int, attempt: int, epochs: int,
                 next_step: str) -> str:
     """A round of parallel trials ended below the threshold: its best trial, and the next round."""

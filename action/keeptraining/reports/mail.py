@@ -98,6 +98,7 @@ def _text_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
     if trials:
         parts += [search_report.best_line(ledger, config), "", trials, ""]
     parts += [report.attempts_table(ledger, config), ""]
+    parts += [*report.cost_lines(ledger, config), ""] if report.cost_lines(ledger, config) else []
     provenance = _provenance_text(ledger)
     if provenance:
         parts += [*provenance, ""]
@@ -158,6 +159,7 @@ def _html_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
     if trials:
         parts += [f"<p>{report.html_text(search_report.best_line(ledger, config), 400)}</p>", trials]
     parts.append(_html_table(config, ledger))
+    parts += [f"<p>{report.html_text(line, 600)}</p>" for line in report.cost_lines(ledger, config)]
     if chart_cid:
         w, h = report.CHART_SIZE_PX
         per = "per trial and against each searched value" if trials else "per epoch"

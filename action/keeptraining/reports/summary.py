@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from keeptraining.config.settings import Config
-from keeptraining.engine import slices, strategy
+from keeptraining.engine import cost, slices, strategy
 from keeptraining.engine.plan import (
     CHAIN_FAILED,
     CHAIN_REACHED,
@@ -384,6 +384,38 @@ def result_markdown(ledger: Ledger, config: Config) -> str:
     return "\n\n".join(out)
 
 
+_COUNTED_FROM = {"run_started_at": "the run's start", "action": "the action's start",
+                 "attempt": "the attempt's start"}
+
+
+def cost_lines(ledger: Ledger, config: Config) -> list[str]:
+    """What the chain cost and where it was heading, as plain lines: the runner minutes and their estimated
+    cost per runner kind (engine/cost.py), and the last attempt's projection (engine/projection.py)."""
+    out = []
+    totals = cost.totals(ledger.attempts, config.price_per_minute, config.runner_prices)
+    if totals:
+        priced = [t for t in totals if t.cost is not None]
+        money = f"; estimated cost ${sum(t.cost or 0.0 for t in priced):.2f}" if priced else ""
+        sources = sorted({_COUNTED_FROM.get(str(a.minutes_from), "") for a in ledger.attempts
+                          if a.minutes is not None} - {""})
+        counted = f"; counted from {' or '.join(sources)}" if sources else ""
+        out.append(f"Runner minutes: {cost.describe(totals)}{money}{counted}")
+    last = ledger.last
+    record = last.projection if last is not None else {}
+    if record and all(isinstance(record.get(k), (int, float)) for k in ("projected", "bound", "at_epochs")):
+        sign = "<" if record.get("hopeless") else "≥"
+        out.append(f"Projection after attempt {last.attempt if last else ''}: {one_line(config.metric, 40)} "
+                   f"{float(record['projected']):.4f} at {int(record['at_epochs'])} epochs, optimistic bound "
+                   f"{min(float(record['bound']), 1.0):.4f} {sign} {fmt_threshold(config.threshold)}")
+    return out
+
+
+def cost_markdown(ledger: Ledger, config: Config) -> str:
+    """``cost_lines`` for the job summary ('' when there is nothing to say)."""
+    return "\n\n".join(f"**{md_escape(line.split(': ', 1)[0])}:** {md_escape(line.split(': ', 1)[1], 600)}"
+                        for line in cost_lines(ledger, config))
+
+
 def failure_markdown(title: str, message: str, hint: str = "", log_tail: str = "") -> str:
     """The error that ended an attempt, what to do, and the end of its log (escaped, folded)."""
     out = [f"**{md_escape(title, 100)}:** {md_escape(message, 2000)}"]
@@ -420,7 +452,8 @@ def job_summary(ledger: Ledger, config: Config, decision: Decision,
         out += [attempts_markdown(ledger, config), ""]
     else:
         out += [attempts_markdown(ledger, config), ""]
-    result = result_markdown(ledger, config)
+    result = "\n\n".join(part for part in (result_markdown(ledger, config), cost_markdown(ledger, config))
+                         if part)
     if result:
         out += [result, ""]
     if config.strategy != "search":

@@ -79,6 +79,11 @@ class Attempt:
     # parallel > 1 only (parallel.py, merge.py); None / empty when trials run one at a time.
     round: int | None = None  # the round that trained it (one workflow run, or one local round)
     runner: dict[str, Any] = field(default_factory=dict)  # slot, job and runner that trained it
+    # What the attempt cost and where the chain is heading (cost.py, projection.py); absent in older ledgers.
+    minutes: float | None = None  # the run's wall time, from the job's start when known, to this record
+    minutes_from: str | None = None  # what it counts from: run_started_at | action | attempt
+    runner_kind: str | None = None  # the runs-on label it is priced as (local: not priced)
+    projection: dict[str, Any] = field(default_factory=dict)  # the learning curve's projection after it
 
 
 @dataclass
