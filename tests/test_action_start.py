@@ -60,3 +60,22 @@ def test_the_uploads_and_downloads_name_and_pick_artifacts_per_run_attempt() -> 
     assert trials["artifact-ids"] == "${{ steps.check.outputs.trial-artifact-ids }}"
     assert trials["run-id"] == "${{ github.run_id }}"
     assert trials["github-token"] == "${{ inputs.github-token }}"
+
+
+def test_the_action_and_the_reusable_workflow_name_the_run_attempts_state_artifact() -> None:
+    suffix = "${{ steps.start.outputs.artifact-suffix }}"
+    outputs = yaml.safe_load(ACTION.read_text())["outputs"]
+    assert outputs["state-artifact"]["value"] == f"keeptraining-state{suffix}"
+    reusable = ACTION.parent.parent / ".github" / "workflows" / "keeptraining.yml"
+    workflow = yaml.safe_load(reusable.read_text())
+    called = workflow[True]["workflow_call"]["outputs"]  # YAML 1.1 reads the key `on` as True
+    assert called["state-artifact"]["value"] == "${{ jobs.train.outputs.state-artifact }}"
+    job = workflow["jobs"]["train"]["outputs"]
+    assert job["state-artifact"] == "${{ steps.train.outputs.state-artifact }}"
+
+
+def test_the_publish_job_downloads_the_state_of_its_own_run_attempt() -> None:
+    reusable = ACTION.parent.parent / ".github" / "workflows" / "keeptraining.yml"
+    steps = yaml.safe_load(reusable.read_text())["jobs"]["publish"]["steps"]
+    (download,) = [s for s in steps if str(s.get("uses", "")).startswith("actions/download-artifact@")]
+    assert download["with"]["name"] == "${{ needs.train.outputs.state-artifact }}"

@@ -413,8 +413,8 @@ def test_timeout_kills_a_script_that_ignores_sigterm(
 INTERRUPTED_RUNNER = """\
 import json, signal, sys
 from pathlib import Path
-from keeptraining import backend_docker
-from keeptraining.train import TrainRequest
+from keeptraining.backends.docker import run as backend_docker
+from keeptraining.backends.base import TrainRequest
 
 def stop(signum, frame):
     raise SystemExit(128 + signum)  # what a CLI does with SIGTERM: unwind, run finally blocks

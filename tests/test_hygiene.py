@@ -145,7 +145,7 @@ def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_th
     uses = [s.get("uses", "") for s in publish["steps"]]
     assert not any("actions/checkout" in u for u in uses) and not any("run" in s for s in publish["steps"])
     assert uses[0].startswith("actions/download-artifact@") and publish["steps"][0]["with"]["name"] == \
-        "keeptraining-state"
+        "${{ needs.train.outputs.state-artifact }}"  # this run attempt's (names are unique per attempt)
     attest = publish["steps"][-1]
     assert attest["uses"].startswith("actions/attest-build-provenance@")
     assert attest["if"] == "steps.publish.outputs.attest == 'true'"  # skipped without an OIDC token

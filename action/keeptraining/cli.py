@@ -153,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
     hook.add_argument("action", choices=("install", "uninstall"))
     hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
+    hook.add_argument("--force", action="store_true",
+                      help="install even into a hooks folder outside the repository "
+                           "(a shared core.hooksPath)")
     init_cmd.add_arguments(sub.add_parser("init", help="set up this repository: the caller workflow, a "
                                                        "commented .keeptraining.yml, the secrets to add"))
     return parser
@@ -274,7 +277,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_hooks(args: argparse.Namespace) -> int:
     if args.action == "install":
-        path, written = hooks.install(args.repo)
+        path, written = hooks.install(args.repo, force=args.force)
         print(f"{'Installed' if written else 'Already installed:'} {path}: each commit on a branch is "
               "pushed to its remote (KEEPTRAINING_NO_PUSH=1 skips one).")
     else:
@@ -293,13 +296,25 @@ def cmd_attempt(args: argparse.Namespace) -> int:
     return attempt_step.run(JobInputs.from_args(args), config)
 
 
+def _needs_search(config: config_mod.Config, command: str) -> None:
+    """``trial`` and ``merge`` are the jobs of a round of parallel trials: only a search has those."""
+    if config.strategy != "search":
+        raise ConfigError(f"`keeptraining {command}` is a job of a round of parallel trials, which needs "
+                          f"strategy: search; this configuration has strategy: {config.strategy}.",
+                          hint="Use `keeptraining attempt` (or `run`) for the epochs strategy, or set "
+                               "strategy: search with a `search:` space and parallel > 1.")
+
+
 def cmd_trial(args: argparse.Namespace) -> int:
-    return round_step.run_trial(JobInputs.from_args(args), load_config(args))
+    config = load_config(args)
+    _needs_search(config, "trial")
+    return round_step.run_trial(JobInputs.from_args(args), config)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
     try:
         config = load_config(args)
+        _needs_search(config, "merge")
     except ConfigError as exc:
         attempt_step.fail_before_config(exc)
         raise

@@ -183,6 +183,9 @@ def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: 
         return chain.record_unrestored(config, inputs.repo, unrestored, attempt=number,
                                        epochs=explicit_epochs(config), chain_info=progress.info,
                                        run_info=run_info(env))
+    label = attempt_label(inputs, env)
+    if label is not None and progress.ws is not None:  # N.K: K must be the run the ledger continues
+        slices.check_run(ledger.load(progress.ws.state_dir), *label)
     backend = backends.select(config, inputs.repo, allow_local_fallback=False, say=print, on_line=print)
     # The run's start (run_started_at): the attempt's runner minutes count from it (engine/cost.py).
     started = run_clock.run_started_at(github_context(env, token(env), progress.info))
