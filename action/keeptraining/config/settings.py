@@ -84,6 +84,7 @@ DEFAULTS: dict[str, Any] = {
     "runner_prices": {},
     "search": None,  # strategy: search only; the config file is the one place to write it
     "commit_status": True,
+    "tolerance": 0.0,  # a pull request's candidate passes at >= the champion's metric - tolerance
     "network": "default",  # the training container's: see network.py and SECURITY.md
     "cache": True,  # the data cache across attempts: see data_cache.py
     "parallel": 1,  # strategy: search: trials at once (a round's on GitHub; parallel.py)
@@ -123,6 +124,7 @@ class Config:
     mail_to: list[str] = field(default_factory=list)
     notify_on: list[str] = field(default_factory=list)
     commit_status: bool = True
+    tolerance: float = 0.0  # the candidate may be this much below the champion and still pass (compare.py)
     adapt: str = "auto"  # the Keras adapter: auto | keras | none
     strategy: str = "epochs"
     max_epochs_total: int | None = None
