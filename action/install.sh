@@ -16,7 +16,7 @@ output() {
   if [ -n "${GITHUB_OUTPUT:-}" ]; then echo "$1=$2" >> "$GITHUB_OUTPUT"; else echo "$1=$2"; fi
 }
 
-# The pins (numpy, contourpy...) need the Python that pyproject.toml's requires-python names:
+# The pins (cryptography, rpds-py, numpy for the search extra...) need the Python that pyproject.toml's requires-python names:
 # say so plainly instead of letting pip fail on some package's metadata.
 minimum="$(sed -n 's/^requires-python = ">=\([0-9.]*\)"$/\1/p' "$here/pyproject.toml")"
 if ! found="$(python3 - "$minimum" <<'PY'
@@ -80,7 +80,7 @@ if [ -x "$uv_dir/bin/uv" ]; then
   tool="uv ${uv_version}"
   "$uv_dir/bin/uv" venv --quiet --python "$(command -v python3)" "$venv"
   # Compiled now, once: every runner that restores the environment then starts keeptraining without
-  # compiling its imports (numpy, matplotlib, PyGithub...) first.
+  # compiling its imports (PyGithub, cryptography, docker...) first.
   "$uv_dir/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" \
     -c "$here/constraints.txt" "$package"
 else

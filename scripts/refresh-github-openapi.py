@@ -60,6 +60,12 @@ OPERATIONS: list[tuple[str, str]] = [
     # check of the run to resume).
     ("get", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"),
     ("get", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}"),
+    # The pull-request check (jobs/pr_check.py): one comment, found again and edited in place, and the
+    # pull request itself (the workflow_run workflow checks a fork's report against it).
+    ("get", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+    ("post", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+    ("patch", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),
+    ("get", "/repos/{owner}/{repo}/pulls/{pull_number}"),
     # The release workflow (scripts/release.py): the release commit (its reusable workflows pinned to the
     # release's action), the tags it moves, and the release it publishes.
     ("get", "/repos/{owner}/{repo}/git/ref/{ref}"),

@@ -289,3 +289,98 @@ def test_library_settings_and_font_caches_are_no_data_and_change_nothing(tmp_pat
     files = manifest(root)["files"]
     assert isinstance(files, dict) and list(files) == ["keras/datasets/digits.npz"]
     assert not (root / DATA / "keras" / "keras.json").exists()
+
+
+# --- hostile inputs, round three (issue 25, items 1 and 3) ------------------------------------
+
+
+def test_a_chain_of_links_that_each_look_inside_but_together_reach_the_host_is_removed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "cache"
+    opened, _ = session(root)
+    opened.open()
+    data = root / DATA
+    os.symlink(".", data / "b")
+    os.symlink("b/..", data / "l1")
+    for i in range(2, 8):
+        os.symlink(f"l{i - 1}/..", data / f"l{i}")
+    os.symlink("l7/etc", data / "hostetc")
+    (data / "hf").mkdir()
+    write(root, "hf/blobs/abc", b"weights")
+    os.symlink("blobs/abc", data / "hf" / "model.bin")  # a Hugging Face style link: kept
+    opened.close(complete=True)
+    links = manifest(root)["links"]
+    assert links == {"b": ".", "hf/model.bin": "blobs/abc"}
+    assert not os.path.lexists(data / "hostetc") and not os.path.lexists(data / "l1")
+    assert "hostetc is a link that leads out of the cache" in capsys.readouterr().err
+
+
+def test_setuid_bits_are_dropped_and_a_link_naming_a_secret_is_removed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "cache"
+    opened, said = session(root, secrets=(TOKEN,))
+    opened.open()
+    tool = write(root, "tool", b"#!/bin/sh\n")
+    tool.chmod(0o6755)
+    write(root, "x", b"data")
+    os.symlink(f"x-{TOKEN}", root / DATA / "leak")  # dangling, inside, but its text is the token
+    opened.close(complete=True)
+    assert os.stat(tool).st_mode & 0o7777 == 0o755
+    assert "leak" not in str(manifest(root)["links"]) and not os.path.lexists(root / DATA / "leak")
+    err = capsys.readouterr().err
+    assert "leak is a link whose target holds one of keeptraining's secrets" in err and TOKEN not in err
+    assert "setuid/setgid bit of tool was dropped" in said[-1]
+
+
+def test_the_registry_password_is_one_of_the_secrets_the_cache_looks_for() -> None:
+    assert data_cache._secrets({"KT_REGISTRY_PASSWORD": "registry-pass-123"}) == [b"registry-pass-123"]
+
+
+def test_a_fifo_manifest_does_not_hang_and_a_linked_one_is_not_read_through(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "cache"
+    write(root, "f", b"data")
+    os.mkfifo(root / MANIFEST)
+    opened, _ = session(root)
+    opened.open()  # would block forever opening the FIFO
+    assert "manifest cannot be read" in capsys.readouterr().err
+    opened.close(complete=True)
+    assert (root / MANIFEST).is_file() and not (root / MANIFEST).is_symlink()
+    secret = tmp_path / "host-file"
+    secret.write_text('{"format": 1, "files": {}, "links": {}}')
+    (root / MANIFEST).unlink()
+    os.symlink(secret, root / MANIFEST)
+    again, _ = session(root)
+    again.open()
+    assert "manifest cannot be read" in capsys.readouterr().err
+    assert secret.read_text().startswith('{"format": 1')  # never written through either
+
+
+def test_an_in_use_link_to_a_file_outside_is_never_written_through(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    (root / DATA).mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    os.symlink(victim, root / IN_USE)
+    opened, _ = session(root)
+    opened.open()
+    assert victim.read_text() == "keep me"
+    assert (root / IN_USE).is_file() and not (root / IN_USE).is_symlink()
+    opened.close(complete=True)
+    assert victim.read_text() == "keep me" and not os.path.lexists(root / IN_USE)
+
+
+def test_a_path_whose_name_holds_a_secret_is_removed_without_naming_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the repeat pass: names, like link targets, were never scanned."""
+    root = tmp_path / "cache"
+    opened, _ = session(root, secrets=(TOKEN,))
+    opened.open()
+    write(root, f"keras/{TOKEN}.npz", b"data")
+    (root / DATA / f"dir-{TOKEN}").mkdir()
+    write(root, "kept.bin", b"ok")
+    opened.close(complete=True)
+    assert sorted(p.name for p in (root / DATA).rglob("*")) == ["kept.bin", "keras"]
+    assert TOKEN not in (root / MANIFEST).read_text()
+    err = capsys.readouterr().err
+    assert "holds one of keeptraining's secrets" in err and TOKEN not in err

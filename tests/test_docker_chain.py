@@ -17,6 +17,7 @@ import pytest
 from conftest import REPO_ROOT, TrainingImage
 from keeptraining.cli import main
 from keeptraining.state import ledger
+from test_report import decode_png
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -57,7 +58,9 @@ def test_default_chain_reaches_the_threshold_in_docker(
     for previous, current in itertools.pairwise(attempts):
         assert current.initial_epoch == previous.epochs_reached
         assert current.epochs_trained == (current.epochs_reached or 0) - current.initial_epoch
-    assert (repo / ".keeptraining" / "chart.png").stat().st_size > 10_000
+    pixels = decode_png((repo / ".keeptraining" / "chart.png").read_bytes())
+    assert sum(row.count((220, 20, 60)) for row in pixels) > 400  # the threshold line (and the legend's)
+    assert sum(row.count((31, 119, 180)) for row in pixels) > 50  # attempt 1's line
     assert our_containers(docker_client, repo) == []
     assert "Threshold reached" in capsys.readouterr().out
 

@@ -49,7 +49,7 @@ def test_a_chain_that_reaches_publishes_exactly_one_release_of_its_model(
 
 def test_a_chain_below_the_threshold_publishes_nothing(
         tmp_path: Path, smtp: SmtpTestServer, certs: Certs) -> None:  # noqa: F811
-    config = "backend: local\nmax_attempts: 2\nhyperparameters:\n  ceiling: 0.8\n"
+    config = "backend: local\nmax_attempts: 2\nstop_when_hopeless: false\nhyperparameters:\n  ceiling: 0.8\n"
     with consumer_chain(tmp_path, "unused-base-image", smtp, certs, config) as (chain, _head):
         runs = chain.run_chain(max_runs=4)
         assert [r.returncode for r in runs] == [0, 0]

@@ -41,6 +41,10 @@ EXPECTED_OPERATIONS = {
     ("POST", "/repos/{owner}/{repo}/statuses/{sha}"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"),
     ("GET", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}"),
+    ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+    ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
+    ("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),
+    ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}"),
     # scripts/release.py (served by services.git_data.ReleaseEmulator)
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
     ("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}"),
@@ -220,6 +224,16 @@ def _every_operation(emu: GitHubEmulator, gh: Github) -> None:
     zip_path = f"/repos/{emu.full_name}/actions/artifacts/{artifact.id}/zip"
     zipped = api(emu, "GET", zip_path, allow_redirects=False)
     assert zipped.status_code == 302 and zipped.headers["Location"].startswith(emu.base + "/")
+    emu.open_pull(5, newer, head_repository="mallory/keeptraining-demo")
+    pull = repo.get_pull(5)
+    assert (pull.number, pull.head.sha, pull.head.repo.full_name, pull.base.ref) == (
+        5, newer, "mallory/keeptraining-demo", "main")
+    issue = repo.get_issue(5)  # lazy: no GET of the issue itself
+    created = issue.create_comment("first")
+    created.edit("second")
+    (listed_comment,) = list(issue.get_comments())
+    assert (listed_comment.id, listed_comment.body, listed_comment.user.type) == (created.id, "second", "Bot")
+    assert [(c.body, c.edits) for c in emu.comments_on(5)] == [("second", 1)]
     release = repo.create_git_release("model-v1", "model", "body", target_commitish="main")
     asset = release.upload_asset_from_memory(io.BytesIO(b"weights"), 7, "model.keras",
                                              content_type="application/octet-stream")
@@ -571,6 +585,26 @@ def test_state_is_safe_under_concurrent_dispatches(emu: GitHubEmulator) -> None:
     assert len({d.run_id for d in emu.dispatches}) == 8
     assert sorted(r.run_number for r in emu.runs) == list(range(1, 9))
     assert emu.pending_faults() == 0 and isinstance(GithubException, type)
+
+
+def test_issue_comments_and_pulls_answer_as_github_does(emu: GitHubEmulator) -> None:
+    base = f"/repos/{emu.full_name}"
+    assert api(emu, "GET", f"{base}/pulls/3").status_code == 404  # no such pull request
+    assert api(emu, "POST", f"{base}/issues/3/comments", json={"body": "x"}).status_code == 404
+    emu.open_pull(3, emu.push("feature"))
+    assert api(emu, "POST", f"{base}/issues/3/comments", json={}).status_code == 422  # body is required
+    assert api(emu, "POST", f"{base}/issues/3/comments", json={"body": " "}).status_code == 422
+    too_long = api(emu, "POST", f"{base}/issues/3/comments", json={"body": "x" * 65537})
+    assert too_long.status_code == 422 and "too long" in too_long.text
+    made = api(emu, "POST", f"{base}/issues/3/comments", json={"body": "hello"})
+    assert made.status_code == 201
+    assert made.headers["Location"].endswith(f"/issues/comments/{made.json()['id']}")
+    assert api(emu, "PATCH", f"{base}/issues/comments/1", json={"body": "x"}).status_code == 404
+    listed = api(emu, "GET", f"{base}/issues/3/comments", params={"per_page": 1})
+    assert [c["body"] for c in listed.json()] == ["hello"]
+    emu.denied = {"issues/create-comment"}  # a fork's read-only token
+    denied = api(emu, "POST", f"{base}/issues/3/comments", json={"body": "again"})
+    assert denied.status_code == 403 and "not accessible" in denied.text
 
 
 # ---------------------------------------------------------------- releases

@@ -153,7 +153,7 @@ def test_read_only_state_folder(tmp_path: Path, mount: Path) -> None:
 
 def test_full_disk_keeps_the_ledger_and_never_deletes_the_unrecorded_attempt(tmp_path: Path,
                                                                             mount: Path) -> None:
-    repo = fake_repo(tmp_path / "repo", f"state_dir: {mount}\nthreshold: 0.999\n")
+    repo = fake_repo(tmp_path / "repo", f"state_dir: {mount}\nthreshold: 0.999\nstop_when_hopeless: false\n")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)], check=True)
     assert keeptraining(repo, "attempt").returncode == 0
     before = (mount / "ledger.json").read_bytes()

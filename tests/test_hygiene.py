@@ -86,6 +86,7 @@ def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> 
     assert [s["uses"] for s in jobs["train"]["steps"]] == [SELF_AT_RELEASE]  # the train job's
     own = [s["uses"] for s in jobs["publish"]["steps"] if "keeptraining" in s["uses"]]
     assert own == [PUBLISH_AT_RELEASE]
+    assert [s["uses"] for s in jobs["pr-check"]["steps"]] == [SELF_AT_RELEASE]  # the pull-request job's
     assert "uses: OWNER/keeptraining/.github/workflows/keeptraining.yml@v1" in readme_workflow()
     assert "uses: ./.github/workflows/keeptraining.yml" in CT_WORKFLOW.read_text()
     assert "uses: OWNER/keeptraining/.github/workflows/parallel-training.yml@v1" in \
@@ -106,12 +107,15 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
         # permissions (packages: write for image-registry); a caller can only grant them all.
         job = load(CHAIN_WORKFLOW)["jobs"]["train"]
         least["packages"] = "write"
-        # The caller grants the union of its jobs' permissions: the train job's and the publish job's.
-        assert yaml.safe_load(text)["jobs"]["keeptraining"]["permissions"] == {**least, **PUBLISH_PERMISSIONS}
+        # The caller grants the union of its jobs' permissions: the train job's, the publish job's and
+        # the pull-request job's.
+        union = {**least, **PUBLISH_PERMISSIONS, "pull-requests": "write"}
+        assert yaml.safe_load(text)["jobs"]["keeptraining"]["permissions"] == union
     assert job["permissions"] == least
     assert data["concurrency"]["cancel-in-progress"] is False
     assert job["concurrency"]["cancel-in-progress"] is False
-    assert re.search(r"attempt \$\{\{ inputs\.attempt", data["run-name"]), "re-run protection reads run-name"
+    assert re.search(r"attempt (\$\{\{ inputs\.attempt|\{0\}[^']*',\s*inputs\.attempt)", data["run-name"]), \
+        "re-run protection reads run-name"
     # A dispatched attempt queues in its parent's job group, which nothing else enters: a push, a
     # manual run (even on the same commit) and a re-run each get a group of their own (GitHub keeps
     # one pending run per group and cancels the older one).
@@ -264,10 +268,54 @@ def test_the_chain_workflow_passes_every_setting_on_and_exposes_every_output() -
             assert name in call["inputs"], f"{name} is not an input of keeptraining.yml"
             assert step["with"][name].startswith(f"${{{{ inputs.{name} "), step["with"][name]
     outputs = data["jobs"]["train"]["outputs"]
+    pr_outputs = data["jobs"]["pr-check"]["outputs"]
     for name in action["outputs"]:
+        if name in PR_ONLY_OUTPUTS:  # role pr-check's: the pull-request job's outputs
+            assert pr_outputs[name] == f"${{{{ steps.check.outputs.{name} }}}}"
+            assert call["outputs"][name]["value"] == f"${{{{ jobs.pr-check.outputs.{name} }}}}"
+            continue
         assert outputs[name] == f"${{{{ steps.train.outputs.{name} }}}}"
         assert call["outputs"][name]["value"] == f"${{{{ jobs.train.outputs.{name} }}}}"
     assert call["outputs"]["run-id"]["value"] == "${{ jobs.train.outputs.run-id }}"
+
+
+#: Outputs of the action that only role pr-check sets.
+PR_ONLY_OUTPUTS = {"passed", "delta"}
+
+
+@pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow()], ids=["own", "README"])
+def test_pull_requests_are_checked_by_a_job_of_their_own_with_least_permissions(text: str) -> None:
+    """The caller triggers on pull_request and grants pull-requests: write; in keeptraining.yml the
+    pr-check job alone holds it (with statuses: write), and the chain's jobs skip pull requests."""
+    caller = yaml.safe_load(text)
+    assert "pull_request" in caller[True]
+    assert caller["run-name"].rstrip().endswith("}}"), "a ` #` in run-name starts a YAML comment"
+    assert caller["jobs"]["keeptraining"]["permissions"]["pull-requests"] == "write"
+    jobs = load(CHAIN_WORKFLOW)["jobs"]
+    job = jobs["pr-check"]
+    assert job["if"] == "github.event_name == 'pull_request'"
+    assert jobs["train"]["if"] == "github.event_name != 'pull_request'"
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write", "statuses": "write"}
+    assert [name for name, other in jobs.items() if "pull-requests" in other["permissions"]] == ["pr-check"]
+    (step,) = job["steps"]
+    assert step["uses"] == SELF_AT_RELEASE and step["with"]["role"] == "pr-check"
+    assert step["with"]["job-timeout-minutes"] == job["timeout-minutes"]
+
+
+def test_the_fork_report_workflow_never_checks_out_the_pull_request() -> None:
+    path = ROOT / ".github" / "workflows" / "keeptraining-pr-report.yml"
+    data: dict[Any, Any] = load(path)
+    on: dict[str, Any] = data.get("on", data.get(True)) or {}
+    assert list(on) == ["workflow_run"] and on["workflow_run"]["workflows"] == ["Continuous training"]
+    (job,) = data["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "actions": "read", "pull-requests": "write",
+                                  "statuses": "write"}
+    for step in job["steps"]:
+        assert "ref" not in step.get("with", {}) and "repository" not in step.get("with", {}), \
+            "checkout of anything but the default branch would run the pull request's code"
+        assert "run" not in step
+    assert [s["with"]["role"] for s in job["steps"] if s.get("uses") == "./action"] == ["pr-report"]
+    assert "pwn request" in path.read_text()
 
 
 def _locate(tmp_path: Path, config: str | None, **env: str) -> dict[str, str]:
@@ -312,3 +360,41 @@ def test_optuna_is_an_extra_and_a_search_without_it_says_how_to_get_it(
     with pytest.raises(ConfigError, match=r"strategy: search needs Optuna") as caught:
         search.require_optuna()
     assert "pip install 'keeptraining[search]'" in caught.value.hint
+
+
+def _closure(roots: list[str]) -> set[str]:
+    """Normalised names of ``roots`` (requirement strings) and everything they require, read from the
+    installed packages' metadata, extras included where a requirement names them."""
+    from packaging.requirements import Requirement  # noqa: PLC0415
+    from packaging.utils import canonicalize_name  # noqa: PLC0415
+
+    found: set[tuple[str, tuple[str, ...]]] = set()
+    todo = [Requirement(r) for r in roots]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        extras = sorted(req.extras) or [""]
+        if (name, tuple(extras)) in found:
+            continue
+        found.add((name, tuple(extras)))
+        for line in metadata.requires(req.name) or []:
+            sub = Requirement(line)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(sub)
+    return {name for name, _ in found}
+
+
+def test_the_action_pins_no_plotting_stack_and_no_stale_package() -> None:
+    """chart.png is drawn by reports/chart_png.py (stdlib): no matplotlib, pillow or numpy in the base
+    install, and every pin in constraints.txt is needed by the action or its `search` extra."""
+    from packaging.utils import canonicalize_name  # noqa: PLC0415
+
+    text = (ROOT / "action" / "pyproject.toml").read_text()
+    dependencies = re.findall(r'"([^"]+)"', text.split("dependencies = [", 1)[1].split("]", 1)[0])
+    extra = re.findall(r'"([^"]+)"', text.split("search = [", 1)[1].split("]", 1)[0])
+    base, full = _closure(dependencies), _closure(dependencies + extra)
+    assert not {"matplotlib", "pillow", "numpy", "fonttools", "kiwisolver", "contourpy"} & base
+    lines = (ROOT / "action" / "constraints.txt").read_text().splitlines()
+    pins = {canonicalize_name(line.split("==")[0]) for line in lines if line and not line.startswith("#")}
+    assert pins - full == set(), "pins nothing installs: remove them from action/constraints.txt"
+    assert full - pins == set(), "packages the action installs without a pin in action/constraints.txt"

@@ -92,7 +92,7 @@ def test_init_finds_the_script_checks_it_and_writes_the_workflow_and_a_commented
     for name in init.SECRETS:
         assert f"  gh secret set {name}\n" in out
     assert "--body" not in out
-    assert "Wrote .github/workflows/continuous-training.yml (38 lines)." in out
+    assert "Wrote .github/workflows/continuous-training.yml (39 lines)." in out
     assert "replace OWNER" in out
 
 

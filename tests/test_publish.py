@@ -20,6 +20,7 @@ from fakes import fake_repo, read_outputs
 from keeptraining.cli import main
 from keeptraining.errors import PublishError
 from keeptraining.github import releases
+from keeptraining.jobs import champion_check
 from keeptraining.state import ledger
 from services.github_emulator import GitHubEmulator, OpenAPISubset
 
@@ -253,3 +254,23 @@ def test_a_tag_taken_meanwhile_is_answered_by_the_next_number(
 def test_next_tag_orders_the_model_releases() -> None:
     assert releases.next_tag([]) == "model-v1"
     assert releases.next_tag(["v2.0", "model-v9", "model-v10", "model-v3", "model-v01"]) == "model-v11"
+
+
+def test_a_model_worse_than_the_champion_is_released_but_not_marked_latest(
+        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path) -> None:
+    assert publish(chain_state(tmp_path / "one")) == 0  # model-v1: the champion
+    state = chain_state(tmp_path / "two", commit="b" * 40)
+    emu.parents["b" * 40] = COMMIT
+    why = ("Published but not marked latest: the new model's accuracy 0.9000 is worse than the champion "
+           "model-v1's 0.9100 (-0.0100), both evaluated with this commit's code and data; the champion "
+           "stays.")
+    (state / champion_check.CHECK_FILE).write_text(json.dumps({"latest": False, "reason": why}))
+    assert publish(state) == 0
+    assert [r.tag_name for r in emu.releases] == ["model-v1", "model-v2"]
+    latest = emu.latest_release()
+    assert latest is not None and latest.tag_name == "model-v1"  # the champion stays
+    summary = Path(actions_env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert "Published but not marked latest" in summary and "the champion stays" in summary
+    found = releases.champion(client(emu))
+    assert found is not None and found.tag == "model-v1"
+

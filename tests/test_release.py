@@ -112,6 +112,12 @@ def test_the_repository_version_is_written_once_and_shown_by_the_cli() -> None:
     assert 'dynamic = ["version"]' in pyproject and __version__ not in pyproject
 
 
+def test_the_repositorys_own_changelog_agrees_with_its_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """A tag of the current version would pass the release check: CHANGELOG.md has its dated entry."""
+    assert release.main(["check", f"v{__version__}"], env={}, root=ROOT) == 0
+    assert capsys.readouterr().out.strip(), "the entry's notes are printed"
+
+
 def test_check_command_prints_the_notes_and_fails_with_an_annotation(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = project(tmp_path)

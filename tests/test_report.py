@@ -9,11 +9,10 @@ from __future__ import annotations
 import itertools
 import re
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import matplotlib.image
 import pytest
 
 from keeptraining.config.settings import Config, resolve
@@ -99,6 +98,41 @@ def png_size(data: bytes) -> tuple[int, int]:
     assert data[12:16] == b"IHDR"
     width, height = struct.unpack(">II", data[16:24])
     return int(width), int(height)
+
+
+def decode_png(data: bytes) -> list[list[tuple[int, int, int]]]:
+    """The pixels of an 8-bit RGB or RGBA PNG, row by row (RGB; any of the five row filters),
+    decoded here, independently of the writer, with zlib: chunk CRCs checked, IEND required."""
+    width, height = png_size(data)
+    bit_depth, colour_type = data[24], data[25]
+    assert bit_depth == 8 and colour_type in (2, 6), (bit_depth, colour_type)
+    channels = 3 if colour_type == 2 else 4
+    pos, idat, kinds = 8, b"", []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(kind + body)
+        kinds.append(kind)
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    assert len(raw) == height * (stride + 1)
+    rows: list[list[tuple[int, int, int]]] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        filter_type, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up, corner = previous[i], previous[i - channels] if i >= channels else 0
+            guess = left + up - corner
+            paeth = min((abs(guess - left), 0, left), (abs(guess - up), 1, up),
+                        (abs(guess - corner), 2, corner))[2]
+            line[i] = (line[i] + (0, left, up, (left + up) // 2, paeth)[filter_type]) & 0xFF
+        rows.append([tuple(line[x * channels:x * channels + 3]) for x in range(width)])  # type: ignore[misc]
+        previous = line
+    return rows
 
 
 HOSTILE = "boom | `rm -rf /` <script>alert(1)</script>\n::error::pwned [x](javascript:alert(1)) **b**"
@@ -241,20 +275,65 @@ def test_mermaid_chart_samples_long_chains() -> None:
 
 # --------------------------------------------------------------------------- PNG chart
 
+CRIMSON = (220, 20, 60)  # the threshold's colour
+TAB_BLUE, TAB_ORANGE = (31, 119, 180), (255, 127, 14)  # attempts 1 and 2
+
+
+def _rows_with(pixels: list[list[tuple[int, int, int]]], colour: tuple[int, int, int]) -> dict[int, int]:
+    """Row -> how many pixels of that row have ``colour``."""
+    counts = {y: row.count(colour) for y, row in enumerate(pixels)}
+    return {y: n for y, n in counts.items() if n}
+
+
 @pytest.mark.parametrize("kind", ["reached", "exhausted", "failed", "continue"])
 def test_chart_png_is_valid_and_sized(kind: str, tmp_path: Path) -> None:
     config, ledger, decision = chain_case(kind)
-    backend = matplotlib.get_backend()
     path = report.render_chart(ledger, config, tmp_path / "out" / "chart.png", decision)
     assert path == tmp_path / "out" / "chart.png"
     data = path.read_bytes()
     width, height = png_size(data)
     assert (width, height) == report.CHART_SIZE_PX
-    pixels = matplotlib.image.imread(str(path))
-    assert pixels.shape[:2] == (height, width)
-    assert pixels.std() > 0.01  # not a blank canvas
-    assert 10_000 < len(data) < 500_000
-    assert matplotlib.get_backend() == backend  # no global backend switch
+    pixels = decode_png(data)
+    assert len(pixels) == height and {len(row) for row in pixels} == {width}
+    colours = {p for row in pixels for p in row}
+    assert len(colours) >= 5  # background, text, grid, the attempts, the threshold: not a blank canvas
+    assert 2_000 < len(data) < 500_000
+    # The threshold: a dashed crimson line across the plot, 2 pixels thick, where 0.9 lies on the y-axis.
+    threshold_rows = {y: n for y, n in _rows_with(pixels, CRIMSON).items() if n > width // 3}
+    assert len(threshold_rows) == 2 and max(threshold_rows) - min(threshold_rows) == 1
+    row = pixels[min(threshold_rows)]
+    xs = [x for x, p in enumerate(row) if p == CRIMSON and x < width - 200]  # left of the legend
+    assert any(b - a > 1 for a, b in itertools.pairwise(xs)), "the threshold line is dashed"
+    # Attempts 1 and 2 in their own colours; attempt 1 (0.35 -> 0.71) lies below the threshold's row.
+    blue, orange = _rows_with(pixels, TAB_BLUE), _rows_with(pixels, TAB_ORANGE)
+    assert sum(blue.values()) > 100 and sum(orange.values()) > 100
+    plot_blue = [y for y in blue if y > min(threshold_rows) + 3]
+    assert plot_blue and max(plot_blue) - min(plot_blue) > 100  # a rising line, not a dot
+
+
+def test_chart_png_scales_values_to_the_axis(tmp_path: Path) -> None:
+    """Where the threshold is drawn follows the y-axis: a higher threshold is drawn higher."""
+    rows = []
+    for threshold in (0.8, 0.9, 0.95):
+        config, ledger, decision = chain_case("exhausted")
+        config = make_config(threshold=threshold)
+        pixels = decode_png(report.render_chart(ledger, config, tmp_path / "c.png", decision).read_bytes())
+        rows.append(min(y for y, n in _rows_with(pixels, CRIMSON).items() if n > 300))
+    assert rows[0] > rows[1] > rows[2]  # image rows grow downwards
+
+
+def test_chart_png_needs_no_plotting_library(tmp_path: Path) -> None:
+    """chart.png is drawn without matplotlib (keeptraining's install no longer has it)."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    script = ("import sys\nfor name in ('matplotlib', 'numpy', 'PIL'): sys.modules[name] = None\n"
+              "from pathlib import Path\nfrom test_report import chain_case\n"
+              "from keeptraining.reports import summary\n"
+              "config, ledger, decision = chain_case('reached')\n"
+              f"summary.render_chart(ledger, config, Path({str(tmp_path / 'c.png')!r}), decision)\n")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parent, timeout=120)
+    assert png_size((tmp_path / "c.png").read_bytes()) == report.CHART_SIZE_PX
 
 
 def test_chart_without_resume_and_hostile_error(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from keeptraining.engine import search, strategy
 from keeptraining.errors import ConfigError, LedgerError
 from keeptraining.state import ledger
 from keeptraining.state.ledger import BELOW, FAILED, REACHED, Attempt, Ledger
+from test_report import decode_png
 
 SPACE = {
     "learning_rate": {"type": "float", "low": 0.0001, "high": 0.3, "log": True},
@@ -391,7 +392,12 @@ def test_reports_show_every_trial_escaped_and_survive_a_foreign_ledger(tmp_path:
     assert 'x-axis "optimizer" ["sgd", "badamxb"]' in summary and "bar [0.5000, 0.8000]" in summary
     text = search_report.trials_table(book, config_)
     assert text.splitlines()[0].split() == ["Trial", "optimizer", "Rung", "Epochs", "accuracy", "Status"]
-    assert search_report.render_chart(book, config_, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    pixels = decode_png(search_report.render_chart(book, config_, tmp_path / "c.png").read_bytes())
+    assert len(pixels) == 450 and len(pixels[0]) == 900  # two panels: the trials, the optimizer
+    found = {p for row in pixels for p in row}
+    assert (220, 20, 60) in found  # the threshold
+    bars = {(26, 127, 55), (207, 34, 46), (9, 105, 218), (140, 149, 159)}  # reached failed promotable stopped
+    assert bars & found  # the trials' bars in their status's colour
     foreign = Ledger(attempts=[run(1, 1, 0, {"optimizer": "rmsprop"}, 0.5)])  # not in this space
     assert search_report.summary_markdown(foreign, config_) == ""
     assert "| 1 |" in report.job_summary(foreign, config_, decision)  # the attempts table is still there

@@ -26,6 +26,7 @@ from keeptraining.github import dispatch, restore
 from keeptraining.reports import summary as report
 from keeptraining.state import ledger
 from keeptraining.state.ledger import BELOW, FAILED, REACHED, SLICED, Attempt, Ledger
+from test_report import decode_png
 
 STATE = ".keeptraining"
 
@@ -199,7 +200,10 @@ def test_summary_and_chart_mark_where_a_run_ended(tmp_path: Path) -> None:
     table = report.attempts_markdown(book, cfg)
     assert "[1 (2 runs)](https://x/12)" in table and "runs ended after epoch 4" in table
     assert "A run ended after epoch 4" in report.mermaid_chart(book, cfg)
-    assert report.render_chart(book, cfg, tmp_path / "chart.png").stat().st_size > 10_000
+    pixels = decode_png(report.render_chart(book, cfg, tmp_path / "chart.png").read_bytes())
+    orange = (255, 127, 14)  # the dashed line after epoch 4 (tab:orange), from the top of the plot down
+    down = [sum(1 for row in pixels if row[x] == orange) for x in range(len(pixels[0]))]
+    assert max(down) > 150  # a vertical line (dashed: 6 of every 10 pixels) down the plot
     unfinished = Ledger(attempts=[slices.merge(None, run_record(10, 0, 4, SLICED, run_id="11"),
                                                slices.DEADLINE, None)])
     assert "sliced: continues in the next run" in report.attempts_table(unfinished, cfg)

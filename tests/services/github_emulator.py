@@ -93,6 +93,10 @@ OPERATION_ALIASES = {
     "create-status": "repos/create-commit-status",
     "list-artifacts": "actions/list-workflow-run-artifacts",
     "download-artifact": "actions/download-artifact",
+    "list-comments": "issues/list-comments",
+    "create-comment": "issues/create-comment",
+    "update-comment": "issues/update-comment",
+    "get-pull": "pulls/get",
     "create-release": "repos/create-release",
     "list-releases": "repos/list-releases",
     "get-latest-release": "repos/get-latest-release",
@@ -104,6 +108,8 @@ OPERATION_ALIASES = {
 }
 #: Where a release asset's bytes are served (the 302 of get-release-asset points here).
 ASSET_DOWNLOAD_PREFIX = "/_emulator/release-assets/"
+#: GitHub's limit on an issue or pull request comment's body (characters).
+COMMENT_BODY_LIMIT = 65536
 #: GitHub's answer when the token lacks a permission the operation needs.
 NOT_ACCESSIBLE = "Resource not accessible by integration"
 
@@ -239,6 +245,34 @@ class StatusRecord:
     description: str | None
     target_url: str | None
     created_at: str
+
+
+@dataclass
+class EmulatedPull:
+    """An open pull request: its head (a branch of this repository, or of a fork) and its base."""
+
+    number: int
+    head_sha: str
+    head_ref: str = "feature"
+    base_ref: str = "main"
+    #: The repository the head branch lives in: a fork's full name for a pull request from a fork.
+    head_repository: str | None = None
+    title: str = "Improve the model"
+    state: str = "open"
+    created_at: str = field(default_factory=now_iso)
+
+
+@dataclass
+class CommentRecord:
+    """One comment on an issue or pull request (``body`` as last written; ``edits`` counts updates)."""
+
+    id: int
+    issue_number: int
+    body: str
+    user: str
+    created_at: str
+    updated_at: str
+    edits: int = 0
 
 
 @dataclass(frozen=True)
@@ -538,6 +572,10 @@ class GitHubEmulator(HttpService):
         self.runs: list[EmulatedRun] = []
         self.dispatches: list[DispatchRecord] = []
         self.statuses: list[StatusRecord] = []
+        #: Pull requests by number (``open_pull``), and the comments on them, in order of creation.
+        self.pulls: dict[int, EmulatedPull] = {}
+        self.comments: list[CommentRecord] = []
+        self._comment_ids = itertools.count(1_700_000_001)
         #: Releases, oldest first; the one ``make_latest`` last marked (None: the newest published).
         self.releases: list[EmulatedRelease] = []
         self.latest_release_id: int | None = None
@@ -641,6 +679,19 @@ class GitHubEmulator(HttpService):
                 self.parents.setdefault(new, self.branches.get(name))
             self.branches[name] = new
             return new
+
+    def open_pull(self, number: int, head_sha: str, *, head_ref: str = "feature",
+                  head_repository: str | None = None, base_ref: str | None = None) -> EmulatedPull:
+        """Open (or move the head of) pull request ``number``; ``head_repository``: a fork's name."""
+        with self.lock:
+            self.parents.setdefault(head_sha, self.branches.get(base_ref or self.default_branch))
+            pull = EmulatedPull(number, head_sha, head_ref, base_ref or self.default_branch, head_repository)
+            self.pulls[number] = pull
+            return pull
+
+    def comments_on(self, number: int) -> list[CommentRecord]:
+        with self.lock:
+            return [c for c in self.comments if c.issue_number == number]
 
     def run(self, run_id: int) -> EmulatedRun:
         with self.lock:
@@ -977,6 +1028,10 @@ class GitHubEmulator(HttpService):
             "repos/create-commit-status": self._op_create_status,
             "actions/list-workflow-run-artifacts": self._op_list_artifacts,
             "actions/download-artifact": self._op_download_artifact,
+            "issues/list-comments": self._op_list_comments,
+            "issues/create-comment": self._op_create_comment,
+            "issues/update-comment": self._op_update_comment,
+            "pulls/get": self._op_get_pull,
             "repos/create-release": self._op_create_release,
             "repos/list-releases": self._op_list_releases,
             "repos/get-latest-release": self._op_get_latest_release,
@@ -1218,6 +1273,62 @@ class GitHubEmulator(HttpService):
         self.statuses.append(record)
         location = f"{self.url}/repos/{self.full_name}/statuses/{sha}"
         return 201, self._status_json(record), {"Location": location}
+
+    def _pull(self, number: int) -> EmulatedPull:
+        pull = self.pulls.get(number)
+        if pull is None:
+            raise _Reply(404, "Not Found")
+        return pull
+
+    def _check_comment_body(self, body: Any) -> str:
+        text = str(body.get("body") or "")
+        if not text.strip():
+            raise _Reply(422, "Validation Failed", errors=[
+                {"resource": "IssueComment", "code": "missing_field", "field": "body"}])
+        if len(text) > COMMENT_BODY_LIMIT:
+            raise _Reply(422, "Validation Failed", errors=[
+                {"resource": "IssueComment", "code": "custom", "field": "body",
+                 "message": f"body is too long (maximum is {COMMENT_BODY_LIMIT} characters)"}])
+        return text
+
+    def _op_list_comments(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        number = int(params["issue_number"])
+        self._pull(number)  # the emulator's issues are its pull requests
+        items = [self._comment_json(c) for c in self.comments if c.issue_number == number]
+        chunk, headers = self._paginate(
+            items, params, f"/repos/{self.full_name}/issues/{number}/comments", {}
+        )
+        return 200, chunk, headers
+
+    def _op_create_comment(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        number = int(params["issue_number"])
+        self._pull(number)
+        stamp = now_iso()
+        record = CommentRecord(next(self._comment_ids), number, self._check_comment_body(body),
+                               "github-actions[bot]", stamp, stamp)
+        self.comments.append(record)
+        url = f"{self.url}/repos/{self.full_name}/issues/comments/{record.id}"
+        return 201, self._comment_json(record), {"Location": url}
+
+    def _op_update_comment(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        record = next((c for c in self.comments if c.id == int(params["comment_id"])), None)
+        if record is None:
+            raise _Reply(404, "Not Found")
+        record.body = self._check_comment_body(body)
+        record.updated_at = now_iso()
+        record.edits += 1
+        return 200, self._comment_json(record), {}
+
+    def _op_get_pull(
+        self, params: dict[str, Any], body: Any, version: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        return 200, self._pull_json(self._pull(int(params["pull_number"]))), {}
 
     def _op_list_artifacts(
         self, params: dict[str, Any], body: Any, version: str
@@ -1779,6 +1890,74 @@ class GitHubEmulator(HttpService):
                 "head_branch": run.head_branch or "",
                 "head_sha": run.head_sha,
             },
+        }
+
+    def _comment_json(self, comment: CommentRecord) -> dict[str, Any]:
+        api = f"{self.url}/repos/{self.full_name}"
+        html = f"{self.server_url}/{self.full_name}"
+        return {
+            "id": comment.id,
+            "node_id": f"IC_kwDO{comment.id}",
+            "url": f"{api}/issues/comments/{comment.id}",
+            "body": comment.body,
+            "html_url": f"{html}/pull/{comment.issue_number}#issuecomment-{comment.id}",
+            "user": self._user(comment.user, 41_898_282 if comment.user.endswith("[bot]") else 583_231,
+                               "Bot" if comment.user.endswith("[bot]") else "User"),
+            "created_at": comment.created_at,
+            "updated_at": comment.updated_at,
+            "issue_url": f"{api}/issues/{comment.issue_number}",
+            "author_association": "NONE",
+        }
+
+    def _repository_json(self, full_name: str) -> dict[str, Any]:
+        """The ``repository`` shape of this repository or (a pull request's head) a fork of it."""
+        html = f"{self.server_url}/{full_name}"
+        return {
+            **self._full_repository(),
+            **self._minimal_repository(full_name),
+            "clone_url": f"{html}.git",
+            "git_url": f"git://{self.host}/{full_name}.git",
+            "ssh_url": f"git@{self.host}:{full_name}.git",
+            "svn_url": html,
+            "has_downloads": True,
+        }
+
+    def _pull_json(self, pull: EmulatedPull) -> dict[str, Any]:
+        api = f"{self.url}/repos/{self.full_name}"
+        html = f"{self.server_url}/{self.full_name}"
+        number = pull.number
+        head_repo = pull.head_repository or self.full_name
+        author = self._user(head_repo.split("/", 1)[0], 583_231, "User")
+        base_sha = self.branches.get(pull.base_ref, fake_sha("base"))
+
+        def end(ref: str, sha: str, repo: str) -> dict[str, Any]:
+            return {"label": f"{repo.split('/', 1)[0]}:{ref}", "ref": ref, "sha": sha,
+                    "repo": self._repository_json(repo), "user": self._user(repo.split("/", 1)[0], 500_001)}
+
+        links = {"self": f"{api}/pulls/{number}", "html": f"{html}/pull/{number}",
+                 "issue": f"{api}/issues/{number}", "comments": f"{api}/issues/{number}/comments",
+                 "review_comments": f"{api}/pulls/{number}/comments",
+                 "review_comment": f"{api}/pulls/comments{{/number}}",
+                 "commits": f"{api}/pulls/{number}/commits", "statuses": f"{api}/statuses/{pull.head_sha}"}
+        return {
+            "url": links["self"], "id": 1_500_000_000 + number, "node_id": f"PR_kwDO{number}",
+            "html_url": links["html"], "diff_url": f"{html}/pull/{number}.diff",
+            "patch_url": f"{html}/pull/{number}.patch", "issue_url": links["issue"],
+            "commits_url": links["commits"], "review_comments_url": links["review_comments"],
+            "review_comment_url": links["review_comment"], "comments_url": links["comments"],
+            "statuses_url": links["statuses"], "number": number, "state": pull.state, "locked": False,
+            "title": pull.title, "user": author, "body": None, "labels": [], "milestone": None,
+            "created_at": pull.created_at, "updated_at": pull.created_at, "closed_at": None,
+            "merged_at": None, "merge_commit_sha": None, "assignee": None, "assignees": [],
+            "requested_reviewers": [], "requested_teams": [],
+            "head": end(pull.head_ref, pull.head_sha, head_repo),
+            "base": end(pull.base_ref, base_sha, self.full_name),
+            "_links": {k: {"href": v} for k, v in links.items()},
+            "author_association": "CONTRIBUTOR" if pull.head_repository else "MEMBER",
+            "auto_merge": None, "draft": False, "merged": False, "mergeable": True, "rebaseable": True,
+            "mergeable_state": "clean", "merged_by": None,
+            "comments": len(self.comments_on(number)), "review_comments": 0,
+            "maintainer_can_modify": False, "commits": 1, "additions": 1, "deletions": 0, "changed_files": 1,
         }
 
     def _status_json(self, status: StatusRecord) -> dict[str, Any]:

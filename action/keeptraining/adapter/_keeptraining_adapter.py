@@ -365,7 +365,7 @@ class Adapter:
             for name in HOOKED_METHODS:
                 self.originals[name] = getattr(model_class, name)
                 setattr(model_class, name, self._hook(name, self.originals[name]))
-            atexit.register(self.at_exit)
+            atexit.register(self.at_exit, os.getpid())  # a forked child inherits it: see at_exit
         except Exception as exc:
             self.off = True
             say(f"could not hook Keras ({short(exc)}); the script runs as written.")
@@ -502,9 +502,8 @@ class Adapter:
         elif self.fit_calls == 0 and self.resumed_or_pending() and start >= self.s.epochs:
             say(f"fit(epochs={epochs}) trains no epoch: evaluate only (KT_EPOCHS={self.s.epochs} = "
                 "KT_INITIAL_EPOCH, the checkpoint is measured as it is).")
-        elif end == start and self.fit_calls > 0:
-            say(f"fit(epochs={epochs}) trains no epoch: the model already has its {start} epochs "
-                f"(KT_EPOCHS={self.s.epochs}).")
+        elif end == start and (self.fit_calls == 0 or (epochs, initial) != (end, start)):
+            say(f"fit(epochs={epochs}) trains no epoch (KT_EPOCHS={self.s.epochs}, the model has {start}).")
         elif self.one_run and self.fit_calls == 0:
             say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} in one run "
                 f"(KT_EPOCHS={self.s.epochs}, the model has {start}; {self.one_run_why}).")
@@ -786,7 +785,12 @@ class Adapter:
 
     _on_save_weights = _on_save
 
-    def at_exit(self) -> None:
+    def at_exit(self, registered_in: int | None = None) -> None:
+        # Only in the process that registered it: a child of os.fork() inherits the handler, and
+        # training there (TensorFlow's threads did not survive the fork) deadlocks the child and
+        # leaves the parent waiting for it until the timeout.
+        if registered_in is not None and os.getpid() != registered_in:
+            return
         if self.off or self.model is None:
             return
         try:
@@ -854,10 +858,11 @@ class Adapter:
         found = self.metric()
         if found is None:
             seen = sorted(set(self.history) | set(self.evaluated or {}))
-            if not seen:
-                return None  # no epoch ended and nothing was evaluated: there is nothing to report yet
-            text = (f"the model reports no {self.s.metric} (it logs: {', '.join(seen)[:200] or 'nothing'}); "
-                    f"compile it with metrics=['{self.s.metric}'] or set `metric` to one of those.")
+            text = (f"the model reports no {self.s.metric} (it logs: {', '.join(seen)[:200]}); "
+                    f"compile it with metrics=['{self.s.metric}'] or set `metric` to one of those."
+                    if seen else
+                    f"the model reports no {self.s.metric}: it trained no epoch and evaluated nothing "
+                    "(fit with epochs=0?); train at least one epoch, or evaluate the model.")
             if text not in self.notes:
                 self.note(text)
             return None

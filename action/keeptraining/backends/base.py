@@ -23,6 +23,10 @@ LOG_TAIL_LINES = 60
 ERROR_TAIL_LINES = 20
 LOG_FILE = "train.log"  # the whole training log, in the attempt's output folder
 MAX_LOG_BYTES = 64 * 1024 * 1024  # past this, train.log says it was cut (the tail stays in memory)
+MAX_LOG_CHARS = 64 * 1024 * 1024  # the log kept in memory (TrainResult.output): its head and its tail
+LOG_HEAD_CHARS = 1024 * 1024  # of which the start (what the script said first)
+_PIECE_CHARS = 64 * 1024
+MAX_LINE_CHARS = 1024 * 1024  # a longer "line" (output without a newline) is passed on in pieces
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class TrainRequest:
     network: str = "none"  # docker only: none | default | host | a network's name (network.py)
     cache_dir: Path | None = None  # the data cache's data folder (data_cache.py); None: no cache
     budget: Budget | None = None  # this run's time limits: KT_DEADLINE, worked out as training starts
+    state_dir: Path | None = None  # local: where a running training is recorded (state/orphans.py)
 
     def start_env(self) -> dict[str, str]:
         """The contract's variables for training that starts now: ``env`` plus ``KT_DEADLINE``."""
@@ -80,6 +85,100 @@ def echo_line(line: str) -> None:
     """The default live sink: the training log goes to stdout as it comes."""
     sys.stdout.write(line if line.endswith("\n") else line + "\n")
     sys.stdout.flush()
+
+
+class LineSplitter:
+    """Text as it streams in, cut into lines in linear time (each character is looked at once),
+    however long a line without a newline grows: past ``max_line`` characters it is passed on in
+    pieces, so no line is held whole in memory."""
+
+    def __init__(self, max_line: int = MAX_LINE_CHARS) -> None:
+        self.max_line = max_line
+        self._parts: list[str] = []
+        self._size = 0
+
+    def feed(self, text: str) -> list[str]:
+        """The lines that ``text`` completes, without their newline."""
+        lines: list[str] = []
+        start = 0
+        while True:
+            end = text.find("\n", start)
+            if end < 0:
+                break
+            self._add(text[start:end], lines)
+            lines.append("".join(self._parts))
+            self._parts, self._size = [], 0
+            start = end + 1
+        self._add(text[start:], lines)
+        return lines
+
+    def _add(self, piece: str, lines: list[str]) -> None:
+        while piece:
+            room = self.max_line - self._size
+            self._parts.append(piece[:room])
+            self._size += min(room, len(piece))
+            piece = piece[room:]
+            if self._size >= self.max_line:
+                lines.append("".join(self._parts))
+                self._parts, self._size = [], 0
+
+    def flush(self) -> list[str]:
+        """The last line, when the text did not end with a newline."""
+        rest = "".join(self._parts)
+        self._parts, self._size = [], 0
+        return [rest] if rest else []
+
+
+class LogBuffer:
+    """The training's log as kept in memory: all of it up to ``limit`` characters, else its first
+    ``head`` characters and its last ``limit - head`` (where the result line and the last epochs
+    are), with a line that says how much was left out in between."""
+
+    def __init__(self, limit: int = MAX_LOG_CHARS, head: int = LOG_HEAD_CHARS) -> None:
+        self.limit, self.head_limit = limit, head
+        self._head: list[str] = []
+        self._head_size = 0
+        self._tail: collections.deque[str] = collections.deque()
+        self._tail_size = 0
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self.dropped = 0
+
+    def append(self, text: str) -> None:
+        if self._head_size < self.head_limit:
+            take = text[:self.head_limit - self._head_size]
+            self._head.append(take)
+            self._head_size += len(take)
+            text = text[len(take):]
+        if text:  # small pieces are gathered first: a deque of one-character lines would cost more
+            self._pending.append(text)  # than the characters themselves
+            self._pending_size += len(text)
+            if self._pending_size >= _PIECE_CHARS:
+                self._push("".join(self._pending))
+                self._pending, self._pending_size = [], 0
+
+    def _push(self, text: str) -> None:
+        room = self.limit - self.head_limit
+        self._tail.append(text)
+        self._tail_size += len(text)
+        while self._tail_size > room:
+            first = self._tail[0]
+            over = self._tail_size - room
+            if len(first) <= over:
+                self._tail.popleft()
+                self._tail_size -= len(first)
+                self.dropped += len(first)
+            else:
+                self._tail[0] = first[over:]
+                self._tail_size -= over
+                self.dropped += over
+
+    def text(self) -> str:
+        if self._pending:
+            self._push("".join(self._pending))
+            self._pending, self._pending_size = [], 0
+        gap = f"\n[... {self.dropped} characters of the log left out here ...]\n" if self.dropped else ""
+        return "".join(self._head) + gap + "".join(self._tail)
 
 
 class LogFile:

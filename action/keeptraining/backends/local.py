@@ -14,6 +14,8 @@ interrupted (``cancel``).
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,17 +24,20 @@ import threading
 import time
 
 from keeptraining import adapter
-from keeptraining.backends.base import TrainRequest, TrainResult
+from keeptraining.backends.base import LineSplitter, LogBuffer, TrainRequest, TrainResult
 from keeptraining.contract import env as kt_env
 from keeptraining.errors import TrainingError
-from keeptraining.state import data_cache
+from keeptraining.state import data_cache, orphans
 
 _GRACE_S = 5.0  # after SIGTERM, how long the script may take to save and exit
+_READ_CHUNK = 64 * 1024
 _WATCH_S = 0.5  # how often a watched training (memory limit, a round's cancel) is checked
 #: Credentials keeptraining itself uses (dispatch, mail), never handed on to the training script;
 #: INPUT_*: the action's inputs as some runners (act) export them. Compared with - read as _.
 WITHHELD_ENV = frozenset({"KT_GITHUB_TOKEN", "GITHUB_TOKEN", "INPUT_GITHUB_TOKEN", "KT_SMTP_PASSWORD",
-                          "INPUT_SMTP_PASSWORD", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"})
+                          "INPUT_SMTP_PASSWORD", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+                          "KT_REGISTRY_USERNAME", "KT_REGISTRY_PASSWORD", "INPUT_REGISTRY_USERNAME",
+                          "INPUT_REGISTRY_PASSWORD"})
 
 
 def run(request: TrainRequest) -> TrainResult:
@@ -48,11 +53,20 @@ def run(request: TrainRequest) -> TrainResult:
                                                os.pathsep)
     if request.cache_dir is not None:  # downloads go to the data cache, unless the environment says where
         env.update(data_cache.library_env(str(request.cache_dir), lambda name: bool(inherited.get(name))))
+    mark = env[orphans.ENV] = orphans.new_mark()  # what outlives the training is found by it
+    recorded = orphans.record(request.state_dir, mark) if request.state_dir is not None else None
+    try:
+        return _run(argv, env, request, mark)
+    finally:
+        orphans.forget(recorded)
+
+
+def _run(argv: list[str], env: dict[str, str], request: TrainRequest, mark: str) -> TrainResult:
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, cwd=request.code_dir, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                text=True, errors="replace", start_new_session=True)
+                                start_new_session=True)
     except FileNotFoundError:
         raise TrainingError(f"train_command {argv[0]!r} was not found.",
                             hint="Check train_command (e.g. `python nn.py`) and that the program is "
@@ -60,10 +74,14 @@ def run(request: TrainRequest) -> TrainResult:
     except PermissionError:
         raise TrainingError(f"train_command {argv[0]!r} is not executable.",
                             hint="Make it executable or start it through its interpreter.") from None
+    except OSError as exc:  # E2BIG: an environment too large to start a process with, and the like
+        raise TrainingError(f"train_command {argv[0]!r} could not be started: {exc.strerror or exc}.",
+                            hint="Check the environment it gets: a very long hyperparameter value or "
+                                 "variable (each at most 128 KiB) cannot be passed to a process.") from None
     if request.cpu_set and hasattr(os, "sched_setaffinity"):  # inherited by every thread it starts later
         _pin(proc, request.cpu_set)
-    lines: list[str] = []
-    reader = threading.Thread(target=_pump, args=(proc, request, lines), daemon=True)
+    log = LogBuffer()
+    reader = threading.Thread(target=_pump, args=(proc, request, log), daemon=True)
     reader.start()
     timed_out = False
     detail = ""
@@ -80,14 +98,15 @@ def run(request: TrainRequest) -> TrainResult:
         _stop(proc)
         raise
     finally:
+        _stop_left_overs(proc, mark)  # a daemon it forked must not write a result after it ended
         reader.join(timeout=_GRACE_S)
     if timed_out:
         detail = f"stopped after the {request.timeout:g} s timeout"
     return TrainResult(exit_code=proc.returncode, duration=time.monotonic() - start,
-                       output="".join(lines), timed_out=timed_out, detail=detail)
+                       output=log.text(), timed_out=timed_out, detail=detail)
 
 
-def _pin(proc: subprocess.Popen[str], cores: tuple[int, ...]) -> None:
+def _pin(proc: subprocess.Popen[bytes], cores: tuple[int, ...]) -> None:
     """Pin the training process to ``cores`` (its share of the machine in a round of trials)."""
     usable = set(os.sched_getaffinity(0))
     wanted = {c for c in cores if c in usable} or usable
@@ -97,7 +116,7 @@ def _pin(proc: subprocess.Popen[str], cores: tuple[int, ...]) -> None:
         return
 
 
-def _watch(proc: subprocess.Popen[str], request: TrainRequest, start: float) -> tuple[bool, str]:
+def _watch(proc: subprocess.Popen[bytes], request: TrainRequest, start: float) -> tuple[bool, str]:
     """Wait for the process, checking every half second its memory (``rss_limit``) and whether the
     round was cancelled: (timed out, why it was stopped)."""
     deadline = start + request.timeout
@@ -140,21 +159,40 @@ def tree_rss(pgid: int) -> int:
     return total
 
 
-def _pump(proc: subprocess.Popen[str], request: TrainRequest, lines: list[str]) -> None:
+def _pump(proc: subprocess.Popen[bytes], request: TrainRequest, log: LogBuffer) -> None:
     """Read the whole log, whatever the live sink does: a reader that stopped would fill the
-    pipe and block the training until the timeout."""
+    pipe and block the training until the timeout. Read in chunks, never a line at a time: a
+    "line" without a newline may be gigabytes long; memory stays within the LogBuffer's cap."""
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    splitter = LineSplitter()
     sink = request.on_line
-    for line in proc.stdout:
-        lines.append(line)
+    while True:
+        data = os.read(fd, _READ_CHUNK)
+        text = decoder.decode(data, final=not data)
+        log.append(text)
+        lines = splitter.feed(text) if data else splitter.feed(text) + splitter.flush()
         if sink is not None:
-            try:
-                sink(line)
-            except Exception:  # a broken sink costs the live echo, never the log or the training
-                sink = None
+            for line in lines:
+                try:
+                    sink(line + "\n")
+                except Exception:  # a broken sink costs the live echo, never the log or the training
+                    sink = None
+                    break
+        if not data:
+            return
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop_left_overs(proc: subprocess.Popen[bytes], mark: str) -> None:
+    """Once the training has ended: stop what is left of its process group, and anything else that
+    still carries its mark (a daemon that left the group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    orphans.stop(mark, grace=0.0)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the process group, then SIGKILL it if it does not exit in time."""
     for sig, wait in ((signal.SIGTERM, _GRACE_S), (signal.SIGKILL, _GRACE_S)):
         try:

@@ -14,6 +14,7 @@ skips the push for one commit. It never force-pushes.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -37,31 +38,78 @@ exit 0
 """
 
 
-def hook_path(repo: Path) -> Path:
-    """Where git looks for the post-commit hook (honours core.hooksPath and worktrees)."""
+def _git(repo: Path, *args: str, required: bool = True) -> str:
+    if not repo.is_dir():
+        raise ConfigError(f"--repo {repo} is not a folder.",
+                          hint="Pass the folder of your repository (or run it there without --repo).")
     try:
-        done = subprocess.run(["git", "rev-parse", "--git-path", f"hooks/{HOOK_NAME}"], cwd=repo,
-                              capture_output=True, text=True, check=False, timeout=30)
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False,
+                              timeout=30)
     except FileNotFoundError:
         raise ConfigError("git is not installed, so no git hook can be installed.") from None
+    except OSError as exc:
+        raise ConfigError(f"git cannot be run in {repo}: {exc.strerror or exc}.") from None
+    if done.returncode != 0 and not required:
+        return ""
     if done.returncode != 0:
         raise ConfigError(f"{repo} is not inside a git repository.",
                           hint="Run `keeptraining hooks install` in your repository (or pass --repo).")
-    path = Path(done.stdout.strip())
-    return path if path.is_absolute() else (repo / path).resolve()
+    return done.stdout.strip()
+
+
+def hook_path(repo: Path) -> Path:
+    """Where git looks for the post-commit hook (honours core.hooksPath and worktrees). The hook
+    itself is never resolved: a link there is reported, never written or deleted through."""
+    path = Path(_git(repo, "rev-parse", "--git-path", f"hooks/{HOOK_NAME}"))
+    return path if path.is_absolute() else repo.resolve() / path
+
+
+def _shared(repo: Path, path: Path) -> bool:
+    """Whether the hook's folder lies outside this repository (its work tree and its git folders):
+    a ``core.hooksPath`` that other repositories use too."""
+    folder = Path(os.path.realpath(path.parent))
+    owned = [_git(repo, "rev-parse", "--show-toplevel", required=False),  # none in a bare repository
+             _git(repo, "rev-parse", "--git-common-dir")]
+    return not any(folder.is_relative_to(os.path.realpath(repo / mine)) for mine in owned if mine)
+
+
+def _cannot(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"The {HOOK_NAME} hook {path} cannot be written or removed: {exc.strerror or exc}.",
+                       hint=f"{path.parent} must be a writable folder (in a repository, .git/hooks is one).")
 
 
 def _is_ours(path: Path) -> bool:
+    """Whether the regular file ``path`` (never a link, FIFO or folder) carries the marker."""
     try:
-        head = path.read_text(encoding="utf-8", errors="replace")[:1000]
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = os.read(fd, 1000).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
     return MARKER in head
 
 
-def install(repo: Path) -> tuple[Path, bool]:
-    """Write the hook: (its path, whether it was written now rather than already there)."""
+def install(repo: Path, *, force: bool = False) -> tuple[Path, bool]:
+    """Write the hook: (its path, whether it was written now rather than already there). A hooks
+    folder outside the repository (a shared ``core.hooksPath``) needs ``force``."""
     path = hook_path(repo)
+    if not force and _shared(repo, path):
+        raise ConfigError(f"core.hooksPath points to {path.parent}, outside this repository: a hook there "
+                          "runs for every repository that uses that folder, and each would push after "
+                          "every commit.",
+                          hint="Pass --force to install it there all the same, or set core.hooksPath for "
+                               "this repository only (or unset it).")
+    try:
+        return _write(path)
+    except OSError as exc:
+        raise _cannot(path, exc) from None
+
+
+def _write(path: Path) -> tuple[Path, bool]:
     if path.is_symlink() or path.exists():
         if not path.is_symlink() and _is_ours(path):
             return path, False
@@ -70,7 +118,7 @@ def install(repo: Path) -> tuple[Path, bool]:
                           hint="Add a `git push` line to that hook yourself, or move it away and run "
                                "`keeptraining hooks install` again.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(HOOK_SCRIPT)
     return path, True
@@ -84,5 +132,8 @@ def uninstall(repo: Path) -> tuple[Path, bool]:
     if path.is_symlink() or not _is_ours(path):
         raise ConfigError(f"The {HOOK_NAME} hook at {path} was not written by keeptraining; it is left "
                           "as it is.", hint="Remove it yourself if you no longer want it.")
-    path.unlink()
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise _cannot(path, exc) from None
     return path, True

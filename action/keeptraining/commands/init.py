@@ -206,11 +206,13 @@ REUSABLE = ".github/workflows/keeptraining.yml"
 #: The caller workflow (README's snippet is this file for a docker repository, plus `threshold`).
 CALLER_TEMPLATE = """\
 name: Continuous training
-run-name: >-
-  Continuous training · attempt ${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }} epochs ·
-  after run ${{ inputs.resume-run-id || 'none' }}
+run-name: ${{ github.event_name == 'pull_request' && format('Pull request {0} · candidate vs champion', \
+github.event.pull_request.number) || format('Continuous training · attempt {0} · {1} epochs · \
+after run {2}', inputs.attempt || 1, inputs.epochs || 'first', inputs.resume-run-id || 'none') }}
 on:
   push:
+    branches: [__BRANCH__]
+  pull_request: # the pr-check job: candidate vs champion
     branches: [__BRANCH__]
   workflow_dispatch: # each attempt dispatches the next one with these inputs
     inputs:
@@ -234,6 +236,7 @@ jobs:
       contents: write # publish job only (train reads): the model release, model-v<N>
       id-token: write # publish job only: sign the model's provenance
       attestations: write # publish job only: store the attestation
+      pull-requests: write # pr-check job only (pull requests): its one comment
 __WITH__    secrets:
 __SECRETS__"""
 

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from keeptraining.contract import env as kt_env
 from keeptraining.errors import ConfigError
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -34,6 +35,10 @@ DEFAULT_REDUCTION_FACTOR = 3
 DEFAULT_SEED = 0
 MAX_GRID_POINTS = 10_000  # a grid larger than this cannot be walked by a bounded chain anyway
 MAX_CHOICES = 100
+MAX_CHOICE_CHARS = 4096  # a choice reaches the script as an environment variable (at most 128 KiB each)
+MAX_MAGNITUDE = 1e15  # low and high of a numeric parameter lie within ±this (Optuna's samplers overflow
+                      # on ranges near the float limits)
+MAX_STEPS = 10**12  # a step that cuts the range into more pieces than this is refused
 _KEYS = {"float": ("type", "low", "high", "step", "log"), "int": ("type", "low", "high", "step", "log"),
          "categorical": ("type", "choices")}
 _SETTINGS_KEYS = ("sampler", "reduction_factor", "seed", "space")
@@ -74,13 +79,22 @@ class Param:
         steps = (value - self.low) / self.step
         return abs(steps - round(steps)) < 1e-6
 
+    def size(self) -> int | None:
+        """How many values this dimension has, worked out without listing them; None: a continuum."""
+        if self.type == "categorical":
+            return len(self.choices)
+        if self.step is None and self.type != "int":
+            return None
+        return round((self.high - self.low) / (self.step or 1)) + 1
+
     def grid(self) -> list[Scalar]:
-        """Every value of this dimension (categorical, int, or float with a step)."""
+        """Every value of this dimension (categorical, int, or float with a step); only for a
+        dimension whose size() was checked first."""
         if self.type == "categorical":
             return list(self.choices)
         assert self.step is not None or self.type == "int"
         step = self.step or 1
-        count = round((self.high - self.low) / step) + 1
+        count = self.size() or 0
         if self.type == "int":
             return [int(self.low + i * step) for i in range(count)]
         return [round(self.low + i * step, 12) for i in range(count)]
@@ -106,7 +120,8 @@ class SearchSettings:
         return next(p for p in self.space if p.name == name)
 
     def grid_size(self) -> int:
-        return math.prod(len(p.grid()) for p in self.space)
+        """The number of points of the grid, worked out arithmetically (never by listing them)."""
+        return math.prod(p.size() or 0 for p in self.space)
 
 
 def parse(data: Any, source: str = "search") -> SearchSettings:
@@ -136,6 +151,13 @@ def parse(data: Any, source: str = "search") -> SearchSettings:
                           "one parameter name to its range.",
                           hint=f"e.g. space: {{learning_rate: {_EXAMPLE}}}")
     params = tuple(parse_param(name, spec, f"{where}.space") for name, spec in space.items())
+    seen: dict[str, str] = {}
+    for param in params:
+        other = seen.setdefault(param.name.upper(), param.name)
+        if other != param.name:
+            raise ConfigError(f"{where}.space: {other!r} and {param.name!r} differ only in case, and both "
+                              f"would be KT_HP_{param.name.upper()}: the script would see one of them.",
+                              hint="Rename or remove one of them.")
     settings = SearchSettings(sampler, factor, seed, params)
     if sampler == "grid":
         _check_grid(settings, where)
@@ -178,10 +200,25 @@ def _choices(choices: Any, at: str) -> tuple[Scalar, ...]:
                                                                 and not math.isfinite(choice)):
             raise ConfigError(f"{at}.choices: {_show(choice)} is not valid; each choice is text, a "
                               "number or true/false.")
+        if isinstance(choice, str) and len(choice) > MAX_CHOICE_CHARS:
+            raise ConfigError(f"{at}.choices: {_show(choice)} has {len(choice)} characters; at most "
+                              f"{MAX_CHOICE_CHARS} (it reaches the script in an environment variable).")
     keyed = [(type(c).__name__, c) for c in choices]
     if len(set(keyed)) != len(keyed):
         raise ConfigError(f"{at}.choices = {_show(choices)} lists a value twice.")
+    texts: dict[str, Scalar] = {}
+    for choice in choices:
+        first = texts.setdefault(env_text(choice), choice)
+        if first is not choice:
+            raise ConfigError(f"{at}.choices: {_show(first)} and {_show(choice)} reach the script as the "
+                              f"same text ({env_text(choice)!r} in KT_HP_): trials would be spent on the "
+                              "same point twice.", hint="Keep one of them.")
     return tuple(choices)
+
+
+def env_text(value: Any) -> str:
+    """How a value reaches the training script in ``KT_HP_<NAME>`` (the contract's own rule)."""
+    return kt_env.hp_value(value)
 
 
 def _number(spec: dict[str, Any], key: str, kind: str, at: str) -> float | None:
@@ -202,6 +239,10 @@ def _numeric(name: str, kind: str, spec: dict[str, Any], at: str) -> Param:
         missing = "low" if low is None else "high"
         raise ConfigError(f"{at}: {missing} is missing; a {kind} parameter needs low and high, "
                           f"e.g. {_EXAMPLE}.")
+    for key, value in (("low", low), ("high", high)):
+        if abs(value) > MAX_MAGNITUDE:
+            raise ConfigError(f"{at}.{key} = {_show(value)} is out of range; low and high must lie "
+                              f"between {-MAX_MAGNITUDE:g} and {MAX_MAGNITUDE:g}.")
     if low > high:
         raise ConfigError(f"{at}: low = {low!r} is above high = {high!r}; swap them.")
     log = spec.get("log", False)
@@ -218,6 +259,10 @@ def _numeric(name: str, kind: str, spec: dict[str, Any], at: str) -> Param:
             raise ConfigError(f"{at}: step and log: true cannot be combined (Optuna samples a log "
                               "scale continuously); drop one of them.")
         steps = (high - low) / step
+        if not math.isfinite(steps) or steps > MAX_STEPS:
+            raise ConfigError(f"{at}.step = {step!r} is too small for the range [{low:g}, {high:g}]: it "
+                              f"would cut it into more than {MAX_STEPS:g} steps.",
+                              hint="Use a larger step, or none (a continuous range).")
         if abs(steps - round(steps)) > 1e-9:
             fitted = low + math.floor(steps + 1e-9) * step
             raise ConfigError(f"{at}: high = {high!r} is not low + a whole number of steps of {step!r}; "

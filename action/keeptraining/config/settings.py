@@ -84,6 +84,7 @@ DEFAULTS: dict[str, Any] = {
     "runner_prices": {},
     "search": None,  # strategy: search only; the config file is the one place to write it
     "commit_status": True,
+    "tolerance": 0.0,  # a pull request's candidate passes at >= the champion's metric - tolerance
     "network": "default",  # the training container's: see network.py and SECURITY.md
     "cache": True,  # the data cache across attempts: see data_cache.py
     "parallel": 1,  # strategy: search: trials at once (a round's on GitHub; parallel.py)
@@ -123,6 +124,7 @@ class Config:
     mail_to: list[str] = field(default_factory=list)
     notify_on: list[str] = field(default_factory=list)
     commit_status: bool = True
+    tolerance: float = 0.0  # the candidate may be this much below the champion and still pass (compare.py)
     adapt: str = "auto"  # the Keras adapter: auto | keras | none
     strategy: str = "epochs"
     max_epochs_total: int | None = None
@@ -180,6 +182,35 @@ def _expected(prop: dict[str, Any]) -> str:
     return kind + (" " + " and ".join(bounds) if bounds else "") + example
 
 
+#: What a value that fails a key's pattern should look like, in words (the pattern alone says "text").
+PATTERN_WORDS = {
+    "metric": "a metric's name: letters, digits and _, not starting with a digit (e.g. accuracy)",
+    "image_registry": "an image repository such as ghcr.io/owner/name (no tag, no scheme)",
+    "memory_limit": "a size such as 4g, 512m or 1073741824 (digits, then k, m or g)",
+    "gpus": "all, or a count of GPUs from 1 to 999 (leave gpus unset for none)",
+    "network": "none, default, host or the name of a Docker network (letters, digits, _ . -)",
+}
+
+
+def _one_of(err: jsonschema.ValidationError, source: str) -> str | None:
+    """A oneOf failure (a search parameter) said by the branch whose ``type`` matches the value."""
+    instance = err.instance if isinstance(err.instance, dict) else {}
+    for sub in err.context or ():
+        branch = sub.schema_path[0] if sub.schema_path else None
+        options = err.schema.get("oneOf", []) if isinstance(err.schema, dict) else []
+        if not isinstance(branch, int) or branch >= len(options):
+            continue
+        const = options[branch].get("properties", {}).get("type", {}).get("const")
+        if const != instance.get("type") or not sub.relative_path:
+            continue
+        where = ".".join(str(p) for p in [*err.absolute_path, *sub.relative_path])
+        wanted = sub.schema if isinstance(sub.schema, dict) else {}
+        required = ("type", "low", "high", "choices")
+        leave = " (or leave it out)" if sub.relative_path[-1] not in required else ""
+        return f"{source}: {where} = {quote(sub.instance)} is not valid; expected {_expected(wanted)}{leave}."
+    return None
+
+
 def _message(err: jsonschema.ValidationError, source: str) -> str:
     path = [str(p) for p in err.absolute_path]
     props = schema()["properties"]
@@ -202,8 +233,18 @@ def _message(err: jsonschema.ValidationError, source: str) -> str:
         return f"{source}: threshold = {err.instance:g} is above 1; a threshold is a fraction in (0, 1]."
     if len(path) > 1 and key in props and "items" in prop:
         return f"{source}: {where} = {quote(err.instance)} is not valid; expected {_expected(prop['items'])}."
+    if err.validator == "oneOf":
+        said = _one_of(err, source)
+        if said is not None:
+            return said
+    if err.validator in ("maxLength", "maxItems", "maxProperties") and hasattr(err.instance, "__len__"):
+        unit = {"maxLength": "characters", "maxItems": "items", "maxProperties": "keys"}[str(err.validator)]
+        return (f"{source}: {where} = {quote(err.instance)} has {len(err.instance)} {unit}; at most "
+                f"{err.validator_value}.")
     if len(path) > 1 or not prop:
         return f"{source}: {where} = {quote(err.instance)} is not valid ({err.validator})."
+    if err.validator == "pattern" and key in PATTERN_WORDS:
+        return f"{source}: {where} = {quote(err.instance)} is not valid; expected {PATTERN_WORDS[key]}."
     hint = did_you_mean(err.instance, prop["enum"]) if "enum" in prop and isinstance(err.instance, str) \
         else ""
     return f"{source}: {where} = {quote(err.instance)} is not valid; expected {_expected(prop)}{hint}."

@@ -108,6 +108,29 @@ def assess(found: Metrics, output: str, plan: Plan, threshold: float) -> Trained
     return result
 
 
+def evaluate_only(plan: Plan) -> bool:
+    """``KT_EPOCHS == KT_INITIAL_EPOCH`` with a checkpoint: load it, train nothing, report the metric
+    (how a champion model is evaluated with a pull request's code and data)."""
+    return plan.resume_from is not None and plan.epochs == plan.initial_epoch
+
+
+def check_evaluation(trained: Trained, plan: Plan) -> None:
+    """An evaluate-only run must have loaded the checkpoint and trained no epoch: otherwise its metric
+    is not the checkpoint's, and comparing it would be a lie. Raises ContractViolation."""
+    if not trained.resumed:
+        raise ContractViolation(
+            f"Asked to evaluate a checkpoint (KT_EPOCHS = KT_INITIAL_EPOCH = {plan.epochs}, KT_RESUME_FROM "
+            "set), the script did not load it: its metric is not the checkpoint's.", hint=FIX_HINT)
+    if trained.epochs_trained > 0 or (trained.epochs_reached is not None
+                                      and trained.epochs_reached != plan.epochs):
+        raise ContractViolation(
+            f"Asked to evaluate a checkpoint of {plan.epochs} epochs without training (KT_EPOCHS = "
+            f"KT_INITIAL_EPOCH), the script trained {trained.epochs_trained} epochs (to epoch "
+            f"{trained.epochs_reached}).",
+            hint="With KT_EPOCHS equal to KT_INITIAL_EPOCH, load KT_RESUME_FROM, train nothing and "
+                 "evaluate; the Keras adapter does this for a script's own `fit`.")
+
+
 def stop_if_ignored_again(previous: Attempt | None, record: Attempt) -> None:
     """Raise ContractViolation when KT_EPOCHS has shown twice in a row that it changes nothing.
 

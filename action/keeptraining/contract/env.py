@@ -27,6 +27,10 @@ CACHE_DIR = "KT_CACHE_DIR"  # a folder kept from attempt to attempt for download
 ADAPT = "KT_ADAPT"  # auto | keras | none: whether the Keras adapter drives the script
 ATTEMPT = "KT_ATTEMPT"  # the attempt's number in the chain
 
+#: Not part of what a script honours: keeptraining's own random mark of one local training, inherited
+#: by whatever it starts, by which what outlives the training is found and stopped (state/orphans.py).
+TRAINING_ID = "KT_TRAINING_ID"
+
 #: Every variable of the contract (``KT_HP_`` is a prefix), in README's order.
 VARIABLES = (EPOCHS, INITIAL_EPOCH, RESUME_FROM, THRESHOLD, METRIC, OUTPUT_DIR, HP_PREFIX, DEADLINE,
              CACHE_DIR, ADAPT, ATTEMPT)

@@ -264,6 +264,21 @@ def check_epochs(found: Metrics, *, asked: int, initial: int) -> None:
                           hint="history holds one value per epoch trained in this attempt.")
 
 
+def trained_out_of_bounds(*, epochs_reached: int | None, epochs_trained: int, history: int, asked: int,
+                          initial: int) -> str | None:
+    """The bounds of ``check_epochs``, for a result read back from elsewhere (a trial slot's record in
+    another job's artifact): None when they hold, else what is wrong. ``history``: its length."""
+    if epochs_reached is not None and not initial <= epochs_reached <= asked:
+        return f"epochs = {epochs_reached} is outside the {initial} -> {asked} epochs this run could train"
+    reached = epochs_reached if epochs_reached is not None else asked
+    most, could = max(reached - initial, 0), max(asked - initial, 0)
+    if not 0 <= epochs_trained <= could:
+        return f"epochs_trained = {epochs_trained}, but this run could train at most {could}"
+    if history > most:
+        return f"the history has {history} values, but this run trained at most {most} epochs"
+    return None
+
+
 def _fit_seconds(data: dict[str, Any]) -> float | None:
     timings = data.get("timings")
     if isinstance(timings, dict) and isinstance(timings.get("fit_s"), (int, float)):

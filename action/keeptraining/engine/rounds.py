@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from keeptraining.config.settings import Config
+from keeptraining.contract import metrics as metrics_mod
 from keeptraining.engine import search, step, strategy
 from keeptraining.engine.plan import CHAIN_FAILED, CHAIN_REACHED, CONTINUE, Decision
 from keeptraining.engine.search import TrialRun
@@ -111,6 +112,13 @@ def read_result(config: Config, folder: Path, job: TrialRun, number: int, round_
         if getattr(record, name) != value:
             raise _Unusable(f"it recorded {name} = {quote(getattr(record, name), 60)}, but the round's plan "
                             f"says {quote(value, 60)}")
+    problem = metrics_mod.trained_out_of_bounds(  # the bounds of a metrics.json, for a slot's record
+        epochs_reached=record.epochs_reached, epochs_trained=record.epochs_trained,
+        history=len(record.history), asked=job.epochs, initial=record.initial_epoch)
+    if not problem and len(record.slices) > config.max_slices:
+        problem = f"it lists {len(record.slices)} runs, more than max_slices = {config.max_slices}"
+    if problem:
+        raise _Unusable(f"its result is out of bounds: {problem}")
     if record.initial_epoch > job.initial_epoch or record.resumed_from not in (None, resumed):
         raise _Unusable(f"it resumed {quote(record.resumed_from, 60)} at epoch {record.initial_epoch}, "
                         f"not the planned {quote(resumed, 60)}")

@@ -302,13 +302,21 @@ def distributions(settings: SearchSettings) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for p in settings.space:
-        if p.type == "categorical":
-            out[p.name] = CategoricalDistribution(list(p.choices))
-        elif p.type == "int":
-            out[p.name] = IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
-        else:
-            out[p.name] = FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+        try:
+            if p.type == "categorical":
+                out[p.name] = CategoricalDistribution(list(p.choices))
+            elif p.type == "int":
+                out[p.name] = IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+            else:
+                out[p.name] = FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+        except (ValueError, TypeError, ArithmeticError) as exc:  # what the configuration's check missed
+            raise _refused(p.name, exc) from None
     return out
+
+
+def _refused(name: str, exc: BaseException) -> ConfigError:
+    return ConfigError(f"search.space.{name}: Optuna refuses this range ({type(exc).__name__}: "
+                       f"{str(exc)[:200]}).", hint=f"Narrow {name}'s low and high, or change its step.")
 
 
 def _frozen(trial: Trial, dists: dict[str, Any]) -> Any:
@@ -389,7 +397,11 @@ def propose(settings: SearchSettings, trials: list[Trial], k: int = 1,
             study.enqueue_trial(point)
         count = len(points)
     for _ in range(count):
-        asked = study.ask(dists)  # stays RUNNING, so the next ask of a batch knows about it
+        try:
+            asked = study.ask(dists)  # stays RUNNING, so the next ask of a batch knows about it
+        except (ValueError, ArithmeticError) as exc:  # a sampler that cannot sample the range
+            numeric = [p.name for p in settings.space if p.type != "categorical"]
+            raise _refused(", ".join(numeric or [p.name for p in settings.space]), exc) from None
         proposals.append({name: asked.params[name] for name in dists})
     return proposals
 

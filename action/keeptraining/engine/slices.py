@@ -33,9 +33,9 @@ from keeptraining.config.settings import Config
 from keeptraining.contract import check as contract_check
 from keeptraining.contract import metrics as metrics_mod
 from keeptraining.engine.plan import CONTINUE, Decision, Plan
-from keeptraining.errors import KeeptrainingError, SliceError
+from keeptraining.errors import ConfigError, KeeptrainingError, SliceError
 from keeptraining.output import wording
-from keeptraining.state.ledger import SLICED, Attempt, Ledger
+from keeptraining.state.ledger import FAILED, SLICED, Attempt, Ledger
 
 DEADLINE = "deadline"  # the script stopped at KT_DEADLINE (metrics.json "stopped")
 TIMEOUT = "timeout"  # keeptraining stopped it at `timeout`
@@ -51,9 +51,30 @@ def label(attempt: int, run: int = 1) -> str:
 
 
 def parse_label(text: str) -> tuple[int, int] | None:
-    """``"3.2"`` -> ``(3, 2)``, ``"3"`` -> ``(3, 1)``; None when it is neither (digits only, ASCII)."""
+    """``"3.2"`` -> ``(3, 2)``, ``"3"`` -> ``(3, 1)``; None when it is neither (digits only, ASCII) or
+    not written the way ``label`` writes it (``1.0``, ``1.1``, ``01.02``, ``0.2``: attempts count from
+    1, a run after the dot is 2 or more, and no number has a leading zero)."""
     match = _LABEL.fullmatch(text.strip()) if text.isascii() else None
-    return (int(match[1]), int(match[2] or 1)) if match else None
+    if not match:
+        return None
+    parsed = int(match[1]), int(match[2] or 1)
+    return parsed if parsed[0] >= 1 and label(*parsed) == text.strip() else None
+
+
+def check_run(ledger: Ledger, attempt: int, run: int) -> None:
+    """A dispatch's ``N.K`` against the ledger: the K-th run of attempt N exists only when the ledger's
+    last attempt is N, unfinished, and K is its next run (else a re-run or a forged input would
+    record a run the chain never planned)."""
+    if run <= 1:
+        return
+    last = ledger.last
+    if last is not None and last.attempt == attempt and last.outcome == SLICED and run_number(last) == run:
+        return
+    expected = (f"the ledger's next run is {label(last.attempt, run_number(last))}"
+                if last is not None and last.outcome == SLICED else
+                f"the ledger's last attempt ({last.attempt if last else 'none'}) is not unfinished")
+    raise ConfigError(f"input attempt = {label(attempt, run)} names run {run} of attempt {attempt}, but "
+                      f"{expected}.", hint="Dispatch the run the ledger continues, or start a new chain.")
 
 
 def continued(ledger: Ledger, number: int) -> Attempt | None:
@@ -155,7 +176,10 @@ def merge(continuing: Attempt | None, run: Attempt, stopped: str | None, sub: st
         start = before
         _carry_on(record, run, progressed, restarted=run.initial_epoch < before)
     if stopped is not None and (record.outcome == SLICED or progressed):
-        record.slices = [*record.slices, _entry(record, run, stopped, start)]
+        entry = _entry(record, run, stopped, start)
+        if record.outcome == FAILED:  # the run that ended the attempt: runs() must not count it twice
+            entry["failed"] = True
+        record.slices = [*record.slices, entry]
     return record
 
 
@@ -201,8 +225,10 @@ def ends(record: Attempt) -> list[int]:
 
 
 def runs(record: Attempt) -> int:
-    """How many runs the attempt has taken so far."""
-    return len(record.slices) + (0 if record.outcome == SLICED else 1)
+    """How many runs the attempt has taken so far (a failed last run may be among its slices)."""
+    last = record.slices[-1] if record.slices else None
+    counted = record.outcome == SLICED or (isinstance(last, dict) and last.get("failed") is True)
+    return len(record.slices) + (0 if counted else 1)
 
 
 def first_run_id(record: Attempt) -> str | None:

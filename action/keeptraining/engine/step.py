@@ -170,7 +170,7 @@ def train_request(config: Config, ws: Workspace, plan: Plan, params: dict[str, A
                         timeout=config.timeout, budget=budget, resume_from=resume_path, on_line=on_line,
                         memory_limit=config.memory_limit, cpus=config.cpus, gpus=config.gpus,
                         adapter_dir=adapter.folder() if config.adapt != "none" else None,
-                        network=config.network, **resources)
+                        network=config.network, state_dir=ws.state_dir, **resources)
 
 
 # --------------------------------------------------------------------------- one training step

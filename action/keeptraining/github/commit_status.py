@@ -26,6 +26,7 @@ from keeptraining.reports import summary as report
 from keeptraining.state.ledger import Ledger
 
 CONTEXT = "keeptraining"
+PR_CONTEXT = "keeptraining/pull-request"  # the pull-request check's verdict: candidate vs champion
 #: GitHub refuses a longer description.
 DESCRIPTION_LIMIT = 140
 
@@ -55,23 +56,23 @@ def verdict(config: Config, ledger: Ledger, decision: Decision, run_url: str | N
     return Status(state, text, next_url if state == "pending" and next_url else run_url)
 
 
-def post(ctx: dispatch.GitHubContext, sha: str, status: Status) -> bool:
-    """Set the status on ``sha``; a problem is a warning with the fix. True when it was set."""
+def post(ctx: dispatch.GitHubContext, sha: str, status: Status, context: str = CONTEXT) -> bool:
+    """Set the status on ``sha`` (under ``context``); a problem is a warning with the fix. True when set."""
     description = report.one_line(status.description, DESCRIPTION_LIMIT)
     url = report.safe_url(status.target_url)
     gh = dispatch.github_client(ctx, lazy=True)  # no GET: the commit is only a place to post to
     try:
         commit = gh.get_repo(ctx.repository).get_commit(sha)
         kwargs = {"target_url": url} if url else {}
-        commit.create_status(status.state, description=description, context=CONTEXT, **kwargs)
+        commit.create_status(status.state, description=description, context=context, **kwargs)
     except GithubException as exc:
         fix = ("give the job `permissions: statuses: write`, or set the action input `commit-status: false`"
                if exc.status in (403, 404) else "it is set again by the next attempt")
-        gha.annotate("warning", f"The commit status {CONTEXT!r} could not be set on {sha[:7]} "
+        gha.annotate("warning", f"The commit status {context!r} could not be set on {sha[:7]} "
                      f"(HTTP {exc.status}): {fix}.", title="Commit status not set")
         return False
     except (requests.RequestException, OSError) as exc:
-        gha.annotate("warning", f"The commit status {CONTEXT!r} could not be set on {sha[:7]}: "
+        gha.annotate("warning", f"The commit status {context!r} could not be set on {sha[:7]}: "
                      f"cannot reach {ctx.api_url} ({type(exc).__name__}).", title="Commit status not set")
         return False
     finally:

@@ -137,10 +137,12 @@ class Releases:
                 break
         return out
 
-    def create(self, tag: str, name: str, body: str, target: str) -> GitRelease:
-        """Create a published release, marked latest (one POST, never retried by the client)."""
+    def create(self, tag: str, name: str, body: str, target: str, *, latest: bool = True) -> GitRelease:
+        """Create a published release, marked latest unless ``latest`` is False (a model worse than the
+        champion: champion_check.py); one POST, never retried by the client."""
         return self.repo.create_git_release(tag=tag, name=name, message=body, draft=False, prerelease=False,
-                                            target_commitish=target, make_latest="true")
+                                            target_commitish=target,
+                                            make_latest="true" if latest else "false")
 
     def upload(self, release: GitRelease, path: Path, name: str) -> GitReleaseAsset:
         """Upload one asset to the release's ``upload_url``."""
@@ -188,7 +190,7 @@ def _marked(release: GitRelease) -> tuple[str, str] | None:
 
 
 def publish(releases: Releases, make_bundle: Callable[[str], Path], card: dict[str, Any], *, run_id: str,
-            commit: str, target: str) -> Published:
+            commit: str, target: str, latest: bool = True) -> Published:
     """Create the next ``model-v<N>`` release (latest) and upload the bundle's three files.
 
     ``make_bundle(tag)`` writes the model file, model-card.json and MODEL_CARD.md (which name the
@@ -207,7 +209,7 @@ def publish(releases: Releases, make_bundle: Callable[[str], Path], card: dict[s
             body = _release_body(card, tag, marker)
             try:
                 name = f"Model {tag}: {md_escape(card['metric'], 40)} {card['accuracy']:.4f}"
-                release = releases.create(tag, name, body, target)
+                release = releases.create(tag, name, body, target, latest=latest)
             except GithubException as exc:
                 if exc.status == 422 and "already_exists" in describe(exc):  # taken meanwhile: next number
                     tags.append(tag)

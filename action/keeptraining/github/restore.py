@@ -41,6 +41,7 @@ import datetime
 import json
 import re
 import tempfile
+import urllib.parse
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from github.Repository import Repository
 from github.WorkflowRun import WorkflowRun
 
 from keeptraining.engine import slices
-from keeptraining.errors import ConfigError, DispatchError, LedgerError, RestoreError
+from keeptraining.errors import ConfigError, DispatchError, LedgerError, RestoreError, quote
 from keeptraining.github import dispatch
 from keeptraining.state import ledger
 
@@ -252,6 +253,22 @@ def _when(moment: datetime.datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "the end of its retention"
 
 
+def api_url_problem(env: Mapping[str, str]) -> str | None:
+    """Why ``GITHUB_API_URL`` cannot be the API's address (not http(s), no host, a bad port), or None."""
+    raw = env.get("GITHUB_API_URL", "")
+    if not raw:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        return (f"GITHUB_API_URL = {quote(raw, 100)} is not an http(s) address of the GitHub API\n"
+                "On GitHub the runner sets it; elsewhere set it to e.g. https://api.github.com.")
+    return None
+
+
 def list_trials(ctx: dispatch.GitHubContext, run_id: int) -> dict[int, Artifact]:
     """This run's trial artifacts, every run attempt's (REST), the newest attempt's per slot."""
     gh = dispatch.github_client(ctx)
@@ -337,6 +354,10 @@ def _trial_outputs(env: Mapping[str, str], token: str) -> dict[str, str]:
     listing failed, which a warning says; the merge then records the trials as failed)."""
     if env.get("KT_INPUT_ROLE", "").strip() != "merge":
         return {}
+    bad_url = api_url_problem(env)
+    if bad_url:
+        print(f"::warning title=Trials not listed::{bad_url.splitlines()[0]}")
+        return {"trial-artifact-ids": ""}
     raw = env.get("GITHUB_RUN_ID", "").strip()
     if not _RUN_ID.fullmatch(raw):
         return {"trial-artifact-ids": ""}
@@ -369,12 +390,21 @@ def check_step(env: Mapping[str, str], token: str) -> dict[str, str]:
     run_id = parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
     if run_id is None:
         return {"commit": commit, "resume": RESUME_NONE, "problem": "", "state-artifact-id": "", **trials}
+    bad_url = api_url_problem(env)
+    if bad_url:
+        return {"commit": commit, "resume": RESUME_REFUSED, "problem": bad_url, "state-artifact-id": "",
+                **trials}
     try:
         ctx = dispatch.context_from_env(env, token, ref=env.get("KT_INPUT_BRANCH") or None)
         verified = verify(ctx, run_id, commit)
     except (RestoreError, DispatchError) as exc:
         return {"commit": commit, "resume": RESUME_REFUSED, "problem": str(exc), "state-artifact-id": "",
                 **trials}
+    except Exception as exc:  # this step never fails: the training step reports the problem
+        text = str(exc).replace(token, "***") if token else str(exc)
+        return {"commit": commit, "resume": RESUME_REFUSED,
+                "problem": f"run {run_id} could not be checked ({type(exc).__name__}: {text[:200]})\n"
+                           f"{fresh_chain_hint()}", "state-artifact-id": "", **trials}
     print(verified.describe())
     return {"commit": commit, "resume": RESUME_OK, "problem": "",
             "state-artifact-id": str(verified.artifact_id), **trials}

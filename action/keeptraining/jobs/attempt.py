@@ -17,6 +17,7 @@ before the error leaves through the CLI as an ``::error::`` and a non-zero exit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from keeptraining.errors import (
     RestoreError,
 )
 from keeptraining.github import commit_status, dispatch, restore, run_clock
+from keeptraining.jobs import champion_check
 from keeptraining.jobs.inputs import (
     JobInputs,
     attempt_label,
@@ -108,9 +110,21 @@ def run(inputs: JobInputs, config: Config, env: Mapping[str, str] = os.environ, 
                                                      progress.next_run.get("url")))
         if result.decision.kind == strategy.CHAIN_REACHED:  # the data's files, for the publish job's card
             model_card.record_data_files(config, progress.ws.state_dir, env)
+            _against_champion(config, inputs.repo, progress.ws.state_dir, result, env)
         if result.decision.kind != strategy.CONTINUE:
             notify_end(config, result, progress.ws.state_dir)
     return 0
+
+
+def _against_champion(config: Config, repo: Path, state_dir: Path, result: chain.AttemptReport,
+                      env: Mapping[str, str]) -> None:
+    """On the default branch: the champion evaluated with this commit's code (champion_check.py); a worse
+    model is published but not marked latest, and the summary and the mail say why."""
+    checked = champion_check.after_reached(config, repo, state_dir, result.record.metric or 0.0, env)
+    if checked is not None:
+        gha.write_summary(f"**{report.md_escape(checked.reason)}**", env)
+        if not checked.latest:
+            result.decision = dataclasses.replace(result.decision, hint=checked.reason)
 
 
 def _post_status(progress: _Progress, status: commit_status.Status) -> None:
@@ -169,6 +183,9 @@ def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: 
         return chain.record_unrestored(config, inputs.repo, unrestored, attempt=number,
                                        epochs=explicit_epochs(config), chain_info=progress.info,
                                        run_info=run_info(env))
+    label = attempt_label(inputs, env)
+    if label is not None and progress.ws is not None:  # N.K: K must be the run the ledger continues
+        slices.check_run(ledger.load(progress.ws.state_dir), *label)
     backend = backends.select(config, inputs.repo, allow_local_fallback=False, say=print, on_line=print)
     # The run's start (run_started_at): the attempt's runner minutes count from it (engine/cost.py).
     started = run_clock.run_started_at(github_context(env, token(env), progress.info))

@@ -28,6 +28,7 @@ from github import GithubException
 
 from keeptraining.errors import ConfigError, KeeptrainingError, LedgerError, PathRefused, PublishError
 from keeptraining.github import releases as releases_mod
+from keeptraining.jobs import champion_check
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import model_card
 from keeptraining.reports import summary as report
@@ -164,8 +165,12 @@ def _publish(book: Ledger, state_dir: Path, releases: releases_mod.Releases, env
 
     run_id = env.get("GITHUB_RUN_ID", "")
     commit = str(book.chain.get("commit") or card.get("commit") or "")
+    latest, why_not = champion_check.read(state_dir)  # worse than the champion: released, not latest
     published = releases_mod.publish(releases, make_bundle, card, run_id=run_id, commit=commit,
-                                     target=commit or str(book.chain.get("branch") or ""))
+                                     target=commit or str(book.chain.get("branch") or ""), latest=latest)
+    if not latest:
+        gha.annotate("notice", why_not, title="Not marked latest")
+        gha.write_summary(f"**{report.md_escape(why_not, 500)}**", env)
     model_path = bundle / card["model"]["file"]
     attest = bool(env.get("ACTIONS_ID_TOKEN_REQUEST_URL"))
     print(f"Published {published.tag}: {published.url}" + (" (completed an earlier publish)"

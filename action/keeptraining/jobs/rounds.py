@@ -183,6 +183,10 @@ def merge(inputs: JobInputs, config: Config, env: Mapping[str, str], info: Mappi
 def reject_single_job(config: Config, env: Mapping[str, str]) -> None:
     """``keeptraining attempt`` is one attempt: a round of parallel trials needs the trial and merge jobs."""
     role = env.get("KT_INPUT_ROLE", "").strip()
+    if role in ("trial", "merge"):
+        raise ConfigError(f"role = {role} is for `keeptraining {role}`, but this is `keeptraining attempt` "
+                          "(role: attempt).",
+                          hint=f"Run `keeptraining {role}` for this job, or set role: attempt.")
     if role not in ("", "attempt"):
         raise ConfigError(f"role = {role[:20]!r} is not valid; expected attempt, trial or merge.")
     if config.parallel > 1:

@@ -105,3 +105,28 @@ def superseded(commit: str, attempt: int) -> str:
     """A newer chain took over the branch: this one ends without dispatching."""
     return (f"Superseded: commit {one_line(commit[:12], 12)} started a newer chain on this branch; "
             f"this chain ends at attempt {attempt} without dispatching attempt {attempt + 1}")
+
+
+def fmt_delta(value: float) -> str:
+    """A difference of metrics, signed, 4 decimals: +0.0123, -0.0040, ±0.0000."""
+    return "±0.0000" if f"{abs(value):.4f}" == "0.0000" else f"{value:+.4f}"
+
+
+def comparison(metric: str, candidate: float, champion: float | None, tolerance: float, threshold: float,
+               passed: bool) -> str:
+    """A pull request's (or ``compare``'s) verdict: the candidate against the champion, or against the
+    threshold when there is no champion yet."""
+    name = one_line(metric, 40)
+    if champion is None:
+        sign = "≥" if passed else "<"
+        return (f"{'Passed' if passed else 'Failed'}: no champion yet; candidate {name} "
+                f"{fmt_metric(candidate)} {sign} threshold {fmt_threshold(threshold)}")
+    delta = fmt_delta(candidate - champion)
+    allowed = f" (tolerance {tolerance:g})" if tolerance else ""
+    if passed:
+        how = "better than" if candidate > champion else \
+            "as good as" if candidate >= champion else "within tolerance of"
+        return (f"Passed: candidate {name} {fmt_metric(candidate)} is {how} the champion's "
+                f"{fmt_metric(champion)} ({delta}){allowed}")
+    return (f"Failed: candidate {name} {fmt_metric(candidate)} is worse than the champion's "
+            f"{fmt_metric(champion)} ({delta}){allowed}")

@@ -16,7 +16,8 @@ from keeptraining.config.settings import Config
 from keeptraining.engine import search
 from keeptraining.engine.search import Trial
 from keeptraining.errors import LedgerError
-from keeptraining.reports import markup
+from keeptraining.reports import chart_png, markup
+from keeptraining.state import safe_paths
 from keeptraining.state.ledger import SLICED, Ledger
 
 # Status of a trial, as the tables show it.
@@ -203,56 +204,79 @@ def summary_markdown(ledger: Ledger, config: Config) -> str:
 
 
 def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
-    """chart.png for a search: each trial's result, then each parameter against the result."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - slow import
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
+    """chart.png for a search: each trial's result, then each parameter against the result (chart_png)."""
     found = rows(ledger, config)
     params = list(config.search_settings().space)
     panels = 1 + len(params)
     columns = min(panels, 3)
     lines = math.ceil(panels / columns)
     width, height = markup.CHART_SIZE_PX
-    fig = Figure(figsize=(width / markup.CHART_DPI, max(height, 300 * lines) / markup.CHART_DPI),
-                 dpi=markup.CHART_DPI)
-    canvas = FigureCanvasAgg(fig)
+    height = max(height, 300 * lines)
+    canvas = chart_png.Canvas(width, height)
+    scale = 2 if columns <= 2 else 1
     metric = markup.one_line(config.metric, 40)
-    try:
-        scored = [r for r in found if r.result is not None]
-        ax = fig.add_subplot(lines, columns, 1)
-        ax.bar([r.number for r in scored], [r.result or 0.0 for r in scored],
-               color=[_STATUS_COLOURS[r.status] for r in scored])
-        ax.axhline(config.threshold, color="crimson", linestyle="--", linewidth=1.2)
-        ax.set_xlabel("trial")
-        ax.set_ylabel(metric, parse_math=False)
-        ax.set_title(f"{metric} per trial", fontsize=10, parse_math=False)
-        for i, param in enumerate(params, start=2):
-            _param_panel(fig.add_subplot(lines, columns, i), param, scored, config)
-        fig.suptitle(markup.one_line(best_line(ledger, config) or "No trial has reported a result yet.", 110),
-                     fontsize=10)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        canvas.print_png(str(path))
-    finally:
-        fig.clear()
+    scored = [r for r in found if r.result is not None]
+    title = markup.one_line(best_line(ledger, config) or "No trial has reported a result yet.", 200)
+    legend_at = chart_png.title(canvas, title) + 4
+    cell_w, top = width // columns, legend_at + 18
+    cell_h = (height - top) // lines
+
+    def box(index: int) -> tuple[int, int, int, int]:
+        x, y = index % columns * cell_w, top + index // columns * cell_h
+        return (x + 44 + 8 * scale, y + 14 + 8 * scale, x + cell_w - 14, y + cell_h - 26 - 12 * scale)
+
+    values = [r.result or 0.0 for r in scored]
+    low = max(0.0, math.floor((min([*values, config.threshold]) - 0.05) * 10) / 10)
+    ylim = (low, max(1.0, *values, config.threshold))
+    y_ticks = chart_png.nice_ticks(*ylim, 5)
+    y_labelled = [(y, chart_png.tick_label(y, y_ticks)) for y in y_ticks]
+    numbers = [r.number for r in scored] or [1]
+    ax = chart_png.Axes(canvas, box(0), (min(numbers) - 0.7, max(numbers) + 0.7), ylim)
+    trial_ticks = chart_png.nice_ticks(min(numbers), max(numbers), 8, integer=True)
+    ax.frame(x_ticks=[(x, f"{x:.0f}") for x in trial_ticks],
+             y_ticks=y_labelled, x_label="trial", y_label=metric, title=f"{metric} per trial", scale=scale)
+    colours = [chart_png.hex_colour(_STATUS_COLOURS[r.status]) for r in scored]
+    ax.bars([float(r.number) for r in scored], values, colours)
+    ax.hline(config.threshold, chart_png.CRIMSON)
+    if not scored:
+        ax.note("no results yet", scale)
+    shown = sorted({r.status for r in scored}, key=list(_STATUS_COLOURS).index)
+    legend = [chart_png.LegendEntry(s, chart_png.hex_colour(_STATUS_COLOURS[s]), box=True) for s in shown]
+    chart_png.legend_row(canvas, width / 2, legend_at, [*legend, chart_png.LegendEntry(
+        f"threshold {markup.fmt_threshold(config.threshold)}", chart_png.CRIMSON, True)])
+    for i, param in enumerate(params, start=1):
+        _param_panel(canvas, box(i), param, scored, config, (ylim, y_labelled), scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    safe_paths.atomic_write(path, canvas.png())  # replaces a planted link, never writes through it
     return path
 
 
-def _param_panel(ax: object, param: search.Param, scored: list[TrialRow], config: Config) -> None:
+def _param_panel(canvas: chart_png.Canvas, box: tuple[int, int, int, int], param: search.Param,
+                 scored: list[TrialRow], config: Config,
+                 y_axis: tuple[tuple[float, float], list[tuple[float, str]]], scale: int) -> None:
     """One parameter against the result; categories at fixed positions, a log axis for log ranges."""
-    from matplotlib.axes import Axes  # noqa: PLC0415
-
-    assert isinstance(ax, Axes)
+    ylim, y_ticks = y_axis
+    x_ticks: list[tuple[float, str]]
     if param.type == "categorical":
         labels = [search.format_value(c) for c in param.choices]
         xs: list[float] = [float(labels.index(r.values[param.name])) if r.values[param.name] in labels
                            else math.nan for r in scored]
-        ax.set_xticks(range(len(labels)), [markup.one_line(label, 12) for label in labels])
+        ax = chart_png.Axes(canvas, box, (-0.5, len(labels) - 0.5), ylim)
+        x_ticks = [(float(i), markup.one_line(label, 12)) for i, label in enumerate(labels)]
     else:
         xs = [float(r.values[param.name]) for r in scored]
-        if param.log:
-            ax.set_xscale("log")
-    ax.scatter(xs, [r.result or 0.0 for r in scored], c=[_STATUS_COLOURS[r.status] for r in scored], s=24)
-    ax.axhline(config.threshold, color="crimson", linestyle="--", linewidth=1.0)
-    ax.set_xlabel(markup.one_line(param.name, 40), parse_math=False)
-    ax.grid(True, alpha=0.3)
+        finite = [x for x in xs if math.isfinite(x) and (x > 0 or not param.log)]
+        lo, hi = (min(finite), max(finite)) if finite else (1.0, 10.0)
+        if param.log and lo > 0:
+            ax = chart_png.Axes(canvas, box, (lo / 1.5, hi * 1.5), ylim, xlog=True)
+            decades = range(math.floor(math.log10(lo / 1.5)), math.ceil(math.log10(hi * 1.5)) + 1)
+            x_ticks = [(10.0 ** d, f"{10.0 ** d:g}") for d in decades if lo / 1.5 <= 10.0 ** d <= hi * 1.5]
+        else:
+            pad = (hi - lo) * 0.08 or 0.5
+            ax = chart_png.Axes(canvas, box, (lo - pad, hi + pad), ylim)
+            ticks = chart_png.nice_ticks(lo - pad, hi + pad, 5, integer=param.type == "int")
+            x_ticks = [(t, chart_png.tick_label(t, ticks)) for t in ticks]
+    ax.frame(x_ticks=x_ticks, y_ticks=y_ticks, x_label=markup.one_line(param.name, 40), scale=scale)
+    ax.hline(config.threshold, chart_png.CRIMSON)
+    ax.scatter(xs, [r.result or 0.0 for r in scored],
+               [chart_png.hex_colour(_STATUS_COLOURS[r.status]) for r in scored])

@@ -16,7 +16,6 @@ within a lineage the latest value of each epoch.
 from __future__ import annotations
 
 import html
-import io
 import math
 import re
 from dataclasses import dataclass
@@ -35,9 +34,10 @@ from keeptraining.engine.plan import (
     Decision,
 )
 from keeptraining.output.wording import fmt_threshold, one_line
+from keeptraining.reports import chart_png
 from keeptraining.reports import rounds_table as round_report
 from keeptraining.reports import search_table as search_report
-from keeptraining.reports.markup import CHART_DPI, CHART_SIZE_PX, html_text, md_escape, safe_url
+from keeptraining.reports.markup import CHART_SIZE_PX, html_text, md_escape, safe_url
 from keeptraining.state import safe_paths
 from keeptraining.state.ledger import FAILED, SLICED, Attempt, Ledger
 
@@ -268,77 +268,72 @@ def mermaid_chart(ledger: Ledger, config: Config) -> str:
 
 # --------------------------------------------------------------------------- PNG chart
 
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+_MARKERS = ("o", "s", "^", "D", "v")
+_LEGEND_MAX = 8  # attempts named in the legend; more are summed up in one entry
 
 
-def _plot_attempts(ax: Any, ledger: Ledger) -> list[float]:
-    """Each attempt's curve, the resumed-from boundaries and where a run ended; the values plotted."""
-    plotted: list[float] = []
-    boundaries: set[float] = set()
+def _plot_attempts(ax: chart_png.Axes, ledger: Ledger) -> list[chart_png.LegendEntry]:
+    """Each attempt's curve, the resumed-from boundaries and where a run ended; their legend entries."""
+    entries: list[chart_png.LegendEntry] = []
+    for x in sorted({r.initial_epoch + 0.5 for r in ledger.attempts if r.initial_epoch > 0}):
+        ax.vline(x, (160, 160, 160))
+    ends = sorted({e for record in ledger.attempts for e in slices.ends(record)})
+    for epoch in ends:  # where a run stopped and the attempt went on in the next
+        ax.vline(epoch + 0.5, chart_png.ORANGE, width=2, dash=(6, 4))
+    drawn = 0
     for index, record in enumerate(ledger.attempts):
         pts = points(record)
-        colour = f"C{index % 10}"
-        if record.initial_epoch > 0:
-            boundaries.add(record.initial_epoch + 0.5)
         if not pts:
             continue
-        xs = [p[0] for p in pts]
-        ys = [p[1] for p in pts]
-        plotted.extend(ys)
-        label = f"attempt {record.attempt}" + (" (failed)" if record.outcome == FAILED else "")
-        ax.plot(xs, ys, color=colour, marker=_MARKERS[index % len(_MARKERS)], markersize=4,
-                linewidth=1.6, linestyle=":" if record.outcome == FAILED else "-", label=label)
-    for x in sorted(boundaries):
-        ax.axvline(x, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
-    ends = sorted({e for record in ledger.attempts for e in slices.ends(record)})
-    for i, epoch in enumerate(ends):  # where a run stopped and the attempt went on in the next
-        ax.axvline(epoch + 0.5, color="tab:orange", linewidth=1.2, linestyle="--", zorder=0,
-                   label="a run ended; the attempt went on" if i == 0 else None)
-    return plotted
+        colour = chart_png.PALETTE[index % len(chart_png.PALETTE)]
+        marker = _MARKERS[index % len(_MARKERS)]
+        failed = record.outcome == FAILED
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], colour, dashed=failed, marker=marker)
+        drawn += 1
+        if drawn <= _LEGEND_MAX:
+            label = f"attempt {record.attempt}" + (" (failed)" if failed else "")
+            entries.append(chart_png.LegendEntry(label, colour, failed, marker))
+    if drawn > _LEGEND_MAX:
+        entries.append(chart_png.LegendEntry(f"... {drawn - _LEGEND_MAX} more attempts", chart_png.GREY))
+    if ends:
+        entries.append(chart_png.LegendEntry("a run ended; the attempt went on", chart_png.ORANGE, True))
+    return entries
 
 
 def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision | None = None) -> Path:
-    """Draw the metric per epoch, one colour/marker per attempt, to a ~900x450 PNG at ``path``.
+    """Draw the metric per epoch, one colour/marker per attempt, the threshold dashed, to a 900x450 PNG.
 
-    Uses ``matplotlib.figure.Figure`` with the Agg canvas directly: no pyplot, no
-    global backend switch, nothing left open for other callers.
+    Drawn by chart_png (stdlib only): no plotting library to install, nothing global to switch.
     """
-    # Imported here: matplotlib takes a second to import and only this function needs it.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
-    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
-
     if decision is None:
         decision = strategy.decide(config, ledger)
     if config.strategy == "search":
         return search_report.render_chart(ledger, config, path)
     metric = one_line(config.metric, 40)
     width, height = CHART_SIZE_PX
-    fig = Figure(figsize=(width / CHART_DPI, height / CHART_DPI), dpi=CHART_DPI)
-    canvas = FigureCanvasAgg(fig)
-    try:
-        ax = fig.add_subplot(1, 1, 1)
-        plotted = _plot_attempts(ax, ledger)
-        ax.axhline(config.threshold, color="crimson", linestyle="--", linewidth=1.2,
-                   label=f"threshold {fmt_threshold(config.threshold)}")
-        if plotted:
-            ax.set_ylim(*_y_range(plotted, config.threshold))
-        else:
-            ax.text(0.5, 0.5, "no per-epoch values recorded", transform=ax.transAxes,
-                    ha="center", va="center", color="0.4", parse_math=False)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"validation {metric}", parse_math=False)
-        ax.set_title(one_line(verdict(ledger, config, decision), 95), fontsize=11, parse_math=False)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        png = io.BytesIO()
-        canvas.print_png(png)
-    finally:
-        fig.clear()
+    plotted = [v for record in ledger.attempts for _, v in points(record)]
+    epochs = [e for record in ledger.attempts for e, _ in points(record)]
+    bottom, top = _y_range(plotted, config.threshold) if plotted else (0.0, 1.0)
+    first, last = (min(epochs), max(epochs)) if epochs else (0, 10)
+    pad = max(0.5, (last - first) * 0.03)
+    canvas = chart_png.Canvas(width, height)
+    below = chart_png.title(canvas, one_line(verdict(ledger, config, decision), 150))
+    ax = chart_png.Axes(canvas, (92, below + 16, width - 20, height - 58), (first - pad, last + pad),
+                        (bottom, top))
+    x_ticks = chart_png.nice_ticks(first, last, 10, integer=True)
+    y_ticks = chart_png.nice_ticks(bottom, top, 6)
+    ax.frame(x_ticks=[(x, f"{x:.0f}") for x in x_ticks],
+             y_ticks=[(y, chart_png.tick_label(y, y_ticks)) for y in y_ticks],
+             x_label="epoch", y_label=f"validation {metric}", scale=2)
+    entries = _plot_attempts(ax, ledger)
+    ax.hline(config.threshold, chart_png.CRIMSON)
+    entries.append(chart_png.LegendEntry(f"threshold {fmt_threshold(config.threshold)}", chart_png.CRIMSON,
+                                         dashed=True))
+    if not plotted:
+        ax.note("no per-epoch values recorded", 2)
+    ax.legend(entries, 2 if len(entries) <= 6 else 1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    safe_paths.atomic_write(path, png.getvalue())  # replaces a planted link, never writes through it
+    safe_paths.atomic_write(path, canvas.png())  # replaces a planted link, never writes through it
     return path
 
 

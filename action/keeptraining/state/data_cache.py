@@ -24,9 +24,12 @@ unreadable manifest) is discarded with a warning, so the script downloads again.
 does not know are kept (put there by hand: pre-seeded), unless the last attempt was cut off, when
 they may be half written and are removed. After the attempt the manifest is written again; files
 a timed-out or interrupted training created or changed are removed first. A link that leaves the
-cache, a FIFO or a device, and a file that holds one of keeptraining's secrets (the token, the
-SMTP password) are removed with a warning and never saved. A problem with the cache never fails an
-attempt: it trains without the cache, and says so.
+cache (judged by where it resolves on this machine, through the other links, not by its text
+alone), a FIFO or a device, and a file or a link's target that holds one of keeptraining's secrets
+(the token, the SMTP password, the registry password) are removed with a warning and never saved;
+setuid/setgid bits are dropped. The manifest is never read through a link or from a FIFO, and
+``.in-use`` is never written through one. A problem with the cache never fails an attempt: it
+trains without the cache, and says so.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -72,7 +76,8 @@ STALE_AFTER_S = 7 * 24 * 3600  # another chain's folder unused this long goes (a
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MIN_SECRET_LENGTH = 8  # shorter values would match by chance in binary data
 SECRET_VARS = ("KT_GITHUB_TOKEN", "GITHUB_TOKEN", "INPUT_GITHUB_TOKEN", "KT_SMTP_PASSWORD",
-               "INPUT_SMTP_PASSWORD", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+               "INPUT_SMTP_PASSWORD", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+               "KT_REGISTRY_PASSWORD")
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # a full commit id (restore.FULL_SHA)
@@ -192,20 +197,41 @@ def _walk(data: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
 
 
 def _link_inside(rel: str, target: str) -> bool:
-    """A relative link that stays inside the data folder (Hugging Face's cache is made of them)."""
+    """A relative link whose text stays inside the data folder (Hugging Face's cache is made of them).
+
+    Only the first test: links read one by one by their text can still leave together
+    (``b -> .``, ``l1 -> b/..``): ``_resolves_inside`` judges where the link really leads."""
     if not target or os.path.isabs(target):
         return False
     resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
     return resolved != ".." and not resolved.startswith("../")
 
 
+def _resolves_inside(path: Path, data: Path) -> bool:
+    """Whether the link ``path``, followed on this machine through every link on the way, ends inside
+    ``data`` (the data folder, itself a plain folder); a loop or an error is outside."""
+    try:
+        real = os.path.realpath(path, strict=False)
+        base = os.path.realpath(data, strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return real == base or real.startswith(base + os.sep)
+
+
+def _secret_in(text: str, secrets: list[bytes]) -> bool:
+    raw = os.fsencode(text)
+    return any(secret in raw for secret in secrets)
+
+
 def _read_manifest(path: Path) -> dict[str, _Entry] | None:
     """The recorded entries; None when there is no manifest; _Damaged when it cannot be believed."""
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+        raw = safe_paths.read_bytes(path.parent, path.name, "The data cache's manifest",
+                                    max_bytes=MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         return None
+    except PathRefused as exc:  # a link, a FIFO, a device or too large: never read through
+        raise _Damaged(f"its manifest cannot be read: {str(exc)[:200]}") from None
     except OSError as exc:
         raise _Damaged(f"its manifest cannot be read ({exc.strerror or exc})") from None
     try:
@@ -289,6 +315,15 @@ class Session:
         files = [e for e in entries.values() if e.link is None]
         return f"{len(files)} file{'s' if len(files) != 1 else ''}, {_size_text(sum(e.size for e in files))}"
 
+    def _entries(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """The data folder's entries but what is no data (NOT_DATA), which is removed here: the
+        library rebuilds it next time, so it is neither data nor worth a save."""
+        for rel, entry in _walk(self.data_dir):
+            if any(fnmatch.fnmatchcase(rel, pattern) for pattern in NOT_DATA):
+                Path(entry.path).unlink()
+                continue
+            yield rel, entry
+
     def _scan(self, recorded: Mapping[str, _Entry], *, keep_unrecorded: bool,
               known: Mapping[str, _Entry] | None = None) -> dict[str, _Entry]:
         """What is in ``data/`` now. Recorded entries must match (_Damaged otherwise); an unrecorded
@@ -297,20 +332,20 @@ class Session:
         found: dict[str, _Entry] = {}
         removed: set[str] = set()
         dropped = 0
-        for rel, entry in _walk(self.data_dir):
+        for rel, entry in self._entries():
             path = Path(entry.path)
-            if any(fnmatch.fnmatchcase(rel, pattern) for pattern in NOT_DATA):
-                path.unlink()  # rebuilt by the library next time: neither data nor worth a save
+            if _secret_in(rel, self.secrets):  # never named in the warning: the name is the leak
+                self._remove(path, "a path that holds one of keeptraining's secrets")
+                removed.add(rel)
                 continue
             if entry.is_symlink():
-                target = os.readlink(path)
-                if not _link_inside(rel, target):
-                    self._remove(path, f"{_shown(rel)} is a link out of the cache")
+                link = self._link(rel, path)
+                if link is None:
                     removed.add(rel)
                     continue
-                found[rel] = _Entry(link=target)
+                found[rel] = link
             elif entry.is_file(follow_symlinks=False):
-                info = entry.stat(follow_symlinks=False)
+                info = self._without_setid(rel, path, entry.stat(follow_symlinks=False))
                 same = (known or {}).get(rel)
                 if same is not None and (same.size, same.mtime_ns) == (info.st_size, info.st_mtime_ns):
                     found[rel] = same
@@ -332,6 +367,8 @@ class Session:
                 continue
             if rel in recorded and found[rel].recorded() != recorded[rel].recorded():
                 raise _Damaged(f"{_shown(rel)} is not what was recorded")
+        removed |= self._drop_links_out(found)
+        self._drop_secret_folders()
         missing = sorted(set(recorded) - set(found) - removed)
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -339,6 +376,53 @@ class Session:
         if dropped:
             self.notes.append(f"{dropped} file(s) that a training cut short left were removed")
         return found
+
+    def _link(self, rel: str, path: Path) -> _Entry | None:
+        """The entry of a link whose text stays inside; None when it was removed."""
+        target = os.readlink(path)
+        if _secret_in(target, self.secrets):
+            self._remove(path, f"{_shown(rel)} is a link whose target holds one of keeptraining's secrets")
+            return None
+        if not _link_inside(rel, target):
+            self._remove(path, f"{_shown(rel)} is a link out of the cache")
+            return None
+        return _Entry(link=target)
+
+    def _without_setid(self, rel: str, path: Path, info: os.stat_result) -> os.stat_result:
+        """A file's setuid/setgid bits are dropped: a cache holds data, never a privilege."""
+        if not info.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            return info
+        os.chmod(path, stat.S_IMODE(info.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+        self.notes.append(f"the setuid/setgid bit of {_shown(rel)} was dropped")
+        return os.lstat(path)
+
+    def _drop_secret_folders(self) -> None:
+        """Remove the folders whose name holds a secret (what is in them went already)."""
+        if not self.secrets:
+            return
+        for top, dirs, _ in os.walk(self.data_dir):
+            for name in list(dirs):
+                if _secret_in(name, self.secrets):
+                    where = os.path.join(top, name)
+                    os.unlink(where) if os.path.islink(where) else shutil.rmtree(where)
+                    dirs.remove(name)
+                    gha.warn(f"The data cache at {self.root}: a folder whose name holds one of "
+                             "keeptraining's secrets: removed, never saved.", title="Data cache")
+
+    def _drop_links_out(self, found: dict[str, _Entry]) -> set[str]:
+        """Remove the links that, followed through the others, lead out of the data folder (judged
+        where they resolve on this machine, not by their text); again until none is left, since
+        removing one changes where the others lead."""
+        removed: set[str] = set()
+        while True:
+            out = [rel for rel, e in found.items()
+                   if e.link is not None and not _resolves_inside(self.data_dir / rel, self.data_dir)]
+            if not out:
+                return removed
+            for rel in out:
+                self._remove(self.data_dir / rel, f"{_shown(rel)} is a link that leads out of the cache")
+                del found[rel]
+                removed.add(rel)
 
     def _remove(self, path: Path, why: str) -> None:
         path.unlink()
@@ -349,6 +433,7 @@ class Session:
         safe_paths.plain_dir(self.root, "The data cache folder")
         safe_paths.plain_dir(self.data_dir, "The data cache's data folder")
         cut_off = os.path.lexists(self.root / IN_USE)
+        _unlink_if_special(self.root / IN_USE)  # only keeptraining writes it: anything but a file goes
         try:
             self.recorded = _read_manifest(self.root / MANIFEST) or {}
             self.before = self._scan(self.recorded, keep_unrecorded=not cut_off)
@@ -362,7 +447,7 @@ class Session:
             (self.root / MANIFEST).unlink(missing_ok=True)
             safe_paths.plain_dir(self.data_dir, "The data cache's data folder")
             self.before, self.recorded = {}, {}
-        (self.root / IN_USE).write_text("an attempt is using this data cache\n")
+        _write_new(self.root / IN_USE, b"an attempt is using this data cache\n")
         extra = f"; {'; '.join(self.notes)}" if self.notes else ""
         self.say(f"Data cache: {self.summary(self.before)} checked{extra} ({self.root}).")
         return self
@@ -379,7 +464,7 @@ class Session:
             manifest = _manifest_bytes(after)
             if len(manifest) > MAX_MANIFEST_BYTES:
                 raise OSError(f"more files than a manifest of {MAX_MANIFEST_BYTES // 2**20} MB can record")
-            if changed or not (self.root / MANIFEST).exists():
+            if changed or not os.path.lexists(self.root / MANIFEST):
                 safe_paths.atomic_write(self.root / MANIFEST, manifest)
             (self.root / IN_USE).unlink(missing_ok=True)
         except (OSError, PathRefused) as exc:
@@ -391,6 +476,32 @@ class Session:
         extra = f"; {'; '.join(self.notes)}" if self.notes else ""
         self.say(f"Data cache: {self.summary(after)}{' (changed)' if changed else ''}{extra}.")
         return changed
+
+
+def _unlink_if_special(path: Path) -> None:
+    """Remove ``path`` when it is anything but a regular file (a link, a FIFO, a folder's stand-in):
+    the cache root's own files are never read or written through one."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        gha.warn(f"The data cache at {path.parent}: {path.name} is not a regular file: removed.",
+                 title="Data cache")
+        if stat.S_ISDIR(mode):
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``path`` afresh, never through a link or into a FIFO left in its place."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def open_session(config: Config, state_dir: Path, env: Mapping[str, str] = os.environ,

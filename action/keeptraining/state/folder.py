@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import os
 import shlex
 import shutil
@@ -146,7 +147,7 @@ def archive_previous(state_dir: Path, say: Callable[[str], None]) -> None:
     target = state_dir / PREVIOUS_DIR / stamp
     try:
         safe_paths.plain_dir(state_dir / PREVIOUS_DIR, "The previous-chains folder")
-        target.mkdir()
+        target = _new_folder(state_dir / PREVIOUS_DIR, stamp)  # two runs in one second: stamp-2
         for item in state_dir.iterdir():
             if item.name in (ledger_mod.LEDGER_FILE, ledger_mod.CHART_FILE, UNRECORDED_DIR) \
                     or item.name.startswith("attempt-"):
@@ -158,3 +159,15 @@ def archive_previous(state_dir: Path, say: Callable[[str], None]) -> None:
                           hint="Make the state folder writable, or move its contents away yourself."
                           ) from None
     say(f"The previous chain was moved to {target}.")
+
+
+def _new_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, made now, or ``name-2``, ``name-3``... when that one exists already."""
+    for n in range(1, 1000):
+        target = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            target.mkdir()
+            return target
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "Too many folders of the same second", str(parent / name))

@@ -4,7 +4,8 @@
 ledger and the attempt folders: two of them on one folder would archive a live
 chain under the other's feet. The second one stops at once with a clear message
 (exit code 4). The kernel drops the lock when the process ends, however it ends,
-so a killed run never leaves the folder locked; the file itself stays.
+so a killed run never leaves the folder locked; the file itself stays. Whoever takes the lock
+first stops the local trainings that a killed run left behind (orphans.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from keeptraining.errors import LedgerError, StateLocked
+from keeptraining.output import workflow_commands as gha
+from keeptraining.state import orphans
 
 LOCK_FILE = ".lock"
 
@@ -49,6 +52,8 @@ def hold(state_dir: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):  # the pid is only for that message
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # a dead run's trainings must not write into this one's
+            orphans.stop_orphans(state_dir, lambda text: gha.warn(text, title="Orphaned training stopped"))
         yield
     finally:
         os.close(fd)  # closing releases the lock

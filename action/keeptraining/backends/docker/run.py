@@ -46,7 +46,7 @@ from docker.models.containers import Container
 from docker.types import DeviceRequest, Mount
 
 from keeptraining import adapter
-from keeptraining.backends.base import TrainRequest, TrainResult
+from keeptraining.backends.base import LineSplitter, LogBuffer, TrainRequest, TrainResult
 from keeptraining.backends.docker import network, workdir
 from keeptraining.contract import env as kt_env
 from keeptraining.errors import BackendUnavailable, PathRefused, TrainingError
@@ -135,28 +135,25 @@ class _LogPump(threading.Thread):
         super().__init__(name="keeptraining-docker-log", daemon=True)
         self.container = container
         self.on_line = on_line
-        self.chunks: list[str] = []
+        self.log = LogBuffer()  # bounded: its head and tail (base.MAX_LOG_CHARS)
         self.error: BaseException | None = None
         self.sink_error: BaseException | None = None
         self.first_line_at: float | None = None
 
     def run(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending = ""
+        splitter = LineSplitter()  # linear however long a line without a newline grows
         try:
             stream = self.container.logs(stdout=True, stderr=True, stream=True, follow=True)
             for data in stream:
                 text = decoder.decode(data)
-                self.chunks.append(text)
-                pending += text
-                *lines, pending = pending.split("\n")
-                for line in lines:
+                self.log.append(text)
+                for line in splitter.feed(text):
                     self._emit(line)
             tail = decoder.decode(b"", final=True)
-            self.chunks.append(tail)
-            pending += tail
-            if pending:
-                self._emit(pending)
+            self.log.append(tail)
+            for line in splitter.feed(tail) + splitter.flush():
+                self._emit(line)
         except Exception as exc:  # connection lost, container removed under us
             self.error = exc
 
@@ -172,7 +169,7 @@ class _LogPump(threading.Thread):
 
     @property
     def text(self) -> str:
-        return "".join(self.chunks)
+        return self.log.text()
 
 
 def _container_user(*writable: Path) -> str:
@@ -581,15 +578,33 @@ def _keep(request: TrainRequest, copy: workdir.WorkingCopy | None, owner: tuple[
     return line + "\n" if line else ""
 
 
+STDERR_KEEP_CHARS = 256 * 1024  # the end of stderr kept beside the log, for the error's tail
+
+
 def _stderr(created: list[Container]) -> str:
     """The container's stderr alone: the engine does not keep its order relative to stdout,
     so a traceback can land far from the end of the merged log."""
     if not created:
         return ""
     with contextlib.suppress(DockerException, requests.exceptions.RequestException):
-        raw = created[-1].logs(stdout=False, stderr=True, stream=False, tail=200)
-        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        # streamed into a small buffer: 200 "lines" can each be a gigabyte without a newline
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        log = LogBuffer(limit=STDERR_KEEP_CHARS, head=0)
+        for data in created[-1].logs(stdout=False, stderr=True, stream=True, follow=False, tail=200):
+            log.append(decoder.decode(data if isinstance(data, bytes) else str(data).encode()))
+        log.append(decoder.decode(b"", final=True))
+        return log.text()
     return ""
+
+
+def _stored_log(container: Container) -> str:
+    """The engine's stored log of ``container``, read as a stream into a bounded LogBuffer."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    log = LogBuffer()
+    for data in container.logs(stdout=True, stderr=True, stream=True, follow=False):
+        log.append(decoder.decode(data if isinstance(data, bytes) else str(data).encode()))
+    log.append(decoder.decode(b"", final=True))
+    return log.text()
 
 
 def _cleanup(created: list[Container], pump: _LogPump | None) -> tuple[str, float]:
@@ -606,8 +621,7 @@ def _cleanup(created: list[Container], pump: _LogPump | None) -> tuple[str, floa
     try:
         if pump is None or pump.is_alive() or pump.error is not None:
             with contextlib.suppress(DockerException, requests.exceptions.RequestException):
-                raw = created[-1].logs(stdout=True, stderr=True, stream=False)
-                output = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                output = _stored_log(created[-1])
     finally:
         for container in created:
             with contextlib.suppress(NotFound):
