@@ -55,8 +55,17 @@ VALIDATION_FRACTION = 0.25  # digits: stratified hold-out whose accuracy is the 
 SPLIT_SEED = 0  # the split never follows KT_HP_SEED, so no attempt validates on its training data
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 CHECKPOINT = "model.keras"  # written to KT_OUTPUT_DIR and named in metrics.json
-HYPERPARAMETERS = ("DATASET", "LEARNING_RATE", "BATCH_SIZE", "SEED", "EARLY_STOP",  # KT_HP_<NAME> known here
-                   "WIDTH", "DEPTH", "DROPOUT", "OPTIMIZER")
+HYPERPARAMETERS = (
+    "DATASET",
+    "LEARNING_RATE",
+    "BATCH_SIZE",
+    "SEED",
+    "EARLY_STOP",  # KT_HP_<NAME> known here
+    "WIDTH",
+    "DEPTH",
+    "DROPOUT",
+    "OPTIMIZER",
+)
 # Optional packages that `import keras` loads when they are installed and this model never uses
 # (scikit-learn for keras.wrappers, matplotlib for keras.visualization): about 1 s of every run.
 UNUSED_BY_KERAS = ("sklearn", "matplotlib")
@@ -99,15 +108,17 @@ def _int(name: str, default: int, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number; expected an integer >= {minimum}, "
-                          f"e.g. {name}={default}.") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not a whole number; expected an integer >= {minimum}, e.g. {name}={default}."
+        ) from None
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} is too small; expected an integer >= {minimum}.")
     return value
 
 
-def _float(name: str, default: float, low: float, high: float, hint: str = "", *,
-           with_low: bool = False) -> float:
+def _float(
+    name: str, default: float, low: float, high: float, hint: str = "", *, with_low: bool = False
+) -> float:
     """A number in (low, high], or [low, high] ``with_low``."""
     raw = _env(name)
     if raw is None:
@@ -133,18 +144,26 @@ def _bool(name: str, default: bool) -> bool:
 
 def read_config() -> Config:
     """The effective configuration: the KT_* environment over the defaults above."""
-    unknown = sorted(key for key in os.environ
-                     if key.startswith("KT_HP_") and key[len("KT_HP_"):] not in HYPERPARAMETERS)
+    unknown = sorted(
+        key for key in os.environ if key.startswith("KT_HP_") and key[len("KT_HP_") :] not in HYPERPARAMETERS
+    )
     if unknown:
-        raise ConfigError(f"unknown hyperparameter {', '.join(unknown)}; this model knows "
-                          f"{', '.join('KT_HP_' + name for name in HYPERPARAMETERS)}.")
+        raise ConfigError(
+            f"unknown hyperparameter {', '.join(unknown)}; this model knows "
+            f"{', '.join('KT_HP_' + name for name in HYPERPARAMETERS)}."
+        )
     epochs = _int("KT_EPOCHS", EPOCHS, 1)
     initial_epoch = _int("KT_INITIAL_EPOCH", 0, 0)
     if initial_epoch > epochs:
-        raise ConfigError(f"KT_INITIAL_EPOCH={initial_epoch} is more than KT_EPOCHS={epochs}; "
-                          "KT_EPOCHS is the total the model should have after this run.")
-    threshold = _float("KT_THRESHOLD", 1.0, 0.0, 1.0, hint=", a fraction (0.9, not 90)") \
-        if _env("KT_THRESHOLD") else None
+        raise ConfigError(
+            f"KT_INITIAL_EPOCH={initial_epoch} is more than KT_EPOCHS={epochs}; "
+            "KT_EPOCHS is the total the model should have after this run."
+        )
+    threshold = (
+        _float("KT_THRESHOLD", 1.0, 0.0, 1.0, hint=", a fraction (0.9, not 90)")
+        if _env("KT_THRESHOLD")
+        else None
+    )
     metric = _env("KT_METRIC") or METRIC
     if metric != METRIC:
         raise ConfigError(f"KT_METRIC={metric!r} is not reported by this model; expected {METRIC!r}.")
@@ -153,18 +172,27 @@ def read_config() -> Config:
         raise ConfigError(f"KT_HP_DATASET={dataset!r} is not known; expected one of {', '.join(DATASETS)}.")
     optimizer = (_env("KT_HP_OPTIMIZER") or OPTIMIZER).lower()
     if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"KT_HP_OPTIMIZER={optimizer!r} is not known; expected one of "
-                          f"{', '.join(OPTIMIZERS)}.")
+        raise ConfigError(
+            f"KT_HP_OPTIMIZER={optimizer!r} is not known; expected one of {', '.join(OPTIMIZERS)}."
+        )
     dropout = _float("KT_HP_DROPOUT", DROPOUT, 0.0, 0.99, with_low=True)
     deadline = _float("KT_DEADLINE", 0.0, 0.0, 1e12) if _env("KT_DEADLINE") else None
     return Config(
-        epochs=epochs, initial_epoch=initial_epoch, resume_from=_env("KT_RESUME_FROM") or "",
-        threshold=threshold, metric=metric, output_dir=Path(_env("KT_OUTPUT_DIR") or OUTPUT_DIR),
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        resume_from=_env("KT_RESUME_FROM") or "",
+        threshold=threshold,
+        metric=metric,
+        output_dir=Path(_env("KT_OUTPUT_DIR") or OUTPUT_DIR),
         deadline=deadline,
-        dataset=dataset, learning_rate=_float("KT_HP_LEARNING_RATE", LEARNING_RATE, 0.0, 10.0),
-        batch_size=_int("KT_HP_BATCH_SIZE", BATCH_SIZE, 1), seed=_int("KT_HP_SEED", SEED, 0),
-        early_stop=_bool("KT_HP_EARLY_STOP", EARLY_STOP), width=_int("KT_HP_WIDTH", WIDTH, 1),
-        depth=_int("KT_HP_DEPTH", DEPTH, 1), dropout=dropout,
+        dataset=dataset,
+        learning_rate=_float("KT_HP_LEARNING_RATE", LEARNING_RATE, 0.0, 10.0),
+        batch_size=_int("KT_HP_BATCH_SIZE", BATCH_SIZE, 1),
+        seed=_int("KT_HP_SEED", SEED, 0),
+        early_stop=_bool("KT_HP_EARLY_STOP", EARLY_STOP),
+        width=_int("KT_HP_WIDTH", WIDTH, 1),
+        depth=_int("KT_HP_DEPTH", DEPTH, 1),
+        dropout=dropout,
         optimizer=optimizer,
     )
 
@@ -236,8 +264,8 @@ def load_digits() -> tuple[Any, Any, Any, Any]:
     val: list[int] = []
     for i in range(len(classes)):
         shuffled = class_indices[i].take(rng.permutation(counts[i]), mode="clip")
-        train.extend(shuffled[:n_train_per_class[i]])
-        val.extend(shuffled[n_train_per_class[i]:n_train_per_class[i] + n_val_per_class[i]])
+        train.extend(shuffled[: n_train_per_class[i]])
+        val.extend(shuffled[n_train_per_class[i] : n_train_per_class[i] + n_val_per_class[i]])
     train_idx, val_idx = rng.permutation(train), rng.permutation(val)
     return images[train_idx], target[train_idx], images[val_idx], target[val_idx]
 
@@ -251,9 +279,11 @@ def load_data(keras: Any, dataset: str) -> tuple[Any, Any, Any, Any]:
     try:
         (x_train, y_train), (x_val, y_val) = getattr(keras.datasets, dataset).load_data()
     except Exception as exc:
-        raise ConfigError(f"KT_HP_DATASET={dataset!r} could not be loaded ({type(exc).__name__}: {exc}). "
-                          "Keras downloads it on first use, which needs the internet; offline, use "
-                          "KT_HP_DATASET=digits (bundled with scikit-learn).") from exc
+        raise ConfigError(
+            f"KT_HP_DATASET={dataset!r} could not be loaded ({type(exc).__name__}: {exc}). "
+            "Keras downloads it on first use, which needs the internet; offline, use "
+            "KT_HP_DATASET=digits (bundled with scikit-learn)."
+        ) from exc
 
     def scale(images: Any) -> Any:
         images = (images / 255.0).astype("float32")
@@ -274,21 +304,36 @@ def build_model(keras: Any, cfg: Config, input_shape: tuple[int, ...], classes: 
     """DEPTH blocks of Conv2D (WIDTH filters, doubled per block) + MaxPooling, dropout, softmax;
     with the defaults, keras-io's mnist_convnet: Conv2D 32 and 64."""
     if cfg.depth > max_depth(input_shape):
-        raise ConfigError(f"KT_HP_DEPTH={cfg.depth} is too deep for the {cfg.dataset} images "
-                          f"({input_shape[0]}x{input_shape[1]}); expected at most {max_depth(input_shape)}.")
+        raise ConfigError(
+            f"KT_HP_DEPTH={cfg.depth} is too deep for the {cfg.dataset} images "
+            f"({input_shape[0]}x{input_shape[1]}); expected at most {max_depth(input_shape)}."
+        )
     layers = keras.layers
     blocks = []
     for i in range(cfg.depth):
-        blocks += [layers.Conv2D(cfg.width * 2**i, kernel_size=3, padding="same", activation="relu"),
-                   layers.MaxPooling2D(pool_size=2)]
-    model = keras.Sequential([
-        keras.Input(shape=input_shape), *blocks, layers.Flatten(), layers.Dropout(cfg.dropout),
-        layers.Dense(classes, activation="softmax"),
-    ])
-    optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
-                  "rmsprop": keras.optimizers.RMSprop}
-    model.compile(optimizer=optimizers[cfg.optimizer](learning_rate=cfg.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=[METRIC])
+        blocks += [
+            layers.Conv2D(cfg.width * 2**i, kernel_size=3, padding="same", activation="relu"),
+            layers.MaxPooling2D(pool_size=2),
+        ]
+    model = keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            *blocks,
+            layers.Flatten(),
+            layers.Dropout(cfg.dropout),
+            layers.Dense(classes, activation="softmax"),
+        ]
+    )
+    optimizers = {
+        "sgd": keras.optimizers.SGD,
+        "adam": keras.optimizers.Adam,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
+    model.compile(
+        optimizer=optimizers[cfg.optimizer](learning_rate=cfg.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=[METRIC],
+    )
     return model
 
 
@@ -304,8 +349,10 @@ def load_checkpoint(keras: Any, cfg: Config, input_shape: tuple[int, ...]) -> tu
     except Exception as exc:
         return None, f"KT_RESUME_FROM={cfg.resume_from} could not be loaded ({type(exc).__name__}: {exc})"
     if tuple(model.input_shape[1:]) != input_shape:
-        return None, (f"KT_RESUME_FROM={cfg.resume_from} takes inputs of shape {model.input_shape[1:]}, "
-                      f"not {cfg.dataset}'s {input_shape}")
+        return None, (
+            f"KT_RESUME_FROM={cfg.resume_from} takes inputs of shape {model.input_shape[1:]}, "
+            f"not {cfg.dataset}'s {input_shape}"
+        )
     model.optimizer.learning_rate = cfg.learning_rate  # the rest of its state comes from the file
     return model, ""
 
@@ -320,14 +367,17 @@ def start_model(keras: Any, cfg: Config, input_shape: tuple[int, ...], classes: 
         if model is not None:
             print(f"Resuming from {cfg.resume_from}: epochs {cfg.initial_epoch} -> {cfg.epochs}.")
             return model, cfg.initial_epoch, True
-        print(f"WARNING: {why_not}; training FROM SCRATCH for {cfg.epochs} epochs "
-              f"(epochs 0 -> {cfg.epochs}), not resuming.")
+        print(
+            f"WARNING: {why_not}; training FROM SCRATCH for {cfg.epochs} epochs "
+            f"(epochs 0 -> {cfg.epochs}), not resuming."
+        )
     keras.utils.set_random_seed(cfg.seed)
     return build_model(keras, cfg, input_shape, classes), 0, False
 
 
-def epoch_callbacks(keras: Any, cfg: Config, seconds: list[float],
-                    stopped: list[str] | None = None) -> list[Any]:
+def epoch_callbacks(
+    keras: Any, cfg: Config, seconds: list[float], stopped: list[str] | None = None
+) -> list[Any]:
     """Wall time of every epoch, and a stop once the validation metric reaches KT_THRESHOLD
     (unless KT_HP_EARLY_STOP is false: then every epoch up to KT_EPOCHS is trained), or
     before an epoch that would end after KT_DEADLINE (``stopped`` then holds "deadline")."""
@@ -340,16 +390,17 @@ def epoch_callbacks(keras: Any, cfg: Config, seconds: list[float],
         if cfg.early_stop and cfg.threshold is not None and value is not None and value >= cfg.threshold:
             print(f"{monitor} {value:.4f} >= threshold {cfg.threshold} at epoch {epoch + 1}: stopping.")
             callback.model.stop_training = True
-        elif cfg.deadline is not None and epoch + 1 < cfg.epochs and \
-                time.time() + max(seconds) > cfg.deadline:
+        elif (
+            cfg.deadline is not None and epoch + 1 < cfg.epochs and time.time() + max(seconds) > cfg.deadline
+        ):
             print(f"Stopping after epoch {epoch + 1}: the next epoch would end after KT_DEADLINE.")
             if stopped is not None:
                 stopped.append("deadline")
             callback.model.stop_training = True
 
     callback = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: started.append(time.perf_counter()),
-        on_epoch_end=on_epoch_end)
+        on_epoch_begin=lambda epoch, logs: started.append(time.perf_counter()), on_epoch_end=on_epoch_end
+    )
     return [callback]
 
 
@@ -408,9 +459,16 @@ def train(cfg: Config) -> dict[str, Any]:
 
     epoch_seconds: list[float] = []
     stopped: list[str] = []
-    history = model.fit(x_train, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
-                        initial_epoch=initial_epoch, validation_data=(x_val, y_val), verbose=2,
-                        callbacks=epoch_callbacks(keras, cfg, epoch_seconds, stopped)).history
+    history = model.fit(
+        x_train,
+        y_train,
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        initial_epoch=initial_epoch,
+        validation_data=(x_val, y_val),
+        verbose=2,
+        callbacks=epoch_callbacks(keras, cfg, epoch_seconds, stopped),
+    ).history
     lap("fit_s")
     trained = len(epoch_seconds)
     if trained:  # the last epoch's validation pass already measured the model as saved
@@ -423,12 +481,18 @@ def train(cfg: Config) -> dict[str, Any]:
     timings["total_s"] = round(time.perf_counter() - START, 3)
     epochs = initial_epoch + trained
     return {
-        cfg.metric: value, "metric": cfg.metric, "epochs": epochs, "initial_epoch": initial_epoch,
-        "resumed": resumed, "early_stopped": epochs < cfg.epochs and not stopped,
+        cfg.metric: value,
+        "metric": cfg.metric,
+        "epochs": epochs,
+        "initial_epoch": initial_epoch,
+        "resumed": resumed,
+        "early_stopped": epochs < cfg.epochs and not stopped,
         "stopped": stopped[0] if stopped else None,
         "history": {key: [float(v) for v in values] for key, values in history.items()},
-        "epoch_seconds": [round(s, 3) for s in epoch_seconds], "timings": timings,
-        "checkpoint": CHECKPOINT, "dataset": cfg.dataset,
+        "epoch_seconds": [round(s, 3) for s in epoch_seconds],
+        "timings": timings,
+        "checkpoint": CHECKPOINT,
+        "dataset": cfg.dataset,
     }
 
 

@@ -138,15 +138,39 @@ class Settings:
 # epochs. 0.70, 0.83 and 0.948 need 2, 4 and 8 attempts for (a) and (c) alike, and each is
 # first reached in the first epoch of (c)'s last attempt (epochs 6, 16, 36): the same place
 # in the attempt, so the points compare (`--curve --curve-epochs 40 --curve-step 5`).
-FULL = Settings(threshold=0.9, epochs=10, epoch_step=10, max_attempts=10, oracle_epochs=200,
-                repeats=3, backends=("local", "docker"),
-                scaling=((2, 0.70), (4, 0.83), (8, 0.948)), scaling_epochs=5,
-                scaling_max_attempts=12, scaling_repeats=1, fit_epochs=10, fit_repeats=3)
+FULL = Settings(
+    threshold=0.9,
+    epochs=10,
+    epoch_step=10,
+    max_attempts=10,
+    oracle_epochs=200,
+    repeats=3,
+    backends=("local", "docker"),
+    scaling=((2, 0.70), (4, 0.83), (8, 0.948)),
+    scaling_epochs=5,
+    scaling_max_attempts=12,
+    scaling_repeats=1,
+    fit_epochs=10,
+    fit_repeats=3,
+)
 # Tiny settings for CI: one repetition, local only, 1-2 epochs per attempt. The chains
 # are bounded by max_attempts, so they end whatever the accuracy reached.
-QUICK = Settings(threshold=0.5, epochs=2, epoch_step=2, max_attempts=3, oracle_epochs=6,
-                 repeats=1, backends=("local",), scaling=((2, 0.2), (3, 0.4)), scaling_epochs=1,
-                 scaling_max_attempts=3, scaling_repeats=1, fit_epochs=2, fit_repeats=1, quick=True)
+QUICK = Settings(
+    threshold=0.5,
+    epochs=2,
+    epoch_step=2,
+    max_attempts=3,
+    oracle_epochs=6,
+    repeats=1,
+    backends=("local",),
+    scaling=((2, 0.2), (3, 0.4)),
+    scaling_epochs=1,
+    scaling_max_attempts=3,
+    scaling_repeats=1,
+    fit_epochs=2,
+    fit_repeats=1,
+    quick=True,
+)
 
 
 def log(message: str) -> None:
@@ -220,15 +244,21 @@ BREAKDOWN = (
     ("script_other", "script: config, output folder"),
     ("bookkeeping", "keeptraining: ledger, metrics, folders"),
 )
-CONTAINER_STAGES = ("engine_check_s", "stage_checkpoint_s", "container_create_s", "container_start_s",
-                    "cleanup_s")
+CONTAINER_STAGES = (
+    "engine_check_s",
+    "stage_checkpoint_s",
+    "container_create_s",
+    "container_start_s",
+    "cleanup_s",
+)
 
 
 def breakdown(a: AttemptRun) -> dict[str, float]:
     """The attempt's overhead split by BREAKDOWN; the values sum to ``a.overhead_s``."""
     t = a.timings
-    laps = {key: float(t.get(f"{key}_s", 0.0)) for key in ("import", "data", "build_or_load", "evaluate",
-                                                          "save")}
+    laps = {
+        key: float(t.get(f"{key}_s", 0.0)) for key in ("import", "data", "build_or_load", "evaluate", "save")
+    }
     fit_s = float(t.get("fit_s", a.train_s))
     total_s = float(t.get("total_s", sum(laps.values()) + fit_s))
     container = sum(a.stages.get(name, 0.0) for name in CONTAINER_STAGES)
@@ -283,16 +313,31 @@ class BenchError(Exception):
     pass
 
 
-def make_config(variant: Variant, backend: str, threshold: float, epochs: int, step: int,
-                max_attempts: int, oracle_epochs: int, base_image: str | None, state_dir: Path
-                ) -> config.Config:
+def make_config(
+    variant: Variant,
+    backend: str,
+    threshold: float,
+    epochs: int,
+    step: int,
+    max_attempts: int,
+    oracle_epochs: int,
+    base_image: str | None,
+    state_dir: Path,
+) -> config.Config:
     """The configuration of one variant; no .keeptraining.yml is read (the bench is self-contained)."""
     overrides: dict[str, Any] = {
-        "threshold": threshold, "epochs": oracle_epochs if variant.oracle else epochs,
-        "epoch_step": step, "max_attempts": 1 if variant.oracle else max_attempts,
-        "resume": variant.resume, "backend": backend, "base_image": base_image,
-        "code_path": CODE_PATH, "train_command": TRAIN_COMMAND, "timeout": ATTEMPT_TIMEOUT_S,
-        "state_dir": str(state_dir), "hyperparameters": {"early_stop": variant.early_stop},
+        "threshold": threshold,
+        "epochs": oracle_epochs if variant.oracle else epochs,
+        "epoch_step": step,
+        "max_attempts": 1 if variant.oracle else max_attempts,
+        "resume": variant.resume,
+        "backend": backend,
+        "base_image": base_image,
+        "code_path": CODE_PATH,
+        "train_command": TRAIN_COMMAND,
+        "timeout": ATTEMPT_TIMEOUT_S,
+        "state_dir": str(state_dir),
+        "hyperparameters": {"early_stop": variant.early_stop},
     }
     return config.resolve(overrides, None, source="scripts/bench.py")
 
@@ -306,14 +351,33 @@ def new_backend(cfg: config.Config) -> tuple[backends.Backend, float]:
     return backend, (time.perf_counter() - start if backend.name == "docker" else 0.0)
 
 
-def run_variant(variant: Variant, backend: str, threshold: float, epochs: int, step: int,
-                max_attempts: int, settings: Settings, *, group: str, repeat: int) -> ChainRun:
+def run_variant(
+    variant: Variant,
+    backend: str,
+    threshold: float,
+    epochs: int,
+    step: int,
+    max_attempts: int,
+    settings: Settings,
+    *,
+    group: str,
+    repeat: int,
+) -> ChainRun:
     """One chain of ``variant`` in a temporary state folder, attempt by attempt."""
     run = ChainRun(group, backend, variant.key, threshold, epochs, step, repeat)
     with tempfile.TemporaryDirectory(prefix=f"kt-bench-{variant.key}-") as tmp:
         state_dir = Path(tmp)
-        cfg = make_config(variant, backend, threshold, epochs, step, max_attempts,
-                          settings.oracle_epochs, settings.base_image, state_dir)
+        cfg = make_config(
+            variant,
+            backend,
+            threshold,
+            epochs,
+            step,
+            max_attempts,
+            settings.oracle_epochs,
+            settings.base_image,
+            state_dir,
+        )
         while True:
             start = time.perf_counter()
             inner, image_check_s = new_backend(cfg)
@@ -322,22 +386,36 @@ def run_variant(variant: Variant, backend: str, threshold: float, epochs: int, s
             wall = time.perf_counter() - start
             record = report.record
             if report.error is not None:
-                raise BenchError(f"{backend} {variant.key} attempt {record.attempt} failed: "
-                                 f"{report.error.message}\n{report.log_tail}")
-            metrics = json.loads((state_dir / f"attempt-{record.attempt:03d}" / "metrics.json")
-                                 .read_text(encoding="utf-8"))
+                raise BenchError(
+                    f"{backend} {variant.key} attempt {record.attempt} failed: "
+                    f"{report.error.message}\n{report.log_tail}"
+                )
+            metrics = json.loads(
+                (state_dir / f"attempt-{record.attempt:03d}" / "metrics.json").read_text(encoding="utf-8")
+            )
             attempt = AttemptRun(
-                attempt=record.attempt, epochs=record.epochs, initial_epoch=record.initial_epoch,
-                outcome=record.outcome, metric=record.metric,
-                epochs_reached=record.epochs_reached, epochs_trained=record.epochs_trained,
-                wall_s=wall, image_check_s=image_check_s, backend_s=timed.wall_s,
-                duration_s=record.duration_s, epoch_seconds=[float(s) for s in metrics["epoch_seconds"]],
-                timings={k: float(v) for k, v in metrics["timings"].items()}, stages=timed.stages,
-                history=list(record.history))
+                attempt=record.attempt,
+                epochs=record.epochs,
+                initial_epoch=record.initial_epoch,
+                outcome=record.outcome,
+                metric=record.metric,
+                epochs_reached=record.epochs_reached,
+                epochs_trained=record.epochs_trained,
+                wall_s=wall,
+                image_check_s=image_check_s,
+                backend_s=timed.wall_s,
+                duration_s=record.duration_s,
+                epoch_seconds=[float(s) for s in metrics["epoch_seconds"]],
+                timings={k: float(v) for k, v in metrics["timings"].items()},
+                stages=timed.stages,
+                history=list(record.history),
+            )
             run.attempts.append(attempt)
-            log(f"  {group} {backend:<6} ({variant.key}) T={threshold:g} rep {repeat}: attempt "
+            log(
+                f"  {group} {backend:<6} ({variant.key}) T={threshold:g} rep {repeat}: attempt "
                 f"{record.attempt} {record.initial_epoch}->{record.epochs_reached} epochs, "
-                f"{record.metric:.4f}, {wall:.2f} s ({attempt.train_s:.2f} s in epochs)")
+                f"{record.metric:.4f}, {wall:.2f} s ({attempt.train_s:.2f} s in epochs)"
+            )
             if report.decision.kind != strategy.CONTINUE:
                 run.verdict = report.decision.kind
                 return run
@@ -375,9 +453,13 @@ def _fit_line(output: str) -> dict[str, Any]:
 
 def fit_via_backend(backend: backends.Backend, epochs: int) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="kt-bench-fit-") as tmp:
-        request = TrainRequest(code_dir=REPO_ROOT / CODE_PATH, command=shlex.split(TRAIN_COMMAND),
-                               output_dir=Path(tmp), env={"KT_EPOCHS": str(epochs)},
-                               timeout=ATTEMPT_TIMEOUT_S)
+        request = TrainRequest(
+            code_dir=REPO_ROOT / CODE_PATH,
+            command=shlex.split(TRAIN_COMMAND),
+            output_dir=Path(tmp),
+            env={"KT_EPOCHS": str(epochs)},
+            timeout=ATTEMPT_TIMEOUT_S,
+        )
         result = backend.run(request)
         if result.exit_code != 0:
             raise BenchError(f"{backend.name} fit failed ({result.exit_code}):\n{result.log_tail}")
@@ -387,8 +469,14 @@ def fit_via_backend(backend: backends.Backend, epochs: int) -> list[float]:
 
 def fit_direct_local(script: Path, epochs: int) -> list[float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
-    done = subprocess.run([sys.executable, str(script), str(REPO_ROOT / CODE_PATH), str(epochs)],
-                          env=env, capture_output=True, text=True, timeout=ATTEMPT_TIMEOUT_S, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script), str(REPO_ROOT / CODE_PATH), str(epochs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=ATTEMPT_TIMEOUT_S,
+        check=False,
+    )
     if done.returncode != 0:
         raise BenchError(f"the direct local fit failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return [float(s) for s in _fit_line(done.stdout)["epoch_seconds"]]
@@ -399,11 +487,18 @@ def fit_direct_docker(script: Path, epochs: int, image: str) -> list[float]:
     from docker.types import Mount  # noqa: PLC0415 - docker-py only for this backend
 
     dc = backend_docker.require_engine()
-    mounts = [Mount("/workspace/code", str(REPO_ROOT / CODE_PATH), type="bind", read_only=True),
-              Mount("/workspace/bench", str(script.parent), type="bind", read_only=True)]
-    container = dc.containers.run(image, ["python", f"/workspace/bench/{script.name}", "/workspace/code",
-                                          str(epochs)], mounts=mounts, network_mode="none", detach=True,
-                                  labels={"keeptraining": "1", "keeptraining-bench": "1"})
+    mounts = [
+        Mount("/workspace/code", str(REPO_ROOT / CODE_PATH), type="bind", read_only=True),
+        Mount("/workspace/bench", str(script.parent), type="bind", read_only=True),
+    ]
+    container = dc.containers.run(
+        image,
+        ["python", f"/workspace/bench/{script.name}", "/workspace/code", str(epochs)],
+        mounts=mounts,
+        network_mode="none",
+        detach=True,
+        labels={"keeptraining": "1", "keeptraining-bench": "1"},
+    )
     try:
         status = container.wait(timeout=int(ATTEMPT_TIMEOUT_S))
         output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
@@ -424,8 +519,17 @@ def fit_comparison(settings: Settings, images: dict[str, str]) -> list[dict[str,
         Path(tmp).chmod(0o755)
         script.chmod(0o644)
         for backend_name in settings.backends:
-            cfg = make_config(VARIANT["c"], backend_name, settings.threshold, settings.epochs,
-                              settings.epoch_step, 1, settings.oracle_epochs, settings.base_image, Path(tmp))
+            cfg = make_config(
+                VARIANT["c"],
+                backend_name,
+                settings.threshold,
+                settings.epochs,
+                settings.epoch_step,
+                1,
+                settings.oracle_epochs,
+                settings.base_image,
+                Path(tmp),
+            )
             for repeat in range(1, settings.fit_repeats + 1):
                 backend, _ = new_backend(cfg)
                 via = fit_via_backend(backend, settings.fit_epochs)
@@ -433,10 +537,13 @@ def fit_comparison(settings: Settings, images: dict[str, str]) -> list[dict[str,
                     direct = fit_direct_docker(script, settings.fit_epochs, images["docker"])
                 else:
                     direct = fit_direct_local(script, settings.fit_epochs)
-                rows.append({"backend": backend_name, "repeat": repeat, "via_keeptraining": via,
-                             "direct": direct})
-                log(f"  fit {backend_name:<6} rep {repeat}: via keeptraining {sum(via):.2f} s, "
-                    f"direct {sum(direct):.2f} s ({settings.fit_epochs} epochs)")
+                rows.append(
+                    {"backend": backend_name, "repeat": repeat, "via_keeptraining": via, "direct": direct}
+                )
+                log(
+                    f"  fit {backend_name:<6} rep {repeat}: via keeptraining {sum(via):.2f} s, "
+                    f"direct {sum(direct):.2f} s ({settings.fit_epochs} epochs)"
+                )
     return rows
 
 
@@ -462,15 +569,22 @@ class Stat:
             return "n/a"
         scale, unit = (100.0, " %") if percent else (1.0, "")
         text = f"{self.median * scale:.{digits}f}{unit}"
-        if self.n > 1 and (self.high - self.low) * scale >= 0.5 * 10 ** -digits:
+        if self.n > 1 and (self.high - self.low) * scale >= 0.5 * 10**-digits:
             text += f" [{self.low * scale:.{digits}f}–{self.high * scale:.{digits}f}]"
         return text
 
 
-def runs_of(runs: list[ChainRun], group: str, backend: str, variant: str,
-            threshold: float | None = None) -> list[ChainRun]:
-    return [r for r in runs if r.group == group and r.backend == backend and r.variant == variant
-            and (threshold is None or r.threshold == threshold)]
+def runs_of(
+    runs: list[ChainRun], group: str, backend: str, variant: str, threshold: float | None = None
+) -> list[ChainRun]:
+    return [
+        r
+        for r in runs
+        if r.group == group
+        and r.backend == backend
+        and r.variant == variant
+        and (threshold is None or r.threshold == threshold)
+    ]
 
 
 def stat(runs: list[ChainRun], key: str) -> Stat:
@@ -487,17 +601,35 @@ def summarize(runs: list[ChainRun], fits: list[dict[str, Any]], settings: Settin
     for backend in settings.backends:
         for v in VARIANTS:
             sel = runs_of(runs, "main", backend, v.key)
-            table.append({"backend": backend, "variant": v.key, "name": v.name,
-                          "reached": all(r.reached for r in sel),
-                          **{key: asdict(stat(sel, key)) for key in
-                             ("attempts", "epochs_trained", "train_s", "total_s", "overhead_per_attempt_s",
-                              "overhead_share", "final_metric")}})
+            table.append(
+                {
+                    "backend": backend,
+                    "variant": v.key,
+                    "name": v.name,
+                    "reached": all(r.reached for r in sel),
+                    **{
+                        key: asdict(stat(sel, key))
+                        for key in (
+                            "attempts",
+                            "epochs_trained",
+                            "train_s",
+                            "total_s",
+                            "overhead_per_attempt_s",
+                            "overhead_share",
+                            "final_metric",
+                        )
+                    },
+                }
+            )
     overhead: dict[str, dict[str, Any]] = {}
     for backend in settings.backends:
         attempts = [a for r in runs_of(runs, "main", backend, "c") for a in r.attempts]
         parts = [breakdown(a) for a in attempts]
-        first_extra = [a.epoch_seconds[0] - statistics.median(a.epoch_seconds[1:])
-                       for a in attempts if len(a.epoch_seconds) > 1]
+        first_extra = [
+            a.epoch_seconds[0] - statistics.median(a.epoch_seconds[1:])
+            for a in attempts
+            if len(a.epoch_seconds) > 1
+        ]
         overhead[backend] = {
             "parts": {key: asdict(Stat.of([p[key] for p in parts])) for key, _ in BREAKDOWN},
             "overhead_s": asdict(Stat.of([a.overhead_s for a in attempts])),
@@ -517,61 +649,105 @@ def summarize(runs: list[ChainRun], fits: list[dict[str, Any]], settings: Settin
             fit[backend][key] = {
                 "total_s": asdict(Stat.of([sum(f[key]) for f in pairs])),
                 "first_epoch_s": asdict(Stat.of([f[key][0] for f in pairs])),
-                "steady_epoch_s": asdict(Stat.of([statistics.median(f[key][1:]) for f in pairs
-                                                  if len(f[key]) > 1])),
+                "steady_epoch_s": asdict(
+                    Stat.of([statistics.median(f[key][1:]) for f in pairs if len(f[key]) > 1])
+                ),
             }
-        fit[backend]["ratio"] = (fit[backend]["via_keeptraining"]["total_s"]["median"]
-                                 / fit[backend]["direct"]["total_s"]["median"])
+        fit[backend]["ratio"] = (
+            fit[backend]["via_keeptraining"]["total_s"]["median"]
+            / fit[backend]["direct"]["total_s"]["median"]
+        )
     scaling: list[dict[str, Any]] = []
     for needed, threshold in settings.scaling:
         point: dict[str, Any] = {"needed": needed, "threshold": threshold}
         for key in ("a", "c", "d"):
             chains = runs_of(runs, "scaling", "local", key, threshold)
-            point[key] = {name: asdict(stat(chains, name)) for name in
-                          ("attempts", "epochs_trained", "train_s", "total_s", "final_metric")}
+            point[key] = {
+                name: asdict(stat(chains, name))
+                for name in ("attempts", "epochs_trained", "train_s", "total_s", "final_metric")
+            }
             point[key]["reached"] = all(r.reached for r in chains)
-        for ratio_key, col in (("train_ratio", "train_s"), ("total_ratio", "total_s"),
-                               ("epochs_ratio", "epochs_trained")):
+        for ratio_key, col in (
+            ("train_ratio", "train_s"),
+            ("total_ratio", "total_s"),
+            ("epochs_ratio", "epochs_trained"),
+        ):
             point[ratio_key] = point["a"][col]["median"] / point["c"][col]["median"]
         scaling.append(point)
-    return {"table": table, "overhead": overhead, "fit": fit, "scaling": scaling,
-            "targets": targets(table, overhead, scaling, settings)}
+    return {
+        "table": table,
+        "overhead": overhead,
+        "fit": fit,
+        "scaling": scaling,
+        "targets": targets(table, overhead, scaling, settings),
+    }
 
 
 def _row(table: list[dict[str, Any]], backend: str, variant: str) -> dict[str, Any]:
     return next(r for r in table if r["backend"] == backend and r["variant"] == variant)
 
 
-def targets(table: list[dict[str, Any]], overhead: dict[str, dict[str, Any]],
-            scaling: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+def targets(
+    table: list[dict[str, Any]],
+    overhead: dict[str, dict[str, Any]],
+    scaling: list[dict[str, Any]],
+    settings: Settings,
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for backend in settings.backends:
         c, d, a = (_row(table, backend, k) for k in ("c", "d", "a"))
         value = c["epochs_trained"]["median"] / d["epochs_trained"]["median"]
-        out.append({"target": f"epochs (c) / oracle (d) <= {TARGET_EPOCHS_VS_ORACLE}", "backend": backend,
-                    "value": value, "text": f"{c['epochs_trained']['median']:g} / "
-                    f"{d['epochs_trained']['median']:g} = {value:.2f}",
-                    "met": value <= TARGET_EPOCHS_VS_ORACLE})
+        out.append(
+            {
+                "target": f"epochs (c) / oracle (d) <= {TARGET_EPOCHS_VS_ORACLE}",
+                "backend": backend,
+                "value": value,
+                "text": f"{c['epochs_trained']['median']:g} / "
+                f"{d['epochs_trained']['median']:g} = {value:.2f}",
+                "met": value <= TARGET_EPOCHS_VS_ORACLE,
+            }
+        )
         value = a["train_s"]["median"] / c["train_s"]["median"]
         total = a["total_s"]["median"] / c["total_s"]["median"]
         epochs = a["epochs_trained"]["median"] / c["epochs_trained"]["median"]
         attempts = c["attempts"]["median"]
-        out.append({"target": f"training s seed (a) / keeptraining (c) >= {TARGET_SEED_SPEEDUP} "
-                              f"({attempts:g} attempts)", "backend": backend, "value": value,
-                    "text": f"{value:.2f} (epochs {epochs:.2f}, wall {total:.2f})",
-                    "met": value >= TARGET_SEED_SPEEDUP})
+        out.append(
+            {
+                "target": f"training s seed (a) / keeptraining (c) >= {TARGET_SEED_SPEEDUP} "
+                f"({attempts:g} attempts)",
+                "backend": backend,
+                "value": value,
+                "text": f"{value:.2f} (epochs {epochs:.2f}, wall {total:.2f})",
+                "met": value >= TARGET_SEED_SPEEDUP,
+            }
+        )
         share = overhead[backend]["share"]["median"]
         limit = TARGET_OVERHEAD[backend]
-        out.append({"target": f"overhead per attempt ({backend}) <= {limit:.0%}", "backend": backend,
-                    "value": share, "text": f"{share:.0%} ({overhead[backend]['overhead_s']['median']:.2f} s "
-                    f"of {overhead[backend]['wall_s']['median']:.2f} s)", "met": share <= limit})
+        out.append(
+            {
+                "target": f"overhead per attempt ({backend}) <= {limit:.0%}",
+                "backend": backend,
+                "value": share,
+                "text": f"{share:.0%} ({overhead[backend]['overhead_s']['median']:.2f} s "
+                f"of {overhead[backend]['wall_s']['median']:.2f} s)",
+                "met": share <= limit,
+            }
+        )
     if scaling:
         ratios = [p["train_ratio"] for p in scaling]
         growing = all(x < y for x, y in itertools.pairwise(ratios))
-        out.append({"target": "seed / keeptraining grows with attempts", "backend": "local",
-                    "value": ratios[-1], "text": " → ".join(f"{r:.2f}" for r in ratios) +
-                    " (" + ", ".join(f"{p['needed']}" for p in scaling) + " attempts)",
-                    "met": growing})
+        out.append(
+            {
+                "target": "seed / keeptraining grows with attempts",
+                "backend": "local",
+                "value": ratios[-1],
+                "text": " → ".join(f"{r:.2f}" for r in ratios)
+                + " ("
+                + ", ".join(f"{p['needed']}" for p in scaling)
+                + " attempts)",
+                "met": growing,
+            }
+        )
     return out
 
 
@@ -598,7 +774,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
         f"Load average {meta['load_before'][0]:.2f} at the start ({meta['load_after'][0]:.2f} at the end, "
         "the benchmark's own training included); "
         f"{meta['finished']} ({meta['wall_s'] / 60:.1f} min).\n\n"
-        f"Command: `{meta['command']}`\n")
+        f"Command: `{meta['command']}`\n"
+    )
     lines = [
         f"Threshold {settings.threshold:g}, {settings.epochs} epochs then +{settings.epoch_step} per "
         f"attempt, sample model on digits, seed 1337; {runs_text(reps)}. Training s = "
@@ -615,7 +792,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
             f"| {row['backend']} | ({row['variant']}) {row['name']} | {_s(row['attempts'], 0)} | "
             f"{_s(row['epochs_trained'], 0)} | {_s(row['train_s'], 1)} | {_s(row['total_s'], 1)} | "
             f"{_s(row['overhead_per_attempt_s'])} | {_s(row['overhead_share'], 0, percent=True)} | "
-            f"{_s(row['final_metric'], 4)}{mark} |")
+            f"{_s(row['final_metric'], 4)}{mark} |"
+        )
     sections["chains"] = "\n".join(lines) + "\n"
 
     lines = ["| target | backend | measured | verdict |", "| --- | --- | --- | --- |"]
@@ -624,44 +802,61 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
     sections["targets"] = "\n".join(lines) + "\n"
 
     heads = [label for _, label in BREAKDOWN]
-    lines = ["Seconds per attempt of (c), median [min–max] over all its attempts; the parts add up "
-             "to the overhead.",
-             "",
-             "| part | " + " | ".join(summary["overhead"]) + " |",
-             "| --- |" + " ---: |" * len(summary["overhead"])]
+    lines = [
+        "Seconds per attempt of (c), median [min–max] over all its attempts; the parts add up "
+        "to the overhead.",
+        "",
+        "| part | " + " | ".join(summary["overhead"]) + " |",
+        "| --- |" + " ---: |" * len(summary["overhead"]),
+    ]
     for (key, _), label in zip(BREAKDOWN, heads, strict=True):
         cells = " | ".join(_s(o["parts"][key], 3) for o in summary["overhead"].values())
         lines.append(f"| {label} | {cells} |")
-    for key, label in (("overhead_s", "**overhead**"), ("train_s", "time inside epochs"),
-                       ("wall_s", "attempt wall time")):
+    for key, label in (
+        ("overhead_s", "**overhead**"),
+        ("train_s", "time inside epochs"),
+        ("wall_s", "attempt wall time"),
+    ):
         lines.append(f"| {label} | " + " | ".join(_s(o[key], 3) for o in summary["overhead"].values()) + " |")
-    lines.append("| overhead % of attempt | " + " | ".join(_s(o["share"], 0, percent=True)
-                                                          for o in summary["overhead"].values()) + " |")
-    lines.append("| (first epoch's extra, tf.function tracing; counted as training) | "
-                 + " | ".join(_s(o["first_epoch_extra_s"], 3) for o in summary["overhead"].values()) + " |")
+    lines.append(
+        "| overhead % of attempt | "
+        + " | ".join(_s(o["share"], 0, percent=True) for o in summary["overhead"].values())
+        + " |"
+    )
+    lines.append(
+        "| (first epoch's extra, tf.function tracing; counted as training) | "
+        + " | ".join(_s(o["first_epoch_extra_s"], 3) for o in summary["overhead"].values())
+        + " |"
+    )
     sections["overhead"] = "\n".join(lines) + "\n"
 
     if summary["fit"]:
-        lines = [f"`{settings.fit_epochs}` epochs of the same `model.fit` (nn.py's functions), "
-                 f"{runs_text(settings.fit_repeats)}: through the backend vs a tiny script run directly "
-                 "(same Python for local; `docker run` of the same image for docker).",
-                 "",
-                 "| backend | how | seconds in epochs | first epoch | later epochs (median) | ratio |",
-                 "| --- | --- | ---: | ---: | ---: | ---: |"]
+        lines = [
+            f"`{settings.fit_epochs}` epochs of the same `model.fit` (nn.py's functions), "
+            f"{runs_text(settings.fit_repeats)}: through the backend vs a tiny script run directly "
+            "(same Python for local; `docker run` of the same image for docker).",
+            "",
+            "| backend | how | seconds in epochs | first epoch | later epochs (median) | ratio |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+        ]
         for backend, f in summary["fit"].items():
             for key, label in (("via_keeptraining", "via keeptraining"), ("direct", "direct")):
                 r = f"{f['ratio']:.2f}" if key == "via_keeptraining" else "1.00"
-                lines.append(f"| {backend} | {label} | {_s(f[key]['total_s'])} | "
-                             f"{_s(f[key]['first_epoch_s'], 3)} | {_s(f[key]['steady_epoch_s'], 3)} | {r} |")
+                lines.append(
+                    f"| {backend} | {label} | {_s(f[key]['total_s'])} | "
+                    f"{_s(f[key]['first_epoch_s'], 3)} | {_s(f[key]['steady_epoch_s'], 3)} | {r} |"
+                )
         sections["fit"] = "\n".join(lines) + "\n"
 
     if summary["scaling"]:
-        lines = [f"Local backend, {settings.scaling_epochs} epochs then +{settings.scaling_epochs} per "
-                 f"attempt, {runs_text(settings.scaling_repeats)}.",
-                 "",
-                 "| threshold | attempts (a) / (c) | epochs (a) / (c) / oracle | training s (a) / (c) | "
-                 "total s (a) / (c) | (a) ÷ (c) training | (a) ÷ (c) total |",
-                 "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines = [
+            f"Local backend, {settings.scaling_epochs} epochs then +{settings.scaling_epochs} per "
+            f"attempt, {runs_text(settings.scaling_repeats)}.",
+            "",
+            "| threshold | attempts (a) / (c) | epochs (a) / (c) / oracle | training s (a) / (c) | "
+            "total s (a) / (c) | (a) ÷ (c) training | (a) ÷ (c) total |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for p in summary["scaling"]:
             a, c, d = p["a"], p["c"], p["d"]
             lines.append(
@@ -669,32 +864,51 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
                 f"{_s(a['epochs_trained'], 0)} / {_s(c['epochs_trained'], 0)} / "
                 f"{_s(d['epochs_trained'], 0)} | {_s(a['train_s'], 1)} / {_s(c['train_s'], 1)} | "
                 f"{_s(a['total_s'], 1)} / {_s(c['total_s'], 1)} | "
-                f"{p['train_ratio']:.2f} | {p['total_ratio']:.2f} |")
+                f"{p['train_ratio']:.2f} | {p['total_ratio']:.2f} |"
+            )
         sections["scaling"] = "\n".join(lines) + "\n"
     return sections
 
 
 def results_markdown(sections: dict[str, str]) -> str:
-    parts = ["# keeptraining benchmark", "", sections["machine"],
-             "## Chains: seed vs keeptraining vs oracle", "", sections["chains"],
-             "![chains](chains.png)", "", "## Targets", "", sections["targets"],
-             "## Where an attempt's fixed overhead goes", "", sections["overhead"],
-             "![overhead](overhead.png)", ""]
+    parts = [
+        "# keeptraining benchmark",
+        "",
+        sections["machine"],
+        "## Chains: seed vs keeptraining vs oracle",
+        "",
+        sections["chains"],
+        "![chains](chains.png)",
+        "",
+        "## Targets",
+        "",
+        sections["targets"],
+        "## Where an attempt's fixed overhead goes",
+        "",
+        sections["overhead"],
+        "![overhead](overhead.png)",
+        "",
+    ]
     if "fit" in sections:
         parts += ["## Training through keeptraining vs the same fit run directly", "", sections["fit"]]
     if "scaling" in sections:
-        parts += ["## Cost against the number of attempts", "", sections["scaling"],
-                  "![scaling](scaling.png)", ""]
+        parts += [
+            "## Cost against the number of attempts",
+            "",
+            sections["scaling"],
+            "![scaling](scaling.png)",
+            "",
+        ]
     return "\n".join(parts)
 
 
 def readme_block(sections: dict[str, str]) -> str:
-    return "\n".join([README_BEGIN, sections["machine"], sections["chains"], sections["targets"],
-                      README_END])
+    return "\n".join([README_BEGIN, sections["machine"], sections["chains"], sections["targets"], README_END])
 
 
-def update_readme(block: str, readme: Path = README, *, begin: str = README_BEGIN,
-                  end: str = README_END) -> None:
+def update_readme(
+    block: str, readme: Path = README, *, begin: str = README_BEGIN, end: str = README_END
+) -> None:
     text = readme.read_text(encoding="utf-8")
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
@@ -711,8 +925,11 @@ def charts(summary: dict[str, Any], settings: Settings, out: Path) -> list[Path]
     from matplotlib.figure import Figure  # noqa: PLC0415
 
     written: list[Path] = []
-    for name, draw in (("chains.png", chains_chart), ("overhead.png", overhead_chart),
-                       ("scaling.png", scaling_chart)):
+    for name, draw in (
+        ("chains.png", chains_chart),
+        ("overhead.png", overhead_chart),
+        ("scaling.png", scaling_chart),
+    ):
         fig = Figure()
         if not draw(fig, summary, settings):
             continue
@@ -732,13 +949,21 @@ def chains_chart(fig: Any, summary: dict[str, Any], settings: Settings) -> bool:
         xs = range(len(rows))
         train = [r["train_s"]["median"] for r in rows]
         over = [r["total_s"]["median"] - r["train_s"]["median"] for r in rows]
-        err = [[r["total_s"]["median"] - r["total_s"]["low"] for r in rows],
-               [r["total_s"]["high"] - r["total_s"]["median"] for r in rows]]
+        err = [
+            [r["total_s"]["median"] - r["total_s"]["low"] for r in rows],
+            [r["total_s"]["high"] - r["total_s"]["median"] for r in rows],
+        ]
         ax.bar(xs, train, color=[COLORS[r["variant"]] for r in rows], label="inside epochs")
         ax.bar(xs, over, bottom=train, color="#bbbbbb", label="fixed overhead", yerr=err, capsize=3)
         for x, r, t, o in zip(xs, rows, train, over, strict=True):
-            ax.annotate(f"{r['epochs_trained']['median']:g} ep\n{r['attempts']['median']:g} att",
-                        (x, t + o), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+            ax.annotate(
+                f"{r['epochs_trained']['median']:g} ep\n{r['attempts']['median']:g} att",
+                (x, t + o),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=8,
+            )
         ax.set_xticks(list(xs), [f"({r['variant']}) {r['name'].split(':')[0]}" for r in rows], fontsize=8)
         ax.set_ylabel("seconds (median)")
         ax.set_title(f"{backend}: threshold {settings.threshold:g}")
@@ -757,8 +982,14 @@ def overhead_chart(fig: Any, summary: dict[str, Any], settings: Settings) -> boo
             width = max(o["parts"][key]["median"], 0.0)
             ax.barh(j, width, left=left, color=color, label=label if j == 0 else None)
             left += width
-        ax.annotate(f"epochs: {o['train_s']['median']:.2f} s", (left, j), xytext=(4, 0),
-                    textcoords="offset points", va="center", fontsize=8)
+        ax.annotate(
+            f"epochs: {o['train_s']['median']:.2f} s",
+            (left, j),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
     ax.set_yticks(range(len(summary["overhead"])), list(summary["overhead"]))
     ax.set_xlabel("seconds per attempt of (c), median")
     ax.set_title("Fixed overhead of one attempt")
@@ -775,22 +1006,20 @@ def scaling_chart(fig: Any, summary: dict[str, Any], settings: Settings) -> bool
     ks = [p["c"]["attempts"]["median"] for p in pts]
     ax1 = fig.add_subplot(1, 2, 1)
     for v, label in (("a", "(a) seed"), ("c", "(c) keeptraining"), ("d", "(d) oracle")):
-        ax1.plot(ks, [p[v]["epochs_trained"]["median"] for p in pts], "o-", color=COLORS[v],
-                 label=label)
+        ax1.plot(ks, [p[v]["epochs_trained"]["median"] for p in pts], "o-", color=COLORS[v], label=label)
     step = settings.scaling_epochs
     fine = [k / 10 for k in range(10, int(max(ks) * 10) + 1)]
-    ax1.plot(fine, [step * k * (k + 1) / 2 for k in fine], ":", color=COLORS["a"],
-             label=f"{step}·k(k+1)/2")
+    ax1.plot(fine, [step * k * (k + 1) / 2 for k in fine], ":", color=COLORS["a"], label=f"{step}·k(k+1)/2")
     ax1.set_xlabel("attempts keeptraining needs (k)")
     ax1.set_ylabel("epochs trained")
     ax1.set_title("Epochs trained")
     ax1.legend(fontsize=8)
     ax2 = fig.add_subplot(1, 2, 2)
     for v, label in (("a", "(a) seed"), ("c", "(c) keeptraining")):
-        ax2.plot(ks, [p[v]["total_s"]["median"] for p in pts], "o-", color=COLORS[v],
-                 label=f"{label}, total")
-        ax2.plot(ks, [p[v]["train_s"]["median"] for p in pts], "s--", color=COLORS[v],
-                 label=f"{label}, in epochs")
+        ax2.plot(ks, [p[v]["total_s"]["median"] for p in pts], "o-", color=COLORS[v], label=f"{label}, total")
+        ax2.plot(
+            ks, [p[v]["train_s"]["median"] for p in pts], "s--", color=COLORS[v], label=f"{label}, in epochs"
+        )
     ax2.set_xlabel("attempts keeptraining needs (k)")
     ax2.set_ylabel("seconds")
     ax2.set_title("Cost")
@@ -820,10 +1049,25 @@ class SearchSettings:
     quick: bool = False
 
 
-SEARCH_FULL = SearchSettings(threshold=0.98, epochs=3, epoch_step=3, max_attempts=15, epoch_budget=60,
-                             hyperband_max_epochs=9, seeds=tuple(range(10)))
-SEARCH_QUICK = SearchSettings(threshold=0.5, epochs=1, epoch_step=1, max_attempts=3, epoch_budget=4,
-                              hyperband_max_epochs=3, seeds=(0,), quick=True)
+SEARCH_FULL = SearchSettings(
+    threshold=0.98,
+    epochs=3,
+    epoch_step=3,
+    max_attempts=15,
+    epoch_budget=60,
+    hyperband_max_epochs=9,
+    seeds=tuple(range(10)),
+)
+SEARCH_QUICK = SearchSettings(
+    threshold=0.5,
+    epochs=1,
+    epoch_step=1,
+    max_attempts=3,
+    epoch_budget=4,
+    hyperband_max_epochs=3,
+    seeds=(0,),
+    quick=True,
+)
 # The space of the README's Search section, in the sample model's terms (KT_HP_<NAME>).
 SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "learning_rate": {"type": "float", "low": 0.0001, "high": 0.3, "log": True},
@@ -832,10 +1076,13 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "dropout": {"type": "float", "low": 0.0, "high": 0.5},
     "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
 }
-SEARCH_METHODS = (("epochs", "epochs chain (learning rate 0.001)"),
-                  ("tpe", "search: TPE + successive halving"),
-                  ("random", "search: random + successive halving"), ("hyperband", "KerasTuner Hyperband"),
-                  ("optuna-hyperband", "Optuna TPE + HyperbandPruner, in process"))
+SEARCH_METHODS = (
+    ("epochs", "epochs chain (learning rate 0.001)"),
+    ("tpe", "search: TPE + successive halving"),
+    ("random", "search: random + successive halving"),
+    ("hyperband", "KerasTuner Hyperband"),
+    ("optuna-hyperband", "Optuna TPE + HyperbandPruner, in process"),
+)
 README_SEARCH_BEGIN = "<!-- bench-search:begin (scripts/bench.py --search --update-readme) -->"
 README_SEARCH_END = "<!-- bench-search:end -->"
 
@@ -854,14 +1101,25 @@ class SearchRun:
 
 def search_config(settings: SearchSettings, method: str, seed: int, state: Path) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "threshold": settings.threshold, "epochs": settings.epochs, "epoch_step": settings.epoch_step,
-        "max_attempts": settings.max_attempts, "max_epochs_total": settings.epoch_budget,
-        "code_path": CODE_PATH, "train_command": TRAIN_COMMAND, "backend": "local",
-        "timeout": ATTEMPT_TIMEOUT_S, "state_dir": str(state)}
+        "threshold": settings.threshold,
+        "epochs": settings.epochs,
+        "epoch_step": settings.epoch_step,
+        "max_attempts": settings.max_attempts,
+        "max_epochs_total": settings.epoch_budget,
+        "code_path": CODE_PATH,
+        "train_command": TRAIN_COMMAND,
+        "backend": "local",
+        "timeout": ATTEMPT_TIMEOUT_S,
+        "state_dir": str(state),
+    }
     if method == "epochs":
         return {**base, "hyperparameters": {"learning_rate": settings.poor_learning_rate}}
-    return {**base, "strategy": "search", "hyperparameters": {},
-            "search": {"sampler": method, "seed": seed, "space": SEARCH_SPACE}}
+    return {
+        **base,
+        "strategy": "search",
+        "hyperparameters": {},
+        "search": {"sampler": method, "seed": seed, "space": SEARCH_SPACE},
+    }
 
 
 def run_search_chain(settings: SearchSettings, method: str, seed: int) -> SearchRun:
@@ -879,25 +1137,49 @@ def run_search_chain(settings: SearchSettings, method: str, seed: int) -> Search
         cfg_file.write_text(yaml.safe_dump(values), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KT_", "GITHUB_"))}
         while True:
-            done = subprocess.run([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(REPO_ROOT),
-                                   "--config", str(cfg_file)], env=env, capture_output=True, text=True,
-                                  timeout=ATTEMPT_TIMEOUT_S, check=False)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "keeptraining",
+                    "attempt",
+                    "--repo",
+                    str(REPO_ROOT),
+                    "--config",
+                    str(cfg_file),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=ATTEMPT_TIMEOUT_S,
+                check=False,
+            )
             book = ledger.load(state)
             last = book.last
             if last is None or (done.returncode != 0 and last.outcome != "failed"):
-                raise BenchError(f"{method} seed {seed}: the attempt failed:\n{done.stdout[-2000:]}\n"
-                                 f"{done.stderr[-2000:]}")
-            log(f"  search {method:<9} seed {seed}: attempt {last.attempt} trial {last.trial} "
+                raise BenchError(
+                    f"{method} seed {seed}: the attempt failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+                )
+            log(
+                f"  search {method:<9} seed {seed}: attempt {last.attempt} trial {last.trial} "
                 f"rung {last.rung} {last.initial_epoch}->{last.epochs_reached} epochs, "
-                f"{last.metric or 0:.4f}")
+                f"{last.metric or 0:.4f}"
+            )
             if strategy.decide(cfg, book).kind != strategy.CONTINUE:
                 break
     reached = last.outcome == "reached"
     trained = book.total_epochs_trained()
     best = book.best()
-    return SearchRun(method, seed, reached, trained if reached else None, trained, len(book.attempts),
-                     best.metric if best and best.metric is not None else math.nan,
-                     time.perf_counter() - start)
+    return SearchRun(
+        method,
+        seed,
+        reached,
+        trained if reached else None,
+        trained,
+        len(book.attempts),
+        best.metric if best and best.metric is not None else math.nan,
+        time.perf_counter() - start,
+    )
 
 
 def run_hyperband(settings: SearchSettings, seed: int) -> SearchRun:
@@ -945,8 +1227,9 @@ def run_hyperband(settings: SearchSettings, seed: int) -> SearchRun:
         values = {}
         for name, spec in SEARCH_SPACE.items():
             if spec["type"] == "float":
-                values[name] = hp.Float(name, spec["low"], spec["high"],
-                                        sampling="log" if spec.get("log") else "linear")
+                values[name] = hp.Float(
+                    name, spec["low"], spec["high"], sampling="log" if spec.get("log") else "linear"
+                )
             elif spec["type"] == "int":
                 values[name] = hp.Int(name, spec["low"], spec["high"], step=spec.get("step", 1))
             else:
@@ -955,16 +1238,39 @@ def run_hyperband(settings: SearchSettings, seed: int) -> SearchRun:
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kt-bench-hyperband-") as tmp:
-        tuner = Hyperband(build, objective="val_accuracy",
-                          max_epochs=settings.hyperband_max_epochs, factor=3, seed=seed,
-                          directory=tmp, project_name="hb", overwrite=True)
+        tuner = Hyperband(
+            build,
+            objective="val_accuracy",
+            max_epochs=settings.hyperband_max_epochs,
+            factor=3,
+            seed=seed,
+            directory=tmp,
+            project_name="hb",
+            overwrite=True,
+        )
         with contextlib.suppress(StopSearch):
-            tuner.search(x, y, validation_data=(x_val, y_val), batch_size=base.batch_size, verbose=0,
-                         callbacks=[Budget()])
-    log(f"  search hyperband seed {seed}: {tally['trials']} trials, {tally['epochs']} epochs, "
-        f"best {tally['best']:.4f}")
-    return SearchRun("hyperband", seed, tally["reached_at"] is not None, tally["reached_at"], tally["epochs"],
-                     tally["trials"], tally["best"], time.perf_counter() - start)
+            tuner.search(
+                x,
+                y,
+                validation_data=(x_val, y_val),
+                batch_size=base.batch_size,
+                verbose=0,
+                callbacks=[Budget()],
+            )
+    log(
+        f"  search hyperband seed {seed}: {tally['trials']} trials, {tally['epochs']} epochs, "
+        f"best {tally['best']:.4f}"
+    )
+    return SearchRun(
+        "hyperband",
+        seed,
+        tally["reached_at"] is not None,
+        tally["reached_at"],
+        tally["epochs"],
+        tally["trials"],
+        tally["best"],
+        time.perf_counter() - start,
+    )
 
 
 def run_optuna_pruner(settings: SearchSettings, seed: int) -> SearchRun:
@@ -997,8 +1303,15 @@ def run_optuna_pruner(settings: SearchSettings, seed: int) -> SearchRun:
         model = nn.build_model(keras, replace(base, **values), tuple(x.shape[1:]), int(y.max()) + 1)
         value = 0.0
         for epoch in range(settings.hyperband_max_epochs):
-            history = model.fit(x, y, validation_data=(x_val, y_val), batch_size=base.batch_size, verbose=0,
-                                initial_epoch=epoch, epochs=epoch + 1)
+            history = model.fit(
+                x,
+                y,
+                validation_data=(x_val, y_val),
+                batch_size=base.batch_size,
+                verbose=0,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+            )
             value = float(history.history["val_accuracy"][-1])
             tally["epochs"] += 1
             tally["best"] = max(tally["best"], value)
@@ -1014,16 +1327,29 @@ def run_optuna_pruner(settings: SearchSettings, seed: int) -> SearchRun:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.HyperbandPruner(
-                                    min_resource=1, max_resource=settings.hyperband_max_epochs,
-                                    reduction_factor=3))
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=settings.hyperband_max_epochs, reduction_factor=3
+        ),
+    )
     while not spent():
         study.optimize(objective, n_trials=1)
-    log(f"  search optuna-hyperband seed {seed}: {tally['trials']} trials, {tally['epochs']} epochs, "
-        f"best {tally['best']:.4f}")
-    return SearchRun("optuna-hyperband", seed, tally["reached_at"] is not None, tally["reached_at"],
-                     tally["epochs"], tally["trials"], tally["best"], time.perf_counter() - start)
+    log(
+        f"  search optuna-hyperband seed {seed}: {tally['trials']} trials, {tally['epochs']} epochs, "
+        f"best {tally['best']:.4f}"
+    )
+    return SearchRun(
+        "optuna-hyperband",
+        seed,
+        tally["reached_at"] is not None,
+        tally["reached_at"],
+        tally["epochs"],
+        tally["trials"],
+        tally["best"],
+        time.perf_counter() - start,
+    )
 
 
 def run_search_bench(settings: SearchSettings) -> list[SearchRun]:
@@ -1031,17 +1357,31 @@ def run_search_bench(settings: SearchSettings) -> list[SearchRun]:
     for seed in settings.seeds:
         runs += [run_search_chain(settings, "tpe", seed), run_search_chain(settings, "random", seed)]
     for seed in settings.seeds:  # in a child process: TensorFlow stays out of this one
-        done = subprocess.run([sys.executable, __file__, "--hyperband-seed", str(seed),
-                               *(["--quick"] if settings.quick else [])],
-                              capture_output=True, text=True, timeout=3 * ATTEMPT_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--hyperband-seed",
+                str(seed),
+                *(["--quick"] if settings.quick else []),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=3 * ATTEMPT_TIMEOUT_S,
+            check=False,
+        )
         if done.returncode != 0:
             raise BenchError(f"hyperband seed {seed} failed:\n{done.stderr[-3000:]}")
         sys.stderr.write(done.stderr)
         runs.append(SearchRun(**json.loads(done.stdout.strip().splitlines()[-1])))
     for seed in settings.seeds:  # Optuna's in-process pruning, also in a child process
-        done = subprocess.run([sys.executable, __file__, "--optuna-seed", str(seed),
-                               *(["--quick"] if settings.quick else [])],
-                              capture_output=True, text=True, timeout=3 * ATTEMPT_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            [sys.executable, __file__, "--optuna-seed", str(seed), *(["--quick"] if settings.quick else [])],
+            capture_output=True,
+            text=True,
+            timeout=3 * ATTEMPT_TIMEOUT_S,
+            check=False,
+        )
         if done.returncode != 0:
             raise BenchError(f"optuna-hyperband seed {seed} failed:\n{done.stderr[-3000:]}")
         sys.stderr.write(done.stderr)
@@ -1051,33 +1391,42 @@ def run_search_bench(settings: SearchSettings) -> list[SearchRun]:
 
 def search_markdown(runs: list[SearchRun], settings: SearchSettings, meta: dict[str, Any]) -> str:
     m = meta["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, TensorFlow "
-             f"{m.get('tensorflow', '?')}, Keras {m.get('keras', '?')}, Optuna {meta['optuna']}, KerasTuner "
-             f"{meta['keras_tuner']}; {meta['finished']} ({meta['wall_s'] / 60:.1f} min).", "",
-             f"Command: `{meta['command']}`", "",
-             f"Sample model on digits, threshold {settings.threshold:g}; the epochs chain uses plain SGD "
-             f"at {settings.poor_learning_rate:g}. Search space: learning_rate 1e-4..0.3 (log), width "
-             f"8..64, depth 1..3, dropout 0..0.5, optimizer sgd/adam. Budget for all: "
-             f"{settings.epoch_budget} epochs and, for keeptraining, {settings.max_attempts} attempts "
-             f"({settings.epochs} epochs per new trial, "
-             f"+{settings.epoch_step} per promotion, each attempt a separate process); Hyperband: "
-             f"max_epochs "
-             f"{settings.hyperband_max_epochs}, factor 3, one process. Median over seeds "
-             f"{', '.join(map(str, settings.seeds))} [min–max].", "",
-             "| method | reached | epochs to threshold | epochs trained | attempts / trials "
-             "| best accuracy |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, TensorFlow "
+        f"{m.get('tensorflow', '?')}, Keras {m.get('keras', '?')}, Optuna {meta['optuna']}, KerasTuner "
+        f"{meta['keras_tuner']}; {meta['finished']} ({meta['wall_s'] / 60:.1f} min).",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        f"Sample model on digits, threshold {settings.threshold:g}; the epochs chain uses plain SGD "
+        f"at {settings.poor_learning_rate:g}. Search space: learning_rate 1e-4..0.3 (log), width "
+        f"8..64, depth 1..3, dropout 0..0.5, optimizer sgd/adam. Budget for all: "
+        f"{settings.epoch_budget} epochs and, for keeptraining, {settings.max_attempts} attempts "
+        f"({settings.epochs} epochs per new trial, "
+        f"+{settings.epoch_step} per promotion, each attempt a separate process); Hyperband: "
+        f"max_epochs "
+        f"{settings.hyperband_max_epochs}, factor 3, one process. Median over seeds "
+        f"{', '.join(map(str, settings.seeds))} [min–max].",
+        "",
+        "| method | reached | epochs to threshold | epochs trained | attempts / trials | best accuracy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for method, name in SEARCH_METHODS:
         mine = [r for r in runs if r.method == method]
         if not mine:
             continue
         to = [float(r.epochs_to_threshold) for r in mine if r.epochs_to_threshold is not None]
-        to_text = Stat.of(to).fmt(0) if len(to) == len(mine) else \
-            (f"{Stat.of(to).fmt(0)} ({len(to)} of {len(mine)})" if to else "not reached")
-        lines.append(f"| {name} | {sum(r.reached for r in mine)}/{len(mine)} | {to_text} | "
-                     f"{Stat.of([float(r.epochs_trained) for r in mine]).fmt(0)} | "
-                     f"{Stat.of([float(r.attempts) for r in mine]).fmt(0)} | "
-                     f"{Stat.of([r.best for r in mine]).fmt(4)} |")
+        to_text = (
+            Stat.of(to).fmt(0)
+            if len(to) == len(mine)
+            else (f"{Stat.of(to).fmt(0)} ({len(to)} of {len(mine)})" if to else "not reached")
+        )
+        lines.append(
+            f"| {name} | {sum(r.reached for r in mine)}/{len(mine)} | {to_text} | "
+            f"{Stat.of([float(r.epochs_trained) for r in mine]).fmt(0)} | "
+            f"{Stat.of([float(r.attempts) for r in mine]).fmt(0)} | "
+            f"{Stat.of([r.best for r in mine]).fmt(4)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -1100,18 +1449,26 @@ def search_main(args: argparse.Namespace) -> int:
     except (KeeptrainingError, BenchError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
-    meta = {"command": shlex.join(["python", "scripts/bench.py", *args.argv]),
-            "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "wall_s": time.perf_counter() - clock, "machine": machine(False),
-            "optuna": metadata.version("optuna"), "keras_tuner": metadata.version("keras-tuner"),
-            "settings": asdict(settings)}
+    meta = {
+        "command": shlex.join(["python", "scripts/bench.py", *args.argv]),
+        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_s": time.perf_counter() - clock,
+        "machine": machine(False),
+        "optuna": metadata.version("optuna"),
+        "keras_tuner": metadata.version("keras-tuner"),
+        "settings": asdict(settings),
+    }
     text = search_markdown(runs, settings, meta)
     (out / "search.md").write_text("# keeptraining search benchmark\n\n" + text, encoding="utf-8")
-    (out / "search.json").write_text(json.dumps({"meta": meta, "runs": [asdict(r) for r in runs]}, indent=1)
-                                     + "\n", encoding="utf-8")
+    (out / "search.json").write_text(
+        json.dumps({"meta": meta, "runs": [asdict(r) for r in runs]}, indent=1) + "\n", encoding="utf-8"
+    )
     if args.update_readme:
-        update_readme(f"{README_SEARCH_BEGIN}\n{text}{README_SEARCH_END}", begin=README_SEARCH_BEGIN,
-                      end=README_SEARCH_END)
+        update_readme(
+            f"{README_SEARCH_BEGIN}\n{text}{README_SEARCH_END}",
+            begin=README_SEARCH_BEGIN,
+            end=README_SEARCH_END,
+        )
     print(text)
     return 0
 
@@ -1128,11 +1485,24 @@ def parallel_main(args: argparse.Namespace) -> int:
             import bench_search_rounds  # noqa: PLC0415
 
             settings = bench_parallel.QUICK if args.quick else bench_parallel.FULL
-            bench_search_rounds.main(settings, SEARCH_SPACE, settings.parallel,
-                                     list(range(0, 100 * args.search_rounds, 100)), out, command)
+            bench_search_rounds.main(
+                settings,
+                SEARCH_SPACE,
+                settings.parallel,
+                list(range(0, 100 * args.search_rounds, 100)),
+                out,
+                command,
+            )
             return 0
-        return bench_parallel.main(args.quick, out, command, machine(False), SEARCH_SPACE,
-                                   update_readme if args.update_readme else None, in_rounds=args.in_rounds)
+        return bench_parallel.main(
+            args.quick,
+            out,
+            command,
+            machine(False),
+            SEARCH_SPACE,
+            update_readme if args.update_readme else None,
+            in_rounds=args.in_rounds,
+        )
     except (KeeptrainingError, BenchError, RuntimeError, subprocess.SubprocessError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
@@ -1153,8 +1523,13 @@ def machine(with_docker: bool) -> dict[str, Any]:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 memory = int(line.split()[1]) / 1024**2
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory,
-                            "os": platform.platform(terse=True), "python": platform.python_version()}
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory,
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+    }
     for dist, key in (("tensorflow-cpu", "tensorflow"), ("tensorflow", "tensorflow"), ("keras", "keras")):
         with contextlib.suppress(metadata.PackageNotFoundError):
             info.setdefault(key, metadata.version(dist))
@@ -1170,9 +1545,17 @@ def warm_up(settings: Settings) -> dict[str, Any]:
     """Build (or find) the image and run one short untimed training per backend: page caches warm."""
     images: dict[str, Any] = {}
     for backend_name in settings.backends:
-        cfg = make_config(VARIANT["c"], backend_name, settings.threshold, settings.epochs,
-                          settings.epoch_step, 1, settings.oracle_epochs, settings.base_image,
-                          Path(tempfile.gettempdir()))
+        cfg = make_config(
+            VARIANT["c"],
+            backend_name,
+            settings.threshold,
+            settings.epochs,
+            settings.epoch_step,
+            1,
+            settings.oracle_epochs,
+            settings.base_image,
+            Path(tempfile.gettempdir()),
+        )
         start = time.perf_counter()
         backend = backends.select(cfg, REPO_ROOT, allow_local_fallback=False, say=log)
         if isinstance(backend, backends.DockerBackend):
@@ -1192,16 +1575,37 @@ def run_all(settings: Settings) -> tuple[list[ChainRun], list[dict[str, Any]], d
     for repeat in range(1, settings.repeats + 1):
         for backend in settings.backends:
             for v in VARIANTS:
-                runs.append(run_variant(v, backend, settings.threshold, settings.epochs, settings.epoch_step,
-                                        settings.max_attempts, settings, group="main", repeat=repeat))
+                runs.append(
+                    run_variant(
+                        v,
+                        backend,
+                        settings.threshold,
+                        settings.epochs,
+                        settings.epoch_step,
+                        settings.max_attempts,
+                        settings,
+                        group="main",
+                        repeat=repeat,
+                    )
+                )
     for repeat in range(1, settings.scaling_repeats + 1):
         for _needed, threshold in settings.scaling:
             for key in ("a", "c", "d"):
-                runs.append(run_variant(VARIANT[key], "local", threshold, settings.scaling_epochs,
-                                        settings.scaling_epochs, settings.scaling_max_attempts,
-                                        replace(settings, oracle_epochs=settings.scaling_epochs
-                                                * settings.scaling_max_attempts),
-                                        group="scaling", repeat=repeat))
+                runs.append(
+                    run_variant(
+                        VARIANT[key],
+                        "local",
+                        threshold,
+                        settings.scaling_epochs,
+                        settings.scaling_epochs,
+                        settings.scaling_max_attempts,
+                        replace(
+                            settings, oracle_epochs=settings.scaling_epochs * settings.scaling_max_attempts
+                        ),
+                        group="scaling",
+                        repeat=repeat,
+                    )
+                )
     fits = fit_comparison(settings, images)
     return runs, fits, images
 
@@ -1210,10 +1614,20 @@ def curve(settings: Settings, epochs: int, step: int) -> str:
     """Validation accuracy per epoch: uninterrupted, and resumed every ``step`` epochs; and for a
     range of thresholds, how many attempts the seed (a) and keeptraining (c) need."""
     never = 1.0  # val accuracy 1.0 is never reached on digits: nothing stops early
-    oracle = run_variant(replace(VARIANT["d"], early_stop=False), "local", never, epochs, step, 1,
-                         replace(settings, oracle_epochs=epochs), group="curve", repeat=1)
-    resumed = run_variant(VARIANT["b"], "local", never, step, step, epochs // step, settings,
-                          group="curve", repeat=1)
+    oracle = run_variant(
+        replace(VARIANT["d"], early_stop=False),
+        "local",
+        never,
+        epochs,
+        step,
+        1,
+        replace(settings, oracle_epochs=epochs),
+        group="curve",
+        repeat=1,
+    )
+    resumed = run_variant(
+        VARIANT["b"], "local", never, step, step, epochs // step, settings, group="curve", repeat=1
+    )
     marked = {settings.threshold, *(t for _, t in settings.scaling)}
     return render_curve(history(oracle), history(resumed), step, marked)
 
@@ -1225,62 +1639,99 @@ def history(run: ChainRun) -> list[float]:
     return values
 
 
-def render_curve(uninterrupted: list[float], resumed: list[float], step: int,
-                 extra: set[float] | None = None) -> str:
+def render_curve(
+    uninterrupted: list[float], resumed: list[float], step: int, extra: set[float] | None = None
+) -> str:
     lines = ["epoch  uninterrupted  resumed"]
-    lines += [f"{i + 1:5d}  {u:13.4f}  {r:7.4f}" for i, (u, r) in enumerate(zip(uninterrupted, resumed,
-                                                                                strict=False))]
+    lines += [
+        f"{i + 1:5d}  {u:13.4f}  {r:7.4f}"
+        for i, (u, r) in enumerate(zip(uninterrupted, resumed, strict=False))
+    ]
     lines += ["", f"threshold  (a) attempts  (c) attempts  (c) epochs  oracle epochs   [step {step}]"]
     thresholds = sorted({round(0.70 + 0.01 * i, 2) for i in range(29)} | (extra or set()))
     for t in thresholds:
-        seed = next((k for k in range(1, len(uninterrupted) // step + 1)
-                     if uninterrupted[k * step - 1] >= t), None)
+        seed = next(
+            (k for k in range(1, len(uninterrupted) // step + 1) if uninterrupted[k * step - 1] >= t), None
+        )
         c_epoch = next((i + 1 for i, v in enumerate(resumed) if v >= t), None)
         o_epoch = next((i + 1 for i, v in enumerate(uninterrupted) if v >= t), None)
         c_att = math.ceil(c_epoch / step) if c_epoch else None
-        lines.append(f"{t:9.3f}  {seed or '-':>12}  {c_att or '-':>12}  {c_epoch or '-':>10}  "
-                     f"{o_epoch or '-':>13}")
+        lines.append(
+            f"{t:9.3f}  {seed or '-':>12}  {c_att or '-':>12}  {c_epoch or '-':>10}  {o_epoch or '-':>13}"
+        )
     return "\n".join(lines)
 
 
 def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="one repetition, local backend only, tiny settings (what CI runs)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one repetition, local backend only, tiny settings (what CI runs)",
+    )
     parser.add_argument("--backends", help="comma-separated: local,docker (default: both; --quick: local)")
     parser.add_argument("--repeats", type=int, help="repetitions of the main comparison (default 3)")
-    parser.add_argument("--base-image", default=os.environ.get("KT_BASE_IMAGE") or None,
-                        help="BASE_IMAGE for the training image (default $KT_BASE_IMAGE, else the "
-                             "Dockerfile's own default)")
-    parser.add_argument("--out", type=Path, help="results folder (default scripts/bench_results; "
-                                                 "--quick: a new temporary folder)")
+    parser.add_argument(
+        "--base-image",
+        default=os.environ.get("KT_BASE_IMAGE") or None,
+        help="BASE_IMAGE for the training image (default $KT_BASE_IMAGE, else the Dockerfile's own default)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results folder (default scripts/bench_results; --quick: a new temporary folder)",
+    )
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling runs")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="write the tables into README.md's Performance section")
-    parser.add_argument("--curve", action="store_true",
-                        help="print the validation curve (uninterrupted and resumed) and the attempts "
-                             "each threshold needs, then exit")
-    parser.add_argument("--search", action="store_true",
-                        help="the search comparison instead: epochs chain vs TPE and random search with "
-                             "successive halving vs KerasTuner's Hyperband (writes search.md, search.json)")
-    parser.add_argument("--cold", action="store_true",
-                        help="the cold-runner section instead: one attempt per job of README's workflow "
-                             "under act, cold and warm, step by step (writes cold.md, cold.json, cold.png)")
-    parser.add_argument("--parallel", action="store_true",
-                        help="parallel trials instead: wall time to the threshold with parallel 1, 2, 4 "
-                             "here, and GitHub's modelled (parallel.md, parallel.json; bench_parallel.py)")
-    parser.add_argument("--search-rounds", type=int, metavar="SEEDS",
-                        help="with --parallel: only the search's side, over SEEDS seeds (0, 100, ...): the "
-                             "attempts and rounds each parallel setting needs, the sample model trained in "
-                             "one process, not timed (parallel-search.md, parallel-search.json)")
-    parser.add_argument("--in-rounds", action="store_true",
-                        help="with --parallel: time `keeptraining run --parallel N --in-rounds` (GitHub's "
-                             "rounds) instead of slots that take the next trial once free")
-    parser.add_argument("--hopeless", action="store_true",
-                        help="stopping hopeless chains instead: synthetic unreachable and slow-but-reachable "
-                             "curves through the real decision code, and the sample model at threshold 0.999 "
-                             "(hopeless.md, hopeless.json; bench_hopeless.py)")
+    parser.add_argument(
+        "--update-readme", action="store_true", help="write the tables into README.md's Performance section"
+    )
+    parser.add_argument(
+        "--curve",
+        action="store_true",
+        help="print the validation curve (uninterrupted and resumed) and the attempts "
+        "each threshold needs, then exit",
+    )
+    parser.add_argument(
+        "--search",
+        action="store_true",
+        help="the search comparison instead: epochs chain vs TPE and random search with "
+        "successive halving vs KerasTuner's Hyperband (writes search.md, search.json)",
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="the cold-runner section instead: one attempt per job of README's workflow "
+        "under act, cold and warm, step by step (writes cold.md, cold.json, cold.png)",
+    )
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="parallel trials instead: wall time to the threshold with parallel 1, 2, 4 "
+        "here, and GitHub's modelled (parallel.md, parallel.json; bench_parallel.py)",
+    )
+    parser.add_argument(
+        "--search-rounds",
+        type=int,
+        metavar="SEEDS",
+        help="with --parallel: only the search's side, over SEEDS seeds (0, 100, ...): the "
+        "attempts and rounds each parallel setting needs, the sample model trained in "
+        "one process, not timed (parallel-search.md, parallel-search.json)",
+    )
+    parser.add_argument(
+        "--in-rounds",
+        action="store_true",
+        help="with --parallel: time `keeptraining run --parallel N --in-rounds` (GitHub's "
+        "rounds) instead of slots that take the next trial once free",
+    )
+    parser.add_argument(
+        "--hopeless",
+        action="store_true",
+        help="stopping hopeless chains instead: synthetic unreachable and slow-but-reachable "
+        "curves through the real decision code, and the sample model at threshold 0.999 "
+        "(hopeless.md, hopeless.json; bench_hopeless.py)",
+    )
     parser.add_argument("--hyperband-seed", type=int, help=argparse.SUPPRESS)  # one Hyperband run, as JSON
     parser.add_argument("--optuna-seed", type=int, help=argparse.SUPPRESS)  # one Optuna-pruner run, as JSON
     parser.add_argument("--seeds", type=int, metavar="N", help="with --search: seeds 0..N-1 (default 10)")
@@ -1323,14 +1774,20 @@ def cold_main(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out or (Path(tempfile.mkdtemp(prefix="kt-bench-cold-")) if args.quick else DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        code, text = bench_cold.main(settings.quick, settings.base_image, out,
-                                     shlex.join(["python", "scripts/bench.py", *args.argv]), machine(True))
+        code, text = bench_cold.main(
+            settings.quick,
+            settings.base_image,
+            out,
+            shlex.join(["python", "scripts/bench.py", *args.argv]),
+            machine(True),
+        )
     except (KeeptrainingError, BenchError, bench_cold.BenchError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
     if args.update_readme:
-        update_readme(f"{README_COLD_BEGIN}\n{text}{README_COLD_END}", begin=README_COLD_BEGIN,
-                      end=README_COLD_END)
+        update_readme(
+            f"{README_COLD_BEGIN}\n{text}{README_COLD_END}", begin=README_COLD_BEGIN, end=README_COLD_END
+        )
     print(text)
     log(f"Results written to {out} (cold.md, cold.json, cold.png).")
     return code
@@ -1346,19 +1803,36 @@ def hopeless_main(args: argparse.Namespace) -> int:
     clock = time.perf_counter()
     results, model = bench_hopeless.run(args.quick)
     robustness = [] if args.quick else bench_hopeless.robustness()
-    meta = {"command": shlex.join(["python", "scripts/bench.py", *args.argv]), "seed": 0,
-            "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "wall_s": time.perf_counter() - clock, "machine": machine(False)}
+    meta = {
+        "command": shlex.join(["python", "scripts/bench.py", *args.argv]),
+        "seed": 0,
+        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_s": time.perf_counter() - clock,
+        "machine": machine(False),
+    }
     text = bench_hopeless.markdown(results, model, meta) + bench_hopeless.robustness_markdown(robustness)
     missed = bench_hopeless.targets(results, model)
     (out / "hopeless.md").write_text(text, encoding="utf-8")
-    (out / "hopeless.json").write_text(json.dumps({
-        "meta": meta, "chains": [{**asdict(c), "stopped": c.stopped, "share": c.share} for c in results],
-        "sample_model": asdict(model) if model else None, "robustness": robustness, "missed": missed,
-    }, indent=1) + "\n", encoding="utf-8")
+    (out / "hopeless.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "chains": [{**asdict(c), "stopped": c.stopped, "share": c.share} for c in results],
+                "sample_model": asdict(model) if model else None,
+                "robustness": robustness,
+                "missed": missed,
+            },
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     if args.update_readme:
-        update_readme(f"{bench_hopeless.README_BEGIN}\n{text}{bench_hopeless.README_END}",
-                      begin=bench_hopeless.README_BEGIN, end=bench_hopeless.README_END)
+        update_readme(
+            f"{bench_hopeless.README_BEGIN}\n{text}{bench_hopeless.README_END}",
+            begin=bench_hopeless.README_BEGIN,
+            end=bench_hopeless.README_END,
+        )
     print(text)
     for target in missed:
         print(f"bench: target missed: {target}", file=sys.stderr)
@@ -1385,16 +1859,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = dt.datetime.now(dt.timezone.utc)
         load_before = os.getloadavg()
         clock = time.perf_counter()
-        log(f"keeptraining benchmark ({'quick' if settings.quick else 'full'}): backends "
-            f"{', '.join(settings.backends)}, {settings.repeats} repetition(s); results to {out}")
+        log(
+            f"keeptraining benchmark ({'quick' if settings.quick else 'full'}): backends "
+            f"{', '.join(settings.backends)}, {settings.repeats} repetition(s); results to {out}"
+        )
         runs, fits, images = run_all(settings)
         meta = {
-            "command": shlex.join(["python", "scripts/bench.py",
-                                   *(argv if argv is not None else sys.argv[1:])]),
+            "command": shlex.join(
+                ["python", "scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]
+            ),
             "started": started.isoformat(timespec="seconds"),
             "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "wall_s": time.perf_counter() - clock, "load_before": load_before, "load_after": os.getloadavg(),
-            "machine": machine("docker" in settings.backends), "settings": asdict(settings),
+            "wall_s": time.perf_counter() - clock,
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+            "machine": machine("docker" in settings.backends),
+            "settings": asdict(settings),
             "images": images,
         }
     except (KeeptrainingError, BenchError) as exc:
@@ -1406,19 +1886,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = markdown(summary, meta, settings)
     text = results_markdown(sections)
     (out / "results.md").write_text(text, encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({
-        "meta": meta, "summary": summary,
-        "runs": [{**{k: v for k, v in asdict(r).items() if k != "attempts"}, "totals": r.totals(),
-                  "attempts": [{**asdict(a), "train_s": a.train_s, "overhead_s": a.overhead_s,
-                                "overhead": breakdown(a)} for a in r.attempts]} for r in runs],
-        "fit_comparison": fits,
-    }, indent=1) + "\n", encoding="utf-8")
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "summary": summary,
+                "runs": [
+                    {
+                        **{k: v for k, v in asdict(r).items() if k != "attempts"},
+                        "totals": r.totals(),
+                        "attempts": [
+                            {
+                                **asdict(a),
+                                "train_s": a.train_s,
+                                "overhead_s": a.overhead_s,
+                                "overhead": breakdown(a),
+                            }
+                            for a in r.attempts
+                        ],
+                    }
+                    for r in runs
+                ],
+                "fit_comparison": fits,
+            },
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     charts(summary, settings, out)
     if args.update_readme:
         update_readme(readme_block(sections))
     print(text)
-    log(f"Results written to {out} (results.md, results.json, chains.png, overhead.png"
-        f"{', scaling.png' if summary['scaling'] else ''}).")
+    log(
+        f"Results written to {out} (results.md, results.json, chains.png, overhead.png"
+        f"{', scaling.png' if summary['scaling'] else ''})."
+    )
     return 0
 
 

@@ -78,20 +78,39 @@ TOKEN = "ghs_benchColdToken0123456789abcdef"  # noqa: S105 - GitHub in a box's t
 FULL_NAME = "acme/consumer"
 README_REGISTRY = "image-registry: ghcr.io/${{ github.repository }}/keeptraining-train"
 LABEL = "keeptraining-bench"
-STEP_PARTS = (("install", "install"), ("checkout", "checkout"), ("restore", "restore state"),
-              ("image", "image"), ("train", "train"), ("dispatch", "dispatch, summary"),
-              ("upload", "upload state"), ("other", "other (act, set-up)"))
+STEP_PARTS = (
+    ("install", "install"),
+    ("checkout", "checkout"),
+    ("restore", "restore state"),
+    ("image", "image"),
+    ("train", "train"),
+    ("dispatch", "dispatch, summary"),
+    ("upload", "upload state"),
+    ("other", "other (act, set-up)"),
+)
 # The action's steps, by name, and the part of the attempt they belong to.
-STEP_OF = {"Mask secrets": "install", "Locate keeptraining's environment": "install",
-           "Restore keeptraining's environment": "install", "Install keeptraining": "install",
-           "Save keeptraining's environment": "install",
-           "Check the chain's commit and the run to resume": "checkout",
-           "Check out the chain's commit": "checkout", "Restore the chain state": "restore",
-           "Train one attempt": "attempt", "Save the chain state": "upload"}
-VARIANTS = (("attempt1", "attempt 1 (build + push)"), ("cold", "attempt 2+ cold (pull)"),
-            ("warm", "attempt 2+ warm (cached)"), ("today", "today's rebuild (attempt 2+ cold)"))
-_STEP = re.compile(r"^\[[^\]]*\]\s+(?:✅\s+Success|❌\s+Failure) - (?:Main|Post) (?P<name>.+?) "
-                   r"\[(?P<duration>[^\]]+)\]\s*$")
+STEP_OF = {
+    "Mask secrets": "install",
+    "Locate keeptraining's environment": "install",
+    "Restore keeptraining's environment": "install",
+    "Install keeptraining": "install",
+    "Save keeptraining's environment": "install",
+    "Check the chain's commit and the run to resume": "checkout",
+    "Check out the chain's commit": "checkout",
+    "Restore the chain state": "restore",
+    "Train one attempt": "attempt",
+    "Save the chain state": "upload",
+}
+VARIANTS = (
+    ("attempt1", "attempt 1 (build + push)"),
+    ("cold", "attempt 2+ cold (pull)"),
+    ("warm", "attempt 2+ warm (cached)"),
+    ("today", "today's rebuild (attempt 2+ cold)"),
+)
+_STEP = re.compile(
+    r"^\[[^\]]*\]\s+(?:✅\s+Success|❌\s+Failure) - (?:Main|Post) (?P<name>.+?) "
+    r"\[(?P<duration>[^\]]+)\]\s*$"
+)
 _READY = re.compile(r"Training image (?P<tag>keeptraining-train:\w+) ready in (?P<s>[\d.]+) s")
 _BUILT = re.compile(r"Built (?P<tag>keeptraining-train:\w+) in (?P<s>[\d.]+) s")
 _ENV_LINE = re.compile(r"keeptraining's environment: (?P<how>.*)$")
@@ -159,8 +178,9 @@ def duration(text: str) -> float:
     """Seconds of a Go duration as act prints it: 850µs, 66.28ms, 2.04s, 1m5.3s."""
     total = 0.0
     for value, unit in re.findall(r"([\d.]+)(h|ms|µs|us|ns|m|s)", text):
-        total += float(value) * {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "µs": 1e-6, "us": 1e-6,
-                                 "ns": 1e-9}[unit]
+        total += (
+            float(value) * {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9}[unit]
+        )
     return total
 
 
@@ -182,9 +202,15 @@ def job_from_log(variant: str, run: ActRun, train_s: float) -> Job:
     if "image" not in job.parts:  # today's action prints only its build
         job.parts["image"] = job.build_s or 0.0
     text = run.log
-    job.image_how = ("built + pushed" if "Pushed " in text
-                     else "pulled" if "Pulled the training image" in text
-                     else "built" if job.build_s is not None else "on the runner")
+    job.image_how = (
+        "built + pushed"
+        if "Pushed " in text
+        else "pulled"
+        if "Pulled the training image" in text
+        else "built"
+        if job.build_s is not None
+        else "on the runner"
+    )
     for name, seconds in job.steps.items():
         part = STEP_OF.get(name)
         if part and part != "attempt":
@@ -211,8 +237,9 @@ def consumer(root: Path, base_image: str, nonce: str, workflow: str, *, quick: b
         (root / "requirements.txt").write_text("# nothing: the quick benchmark's script needs no package\n")
         (root / "Dockerfile").write_text(QUICK_DOCKERFILE.format(base=base_image, label=LABEL, nonce=nonce))
     else:
-        shutil.copytree(REPO_ROOT / "ml_code", root / "ml_code",
-                        ignore=shutil.ignore_patterns("__pycache__", "output"))
+        shutil.copytree(
+            REPO_ROOT / "ml_code", root / "ml_code", ignore=shutil.ignore_patterns("__pycache__", "output")
+        )
         shutil.copy(REPO_ROOT / "requirements.txt", root / "requirements.txt")
         text = (REPO_ROOT / "Dockerfile").read_text()
         text = re.sub(r"^ARG BASE_IMAGE=.*$", f"ARG BASE_IMAGE={base_image}", text, count=1, flags=re.M)
@@ -269,13 +296,23 @@ def run_job(chain: ActChain, variant: str, cache_root: Path) -> Job:
     if run.returncode != 0:
         raise BenchError(f"{variant}: the run failed:\n{run.log[-4000:]}")
     job = job_from_log(variant, run, ledger_duration(chain, run.run_id))
-    log(f"  {variant:<8} attempt {job.attempt}: {job.wall_s:.1f} s (install {job.parts['install']:.1f}, "
-        f"image {job.parts['image']:.1f} {job.image_how}, train {job.parts['train']:.1f}); {job.install_how}")
+    log(
+        f"  {variant:<8} attempt {job.attempt}: {job.wall_s:.1f} s (install {job.parts['install']:.1f}, "
+        f"image {job.parts['image']:.1f} {job.image_how}, train {job.parts['train']:.1f}); {job.install_how}"
+    )
     return job
 
 
-def chain_jobs(work: Path, action: dict[str, Path], workflow: str, base_image: str, nonce: str,
-               variants: list[tuple[str, bool]], *, quick: bool) -> list[Job]:
+def chain_jobs(
+    work: Path,
+    action: dict[str, Path],
+    workflow: str,
+    base_image: str,
+    nonce: str,
+    variants: list[tuple[str, bool]],
+    *,
+    quick: bool,
+) -> list[Job]:
     """One chain in its own GitHub in a box; each run on a cold (fresh) or warm (the last) runner."""
     dc = docker.from_env()
     repo = consumer(work / "consumer", base_image, nonce, workflow, quick=quick)
@@ -300,8 +337,9 @@ def chain_jobs(work: Path, action: dict[str, Path], workflow: str, base_image: s
 def baseline_action(target: Path) -> dict[str, Path]:
     """Today's action (``BASELINE_REF``) as README's ``OWNER/keeptraining/action@v1``."""
     target.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", BASELINE_REF, "action"],
-                             check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", BASELINE_REF, "action"], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     # README's workflow calls the reusable keeptraining.yml, which runs the action: today's file, which
     # passes the action only inputs that the baseline's action has too.
@@ -326,15 +364,29 @@ def run_all(base_image: str, *, quick: bool, work: Path) -> tuple[list[Job], dic
             workflow = readme.replace(README_REGISTRY, f"image-registry: {repository}")
             log(f"cold-runner benchmark ({'quick' if quick else 'full'}): registry {server.address}")
             # Attempt 1 cold, attempt 2 cold, attempt 3 warm (the runner of attempt 2).
-            jobs += chain_jobs(work / "new", keeptraining_action(work / "action-new"), workflow, base_image,
-                               nonce, [("attempt1", True), ("cold", True), ("warm", False)], quick=quick)
+            jobs += chain_jobs(
+                work / "new",
+                keeptraining_action(work / "action-new"),
+                workflow,
+                base_image,
+                nonce,
+                [("attempt1", True), ("cold", True), ("warm", False)],
+                quick=quick,
+            )
             stored = (p.stat().st_size for p in (work / "registry").rglob("*") if p.is_file())
             info["registry_bytes"] = sum(stored)
         if not quick:
             remove_images(dc, nonce)
             today = re.sub(rf"^[ \t]*{re.escape(README_REGISTRY)}\n", "", readme, flags=re.MULTILINE)
-            jobs += chain_jobs(work / "today", baseline_action(work / "action-today"), today, base_image,
-                               nonce, [("", True), ("today", True)], quick=quick)
+            jobs += chain_jobs(
+                work / "today",
+                baseline_action(work / "action-today"),
+                today,
+                base_image,
+                nonce,
+                [("", True), ("today", True)],
+                quick=quick,
+            )
     finally:
         remove_images(dc, nonce)
         dc.close()
@@ -353,50 +405,75 @@ def targets(jobs: list[Job]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def add(target: str, measured: str, met: bool | None) -> None:
-        rows.append({"target": target, "measured": measured,
-                     "verdict": "n/a" if met is None else "met" if met else "missed"})
+        rows.append(
+            {
+                "target": target,
+                "measured": measured,
+                "verdict": "n/a" if met is None else "met" if met else "missed",
+            }
+        )
 
     if first and cold and first.build_s:
         share = cold.parts["image"] / first.build_s
-        add("attempt 2+ cold: image step <= 25 % of attempt 1's build",
+        add(
+            "attempt 2+ cold: image step <= 25 % of attempt 1's build",
             f"{cold.parts['image']:.1f} s ({cold.image_how}) / {first.build_s:.0f} s = {share:.0%}",
-            share <= TARGET_PULL_VS_BUILD)
+            share <= TARGET_PULL_VS_BUILD,
+        )
     if cold and today:
         share = cold.fixed_s / today.fixed_s
-        add("attempt 2+ cold: fixed cost <= 35 % of today's cold attempt",
-            f"{cold.fixed_s:.1f} s / {today.fixed_s:.1f} s = {share:.0%}", share <= TARGET_FIXED_VS_TODAY)
+        add(
+            "attempt 2+ cold: fixed cost <= 35 % of today's cold attempt",
+            f"{cold.fixed_s:.1f} s / {today.fixed_s:.1f} s = {share:.0%}",
+            share <= TARGET_FIXED_VS_TODAY,
+        )
     else:
         add("attempt 2+ cold: fixed cost <= 35 % of today's cold attempt", "(full run only)", None)
     if first:
         how = first.install_how.split(" (")[0]  # "installed with uv 0.13.8 in 25 s"
-        add("action install <= 15 s cold", f"{first.parts['install']:.1f} s ({how})",
-            first.parts["install"] <= TARGET_INSTALL_COLD_S)
+        add(
+            "action install <= 15 s cold",
+            f"{first.parts['install']:.1f} s ({how})",
+            first.parts["install"] <= TARGET_INSTALL_COLD_S,
+        )
     if cold:
-        add("action install <= 3 s when the cache hits", f"{cold.parts['install']:.1f} s (actions cache)",
-            cold.parts["install"] <= TARGET_INSTALL_HIT_S)
+        add(
+            "action install <= 3 s when the cache hits",
+            f"{cold.parts['install']:.1f} s (actions cache)",
+            cold.parts["install"] <= TARGET_INSTALL_HIT_S,
+        )
     tags = [j.image_tag for j in (first, cold, warm) if j]
-    add("image hash identical across a chain's attempts (no .dockerignore)",
-        ", ".join(sorted(set(tags))) + f" in {len(tags)} attempts", len(set(tags)) == 1 and bool(tags[0]))
+    add(
+        "image hash identical across a chain's attempts (no .dockerignore)",
+        ", ".join(sorted(set(tags))) + f" in {len(tags)} attempts",
+        len(set(tags)) == 1 and bool(tags[0]),
+    )
     if warm:
-        add("warm engine overhead no worse than today: image check",
+        add(
+            "warm engine overhead no worse than today: image check",
             f"{warm.parts['image']:.2f} s (today {TODAY_IMAGE_CHECK_S:.2f} s)",
-            warm.parts["image"] <= TODAY_IMAGE_CHECK_S + 0.05)
+            warm.parts["image"] <= TODAY_IMAGE_CHECK_S + 0.05,
+        )
     return rows
 
 
 def markdown(jobs: list[Job], meta: dict[str, Any]) -> str:
     m = meta["machine"]
     load = meta.get("load") or [math.nan, math.nan]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; Docker {m.get('docker', '?')}, act 0.2.89, "
-             f"docker-registry 2.8; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end (the "
-             f"benchmark's own work included); {meta['finished']} ({meta['wall_s'] / 60:.1f} min). Command: "
-             f"`{meta['command']}`", "",
-             "One job per attempt: README's workflow, the real composite action under act against GitHub in "
-             "a box, the real engine and registry; seconds per step (act's step times; image from "
-             "keeptraining's line; train = the ledger's training time). A cold runner has no image, no build "
-             "cache, no tool cache, no uv or pip cache (the local base image stays).", "",
-             "| variant | attempt | " + " | ".join(name for _, name in STEP_PARTS) + " | total s | fixed s |",
-             "| --- | ---: | " + " | ".join("---:" for _ in STEP_PARTS) + " | ---: | ---: |"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores; Docker {m.get('docker', '?')}, act 0.2.89, "
+        f"docker-registry 2.8; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end (the "
+        f"benchmark's own work included); {meta['finished']} ({meta['wall_s'] / 60:.1f} min). Command: "
+        f"`{meta['command']}`",
+        "",
+        "One job per attempt: README's workflow, the real composite action under act against GitHub in "
+        "a box, the real engine and registry; seconds per step (act's step times; image from "
+        "keeptraining's line; train = the ledger's training time). A cold runner has no image, no build "
+        "cache, no tool cache, no uv or pip cache (the local base image stays).",
+        "",
+        "| variant | attempt | " + " | ".join(name for _, name in STEP_PARTS) + " | total s | fixed s |",
+        "| --- | ---: | " + " | ".join("---:" for _ in STEP_PARTS) + " | ---: | ---: |",
+    ]
     for variant, name in VARIANTS:
         job = of(jobs, variant)
         if job is None:
@@ -435,16 +512,26 @@ def chart(jobs: list[Job], out: Path) -> Path:
 def write(jobs: list[Job], meta: dict[str, Any], out: Path) -> str:
     text = markdown(jobs, meta)
     (out / "cold.md").write_text("# keeptraining: an attempt on a cold runner\n\n" + text, encoding="utf-8")
-    (out / "cold.json").write_text(json.dumps({
-        "meta": meta, "parts": [key for key, _ in STEP_PARTS],
-        "jobs": [{**asdict(j), "fixed_s": j.fixed_s} for j in jobs], "targets": targets(jobs)},
-        indent=1) + "\n", encoding="utf-8")
+    (out / "cold.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "parts": [key for key, _ in STEP_PARTS],
+                "jobs": [{**asdict(j), "fixed_s": j.fixed_s} for j in jobs],
+                "targets": targets(jobs),
+            },
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     chart(jobs, out)
     return text
 
 
-def main(quick: bool, base_image: str | None, out: Path, command: str,
-         machine: dict[str, Any]) -> tuple[int, str]:
+def main(
+    quick: bool, base_image: str | None, out: Path, command: str, machine: dict[str, Any]
+) -> tuple[int, str]:
     """Run the section; (exit code, its markdown)."""
     if not base_image:
         raise BenchError("--cold needs --base-image (or KT_BASE_IMAGE): the engine cannot pull a base here")
@@ -460,7 +547,13 @@ def main(quick: bool, base_image: str | None, out: Path, command: str,
                 shutil.copy(found, logs / found.parts[-3] / found.name)
             log(f"act's logs of the jobs: {logs}")
             raise
-    meta = {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "wall_s": time.perf_counter() - clock, "quick": quick, "machine": machine,
-            "load": [load_before, os.getloadavg()[0]], **info}
+    meta = {
+        "command": command,
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "wall_s": time.perf_counter() - clock,
+        "quick": quick,
+        "machine": machine,
+        "load": [load_before, os.getloadavg()[0]],
+        **info,
+    }
     return 0, write(jobs, meta, out)

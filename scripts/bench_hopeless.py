@@ -99,11 +99,18 @@ def simulate(chain: Chain, overrides: dict[str, Any] | None = None) -> Chain:
             if history[-1] >= THRESHOLD:
                 break
         reached = plan.initial_epoch + len(history)
-        record = Attempt(attempt=number, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
-                         resumed_from="x" if plan.resume_from else None,
-                         outcome=REACHED if history[-1] >= THRESHOLD else BELOW, metric=history[-1],
-                         epochs_reached=reached, epochs_trained=len(history), history=history,
-                         checkpoint="model.keras")
+        record = Attempt(
+            attempt=number,
+            epochs=plan.epochs,
+            initial_epoch=plan.initial_epoch,
+            resumed_from="x" if plan.resume_from else None,
+            outcome=REACHED if history[-1] >= THRESHOLD else BELOW,
+            metric=history[-1],
+            epochs_reached=reached,
+            epochs_trained=len(history),
+            history=history,
+            checkpoint="model.keras",
+        )
         ledger.attempts.append(record)
         record.projection = projection.record(projection.of_chain(config, ledger), THRESHOLD)
         decision = strategy.decide(config, ledger)
@@ -137,8 +144,13 @@ def sample_model(quick: bool) -> SampleRun:
     from keeptraining.engine import chain as chain_mod  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="kt-bench-hopeless-") as tmp:
-        overrides: dict[str, Any] = {"threshold": 0.999, "backend": "local", "code_path": "ml_code",
-                                     "state_dir": str(Path(tmp) / "state"), "cache": False}
+        overrides: dict[str, Any] = {
+            "threshold": 0.999,
+            "backend": "local",
+            "code_path": "ml_code",
+            "state_dir": str(Path(tmp) / "state"),
+            "cache": False,
+        }
         if quick:
             overrides.update(epochs=5, epoch_step=5, max_attempts=6)
         config = settings.resolve(overrides, None)
@@ -147,10 +159,15 @@ def sample_model(quick: bool) -> SampleRun:
         report = chain_mod.run_chain(config, REPO_ROOT, backend, say=lambda _l: None, on_line=None)
         seconds = time.perf_counter() - clock
         ledger = report.ledger
-        return SampleRun(len(ledger.attempts), ledger.total_epochs_trained(),
-                         config.epochs + (config.max_attempts - 1) * config.epoch_step, seconds,
-                         report.decision.reason, dict(ledger.attempts[-1].projection),
-                         sum(a.minutes or 0.0 for a in ledger.attempts))
+        return SampleRun(
+            len(ledger.attempts),
+            ledger.total_epochs_trained(),
+            config.epochs + (config.max_attempts - 1) * config.epoch_step,
+            seconds,
+            report.decision.reason,
+            dict(ledger.attempts[-1].projection),
+            sum(a.minutes or 0.0 for a in ledger.attempts),
+        )
 
 
 def run(quick: bool, seed: int = 0, with_model: bool = True) -> tuple[list[Chain], SampleRun | None]:
@@ -159,27 +176,40 @@ def run(quick: bool, seed: int = 0, with_model: bool = True) -> tuple[list[Chain
 
 
 def markdown(results: list[Chain], model: SampleRun | None, meta: dict[str, Any]) -> str:
-    lines = [f"Measured {meta['finished']} with `{meta['command']}` (synthetic chains: seed {meta['seed']}, "
-             f"threshold {THRESHOLD}, budget 100 epochs, noise σ {NOISE}).", "",
-             "| chains | stopped on the projection | median share of the budget trained | "
-             "stopped before half | reached the threshold |",
-             "|---|---:|---:|---:|---:|"]
-    for kind, label in (("unreachable", "unreachable (plateau 0.02–0.15 below)"),
-                        ("reachable", "reachable but slow (crossing at epoch 60–95)")):
+    lines = [
+        f"Measured {meta['finished']} with `{meta['command']}` (synthetic chains: seed {meta['seed']}, "
+        f"threshold {THRESHOLD}, budget 100 epochs, noise σ {NOISE}).",
+        "",
+        "| chains | stopped on the projection | median share of the budget trained | "
+        "stopped before half | reached the threshold |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, label in (
+        ("unreachable", "unreachable (plateau 0.02–0.15 below)"),
+        ("reachable", "reachable but slow (crossing at epoch 60–95)"),
+    ):
         group = [c for c in results if c.kind == kind]
         stopped = [c for c in group if c.stopped]
         median = statistics.median(c.share for c in group)
         before_half = sum(1 for c in group if c.stopped and c.share < 0.5)
         reached = sum(1 for c in group if c.reached)
-        lines.append(f"| {label} | {len(stopped)}/{len(group)} | {median:.0%} | {before_half}/{len(group)} | "
-                     f"{reached}/{len(group)} |")
+        lines.append(
+            f"| {label} | {len(stopped)}/{len(group)} | {median:.0%} | {before_half}/{len(group)} | "
+            f"{reached}/{len(group)} |"
+        )
     if model is not None:
         p = model.projection
-        at = (f"; projected {p['projected']:.4f} at {p['at_epochs']} epochs, bound {min(p['bound'], 1):.4f}"
-              if p else "")
-        lines += ["", f"Sample model, threshold 0.999 (local backend): {model.attempts} attempts, "
-                      f"{model.epochs} of {model.budget} epochs, {model.seconds:.0f} s, "
-                      f"{'stopped on the projection' if model.stopped else 'not stopped early'}{at}."]
+        at = (
+            f"; projected {p['projected']:.4f} at {p['at_epochs']} epochs, bound {min(p['bound'], 1):.4f}"
+            if p
+            else ""
+        )
+        lines += [
+            "",
+            f"Sample model, threshold 0.999 (local backend): {model.attempts} attempts, "
+            f"{model.epochs} of {model.budget} epochs, {model.seconds:.0f} s, "
+            f"{'stopped on the projection' if model.stopped else 'not stopped early'}{at}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -198,8 +228,16 @@ def robustness(seeds: int = 8, noises: tuple[float, ...] = (0.005, 0.01, 0.02)) 
                 before_half.append(sum(1 for c in unreachable if c.stopped and c.share < 0.5))
                 false_stops += sum(1 for c in results if c.kind == "reachable" and c.stopped)
                 total += len(results) - len(unreachable)
-            rows.append({"noise": noise, "seeds": seeds, "medians": medians, "before_half": before_half,
-                         "reachable_stopped": false_stops, "reachable": total})
+            rows.append(
+                {
+                    "noise": noise,
+                    "seeds": seeds,
+                    "medians": medians,
+                    "before_half": before_half,
+                    "reachable_stopped": false_stops,
+                    "reachable": total,
+                }
+            )
     finally:
         NOISE = saved
     return rows
@@ -209,14 +247,21 @@ def robustness_markdown(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     seeds = rows[0]["seeds"]
-    lines = ["", f"Over {seeds} draws (seeds 0–{seeds - 1}) of 20 + 20 chains each:", "",
-             "| noise σ | unreachable: median share trained (worst draw) | stopped before half "
-             "(worst draw) | reachable chains stopped |", "|---:|---:|---:|---:|"]
+    lines = [
+        "",
+        f"Over {seeds} draws (seeds 0–{seeds - 1}) of 20 + 20 chains each:",
+        "",
+        "| noise σ | unreachable: median share trained (worst draw) | stopped before half "
+        "(worst draw) | reachable chains stopped |",
+        "|---:|---:|---:|---:|",
+    ]
     for row in rows:
         medians = row["medians"]
-        lines.append(f"| {row['noise']} | {statistics.median(medians):.0%} ({max(medians):.0%}) | "
-                     f"{statistics.median(row['before_half']):.0f}/20 ({min(row['before_half'])}/20) | "
-                     f"{row['reachable_stopped']}/{row['reachable']} |")
+        lines.append(
+            f"| {row['noise']} | {statistics.median(medians):.0%} ({max(medians):.0%}) | "
+            f"{statistics.median(row['before_half']):.0f}/20 ({min(row['before_half'])}/20) | "
+            f"{row['reachable_stopped']}/{row['reachable']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -240,7 +285,9 @@ if __name__ == "__main__":  # python scripts/bench_hopeless.py: the synthetic pa
     sys.path.insert(0, str(REPO_ROOT / "action"))
     found, _ = run(quick=False, with_model=False)
     for c in found:
-        print(f"{c.kind:12} plateau {c.plateau:.3f} tau {c.tau:6.1f}: {c.attempts:2} attempts, "
-              f"{c.share:4.0%} {'STOPPED' if c.stopped else ''} {'reached' if c.reached else ''}")
+        print(
+            f"{c.kind:12} plateau {c.plateau:.3f} tau {c.tau:6.1f}: {c.attempts:2} attempts, "
+            f"{c.share:4.0%} {'STOPPED' if c.stopped else ''} {'reached' if c.reached else ''}"
+        )
     print(markdown(found, None, {"finished": "now", "command": "bench_hopeless.py", "seed": 0}))
     print("missed:", targets(found, None))

@@ -48,8 +48,9 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: issue 12's cold-runner measurements; KT_BENCH_COLD_JSON names another copy (e.g. a branch's).
-COLD_JSON = Path(os.environ.get("KT_BENCH_COLD_JSON")
-                 or REPO_ROOT / "scripts" / "bench_results" / "cold.json")
+COLD_JSON = Path(
+    os.environ.get("KT_BENCH_COLD_JSON") or REPO_ROOT / "scripts" / "bench_results" / "cold.json"
+)
 README_BEGIN = "<!-- bench-parallel:begin (scripts/bench.py --parallel --update-readme) -->"
 README_END = "<!-- bench-parallel:end -->"
 CHAIN_TIMEOUT_S = 3600.0
@@ -75,10 +76,25 @@ class Settings:
 # share most of their first trials (seed 1's trial k is seed 0's trial k + 1 while TPE starts up).
 # Twenty of them: one seed's chain one trial at a time needs 4 to 20 attempts, so five seeds (the first
 # table's) let a few lucky or unlucky searches decide the medians.
-FULL = Settings(threshold=0.98, epochs=3, epoch_step=3, max_attempts=60, epoch_budget=300, parallel=(1, 2, 4),
-                seeds=tuple(range(0, 2000, 100)))
-QUICK = Settings(threshold=0.5, epochs=1, epoch_step=1, max_attempts=4, epoch_budget=8, parallel=(1, 2),
-                 seeds=(0,), quick=True)
+FULL = Settings(
+    threshold=0.98,
+    epochs=3,
+    epoch_step=3,
+    max_attempts=60,
+    epoch_budget=300,
+    parallel=(1, 2, 4),
+    seeds=tuple(range(0, 2000, 100)),
+)
+QUICK = Settings(
+    threshold=0.5,
+    epochs=1,
+    epoch_step=1,
+    max_attempts=4,
+    epoch_budget=8,
+    parallel=(1, 2),
+    seeds=(0,),
+    quick=True,
+)
 
 
 @dataclass
@@ -98,15 +114,25 @@ def log(message: str) -> None:
 
 
 def chain_config(settings: Settings, space: dict[str, Any], seed: int, state: Path) -> dict[str, Any]:
-    return {"threshold": settings.threshold, "epochs": settings.epochs, "epoch_step": settings.epoch_step,
-            "max_attempts": settings.max_attempts, "max_epochs_total": settings.epoch_budget,
-            "code_path": "ml_code", "train_command": "python nn.py", "backend": "local",
-            "strategy": "search", "hyperparameters": {}, "state_dir": str(state),
-            "search": {"sampler": "tpe", "seed": seed, "space": space}}
+    return {
+        "threshold": settings.threshold,
+        "epochs": settings.epochs,
+        "epoch_step": settings.epoch_step,
+        "max_attempts": settings.max_attempts,
+        "max_epochs_total": settings.epoch_budget,
+        "code_path": "ml_code",
+        "train_command": "python nn.py",
+        "backend": "local",
+        "strategy": "search",
+        "hyperparameters": {},
+        "state_dir": str(state),
+        "search": {"sampler": "tpe", "seed": seed, "space": space},
+    }
 
 
-def run_chain(settings: Settings, space: dict[str, Any], parallel: int, seed: int, *,
-              in_rounds: bool = False) -> Chain:
+def run_chain(
+    settings: Settings, space: dict[str, Any], parallel: int, seed: int, *, in_rounds: bool = False
+) -> Chain:
     """``keeptraining run --parallel N`` (``--in-rounds``) in its own process, timed from start to end."""
     import yaml  # noqa: PLC0415
 
@@ -118,25 +144,50 @@ def run_chain(settings: Settings, space: dict[str, Any], parallel: int, seed: in
         cfg.write_text(yaml.safe_dump(chain_config(settings, space, seed, state)), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KT_", "GITHUB_"))}
         start = time.perf_counter()
-        command = [sys.executable, "-m", "keeptraining", "run", "--repo", str(REPO_ROOT),
-                   "--config", str(cfg), "--parallel", str(parallel), *(["--in-rounds"] if in_rounds else [])]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CHAIN_TIMEOUT_S,
-                              check=False)
+        command = [
+            sys.executable,
+            "-m",
+            "keeptraining",
+            "run",
+            "--repo",
+            str(REPO_ROOT),
+            "--config",
+            str(cfg),
+            "--parallel",
+            str(parallel),
+            *(["--in-rounds"] if in_rounds else []),
+        ]
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=CHAIN_TIMEOUT_S, check=False
+        )
         wall = time.perf_counter() - start
         if done.returncode not in (0, 3):
-            raise RuntimeError(f"parallel {parallel} seed {seed}: keeptraining run failed "
-                               f"({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+            raise RuntimeError(
+                f"parallel {parallel} seed {seed}: keeptraining run failed "
+                f"({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+            )
         book = ledger.load(state)
     rounds: dict[int, list[dict[str, float]]] = {}
     for a in book.attempts:
         rounds.setdefault(a.round or a.attempt, []).append(
-            {"epochs": a.epochs_trained, "seconds": a.duration_s, "failed": a.outcome == "failed"})
+            {"epochs": a.epochs_trained, "seconds": a.duration_s, "failed": a.outcome == "failed"}
+        )
     reached = any(a.outcome == "reached" for a in book.attempts)
     trained = book.total_epochs_trained()
-    log(f"  parallel {parallel} seed {seed}: {'reached' if reached else 'not reached'} after "
-        f"{len(book.attempts)} attempts in {len(rounds)} rounds, {trained} epochs, {wall:.1f} s")
-    return Chain(parallel, seed, reached, wall, trained, trained if reached else None, len(book.attempts),
-                 [rounds[k] for k in sorted(rounds)])
+    log(
+        f"  parallel {parallel} seed {seed}: {'reached' if reached else 'not reached'} after "
+        f"{len(book.attempts)} attempts in {len(rounds)} rounds, {trained} epochs, {wall:.1f} s"
+    )
+    return Chain(
+        parallel,
+        seed,
+        reached,
+        wall,
+        trained,
+        trained if reached else None,
+        len(book.attempts),
+        [rounds[k] for k in sorted(rounds)],
+    )
 
 
 # --------------------------------------------------------------------------- the GitHub model
@@ -144,8 +195,14 @@ def run_chain(settings: Settings, space: dict[str, Any], parallel: int, seed: in
 
 def fit_training(chains: list[Chain]) -> tuple[float, float]:
     """Seconds a trial takes alone: a + b x epochs, least squares over the parallel-1 attempts."""
-    points = [(t["epochs"], t["seconds"]) for c in chains if c.parallel == 1 for r in c.rounds for t in r
-              if not t["failed"]]
+    points = [
+        (t["epochs"], t["seconds"])
+        for c in chains
+        if c.parallel == 1
+        for r in c.rounds
+        for t in r
+        if not t["failed"]
+    ]
     if len(points) < 2 or len({x for x, _ in points}) < 2:
         mean = statistics.fmean(s for _, s in points) if points else 0.0
         return mean, 0.0
@@ -166,8 +223,9 @@ def modelled_wall(chain: Chain, fit: tuple[float, float], costs: dict[str, float
     return total
 
 
-def github_chains(chains: list[Chain], out: Path, settings: Settings,
-                  in_rounds: bool) -> tuple[list[Chain], str]:
+def github_chains(
+    chains: list[Chain], out: Path, settings: Settings, in_rounds: bool
+) -> tuple[list[Chain], str]:
     """The rounds a GitHub chain trains for each (parallel, seed), and where they come from: the local
     chains themselves when they ran in rounds; else ``parallel-search.json`` in ``out``
     (``--search-rounds``: the same planner and settings), when it covers these seeds; else none."""
@@ -178,16 +236,27 @@ def github_chains(chains: list[Chain], out: Path, settings: Settings,
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return [], ""
-    if raw.get("meta", {}).get("settings") != json.loads(json.dumps(asdict(settings))) or \
-            not set(settings.seeds) <= set(raw["meta"].get("seeds", [])):
+    if raw.get("meta", {}).get("settings") != json.loads(json.dumps(asdict(settings))) or not set(
+        settings.seeds
+    ) <= set(raw["meta"].get("seeds", [])):
         log(f"  {path} is from other settings or seeds: no GitHub model")
         return [], ""
     found = []
     for c in raw["chains"]:
         if c["seed"] in settings.seeds and c["parallel"] in settings.parallel:
             rounds = [[{"epochs": e, "seconds": 0.0, "failed": False} for e in r] for r in c["round_epochs"]]
-            found.append(Chain(c["parallel"], c["seed"], c["reached"], 0.0, c["epochs_trained"], None,
-                               c["attempts"], rounds))
+            found.append(
+                Chain(
+                    c["parallel"],
+                    c["seed"],
+                    c["reached"],
+                    0.0,
+                    c["epochs_trained"],
+                    None,
+                    c["attempts"],
+                    rounds,
+                )
+            )
     return found, f"`--search-rounds` for the same seeds ({raw['meta']['finished']})"
 
 
@@ -206,22 +275,32 @@ def costs_from_cold(path: Path) -> dict[str, Any] | None:
         parts = job["parts"]
         steps = ("install", "checkout", "restore", "dispatch", "upload", "other")
         merge = sum(parts.get(k, 0.0) for k in steps)
-        scenarios[name] = {"attempt": job["fixed_s"], "trial": job["fixed_s"] - parts.get("dispatch", 0.0),
-                           "merge": merge + parts.get("restore", 0.0)}  # the merge downloads the trials too
+        scenarios[name] = {
+            "attempt": job["fixed_s"],
+            "trial": job["fixed_s"] - parts.get("dispatch", 0.0),
+            "merge": merge + parts.get("restore", 0.0),
+        }  # the merge downloads the trials too
     if not scenarios:
         return None
-    return {"source": f"{path.name} (issue 12: an attempt 2+ step by step: install, checkout, restore, "
-                      "image, dispatch, upload; a trial job has no dispatch, a merge job no image and no "
-                      "training)",
-            "scenarios": scenarios}
+    return {
+        "source": f"{path.name} (issue 12: an attempt 2+ step by step: install, checkout, restore, "
+        "image, dispatch, upload; a trial job has no dispatch, a merge job no image and no "
+        "training)",
+        "scenarios": scenarios,
+    }
 
 
-_STEP = re.compile(r"^\[(?P<job>[^\]]*)\]\s+(?:✅\s+Success|❌\s+Failure) - (?:Main|Post|Pre) (?P<name>.+?) "
-                   r"\[(?P<duration>[^\]]+)\]\s*$")
+_STEP = re.compile(
+    r"^\[(?P<job>[^\]]*)\]\s+(?:✅\s+Success|❌\s+Failure) - (?:Main|Post|Pre) (?P<name>.+?) "
+    r"\[(?P<duration>[^\]]+)\]\s*$"
+)
 # The jobs' own steps (README's workflows and the reusable one); act also times the action's inner steps,
 # which these include.
-TOP_STEPS = ("Train this trial", "Merge the trials, decide, dispatch the next round",
-             "Train, check the threshold, dispatch the next attempt")
+TOP_STEPS = (
+    "Train this trial",
+    "Merge the trials, decide, dispatch the next round",
+    "Train, check the threshold, dispatch the next attempt",
+)
 
 
 def go_duration(text: str) -> float:
@@ -258,18 +337,26 @@ def costs_from_act(work: Path) -> dict[str, Any]:
     from services.github_box import GitHubBox  # noqa: PLC0415
 
     script = (REPO_ROOT / "tests" / "fixtures" / "fake_search_train.py").read_text()
-    config = ("epochs: 20\nmax_attempts: 2\nstrategy: search\nbackend: local\nsearch:\n  seed: 1\n  space:\n"
-              "    learning_rate: {type: float, low: 0.02, high: 0.045, log: true}\n")
+    config = (
+        "epochs: 20\nmax_attempts: 2\nstrategy: search\nbackend: local\nsearch:\n  seed: 1\n  space:\n"
+        "    learning_rate: {type: float, low: 0.02, high: 0.045, log: true}\n"
+    )
     action = keeptraining_action(work / "keeptraining")
     warm_tool_cache(work / "keeptraining")
     measured: dict[str, float] = {}
     for kind, section in (("parallel", "### Parallel trials"), ("serial", "## Use it in your repository")):
-        repo = consumer_repo(work / kind, "unused", workflow=readme_workflow(section), script=script,
-                             config=config + ("parallel: 2\n" if kind == "parallel" else ""))
+        repo = consumer_repo(
+            work / kind,
+            "unused",
+            workflow=readme_workflow(section),
+            script=script,
+            config=config + ("parallel: 2\n" if kind == "parallel" else ""),
+        )
         init_repo(repo, "acme/bench")
         token = "ghs_benchParallelToken0123456789"  # noqa: S105 - GitHub in a box's token
-        with GitHubBox(repo, work / f"box-{kind}", "acme/bench", token, CT_WORKFLOW,
-                       called_roots=list(action.values())) as box:
+        with GitHubBox(
+            repo, work / f"box-{kind}", "acme/bench", token, CT_WORKFLOW, called_roots=list(action.values())
+        ) as box:
             runner = ActChain(repo, box, work, secrets={"GITHUB_TOKEN": token}, local_actions=action)
             runner.push()
             run = runner.step()
@@ -279,15 +366,20 @@ def costs_from_act(work: Path) -> dict[str, Any]:
             book = _state_ledger(box, run.run_id)
         trained = {(a.get("runner") or {}).get("slot", 1): a["duration_s"] for a in book["attempts"]}
         if kind == "parallel":
-            trials = [s - trained[int(name.split()[1].split("-")[0])] for name, s in seconds.items()
-                      if name.startswith("Trial ")]
+            trials = [
+                s - trained[int(name.split()[1].split("-")[0])]
+                for name, s in seconds.items()
+                if name.startswith("Trial ")
+            ]
             measured["trial"] = max(trials)
             measured["merge"] = next(s for name, s in seconds.items() if name.startswith("Merge"))
         else:
             measured["attempt"] = sum(seconds.values()) - trained[1]
-    return {"source": "act on this machine (GitHub in a box, local backend, warm tool cache, a stand-in "
-                      "script; act's own job set-up not timed): a lower bound",
-            "scenarios": {"act": measured}}
+    return {
+        "source": "act on this machine (GitHub in a box, local backend, warm tool cache, a stand-in "
+        "script; act's own job set-up not timed): a lower bound",
+        "scenarios": {"act": measured},
+    }
 
 
 def _state_ledger(box: Any, run_id: int) -> dict[str, Any]:
@@ -329,25 +421,42 @@ def sooner(chains: list[Chain], alone: dict[int, float]) -> str:
     return f"{sum(c.reached and c.wall_s < alone[c.seed] for c in paired)}/{len(paired)}"
 
 
-def markdown(chains: list[Chain], settings: Settings, fit: tuple[float, float], costs: dict[str, Any] | None,
-             meta: dict[str, Any], github: list[Chain], github_source: str) -> str:
+def markdown(
+    chains: list[Chain],
+    settings: Settings,
+    fit: tuple[float, float],
+    costs: dict[str, Any] | None,
+    meta: dict[str, Any],
+    github: list[Chain],
+    github_source: str,
+) -> str:
     m = meta["machine"]
-    how = ("round after round (`--in-rounds`, as on GitHub)" if meta.get("in_rounds")
-           else "each slot starting the next trial as soon as it is free")
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, TensorFlow "
-             f"{m.get('tensorflow', '?')}; {meta['finished']} ({meta['wall_s'] / 60:.1f} min).", "",
-             f"Command: `{meta['command']}`", "",
-             f"Sample model on digits, threshold {settings.threshold:g}, the search space of the table "
-             f"above (TPE + successive halving), {settings.epochs} epochs per new trial, "
-             f"+{settings.epoch_step} per promotion, at most {settings.max_attempts} attempts and "
-             f"{settings.epoch_budget} epochs; local backend, each trial its own process, {how}; median over "
-             f"{seed_list(settings.seeds)} [min–max], and the mean; \"sooner\": the seeds whose chain "
-             "ended sooner than the same seed's chain one trial at a time.", ""]
+    how = (
+        "round after round (`--in-rounds`, as on GitHub)"
+        if meta.get("in_rounds")
+        else "each slot starting the next trial as soon as it is free"
+    )
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, TensorFlow "
+        f"{m.get('tensorflow', '?')}; {meta['finished']} ({meta['wall_s'] / 60:.1f} min).",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        f"Sample model on digits, threshold {settings.threshold:g}, the search space of the table "
+        f"above (TPE + successive halving), {settings.epochs} epochs per new trial, "
+        f"+{settings.epoch_step} per promotion, at most {settings.max_attempts} attempts and "
+        f"{settings.epoch_budget} epochs; local backend, each trial its own process, {how}; median over "
+        f'{seed_list(settings.seeds)} [min–max], and the mean; "sooner": the seeds whose chain '
+        "ended sooner than the same seed's chain one trial at a time.",
+        "",
+    ]
     scenarios = costs["scenarios"] if costs and github else {}
-    header = ("| parallel | reached | wall s to the end (this machine) | mean wall s "
-              "| sooner than parallel 1 (seeds) | epochs to threshold | epochs trained | attempts |"
-              + (" rounds on GitHub |" if github else "")
-              + "".join(f" GitHub wall s, {n} (model) |" for n in scenarios))
+    header = (
+        "| parallel | reached | wall s to the end (this machine) | mean wall s "
+        "| sooner than parallel 1 (seeds) | epochs to threshold | epochs trained | attempts |"
+        + (" rounds on GitHub |" if github else "")
+        + "".join(f" GitHub wall s, {n} (model) |" for n in scenarios)
+    )
     lines += [header, "|" + " ---: |" * (8 + bool(github) + len(scenarios))]
     alone = {c.seed: c.wall_s for c in chains if c.parallel == 1}
     for parallel in settings.parallel:
@@ -355,11 +464,13 @@ def markdown(chains: list[Chain], settings: Settings, fit: tuple[float, float], 
         if not mine:
             continue
         to = [float(c.epochs_to_threshold) for c in mine if c.epochs_to_threshold is not None]
-        row = (f"| {parallel} | {sum(c.reached for c in mine)}/{len(mine)} | "
-               f"{_median([c.wall_s for c in mine])} | {statistics.fmean(c.wall_s for c in mine):.1f} | "
-               f"{sooner(mine, alone)} | {_median(to) if to else 'not reached'} | "
-               f"{_median([float(c.epochs_trained) for c in mine])} | "
-               f"{_median([float(c.attempts) for c in mine])} |")
+        row = (
+            f"| {parallel} | {sum(c.reached for c in mine)}/{len(mine)} | "
+            f"{_median([c.wall_s for c in mine])} | {statistics.fmean(c.wall_s for c in mine):.1f} | "
+            f"{sooner(mine, alone)} | {_median(to) if to else 'not reached'} | "
+            f"{_median([float(c.epochs_trained) for c in mine])} | "
+            f"{_median([float(c.attempts) for c in mine])} |"
+        )
         on_github = [c for c in github if c.parallel == parallel]
         if github:
             row += f" {_median([float(len(c.rounds)) for c in on_github])} |"
@@ -367,29 +478,51 @@ def markdown(chains: list[Chain], settings: Settings, fit: tuple[float, float], 
             row += f" {_median([modelled_wall(c, fit, job_costs) for c in on_github])} |"
         lines.append(row)
     if costs and github:
-        fixed = "; ".join(f"{name}: an attempt job {c['attempt']:.1f} s, a trial job {c['trial']:.1f} s, the "
-                          f"merge job {c['merge']:.1f} s" for name, c in scenarios.items())
-        lines += ["", "GitHub model: a GitHub chain trains round after round, the rounds from "
-                  f"{github_source}; a trial alone trains in {fit[0]:.1f} s + {fit[1]:.2f} s per epoch "
-                  f"(fitted to the parallel-1 attempts); fixed costs (every step but the training) of "
-                  f"{fixed}; from {costs['source']}."]
+        fixed = "; ".join(
+            f"{name}: an attempt job {c['attempt']:.1f} s, a trial job {c['trial']:.1f} s, the "
+            f"merge job {c['merge']:.1f} s"
+            for name, c in scenarios.items()
+        )
+        lines += [
+            "",
+            "GitHub model: a GitHub chain trains round after round, the rounds from "
+            f"{github_source}; a trial alone trains in {fit[0]:.1f} s + {fit[1]:.2f} s per epoch "
+            f"(fitted to the parallel-1 attempts); fixed costs (every step but the training) of "
+            f"{fixed}; from {costs['source']}.",
+        ]
     elif not github:
-        lines += ["", "No GitHub model: it takes GitHub's rounds from `--search-rounds` (run it first, into "
-                  "the same `--out`) or from `--in-rounds` chains."]
+        lines += [
+            "",
+            "No GitHub model: it takes GitHub's rounds from `--search-rounds` (run it first, into "
+            "the same `--out`) or from `--in-rounds` chains.",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def main(quick: bool, out: Path, command: str, machine: dict[str, Any], space: dict[str, Any],
-         update_readme: Any, *, measure_act: bool = True, in_rounds: bool = False) -> int:
+def main(
+    quick: bool,
+    out: Path,
+    command: str,
+    machine: dict[str, Any],
+    space: dict[str, Any],
+    update_readme: Any,
+    *,
+    measure_act: bool = True,
+    in_rounds: bool = False,
+) -> int:
     settings = QUICK if quick else FULL
     out.mkdir(parents=True, exist_ok=True)
     clock = time.perf_counter()
     log(f"keeptraining parallel benchmark ({'quick' if quick else 'full'}); results to {out}")
     # TensorFlow's first import after a while reads it all from disk: not a cost of the first chain.
-    subprocess.run([sys.executable, "-c", "import keras, tensorflow"], capture_output=True, check=False,
-                   timeout=600)
-    chains = [run_chain(settings, space, parallel, seed, in_rounds=in_rounds)
-              for seed in settings.seeds for parallel in settings.parallel]
+    subprocess.run(
+        [sys.executable, "-c", "import keras, tensorflow"], capture_output=True, check=False, timeout=600
+    )
+    chains = [
+        run_chain(settings, space, parallel, seed, in_rounds=in_rounds)
+        for seed in settings.seeds
+        for parallel in settings.parallel
+    ]
     github, github_source = github_chains(chains, out, settings, in_rounds)
     fit = fit_training(chains)
     costs = costs_from_cold(COLD_JSON)
@@ -397,14 +530,23 @@ def main(quick: bool, out: Path, command: str, machine: dict[str, Any], space: d
         log("  no cold-runner measurements (scripts/bench_results/cold.json): measuring the jobs under act")
         with tempfile.TemporaryDirectory(prefix="kt-bench-parallel-act-") as tmp:
             costs = costs_from_act(Path(tmp))
-    meta = {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "wall_s": time.perf_counter() - clock, "machine": machine, "settings": asdict(settings),
-            "training_fit": {"a": fit[0], "b": fit[1]}, "job_costs": costs, "in_rounds": in_rounds,
-            "github_rounds": github_source}
+    meta = {
+        "command": command,
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "wall_s": time.perf_counter() - clock,
+        "machine": machine,
+        "settings": asdict(settings),
+        "training_fit": {"a": fit[0], "b": fit[1]},
+        "job_costs": costs,
+        "in_rounds": in_rounds,
+        "github_rounds": github_source,
+    }
     text = markdown(chains, settings, fit, costs, meta, github, github_source)
     (out / "parallel.md").write_text("# keeptraining: parallel trials\n\n" + text, encoding="utf-8")
-    modelled = {name: {f"{c.parallel}-{c.seed}": modelled_wall(c, fit, job_costs) for c in github}
-                for name, job_costs in (costs or {}).get("scenarios", {}).items()}
+    modelled = {
+        name: {f"{c.parallel}-{c.seed}": modelled_wall(c, fit, job_costs) for c in github}
+        for name, job_costs in (costs or {}).get("scenarios", {}).items()
+    }
     raw = {"meta": meta, "chains": [asdict(c) for c in chains], "github_wall_s": modelled}
     (out / "parallel.json").write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
     if update_readme is not None:

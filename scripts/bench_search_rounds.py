@@ -94,21 +94,43 @@ def search_chain(settings: Any, space: dict[str, Any], parallel: int, seed: int,
         for k, job in enumerate(jobs):
             plan = job.plan(first + k)
             out = state / f"attempt-{plan.attempt:03d}"
-            resumed = f"attempt-{plan.resume_from.attempt:03d}/{plan.resume_from.checkpoint}" \
-                if plan.resume_from is not None and plan.resume_from.checkpoint else None
-            _train(nn, {**step.contract_env(cfg, plan, job.params),
-                        **kt_env.paths(str(out), str(state / resumed) if resumed else "")})
+            resumed = (
+                f"attempt-{plan.resume_from.attempt:03d}/{plan.resume_from.checkpoint}"
+                if plan.resume_from is not None and plan.resume_from.checkpoint
+                else None
+            )
+            _train(
+                nn,
+                {
+                    **step.contract_env(cfg, plan, job.params),
+                    **kt_env.paths(str(out), str(state / resumed) if resumed else ""),
+                },
+            )
             record = step.new_record(cfg, plan, "local", resumed_from=resumed, job=job)
-            step.fill_from_result(record, TrainResult(exit_code=0, duration=0.0, output=""), out, cfg, plan,
-                                  lambda _line: None, book.last)
+            step.fill_from_result(
+                record,
+                TrainResult(exit_code=0, duration=0.0, output=""),
+                out,
+                cfg,
+                plan,
+                lambda _line: None,
+                book.last,
+            )
             record.round = round_no if parallel > 1 else None
             records.append(record)
         book.attempts.extend(records)
         round_epochs.append([r.epochs_trained for r in records])
         verdict = rounds.decide(cfg, book, records) if parallel > 1 else search.decide(cfg, book)
         if verdict.kind != strategy.CONTINUE:
-            return SearchChain(parallel, seed, any(r.outcome == REACHED for r in book.attempts),
-                               len(book.attempts), round_no, book.total_epochs_trained(), round_epochs)
+            return SearchChain(
+                parallel,
+                seed,
+                any(r.outcome == REACHED for r in book.attempts),
+                len(book.attempts),
+                round_no,
+                book.total_epochs_trained(),
+                round_epochs,
+            )
 
 
 def _worker(task: tuple[Any, dict[str, Any], int, int, str]) -> SearchChain:
@@ -120,49 +142,71 @@ def _median(values: list[int]) -> str:
     return f"{statistics.median(values):g} [{min(values)}–{max(values)}]" if values else "-"
 
 
-def markdown(chains: list[SearchChain], parallel: tuple[int, ...], seeds: list[int],
-             meta: dict[str, Any]) -> str:
-    lines = [f"{meta['finished']} ({meta['wall_s'] / 60:.1f} min). Command: `{meta['command']}`", "",
-             f"The real planner and the sample model (trained in one process, so not timed), threshold "
-             f"{meta['settings']['threshold']:g}, {len(seeds)} seeds ({seeds[0]}, …, {seeds[-1]}); median "
-             "[min–max]. A round of N costs about as much wall time as one trial alone only when N trials "
-             "fit the machine at once (N runners on GitHub; N cores here).", "",
-             "| parallel | reached | attempts | rounds | mean rounds "
-             "| fewer rounds than attempts one at a time |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+def markdown(
+    chains: list[SearchChain], parallel: tuple[int, ...], seeds: list[int], meta: dict[str, Any]
+) -> str:
+    lines = [
+        f"{meta['finished']} ({meta['wall_s'] / 60:.1f} min). Command: `{meta['command']}`",
+        "",
+        f"The real planner and the sample model (trained in one process, so not timed), threshold "
+        f"{meta['settings']['threshold']:g}, {len(seeds)} seeds ({seeds[0]}, …, {seeds[-1]}); median "
+        "[min–max]. A round of N costs about as much wall time as one trial alone only when N trials "
+        "fit the machine at once (N runners on GitHub; N cores here).",
+        "",
+        "| parallel | reached | attempts | rounds | mean rounds | fewer rounds than attempts one at a time |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     alone = {c.seed: c.attempts for c in chains if c.parallel == 1}
     for width in parallel:
         mine = [c for c in chains if c.parallel == width]
         fewer = "-" if width == 1 else f"{sum(c.rounds < alone.get(c.seed, 0) for c in mine)}/{len(mine)}"
-        lines.append(f"| {width} | {sum(c.reached for c in mine)}/{len(mine)} | "
-                     f"{_median([c.attempts for c in mine])} | {_median([c.rounds for c in mine])} | "
-                     f"{statistics.fmean(c.rounds for c in mine):.1f} | {fewer} |")
+        lines.append(
+            f"| {width} | {sum(c.reached for c in mine)}/{len(mine)} | "
+            f"{_median([c.attempts for c in mine])} | {_median([c.rounds for c in mine])} | "
+            f"{statistics.fmean(c.rounds for c in mine):.1f} | {fewer} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def main(settings: Any, space: dict[str, Any], parallel: tuple[int, ...], seeds: list[int],
-         out: Path, command: str) -> str:
+def main(
+    settings: Any, space: dict[str, Any], parallel: tuple[int, ...], seeds: list[int], out: Path, command: str
+) -> str:
     """Every (parallel, seed) chain, spread over the cores; writes parallel-search.md and .json."""
     out.mkdir(parents=True, exist_ok=True)
     clock = time.perf_counter()
-    print(f"keeptraining search rounds: parallel {', '.join(map(str, parallel))}, {len(seeds)} seeds; "
-          f"results to {out}", file=sys.stderr, flush=True)
+    print(
+        f"keeptraining search rounds: parallel {', '.join(map(str, parallel))}, {len(seeds)} seeds; "
+        f"results to {out}",
+        file=sys.stderr,
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="kt-bench-search-rounds-") as work:
         tasks = [(settings, space, width, seed, work) for seed in seeds for width in parallel]
         workers = min(len(tasks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
         with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
             chains = []
             for chain in pool.map(_worker, tasks):
-                print(f"  parallel {chain.parallel} seed {chain.seed}: {chain.attempts} attempts, "
-                      f"{chain.rounds} rounds", file=sys.stderr, flush=True)
+                print(
+                    f"  parallel {chain.parallel} seed {chain.seed}: {chain.attempts} attempts, "
+                    f"{chain.rounds} rounds",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 chains.append(chain)
-    meta = {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "wall_s": time.perf_counter() - clock, "settings": asdict(settings), "parallel": list(parallel),
-            "seeds": seeds}
+    meta = {
+        "command": command,
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "wall_s": time.perf_counter() - clock,
+        "settings": asdict(settings),
+        "parallel": list(parallel),
+        "seeds": seeds,
+    }
     text = markdown(chains, parallel, seeds, meta)
-    (out / "parallel-search.md").write_text("# keeptraining: what batching costs the search\n\n" + text,
-                                            encoding="utf-8")
+    (out / "parallel-search.md").write_text(
+        "# keeptraining: what batching costs the search\n\n" + text, encoding="utf-8"
+    )
     (out / "parallel-search.json").write_text(
-        json.dumps({"meta": meta, "chains": [asdict(c) for c in chains]}, indent=1) + "\n", encoding="utf-8")
+        json.dumps({"meta": meta, "chains": [asdict(c) for c in chains]}, indent=1) + "\n", encoding="utf-8"
+    )
     print(text)
     return text

@@ -42,8 +42,10 @@ ROOT = Path(__file__).resolve().parent.parent
 VERSION_FILE = Path("action") / "keeptraining" / "__init__.py"
 CHANGELOG = Path("CHANGELOG.md")
 #: The reusable workflows whose action references the release pins.
-REUSABLE = (Path(".github") / "workflows" / "keeptraining.yml",
-            Path(".github") / "workflows" / "parallel-training.yml")
+REUSABLE = (
+    Path(".github") / "workflows" / "keeptraining.yml",
+    Path(".github") / "workflows" / "parallel-training.yml",
+)
 #: How they name the action on the default branch (README's placeholder owner and major tag).
 PLACEHOLDER = "OWNER/keeptraining/action@v1"
 #: PyGithub's pauses between two requests and two writes (GitHub's advice against its secondary rate
@@ -53,8 +55,11 @@ SECONDS_BETWEEN_WRITES = 1.0
 _TAG = re.compile(r"v(?P<major>0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)")
 _ENTRY = re.compile(r"^## \[(?P<version>[^\]]+)\](?: - (?P<date>\S+))?[ \t]*$", re.MULTILINE)
 #: ... and its sub-actions (``OWNER/keeptraining/action/publish@v1``): the same placeholder with a path.
-_SELF_USES = re.compile(r"(?P<lead>uses:\s*)OWNER/keeptraining/action(?P<sub>(?:/[\w.-]+)*)@v1"
-                        r"(?P<tail>[ \t]*(?:#[^\n]*)?)$", re.MULTILINE)
+_SELF_USES = re.compile(
+    r"(?P<lead>uses:\s*)OWNER/keeptraining/action(?P<sub>(?:/[\w.-]+)*)@v1"
+    r"(?P<tail>[ \t]*(?:#[^\n]*)?)$",
+    re.MULTILINE,
+)
 
 
 class ReleaseError(Exception):
@@ -80,12 +85,17 @@ def package_version(root: Path = ROOT) -> str:
     """``__version__`` as written in the package (read, not imported)."""
     path = root / VERSION_FILE
     for node in ast.parse(path.read_text()).body:
-        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__version__"
-                                                 for t in node.targets)
-                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
             return node.value.value
-    raise ReleaseError(f"{VERSION_FILE} has no `__version__ = \"X.Y.Z\"`.",
-                       hint="The version is written there, once: add the line.")
+    raise ReleaseError(
+        f'{VERSION_FILE} has no `__version__ = "X.Y.Z"`.',
+        hint="The version is written there, once: add the line.",
+    )
 
 
 def changelog_notes(text: str, version: str) -> str:
@@ -93,44 +103,57 @@ def changelog_notes(text: str, version: str) -> str:
     entries = list(_ENTRY.finditer(text))
     names = [m["version"] for m in entries]
     if "Unreleased" not in names:
-        raise ReleaseError(f"{CHANGELOG} has no `## [Unreleased]` section.",
-                           hint="Keep a Changelog keeps one at the top for changes not released yet.")
+        raise ReleaseError(
+            f"{CHANGELOG} has no `## [Unreleased]` section.",
+            hint="Keep a Changelog keeps one at the top for changes not released yet.",
+        )
     released = [m for m in entries if m["version"] != "Unreleased"]
     entry = next((m for m in released if m["version"] == version), None)
     if entry is None:
-        raise ReleaseError(f"{CHANGELOG} has no entry for {version}.",
-                           hint=f"Move the [Unreleased] changes under `## [{version}] - "
-                                f"{datetime.date.today().isoformat()}`, commit, and tag that commit.")
+        raise ReleaseError(
+            f"{CHANGELOG} has no entry for {version}.",
+            hint=f"Move the [Unreleased] changes under `## [{version}] - "
+            f"{datetime.date.today().isoformat()}`, commit, and tag that commit.",
+        )
     if released[0] is not entry:
-        raise ReleaseError(f"{CHANGELOG}: {version} is not the newest entry ({released[0]['version']} is).",
-                           hint="The newest entry comes first, under [Unreleased]: release in order.")
+        raise ReleaseError(
+            f"{CHANGELOG}: {version} is not the newest entry ({released[0]['version']} is).",
+            hint="The newest entry comes first, under [Unreleased]: release in order.",
+        )
     try:
         datetime.date.fromisoformat(entry["date"] or "")
     except ValueError:
-        raise ReleaseError(f"{CHANGELOG}: the entry of {version} has no date "
-                           f"(`## [{version}] - YYYY-MM-DD`).",
-                           hint="Write the release date after the version.") from None
+        raise ReleaseError(
+            f"{CHANGELOG}: the entry of {version} has no date (`## [{version}] - YYYY-MM-DD`).",
+            hint="Write the release date after the version.",
+        ) from None
     following = next((m.start() for m in entries if m.start() > entry.start()), None)
     end = following if following is not None else len(text)
-    body = text[entry.end():end]
+    body = text[entry.end() : end]
     body = re.split(r"^\[[^\]]+\]: ", body, maxsplit=1, flags=re.MULTILINE)[0].strip()  # link references
     if not re.search(r"^\s*[-*] \S", body, re.MULTILINE):
-        raise ReleaseError(f"{CHANGELOG}: the entry of {version} lists no change.",
-                           hint="List the changes under ### Added / Changed / Fixed ... as `- ` items.")
+        raise ReleaseError(
+            f"{CHANGELOG}: the entry of {version} lists no change.",
+            hint="List the changes under ### Added / Changed / Fixed ... as `- ` items.",
+        )
     return body
 
 
 def check(tag: str, root: Path = ROOT) -> Release:
     match = _TAG.fullmatch(tag)
     if not match:
-        raise ReleaseError(f"tag {tag!r} is not a release tag vX.Y.Z.",
-                           hint="The release workflow runs on tags such as v1.2.3.")
+        raise ReleaseError(
+            f"tag {tag!r} is not a release tag vX.Y.Z.",
+            hint="The release workflow runs on tags such as v1.2.3.",
+        )
     version = tag[1:]
     written = package_version(root)
     if written != version:
-        raise ReleaseError(f"the tag is {tag}, but {VERSION_FILE} says __version__ = {written!r}.",
-                           hint=f"Set __version__ = \"{version}\" (and the CHANGELOG entry), commit, and tag "
-                                f"that commit; or tag v{written}.")
+        raise ReleaseError(
+            f"the tag is {tag}, but {VERSION_FILE} says __version__ = {written!r}.",
+            hint=f'Set __version__ = "{version}" (and the CHANGELOG entry), commit, and tag '
+            f"that commit; or tag v{written}.",
+        )
     if not (root / CHANGELOG).is_file():
         raise ReleaseError(f"{CHANGELOG} is missing.", hint="Keep a Changelog: https://keepachangelog.com")
     notes = changelog_notes((root / CHANGELOG).read_text(), version)
@@ -142,16 +165,19 @@ def rewrite(root: Path, repository: str, sha: str, version: str = "") -> dict[Pa
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repository):
         raise ReleaseError(f"repository {repository!r} is not OWNER/NAME.")
     if not re.fullmatch(r"[0-9a-f]{40}", sha):
-        raise ReleaseError(f"{sha!r} is not a full commit SHA.",
-                           hint="Pin the release's commit, 40 hex digits.")
+        raise ReleaseError(
+            f"{sha!r} is not a full commit SHA.", hint="Pin the release's commit, 40 hex digits."
+        )
     comment = f" # v{version}" if version else ""
     changed: dict[Path, str] = {}
     for relative in REUSABLE:
         text = (root / relative).read_text()
         if not any(m["sub"] == "" for m in _SELF_USES.finditer(text)):
-            raise ReleaseError(f"{relative} does not use {PLACEHOLDER}: nothing to pin to the release.",
-                               hint=f"Its action steps say `uses: {PLACEHOLDER}` on the default branch; the "
-                                    "release rewrites them.")
+            raise ReleaseError(
+                f"{relative} does not use {PLACEHOLDER}: nothing to pin to the release.",
+                hint=f"Its action steps say `uses: {PLACEHOLDER}` on the default branch; the "
+                "release rewrites them.",
+            )
         pinned = lambda m: f"{m['lead']}{repository}/action{m['sub']}@{sha}{comment}"  # noqa: E731
         changed[relative] = _SELF_USES.sub(pinned, text)
     return changed
@@ -167,28 +193,40 @@ def publish(tag: str, env: Mapping[str, str], root: Path = ROOT, say: Callable[[
     token, repository = env.get("GITHUB_TOKEN", ""), env.get("GITHUB_REPOSITORY", "")
     tagged = env.get("GITHUB_SHA", "")
     if not token:
-        raise ReleaseError("GITHUB_TOKEN is not set.",
-                           hint="Pass the job's token (contents: write): env: GITHUB_TOKEN: "
-                                "${{ github.token }}.")
+        raise ReleaseError(
+            "GITHUB_TOKEN is not set.",
+            hint="Pass the job's token (contents: write): env: GITHUB_TOKEN: ${{ github.token }}.",
+        )
     files = rewrite(root, repository, tagged, release.version)
-    gh = Github(auth=Auth.Token(token), base_url=env.get("GITHUB_API_URL") or "https://api.github.com",
-                retry=None, seconds_between_requests=SECONDS_BETWEEN_REQUESTS,
-                seconds_between_writes=SECONDS_BETWEEN_WRITES)
+    gh = Github(
+        auth=Auth.Token(token),
+        base_url=env.get("GITHUB_API_URL") or "https://api.github.com",
+        retry=None,
+        seconds_between_requests=SECONDS_BETWEEN_REQUESTS,
+        seconds_between_writes=SECONDS_BETWEEN_WRITES,
+    )
     repo = gh.get_repo(repository)
     commit_sha = _release_commit(repo, release, files, repository, tagged, say)
     published = _published_release(repo, release, commit_sha, say)
     _move_major_tag(repo, f"v{release.major}", commit_sha, say)
     if published.raw_data.get("immutable") is not True:
-        raise ReleaseError(f"the release {tag} is published but not immutable: its tag and files can still "
-                           "be changed.",
-                           hint="Turn on Settings -> General -> Releases -> \"Enable release immutability\" "
-                                "for the next releases (a published release does not become immutable "
-                                "afterwards).")
+        raise ReleaseError(
+            f"the release {tag} is published but not immutable: its tag and files can still be changed.",
+            hint='Turn on Settings -> General -> Releases -> "Enable release immutability" '
+            "for the next releases (a published release does not become immutable "
+            "afterwards).",
+        )
     return 0
 
 
-def _release_commit(repo: Any, release: Release, files: Mapping[Path, str], repository: str, tagged: str,
-                    say: Callable[[str], None]) -> str:
+def _release_commit(
+    repo: Any,
+    release: Release,
+    files: Mapping[Path, str],
+    repository: str,
+    tagged: str,
+    say: Callable[[str], None],
+) -> str:
     """The release commit (made, or found on a re-run), with the tag moved to it."""
     from github import InputGitTreeElement  # noqa: PLC0415
 
@@ -199,21 +237,29 @@ def _release_commit(repo: Any, release: Release, files: Mapping[Path, str], repo
         target = repo.get_git_tag(target).object.sha
     if target == tagged:
         base = repo.get_git_commit(tagged)
-        elements = [InputGitTreeElement(path.as_posix(), "100644", "blob", content=text)
-                    for path, text in files.items()]
+        elements = [
+            InputGitTreeElement(path.as_posix(), "100644", "blob", content=text)
+            for path, text in files.items()
+        ]
         tree = repo.create_git_tree(elements, base.tree)
-        message = (f"Release {tag}\n\nThe reusable workflows run {repository}/action@{tagged}, the "
-                   "action of this release.\n")
+        message = (
+            f"Release {tag}\n\nThe reusable workflows run {repository}/action@{tagged}, the "
+            "action of this release.\n"
+        )
         commit_sha: str = repo.create_git_commit(message, tree, [base]).sha
         tag_ref.edit(commit_sha, force=True)
-        say(f"Release commit {commit_sha}: {', '.join(p.as_posix() for p in files)} pinned to "
-            f"{repository}/action@{tagged}; {tag} moved there.")
+        say(
+            f"Release commit {commit_sha}: {', '.join(p.as_posix() for p in files)} pinned to "
+            f"{repository}/action@{tagged}; {tag} moved there."
+        )
         return commit_sha
     if [p.sha for p in repo.get_git_commit(target).parents] == [tagged]:
         say(f"{tag} already points to its release commit {target} (a re-run).")
         return str(target)
-    raise ReleaseError(f"{tag} points to {target}, neither the tagged commit {tagged} nor its release "
-                       "commit.", hint="Someone moved the tag: push the tag again on the commit to release.")
+    raise ReleaseError(
+        f"{tag} points to {target}, neither the tagged commit {tagged} nor its release commit.",
+        hint="Someone moved the tag: push the tag again on the commit to release.",
+    )
 
 
 def _published_release(repo: Any, release: Release, commit_sha: str, say: Callable[[str], None]) -> Any:
@@ -227,8 +273,9 @@ def _published_release(repo: Any, release: Release, commit_sha: str, say: Callab
     except GithubException as exc:
         if exc.status != 404:
             raise
-    draft = repo.create_git_release(release.tag, name=release.tag, message=release.notes, draft=True,
-                                    target_commitish=commit_sha)
+    draft = repo.create_git_release(
+        release.tag, name=release.tag, message=release.notes, draft=True, target_commitish=commit_sha
+    )
     published = draft.update_release(name=release.tag, message=release.notes, draft=False)
     say(f"Published the release {release.tag}: {published.html_url}")
     return published
@@ -273,8 +320,10 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ, roo
     except ReleaseError as exc:
         message = f"{exc} {exc.hint}".strip()
         in_actions = env.get("GITHUB_ACTIONS") == "true"
-        print(f"::error title=Release refused::{_escape(message)}" if in_actions else f"error: {message}",
-              file=sys.stdout if in_actions else sys.stderr)
+        print(
+            f"::error title=Release refused::{_escape(message)}" if in_actions else f"error: {message}",
+            file=sys.stdout if in_actions else sys.stderr,
+        )
         return 1
     return 0
 

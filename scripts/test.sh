@@ -10,6 +10,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== lint =="
 ruff check .
+ruff format --check .
 mypy
 lint-imports  # the package's layers (pyproject.toml, [tool.importlinter])
 zizmor --offline --persona pedantic .

@@ -28,10 +28,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # harness itself (which engine, base image, actions folder the tests use), never read by keeptraining.
 
 CLEARED_PREFIXES = ("GITHUB_", "RUNNER_", "ACTIONS_", "KT_")
-HARNESS_SETTINGS = frozenset({
-    "KT_BASE_IMAGE", "KT_IMAGE_REGISTRY", "KT_GHA_ACTIONS_DIR", "KT_REQUIRE_GHA_ACTIONS",
-    "KT_DEBIAN_MIRROR", "KT_DEBIAN_SUITE", "KT_DOCKERD_LOG", "KT_DOCKERD_WAIT", "KT_ROOTFS_PARENT",
-})
+HARNESS_SETTINGS = frozenset(
+    {
+        "KT_BASE_IMAGE",
+        "KT_IMAGE_REGISTRY",
+        "KT_GHA_ACTIONS_DIR",
+        "KT_REQUIRE_GHA_ACTIONS",
+        "KT_DEBIAN_MIRROR",
+        "KT_DEBIAN_SUITE",
+        "KT_DOCKERD_LOG",
+        "KT_DOCKERD_WAIT",
+        "KT_ROOTFS_PARENT",
+    }
+)
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +60,11 @@ SLOW_MARKERS = ("docker", "e2e", "integration")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--fast", action="store_true",
-                     help=f"run the fast tier only (-m '{FAST_TIER}'): no Docker, act or TensorFlow")
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help=f"run the fast tier only (-m '{FAST_TIER}'): no Docker, act or TensorFlow",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,8 +79,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line("FAILED: the fast tier imported TensorFlow; mark the test that needs it "
-                            "`integration`.", red=True)
+        reporter.write_line(
+            "FAILED: the fast tier imported TensorFlow; mark the test that needs it `integration`.", red=True
+        )
 
 
 # --- end fast tier ---
@@ -97,7 +110,10 @@ def docker_base_image() -> str:
     try:
         proc = subprocess.run(
             ["bash", str(DOCKER_ENGINE_SCRIPT)],
-            capture_output=True, text=True, timeout=1200, check=False,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"scripts/docker-engine.sh did not finish in {exc.timeout}s", pytrace=False)
@@ -127,8 +143,7 @@ def training_image(docker_client: docker.DockerClient, docker_base_image: str) -
     tag, built = docker_image.ensure_image(
         REPO_ROOT, "Dockerfile", docker_base_image, docker_client=docker_client
     )
-    return TrainingImage(tag=tag, base_image=docker_base_image, built=built,
-                         seconds=time.monotonic() - start)
+    return TrainingImage(tag=tag, base_image=docker_base_image, built=built, seconds=time.monotonic() - start)
 
 
 # --- end docker ---

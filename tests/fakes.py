@@ -26,6 +26,6 @@ def read_outputs(path: Path) -> dict[str, str]:
     while i < len(lines):
         name, _, delimiter = lines[i].partition("<<")
         end = lines.index(delimiter, i + 1)
-        outputs[name] = "\n".join(lines[i + 1:end])
+        outputs[name] = "\n".join(lines[i + 1 : end])
         i = end + 1
     return outputs

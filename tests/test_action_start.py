@@ -23,8 +23,13 @@ def run_start(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[s
     output = tmp_path / "output"
     output.write_text("")
     base = {k: v for k, v in os.environ.items() if k not in ("RUNNER_OS", "GITHUB_RUN_ATTEMPT")}
-    done = subprocess.run(["bash", "-e", "-c", start_step()], capture_output=True, text=True, check=False,
-                          env={**base, "GITHUB_OUTPUT": str(output), **env})
+    done = subprocess.run(
+        ["bash", "-e", "-c", start_step()],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**base, "GITHUB_OUTPUT": str(output), **env},
+    )
     outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
     return done, outputs
 
@@ -38,10 +43,13 @@ def test_the_action_stops_at_once_on_a_runner_that_is_not_linux(tmp_path: Path, 
     assert "runs-on: ubuntu-latest" in done.stdout
 
 
-@pytest.mark.parametrize(("attempt", "suffix"), [
-    ("", ""), ("1", ""), ("2", "-attempt-2"), ("17", "-attempt-17"), ("2; rm -rf /", ""), ("0", "")])
+@pytest.mark.parametrize(
+    ("attempt", "suffix"),
+    [("", ""), ("1", ""), ("2", "-attempt-2"), ("17", "-attempt-17"), ("2; rm -rf /", ""), ("0", "")],
+)
 def test_a_run_attempts_artifacts_carry_its_number_from_the_second_on(
-        tmp_path: Path, attempt: str, suffix: str) -> None:
+    tmp_path: Path, attempt: str, suffix: str
+) -> None:
     done, outputs = run_start(tmp_path, RUNNER_OS="Linux", GITHUB_RUN_ATTEMPT=attempt)
     assert done.returncode == 0, done.stderr
     assert outputs["artifact-suffix"] == suffix and outputs["started"].isdigit()

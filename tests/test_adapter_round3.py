@@ -24,9 +24,14 @@ def train(tmp_path: Path, script: str, timeout: float = 240.0, **env: str) -> tu
     (code / "train.py").write_text(textwrap.dedent(script))
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    request = TrainRequest(code_dir=code, command=["python", "train.py"], output_dir=out,
-                           env={"KT_EPOCHS": "3", "KT_INITIAL_EPOCH": "0", "KT_ADAPT": "auto", **env},
-                           timeout=timeout, adapter_dir=adapter.folder())
+    request = TrainRequest(
+        code_dir=code,
+        command=["python", "train.py"],
+        output_dir=out,
+        env={"KT_EPOCHS": "3", "KT_INITIAL_EPOCH": "0", "KT_ADAPT": "auto", **env},
+        timeout=timeout,
+        adapter_dir=adapter.folder(),
+    )
     t = time.monotonic()
     result = run_local(request)
     return result.output, result.exit_code, time.monotonic() - t
@@ -59,7 +64,8 @@ def test_a_forked_child_never_runs_the_adapters_exit_hook(tmp_path: Path) -> Non
 
 
 def test_the_environments_sitecustomize_stays_importable_under_its_name(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     other = tmp_path / "site"
     other.mkdir()
     (other / "sitecustomize.py").write_text("SETTING = 'from the environment'\n")

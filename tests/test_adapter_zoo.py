@@ -39,8 +39,14 @@ def zoo_repo(root: Path, script: str, **config: Any) -> Path:
     code.mkdir(parents=True)
     shutil.copy(ZOO / "zoo_data.py", code)
     shutil.copy(ZOO / script, code)
-    settings = {"code_path": "code", "train_command": f"python {script}", "backend": "local",
-                "threshold": 0.999, "max_attempts": 2, **config}
+    settings = {
+        "code_path": "code",
+        "train_command": f"python {script}",
+        "backend": "local",
+        "threshold": 0.999,
+        "max_attempts": 2,
+        **config,
+    }
     (root / ".keeptraining.yml").write_text(yaml.safe_dump(settings))
     return root
 
@@ -65,16 +71,24 @@ def epoch_lines(text: str) -> list[str]:
 
 def checkpoint_iterations(*paths: Path) -> list[int]:
     """The optimizer's step counter stored in each checkpoint, read back by Keras itself."""
-    code = ("import sys, keras\n"
-            "for p in sys.argv[1:]:\n"
-            "    print(int(keras.saving.load_model(p).optimizer.iterations.numpy()))\n")
-    done = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True,
-                          timeout=120, check=True)
+    code = (
+        "import sys, keras\n"
+        "for p in sys.argv[1:]:\n"
+        "    print(int(keras.saving.load_model(p).optimizer.iterations.numpy()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return [int(line) for line in done.stdout.split()]
 
 
 def test_plain_script_grows_resumes_and_reaches_the_threshold(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Hard-coded `epochs = 10`, no checkpoint code, a `Test accuracy:` print: no code change."""
     repo = zoo_repo(tmp_path, "sequential_fixed_epochs.py", threshold=0.92, max_attempts=4)
     assert run(repo) == 0
@@ -102,23 +116,36 @@ def test_plain_script_grows_resumes_and_reaches_the_threshold(
 
 
 def test_learning_rate_and_batch_size_reach_a_script_that_never_reads_them(tmp_path: Path) -> None:
-    repo = zoo_repo(tmp_path, "sequential_fixed_epochs.py", max_attempts=1, epochs=2,
-                    hyperparameters={"learning_rate": 0.05, "batch_size": 16})
+    repo = zoo_repo(
+        tmp_path,
+        "sequential_fixed_epochs.py",
+        max_attempts=1,
+        epochs=2,
+        hyperparameters={"learning_rate": 0.05, "batch_size": 16},
+    )
     assert run(repo) == 3
     (record,) = attempts(repo)
     assert record.adapter["hyperparameters"] == {"learning_rate": 0.05, "batch_size": 16}
     train_rows = math.ceil(1348 * 0.9)  # digits() keeps 1348 rows; Keras's validation_split=0.1
     steps = math.ceil(train_rows / 16)  # batches of 16, not the script's 64
     assert record.adapter["optimizer_iterations"]["end"] == 2 * steps
-    code = ("import sys, keras\n"
-            "print(float(keras.saving.load_model(sys.argv[1]).optimizer.learning_rate.numpy()))\n")
-    done = subprocess.run([sys.executable, "-c", code, str(repo / ".keeptraining/attempt-001/model.keras")],
-                          capture_output=True, text=True, timeout=120, check=True)
+    code = (
+        "import sys, keras\n"
+        "print(float(keras.saving.load_model(sys.argv[1]).optimizer.learning_rate.numpy()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(repo / ".keeptraining/attempt-001/model.keras")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert float(done.stdout) == pytest.approx(0.05)
 
 
 def test_adapt_none_stops_a_script_that_ignores_kt_epochs(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = zoo_repo(tmp_path, "sequential_fixed_epochs.py", threshold=0.99, max_attempts=5, adapt="none")
     assert run(repo) == 1
     records = attempts(repo)
@@ -134,7 +161,8 @@ def test_adapt_none_stops_a_script_that_ignores_kt_epochs(
 
 
 def test_tf_data_pipeline_through_tf_keras_trains_to_kt_epochs_in_one_run(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`from tensorflow import keras`, a tf.data pipeline and `epochs = 6` < KT_EPOCHS = 10: the
     script's one fit is one Keras run to KT_EPOCHS, never 6 epochs and then a second run."""
     repo = zoo_repo(tmp_path, "functional_tfdata.py")
@@ -151,7 +179,8 @@ def test_tf_data_pipeline_through_tf_keras_trains_to_kt_epochs_in_one_run(
 
 
 def test_own_callbacks_keep_working_and_their_early_stop_ends_the_chain(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = zoo_repo(tmp_path, "own_callbacks.py")
     assert run(repo) == 3
     captured = capsys.readouterr()
@@ -171,8 +200,7 @@ def test_warm_up_then_main_fit_is_one_timeline(tmp_path: Path, capsys: pytest.Ca
     records = attempts(repo)
     output = by_attempt(capsys.readouterr().out)
     assert epoch_lines(output[1]) == ["Epoch 1/2", "Epoch 2/2"] + [f"Epoch {i}/10" for i in range(3, 11)]
-    assert epoch_lines(output[2]) == ["Epoch 11/12", "Epoch 12/12"] + \
-        [f"Epoch {i}/20" for i in range(13, 21)]
+    assert epoch_lines(output[2]) == ["Epoch 11/12", "Epoch 12/12"] + [f"Epoch {i}/20" for i in range(13, 21)]
     assert [a.epochs_reached for a in records] == [10, 20]
     assert records[1].adapter["fit_calls"] == 2
     # The warm-up's optimizer (head only) cannot take the main optimizer's state: weights only.
@@ -198,7 +226,8 @@ def test_without_validation_or_evaluate_the_training_metric_is_used_and_said(tmp
 
 
 def test_a_percentage_print_is_no_problem_for_the_adapter_and_an_error_without_it(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     adapted = zoo_repo(tmp_path / "auto", "percent_print.py", max_attempts=1, epochs=2)
     assert run(adapted) == 3
     assert attempts(adapted)[0].metric_source == "evaluate"
@@ -209,15 +238,25 @@ def test_a_percentage_print_is_no_problem_for_the_adapter_and_an_error_without_i
 
 
 def test_a_script_that_follows_the_contract_is_left_alone(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """ml_code/nn.py: identical ledgers with adapt auto and none; the adapter says it steps aside."""
     results = {}
     for mode in ("auto", "none"):
         repo = tmp_path / mode
         shutil.copytree(ML_CODE, repo / "ml_code", ignore=shutil.ignore_patterns("__pycache__", "output"))
-        (repo / ".keeptraining.yml").write_text(yaml.safe_dump(
-            {"backend": "local", "threshold": 0.999, "epochs": 2, "epoch_step": 2, "max_attempts": 2,
-             "adapt": mode}))
+        (repo / ".keeptraining.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "backend": "local",
+                    "threshold": 0.999,
+                    "epochs": 2,
+                    "epoch_step": 2,
+                    "max_attempts": 2,
+                    "adapt": mode,
+                }
+            )
+        )
         assert run(repo) == 3
         out = capsys.readouterr().out
         assert ("stepping aside" in out) == (mode == "auto")
@@ -239,7 +278,8 @@ def first_attempt(tmp_path: Path, **config: Any) -> tuple[Path, bytes]:
 
 
 def test_a_crash_inside_fit_fails_the_attempt_and_keeps_the_chain(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo, checkpoint = first_attempt(tmp_path)
     shutil.copy(ZOO / "crash_in_fit.py", repo / "code")
     assert main(["attempt", "--repo", str(repo), "--train-command", "python crash_in_fit.py"]) == 1
@@ -252,7 +292,8 @@ def test_a_crash_inside_fit_fails_the_attempt_and_keeps_the_chain(
 
 @pytest.mark.parametrize("damage", ["architecture", "corrupt"])
 def test_an_unusable_checkpoint_is_reported_and_training_starts_from_scratch(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
     repo, checkpoint = first_attempt(tmp_path)
     if damage == "architecture":  # the script changed its model between two attempts
         script = repo / "code" / "sequential_fixed_epochs.py"
@@ -275,8 +316,10 @@ def test_an_unusable_checkpoint_is_reported_and_training_starts_from_scratch(
 def test_a_misspelt_adapt_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = zoo_repo(tmp_path, "sequential_fixed_epochs.py", adapt="kears")
     assert run(repo) == 2
-    assert "adapt = 'kears' is not valid; expected one of auto, keras, none (did you mean 'keras'?)" \
+    assert (
+        "adapt = 'kears' is not valid; expected one of auto, keras, none (did you mean 'keras'?)"
         in capsys.readouterr().err
+    )
     assert not (repo / ".keeptraining").exists()
 
 
@@ -288,8 +331,10 @@ def assert_resumed_with_optimizer(repo: Path, records: list[ledger.Attempt]) -> 
     for previous, current in itertools.pairwise(records):
         assert current.resumed_from == f"attempt-{previous.attempt:03d}/{previous.checkpoint}"
         assert current.adapter["resume"] == "weights and optimizer state"
-        assert current.adapter["optimizer_iterations"]["start"] == \
-            previous.adapter["optimizer_iterations"]["end"]
+        assert (
+            current.adapter["optimizer_iterations"]["start"]
+            == previous.adapter["optimizer_iterations"]["end"]
+        )
     ends = [a.adapter["optimizer_iterations"]["end"] for a in records]
     per_epoch = ends[0] // (records[0].epochs_reached or 1)
     assert ends == [per_epoch * (a.epochs_reached or 0) for a in records]
@@ -314,7 +359,8 @@ def stored_iterations(*paths: Path) -> list[int]:
 
 @pytest.mark.parametrize("script", ["subclassed.py", "custom_train_step.py"])
 def test_a_model_that_builds_its_weights_lazily_resumes_weights_and_optimizer(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], script: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], script: str
+) -> None:
     """A `keras.Model` subclass and keras-io's custom `train_step` have no weights before fit."""
     repo = zoo_repo(tmp_path, script, epochs=3, epoch_step=3)
     assert run(repo) == 3
@@ -331,7 +377,8 @@ def test_a_model_that_builds_its_weights_lazily_resumes_weights_and_optimizer(
 
 
 def test_a_script_that_fails_after_training_keeps_its_epochs_and_says_what_to_change(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """All epochs train, then a Keras 2 `.hdf5` save fails: recorded as failed, with the epochs, the
     metric and the checkpoint it saved, a message that names the Keras 3 fix, and resumable."""
     repo = zoo_repo(tmp_path, "keras2_after_fit.py", epochs=3, max_attempts=3)
@@ -340,8 +387,12 @@ def test_a_script_that_fails_after_training_keeps_its_epochs_and_says_what_to_ch
     assert "Keras 2's API under Keras 3" in err and "`.weights.h5`" in err and "tf-keras" in err
     assert "Before failing it trained and saved epoch 3" in err
     (first,) = attempts(repo)
-    assert (first.outcome, first.epochs_reached, first.epochs_trained, first.checkpoint) == \
-        ("failed", 3, 3, "model.keras")
+    assert (first.outcome, first.epochs_reached, first.epochs_trained, first.checkpoint) == (
+        "failed",
+        3,
+        3,
+        "model.keras",
+    )
     assert first.metric is not None and first.metric_source == "evaluate"
     assert (repo / ".keeptraining/attempt-001/model.keras").is_file()
     # The script is fixed; the next attempt resumes from what the failed one kept.
@@ -349,13 +400,17 @@ def test_a_script_that_fails_after_training_keeps_its_epochs_and_says_what_to_ch
     script.write_text(script.read_text().replace("digits_weights.hdf5", "digits.weights.h5"))
     assert main(["attempt", "--repo", str(repo), "--attempt", "2"]) == 0
     first, second = attempts(repo)
-    assert (second.resumed_from, second.initial_epoch, second.epochs_reached) == \
-        ("attempt-001/model.keras", 3, 13)
+    assert (second.resumed_from, second.initial_epoch, second.epochs_reached) == (
+        "attempt-001/model.keras",
+        3,
+        13,
+    )
     assert second.adapter["resume"] == "weights and optimizer state"
 
 
 def test_one_fit_is_one_keras_run_and_its_history_holds_every_epoch(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`history = model.fit(epochs=5)` with KT_EPOCHS = 6, then 12: `Epoch 1/6`, `Epoch 7/12`, one run
     each, the History the script prints holds all the attempt's epochs; a scaler's `.fit` is not
     counted."""
@@ -370,9 +425,10 @@ def test_one_fit_is_one_keras_run_and_its_history_holds_every_epoch(
     assert "History epochs: [6, 7, 8, 9, 10, 11]" in output[2]
     printed = re.search(r"^History val_accuracy: \[(.*)\]$", output[2], flags=re.MULTILINE)
     assert printed is not None
-    assert [float(v) for v in printed[1].split(", ")] == \
-        pytest.approx(json.loads((repo / ".keeptraining/attempt-002/metrics.json").read_text())
-                      ["history"]["val_accuracy"], abs=1e-4)
+    assert [float(v) for v in printed[1].split(", ")] == pytest.approx(
+        json.loads((repo / ".keeptraining/attempt-002/metrics.json").read_text())["history"]["val_accuracy"],
+        abs=1e-4,
+    )
     assert "in one run (KT_EPOCHS=6, the model has 0; the script's one model.fit call)" in output[1]
     assert "the script's one fit call, as counted in the previous attempt" in output[2]
     calls = [(a.adapter["script_fit_calls"], a.adapter["fit_calls"], a.adapter["continued"]) for a in records]
@@ -381,25 +437,35 @@ def test_one_fit_is_one_keras_run_and_its_history_holds_every_epoch(
 
 
 def test_stateful_callbacks_carry_on_across_attempts_and_early_stopping_ends_the_chain(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """EarlyStopping(patience=4) in attempts of 3 epochs fires at epoch 5, in attempt 2, as it would in
     one plain run; ModelCheckpoint saves only what beats the best of every earlier attempt."""
     repo = zoo_repo(tmp_path, "patient_callbacks.py", epochs=3, epoch_step=3, max_attempts=4)
     assert run(repo) == 3
     out = capsys.readouterr().out
     records = attempts(repo)
-    assert [(a.epochs_reached, a.outcome, a.early_stopped) for a in records] == \
-        [(3, "below", False), (5, "below", True)]
+    assert [(a.epochs_reached, a.outcome, a.early_stopped) for a in records] == [
+        (3, "below", False),
+        (5, "below", True),
+    ]
     assert "Epoch 5: early stopping" in by_attempt(out)[2]
     assert "Stopped by the script's EarlyStopping: accuracy" in out and "no further attempt" in out
-    assert records[1].adapter["callbacks_carried"] == \
-        ["EarlyStopping(val_accuracy)", "ModelCheckpoint(val_accuracy)", "ReduceLROnPlateau(val_loss)"]
+    assert records[1].adapter["callbacks_carried"] == [
+        "EarlyStopping(val_accuracy)",
+        "ModelCheckpoint(val_accuracy)",
+        "ReduceLROnPlateau(val_loss)",
+    ]
     assert_resumed_with_optimizer(repo, records)
     # ModelCheckpoint(save_best_only): a file for each epoch that beat the best of the whole chain so far.
     state = repo / ".keeptraining"
-    values = [v for a in records
-              for v in json.loads((state / f"attempt-{a.attempt:03d}/metrics.json").read_text())
-              ["history"]["val_accuracy"]]
+    values = [
+        v
+        for a in records
+        for v in json.loads((state / f"attempt-{a.attempt:03d}/metrics.json").read_text())["history"][
+            "val_accuracy"
+        ]
+    ]
     expected, best = [], -1.0
     for epoch, value in enumerate(values, start=1):
         if value > best:
@@ -412,7 +478,8 @@ def test_stateful_callbacks_carry_on_across_attempts_and_early_stopping_ends_the
 
 
 def test_when_validation_reaches_the_threshold_but_the_result_does_not_attempts_keep_their_step(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """Attempt 1 stops where val_accuracy reaches the threshold; the script's evaluate falls short, so
     from then on no attempt stops there, and each trains epoch_step epochs (no long-then-tiny)."""
     repo = zoo_repo(tmp_path, "easy_validation.py", threshold=0.6, epochs=6, epoch_step=3, max_attempts=3)
@@ -420,23 +487,28 @@ def test_when_validation_reaches_the_threshold_but_the_result_does_not_attempts_
     records = attempts(repo)
     first = records[0].epochs_reached
     assert first is not None and first < 6 and records[0].adapter["stopped_by"] == "threshold"
-    assert [(a.initial_epoch, a.epochs_reached) for a in records] == \
-        [(0, first), (first, first + 3), (first + 3, first + 6)]
+    assert [(a.initial_epoch, a.epochs_reached) for a in records] == [
+        (0, first),
+        (first, first + 3),
+        (first + 3, first + 6),
+    ]
     assert [a.adapter["threshold_stop"] for a in records] == [True, False, False]
     assert all(a.metric is not None and a.metric < 0.6 for a in records)
 
 
 @pytest.mark.parametrize("script", ["sequential_fixed_epochs.py", "ml_code/nn.py"])
 def test_evaluate_only_measures_the_checkpoint_as_it_is(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], script: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], script: str
+) -> None:
     """KT_EPOCHS == KT_INITIAL_EPOCH with a checkpoint: nothing trains, the script's evaluate runs, and
     the engine records the checkpoint's metric at the same epochs (how a champion is measured with
     another commit's code and data). A plain script through the adapter; the sample model by itself."""
     if script.startswith("ml_code/"):
         repo = tmp_path
         shutil.copytree(ML_CODE, repo / "ml_code", ignore=shutil.ignore_patterns("__pycache__", "output"))
-        (repo / ".keeptraining.yml").write_text(yaml.safe_dump(
-            {"backend": "local", "threshold": 0.999, "epochs": 2, "max_attempts": 3}))
+        (repo / ".keeptraining.yml").write_text(
+            yaml.safe_dump({"backend": "local", "threshold": 0.999, "epochs": 2, "max_attempts": 3})
+        )
     else:
         repo = zoo_repo(tmp_path, script, epochs=2, max_attempts=3)
     assert main(["attempt", "--repo", str(repo)]) == 0
@@ -460,7 +532,8 @@ def test_evaluate_only_measures_the_checkpoint_as_it_is(
 
 
 def test_a_model_fed_by_a_generator_is_restored_after_its_first_step(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """No batch can be read ahead from a generator: the checkpoint is loaded over the first step,
     whose update (and step count) is discarded, and the log says how to avoid it."""
     repo = zoo_repo(tmp_path, "generator_subclassed.py", epochs=2, epoch_step=2)

@@ -13,7 +13,8 @@ from workflow_commands import obeyed
 
 
 def test_past_ten_warnings_the_rest_are_log_lines_and_the_summary_lists_them_all(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -28,14 +29,15 @@ def test_past_ten_warnings_the_rest_are_log_lines_and_the_summary_lists_them_all
     assert "warning: Check: warning number 11" in err and "warning: Check: warning number 12" in err
     text = summary.read_text()
     assert "### All warnings of this step" in text and "GitHub shows the first 10 warnings" in text
-    assert [line for line in text.splitlines() if line.startswith("- ")] == \
-        [f"- Check\\: warning number {n}" for n in range(1, 13)] + \
-        ["- Odd\\: a hostile &lt;script&gt;alert\\(1\\)&lt;/script&gt; \\| \\*text\\*"]
+    assert [line for line in text.splitlines() if line.startswith("- ")] == [
+        f"- Check\\: warning number {n}" for n in range(1, 13)
+    ] + ["- Odd\\: a hostile &lt;script&gt;alert\\(1\\)&lt;/script&gt; \\| \\*text\\*"]
     assert "error" not in text.lower(), "errors stayed under the limit: all of them are annotations"
 
 
-def test_each_command_is_a_step_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_command_is_a_step_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     for _ in range(10):
         gha.warn("before")

@@ -119,8 +119,11 @@ def _private_uses(tree: ast.Module) -> list[str]:
                     uses.append(f"from {node.module} import {alias.name}")
                 imported.add(alias.asname or alias.name)
         elif isinstance(node, ast.Import):
-            imported |= {alias.asname or alias.name.split(".")[0] for alias in node.names
-                         if alias.name.startswith("keeptraining")}
+            imported |= {
+                alias.asname or alias.name.split(".")[0]
+                for alias in node.names
+                if alias.name.startswith("keeptraining")
+            }
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
             continue
@@ -141,8 +144,10 @@ def test_no_module_uses_another_modules_underscore_names(folder: str) -> None:
 
 
 def test_the_private_use_finder_sees_both_forms() -> None:
-    tree = ast.parse("from keeptraining.engine import chain\nfrom keeptraining.engine.chain import _x\n"
-                     "chain._new_record()\n")
+    tree = ast.parse(
+        "from keeptraining.engine import chain\nfrom keeptraining.engine.chain import _x\n"
+        "chain._new_record()\n"
+    )
     assert _private_uses(tree) == ["from keeptraining.engine.chain import _x", "chain._new_record (line 3)"]
 
 
@@ -150,8 +155,13 @@ def _lengths(tree: ast.Module) -> Iterator[tuple[str, str, int]]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str) and len(body) > 1:
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+                and len(body) > 1
+            ):
                 body = body[1:]  # the docstring is not counted
             first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
             signature = body[0].lineno - first
@@ -177,8 +187,10 @@ def test_the_adapter_keeps_a_copy_of_the_contract_that_matches() -> None:
     text = (ADAPTER / "_keeptraining_adapter.py").read_text(encoding="utf-8")
     read = set(re.findall(r"[\"'](KT_[A-Z_]+)[\"']", text))
     assert read, "the adapter reads the contract's variables"
-    assert all(any(v == name or (name.endswith("_") and v.startswith(name)) for name in kt_env.VARIABLES)
-               for v in read), read
+    assert all(
+        any(v == name or (name.endswith("_") and v.startswith(name)) for name in kt_env.VARIABLES)
+        for v in read
+    ), read
 
 
 def test_only_the_contract_module_spells_the_contract_variables() -> None:

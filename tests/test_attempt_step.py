@@ -38,13 +38,20 @@ def actions_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: GitHu
     this_run.created_at = "2020-01-01T00:00:00Z"
     monkeypatch.setenv("GITHUB_RUN_ID", str(this_run.id))
     for name, value in {
-        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(files["output"]),
-        "GITHUB_STEP_SUMMARY": str(files["summary"]), "GITHUB_REPOSITORY": "acme/models",
-        "GITHUB_SHA": HEAD, "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main",
-        "GITHUB_REF_TYPE": "branch", "GITHUB_API_URL": emulator.url,
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(files["output"]),
+        "GITHUB_STEP_SUMMARY": str(files["summary"]),
+        "GITHUB_REPOSITORY": "acme/models",
+        "GITHUB_SHA": HEAD,
+        "GITHUB_REF": "refs/heads/main",
+        "GITHUB_REF_NAME": "main",
+        "GITHUB_REF_TYPE": "branch",
+        "GITHUB_API_URL": emulator.url,
         "GITHUB_SERVER_URL": emulator.server_url,
         "GITHUB_WORKFLOW_REF": "acme/models/.github/workflows/continuous-training.yml@refs/heads/main",
-        "KT_GITHUB_TOKEN": TOKEN, "KT_INPUT_DISPATCH": "true", "KT_INPUT_THRESHOLD": "0.9",
+        "KT_GITHUB_TOKEN": TOKEN,
+        "KT_INPUT_DISPATCH": "true",
+        "KT_INPUT_THRESHOLD": "0.9",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("KT_SMTP_PASSWORD", raising=False)
@@ -52,8 +59,8 @@ def actions_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: GitHu
 
 
 def test_below_threshold_dispatches_the_next_attempt(
-        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = fake_repo(tmp_path / "repo")
     assert main(["attempt", "--repo", str(repo)]) == 0
     outputs = read_outputs(actions_env["output"])
@@ -82,8 +89,8 @@ def test_below_threshold_dispatches_the_next_attempt(
 
 
 def test_resumed_attempt_reaches_threshold_and_does_not_dispatch(
-        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = fake_repo(tmp_path / "repo", "epochs: 30\n")
     assert main(["attempt", "--repo", str(repo)]) == 0
     monkeypatch.setenv("KT_INPUT_ATTEMPT", "2")
@@ -101,7 +108,8 @@ def test_resumed_attempt_reaches_threshold_and_does_not_dispatch(
 
 
 def test_rerun_of_the_same_step_does_not_dispatch_twice(
-        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator) -> None:
+    tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator
+) -> None:
     first = fake_repo(tmp_path / "first")
     assert main(["attempt", "--repo", str(first)]) == 0
     rerun = fake_repo(tmp_path / "rerun")  # a job re-run starts from a fresh checkout
@@ -113,7 +121,8 @@ def test_rerun_of_the_same_step_does_not_dispatch_twice(
 
 
 def test_a_push_that_started_no_chain_does_not_end_it(
-        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator) -> None:
+    tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator
+) -> None:
     emulator.push()  # e.g. [skip ci]: the branch moved, no run started
     repo = fake_repo(tmp_path / "repo")
     assert main(["attempt", "--repo", str(repo)]) == 0
@@ -123,8 +132,8 @@ def test_a_push_that_started_no_chain_does_not_end_it(
 
 
 def test_a_newer_chain_supersedes_this_one_with_a_notice_a_status_and_a_mail(
-        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
     newer = emulator.push()
     emulator.add_run(161_335, event="push", head_sha=newer, status="queued", conclusion=None)
     repo = fake_repo(tmp_path / "repo")
@@ -143,8 +152,12 @@ def test_a_newer_chain_supersedes_this_one_with_a_notice_a_status_and_a_mail(
 
 
 def test_commit_status_false_sets_none_and_a_refused_status_is_only_a_warning(
-        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    actions_env: dict[str, Path],
+    emulator: GitHubEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("KT_INPUT_COMMIT_STATUS", "false")
     assert main(["attempt", "--repo", str(fake_repo(tmp_path / "off"))]) == 0
     assert emulator.statuses == []
@@ -158,8 +171,8 @@ def test_commit_status_false_sets_none_and_a_refused_status_is_only_a_warning(
 
 
 def test_a_run_name_without_the_attempt_warns_with_the_fix(
-        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
     emulator.run(int(os.environ["GITHUB_RUN_ID"])).display_title = "Continuous training"
     assert main(["attempt", "--repo", str(fake_repo(tmp_path / "repo"))]) == 0
     out = capsys.readouterr().out
@@ -168,8 +181,11 @@ def test_a_run_name_without_the_attempt_warns_with_the_fix(
 
 
 def test_failed_attempt_writes_outputs_and_an_error_annotation(
-        tmp_path: Path, actions_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    actions_env: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("FAKE_MODE", "crash")
     repo = fake_repo(tmp_path / "repo")
     assert main(["attempt", "--repo", str(repo)]) == 1
@@ -180,7 +196,8 @@ def test_failed_attempt_writes_outputs_and_an_error_annotation(
 
 
 def test_training_log_cannot_issue_workflow_commands(
-        tmp_path: Path, actions_env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, actions_env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = fake_repo(tmp_path / "repo")
     script = repo / "ml" / "fake_train.py"
     hostile = 'print("::add-mask::0.6408\\n::set-output name=accuracy::1.0"); '
@@ -194,17 +211,26 @@ def test_training_log_cannot_issue_workflow_commands(
     assert read_outputs(actions_env["output"])["accuracy"] == "0.6408"
 
 
-@pytest.mark.parametrize(("name", "value", "expected"), [
-    ("KT_INPUT_ATTEMPT", "two", "input attempt = 'two' is not valid"),
-    ("KT_INPUT_ATTEMPT", "$(touch pwned)", "input attempt = '$(touch pwned)' is not valid"),
-    ("KT_INPUT_EPOCHS", "`id`", "epochs = '`id`' is not valid"),
-    ("KT_INPUT_THRESHOLD", "90", "write 0.9 for 90 %"),
-    ("KT_INPUT_COMMIT", "${{ secrets.X }}", "commit = '${{ secrets.X }}' is not valid"),
-    ("KT_INPUT_DISPATCH", "yes please", "input dispatch = 'yes please' is not valid"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("KT_INPUT_ATTEMPT", "two", "input attempt = 'two' is not valid"),
+        ("KT_INPUT_ATTEMPT", "$(touch pwned)", "input attempt = '$(touch pwned)' is not valid"),
+        ("KT_INPUT_EPOCHS", "`id`", "epochs = '`id`' is not valid"),
+        ("KT_INPUT_THRESHOLD", "90", "write 0.9 for 90 %"),
+        ("KT_INPUT_COMMIT", "${{ secrets.X }}", "commit = '${{ secrets.X }}' is not valid"),
+        ("KT_INPUT_DISPATCH", "yes please", "input dispatch = 'yes please' is not valid"),
+    ],
+)
 def test_hostile_inputs_are_refused_before_training(
-        tmp_path: Path, actions_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], name: str, value: str, expected: str) -> None:
+    tmp_path: Path,
+    actions_env: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+    expected: str,
+) -> None:
     monkeypatch.setenv(name, value)
     repo = fake_repo(tmp_path / "repo")
     monkeypatch.chdir(tmp_path)
@@ -216,11 +242,16 @@ def test_hostile_inputs_are_refused_before_training(
 
 
 def test_dispatch_that_keeps_failing_is_reported_after_outputs_and_ledger(
-        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    actions_env: dict[str, Path],
+    emulator: GitHubEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     slept: list[float] = []
-    monkeypatch.setattr(dispatch, "dispatch_next",
-                        functools.partial(dispatch.dispatch_next, sleep=slept.append))
+    monkeypatch.setattr(
+        dispatch, "dispatch_next", functools.partial(dispatch.dispatch_next, sleep=slept.append)
+    )
     emulator.fail_next("dispatch", 503, times=50)
     repo = fake_repo(tmp_path / "repo")
     assert main(["attempt", "--repo", str(repo)]) == 1
@@ -234,8 +265,8 @@ def test_dispatch_that_keeps_failing_is_reported_after_outputs_and_ledger(
 
 
 def test_an_attempt_longer_than_its_run_is_dispatched_again_as_its_next_run(
-        tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, actions_env: dict[str, Path], emulator: GitHubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_EPOCH_S", "0.3")  # 10 epochs of 0.3 s in runs of at most 1 s
     first_run = os.environ["GITHUB_RUN_ID"]
     repo = fake_repo(tmp_path / "repo", "time_budget: 1\n")

@@ -43,13 +43,33 @@ def bench() -> ModuleType:
 
 def attempt(bench: ModuleType, **over: Any) -> Any:
     values: dict[str, Any] = {
-        "attempt": 1, "epochs": 10, "initial_epoch": 0, "outcome": "below", "metric": 0.75,
-        "epochs_reached": 10, "epochs_trained": 10, "wall_s": 6.0, "image_check_s": 0.05,
-        "backend_s": 5.8, "duration_s": 5.6, "epoch_seconds": [0.7] + [0.3] * 9,
-        "timings": {"import_s": 2.0, "data_s": 0.01, "build_or_load_s": 0.05, "fit_s": 3.5,
-                    "evaluate_s": 0.0, "save_s": 0.03, "total_s": 5.6},
-        "stages": {"engine_check_s": 0.01, "container_create_s": 0.01, "container_start_s": 0.1,
-                   "cleanup_s": 0.01},
+        "attempt": 1,
+        "epochs": 10,
+        "initial_epoch": 0,
+        "outcome": "below",
+        "metric": 0.75,
+        "epochs_reached": 10,
+        "epochs_trained": 10,
+        "wall_s": 6.0,
+        "image_check_s": 0.05,
+        "backend_s": 5.8,
+        "duration_s": 5.6,
+        "epoch_seconds": [0.7] + [0.3] * 9,
+        "timings": {
+            "import_s": 2.0,
+            "data_s": 0.01,
+            "build_or_load_s": 0.05,
+            "fit_s": 3.5,
+            "evaluate_s": 0.0,
+            "save_s": 0.03,
+            "total_s": 5.6,
+        },
+        "stages": {
+            "engine_check_s": 0.01,
+            "container_create_s": 0.01,
+            "container_start_s": 0.1,
+            "cleanup_s": 0.01,
+        },
     }
     values.update(over)
     return bench.AttemptRun(**values)
@@ -85,25 +105,44 @@ def synthetic_runs(bench: ModuleType) -> list[Any]:
             for key, trained in (("a", [10, 20, 30]), ("b", [10, 10, 10]), ("c", [10, 10, 5]), ("d", [25])):
                 run = bench.ChainRun("main", backend, key, 0.9, 10, 10, repeat, verdict="reached")
                 for n, epochs in enumerate(trained, 1):
-                    run.attempts.append(attempt(bench, attempt=n, epochs_trained=epochs,
-                                                epoch_seconds=[0.3] * epochs, wall_s=2.5 + 0.3 * epochs,
-                                                metric=0.91 if n == len(trained) else 0.8))
+                    run.attempts.append(
+                        attempt(
+                            bench,
+                            attempt=n,
+                            epochs_trained=epochs,
+                            epoch_seconds=[0.3] * epochs,
+                            wall_s=2.5 + 0.3 * epochs,
+                            metric=0.91 if n == len(trained) else 0.8,
+                        )
+                    )
                 runs.append(run)
     for needed, threshold in ((2, 0.7), (4, 0.845)):
-        for key, trained in (("a", [5 * k for k in range(1, needed + 1)]), ("c", [5] * needed),
-                             ("d", [5 * needed])):
+        for key, trained in (
+            ("a", [5 * k for k in range(1, needed + 1)]),
+            ("c", [5] * needed),
+            ("d", [5 * needed]),
+        ):
             run = bench.ChainRun("scaling", "local", key, threshold, 5, 5, 1, verdict="reached")
             for n, epochs in enumerate(trained, 1):
-                run.attempts.append(attempt(bench, attempt=n, epochs_trained=epochs,
-                                            epoch_seconds=[0.3] * epochs, wall_s=2.5 + 0.3 * epochs))
+                run.attempts.append(
+                    attempt(
+                        bench,
+                        attempt=n,
+                        epochs_trained=epochs,
+                        epoch_seconds=[0.3] * epochs,
+                        wall_s=2.5 + 0.3 * epochs,
+                    )
+                )
             runs.append(run)
     return runs
 
 
 def test_summary_tables_and_targets(bench: ModuleType, tmp_path: Path) -> None:
     settings = bench.replace(bench.FULL, repeats=2, scaling=((2, 0.7), (4, 0.845)), fit_repeats=1)
-    fits = [{"backend": b, "repeat": 1, "via_keeptraining": [0.7, 0.3, 0.3], "direct": [0.7, 0.3, 0.31]}
-            for b in ("local", "docker")]
+    fits = [
+        {"backend": b, "repeat": 1, "via_keeptraining": [0.7, 0.3, 0.3], "direct": [0.7, 0.3, 0.31]}
+        for b in ("local", "docker")
+    ]
     summary = bench.summarize(synthetic_runs(bench), fits, settings)
 
     targets = {(t["target"].split(" ")[0], t["backend"]): t for t in summary["targets"]}
@@ -114,13 +153,28 @@ def test_summary_tables_and_targets(bench: ModuleType, tmp_path: Path) -> None:
     assert targets[("seed", "local")]["met"] is True  # ratios grow from 2 to 4 attempts
     assert summary["scaling"][1]["epochs_ratio"] == pytest.approx(50 / 20)
 
-    meta = {"machine": {"cpu": "cpu", "cores": 2, "memory_gib": 8.0, "os": "Linux", "python": "3.11",
-                        "tensorflow": "2", "keras": "3"},
-            "load_before": (0.1, 0, 0), "load_after": (0.2, 0, 0), "finished": "now", "wall_s": 60.0,
-            "command": "python scripts/bench.py"}
+    meta = {
+        "machine": {
+            "cpu": "cpu",
+            "cores": 2,
+            "memory_gib": 8.0,
+            "os": "Linux",
+            "python": "3.11",
+            "tensorflow": "2",
+            "keras": "3",
+        },
+        "load_before": (0.1, 0, 0),
+        "load_after": (0.2, 0, 0),
+        "finished": "now",
+        "wall_s": 60.0,
+        "command": "python scripts/bench.py",
+    }
     sections = bench.markdown(summary, meta, settings)
-    rows = [line for line in sections["chains"].splitlines() if line.startswith("| local") or
-            line.startswith("| docker")]
+    rows = [
+        line
+        for line in sections["chains"].splitlines()
+        if line.startswith("| local") or line.startswith("| docker")
+    ]
     assert len(rows) == 8
     assert all(len(row.split("|")) == 11 for row in rows)
     assert set(sections) == {"machine", "chains", "targets", "overhead", "fit", "scaling"}
@@ -133,8 +187,9 @@ def test_summary_tables_and_targets(bench: ModuleType, tmp_path: Path) -> None:
 
 def test_update_readme_replaces_only_its_block(bench: ModuleType, tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n## Performance\n\n{bench.README_BEGIN}\nold\n{bench.README_END}\n\n"
-                      "## Development\nkept\n")
+    readme.write_text(
+        f"# x\n\n## Performance\n\n{bench.README_BEGIN}\nold\n{bench.README_END}\n\n## Development\nkept\n"
+    )
     bench.update_readme(f"{bench.README_BEGIN}\nnew | table\n{bench.README_END}", readme)
     text = readme.read_text()
     assert "old" not in text and "new | table" in text
@@ -155,16 +210,22 @@ def test_sample_model_digits_split_is_scikit_learns() -> None:
 
     digits = datasets.load_digits()
     images = (digits.images / 16.0).astype("float32")[..., np.newaxis]
-    expected = selection.train_test_split(images, digits.target, test_size=nn.VALIDATION_FRACTION,
-                                          stratify=digits.target, random_state=nn.SPLIT_SEED)
+    expected = selection.train_test_split(
+        images,
+        digits.target,
+        test_size=nn.VALIDATION_FRACTION,
+        stratify=digits.target,
+        random_state=nn.SPLIT_SEED,
+    )
     for got, want in zip((x_train, x_val, y_train, y_val), expected, strict=True):
         assert got.dtype == want.dtype and got.shape == want.shape
         assert np.array_equal(got, want)
 
 
 @pytest.mark.parametrize(("value", "ok"), [("false", True), ("TRUE", True), ("0", True), ("maybe", False)])
-def test_sample_model_early_stop_hyperparameter(value: str, ok: bool,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sample_model_early_stop_hyperparameter(
+    value: str, ok: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     nn = load("kt_bench_nn", NN)
     monkeypatch.setenv("KT_HP_EARLY_STOP", value)
     if ok:
@@ -177,15 +238,24 @@ def test_sample_model_early_stop_hyperparameter(value: str, ok: bool,
 # --------------------------------------------------------------------------- integration
 
 NUMBER = re.compile(r"^-?\d+(\.\d+)?( %)?( \[-?\d+(\.\d+)?–-?\d+(\.\d+)?\])?$")
-COLUMNS = ["backend", "variant", "attempts", "epochs trained", "training s", "total s",
-           "overhead s / attempt", "overhead % of attempt", "final accuracy"]
+COLUMNS = [
+    "backend",
+    "variant",
+    "attempts",
+    "epochs trained",
+    "training s",
+    "total s",
+    "overhead s / attempt",
+    "overhead % of attempt",
+    "final accuracy",
+]
 
 
 def table(markdown: str, header_first_cell: str) -> tuple[list[str], list[list[str]]]:
     lines = markdown.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header_first_cell} |"))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip("|").split("|")])
@@ -196,12 +266,24 @@ def table(markdown: str, header_first_cell: str) -> tuple[list[str], list[list[s
 def test_quick_benchmark_writes_tables_charts_and_raw_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
-    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(out)], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
 
-    assert sorted(p.name for p in out.iterdir()) == ["chains.png", "overhead.png", "results.json",
-                                                     "results.md", "scaling.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "chains.png",
+        "overhead.png",
+        "results.json",
+        "results.md",
+        "scaling.png",
+    ]
     for png in out.glob("*.png"):
         assert png.read_bytes().startswith(b"\x89PNG"), png
     text = (out / "results.md").read_text()
@@ -229,8 +311,9 @@ def test_quick_benchmark_writes_tables_charts_and_raw_results(tmp_path: Path) ->
     # What distinguishes the variants, as the ledger recorded it.
     assert all(a["initial_epoch"] == 0 for a in by["a"]["attempts"])
     assert all(a["epochs_reached"] == a["epochs"] for r in ("a", "b") for a in by[r]["attempts"])
-    assert [a["initial_epoch"] for a in by["c"]["attempts"][1:]] == \
-        [a["epochs_reached"] for a in by["c"]["attempts"][:-1]]
+    assert [a["initial_epoch"] for a in by["c"]["attempts"][1:]] == [
+        a["epochs_reached"] for a in by["c"]["attempts"][:-1]
+    ]
     assert len(by["d"]["attempts"]) == 1
     for run in raw["runs"]:
         for a in run["attempts"]:
@@ -240,8 +323,14 @@ def test_quick_benchmark_writes_tables_charts_and_raw_results(tmp_path: Path) ->
 
 # --------------------------------------------------------------------------- search (issue 13)
 
-SEARCH_COLUMNS = ["method", "reached", "epochs to threshold", "epochs trained", "attempts / trials",
-                  "best accuracy"]
+SEARCH_COLUMNS = [
+    "method",
+    "reached",
+    "epochs to threshold",
+    "epochs trained",
+    "attempts / trials",
+    "best accuracy",
+]
 
 
 def test_search_table_reports_medians_and_unreached_methods(bench: ModuleType) -> None:
@@ -249,8 +338,14 @@ def test_search_table_reports_medians_and_unreached_methods(bench: ModuleType) -
     for seed, (tpe, hb) in enumerate(((9, 14), (12, 20), (6, None))):
         runs.append(bench.SearchRun("tpe", seed, True, tpe, tpe, 4, 0.981, 20.0))
         runs.append(bench.SearchRun("hyperband", seed, hb is not None, hb, hb or 60, 9, 0.97, 30.0))
-    meta = {"machine": {"cpu": "cpu", "cores": 2, "python": "3.11"}, "optuna": "5", "keras_tuner": "1",
-            "finished": "now", "wall_s": 60.0, "command": "python scripts/bench.py --search"}
+    meta = {
+        "machine": {"cpu": "cpu", "cores": 2, "python": "3.11"},
+        "optuna": "5",
+        "keras_tuner": "1",
+        "finished": "now",
+        "wall_s": 60.0,
+        "command": "python scripts/bench.py --search",
+    }
     text = bench.search_markdown(runs, bench.SEARCH_FULL, meta)
     header, rows = table(text, "method")
     assert header == SEARCH_COLUMNS
@@ -265,15 +360,26 @@ def test_search_table_reports_medians_and_unreached_methods(bench: ModuleType) -
 def test_quick_search_benchmark_runs_every_method_in_separate_processes(tmp_path: Path) -> None:
     out = tmp_path / "search"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
-    done = subprocess.run([sys.executable, str(BENCH), "--search", "--quick", "--out", str(out)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--search", "--quick", "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     text = (out / "search.md").read_text()
     header, rows = table(text, "method")
     assert header == SEARCH_COLUMNS
-    assert [r[0] for r in rows] == ["epochs chain (learning rate 0.001)", "search: TPE + successive halving",
-                                    "search: random + successive halving", "KerasTuner Hyperband",
-                                    "Optuna TPE + HyperbandPruner, in process"]
+    assert [r[0] for r in rows] == [
+        "epochs chain (learning rate 0.001)",
+        "search: TPE + successive halving",
+        "search: random + successive halving",
+        "KerasTuner Hyperband",
+        "Optuna TPE + HyperbandPruner, in process",
+    ]
     raw = json.loads((out / "search.json").read_text())
     runs = {r["method"]: r for r in raw["runs"]}
     budget = raw["meta"]["settings"]["epoch_budget"]
@@ -289,8 +395,20 @@ def test_quick_search_benchmark_runs_every_method_in_separate_processes(tmp_path
 # --------------------------------------------------------------------------- a cold runner (issue 12)
 
 BENCH_COLD = REPO_ROOT / "scripts" / "bench_cold.py"
-COLD_COLUMNS = ["variant", "attempt", "install", "checkout", "restore state", "image", "train",
-                "dispatch, summary", "upload state", "other (act, set-up)", "total s", "fixed s"]
+COLD_COLUMNS = [
+    "variant",
+    "attempt",
+    "install",
+    "checkout",
+    "restore state",
+    "image",
+    "train",
+    "dispatch, summary",
+    "upload state",
+    "other (act, set-up)",
+    "total s",
+    "fixed s",
+]
 
 
 @pytest.fixture(scope="module")
@@ -315,14 +433,23 @@ def act_log(steps: dict[str, str], lines: list[str]) -> str:
 
 
 def test_a_job_is_split_into_the_parts_of_an_attempt(bench_cold: ModuleType) -> None:
-    steps = {"Mask secrets": "2ms", "Locate keeptraining's environment": "60ms",
-             "Restore keeptraining's environment": "1.5s", "Install keeptraining": "90ms",
-             "Check the chain's commit and the run to resume": "1.2s", "Check out the chain's commit": "1s",
-             "Restore the chain state": "600ms", "Train one attempt": "20s", "Save the chain state": "700ms",
-             "Train, check the threshold, dispatch the next attempt": "26s"}
-    lines = ["keeptraining's environment: restored from the actions cache (key k)",
-             "Pulled the training image 127.0.0.1:5000/kt:0123456789abcdef in 6.0 s",
-             "Training image keeptraining-train:0123456789abcdef ready in 6.5 s"]
+    steps = {
+        "Mask secrets": "2ms",
+        "Locate keeptraining's environment": "60ms",
+        "Restore keeptraining's environment": "1.5s",
+        "Install keeptraining": "90ms",
+        "Check the chain's commit and the run to resume": "1.2s",
+        "Check out the chain's commit": "1s",
+        "Restore the chain state": "600ms",
+        "Train one attempt": "20s",
+        "Save the chain state": "700ms",
+        "Train, check the threshold, dispatch the next attempt": "26s",
+    }
+    lines = [
+        "keeptraining's environment: restored from the actions cache (key k)",
+        "Pulled the training image 127.0.0.1:5000/kt:0123456789abcdef in 6.0 s",
+        "Training image keeptraining-train:0123456789abcdef ready in 6.5 s",
+    ]
     run = bench_cold.ActRun(7, 1, "workflow_dispatch", {}, 0, 28.0, act_log(steps, lines), {"attempt": "2"})
     job = bench_cold.job_from_log("cold", run, train_s=11.0)
     assert (job.attempt, job.image_tag, job.image_how) == (2, "keeptraining-train:0123456789abcdef", "pulled")
@@ -343,14 +470,21 @@ def cold_job(bench_cold: ModuleType, variant: str, **parts: float) -> Any:
 def test_cold_targets_report_met_and_missed(bench_cold: ModuleType) -> None:
     first = cold_job(bench_cold, "attempt1", install=9.0, image=80.0, train=8.0)
     first.build_s = 60.0
-    jobs = [first, cold_job(bench_cold, "cold", install=4.0, image=20.0, train=8.0),
-            cold_job(bench_cold, "warm", install=0.2, image=0.01, train=8.0),
-            cold_job(bench_cold, "today", install=30.0, image=65.0, train=8.0)]
+    jobs = [
+        first,
+        cold_job(bench_cold, "cold", install=4.0, image=20.0, train=8.0),
+        cold_job(bench_cold, "warm", install=0.2, image=0.01, train=8.0),
+        cold_job(bench_cold, "today", install=30.0, image=65.0, train=8.0),
+    ]
     verdicts = [t["verdict"] for t in bench_cold.targets(jobs)]
     # pull 20 s of a 60 s build; fixed 24 s of 95 s; install 9 s cold, 4 s on a hit; one tag; 0.01 s warm
     assert verdicts == ["missed", "met", "met", "missed", "met", "met"]
-    meta = {"machine": {"cpu": "cpu", "cores": 2}, "finished": "now", "wall_s": 60.0,
-            "command": "python scripts/bench.py --cold"}
+    meta = {
+        "machine": {"cpu": "cpu", "cores": 2},
+        "finished": "now",
+        "wall_s": 60.0,
+        "command": "python scripts/bench.py --cold",
+    }
     text = bench_cold.markdown(jobs, meta)
     header, rows = table(text, "variant")
     assert header == COLD_COLUMNS and len(rows) == 4
@@ -359,22 +493,41 @@ def test_cold_targets_report_met_and_missed(bench_cold: ModuleType) -> None:
 @pytest.mark.integration
 @pytest.mark.e2e
 @pytest.mark.docker
-def test_quick_cold_benchmark_pulls_restores_and_times_every_step(tmp_path: Path,
-                                                                  docker_base_image: str) -> None:
+def test_quick_cold_benchmark_pulls_restores_and_times_every_step(
+    tmp_path: Path, docker_base_image: str
+) -> None:
     from services.act_driver import require_official_actions  # noqa: PLC0415 - the e2e tests' own check
 
     require_official_actions()
     out = tmp_path / "cold"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KT_") or k == "KT_GHA_ACTIONS_DIR"}
-    done = subprocess.run([sys.executable, str(BENCH), "--cold", "--quick", "--base-image", docker_base_image,
-                           "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=900, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--cold",
+            "--quick",
+            "--base-image",
+            docker_base_image,
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     text = (out / "cold.md").read_text()
     header, rows = table(text, "variant")
     assert header == COLD_COLUMNS
-    assert [r[0] for r in rows] == ["attempt 1 (build + push)", "attempt 2+ cold (pull)",
-                                    "attempt 2+ warm (cached)"]
+    assert [r[0] for r in rows] == [
+        "attempt 1 (build + push)",
+        "attempt 2+ cold (pull)",
+        "attempt 2+ warm (cached)",
+    ]
     for row in rows:
         assert all(NUMBER.match(cell) for cell in row[1:]), row
     raw = json.loads((out / "cold.json").read_text())
@@ -416,10 +569,19 @@ def test_hopeless_synthetic_chains_meet_the_targets(bench_hopeless: ModuleType) 
 
 
 def test_hopeless_targets_name_what_was_missed(bench_hopeless: ModuleType) -> None:
-    chain = bench_hopeless.Chain("reachable", 0.95, 30.0, 1, attempts=2, epochs=20, budget=100,
-                                 verdict="Threshold not reached, stopped on the projection: …")
-    missed = bench_hopeless.targets([chain, bench_hopeless.Chain("unreachable", 0.8, 5.0, 2, attempts=10,
-                                                                   epochs=100, budget=100)], None)
+    chain = bench_hopeless.Chain(
+        "reachable",
+        0.95,
+        30.0,
+        1,
+        attempts=2,
+        epochs=20,
+        budget=100,
+        verdict="Threshold not reached, stopped on the projection: …",
+    )
+    missed = bench_hopeless.targets(
+        [chain, bench_hopeless.Chain("unreachable", 0.8, 5.0, 2, attempts=10, epochs=100, budget=100)], None
+    )
     assert "no reachable chain is stopped" in missed
     assert any("median unreachable" in m for m in missed)
 
@@ -427,9 +589,14 @@ def test_hopeless_targets_name_what_was_missed(bench_hopeless: ModuleType) -> No
 @pytest.mark.integration
 def test_quick_hopeless_benchmark_stops_the_sample_model(tmp_path: Path) -> None:
     """The sample model at threshold 0.999, a real local chain, ends on the projection before its budget."""
-    done = subprocess.run([sys.executable, str(BENCH), "--hopeless", "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=900, check=False,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "action")})
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--hopeless", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "action")},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads((tmp_path / "hopeless.json").read_text(encoding="utf-8"))
     model = data["sample_model"]

@@ -49,14 +49,16 @@ def test_a_trial_alone_is_fitted_to_the_one_at_a_time_attempts(bench: ModuleType
 
 
 def test_jobs_are_timed_from_acts_log_by_their_own_steps(bench: ModuleType) -> None:
-    log = "\n".join([
-        "[train/keeptraining round/Trial 1-1]   ✅  Success - Pre Train this trial [5.7ms]",
-        "[train/keeptraining round/Trial 1-1]   ✅  Success - Main Install keeptraining [468ms]",  # inside
-        "[train/keeptraining round/Trial 1-1]   ✅  Success - Main Train this trial [5.25s]",
-        "[train/keeptraining round/Trial 1-1]   ✅  Success - Post Train this trial [910ms]",
-        "[train/keeptraining round/Merge the round, continue the chain]   ✅  Success - "
-        "Main Merge the trials, decide, dispatch the next round [1m4.5s]",
-    ])
+    log = "\n".join(
+        [
+            "[train/keeptraining round/Trial 1-1]   ✅  Success - Pre Train this trial [5.7ms]",
+            "[train/keeptraining round/Trial 1-1]   ✅  Success - Main Install keeptraining [468ms]",  # in
+            "[train/keeptraining round/Trial 1-1]   ✅  Success - Main Train this trial [5.25s]",
+            "[train/keeptraining round/Trial 1-1]   ✅  Success - Post Train this trial [910ms]",
+            "[train/keeptraining round/Merge the round, continue the chain]   ✅  Success - "
+            "Main Merge the trials, decide, dispatch the next round [1m4.5s]",
+        ]
+    )
     jobs = bench.job_seconds(log)
     assert jobs["Trial 1-1"] == pytest.approx(0.0057 + 5.25 + 0.91)
     assert jobs["Merge the round, continue the chain"] == pytest.approx(64.5)
@@ -64,8 +66,16 @@ def test_jobs_are_timed_from_acts_log_by_their_own_steps(bench: ModuleType) -> N
 
 def test_costs_come_from_the_cold_runner_benchmark_when_it_has_run(bench: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "cold.json"
-    parts = {"install": 5.0, "checkout": 2.0, "restore": 1.0, "image": 20.0, "train": 30.0, "dispatch": 3.0,
-             "upload": 2.0, "other": 4.0}
+    parts = {
+        "install": 5.0,
+        "checkout": 2.0,
+        "restore": 1.0,
+        "image": 20.0,
+        "train": 30.0,
+        "dispatch": 3.0,
+        "upload": 2.0,
+        "other": 4.0,
+    }
     path.write_text(json.dumps({"jobs": [{"variant": "cold", "parts": parts, "fixed_s": 37.0}]}))
     costs = bench.costs_from_cold(path)["scenarios"]["cold runners"]
     assert costs["attempt"] == 37.0 and costs["trial"] == 34.0
@@ -75,8 +85,15 @@ def test_costs_come_from_the_cold_runner_benchmark_when_it_has_run(bench: Module
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
-    done = subprocess.run([sys.executable, str(BENCH), "--parallel", "--quick", *args], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--parallel", "--quick", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return done
 
@@ -94,9 +111,16 @@ def test_quick_parallel_benchmark_times_chains_of_each_width(tmp_path: Path) -> 
     rounds = tmp_path / "rounds"
     _bench("--in-rounds", "--out", str(rounds))
     raw = json.loads((rounds / "parallel.json").read_text())
-    assert [(c["parallel"], c["seed"], c["attempts"], [[t["epochs"] for t in r] for r in c["rounds"]],
-             c["epochs_trained"]) for c in raw["chains"]] == \
-        [(c["parallel"], c["seed"], c["attempts"], c["round_epochs"], c["epochs_trained"]) for c in alone]
+    assert [
+        (
+            c["parallel"],
+            c["seed"],
+            c["attempts"],
+            [[t["epochs"] for t in r] for r in c["rounds"]],
+            c["epochs_trained"],
+        )
+        for c in raw["chains"]
+    ] == [(c["parallel"], c["seed"], c["attempts"], c["round_epochs"], c["epochs_trained"]) for c in alone]
     assert len(raw["chains"][1]["rounds"][0]) == 2, "the first round trains two trials at once"
 
     # The default: free slots, timed; the GitHub model takes --search-rounds' rounds from the same folder.

@@ -39,8 +39,22 @@ def consumer(root: Path, dockerfile: str = DOCKERFILE, *, dockerignore: str | No
         (root / ".dockerignore").write_text(dockerignore)
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t.invalid",
-                    "commit", "-q", "-m", "first"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(root),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "first",
+        ],
+        check=True,
+    )
     return root
 
 
@@ -51,24 +65,43 @@ def next_attempt(root: Path, n: int) -> None:
     (state / "model.keras").write_bytes(bytes([n]) * 1000)
     (root / ".keeptraining" / "ledger.json").write_text(f'{{"attempts": {n}}}')
     (root / "ml_code" / "nn.py").write_text(f"print('train {n}')\n")
-    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t.invalid",
-                    "commit", "-q", "--allow-empty", "-m", f"attempt {n}"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(root),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            f"attempt {n}",
+        ],
+        check=True,
+    )
 
 
 def tag(root: Path, base: str | None = None) -> str:
     return docker_image.image_tag(root, "Dockerfile", base, excluded=[".keeptraining"], code_folder="ml_code")
 
 
-@pytest.mark.parametrize("dockerignore", [None, "", "*\n!requirements.txt\n", "!.git\n!.keeptraining\n"],
-                         ids=["no-dockerignore", "empty", "strict", "lets-git-in"])
+@pytest.mark.parametrize(
+    "dockerignore",
+    [None, "", "*\n!requirements.txt\n", "!.git\n!.keeptraining\n"],
+    ids=["no-dockerignore", "empty", "strict", "lets-git-in"],
+)
 def test_tag_is_the_same_across_the_attempts_of_a_chain(tmp_path: Path, dockerignore: str | None) -> None:
     root = consumer(tmp_path / "repo", dockerignore=dockerignore)
     first = tag(root)
     for n in (1, 2, 3):
         next_attempt(root, n)
         assert tag(root) == first, f"attempt {n}: the state, the code and .git are not in the image"
-    assert docker_image.context_files(root, "Dockerfile", excluded=[".keeptraining"],
-                                      code_folder="ml_code") == ["requirements.txt"]
+    assert docker_image.context_files(
+        root, "Dockerfile", excluded=[".keeptraining"], code_folder="ml_code"
+    ) == ["requirements.txt"]
 
 
 def test_tag_follows_what_the_dockerfile_copies(tmp_path: Path) -> None:
@@ -107,23 +140,45 @@ def test_a_file_of_the_code_folder_named_by_copy_is_kept(tmp_path: Path) -> None
     assert tag(root) != first
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("COPY a.txt b/ /dst/\n", ["a.txt", "b"]),
-    ("COPY --chown=1000:1000 ./req*.txt /x/\n", ["req*.txt"]),
-    ('COPY ["with space.txt", "/dst/"]\n', ["with space.txt"]),
-    ("COPY --from=build /out /out\nADD https://example.invalid/x.tgz /x\nADD local.tgz /y\n", ["local.tgz"]),
-    ("COPY . /app\n", [""]),
-    ("COPY a \\\n     b /dst/\n", ["a", "b"]),
-    ("copy ../../etc/passwd /x\n", ["etc/passwd"]),
-], ids=["files-and-folder", "flag-and-wildcard", "json-form", "from-stage-and-url", "everything",
-        "continuation", "dotdot-stays-inside"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("COPY a.txt b/ /dst/\n", ["a.txt", "b"]),
+        ("COPY --chown=1000:1000 ./req*.txt /x/\n", ["req*.txt"]),
+        ('COPY ["with space.txt", "/dst/"]\n', ["with space.txt"]),
+        (
+            "COPY --from=build /out /out\nADD https://example.invalid/x.tgz /x\nADD local.tgz /y\n",
+            ["local.tgz"],
+        ),
+        ("COPY . /app\n", [""]),
+        ("COPY a \\\n     b /dst/\n", ["a", "b"]),
+        ("copy ../../etc/passwd /x\n", ["etc/passwd"]),
+    ],
+    ids=[
+        "files-and-folder",
+        "flag-and-wildcard",
+        "json-form",
+        "from-stage-and-url",
+        "everything",
+        "continuation",
+        "dotdot-stays-inside",
+    ],
+)
 def test_copy_sources(text: str, expected: list[str]) -> None:
     assert build_context.copy_sources("FROM x\n" + text) == expected
 
 
-@pytest.mark.parametrize("text", ["COPY $SRC /x\n", "COPY <<EOF /x\nhi\nEOF\n", "COPY --parents a /x\n",
-                                  "# escape=`\nFROM x\n", "COPY \"a b\" /x\n"],
-                         ids=["variable", "heredoc", "unknown-flag", "escape-directive", "quoted"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "COPY $SRC /x\n",
+        "COPY <<EOF /x\nhi\nEOF\n",
+        "COPY --parents a /x\n",
+        "# escape=`\nFROM x\n",
+        'COPY "a b" /x\n',
+    ],
+    ids=["variable", "heredoc", "unknown-flag", "escape-directive", "quoted"],
+)
 def test_copy_sources_unreadable_means_the_whole_context(text: str, tmp_path: Path) -> None:
     assert build_context.copy_sources("FROM x\n" + text) is None
     root = consumer(tmp_path / "repo", "FROM python:3.11-slim\n" + text)
@@ -141,8 +196,10 @@ def test_copied_matches_like_docker() -> None:
 
 
 def test_base_images() -> None:
-    text = ("ARG BASE_IMAGE=python:3.11-slim\nARG TAG=1\nFROM ${BASE_IMAGE} AS build\nFROM build\n"
-            "FROM --platform=linux/amd64 other:$TAG\nFROM scratch\n")
+    text = (
+        "ARG BASE_IMAGE=python:3.11-slim\nARG TAG=1\nFROM ${BASE_IMAGE} AS build\nFROM build\n"
+        "FROM --platform=linux/amd64 other:$TAG\nFROM scratch\n"
+    )
     assert build_context.base_images(text, {}) == ["python:3.11-slim", "other:1"]
     assert build_context.base_images(text, {"BASE_IMAGE": "local:bookworm"}) == ["local:bookworm", "other:1"]
 
@@ -153,10 +210,17 @@ def test_tag_uses_the_base_image_identity_and_the_context_builds(
 ) -> None:
     dockerfile = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY requirements.txt /tmp/requirements.txt\n"
     root = consumer(tmp_path / "repo", dockerfile)
-    with_engine = docker_image.image_tag(root, "Dockerfile", docker_base_image, docker_client=docker_client,
-                                         excluded=[".keeptraining"], code_folder="ml_code")
+    with_engine = docker_image.image_tag(
+        root,
+        "Dockerfile",
+        docker_base_image,
+        docker_client=docker_client,
+        excluded=[".keeptraining"],
+        code_folder="ml_code",
+    )
     assert with_engine != tag(root, docker_base_image), "the base image's identity is in the hash"
     base = docker_client.images.get(docker_base_image)
-    assert docker_image.base_identity(docker_client, docker_base_image) == base.id, \
+    assert docker_image.base_identity(docker_client, docker_base_image) == base.id, (
         "a base no registry knows: its local id"
+    )
     assert docker_image.base_identity(docker_client, "keeptraining-no-such-base:1") == ""

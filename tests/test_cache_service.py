@@ -28,25 +28,40 @@ def results() -> Iterator[ResultsService]:
 
 
 def call(service: ResultsService, method: str, body: dict[str, Any], token: str) -> requests.Response:
-    return requests.post(f"{service.url}twirp/{CACHE_SERVICE}/{method}", json=body, timeout=10,
-                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    return requests.post(
+        f"{service.url}twirp/{CACHE_SERVICE}/{method}",
+        json=body,
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
 
 
-def save(service: ResultsService, token: str, key: str, data: bytes,
-         version: str = VERSION) -> requests.Response:
+def save(
+    service: ResultsService, token: str, key: str, data: bytes, version: str = VERSION
+) -> requests.Response:
     """What actions/cache does to save: reserve, one PUT of the archive, finalize."""
     created = call(service, "CreateCacheEntry", {"key": key, "version": version}, token)
     if created.status_code != 200:
         return created
-    put = requests.put(created.json()["signed_upload_url"], data=data, timeout=10,
-                       headers={"x-ms-blob-type": "BlockBlob"})
+    put = requests.put(
+        created.json()["signed_upload_url"], data=data, timeout=10, headers={"x-ms-blob-type": "BlockBlob"}
+    )
     assert put.status_code == 201
-    return call(service, "FinalizeCacheEntryUpload",
-                {"key": key, "version": version, "size_bytes": str(len(data))}, token)
+    return call(
+        service,
+        "FinalizeCacheEntryUpload",
+        {"key": key, "version": version, "size_bytes": str(len(data))},
+        token,
+    )
 
 
-def restore(service: ResultsService, token: str, key: str, restore_keys: list[str] | None = None,
-            version: str = VERSION) -> tuple[str | None, bytes]:
+def restore(
+    service: ResultsService,
+    token: str,
+    key: str,
+    restore_keys: list[str] | None = None,
+    version: str = VERSION,
+) -> tuple[str | None, bytes]:
     """(the matched key, the archive) of a restore, or (None, b"") on a miss."""
     body: dict[str, Any] = {"key": key, "version": version}
     if restore_keys:
@@ -61,7 +76,8 @@ def restore(service: ResultsService, token: str, key: str, restore_keys: list[st
 
 
 def test_a_restore_matches_the_key_then_its_prefix_then_the_restore_keys_newest_first(
-        results: ResultsService) -> None:
+    results: ResultsService,
+) -> None:
     token = results.tokens.mint(1)
     for key, data in (("data-abc-1", b"one"), ("data-abc-2", b"two"), ("data-xyz-1", b"three")):
         finalized = save(results, token, key, data)
@@ -73,9 +89,18 @@ def test_a_restore_matches_the_key_then_its_prefix_then_the_restore_keys_newest_
     assert restore(results, token, "other", ["nothing-"]) == (None, b"")  # a miss is ok: false, not an error
     assert restore(results, token, "data-abc-1", version="b" * 64) == (None, b"")  # the version must match
     assert [(e.key, e.size, e.scope) for e in results.caches.saved()] == [
-        ("data-abc-1", 3, MAIN), ("data-abc-2", 3, MAIN), ("data-xyz-1", 5, MAIN)]
+        ("data-abc-1", 3, MAIN),
+        ("data-abc-2", 3, MAIN),
+        ("data-xyz-1", 5, MAIN),
+    ]
     assert [lookup.matched for lookup in results.caches.lookups] == [
-        "data-abc-1", "data-abc-2", "data-xyz-1", "data-xyz-1", None, None]
+        "data-abc-1",
+        "data-abc-2",
+        "data-xyz-1",
+        "data-xyz-1",
+        None,
+        None,
+    ]
 
 
 def test_an_entry_is_immutable_a_second_save_of_its_key_is_a_conflict(results: ResultsService) -> None:
@@ -83,14 +108,17 @@ def test_an_entry_is_immutable_a_second_save_of_its_key_is_a_conflict(results: R
     assert save(results, token, "k", b"first").status_code == 200
     again = save(results, token, "k", b"second")
     assert again.status_code == 409
-    assert again.json() == {"code": "already_exists",
-                            "msg": "cache entry with the same key, version, and scope already exists"}
+    assert again.json() == {
+        "code": "already_exists",
+        "msg": "cache entry with the same key, version, and scope already exists",
+    }
     assert save(results, token, "k", b"other version", version="c" * 64).status_code == 200
     assert restore(results, token, "k") == ("k", b"first")
 
 
 def test_caches_are_scoped_by_branch_and_the_default_branch_is_readable_from_others(
-        results: ResultsService) -> None:
+    results: ResultsService,
+) -> None:
     on_main = results.tokens.mint(3)
     on_feature = results.tokens.mint(4, ref=FEATURE)
     assert save(results, on_main, "deps-1", b"main's").status_code == 200
@@ -100,7 +128,10 @@ def test_caches_are_scoped_by_branch_and_the_default_branch_is_readable_from_oth
     assert save(results, on_feature, "feature-only", b"x").status_code == 200
     assert restore(results, on_main, "feature-only") == (None, b"")  # main never reads a branch's caches
     assert {(e.key, e.scope) for e in results.caches.saved()} == {
-        ("deps-1", MAIN), ("deps-1", FEATURE), ("feature-only", FEATURE)}
+        ("deps-1", MAIN),
+        ("deps-1", FEATURE),
+        ("feature-only", FEATURE),
+    }
 
 
 def test_an_entry_unused_for_seven_days_is_evicted(results: ResultsService) -> None:
@@ -114,19 +145,45 @@ def test_an_entry_unused_for_seven_days_is_evicted(results: ResultsService) -> N
     assert save(results, token, "old", b"new").status_code == 200  # the key is free again
 
 
-@pytest.mark.parametrize(("method", "body", "status", "code"), [
-    ("CreateCacheEntry", {"key": "a,b", "version": VERSION}, 400, "invalid_argument"),
-    ("CreateCacheEntry", {"key": "k" * 513, "version": VERSION}, 400, "invalid_argument"),
-    ("CreateCacheEntry", {"key": "k"}, 400, "invalid_argument"),
-    ("CreateCacheEntry", {"key": "k", "version": VERSION, "scope": "refs/heads/x"}, 400, "malformed"),
-    ("GetCacheEntryDownloadURL", {"key": "k", "version": VERSION, "restore_keys": "k-"}, 400, "malformed"),
-    ("GetCacheEntryDownloadURL", {"key": "k", "version": VERSION, "restore_keys": ["a,b"]}, 400,
-     "invalid_argument"),
-    ("FinalizeCacheEntryUpload", {"key": "never", "version": VERSION, "size_bytes": "1"}, 404, "not_found"),
-], ids=["comma", "too-long", "no-version", "unknown-field", "restore-keys-not-a-list", "restore-key-comma",
-        "finalize-unreserved"])
-def test_requests_github_would_refuse_are_refused(results: ResultsService, method: str, body: dict[str, Any],
-                                                  status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "body", "status", "code"),
+    [
+        ("CreateCacheEntry", {"key": "a,b", "version": VERSION}, 400, "invalid_argument"),
+        ("CreateCacheEntry", {"key": "k" * 513, "version": VERSION}, 400, "invalid_argument"),
+        ("CreateCacheEntry", {"key": "k"}, 400, "invalid_argument"),
+        ("CreateCacheEntry", {"key": "k", "version": VERSION, "scope": "refs/heads/x"}, 400, "malformed"),
+        (
+            "GetCacheEntryDownloadURL",
+            {"key": "k", "version": VERSION, "restore_keys": "k-"},
+            400,
+            "malformed",
+        ),
+        (
+            "GetCacheEntryDownloadURL",
+            {"key": "k", "version": VERSION, "restore_keys": ["a,b"]},
+            400,
+            "invalid_argument",
+        ),
+        (
+            "FinalizeCacheEntryUpload",
+            {"key": "never", "version": VERSION, "size_bytes": "1"},
+            404,
+            "not_found",
+        ),
+    ],
+    ids=[
+        "comma",
+        "too-long",
+        "no-version",
+        "unknown-field",
+        "restore-keys-not-a-list",
+        "restore-key-comma",
+        "finalize-unreserved",
+    ],
+)
+def test_requests_github_would_refuse_are_refused(
+    results: ResultsService, method: str, body: dict[str, Any], status: int, code: str
+) -> None:
     answer = call(results, method, body, results.tokens.mint(6))
     assert (answer.status_code, answer.json()["code"]) == (status, code)
 
@@ -134,10 +191,15 @@ def test_requests_github_would_refuse_are_refused(results: ResultsService, metho
 def test_finalize_checks_the_size_and_every_call_needs_a_runtime_token(results: ResultsService) -> None:
     token = results.tokens.mint(7)
     created = call(results, "CreateCacheEntry", {"key": "k", "version": VERSION}, token)
-    requests.put(created.json()["signed_upload_url"], data=b"12345", timeout=10,
-                 headers={"x-ms-blob-type": "BlockBlob"})
-    wrong = call(results, "FinalizeCacheEntryUpload", {"key": "k", "version": VERSION, "size_bytes": "4"},
-                 token)
+    requests.put(
+        created.json()["signed_upload_url"],
+        data=b"12345",
+        timeout=10,
+        headers={"x-ms-blob-type": "BlockBlob"},
+    )
+    wrong = call(
+        results, "FinalizeCacheEntryUpload", {"key": "k", "version": VERSION, "size_bytes": "4"}, token
+    )
     assert (wrong.status_code, wrong.json()["code"]) == (400, "invalid_argument")
     assert results.caches.saved() == []
     anonymous = call(results, "GetCacheEntryDownloadURL", {"key": "k", "version": VERSION}, "nope")
@@ -200,7 +262,11 @@ def test_the_official_cache_action_saves_and_restores_through_the_box(tmp_path: 
         assert f"Cache hit occurred on the primary key data-{second_id}, not saving cache." in third.log
         assert [e.key for e in box.results.caches.saved()] == [f"data-{first_run.id}", f"data-{second_id}"]
         assert [lookup.matched for lookup in box.results.caches.lookups] == [
-            None, f"data-{first_run.id}", f"data-{second_id}"]
-        versions = {json.dumps(c.request.get("version")) for c in box.results.calls
-                    if c.service == CACHE_SERVICE}
+            None,
+            f"data-{first_run.id}",
+            f"data-{second_id}",
+        ]
+        versions = {
+            json.dumps(c.request.get("version")) for c in box.results.calls if c.service == CACHE_SERVICE
+        }
         assert len(versions) == 1  # the same paths and compression: one version

@@ -61,12 +61,15 @@ def test_resume_false_retrains_from_scratch(tmp_path: Path) -> None:
     assert all(a.resumed_from is None for a in attempts)
 
 
-def test_unreachable_threshold_stops_at_max_attempts(tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_threshold_stops_at_max_attempts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = fake_repo(tmp_path)
     # the projection would stop it sooner (test_hopeless_chain_stops_on_its_projection)
-    assert run_cli(repo, "run", "--threshold", "0.999", "--max-attempts", "3",
-                   "--stop-when-hopeless", "false") == 3
+    assert (
+        run_cli(repo, "run", "--threshold", "0.999", "--max-attempts", "3", "--stop-when-hopeless", "false")
+        == 3
+    )
     attempts = records(repo)
     assert len(attempts) == 3 and all(a.outcome == "below" for a in attempts)
     out = capsys.readouterr().out
@@ -95,8 +98,9 @@ def test_hopeless_chain_stops_on_its_projection(tmp_path: Path, capsys: pytest.C
     assert "stopped on the projection" in text and "runner minutes" in text
 
 
-def test_crash_is_recorded_and_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_crash_is_recorded_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = fake_repo(tmp_path)
     monkeypatch.setenv("FAKE_MODE", "crash")
     assert run_cli(repo, "run") == 1
@@ -107,8 +111,9 @@ def test_crash_is_recorded_and_reported(tmp_path: Path, monkeypatch: pytest.Monk
     assert "Training failed" in captured.err and "exited with code 3" in captured.err
 
 
-def test_hang_past_timeout_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_hang_past_timeout_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = fake_repo(tmp_path)
     monkeypatch.setenv("FAKE_MODE", "hang")
     start = time.monotonic()
@@ -119,15 +124,22 @@ def test_hang_past_timeout_is_stopped(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "Training timed out" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("mode", "expected"), [
-    ("nometric", "reported no accuracy"),
-    ("percent", "looks like a percentage"),
-    ("nan", "is nan"),
-    ("badjson", "is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("nometric", "reported no accuracy"),
+        ("percent", "looks like a percentage"),
+        ("nan", "is nan"),
+        ("badjson", "is not valid JSON"),
+    ],
+)
 def test_bad_metric_fails_the_attempt_and_keeps_the_checkpoint(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        mode: str, expected: str) -> None:
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    mode: str,
+    expected: str,
+) -> None:
     repo = fake_repo(tmp_path)
     monkeypatch.setenv("FAKE_MODE", mode)
     assert run_cli(repo, "run") == 1
@@ -150,14 +162,29 @@ def test_separate_attempt_processes_equal_one_run(tmp_path: Path) -> None:
     stepped = fake_repo(tmp_path / "stepped")
     env = {**os.environ, "PYTHONPATH": ""}
     for _ in range(2):
-        subprocess.run([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(stepped),
-                        "--max-attempts", "2", "--stop-when-hopeless", "false"], check=True, env=env,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "keeptraining",
+                "attempt",
+                "--repo",
+                str(stepped),
+                "--max-attempts",
+                "2",
+                "--stop-when-hopeless",
+                "false",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
     assert comparable(stepped) == comparable(looped)
 
 
 def test_missing_checkpoint_falls_back_to_fresh_training_with_a_warning(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = fake_repo(tmp_path)
     assert run_cli(repo, "attempt") == 0
     (repo / ".keeptraining" / "attempt-001" / "model.keras").unlink()
@@ -188,8 +215,13 @@ def test_sigterm_stops_training_and_keeps_the_ledger(tmp_path: Path) -> None:
     """A cancelled workflow run: SIGTERM to `keeptraining attempt` while the script trains."""
     repo = fake_repo(tmp_path)
     env = {**os.environ, "FAKE_MODE": "hang", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:  # wait until the training script runs
         if line.startswith("fake: epochs"):
@@ -216,8 +248,9 @@ def running_in(folder: Path) -> list[int]:
     return pids
 
 
-def test_corrupt_checkpoint_is_never_claimed_as_a_resume(tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_checkpoint_is_never_claimed_as_a_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = fake_repo(tmp_path)
     assert run_cli(repo, "attempt") == 0
     (repo / ".keeptraining" / "attempt-001" / "model.keras").write_text("\x00garbage")
@@ -228,7 +261,8 @@ def test_corrupt_checkpoint_is_never_claimed_as_a_resume(tmp_path: Path,
 
 
 def test_run_falls_back_to_local_only_when_backend_is_unset(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     repo = fake_repo(tmp_path / "repo")
     (repo / ".keeptraining.yml").write_text("code_path: ml\ntrain_command: python fake_train.py\n")
@@ -241,8 +275,9 @@ def test_run_falls_back_to_local_only_when_backend_is_unset(
     assert run_cli(repo, "attempt", "--attempt", "1") == 1  # attempt never falls back on its own
 
 
-def test_continue_retries_a_failed_attempt_and_goes_on(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_continue_retries_a_failed_attempt_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = fake_repo(tmp_path)
     assert run_cli(repo, "attempt") == 0
     monkeypatch.setenv("FAKE_MODE", "crash")

@@ -40,16 +40,26 @@ def test_read_is_true_without_a_check_and_for_anything_but_false(tmp_path: Path)
 @pytest.mark.integration
 @pytest.mark.parametrize(("value", "latest"), [(0.80, False), (0.95, True)])
 def test_on_the_default_branch_the_champion_is_evaluated_with_the_new_code(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: float, latest: bool) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: float, latest: bool
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.95)
     with GitHubEmulator(subset=OpenAPISubset(), tokens={TOKEN}) as emu:
         publish_champion(emu, champion_folder(tmp_path / "champion", epochs=30, rate=0.95))
         event = tmp_path / "event.json"
         event.write_text(json.dumps({"repository": {"default_branch": "main"}}))
-        env = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_PATH": str(event), "GITHUB_REF": "refs/heads/main",
-               "GITHUB_REPOSITORY": emu.full_name, "GITHUB_API_URL": emu.url, "GITHUB_TOKEN": TOKEN}
-        args = type("Args", (), {"config": None, "repo": repo, "hp": [], **{k: None for k in (
-            "threshold", "tolerance")}})()
+        env = {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_EVENT_PATH": str(event),
+            "GITHUB_REF": "refs/heads/main",
+            "GITHUB_REPOSITORY": emu.full_name,
+            "GITHUB_API_URL": emu.url,
+            "GITHUB_TOKEN": TOKEN,
+        }
+        args = type(
+            "Args",
+            (),
+            {"config": None, "repo": repo, "hp": [], **{k: None for k in ("threshold", "tolerance")}},
+        )()
         config = load_config(args, {})
         state = repo / ".keeptraining"
         state.mkdir()

@@ -25,8 +25,9 @@ def test_png_is_valid_and_round_trips_every_pixel() -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and png_size(data) == (7, 5)
     pixels = decode_png(data)
     assert pixels[0][0] == RED and pixels[0][1] == chart_png.WHITE
-    assert {(x, y) for y, row in enumerate(pixels) for x, p in enumerate(row) if p == BLUE} == \
-        {(x, y) for x in range(2, 5) for y in range(1, 4)}
+    assert {(x, y) for y, row in enumerate(pixels) for x, p in enumerate(row) if p == BLUE} == {
+        (x, y) for x in range(2, 5) for y in range(1, 4)
+    }
 
 
 def test_a_canvas_needs_a_size() -> None:
@@ -78,13 +79,16 @@ def test_text_outside_ascii_is_spelled_or_replaced() -> None:
     assert any(RED in row for row in _pixels(canvas))
 
 
-@pytest.mark.parametrize(("low", "high", "count", "integer", "expected"), [
-    (0.3, 1.0, 10, False, [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
-    (0.0, 1.0, 6, False, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),
-    (1, 30, 10, True, [5, 10, 15, 20, 25, 30]),
-    (1, 3, 10, True, [1, 2, 3]),  # never a fraction of an epoch
-    (5, 5, 6, True, [5]),
-])
+@pytest.mark.parametrize(
+    ("low", "high", "count", "integer", "expected"),
+    [
+        (0.3, 1.0, 10, False, [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
+        (0.0, 1.0, 6, False, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),
+        (1, 30, 10, True, [5, 10, 15, 20, 25, 30]),
+        (1, 3, 10, True, [1, 2, 3]),  # never a fraction of an epoch
+        (5, 5, 6, True, [5]),
+    ],
+)
 def test_nice_ticks(low: float, high: float, count: int, integer: bool, expected: list[float]) -> None:
     assert chart_png.nice_ticks(low, high, count, integer=integer) == expected
 
@@ -99,8 +103,13 @@ def test_axes_map_data_to_pixels_and_draw_a_legend() -> None:
     canvas = chart_png.Canvas(300, 200)
     ax = chart_png.Axes(canvas, (50, 20, 290, 170), (0, 10), (0.0, 1.0))
     assert (ax.px(0), ax.px(10), ax.py(0.0), ax.py(1.0)) == (50, 290, 170, 20)
-    ax.frame(x_ticks=[(0, "0"), (10, "10")], y_ticks=[(0.0, "0.0"), (1.0, "1.0")], x_label="epoch",
-             y_label="accuracy", title="t")
+    ax.frame(
+        x_ticks=[(0, "0"), (10, "10")],
+        y_ticks=[(0.0, "0.0"), (1.0, "1.0")],
+        x_label="epoch",
+        y_label="accuracy",
+        title="t",
+    )
     ax.plot([0, 10], [0.0, 1.0], BLUE, marker="o")
     ax.hline(0.5, RED, dash=None)
     ax.legend([chart_png.LegendEntry("threshold 0.5", RED)], corner="upper left")

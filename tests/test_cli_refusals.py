@@ -19,8 +19,9 @@ def run_cli(repo: Path, *args: str) -> int:
 
 
 @pytest.mark.parametrize("code_path", ["../..", "/etc", "escape"])
-def test_code_path_outside_the_repository_is_refused(tmp_path: Path, code_path: str,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_code_path_outside_the_repository_is_refused(
+    tmp_path: Path, code_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = fake_repo(tmp_path / "repo")
     (repo / "escape").symlink_to(tmp_path)
     assert run_cli(repo, "run", "--code-path", code_path) == 2
@@ -48,12 +49,16 @@ def test_validate_rejects_bad_config_with_exit_2(tmp_path: Path, capsys: pytest.
     assert "write 0.9 for 90 %" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("command", "expected"), [
-    ("no-such-trainer --fast", "train_command 'no-such-trainer' was not found"),
-    ("python 'unbalanced", "cannot be split"),
-])
-def test_bad_train_command_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            command: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("no-such-trainer --fast", "train_command 'no-such-trainer' was not found"),
+        ("python 'unbalanced", "cannot be split"),
+    ],
+)
+def test_bad_train_command_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, expected: str
+) -> None:
     repo = fake_repo(tmp_path)
     assert run_cli(repo, "run", "--train-command", command) != 0
     assert expected in capsys.readouterr().err

@@ -35,27 +35,45 @@ def code_repo(root: Path, rate: float | None, config: str = "") -> Path:
     shutil.copy(FIXTURES / "fake_compare_train.py", code / "train.py")
     if rate is not None:
         (code / "rate.txt").write_text(str(rate))
-    (root / ".keeptraining.yml").write_text("code_path: ml\ntrain_command: python train.py\nbackend: local\n"
-                                            + config)
+    (root / ".keeptraining.yml").write_text(
+        "code_path: ml\ntrain_command: python train.py\nbackend: local\n" + config
+    )
     return root
 
 
-def champion_folder(root: Path, *, epochs: int = 30, rate: float = 0.95, card: dict | None = None,
-                    hyperparameters: dict | None = None) -> Path:
+def champion_folder(
+    root: Path,
+    *,
+    epochs: int = 30,
+    rate: float = 0.95,
+    card: dict | None = None,
+    hyperparameters: dict | None = None,
+) -> Path:
     """A champion bundle as a model release holds it: the model file and model-card.json."""
     root.mkdir(parents=True)
     model = json.dumps({"epochs": epochs, "rate": rate}).encode()
     (root / "model.keras").write_bytes(model)
-    data = {"format": "keeptraining.model-card/1",
-            "model": {"file": "model.keras", "sha256": hashlib.sha256(model).hexdigest(),
-                      "bytes": len(model)},
-            "metric": "accuracy", "accuracy": round(accuracy(epochs, rate), 6), "threshold": 0.8,
-            "epochs": epochs, "attempt": 1, "commit": "c" * 40, "branch": "main", "repository": "o/r",
-            "server_url": None, "runs": [{"attempt": 1, "outcome": "reached", "epochs": epochs}],
-            "hyperparameters": hyperparameters or {}, "search": None,
-            "image": {"tag": None, "content_hash": None, "digest": None}, "data": {"files": []},
-            "keeptraining": {"version": "1.0.0"}, "created_at": "2026-12-01T00:00:00+00:00",
-            "release": {"tag": "model-v1", "url": "https://github.example/o/r/releases/tag/model-v1"}}
+    data = {
+        "format": "keeptraining.model-card/1",
+        "model": {"file": "model.keras", "sha256": hashlib.sha256(model).hexdigest(), "bytes": len(model)},
+        "metric": "accuracy",
+        "accuracy": round(accuracy(epochs, rate), 6),
+        "threshold": 0.8,
+        "epochs": epochs,
+        "attempt": 1,
+        "commit": "c" * 40,
+        "branch": "main",
+        "repository": "o/r",
+        "server_url": None,
+        "runs": [{"attempt": 1, "outcome": "reached", "epochs": epochs}],
+        "hyperparameters": hyperparameters or {},
+        "search": None,
+        "image": {"tag": None, "content_hash": None, "digest": None},
+        "data": {"files": []},
+        "keeptraining": {"version": "1.0.0"},
+        "created_at": "2026-12-01T00:00:00+00:00",
+        "release": {"tag": "model-v1", "url": "https://github.example/o/r/releases/tag/model-v1"},
+    }
     data.update(card or {})
     (root / "model-card.json").write_text(json.dumps(data))
     return root
@@ -67,8 +85,9 @@ def compare_cli(repo: Path, champion: Path, *args: str) -> int:
 
 @pytest.mark.integration
 @pytest.mark.parametrize(("rate", "code", "sign"), [(0.97, 3, "-"), (0.93, 0, "+"), (0.95, 0, "±")])
-def test_compare_prints_both_and_the_delta(tmp_path: Path, capsys: pytest.CaptureFixture[str], rate: float,
-                                           code: int, sign: str) -> None:
+def test_compare_prints_both_and_the_delta(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rate: float, code: int, sign: str
+) -> None:
     repo = code_repo(tmp_path / "repo", rate)
     champion = champion_folder(tmp_path / "champion", epochs=30, rate=0.95)
     assert compare_cli(repo, champion) == code
@@ -88,8 +107,9 @@ def test_compare_prints_both_and_the_delta(tmp_path: Path, capsys: pytest.Captur
 
 
 @pytest.mark.integration
-def test_tolerance_lets_a_slightly_worse_candidate_pass(tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_tolerance_lets_a_slightly_worse_candidate_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.951)  # a hair worse: -0.0019 at 30 epochs
     champion = champion_folder(tmp_path / "champion")
     assert compare_cli(repo, champion) == 3
@@ -98,8 +118,9 @@ def test_tolerance_lets_a_slightly_worse_candidate_pass(tmp_path: Path,
 
 
 @pytest.mark.integration
-def test_candidate_trains_with_the_champions_hyperparameters(tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_candidate_trains_with_the_champions_hyperparameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.99)  # the code's own rate would be much worse ...
     champion = champion_folder(tmp_path / "champion", epochs=20, rate=0.9, hyperparameters={"rate": 0.9})
     assert compare_cli(repo, champion) == 0  # ... but the card's KT_HP_RATE is what it trains with
@@ -109,9 +130,9 @@ def test_candidate_trains_with_the_champions_hyperparameters(tmp_path: Path,
 
 
 @pytest.mark.integration
-def test_a_script_that_trains_instead_of_evaluating_is_refused(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_script_that_trains_instead_of_evaluating_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.95)
     champion = champion_folder(tmp_path / "champion")
     monkeypatch.setenv("FAKE_MODE", "trainanyway")
@@ -122,7 +143,8 @@ def test_a_script_that_trains_instead_of_evaluating_is_refused(tmp_path: Path,
 
 @pytest.mark.integration
 def test_candidate_stops_at_its_time_budget_and_says_at_how_many_epochs(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.95)
     champion = champion_folder(tmp_path / "champion", epochs=200)
     monkeypatch.setenv("FAKE_EPOCH_S", "0.25")
@@ -135,17 +157,21 @@ def test_candidate_stops_at_its_time_budget_and_says_at_how_many_epochs(
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("card", "message"), [
-    ({"epochs": "many"}, "epochs"),
-    ({"epochs": 0}, "nothing to compare with"),
-    ({"model": {"file": "../escape.keras", "sha256": "0" * 64, "bytes": 1}}, "model"),
-    ({"model": {"file": "absent.keras", "sha256": "0" * 64, "bytes": 1}}, "has no model file"),
-    ({"model": {"file": "model.keras", "sha256": "0" * 64, "bytes": 1}}, "does not match its card"),
-    ({"hyperparameters": {"rate": [1, 2]}}, "hyperparameters"),
-    ({"metric": "loss"}, "judged by 'loss'"),
-])
-def test_a_bad_champion_card_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                               card: dict, message: str) -> None:
+@pytest.mark.parametrize(
+    ("card", "message"),
+    [
+        ({"epochs": "many"}, "epochs"),
+        ({"epochs": 0}, "nothing to compare with"),
+        ({"model": {"file": "../escape.keras", "sha256": "0" * 64, "bytes": 1}}, "model"),
+        ({"model": {"file": "absent.keras", "sha256": "0" * 64, "bytes": 1}}, "has no model file"),
+        ({"model": {"file": "model.keras", "sha256": "0" * 64, "bytes": 1}}, "does not match its card"),
+        ({"hyperparameters": {"rate": [1, 2]}}, "hyperparameters"),
+        ({"metric": "loss"}, "judged by 'loss'"),
+    ],
+)
+def test_a_bad_champion_card_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], card: dict, message: str
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.95)
     champion = champion_folder(tmp_path / "champion", card=card)
     assert compare_cli(repo, champion) == (2 if card.get("metric") else 1)
@@ -155,7 +181,8 @@ def test_a_bad_champion_card_is_a_clear_error(tmp_path: Path, capsys: pytest.Cap
 
 @pytest.mark.integration
 def test_a_relative_champion_folder_is_found_from_the_training_scripts_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.95)
     champion_folder(repo / ".keeptraining" / "champion")
     monkeypatch.chdir(repo)  # the script runs in ml/: KT_RESUME_FROM must not be relative to here
@@ -172,9 +199,17 @@ def test_a_missing_champion_folder(tmp_path: Path, capsys: pytest.CaptureFixture
 
 # ---- units: the evaluate-only contract check, the verdict and the report
 
+
 def _plan(epochs: int = 30) -> Plan:
-    record = Attempt(attempt=1, epochs=epochs, initial_epoch=epochs, resumed_from=None, outcome=REACHED,
-                     started_at="", checkpoint="model.keras")
+    record = Attempt(
+        attempt=1,
+        epochs=epochs,
+        initial_epoch=epochs,
+        resumed_from=None,
+        outcome=REACHED,
+        started_at="",
+        checkpoint="model.keras",
+    )
     return Plan(1, epochs, epochs, record)
 
 
@@ -190,11 +225,21 @@ def test_evaluate_only_plan_is_recognised_and_checked() -> None:
         check.check_evaluation(check.Trained(30, 30, 0, False, "metrics.json", False), plan)
 
 
-def _comparison(candidate: float, champion: float | None, *, tolerance: float = 0.0,
-                history: list[float] | None = None, epochs: int = 30, asked: int = 30) -> compare.Comparison:
+def _comparison(
+    candidate: float,
+    champion: float | None,
+    *,
+    tolerance: float = 0.0,
+    history: list[float] | None = None,
+    epochs: int = 30,
+    asked: int = 30,
+) -> compare.Comparison:
     side = compare.Side(candidate, epochs, history if history is not None else [0.5, candidate], 1.0, Path())
-    model = compare.ChampionModel(Path("m.keras"), asked, name="model-v1", value=champion) \
-        if champion is not None else None
+    model = (
+        compare.ChampionModel(Path("m.keras"), asked, name="model-v1", value=champion)
+        if champion is not None
+        else None
+    )
     ev = compare.Side(champion, asked, [], 0.5, Path()) if champion is not None else None
     return compare.Comparison("accuracy", 0.9, tolerance, asked, side, model, ev)
 
@@ -211,8 +256,9 @@ def test_verdicts() -> None:
 
 def test_markdown_has_the_marker_both_values_the_delta_the_chart_and_links() -> None:
     cmp = _comparison(0.8, 0.9, history=[0.5, 0.6, 0.7, 0.8], epochs=4, asked=10)
-    text = comparison_report.markdown(cmp, run_url="https://github.example/o/r/actions/runs/7",
-                                      head_sha="a" * 40)
+    text = comparison_report.markdown(
+        cmp, run_url="https://github.example/o/r/actions/runs/7", head_sha="a" * 40
+    )
     assert text.startswith(comparison_report.MARKER)
     assert "| 0.9000 | 10 |" in text and "| 0.8000 | 4 |" in text and "**-0.1000**" in text
     assert "```mermaid" in text and "line [0.5000, 0.6000, 0.7000, 0.8000]" in text
@@ -224,8 +270,9 @@ def test_markdown_has_the_marker_both_values_the_delta_the_chart_and_links() -> 
 
 def test_markdown_escapes_untrusted_names_and_drops_unsafe_links() -> None:
     cmp = _comparison(0.8, 0.9)
-    cmp.champion = compare.ChampionModel(Path("m"), 30, name="<img src=x>[x](javascript:1)",
-                                         url="javascript:alert(1)")
+    cmp.champion = compare.ChampionModel(
+        Path("m"), 30, name="<img src=x>[x](javascript:1)", url="javascript:alert(1)"
+    )
     text = comparison_report.markdown(cmp, run_url="javascript:alert(2)", head_sha="not a sha`")
     assert "<img" not in text and "javascript:" not in text.replace("javascript\\:", "")
     assert "not a sha" not in text

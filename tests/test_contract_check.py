@@ -22,10 +22,25 @@ def keras_log(first: int, last: int, total: int, early: bool = False) -> str:
     return "\n".join(lines) + "\nTest accuracy: 0.8\n"
 
 
-def record(attempt: int, epochs: int, reached: int | None, *, ignored: bool = False, initial: int = 0,
-           outcome: str = "below") -> Attempt:
-    return Attempt(attempt=attempt, epochs=epochs, initial_epoch=initial, resumed_from=None, outcome=outcome,
-                   metric=0.8, epochs_reached=reached, epochs_ignored=ignored)
+def record(
+    attempt: int,
+    epochs: int,
+    reached: int | None,
+    *,
+    ignored: bool = False,
+    initial: int = 0,
+    outcome: str = "below",
+) -> Attempt:
+    return Attempt(
+        attempt=attempt,
+        epochs=epochs,
+        initial_epoch=initial,
+        resumed_from=None,
+        outcome=outcome,
+        metric=0.8,
+        epochs_reached=reached,
+        epochs_ignored=ignored,
+    )
 
 
 FRESH = Plan(attempt=1, epochs=10, initial_epoch=0, resume_from=None)
@@ -49,15 +64,19 @@ def test_a_script_with_fixed_epochs_is_recorded_as_it_trained_and_warned() -> No
     assert "not to KT_EPOCHS=20" in trained.warnings[1] and "adapt: keras" in trained.warnings[1]
 
 
-@pytest.mark.parametrize(("output", "found", "ignored"), [
-    (keras_log(1, 7, 10, early=True), STDOUT, False),  # Keras's EarlyStopping said so
-    (keras_log(1, 7, 10), Metrics(value=0.95, source="stdout"), False),  # stopped at the threshold
-    (keras_log(1, 7, 10), Metrics(value=0.8, source="metrics.json", epochs=7, early_stopped=True), False),
-    (keras_log(1, 7, 10), STDOUT, True),
-    (keras_log(1, 12, 12), Metrics(value=0.95, source="stdout"), True),  # more than asked is never fine
-])
-def test_stopping_early_on_purpose_is_not_ignoring_kt_epochs(output: str, found: Metrics,
-                                                             ignored: bool) -> None:
+@pytest.mark.parametrize(
+    ("output", "found", "ignored"),
+    [
+        (keras_log(1, 7, 10, early=True), STDOUT, False),  # Keras's EarlyStopping said so
+        (keras_log(1, 7, 10), Metrics(value=0.95, source="stdout"), False),  # stopped at the threshold
+        (keras_log(1, 7, 10), Metrics(value=0.8, source="metrics.json", epochs=7, early_stopped=True), False),
+        (keras_log(1, 7, 10), STDOUT, True),
+        (keras_log(1, 12, 12), Metrics(value=0.95, source="stdout"), True),  # more than asked is never fine
+    ],
+)
+def test_stopping_early_on_purpose_is_not_ignoring_kt_epochs(
+    output: str, found: Metrics, ignored: bool
+) -> None:
     assert contract_check.assess(found, output, FRESH, 0.9).ignored is ignored
 
 
@@ -73,16 +92,20 @@ def test_metrics_json_wins_over_the_log() -> None:
     assert (trained.epochs_reached, trained.epochs_trained, trained.epochs_source) == (20, 10, "metrics.json")
 
 
-@pytest.mark.parametrize(("previous", "current", "stops"), [
-    (record(1, 10, 15, ignored=True), record(2, 20, 15, ignored=True), True),
-    (record(1, 10, 10), record(2, 20, 10, ignored=True), True),  # KT_EPOCHS changed, nothing else did
-    (record(1, 10, 10), record(2, 20, 12, ignored=True), False),  # first time it shows
-    (record(1, 10, 10, ignored=True), record(2, 20, 20), False),
-    (record(1, 10, 10, ignored=True, outcome="failed"), record(2, 20, 10, ignored=True), False),
-    (None, record(1, 10, 15, ignored=True), False),
-])
+@pytest.mark.parametrize(
+    ("previous", "current", "stops"),
+    [
+        (record(1, 10, 15, ignored=True), record(2, 20, 15, ignored=True), True),
+        (record(1, 10, 10), record(2, 20, 10, ignored=True), True),  # KT_EPOCHS changed, nothing else did
+        (record(1, 10, 10), record(2, 20, 12, ignored=True), False),  # first time it shows
+        (record(1, 10, 10, ignored=True), record(2, 20, 20), False),
+        (record(1, 10, 10, ignored=True, outcome="failed"), record(2, 20, 10, ignored=True), False),
+        (None, record(1, 10, 15, ignored=True), False),
+    ],
+)
 def test_two_attempts_in_a_row_that_ignore_kt_epochs_end_the_chain(
-        previous: Attempt | None, current: Attempt, stops: bool) -> None:
+    previous: Attempt | None, current: Attempt, stops: bool
+) -> None:
     if not stops:
         contract_check.stop_if_ignored_again(previous, current)
         return

@@ -17,9 +17,14 @@ from keeptraining.state import data_cache
 from keeptraining.state.data_cache import DATA, IN_USE, MANIFEST, Session
 
 COMMIT = "c0ffee" + "0" * 34
-GITHUB = {"GITHUB_ACTIONS": "true", "RUNNER_TOOL_CACHE": "/opt/hostedtoolcache",
-          "GITHUB_REPOSITORY": "acme/model", "GITHUB_SHA": COMMIT, "GITHUB_RUN_ID": "4242",
-          "GITHUB_RUN_ATTEMPT": "2"}
+GITHUB = {
+    "GITHUB_ACTIONS": "true",
+    "RUNNER_TOOL_CACHE": "/opt/hostedtoolcache",
+    "GITHUB_REPOSITORY": "acme/model",
+    "GITHUB_SHA": COMMIT,
+    "GITHUB_RUN_ID": "4242",
+    "GITHUB_RUN_ATTEMPT": "2",
+}
 TOKEN = "ghs_dataCacheSecretToken123"
 
 
@@ -45,14 +50,19 @@ def manifest(root: Path) -> dict[str, object]:
 
 
 def test_the_folder_is_the_state_folders_locally_and_one_per_chain_in_the_runners_tool_cache(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     assert data_cache.folder(config(), tmp_path, {}) == tmp_path / "data-cache"
     assert data_cache.folder(config(cache=False), tmp_path, {}) is None
-    assert data_cache.folder(config(), tmp_path, GITHUB) == \
-        Path("/opt/hostedtoolcache/keeptraining-data/acme/model") / COMMIT[:12]
+    assert (
+        data_cache.folder(config(), tmp_path, GITHUB)
+        == Path("/opt/hostedtoolcache/keeptraining-data/acme/model") / COMMIT[:12]
+    )
     chain = "d" * 40
-    assert data_cache.folder(config(), tmp_path, {**GITHUB, "KT_INPUT_COMMIT": chain}) == \
-        Path("/opt/hostedtoolcache/keeptraining-data/acme/model") / chain[:12]
+    assert (
+        data_cache.folder(config(), tmp_path, {**GITHUB, "KT_INPUT_COMMIT": chain})
+        == Path("/opt/hostedtoolcache/keeptraining-data/acme/model") / chain[:12]
+    )
     for broken in ({"GITHUB_SHA": "main"}, {"GITHUB_REPOSITORY": "acme/.."}, {"RUNNER_TOOL_CACHE": ""}):
         assert data_cache.folder(config(), tmp_path, {**GITHUB, **broken}) is None
 
@@ -61,9 +71,11 @@ def test_the_plan_keys_each_run_attempt_and_restores_the_chains_newest_entry_els
     env = {**GITHUB, "RUNNER_TOOL_CACHE": str(tmp_path / "tools")}
     where = tmp_path / "tools" / "keeptraining-data" / "acme" / "model" / COMMIT[:12]
     planned = data_cache.plan(config(), tmp_path, env)
-    assert planned == {"path": f"{where / MANIFEST}\n{where / DATA}",  # the manifest first in the archive
-                       "key": f"keeptraining-data-v1-{COMMIT}-4242-2",
-                       "restore-keys": f"keeptraining-data-v1-{COMMIT}-\nkeeptraining-data-v1-"}
+    assert planned == {
+        "path": f"{where / MANIFEST}\n{where / DATA}",  # the manifest first in the archive
+        "key": f"keeptraining-data-v1-{COMMIT}-4242-2",
+        "restore-keys": f"keeptraining-data-v1-{COMMIT}-\nkeeptraining-data-v1-",
+    }
     assert data_cache.plan(config(cache=False), tmp_path, env) == {"path": "", "key": "", "restore-keys": ""}
 
 
@@ -90,7 +102,8 @@ def test_libraries_are_pointed_into_the_cache_unless_already_set() -> None:
 
 
 def test_what_an_attempt_downloads_is_recorded_and_verified_by_the_next(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     outputs = tmp_path / "outputs"
     monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
     root = tmp_path / "cache"
@@ -103,8 +116,9 @@ def test_what_an_attempt_downloads_is_recorded_and_verified_by_the_next(
     assert first.close(complete=True) is True
     assert not (root / IN_USE).exists()
     recorded = manifest(root)
-    assert recorded["files"] == {"keras/datasets/mnist.npz": {
-        "size": 6000, "sha256": hashlib.sha256(b"pixels" * 1000).hexdigest()}}
+    assert recorded["files"] == {
+        "keras/datasets/mnist.npz": {"size": 6000, "sha256": hashlib.sha256(b"pixels" * 1000).hexdigest()}
+    }
     assert recorded["links"] == {"huggingface/hub/link": "../../keras/datasets/mnist.npz"}
     second, said = session(root)
     second.open()
@@ -117,7 +131,8 @@ def test_what_an_attempt_downloads_is_recorded_and_verified_by_the_next(
 
 @pytest.mark.parametrize("damage", ["changed", "truncated", "missing", "manifest", "relinked"])
 def test_a_cache_that_does_not_match_its_manifest_is_discarded_with_a_warning(
-        tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "cache"
     first, _ = session(root)
     first.open()
@@ -146,14 +161,16 @@ def test_a_cache_that_does_not_match_its_manifest_is_discarded_with_a_warning(
 
 @pytest.mark.parametrize("name", ["../outside.txt", "/etc/hostname", "a/../../outside.txt"])
 def test_a_manifest_naming_a_path_out_of_the_cache_is_not_believed(
-        tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "cache"
     (root / DATA).mkdir(parents=True)
     outside = tmp_path / "outside.txt"
     outside.write_text("not the cache's")
     sha = hashlib.sha256(b"not the cache's").hexdigest()
-    (root / MANIFEST).write_text(json.dumps({"format": 1, "files": {name: {"size": 15, "sha256": sha}},
-                                             "links": {}}))
+    (root / MANIFEST).write_text(
+        json.dumps({"format": 1, "files": {name: {"size": 15, "sha256": sha}}, "links": {}})
+    )
     opened, said = session(root)
     opened.open()
     assert "its manifest is not valid" in capsys.readouterr().err
@@ -168,8 +185,12 @@ def test_files_the_manifest_does_not_know_are_kept_as_pre_seeded(tmp_path: Path)
     opened.open()
     assert "1 file(s) it had not recorded were kept (pre-seeded)" in said[0]
     assert opened.close(complete=True) is True  # now recorded: the next attempt checks it
-    assert manifest(root)["files"] == {"keras/datasets/cifar-10-batches-py.tar.gz": {
-        "size": 14, "sha256": hashlib.sha256(b"seeded by hand").hexdigest()}}
+    assert manifest(root)["files"] == {
+        "keras/datasets/cifar-10-batches-py.tar.gz": {
+            "size": 14,
+            "sha256": hashlib.sha256(b"seeded by hand").hexdigest(),
+        }
+    }
 
 
 def test_after_a_killed_attempt_what_it_left_unrecorded_is_removed(tmp_path: Path) -> None:
@@ -206,7 +227,8 @@ def test_a_training_stopped_at_its_timeout_leaves_only_what_was_there_before(tmp
 
 
 def test_links_out_of_the_cache_special_files_and_secrets_are_removed_never_saved(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "cache"
     opened, _ = session(root, secrets=(TOKEN,))
     opened.open()
@@ -218,8 +240,9 @@ def test_links_out_of_the_cache_special_files_and_secrets_are_removed_never_save
     write(root, "clean.bin", b"no secret here")
     opened.close(complete=True)
     assert sorted(p.name for p in (root / DATA).iterdir()) == ["clean.bin"]
-    assert manifest(root)["files"] == {"clean.bin": {"size": 14, "sha256": hashlib.sha256(b"no secret here")
-                                                     .hexdigest()}}
+    assert manifest(root)["files"] == {
+        "clean.bin": {"size": 14, "sha256": hashlib.sha256(b"no secret here").hexdigest()}
+    }
     warnings = capsys.readouterr().err
     assert "absolute is a link out of the cache" in warnings and "escaping is a link out" in warnings
     assert "fifo is not a regular file" in warnings
@@ -227,7 +250,8 @@ def test_links_out_of_the_cache_special_files_and_secrets_are_removed_never_save
 
 
 def test_a_cache_that_cannot_be_used_is_a_warning_never_a_failure(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "data-cache").symlink_to(tmp_path)  # a restored state could make it a link
@@ -251,12 +275,17 @@ def step_outputs(path: Path) -> dict[str, str]:
 
 
 def test_the_action_step_writes_the_cache_inputs_and_never_fails(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = tmp_path / "repo"
     (repo / "ml_code").mkdir(parents=True)
     outputs = tmp_path / "outputs"
-    for name, value in {**GITHUB, "RUNNER_TOOL_CACHE": str(tmp_path / "tools"), "GITHUB_OUTPUT": str(outputs),
-                        "KT_INPUT_STATE_DIR": ".keeptraining"}.items():
+    for name, value in {
+        **GITHUB,
+        "RUNNER_TOOL_CACHE": str(tmp_path / "tools"),
+        "GITHUB_OUTPUT": str(outputs),
+        "KT_INPUT_STATE_DIR": ".keeptraining",
+    }.items():
         monkeypatch.setenv(name, value)
     assert main(["data-cache", "--repo", str(repo)]) == 0
     written = step_outputs(outputs)
@@ -295,7 +324,8 @@ def test_library_settings_and_font_caches_are_no_data_and_change_nothing(tmp_pat
 
 
 def test_a_chain_of_links_that_each_look_inside_but_together_reach_the_host_is_removed(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "cache"
     opened, _ = session(root)
     opened.open()
@@ -316,7 +346,8 @@ def test_a_chain_of_links_that_each_look_inside_but_together_reach_the_host_is_r
 
 
 def test_setuid_bits_are_dropped_and_a_link_naming_a_secret_is_removed(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "cache"
     opened, said = session(root, secrets=(TOKEN,))
     opened.open()
@@ -337,7 +368,8 @@ def test_the_registry_password_is_one_of_the_secrets_the_cache_looks_for() -> No
 
 
 def test_a_fifo_manifest_does_not_hang_and_a_linked_one_is_not_read_through(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "cache"
     write(root, "f", b"data")
     os.mkfifo(root / MANIFEST)
@@ -371,7 +403,8 @@ def test_an_in_use_link_to_a_file_outside_is_never_written_through(tmp_path: Pat
 
 
 def test_a_path_whose_name_holds_a_secret_is_removed_without_naming_it(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Found by the repeat pass: names, like link targets, were never scanned."""
     root = tmp_path / "cache"
     opened, _ = session(root, secrets=(TOKEN,))

@@ -87,9 +87,17 @@ def repo_with(tmp_path: Path, training_image: TrainingImage, url: str, **setting
     repo = tmp_path / "repo"
     (repo / "code").mkdir(parents=True)
     (repo / "code" / "train.py").write_text(SCRIPT.format(url=url))
-    config = {"code_path": "code", "train_command": "python train.py", "image": training_image.tag,
-              "backend": "docker", "threshold": 0.99, "epochs": 1, "epoch_step": 1, "max_attempts": 2,
-              **settings}
+    config = {
+        "code_path": "code",
+        "train_command": "python train.py",
+        "image": training_image.tag,
+        "backend": "docker",
+        "threshold": 0.99,
+        "epochs": 1,
+        "epoch_step": 1,
+        "max_attempts": 2,
+        **settings,
+    }
     (repo / ".keeptraining.yml").write_text(yaml.safe_dump(config))
     return repo
 
@@ -99,8 +107,11 @@ def attempt_logs(repo: Path) -> list[str]:
 
 
 def test_without_a_network_the_error_says_so_and_names_the_setting(
-        tmp_path: Path, training_image: TrainingImage, loopback_server: DataServer,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    training_image: TrainingImage,
+    loopback_server: DataServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     repo = repo_with(tmp_path, training_image, loopback_server.url, network="none", max_attempts=1)
     assert main(["run", "--repo", str(repo)]) == 1
     err = capsys.readouterr().err
@@ -111,7 +122,8 @@ def test_without_a_network_the_error_says_so_and_names_the_setting(
 
 
 def test_with_the_network_attempt_2_finds_the_download_of_attempt_1_in_the_cache(
-        tmp_path: Path, training_image: TrainingImage, loopback_server: DataServer) -> None:
+    tmp_path: Path, training_image: TrainingImage, loopback_server: DataServer
+) -> None:
     repo = repo_with(tmp_path, training_image, loopback_server.url, network="host")
     assert main(["run", "--repo", str(repo)]) == 3  # two attempts below the threshold, both trained
     assert [a.outcome for a in ledger.load(repo / ".keeptraining").attempts] == ["below", "below"]
@@ -125,7 +137,8 @@ def test_with_the_network_attempt_2_finds_the_download_of_attempt_1_in_the_cache
 
 
 def test_a_docker_network_reaches_a_server_on_its_gateway(
-        tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient) -> None:
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient
+) -> None:
     """A user-defined bridge: the container's own network namespace, as with the default network on a
     GitHub runner (here without a way out beyond the host: the engine runs with --iptables=false)."""
     name = f"kt-test-{tmp_path.name[-24:].lower().replace('_', '-')}"
@@ -146,8 +159,11 @@ def test_a_docker_network_reaches_a_server_on_its_gateway(
 
 
 def test_default_network_on_this_engine(
-        tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """``network: default`` is the engine's default bridge; an engine started with --bridge=none (the
     test engine) has none, and a script that needs the network is told so and pointed at host."""
     bridges = [n for n in docker_client.networks.list(names=["bridge"]) if n.name == "bridge"]
@@ -168,7 +184,8 @@ def test_default_network_on_this_engine(
 
 
 def test_the_local_backend_uses_the_same_cache(
-        tmp_path: Path, training_image: TrainingImage, loopback_server: DataServer) -> None:
+    tmp_path: Path, training_image: TrainingImage, loopback_server: DataServer
+) -> None:
     repo = repo_with(tmp_path, training_image, loopback_server.url, network="host")
     assert main(["attempt", "--repo", str(repo)]) == 0  # docker: downloads
     assert main(["attempt", "--repo", str(repo), "--backend", "local"]) == 0  # local: finds it
@@ -178,8 +195,11 @@ def test_the_local_backend_uses_the_same_cache(
 
 
 def test_a_damaged_cache_is_discarded_and_the_data_downloaded_again(
-        tmp_path: Path, training_image: TrainingImage, loopback_server: DataServer,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    training_image: TrainingImage,
+    loopback_server: DataServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     repo = repo_with(tmp_path, training_image, loopback_server.url, backend="local")
     assert main(["attempt", "--repo", str(repo)]) == 0
     cached = repo / ".keeptraining" / "data-cache" / "data" / "keras" / "datasets" / "tiny.npz"

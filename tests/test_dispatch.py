@@ -334,8 +334,10 @@ def test_a_newer_chain_supersedes_this_one(emu: GitHubEmulator) -> None:
     result = dispatch(emu, ctx=ctx, chain_commit=chain)
     assert not result.dispatched and result.run_id is None
     assert (result.superseded_by, result.superseded_run_url) == (newer, newer_run_url(emu, newer_run.id))
-    assert result.reason == (f"a newer chain took over branch main: commit {newer[:7]} (run {newer_run.id}) "
-                             f"after {chain[:7]}; not dispatching")
+    assert result.reason == (
+        f"a newer chain took over branch main: commit {newer[:7]} (run {newer_run.id}) "
+        f"after {chain[:7]}; not dispatching"
+    )
     assert posts(emu) == 0 and emu.dispatches == []
 
 
@@ -368,8 +370,12 @@ def test_a_manual_first_attempt_on_another_commit_is_a_newer_chain(emu: GitHubEm
     chain = emu.branches["main"]
     ctx = chain_run(emu)
     newer = emu.push("main")
-    manual = emu.add_run(161_335, event="workflow_dispatch", head_sha=newer,
-                         display_title="Continuous training · attempt 1 · 30 epochs")
+    manual = emu.add_run(
+        161_335,
+        event="workflow_dispatch",
+        head_sha=newer,
+        display_title="Continuous training · attempt 1 · 30 epochs",
+    )
     manual.created_at = "2030-01-01T00:05:00Z"
     assert dispatch(emu, ctx=ctx, chain_commit=chain).superseded_by == newer
 
@@ -392,24 +398,42 @@ def test_attempt_numbers_match_on_word_boundaries(emu: GitHubEmulator) -> None:
 
 
 def test_an_attempt_dispatched_before_this_run_does_not_count(emu: GitHubEmulator) -> None:
-    earlier = emu.add_run(161_335, event="workflow_dispatch", display_title="attempt 2 · 20 epochs",
-                          status="queued", conclusion=None)  # an older chain's attempt 2
+    earlier = emu.add_run(
+        161_335,
+        event="workflow_dispatch",
+        display_title="attempt 2 · 20 epochs",
+        status="queued",
+        conclusion=None,
+    )  # an older chain's attempt 2
     earlier.created_at = "2029-12-31T00:00:00Z"
     ctx = chain_run(emu)
     assert not dispatch(emu, ctx=ctx).reused and len(emu.dispatches) == 1
 
 
-@pytest.mark.parametrize(("status", "conclusion", "counts"), [
-    ("queued", None, True), ("pending", None, True), ("in_progress", None, True),
-    ("completed", "success", True), ("completed", "cancelled", False), ("completed", "failure", False),
-    ("completed", "timed_out", False),
-])
+@pytest.mark.parametrize(
+    ("status", "conclusion", "counts"),
+    [
+        ("queued", None, True),
+        ("pending", None, True),
+        ("in_progress", None, True),
+        ("completed", "success", True),
+        ("completed", "cancelled", False),
+        ("completed", "failure", False),
+        ("completed", "timed_out", False),
+    ],
+)
 def test_only_a_live_or_successful_next_run_counts_as_dispatched(
-        emu: GitHubEmulator, status: str, conclusion: str | None, counts: bool) -> None:
+    emu: GitHubEmulator, status: str, conclusion: str | None, counts: bool
+) -> None:
     """A cancelled child (a concurrency group, a person) must not stop the re-run of its parent."""
     ctx = chain_run(emu)
-    child = emu.add_run(161_335, event="workflow_dispatch", display_title="attempt 2 · 20 epochs",
-                        status=status, conclusion=conclusion)
+    child = emu.add_run(
+        161_335,
+        event="workflow_dispatch",
+        display_title="attempt 2 · 20 epochs",
+        status=status,
+        conclusion=conclusion,
+    )
     child.created_at = "2030-01-01T00:01:00Z"
     result = dispatch(emu, ctx=ctx)
     assert result.dispatched and result.reused == counts
@@ -502,11 +526,18 @@ def test_workflow_from_ref_parsing() -> None:
 def test_a_new_chain_on_the_same_commit_is_not_mistaken_for_a_rerun(emu: GitHubEmulator) -> None:
     """An older chain's attempt 2 on this commit predates this run: dispatch; a re-run still reuses."""
     head = emu.branches["main"]
-    older = emu.add_run(161_335, event="workflow_dispatch", head_sha=head,
-                        display_title="attempt 2 · 20 epochs")
+    older = emu.add_run(
+        161_335, event="workflow_dispatch", head_sha=head, display_title="attempt 2 · 20 epochs"
+    )
     older.created_at = "2020-01-01T00:00:00Z"
-    parent = emu.add_run(161_335, event="workflow_dispatch", head_sha=head,
-                         display_title="attempt 1 · 10 epochs", status="in_progress", conclusion=None)
+    parent = emu.add_run(
+        161_335,
+        event="workflow_dispatch",
+        head_sha=head,
+        display_title="attempt 1 · 10 epochs",
+        status="in_progress",
+        conclusion=None,
+    )
     parent.created_at = "2020-01-01T01:00:00Z"
     ctx = dataclasses.replace(make_ctx(emu), run_id=str(parent.id))
     first = dispatch(emu, ctx=ctx)
@@ -522,12 +553,21 @@ def test_two_chains_on_one_commit_never_take_each_others_next_attempt(emu: GitHu
     does not mistake the other chain's attempt 2 for its own."""
     head = emu.branches["main"]
     push = chain_run(emu)
-    manual = emu.add_run(161_335, event="workflow_dispatch", head_sha=head,
-                         display_title="attempt 1 · first epochs · after run none")
+    manual = emu.add_run(
+        161_335,
+        event="workflow_dispatch",
+        head_sha=head,
+        display_title="attempt 1 · first epochs · after run none",
+    )
     manual.created_at = "2030-01-01T00:00:30Z"
-    theirs = emu.add_run(161_335, event="workflow_dispatch", head_sha=head,
-                         display_title=f"attempt 2 · 20 epochs · after run {manual.id}",
-                         status="queued", conclusion=None)
+    theirs = emu.add_run(
+        161_335,
+        event="workflow_dispatch",
+        head_sha=head,
+        display_title=f"attempt 2 · 20 epochs · after run {manual.id}",
+        status="queued",
+        conclusion=None,
+    )
     theirs.created_at = "2030-01-01T00:01:00Z"
     mine = dispatch(emu, ctx=push)  # the push chain's run does not take the manual chain's attempt 2
     assert mine.dispatched and not mine.reused and mine.run_id != theirs.id and len(emu.dispatches) == 1
@@ -545,21 +585,49 @@ def test_a_rerun_matches_the_run_id_its_first_try_dispatched_whatever_the_titles
     """The dispatch answered with the new run's id and the ledger kept it: a re-run matches that id
     (and only a run of the same attempt label), not a title."""
     ctx = chain_run(emu)
-    child = emu.add_run(161_335, event="workflow_dispatch", display_title="Continuous training",
-                        status="pending", conclusion=None)  # a run-name without any marker
+    child = emu.add_run(
+        161_335,
+        event="workflow_dispatch",
+        display_title="Continuous training",
+        status="pending",
+        conclusion=None,
+    )  # a run-name without any marker
     child.created_at = "2030-01-01T00:01:00Z"
-    decoy = emu.add_run(161_335, event="workflow_dispatch", display_title="attempt 2 · 20 epochs",
-                        status="queued", conclusion=None)  # a title that would match, of another chain
+    decoy = emu.add_run(
+        161_335,
+        event="workflow_dispatch",
+        display_title="attempt 2 · 20 epochs",
+        status="queued",
+        conclusion=None,
+    )  # a title that would match, of another chain
     decoy.created_at = "2030-01-01T00:02:00Z"
-    found = dispatch_next(ctx, chain_commit=emu.branches["main"], next_attempt=2, inputs=dict(INPUTS),
-                          sleep=Sleeps(), known_runs={child.id: "2"})
+    found = dispatch_next(
+        ctx,
+        chain_commit=emu.branches["main"],
+        next_attempt=2,
+        inputs=dict(INPUTS),
+        sleep=Sleeps(),
+        known_runs={child.id: "2"},
+    )
     assert found.reused and found.run_id == child.id and len(emu.dispatches) == 0
-    other_label = dispatch_next(ctx, chain_commit=emu.branches["main"], next_attempt=2, inputs=dict(INPUTS),
-                                sleep=Sleeps(), known_runs={child.id: "2.2"})  # dispatched another run
+    other_label = dispatch_next(
+        ctx,
+        chain_commit=emu.branches["main"],
+        next_attempt=2,
+        inputs=dict(INPUTS),
+        sleep=Sleeps(),
+        known_runs={child.id: "2.2"},
+    )  # dispatched another run
     assert other_label.reused and other_label.run_id == decoy.id  # then the titles decide
     emu.set_run(child.id, status="completed", conclusion="cancelled")
-    again = dispatch_next(ctx, chain_commit=emu.branches["main"], next_attempt=2, inputs=dict(INPUTS),
-                          sleep=Sleeps(), known_runs={child.id: "2"})
+    again = dispatch_next(
+        ctx,
+        chain_commit=emu.branches["main"],
+        next_attempt=2,
+        inputs=dict(INPUTS),
+        sleep=Sleeps(),
+        known_runs={child.id: "2"},
+    )
     assert again.dispatched and not again.reused and len(emu.dispatches) == 1  # the known one was cancelled
 
 
@@ -571,12 +639,18 @@ def test_in_a_called_workflow_the_callers_file_is_dispatched(subset: OpenAPISubs
     act sets no GITHUB_WORKFLOW_REF and names the called workflow in GITHUB_WORKFLOW: the reusable
     keeptraining.yml cannot be dispatched, and the error says what to pass."""
     caller = declared_workflow()
-    reusable = EmulatedWorkflow(id=161_336, name="keeptraining", path=".github/workflows/keeptraining.yml",
-                                dispatchable=False)
+    reusable = EmulatedWorkflow(
+        id=161_336, name="keeptraining", path=".github/workflows/keeptraining.yml", dispatchable=False
+    )
     with GitHubEmulator(subset=subset, workflows=[caller, reusable], tokens={TOKEN}) as emu:
-        env = {"GITHUB_REPOSITORY": emu.full_name, "GITHUB_API_URL": emu.url, "GITHUB_REF": "refs/heads/main",
-               "GITHUB_WORKFLOW": "keeptraining", "GITHUB_RUN_ID": "1",
-               "GITHUB_WORKFLOW_REF": f"{emu.full_name}/.github/workflows/{WORKFLOW_FILE}@refs/heads/main"}
+        env = {
+            "GITHUB_REPOSITORY": emu.full_name,
+            "GITHUB_API_URL": emu.url,
+            "GITHUB_REF": "refs/heads/main",
+            "GITHUB_WORKFLOW": "keeptraining",
+            "GITHUB_RUN_ID": "1",
+            "GITHUB_WORKFLOW_REF": f"{emu.full_name}/.github/workflows/{WORKFLOW_FILE}@refs/heads/main",
+        }
         ctx = context_from_env(env, TOKEN)
         assert ctx.workflow == WORKFLOW_FILE
         dispatch(emu, ctx=ctx)

@@ -127,8 +127,9 @@ def containers_with(dc: docker.DockerClient, labels: dict[str, str]) -> list[Any
     return list(dc.containers.list(all=True, filters=filters))
 
 
-def run_in(image: TrainingImage, dc: docker.DockerClient, req: TrainRequest,
-           labels: dict[str, str]) -> TrainResult:
+def run_in(
+    image: TrainingImage, dc: docker.DockerClient, req: TrainRequest, labels: dict[str, str]
+) -> TrainResult:
     result = backend_docker.run(req, image.tag, docker_client=dc, extra_labels=labels)
     assert containers_with(dc, labels) == [], "the container must be removed"
     return result
@@ -157,12 +158,15 @@ def test_image_builds_on_local_base_and_is_then_a_cache_hit(
     monkeypatch.setattr(docker_client.api, "build", no_build)
     start = time.monotonic()
     tag, built = docker_image.ensure_image(
-        REPO_ROOT, "Dockerfile", training_image.base_image, docker_client=docker_client)
+        REPO_ROOT, "Dockerfile", training_image.base_image, docker_client=docker_client
+    )
     took = time.monotonic() - start
     assert (tag, built) == (training_image.tag, False)
     assert took < 2.0
-    print(f"\nimage: first ensure_image {training_image.seconds:.1f}s (built={training_image.built}); "
-          f"cache hit {took * 1000:.0f} ms")
+    print(
+        f"\nimage: first ensure_image {training_image.seconds:.1f}s (built={training_image.built}); "
+        f"cache hit {took * 1000:.0f} ms"
+    )
 
 
 def copy_build_inputs(dest: Path) -> Path:
@@ -182,10 +186,12 @@ def test_image_tag_follows_build_inputs_not_code(
         return docker_image.image_tag(repo, "Dockerfile", base, docker_client=docker_client)
 
     first = tag()
-    assert first == docker_image.image_tag(REPO_ROOT, "Dockerfile", docker_base_image,
-                                             docker_client=docker_client)
-    assert docker_image.context_files(repo, "Dockerfile") == ["requirements.txt"], \
+    assert first == docker_image.image_tag(
+        REPO_ROOT, "Dockerfile", docker_base_image, docker_client=docker_client
+    )
+    assert docker_image.context_files(repo, "Dockerfile") == ["requirements.txt"], (
         "only what the Dockerfile copies (the Dockerfile is hashed on its own)"
+    )
     (repo / "ml_code").mkdir()
     (repo / "ml_code" / "nn.py").write_text("print('changed code')\n")
     (repo / "README.md").write_text("docs\n")
@@ -202,17 +208,17 @@ def test_broken_dockerfile_raises_image_build_error_with_log_tail(
     repo = tmp_path / "repo"
     repo.mkdir()
     marker = f"broken-step-{uuid.uuid4().hex[:8]}"
-    (repo / "Dockerfile").write_text(
-        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && exit 7\n")
+    (repo / "Dockerfile").write_text(f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && exit 7\n")
     lines: list[str] = []
     with pytest.raises(ImageBuildError) as info:
-        docker_image.ensure_image(repo, "Dockerfile", docker_base_image, on_line=lines.append,
-                                    docker_client=docker_client)
+        docker_image.ensure_image(
+            repo, "Dockerfile", docker_base_image, on_line=lines.append, docker_client=docker_client
+        )
     message = str(info.value)
     assert marker in info.value.log_tail
     assert "non-zero code: 7" in message
     assert lines[0].startswith("Building the training image keeptraining-train:")
-    steps = lines[1:lines.index("Last lines of the build log:")]
+    steps = lines[1 : lines.index("Last lines of the build log:")]
     assert steps and all(line.startswith("Step ") for line in steps), "one line per Dockerfile step"
     assert any(marker in line for line in steps), "the failing step is named as it starts"
     assert lines[-1] == info.value.log_tail.splitlines()[-1], "then the log's end, to see why"
@@ -222,8 +228,9 @@ def test_broken_dockerfile_raises_image_build_error_with_log_tail(
 
 
 @pytest.mark.docker
-def test_dockerfile_outside_the_repository_is_refused(tmp_path: Path,
-                                                      docker_client: docker.DockerClient) -> None:
+def test_dockerfile_outside_the_repository_is_refused(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
@@ -238,7 +245,9 @@ def test_dockerfile_outside_the_repository_is_refused(tmp_path: Path,
 
 @pytest.mark.docker
 def test_training_run_honours_the_contract(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
     code = write_script(tmp_path, CONTRACT_SCRIPT)
@@ -280,29 +289,40 @@ def test_training_run_honours_the_contract(
     assert "Test accuracy: 0.5" in lines
     assert f"uid {EXPECTED_UID}" in lines
     assert {"container_create_s", "container_start_s", "run_s", "cleanup_s"} <= set(result.stages)
-    print(f"\ncontract run: {result.duration:.2f}s (TensorFlow import included); "
-          + ", ".join(f"{k}={v:.2f}" for k, v in result.stages.items()))
+    print(
+        f"\ncontract run: {result.duration:.2f}s (TensorFlow import included); "
+        + ", ".join(f"{k}={v:.2f}" for k, v in result.stages.items())
+    )
 
 
 @pytest.mark.docker
 def test_fresh_run_has_empty_resume_and_may_resume_from_its_own_output_folder(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
-    code = write_script(tmp_path, """\
+    code = write_script(
+        tmp_path,
+        """\
         import os
         print("resume=[" + os.environ["KT_RESUME_FROM"] + "]")
         if os.environ["KT_RESUME_FROM"]:
             print("read:", open(os.environ["KT_RESUME_FROM"]).read())
         open(os.path.join(os.environ["KT_OUTPUT_DIR"], "model.keras"), "w").write("attempt 2")
-    """)
+    """,
+    )
     fresh = run_in(training_image, docker_client, request(tmp_path, code), run_label)
     assert fresh.exit_code == 0, fresh.output
     assert "resume=[]" in fresh.output
 
     # The usual chain: attempt n+1 resumes from the checkpoint in the same output folder.
-    resumed = run_in(training_image, docker_client,
-                     request(tmp_path, code, resume_from=tmp_path / "out" / "model.keras"), run_label)
+    resumed = run_in(
+        training_image,
+        docker_client,
+        request(tmp_path, code, resume_from=tmp_path / "out" / "model.keras"),
+        run_label,
+    )
     assert resumed.exit_code == 0, resumed.output
     assert "resume=[/workspace/resume/model.keras]" in resumed.output
     assert "read: attempt 2" in resumed.output
@@ -310,7 +330,9 @@ def test_fresh_run_has_empty_resume_and_may_resume_from_its_own_output_folder(
 
 @pytest.mark.docker
 def test_trivial_script_start_overhead(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
     code = write_script(tmp_path, "print('hello')\n")
@@ -320,22 +342,29 @@ def test_trivial_script_start_overhead(
     assert result.exit_code == 0
     assert result.output.strip() == "hello"
     assert total < 15
-    print(f"\ntrivial script: {total:.2f}s end to end, container {result.duration:.2f}s; "
-          + ", ".join(f"{k}={v:.2f}" for k, v in result.stages.items()))
+    print(
+        f"\ntrivial script: {total:.2f}s end to end, container {result.duration:.2f}s; "
+        + ", ".join(f"{k}={v:.2f}" for k, v in result.stages.items())
+    )
 
 
 @pytest.mark.docker
 def test_failing_script_returns_exit_code_and_log_tail(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
-    code = write_script(tmp_path, """\
+    code = write_script(
+        tmp_path,
+        """\
         import sys
         for i in range(100):
             print("line", i)
         print("Traceback: the model exploded", file=sys.stderr)
         sys.exit(3)
-    """)
+    """,
+    )
     result = run_in(training_image, docker_client, request(tmp_path, code), run_label)
     assert result.exit_code == 3
     assert not result.timed_out
@@ -350,26 +379,37 @@ def test_failing_script_returns_exit_code_and_log_tail(
 
 @pytest.mark.docker
 def test_missing_program_raises_and_leaves_no_container(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
     code = write_script(tmp_path, "print('never')\n")
     with pytest.raises(TrainingError, match="'no-such-program' could not be started"):
-        backend_docker.run(request(tmp_path, code, command=["no-such-program", "x"]), training_image.tag,
-                           docker_client=docker_client, extra_labels=run_label)
+        backend_docker.run(
+            request(tmp_path, code, command=["no-such-program", "x"]),
+            training_image.tag,
+            docker_client=docker_client,
+            extra_labels=run_label,
+        )
     assert containers_with(docker_client, run_label) == []
 
 
 @pytest.mark.docker
 def test_timeout_stops_and_removes_the_container(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
-    code = write_script(tmp_path, """\
+    code = write_script(
+        tmp_path,
+        """\
         import time
         print("sleeping", flush=True)
         time.sleep(600)
-    """)
+    """,
+    )
     start = time.monotonic()
     result = run_in(training_image, docker_client, request(tmp_path, code, timeout=3), run_label)
     took = time.monotonic() - start
@@ -382,14 +422,19 @@ def test_timeout_stops_and_removes_the_container(
 
 @pytest.mark.docker
 def test_container_past_its_memory_limit_is_killed_and_said_so(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
-    code = write_script(tmp_path, """\
+    code = write_script(
+        tmp_path,
+        """\
         print("allocating", flush=True)
         hog = [bytearray(16 * 1024 * 1024) for _ in range(64)]  # 1 GiB, touched
         print("survived", len(hog), flush=True)
-    """)
+    """,
+    )
     req = dataclasses.replace(request(tmp_path, code), memory_limit="128m")
     result = run_in(training_image, docker_client, req, run_label)
     assert result.exit_code == 137
@@ -399,15 +444,20 @@ def test_container_past_its_memory_limit_is_killed_and_said_so(
 
 @pytest.mark.docker
 def test_timeout_kills_a_script_that_ignores_sigterm(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
-    code = write_script(tmp_path, """\
+    code = write_script(
+        tmp_path,
+        """\
         import signal, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("ignoring SIGTERM", flush=True)
         time.sleep(600)
-    """)
+    """,
+    )
     start = time.monotonic()
     result = run_in(training_image, docker_client, request(tmp_path, code, timeout=2), run_label)
     took = time.monotonic() - start
@@ -437,18 +487,27 @@ backend_docker.run(request, args["image"], extra_labels=args["labels"])
 @pytest.mark.docker
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_run_removes_its_container(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
-    run_label: dict[str, str], signum: signal.Signals,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+    signum: signal.Signals,
 ) -> None:
-    code = write_script(tmp_path, """\
+    code = write_script(
+        tmp_path,
+        """\
         import time
         print("training", flush=True)
         time.sleep(600)
-    """)
-    args = {"code": str(code), "out": str(tmp_path / "out"), "image": training_image.tag,
-            "labels": run_label}
-    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUNNER, json.dumps(args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """,
+    )
+    args = {"code": str(code), "out": str(tmp_path / "out"), "image": training_image.tag, "labels": run_label}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_RUNNER, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "training"  # the container runs
@@ -464,15 +523,20 @@ def test_interrupted_run_removes_its_container(
 
 @pytest.mark.docker
 def test_log_lines_arrive_live(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
-    code = write_script(tmp_path, """\
+    code = write_script(
+        tmp_path,
+        """\
         import time
         print("epoch 1", flush=True)
         time.sleep(3)
         print("epoch 2", flush=True)
-    """)
+    """,
+    )
     seen: dict[str, float] = {}
 
     def on_line(line: str) -> None:
@@ -488,10 +552,13 @@ def test_log_lines_arrive_live(
 
 @pytest.mark.docker
 def test_sweep_removes_leftover_labelled_containers(
-    training_image: TrainingImage, docker_client: docker.DockerClient, run_label: dict[str, str],
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
+    run_label: dict[str, str],
 ) -> None:
-    docker_client.containers.create(training_image.tag, ["sleep", "600"],
-                                    labels={**backend_docker.LABELS, **run_label})
+    docker_client.containers.create(
+        training_image.tag, ["sleep", "600"], labels={**backend_docker.LABELS, **run_label}
+    )
     assert len(containers_with(docker_client, run_label)) == 1
     assert backend_docker.sweep(docker_client=docker_client, labels=run_label) == 1
     assert containers_with(docker_client, run_label) == []
@@ -544,8 +611,11 @@ with open(os.path.join(os.environ["KT_OUTPUT_DIR"], "metrics.json"), "w") as f:
 
 @pytest.mark.docker
 def test_container_is_hardened(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
-    run_label: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     code = write_script(tmp_path, HARDENING_PROBE)
     attempt_dir = tmp_path / "state" / "attempt-001"
@@ -581,19 +651,23 @@ def test_container_is_hardened(
 
 @pytest.mark.docker
 def test_image_entrypoint_cannot_replace_the_train_command(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
     """An image whose ENTRYPOINT prints a winning line never runs instead of the train command."""
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "Dockerfile").write_text(
-        f'FROM {training_image.tag}\nENTRYPOINT ["sh", "-c", "echo Test accuracy: 0.99", "--"]\n')
+        f'FROM {training_image.tag}\nENTRYPOINT ["sh", "-c", "echo Test accuracy: 0.99", "--"]\n'
+    )
     tag, _ = docker_image.ensure_image(repo, "Dockerfile", None, docker_client=docker_client)
     try:
         code = write_script(tmp_path, "print('the train command ran')\n")
-        result = backend_docker.run(request(tmp_path, code), tag, docker_client=docker_client,
-                                    extra_labels=run_label)
+        result = backend_docker.run(
+            request(tmp_path, code), tag, docker_client=docker_client, extra_labels=run_label
+        )
     finally:
         docker_client.images.remove(tag, force=True)
     assert result.exit_code == 0
@@ -602,7 +676,9 @@ def test_image_entrypoint_cannot_replace_the_train_command(
 
 @pytest.mark.docker
 def test_checkpoint_link_to_a_host_file_is_never_mounted(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
     run_label: dict[str, str],
 ) -> None:
     host = tmp_path / "host"
@@ -615,8 +691,12 @@ def test_checkpoint_link_to_a_host_file_is_never_mounted(
     code = write_script(tmp_path, "print('never')\n")
     for target in (out / "model.keras", out / "pid"):
         with pytest.raises(TrainingError, match="is a symbolic link"):
-            backend_docker.run(request(tmp_path, code, resume_from=target), training_image.tag,
-                               docker_client=docker_client, extra_labels=run_label)
+            backend_docker.run(
+                request(tmp_path, code, resume_from=target),
+                training_image.tag,
+                docker_client=docker_client,
+                extra_labels=run_label,
+            )
     assert containers_with(docker_client, run_label) == []
     assert (host / "id_rsa").read_text() == "host secret"
 
@@ -624,8 +704,12 @@ def test_checkpoint_link_to_a_host_file_is_never_mounted(
 @pytest.mark.docker
 @pytest.mark.parametrize("where", ["/var/run", "/run", "/proc/self", "socket"])
 def test_nothing_near_the_engine_is_ever_mounted(
-    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
-    run_label: dict[str, str], where: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
+    run_label: dict[str, str],
+    where: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     code = write_script(tmp_path, "print('never')\n")
     req = request(tmp_path, code)
@@ -649,16 +733,24 @@ def test_build_past_build_timeout_is_cancelled(
     repo.mkdir()
     marker = f"slow-step-{uuid.uuid4().hex[:8]}"
     (repo / "Dockerfile").write_text(
-        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && sleep 600\n")
+        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && sleep 600\n"
+    )
     lines: list[str] = []
     with pytest.raises(ImageBuildError, match=r"ran past build_timeout \(3 s\) and was cancelled"):
-        docker_image.ensure_image(repo, "Dockerfile", docker_base_image, on_line=lines.append,
-                                  docker_client=docker_client, timeout=3)
+        docker_image.ensure_image(
+            repo,
+            "Dockerfile",
+            docker_base_image,
+            on_line=lines.append,
+            docker_client=docker_client,
+            timeout=3,
+        )
     assert any(re.fullmatch(rf"Step \d/\d : RUN echo {marker} && sleep 600", line) for line in lines), lines
 
     def build_still_running() -> bool:
-        return any(marker in " ".join(c.attrs["Config"].get("Cmd") or [])
-                   for c in docker_client.containers.list())
+        return any(
+            marker in " ".join(c.attrs["Config"].get("Cmd") or []) for c in docker_client.containers.list()
+        )
 
     for _ in range(60):  # the engine cancels the build once the connection is gone
         if not build_still_running():

@@ -27,8 +27,9 @@ def project_copy(root: Path) -> Path:
     root.mkdir(parents=True)
     for name in ("Dockerfile", ".dockerignore", "requirements.txt"):
         shutil.copy(REPO_ROOT / name, root / name)
-    shutil.copytree(REPO_ROOT / "ml_code", root / "ml_code",
-                    ignore=shutil.ignore_patterns("__pycache__", "output"))
+    shutil.copytree(
+        REPO_ROOT / "ml_code", root / "ml_code", ignore=shutil.ignore_patterns("__pycache__", "output")
+    )
     return root
 
 
@@ -43,11 +44,15 @@ def our_containers(client: docker.DockerClient, repo: Path) -> list[str]:
 
 
 def test_default_chain_reaches_the_threshold_in_docker(
-        tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    training_image: TrainingImage,
+    docker_client: docker.DockerClient,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     repo = project_copy(tmp_path / "repo")
-    code = main(["run", "--repo", str(repo), "--backend", "docker", "--base-image",
-                 training_image.base_image])
+    code = main(
+        ["run", "--repo", str(repo), "--backend", "docker", "--base-image", training_image.base_image]
+    )
     assert code == 0
     attempts = ledger.load(repo / ".keeptraining").attempts
     assert len(attempts) >= 2, "the default chain must need several attempts"
@@ -66,15 +71,32 @@ def test_default_chain_reaches_the_threshold_in_docker(
 
 
 def test_cancelled_attempt_removes_its_container_and_keeps_the_ledger(
-        tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient) -> None:
+    tmp_path: Path, training_image: TrainingImage, docker_client: docker.DockerClient
+) -> None:
     repo = project_copy(tmp_path / "repo")
     (repo / "ml_code" / "slow.py").write_text(
-        "import time\nprint('training started', flush=True)\ntime.sleep(600)\n")
+        "import time\nprint('training started', flush=True)\ntime.sleep(600)\n"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo), "--backend", "docker",
-         "--base-image", training_image.base_image, "--train-command", "python slow.py"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "keeptraining",
+            "attempt",
+            "--repo",
+            str(repo),
+            "--backend",
+            "docker",
+            "--base-image",
+            training_image.base_image,
+            "--train-command",
+            "python slow.py",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if "training started" in line:
@@ -115,7 +137,8 @@ json.dump({"accuracy": 0.5, "epochs": int(os.environ["KT_EPOCHS"]), "seen": seen
 
 
 def test_checkpoint_linked_to_a_host_file_never_reaches_the_next_container(
-        tmp_path: Path, training_image: TrainingImage) -> None:
+    tmp_path: Path, training_image: TrainingImage
+) -> None:
     """Issue 16's reproduction: a script makes its checkpoint a link to the host's id_rsa."""
     repo = project_copy(tmp_path / "repo")
     host = tmp_path / "host"
@@ -124,8 +147,20 @@ def test_checkpoint_linked_to_a_host_file_never_reaches_the_next_container(
     (host / "id_rsa").write_text(secret)
     (repo / "ml_code" / "linker.py").write_text(LINKING_SCRIPT)
     (repo / "ml_code" / "probe.py").write_text(PROBE_SCRIPT)
-    common = ["--repo", str(repo), "--backend", "docker", "--base-image", training_image.base_image,
-              "--hp", f"target={host / 'id_rsa'}", "--hp", f"secret={secret}", "--threshold", "0.99"]
+    common = [
+        "--repo",
+        str(repo),
+        "--backend",
+        "docker",
+        "--base-image",
+        training_image.base_image,
+        "--hp",
+        f"target={host / 'id_rsa'}",
+        "--hp",
+        f"secret={secret}",
+        "--threshold",
+        "0.99",
+    ]
     assert main(["attempt", *common, "--train-command", "python linker.py"]) == 1
     (first,) = ledger.load(repo / ".keeptraining").attempts
     assert first.outcome == "failed" and "is a symbolic link" in (first.error or "")
@@ -134,9 +169,11 @@ def test_checkpoint_linked_to_a_host_file_never_reaches_the_next_container(
     # An older ledger that believed the link: refused before anything is mounted.
     state = repo / ".keeptraining" / "ledger.json"
     original = state.read_text()
-    believed = original.replace('"outcome": "failed"', '"outcome": "below"') \
-        .replace('"checkpoint": null', '"checkpoint": "model.keras"') \
+    believed = (
+        original.replace('"outcome": "failed"', '"outcome": "below"')
+        .replace('"checkpoint": null', '"checkpoint": "model.keras"')
         .replace('"metric": null', '"metric": 0.5')
+    )
     state.write_text(believed.replace('"epochs_reached": null', '"epochs_reached": 10'))
     assert main(["attempt", *common, "--train-command", "python probe.py"]) == 4
 

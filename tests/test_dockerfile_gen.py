@@ -47,16 +47,22 @@ def test_a_keras_script_without_a_backend_gets_the_tested_one(tmp_path: Path) ->
 
 
 def test_without_requirements_the_imports_decide(tmp_path: Path) -> None:
-    repo = repo_with(tmp_path, "import tensorflow as tf\nfrom sklearn import datasets\nimport helpers\n",
-                     {"code/helpers.py": "import yaml, os, json\n"})
+    repo = repo_with(
+        tmp_path,
+        "import tensorflow as tf\nfrom sklearn import datasets\nimport helpers\n",
+        {"code/helpers.py": "import yaml, os, json\n"},
+    )
     choice = choose(repo)
     assert choice.requirements.splitlines() == [dockerfile_gen.TESTED_BACKEND, "PyYAML", "scikit-learn"]
     assert choice.reasons[0] == "train.py imports sklearn, tensorflow, yaml (local: helpers)"
 
 
 def test_pyproject_dependencies_are_read(tmp_path: Path) -> None:
-    repo = repo_with(tmp_path, "import keras\n", {
-        "pyproject.toml": '[project]\nname = "x"\ndependencies = ["keras==3.15.1", "jax==0.7.0"]\n'})
+    repo = repo_with(
+        tmp_path,
+        "import keras\n",
+        {"pyproject.toml": '[project]\nname = "x"\ndependencies = ["keras==3.15.1", "jax==0.7.0"]\n'},
+    )
     choice = choose(repo)
     assert choice.requirements == "keras==3.15.1\njax==0.7.0\n"
     assert "pyproject.toml [project] dependencies names jax==0.7.0" in choice.reasons
@@ -67,16 +73,25 @@ def test_an_import_the_requirements_forget_is_noted(tmp_path: Path) -> None:
     assert "note: requirements.txt does not name pandas, which train.py imports" in choose(repo).reasons
 
 
-@pytest.mark.parametrize(("script", "files", "command", "expected"), [
-    ("import torch\n", {}, "python train.py", "imports torch: keeptraining generates images only for Keras"),
-    ("print('hi')\n", {}, "python train.py", "imports no third-party package"),
-    ("import keras\n", {}, "bash train.sh", "cannot tell what `bash train.sh` needs"),
-    ("import keras\n", {}, "python missing.py", "missing.py, which does not exist"),
-    ("import keras(\n", {}, "python train.py", "cannot be read as Python"),
-    ("import keras\n", {"requirements.txt": "-r base.txt\n"}, "python train.py", "refers to other files"),
-])
+@pytest.mark.parametrize(
+    ("script", "files", "command", "expected"),
+    [
+        (
+            "import torch\n",
+            {},
+            "python train.py",
+            "imports torch: keeptraining generates images only for Keras",
+        ),
+        ("print('hi')\n", {}, "python train.py", "imports no third-party package"),
+        ("import keras\n", {}, "bash train.sh", "cannot tell what `bash train.sh` needs"),
+        ("import keras\n", {}, "python missing.py", "missing.py, which does not exist"),
+        ("import keras(\n", {}, "python train.py", "cannot be read as Python"),
+        ("import keras\n", {"requirements.txt": "-r base.txt\n"}, "python train.py", "refers to other files"),
+    ],
+)
 def test_what_cannot_be_generated_says_how_to_add_a_dockerfile(
-        tmp_path: Path, script: str, files: dict[str, str], command: str, expected: str) -> None:
+    tmp_path: Path, script: str, files: dict[str, str], command: str, expected: str
+) -> None:
     repo = repo_with(tmp_path, script, files)
     with pytest.raises(ConfigError) as info:
         choose(repo, command)
@@ -113,10 +128,19 @@ def test_the_tested_backend_is_the_one_keeptraining_pins() -> None:
 
 def test_a_helper_modules_import_is_read_and_a_forgotten_one_says_what_to_add(tmp_path: Path) -> None:
     """Two files: train.py imports its helper, the helper imports scikit-learn."""
-    repo = repo_with(tmp_path, "import keras\nfrom helpers import load\n", {
-        "requirements.txt": "tensorflow==2.21.0\n",
-        "code/helpers.py": "from sklearn.model_selection import train_test_split\n\ndef load():\n    pass\n"})
+    repo = repo_with(
+        tmp_path,
+        "import keras\nfrom helpers import load\n",
+        {
+            "requirements.txt": "tensorflow==2.21.0\n",
+            "code/helpers.py": (
+                "from sklearn.model_selection import train_test_split\n\ndef load():\n    pass\n"
+            ),
+        },
+    )
     reasons = choose(repo).reasons
     assert "train.py imports keras, sklearn (local: helpers)" in reasons
-    assert "note: `import sklearn` in helpers.py: add `scikit-learn` (pinned) to requirements.txt, or the " \
+    assert (
+        "note: `import sklearn` in helpers.py: add `scikit-learn` (pinned) to requirements.txt, or the "
         "training stops with ModuleNotFoundError" in reasons
+    )

@@ -65,14 +65,21 @@ def smtp(certs: Certs) -> Iterator[SmtpTestServer]:
 
 
 def secrets_for(smtp: SmtpTestServer) -> dict[str, str]:
-    return {"GITHUB_TOKEN": TOKEN, "SMTP_SERVER": "localhost", "SMTP_PORT": str(smtp.port),
-            "SMTP_USERNAME": SMTP_USER, "SMTP_PASSWORD": SMTP_PASSWORD,
-            "MAIL_FROM": "keeptraining@example.org", "MAIL_TO": "dev1@example.org, dev2@example.org"}
+    return {
+        "GITHUB_TOKEN": TOKEN,
+        "SMTP_SERVER": "localhost",
+        "SMTP_PORT": str(smtp.port),
+        "SMTP_USERNAME": SMTP_USER,
+        "SMTP_PASSWORD": SMTP_PASSWORD,
+        "MAIL_FROM": "keeptraining@example.org",
+        "MAIL_TO": "dev1@example.org, dev2@example.org",
+    }
 
 
 @contextlib.contextmanager
-def box_chain(repo: Path, work: Path, smtp: SmtpTestServer, certs: Certs,
-              **chain_options: Any) -> Iterator[ActChain]:
+def box_chain(
+    repo: Path, work: Path, smtp: SmtpTestServer, certs: Certs, **chain_options: Any
+) -> Iterator[ActChain]:
     called = list(chain_options.get("local_actions", {}).values())
     with GitHubBox(repo, work / "box", FULL_NAME, TOKEN, CT_WORKFLOW, called_roots=called) as box:
         work.mkdir(exist_ok=True)
@@ -80,8 +87,9 @@ def box_chain(repo: Path, work: Path, smtp: SmtpTestServer, certs: Certs,
         chain = ActChain(repo, box, work, secrets=secrets_for(smtp), env=env, **chain_options)
         yield chain
         assert box.emulator.violations == [], "the emulator answered outside GitHub's description"
-        assert all(call.status == 200 for call in box.results.calls if call.method != "CreateArtifact"), \
-            [(c.method, c.status) for c in box.results.calls]
+        assert all(call.status == 200 for call in box.results.calls if call.method != "CreateArtifact"), [
+            (c.method, c.status) for c in box.results.calls
+        ]
 
 
 def state_artifact(chain: ActChain, run_id: int, run_attempt: int | None = None) -> Artifact:
@@ -114,22 +122,30 @@ def digest(chain: ActChain, run_id: int, run_attempt: int | None = None) -> str:
 
 
 def dispatches_from(chain: ActChain, run_id: int) -> list[dict[str, Any]]:
-    return [r.inputs for r in chain.emulator.snapshot_dispatches()
-            if r.inputs.get("resume-run-id") == str(run_id)]
+    return [
+        r.inputs for r in chain.emulator.snapshot_dispatches() if r.inputs.get("resume-run-id") == str(run_id)
+    ]
 
 
 # --------------------------------------------------------------------------- the repository's own chain
 
 
 def test_push_starts_a_chain_that_hands_its_real_artifact_from_run_to_run(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str
+) -> None:
     repo = copy_project(tmp_path / "repo")
     head = init_repo(repo, FULL_NAME)
     # Its continuous-training.yml calls ./.github/workflows/keeptraining.yml, which runs the action as
     # OWNER/keeptraining/action@v1 (rewritten at release time): act serves that from this tree's copy.
     action = keeptraining_action(tmp_path / "keeptraining")
-    with box_chain(repo, tmp_path / "work", smtp, certs, local_actions=action,
-                   variables={"KEEPTRAINING_BASE_IMAGE": docker_base_image}) as chain:
+    with box_chain(
+        repo,
+        tmp_path / "work",
+        smtp,
+        certs,
+        local_actions=action,
+        variables={"KEEPTRAINING_BASE_IMAGE": docker_base_image},
+    ) as chain:
         runs = chain.run_chain(max_runs=10)
         for run in runs:
             assert run.returncode == 0, run.log[-4000:]
@@ -144,7 +160,8 @@ def test_push_starts_a_chain_that_hands_its_real_artifact_from_run_to_run(
         dispatches = chain.emulator.snapshot_dispatches()
         assert [d.inputs for d in dispatches] == [
             {"attempt": str(n), "epochs": str(10 * n), "commit": head, "resume-run-id": str(ids[n - 2])}
-            for n in range(2, len(runs) + 1)]
+            for n in range(2, len(runs) + 1)
+        ]
         for previous, run in itertools.pairwise(runs):
             # It downloaded the previous run's artifact through the REST API, byte for byte.
             assert f"SHA256 digest of downloaded artifact is {digest(chain, previous.run_id)}" in run.log
@@ -198,11 +215,23 @@ print(f"Test accuracy: {history[-1]:.4f}")
 
 
 @contextlib.contextmanager
-def consumer_chain(tmp_path: Path, base_image: str, smtp: SmtpTestServer, certs: Certs, config: str = "",
-                   workflow: str | None = None, **chain_options: Any) -> Iterator[tuple[ActChain, str]]:
+def consumer_chain(
+    tmp_path: Path,
+    base_image: str,
+    smtp: SmtpTestServer,
+    certs: Certs,
+    config: str = "",
+    workflow: str | None = None,
+    **chain_options: Any,
+) -> Iterator[tuple[ActChain, str]]:
     """A consumer repository using the README's workflow, its GitHub in a box and the driver."""
-    repo = consumer_repo(tmp_path / "consumer", base_image, workflow=workflow or readme_workflow(),
-                         script=CONSUMER_SCRIPT, config=config)
+    repo = consumer_repo(
+        tmp_path / "consumer",
+        base_image,
+        workflow=workflow or readme_workflow(),
+        script=CONSUMER_SCRIPT,
+        config=config,
+    )
     head = init_repo(repo, FULL_NAME)
     action = keeptraining_action(tmp_path / "keeptraining")
     with box_chain(repo, tmp_path / "work", smtp, certs, local_actions=action, **chain_options) as chain:
@@ -210,7 +239,8 @@ def consumer_chain(tmp_path: Path, base_image: str, smtp: SmtpTestServer, certs:
 
 
 def test_consumer_repository_uses_the_action_from_the_readme(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str
+) -> None:
     workflow = readme_workflow() + readme_follow_up_job()  # the job that uses the result, after the chain's
     with consumer_chain(tmp_path, docker_base_image, smtp, certs, workflow=workflow) as (chain, head):
         runs = chain.run_chain(max_runs=8)
@@ -230,7 +260,8 @@ def test_consumer_repository_uses_the_action_from_the_readme(
 
 
 def test_unreachable_threshold_stops_at_max_attempts(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str
+) -> None:
     # the projection would end it after attempt 1 (test_a_hopeless_chain_stops_on_its_projection)
     config = "max_attempts: 3\nstop_when_hopeless: false\nhyperparameters:\n  ceiling: 0.8\n"
     with consumer_chain(tmp_path, docker_base_image, smtp, certs, config) as (chain, _head):
@@ -246,7 +277,8 @@ def test_unreachable_threshold_stops_at_max_attempts(
 
 
 def test_a_hopeless_chain_stops_on_its_projection(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str
+) -> None:
     """A curve capped at 0.8 cannot reach 0.9: the chain ends on its projection long before its 10
     attempts, as a spent budget does (exhausted, failure status, one mail), and counts its runner
     minutes from each run's start, read from GitHub's API (the emulator's run_started_at)."""
@@ -270,13 +302,15 @@ def test_a_hopeless_chain_stops_on_its_projection(
 
 
 def test_rerun_of_a_failed_attempt_dispatches_once_and_the_next_attempt_restores_the_reruns_state(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str
+) -> None:
     """Re-run of the job that dispatches: GitHub keeps both tries' keeptraining-state in the run (names
     are unique per run attempt), and the box hands out ids so that the first try's holds the higher
     one (2026 reports); download by name would restore it. The dispatched attempt restores the re-run's."""
     marker = tmp_path / "fail-once"
-    with consumer_chain(tmp_path, docker_base_image, smtp, certs, "backend: local\n",
-                        env={"KT_FAIL_ONCE": str(marker)}) as (chain, _head):
+    with consumer_chain(
+        tmp_path, docker_base_image, smtp, certs, "backend: local\n", env={"KT_FAIL_ONCE": str(marker)}
+    ) as (chain, _head):
         chain.box.results.artifacts.descending_ids = True
         chain.push()
         first = chain.step()
@@ -304,8 +338,10 @@ def test_rerun_of_a_failed_attempt_dispatches_once_and_the_next_attempt_restores
         # Exactly one dispatch from the failed run (its re-run), and attempt 3 resumed the re-run's state.
         assert [d["attempt"] for d in dispatches_from(chain, failed.run_id)] == ["3"]
         assert f"SHA256 digest of downloaded artifact is {digest(chain, failed.run_id, 2)}" in rest[0].log
-        assert f"artifact {second_try.id} (keeptraining-state-attempt-2, the newest run attempt's)" \
+        assert (
+            f"artifact {second_try.id} (keeptraining-state-attempt-2, the newest run attempt's)"
             in rest[0].log
+        )
         third = state_ledger(chain, rest[0].run_id)["attempts"][2]
         assert (third["initial_epoch"], third["epochs_trained"]) == (20, 10)
     subjects = [str(m.message["Subject"]) for m in smtp.messages]
@@ -314,7 +350,8 @@ def test_rerun_of_a_failed_attempt_dispatches_once_and_the_next_attempt_restores
 
 
 def test_manual_run_on_the_chains_commit_does_not_cancel_its_pending_attempt(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str
+) -> None:
     with consumer_chain(tmp_path, docker_base_image, smtp, certs) as (chain, _head):
         manual: list[int] = []
 
@@ -338,11 +375,13 @@ def test_manual_run_on_the_chains_commit_does_not_cancel_its_pending_attempt(
 
 
 def test_rerun_of_a_parent_whose_child_was_cancelled_dispatches_again_once(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str
+) -> None:
     with consumer_chain(tmp_path, docker_base_image, smtp, certs, "epochs: 20\n") as (chain, _head):
         chain.push()
-        first = chain.step(before_complete=lambda _run: chain.cancel(
-            chain.emulator.snapshot_dispatches()[0].run_id))  # someone cancels the pending attempt 2
+        first = chain.step(
+            before_complete=lambda _run: chain.cancel(chain.emulator.snapshot_dispatches()[0].run_id)
+        )  # someone cancels the pending attempt 2
         assert first is not None and first.returncode == 0
         assert chain.run_until_idle() == []  # the chain stalled
         (cancelled,) = chain.emulator.snapshot_dispatches()
@@ -359,7 +398,8 @@ def test_rerun_of_a_parent_whose_child_was_cancelled_dispatches_again_once(
 
 
 def test_a_skip_ci_push_mid_chain_does_not_end_it(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str
+) -> None:
     with consumer_chain(tmp_path, docker_base_image, smtp, certs) as (chain, head):
         chain.push()
         skipped = chain.commit("Notes [skip ci]", {"NOTES.md": "not a reason to train\n"})
@@ -377,7 +417,8 @@ def test_a_skip_ci_push_mid_chain_does_not_end_it(
 
 
 def test_a_newer_push_with_its_own_chain_supersedes_the_older_one(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str
+) -> None:
     with consumer_chain(tmp_path, docker_base_image, smtp, certs) as (chain, head):
         chain.push()
         first = chain.step()
@@ -390,8 +431,10 @@ def test_a_newer_push_with_its_own_chain_supersedes_the_older_one(
         assert second.returncode == 0, second.log[-4000:]
         assert (second.outputs["attempt"], second.outputs["chain-status"]) == ("2", "superseded")
         assert second.outputs["dispatched"] == "false"
-        assert f"::notice title=Chain superseded::Superseded: commit {newer[:7]} started a newer chain" in \
-            second.log
+        assert (
+            f"::notice title=Chain superseded::Superseded: commit {newer[:7]} started a newer chain"
+            in second.log
+        )
         assert len(dispatches_from(chain, second.run_id)) == 0
         rest = chain.run_until_idle()
         assert [(r.run_id, r.outputs["chain-status"]) for r in rest] == [(newer_run.id, "reached")]
@@ -404,7 +447,8 @@ def test_a_newer_push_with_its_own_chain_supersedes_the_older_one(
 
 
 def test_an_expired_artifact_fails_the_attempt_clearly_with_a_mail(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:
+    tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str
+) -> None:
     with consumer_chain(tmp_path, docker_base_image, smtp, certs) as (chain, head):
         chain.push()
         first = chain.step()
@@ -413,8 +457,10 @@ def test_an_expired_artifact_fails_the_attempt_clearly_with_a_mail(
         second = chain.step()
         assert second is not None and second.returncode != 0
         assert (second.outputs["chain-status"], second.outputs["attempt"]) == ("failed", "2")
-        error = (f"::error title=Chain state not restored::run {first.run_id} cannot be resumed: its "
-                 f"{STATE} artifact expired")
+        error = (
+            f"::error title=Chain state not restored::run {first.run_id} cannot be resumed: its "
+            f"{STATE} artifact expired"
+        )
         assert error in second.log and "Start a fresh chain" in second.log
         assert "Downloading single artifact" not in second.log
         assert chain.run_until_idle() == []

@@ -29,11 +29,20 @@ _CACHE_FOLDER = re.compile(r"Data cache: [^\n]*? checked[^\n]* \((/[^)\n]+)\)\."
 
 
 def test_the_data_cache_is_saved_after_attempt_1_and_restored_in_attempt_2(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, training_image: TrainingImage) -> None:  # noqa: F811
+    tmp_path: Path,
+    smtp: SmtpTestServer,
+    certs: Certs,
+    training_image: TrainingImage,
+) -> None:
     server = DataServer("127.0.0.1")
     try:
-        repo = consumer_repo(tmp_path / "consumer", training_image.base_image, workflow=readme_workflow(),
-                             script=SCRIPT.format(url=server.url), config=CONFIG)
+        repo = consumer_repo(
+            tmp_path / "consumer",
+            training_image.base_image,
+            workflow=readme_workflow(),
+            script=SCRIPT.format(url=server.url),
+            config=CONFIG,
+        )
         (repo / "Dockerfile").write_text(f"FROM {training_image.tag}\n")  # Keras, built here already
         head = init_repo(repo, FULL_NAME)
         action = keeptraining_action(tmp_path / "keeptraining")
@@ -63,8 +72,9 @@ def test_the_data_cache_is_saved_after_attempt_1_and_restored_in_attempt_2(
             (entry,) = chain.box.results.caches.saved()
             archive = tmp_path / "cache.tar"
             archive.write_bytes(chain.box.results.caches.content(entry))
-            listed = subprocess.run(["tar", "-tf", str(archive)], capture_output=True, text=True,
-                                    check=True).stdout.split()
+            listed = subprocess.run(
+                ["tar", "-tf", str(archive)], capture_output=True, text=True, check=True
+            ).stdout.split()
             assert listed[0].endswith("/manifest.json")  # first: a restore cut short leaves it to tell
             assert any(name.endswith("data/keras/datasets/tiny.npz") for name in listed)
             for run in (first, second):  # the data never travels with the chain state

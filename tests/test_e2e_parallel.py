@@ -52,9 +52,17 @@ ROUND_ARTIFACTS = ["keeptraining-state", "keeptraining-trial-1", "keeptraining-t
 
 
 def test_parallel_chain_runs_a_matrix_per_round_and_a_rerun_of_one_trial_dispatches_nothing(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs) -> None:  # noqa: F811
-    repo = consumer_repo(tmp_path / "consumer", "unused-base-image", script=SCRIPT, config=CONFIG,
-                         workflow=readme_workflow("### Parallel trials"))  # backend local: no image
+    tmp_path: Path,
+    smtp: SmtpTestServer,
+    certs: Certs,
+) -> None:
+    repo = consumer_repo(
+        tmp_path / "consumer",
+        "unused-base-image",
+        script=SCRIPT,
+        config=CONFIG,
+        workflow=readme_workflow("### Parallel trials"),
+    )  # backend local: no image
     head = init_repo(repo, FULL_NAME)
     require_official_actions()
     action = keeptraining_action(tmp_path / "keeptraining")
@@ -72,12 +80,18 @@ def test_parallel_chain_runs_a_matrix_per_round_and_a_rerun_of_one_trial_dispatc
         merged = job_outputs(round_1.log, "Merge")
         assert (merged["chain-status"], merged["dispatched"]) == ("continue", "true")
         attempts = state_ledger(chain, round_1.run_id)["attempts"]
-        assert [(a["attempt"], a["round"], a["runner"]["slot"], a["trial"], a["rung"]) for a in attempts] == \
-            [(1, 1, 1, 1, 0), (2, 1, 2, 2, 0)]
+        assert [(a["attempt"], a["round"], a["runner"]["slot"], a["trial"], a["rung"]) for a in attempts] == [
+            (1, 1, 1, 1, 0),
+            (2, 1, 2, 2, 0),
+        ]
         assert all(a["runner"]["job"] == "trial" and a["run"]["id"] == str(round_1.run_id) for a in attempts)
         (dispatch,) = chain.emulator.snapshot_dispatches()  # one dispatch per round
-        assert dispatch.inputs == {"attempt": "3", "epochs": "", "commit": head,
-                                   "resume-run-id": str(round_1.run_id)}
+        assert dispatch.inputs == {
+            "attempt": "3",
+            "epochs": "",
+            "commit": head,
+            "resume-run-id": str(round_1.run_id),
+        }
 
         # "Re-run job" on trial 2 of round 1: it waits for round 2, which holds its group.
         chain.rerun_job(round_1.run_id, {"trial": 2})
@@ -87,8 +101,10 @@ def test_parallel_chain_runs_a_matrix_per_round_and_a_rerun_of_one_trial_dispatc
         assert job_outputs(round_2.log, "Merge")["chain-status"] == "reached"
         assert f"SHA256 digest of downloaded artifact is {digest(chain, round_1.run_id)}" in round_2.log
         final = state_ledger(chain, round_2.run_id)["attempts"]
-        assert [(a["attempt"], a["round"], a["trial"], a["rung"]) for a in final[2:]] == \
-            [(3, 2, final[2]["trial"], 1), (4, 2, 3, 0)]  # the best of round 1 promoted, one new trial
+        assert [(a["attempt"], a["round"], a["trial"], a["rung"]) for a in final[2:]] == [
+            (3, 2, final[2]["trial"], 1),
+            (4, 2, 3, 0),
+        ]  # the best of round 1 promoted, one new trial
         promoted = final[2]
         assert promoted["outcome"] == "reached"
         assert promoted["resumed_from"] == f"attempt-{promoted['trial']:03d}/model.keras"
@@ -101,13 +117,19 @@ def test_parallel_chain_runs_a_matrix_per_round_and_a_rerun_of_one_trial_dispatc
         # re-run reads trial 1 from the first try (REST, with the token: the internal API sees only this
         # attempt's artifacts) and trial 2 from the re-run.
         tries = {(a.name, a.run_attempt): a.id for a in store.of_run(round_1.run_id)}
-        assert sorted(tries) == [("keeptraining-state", 1), ("keeptraining-state-attempt-2", 2),
-                                 ("keeptraining-trial-1", 1), ("keeptraining-trial-2", 1),
-                                 ("keeptraining-trial-2-attempt-2", 2)]
+        assert sorted(tries) == [
+            ("keeptraining-state", 1),
+            ("keeptraining-state-attempt-2", 2),
+            ("keeptraining-trial-1", 1),
+            ("keeptraining-trial-2", 1),
+            ("keeptraining-trial-2-attempt-2", 2),
+        ]
         merge_log = "\n".join(line for line in rerun.log.splitlines() if "Merge" in line.split("]", 1)[0])
         assert f"Trial 1: artifact {tries['keeptraining-trial-1', 1]} (keeptraining-trial-1)." in merge_log
-        assert f"Trial 2: artifact {tries['keeptraining-trial-2-attempt-2', 2]} " \
+        assert (
+            f"Trial 2: artifact {tries['keeptraining-trial-2-attempt-2', 2]} "
             "(keeptraining-trial-2-attempt-2)." in merge_log
+        )
         assert len(chain.emulator.snapshot_dispatches()) == 1, "the re-run dispatched round 2 again"
         assert "Not dispatched again: attempt 3 was already dispatched" in rerun.log
         again = state_ledger(chain, round_1.run_id)["attempts"]
@@ -128,7 +150,11 @@ def test_readme_parallel_workflow_is_a_valid_workflow(tmp_path: Path) -> None:
     path = tmp_path / "continuous-training.yml"
     path.write_text(readme_workflow("### Parallel trials"))
     checker = Path(sys.executable).parent / "check-jsonschema"
-    done = subprocess.run([str(checker), "--builtin-schema", "vendor.github-workflows", str(path)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "uses: OWNER/keeptraining/.github/workflows/parallel-training.yml@v1" in path.read_text()

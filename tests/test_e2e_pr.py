@@ -41,14 +41,20 @@ def official_actions() -> None:
 
 
 def test_two_pushes_to_a_pull_request_leave_one_comment_and_a_status_each(tmp_path: Path) -> None:
-    repo = consumer_repo(tmp_path / "consumer", "unused-base-image", workflow=readme_workflow(),
-                         script=FIXTURE.read_text(), config="backend: local\n")
+    repo = consumer_repo(
+        tmp_path / "consumer",
+        "unused-base-image",
+        workflow=readme_workflow(),
+        script=FIXTURE.read_text(),
+        config="backend: local\n",
+    )
     (repo / "ml_code" / "rate.txt").write_text("0.95")
     init_repo(repo, FULL_NAME)
     action = keeptraining_action(tmp_path / "keeptraining")
     champion = champion_folder(tmp_path / "champion", epochs=30, rate=0.95)  # main's model: model-v1
-    with GitHubBox(repo, tmp_path / "work" / "box", FULL_NAME, TOKEN, CT_WORKFLOW,
-                   called_roots=list(action.values())) as box:
+    with GitHubBox(
+        repo, tmp_path / "work" / "box", FULL_NAME, TOKEN, CT_WORKFLOW, called_roots=list(action.values())
+    ) as box:
         chain = ActChain(repo, box, tmp_path / "work", secrets={"GITHUB_TOKEN": TOKEN}, local_actions=action)
         published = releases.Releases(releases.client(box.emulator.url, TOKEN, FULL_NAME), FULL_NAME)
         release = published.create("model-v1", "model-v1", "the champion", "main")
@@ -89,8 +95,13 @@ def test_a_fork_posts_nothing_and_the_workflow_run_workflow_posts_its_report(tmp
     """A fork's pull request: its run posts nothing (read-only token: the emulator refuses comments and
     statuses, as GitHub does) and leaves the report artifact; keeptraining-pr-report.yml (on:
     workflow_run, the consumer's copy with the remote action) checks it and posts comment and status."""
-    repo = consumer_repo(tmp_path / "consumer", "unused-base-image", workflow=readme_workflow(),
-                         script=FIXTURE.read_text(), config="backend: local\n")
+    repo = consumer_repo(
+        tmp_path / "consumer",
+        "unused-base-image",
+        workflow=readme_workflow(),
+        script=FIXTURE.read_text(),
+        config="backend: local\n",
+    )
     (repo / "ml_code" / "rate.txt").write_text("0.95")
     report_workflow = (Path(__file__).parents[1] / REPORT_WORKFLOW).read_text()
     remote = report_workflow.replace("uses: ./action", "uses: OWNER/keeptraining/action@v1")
@@ -98,8 +109,9 @@ def test_a_fork_posts_nothing_and_the_workflow_run_workflow_posts_its_report(tmp
     init_repo(repo, FULL_NAME)
     action = keeptraining_action(tmp_path / "keeptraining")
     champion = champion_folder(tmp_path / "champion", epochs=30, rate=0.95)
-    with GitHubBox(repo, tmp_path / "work" / "box", FULL_NAME, TOKEN, CT_WORKFLOW,
-                   called_roots=list(action.values())) as box:
+    with GitHubBox(
+        repo, tmp_path / "work" / "box", FULL_NAME, TOKEN, CT_WORKFLOW, called_roots=list(action.values())
+    ) as box:
         chain = ActChain(repo, box, tmp_path / "work", secrets={"GITHUB_TOKEN": TOKEN}, local_actions=action)
         published = releases.Releases(releases.client(box.emulator.url, TOKEN, FULL_NAME), FULL_NAME)
         release = published.create("model-v1", "model-v1", "the champion", "main")
@@ -113,8 +125,11 @@ def test_a_fork_posts_nothing_and_the_workflow_run_workflow_posts_its_report(tmp
         assert fork_run is not None
         assert fork_run.returncode == 0, fork_run.log[-4000:]
         assert box.emulator.comments == [] and box.emulator.statuses == []
-        assert [c for c in box.emulator.requests if c.operation in (
-            "issues/create-comment", "repos/create-commit-status")] == [], "the fork's run tried to post"
+        assert [
+            c
+            for c in box.emulator.requests
+            if c.operation in ("issues/create-comment", "repos/create-commit-status")
+        ] == [], "the fork's run tried to post"
         assert "keeptraining-pr-report" in fork_run.log
 
         box.emulator.denied = set()  # the workflow_run run's token may write

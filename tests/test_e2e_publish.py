@@ -22,7 +22,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
 
 def test_a_chain_that_reaches_publishes_exactly_one_release_of_its_model(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs) -> None:  # noqa: F811
+    tmp_path: Path,
+    smtp: SmtpTestServer,
+    certs: Certs,
+) -> None:
     with consumer_chain(tmp_path, "unused-base-image", smtp, certs, "backend: local\n") as (chain, head):
         runs = chain.run_chain(max_runs=8)
         for run in runs:
@@ -48,7 +51,10 @@ def test_a_chain_that_reaches_publishes_exactly_one_release_of_its_model(
 
 
 def test_a_chain_below_the_threshold_publishes_nothing(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs) -> None:  # noqa: F811
+    tmp_path: Path,
+    smtp: SmtpTestServer,
+    certs: Certs,
+) -> None:
     config = "backend: local\nmax_attempts: 2\nstop_when_hopeless: false\nhyperparameters:\n  ceiling: 0.8\n"
     with consumer_chain(tmp_path, "unused-base-image", smtp, certs, config) as (chain, _head):
         runs = chain.run_chain(max_runs=4)

@@ -39,9 +39,14 @@ search:
 
 
 def test_search_chain_carries_the_study_from_run_to_run(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:  # noqa: F811
-    repo = consumer_repo(tmp_path / "consumer", docker_base_image, workflow=readme_workflow(),
-                         script=SCRIPT, config=CONFIG)  # the script runs as ml_code/nn.py
+    tmp_path: Path,
+    smtp: SmtpTestServer,
+    certs: Certs,
+    docker_base_image: str,
+) -> None:
+    repo = consumer_repo(
+        tmp_path / "consumer", docker_base_image, workflow=readme_workflow(), script=SCRIPT, config=CONFIG
+    )  # the script runs as ml_code/nn.py
     init_repo(repo, FULL_NAME)
     require_official_actions()
     action = keeptraining_action(tmp_path / "keeptraining")

@@ -81,12 +81,13 @@ HOSTILE = (
 )
 HOSTILE_MESSAGE = (
     "Tune the model $(touch pwned-msg) `touch pwned-msg2` ${{ secrets.SMTP_PASSWORD }}\n\n"
-    + "\n".join(HOSTILE) + "\n::set-output name=dispatched::false\n"
+    + "\n".join(HOSTILE)
+    + "\n::set-output name=dispatched::false\n"
 )
 
 # A consumer's training script that misbehaves: it dumps its whole environment into its log and
 # its output folder, and prints forged workflow commands (a hostile commit could do the same).
-SCRIPT = '''\
+SCRIPT = """\
 import json, os
 from pathlib import Path
 
@@ -107,7 +108,7 @@ history = [1 - 0.6 * 0.95 ** e for e in range(start + 1, target + 1)]
 (out / "metrics.json").write_text(json.dumps(
     {"accuracy": history[-1], "epochs": target, "history": {"val_accuracy": history}}))
 print(f"Test accuracy: {history[-1]:.4f}")
-'''
+"""
 
 # Added to the train job of the reusable workflow README's workflow calls (the test's copy of
 # keeptraining.yml), after the action: what the job really saw (outputs, commit message), a secret
@@ -149,13 +150,36 @@ _COMMAND = re.compile(r"^::(?P<name>error|warning|notice)(?: (?P<props>[^:]*))?:
 _ACT_OUTPUT = re.compile(r"^::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
 #: Outputs of the action's inner steps (install and its cache, the start time, check, checkout, upload,
 #: download, the data cache's plan, restore and record): not the action's.
-_INNER_OUTPUTS = {"bin", "installed", "key", "venv", "found", "cache-hit", "cache-primary-key",
-                  "cache-matched-key", "commit", "resume", "problem", "ref", "artifact-id", "artifact-digest",
-                  "artifact-url", "download-path", "path", "restore-keys", "data-cache", "started",
-                  "artifact-suffix", "state-artifact-id", "trial-artifact-ids"}
+_INNER_OUTPUTS = {
+    "bin",
+    "installed",
+    "key",
+    "venv",
+    "found",
+    "cache-hit",
+    "cache-primary-key",
+    "cache-matched-key",
+    "commit",
+    "resume",
+    "problem",
+    "ref",
+    "artifact-id",
+    "artifact-digest",
+    "artifact-url",
+    "download-path",
+    "path",
+    "restore-keys",
+    "data-cache",
+    "started",
+    "artifact-suffix",
+    "state-artifact-id",
+    "trial-artifact-ids",
+}
 #: actions/checkout logs the header it configures with the credential it has masked itself.
-_CHECKOUT_AUTH = re.compile(r"^\[command\]/usr/bin/git config --file \S+ http\.\S+\.extraheader "
-                            r"AUTHORIZATION: basic \*\*\*$")
+_CHECKOUT_AUTH = re.compile(
+    r"^\[command\]/usr/bin/git config --file \S+ http\.\S+\.extraheader "
+    r"AUTHORIZATION: basic \*\*\*$"
+)
 #: Commands act marks like a notice (❓) that are not annotations: the official actions' log groups
 #: and problem matchers.
 _OTHER_COMMAND = re.compile(r"^(::group::|::endgroup::|::debug::|add-matcher |::remove-matcher )")
@@ -163,6 +187,7 @@ _ANNOTATION_MARKS = {"❗", "🚧", "❓"}  # act's marks for an error, warning 
 
 
 # --------------------------------------------------------------------------- set-up
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -177,14 +202,25 @@ class Credentials:
     @classmethod
     def fresh(cls) -> Credentials:
         n = secrets.token_hex(8)
-        return cls(token=f"ghs_{secrets.token_hex(18)}", password=f'Kt-{n}%25/+= &?"<pw',
-                   username=f"trainer-{n}@example.org", canary=f"canary-{n}", marker=n)
+        return cls(
+            token=f"ghs_{secrets.token_hex(18)}",
+            password=f'Kt-{n}%25/+= &?"<pw',
+            username=f"trainer-{n}@example.org",
+            canary=f"canary-{n}",
+            marker=n,
+        )
 
     def act_secrets(self, smtp: SmtpTestServer) -> dict[str, str]:
-        return {"GITHUB_TOKEN": self.token, "SMTP_SERVER": "localhost", "SMTP_PORT": str(smtp.port),
-                "SMTP_USERNAME": self.username, "SMTP_PASSWORD": self.password,
-                "MAIL_FROM": "keeptraining@example.org", "MAIL_TO": "dev1@example.org, dev2@example.org",
-                "KT_CANARY": self.canary}
+        return {
+            "GITHUB_TOKEN": self.token,
+            "SMTP_SERVER": "localhost",
+            "SMTP_PORT": str(smtp.port),
+            "SMTP_USERNAME": self.username,
+            "SMTP_PASSWORD": self.password,
+            "MAIL_FROM": "keeptraining@example.org",
+            "MAIL_TO": "dev1@example.org, dev2@example.org",
+            "KT_CANARY": self.canary,
+        }
 
 
 class RecordingEmulator(GitHubEmulator):
@@ -260,8 +296,9 @@ class Bench:
     creds: Credentials
 
     @contextlib.contextmanager
-    def chain(self, *, config: str = "", message: str | None = None,
-              masking: bool = False) -> Iterator[tuple[ActChain, str]]:
+    def chain(
+        self, *, config: str = "", message: str | None = None, masking: bool = False
+    ) -> Iterator[tuple[ActChain, str]]:
         """A consumer repository, its emulated GitHub and an act driver: (chain, head commit)."""
         creds = self.creds
         repo = consumer_repo(self.tmp_path / "consumer", self.base_image, config, creds)
@@ -272,20 +309,36 @@ class Bench:
         action = keeptraining_action(self.tmp_path / "keeptraining")
         for folder in action.values():
             instrument(folder, masking=masking)
-        box = GitHubBox(repo, self.tmp_path / "box", FULL_NAME, creds.token, CT_WORKFLOW,
-                        emulator_class=RecordingEmulator, called_roots=list(action.values()))
+        box = GitHubBox(
+            repo,
+            self.tmp_path / "box",
+            FULL_NAME,
+            creds.token,
+            CT_WORKFLOW,
+            emulator_class=RecordingEmulator,
+            called_roots=list(action.values()),
+        )
         with box:
             seen_dir = self.tmp_path / "work" / "seen"
             seen_dir.mkdir(parents=True)
             act_secrets = creds.act_secrets(self.smtp)
             variables = {}
             if masking:  # not secrets to act: only the action's own ::add-mask:: can hide them
-                variables = {"KT_SMTP_PASSWORD": act_secrets.pop("SMTP_PASSWORD"),
-                             "KT_TOKEN": act_secrets.pop("GITHUB_TOKEN")}
-            chain = ActChain(repo, box, self.tmp_path / "work", secrets=act_secrets, variables=variables,
-                             env={"KT_SMTP_CAFILE": str(self.certs.ca_cert), "KT_SEEN_DIR": str(seen_dir)},
-                             act_args=() if masking else ("--insecure-secrets",),
-                             secret_file=self.tmp_path / "input" / "secrets.env", local_actions=action)
+                variables = {
+                    "KT_SMTP_PASSWORD": act_secrets.pop("SMTP_PASSWORD"),
+                    "KT_TOKEN": act_secrets.pop("GITHUB_TOKEN"),
+                }
+            chain = ActChain(
+                repo,
+                box,
+                self.tmp_path / "work",
+                secrets=act_secrets,
+                variables=variables,
+                env={"KT_SMTP_CAFILE": str(self.certs.ca_cert), "KT_SEEN_DIR": str(seen_dir)},
+                act_args=() if masking else ("--insecure-secrets",),
+                secret_file=self.tmp_path / "input" / "secrets.env",
+                local_actions=action,
+            )
             try:
                 yield chain, head
             finally:  # act keeps its folder of a failed run: remove this test's
@@ -294,8 +347,9 @@ class Bench:
 
 
 @pytest.fixture
-def bench(tmp_path: Path, docker_base_image: str, smtp: SmtpTestServer, certs: Certs,
-          creds: Credentials) -> Bench:
+def bench(
+    tmp_path: Path, docker_base_image: str, smtp: SmtpTestServer, certs: Certs, creds: Credentials
+) -> Bench:
     return Bench(tmp_path, docker_base_image, smtp, certs, creds)
 
 
@@ -349,6 +403,7 @@ def act_folders(marker: str) -> list[Path]:
 
 # --------------------------------------------------------------------------- reading act's log
 
+
 def logged(run: ActRun) -> list[tuple[str, str]]:
     """(mark, text) of each step line act printed, e.g. ("❗", "::error title=...::...")."""
     return [(m["mark"], m["text"]) for m in map(_LINE.match, run.log.splitlines()) if m]
@@ -377,7 +432,7 @@ def obeyed_annotations(run: ActRun) -> list[re.Match[str]]:
 
 
 def true_accuracy(epochs: int) -> float:
-    return 1 - 0.6 * 0.95 ** epochs  # SCRIPT's accuracy after that many epochs
+    return 1 - 0.6 * 0.95**epochs  # SCRIPT's accuracy after that many epochs
 
 
 def assert_nothing_forged(run: ActRun, outputs: Mapping[str, str], creds: Credentials) -> None:
@@ -411,8 +466,12 @@ def pwned_files(since: float, roots: list[Path]) -> list[str]:
     """Files named pwned* changed since ``since`` under each root (its own file system)."""
     found: set[str] = set()
     for root in roots:
-        done = subprocess.run(["find", str(root), "-xdev", "-name", "pwned*", "-print0"],
-                              capture_output=True, check=False, timeout=300)
+        done = subprocess.run(
+            ["find", str(root), "-xdev", "-name", "pwned*", "-print0"],
+            capture_output=True,
+            check=False,
+            timeout=300,
+        )
         found.update(p for p in done.stdout.decode("utf-8", "replace").split("\0") if p)
     recent = []
     for name in sorted(found):
@@ -423,6 +482,7 @@ def pwned_files(since: float, roots: list[Path]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- 1. injection
+
 
 def test_hostile_inputs_and_commit_message_are_never_executed_and_forge_nothing(bench: Bench) -> None:
     start = time.time() - 1
@@ -437,15 +497,25 @@ def test_hostile_inputs_and_commit_message_are_never_executed_and_forge_nothing(
         assert_nothing_forged(push_run, outputs, creds)
         assert outputs["accuracy"] == f"{true_accuracy(10):.4f}"
         assert (outputs["threshold-reached"], outputs["dispatched"], outputs["chain-status"]) == (
-            "false", "true", "continue")
+            "false",
+            "true",
+            "continue",
+        )
         # The script's ::error was not obeyed. The one warning: README's image-registry, ghcr.io, cannot
         # be reached from here, so the image is built on the runner (registry.py).
-        assert [a.group(0) for a in obeyed_annotations(push_run)
-                if f"title={registry.WARNING_TITLE}" not in (a["props"] or "")] == []
+        assert [
+            a.group(0)
+            for a in obeyed_annotations(push_run)
+            if f"title={registry.WARNING_TITLE}" not in (a["props"] or "")
+        ] == []
         (dispatch,) = emulator.snapshot_dispatches()
         baseline = {k: str(v) for k, v in dispatch.inputs.items()}
-        assert baseline == {"attempt": "2", "epochs": "20", "commit": head,
-                            "resume-run-id": str(push_run.run_id)}
+        assert baseline == {
+            "attempt": "2",
+            "epochs": "20",
+            "commit": head,
+            "resume-run-id": str(push_run.run_id),
+        }
         chain.cancel(dispatch.run_id)  # the chain's own attempt 2 is replayed below, after the hostile ones
 
         # Each hostile value in each input of a dispatch that is otherwise the real next attempt.
@@ -460,7 +530,8 @@ def test_hostile_inputs_and_commit_message_are_never_executed_and_forge_nothing(
                 assert len(errors) == 1, f"{where}: {[e.group(0) for e in errors]}"
                 assert re.match(r"title=[^,]+", errors[0]["props"] or ""), errors[0].group(0)
                 assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", errors[0]["message"]), (
-                    f"{where}: the error does not name the input: {errors[0].group(0)!r}")
+                    f"{where}: the error does not name the input: {errors[0].group(0)!r}"
+                )
                 assert [a for a in obeyed_annotations(run) if a["name"] != "error"] == []
                 assert len(emulator.requests) == before, f"{where}: the GitHub API was called"
                 tried += 1
@@ -481,9 +552,11 @@ def test_hostile_inputs_and_commit_message_are_never_executed_and_forge_nothing(
         executed = [f for f in found if Path(f).name != "pwned-control"]
         assert executed == [], f"hostile text was executed: {executed}"
         assert all(any(Path(f).is_relative_to(c) for f in found) for c in captures), "a control was missed"
-    print(f"\nhostile values: {tried} dispatch runs ({len(HOSTILE)} values x {len(CHAIN_INPUTS)} inputs), "
-          f"1 push with a {len(HOSTILE_MESSAGE.splitlines())}-line hostile commit message, "
-          f"4 forged commands from the training script; {len(chain.runs)} act runs in all")
+    print(
+        f"\nhostile values: {tried} dispatch runs ({len(HOSTILE)} values x {len(CHAIN_INPUTS)} inputs), "
+        f"1 push with a {len(HOSTILE_MESSAGE.splitlines())}-line hostile commit message, "
+        f"4 forged commands from the training script; {len(chain.runs)} act runs in all"
+    )
 
 
 def test_action_refuses_a_resume_run_id_that_is_not_a_run_id(bench: Bench) -> None:
@@ -494,7 +567,8 @@ def test_action_refuses_a_resume_run_id_that_is_not_a_run_id(bench: Bench) -> No
         assert run.returncode != 0, "a resume-run-id that is not a run id was accepted"
         (error,) = obeyed_annotations(run)
         assert error.group(0).startswith(
-            "::error title=Invalid keeptraining configuration::input resume-run-id is not valid")
+            "::error title=Invalid keeptraining configuration::input resume-run-id is not valid"
+        )
         assert "::set-output:: resume=invalid" in run.log
         assert "Downloading single artifact" not in run.log and "Syncing repository" not in run.log
         assert "== Attempt" not in run.log
@@ -502,6 +576,7 @@ def test_action_refuses_a_resume_run_id_that_is_not_a_run_id(bench: Bench) -> No
 
 
 # --------------------------------------------------------------------------- 2. secrets
+
 
 def artifact_file(chain: ActChain, run_id: int, name: str) -> bytes:
     """One file of a run's keeptraining-state artifact."""
@@ -514,13 +589,18 @@ def artifact_file(chain: ActChain, run_id: int, name: str) -> bytes:
 def secret_forms(secret: str) -> dict[str, bytes]:
     """The secret as it would look raw, URL/JSON/HTML-escaped, or inside base64 at any offset."""
     raw = secret.encode()
-    forms = {"raw": raw, "url": urllib.parse.quote(secret, safe="").encode(),
-             "url-plus": urllib.parse.quote_plus(secret).encode(), "json": json.dumps(secret)[1:-1].encode(),
-             "html": html.escape(secret).encode(), "mail-header": secret.replace('"', '\\"').encode()}
+    forms = {
+        "raw": raw,
+        "url": urllib.parse.quote(secret, safe="").encode(),
+        "url-plus": urllib.parse.quote_plus(secret).encode(),
+        "json": json.dumps(secret)[1:-1].encode(),
+        "html": html.escape(secret).encode(),
+        "mail-header": secret.replace('"', '\\"').encode(),
+    }
     for offset in range(3):  # base64 of a longer text: the characters that depend on the secret only
         first, last = -(-8 * offset // 6), (8 * (offset + len(raw)) - 6) // 6
         for name, encode in (("base64", base64.b64encode), ("base64url", base64.urlsafe_b64encode)):
-            forms[f"{name}+{offset}"] = encode(b"\0" * offset + raw)[first:last + 1]
+            forms[f"{name}+{offset}"] = encode(b"\0" * offset + raw)[first : last + 1]
     unique: dict[str, bytes] = {}
     for name, form in forms.items():
         if form not in unique.values():
@@ -553,8 +633,9 @@ class Corpus:
                 self.add(f"mail {n} part {k} (decoded)", payload)
 
     def hits(self, forms: Mapping[str, bytes]) -> list[str]:
-        return [f"{where}: {name}" for where, data in self.places
-                for name, form in forms.items() if form in data]
+        return [
+            f"{where}: {name}" for where, data in self.places for name, form in forms.items() if form in data
+        ]
 
     @property
     def size(self) -> int:
@@ -585,7 +666,9 @@ def chain_corpus(chain: ActChain, smtp: SmtpTestServer, creds: Credentials) -> C
         corpus.add(f"api {request.method} {request.path}", json.dumps(asdict(request), default=str))
     for line, headers in emulator.headers:
         assert [v for k, v in headers if k.lower() == "authorization"] in (
-            [f"token {creds.token}"], [f"Bearer {creds.token}"]), f"{line}: the token is not where it belongs"
+            [f"token {creds.token}"],
+            [f"Bearer {creds.token}"],
+        ), f"{line}: the token is not where it belongs"
         others = "\n".join(f"{k}: {v}" for k, v in headers if k.lower() != "authorization")
         corpus.add(f"api headers {line}", others)
     for record in emulator.snapshot_dispatches():
@@ -612,9 +695,11 @@ def assert_no_secret_anywhere(corpus: Corpus, creds: Credentials) -> int:
     assert any(hit.startswith("act log") for hit in corpus.hits(secret_forms(creds.canary)))
     leaks = corpus.hits(token) + corpus.hits(password)
     assert leaks == [], f"secrets found: {leaks}"
-    print(f"\nsearched {len(corpus.places)} places, {corpus.size} bytes, for {len(token)} forms of "
-          f"GITHUB_TOKEN and {len(password)} forms of SMTP_PASSWORD: none found; username found in: "
-          f"{sorted({h.split(':')[0] for h in corpus.hits(secret_forms(creds.username))})}")
+    print(
+        f"\nsearched {len(corpus.places)} places, {corpus.size} bytes, for {len(token)} forms of "
+        f"GITHUB_TOKEN and {len(password)} forms of SMTP_PASSWORD: none found; username found in: "
+        f"{sorted({h.split(':')[0] for h in corpus.hits(secret_forms(creds.username))})}"
+    )
     return len(token) + len(password)
 
 
@@ -647,8 +732,13 @@ def test_local_backend_does_not_hand_the_credentials_to_the_training_script(benc
         assert_nothing_forged(run, run.outputs, creds)
         env = json.loads(artifact_file(chain, run.run_id, "attempt-001/environment.json"))
         assert "KT_EPOCHS" in env
-        handed = {"KT_SMTP_PASSWORD", "KT_GITHUB_TOKEN", "GITHUB_TOKEN",
-                  "INPUT_GITHUB-TOKEN", "INPUT_SMTP-PASSWORD"}  # act exports a composite's inputs
+        handed = {
+            "KT_SMTP_PASSWORD",
+            "KT_GITHUB_TOKEN",
+            "GITHUB_TOKEN",
+            "INPUT_GITHUB-TOKEN",
+            "INPUT_SMTP-PASSWORD",
+        }  # act exports a composite's inputs
         assert not handed & set(env), f"the training script got {sorted(handed & set(env))}"
         (mail,) = smtp.messages
         assert mail.tls and mail.authenticated
@@ -657,6 +747,7 @@ def test_local_backend_does_not_hand_the_credentials_to_the_training_script(benc
 
 
 # --------------------------------------------------------------------------- 3. masking
+
 
 def test_the_action_masks_the_credentials_it_is_given(bench: Bench) -> None:
     """Without --insecure-secrets, the password and token passed from variables (act does not mask

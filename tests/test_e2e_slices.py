@@ -51,9 +51,18 @@ for epoch in range(start + 1, target + 1):
 
 
 def test_an_attempt_that_needs_two_runs_goes_on_in_the_next_run(
-        tmp_path: Path, smtp: SmtpTestServer, certs: Certs, docker_base_image: str) -> None:  # noqa: F811
-    repo = consumer_repo(tmp_path / "consumer", docker_base_image, workflow=readme_workflow(),
-                         script=SLOW_SCRIPT, config=CONFIG)
+    tmp_path: Path,
+    smtp: SmtpTestServer,
+    certs: Certs,
+    docker_base_image: str,
+) -> None:
+    repo = consumer_repo(
+        tmp_path / "consumer",
+        docker_base_image,
+        workflow=readme_workflow(),
+        script=SLOW_SCRIPT,
+        config=CONFIG,
+    )
     head = init_repo(repo, FULL_NAME)
     require_official_actions()
     action = keeptraining_action(tmp_path / "keeptraining")
@@ -66,19 +75,23 @@ def test_an_attempt_that_needs_two_runs_goes_on_in_the_next_run(
         assert [r.outputs["chain-status"] for r in runs] == ["continue"] * (len(runs) - 1) + ["exhausted"]
         # Each run dispatched the same attempt's next run, titled so, resuming its own state.
         labels = [f"1.{n}" for n in range(2, len(runs) + 1)]
-        assert [chain.emulator.run(r.run_id).display_title.split(" · ")[1] for r in runs[1:]] == \
-            [f"attempt {label}" for label in labels]
+        assert [chain.emulator.run(r.run_id).display_title.split(" · ")[1] for r in runs[1:]] == [
+            f"attempt {label}" for label in labels
+        ]
         for previous, run, label in zip(runs, runs[1:], labels, strict=False):
             assert dispatches_from(chain, previous.run_id) == [
-                {"attempt": label, "epochs": "6", "commit": head, "resume-run-id": str(previous.run_id)}]
+                {"attempt": label, "epochs": "6", "commit": head, "resume-run-id": str(previous.run_id)}
+            ]
             assert int(run.outputs["epochs"]) > int(previous.outputs["epochs"])
         record = state_ledger(chain, runs[-1].run_id)["attempts"][0]
         assert (record["outcome"], record["epochs_reached"], record["epochs_trained"]) == ("below", 6, 6)
         assert [s["run_id"] for s in record["slices"]] == [str(r.run_id) for r in runs[:-1]]
         starts = [s["from_epoch"] for s in record["slices"]]
         assert starts[1:] == [s["epochs_reached"] for s in record["slices"][:-1]]
-        assert all(f"training epochs {s['epochs_reached']} -> 6" in run.log
-                   for s, run in zip(record["slices"], runs[1:], strict=True))
+        assert all(
+            f"training epochs {s['epochs_reached']} -> 6" in run.log
+            for s, run in zip(record["slices"], runs[1:], strict=True)
+        )
         assert chain.emulator.statuses[-1].state == "failure"
     (mail,) = smtp.messages
     assert "Threshold not reached after 1 attempt" in str(mail.message["Subject"])

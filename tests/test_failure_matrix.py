@@ -59,7 +59,8 @@ def metric(case: Case) -> None:
 def image_build(case: Case) -> None:
     base = case.request.getfixturevalue("docker_base_image")
     (case.repo / "Dockerfile").write_text(
-        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo matrix-build-marker && exit 7\n")
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo matrix-build-marker && exit 7\n"
+    )
     case.monkeypatch.setenv("KT_INPUT_BACKEND", "docker")
     case.monkeypatch.setenv("KT_INPUT_BASE_IMAGE", base)
 
@@ -85,43 +86,63 @@ def hostile_ledger(case: Case) -> None:
 
 
 def dispatch_fails(case: Case) -> None:
-    case.monkeypatch.setattr(dispatch, "dispatch_next", functools.partial(dispatch.dispatch_next,
-                                                                          sleep=lambda _s: None))
+    case.monkeypatch.setattr(
+        dispatch, "dispatch_next", functools.partial(dispatch.dispatch_next, sleep=lambda _s: None)
+    )
     case.emulator.fail_next("dispatch", 503, times=50)
 
 
 def bug_while_training(case: Case) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in reading metrics")
+
     case.monkeypatch.setattr(metrics, "read", broken)
 
 
 def bug_before_training(case: Case) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in planning")
+
     case.monkeypatch.setattr(strategy, "plan", broken)
 
 
 CASES: list[Any] = [
     pytest.param(training, Expect(1, "Training failed", "exited with code 3", "failed"), id="training"),
     pytest.param(metric, Expect(1, "No usable metric", "reported no accuracy", "failed"), id="metric"),
-    pytest.param(image_build, Expect(1, "Training image build failed", "non-zero code: 7", "failed"),
-                 id="image-build", marks=pytest.mark.docker),
-    pytest.param(no_engine, Expect(1, "Training backend unavailable", "No Docker engine answers", "failed"),
-                 id="no-engine"),
-    pytest.param(configuration_found_late,
-                 Expect(2, "Invalid keeptraining configuration", "no such folder", None), id="config-late"),
-    pytest.param(hostile_ledger, Expect(4, "Chain ledger problem", "not a relative path inside", None),
-                 id="hostile-ledger"),
-    pytest.param(dispatch_fails, Expect(1, "Dispatch of the next attempt failed", "503", "below"),
-                 id="dispatch"),
-    pytest.param(bug_while_training,
-                 Expect(70, "keeptraining internal error", "RuntimeError: a bug in reading metrics",
-                        "failed"),
-                 id="bug-while-training"),
-    pytest.param(bug_before_training,
-                 Expect(70, "keeptraining internal error", "RuntimeError: a bug in planning", None),
-                 id="bug-before-training"),
+    pytest.param(
+        image_build,
+        Expect(1, "Training image build failed", "non-zero code: 7", "failed"),
+        id="image-build",
+        marks=pytest.mark.docker,
+    ),
+    pytest.param(
+        no_engine,
+        Expect(1, "Training backend unavailable", "No Docker engine answers", "failed"),
+        id="no-engine",
+    ),
+    pytest.param(
+        configuration_found_late,
+        Expect(2, "Invalid keeptraining configuration", "no such folder", None),
+        id="config-late",
+    ),
+    pytest.param(
+        hostile_ledger,
+        Expect(4, "Chain ledger problem", "not a relative path inside", None),
+        id="hostile-ledger",
+    ),
+    pytest.param(
+        dispatch_fails, Expect(1, "Dispatch of the next attempt failed", "503", "below"), id="dispatch"
+    ),
+    pytest.param(
+        bug_while_training,
+        Expect(70, "keeptraining internal error", "RuntimeError: a bug in reading metrics", "failed"),
+        id="bug-while-training",
+    ),
+    pytest.param(
+        bug_before_training,
+        Expect(70, "keeptraining internal error", "RuntimeError: a bug in planning", None),
+        id="bug-before-training",
+    ),
 ]
 
 
@@ -139,18 +160,33 @@ def emulator() -> Iterator[GitHubEmulator]:
 
 @pytest.mark.parametrize(("arrange", "expect"), CASES)
 def test_every_failure_leaves_outputs_summary_and_mail(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: GitHubEmulator, smtp: SmtpTestServer,
-        request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str],
-        arrange: Callable[[Case], None], expect: Expect) -> None:
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    emulator: GitHubEmulator,
+    smtp: SmtpTestServer,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+    arrange: Callable[[Case], None],
+    expect: Expect,
+) -> None:
     for name, value in {
-        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "out.txt"),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_REPOSITORY": "acme/models",
-        "GITHUB_SHA": HEAD, "GITHUB_REF_NAME": "main", "GITHUB_RUN_ID": "4242",
-        "GITHUB_API_URL": emulator.url, "GITHUB_SERVER_URL": emulator.server_url,
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(tmp_path / "out.txt"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "GITHUB_REPOSITORY": "acme/models",
+        "GITHUB_SHA": HEAD,
+        "GITHUB_REF_NAME": "main",
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_API_URL": emulator.url,
+        "GITHUB_SERVER_URL": emulator.server_url,
         "GITHUB_WORKFLOW_REF": "acme/models/.github/workflows/continuous-training.yml@refs/heads/main",
-        "KT_GITHUB_TOKEN": TOKEN, "KT_INPUT_DISPATCH": "true", "KT_INPUT_THRESHOLD": "0.9",
-        "KT_INPUT_SMTP_SERVER": smtp.host, "KT_INPUT_SMTP_PORT": str(smtp.port),
-        "KT_INPUT_SMTP_SECURITY": "none", "KT_INPUT_MAIL_TO": "dev@example.org",
+        "KT_GITHUB_TOKEN": TOKEN,
+        "KT_INPUT_DISPATCH": "true",
+        "KT_INPUT_THRESHOLD": "0.9",
+        "KT_INPUT_SMTP_SERVER": smtp.host,
+        "KT_INPUT_SMTP_PORT": str(smtp.port),
+        "KT_INPUT_SMTP_SECURITY": "none",
+        "KT_INPUT_MAIL_TO": "dev@example.org",
     }.items():
         monkeypatch.setenv(name, value)
     for name in ("KT_SMTP_PASSWORD", "FAKE_MODE", "KT_INPUT_ATTEMPT", "DOCKER_HOST"):

@@ -11,7 +11,7 @@ import pytest
 from keeptraining.backends.docker import workdir
 from keeptraining.contract import failures
 
-TRACEBACK = "Traceback (most recent call last):\n  File \"nn.py\", line 40, in <module>\n"
+TRACEBACK = 'Traceback (most recent call last):\n  File "nn.py", line 40, in <module>\n'
 
 
 def test_a_read_only_file_system_names_where_to_write_instead() -> None:
@@ -22,9 +22,15 @@ def test_a_read_only_file_system_names_where_to_write_instead() -> None:
     assert "$KT_OUTPUT_DIR" in found.hint and "workdir/" in found.hint and "/tmp" in found.hint
 
 
-@pytest.mark.parametrize(("module", "package"), [
-    ("sklearn", "scikit-learn"), ("sklearn.model_selection", "scikit-learn"), ("pandas", "pandas"),
-    ("cv2", "opencv-python-headless")])
+@pytest.mark.parametrize(
+    ("module", "package"),
+    [
+        ("sklearn", "scikit-learn"),
+        ("sklearn.model_selection", "scikit-learn"),
+        ("pandas", "pandas"),
+        ("cv2", "opencv-python-headless"),
+    ],
+)
 def test_a_missing_module_says_which_requirement_to_add_and_where(module: str, package: str) -> None:
     found = failures.explain("", TRACEBACK + f"ModuleNotFoundError: No module named '{module}'\n")
     assert found is not None
@@ -33,22 +39,44 @@ def test_a_missing_module_says_which_requirement_to_add_and_where(module: str, p
     assert f"Add `{package}` (pinned" in found.hint and "requirements.txt" in found.hint
 
 
-@pytest.mark.parametrize(("line", "said", "change"), [
-    ("AttributeError: module 'keras.preprocessing.image' has no attribute 'ImageDataGenerator'",
-     "ImageDataGenerator` is Keras 2", "image_dataset_from_directory"),
-    ("ImportError: cannot import name 'ImageDataGenerator' from 'keras.preprocessing.image'",
-     "ImageDataGenerator` is Keras 2", "image_dataset_from_directory"),
-    ("AttributeError: 'Sequential' object has no attribute 'fit_generator'",
-     "`fit_generator`", "call `fit`"),
-    ("ValueError: The filepath provided must end in `.keras` (Keras model format). Received: a.hdf5",
-     "`.weights.h5`, not `.hdf5`", "ModelCheckpoint('best.keras')"),
-    ("ValueError: Argument(s) not recognized: {'lr': 0.01}", "`learning_rate=`, not `lr=`",
-     "write `learning_rate=`"),
-    ("ModuleNotFoundError: No module named 'keras.wrappers'", "this Keras/TensorFlow does not have",
-     "tf-keras"),
-])
-def test_keras_2_code_under_keras_3_says_what_to_change_or_what_to_pin(line: str, said: str,
-                                                                       change: str) -> None:
+@pytest.mark.parametrize(
+    ("line", "said", "change"),
+    [
+        (
+            "AttributeError: module 'keras.preprocessing.image' has no attribute 'ImageDataGenerator'",
+            "ImageDataGenerator` is Keras 2",
+            "image_dataset_from_directory",
+        ),
+        (
+            "ImportError: cannot import name 'ImageDataGenerator' from 'keras.preprocessing.image'",
+            "ImageDataGenerator` is Keras 2",
+            "image_dataset_from_directory",
+        ),
+        (
+            "AttributeError: 'Sequential' object has no attribute 'fit_generator'",
+            "`fit_generator`",
+            "call `fit`",
+        ),
+        (
+            "ValueError: The filepath provided must end in `.keras` (Keras model format). Received: a.hdf5",
+            "`.weights.h5`, not `.hdf5`",
+            "ModelCheckpoint('best.keras')",
+        ),
+        (
+            "ValueError: Argument(s) not recognized: {'lr': 0.01}",
+            "`learning_rate=`, not `lr=`",
+            "write `learning_rate=`",
+        ),
+        (
+            "ModuleNotFoundError: No module named 'keras.wrappers'",
+            "this Keras/TensorFlow does not have",
+            "tf-keras",
+        ),
+    ],
+)
+def test_keras_2_code_under_keras_3_says_what_to_change_or_what_to_pin(
+    line: str, said: str, change: str
+) -> None:
     found = failures.explain(TRACEBACK + line + "\n")
     assert found is not None
     assert said in found.message and change in found.hint

@@ -40,20 +40,35 @@ json.dump({{"accuracy": 0.5, "epochs": int(os.environ["KT_EPOCHS"])}}, open(out,
 
 def run_attempt(repo: Path, tmp_path: Path, **env: str) -> tuple[int, str]:
     full = {key: value for key, value in os.environ.items() if not key.startswith(("GITHUB_", "KT_"))}
-    full.update({"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "out.txt"),
-                 "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "KT_INPUT_THRESHOLD": "0.99",
-                 "KT_GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": "acme/models", **env})
-    proc = subprocess.run([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full,
-                          timeout=120, check=False)
+    full.update(
+        {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_OUTPUT": str(tmp_path / "out.txt"),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+            "KT_INPUT_THRESHOLD": "0.99",
+            "KT_GITHUB_TOKEN": TOKEN,
+            "GITHUB_REPOSITORY": "acme/models",
+            **env,
+        }
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=full,
+        timeout=120,
+        check=False,
+    )
     return proc.returncode, proc.stdout
 
 
 def assert_only_our_commands(log: str) -> list[Command]:
     commands = obeyed(log)
     for command in commands:
-        assert command.name in {"stop-commands", "resume", "add-mask", "error", "warning", "notice"}, \
+        assert command.name in {"stop-commands", "resume", "add-mask", "error", "warning", "notice"}, (
             f"a forged command would run: {command.line!r}"
+        )
         assert "forged" not in command.props.get("title", ""), f"forged annotation: {command.line!r}"
         if command.name == "add-mask":
             assert command.data == TOKEN, f"forged mask: {command.line!r}"
@@ -68,8 +83,12 @@ def hostile_repo(tmp_path: Path, config: str = "") -> Path:
 
 def test_the_reader_catches_a_forged_command() -> None:
     """The runner model must see what a runner would obey, or the tests below prove nothing."""
-    names = [c.name for c in obeyed(f"{FORGED}\n  ::add-mask::x\nsee {LEGACY}\n::stop-commands::t\n"
-                                    f"{FORGED}\n::t::\n::notice::ok")]
+    names = [
+        c.name
+        for c in obeyed(
+            f"{FORGED}\n  ::add-mask::x\nsee {LEGACY}\n::stop-commands::t\n{FORGED}\n::t::\n::notice::ok"
+        )
+    ]
     assert names == ["error", "add-mask", "legacy", "stop-commands", "resume", "notice"]
 
 
@@ -94,14 +113,17 @@ def test_metrics_json_key(tmp_path: Path, mode: str) -> None:
 INVALID = ["Invalid keeptraining configuration"]
 
 
-@pytest.mark.parametrize(("config", "errors"), [
-    ('train_command: "python fake_train.py ::error title=forged::x ##[error]forged"\n', []),
-    ('train_command: "no-such-program ::error title=forged::x"\n', ["Training failed"]),
-    ('code_path: "ml\\n::error title=forged::x"\n', INVALID),
-    ('hyperparameters: {lr: "0.1\\n::set-output name=accuracy::1.0"}\n', INVALID),
-    ('mail_to: ["a@b.c\\n##[error]forged"]\n', INVALID),
-    ('metric: "x\\n::error title=forged::x"\n', INVALID),
-])
+@pytest.mark.parametrize(
+    ("config", "errors"),
+    [
+        ('train_command: "python fake_train.py ::error title=forged::x ##[error]forged"\n', []),
+        ('train_command: "no-such-program ::error title=forged::x"\n', ["Training failed"]),
+        ('code_path: "ml\\n::error title=forged::x"\n', INVALID),
+        ('hyperparameters: {lr: "0.1\\n::set-output name=accuracy::1.0"}\n', INVALID),
+        ('mail_to: ["a@b.c\\n##[error]forged"]\n', INVALID),
+        ('metric: "x\\n::error title=forged::x"\n', INVALID),
+    ],
+)
 def test_configuration_values(tmp_path: Path, config: str, errors: list[str]) -> None:
     code, log = run_attempt(hostile_repo(tmp_path, config), tmp_path)
     assert (code != 0) == bool(errors), log
@@ -109,8 +131,18 @@ def test_configuration_values(tmp_path: Path, config: str, errors: list[str]) ->
     assert [c.props["title"] for c in commands if c.name == "error"] == errors
 
 
-@pytest.mark.parametrize("name", ["KT_INPUT_ATTEMPT", "KT_INPUT_EPOCHS", "KT_INPUT_COMMIT", "KT_INPUT_BRANCH",
-                                  "KT_INPUT_THRESHOLD", "KT_INPUT_DISPATCH", "KT_INPUT_TRAIN_COMMAND"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "KT_INPUT_ATTEMPT",
+        "KT_INPUT_EPOCHS",
+        "KT_INPUT_COMMIT",
+        "KT_INPUT_BRANCH",
+        "KT_INPUT_THRESHOLD",
+        "KT_INPUT_DISPATCH",
+        "KT_INPUT_TRAIN_COMMAND",
+    ],
+)
 def test_dispatch_inputs(tmp_path: Path, name: str) -> None:
     code, log = run_attempt(hostile_repo(tmp_path), tmp_path, **{name: f"1\n{FORGED}\n{LEGACY}"})
     assert code != 0, log

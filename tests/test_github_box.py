@@ -27,14 +27,17 @@ TOKEN = "ghs_boxTestToken0123456789"
 # --------------------------------------------------------------------------- expressions
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("run-${{ inputs.resume-run-id || format('new-{0}', github.run_id) }}", "run-new-7"),
-    ("attempt ${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }}", "attempt 1 · first"),
-    ("${{ inputs.x && 'yes' || 'no' }}", "no"),
-    ("${{ github.event_name == 'PUSH' }}", "true"),
-    ("${{ !inputs.x }}-${{ (inputs.y || 'a') != 'a' }}", "true-false"),
-    ("it''s ${{ 'it''s' }}", "it''s it's"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("run-${{ inputs.resume-run-id || format('new-{0}', github.run_id) }}", "run-new-7"),
+        ("attempt ${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }}", "attempt 1 · first"),
+        ("${{ inputs.x && 'yes' || 'no' }}", "no"),
+        ("${{ github.event_name == 'PUSH' }}", "true"),
+        ("${{ !inputs.x }}-${{ (inputs.y || 'a') != 'a' }}", "true-false"),
+        ("it''s ${{ 'it''s' }}", "it''s it's"),
+    ],
+)
 def test_expressions_evaluate_like_github(text: str, expected: str) -> None:
     contexts = {"github": {"run_id": "7", "event_name": "push"}, "inputs": {}}
     assert evaluate(text, contexts) == expected
@@ -53,7 +56,8 @@ def rule(tmp_path: Path, workflow_group: str, job_group: str) -> tuple[GitHubEmu
     (tmp_path / "w.yml").write_text(
         "name: W\non: [push, workflow_dispatch]\n"
         f"concurrency:\n  group: {workflow_group}\n"
-        f"jobs:\n  j:\n    runs-on: x\n    concurrency: {{group: {job_group}}}\n    steps: []\n")
+        f"jobs:\n  j:\n    runs-on: x\n    concurrency: {{group: {job_group}}}\n    steps: []\n"
+    )
     workflow = WorkflowFile.read(tmp_path, "w.yml")
     emulator = GitHubEmulator(workflows=[EmulatedWorkflow(1, "W", "w.yml")])
     runs = Runs(emulator, workflow)
@@ -63,8 +67,10 @@ def rule(tmp_path: Path, workflow_group: str, job_group: str) -> tuple[GitHubEmu
 
 def test_one_running_and_one_pending_per_group_and_the_newer_pending_wins(tmp_path: Path) -> None:
     emulator, runs = rule(tmp_path, "'g-${{ inputs.k }}'", "'j-${{ github.run_id }}'")
-    first, second, third = (emulator.add_run(1, event="workflow_dispatch", inputs={"k": "a"},
-                                             status="queued", conclusion=None) for _ in range(3))
+    first, second, third = (
+        emulator.add_run(1, event="workflow_dispatch", inputs={"k": "a"}, status="queued", conclusion=None)
+        for _ in range(3)
+    )
     assert runs.next_ready() == first.id
     runs.start(first.id)
     assert (second.status, third.status) == ("completed", "pending")
@@ -77,8 +83,9 @@ def test_a_run_waits_for_a_job_group_held_by_another_run(tmp_path: Path) -> None
     emulator, runs = rule(tmp_path, "'g-${{ inputs.after || github.run_id }}'", "'g-j${{ github.run_id }}'")
     parent = emulator.add_run(1, event="push", status="queued", conclusion=None)
     assert runs.next_ready() == parent.id
-    child = emulator.add_run(1, event="workflow_dispatch", inputs={"after": f"j{parent.id}"},
-                             status="queued", conclusion=None)
+    child = emulator.add_run(
+        1, event="workflow_dispatch", inputs={"after": f"j{parent.id}"}, status="queued", conclusion=None
+    )
     assert child.status == "pending"
     runs.complete(parent.id, "success")
     assert child.status == "queued"
@@ -110,14 +117,20 @@ def results() -> Iterator[ResultsService]:
 
 
 def twirp(service: ResultsService, method: str, body: dict[str, Any], token: str) -> requests.Response:
-    return requests.post(f"{service.url}twirp/{ARTIFACT_SERVICE}/{method}", json=body, timeout=10,
-                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    return requests.post(
+        f"{service.url}twirp/{ARTIFACT_SERVICE}/{method}",
+        json=body,
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
 
 
-def upload(service: ResultsService, token: str, ids: dict[str, str], name: str,
-           data: bytes) -> requests.Response:
-    created = twirp(service, "CreateArtifact", {**ids, "name": name, "version": 7,
-                                                "mime_type": "application/zip"}, token)
+def upload(
+    service: ResultsService, token: str, ids: dict[str, str], name: str, data: bytes
+) -> requests.Response:
+    created = twirp(
+        service, "CreateArtifact", {**ids, "name": name, "version": 7, "mime_type": "application/zip"}, token
+    )
     if created.status_code != 200:
         return created
     url = created.json()["signed_upload_url"]
@@ -125,8 +138,12 @@ def upload(service: ResultsService, token: str, ids: dict[str, str], name: str,
     assert requests.put(f"{url}&comp=block&blockid={block}", data=data, timeout=10).status_code == 201
     listed = f"<?xml version='1.0'?><BlockList><Latest>{block}</Latest></BlockList>".encode()
     assert requests.put(f"{url}&comp=blocklist", data=listed, timeout=10).status_code == 201
-    return twirp(service, "FinalizeArtifact", {**ids, "name": name, "size": str(len(data)),
-                                               "hash": f"sha256:{hashlib.sha256(data).hexdigest()}"}, token)
+    return twirp(
+        service,
+        "FinalizeArtifact",
+        {**ids, "name": name, "size": str(len(data)), "hash": f"sha256:{hashlib.sha256(data).hexdigest()}"},
+        token,
+    )
 
 
 def ids_of(service: ResultsService, token: str) -> dict[str, str]:
@@ -137,7 +154,8 @@ def ids_of(service: ResultsService, token: str) -> dict[str, str]:
 
 
 def test_an_artifact_name_is_unique_per_run_attempt_and_the_internal_api_sees_only_its_attempt(
-        results: ResultsService) -> None:
+    results: ResultsService,
+) -> None:
     """GitHub's per-attempt rule (results_service's docstring cites the sources): a re-run uploads a
     second artifact of the same name to the same run; overwrite deletes within the attempt only."""
     token = results.tokens.mint(101)
@@ -145,7 +163,9 @@ def test_an_artifact_name_is_unique_per_run_attempt_and_the_internal_api_sees_on
     assert upload(results, token, ids, "state", b"first").json()["ok"] is True
     conflict = upload(results, token, ids, "state", b"second")
     assert conflict.status_code == 409 and conflict.json() == {
-        "code": "already_exists", "msg": "an artifact with this name already exists on the workflow run"}
+        "code": "already_exists",
+        "msg": "an artifact with this name already exists on the workflow run",
+    }
     rerun = results.tokens.mint(101, run_attempt=2)  # the same run's next attempt: another backend id
     assert ids_of(results, rerun)["workflow_run_backend_id"] != ids["workflow_run_backend_id"]
     listed = twirp(results, "ListArtifacts", {**ids_of(results, rerun), "name_filter": "state"}, rerun)
@@ -168,13 +188,17 @@ def test_an_artifact_name_is_unique_per_run_attempt_and_the_internal_api_sees_on
     assert sorted(results.artifacts.content(a) for a in results.artifacts.of_run(101)) == [b"first", b"third"]
 
 
-@pytest.mark.parametrize(("change", "code"), [
-    ({"unknown_field": "x"}, "malformed"),
-    ({"size": "many"}, "malformed"),
-    ({"workflow_run_backend_id": "someone-elses-run"}, "permission_denied"),
-])
-def test_requests_github_would_refuse_are_refused(results: ResultsService, change: dict[str, str],
-                                                   code: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"unknown_field": "x"}, "malformed"),
+        ({"size": "many"}, "malformed"),
+        ({"workflow_run_backend_id": "someone-elses-run"}, "permission_denied"),
+    ],
+)
+def test_requests_github_would_refuse_are_refused(
+    results: ResultsService, change: dict[str, str], code: str
+) -> None:
     token = results.tokens.mint(7)
     body = {**ids_of(results, token), "name": "x", "size": "1", **change}
     assert twirp(results, "FinalizeArtifact", body, token).json()["code"] == code
@@ -220,8 +244,13 @@ def test_the_git_server_serves_a_commit_by_id_to_the_token_only(tmp_path: Path) 
         url = f"{server.url}/acme/x"
         git(clone, "-c", f"http.extraheader={header}", "fetch", "-q", "--depth=1", url, first)
         assert git(clone, "rev-parse", "FETCH_HEAD") == first
-        denied = subprocess.run(["git", "fetch", url, first], cwd=clone, capture_output=True, check=False,
-                                env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+        denied = subprocess.run(
+            ["git", "fetch", url, first],
+            cwd=clone,
+            capture_output=True,
+            check=False,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
         assert denied.returncode != 0
         assert ("GET", "/acme/x/info/refs", 401) in server.requests
 
@@ -279,8 +308,9 @@ def test_the_official_actions_keep_artifacts_per_run_attempt_in_the_box(tmp_path
     assert official_actions(repo, ".github/workflows/box.yml")
     with GitHubBox(repo, tmp_path / "box", "acme/box", TOKEN, ".github/workflows/box.yml") as box:
         (tmp_path / "work").mkdir()
-        chain = ActChain(repo, box, tmp_path / "work", secrets={"GITHUB_TOKEN": TOKEN},
-                         env={"OVERWRITE": "true"})
+        chain = ActChain(
+            repo, box, tmp_path / "work", secrets={"GITHUB_TOKEN": TOKEN}, env={"OVERWRITE": "true"}
+        )
         store = box.results.artifacts
         run = chain.push()
         assert run is not None
@@ -298,14 +328,18 @@ def test_the_official_actions_keep_artifacts_per_run_attempt_in_the_box(tmp_path
         assert [a.run_attempt for a in kept] == [1, 2], "the re-run's upload lands beside the first try's"
         assert [store.content(a) != b"" for a in kept] == [True, True]
         assert len(box.results.twirp_calls("DeleteArtifact")) == 2  # each attempt deleted only its own copy
-        assert f"SHA256 digest of downloaded artifact is {str(kept[1].digest).removeprefix('sha256:')}" \
-            in second.log  # by name: the highest id, here the newest
+        assert (
+            f"SHA256 digest of downloaded artifact is {str(kept[1].digest).removeprefix('sha256:')}"
+            in second.log
+        )  # by name: the highest id, here the newest
         store.descending_ids = True  # 2026 reports: an older upload can hold the higher id
         box.emulator.rerun(run.id)
         third = chain.step()
         assert third is not None and third.returncode != 0, "download by name took an older attempt's"
-        assert f"SHA256 digest of downloaded artifact is {str(kept[1].digest).removeprefix('sha256:')}" \
+        assert (
+            f"SHA256 digest of downloaded artifact is {str(kept[1].digest).removeprefix('sha256:')}"
             in third.log
+        )
         chain.env = {"OVERWRITE": "false"}
         box.emulator.rerun(run.id)
         fourth = chain.step()  # a second upload of the name within one attempt: refused
@@ -317,7 +351,8 @@ def test_the_official_actions_keep_artifacts_per_run_attempt_in_the_box(tmp_path
 
 
 def test_without_the_official_actions_the_e2e_tests_skip_with_a_reason_or_fail_in_ci(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KT_GHA_ACTIONS_DIR", str(tmp_path / "nowhere"))
     monkeypatch.delenv("KT_REQUIRE_GHA_ACTIONS", raising=False)
     with pytest.raises(pytest.skip.Exception, match="actions/checkout, actions/upload-artifact"):
@@ -336,15 +371,20 @@ def test_the_rest_api_lists_every_run_attempts_artifacts_with_their_run(results:
             token = results.tokens.mint(run.id, run_attempt=attempt)
             assert upload(results, token, ids_of(results, token), "state", data).status_code == 200
         headers = {"Authorization": "Bearer ghs_rest"}
-        listed = requests.get(f"{emu.url}/repos/acme/models/actions/runs/{run.id}/artifacts",
-                              params={"name": "state"}, headers=headers, timeout=10).json()
+        listed = requests.get(
+            f"{emu.url}/repos/acme/models/actions/runs/{run.id}/artifacts",
+            params={"name": "state"},
+            headers=headers,
+            timeout=10,
+        ).json()
         assert listed["total_count"] == 2
         assert {a["workflow_run"]["id"] for a in listed["artifacts"]} == {run.id}
         assert all(a["created_at"] and a["name"] == "state" for a in listed["artifacts"])
         contents = set()
         for artifact in listed["artifacts"]:
-            zipped = requests.get(artifact["archive_download_url"], headers=headers, timeout=10,
-                                  allow_redirects=False)
+            zipped = requests.get(
+                artifact["archive_download_url"], headers=headers, timeout=10, allow_redirects=False
+            )
             assert zipped.status_code == 302
             contents.add(requests.get(zipped.headers["Location"], timeout=10).content)
         assert contents == {b"first", b"second"}

@@ -213,21 +213,30 @@ def _every_operation(emu: GitHubEmulator, gh: Github) -> None:
     comparison = repo.compare(head, newer)
     assert (comparison.status, comparison.ahead_by) == ("ahead", 1)
     assert [c.sha for c in comparison.commits] == [newer]
-    status = repo.get_commit(head).create_status("pending", target_url=run.html_url, description="attempt 2",
-                                                 context="keeptraining")
+    status = repo.get_commit(head).create_status(
+        "pending", target_url=run.html_url, description="attempt 2", context="keeptraining"
+    )
     assert (status.state, status.context, status.target_url) == ("pending", "keeptraining", run.html_url)
     assert [(s.sha, s.state) for s in emu.statuses] == [(head, "pending")]
     artifact = _uploaded(emu.artifacts, run.id, "keeptraining-state", b"PK zip bytes")  # type: ignore[arg-type]
     (shown,) = list(fetched.get_artifacts())
     assert (shown.id, shown.name, shown.size_in_bytes, shown.expired) == (
-        artifact.id, "keeptraining-state", 12, False)
+        artifact.id,
+        "keeptraining-state",
+        12,
+        False,
+    )
     zip_path = f"/repos/{emu.full_name}/actions/artifacts/{artifact.id}/zip"
     zipped = api(emu, "GET", zip_path, allow_redirects=False)
     assert zipped.status_code == 302 and zipped.headers["Location"].startswith(emu.base + "/")
     emu.open_pull(5, newer, head_repository="mallory/keeptraining-demo")
     pull = repo.get_pull(5)
     assert (pull.number, pull.head.sha, pull.head.repo.full_name, pull.base.ref) == (
-        5, newer, "mallory/keeptraining-demo", "main")
+        5,
+        newer,
+        "mallory/keeptraining-demo",
+        "main",
+    )
     issue = repo.get_issue(5)  # lazy: no GET of the issue itself
     created = issue.create_comment("first")
     created.edit("second")
@@ -235,8 +244,9 @@ def _every_operation(emu: GitHubEmulator, gh: Github) -> None:
     assert (listed_comment.id, listed_comment.body, listed_comment.user.type) == (created.id, "second", "Bot")
     assert [(c.body, c.edits) for c in emu.comments_on(5)] == [("second", 1)]
     release = repo.create_git_release("model-v1", "model", "body", target_commitish="main")
-    asset = release.upload_asset_from_memory(io.BytesIO(b"weights"), 7, "model.keras",
-                                             content_type="application/octet-stream")
+    asset = release.upload_asset_from_memory(
+        io.BytesIO(b"weights"), 7, "model.keras", content_type="application/octet-stream"
+    )
     assert repo.get_latest_release().tag_name == "model-v1"
     assert repo.get_release("model-v1").id == release.id
     assert repo.get_release(release.id).name == "model"  # a GET (a lazy object knows only its URL)
@@ -245,8 +255,9 @@ def _every_operation(emu: GitHubEmulator, gh: Github) -> None:
     _status, _headers, chunks = asset.download_asset(None, chunk_size=1024)
     assert b"".join(chunks) == b"weights"
     served = {r.operation for r in emu.requests} - {"release-asset-download"}
-    only_git_data = {op for op in git_data.OPERATIONS
-                     if op.startswith("git/") or op == "repos/update-release"}
+    only_git_data = {
+        op for op in git_data.OPERATIONS if op.startswith("git/") or op == "repos/update-release"
+    }
     assert served == {op.operation_id for op in emu.subset.operations} - only_git_data
     assert {r.status for r in emu.requests} == {200, 201, 302}
 
@@ -624,21 +635,40 @@ def test_releases_in_githubs_shapes(emu: GitHubEmulator) -> None:
     assert unknown.status_code == 422
     assert api(emu, "POST", f"{repo}/releases", json={"name": "no tag"}).status_code == 422
     upload = release["upload_url"].split("{")[0]
-    missing_name = requests.post(upload, data=b"x", timeout=10, headers={
-        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"})
+    missing_name = requests.post(
+        upload,
+        data=b"x",
+        timeout=10,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"},
+    )
     assert missing_name.status_code == 422
-    sent = requests.post(upload, params={"name": "model.keras"}, data=b"weights", timeout=10, headers={
-        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"})
+    sent = requests.post(
+        upload,
+        params={"name": "model.keras"},
+        data=b"weights",
+        timeout=10,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"},
+    )
     assert sent.status_code == 201
     asset = sent.json()
     assert asset["size"] == 7 and asset["digest"] == "sha256:" + hashlib.sha256(b"weights").hexdigest()
-    twice = requests.post(upload, params={"name": "model.keras"}, data=b"w", timeout=10, headers={
-        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"})
+    twice = requests.post(
+        upload,
+        params={"name": "model.keras"},
+        data=b"w",
+        timeout=10,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"},
+    )
     assert twice.status_code == 422
     meta = api(emu, "GET", f"{repo}/releases/assets/{asset['id']}")
     assert meta.status_code == 200 and meta.json()["name"] == "model.keras"
-    raw = api(emu, "GET", f"{repo}/releases/assets/{asset['id']}",
-              headers={"Accept": "application/octet-stream"}, allow_redirects=False)
+    raw = api(
+        emu,
+        "GET",
+        f"{repo}/releases/assets/{asset['id']}",
+        headers={"Accept": "application/octet-stream"},
+        allow_redirects=False,
+    )
     assert raw.status_code == 302
     assert requests.get(raw.headers["Location"], timeout=10).content == b"weights"
     assert requests.get(raw.headers["Location"] + "x", timeout=10).status_code == 404  # signed

@@ -13,13 +13,23 @@ from keeptraining.commands import hooks
 
 pytestmark = pytest.mark.integration
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "kt test", "GIT_AUTHOR_EMAIL": "kt@example.invalid",
-           "GIT_COMMITTER_NAME": "kt test", "GIT_COMMITTER_EMAIL": "kt@example.invalid"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "kt test",
+    "GIT_AUTHOR_EMAIL": "kt@example.invalid",
+    "GIT_COMMITTER_NAME": "kt test",
+    "GIT_COMMITTER_EMAIL": "kt@example.invalid",
+}
 
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False,
-                          env={**os.environ, **GIT_ENV, **(env or {})})
+    return subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **GIT_ENV, **(env or {})},
+    )
 
 
 @pytest.fixture

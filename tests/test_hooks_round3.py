@@ -48,9 +48,11 @@ def test_unwritable_hooks_folder_is_exit_2(repo: Path, capsys: pytest.CaptureFix
     assert "cannot be written" in capsys.readouterr().err
 
 
-def test_a_write_the_system_refuses_is_exit_2(repo: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_write_the_system_refuses_is_exit_2(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """What root (these tests' user) cannot be shown with chmod: the system refusing the write."""
+
     def refuse(*args: object, **kwargs: object) -> int:
         raise PermissionError(13, "Permission denied")
 
@@ -66,7 +68,8 @@ def test_repo_that_is_a_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_a_dangling_link_in_place_of_the_hook_is_never_written_or_deleted_through(
-        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     elsewhere = tmp_path / "elsewhere"
     link = repo / ".git" / "hooks" / hooks.HOOK_NAME
     link.symlink_to(elsewhere)
@@ -79,8 +82,9 @@ def test_a_dangling_link_in_place_of_the_hook_is_never_written_or_deleted_throug
     assert link.is_symlink()
 
 
-def test_a_shared_hooks_path_needs_force(repo: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_shared_hooks_path_needs_force(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     shared = tmp_path / "shared-hooks"
     shared.mkdir()
     git(repo, "config", "core.hooksPath", str(shared))
@@ -92,8 +96,9 @@ def test_a_shared_hooks_path_needs_force(repo: Path, tmp_path: Path,
     assert (shared / hooks.HOOK_NAME).is_file()
 
 
-def test_a_folder_in_place_of_the_hook_is_exit_2_both_ways(repo: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_folder_in_place_of_the_hook_is_exit_2_both_ways(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Found by the repeat pass: uninstall read the folder as a file (exit 70)."""
     (repo / ".git" / "hooks" / hooks.HOOK_NAME).mkdir()
     assert cli.main(["hooks", "install", "--repo", str(repo)]) == 2

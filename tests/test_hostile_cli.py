@@ -28,19 +28,31 @@ pytestmark = pytest.mark.integration
 TRACEBACK = re.compile(r'File "[^"]*/keeptraining/[a-z_]+\.py"')
 
 
-def keeptraining(repo: Path, *args: str, timeout: float = 120,
-                 **env: str) -> subprocess.CompletedProcess[str]:
+def keeptraining(
+    repo: Path, *args: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "KT_", "FAKE_"))}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "keeptraining", *args, "--repo", str(repo)],
-                          capture_output=True, text=True, env=full, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "keeptraining", *args, "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start(repo: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "KT_", "FAKE_"))}
     full.update({"PYTHONUNBUFFERED": "1", **env})
-    return subprocess.Popen([sys.executable, "-m", "keeptraining", *args, "--repo", str(repo)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full)
+    return subprocess.Popen(
+        [sys.executable, "-m", "keeptraining", *args, "--repo", str(repo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=full,
+    )
 
 
 def wait_for(proc: subprocess.Popen[str], prefix: str) -> None:
@@ -70,17 +82,22 @@ def host_file(tmp_path: Path) -> Iterator[Path]:
 
 # --------------------------------------------------------------------------- what the script writes
 
-@pytest.mark.parametrize(("mode", "expected"), [
-    ("fifo", "metrics.json 'metrics.json' is a FIFO"),
-    ("metricsdir", "metrics.json 'metrics.json' is a folder"),
-    ("deepjson", "metrics.json nests"),
-    ("linkckpt", "is a symbolic link"),
-    ("linkdir", "'sub' on the way is not a folder"),
-    ("bigepochs", "epochs = 1000000000000000000 is more than the 10 epochs"),
-    ("longhistory", "the history has 400000 values, but this attempt trained at most 10 epochs"),
-])
-def test_hostile_output_folder_fails_the_attempt_clearly(tmp_path: Path, host_file: Path, mode: str,
-                                                         expected: str) -> None:
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("fifo", "metrics.json 'metrics.json' is a FIFO"),
+        ("metricsdir", "metrics.json 'metrics.json' is a folder"),
+        ("deepjson", "metrics.json nests"),
+        ("linkckpt", "is a symbolic link"),
+        ("linkdir", "'sub' on the way is not a folder"),
+        ("bigepochs", "epochs = 1000000000000000000 is more than the 10 epochs"),
+        ("longhistory", "the history has 400000 values, but this attempt trained at most 10 epochs"),
+    ],
+)
+def test_hostile_output_folder_fails_the_attempt_clearly(
+    tmp_path: Path, host_file: Path, mode: str, expected: str
+) -> None:
     repo = fake_repo(tmp_path / "repo")
     result = keeptraining(repo, "attempt", timeout=60, FAKE_MODE=mode, FAKE_TARGET=str(host_file))
     text = no_traceback(result)
@@ -94,7 +111,8 @@ def test_hostile_output_folder_fails_the_attempt_clearly(tmp_path: Path, host_fi
 
 
 def test_linked_checkpoint_in_a_restored_ledger_is_refused_and_nothing_is_deleted(
-        tmp_path: Path, host_file: Path) -> None:
+    tmp_path: Path, host_file: Path
+) -> None:
     repo = fake_repo(tmp_path / "repo", "threshold: 0.999\n")
     assert keeptraining(repo, "attempt").returncode == 0
     checkpoint = repo / ".keeptraining" / "attempt-001" / "model.keras"
@@ -109,6 +127,7 @@ def test_linked_checkpoint_in_a_restored_ledger_is_refused_and_nothing_is_delete
 
 
 # --------------------------------------------------------------------------- the state folder
+
 
 @pytest.mark.parametrize("kind", ["file", "dangling", "loop"])
 def test_state_folder_that_is_not_a_folder(tmp_path: Path, kind: str) -> None:
@@ -151,8 +170,9 @@ def test_read_only_state_folder(tmp_path: Path, mount: Path) -> None:
         assert result.returncode == 4 and "is not writable" in no_traceback(result), command
 
 
-def test_full_disk_keeps_the_ledger_and_never_deletes_the_unrecorded_attempt(tmp_path: Path,
-                                                                            mount: Path) -> None:
+def test_full_disk_keeps_the_ledger_and_never_deletes_the_unrecorded_attempt(
+    tmp_path: Path, mount: Path
+) -> None:
     repo = fake_repo(tmp_path / "repo", f"state_dir: {mount}\nthreshold: 0.999\nstop_when_hopeless: false\n")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)], check=True)
     assert keeptraining(repo, "attempt").returncode == 0
@@ -181,6 +201,7 @@ def test_full_disk_keeps_the_ledger_and_never_deletes_the_unrecorded_attempt(tmp
 
 # --------------------------------------------------------------------------- two processes, a closed pipe
 
+
 def test_second_run_on_one_state_folder_stops_and_archives_nothing(tmp_path: Path) -> None:
     repo = fake_repo(tmp_path / "repo")
     first = start(repo, "run", FAKE_MODE="hang")
@@ -204,7 +225,8 @@ def test_second_run_on_one_state_folder_stops_and_archives_nothing(tmp_path: Pat
 
 @pytest.mark.parametrize(("mode", "code"), [("spam", 3), ("spamledger", 4)])
 def test_a_reader_that_stops_reading_costs_neither_the_training_nor_the_log(
-        tmp_path: Path, mode: str, code: int) -> None:
+    tmp_path: Path, mode: str, code: int
+) -> None:
     """``keeptraining run 2>&1 | head -3``: the pipe closes, the run goes on to its end (and its
     final error, on stderr, costs nothing either)."""
     repo = fake_repo(tmp_path / "repo")

@@ -39,8 +39,14 @@ def request(tmp_path: Path, script: str, **kw: object) -> TrainRequest:
     (code / "train.py").write_text(textwrap.dedent(script))
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    fields: dict[str, object] = {"code_dir": code, "command": ["python", "train.py"], "output_dir": out,
-                                 "env": {"KT_EPOCHS": "1"}, "timeout": 60.0, **kw}
+    fields: dict[str, object] = {
+        "code_dir": code,
+        "command": ["python", "train.py"],
+        "output_dir": out,
+        "env": {"KT_EPOCHS": "1"},
+        "timeout": 60.0,
+        **kw,
+    }
     return TrainRequest(**fields)  # type: ignore[arg-type]
 
 
@@ -48,7 +54,8 @@ def request(tmp_path: Path, script: str, **kw: object) -> TrainRequest:
 
 
 def test_registry_credentials_are_withheld_from_a_local_training(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KT_REGISTRY_USERNAME", "registry-user-name")
     monkeypatch.setenv("KT_REGISTRY_PASSWORD", "registry-password-123")
     result = local.run(request(tmp_path, "import os\nprint(sorted(os.environ.items()))\n"))
@@ -155,8 +162,9 @@ def test_what_a_training_leaves_running_is_stopped_when_it_ends(tmp_path: Path, 
 
 def _marked_process(mark: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, orphans.ENV: mark}
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], env=env, start_new_session=True
+    )
     for _ in range(100):
         if orphans.marked(mark):
             return proc
@@ -165,7 +173,8 @@ def _marked_process(mark: str) -> subprocess.Popen[bytes]:
 
 
 def test_the_next_holder_of_the_lock_stops_the_trainings_of_a_dead_run(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     mark = orphans.new_mark()
     assert orphans.record(state, mark) is not None  # what a killed keeptraining leaves behind
@@ -196,9 +205,13 @@ def test_a_record_from_a_restored_state_names_no_process(tmp_path: Path) -> None
 def test_after_kill_9_of_keeptraining_the_orphan_never_writes_into_the_next_run(tmp_path: Path) -> None:
     repo = fake_repo(tmp_path / "repo")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "KT_", "FAKE_"))}
-    first = subprocess.Popen([sys.executable, "-m", "keeptraining", "run", "--repo", str(repo)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**env, "FAKE_MODE": "hang", "PYTHONUNBUFFERED": "1"})
+    first = subprocess.Popen(
+        [sys.executable, "-m", "keeptraining", "run", "--repo", str(repo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env, "FAKE_MODE": "hang", "PYTHONUNBUFFERED": "1"},
+    )
     assert first.stdout is not None
     for line in first.stdout:
         if line.startswith("fake: epochs"):
@@ -207,9 +220,14 @@ def test_after_kill_9_of_keeptraining_the_orphan_never_writes_into_the_next_run(
     first.wait()
     (record,) = (repo / ".keeptraining" / orphans.RECORD_DIR).iterdir()
     assert orphans.marked(record.name), "the training outlived its keeptraining"
-    second = subprocess.run([sys.executable, "-m", "keeptraining", "run", "--max-attempts", "1",
-                             "--repo", str(repo)], capture_output=True, text=True, env=env, timeout=120,
-                            check=False)
+    second = subprocess.run(
+        [sys.executable, "-m", "keeptraining", "run", "--max-attempts", "1", "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert "outlived its keeptraining" in second.stdout + second.stderr
     assert not orphans.marked(record.name)
     assert not (repo / ".keeptraining" / orphans.RECORD_DIR / record.name).exists()
@@ -228,12 +246,24 @@ def validate(tmp_path: Path, space: str, sampler: str = "tpe") -> tuple[int, str
     return code, err.getvalue()
 
 
-@pytest.mark.parametrize(("space", "says"), [
-    ("x: {type: float, low: -1.0e308, high: 1.0e308, step: 1.0}", "search.space.x.low = -1e+308 is out of"),
-    ("x: {type: float, low: -1.0e308, high: 1.0e308}", "search.space.x.low = -1e+308 is out of range"),
-    ("x: {type: float, low: 0.0, high: 1.0, step: 5.0e-324}", "search.space.x.step = 5e-324 is too small"),
-    ("x: {type: float, low: 0.0, high: 1.0e15, step: 1.0e-6}", "search.space.x.step = 1e-06 is too small"),
-])
+@pytest.mark.parametrize(
+    ("space", "says"),
+    [
+        (
+            "x: {type: float, low: -1.0e308, high: 1.0e308, step: 1.0}",
+            "search.space.x.low = -1e+308 is out of",
+        ),
+        ("x: {type: float, low: -1.0e308, high: 1.0e308}", "search.space.x.low = -1e+308 is out of range"),
+        (
+            "x: {type: float, low: 0.0, high: 1.0, step: 5.0e-324}",
+            "search.space.x.step = 5e-324 is too small",
+        ),
+        (
+            "x: {type: float, low: 0.0, high: 1.0e15, step: 1.0e-6}",
+            "search.space.x.step = 1e-06 is too small",
+        ),
+    ],
+)
 def test_ranges_beyond_the_stated_bounds_are_a_config_error(tmp_path: Path, space: str, says: str) -> None:
     code, err = validate(tmp_path, space)
     assert code == 2, err
@@ -249,8 +279,14 @@ def test_a_huge_grid_is_refused_by_arithmetic_without_listing_it(tmp_path: Path)
 
 
 def test_a_range_at_the_bound_is_sampled_and_a_library_error_names_the_parameter() -> None:
-    wide = parse({"space": {"x": {"type": "float", "low": -1e15, "high": 1e15},
-                            "n": {"type": "int", "low": 0, "high": 10**12}}})
+    wide = parse(
+        {
+            "space": {
+                "x": {"type": "float", "low": -1e15, "high": 1e15},
+                "n": {"type": "int", "low": 0, "high": 10**12},
+            }
+        }
+    )
     (point,) = search.propose(wide, [], k=1)
     assert -1e15 <= point["x"] <= 1e15 and 0 <= point["n"] <= 10**12
     broken = SearchSettings("tpe", 3, 0, (Param("rate", "float", low=1.0, high=0.0),))  # past parse
@@ -261,15 +297,23 @@ def test_a_range_at_the_bound_is_sampled_and_a_library_error_names_the_parameter
 # --- item 7: names that differ only in case, choices that reach the script as the same text ----
 
 
-@pytest.mark.parametrize(("space", "says"), [
-    ("lr: {type: float, low: 0.1, high: 0.2}\n    LR: {type: float, low: 0.1, high: 0.2}",
-     "'lr' and 'LR' differ only in case, and both would be KT_HP_LR"),
-    ("flag: {type: categorical, choices: [true, 'true']}",
-     "True and 'true' reach the script as the same text ('true' in KT_HP_)"),
-    ("n: {type: categorical, choices: [1, '1']}", "1 and '1' reach the script as the same text"),
-])
+@pytest.mark.parametrize(
+    ("space", "says"),
+    [
+        (
+            "lr: {type: float, low: 0.1, high: 0.2}\n    LR: {type: float, low: 0.1, high: 0.2}",
+            "'lr' and 'LR' differ only in case, and both would be KT_HP_LR",
+        ),
+        (
+            "flag: {type: categorical, choices: [true, 'true']}",
+            "True and 'true' reach the script as the same text ('true' in KT_HP_)",
+        ),
+        ("n: {type: categorical, choices: [1, '1']}", "1 and '1' reach the script as the same text"),
+    ],
+)
 def test_names_and_choices_the_script_cannot_tell_apart_are_refused(
-        tmp_path: Path, space: str, says: str) -> None:
+    tmp_path: Path, space: str, says: str
+) -> None:
     code, err = validate(tmp_path, space)
     assert code == 2, err
     assert says in err
@@ -280,23 +324,49 @@ def test_names_and_choices_the_script_cannot_tell_apart_are_refused(
 
 def _search_config(**values: object) -> config_mod.Config:
     space = {"space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True}}}
-    return config_mod.resolve({"strategy": "search", "search": space, "threshold": 0.9, "epochs": 2,
-                               "epoch_step": 2, "parallel": 3, **values})
+    return config_mod.resolve(
+        {
+            "strategy": "search",
+            "search": space,
+            "threshold": 0.9,
+            "epochs": 2,
+            "epoch_step": 2,
+            "parallel": 3,
+            **values,
+        }
+    )
 
 
-@pytest.mark.parametrize(("forge", "says"), [
-    ({"history": [0.5] * 20_000}, "the history has 20000 values, but this run trained at most 2"),
-    ({"epochs_trained": 10**7}, "epochs_trained = 10000000, but this run could train at most 2"),
-    ({"epochs_reached": 10**7}, "epochs = 10000000 is outside the 0 -> 2 epochs"),
-])
+@pytest.mark.parametrize(
+    ("forge", "says"),
+    [
+        ({"history": [0.5] * 20_000}, "the history has 20000 values, but this run trained at most 2"),
+        ({"epochs_trained": 10**7}, "epochs_trained = 10000000, but this run could train at most 2"),
+        ({"epochs_reached": 10**7}, "epochs = 10000000 is outside the 0 -> 2 epochs"),
+    ],
+)
 def test_the_merge_refuses_a_slot_result_beyond_the_metrics_bounds(
-        tmp_path: Path, forge: dict[str, object], says: str) -> None:
+    tmp_path: Path, forge: dict[str, object], says: str
+) -> None:
     conf = _search_config()
     (job, *_) = rounds.plan_round(conf, Ledger())
-    record = Attempt(attempt=1, epochs=job.epochs, initial_epoch=0, resumed_from=None, outcome="below",
-                     metric=0.5, epochs_reached=job.epochs, epochs_trained=job.epochs, history=[0.4, 0.5],
-                     checkpoint="model.keras", trial=job.trial, rung=job.rung, trial_params=dict(job.params),
-                     round=1, runner={"slot": 1})
+    record = Attempt(
+        attempt=1,
+        epochs=job.epochs,
+        initial_epoch=0,
+        resumed_from=None,
+        outcome="below",
+        metric=0.5,
+        epochs_reached=job.epochs,
+        epochs_trained=job.epochs,
+        history=[0.4, 0.5],
+        checkpoint="model.keras",
+        trial=job.trial,
+        rung=job.rung,
+        trial_params=dict(job.params),
+        round=1,
+        runner={"slot": 1},
+    )
     for name, value in forge.items():
         setattr(record, name, value)
     rounds.write_result(tmp_path / "slot", record)
@@ -304,8 +374,9 @@ def test_the_merge_refuses_a_slot_result_beyond_the_metrics_bounds(
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.keras").write_text("weights")
     book = Ledger()
-    merged = rounds.merge_one(conf, tmp_path / "state", book, job, tmp_path / "slot", number=1, slot=1,
-                              round_no=1)
+    merged = rounds.merge_one(
+        conf, tmp_path / "state", book, job, tmp_path / "slot", number=1, slot=1, round_no=1
+    )
     assert merged.outcome == "failed" and says in (merged.error or ""), merged.error
     assert merged.history == [] and merged.epochs_trained == 0
     assert (tmp_path / "state" / "ledger.json").stat().st_size < 100_000
@@ -316,9 +387,19 @@ def test_the_merge_refuses_a_slot_result_beyond_the_metrics_bounds(
 
 def _run(epochs: int, initial: int, reached: int, outcome: str, run_id: str) -> Attempt:
     history = [0.5] * (reached - initial)
-    return Attempt(attempt=1, epochs=epochs, initial_epoch=initial, resumed_from=None, outcome=outcome,
-                   metric=0.5, epochs_reached=reached, epochs_trained=len(history), history=history,
-                   checkpoint="model.keras", run={"id": run_id})
+    return Attempt(
+        attempt=1,
+        epochs=epochs,
+        initial_epoch=initial,
+        resumed_from=None,
+        outcome=outcome,
+        metric=0.5,
+        epochs_reached=reached,
+        epochs_trained=len(history),
+        history=history,
+        checkpoint="model.keras",
+        run={"id": run_id},
+    )
 
 
 def test_an_attempt_that_failed_after_max_slices_runs_counts_them_once() -> None:
@@ -341,8 +422,11 @@ def test_the_run_after_the_dot_must_be_the_run_the_ledger_continues() -> None:
     sliced = slices.merge(None, _run(30, 0, 4, SLICED, "1"), slices.DEADLINE, None)
     book = Ledger(attempts=[sliced])
     slices.check_run(book, 1, 2)  # the next run: fine
-    with pytest.raises(ConfigError, match=r"attempt = 1\.5 names run 5 of attempt 1, but the ledger's "
-                                          r"next run is 1\.2"):
+    with pytest.raises(
+        ConfigError,
+        match=r"attempt = 1\.5 names run 5 of attempt 1, but the ledger's "
+        r"next run is 1\.2",
+    ):
         slices.check_run(book, 1, 5)
     done = Ledger(attempts=[_run(30, 0, 30, "below", "1")])
     with pytest.raises(ConfigError, match=r"last attempt \(1\) is not unfinished"):
@@ -350,7 +434,8 @@ def test_the_run_after_the_dot_must_be_the_run_the_ledger_continues() -> None:
 
 
 def test_an_attempt_job_with_a_run_the_ledger_does_not_continue_exits_2(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = fake_repo(tmp_path / "repo", "threshold: 0.9\n")
     monkeypatch.setenv("KT_INPUT_ATTEMPT", "1.5")
     for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
@@ -365,16 +450,33 @@ def test_an_attempt_job_with_a_run_the_ledger_does_not_continue_exits_2(
 
 @pytest.mark.parametrize("role", ["attempt", "merge"])
 @pytest.mark.parametrize("url", ["http://[::1", "ftp://x", "http://localhost:99999", "https://"])
-def test_check_resume_refuses_a_malformed_api_url_without_a_traceback(tmp_path: Path, url: str,
-                                                                      role: str) -> None:
+def test_check_resume_refuses_a_malformed_api_url_without_a_traceback(
+    tmp_path: Path, url: str, role: str
+) -> None:
     output = tmp_path / "output"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "KT_", "INPUT_"))}
-    env.update({"GITHUB_ACTIONS": "true", "GITHUB_API_URL": url, "GITHUB_OUTPUT": str(output),
-                "GITHUB_REPOSITORY": "acme/models", "GITHUB_REF": "refs/heads/main", "GITHUB_SHA": "c" * 40,
-                "GITHUB_RUN_ID": "1", "GITHUB_TOKEN": "ghs_checkResumeToken0123456789",
-                "KT_INPUT_RESUME_RUN_ID": "5", "KT_INPUT_ROLE": role})
-    done = subprocess.run([sys.executable, "-m", "keeptraining", "check-resume"], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)
+    env.update(
+        {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_API_URL": url,
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_REPOSITORY": "acme/models",
+            "GITHUB_REF": "refs/heads/main",
+            "GITHUB_SHA": "c" * 40,
+            "GITHUB_RUN_ID": "1",
+            "GITHUB_TOKEN": "ghs_checkResumeToken0123456789",
+            "KT_INPUT_RESUME_RUN_ID": "5",
+            "KT_INPUT_ROLE": role,
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "keeptraining", "check-resume"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     outputs = read_outputs(output)
@@ -387,8 +489,14 @@ def test_check_resume_refuses_a_malformed_api_url_without_a_traceback(tmp_path: 
 # --- item 14: messages that say what to do ---------------------------------------------------
 
 
-def _cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str],
-         config: str = "threshold: 0.9\n", **env: str) -> tuple[int, str]:
+def _cli(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    config: str = "threshold: 0.9\n",
+    **env: str,
+) -> tuple[int, str]:
     repo = fake_repo(tmp_path / "repo", config)
     for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(name, raising=False)
@@ -398,19 +506,37 @@ def _cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("args", "env", "says"), [
-    (["attempt"], {"KT_INPUT_ROLE": "merge"},
-     "role = merge is for `keeptraining merge`, but this is `keeptraining attempt`"),
-    (["trial"], {"KT_INPUT_TRIAL": "1"}, "`keeptraining trial` is a job of a round of parallel trials, which "
-                                         "needs strategy: search; this configuration has strategy: epochs"),
-    (["merge"], {}, "`keeptraining merge` is a job of a round of parallel trials"),
-    (["validate", "--gpus", "0"], {}, "gpus = '0' is not valid; expected all, or a count of GPUs from 1"),
-    (["validate", "--network", "../x"], {},
-     "network = '../x' is not valid; expected none, default, host or the name of a Docker network"),
-])
-def test_messages_say_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                 capsys: pytest.CaptureFixture[str], args: list[str], env: dict[str, str],
-                                 says: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (
+            ["attempt"],
+            {"KT_INPUT_ROLE": "merge"},
+            "role = merge is for `keeptraining merge`, but this is `keeptraining attempt`",
+        ),
+        (
+            ["trial"],
+            {"KT_INPUT_TRIAL": "1"},
+            "`keeptraining trial` is a job of a round of parallel trials, which "
+            "needs strategy: search; this configuration has strategy: epochs",
+        ),
+        (["merge"], {}, "`keeptraining merge` is a job of a round of parallel trials"),
+        (["validate", "--gpus", "0"], {}, "gpus = '0' is not valid; expected all, or a count of GPUs from 1"),
+        (
+            ["validate", "--network", "../x"],
+            {},
+            "network = '../x' is not valid; expected none, default, host or the name of a Docker network",
+        ),
+    ],
+)
+def test_messages_say_what_to_do(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    env: dict[str, str],
+    says: str,
+) -> None:
     code, err = _cli(tmp_path, monkeypatch, capsys, args, **env)
     assert code == 2, err
     assert says in err
@@ -427,8 +553,17 @@ def test_a_null_step_says_to_give_a_number_or_leave_it_out(tmp_path: Path) -> No
 def test_a_model_that_trained_no_epoch_is_not_told_to_compile_a_metric(tmp_path: Path) -> None:
     from keeptraining.adapter import _keeptraining_adapter as inside  # noqa: PLC0415
 
-    adapter = inside.Adapter(inside.Settings({"KT_EPOCHS": "2", "KT_INITIAL_EPOCH": "0", "KT_ADAPT": "auto",
-                                              "KT_OUTPUT_DIR": str(tmp_path), "KT_METRIC": "accuracy"}))
+    adapter = inside.Adapter(
+        inside.Settings(
+            {
+                "KT_EPOCHS": "2",
+                "KT_INITIAL_EPOCH": "0",
+                "KT_ADAPT": "auto",
+                "KT_OUTPUT_DIR": str(tmp_path),
+                "KT_METRIC": "accuracy",
+            }
+        )
+    )
     adapter.model = object()
     assert adapter.report() is None
     (note,) = adapter.notes
@@ -472,34 +607,59 @@ def test_attempt_zero_is_not_a_label() -> None:
 def test_the_merge_refuses_a_slot_record_with_more_runs_than_max_slices(tmp_path: Path) -> None:
     conf = _search_config(max_slices=2)
     (job, *_) = rounds.plan_round(conf, Ledger())
-    record = Attempt(attempt=1, epochs=job.epochs, initial_epoch=0, resumed_from=None, outcome="below",
-                     metric=0.5, epochs_reached=job.epochs, epochs_trained=job.epochs, history=[0.4, 0.5],
-                     checkpoint="model.keras", trial=job.trial, rung=job.rung, trial_params=dict(job.params),
-                     round=1, runner={"slot": 1}, slices=[{"stopped": "deadline", "pad": "x" * 900}] * 500)
+    record = Attempt(
+        attempt=1,
+        epochs=job.epochs,
+        initial_epoch=0,
+        resumed_from=None,
+        outcome="below",
+        metric=0.5,
+        epochs_reached=job.epochs,
+        epochs_trained=job.epochs,
+        history=[0.4, 0.5],
+        checkpoint="model.keras",
+        trial=job.trial,
+        rung=job.rung,
+        trial_params=dict(job.params),
+        round=1,
+        runner={"slot": 1},
+        slices=[{"stopped": "deadline", "pad": "x" * 900}] * 500,
+    )
     rounds.write_result(tmp_path / "slot", record)
     out = ledger_mod.attempt_dir(tmp_path / "slot", 1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.keras").write_text("weights")
-    merged = rounds.merge_one(conf, tmp_path / "state", Ledger(), job, tmp_path / "slot", number=1, slot=1,
-                              round_no=1)
+    merged = rounds.merge_one(
+        conf, tmp_path / "state", Ledger(), job, tmp_path / "slot", number=1, slot=1, round_no=1
+    )
     assert merged.outcome == "failed" and "500 runs, more than max_slices = 2" in (merged.error or "")
     assert merged.slices == []
 
 
-@pytest.mark.parametrize(("space", "says"), [
-    ("x: {type: categorical, choices: [" + "a" * 5000 + "]}", "has 5000 characters; at most 4096"),
-])
-def test_a_choice_too_long_for_an_environment_variable_is_refused(tmp_path: Path, space: str,
-                                                                  says: str) -> None:
+@pytest.mark.parametrize(
+    ("space", "says"),
+    [
+        ("x: {type: categorical, choices: [" + "a" * 5000 + "]}", "has 5000 characters; at most 4096"),
+    ],
+)
+def test_a_choice_too_long_for_an_environment_variable_is_refused(
+    tmp_path: Path, space: str, says: str
+) -> None:
     code, err = validate(tmp_path, space)
     assert code == 2, err
     assert says in err
 
 
-def test_a_hyperparameter_too_long_is_refused_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = _cli(tmp_path, monkeypatch, capsys, ["validate"],
-                     config="threshold: 0.9\nhyperparameters: {x: " + "a" * 5000 + "}\n")
+def test_a_hyperparameter_too_long_is_refused_in_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _cli(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        ["validate"],
+        config="threshold: 0.9\nhyperparameters: {x: " + "a" * 5000 + "}\n",
+    )
     assert code == 2, err
     assert "has 5000 characters; at most 4096." in err and "(maxLength)" not in err
 

@@ -89,13 +89,16 @@ def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> 
     assert [s["uses"] for s in jobs["pr-check"]["steps"]] == [SELF_AT_RELEASE]  # the pull-request job's
     assert "uses: OWNER/keeptraining/.github/workflows/keeptraining.yml@v1" in readme_workflow()
     assert "uses: ./.github/workflows/keeptraining.yml" in CT_WORKFLOW.read_text()
-    assert "uses: OWNER/keeptraining/.github/workflows/parallel-training.yml@v1" in \
-        readme_workflow("### Parallel trials")
+    assert "uses: OWNER/keeptraining/.github/workflows/parallel-training.yml@v1" in readme_workflow(
+        "### Parallel trials"
+    )
 
 
-@pytest.mark.parametrize("text", [CT_WORKFLOW.read_text(), readme_workflow(),
-                                  readme_workflow("### Parallel trials")],
-                         ids=["own", "README", "README-parallel"])
+@pytest.mark.parametrize(
+    "text",
+    [CT_WORKFLOW.read_text(), readme_workflow(), readme_workflow("### Parallel trials")],
+    ids=["own", "README", "README-parallel"],
+)
 def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_groups(text: str) -> None:
     data = yaml.safe_load(text)
     (job,) = data["jobs"].values()
@@ -114,8 +117,10 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
     assert job["permissions"] == least
     assert data["concurrency"]["cancel-in-progress"] is False
     assert job["concurrency"]["cancel-in-progress"] is False
-    assert re.search(r"attempt (\$\{\{ inputs\.attempt|\{0\}[^']*',\s*inputs\.attempt)", data["run-name"]), \
+    assert re.search(r"attempt (\$\{\{ inputs\.attempt|\{0\}[^']*',\s*inputs\.attempt)", data["run-name"]), (
         "re-run protection reads run-name"
+    )
+
     # A dispatched attempt queues in its parent's job group, which nothing else enters: a push, a
     # manual run (even on the same commit) and a re-run each get a group of their own (GitHub keeps
     # one pending run per group and cancels the older one).
@@ -144,8 +149,10 @@ def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_th
     assert "github.event.repository.default_branch" in publish["if"]
     uses = [s.get("uses", "") for s in publish["steps"]]
     assert not any("actions/checkout" in u for u in uses) and not any("run" in s for s in publish["steps"])
-    assert uses[0].startswith("actions/download-artifact@") and publish["steps"][0]["with"]["name"] == \
-        "${{ needs.train.outputs.state-artifact }}"  # this run attempt's (names are unique per attempt)
+    assert (
+        uses[0].startswith("actions/download-artifact@")
+        and publish["steps"][0]["with"]["name"] == "${{ needs.train.outputs.state-artifact }}"
+    )  # this run attempt's (names are unique per attempt)
     attest = publish["steps"][-1]
     assert attest["uses"].startswith("actions/attest-build-provenance@")
     assert attest["if"] == "steps.publish.outputs.attest == 'true'"  # skipped without an OIDC token
@@ -170,8 +177,11 @@ def test_secrets_are_masked_before_anything_else_runs() -> None:
     assert set(first["env"].values()) == {"${{ inputs.smtp-password }}", "${{ inputs.github-token }}"}
 
 
-@pytest.mark.parametrize("path", [ROOT / "requirements.txt", ROOT / "action" / "constraints.txt",
-                                  ROOT / ".ci" / "requirements-dev.txt"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [ROOT / "requirements.txt", ROOT / "action" / "constraints.txt", ROOT / ".ci" / "requirements-dev.txt"],
+    ids=lambda p: p.name,
+)
 def test_pip_installs_pinned_versions(path: Path) -> None:
     for raw in path.read_text().splitlines():
         line = raw.split("#", 1)[0].strip()
@@ -194,29 +204,36 @@ def test_requires_python_is_what_the_pinned_packages_need() -> None:
     """Every pinned package accepts our minimum Python, and some pin needs that minimum."""
     minimum = Version(_requires_python((ROOT / "action" / "pyproject.toml").read_text()))
     previous = Version(f"{minimum.major}.{minimum.minor - 1}")
-    pins = [line.split("==")[0] for line in (ROOT / "action" / "constraints.txt").read_text().splitlines()
-            if line and not line.startswith("#")]
+    pins = [
+        line.split("==")[0]
+        for line in (ROOT / "action" / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     needs = {name: SpecifierSet(metadata.metadata(name)["Requires-Python"] or "") for name in pins}
     refused = {name for name, spec in needs.items() if not spec.contains(minimum)}
     assert not refused, f"pins that need more than Python {minimum}: {sorted(refused)}"
-    assert any(not spec.contains(previous) for spec in needs.values()), \
+    assert any(not spec.contains(previous) for spec in needs.values()), (
         f"no pin needs Python {minimum}: requires-python could be lower"
+    )
 
 
 def test_install_refuses_an_older_python_with_a_clear_message(tmp_path: Path) -> None:
     action = tmp_path / "action"
     shutil.copytree(ROOT / "action", action, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     pyproject = action / "pyproject.toml"
-    pyproject.write_text(re.sub(r'requires-python = ">=[0-9.]+"', 'requires-python = ">=3.99"',
-                                pyproject.read_text()))
+    pyproject.write_text(
+        re.sub(r'requires-python = ">=[0-9.]+"', 'requires-python = ">=3.99"', pyproject.read_text())
+    )
     env = {**os.environ, "RUNNER_TOOL_CACHE": str(tmp_path / "cache"), "GITHUB_OUTPUT": ""}
-    proc = subprocess.run(["bash", str(action / "install.sh")], capture_output=True, text=True, check=False,
-                          env=env)
+    proc = subprocess.run(
+        ["bash", str(action / "install.sh")], capture_output=True, text=True, check=False, env=env
+    )
     assert proc.returncode == 1
     found = ".".join(map(str, sys.version_info[:3]))
     assert proc.stdout.strip() == (
         f"::error title=keeptraining needs Python 3.99 or newer::python3 here is {found}. "
-        "Add actions/setup-python with python-version: '3.99' (or newer) before this action.")
+        "Add actions/setup-python with python-version: '3.99' (or newer) before this action."
+    )
     assert not (tmp_path / "cache").exists(), "nothing is installed"
 
 
@@ -244,8 +261,14 @@ def test_the_caller_declares_only_what_github_requires_there(text: str) -> None:
     (job,) = data["jobs"].values()
     assert set(job) == CALLING_JOB_KEYS
     assert set(job["with"]) <= {"threshold", "image-registry", "base-image"}
-    assert set(job["secrets"]) == {"SMTP_SERVER", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD",
-                                   "MAIL_FROM", "MAIL_TO"}
+    assert set(job["secrets"]) == {
+        "SMTP_SERVER",
+        "SMTP_PORT",
+        "SMTP_USERNAME",
+        "SMTP_PASSWORD",
+        "MAIL_FROM",
+        "MAIL_TO",
+    }
     assert len(readme_workflow().splitlines()) <= 40, "README's snippet is what a new user copies"
 
 
@@ -308,11 +331,16 @@ def test_the_fork_report_workflow_never_checks_out_the_pull_request() -> None:
     on: dict[str, Any] = data.get("on", data.get(True)) or {}
     assert list(on) == ["workflow_run"] and on["workflow_run"]["workflows"] == ["Continuous training"]
     (job,) = data["jobs"].values()
-    assert job["permissions"] == {"contents": "read", "actions": "read", "pull-requests": "write",
-                                  "statuses": "write"}
+    assert job["permissions"] == {
+        "contents": "read",
+        "actions": "read",
+        "pull-requests": "write",
+        "statuses": "write",
+    }
     for step in job["steps"]:
-        assert "ref" not in step.get("with", {}) and "repository" not in step.get("with", {}), \
+        assert "ref" not in step.get("with", {}) and "repository" not in step.get("with", {}), (
             "checkout of anything but the default branch would run the pull request's code"
+        )
         assert "run" not in step
     assert [s["with"]["role"] for s in job["steps"] if s.get("uses") == "./action"] == ["pr-report"]
     assert "pwn request" in path.read_text()
@@ -323,25 +351,40 @@ def _locate(tmp_path: Path, config: str | None, **env: str) -> dict[str, str]:
     work.mkdir(exist_ok=True)
     if config is not None:
         (work / ".keeptraining.yml").write_text(config)
-    proc = subprocess.run(["bash", str(ROOT / "action" / "install.sh"), "--locate"], capture_output=True,
-                          text=True, check=True, cwd=work,
-                          env={**os.environ, "RUNNER_TOOL_CACHE": str(tmp_path / "cache"),
-                               "GITHUB_OUTPUT": "", "KT_INPUT_STRATEGY": "", "KT_INPUT_CONFIG": "", **env})
+    proc = subprocess.run(
+        ["bash", str(ROOT / "action" / "install.sh"), "--locate"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=work,
+        env={
+            **os.environ,
+            "RUNNER_TOOL_CACHE": str(tmp_path / "cache"),
+            "GITHUB_OUTPUT": "",
+            "KT_INPUT_STRATEGY": "",
+            "KT_INPUT_CONFIG": "",
+            **env,
+        },
+    )
     return dict(line.split("=", 1) for line in proc.stdout.splitlines())
 
 
-@pytest.mark.parametrize(("config", "env", "search"), [
-    (None, {}, False),
-    ("threshold: 0.9\n", {}, False),
-    ("strategy: search\nsearch: {space: {}}\n", {}, True),
-    ("strategy: 'search'   # tuned\n", {}, True),
-    ("strategy: searching\n", {}, False),
-    ("  strategy: search\n", {}, False),  # not the top-level key
-    ("strategy: search\n", {"KT_INPUT_STRATEGY": "epochs"}, False),  # the input wins over the file
-    (None, {"KT_INPUT_STRATEGY": "search"}, True),
-])
-def test_the_search_library_is_installed_only_for_a_search(tmp_path: Path, config: str | None,
-                                                         env: dict[str, str], search: bool) -> None:
+@pytest.mark.parametrize(
+    ("config", "env", "search"),
+    [
+        (None, {}, False),
+        ("threshold: 0.9\n", {}, False),
+        ("strategy: search\nsearch: {space: {}}\n", {}, True),
+        ("strategy: 'search'   # tuned\n", {}, True),
+        ("strategy: searching\n", {}, False),
+        ("  strategy: search\n", {}, False),  # not the top-level key
+        ("strategy: search\n", {"KT_INPUT_STRATEGY": "epochs"}, False),  # the input wins over the file
+        (None, {"KT_INPUT_STRATEGY": "search"}, True),
+    ],
+)
+def test_the_search_library_is_installed_only_for_a_search(
+    tmp_path: Path, config: str | None, env: dict[str, str], search: bool
+) -> None:
     """Optuna (the `search` extra) only when the chain is a search: its own environment and cache key."""
     found = _locate(tmp_path, config, **env)
     assert found["key"].endswith("-search") is search and found["venv"].endswith("-search") is search
@@ -349,7 +392,8 @@ def test_the_search_library_is_installed_only_for_a_search(tmp_path: Path, confi
 
 
 def test_optuna_is_an_extra_and_a_search_without_it_says_how_to_get_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     text = (ROOT / "action" / "pyproject.toml").read_text()
     dependencies = text.split("dependencies = [", 1)[1].split("]", 1)[0]
     assert "optuna" not in dependencies and 'search = ["optuna>=5.0,<6"]' in text

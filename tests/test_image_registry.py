@@ -51,26 +51,64 @@ def consumer_repo(root: Path, base_image: str) -> Consumer:
     (root / "Dockerfile").write_text(
         f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nLABEL keeptraining-test={label}\n"
         "COPY requirements.txt /opt/requirements.txt\n"
-        "RUN ln -sf /usr/bin/python3 /usr/local/bin/python && cp /opt/requirements.txt /opt/copied.txt\n")
+        "RUN ln -sf /usr/bin/python3 /usr/local/bin/python && cp /opt/requirements.txt /opt/copied.txt\n"
+    )
     (root / "requirements.txt").write_text("# nothing to install\n")
     (root / "ml_code").mkdir()
     (root / "ml_code" / "train.py").write_text(SCRIPT)
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit",
-                    "-q", "-m", "consumer"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(root),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "consumer",
+        ],
+        check=True,
+    )
     return Consumer(root, label)
 
 
-def attempt(consumer: Consumer, base_image: str, image_registry: str,
-            **env: str) -> subprocess.CompletedProcess[str]:
+def attempt(
+    consumer: Consumer, base_image: str, image_registry: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     """One ``keeptraining attempt``, as the action's training step runs it (a process of its own)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KT_", "GITHUB_"))}
     return subprocess.run(
-        [sys.executable, "-m", "keeptraining", "attempt", "--repo", str(consumer.repo), "--backend", "docker",
-         "--base-image", base_image, "--image-registry", image_registry, "--train-command", "python train.py",
-         "--adapt", "none", "--threshold", "0.9"],
-        capture_output=True, text=True, timeout=600, check=False, env={**clean, **env})
+        [
+            sys.executable,
+            "-m",
+            "keeptraining",
+            "attempt",
+            "--repo",
+            str(consumer.repo),
+            "--backend",
+            "docker",
+            "--base-image",
+            base_image,
+            "--image-registry",
+            image_registry,
+            "--train-command",
+            "python train.py",
+            "--adapt",
+            "none",
+            "--threshold",
+            "0.9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**clean, **env},
+    )
 
 
 def our_images(dc: docker.DockerClient, label: str) -> list[Any]:
@@ -95,23 +133,25 @@ def image_events(dc: docker.DockerClient, since: float, until: float) -> list[tu
 
 
 @pytest.fixture
-def consumer(tmp_path: Path, docker_base_image: str,
-             docker_client: docker.DockerClient) -> Iterator[Consumer]:
+def consumer(
+    tmp_path: Path, docker_base_image: str, docker_client: docker.DockerClient
+) -> Iterator[Consumer]:
     made = consumer_repo(tmp_path / "repo", docker_base_image)
     yield made
     remove_ours(docker_client, made.label)
 
 
 def test_attempt_1_pushes_and_attempt_2_on_a_cold_engine_pulls(
-        tmp_path: Path, consumer: Consumer, docker_base_image: str,
-        docker_client: docker.DockerClient) -> None:
+    tmp_path: Path, consumer: Consumer, docker_base_image: str, docker_client: docker.DockerClient
+) -> None:
     with RegistryServer(tmp_path / "registry") as server:
         repository = server.repository(f"kt-test-{consumer.label}")
         first = attempt(consumer, docker_base_image, repository)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "Building the training image keeptraining-train:" in first.stdout
-        tag = next(line.split()[2] for line in first.stdout.splitlines()
-                   if line.startswith("Training image "))
+        tag = next(
+            line.split()[2] for line in first.stdout.splitlines() if line.startswith("Training image ")
+        )
         ref = f"{repository}:{tag.split(':')[1]}"
         assert f"Pushed {ref}" in first.stdout
         assert f"PUT /v2/kt-test-{consumer.label}/manifests/{tag.split(':')[1]}" in server.log()
@@ -134,7 +174,8 @@ def test_attempt_1_pushes_and_attempt_2_on_a_cold_engine_pulls(
 
 
 def test_a_registry_that_refuses_the_push_means_a_local_build_and_a_warning(
-        tmp_path: Path, consumer: Consumer, docker_base_image: str) -> None:
+    tmp_path: Path, consumer: Consumer, docker_base_image: str
+) -> None:
     with RegistryServer(tmp_path / "registry", read_only=True) as server:
         done = attempt(consumer, docker_base_image, server.repository(f"kt-test-{consumer.label}"))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -145,7 +186,8 @@ def test_a_registry_that_refuses_the_push_means_a_local_build_and_a_warning(
 
 
 def test_a_registry_that_is_down_means_a_local_build_and_a_warning(
-        consumer: Consumer, docker_base_image: str) -> None:
+    consumer: Consumer, docker_base_image: str
+) -> None:
     done = attempt(consumer, docker_base_image, f"127.0.0.1:{free_port()}/kt-test-{consumer.label}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Built keeptraining-train:" in done.stdout
@@ -154,12 +196,17 @@ def test_a_registry_that_is_down_means_a_local_build_and_a_warning(
 
 
 def test_a_wrong_password_is_a_warning_that_never_shows_the_password(
-        tmp_path: Path, consumer: Consumer, docker_base_image: str) -> None:
+    tmp_path: Path, consumer: Consumer, docker_base_image: str
+) -> None:
     wrong = "wrong-" + uuid.uuid4().hex
     with RegistryServer(tmp_path / "registry", users={"kt": "right-password"}) as server:
         repository = server.repository(f"kt-test-{consumer.label}")
-        done = attempt(consumer, docker_base_image, repository,
-                       **{registry.USERNAME_ENV: "kt", registry.PASSWORD_ENV: wrong})
+        done = attempt(
+            consumer,
+            docker_base_image,
+            repository,
+            **{registry.USERNAME_ENV: "kt", registry.PASSWORD_ENV: wrong},
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Built keeptraining-train:" in done.stdout
         assert "unauthorized" in done.stderr
@@ -171,16 +218,24 @@ def test_a_wrong_password_is_a_warning_that_never_shows_the_password(
 
         # The right password: the same chain's image is pushed.
         remove_ours(docker_client := docker.from_env(), consumer.label)
-        right = attempt(consumer, docker_base_image, repository,
-                        **{registry.USERNAME_ENV: "kt", registry.PASSWORD_ENV: "right-password"})
+        right = attempt(
+            consumer,
+            docker_base_image,
+            repository,
+            **{registry.USERNAME_ENV: "kt", registry.PASSWORD_ENV: "right-password"},
+        )
         docker_client.close()
         assert right.returncode == 0, right.stdout + right.stderr
         assert f"Pushed {repository}:" in right.stdout and "right-password" not in right.stdout + right.stderr
 
 
 def test_credentials_come_from_the_variables_then_the_token_for_ghcr() -> None:
-    env = {registry.USERNAME_ENV: "me", registry.PASSWORD_ENV: "pw-77c1", "KT_GITHUB_TOKEN": "token-9f3e",
-           "GITHUB_ACTOR": "octo"}
+    env = {
+        registry.USERNAME_ENV: "me",
+        registry.PASSWORD_ENV: "pw-77c1",
+        "KT_GITHUB_TOKEN": "token-9f3e",
+        "GITHUB_ACTOR": "octo",
+    }
     assert registry.from_config(None, env) is None
     chosen = registry.from_config("ghcr.io/Owner/Repo/keeptraining-train", env)
     assert chosen is not None and chosen.repository == "ghcr.io/owner/repo/keeptraining-train"

@@ -58,12 +58,16 @@ def run_init(repo: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tupl
 
 
 def snapshot(repo: Path) -> dict[str, tuple[str, int]]:
-    return {name: ((repo / name).read_text(), (repo / name).stat().st_mtime_ns)
-            for name in (WORKFLOW, CONFIG) if (repo / name).exists()}
+    return {
+        name: ((repo / name).read_text(), (repo / name).stat().st_mtime_ns)
+        for name in (WORKFLOW, CONFIG)
+        if (repo / name).exists()
+    }
 
 
 def test_init_finds_the_script_checks_it_and_writes_the_workflow_and_a_commented_config(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = user_repo(tmp_path / "repo")
     code, out = run_init(repo, capsys=capsys)
     assert code == 0, out
@@ -75,7 +79,11 @@ def test_init_finds_the_script_checks_it_and_writes_the_workflow_and_a_commented
     config = config_mod.resolve(None, repo / CONFIG, file_required=True)
     # backend unset: docker wherever an engine answers (GitHub), this Python for `run` without one.
     assert (config.threshold, config.code_path, config.train_command, config.backend) == (
-        0.9, "src", "python train.py", None)
+        0.9,
+        "src",
+        "python train.py",
+        None,
+    )
     assert "# backend: docker" in text
     assert config.sources["dockerfile"] == "default", "a generated image needs no dockerfile key"
     assert "# - src/train.py is the training script" in text
@@ -108,13 +116,15 @@ def test_init_twice_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_init_never_overwrites_a_file_that_differs_without_force(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = user_repo(tmp_path / "repo")
     (repo / CONFIG).write_text("threshold: 0.95  # mine\n")
     code, out = run_init(repo, capsys=capsys)
     assert code == 2
-    assert (".keeptraining.yml already exists and differs from what init would write; nothing was "
-            "written.") in out
+    assert (
+        ".keeptraining.yml already exists and differs from what init would write; nothing was written."
+    ) in out
     assert "--force" in out
     assert (repo / CONFIG).read_text() == "threshold: 0.95  # mine\n"
     assert not (repo / WORKFLOW).exists(), "nothing is written when one file would be overwritten"
@@ -124,8 +134,9 @@ def test_init_never_overwrites_a_file_that_differs_without_force(
     assert "threshold: 0.9\n" in (repo / CONFIG).read_text()
 
 
-def test_dry_run_shows_the_files_and_writes_nothing(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_shows_the_files_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = user_repo(tmp_path / "repo")
     (repo / CONFIG).write_text("threshold: 0.95\n")
     code, out = run_init(repo, "--dry-run", "--threshold", "0.8", capsys=capsys)
@@ -137,8 +148,9 @@ def test_dry_run_shows_the_files_and_writes_nothing(tmp_path: Path,
     assert "threshold: 0.8\n" in out and "uses: OWNER/keeptraining/.github/workflows/keeptraining.yml@" in out
 
 
-def test_a_dockerfile_of_the_repository_is_used_and_named(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dockerfile_of_the_repository_is_used_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = user_repo(tmp_path / "repo", dockerfile=True)
     code, out = run_init(repo, "--keeptraining", "acme/keeptraining@v1.0.0", capsys=capsys)
     assert code == 0, out
@@ -158,16 +170,18 @@ def test_local_backend_needs_no_registry(tmp_path: Path, capsys: pytest.CaptureF
     assert config_mod.resolve(None, repo / CONFIG, file_required=True).backend == "local"
 
 
-def test_the_push_branch_is_the_repositorys_current_branch(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_push_branch_is_the_repositorys_current_branch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = user_repo(tmp_path / "repo")
     subprocess.run(["git", "-C", str(repo), "symbolic-ref", "HEAD", "refs/heads/master"], check=True)
     assert run_init(repo, capsys=capsys)[0] == 0
     assert yaml.safe_load((repo / WORKFLOW).read_text())[True]["push"]["branches"] == ["master"]
 
 
-def test_script_option_and_what_init_cannot_decide(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_script_option_and_what_init_cannot_decide(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = user_repo(tmp_path / "repo")
     (repo / "nn.py").write_text(KERAS_SCRIPT)  # two equally likely scripts
     code, out = run_init(repo, "--dry-run", capsys=capsys)
@@ -187,7 +201,8 @@ def test_script_option_and_what_init_cannot_decide(tmp_path: Path,
 
 
 def test_no_training_script_and_an_image_keeptraining_cannot_make(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "util.py").write_text("print('no keras here')\n")
@@ -203,7 +218,8 @@ def test_no_training_script_and_an_image_keeptraining_cannot_make(
 
 
 def test_a_bad_threshold_is_refused_before_anything_is_written(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = user_repo(tmp_path / "repo")
     code, out = run_init(repo, "--threshold", "90", capsys=capsys)
     assert code == 2 and "threshold" in out and "fraction" in out
@@ -217,24 +233,43 @@ def test_readme_snippet_is_what_init_writes_with_the_threshold_in_the_workflow()
     assert len(expected.splitlines()) <= 40
 
 
-def test_the_written_workflow_passes_the_github_schema_and_zizmor(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_written_workflow_passes_the_github_schema_and_zizmor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = user_repo(tmp_path / "repo")
     assert run_init(repo, "--keeptraining", "acme/keeptraining@v1", capsys=capsys)[0] == 0
     bin_dir = Path(sys.executable).parent
     checker, zizmor = bin_dir / "check-jsonschema", bin_dir / "zizmor"
     if not (checker.exists() and zizmor.exists()):
         pytest.skip("check-jsonschema and zizmor come with the development tools (.ci/requirements-dev.txt)")
-    schema = subprocess.run([str(checker), "--builtin-schema", "vendor.github-workflows",
-                             str(repo / WORKFLOW)], capture_output=True, text=True, check=False)
+    schema = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.github-workflows", str(repo / WORKFLOW)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert schema.returncode == 0, schema.stdout + schema.stderr
     # zizmor's own rules, as this repository configures them: a release tag of keeptraining ("acme/*")
     # is a ref-pin, like the repository's own workflows' placeholder.
     config = tmp_path / "zizmor.yml"
-    config.write_text('rules:\n  unpinned-uses:\n    config:\n      policies:\n        "acme/*": ref-pin\n'
-                      '        "*": hash-pin\n')
+    config.write_text(
+        'rules:\n  unpinned-uses:\n    config:\n      policies:\n        "acme/*": ref-pin\n'
+        '        "*": hash-pin\n'
+    )
     shutil.copy2(repo / WORKFLOW, tmp_path / "continuous-training.yml")
-    audit = subprocess.run([str(zizmor), "--offline", "--persona", "pedantic", "--config", str(config),
-                            str(tmp_path / "continuous-training.yml")], capture_output=True, text=True,
-                           check=False, env={**os.environ, "NO_COLOR": "1"})
+    audit = subprocess.run(
+        [
+            str(zizmor),
+            "--offline",
+            "--persona",
+            "pedantic",
+            "--config",
+            str(config),
+            str(tmp_path / "continuous-training.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -19,12 +19,31 @@ from keeptraining.state import ledger
 def sample() -> ledger.Ledger:
     return ledger.Ledger(
         chain={"threshold": 0.9, "metric": "accuracy", "commit": "abc1234"},
-        attempts=[ledger.Attempt(attempt=1, epochs=10, initial_epoch=0, resumed_from=None,
-                                 outcome=ledger.BELOW, metric=0.8, epochs_reached=10, epochs_trained=10,
-                                 history=[0.5, 0.8], checkpoint="model.keras", duration_s=3.2),
-                  ledger.Attempt(attempt=2, epochs=20, initial_epoch=10,
-                                 resumed_from="attempt-001/model.keras", outcome=ledger.REACHED,
-                                 metric=0.91, epochs_reached=17, epochs_trained=7)],
+        attempts=[
+            ledger.Attempt(
+                attempt=1,
+                epochs=10,
+                initial_epoch=0,
+                resumed_from=None,
+                outcome=ledger.BELOW,
+                metric=0.8,
+                epochs_reached=10,
+                epochs_trained=10,
+                history=[0.5, 0.8],
+                checkpoint="model.keras",
+                duration_s=3.2,
+            ),
+            ledger.Attempt(
+                attempt=2,
+                epochs=20,
+                initial_epoch=10,
+                resumed_from="attempt-001/model.keras",
+                outcome=ledger.REACHED,
+                metric=0.91,
+                epochs_reached=17,
+                epochs_trained=7,
+            ),
+        ],
     )
 
 
@@ -50,9 +69,11 @@ def test_schema_lists_exactly_the_record_fields() -> None:
     """Adding an optional ledger field is one dataclass field plus one schema line; both or neither."""
     record = ledger.schema()["properties"]["attempts"]["items"]
     assert set(record["properties"]) == set(ledger.Attempt.__dataclass_fields__)
-    assert set(record["required"]) == {name for name, f in ledger.Attempt.__dataclass_fields__.items()
-                                       if f.default is dataclasses.MISSING
-                                       and f.default_factory is dataclasses.MISSING}
+    assert set(record["required"]) == {
+        name
+        for name, f in ledger.Attempt.__dataclass_fields__.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
 
 
 def hostile(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
@@ -71,30 +92,42 @@ def set_at(*path: str | int, value: Any) -> Callable[[dict[str, Any]], None]:
         for key in path[:-1]:
             target = target[key]
         target[path[-1]] = value
+
     return change
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    (set_at("attempts", value=[1]), "attempts[0]: 1 has the wrong type"),
-    (set_at("chain", value=[1, 2]), "chain: [1, 2] has the wrong type"),
-    (set_at("attempts", 0, "attempt", value="1"), "attempts[0].attempt: '1' has the wrong type"),
-    (set_at("attempts", 0, "metric", value="x"), "attempts[0].metric: 'x' has the wrong type"),
-    (set_at("attempts", 0, "outcome", value="banana"), "attempts[0].outcome: 'banana' is not a known value"),
-    (set_at("attempts", 0, "future_field", value=1), "unknown key(s) 'future_field'"),
-    (set_at("attempts", 0, "history", value=[0.5, 1e9]), "attempts[0].history[1]"),
-    (set_at("attempts", 0, "epochs", value=10**30), "attempts[0].epochs"),
-    (set_at("attempts", 1, "attempt", value=1), "attempt 1 follows attempt 1"),
-    (set_at("attempts", 0, "checkpoint", value="../../victim.txt"),
-     "attempts[0].checkpoint: '../../victim.txt' is not a relative path inside"),
-    (set_at("attempts", 0, "checkpoint", value="/etc/passwd"), "attempts[0].checkpoint"),
-    (set_at("attempts", 1, "resumed_from", value="../outside/model.keras"), "attempts[1].resumed_from"),
-    (set_at("attempts", 0, "params", value={"a": {"b": {"c": 1}}}),
-     "attempts[0].params.a.b: {'c': 1} has the wrong type"),
-    (set_at("attempts", 0, "run", value={"url": "x" * 5000}), "attempts[0].run.url"),
-    (set_at("chain", "commit", value="$(id)"), "chain.commit"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (set_at("attempts", value=[1]), "attempts[0]: 1 has the wrong type"),
+        (set_at("chain", value=[1, 2]), "chain: [1, 2] has the wrong type"),
+        (set_at("attempts", 0, "attempt", value="1"), "attempts[0].attempt: '1' has the wrong type"),
+        (set_at("attempts", 0, "metric", value="x"), "attempts[0].metric: 'x' has the wrong type"),
+        (
+            set_at("attempts", 0, "outcome", value="banana"),
+            "attempts[0].outcome: 'banana' is not a known value",
+        ),
+        (set_at("attempts", 0, "future_field", value=1), "unknown key(s) 'future_field'"),
+        (set_at("attempts", 0, "history", value=[0.5, 1e9]), "attempts[0].history[1]"),
+        (set_at("attempts", 0, "epochs", value=10**30), "attempts[0].epochs"),
+        (set_at("attempts", 1, "attempt", value=1), "attempt 1 follows attempt 1"),
+        (
+            set_at("attempts", 0, "checkpoint", value="../../victim.txt"),
+            "attempts[0].checkpoint: '../../victim.txt' is not a relative path inside",
+        ),
+        (set_at("attempts", 0, "checkpoint", value="/etc/passwd"), "attempts[0].checkpoint"),
+        (set_at("attempts", 1, "resumed_from", value="../outside/model.keras"), "attempts[1].resumed_from"),
+        (
+            set_at("attempts", 0, "params", value={"a": {"b": {"c": 1}}}),
+            "attempts[0].params.a.b: {'c': 1} has the wrong type",
+        ),
+        (set_at("attempts", 0, "run", value={"url": "x" * 5000}), "attempts[0].run.url"),
+        (set_at("chain", "commit", value="$(id)"), "chain.commit"),
+    ],
+)
 def test_hostile_ledger_is_refused_before_anything_is_used(
-        tmp_path: Path, change: Callable[[dict[str, Any]], None], expected: str) -> None:
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], expected: str
+) -> None:
     state = hostile(tmp_path, change)
     with pytest.raises(LedgerError) as info:
         ledger.load(state)
@@ -103,8 +136,14 @@ def test_hostile_ledger_is_refused_before_anything_is_used(
     assert info.value.exit_code == 4
 
 
-@pytest.mark.parametrize("text", ["[" * 100000 + "]" * 100000, '{"a":' * 5000 + "1" + "}" * 5000,
-                                  '{"version": 1, "chain": {}, "attempts": [' + "[" * 50 + "]" * 50 + "]}"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100000 + "]" * 100000,
+        '{"a":' * 5000 + "1" + "}" * 5000,
+        '{"version": 1, "chain": {}, "attempts": [' + "[" * 50 + "]" * 50 + "]}",
+    ],
+)
 def test_deeply_nested_ledger_is_a_clear_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "ledger.json").write_text(text)
     with pytest.raises(LedgerError, match=r"nests|not a keeptraining ledger|does not fit"):

@@ -27,10 +27,24 @@ def run_cli(repo: Path, *args: str) -> int:
 def git_repo(root: Path) -> str:
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.org",
-                    "commit", "-qm", "model"], check=True)
-    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(root),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "commit",
+            "-qm",
+            "model",
+        ],
+        check=True,
+    )
+    return subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.mark.integration
@@ -42,8 +56,11 @@ def test_a_chain_that_reaches_writes_the_champion_bundle(tmp_path: Path) -> None
     assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "model-card.json", "model.keras"]
     card = json.loads((folder / "model-card.json").read_text())
     model = (folder / "model.keras").read_bytes()
-    assert card["model"] == {"file": "model.keras", "sha256": hashlib.sha256(model).hexdigest(),
-                             "bytes": len(model)}
+    assert card["model"] == {
+        "file": "model.keras",
+        "sha256": hashlib.sha256(model).hexdigest(),
+        "bytes": len(model),
+    }
     assert json.loads(model)["epochs"] == 35  # the reached attempt's checkpoint, not an earlier one
     assert model == (repo / ".keeptraining" / "attempt-004" / "model.keras").read_bytes()
     assert card["commit"] == head
@@ -59,7 +76,7 @@ def test_a_chain_that_reaches_writes_the_champion_bundle(tmp_path: Path) -> None
     front = yaml.safe_load(text.split("---\n")[1])
     metrics = front["model-index"][0]["results"][0]["metrics"][0]
     assert metrics["type"] == "accuracy" and metrics["value"] == card["accuracy"]
-    assert head[:12] in text and "```mermaid" in text and "load_model(\"model.keras\")" in text
+    assert head[:12] in text and "```mermaid" in text and 'load_model("model.keras")' in text
     assert "sha256sum model.keras" in text and "| Attempt |" in text
     (mail,) = (repo / ".keeptraining" / "outbox").glob("*.eml")
     message = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
@@ -114,9 +131,10 @@ def test_a_card_is_refused_unless_it_fits_the_schema() -> None:
 
 
 def test_no_reached_attempt_is_no_model(tmp_path: Path) -> None:
-    book = ledger.Ledger(chain={"threshold": 0.9, "metric": "accuracy"},
-                         attempts=[ledger.Attempt(1, 10, 0, None, "below", metric=0.5,
-                                                  checkpoint="model.keras")])
+    book = ledger.Ledger(
+        chain={"threshold": 0.9, "metric": "accuracy"},
+        attempts=[ledger.Attempt(1, 10, 0, None, "below", metric=0.5, checkpoint="model.keras")],
+    )
     assert model_card.champion_attempt(book) is None
     with pytest.raises(PublishError, match="no model to publish"):
         model_card.build_card(book, tmp_path)

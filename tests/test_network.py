@@ -9,22 +9,30 @@ from keeptraining.config import settings as config_mod
 from keeptraining.errors import ConfigError
 
 # What scripts print when the container has no network (Keras's get_file wraps urllib's error).
-KERAS_DNS = ("Exception: URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-             "mnist.npz: None -- [Errno -3] Temporary failure in name resolution")
-KERAS_REFUSED = ("Exception: URL fetch failure on http://127.0.0.1:8000/tiny.npz: None -- [Errno 111] "
-                 "Connection refused")
-REQUESTS = ("requests.exceptions.ConnectionError: HTTPSConnectionPool(host='huggingface.co', port=443): Max "
-            "retries exceeded with url: /api/models (Caused by NameResolutionError(\"<urllib3.connection."
-            "HTTPSConnection object>: Failed to resolve 'huggingface.co' ([Errno -3] Temporary failure in "
-            "name resolution)\"))")
+KERAS_DNS = (
+    "Exception: URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+    "mnist.npz: None -- [Errno -3] Temporary failure in name resolution"
+)
+KERAS_REFUSED = (
+    "Exception: URL fetch failure on http://127.0.0.1:8000/tiny.npz: None -- [Errno 111] Connection refused"
+)
+REQUESTS = (
+    "requests.exceptions.ConnectionError: HTTPSConnectionPool(host='huggingface.co', port=443): Max "
+    'retries exceeded with url: /api/models (Caused by NameResolutionError("<urllib3.connection.'
+    "HTTPSConnection object>: Failed to resolve 'huggingface.co' ([Errno -3] Temporary failure in "
+    'name resolution)"))'
+)
 UNREACHABLE = "OSError: [Errno 101] Network is unreachable"
 CURL = "curl: (6) Could not resolve host: example.org"
 
 
-@pytest.mark.parametrize("line", [KERAS_DNS, KERAS_REFUSED, REQUESTS, UNREACHABLE, CURL],
-                         ids=["keras-dns", "keras-refused", "requests", "unreachable", "curl"])
+@pytest.mark.parametrize(
+    "line",
+    [KERAS_DNS, KERAS_REFUSED, REQUESTS, UNREACHABLE, CURL],
+    ids=["keras-dns", "keras-refused", "requests", "unreachable", "curl"],
+)
 def test_a_failed_download_without_a_network_names_the_setting(line: str) -> None:
-    log = f"Epoch 1/1\nTraceback (most recent call last):\n  File \"nn.py\", line 3\n{line}\n"
+    log = f'Epoch 1/1\nTraceback (most recent call last):\n  File "nn.py", line 3\n{line}\n'
     explained = network.explain("`network: none`", log)
     assert explained is not None
     assert "could not reach the network" in explained.message

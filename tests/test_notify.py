@@ -39,12 +39,13 @@ SENDER = "keeptraining@example.org"
 SUBJECTS = {
     "reached": "[owner/repo main] Threshold reached: accuracy 0.9300 ≥ 0.90 at attempt 3 (30 epochs)",
     "exhausted": "[owner/repo main] Threshold not reached after 3 attempts: "
-                 "best accuracy 0.9300 at attempt 3",
+    "best accuracy 0.9300 at attempt 3",
     "failed": "[owner/repo main] Attempt 2 failed: Training command exited with status 1 "
-              "(MemoryError: out of memory)",
+    "(MemoryError: out of memory)",
 }
-LOG_TAIL = ("Epoch 4/20\n" + "x" * 50 + "\nTraceback (most recent call last):\n"
-            "  <frame> & \x1b[31mMemoryError\n")
+LOG_TAIL = (
+    "Epoch 4/20\n" + "x" * 50 + "\nTraceback (most recent call last):\n  <frame> & \x1b[31mMemoryError\n"
+)
 
 
 class Sleeps(list[float]):
@@ -65,9 +66,15 @@ def server(certs: Certs) -> Iterator[SmtpTestServer]:
 
 def settings_for(srv: SmtpTestServer, **changes: Any) -> notify.MailSettings:
     values: dict[str, Any] = {
-        "server": srv.host, "port": srv.port, "security": "ssl" if srv.mode == "ssl" else "starttls",
-        "username": USER, "password": PASSWORD, "mail_from": SENDER, "mail_to": tuple(RECIPIENTS),
-        "cafile": str(srv.certs.ca_cert) if srv.certs else None, "timeout": 10.0,
+        "server": srv.host,
+        "port": srv.port,
+        "security": "ssl" if srv.mode == "ssl" else "starttls",
+        "username": USER,
+        "password": PASSWORD,
+        "mail_from": SENDER,
+        "mail_to": tuple(RECIPIENTS),
+        "cafile": str(srv.certs.ca_cert) if srv.certs else None,
+        "timeout": 10.0,
     }
     values.update(changes)
     return notify.MailSettings(**values)
@@ -77,8 +84,12 @@ def smtp_config(srv: SmtpTestServer | None, kind: str, **changes: Any) -> Any:
     config, ledger, decision = chain_case(kind)
     smtp: dict[str, Any] = {"mail_from": SENDER, "mail_to": RECIPIENTS}
     if srv is not None:
-        smtp.update(smtp_server=srv.host, smtp_port=srv.port, smtp_username=USER,
-                    smtp_security="ssl" if srv.mode == "ssl" else "starttls")
+        smtp.update(
+            smtp_server=srv.host,
+            smtp_port=srv.port,
+            smtp_username=USER,
+            smtp_security="ssl" if srv.mode == "ssl" else "starttls",
+        )
     smtp.update(changes)
     config = make_config(threshold=config.threshold, max_attempts=config.max_attempts, **smtp)
     return config, ledger, decision
@@ -104,13 +115,16 @@ def parts(message: Message) -> dict[str, MIMEPart]:
 
 # --------------------------------------------------------------------------- the three endings
 
+
 @pytest.mark.parametrize("kind", ["reached", "exhausted", "failed"])
-def test_chain_end_mail_arrives_complete(kind: str, server: SmtpTestServer, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chain_end_mail_arrives_complete(
+    kind: str, server: SmtpTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(notify.CAFILE_ENV, str(server.certs.ca_cert) if server.certs else "")
     config, ledger, decision = smtp_config(server, kind)
-    where = notify.notify(config, ledger, decision, state_dir=tmp_path, password=PASSWORD,
-                          log_tail=LOG_TAIL, sleep=Sleeps())
+    where = notify.notify(
+        config, ledger, decision, state_dir=tmp_path, password=PASSWORD, log_tail=LOG_TAIL, sleep=Sleeps()
+    )
     assert where == f"mailed to {', '.join(RECIPIENTS)} via {server.host}:{server.port}"
 
     assert len(server.messages) == 1
@@ -157,8 +171,14 @@ def test_ledger_values_are_escaped_in_the_mail(server: SmtpTestServer) -> None:
     ledger.chain["branch"] = "x<b>y"
     ledger.attempts[0].run["url"] = 'https://e.example/"><script>alert(1)</script>'
     decision = strategy.decide(config, ledger)
-    message = notify.build_message(config, ledger, decision, chart_png=b"\x89PNG\r\n\x1a\nfake",
-                                   log_tail="<script>alert(2)</script>", mail_from=SENDER)
+    message = notify.build_message(
+        config,
+        ledger,
+        decision,
+        chart_png=b"\x89PNG\r\n\x1a\nfake",
+        log_tail="<script>alert(2)</script>",
+        mail_from=SENDER,
+    )
     page = parts(message)["text/html"].get_content()
     assert "<script>" not in page and "&lt;script&gt;" in page and "<b>" not in page
     assert "\n" not in str(message["Subject"]) and "::error::" in str(message["Subject"])
@@ -167,6 +187,7 @@ def test_ledger_values_are_escaped_in_the_mail(server: SmtpTestServer) -> None:
 
 
 # --------------------------------------------------------------------------- TLS
+
 
 def test_starttls_with_untrusted_certificate_fails_clearly(server: SmtpTestServer) -> None:
     sleeps = Sleeps()
@@ -199,23 +220,32 @@ def test_implicit_tls(certs: Certs) -> None:
 def test_starttls_is_never_skipped(certs: Certs) -> None:
     with SmtpTestServer("plain") as srv:  # offers no STARTTLS
         with pytest.raises(NotifyError, match="does not offer STARTTLS"):
-            notify.send(simple_message(), settings_for(srv, username=None, cafile=str(certs.ca_cert)),
-                        sleep=Sleeps())
+            notify.send(
+                simple_message(), settings_for(srv, username=None, cafile=str(certs.ca_cert)), sleep=Sleeps()
+            )
         assert srv.messages == []
 
 
 def test_plain_relay_without_auth_warns(capfd: pytest.CaptureFixture[str]) -> None:
     with SmtpTestServer("plain") as srv:
-        notify.send(simple_message(), settings_for(srv, security="none", username=None, password=None),
-                    sleep=Sleeps())
+        notify.send(
+            simple_message(), settings_for(srv, security="none", username=None, password=None), sleep=Sleeps()
+        )
         assert len(srv.messages) == 1 and not srv.messages[0].tls
     assert "unencrypted" in capfd.readouterr().err
 
 
 def test_plain_auth_refused_unless_allowed() -> None:
     port = free_port()  # nothing listens: the refusal must come before any connection
-    settings = notify.MailSettings(server="127.0.0.1", port=port, security="none", username=USER,
-                                   password=PASSWORD, mail_from=SENDER, mail_to=tuple(RECIPIENTS))
+    settings = notify.MailSettings(
+        server="127.0.0.1",
+        port=port,
+        security="none",
+        username=USER,
+        password=PASSWORD,
+        mail_from=SENDER,
+        mail_to=tuple(RECIPIENTS),
+    )
     with pytest.raises(NotifyError, match="unencrypted") as caught:
         notify.send(simple_message(), settings, sleep=Sleeps())
     assert PASSWORD not in str(caught.value)
@@ -223,8 +253,10 @@ def test_plain_auth_refused_unless_allowed() -> None:
 
 # --------------------------------------------------------------------------- authentication
 
-def test_wrong_password_is_reported_without_the_password(server: SmtpTestServer,
-                                                         capfd: pytest.CaptureFixture[str]) -> None:
+
+def test_wrong_password_is_reported_without_the_password(
+    server: SmtpTestServer, capfd: pytest.CaptureFixture[str]
+) -> None:
     wrong = "Wr0ng-" + PASSWORD
     settings = settings_for(server, password=wrong)
     sleeps = Sleeps()
@@ -250,8 +282,12 @@ def test_settings_from_config_and_environment() -> None:
     config = make_config(smtp_server="smtp.example.org", smtp_username=USER, mail_to=RECIPIENTS)
     env = {notify.PASSWORD_ENV: PASSWORD, notify.CAFILE_ENV: "/etc/ca.pem"}
     settings = notify.MailSettings.from_config(config, environ=env)
-    assert (settings.port, settings.security, settings.password, settings.cafile) == \
-        (587, "starttls", PASSWORD, "/etc/ca.pem")
+    assert (settings.port, settings.security, settings.password, settings.cafile) == (
+        587,
+        "starttls",
+        PASSWORD,
+        "/etc/ca.pem",
+    )
     assert settings.mail_from == USER and settings.mail_to == tuple(RECIPIENTS)
     assert PASSWORD not in repr(settings)
     assert notify.MailSettings.from_config(make_config(smtp_security="ssl"), environ={}).port == 465
@@ -261,6 +297,7 @@ def test_settings_from_config_and_environment() -> None:
 
 
 # --------------------------------------------------------------------------- retries
+
 
 def test_temporary_failures_then_accept_delivers_exactly_once(certs: Certs) -> None:
     failures = [("MAIL", 421), ("DATA", 451)]  # 421 at MAIL, then 451 after the body: both temporary
@@ -274,8 +311,9 @@ def test_temporary_failures_then_accept_delivers_exactly_once(certs: Certs) -> N
 
 
 def test_no_resend_once_the_body_went_out(certs: Certs) -> None:
-    with SmtpTestServer("starttls", certs=certs, user=USER, password=PASSWORD,
-                        failures=[("DATA", DROP_AFTER_DATA)]) as srv:
+    with SmtpTestServer(
+        "starttls", certs=certs, user=USER, password=PASSWORD, failures=[("DATA", DROP_AFTER_DATA)]
+    ) as srv:
         sleeps = Sleeps()
         with pytest.raises(NotifyError, match="may or may not have been delivered"):
             notify.send(simple_message(), settings_for(srv), sleep=sleeps)
@@ -283,8 +321,9 @@ def test_no_resend_once_the_body_went_out(certs: Certs) -> None:
 
 
 def test_permanent_rejection_is_not_retried(certs: Certs) -> None:
-    with SmtpTestServer("starttls", certs=certs, user=USER, password=PASSWORD,
-                        failures=[("MAIL", 550)]) as srv:
+    with SmtpTestServer(
+        "starttls", certs=certs, user=USER, password=PASSWORD, failures=[("MAIL", 550)]
+    ) as srv:
         sleeps = Sleeps()
         with pytest.raises(NotifyError, match="550"):
             notify.send(simple_message(), settings_for(srv), sleep=sleeps)
@@ -292,8 +331,9 @@ def test_permanent_rejection_is_not_retried(certs: Certs) -> None:
 
 
 def test_retries_are_bounded(certs: Certs) -> None:
-    with SmtpTestServer("starttls", certs=certs, user=USER, password=PASSWORD,
-                        failures=[("MAIL", 451)] * 10) as srv:
+    with SmtpTestServer(
+        "starttls", certs=certs, user=USER, password=PASSWORD, failures=[("MAIL", 451)] * 10
+    ) as srv:
         sleeps = Sleeps()
         with pytest.raises(NotifyError, match="after 3 tries"):
             notify.send(simple_message(), settings_for(srv), attempts=3, sleep=sleeps)
@@ -301,8 +341,11 @@ def test_retries_are_bounded(certs: Certs) -> None:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_server_down_fails_after_bounded_retries_and_keeps_the_state(tmp_path: Path) -> None:
@@ -330,23 +373,28 @@ def test_server_down_fails_after_bounded_retries_and_keeps_the_state(tmp_path: P
 
 # --------------------------------------------------------------------------- outbox, selection
 
-def test_no_smtp_server_writes_the_mail_to_the_outbox(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_no_smtp_server_writes_the_mail_to_the_outbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config, ledger, decision = smtp_config(None, "exhausted")
     where = notify.notify(config, ledger, decision, state_dir=tmp_path, password=None)
     assert where is not None
     path = Path(where)
     assert path.parent == tmp_path / notify.OUTBOX_DIR and path.suffix == ".eml"
-    assert re.fullmatch(r"\d{8}-\d{6}-owner-repo-main-threshold-not-reached-after-3-attempts[a-z0-9-]*\.eml",
-                        path.name)
+    assert re.fullmatch(
+        r"\d{8}-\d{6}-owner-repo-main-threshold-not-reached-after-3-attempts[a-z0-9-]*\.eml", path.name
+    )
     assert str(path) in capsys.readouterr().out
     mail = message_from_bytes(path.read_bytes(), policy=policy.default)
     assert mail["Subject"] == SUBJECTS["exhausted"]
     assert {"text/plain", "text/html", "image/png"} <= set(parts(mail))
     # A second mail with the same subject in the same second gets its own file.
-    second = notify.deliver(notify.build_message(config, ledger, decision, chart_png=None,
-                                                 mail_from=notify.DEFAULT_FROM),
-                            notify.MailSettings.from_config(config, environ={}), tmp_path / notify.OUTBOX_DIR)
+    second = notify.deliver(
+        notify.build_message(config, ledger, decision, chart_png=None, mail_from=notify.DEFAULT_FROM),
+        notify.MailSettings.from_config(config, environ={}),
+        tmp_path / notify.OUTBOX_DIR,
+    )
     assert second != where and Path(second).exists() and path.exists()
 
 

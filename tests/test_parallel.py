@@ -59,10 +59,14 @@ def parallel_repo(root: Path, extra: str = "") -> Path:
 
 
 def _config(**values: Any) -> config.Config:
-    space = {"space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
-             "reduction_factor": 2, "seed": 1}
-    return config.resolve({"strategy": "search", "search": space, "threshold": 0.9, "epochs": 10,
-                           "epoch_step": 10, **values})
+    space = {
+        "space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
+        "reduction_factor": 2,
+        "seed": 1,
+    }
+    return config.resolve(
+        {"strategy": "search", "search": space, "threshold": 0.9, "epochs": 10, "epoch_step": 10, **values}
+    )
 
 
 def stamps(state: Path, record: Attempt) -> dict[str, Any]:
@@ -74,7 +78,8 @@ def stamps(state: Path, record: Attempt) -> dict[str, Any]:
 
 
 def test_parallel_3_runs_three_trials_at_once_merges_them_and_continues_the_study(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = parallel_repo(tmp_path / "repo", "max_attempts: 9\n")
     monkeypatch.setenv("KT_TEST_BARRIER", str(tmp_path / "barrier"))  # attempts 1-3, 4-6, 7-9 meet
     monkeypatch.setenv("KT_TEST_TRIALS", "3")
@@ -111,7 +116,8 @@ def test_parallel_3_runs_three_trials_at_once_merges_them_and_continues_the_stud
 
 
 def test_a_free_slot_starts_the_next_trial_without_waiting_for_a_slow_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No round barrier: while attempt 1 trains slowly, slot 2 trains attempts 2-6 one after the other.
     Jobs are merged in the order they were planned, so the results of 2-6 wait for attempt 1's: the
     planner counts them as pending, numbers its new trials after them and promotes none of them."""
@@ -128,7 +134,8 @@ def test_a_free_slot_starts_the_next_trial_without_waiting_for_a_slow_one(
 
 
 def test_a_trial_reaching_the_threshold_stops_the_trials_still_training(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = parallel_repo(tmp_path / "repo", "max_attempts: 6\nthreshold: 0.6\n")  # any trial reaches it
     monkeypatch.setenv("KT_TEST_SLOW", "1:60")
     start = time.monotonic()
@@ -139,12 +146,18 @@ def test_a_trial_reaching_the_threshold_stops_the_trials_still_training(
     assert first.outcome == "failed" and first.error is not None
     assert first.error.startswith("Stopped while it trained: attempt 2 reached the threshold")
     assert "Threshold reached: accuracy" in capsys.readouterr().out
-    assert rounds.verdict(config.resolve({**_config().to_dict(), "threshold": 0.6, "parallel": 2}),
-                          ledger.load(repo / ".keeptraining")).kind == "reached"
+    assert (
+        rounds.verdict(
+            config.resolve({**_config().to_dict(), "threshold": 0.6, "parallel": 2}),
+            ledger.load(repo / ".keeptraining"),
+        ).kind
+        == "reached"
+    )
 
 
 def test_in_rounds_each_round_runs_its_three_trials_at_once_as_on_github(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = parallel_repo(tmp_path / "repo", "max_attempts: 9\n")
     monkeypatch.setenv("KT_TEST_BARRIER", str(tmp_path / "barrier"))
     monkeypatch.setenv("KT_TEST_TRIALS", "3")
@@ -154,7 +167,7 @@ def test_in_rounds_each_round_runs_its_three_trials_at_once_as_on_github(
     state = repo / ".keeptraining"
     attempts = ledger.load(state).attempts
     assert len(attempts) % 3 == 0 and len(attempts) >= 6, "a full round after round 1"
-    by_round = [attempts[i:i + 3] for i in range(0, len(attempts), 3)]
+    by_round = [attempts[i : i + 3] for i in range(0, len(attempts), 3)]
     for number, records in enumerate(by_round, start=1):
         assert [r.round for r in records] == [number] * 3
         assert [r.runner["slot"] for r in records] == [1, 2, 3]
@@ -179,7 +192,8 @@ def test_in_rounds_each_round_runs_its_three_trials_at_once_as_on_github(
 
 
 def test_a_trial_past_its_memory_limit_is_stopped_and_the_round_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = parallel_repo(tmp_path / "repo", "max_attempts: 2\nmemory_limit: 150m\n")
     monkeypatch.setenv("KT_TEST_ALLOCATE", "2:400")  # attempt 2 holds 400 MiB
     assert main(["run", "--repo", str(repo), "--parallel", "2"]) == 3  # budget spent below 0.9
@@ -212,7 +226,8 @@ def test_as_many_failed_trials_in_a_row_as_slots_end_the_chain_failed_with_a_mai
 
 
 def test_a_trial_that_stops_before_its_epochs_is_failed_not_continued(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Time slices continue one attempt across runs; a round's trial has no next run: failed, with why.
     A trial gets the same time budget as an attempt (``KT_DEADLINE``, chain.train_request)."""
     repo = parallel_repo(tmp_path / "repo", "max_attempts: 2\ntime_budget: 2\n")
@@ -230,16 +245,22 @@ def test_a_trial_that_stops_before_its_epochs_is_failed_not_continued(
 
 def _actions_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> Path:
     output = tmp_path / f"{name}-output"
-    for key, value in {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output),
-                       "GITHUB_STEP_SUMMARY": str(tmp_path / f"{name}-summary.md"), "GITHUB_JOB": name,
-                       "RUNNER_NAME": f"runner-{name}", "KT_INPUT_DISPATCH": "false",
-                       "KT_INPUT_COMMIT_STATUS": "false"}.items():
+    for key, value in {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / f"{name}-summary.md"),
+        "GITHUB_JOB": name,
+        "RUNNER_NAME": f"runner-{name}",
+        "KT_INPUT_DISPATCH": "false",
+        "KT_INPUT_COMMIT_STATUS": "false",
+    }.items():
         monkeypatch.setenv(key, value)
     return output
 
 
-def test_trial_jobs_then_the_merge_job_record_one_round(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trial_jobs_then_the_merge_job_record_one_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     checkout = parallel_repo(tmp_path / "checkout", "max_attempts: 3\n")
     downloads = checkout / ".keeptraining-trials"
     for slot in (1, 2, 3):  # each trial job: a fresh runner with the same checkout
@@ -259,16 +280,19 @@ def test_trial_jobs_then_the_merge_job_record_one_round(tmp_path: Path,
     outputs = read_outputs(output)
     assert outputs["chain-status"] == "continue" and outputs["dispatched"] == "false"
     records = ledger.load(checkout / ".keeptraining").attempts
-    assert [(r.attempt, r.round, r.runner["slot"], r.runner["job"], r.runner["runner"]) for r in records] == \
-        [(1, 1, 1, "trial-1", "runner-trial-1"), (2, 1, 2, "trial-2", "runner-trial-2")]
+    assert [(r.attempt, r.round, r.runner["slot"], r.runner["job"], r.runner["runner"]) for r in records] == [
+        (1, 1, 1, "trial-1", "runner-trial-1"),
+        (2, 1, 2, "trial-2", "runner-trial-2"),
+    ]
     assert (ledger.attempt_dir(checkout / ".keeptraining", 2) / "model.keras").is_file()
     summary = (tmp_path / "merge-summary.md").read_text()
     assert "### Rounds" in summary and "| Slot 1 | Slot 2 |" in summary
     assert r"runner-trial-2 \(trial-2\)" in summary  # the runner and the job of slot 2
 
 
-def test_a_single_attempt_job_refuses_parallel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_single_attempt_job_refuses_parallel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = parallel_repo(tmp_path / "repo")
     _actions_env(monkeypatch, tmp_path, "train")
     assert main(["attempt", "--repo", str(repo), "--parallel", "2"]) == 2
@@ -284,8 +308,14 @@ def test_a_single_attempt_job_refuses_parallel(tmp_path: Path, monkeypatch: pyte
 def test_a_cancelled_round_stops_its_training_processes(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     cancel = threading.Event()
-    request = TrainRequest(code_dir=tmp_path, command=["python", "-c", "import time; time.sleep(60)"],
-                           output_dir=tmp_path / "out", env={}, timeout=120, cancel=cancel)
+    request = TrainRequest(
+        code_dir=tmp_path,
+        command=["python", "-c", "import time; time.sleep(60)"],
+        output_dir=tmp_path / "out",
+        env={},
+        timeout=120,
+        cancel=cancel,
+    )
     threading.Timer(0.5, cancel.set).start()
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):

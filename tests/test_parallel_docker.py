@@ -34,9 +34,13 @@ def _release_when_running(dc: docker.DockerClient, repo: Path, count: int, seen:
     folder (the writable copy of the code folder that the docker backend mounts); they wait for it."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        running = [c for c in dc.containers.list(filters={"label": "keeptraining=1"})
-                   if any(str(m.get("Source", "")).startswith(str(repo.resolve()))
-                          for m in c.attrs.get("Mounts", []))]
+        running = [
+            c
+            for c in dc.containers.list(filters={"label": "keeptraining=1"})
+            if any(
+                str(m.get("Source", "")).startswith(str(repo.resolve())) for m in c.attrs.get("Mounts", [])
+            )
+        ]
         seen.append(len(running))
         if len(running) >= count:
             for container in running:
@@ -48,7 +52,8 @@ def _release_when_running(dc: docker.DockerClient, repo: Path, count: int, seen:
 
 
 def test_a_docker_round_runs_its_trials_as_concurrent_limited_containers(
-        tmp_path: Path, docker_client: docker.DockerClient, docker_base_image: str) -> None:
+    tmp_path: Path, docker_client: docker.DockerClient, docker_base_image: str
+) -> None:
     repo = tmp_path / "repo"
     (repo / "ml").mkdir(parents=True)
     for name in ("fake_search_train.py", "fake_parallel_train.py"):
@@ -82,8 +87,10 @@ search:
     assert code == 3, "two trials of 20 epochs, below 0.9: the budget is spent"
     state = repo / ".keeptraining"
     records = ledger.load(state).attempts
-    assert [(r.attempt, r.round, r.runner["slot"], r.outcome) for r in records] == \
-        [(1, 1, 1, "below"), (2, 1, 2, "below")], [r.error for r in records]
+    assert [(r.attempt, r.round, r.runner["slot"], r.outcome) for r in records] == [
+        (1, 1, 1, "below"),
+        (2, 1, 2, "below"),
+    ], [r.error for r in records]
     assert max(seen) == 2, "both containers ran at the same time"
     for record in records:
         stamp = json.loads((ledger.attempt_dir(state, record.attempt) / "stamps.json").read_text())
@@ -96,15 +103,28 @@ search:
 def _request(tmp_path: Path, gpus: str) -> TrainRequest:
     (tmp_path / "code").mkdir(exist_ok=True)
     (tmp_path / "out").mkdir(exist_ok=True)
-    return TrainRequest(code_dir=tmp_path / "code", command=["true"], output_dir=tmp_path / "out", env={},
-                        timeout=60, gpus=gpus)
+    return TrainRequest(
+        code_dir=tmp_path / "code",
+        command=["true"],
+        output_dir=tmp_path / "out",
+        env={},
+        timeout=60,
+        gpus=gpus,
+    )
 
 
 @pytest.mark.parametrize(("gpus", "count"), [("all", -1), ("2", 2)])
-def test_gpus_become_the_engines_device_request(tmp_path: Path, docker_client: docker.DockerClient,
-                                                 docker_base_image: str, gpus: str, count: int) -> None:
-    container = backend_docker._create(docker_client, _request(tmp_path, gpus), docker_base_image,
-                                       {"keeptraining-test": "gpus"}, None, "none")
+def test_gpus_become_the_engines_device_request(
+    tmp_path: Path, docker_client: docker.DockerClient, docker_base_image: str, gpus: str, count: int
+) -> None:
+    container = backend_docker._create(
+        docker_client,
+        _request(tmp_path, gpus),
+        docker_base_image,
+        {"keeptraining-test": "gpus"},
+        None,
+        "none",
+    )
     try:
         (device,) = container.attrs["HostConfig"]["DeviceRequests"]
         assert (device["Count"], device["Capabilities"]) == (count, [["gpu"]])
@@ -113,7 +133,8 @@ def test_gpus_become_the_engines_device_request(tmp_path: Path, docker_client: d
 
 
 def test_an_engine_without_gpus_refuses_the_request_with_what_to_install(
-        tmp_path: Path, docker_client: docker.DockerClient, docker_base_image: str) -> None:
+    tmp_path: Path, docker_client: docker.DockerClient, docker_base_image: str
+) -> None:
     with pytest.raises(TrainingError) as caught:
         backend_docker.run(_request(tmp_path, "all"), docker_base_image, docker_client=docker_client)
     assert "cannot give the training container GPUs" in caught.value.message

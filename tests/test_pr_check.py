@@ -41,28 +41,42 @@ def emu(subset: OpenAPISubset) -> Iterator[GitHubEmulator]:
         assert emulator.violations == []
 
 
-def gh_env(tmp_path: Path, emu: GitHubEmulator, event_name: str, event: dict, run_id: int = 4242,
-           token: str = TOKEN) -> dict[str, str]:
+def gh_env(
+    tmp_path: Path, emu: GitHubEmulator, event_name: str, event: dict, run_id: int = 4242, token: str = TOKEN
+) -> dict[str, str]:
     event_path = tmp_path / f"event-{run_id}.json"
     event_path.write_text(json.dumps(event))
     for name in ("summary", "output"):
         (tmp_path / f"{name}-{run_id}").write_text("")
-    return {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event_name, "GITHUB_EVENT_PATH": str(event_path),
-            "GITHUB_REPOSITORY": emu.full_name, "GITHUB_API_URL": emu.url,
-            "GITHUB_SERVER_URL": emu.server_url, "GITHUB_RUN_ID": str(run_id), "GITHUB_TOKEN": token,
-            "GITHUB_STEP_SUMMARY": str(tmp_path / f"summary-{run_id}"),
-            "GITHUB_OUTPUT": str(tmp_path / f"output-{run_id}")}
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": event_name,
+        "GITHUB_EVENT_PATH": str(event_path),
+        "GITHUB_REPOSITORY": emu.full_name,
+        "GITHUB_API_URL": emu.url,
+        "GITHUB_SERVER_URL": emu.server_url,
+        "GITHUB_RUN_ID": str(run_id),
+        "GITHUB_TOKEN": token,
+        "GITHUB_STEP_SUMMARY": str(tmp_path / f"summary-{run_id}"),
+        "GITHUB_OUTPUT": str(tmp_path / f"output-{run_id}"),
+    }
 
 
 def pr_event(emu: GitHubEmulator, number: int, sha: str, head_repo: str | None = None) -> dict:
-    return {"action": "synchronize", "number": number, "pull_request": {
+    return {
+        "action": "synchronize",
         "number": number,
-        "head": {"sha": sha, "ref": "feature", "repo": {"full_name": head_repo or emu.full_name}},
-        "base": {"ref": "main", "repo": {"full_name": emu.full_name}}}}
+        "pull_request": {
+            "number": number,
+            "head": {"sha": sha, "ref": "feature", "repo": {"full_name": head_repo or emu.full_name}},
+            "base": {"ref": "main", "repo": {"full_name": emu.full_name}},
+        },
+    }
 
 
-def pr_check_cli(repo: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-                 champion: Path | None) -> int:
+def pr_check_cli(
+    repo: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, champion: Path | None
+) -> int:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     args = ["pr-check", "--repo", str(repo)] + (["--champion", str(champion)] if champion else [])
@@ -83,7 +97,8 @@ def set_rate(repo: Path, rate: float) -> None:
 
 
 def test_two_pushes_leave_one_comment_edited_and_a_status_each(
-        tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.97)  # the first push makes the model worse
     publish_champion(emu, champion_folder(tmp_path / "champion", epochs=30, rate=0.95))
     first, second = fake_sha("pr-1"), fake_sha("pr-2")
@@ -97,8 +112,10 @@ def test_two_pushes_leave_one_comment_edited_and_a_status_each(
     worse = accuracy(30, 0.97) - accuracy(30, 0.95)
     assert comparison_report.MARKER in comments[0].body
     assert f"**{worse:+.4f}**" in comments[0].body and worse < 0
-    assert "```mermaid" in comments[0].body and f"{emu.server_url}/{emu.full_name}/actions/runs/101" in \
-        comments[0].body
+    assert (
+        "```mermaid" in comments[0].body
+        and f"{emu.server_url}/{emu.full_name}/actions/runs/101" in comments[0].body
+    )
     assert f"[model-v1]({emu.server_url}/" in comments[0].body  # the champion release's page
     [status] = [s for s in emu.statuses if s.sha == first]
     assert status.state == "failure" and status.context == commit_status.PR_CONTEXT
@@ -125,12 +142,14 @@ def test_two_pushes_leave_one_comment_edited_and_a_status_each(
 
 
 def test_a_persons_comment_quoting_the_marker_is_left_alone(
-        tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.95)
     sha = fake_sha("pr-q")
     emu.open_pull(8, sha)
-    person = CommentRecord(1, 8, f"see {comparison_report.MARKER}", "octocat", "2024-01-01T00:00:00Z",
-                           "2024-01-01T00:00:00Z")
+    person = CommentRecord(
+        1, 8, f"see {comparison_report.MARKER}", "octocat", "2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z"
+    )
     emu.comments.append(person)  # a person's comment (not a bot's) that quotes the marker
     env = gh_env(tmp_path, emu, "pull_request", pr_event(emu, 8, sha))
     assert pr_check_cli(repo, env, monkeypatch, champion_folder(tmp_path / "champion")) == 0
@@ -138,8 +157,9 @@ def test_a_persons_comment_quoting_the_marker_is_left_alone(
     assert len(comments) == 2 and comments[0].edits == 0 and comments[1].user == "github-actions[bot]"
 
 
-def test_without_a_champion_the_threshold_judges(tmp_path: Path, emu: GitHubEmulator,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_champion_the_threshold_judges(
+    tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.95, "threshold: 0.6\nepochs: 10\n")
     sha = fake_sha("pr-nc")
     emu.open_pull(9, sha)
@@ -151,8 +171,8 @@ def test_without_a_champion_the_threshold_judges(tmp_path: Path, emu: GitHubEmul
 
 
 def test_a_read_only_token_warns_and_the_status_still_tells(
-        tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.95)
     sha = fake_sha("pr-ro")
     emu.open_pull(10, sha)
@@ -165,7 +185,8 @@ def test_a_read_only_token_warns_and_the_status_still_tells(
 
 
 def test_a_fork_posts_nothing_and_the_workflow_run_side_posts_its_report(
-        tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.97)
     sha = fake_sha("pr-fork")
     emu.open_pull(11, sha, head_repository="mallory/keeptraining-demo")
@@ -182,9 +203,15 @@ def test_a_fork_posts_nothing_and_the_workflow_run_side_posts_its_report(
     # The workflow_run workflow: a fresh folder with only the downloaded artifact, a token that may write.
     artifact = tmp_path / "artifact"
     shutil.copytree(report, artifact)
-    run_event = {"action": "completed", "workflow_run": {
-        "id": 301, "head_sha": sha, "event": "pull_request",
-        "html_url": f"{emu.server_url}/{emu.full_name}/actions/runs/301"}}
+    run_event = {
+        "action": "completed",
+        "workflow_run": {
+            "id": 301,
+            "head_sha": sha,
+            "event": "pull_request",
+            "html_url": f"{emu.server_url}/{emu.full_name}/actions/runs/301",
+        },
+    }
     env = gh_env(tmp_path, emu, "workflow_run", run_event, run_id=302)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -204,27 +231,46 @@ def _forged(artifact: Path, change: dict) -> None:
     (artifact / pr_check.REPORT_FILE).write_text(json.dumps(data))
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"pull_request": 12}, "head is"),  # another pull request (whose head is another commit)
-    ({"head_sha": "b" * 40}, "the run it came from built"),
-    ({"comparison": {"metric": "accuracy", "threshold": 5}}, "threshold is not a fraction"),
-    ({"format": "other"}, "is not a keeptraining.pr-report/1 report"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pull_request": 12}, "head is"),  # another pull request (whose head is another commit)
+        ({"head_sha": "b" * 40}, "the run it came from built"),
+        ({"comparison": {"metric": "accuracy", "threshold": 5}}, "threshold is not a fraction"),
+        ({"format": "other"}, "is not a keeptraining.pr-report/1 report"),
+    ],
+)
 def test_a_forged_fork_report_is_refused_and_nothing_is_posted(
-        tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], change: dict, message: str) -> None:
+    tmp_path: Path,
+    emu: GitHubEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: dict,
+    message: str,
+) -> None:
     sha = fake_sha("pr-forged")
     emu.open_pull(11, sha, head_repository="mallory/keeptraining-demo")
     emu.open_pull(12, fake_sha("other"))
     artifact = tmp_path / "artifact"
     artifact.mkdir()
-    comparison = {"metric": "accuracy", "threshold": 0.9, "tolerance": 0.0, "epochs_asked": 30,
-                  "candidate": {"value": 0.9, "epochs": 30, "history": [0.9], "duration_s": 1.0,
-                                "stopped": None},
-                  "champion": None}
-    (artifact / pr_check.REPORT_FILE).write_text(json.dumps(
-        {"format": "keeptraining.pr-report/1", "pull_request": 11, "head_sha": sha,
-         "comparison": comparison}))
+    comparison = {
+        "metric": "accuracy",
+        "threshold": 0.9,
+        "tolerance": 0.0,
+        "epochs_asked": 30,
+        "candidate": {"value": 0.9, "epochs": 30, "history": [0.9], "duration_s": 1.0, "stopped": None},
+        "champion": None,
+    }
+    (artifact / pr_check.REPORT_FILE).write_text(
+        json.dumps(
+            {
+                "format": "keeptraining.pr-report/1",
+                "pull_request": 11,
+                "head_sha": sha,
+                "comparison": comparison,
+            }
+        )
+    )
     _forged(artifact, change)
     env = gh_env(tmp_path, emu, "workflow_run", {"workflow_run": {"id": 5, "head_sha": sha}})
     for name, value in env.items():
@@ -234,16 +280,18 @@ def test_a_forged_fork_report_is_refused_and_nothing_is_posted(
     assert emu.comments == [] and emu.statuses == []
 
 
-def test_pr_check_refuses_another_event(tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_pr_check_refuses_another_event(
+    tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.95)
     env = gh_env(tmp_path, emu, "push", {"ref": "refs/heads/main"})
     assert pr_check_cli(repo, env, monkeypatch, None) == 2
     assert "runs on a pull_request event" in capsys.readouterr().out
 
 
-def test_a_failed_comparison_sets_an_error_status(tmp_path: Path, emu: GitHubEmulator,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_comparison_sets_an_error_status(
+    tmp_path: Path, emu: GitHubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = code_repo(tmp_path / "repo", 0.95)
     sha = fake_sha("pr-err")
     emu.open_pull(12, sha)
@@ -253,4 +301,3 @@ def test_a_failed_comparison_sets_an_error_status(tmp_path: Path, emu: GitHubEmu
     [status] = [s for s in emu.statuses if s.sha == sha]
     assert status.state == "error" and "Not compared" in (status.description or "")
     assert emu.comments_on(12) == []
-

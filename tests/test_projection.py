@@ -21,8 +21,9 @@ def cfg(**overrides: Any) -> config.Config:
     return config.resolve({"threshold": 0.9, **overrides}, None)
 
 
-def saturating(plateau: float, tau: float, epochs: range, noise: float = 0.0,
-               seed: int = 0) -> dict[int, float]:
+def saturating(
+    plateau: float, tau: float, epochs: range, noise: float = 0.0, seed: int = 0
+) -> dict[int, float]:
     rng = random.Random(seed)  # noqa: S311 - a test's noise
     return {e: plateau * (1 - math.exp(-e / tau)) + rng.gauss(0, noise) for e in epochs}
 
@@ -33,11 +34,22 @@ def chain_of(values: dict[int, float], step: int = 10, minutes: float | None = N
     last = max(values)
     for number, start in enumerate(range(0, last, step), start=1):
         history = [round(values[e], 6) for e in range(start + 1, min(start + step, last) + 1)]
-        book.attempts.append(Attempt(attempt=number, epochs=start + step, initial_epoch=start,
-                                     resumed_from=None, outcome=BELOW, metric=history[-1],
-                                     epochs_reached=start + len(history), epochs_trained=len(history),
-                                     history=history, checkpoint="model.keras", minutes=minutes,
-                                     runner_kind="ubuntu-latest" if minutes is not None else None))
+        book.attempts.append(
+            Attempt(
+                attempt=number,
+                epochs=start + step,
+                initial_epoch=start,
+                resumed_from=None,
+                outcome=BELOW,
+                metric=history[-1],
+                epochs_reached=start + len(history),
+                epochs_trained=len(history),
+                history=history,
+                checkpoint="model.keras",
+                minutes=minutes,
+                runner_kind="ubuntu-latest" if minutes is not None else None,
+            )
+        )
     return book
 
 
@@ -65,9 +77,14 @@ def test_noise_free_curves_project_exactly() -> None:
     assert found.noise == projection.MIN_NOISE  # the floor: a fit is never trusted as exact
 
 
-@pytest.mark.parametrize("curve", [{1: 0.5, 2: 0.6, 3: 0.7, 4: 0.75},  # too few points
-                                   {e: 0.9 - 0.01 * e for e in range(1, 20)},  # falling
-                                   {}])
+@pytest.mark.parametrize(
+    "curve",
+    [
+        {1: 0.5, 2: 0.6, 3: 0.7, 4: 0.75},  # too few points
+        {e: 0.9 - 0.01 * e for e in range(1, 20)},  # falling
+        {},
+    ],
+)
 def test_no_verdict_without_a_rising_curve_to_fit(curve: dict[int, float]) -> None:
     assert projection.fit(curve, 100) is None
 
@@ -121,8 +138,9 @@ def test_decide_stops_a_hopeless_chain_and_says_where_it_was_heading() -> None:
     book = chain_of(saturating(0.8, 5, range(1, 31), noise=0.005))
     decision = strategy.decide(cfg(), book)
     assert decision.kind == strategy.EXHAUSTED and decision.next_epochs is None
-    assert decision.reason.startswith("Threshold not reached after 3 attempts, stopped on the projection: "
-                                      "best accuracy ")
+    assert decision.reason.startswith(
+        "Threshold not reached after 3 attempts, stopped on the projection: best accuracy "
+    )
     assert "projected accuracy 0.8" in decision.reason and "at 100 epochs" in decision.reason
     assert "< 0.90" in decision.reason and "fitted on 30 epochs up to epoch 30" in decision.reason
 
@@ -174,16 +192,33 @@ SPACE = {"learning_rate": {"type": "float", "low": 0.001, "high": 0.1, "log": Tr
 
 
 def trial_run(attempt: int, trial: int, lr: float, values: list[float]) -> Attempt:
-    return Attempt(attempt=attempt, epochs=len(values), initial_epoch=0, resumed_from=None, outcome=BELOW,
-                   metric=values[-1], epochs_reached=len(values), epochs_trained=len(values), history=values,
-                   checkpoint="model.keras", trial=trial, rung=0, trial_params={"learning_rate": lr})
+    return Attempt(
+        attempt=attempt,
+        epochs=len(values),
+        initial_epoch=0,
+        resumed_from=None,
+        outcome=BELOW,
+        metric=values[-1],
+        epochs_reached=len(values),
+        epochs_trained=len(values),
+        history=values,
+        checkpoint="model.keras",
+        trial=trial,
+        rung=0,
+        trial_params={"learning_rate": lr},
+    )
 
 
 def test_search_does_not_promote_a_hopeless_trial() -> None:
     flat = [round(0.6 * (1 - math.exp(-e / 2)), 4) for e in range(1, 11)]  # plateau 0.6: hopeless
     rising = [round(0.99 * (1 - math.exp(-e / 10)), 4) for e in range(1, 11)]  # 0.63 at 10, reachable
-    book = Ledger(attempts=[trial_run(1, 1, 0.01, flat), trial_run(2, 2, 0.02, [v * 0.5 for v in flat]),
-                            trial_run(3, 3, 0.03, [v * 0.4 for v in flat])])
+    book = Ledger(
+        attempts=[
+            trial_run(1, 1, 0.01, flat),
+            trial_run(2, 2, 0.02, [v * 0.5 for v in flat]),
+            trial_run(3, 3, 0.03, [v * 0.4 for v in flat]),
+        ]
+    )
     on = cfg(strategy="search", search={"space": SPACE})
     off = cfg(strategy="search", search={"space": SPACE}, stop_when_hopeless=False)
     assert search.next_runs(off, book)[0].trial == 1  # ASHA promotes the best
@@ -198,26 +233,53 @@ def test_search_does_not_promote_a_hopeless_trial() -> None:
 
 
 def test_expected_minutes_fit_a_fixed_part_and_a_part_per_epoch() -> None:
-    book = Ledger(attempts=[Attempt(attempt=1, epochs=10, initial_epoch=0, resumed_from=None, outcome=BELOW,
-                                    epochs_trained=10, minutes=3.0),
-                            Attempt(attempt=2, epochs=30, initial_epoch=10, resumed_from=None, outcome=BELOW,
-                                    epochs_trained=20, minutes=5.0)])
+    book = Ledger(
+        attempts=[
+            Attempt(
+                attempt=1,
+                epochs=10,
+                initial_epoch=0,
+                resumed_from=None,
+                outcome=BELOW,
+                epochs_trained=10,
+                minutes=3.0,
+            ),
+            Attempt(
+                attempt=2,
+                epochs=30,
+                initial_epoch=10,
+                resumed_from=None,
+                outcome=BELOW,
+                epochs_trained=20,
+                minutes=5.0,
+            ),
+        ]
+    )
     assert cost.expected_minutes(book, 40) == pytest.approx(9.0)  # 1 + 0.2 per epoch
     assert cost.expected_minutes(Ledger(attempts=book.attempts[:1]), 20) == pytest.approx(6.0)
     assert cost.expected_minutes(Ledger(), 10) is None
 
 
 def test_totals_and_prices_per_runner_kind() -> None:
-    attempts = [Attempt(attempt=i, epochs=10, initial_epoch=0, resumed_from=None, outcome=BELOW,
-                        minutes=m, runner_kind=k)
-                for i, (m, k) in enumerate([(10.0, "ubuntu-latest"), (5.0, "gpu-t4"), (2.5, "ubuntu-latest"),
-                                            (1.0, "local"), (None, None)], start=1)]
+    attempts = [
+        Attempt(
+            attempt=i, epochs=10, initial_epoch=0, resumed_from=None, outcome=BELOW, minutes=m, runner_kind=k
+        )
+        for i, (m, k) in enumerate(
+            [(10.0, "ubuntu-latest"), (5.0, "gpu-t4"), (2.5, "ubuntu-latest"), (1.0, "local"), (None, None)],
+            start=1,
+        )
+    ]
     totals = cost.totals(attempts, 0.006, {"gpu-t4": 0.052})
-    assert [(t.kind, t.attempts, t.minutes) for t in totals] == [("gpu-t4", 1, 5.0), ("local", 1, 1.0),
-                                                                 ("ubuntu-latest", 2, 12.5)]
+    assert [(t.kind, t.attempts, t.minutes) for t in totals] == [
+        ("gpu-t4", 1, 5.0),
+        ("local", 1, 1.0),
+        ("ubuntu-latest", 2, 12.5),
+    ]
     assert [t.cost for t in totals] == [pytest.approx(0.26), None, pytest.approx(0.075)]
-    assert cost.describe(totals) == ("18.5 runner minutes (gpu-t4: 5.0 min, ~$0.26; local: 1.0 min; "
-                                     "ubuntu-latest: 12.5 min, ~$0.07)")
+    assert cost.describe(totals) == (
+        "18.5 runner minutes (gpu-t4: 5.0 min, ~$0.26; local: 1.0 min; ubuntu-latest: 12.5 min, ~$0.07)"
+    )
     assert cost.price("macos-latest", 0.006) == 0.062 and cost.price("my-runner", 0.01) == 0.01
     assert cost.price("self-hosted", 0.006) == 0.0 and cost.price(cost.LOCAL, 0.006) is None
 
@@ -225,12 +287,15 @@ def test_totals_and_prices_per_runner_kind() -> None:
 ON_GITHUB = {"GITHUB_ACTIONS": "true", "RUNNER_OS": "Linux"}
 
 
-@pytest.mark.parametrize(("env", "kind"), [
-    ({}, "local"),
-    ({**ON_GITHUB, "RUNNER_ENVIRONMENT": "github-hosted"}, "ubuntu-latest"),
-    ({**ON_GITHUB, "RUNNER_OS": "macOS"}, "macos-latest"),
-    ({**ON_GITHUB, "RUNNER_ENVIRONMENT": "self-hosted"}, "self-hosted"),
-])
+@pytest.mark.parametrize(
+    ("env", "kind"),
+    [
+        ({}, "local"),
+        ({**ON_GITHUB, "RUNNER_ENVIRONMENT": "github-hosted"}, "ubuntu-latest"),
+        ({**ON_GITHUB, "RUNNER_OS": "macOS"}, "macos-latest"),
+        ({**ON_GITHUB, "RUNNER_ENVIRONMENT": "self-hosted"}, "self-hosted"),
+    ],
+)
 def test_runner_kind_is_guessed_from_the_runner(env: dict[str, str], kind: str) -> None:
     assert cost.runner_kind(env, None) == kind
     assert cost.runner_kind(env, "gpu-a10") == "gpu-a10"
@@ -241,8 +306,10 @@ def test_minutes_count_from_the_run_start_when_known() -> None:
     iso = "2027-01-15T08:00:00+00:00"
     started = cost.parse_time(iso)
     assert started is not None
-    assert cost.job_start({"started_at": iso}, {"KT_ACTION_STARTED": str(started + 60)}, started + 600) == \
-        (started, "run_started_at")
+    assert cost.job_start({"started_at": iso}, {"KT_ACTION_STARTED": str(started + 60)}, started + 600) == (
+        started,
+        "run_started_at",
+    )
     assert cost.job_start({}, {"KT_ACTION_STARTED": str(now - 90)}, now) == (now - 90, "action")
     # a start after the attempt's, text that is not a time, or a start older than a job may live: not used
     later = {"KT_ACTION_STARTED": str(now + 100)}
@@ -281,9 +348,38 @@ def test_the_ledger_keeps_minutes_and_projections_and_older_ledgers_still_load(t
 
 # The sample model's validation accuracy (ml_code/nn.py, digits, SGD 0.01): a rise, a plateau near 0.76
 # from epoch 9 to 16, then a second rise that crosses 0.9 at epoch 25.
-SAMPLE = [0.1533, 0.3244, 0.4311, 0.5533, 0.6044, 0.6444, 0.7111, 0.7089, 0.7644, 0.7556, 0.7689, 0.7644,
-          0.7578, 0.74, 0.7644, 0.7644, 0.7978, 0.8, 0.8089, 0.8222, 0.8578, 0.8889, 0.8822, 0.8911, 0.9022,
-          0.8978, 0.9111, 0.9089, 0.9178, 0.9311]
+SAMPLE = [
+    0.1533,
+    0.3244,
+    0.4311,
+    0.5533,
+    0.6044,
+    0.6444,
+    0.7111,
+    0.7089,
+    0.7644,
+    0.7556,
+    0.7689,
+    0.7644,
+    0.7578,
+    0.74,
+    0.7644,
+    0.7644,
+    0.7978,
+    0.8,
+    0.8089,
+    0.8222,
+    0.8578,
+    0.8889,
+    0.8822,
+    0.8911,
+    0.9022,
+    0.8978,
+    0.9111,
+    0.9089,
+    0.9178,
+    0.9311,
+]
 
 
 def test_a_second_rise_after_a_plateau_is_never_called_hopeless() -> None:
@@ -320,8 +416,10 @@ def test_summary_and_mail_lines_show_minutes_cost_and_projection() -> None:
         record.minutes_from = "run_started_at"
     book.attempts[-1].projection = projection.record(projection.of_chain(cfg(), book), 0.9)
     lines = summary.cost_lines(book, cfg())
-    assert lines[0] == ("Runner minutes: 6.0 runner minutes (ubuntu-latest: 6.0 min, ~$0.04); estimated cost "
-                        "$0.04; counted from the run's start")
+    assert lines[0] == (
+        "Runner minutes: 6.0 runner minutes (ubuntu-latest: 6.0 min, ~$0.04); estimated cost "
+        "$0.04; counted from the run's start"
+    )
     assert lines[1].startswith("Projection after attempt 3: accuracy 0.8") and "at 100 epochs" in lines[1]
     assert "< 0.90" in lines[1]
     markdown = summary.cost_markdown(book, cfg())

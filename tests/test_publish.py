@@ -52,19 +52,34 @@ def token_never_leaks(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFi
     assert TOKEN not in caplog.text and TOKEN not in shown
 
 
-def chain_state(root: Path, threshold: str = "0.9", *, branch: str = "main", commit: str = COMMIT,
-                max_attempts: str = "10") -> Path:
+def chain_state(
+    root: Path,
+    threshold: str = "0.9",
+    *,
+    branch: str = "main",
+    commit: str = COMMIT,
+    max_attempts: str = "10",
+) -> Path:
     """A real local chain's state folder, as the training job leaves it (chain commit and branch set)."""
     repo = fake_repo(root / "repo")
     code = main(["run", "--repo", str(repo), "--threshold", threshold, "--max-attempts", max_attempts])
     assert code in (0, 3)
     state = repo / ".keeptraining"
     book = ledger.load(state)
-    book.chain.update({"commit": commit, "branch": branch, "repository": "octo-org/keeptraining-demo",
-                       "server_url": "http://github.localhost"})
+    book.chain.update(
+        {
+            "commit": commit,
+            "branch": branch,
+            "repository": "octo-org/keeptraining-demo",
+            "server_url": "http://github.localhost",
+        }
+    )
     for record in book.attempts:
-        record.run = {"id": str(9_000_000_000 + record.attempt), "attempt": "1",
-                      "url": f"http://github.localhost/octo-org/keeptraining-demo/actions/runs/{record.attempt}"}
+        record.run = {
+            "id": str(9_000_000_000 + record.attempt),
+            "attempt": "1",
+            "url": f"http://github.localhost/octo-org/keeptraining-demo/actions/runs/{record.attempt}",
+        }
     ledger.save(state, book)
     return state
 
@@ -72,10 +87,18 @@ def chain_state(root: Path, threshold: str = "0.9", *, branch: str = "main", com
 @pytest.fixture
 def actions_env(emu: GitHubEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The publish job's environment (set by ``publish``, only while it runs; tests may change it)."""
-    env = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": emu.full_name, "GITHUB_API_URL": emu.url,
-           "GITHUB_SERVER_URL": "http://github.localhost", "GITHUB_RUN_ID": "9000000077",
-           "GITHUB_REF_NAME": "main", "KT_GITHUB_TOKEN": TOKEN, "RUNNER_TEMP": str(tmp_path / "runner"),
-           "GITHUB_OUTPUT": str(tmp_path / "outputs"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": emu.full_name,
+        "GITHUB_API_URL": emu.url,
+        "GITHUB_SERVER_URL": "http://github.localhost",
+        "GITHUB_RUN_ID": "9000000077",
+        "GITHUB_REF_NAME": "main",
+        "KT_GITHUB_TOKEN": TOKEN,
+        "RUNNER_TEMP": str(tmp_path / "runner"),
+        "GITHUB_OUTPUT": str(tmp_path / "outputs"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
     (tmp_path / "runner").mkdir()
     for name in ("ACTIONS_ID_TOKEN_REQUEST_URL", "GITHUB_TOKEN", "KT_DEFAULT_BRANCH", "KT_INPUT_COMMIT"):
         monkeypatch.delenv(name, raising=False)
@@ -99,8 +122,8 @@ def client(emu: GitHubEmulator) -> releases.Releases:
 
 
 def test_a_reached_chain_is_released_with_its_card_and_is_the_champion(
-        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = chain_state(tmp_path / "one")
     assert publish(state) == 0
     assert len(emu.releases) == 1
@@ -115,12 +138,16 @@ def test_a_reached_chain_is_released_with_its_card_and_is_the_champion(
     assert card["model"]["bytes"] == len(model)
     assert model == (state / "attempt-004" / "model.keras").read_bytes()
     assert card["commit"] == COMMIT and card["repository"] == emu.full_name
-    assert card["release"] == {"tag": "model-v1",
-                               "url": "http://github.localhost/octo-org/keeptraining-demo/releases/tag/model-v1"}
+    assert card["release"] == {
+        "tag": "model-v1",
+        "url": "http://github.localhost/octo-org/keeptraining-demo/releases/tag/model-v1",
+    }
     assert [r["run_id"] for r in card["runs"]] == ["9000000001", "9000000002", "9000000003", "9000000004"]
     markdown = (emu.release_asset_bytes(release, "MODEL_CARD.md") or b"").decode()
-    assert yaml.safe_load(markdown.split("---\n")[1])["model-index"][0]["results"][0]["metrics"][0]["value"] \
+    assert (
+        yaml.safe_load(markdown.split("---\n")[1])["model-index"][0]["results"][0]["metrics"][0]["value"]
         == card["accuracy"]
+    )
     assert "gh attestation verify model.keras --repo octo-org/keeptraining-demo" in markdown
     outputs = read_outputs(Path(actions_env["GITHUB_OUTPUT"]))
     assert outputs["published"] == "true" and outputs["tag"] == "model-v1"
@@ -136,7 +163,8 @@ def test_a_reached_chain_is_released_with_its_card_and_is_the_champion(
 
 
 def test_the_next_chain_is_the_next_tag_and_the_new_champion(
-        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path) -> None:
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path
+) -> None:
     state = chain_state(tmp_path / "one")
     assert publish(state) == 0
     assert publish(state) == 0  # a re-run of the same publish job: completed, not doubled
@@ -151,8 +179,8 @@ def test_the_next_chain_is_the_next_tag_and_the_new_champion(
 
 
 def test_a_chain_below_the_threshold_releases_nothing(
-        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = chain_state(tmp_path / "one", "0.99", max_attempts="2")
     assert publish(state) == 0
     assert emu.releases == [] and not emu.calls("create-release")
@@ -162,8 +190,8 @@ def test_a_chain_below_the_threshold_releases_nothing(
 
 
 def test_a_chain_on_another_branch_releases_nothing(
-        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     actions_env["GITHUB_REF_NAME"] = "feature"
     assert publish(chain_state(tmp_path / "one", branch="feature")) == 0
     assert emu.releases == []
@@ -171,8 +199,8 @@ def test_a_chain_on_another_branch_releases_nothing(
 
 
 def test_a_failed_upload_warns_and_says_where_the_model_is(
-        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     emu.fail_next("upload-release-asset", 502)
     state = chain_state(tmp_path / "one")
     assert publish(state) == 0  # the verdict stands: the job does not fail
@@ -189,8 +217,8 @@ def test_a_failed_upload_warns_and_says_where_the_model_is(
 
 
 def test_a_token_without_contents_write_warns_with_the_fix(
-        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     emu.denied.add("repos/create-release")
     assert publish(chain_state(tmp_path / "one")) == 0
     out = capsys.readouterr().out
@@ -199,8 +227,8 @@ def test_a_token_without_contents_write_warns_with_the_fix(
 
 
 def test_a_tampered_state_is_refused(
-        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = chain_state(tmp_path / "one")
     model = state / "attempt-004" / "model.keras"
     model.unlink()
@@ -212,15 +240,17 @@ def test_a_tampered_state_is_refused(
     assert "::warning title=Model not published::" in capsys.readouterr().out
 
 
-def test_a_missing_state_warns(emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_state_warns(
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert publish(tmp_path / "not-downloaded") == 0
     out = capsys.readouterr().out
     assert "::warning title=Model not published::No chain state" in out and emu.releases == []
 
 
 def test_a_champion_whose_model_does_not_match_its_card_is_refused(
-        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path) -> None:
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path
+) -> None:
     assert publish(chain_state(tmp_path / "one")) == 0
     emu.releases[0].assets[0].data = b"another model"
     with pytest.raises(PublishError, match="does not match its card"):
@@ -230,8 +260,9 @@ def test_a_champion_whose_model_does_not_match_its_card_is_refused(
         releases.champion(client(emu))
 
 
-def test_other_releases_are_not_the_champion(emu: GitHubEmulator, actions_env: dict[str, str],
-                                             tmp_path: Path) -> None:
+def test_other_releases_are_not_the_champion(
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path
+) -> None:
     assert publish(chain_state(tmp_path / "one")) == 0
     gh = client(emu)
     gh.repo.create_git_release(tag="v1.0.0", name="app", message="", make_latest="true")
@@ -241,10 +272,14 @@ def test_other_releases_are_not_the_champion(emu: GitHubEmulator, actions_env: d
 
 
 def test_a_tag_taken_meanwhile_is_answered_by_the_next_number(
-        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path) -> None:
-    taken = {"message": "Validation Failed", "status": "422",
-             "documentation_url": "https://docs.github.com/rest/releases/releases#create-a-release",
-             "errors": [{"resource": "Release", "code": "already_exists", "field": "tag_name"}]}
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path
+) -> None:
+    taken = {
+        "message": "Validation Failed",
+        "status": "422",
+        "documentation_url": "https://docs.github.com/rest/releases/releases#create-a-release",
+        "errors": [{"resource": "Release", "code": "already_exists", "field": "tag_name"}],
+    }
     emu.fail_next("create-release", 422, body=taken)  # another chain published model-v1 first
     assert publish(chain_state(tmp_path / "one")) == 0
     assert [r.tag_name for r in emu.releases] == ["model-v2"]
@@ -257,13 +292,16 @@ def test_next_tag_orders_the_model_releases() -> None:
 
 
 def test_a_model_worse_than_the_champion_is_released_but_not_marked_latest(
-        emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path) -> None:
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path
+) -> None:
     assert publish(chain_state(tmp_path / "one")) == 0  # model-v1: the champion
     state = chain_state(tmp_path / "two", commit="b" * 40)
     emu.parents["b" * 40] = COMMIT
-    why = ("Published but not marked latest: the new model's accuracy 0.9000 is worse than the champion "
-           "model-v1's 0.9100 (-0.0100), both evaluated with this commit's code and data; the champion "
-           "stays.")
+    why = (
+        "Published but not marked latest: the new model's accuracy 0.9000 is worse than the champion "
+        "model-v1's 0.9100 (-0.0100), both evaluated with this commit's code and data; the champion "
+        "stays."
+    )
     (state / champion_check.CHECK_FILE).write_text(json.dumps({"latest": False, "reason": why}))
     assert publish(state) == 0
     assert [r.tag_name for r in emu.releases] == ["model-v1", "model-v2"]
@@ -273,4 +311,3 @@ def test_a_model_worse_than_the_champion_is_released_but_not_marked_latest(
     assert "Published but not marked latest" in summary and "the champion stays" in summary
     found = releases.champion(client(emu))
     assert found is not None and found.tag == "model-v1"
-

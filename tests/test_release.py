@@ -24,8 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "ghs_releaseToken0123456789"
 FULL_NAME = "acme/keeptraining"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
-GIT_ENV = {"GIT_AUTHOR_NAME": "kt test", "GIT_AUTHOR_EMAIL": "kt@example.invalid",
-           "GIT_COMMITTER_NAME": "kt test", "GIT_COMMITTER_EMAIL": "kt@example.invalid"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "kt test",
+    "GIT_AUTHOR_EMAIL": "kt@example.invalid",
+    "GIT_COMMITTER_NAME": "kt test",
+    "GIT_COMMITTER_EMAIL": "kt@example.invalid",
+}
 
 
 def _load() -> ModuleType:
@@ -84,29 +88,57 @@ def test_check_reads_the_version_and_the_changelog_entry(tmp_path: Path) -> None
     assert checked.notes == ("### Added\n- `keeptraining init`.\n- The reusable workflow keeptraining.yml.")
 
 
-@pytest.mark.parametrize(("tag", "version", "changelog", "problem"), [
-    ("1.0.0", "1.0.0", CHANGELOG, "is not a release tag vX.Y.Z"),
-    ("v1.0", "1.0.0", CHANGELOG, "is not a release tag vX.Y.Z"),
-    ("v1.0.1", "1.0.0", CHANGELOG, "the tag is v1.0.1, but action/keeptraining/__init__.py says "
-                                   "__version__ = '1.0.0'"),
-    ("v1.0.0", "1.0.0", CHANGELOG.replace("## [Unreleased]\n", ""), "has no `## [Unreleased]` section"),
-    ("v1.1.0", "1.1.0", CHANGELOG, "CHANGELOG.md has no entry for 1.1.0"),
-    ("v0.1.0", "0.1.0", CHANGELOG, "0.1.0 is not the newest entry (1.0.0 is)"),
-    ("v1.0.0", "1.0.0", CHANGELOG.replace("[1.0.0] - 2026-12-06", "[1.0.0]"), "has no date"),
-    ("v1.0.0", "1.0.0", CHANGELOG.replace("### Added\n- `keeptraining init`.\n- The reusable workflow "
-                                          "keeptraining.yml.\n", ""), "lists no change"),
-], ids=["no-v", "two-parts", "version-differs", "no-unreleased", "no-entry", "not-newest", "no-date",
-        "empty-entry"])
-def test_check_refuses_what_does_not_agree(tmp_path: Path, tag: str, version: str, changelog: str,
-                                          problem: str) -> None:
+@pytest.mark.parametrize(
+    ("tag", "version", "changelog", "problem"),
+    [
+        ("1.0.0", "1.0.0", CHANGELOG, "is not a release tag vX.Y.Z"),
+        ("v1.0", "1.0.0", CHANGELOG, "is not a release tag vX.Y.Z"),
+        (
+            "v1.0.1",
+            "1.0.0",
+            CHANGELOG,
+            "the tag is v1.0.1, but action/keeptraining/__init__.py says __version__ = '1.0.0'",
+        ),
+        ("v1.0.0", "1.0.0", CHANGELOG.replace("## [Unreleased]\n", ""), "has no `## [Unreleased]` section"),
+        ("v1.1.0", "1.1.0", CHANGELOG, "CHANGELOG.md has no entry for 1.1.0"),
+        ("v0.1.0", "0.1.0", CHANGELOG, "0.1.0 is not the newest entry (1.0.0 is)"),
+        ("v1.0.0", "1.0.0", CHANGELOG.replace("[1.0.0] - 2026-12-06", "[1.0.0]"), "has no date"),
+        (
+            "v1.0.0",
+            "1.0.0",
+            CHANGELOG.replace(
+                "### Added\n- `keeptraining init`.\n- The reusable workflow keeptraining.yml.\n", ""
+            ),
+            "lists no change",
+        ),
+    ],
+    ids=[
+        "no-v",
+        "two-parts",
+        "version-differs",
+        "no-unreleased",
+        "no-entry",
+        "not-newest",
+        "no-date",
+        "empty-entry",
+    ],
+)
+def test_check_refuses_what_does_not_agree(
+    tmp_path: Path, tag: str, version: str, changelog: str, problem: str
+) -> None:
     with pytest.raises(release.ReleaseError, match=re.escape(problem)):
         release.check(tag, project(tmp_path, version, changelog))
 
 
 def test_the_repository_version_is_written_once_and_shown_by_the_cli() -> None:
     assert release.package_version(ROOT) == __version__
-    done = subprocess.run([sys.executable, "-m", "keeptraining", "--version"], capture_output=True, text=True,
-                          check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "action")})
+    done = subprocess.run(
+        [sys.executable, "-m", "keeptraining", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "action")},
+    )
     assert done.stdout.strip() == f"keeptraining {__version__}"
     pyproject = (ROOT / "action" / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in pyproject and __version__ not in pyproject
@@ -119,7 +151,8 @@ def test_the_repositorys_own_changelog_agrees_with_its_version(capsys: pytest.Ca
 
 
 def test_check_command_prints_the_notes_and_fails_with_an_annotation(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = project(tmp_path)
     assert release.main(["check", "v1.0.0"], env={}, root=root) == 0
     assert capsys.readouterr().out.startswith("### Added\n")
@@ -145,8 +178,9 @@ def test_rewrite_pins_every_own_action_reference_to_the_release_commit(tmp_path:
         sub = "uses: OWNER/keeptraining/action/publish@v1"
         assert text.count(f"uses: {FULL_NAME}/action/publish@{sha} # v1.0.0") == before.count(sub)
         # Nothing else changed, and every step's `uses:` is now pinned to a full SHA.
-        unpinned = text.replace(f"{FULL_NAME}/action/publish@{sha} # v1.0.0",
-                                "OWNER/keeptraining/action/publish@v1")
+        unpinned = text.replace(
+            f"{FULL_NAME}/action/publish@{sha} # v1.0.0", "OWNER/keeptraining/action/publish@v1"
+        )
         assert unpinned.replace(f"{FULL_NAME}/action@{sha} # v1.0.0", release.PLACEHOLDER) == before
         data = yaml.safe_load(text)
         for job in data["jobs"].values():
@@ -156,7 +190,8 @@ def test_rewrite_pins_every_own_action_reference_to_the_release_commit(tmp_path:
 
 
 def test_rewrite_refuses_a_bad_sha_a_bad_repository_and_a_workflow_without_the_placeholder(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = project(tmp_path)
     with pytest.raises(release.ReleaseError, match="not a full commit SHA"):
         release.rewrite(root, FULL_NAME, "v1.0.0")
@@ -177,8 +212,9 @@ def test_rewrite_refuses_a_bad_sha_a_bad_repository_and_a_workflow_without_the_p
 
 
 def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV})
+    done = subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
+    )
     return done.stdout.strip()
 
 
@@ -197,12 +233,18 @@ class Remote:
         self.sha = git(self.work, "rev-parse", "HEAD")
         self.bare = tmp_path / "remote.git"
         git(tmp_path, "clone", "-q", "--bare", str(self.work), str(self.bare))
-        self.emulator = ReleaseEmulator(FULL_NAME, self.bare, immutable_releases=immutable, head_sha=self.sha,
-                                        tokens={TOKEN})
+        self.emulator = ReleaseEmulator(
+            FULL_NAME, self.bare, immutable_releases=immutable, head_sha=self.sha, tokens={TOKEN}
+        )
 
     def env(self) -> dict[str, str]:
-        return {"GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": self.emulator.url, "GITHUB_REPOSITORY": FULL_NAME,
-                "GITHUB_SHA": self.sha, "GITHUB_ACTIONS": "true"}
+        return {
+            "GITHUB_TOKEN": TOKEN,
+            "GITHUB_API_URL": self.emulator.url,
+            "GITHUB_REPOSITORY": FULL_NAME,
+            "GITHUB_SHA": self.sha,
+            "GITHUB_ACTIONS": "true",
+        }
 
     def publish(self) -> int:
         code: int = release.main(["publish", "v1.0.0"], env=self.env(), root=self.work)
@@ -227,7 +269,8 @@ def remote(tmp_path: Path) -> Iterator[Remote]:
 
 
 def test_publish_makes_the_release_commit_publishes_an_immutable_release_and_moves_the_major_tag(
-        remote: Remote, capsys: pytest.CaptureFixture[str]) -> None:
+    remote: Remote, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert remote.publish() == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     release_commit = remote.rev("v1.0.0")
@@ -254,7 +297,8 @@ def test_publish_makes_the_release_commit_publishes_an_immutable_release_and_mov
 
 
 def test_a_rerun_does_nothing_twice_and_a_later_release_moves_the_major_tag(
-        remote: Remote, capsys: pytest.CaptureFixture[str]) -> None:
+    remote: Remote, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert remote.publish() == 0
     first = remote.rev("v1.0.0")
     capsys.readouterr()
@@ -267,7 +311,8 @@ def test_a_rerun_does_nothing_twice_and_a_later_release_moves_the_major_tag(
 
 
 def test_a_mutable_release_fails_the_job_with_how_to_make_the_next_immutable(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     remote = Remote(tmp_path, immutable=False)
     with remote.emulator:
         assert remote.publish() == 1
@@ -291,8 +336,9 @@ def test_every_operation_of_the_release_emulator_is_exercised(tmp_path: Path) ->
     assert set(git_data.OPERATIONS) <= seen
 
 
-def test_an_annotated_tag_is_followed_to_its_commit(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_annotated_tag_is_followed_to_its_commit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     remote = Remote(tmp_path, annotated=True)
     with remote.emulator:
         assert remote.publish() == 0, capsys.readouterr().out
@@ -300,8 +346,9 @@ def test_an_annotated_tag_is_followed_to_its_commit(tmp_path: Path,
         assert remote.emulator.violations == []
 
 
-def test_a_tag_moved_by_someone_else_stops_the_release(remote: Remote,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_tag_moved_by_someone_else_stops_the_release(
+    remote: Remote, capsys: pytest.CaptureFixture[str]
+) -> None:
     other = git(remote.work, "commit-tree", "-m", "elsewhere", git(remote.work, "rev-parse", "HEAD^{tree}"))
     git(remote.work, "push", "-q", str(remote.bare), f"{other}:refs/heads/other")
     git(remote.bare, "update-ref", "refs/tags/v1.0.0", other)

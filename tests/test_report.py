@@ -54,11 +54,18 @@ def make_ledger(kind: str = "reached", *, threshold: float = 0.9, resume: bool =
         start, end = (STARTS[i], ENDS[i]) if resume else (0.35, ENDS[i])
         history = _history(start, end, epochs - initial)
         record = Attempt(
-            attempt=n, epochs=epochs, initial_epoch=initial,
+            attempt=n,
+            epochs=epochs,
+            initial_epoch=initial,
             resumed_from=f"attempt-{n - 1:03d}/model.keras" if resume and i else None,
-            outcome=REACHED if end >= threshold else BELOW, metric=end, epochs_reached=epochs,
-            epochs_trained=epochs - initial, history=history, duration_s=12.5 * (epochs - initial) / 10,
-            checkpoint=f"attempt-{n:03d}/model.keras", started_at=f"2025-05-01T10:0{n}:00Z",
+            outcome=REACHED if end >= threshold else BELOW,
+            metric=end,
+            epochs_reached=epochs,
+            epochs_trained=epochs - initial,
+            history=history,
+            duration_s=12.5 * (epochs - initial) / 10,
+            checkpoint=f"attempt-{n:03d}/model.keras",
+            started_at=f"2025-05-01T10:0{n}:00Z",
             run={"id": 1000 + n, "url": RUN_URL.format(1000 + n)},
         )
         attempts.append(record)
@@ -75,20 +82,30 @@ def make_ledger(kind: str = "reached", *, threshold: float = 0.9, resume: bool =
         earlier.dispatched = {"run_id": later.run["id"], "url": later.run["url"]}
     if kind == "continue":
         attempts[-1].dispatched = {"run_id": 1003, "url": RUN_URL.format(1003)}
-    chain = {"threshold": threshold, "metric": "accuracy", "commit": COMMIT, "branch": "main",
-             "repository": REPO, "server_url": SERVER, "run_url": RUN_URL.format(1000 + count)}
+    chain = {
+        "threshold": threshold,
+        "metric": "accuracy",
+        "commit": COMMIT,
+        "branch": "main",
+        "repository": REPO,
+        "server_url": SERVER,
+        "run_url": RUN_URL.format(1000 + count),
+    }
     return Ledger(chain=chain, attempts=attempts)
 
 
 def chain_case(kind: str, *, resume: bool = True) -> tuple[Config, Ledger, strategy.Decision]:
     """(config, ledger, decision) for a chain ending in ``kind`` (or still going: continue)."""
     threshold = 0.95 if kind == "exhausted" else 0.9
-    config = make_config(threshold=threshold, max_attempts=3 if kind == "exhausted" else 10,
-                         resume=resume)
+    config = make_config(threshold=threshold, max_attempts=3 if kind == "exhausted" else 10, resume=resume)
     ledger = make_ledger(kind, threshold=threshold, resume=resume)
     decision = strategy.decide(config, ledger)
-    expected = {"reached": strategy.CHAIN_REACHED, "exhausted": strategy.EXHAUSTED,
-                "failed": strategy.CHAIN_FAILED, "continue": strategy.CONTINUE}[kind]
+    expected = {
+        "reached": strategy.CHAIN_REACHED,
+        "exhausted": strategy.EXHAUSTED,
+        "failed": strategy.CHAIN_FAILED,
+        "continue": strategy.CONTINUE,
+    }[kind]
     assert decision.kind == expected
     return config, ledger, decision
 
@@ -109,9 +126,9 @@ def decode_png(data: bytes) -> list[list[tuple[int, int, int]]]:
     channels = 3 if colour_type == 2 else 4
     pos, idat, kinds = 8, b"", []
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(kind + body)
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] == zlib.crc32(kind + body)
         kinds.append(kind)
         idat += body if kind == b"IDAT" else b""
         pos += 12 + length
@@ -122,15 +139,19 @@ def decode_png(data: bytes) -> list[list[tuple[int, int, int]]]:
     rows: list[list[tuple[int, int, int]]] = []
     previous = bytearray(stride)
     for y in range(height):
-        filter_type, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        filter_type, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
         for i in range(stride):
             left = line[i - channels] if i >= channels else 0
             up, corner = previous[i], previous[i - channels] if i >= channels else 0
             guess = left + up - corner
-            paeth = min((abs(guess - left), 0, left), (abs(guess - up), 1, up),
-                        (abs(guess - corner), 2, corner))[2]
+            paeth = min(
+                (abs(guess - left), 0, left), (abs(guess - up), 1, up), (abs(guess - corner), 2, corner)
+            )[2]
             line[i] = (line[i] + (0, left, up, (left + up) // 2, paeth)[filter_type]) & 0xFF
-        rows.append([tuple(line[x * channels:x * channels + 3]) for x in range(width)])  # type: ignore[misc]
+        rows.append([tuple(line[x * channels : x * channels + 3]) for x in range(width)])  # type: ignore[misc]
         previous = line
     return rows
 
@@ -140,6 +161,7 @@ HOSTILE = "boom | `rm -rf /` <script>alert(1)</script>\n::error::pwned [x](javas
 
 # --------------------------------------------------------------------------- verdicts
 
+
 def _verdict(kind: str) -> str:
     config, ledger, decision = chain_case(kind)
     return report.verdict(ledger, config, decision)
@@ -147,12 +169,17 @@ def _verdict(kind: str) -> str:
 
 def test_verdicts_of_each_ending() -> None:
     assert _verdict("reached") == "Threshold reached: accuracy 0.9300 ≥ 0.90 at attempt 3 (30 epochs)"
-    assert _verdict("exhausted") == \
-        "Threshold not reached after 3 attempts: best accuracy 0.9300 at attempt 3"
-    assert _verdict("failed") == \
-        "Attempt 2 failed: Training command exited with status 1 (MemoryError: out of memory)"
-    assert _verdict("continue") == \
-        "Below threshold: accuracy 0.8600 < 0.90 at attempt 2 (20 epochs); next attempt 3 trains to 30 epochs"
+    assert (
+        _verdict("exhausted") == "Threshold not reached after 3 attempts: best accuracy 0.9300 at attempt 3"
+    )
+    assert (
+        _verdict("failed")
+        == "Attempt 2 failed: Training command exited with status 1 (MemoryError: out of memory)"
+    )
+    assert (
+        _verdict("continue") == "Below threshold: accuracy 0.8600 < 0.90 at attempt 2 (20 epochs); "
+        "next attempt 3 trains to 30 epochs"
+    )
 
 
 def test_verdict_is_one_line_even_for_a_multiline_error() -> None:
@@ -163,6 +190,7 @@ def test_verdict_is_one_line_even_for_a_multiline_error() -> None:
 
 
 # --------------------------------------------------------------------------- tables
+
 
 def test_terminal_table_is_aligned() -> None:
     config, ledger, _ = chain_case("reached")
@@ -176,8 +204,8 @@ def test_terminal_table_is_aligned() -> None:
     column = header.index("Outcome")
     assert all(row[column:].split()[0] in ("below", "reached") for row in body)
     right_edge = header.index("accuracy") + len("accuracy")  # numbers are right-aligned under it
-    assert all(row[right_edge - 6:right_edge] in ("0.7100", "0.8600", "0.9300") for row in body)
-    assert all(row[column - 2:column] == "  " for row in body)
+    assert all(row[right_edge - 6 : right_edge] in ("0.7100", "0.8600", "0.9300") for row in body)
+    assert all(row[column - 2 : column] == "  " for row in body)
 
 
 def test_terminal_table_shows_the_failure_on_one_line() -> None:
@@ -234,6 +262,7 @@ def test_empty_ledger_renders_without_error(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- mermaid
 
+
 def _mermaid_lines(block: str) -> list[list[float]]:
     return [[float(v) for v in m.split(",")] for m in re.findall(r"^\s*line \[([^\]]*)\]", block, re.M)]
 
@@ -263,8 +292,17 @@ def test_mermaid_chart_without_resume_draws_one_line_per_attempt() -> None:
 
 def test_mermaid_chart_samples_long_chains() -> None:
     config = make_config()
-    record = Attempt(attempt=1, epochs=500, initial_epoch=0, resumed_from=None, outcome=BELOW,
-                     metric=0.8, epochs_reached=500, epochs_trained=500, history=_history(0.1, 0.8, 500))
+    record = Attempt(
+        attempt=1,
+        epochs=500,
+        initial_epoch=0,
+        resumed_from=None,
+        outcome=BELOW,
+        metric=0.8,
+        epochs_reached=500,
+        epochs_trained=500,
+        history=_history(0.1, 0.8, 500),
+    )
     block = report.mermaid_chart(Ledger(attempts=[record]), config)
     axis = re.search(r'x-axis "epoch" \[([^\]]*)\]', block)
     assert axis is not None
@@ -327,11 +365,13 @@ def test_chart_png_needs_no_plotting_library(tmp_path: Path) -> None:
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    script = ("import sys\nfor name in ('matplotlib', 'numpy', 'PIL'): sys.modules[name] = None\n"
-              "from pathlib import Path\nfrom test_report import chain_case\n"
-              "from keeptraining.reports import summary\n"
-              "config, ledger, decision = chain_case('reached')\n"
-              f"summary.render_chart(ledger, config, Path({str(tmp_path / 'c.png')!r}), decision)\n")
+    script = (
+        "import sys\nfor name in ('matplotlib', 'numpy', 'PIL'): sys.modules[name] = None\n"
+        "from pathlib import Path\nfrom test_report import chain_case\n"
+        "from keeptraining.reports import summary\n"
+        "config, ledger, decision = chain_case('reached')\n"
+        f"summary.render_chart(ledger, config, Path({str(tmp_path / 'c.png')!r}), decision)\n"
+    )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parent, timeout=120)
     assert png_size((tmp_path / "c.png").read_bytes()) == report.CHART_SIZE_PX
 
@@ -344,6 +384,7 @@ def test_chart_without_resume_and_hostile_error(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- job summary
+
 
 def test_job_summary_has_table_chart_provenance_and_next_run() -> None:
     config, ledger, decision = chain_case("continue")
@@ -373,8 +414,9 @@ def test_job_summary_says_where_the_metric_came_from_and_warns() -> None:
     last.metric_source, last.metric_line = "stdout (result line)", "Test accuracy: 0.93 <b>|"
     last.warnings = ["the script trained to epoch 15, not to KT_EPOCHS=30 *now*"]
     text = report.job_summary(ledger, make_config(), strategy.decide(make_config(), ledger))
-    assert ("**accuracy read from:** stdout \\(result line\\): "
-            "<code>Test accuracy: 0.93 &lt;b&gt;|</code>") in text
+    assert (
+        "**accuracy read from:** stdout \\(result line\\): <code>Test accuracy: 0.93 &lt;b&gt;|</code>"
+    ) in text
     assert "> **Warning:** the script trained to epoch 15, not to KT\\_EPOCHS=30 \\*now\\*" in text
     last.metric_source, last.metric_line, last.warnings = "evaluate", None, []
     text = report.job_summary(ledger, make_config(), strategy.decide(make_config(), ledger))

@@ -41,22 +41,38 @@ OTHER = EmulatedWorkflow(161_336, "CI", ".github/workflows/ci.yml")
 @pytest.fixture
 def emulator() -> Iterator[GitHubEmulator]:
     store = ArtifactStore(BlobStore())
-    with GitHubEmulator("acme/models", head_sha=CHAIN, workflows=[WORKFLOW, OTHER], tokens={TOKEN},
-                        artifacts=store) as emu:
+    with GitHubEmulator(
+        "acme/models", head_sha=CHAIN, workflows=[WORKFLOW, OTHER], tokens={TOKEN}, artifacts=store
+    ) as emu:
         store.blobs.base_url = emu.base
         yield emu
         assert emu.violations == []
 
 
 def env_for(emu: GitHubEmulator, **inputs: str) -> dict[str, str]:
-    return {"GITHUB_ACTIONS": "true", "GITHUB_API_URL": emu.url, "GITHUB_SERVER_URL": emu.server_url,
-            "GITHUB_REPOSITORY": emu.full_name, "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main",
-            "GITHUB_REF_TYPE": "branch", "GITHUB_SHA": CHAIN, "GITHUB_RUN_ID": "1",
-            "GITHUB_WORKFLOW_REF": f"{emu.full_name}/{WORKFLOW.path}@refs/heads/main", **inputs}
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_API_URL": emu.url,
+        "GITHUB_SERVER_URL": emu.server_url,
+        "GITHUB_REPOSITORY": emu.full_name,
+        "GITHUB_REF": "refs/heads/main",
+        "GITHUB_REF_NAME": "main",
+        "GITHUB_REF_TYPE": "branch",
+        "GITHUB_SHA": CHAIN,
+        "GITHUB_RUN_ID": "1",
+        "GITHUB_WORKFLOW_REF": f"{emu.full_name}/{WORKFLOW.path}@refs/heads/main",
+        **inputs,
+    }
 
 
-def uploaded(emu: GitHubEmulator, run: EmulatedRun, *, expired: bool = False, run_attempt: int = 1,
-             name: str = "keeptraining-state") -> int:
+def uploaded(
+    emu: GitHubEmulator,
+    run: EmulatedRun,
+    *,
+    expired: bool = False,
+    run_attempt: int = 1,
+    name: str = "keeptraining-state",
+) -> int:
     """The run's keeptraining-state artifact, as upload-artifact leaves it (in run attempt
     ``run_attempt``, named as the action names it then); its id."""
     store = emu.artifacts
@@ -85,11 +101,16 @@ def previous(emu: GitHubEmulator, workflow_id: int = WORKFLOW.id, **fields: str)
 
 
 def test_a_push_run_of_this_workflow_on_the_chains_commit_may_be_resumed(
-        emulator: GitHubEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    emulator: GitHubEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = previous(emulator, event="push", head_sha=CHAIN)
     (artifact,) = emulator.artifacts.of_run(run.id)  # type: ignore[union-attr]
-    assert check(emulator, run.id) == {"commit": CHAIN, "resume": "ok", "problem": "",
-                                       "state-artifact-id": str(artifact.id)}
+    assert check(emulator, run.id) == {
+        "commit": CHAIN,
+        "resume": "ok",
+        "problem": "",
+        "state-artifact-id": str(artifact.id),
+    }
     said = capsys.readouterr().out
     assert f"Run {run.id} (push, commit {CHAIN[:7]}) of this workflow may be resumed" in said
     assert not emulator.calls("download-artifact"), "nothing is downloaded by the check"
@@ -97,7 +118,8 @@ def test_a_push_run_of_this_workflow_on_the_chains_commit_may_be_resumed(
 
 @pytest.mark.parametrize("descending_ids", [False, True])
 def test_the_newest_run_attempts_state_is_chosen_not_the_highest_artifact_id(
-        emulator: GitHubEmulator, descending_ids: bool) -> None:
+    emulator: GitHubEmulator, descending_ids: bool
+) -> None:
     """A re-run uploads a second state to the same run (names are unique per run *attempt*); the next
     attempt restores the newest attempt's, also when the older upload holds the higher id."""
     assert emulator.artifacts is not None
@@ -113,11 +135,22 @@ def test_the_newest_run_attempts_state_is_chosen_not_the_highest_artifact_id(
 
 
 def test_artifact_names_carry_the_run_attempt_from_the_second_on() -> None:
-    assert [restore.artifact_name("keeptraining-state", n) for n in (1, 2, 13)] == \
-        ["keeptraining-state", "keeptraining-state-attempt-2", "keeptraining-state-attempt-13"]
-    assert [restore.attempt_of(name, "keeptraining-state") for name in (
-        "keeptraining-state", "keeptraining-state-attempt-2", "keeptraining-state-attempt-0",
-        "keeptraining-state-x", "keeptraining-stateful", "other")] == [1, 2, None, None, None, None]
+    assert [restore.artifact_name("keeptraining-state", n) for n in (1, 2, 13)] == [
+        "keeptraining-state",
+        "keeptraining-state-attempt-2",
+        "keeptraining-state-attempt-13",
+    ]
+    assert [
+        restore.attempt_of(name, "keeptraining-state")
+        for name in (
+            "keeptraining-state",
+            "keeptraining-state-attempt-2",
+            "keeptraining-state-attempt-0",
+            "keeptraining-state-x",
+            "keeptraining-stateful",
+            "other",
+        )
+    ] == [1, 2, None, None, None, None]
 
 
 def test_a_merge_job_lists_each_slots_trial_of_the_newest_run_attempt(emulator: GitHubEmulator) -> None:
@@ -137,11 +170,14 @@ def test_a_merge_job_lists_each_slots_trial_of_the_newest_run_attempt(emulator: 
 
 
 def test_a_merge_job_whose_trials_cannot_be_listed_warns_and_downloads_none(
-        emulator: GitHubEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    emulator: GitHubEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = env_for(emulator, KT_INPUT_ROLE="merge", GITHUB_RUN_ID="424242")  # no such run
     assert restore.check_step(env, TOKEN)["trial-artifact-ids"] == ""
-    assert "::warning title=Trials not listed::the GitHub API refused to list the artifacts of run 424242 " \
+    assert (
+        "::warning title=Trials not listed::the GitHub API refused to list the artifacts of run 424242 "
         "(HTTP 404)" in capsys.readouterr().out
+    )
 
 
 def test_a_dispatched_run_on_a_later_commit_of_the_branch_may_be_resumed(emulator: GitHubEmulator) -> None:
@@ -150,19 +186,26 @@ def test_a_dispatched_run_on_a_later_commit_of_the_branch_may_be_resumed(emulato
     assert check(emulator, run.id, KT_INPUT_COMMIT=CHAIN)["resume"] == "ok"
 
 
-@pytest.mark.parametrize(("case", "expected"), [
-    ("fork", "it ran code from someone/models (a fork), not from this repository"),
-    ("other-workflow", "it is a run of ci.yml, not of continuous-training.yml"),
-    ("pull-request", "it was started by a pull_request event; only runs started by push or "
-                     "workflow_dispatch hand their state on"),
-    ("other-commit", f"it trained commit {'d' * 7}, not the chain's commit {CHAIN[:7]}"),
-    ("unrelated-dispatch", f"it ran on commit {'e' * 7}, which does not follow the chain's commit"),
-    ("missing", "there is no such run in acme/models"),
-    ("never-uploaded", "it has no keeptraining-state artifact (deleted, or never uploaded"),
-    ("expired", "its keeptraining-state artifact expired ("),
-])
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("fork", "it ran code from someone/models (a fork), not from this repository"),
+        ("other-workflow", "it is a run of ci.yml, not of continuous-training.yml"),
+        (
+            "pull-request",
+            "it was started by a pull_request event; only runs started by push or "
+            "workflow_dispatch hand their state on",
+        ),
+        ("other-commit", f"it trained commit {'d' * 7}, not the chain's commit {CHAIN[:7]}"),
+        ("unrelated-dispatch", f"it ran on commit {'e' * 7}, which does not follow the chain's commit"),
+        ("missing", "there is no such run in acme/models"),
+        ("never-uploaded", "it has no keeptraining-state artifact (deleted, or never uploaded"),
+        ("expired", "its keeptraining-state artifact expired ("),
+    ],
+)
 def test_a_run_that_is_not_this_chains_is_refused_before_anything_is_downloaded(
-        emulator: GitHubEmulator, case: str, expected: str) -> None:
+    emulator: GitHubEmulator, case: str, expected: str
+) -> None:
     if case == "missing":
         run_id = 123_456
     elif case == "never-uploaded":
@@ -188,13 +231,20 @@ def test_a_run_that_is_not_this_chains_is_refused_before_anything_is_downloaded(
     assert not emulator.calls("download-artifact")
 
 
-@pytest.mark.parametrize("inputs", [
-    {"KT_INPUT_RESUME_RUN_ID": "12 34"}, {"KT_INPUT_RESUME_RUN_ID": "1\n::error::forged"},
-    {"KT_INPUT_COMMIT": "abc1234"}, {"KT_INPUT_COMMIT": "$(touch pwned)"},
-    {"KT_INPUT_EPOCHS": "`id`"}, {"KT_INPUT_ATTEMPT": "2; touch pwned"},
-])
-def test_malformed_inputs_check_nothing_and_call_no_api(emulator: GitHubEmulator,
-                                                       inputs: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"KT_INPUT_RESUME_RUN_ID": "12 34"},
+        {"KT_INPUT_RESUME_RUN_ID": "1\n::error::forged"},
+        {"KT_INPUT_COMMIT": "abc1234"},
+        {"KT_INPUT_COMMIT": "$(touch pwned)"},
+        {"KT_INPUT_EPOCHS": "`id`"},
+        {"KT_INPUT_ATTEMPT": "2; touch pwned"},
+    ],
+)
+def test_malformed_inputs_check_nothing_and_call_no_api(
+    emulator: GitHubEmulator, inputs: dict[str, str]
+) -> None:
     outputs = restore.check_step({**env_for(emulator, KT_INPUT_RESUME_RUN_ID="5"), **inputs}, TOKEN)
     assert outputs == {"commit": "", "resume": "invalid", "problem": "", "state-artifact-id": ""}
     assert emulator.requests == []
@@ -212,9 +262,15 @@ def test_the_run_id_is_never_echoed() -> None:
 def state(folder: Path, commit: str, attempts: int) -> Path:
     record = {"attempt": 0, "epochs": 10, "initial_epoch": 0, "resumed_from": None, "outcome": "below"}
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "ledger.json").write_text(json.dumps({
-        "version": 1, "chain": {"commit": commit},
-        "attempts": [{**record, "attempt": n, "epochs": 10 * n} for n in range(1, attempts + 1)]}))
+    (folder / "ledger.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "chain": {"commit": commit},
+                "attempts": [{**record, "attempt": n, "epochs": 10 * n} for n in range(1, attempts + 1)],
+            }
+        )
+    )
     return folder
 
 
@@ -227,16 +283,27 @@ def test_the_chains_own_state_is_accepted(tmp_path: Path) -> None:
     assert restore.problem({}, tmp_path / "none", CHAIN, 1) is None  # a new chain: nothing to resume
 
 
-@pytest.mark.parametrize(("env", "commit", "attempts", "expected"), [
-    ({"KT_RESUME_CHECK": "refused", "KT_RESUME_PROBLEM": "run 77 cannot be resumed: it expired\nStart over."},
-     CHAIN, 2, "run 77 cannot be resumed: it expired"),
-    ({"KT_RESTORE_OUTCOME": "failure"}, CHAIN, 2, "the chain state of run 77 could not be downloaded"),
-    ({}, "d" * 40, 2, f"belongs to the chain of commit {'d' * 7}, not {CHAIN[:7]}"),
-    ({}, CHAIN, 1, "ends at attempt 1, and this is attempt 3"),
-    ({}, None, 0, "holds no ledger.json"),
-])
+@pytest.mark.parametrize(
+    ("env", "commit", "attempts", "expected"),
+    [
+        (
+            {
+                "KT_RESUME_CHECK": "refused",
+                "KT_RESUME_PROBLEM": "run 77 cannot be resumed: it expired\nStart over.",
+            },
+            CHAIN,
+            2,
+            "run 77 cannot be resumed: it expired",
+        ),
+        ({"KT_RESTORE_OUTCOME": "failure"}, CHAIN, 2, "the chain state of run 77 could not be downloaded"),
+        ({}, "d" * 40, 2, f"belongs to the chain of commit {'d' * 7}, not {CHAIN[:7]}"),
+        ({}, CHAIN, 1, "ends at attempt 1, and this is attempt 3"),
+        ({}, None, 0, "holds no ledger.json"),
+    ],
+)
 def test_state_that_is_not_usable_is_a_clear_restore_error(
-        tmp_path: Path, env: dict[str, str], commit: str | None, attempts: int, expected: str) -> None:
+    tmp_path: Path, env: dict[str, str], commit: str | None, attempts: int, expected: str
+) -> None:
     folder = state(tmp_path, commit, attempts) if commit else tmp_path
     found = restore.problem(arrived(**env), folder, CHAIN, 3)
     assert isinstance(found, RestoreError) and expected in found.message
@@ -247,16 +314,25 @@ def test_state_that_is_not_usable_is_a_clear_restore_error(
 
 
 def test_an_expired_state_fails_the_attempt_with_outputs_summary_and_mail(
-        tmp_path: Path, emulator: GitHubEmulator, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    emulator: GitHubEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     run = emulator.add_run(WORKFLOW.id, event="push", head_sha=CHAIN)
     uploaded(emulator, run, expired=True)
     env = env_for(emulator, KT_INPUT_RESUME_RUN_ID=str(run.id), KT_INPUT_ATTEMPT="2", KT_INPUT_EPOCHS="20")
     checked = restore.check_step(env, TOKEN)
     files = {"GITHUB_OUTPUT": tmp_path / "out", "GITHUB_STEP_SUMMARY": tmp_path / "summary.md"}
-    for name, value in {**env, **{k: str(v) for k, v in files.items()}, "KT_GITHUB_TOKEN": TOKEN,
-                        "KT_INPUT_DISPATCH": "true", "KT_RESUME_CHECK": checked["resume"],
-                        "KT_RESUME_PROBLEM": checked["problem"], "KT_RESTORE_OUTCOME": "skipped"}.items():
+    for name, value in {
+        **env,
+        **{k: str(v) for k, v in files.items()},
+        "KT_GITHUB_TOKEN": TOKEN,
+        "KT_INPUT_DISPATCH": "true",
+        "KT_RESUME_CHECK": checked["resume"],
+        "KT_RESUME_PROBLEM": checked["problem"],
+        "KT_RESTORE_OUTCOME": "skipped",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("KT_SMTP_PASSWORD", raising=False)
     repo = fake_repo(tmp_path / "repo")
@@ -280,12 +356,20 @@ def test_an_expired_state_fails_the_attempt_with_outputs_summary_and_mail(
 
 
 def test_a_foreign_ledger_is_moved_aside_not_appended_to(
-        tmp_path: Path, emulator: GitHubEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, emulator: GitHubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = fake_repo(tmp_path / "repo")
     state(repo / ".keeptraining", "d" * 40, 1)
     files = {"GITHUB_OUTPUT": tmp_path / "out", "GITHUB_STEP_SUMMARY": tmp_path / "summary.md"}
-    env = env_for(emulator, KT_INPUT_RESUME_RUN_ID="77", KT_INPUT_ATTEMPT="2", KT_RESUME_CHECK="ok",
-                  KT_RESTORE_OUTCOME="success", KT_GITHUB_TOKEN=TOKEN, KT_INPUT_COMMIT_STATUS="false")
+    env = env_for(
+        emulator,
+        KT_INPUT_RESUME_RUN_ID="77",
+        KT_INPUT_ATTEMPT="2",
+        KT_RESUME_CHECK="ok",
+        KT_RESTORE_OUTCOME="success",
+        KT_GITHUB_TOKEN=TOKEN,
+        KT_INPUT_COMMIT_STATUS="false",
+    )
     for name, value in {**env, **{k: str(v) for k, v in files.items()}}.items():
         monkeypatch.setenv(name, value)
     assert main(["attempt", "--repo", str(repo)]) == 1
@@ -301,15 +385,27 @@ def test_a_rerun_reads_what_its_earlier_tries_dispatched_from_their_state(emulat
     store = emulator.artifacts
     assert store is not None
     run = emulator.add_run(WORKFLOW.id, event="push", head_sha=CHAIN)
-    records = [{"attempt": 1, "run": {"id": str(run.id), "attempt": "1"},
-                "dispatched": {"attempt": 2, "run": 1, "epochs": 20, "run_id": 9_000_000_777, "url": None}},
-               {"attempt": 2, "run": {"id": "123", "attempt": "1"},  # another run's record: not this run's
-                "dispatched": {"attempt": 3, "run": 1, "run_id": 9_000_000_888}}]
+    records = [
+        {
+            "attempt": 1,
+            "run": {"id": str(run.id), "attempt": "1"},
+            "dispatched": {"attempt": 2, "run": 1, "epochs": 20, "run_id": 9_000_000_777, "url": None},
+        },
+        {
+            "attempt": 2,
+            "run": {"id": "123", "attempt": "1"},  # another run's record: not this run's
+            "dispatched": {"attempt": 3, "run": 1, "run_id": 9_000_000_888},
+        },
+    ]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("ledger.json", json.dumps({"version": 1, "attempts": records}))
-    artifact = store.create(run.id, Identity(RuntimeTokens.run_backend_id(run.id), "job"),
-                            "keeptraining-state", utcnow() + timedelta(days=14))
+    artifact = store.create(
+        run.id,
+        Identity(RuntimeTokens.run_backend_id(run.id), "job"),
+        "keeptraining-state",
+        utcnow() + timedelta(days=14),
+    )
     data = buffer.getvalue()
     store.blobs.blobs[artifact.blob_path] = Blob(data, "application/zip", committed=True)
     artifact.size, artifact.finalized = len(data), True

@@ -12,34 +12,40 @@ from keeptraining.errors import MetricError
 PROGRESS = "19/19 - 0s - 6ms/step - accuracy: 0.9900 - loss: 0.0312 - val_accuracy: 0.5000 - val_loss: 2.1"
 
 
-@pytest.mark.parametrize(("output", "value", "kind"), [
-    ("Test accuracy: 0.93\n", 0.93, "result line"),
-    ("test_accuracy=0.93\n", 0.93, "result line"),
-    ("accuracy: 0.93\n", 0.93, "result line"),
-    ("Final Accuracy 1.0\n", 1.0, "result line"),
-    ("Test accuracy: 0.9312 \n", 0.9312, "result line"),
-    ("Test accuracy: 0.8663697242736816\n", 0.8663697242736816, "result line"),  # print("...", value)
-    (f"Epoch 3/3\n{PROGRESS}\nTest accuracy: 0.81\nsaved the model\n", 0.81, "result line"),
-    ("Test accuracy: 0.5\nTest accuracy: 0.6\n", 0.6, "result line"),  # the last one
-    (f"Test accuracy: 0.7\n{PROGRESS}\n", 0.7, "result line"),  # a line of its own beats val_ anywhere
-    (f"Epoch 1/1\n{PROGRESS}\n", 0.5, "val_accuracy"),  # never the progress line's 0.99
-    ("val_accuracy=0.64\n", 0.64, "result line"),  # on its own line, the validation value is a result
-])
+@pytest.mark.parametrize(
+    ("output", "value", "kind"),
+    [
+        ("Test accuracy: 0.93\n", 0.93, "result line"),
+        ("test_accuracy=0.93\n", 0.93, "result line"),
+        ("accuracy: 0.93\n", 0.93, "result line"),
+        ("Final Accuracy 1.0\n", 1.0, "result line"),
+        ("Test accuracy: 0.9312 \n", 0.9312, "result line"),
+        ("Test accuracy: 0.8663697242736816\n", 0.8663697242736816, "result line"),  # print("...", value)
+        (f"Epoch 3/3\n{PROGRESS}\nTest accuracy: 0.81\nsaved the model\n", 0.81, "result line"),
+        ("Test accuracy: 0.5\nTest accuracy: 0.6\n", 0.6, "result line"),  # the last one
+        (f"Test accuracy: 0.7\n{PROGRESS}\n", 0.7, "result line"),  # a line of its own beats val_ anywhere
+        (f"Epoch 1/1\n{PROGRESS}\n", 0.5, "val_accuracy"),  # never the progress line's 0.99
+        ("val_accuracy=0.64\n", 0.64, "result line"),  # on its own line, the validation value is a result
+    ],
+)
 def test_preferred_result(output: str, value: float, kind: str) -> None:
     found = result_line.find(output, "accuracy")
     assert found is not None
     assert (found.value, found.kind) == (value, kind)
 
 
-@pytest.mark.parametrize("output", [
-    PROGRESS.replace(" - val_accuracy: 0.5000", ""),  # a progress line with only training values
-    "train accuracy: 0.99\n",
-    "training_accuracy=0.99\n",
-    "Train-Accuracy: 0.99\n",
-    "loss: 0.3 accuracy: 0.9\n",  # not a line of its own
-    "accuracy: 0.9 (best so far)\n",
-    "test_accuracy_top5: 0.99\n",
-])
+@pytest.mark.parametrize(
+    "output",
+    [
+        PROGRESS.replace(" - val_accuracy: 0.5000", ""),  # a progress line with only training values
+        "train accuracy: 0.99\n",
+        "training_accuracy=0.99\n",
+        "Train-Accuracy: 0.99\n",
+        "loss: 0.3 accuracy: 0.9\n",  # not a line of its own
+        "accuracy: 0.9 (best so far)\n",
+        "test_accuracy_top5: 0.99\n",
+    ],
+)
 def test_training_values_and_mixed_lines_are_never_the_result(output: str) -> None:
     assert result_line.find(output, "accuracy") is None
 

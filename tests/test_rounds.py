@@ -29,19 +29,43 @@ def test_parallel_needs_the_search_strategy(tmp_path: Path) -> None:
 
 
 def _config(**values: Any) -> config.Config:
-    space = {"space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
-             "reduction_factor": 2, "seed": 1}
-    return config.resolve({"strategy": "search", "search": space, "threshold": 0.9, "epochs": 10,
-                           "epoch_step": 10, **values})
+    space = {
+        "space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
+        "reduction_factor": 2,
+        "seed": 1,
+    }
+    return config.resolve(
+        {"strategy": "search", "search": space, "threshold": 0.9, "epochs": 10, "epoch_step": 10, **values}
+    )
 
 
-def _record(attempt: int, trial: int, metric: float | None, *, rung: int = 0, round_no: int = 1,
-            outcome: str | None = None, epochs: int = 10) -> Attempt:
+def _record(
+    attempt: int,
+    trial: int,
+    metric: float | None,
+    *,
+    rung: int = 0,
+    round_no: int = 1,
+    outcome: str | None = None,
+    epochs: int = 10,
+) -> Attempt:
     kind = outcome or ("failed" if metric is None else "reached" if metric >= 0.9 else "below")
-    return Attempt(attempt=attempt, epochs=epochs, initial_epoch=epochs - 10 if rung else 0,
-                   resumed_from=None, outcome=kind, metric=metric, epochs_reached=epochs, epochs_trained=10,
-                   trial=trial, rung=rung, trial_params={"learning_rate": 0.01 * trial}, round=round_no,
-                   runner={"slot": attempt}, error="crashed" if metric is None else None)
+    return Attempt(
+        attempt=attempt,
+        epochs=epochs,
+        initial_epoch=epochs - 10 if rung else 0,
+        resumed_from=None,
+        outcome=kind,
+        metric=metric,
+        epochs_reached=epochs,
+        epochs_trained=10,
+        trial=trial,
+        rung=rung,
+        trial_params={"learning_rate": 0.01 * trial},
+        round=round_no,
+        runner={"slot": attempt},
+        error="crashed" if metric is None else None,
+    )
 
 
 def test_a_round_stays_within_the_attempts_and_the_epochs_left() -> None:
@@ -143,8 +167,11 @@ def test_the_merge_takes_what_each_slot_was_planned_to_train_and_nothing_else(tm
     forged_values.trial_params = {"learning_rate": 0.09999}
     forged_outcome = _honest(conf, jobs[2], 3, 0.2)
     forged_outcome.outcome = "reached"  # claims the threshold with 0.2
-    folders = {1: _result(tmp_path / "s1", honest, {"model.keras": "w", "train.log": "log"}),
-               2: _result(tmp_path / "s2", forged_values), 3: _result(tmp_path / "s3", forged_outcome)}
+    folders = {
+        1: _result(tmp_path / "s1", honest, {"model.keras": "w", "train.log": "log"}),
+        2: _result(tmp_path / "s2", forged_values),
+        3: _result(tmp_path / "s3", forged_outcome),
+    }
     (ledger.attempt_dir(tmp_path / "s1", 1) / "escape").symlink_to("/etc/passwd")
     book = Ledger()
     records = rounds.merge_round(conf, state, book, jobs, folders, round_no=1)
@@ -172,14 +199,19 @@ def test_a_result_that_fails_the_ledgers_own_checks_is_refused(tmp_path: Path) -
     assert merged.outcome == "failed" and "its result was refused" in (merged.error or "")
 
 
-@pytest.mark.parametrize(("cpus", "slots", "cores", "shares"), [
-    (None, 2, [0, 1, 2, 3], [(0, 1), (2, 3)]),  # an even share
-    (None, 3, [0, 1], [(0,), (1,), (0,)]),  # more trials than cores: round-robin
-    (1.5, 2, [0, 1, 2, 3], [(0, 1), (2, 3)]),  # cpus rounded up
-    (8, 2, [0, 1], [(0, 1), (0, 1)]),  # never more than there are
-], ids=["even", "round-robin", "cpus", "capped"])
-def test_each_local_trial_gets_its_share_of_the_cores(cpus: float | None, slots: int, cores: list[int],
-                                                      shares: list[tuple[int, ...]]) -> None:
+@pytest.mark.parametrize(
+    ("cpus", "slots", "cores", "shares"),
+    [
+        (None, 2, [0, 1, 2, 3], [(0, 1), (2, 3)]),  # an even share
+        (None, 3, [0, 1], [(0,), (1,), (0,)]),  # more trials than cores: round-robin
+        (1.5, 2, [0, 1, 2, 3], [(0, 1), (2, 3)]),  # cpus rounded up
+        (8, 2, [0, 1], [(0, 1), (0, 1)]),  # never more than there are
+    ],
+    ids=["even", "round-robin", "cpus", "capped"],
+)
+def test_each_local_trial_gets_its_share_of_the_cores(
+    cpus: float | None, slots: int, cores: list[int], shares: list[tuple[int, ...]]
+) -> None:
     assert parallel.core_shares(_config(parallel=slots, cpus=cpus), slots, cores) == shares
 
 
@@ -193,13 +225,20 @@ def test_the_summary_shows_each_rounds_trials_side_by_side_escaped() -> None:
     assert first.startswith("| 1 | trial 1 · rung 0<br>0.5000") and "❌ failed: crashed" in first
     assert r"gpu-box\|&lt;b&gt;1&lt;/b&gt; \(trial\)" in first  # a runner name cannot break the table
     assert second.startswith("| 2 | trial 3 · rung 0<br>✅ 0.9500") and second.endswith("|  |")
-    assert "Rounds" in report.job_summary(Ledger(attempts=records), _config(parallel=2),
-                                          rounds.verdict(_config(parallel=2), Ledger(attempts=records)))
+    assert "Rounds" in report.job_summary(
+        Ledger(attempts=records),
+        _config(parallel=2),
+        rounds.verdict(_config(parallel=2), Ledger(attempts=records)),
+    )
 
 
 def test_a_local_chain_without_rounds_shows_its_jobs_in_groups_naming_their_slots() -> None:
-    records = [_record(1, 1, 0.5), _record(2, 2, 0.6), _record(3, 3, 0.7, round_no=2),
-               _record(4, 4, 0.8, round_no=2)]
+    records = [
+        _record(1, 1, 0.5),
+        _record(2, 2, 0.6),
+        _record(3, 3, 0.7, round_no=2),
+        _record(4, 4, 0.8, round_no=2),
+    ]
     for record, slot in zip(records, (1, 2, 2, 2), strict=True):  # slot 2 trained 2, 3 and 4 while 1 trained
         record.runner = {"slot": slot, "runner": "here"}
     text = round_report.rounds_markdown(Ledger(attempts=records), _config(parallel=2))

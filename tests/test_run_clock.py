@@ -24,8 +24,15 @@ def emu() -> Iterator[GitHubEmulator]:
 
 
 def ctx(emu: GitHubEmulator, run_id: str | None, token: str = TOKEN) -> GitHubContext:
-    return GitHubContext(api_url=emu.url, token=token, repository=emu.full_name, workflow="ct.yml",
-                         ref="main", server_url=emu.server_url, run_id=run_id)
+    return GitHubContext(
+        api_url=emu.url,
+        token=token,
+        repository=emu.full_name,
+        workflow="ct.yml",
+        ref="main",
+        server_url=emu.server_url,
+        run_id=run_id,
+    )
 
 
 def test_the_run_start_is_read_through_the_api(emu: GitHubEmulator) -> None:
@@ -42,8 +49,9 @@ def test_the_run_start_is_read_through_the_api(emu: GitHubEmulator) -> None:
 
 
 @pytest.mark.parametrize("run_id", [None, "", "not-a-number", "999999"])
-def test_an_unknown_run_gives_no_start(emu: GitHubEmulator, run_id: str | None,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_run_gives_no_start(
+    emu: GitHubEmulator, run_id: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run_started_at(ctx(emu, run_id)) is None
     assert TOKEN not in "".join(capsys.readouterr())
 

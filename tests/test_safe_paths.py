@@ -48,9 +48,11 @@ def test_links_are_never_crossed(folders: tuple[Path, Path]) -> None:
     (base / "link.keras").symlink_to(outside / "id_rsa")
     (base / "linked").symlink_to(outside)
     for rel in ("link.keras", "linked/id_rsa"):
-        for act in (lambda r: safe_paths.is_file(base, r, "x"),
-                    lambda r: safe_paths.read_bytes(base, r, "x", max_bytes=100),
-                    lambda r: safe_paths.unlink_file(base, r, "x")):
+        for act in (
+            lambda r: safe_paths.is_file(base, r, "x"),
+            lambda r: safe_paths.read_bytes(base, r, "x", max_bytes=100),
+            lambda r: safe_paths.unlink_file(base, r, "x"),
+        ):
             with pytest.raises(PathRefused, match=r"symbolic link|not a folder"):
                 act(rel)
     assert (outside / "id_rsa").read_text() == "host secret"

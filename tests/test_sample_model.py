@@ -56,8 +56,15 @@ def run_nn(code_dir: Path, output_dir: Path, **kt: object) -> Run:
     env = {key: value for key, value in os.environ.items() if not key.startswith("KT_")}
     env.update({f"KT_{key.upper()}": str(value) for key, value in kt.items()})
     env["KT_OUTPUT_DIR"] = str(output_dir)
-    done = subprocess.run([sys.executable, "nn.py"], cwd=code_dir, env=env, capture_output=True,
-                          text=True, timeout=180, check=False)
+    done = subprocess.run(
+        [sys.executable, "nn.py"],
+        cwd=code_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     return Run(done.returncode, done.stdout, done.stderr, output_dir)
 
 
@@ -94,8 +101,9 @@ def test_fresh_run_writes_metrics_checkpoint_and_result_line(fresh: Run, code_di
 
 
 def test_resume_trains_only_the_added_epochs(fresh: Run, code_dir: Path, tmp_path: Path) -> None:
-    resumed = run_nn(code_dir, tmp_path, epochs=5, initial_epoch=3,
-                     resume_from=fresh.output_dir / "model.keras")
+    resumed = run_nn(
+        code_dir, tmp_path, epochs=5, initial_epoch=3, resume_from=fresh.output_dir / "model.keras"
+    )
 
     assert resumed.returncode == 0, resumed.stderr
     metrics = resumed.metrics
@@ -122,8 +130,9 @@ def test_stops_early_once_the_threshold_is_reached(code_dir: Path, tmp_path: Pat
 
 
 def test_missing_checkpoint_warns_and_trains_from_scratch(code_dir: Path, tmp_path: Path) -> None:
-    run = run_nn(code_dir, tmp_path / "out", epochs=2, initial_epoch=1,
-                 resume_from=tmp_path / "gone" / "model.keras")
+    run = run_nn(
+        code_dir, tmp_path / "out", epochs=2, initial_epoch=1, resume_from=tmp_path / "gone" / "model.keras"
+    )
 
     assert run.returncode == 0, run.stderr
     assert re.search(r"^WARNING: .*does not exist.*FROM SCRATCH", run.stdout, re.MULTILINE), run.stdout
@@ -132,26 +141,41 @@ def test_missing_checkpoint_warns_and_trains_from_scratch(code_dir: Path, tmp_pa
     assert len(metrics["history"]["val_accuracy"]) == 2
 
 
-@pytest.mark.parametrize(("kt", "message"), [
-    pytest.param({"hp_batch_size": "abc"}, "KT_HP_BATCH_SIZE='abc' is not a whole number",
-                 id="batch-size-text"),
-    pytest.param({"hp_batch_size": "0"}, "KT_HP_BATCH_SIZE='0' is too small", id="batch-size-zero"),
-    pytest.param({"hp_learning_rate": "-0.1"}, "KT_HP_LEARNING_RATE='-0.1' is out of range",
-                 id="lr-negative"),
-    pytest.param({"hp_dataset": "imagenet"}, "KT_HP_DATASET='imagenet' is not known", id="dataset"),
-    pytest.param({"hp_optimiser": "adam"}, "unknown hyperparameter KT_HP_OPTIMISER", id="unknown-hp"),
-    pytest.param({"hp_optimizer": "lbfgs"}, "KT_HP_OPTIMIZER='lbfgs' is not known", id="optimizer"),
-    pytest.param({"hp_dropout": "1"}, "KT_HP_DROPOUT='1' is out of range; expected a number in [0.0, 0.99]",
-                 id="dropout"),
-    pytest.param({"hp_width": "0"}, "KT_HP_WIDTH='0' is too small", id="width"),
-    pytest.param({"hp_depth": "4", "epochs": "1"}, "KT_HP_DEPTH=4 is too deep for the digits images (8x8); "
-                 "expected at most 3", id="depth"),
-    pytest.param({"threshold": "90"}, "a fraction (0.9, not 90)", id="threshold-percent"),
-    pytest.param({"epochs": "5", "initial_epoch": "6"}, "KT_INITIAL_EPOCH=6 is more than KT_EPOCHS=5",
-                 id="initial-after-total"),
-])
-def test_bad_input_exits_nonzero_with_a_clear_message(code_dir: Path, tmp_path: Path,
-                                                      kt: dict[str, str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("kt", "message"),
+    [
+        pytest.param(
+            {"hp_batch_size": "abc"}, "KT_HP_BATCH_SIZE='abc' is not a whole number", id="batch-size-text"
+        ),
+        pytest.param({"hp_batch_size": "0"}, "KT_HP_BATCH_SIZE='0' is too small", id="batch-size-zero"),
+        pytest.param(
+            {"hp_learning_rate": "-0.1"}, "KT_HP_LEARNING_RATE='-0.1' is out of range", id="lr-negative"
+        ),
+        pytest.param({"hp_dataset": "imagenet"}, "KT_HP_DATASET='imagenet' is not known", id="dataset"),
+        pytest.param({"hp_optimiser": "adam"}, "unknown hyperparameter KT_HP_OPTIMISER", id="unknown-hp"),
+        pytest.param({"hp_optimizer": "lbfgs"}, "KT_HP_OPTIMIZER='lbfgs' is not known", id="optimizer"),
+        pytest.param(
+            {"hp_dropout": "1"},
+            "KT_HP_DROPOUT='1' is out of range; expected a number in [0.0, 0.99]",
+            id="dropout",
+        ),
+        pytest.param({"hp_width": "0"}, "KT_HP_WIDTH='0' is too small", id="width"),
+        pytest.param(
+            {"hp_depth": "4", "epochs": "1"},
+            "KT_HP_DEPTH=4 is too deep for the digits images (8x8); expected at most 3",
+            id="depth",
+        ),
+        pytest.param({"threshold": "90"}, "a fraction (0.9, not 90)", id="threshold-percent"),
+        pytest.param(
+            {"epochs": "5", "initial_epoch": "6"},
+            "KT_INITIAL_EPOCH=6 is more than KT_EPOCHS=5",
+            id="initial-after-total",
+        ),
+    ],
+)
+def test_bad_input_exits_nonzero_with_a_clear_message(
+    code_dir: Path, tmp_path: Path, kt: dict[str, str], message: str
+) -> None:
     run = run_nn(code_dir, tmp_path, **kt)
 
     assert run.returncode != 0
@@ -161,15 +185,21 @@ def test_bad_input_exits_nonzero_with_a_clear_message(code_dir: Path, tmp_path: 
 
 def test_architecture_and_optimizer_follow_the_search_hyperparameters(code_dir: Path, tmp_path: Path) -> None:
     """What strategy: search tunes: one 8-filter block, no dropout, Adam; it trains and resumes."""
-    hps = {"hp_width": "8", "hp_depth": "1", "hp_dropout": "0", "hp_optimizer": "adam",
-           "hp_learning_rate": "0.003"}
+    hps = {
+        "hp_width": "8",
+        "hp_depth": "1",
+        "hp_dropout": "0",
+        "hp_optimizer": "adam",
+        "hp_learning_rate": "0.003",
+    }
     first = run_nn(code_dir, tmp_path / "1", epochs=2, **hps)
     assert first.returncode == 0, first.stderr
     for line in ("width          8", "depth          1", "dropout        0.0", "optimizer      adam"):
         assert line in first.stdout
     # Adam at 0.003 learns digits far faster than the default SGD at 0.01 (about 0.3 after 2 epochs).
     assert first.metrics["accuracy"] > 0.6
-    resumed = run_nn(code_dir, tmp_path / "2", epochs=3, initial_epoch=2,
-                     resume_from=tmp_path / "1" / "model.keras", **hps)
+    resumed = run_nn(
+        code_dir, tmp_path / "2", epochs=3, initial_epoch=2, resume_from=tmp_path / "1" / "model.keras", **hps
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.metrics["resumed"] is True and "WARNING" not in resumed.stdout

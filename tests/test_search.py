@@ -45,42 +45,88 @@ def test_the_issue_example_parses() -> None:
     assert optimizer.choices == ("sgd", "adam")
 
 
-@pytest.mark.parametrize(("param", "message"), [
-    pytest.param({"type": "double", "low": 0, "high": 1}, "lr.type = 'double' is not a known type; "
-                 "expected float, int or categorical", id="unknown-type"),
-    pytest.param({"low": 0, "high": 1}, "lr.type = None is not a known type", id="no-type"),
-    pytest.param({"type": "float", "low": 0.5, "high": 0.1}, "lr: low = 0.5 is above high = 0.1",
-                 id="low-above-high"),
-    pytest.param({"type": "float", "low": 0.0, "high": 0.1, "log": True}, "lr: log: true needs low > 0 "
-                 "(got low = 0.0)", id="log-low-zero"),
-    pytest.param({"type": "float", "low": -1, "high": 0.1, "log": True}, "log: true needs low > 0",
-                 id="log-low-negative"),
-    pytest.param({"type": "categorical", "choices": []}, "lr.choices is empty", id="empty-choices"),
-    pytest.param({"type": "categorical", "choices": "sgd"}, "lr.choices = 'sgd' is not valid; expected a "
-                 "list", id="choices-not-a-list"),
-    pytest.param({"type": "categorical", "choices": [{"a": 1}]}, "lr.choices: {'a': 1} is not valid",
-                 id="choice-mapping"),
-    pytest.param({"type": "categorical", "choices": ["a", "a"]}, "lists a value twice", id="choice-twice"),
-    pytest.param({"type": "categorical"}, "lr.choices = None is not valid", id="no-choices"),
-    pytest.param({"type": "float", "high": 1}, "lr: low is missing", id="no-low"),
-    pytest.param({"type": "int", "low": 0.5, "high": 4}, "lr.low = 0.5 is not valid; expected a whole "
-                 "number", id="int-float-bound"),
-    pytest.param({"type": "float", "low": "0", "high": 1}, "lr.low = '0' is not valid; expected a finite "
-                 "number", id="text-bound"),
-    pytest.param({"type": "float", "low": True, "high": 1}, "lr.low = True is not valid", id="bool-bound"),
-    pytest.param({"type": "float", "low": 0, "high": float("inf")}, "lr.high = inf is not valid",
-                 id="infinite-bound"),
-    pytest.param({"type": "float", "low": 0.001, "high": 0.1, "log": True, "step": 0.001},
-                 "step and log: true cannot be combined", id="step-and-log"),
-    pytest.param({"type": "int", "low": 16, "high": 250, "step": 16},
-                 "high = 250 is not low + a whole number of steps of 16; use high: 240", id="high-off-step"),
-    pytest.param({"type": "int", "low": 1, "high": 4, "step": 0}, "lr.step = 0 is not valid", id="zero-step"),
-    pytest.param({"type": "float", "low": 0, "high": 1, "log": "yes"}, "lr.log = 'yes' is not valid",
-                 id="log-text"),
-    pytest.param({"type": "categorical", "choices": ["a"], "low": 0}, "lr: key(s) low do not apply to type "
-                 "categorical", id="key-of-other-type"),
-    pytest.param(0.1, "lr = 0.1 is not valid; expected a mapping", id="not-a-mapping"),
-])
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        pytest.param(
+            {"type": "double", "low": 0, "high": 1},
+            "lr.type = 'double' is not a known type; expected float, int or categorical",
+            id="unknown-type",
+        ),
+        pytest.param({"low": 0, "high": 1}, "lr.type = None is not a known type", id="no-type"),
+        pytest.param(
+            {"type": "float", "low": 0.5, "high": 0.1},
+            "lr: low = 0.5 is above high = 0.1",
+            id="low-above-high",
+        ),
+        pytest.param(
+            {"type": "float", "low": 0.0, "high": 0.1, "log": True},
+            "lr: log: true needs low > 0 (got low = 0.0)",
+            id="log-low-zero",
+        ),
+        pytest.param(
+            {"type": "float", "low": -1, "high": 0.1, "log": True},
+            "log: true needs low > 0",
+            id="log-low-negative",
+        ),
+        pytest.param({"type": "categorical", "choices": []}, "lr.choices is empty", id="empty-choices"),
+        pytest.param(
+            {"type": "categorical", "choices": "sgd"},
+            "lr.choices = 'sgd' is not valid; expected a list",
+            id="choices-not-a-list",
+        ),
+        pytest.param(
+            {"type": "categorical", "choices": [{"a": 1}]},
+            "lr.choices: {'a': 1} is not valid",
+            id="choice-mapping",
+        ),
+        pytest.param(
+            {"type": "categorical", "choices": ["a", "a"]}, "lists a value twice", id="choice-twice"
+        ),
+        pytest.param({"type": "categorical"}, "lr.choices = None is not valid", id="no-choices"),
+        pytest.param({"type": "float", "high": 1}, "lr: low is missing", id="no-low"),
+        pytest.param(
+            {"type": "int", "low": 0.5, "high": 4},
+            "lr.low = 0.5 is not valid; expected a whole number",
+            id="int-float-bound",
+        ),
+        pytest.param(
+            {"type": "float", "low": "0", "high": 1},
+            "lr.low = '0' is not valid; expected a finite number",
+            id="text-bound",
+        ),
+        pytest.param(
+            {"type": "float", "low": True, "high": 1}, "lr.low = True is not valid", id="bool-bound"
+        ),
+        pytest.param(
+            {"type": "float", "low": 0, "high": float("inf")},
+            "lr.high = inf is not valid",
+            id="infinite-bound",
+        ),
+        pytest.param(
+            {"type": "float", "low": 0.001, "high": 0.1, "log": True, "step": 0.001},
+            "step and log: true cannot be combined",
+            id="step-and-log",
+        ),
+        pytest.param(
+            {"type": "int", "low": 16, "high": 250, "step": 16},
+            "high = 250 is not low + a whole number of steps of 16; use high: 240",
+            id="high-off-step",
+        ),
+        pytest.param(
+            {"type": "int", "low": 1, "high": 4, "step": 0}, "lr.step = 0 is not valid", id="zero-step"
+        ),
+        pytest.param(
+            {"type": "float", "low": 0, "high": 1, "log": "yes"}, "lr.log = 'yes' is not valid", id="log-text"
+        ),
+        pytest.param(
+            {"type": "categorical", "choices": ["a"], "low": 0},
+            "lr: key(s) low do not apply to type categorical",
+            id="key-of-other-type",
+        ),
+        pytest.param(0.1, "lr = 0.1 is not valid; expected a mapping", id="not-a-mapping"),
+    ],
+)
 def test_bad_parameter_is_named_with_what_to_fix(param: Any, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         search_space.parse({"space": {"lr": param}}, "x.yml")
@@ -88,22 +134,39 @@ def test_bad_parameter_is_named_with_what_to_fix(param: Any, message: str) -> No
     assert "x.yml: search.space.lr" in str(caught.value)
 
 
-@pytest.mark.parametrize(("section", "message"), [
-    pytest.param({"space": {}}, "search.space = {} is not valid", id="empty-space"),
-    pytest.param({"sampler": "tpe"}, "search.space = None is not valid", id="no-space"),
-    pytest.param({"space": SPACE, "sampler": "bayes"}, "search.sampler = 'bayes' is not valid; expected one "
-                 "of tpe, random, grid", id="sampler"),
-    pytest.param({"space": SPACE, "reduction_factor": 1}, "reduction_factor = 1 is not valid", id="eta"),
-    pytest.param({"space": SPACE, "seed": -1}, "search.seed = -1 is not valid", id="seed"),
-    pytest.param({"space": SPACE, "pruner": "median"}, "unknown key(s) pruner", id="unknown-key"),
-    pytest.param({"space": {"1lr": SPACE["dropout"]}}, "parameter name '1lr' is not valid", id="name"),
-    pytest.param({"space": SPACE, "sampler": "grid"}, "sampler grid needs a step for float parameter "
-                 "learning_rate", id="grid-float-without-step"),
-    pytest.param({"space": {"a": {"type": "int", "low": 1, "high": 1000},
-                            "b": {"type": "int", "low": 1, "high": 1000}}, "sampler": "grid"},
-                 "the grid has 1000000 points", id="grid-too-large"),
-    pytest.param("tpe", "search = 'tpe' is not valid; expected a mapping", id="not-a-mapping"),
-])
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        pytest.param({"space": {}}, "search.space = {} is not valid", id="empty-space"),
+        pytest.param({"sampler": "tpe"}, "search.space = None is not valid", id="no-space"),
+        pytest.param(
+            {"space": SPACE, "sampler": "bayes"},
+            "search.sampler = 'bayes' is not valid; expected one of tpe, random, grid",
+            id="sampler",
+        ),
+        pytest.param({"space": SPACE, "reduction_factor": 1}, "reduction_factor = 1 is not valid", id="eta"),
+        pytest.param({"space": SPACE, "seed": -1}, "search.seed = -1 is not valid", id="seed"),
+        pytest.param({"space": SPACE, "pruner": "median"}, "unknown key(s) pruner", id="unknown-key"),
+        pytest.param({"space": {"1lr": SPACE["dropout"]}}, "parameter name '1lr' is not valid", id="name"),
+        pytest.param(
+            {"space": SPACE, "sampler": "grid"},
+            "sampler grid needs a step for float parameter learning_rate",
+            id="grid-float-without-step",
+        ),
+        pytest.param(
+            {
+                "space": {
+                    "a": {"type": "int", "low": 1, "high": 1000},
+                    "b": {"type": "int", "low": 1, "high": 1000},
+                },
+                "sampler": "grid",
+            },
+            "the grid has 1000000 points",
+            id="grid-too-large",
+        ),
+        pytest.param("tpe", "search = 'tpe' is not valid; expected a mapping", id="not-a-mapping"),
+    ],
+)
 def test_bad_search_section(section: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=None) as caught:
         config.resolve({"strategy": "search", "search": section}, None)
@@ -130,19 +193,24 @@ def test_unknown_strategy_and_long_bad_values_are_cut(tmp_path: Path) -> None:
     assert len(str(caught.value)) < 250
 
 
-def test_the_space_is_read_from_the_file_and_never_from_a_flag(tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_space_is_read_from_the_file_and_never_from_a_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "ml").mkdir()
     (tmp_path / "ml" / "nn.py").write_text("print('Test accuracy: 0.5')\n")  # validate checks the command
-    (tmp_path / ".keeptraining.yml").write_text(yaml.safe_dump(
-        {"code_path": "ml", "strategy": "search", "search": {"space": SPACE}, "backend": "local"}))
+    (tmp_path / ".keeptraining.yml").write_text(
+        yaml.safe_dump(
+            {"code_path": "ml", "strategy": "search", "search": {"space": SPACE}, "backend": "local"}
+        )
+    )
     assert main(["validate", "--repo", str(tmp_path), "--strategy", "search"]) == 0
     out = capsys.readouterr().out
     assert "strategy: 'search'" in out and "learning_rate" in out
     with pytest.raises(SystemExit):
         main(["validate", "--repo", str(tmp_path), "--search", "{}"])
-    (tmp_path / ".keeptraining.yml").write_text("code_path: ml\nstrategy: search\nsearch:\n  space:\n"
-                                                "    lr: {type: float, low: 1, high: 0}\n")
+    (tmp_path / ".keeptraining.yml").write_text(
+        "code_path: ml\nstrategy: search\nsearch:\n  space:\n    lr: {type: float, low: 1, high: 0}\n"
+    )
     assert main(["validate", "--repo", str(tmp_path)]) == 2
     assert "search.space.lr: low = 1 is above high = 0" in capsys.readouterr().err
 
@@ -150,17 +218,38 @@ def test_the_space_is_read_from_the_file_and_never_from_a_flag(tmp_path: Path,
 # --------------------------------------------------------------------------- proposals
 
 
-def run(attempt: int, trial: int, rung: int, params: dict[str, Any], metric: float | None,
-        epochs: int = 10, initial: int = 0, outcome: str = BELOW) -> Attempt:
+def run(
+    attempt: int,
+    trial: int,
+    rung: int,
+    params: dict[str, Any],
+    metric: float | None,
+    epochs: int = 10,
+    initial: int = 0,
+    outcome: str = BELOW,
+) -> Attempt:
     """A ledger record of one run of a trial, with a linear learning curve up to ``metric``."""
-    history = [] if metric is None else [round(metric - 0.01 * (epochs - initial - 1 - i), 4)
-                                         for i in range(epochs - initial)]
-    return Attempt(attempt=attempt, epochs=epochs, initial_epoch=initial, resumed_from=None,
-                   outcome=FAILED if metric is None else outcome, metric=metric,
-                   epochs_reached=None if metric is None else epochs, epochs_trained=epochs - initial,
-                   history=history, checkpoint=None if metric is None else "model.keras",
-                   error="exited with code 1" if metric is None else None,
-                   trial=trial, rung=rung, trial_params=dict(params))
+    history = (
+        []
+        if metric is None
+        else [round(metric - 0.01 * (epochs - initial - 1 - i), 4) for i in range(epochs - initial)]
+    )
+    return Attempt(
+        attempt=attempt,
+        epochs=epochs,
+        initial_epoch=initial,
+        resumed_from=None,
+        outcome=FAILED if metric is None else outcome,
+        metric=metric,
+        epochs_reached=None if metric is None else epochs,
+        epochs_trained=epochs - initial,
+        history=history,
+        checkpoint=None if metric is None else "model.keras",
+        error="exited with code 1" if metric is None else None,
+        trial=trial,
+        rung=rung,
+        trial_params=dict(params),
+    )
 
 
 def point(lr: float, width: int = 32, dropout: float = 0.1, optimizer: str = "adam") -> dict[str, Any]:
@@ -170,8 +259,9 @@ def point(lr: float, width: int = 32, dropout: float = 0.1, optimizer: str = "ad
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_proposals_lie_inside_the_space_and_follow_the_seed(sampler: str) -> None:
     settings = cfg(search={"sampler": sampler}).search_settings()
-    trials = search.validated_trials(Ledger(attempts=[run(n, n, 0, point(0.001 * n), 0.5 + 0.01 * n)
-                                                      for n in range(1, 8)]), settings)
+    trials = search.validated_trials(
+        Ledger(attempts=[run(n, n, 0, point(0.001 * n), 0.5 + 0.01 * n) for n in range(1, 8)]), settings
+    )
     proposals = search.propose(settings, trials, k=25)
     assert len(proposals) == 25
     for values in proposals:
@@ -185,8 +275,10 @@ def test_proposals_lie_inside_the_space_and_follow_the_seed(sampler: str) -> Non
 
 
 def test_grid_walks_every_point_once_then_ends() -> None:
-    space = {"optimizer": SPACE["optimizer"],
-             "dropout": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.1}}
+    space = {
+        "optimizer": SPACE["optimizer"],
+        "dropout": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.1},
+    }
     # reduction_factor 10: six results never make a top tenth, so nothing is promoted.
     config_ = cfg(space, search={"sampler": "grid", "reduction_factor": 10}, max_attempts=20)
     seen: list[dict[str, Any]] = []
@@ -196,8 +288,9 @@ def test_grid_walks_every_point_once_then_ends() -> None:
         assert (job.trial, job.rung) == (n, 0)
         seen.append(job.params)
         book.attempts.append(run(n, n, 0, job.params, 0.1 * n))
-    assert sorted((p["optimizer"], p["dropout"]) for p in seen) == \
-        sorted((o, d) for o in ("sgd", "adam") for d in (0.0, 0.1, 0.2))
+    assert sorted((p["optimizer"], p["dropout"]) for p in seen) == sorted(
+        (o, d) for o in ("sgd", "adam") for d in (0.0, 0.1, 0.2)
+    )
     assert search.next_runs(config_, book) == []
     end = strategy.decide(config_, book)
     assert end.kind == strategy.EXHAUSTED and "every point of the grid tried" in end.reason
@@ -206,8 +299,12 @@ def test_grid_walks_every_point_once_then_ends() -> None:
 
 def test_values_reach_the_script_as_hp_variables() -> None:
     env = search.hp_env({"learning_rate": 0.000123456789, "width": 48, "optimizer": "adam", "bn": True})
-    assert env == {"KT_HP_LEARNING_RATE": "0.000123456789", "KT_HP_WIDTH": "48", "KT_HP_OPTIMIZER": "adam",
-                   "KT_HP_BN": "true"}
+    assert env == {
+        "KT_HP_LEARNING_RATE": "0.000123456789",
+        "KT_HP_WIDTH": "48",
+        "KT_HP_OPTIMIZER": "adam",
+        "KT_HP_BN": "true",
+    }
 
 
 # --------------------------------------------------------------------------- the study in the ledger
@@ -217,15 +314,22 @@ def test_study_round_trips_through_the_saved_ledger(tmp_path: Path) -> None:
     """The ledger file is the whole study: saved and loaded, it rebuilds the same trials and the
     next process asks the same next values."""
     config_ = cfg()
-    book = Ledger(attempts=[run(1, 1, 0, point(0.01), 0.7), run(2, 2, 0, point(0.2, 64, 0.3, "sgd"), 0.4),
-                            run(3, 3, 0, point(0.003, 128, 0.0), 0.6), run(4, 1, 1, point(0.01), 0.8, 20, 10),
-                            run(5, 4, 0, point(0.05), None)])
+    book = Ledger(
+        attempts=[
+            run(1, 1, 0, point(0.01), 0.7),
+            run(2, 2, 0, point(0.2, 64, 0.3, "sgd"), 0.4),
+            run(3, 3, 0, point(0.003, 128, 0.0), 0.6),
+            run(4, 1, 1, point(0.01), 0.8, 20, 10),
+            run(5, 4, 0, point(0.05), None),
+        ]
+    )
     ledger.save(tmp_path, book)
     again = ledger.load(tmp_path)
     settings = config_.search_settings()
     before, after = search.validated_trials(book, settings), search.validated_trials(again, settings)
-    assert [(t.number, t.params, t.rung, t.best) for t in after] == \
-        [(t.number, t.params, t.rung, t.best) for t in before]
+    assert [(t.number, t.params, t.rung, t.best) for t in after] == [
+        (t.number, t.params, t.rung, t.best) for t in before
+    ]
     assert after[0].curve()[20] == 0.8 and after[0].curve()[11] == pytest.approx(0.71)
     assert search.next_runs(config_, again) == search.next_runs(config_, book)
     study = search.build_study(settings, after)
@@ -233,35 +337,61 @@ def test_study_round_trips_through_the_saved_ledger(tmp_path: Path) -> None:
     assert states == ["PRUNED", "PRUNED", "PRUNED", "FAIL"]  # curves for TPE; the failed one ignored
 
 
-@pytest.mark.parametrize(("tamper", "message"), [
-    pytest.param(lambda a: a[0]["trial_params"].update(learning_rate=5.0),
-                 "trial 1 has learning_rate = '5.0', outside the space", id="value-outside"),
-    pytest.param(lambda a: a[0]["trial_params"].update(optimizer="adam; rm -rf /"),
-                 "optimizer = 'adam; rm -rf /', outside the space", id="choice-not-in-space"),
-    pytest.param(lambda a: a[0]["trial_params"].update(extra=1), "has values for dropout, extra",
-                 id="extra-value"),
-    pytest.param(lambda a: a[0]["trial_params"].update(width=32.0), "width = '32.0', outside",
-                 id="int-as-float"),
-    pytest.param(lambda a: a[1].update(trial=7), "trial 7 does not follow trial 1", id="trial-jump"),
-    pytest.param(lambda a: a[1].update(trial=1, rung=3, trial_params=a[0]["trial_params"]),
-                 "trial 1 cannot run rung 3 after rung 0",
-                 id="rung-jump"),
-    pytest.param(lambda a: a[0].update(rung=1), "trial 1 starts at rung 1", id="first-rung"),
-    pytest.param(lambda a: a[0].update(trial=None), "trial = 'None' is not a trial number",
-                 id="epochs-chain"),
-    pytest.param(lambda a: a[0].update(trial="1"), "attempts[0].trial: '1' has the wrong type",
-                 id="trial-text"),
-    pytest.param(lambda a: a[0].update(metric="0.9"), "attempts[0].metric: '0.9' has the wrong type",
-                 id="metric-text"),
-    pytest.param(lambda a: a[0].update(metric=7.5), "attempts[0].metric: 7.5 is too large",
-                 id="metric-range"),
-    pytest.param(lambda a: a[0].update(history=[0.1, "x"]), "attempts[0].history[1]: 'x' has the wrong type",
-                 id="history-text"),
-    pytest.param(lambda a: a[0].update(epochs_reached=-3), "attempts[0].epochs_reached: -3 is too small",
-                 id="epochs-negative"),
-])
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        pytest.param(
+            lambda a: a[0]["trial_params"].update(learning_rate=5.0),
+            "trial 1 has learning_rate = '5.0', outside the space",
+            id="value-outside",
+        ),
+        pytest.param(
+            lambda a: a[0]["trial_params"].update(optimizer="adam; rm -rf /"),
+            "optimizer = 'adam; rm -rf /', outside the space",
+            id="choice-not-in-space",
+        ),
+        pytest.param(
+            lambda a: a[0]["trial_params"].update(extra=1), "has values for dropout, extra", id="extra-value"
+        ),
+        pytest.param(
+            lambda a: a[0]["trial_params"].update(width=32.0), "width = '32.0', outside", id="int-as-float"
+        ),
+        pytest.param(lambda a: a[1].update(trial=7), "trial 7 does not follow trial 1", id="trial-jump"),
+        pytest.param(
+            lambda a: a[1].update(trial=1, rung=3, trial_params=a[0]["trial_params"]),
+            "trial 1 cannot run rung 3 after rung 0",
+            id="rung-jump",
+        ),
+        pytest.param(lambda a: a[0].update(rung=1), "trial 1 starts at rung 1", id="first-rung"),
+        pytest.param(
+            lambda a: a[0].update(trial=None), "trial = 'None' is not a trial number", id="epochs-chain"
+        ),
+        pytest.param(
+            lambda a: a[0].update(trial="1"), "attempts[0].trial: '1' has the wrong type", id="trial-text"
+        ),
+        pytest.param(
+            lambda a: a[0].update(metric="0.9"),
+            "attempts[0].metric: '0.9' has the wrong type",
+            id="metric-text",
+        ),
+        pytest.param(
+            lambda a: a[0].update(metric=7.5), "attempts[0].metric: 7.5 is too large", id="metric-range"
+        ),
+        pytest.param(
+            lambda a: a[0].update(history=[0.1, "x"]),
+            "attempts[0].history[1]: 'x' has the wrong type",
+            id="history-text",
+        ),
+        pytest.param(
+            lambda a: a[0].update(epochs_reached=-3),
+            "attempts[0].epochs_reached: -3 is too small",
+            id="epochs-negative",
+        ),
+    ],
+)
 def test_a_tampered_ledger_is_refused_before_optuna_or_a_script_sees_it(
-        tmp_path: Path, tamper: Any, message: str) -> None:
+    tmp_path: Path, tamper: Any, message: str
+) -> None:
     ledger.save(tmp_path, Ledger(attempts=[run(1, 1, 0, point(0.01), 0.7), run(2, 2, 0, point(0.02), 0.6)]))
     path = tmp_path / "ledger.json"
     data = json.loads(path.read_text())
@@ -293,22 +423,46 @@ def always(_trial: search.Trial) -> bool:
     return True
 
 
-@pytest.mark.parametrize(("results", "eta", "promoted"), [
-    pytest.param([(1, [0.9])], 3, None, id="one-result-waits-for-competitors"),
-    pytest.param([(1, [0.5]), (2, [0.7])], 3, None, id="two-results-wait"),
-    pytest.param([(1, [0.5]), (2, [0.7]), (3, [0.6])], 3, 2, id="third-result-promotes-the-best"),
-    pytest.param([(1, [0.5]), (2, [0.7])], 2, 2, id="eta-2-promotes-the-better-of-two"),
-    pytest.param([(1, [0.5]), (2, [0.7, 0.8]), (3, [0.6])], 3, None, id="best-already-promoted"),
-    pytest.param([(1, [0.5]), (2, [0.7, 0.8]), (3, [0.6]), (4, [0.4]), (5, [0.3]), (6, [0.55])], 3, 3,
-                 id="six-results-promote-the-second-best"),
-    pytest.param([(1, [0.5, 0.6]), (2, [0.7, 0.8]), (3, [0.6, 0.7]), (4, [0.4]), (5, [0.3]), (6, [0.1]),
-                  (7, [0.1]), (8, [0.1]), (9, [0.1])], 3, 2, id="higher-rung-first"),
-    pytest.param([(1, [0.5]), (2, [0.7, None]), (3, [0.6])], 3, None, id="failed-promotion-is-not-retried"),
-    pytest.param([(1, [None]), (2, [None]), (3, [0.1])], 3, None, id="failures-are-not-results"),
-    pytest.param([(1, [0.6]), (2, [0.6]), (3, [0.5])], 3, 1, id="tie-goes-to-the-earlier-trial"),
-])
-def test_promotion_from_given_histories(results: list[tuple[int, list[float | None]]], eta: int,
-                                        promoted: int | None) -> None:
+@pytest.mark.parametrize(
+    ("results", "eta", "promoted"),
+    [
+        pytest.param([(1, [0.9])], 3, None, id="one-result-waits-for-competitors"),
+        pytest.param([(1, [0.5]), (2, [0.7])], 3, None, id="two-results-wait"),
+        pytest.param([(1, [0.5]), (2, [0.7]), (3, [0.6])], 3, 2, id="third-result-promotes-the-best"),
+        pytest.param([(1, [0.5]), (2, [0.7])], 2, 2, id="eta-2-promotes-the-better-of-two"),
+        pytest.param([(1, [0.5]), (2, [0.7, 0.8]), (3, [0.6])], 3, None, id="best-already-promoted"),
+        pytest.param(
+            [(1, [0.5]), (2, [0.7, 0.8]), (3, [0.6]), (4, [0.4]), (5, [0.3]), (6, [0.55])],
+            3,
+            3,
+            id="six-results-promote-the-second-best",
+        ),
+        pytest.param(
+            [
+                (1, [0.5, 0.6]),
+                (2, [0.7, 0.8]),
+                (3, [0.6, 0.7]),
+                (4, [0.4]),
+                (5, [0.3]),
+                (6, [0.1]),
+                (7, [0.1]),
+                (8, [0.1]),
+                (9, [0.1]),
+            ],
+            3,
+            2,
+            id="higher-rung-first",
+        ),
+        pytest.param(
+            [(1, [0.5]), (2, [0.7, None]), (3, [0.6])], 3, None, id="failed-promotion-is-not-retried"
+        ),
+        pytest.param([(1, [None]), (2, [None]), (3, [0.1])], 3, None, id="failures-are-not-results"),
+        pytest.param([(1, [0.6]), (2, [0.6]), (3, [0.5])], 3, 1, id="tie-goes-to-the-earlier-trial"),
+    ],
+)
+def test_promotion_from_given_histories(
+    results: list[tuple[int, list[float | None]]], eta: int, promoted: int | None
+) -> None:
     chosen = search.promotion(trials_of(*results), eta, always)
     assert (chosen.number if chosen else None) == promoted
 
@@ -318,13 +472,16 @@ def test_promotion_respects_max_epochs() -> None:
     assert search.promotion(trials, 3, lambda t: t.epochs < 10) is None
 
 
-@pytest.mark.parametrize(("number", "attempts_left", "expected"), [
-    pytest.param(2, 1, True, id="best-can-be-promoted-next"),
-    pytest.param(3, 1, False, id="second-needs-more-competitors"),
-    pytest.param(3, 4, True, id="second-with-room-for-three-more"),
-    pytest.param(1, 4, False, id="worst-cannot-make-the-top-third"),
-    pytest.param(2, 0, False, id="no-attempt-left"),
-])
+@pytest.mark.parametrize(
+    ("number", "attempts_left", "expected"),
+    [
+        pytest.param(2, 1, True, id="best-can-be-promoted-next"),
+        pytest.param(3, 1, False, id="second-needs-more-competitors"),
+        pytest.param(3, 4, True, id="second-with-room-for-three-more"),
+        pytest.param(1, 4, False, id="worst-cannot-make-the-top-third"),
+        pytest.param(2, 0, False, id="no-attempt-left"),
+    ],
+)
 def test_which_checkpoints_may_still_be_promoted(number: int, attempts_left: int, expected: bool) -> None:
     trials = trials_of((1, [0.5]), (2, [0.7]), (3, [0.6]))
     assert search.may_be_promoted(trials[number - 1], trials, 3, attempts_left) is expected
@@ -332,25 +489,43 @@ def test_which_checkpoints_may_still_be_promoted(number: int, attempts_left: int
 
 def test_next_runs_promote_first_then_ask_for_new_trials() -> None:
     config_ = cfg(epochs=5, epoch_step=3)
-    book = Ledger(attempts=[run(1, 1, 0, point(0.01), 0.5, 5), run(2, 2, 0, point(0.02), 0.7, 5),
-                            run(3, 3, 0, point(0.03), 0.6, 5)])
+    book = Ledger(
+        attempts=[
+            run(1, 1, 0, point(0.01), 0.5, 5),
+            run(2, 2, 0, point(0.02), 0.7, 5),
+            run(3, 3, 0, point(0.03), 0.6, 5),
+        ]
+    )
     jobs = search.next_runs(config_, book, k=3)
-    assert [(j.trial, j.rung, j.initial_epoch, j.epochs) for j in jobs] == [(2, 1, 5, 8), (4, 0, 0, 5),
-                                                                             (5, 0, 0, 5)]
+    assert [(j.trial, j.rung, j.initial_epoch, j.epochs) for j in jobs] == [
+        (2, 1, 5, 8),
+        (4, 0, 0, 5),
+        (5, 0, 0, 5),
+    ]
     assert jobs[0].resume_from is book.attempts[1] and jobs[0].params == point(0.02)
     assert jobs[1].params != jobs[2].params
 
 
 def test_resume_false_promotes_by_retraining_from_scratch() -> None:
-    book = Ledger(attempts=[run(1, 1, 0, point(0.01), 0.5), run(2, 2, 0, point(0.02), 0.7),
-                            run(3, 3, 0, point(0.03), 0.6)])
+    book = Ledger(
+        attempts=[
+            run(1, 1, 0, point(0.01), 0.5),
+            run(2, 2, 0, point(0.02), 0.7),
+            run(3, 3, 0, point(0.03), 0.6),
+        ]
+    )
     (job,) = search.next_runs(cfg(resume=False), book)
     assert (job.trial, job.rung, job.initial_epoch, job.epochs, job.resume_from) == (2, 1, 0, 20, None)
 
 
 def test_budget_caps_and_decisions() -> None:
-    book = Ledger(attempts=[run(1, 1, 0, point(0.01), 0.5), run(2, 2, 0, point(0.02), 0.7),
-                            run(3, 3, 0, point(0.03), 0.6)])
+    book = Ledger(
+        attempts=[
+            run(1, 1, 0, point(0.01), 0.5),
+            run(2, 2, 0, point(0.02), 0.7),
+            run(3, 3, 0, point(0.03), 0.6),
+        ]
+    )
     # stop_when_hopeless off: trial 2's straight curve cannot reach 0.9 in 5 more epochs, which would
     # stop its promotion (test_projection.py); this test is about the budget's caps
     (job,) = search.next_runs(cfg(max_epochs_total=35, stop_when_hopeless=False), book)
@@ -381,9 +556,13 @@ def test_reports_show_every_trial_escaped_and_survive_a_foreign_ledger(tmp_path:
 
     space = {"optimizer": {"type": "categorical", "choices": ["sgd", "<b>adam|x</b>"]}}
     config_ = cfg(space, max_attempts=3)
-    book = Ledger(attempts=[run(1, 1, 0, {"optimizer": "sgd"}, 0.5),
-                            run(2, 2, 0, {"optimizer": "<b>adam|x</b>"}, 0.7),
-                            run(3, 2, 1, {"optimizer": "<b>adam|x</b>"}, 0.8, 20, 10)])
+    book = Ledger(
+        attempts=[
+            run(1, 1, 0, {"optimizer": "sgd"}, 0.5),
+            run(2, 2, 0, {"optimizer": "<b>adam|x</b>"}, 0.7),
+            run(3, 2, 1, {"optimizer": "<b>adam|x</b>"}, 0.8, 20, 10),
+        ]
+    )
     decision = strategy.decide(config_, book)
     summary = report.job_summary(book, config_, decision)
     assert "### Search" in summary and "Best trial 2" in summary

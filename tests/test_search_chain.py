@@ -53,10 +53,22 @@ def search_repo(root: Path, config: str = BASE + SEARCH) -> Path:
 def attempt_process(workspace: Path, number: int, gh: Path) -> subprocess.CompletedProcess[str]:
     """One workflow run's `keeptraining attempt`, in its own process and checkout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KT_", "GITHUB_"))}
-    env.update({"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(gh / f"output-{number}"),
-                "GITHUB_STEP_SUMMARY": str(gh / f"summary-{number}.md"), "KT_INPUT_ATTEMPT": str(number)})
-    return subprocess.run([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(workspace)],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    env.update(
+        {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_OUTPUT": str(gh / f"output-{number}"),
+            "GITHUB_STEP_SUMMARY": str(gh / f"summary-{number}.md"),
+            "KT_INPUT_ATTEMPT": str(number),
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "keeptraining", "attempt", "--repo", str(workspace)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_a_chain_of_separate_processes_continues_one_study(tmp_path: Path) -> None:
@@ -110,11 +122,13 @@ def test_a_chain_of_separate_processes_continues_one_study(tmp_path: Path) -> No
     assert "learning\\_rate" in summary and f"| {winner.trial} |" in summary
 
 
-def test_search_reaches_a_threshold_that_the_epochs_chain_cannot(tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_search_reaches_a_threshold_that_the_epochs_chain_cannot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A poor fixed learning rate: 0.003 tops out near 0.68, so adding epochs never reaches 0.9.
-    epochs_repo = search_repo(tmp_path / "epochs", BASE + "max_attempts: 8\nhyperparameters:\n"
-                                                          "  learning_rate: 0.003\n")
+    epochs_repo = search_repo(
+        tmp_path / "epochs", BASE + "max_attempts: 8\nhyperparameters:\n  learning_rate: 0.003\n"
+    )
     assert main(["run", "--repo", str(epochs_repo)]) == 3
     out = capsys.readouterr().out  # its own curve says so early: it stops on the projection
     assert "Threshold not reached after " in out and "stopped on the projection" in out
@@ -139,13 +153,21 @@ def emulator() -> Iterator[GitHubEmulator]:
         yield emu
 
 
-def test_a_search_dispatches_the_attempt_number_only(tmp_path: Path, emulator: GitHubEmulator,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_search_dispatches_the_attempt_number_only(
+    tmp_path: Path, emulator: GitHubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in {
-        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "out"),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_REPOSITORY": "acme/models",
-        "GITHUB_SHA": HEAD, "GITHUB_REF_NAME": "main", "GITHUB_RUN_ID": "77", "GITHUB_API_URL": emulator.url,
-        "GITHUB_SERVER_URL": emulator.server_url, "KT_GITHUB_TOKEN": TOKEN, "KT_INPUT_DISPATCH": "true",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(tmp_path / "out"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "GITHUB_REPOSITORY": "acme/models",
+        "GITHUB_SHA": HEAD,
+        "GITHUB_REF_NAME": "main",
+        "GITHUB_RUN_ID": "77",
+        "GITHUB_API_URL": emulator.url,
+        "GITHUB_SERVER_URL": emulator.server_url,
+        "KT_GITHUB_TOKEN": TOKEN,
+        "KT_INPUT_DISPATCH": "true",
         "GITHUB_WORKFLOW_REF": "acme/models/.github/workflows/continuous-training.yml@refs/heads/main",
         # What a hostile dispatch could set: the epochs input. It cannot choose the trial's values.
         "KT_INPUT_EPOCHS": "3",
@@ -163,12 +185,14 @@ def test_a_search_dispatches_the_attempt_number_only(tmp_path: Path, emulator: G
 
 
 def test_a_trial_run_longer_than_its_run_continues_the_same_trial_and_rung(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The continued run resumes the trial's own checkpoint (the script refuses another learning
     rate's) with the trial's own values, whatever a new trial would have been proposed."""
     monkeypatch.setenv("FAKE_EPOCH_S", "0.3")
-    repo = search_repo(tmp_path, BASE + SEARCH.replace("max_attempts: 24", "max_attempts: 2")
-                       + "epochs: 5\ntime_budget: 1\n")
+    repo = search_repo(
+        tmp_path, BASE + SEARCH.replace("max_attempts: 24", "max_attempts: 2") + "epochs: 5\ntime_budget: 1\n"
+    )
     assert main(["run", "--repo", str(repo)]) == 3
     first, second = ledger.load(repo / ".keeptraining").attempts
     assert (first.trial, first.rung, second.trial, second.rung) == (1, 0, 2, 0)

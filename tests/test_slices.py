@@ -63,8 +63,9 @@ def test_the_jobs_limit_counts_from_the_actions_start_on_github_only() -> None:
     assert "time_budget 120 s" in budget.describe() and "the job's limit" in budget.describe()
 
 
-@pytest.mark.parametrize(("minutes", "capped"),
-                         [(1380, False), (1440, True), (5 * 24 * 60, True), (43200, True)])
+@pytest.mark.parametrize(
+    ("minutes", "capped"), [(1380, False), (1440, True), (5 * 24 * 60, True), (43200, True)]
+)
 def test_a_long_jobs_training_ends_before_its_github_token_expires(minutes: int, capped: bool) -> None:
     """GITHUB_TOKEN lives 24 h at most: a 5-day self-hosted job still slices within 23 h of the action's
     start (less the margin), so the upload, status and dispatch at its end have a valid token."""
@@ -87,8 +88,18 @@ def test_a_bad_time_budget_is_a_configuration_error(bad: str) -> None:
 # --------------------------------------------------------------------------- labels and markers
 
 
-@pytest.mark.parametrize(("text", "parsed"), [("3", (3, 1)), ("3.2", (3, 2)), (" 12.10 ", (12, 10)),
-                                              ("3.", None), ("3.2.1", None), ("x", None), ("٣", None)])
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("3", (3, 1)),
+        ("3.2", (3, 2)),
+        (" 12.10 ", (12, 10)),
+        ("3.", None),
+        ("3.2.1", None),
+        ("x", None),
+        ("٣", None),
+    ],
+)
 def test_attempt_labels(text: str, parsed: tuple[int, int] | None) -> None:
     assert slices.parse_label(text) == parsed
     if parsed is not None:
@@ -108,20 +119,47 @@ def test_the_runs_of_one_attempt_never_look_like_each_other() -> None:
 # --------------------------------------------------------------------------- the ledger record
 
 
-def run_record(epochs: int, initial: int, reached: int | None, outcome: str, *, run_id: str,
-               checkpoint: str | None = "model.keras") -> Attempt:
+def run_record(
+    epochs: int,
+    initial: int,
+    reached: int | None,
+    outcome: str,
+    *,
+    run_id: str,
+    checkpoint: str | None = "model.keras",
+) -> Attempt:
     history = [0.5 + i / 100 for i in range((reached or initial) - initial)]
-    return Attempt(attempt=1, epochs=epochs, initial_epoch=initial, resumed_from=None, outcome=outcome,
-                   metric=history[-1] if history else None, epochs_reached=reached,
-                   epochs_trained=len(history), history=history, duration_s=2.0,
-                   checkpoint=checkpoint if reached else None, run={"id": run_id, "url": f"https://x/{run_id}"})
+    return Attempt(
+        attempt=1,
+        epochs=epochs,
+        initial_epoch=initial,
+        resumed_from=None,
+        outcome=outcome,
+        metric=history[-1] if history else None,
+        epochs_reached=reached,
+        epochs_trained=len(history),
+        history=history,
+        duration_s=2.0,
+        checkpoint=checkpoint if reached else None,
+        run={"id": run_id, "url": f"https://x/{run_id}"},
+    )
 
 
 def test_runs_of_one_attempt_add_up_in_one_record() -> None:
     first = slices.merge(None, run_record(10, 0, 4, SLICED, run_id="11"), slices.DEADLINE, None)
-    assert first.slices == [{"run_id": "11", "run_url": "https://x/11", "started_at": "", "from_epoch": 0,
-                             "epochs_reached": 4, "epochs_trained": 4, "duration_s": 2.0,
-                             "stopped": "deadline", "checkpoint": "model.keras"}]
+    assert first.slices == [
+        {
+            "run_id": "11",
+            "run_url": "https://x/11",
+            "started_at": "",
+            "from_epoch": 0,
+            "epochs_reached": 4,
+            "epochs_trained": 4,
+            "duration_s": 2.0,
+            "stopped": "deadline",
+            "checkpoint": "model.keras",
+        }
+    ]
     second = slices.merge(first, run_record(10, 4, 7, SLICED, run_id="12"), slices.INTERRUPTED, "slice-2")
     assert second is first and second.outcome == SLICED
     assert (second.epochs_reached, second.epochs_trained, second.checkpoint) == (7, 7, "slice-2/model.keras")
@@ -143,8 +181,12 @@ def test_a_cancelled_run_that_saved_nothing_new_keeps_the_attempt_unfinished() -
     crashed = run_record(10, 4, None, FAILED, run_id="13")
     crashed.error = "Traceback"
     failed = slices.merge(kept, crashed, None, "slice-3")
-    assert (failed.outcome, failed.error, failed.epochs_reached, failed.checkpoint) == \
-        (FAILED, "Traceback", 4, "model.keras")
+    assert (failed.outcome, failed.error, failed.epochs_reached, failed.checkpoint) == (
+        FAILED,
+        "Traceback",
+        4,
+        "model.keras",
+    )
 
 
 def test_an_unfinished_attempt_continues_with_the_same_target() -> None:
@@ -153,8 +195,9 @@ def test_an_unfinished_attempt_continues_with_the_same_target() -> None:
     book.attempts[0].attempt, record.attempt = 1, 2
     decision = strategy.decide(config(max_slices=5), book)
     assert (decision.kind, decision.next_epochs, decision.next_run) == (strategy.CONTINUE, 20, 2)
-    assert decision.reason.startswith("Attempt 2 continues in the next run: this run's time ran out at "
-                                      "epoch 14 of 20")
+    assert decision.reason.startswith(
+        "Attempt 2 continues in the next run: this run's time ran out at epoch 14 of 20"
+    )
     assert slices.plan(record) == strategy.Plan(2, 20, 14, record)
 
 
@@ -165,10 +208,12 @@ def test_a_run_without_a_new_epoch_or_past_max_slices_fails_the_attempt() -> Non
         slices.check(stuck, slices.DEADLINE, plan, None, config())
     first = slices.merge(None, run_record(10, 0, 4, SLICED, run_id="11"), slices.DEADLINE, None)
     with pytest.raises(SliceError, match=r"after 2 runs \(max_slices = 2\)"):
-        slices.check(run_record(10, 4, 6, SLICED, run_id="12"), slices.DEADLINE, plan, first,
-                     config(max_slices=2))
-    slices.check(run_record(10, 4, 6, SLICED, run_id="12"), slices.DEADLINE, plan, first,
-                 config(max_slices=3))
+        slices.check(
+            run_record(10, 4, 6, SLICED, run_id="12"), slices.DEADLINE, plan, first, config(max_slices=2)
+        )
+    slices.check(
+        run_record(10, 4, 6, SLICED, run_id="12"), slices.DEADLINE, plan, first, config(max_slices=3)
+    )
 
 
 def test_only_the_last_attempt_may_be_unfinished(tmp_path: Path) -> None:
@@ -204,8 +249,9 @@ def test_summary_and_chart_mark_where_a_run_ended(tmp_path: Path) -> None:
     orange = (255, 127, 14)  # the dashed line after epoch 4 (tab:orange), from the top of the plot down
     down = [sum(1 for row in pixels if row[x] == orange) for x in range(len(pixels[0]))]
     assert max(down) > 150  # a vertical line (dashed: 6 of every 10 pixels) down the plot
-    unfinished = Ledger(attempts=[slices.merge(None, run_record(10, 0, 4, SLICED, run_id="11"),
-                                               slices.DEADLINE, None)])
+    unfinished = Ledger(
+        attempts=[slices.merge(None, run_record(10, 0, 4, SLICED, run_id="11"), slices.DEADLINE, None)]
+    )
     assert "sliced: continues in the next run" in report.attempts_table(unfinished, cfg)
 
 
@@ -213,9 +259,13 @@ def test_summary_and_chart_mark_where_a_run_ended(tmp_path: Path) -> None:
 
 
 def attempt_process(repo: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+    return subprocess.Popen(
+        [sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+    )
 
 
 def next_checkout(previous: Path, root: Path, config_text: str) -> Path:
@@ -272,8 +322,10 @@ def test_a_run_that_cannot_finish_the_attempt_in_max_slices_fails_with_what_it_s
     (record,) = ledger.load(repo / STATE).attempts
     assert record.outcome == FAILED and "max_slices = 2" in (record.error or "")
     assert record.checkpoint == "slice-2/model.keras" and len(record.slices) == 2
-    assert json.loads((repo / STATE / "attempt-001" / record.checkpoint).read_text())["epochs"] == \
-        record.epochs_reached
+    assert (
+        json.loads((repo / STATE / "attempt-001" / record.checkpoint).read_text())["epochs"]
+        == record.epochs_reached
+    )
 
 
 @pytest.mark.integration
@@ -306,9 +358,15 @@ def test_a_cancelled_run_on_github_writes_outputs_and_says_how_to_continue(tmp_p
     when the runner's SIGTERM follows, which must not cut the recording short."""
     repo = fake_repo(tmp_path / "repo", "epochs: 12\n")
     output, summary = tmp_path / "output", tmp_path / "summary.md"
-    github = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
-              "GITHUB_RUN_ID": "4242", "GITHUB_REPOSITORY": "acme/models", "GITHUB_SHA": "c" * 40,
-              "KT_INPUT_COMMIT_STATUS": "false"}
+    github = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_REPOSITORY": "acme/models",
+        "GITHUB_SHA": "c" * 40,
+        "KT_INPUT_COMMIT_STATUS": "false",
+    }
     proc = attempt_process(repo, FAKE_EPOCH_S="0.3", **github)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -378,8 +436,13 @@ def test_a_stopped_runs_progress_counts_only_from_its_metrics_json(tmp_path: Pat
     run = run_record(10, 0, None, FAILED, run_id="11")
     log = "Epoch 1/10\nEpoch 2/10\nEpoch 3/10\nTest accuracy: 0.5\n"
     assert not slices.salvage(run, tmp_path, log, config(), plan)
-    (tmp_path / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "epochs": 2,
-                                                       "history": {"val_accuracy": [0.4, 0.5]}}))
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"accuracy": 0.5, "epochs": 2, "history": {"val_accuracy": [0.4, 0.5]}})
+    )
     assert slices.salvage(run, tmp_path, log, config(), plan)
-    assert (run.outcome, run.epochs_reached, run.epochs_trained, run.checkpoint) == \
-        (SLICED, 2, 2, "model.keras")
+    assert (run.outcome, run.epochs_reached, run.epochs_trained, run.checkpoint) == (
+        SLICED,
+        2,
+        2,
+        "model.keras",
+    )

@@ -34,8 +34,15 @@ def zoo_repo(root: Path, **config: Any) -> Path:
     code.mkdir(parents=True)
     for name in ("zoo_data.py", SCRIPT):
         shutil.copy(ZOO / name, code)
-    settings = {"code_path": "code", "train_command": f"python {SCRIPT}", "backend": "local",
-                "adapt": "keras", "threshold": 0.999, "max_attempts": 1, **config}
+    settings = {
+        "code_path": "code",
+        "train_command": f"python {SCRIPT}",
+        "backend": "local",
+        "adapt": "keras",
+        "threshold": 0.999,
+        "max_attempts": 1,
+        **config,
+    }
     (root / ".keeptraining.yml").write_text(yaml.safe_dump(settings))
     return root
 
@@ -71,17 +78,26 @@ def test_the_adapter_stops_a_plain_script_at_the_deadline_and_the_next_run_goes_
 
 def attempt(repo: Path) -> str:
     """One `keeptraining attempt` process: its output, after checking that it succeeded."""
-    done = subprocess.run([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
 
 def sigterm_after_epoch(repo: Path, epoch: int, *args: str) -> tuple[int, str]:
     """`keeptraining attempt`, cancelled (SIGTERM) as epoch ``epoch + 1`` begins."""
-    proc = subprocess.Popen([sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keeptraining", "attempt", "--repo", str(repo), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:  # Keras prints `Epoch 3/5` once epoch 2 has ended (and was saved)
@@ -95,7 +111,8 @@ def sigterm_after_epoch(repo: Path, epoch: int, *args: str) -> tuple[int, str]:
 @pytest.mark.integration
 @pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_a_cancelled_run_keeps_its_last_finished_epoch_for_the_next_run(
-        tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     extra: dict[str, Any] = {}
     if backend == "docker":
         image: TrainingImage = request.getfixturevalue("training_image")

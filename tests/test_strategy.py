@@ -14,9 +14,17 @@ def cfg(**overrides: Any) -> config.Config:
 
 
 def done(n: int, epochs: int, metric: float, outcome: str = BELOW, initial: int = 0) -> Attempt:
-    return Attempt(attempt=n, epochs=epochs, initial_epoch=initial, resumed_from=None, outcome=outcome,
-                   metric=metric, epochs_reached=epochs, epochs_trained=epochs - initial,
-                   checkpoint="model.keras")
+    return Attempt(
+        attempt=n,
+        epochs=epochs,
+        initial_epoch=initial,
+        resumed_from=None,
+        outcome=outcome,
+        metric=metric,
+        epochs_reached=epochs,
+        epochs_trained=epochs - initial,
+        checkpoint="model.keras",
+    )
 
 
 def test_first_attempt_trains_epochs_from_scratch() -> None:

@@ -32,7 +32,7 @@ def obeyed(log: str) -> list[Command]:
         if line.startswith("::"):
             end = line.find("::", 2)
             if end > 2:
-                head, data = line[2:end], line[end + 2:]
+                head, data = line[2:end], line[end + 2 :]
                 name, _, props = head.partition(" ")
                 if stopped_by is not None:
                     if name == stopped_by:

@@ -69,95 +69,180 @@ def _flag(key: str) -> str:
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration (overrides .keeptraining.yml)")
-    group.add_argument("--config", type=Path, default=None,
-                       help=f"config file (default: {config_mod.DEFAULT_FILE} in the repository, if present)")
+    group.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"config file (default: {config_mod.DEFAULT_FILE} in the repository, if present)",
+    )
     group.add_argument("--repo", type=Path, default=Path(), help="repository root (default: .)")
     for key, prop in config_mod.schema()["properties"].items():
         if key in _FILE_ONLY:
             continue
         if key == "hyperparameters":
-            group.add_argument("--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE",
-                               help=_FLAG_HELP[key])
+            group.add_argument(
+                "--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE", help=_FLAG_HELP[key]
+            )
             continue
-        group.add_argument(_flag(key), dest=key, default=None, metavar="VALUE",
-                           help=prop.get("description", "").replace("%", "%%"))
+        group.add_argument(
+            _flag(key),
+            dest=key,
+            default=None,
+            metavar="VALUE",
+            help=prop.get("description", "").replace("%", "%%"),
+        )
 
 
 def _add_comparison_commands(sub: Any) -> None:
     """compare (here), pr-check (a pull_request job) and pr-report (the fork report's workflow_run job)."""
-    compare = sub.add_parser("compare", help="train this code's candidate to the champion's epochs, evaluate "
-                                             "the champion with the same code and data; exit 3 when the "
-                                             "candidate is worse beyond tolerance")
-    compare.add_argument("--champion", type=Path, required=True, metavar="PATH",
-                         help="the champion's folder: its model-card.json and model file (e.g. "
-                              ".keeptraining/champion)")
+    compare = sub.add_parser(
+        "compare",
+        help="train this code's candidate to the champion's epochs, evaluate "
+        "the champion with the same code and data; exit 3 when the "
+        "candidate is worse beyond tolerance",
+    )
+    compare.add_argument(
+        "--champion",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="the champion's folder: its model-card.json and model file (e.g. .keeptraining/champion)",
+    )
     _add_config_flags(compare)
-    check = sub.add_parser("pr-check", help="(GitHub Actions, pull_request) train the pull request's "
-                                            "candidate, evaluate the champion, comment, set the status")
-    check.add_argument("--champion", type=Path, default=None, metavar="PATH",
-                       help="the champion's folder (default: the latest model release; none: judged against "
-                            "the threshold)")
+    check = sub.add_parser(
+        "pr-check",
+        help="(GitHub Actions, pull_request) train the pull request's "
+        "candidate, evaluate the champion, comment, set the status",
+    )
+    check.add_argument(
+        "--champion",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the champion's folder (default: the latest model release; none: judged against the threshold)",
+    )
     _add_config_flags(check)
-    post = sub.add_parser("pr-report", help="(GitHub Actions, workflow_run) post a fork's pull-request "
-                                             "report (its artifact) as the comment and the status")
-    post.add_argument("--report", type=Path, default=Path(pr_check.REPORT_DIR), metavar="DIR",
-                      help=f"the downloaded report artifact's folder (default {pr_check.REPORT_DIR})")
+    post = sub.add_parser(
+        "pr-report",
+        help="(GitHub Actions, workflow_run) post a fork's pull-request "
+        "report (its artifact) as the comment and the status",
+    )
+    post.add_argument(
+        "--report",
+        type=Path,
+        default=Path(pr_check.REPORT_DIR),
+        metavar="DIR",
+        help=f"the downloaded report artifact's folder (default {pr_check.REPORT_DIR})",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keeptraining", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="keeptraining",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"keeptraining {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train attempt after attempt until the threshold or the budget")
-    run.add_argument("--continue", dest="continue_chain", action="store_true",
-                     help="continue the chain in the state folder instead of starting a new one")
-    run.add_argument("--in-rounds", action="store_true",
-                     help="(parallel) train round after round, each waiting for its slowest trial, as the "
-                          "GitHub workflow does; by default each slot starts the next trial once it is free")
+    run.add_argument(
+        "--continue",
+        dest="continue_chain",
+        action="store_true",
+        help="continue the chain in the state folder instead of starting a new one",
+    )
+    run.add_argument(
+        "--in-rounds",
+        action="store_true",
+        help="(parallel) train round after round, each waiting for its slowest trial, as the "
+        "GitHub workflow does; by default each slot starts the next trial once it is free",
+    )
     _add_config_flags(run)
     attempt = sub.add_parser("attempt", help="train one attempt and record it in the chain's ledger")
-    attempt.add_argument("--attempt", dest="attempt_number", type=int, default=None,
-                         help="attempt number (default: the ledger's next)")
-    attempt.add_argument("--dispatch", action="store_true",
-                         help="when below the threshold, dispatch the next attempt through the GitHub API")
+    attempt.add_argument(
+        "--attempt",
+        dest="attempt_number",
+        type=int,
+        default=None,
+        help="attempt number (default: the ledger's next)",
+    )
+    attempt.add_argument(
+        "--dispatch",
+        action="store_true",
+        help="when below the threshold, dispatch the next attempt through the GitHub API",
+    )
     attempt.add_argument("--commit", default=None, help="the commit this chain trains (default: GITHUB_SHA)")
     attempt.add_argument("--branch", default=None, help="the chain's branch (default: GITHUB_REF_NAME)")
     _add_config_flags(attempt)
     trial = sub.add_parser("trial", help="(parallel) train one slot of the round into .keeptraining-trial/")
-    trial.add_argument("--slot", type=int, default=None, help="the slot in the round, 1..parallel "
-                                                              "(default: the action input trial)")
-    merge = sub.add_parser("merge", help="(parallel) merge the round's trials from .keeptraining-trials/, "
-                                         "decide, dispatch the next round")
-    merge.add_argument("--dispatch", action="store_true",
-                       help="when the search goes on, dispatch the next round through the GitHub API")
+    trial.add_argument(
+        "--slot",
+        type=int,
+        default=None,
+        help="the slot in the round, 1..parallel (default: the action input trial)",
+    )
+    merge = sub.add_parser(
+        "merge",
+        help="(parallel) merge the round's trials from .keeptraining-trials/, "
+        "decide, dispatch the next round",
+    )
+    merge.add_argument(
+        "--dispatch",
+        action="store_true",
+        help="when the search goes on, dispatch the next round through the GitHub API",
+    )
     for round_parser in (trial, merge):
-        round_parser.add_argument("--attempt", dest="attempt_number", type=int, default=None,
-                                  help="the round's first attempt (default: the ledger's next)")
+        round_parser.add_argument(
+            "--attempt",
+            dest="attempt_number",
+            type=int,
+            default=None,
+            help="the round's first attempt (default: the ledger's next)",
+        )
         round_parser.add_argument("--commit", default=None, help="the commit this chain trains")
         round_parser.add_argument("--branch", default=None, help="the chain's branch")
         _add_config_flags(round_parser)
     _add_comparison_commands(sub)
     validate = sub.add_parser("validate", help="check the configuration and print the effective values")
     _add_config_flags(validate)
-    sub.add_parser("check-resume", help="(GitHub Actions) check the chain's commit and the run to resume "
-                                        "before anything is checked out or downloaded; writes step outputs")
-    cache = sub.add_parser("data-cache", help="where the data cache is and how to pre-seed it (on GitHub: "
-                                              "writes the actions/cache inputs as step outputs)")
+    sub.add_parser(
+        "check-resume",
+        help="(GitHub Actions) check the chain's commit and the run to resume "
+        "before anything is checked out or downloaded; writes step outputs",
+    )
+    cache = sub.add_parser(
+        "data-cache",
+        help="where the data cache is and how to pre-seed it (on GitHub: "
+        "writes the actions/cache inputs as step outputs)",
+    )
     _add_config_flags(cache)
-    publish = sub.add_parser("publish", help="(GitHub Actions, the publish job) release a reached chain's "
-                                             "model from its state artifact: model file, model-card.json, "
-                                             "MODEL_CARD.md")
-    publish.add_argument("--state-dir", type=Path, default=Path(".keeptraining"),
-                         help="the downloaded chain-state artifact (default: .keeptraining)")
+    publish = sub.add_parser(
+        "publish",
+        help="(GitHub Actions, the publish job) release a reached chain's "
+        "model from its state artifact: model file, model-card.json, "
+        "MODEL_CARD.md",
+    )
+    publish.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".keeptraining"),
+        help="the downloaded chain-state artifact (default: .keeptraining)",
+    )
     hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
     hook.add_argument("action", choices=("install", "uninstall"))
     hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
-    hook.add_argument("--force", action="store_true",
-                      help="install even into a hooks folder outside the repository "
-                           "(a shared core.hooksPath)")
-    init_cmd.add_arguments(sub.add_parser("init", help="set up this repository: the caller workflow, a "
-                                                       "commented .keeptraining.yml, the secrets to add"))
+    hook.add_argument(
+        "--force",
+        action="store_true",
+        help="install even into a hooks folder outside the repository (a shared core.hooksPath)",
+    )
+    init_cmd.add_arguments(
+        sub.add_parser(
+            "init",
+            help="set up this repository: the caller workflow, a "
+            "commented .keeptraining.yml, the secrets to add",
+        )
+    )
     return parser
 
 
@@ -193,14 +278,21 @@ def _hyperparameters(pairs: Sequence[str], source: str) -> dict[str, str]:
 
 def load_config(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> config_mod.Config:
     inputs, flags = _overrides(args, env)
-    given = args.config if args.config is not None else (Path(env["KT_INPUT_CONFIG"])
-                                                         if env.get("KT_INPUT_CONFIG", "").strip() else None)
+    given = (
+        args.config
+        if args.config is not None
+        else (Path(env["KT_INPUT_CONFIG"]) if env.get("KT_INPUT_CONFIG", "").strip() else None)
+    )
     config_file = given if given is not None else args.repo / config_mod.DEFAULT_FILE
     if given is not None and not given.is_absolute():
         config_file = args.repo / given
     merged_inputs = {**inputs, **flags}
-    return config_mod.resolve(merged_inputs, config_file, file_required=given is not None,
-                              source="action inputs" if inputs and not flags else "command line")
+    return config_mod.resolve(
+        merged_inputs,
+        config_file,
+        file_required=given is not None,
+        source="action inputs" if inputs and not flags else "command line",
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -233,9 +325,11 @@ def _run_chain(args: argparse.Namespace, config: config_mod.Config, ws: chain.Wo
             return 0 if ended.kind == strategy.CHAIN_REACHED else 3
     steps = "per promotion of a search trial" if config.strategy == "search" else "per attempt"
     at_once = f", {config.parallel} trials at once" if config.parallel > 1 else ""
-    print(f"keeptraining: {config.metric} >= {config.threshold}, {config.epochs} epochs then "
-          f"+{config.epoch_step} {steps}, at most {config.max_attempts} attempts{at_once}, "
-          f"resume={str(config.resume).lower()}, backend={backend.name}")
+    print(
+        f"keeptraining: {config.metric} >= {config.threshold}, {config.epochs} epochs then "
+        f"+{config.epoch_step} {steps}, at most {config.max_attempts} attempts{at_once}, "
+        f"resume={str(config.resume).lower()}, backend={backend.name}"
+    )
     if config.parallel > 1:
         final = parallel.run_chain(config, args.repo, backend, say=print, in_rounds=args.in_rounds)
     else:
@@ -278,8 +372,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_hooks(args: argparse.Namespace) -> int:
     if args.action == "install":
         path, written = hooks.install(args.repo, force=args.force)
-        print(f"{'Installed' if written else 'Already installed:'} {path}: each commit on a branch is "
-              "pushed to its remote (KEEPTRAINING_NO_PUSH=1 skips one).")
+        print(
+            f"{'Installed' if written else 'Already installed:'} {path}: each commit on a branch is "
+            "pushed to its remote (KEEPTRAINING_NO_PUSH=1 skips one)."
+        )
     else:
         path, removed = hooks.uninstall(args.repo)
         print(f"Removed {path}." if removed else f"No {hooks.HOOK_NAME} hook at {path}; nothing to remove.")
@@ -299,10 +395,12 @@ def cmd_attempt(args: argparse.Namespace) -> int:
 def _needs_search(config: config_mod.Config, command: str) -> None:
     """``trial`` and ``merge`` are the jobs of a round of parallel trials: only a search has those."""
     if config.strategy != "search":
-        raise ConfigError(f"`keeptraining {command}` is a job of a round of parallel trials, which needs "
-                          f"strategy: search; this configuration has strategy: {config.strategy}.",
-                          hint="Use `keeptraining attempt` (or `run`) for the epochs strategy, or set "
-                               "strategy: search with a `search:` space and parallel > 1.")
+        raise ConfigError(
+            f"`keeptraining {command}` is a job of a round of parallel trials, which needs "
+            f"strategy: search; this configuration has strategy: {config.strategy}.",
+            hint="Use `keeptraining attempt` (or `run`) for the epochs strategy, or set "
+            "strategy: search with a `search:` space and parallel > 1.",
+        )
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
@@ -442,10 +540,21 @@ def _run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"run": cmd_run, "attempt": cmd_attempt, "trial": cmd_trial, "merge": cmd_merge,
-                "validate": cmd_validate, "hooks": cmd_hooks, "check-resume": cmd_check_resume,
-                "data-cache": cmd_data_cache, "publish": cmd_publish, "init": init_cmd.run,
-                "compare": cmd_compare, "pr-check": cmd_pr_check, "pr-report": cmd_pr_report}
+    commands = {
+        "run": cmd_run,
+        "attempt": cmd_attempt,
+        "trial": cmd_trial,
+        "merge": cmd_merge,
+        "validate": cmd_validate,
+        "hooks": cmd_hooks,
+        "check-resume": cmd_check_resume,
+        "data-cache": cmd_data_cache,
+        "publish": cmd_publish,
+        "init": init_cmd.run,
+        "compare": cmd_compare,
+        "pr-check": cmd_pr_check,
+        "pr-report": cmd_pr_report,
+    }
     with _surviving_output(), _signals_unwind():
         _mask_secrets(os.environ)
         gha.new_step()
@@ -460,8 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             gha.annotate("error", str(exc), title=exc.title)
             return exc.exit_code
         except KeyboardInterrupt:
-            gha.annotate("error", "Interrupted; the ledger and checkpoints written so far are kept.",
-                         title="keeptraining interrupted")
+            gha.annotate(
+                "error",
+                "Interrupted; the ledger and checkpoints written so far are kept.",
+                title="keeptraining interrupted",
+            )
             return 130
 
 

@@ -24,8 +24,11 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     try:
         text = repr(value)
     except ValueError:  # an int too long to print (Python's digit limit)
-        return f"<a number of about {value.bit_length() * 30103 // 100000} digits>" \
-            if isinstance(value, int) else "<unprintable value>"
+        return (
+            f"<a number of about {value.bit_length() * 30103 // 100000} digits>"
+            if isinstance(value, int)
+            else "<unprintable value>"
+        )
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -176,7 +179,9 @@ class InternalError(KeeptrainingError):
     @classmethod
     def from_exception(cls, exc: BaseException) -> InternalError:
         detail = wording.one_line(exc, 300) or "no message"
-        error = cls(f"Internal error (a bug in keeptraining): {type(exc).__name__}: {detail}",
-                    hint="Please report it with this log; the ledger and checkpoints are kept.")
+        error = cls(
+            f"Internal error (a bug in keeptraining): {type(exc).__name__}: {detail}",
+            hint="Please report it with this log; the ledger and checkpoints are kept.",
+        )
         error.details = "".join(traceback.format_exception(exc))
         return error

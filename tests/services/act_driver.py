@@ -152,13 +152,16 @@ def actions_dir() -> Path:
 def require_official_actions() -> Path:
     """The folder of the official actions' copies; skip (or, in CI, fail) when they are missing."""
     folder = actions_dir()
-    missing = [name for name in OFFICIAL_ACTIONS
-               if not (folder / name.split("/")[1] / "action.yml").is_file()]
+    missing = [
+        name for name in OFFICIAL_ACTIONS if not (folder / name.split("/")[1] / "action.yml").is_file()
+    ]
     if missing:
-        reason = (f"the official actions {', '.join(missing)} are not in {folder} (set {ACTIONS_DIR_ENV} "
-                  "to a folder with checkout/, upload-artifact/, download-artifact/, cache/, "
-                  "attest-build-provenance/, attest/ at the pinned commits): the e2e tests need them to run "
-                  "the real actions under act")
+        reason = (
+            f"the official actions {', '.join(missing)} are not in {folder} (set {ACTIONS_DIR_ENV} "
+            "to a folder with checkout/, upload-artifact/, download-artifact/, cache/, "
+            "attest-build-provenance/, attest/ at the pinned commits): the e2e tests need them to run "
+            "the real actions under act"
+        )
         if os.environ.get(REQUIRE_ACTIONS_ENV, "").lower() == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
@@ -202,13 +205,23 @@ def act_binary() -> str:
     return str(beside) if beside.exists() else (shutil.which("act") or "act")
 
 
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "kt test", "GIT_AUTHOR_EMAIL": "kt@example.invalid",
-                "GIT_COMMITTER_NAME": "kt test", "GIT_COMMITTER_EMAIL": "kt@example.invalid"}
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "kt test",
+    "GIT_AUTHOR_EMAIL": "kt@example.invalid",
+    "GIT_COMMITTER_NAME": "kt test",
+    "GIT_COMMITTER_EMAIL": "kt@example.invalid",
+}
 
 
 def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
-                          env={**os.environ, **GIT_IDENTITY})
+    done = subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_IDENTITY},
+    )
     return done.stdout.strip()
 
 
@@ -290,31 +303,62 @@ class ActChain:
         author = {"name": "kt test", "email": "kt@example.invalid", "username": "kt-test"}
         commit = {"id": sha, "message": message, "author": author, "committer": author}
         run: EmulatedRun = self.emulator.add_run(
-            161_335, event="push", head_branch="main", head_sha=sha, status="queued", conclusion=None,
-            display_title=self.box.title("push", message))
-        self._push_events[run.id] = {"ref": "refs/heads/main", "before": before, "after": sha,
-                                     "deleted": False, "head_commit": commit, "commits": [commit],
-                                     "repository": self.event_repository()}
+            161_335,
+            event="push",
+            head_branch="main",
+            head_sha=sha,
+            status="queued",
+            conclusion=None,
+            display_title=self.box.title("push", message),
+        )
+        self._push_events[run.id] = {
+            "ref": "refs/heads/main",
+            "before": before,
+            "after": sha,
+            "deleted": False,
+            "head_commit": commit,
+            "commits": [commit],
+            "repository": self.event_repository(),
+        }
         return run
 
-    def pull_request(self, number: int, branch: str = "feature",
-                     head_repository: str | None = None) -> EmulatedRun:
+    def pull_request(
+        self, number: int, branch: str = "feature", head_repository: str | None = None
+    ) -> EmulatedRun:
         """A push of the work tree's HEAD to a pull request's branch (``head_repository``: a fork's):
         the pull request (``number``) opens or moves, and a ``pull_request`` run starts. act takes
         ``github.sha`` from the work tree's HEAD, as GitHub gives the pull request's commit."""
         sha = self.box.git.push(self.box.full_name, self.repo, branch)
         self.emulator.open_pull(number, sha, head_ref=branch, head_repository=head_repository)
         run: EmulatedRun = self.emulator.add_run(
-            161_335, event="pull_request", head_branch=branch, head_sha=sha, status="queued", conclusion=None,
-            display_title=f"Pull request #{number}", head_repository=head_repository)
+            161_335,
+            event="pull_request",
+            head_branch=branch,
+            head_sha=sha,
+            status="queued",
+            conclusion=None,
+            display_title=f"Pull request #{number}",
+            head_repository=head_repository,
+        )
         base = self.event_repository()
         self._push_events[run.id] = {
-            "action": "synchronize", "number": number, "repository": base,
-            "pull_request": {"number": number,
-                             "head": {"sha": sha, "ref": branch,
-                                      "repo": {"full_name": head_repository or self.box.full_name}},
-                             "base": {"ref": self.emulator.default_branch, "repo": base,
-                                      "sha": self.emulator.branches[self.emulator.default_branch]}}}
+            "action": "synchronize",
+            "number": number,
+            "repository": base,
+            "pull_request": {
+                "number": number,
+                "head": {
+                    "sha": sha,
+                    "ref": branch,
+                    "repo": {"full_name": head_repository or self.box.full_name},
+                },
+                "base": {
+                    "ref": self.emulator.default_branch,
+                    "repo": base,
+                    "sha": self.emulator.branches[self.emulator.default_branch],
+                },
+            },
+        }
         return run
 
     def commit(self, message: str, files: Mapping[str, str] | None = None) -> str:
@@ -332,21 +376,24 @@ class ActChain:
             f"{self.emulator.url}/repos/{self.box.full_name}/actions/workflows/"
             f"{self.box.workflow.path.rsplit('/', 1)[1]}/dispatches",
             json={"ref": ref, "inputs": dict(inputs), "return_run_details": True},
-            headers={"Authorization": f"Bearer {self.box.token}"}, timeout=30)
+            headers={"Authorization": f"Bearer {self.box.token}"},
+            timeout=30,
+        )
         assert reply.status_code == 200, reply.text
         run_id: int = reply.json()["workflow_run_id"]
         return run_id
 
     def rerun(self, run_id: int) -> None:
-        """"Re-run all jobs" of a completed run."""
+        """ "Re-run all jobs" of a completed run."""
         self.emulator.rerun(run_id)
 
     def rerun_job(self, run_id: int, matrix: Mapping[str, object]) -> None:
-        """"Re-run job" on one matrix job of a completed run: a new run attempt of that job and of the
+        """ "Re-run job" on one matrix job of a completed run: a new run attempt of that job and of the
         jobs that need it (act runs every job, but of a matrix only the combination ``--matrix`` names)."""
         self.emulator.rerun(run_id)
-        self._next_args[run_id] = [arg for name, value in matrix.items()
-                                   for arg in ("--matrix", f"{name}:{value}")]
+        self._next_args[run_id] = [
+            arg for name, value in matrix.items() for arg in ("--matrix", f"{name}:{value}")
+        ]
 
     def cancel(self, run_id: int) -> None:
         self.box.runs.cancel(run_id)
@@ -383,32 +430,55 @@ class ActChain:
         """The event act gets; ``after`` + ``deleted: false`` make act's ``github.sha`` the run's commit."""
         if run.id in self._push_events:  # a push's, or a pull request's
             return self._push_events[run.id]
-        return {"ref": f"refs/heads/{run.head_branch}", "inputs": {k: str(v) for k, v in run.inputs.items()},
-                "after": run.head_sha, "deleted": False, "repository": self.event_repository()}
+        return {
+            "ref": f"refs/heads/{run.head_branch}",
+            "inputs": {k: str(v) for k, v in run.inputs.items()},
+            "after": run.head_sha,
+            "deleted": False,
+            "repository": self.event_repository(),
+        }
 
     def event_repository(self) -> dict[str, Any]:
         """The event's ``repository`` (part of it): the workflows read ``default_branch`` from it."""
         owner, name = self.box.full_name.split("/", 1)
-        return {"full_name": self.box.full_name, "name": name, "owner": {"login": owner},
-                "default_branch": self.emulator.default_branch}
+        return {
+            "full_name": self.box.full_name,
+            "name": name,
+            "owner": {"login": owner},
+            "default_branch": self.emulator.default_branch,
+        }
 
     def workflow_run(self, workflow_path: str, completed: EmulatedRun, conclusion: str) -> ActRun:
         """GitHub's ``workflow_run`` event after ``completed`` ended: ``workflow_path`` (another workflow
         file of the repository, on the default branch) runs with that run in its event."""
         run: EmulatedRun = self.emulator.add_run(
-            161_335, event="workflow_run", head_branch=self.emulator.default_branch, status="in_progress",
-            conclusion=None, display_title=f"report of run {completed.id}")
+            161_335,
+            event="workflow_run",
+            head_branch=self.emulator.default_branch,
+            status="in_progress",
+            conclusion=None,
+            display_title=f"report of run {completed.id}",
+        )
         fork = completed.head_repository or self.box.full_name
-        self._push_events[run.id] = {"action": "completed", "repository": self.event_repository(),
-                                     "workflow_run": {
-            "id": completed.id, "event": completed.event, "head_sha": completed.head_sha,
-            "head_branch": completed.head_branch, "conclusion": conclusion,
-            "run_attempt": completed.run_attempt,
-            "html_url": f"{self.box.git.url}/{self.box.full_name}/actions/runs/{completed.id}",
-            "head_repository": {"full_name": fork}, "pull_requests": []}}
+        self._push_events[run.id] = {
+            "action": "completed",
+            "repository": self.event_repository(),
+            "workflow_run": {
+                "id": completed.id,
+                "event": completed.event,
+                "head_sha": completed.head_sha,
+                "head_branch": completed.head_branch,
+                "conclusion": conclusion,
+                "run_attempt": completed.run_attempt,
+                "html_url": f"{self.box.git.url}/{self.box.full_name}/actions/runs/{completed.id}",
+                "head_repository": {"full_name": fork},
+                "pull_requests": [],
+            },
+        }
         executed = self.act(run, workflow=workflow_path)
-        self.emulator.set_run(run.id, status="completed",
-                              conclusion="success" if executed.returncode == 0 else "failure")
+        self.emulator.set_run(
+            run.id, status="completed", conclusion="success" if executed.returncode == 0 else "failure"
+        )
         return executed
 
     def act(self, run: EmulatedRun, timeout: float = 900, workflow: str | None = None) -> ActRun:
@@ -417,9 +487,19 @@ class ActChain:
         event_file = self.work / f"event-{number}.json"
         event_file.write_text(json.dumps(self.event_payload(run)))
         path = workflow or self.box.workflow.path
-        cmd = [act_binary(), run.event, "-W", path, "-e", str(event_file),
-               "-P", "ubuntu-latest=-self-hosted", "--cache-server-addr", "127.0.0.1",
-               *official_actions(self.repo, path, *self.local_actions.values())]
+        cmd = [
+            act_binary(),
+            run.event,
+            "-W",
+            path,
+            "-e",
+            str(event_file),
+            "-P",
+            "ubuntu-latest=-self-hosted",
+            "--cache-server-addr",
+            "127.0.0.1",
+            *official_actions(self.repo, path, *self.local_actions.values()),
+        ]
         for pin, folder in self.local_actions.items():
             cmd += ["--local-repository", f"{pin}={folder}"]
         for name, value in {**self.box.env(run), **self.env}.items():
@@ -436,12 +516,28 @@ class ActChain:
                 cmd += ["-s", name]
         cmd += list(self.act_args) + self._next_args.pop(run.id, [])
         start = time.monotonic()
-        done = subprocess.run(cmd, cwd=self.repo, capture_output=True, text=True, timeout=timeout,
-                              check=False, env={**os.environ, **secret_env}, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            cmd,
+            cwd=self.repo,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, **secret_env},
+            stdin=subprocess.DEVNULL,
+        )
         log = done.stdout + done.stderr
         inputs = {k: str(v) for k, v in run.inputs.items()} if run.event == "workflow_dispatch" else {}
-        executed = ActRun(run.id, run.run_attempt, run.event, inputs, done.returncode,
-                          time.monotonic() - start, log, parse_outputs(log))
+        executed = ActRun(
+            run.id,
+            run.run_attempt,
+            run.event,
+            inputs,
+            done.returncode,
+            time.monotonic() - start,
+            log,
+            parse_outputs(log),
+        )
         (self.work / f"act-run-{number}.log").write_text(log)
         self.runs.append(executed)
         return executed
@@ -461,8 +557,13 @@ def warm_tool_cache(action_folder: Path) -> None:
     runner). Installed once here, every job reuses it.
     """
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_OUTPUT"}
-    subprocess.run(["bash", str(action_folder / "action" / "install.sh")], check=True, capture_output=True,
-                   env={**env, "RUNNER_TOOL_CACHE": str(act_tool_cache())}, timeout=900)
+    subprocess.run(
+        ["bash", str(action_folder / "action" / "install.sh")],
+        check=True,
+        capture_output=True,
+        env={**env, "RUNNER_TOOL_CACHE": str(act_tool_cache())},
+        timeout=900,
+    )
 
 
 def job_outputs(log: str, job: str) -> dict[str, str]:
@@ -520,8 +621,11 @@ def keeptraining_action(target: Path) -> dict[str, Path]:
     ``parallel-training.yml``): a ``--local-repository`` mapping to a copy of them. The repository's own
     continuous-training.yml calls ``./.github/workflows/keeptraining.yml``, whose action reference is the
     same placeholder: its chains need this mapping too."""
-    shutil.copytree(REPO_ROOT / "action", target / "action",
-                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
+    shutil.copytree(
+        REPO_ROOT / "action",
+        target / "action",
+        ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"),
+    )
     (target / ".github" / "workflows").mkdir(parents=True)
     for workflow in (CHAIN_WORKFLOW, PARALLEL_WORKFLOW):
         shutil.copy2(REPO_ROOT / workflow, target / workflow)
@@ -540,8 +644,10 @@ def consumer_repo(root: Path, base_image: str, *, workflow: str, script: str, co
     (root / CT_WORKFLOW).write_text(workflow)
     (root / "ml_code").mkdir()
     (root / "ml_code" / "nn.py").write_text(script)
-    (root / "Dockerfile").write_text(f"ARG BASE_IMAGE={base_image}\nFROM ${{BASE_IMAGE}}\n"
-                                     "RUN ln -s /usr/bin/python3 /usr/local/bin/python"
-                                     " && useradd --uid 1000 --create-home trainer\nUSER trainer\n")
+    (root / "Dockerfile").write_text(
+        f"ARG BASE_IMAGE={base_image}\nFROM ${{BASE_IMAGE}}\n"
+        "RUN ln -s /usr/bin/python3 /usr/local/bin/python"
+        " && useradd --uid 1000 --create-home trainer\nUSER trainer\n"
+    )
     (root / ".keeptraining.yml").write_text(config)
     return root

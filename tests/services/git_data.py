@@ -25,9 +25,18 @@ from typing import Any
 from services.github_emulator import GitHubEmulator, _Reply
 
 #: The operations this emulator adds to the base one (test_release.py exercises each).
-OPERATIONS = ("git/get-ref", "git/update-ref", "git/create-ref", "git/get-commit", "git/get-tag",
-              "git/create-tree", "git/create-commit", "repos/create-release", "repos/update-release",
-              "repos/get-release-by-tag")
+OPERATIONS = (
+    "git/get-ref",
+    "git/update-ref",
+    "git/create-ref",
+    "git/get-commit",
+    "git/get-tag",
+    "git/create-tree",
+    "git/create-commit",
+    "repos/create-release",
+    "repos/update-release",
+    "repos/get-release-by-tag",
+)
 Params = dict[str, Any]
 Reply = tuple[int, Any, dict[str, str]]  # status, body, headers
 BOT = {"name": "github-actions[bot]", "email": "41898282+github-actions[bot]@users.noreply.github.com"}
@@ -36,8 +45,9 @@ BOT = {"name": "github-actions[bot]", "email": "41898282+github-actions[bot]@use
 class ReleaseEmulator(GitHubEmulator):
     """The emulator over the bare repository ``git_dir`` (see the module docstring)."""
 
-    def __init__(self, repository: str, git_dir: Path, *, immutable_releases: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, repository: str, git_dir: Path, *, immutable_releases: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(repository, **kwargs)
         self.git_dir = git_dir
         self.immutable_releases = immutable_releases
@@ -63,32 +73,52 @@ class ReleaseEmulator(GitHubEmulator):
 
     # ---- git
     def git(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-        done = subprocess.run(["git", "--git-dir", str(self.git_dir), *args], input=stdin,
-                              capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
+        done = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **(env or {})},
+        )
         if done.returncode != 0:
             raise _Reply(422, f"git {args[0]} failed: {done.stderr.strip()[:200]}")
         return done.stdout.strip()
 
     def _object_type(self, sha: str) -> str | None:
-        done = subprocess.run(["git", "--git-dir", str(self.git_dir), "cat-file", "-t", sha],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "cat-file", "-t", sha],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return done.stdout.strip() if done.returncode == 0 else None
 
     def _ref_sha(self, ref: str) -> str | None:
-        done = subprocess.run(["git", "--git-dir", str(self.git_dir), "rev-parse", "--verify", "-q", ref],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "rev-parse", "--verify", "-q", ref],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return done.stdout.strip() if done.returncode == 0 else None
 
     def _ref_json(self, ref: str, sha: str) -> dict[str, Any]:
         kind = self._object_type(sha) or "commit"
         api = f"{self.url}/repos/{self.full_name}/git"
-        return {"ref": ref, "node_id": f"REF_{sha[:12]}", "url": f"{api}/{ref}",
-                "object": {"type": kind, "sha": sha, "url": f"{api}/{kind}s/{sha}"}}
+        return {
+            "ref": ref,
+            "node_id": f"REF_{sha[:12]}",
+            "url": f"{api}/{ref}",
+            "object": {"type": kind, "sha": sha, "url": f"{api}/{kind}s/{sha}"},
+        }
 
     def _protected_tag(self, ref: str) -> bool:
         """A tag of a published immutable release."""
-        return any(r["immutable"] and not r["draft"] and ref == f"refs/tags/{r['tag_name']}"
-                   for r in self.git_releases)
+        return any(
+            r["immutable"] and not r["draft"] and ref == f"refs/tags/{r['tag_name']}"
+            for r in self.git_releases
+        )
 
     def _op_get_ref(self, params: Params, body: Any, version: str) -> Reply:
         ref = f"refs/{params['ref']}"
@@ -107,8 +137,11 @@ class ReleaseEmulator(GitHubEmulator):
         if self._protected_tag(ref):
             raise _Reply(422, "Cannot update a tag of an immutable release")
         if not body.get("force", False):
-            ancestor = subprocess.run(["git", "--git-dir", str(self.git_dir), "merge-base", "--is-ancestor",
-                                       old, body["sha"]], capture_output=True, check=False)
+            ancestor = subprocess.run(
+                ["git", "--git-dir", str(self.git_dir), "merge-base", "--is-ancestor", old, body["sha"]],
+                capture_output=True,
+                check=False,
+            )
             if ancestor.returncode != 0:
                 raise _Reply(422, "Update is not a fast forward")
         self.git("update-ref", ref, body["sha"])
@@ -142,15 +175,25 @@ class ReleaseEmulator(GitHubEmulator):
             fields.setdefault(key, []).append(value)
         api, html = f"{self.url}/repos/{self.full_name}/git", f"{self.server_url}/{self.full_name}"
         return {
-            "sha": sha, "node_id": f"C_{sha[:12]}", "url": f"{api}/commits/{sha}",
+            "sha": sha,
+            "node_id": f"C_{sha[:12]}",
+            "url": f"{api}/commits/{sha}",
             "html_url": f"{html}/commit/{sha}",
-            "author": self._person(fields["author"][0]), "committer": self._person(fields["committer"][0]),
+            "author": self._person(fields["author"][0]),
+            "committer": self._person(fields["committer"][0]),
             "tree": {"sha": fields["tree"][0], "url": f"{api}/trees/{fields['tree'][0]}"},
             "message": message,
-            "parents": [{"sha": p, "url": f"{api}/commits/{p}", "html_url": f"{html}/commit/{p}"}
-                        for p in fields.get("parent", [])],
-            "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None,
-                             "verified_at": None},
+            "parents": [
+                {"sha": p, "url": f"{api}/commits/{p}", "html_url": f"{html}/commit/{p}"}
+                for p in fields.get("parent", [])
+            ],
+            "verification": {
+                "verified": False,
+                "reason": "unsigned",
+                "signature": None,
+                "payload": None,
+                "verified_at": None,
+            },
         }
 
     def _op_get_commit(self, params: Params, body: Any, version: str) -> Reply:
@@ -165,13 +208,30 @@ class ReleaseEmulator(GitHubEmulator):
         header, _, message = self.git("cat-file", "tag", sha).partition("\n\n")
         fields = dict(line.partition(" ")[::2] for line in header.splitlines())
         api = f"{self.url}/repos/{self.full_name}/git"
-        return 200, {"node_id": f"TAG_{sha[:12]}", "tag": fields["tag"], "sha": sha,
-                     "url": f"{api}/tags/{sha}",
-                     "message": message, "tagger": self._person(fields["tagger"]),
-                     "object": {"sha": fields["object"], "type": fields["type"],
-                                "url": f"{api}/{fields['type']}s/{fields['object']}"},
-                     "verification": {"verified": False, "reason": "unsigned", "signature": None,
-                                      "payload": None, "verified_at": None}}, {}
+        return (
+            200,
+            {
+                "node_id": f"TAG_{sha[:12]}",
+                "tag": fields["tag"],
+                "sha": sha,
+                "url": f"{api}/tags/{sha}",
+                "message": message,
+                "tagger": self._person(fields["tagger"]),
+                "object": {
+                    "sha": fields["object"],
+                    "type": fields["type"],
+                    "url": f"{api}/{fields['type']}s/{fields['object']}",
+                },
+                "verification": {
+                    "verified": False,
+                    "reason": "unsigned",
+                    "signature": None,
+                    "payload": None,
+                    "verified_at": None,
+                },
+            },
+            {},
+        )
 
     def _op_create_tree(self, params: Params, body: Any, version: str) -> Reply:
         index = self.git_dir / f"emulator-index-{os.getpid()}"
@@ -191,8 +251,9 @@ class ReleaseEmulator(GitHubEmulator):
                 else:  # sha: null deletes the path
                     self.git("update-index", "--force-remove", entry["path"], env=env)
                     continue
-                self.git("update-index", "--add", "--cacheinfo", f"{entry['mode']},{blob},{entry['path']}",
-                         env=env)
+                self.git(
+                    "update-index", "--add", "--cacheinfo", f"{entry['mode']},{blob},{entry['path']}", env=env
+                )
             tree = self.git("write-tree", env=env)
         finally:
             index.unlink(missing_ok=True)
@@ -217,8 +278,12 @@ class ReleaseEmulator(GitHubEmulator):
             args += ["-p", parent]
         author = body.get("author") or BOT
         committer = body.get("committer") or author
-        env = {"GIT_AUTHOR_NAME": author["name"], "GIT_AUTHOR_EMAIL": author["email"],
-               "GIT_COMMITTER_NAME": committer["name"], "GIT_COMMITTER_EMAIL": committer["email"]}
+        env = {
+            "GIT_AUTHOR_NAME": author["name"],
+            "GIT_AUTHOR_EMAIL": author["email"],
+            "GIT_COMMITTER_NAME": committer["name"],
+            "GIT_COMMITTER_EMAIL": committer["email"],
+        }
         sha = self.git(*args, stdin=body["message"], env=env)
         return 201, self._commit_json(sha), {}
 
@@ -228,11 +293,18 @@ class ReleaseEmulator(GitHubEmulator):
         html = f"{self.server_url}/{self.full_name}/releases/tag/{release['tag_name']}"
         archive = f"{self.url}/repos/{self.full_name}"
         shown = {k: v for k, v in release.items() if not k.startswith("_")}
-        return {**shown, "url": api, "html_url": html, "assets_url": f"{api}/assets",
-                "upload_url": f"{api}/assets{{?name,label}}", "node_id": f"RE_{release['id']}",
-                "tarball_url": f"{archive}/tarball/{release['tag_name']}",
-                "zipball_url": f"{archive}/zipball/{release['tag_name']}",
-                "author": self._user("github-actions[bot]", 41898282, "Bot"), "assets": []}
+        return {
+            **shown,
+            "url": api,
+            "html_url": html,
+            "assets_url": f"{api}/assets",
+            "upload_url": f"{api}/assets{{?name,label}}",
+            "node_id": f"RE_{release['id']}",
+            "tarball_url": f"{archive}/tarball/{release['tag_name']}",
+            "zipball_url": f"{archive}/zipball/{release['tag_name']}",
+            "author": self._user("github-actions[bot]", 41898282, "Bot"),
+            "assets": [],
+        }
 
     def _publish(self, release: dict[str, Any]) -> None:
         ref = f"refs/tags/{release['tag_name']}"
@@ -247,13 +319,24 @@ class ReleaseEmulator(GitHubEmulator):
 
     def _op_create_release(self, params: Params, body: Any, version: str) -> Reply:
         if any(r["tag_name"] == body["tag_name"] for r in self.git_releases):
-            raise _Reply(422, "Validation Failed", errors=[
-                {"resource": "Release", "code": "already_exists", "field": "tag_name"}])
-        release = {"id": 300_000 + len(self.git_releases) + 1, "tag_name": body["tag_name"],
-                   "target_commitish": body.get("target_commitish") or self.default_branch,
-                   "name": body.get("name", body["tag_name"]), "body": body.get("body", ""),
-                   "draft": True, "prerelease": bool(body.get("prerelease", False)), "immutable": False,
-                   "created_at": _now(), "published_at": None, "updated_at": _now()}
+            raise _Reply(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "Release", "code": "already_exists", "field": "tag_name"}],
+            )
+        release = {
+            "id": 300_000 + len(self.git_releases) + 1,
+            "tag_name": body["tag_name"],
+            "target_commitish": body.get("target_commitish") or self.default_branch,
+            "name": body.get("name", body["tag_name"]),
+            "body": body.get("body", ""),
+            "draft": True,
+            "prerelease": bool(body.get("prerelease", False)),
+            "immutable": False,
+            "created_at": _now(),
+            "published_at": None,
+            "updated_at": _now(),
+        }
         self.git_releases.append(release)
         if not body.get("draft", False):
             self._publish(release)
@@ -274,8 +357,9 @@ class ReleaseEmulator(GitHubEmulator):
         return 200, self._git_release_json(release), {}
 
     def _op_get_release_by_tag(self, params: Params, body: Any, version: str) -> Reply:
-        release = next((r for r in self.git_releases if r["tag_name"] == params["tag"] and not r["draft"]),
-                       None)
+        release = next(
+            (r for r in self.git_releases if r["tag_name"] == params["tag"] and not r["draft"]), None
+        )
         if release is None:
             raise _Reply(404, "Not Found")
         return 200, self._git_release_json(release), {}

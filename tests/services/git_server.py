@@ -106,8 +106,13 @@ class GitServer(HttpService):
         split = urllib.parse.urlsplit(handler.path)
         body = _read_body(handler)
         if not self._authorised(handler.headers.get("Authorization", "")):
-            self._answer(handler, split.path, 401, {"WWW-Authenticate": 'Basic realm="GitHub"',
-                                                    "Content-Type": "text/plain"}, b"Unauthorized\n")
+            self._answer(
+                handler,
+                split.path,
+                401,
+                {"WWW-Authenticate": 'Basic realm="GitHub"', "Content-Type": "text/plain"},
+                b"Unauthorized\n",
+            )
             return
         if split.path.endswith("/git-receive-pack") or "service=git-receive-pack" in split.query:
             self._answer(handler, split.path, 403, {"Content-Type": "text/plain"}, b"read-only\n")
@@ -125,15 +130,17 @@ class GitServer(HttpService):
             "REMOTE_ADDR": "127.0.0.1",
             "HTTP_GIT_PROTOCOL": handler.headers.get("Git-Protocol", ""),
         }
-        done = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
-                              check=False, timeout=120)
+        done = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, check=False, timeout=120
+        )
         status, headers, payload = _parse_cgi(done.stdout)
         if done.returncode != 0 and status == 200:
             status, payload = 500, done.stderr
         self._answer(handler, split.path, status, headers, payload)
 
-    def _answer(self, handler: _Handler, path: str, status: int, headers: dict[str, str],
-                payload: bytes) -> None:
+    def _answer(
+        self, handler: _Handler, path: str, status: int, headers: dict[str, str], payload: bytes
+    ) -> None:
         with self.lock:
             self.requests.append((handler.command, path, status))
         handler.send_response(status)

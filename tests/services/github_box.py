@@ -50,8 +50,10 @@ NOT_ENDED = ("queued", "pending", "in_progress", "waiting", "requested")
 
 # --------------------------------------------------------------------------- expressions
 
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>\d+(?:\.\d+)?)|(?P<op>\|\||&&|==|!=|[!(),])"
-                    r"|(?P<name>[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>\d+(?:\.\d+)?)|(?P<op>\|\||&&|==|!=|[!(),])"
+    r"|(?P<name>[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*))"
+)
 
 
 class ExpressionError(ValueError):
@@ -60,8 +62,10 @@ class ExpressionError(ValueError):
 
 def evaluate(text: str, contexts: Mapping[str, Any]) -> str:
     """A string with ``${{ }}`` parts (a ``run-name`` or a ``concurrency.group``), evaluated."""
+
     def one(match: re.Match[str]) -> str:
         return _to_string(_Parser(match.group(1), contexts).parse())
+
     return re.sub(r"\$\{\{(.*?)\}\}", one, text)
 
 
@@ -208,9 +212,15 @@ class WorkflowFile:
         triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as True
         triggers = triggers if isinstance(triggers, dict) else {}  # `on: [push]` declares no inputs
         declared = (triggers.get("workflow_dispatch") or {}).get("inputs") or {}
-        inputs = {name: WorkflowInput(type=spec.get("type", "string"), required=bool(spec.get("required")),
-                                      default=spec.get("default"), options=spec.get("options"))
-                  for name, spec in declared.items()}
+        inputs = {
+            name: WorkflowInput(
+                type=spec.get("type", "string"),
+                required=bool(spec.get("required")),
+                default=spec.get("default"),
+                options=spec.get("options"),
+            )
+            for name, spec in declared.items()
+        }
         jobs = list(data["jobs"].values())
         # The chain's job: the one that trains (a step or a called workflow); jobs after it may follow.
         job = next((j for j in jobs if "uses" in j or "concurrency" in j), jobs[0])
@@ -218,8 +228,9 @@ class WorkflowFile:
             job = _called_job(repo, str(job["uses"]), called_roots) or job
         group, cancel = _concurrency(data.get("concurrency"))
         job_group, job_cancel = _concurrency(job.get("concurrency"))
-        return cls(path, data.get("name", path), inputs, data.get("run-name"), group, job_group,
-                   cancel or job_cancel)
+        return cls(
+            path, data.get("name", path), inputs, data.get("run-name"), group, job_group, cancel or job_cancel
+        )
 
 
 def _called_job(repo: Path, uses: str, called_roots: Sequence[Path]) -> dict[str, Any] | None:
@@ -271,11 +282,18 @@ class Runs:
         """The ``github`` and ``inputs`` contexts of a run, as its expressions see them."""
         emu = self.emulator
         ref = f"refs/heads/{run.head_branch}" if run.head_branch else ""
-        github = {"run_id": str(run.id), "run_number": str(run.run_number),
-                  "run_attempt": str(run.run_attempt),
-                  "event_name": run.event, "ref": ref, "ref_name": run.head_branch or "", "sha": run.head_sha,
-                  "repository": emu.full_name, "workflow": self.workflow.name,
-                  "workflow_ref": f"{emu.full_name}/{self.workflow.path}@{ref}"}
+        github = {
+            "run_id": str(run.id),
+            "run_number": str(run.run_number),
+            "run_attempt": str(run.run_attempt),
+            "event_name": run.event,
+            "ref": ref,
+            "ref_name": run.head_branch or "",
+            "sha": run.head_sha,
+            "repository": emu.full_name,
+            "workflow": self.workflow.name,
+            "workflow_ref": f"{emu.full_name}/{self.workflow.path}@{ref}",
+        }
         inputs = dict(run.inputs) if run.event == "workflow_dispatch" else {}
         return {"github": github, "inputs": inputs}
 
@@ -348,9 +366,16 @@ class Runs:
 class GitHubBox:
     """One repository's GitHub: REST API, results service and git server, sharing their state."""
 
-    def __init__(self, repo: Path, root: Path, full_name: str, token: str, workflow_path: str,
-                 emulator_class: type[GitHubEmulator] = GitHubEmulator,
-                 called_roots: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        repo: Path,
+        root: Path,
+        full_name: str,
+        token: str,
+        workflow_path: str,
+        emulator_class: type[GitHubEmulator] = GitHubEmulator,
+        called_roots: Sequence[Path] = (),
+    ) -> None:
         self.repo = repo
         self.full_name = full_name
         self.token = token
@@ -358,10 +383,17 @@ class GitHubBox:
         self.results = ResultsService()
         self.git = GitServer(root / "git", [token])
         head = _git_head(repo)
-        emulated = EmulatedWorkflow(id=161_335, name=self.workflow.name, path=workflow_path,
-                                    inputs=self.workflow.inputs)
-        self.emulator = emulator_class(full_name, head_sha=head, workflows=[emulated], tokens={token},
-                                       artifacts=self.results.artifacts, run_name=self._run_name)
+        emulated = EmulatedWorkflow(
+            id=161_335, name=self.workflow.name, path=workflow_path, inputs=self.workflow.inputs
+        )
+        self.emulator = emulator_class(
+            full_name,
+            head_sha=head,
+            workflows=[emulated],
+            tokens={token},
+            artifacts=self.results.artifacts,
+            run_name=self._run_name,
+        )
         self.runs = Runs(self.emulator, self.workflow)
         self.emulator.on_run_created = self.runs.admit
 
@@ -386,8 +418,9 @@ class GitHubBox:
         self.emulator.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.emulator.stop()
         self.git.stop()
         self.results.stop()
@@ -399,8 +432,11 @@ class GitHubBox:
             "GITHUB_SERVER_URL": self.git.url,
             "ACTIONS_RESULTS_URL": self.results.url,
             "ACTIONS_RUNTIME_TOKEN": self.results.tokens.mint(
-                run.id, run.run_attempt, ref=f"refs/heads/{run.head_branch or self.emulator.default_branch}",
-                default_ref=f"refs/heads/{self.emulator.default_branch}"),
+                run.id,
+                run.run_attempt,
+                ref=f"refs/heads/{run.head_branch or self.emulator.default_branch}",
+                default_ref=f"refs/heads/{self.emulator.default_branch}",
+            ),
             "ACTIONS_CACHE_SERVICE_V2": "true",  # what GitHub's runners set: actions/cache speaks v2
             "GITHUB_RUN_ID": str(run.id),
             "GITHUB_RUN_ATTEMPT": str(run.run_attempt),

@@ -409,7 +409,9 @@ class OpenAPISubset:
         for template, methods in self.document["paths"].items():
             # A branch name, a ref or "base...head" may hold slashes (x-multi-segment).
             multi = {"branch"} | {
-                p["name"] for spec in methods.values() for p in spec.get("parameters", [])
+                p["name"]
+                for spec in methods.values()
+                for p in spec.get("parameters", [])
                 if p.get("x-multi-segment")
             }
 
@@ -680,8 +682,15 @@ class GitHubEmulator(HttpService):
             self.branches[name] = new
             return new
 
-    def open_pull(self, number: int, head_sha: str, *, head_ref: str = "feature",
-                  head_repository: str | None = None, base_ref: str | None = None) -> EmulatedPull:
+    def open_pull(
+        self,
+        number: int,
+        head_sha: str,
+        *,
+        head_ref: str = "feature",
+        head_repository: str | None = None,
+        base_ref: str | None = None,
+    ) -> EmulatedPull:
         """Open (or move the head of) pull request ``number``; ``head_repository``: a fork's name."""
         with self.lock:
             self.parents.setdefault(head_sha, self.branches.get(base_ref or self.default_branch))
@@ -1223,8 +1232,9 @@ class GitHubEmulator(HttpService):
         return chain
 
     def _known_commit(self, sha: str) -> bool:
-        return (sha in self.parents or sha in self.branches.values()
-                or any(r.head_sha == sha for r in self.runs))
+        return (
+            sha in self.parents or sha in self.branches.values() or any(r.head_sha == sha for r in self.runs)
+        )
 
     def _op_compare(self, params: dict[str, Any], body: Any, version: str) -> tuple[int, Any, dict[str, str]]:
         base, dots, head = str(params["basehead"]).partition("...")
@@ -1238,19 +1248,36 @@ class GitHubEmulator(HttpService):
         if merge_base is None:
             raise _Reply(404, f"No common ancestor between {base} and {head}.")
         ahead, behind = head_line.index(merge_base), base_line.index(merge_base)
-        status = ("identical" if ahead == behind == 0 else "ahead" if behind == 0
-                  else "behind" if ahead == 0 else "diverged")
+        status = (
+            "identical"
+            if ahead == behind == 0
+            else "ahead"
+            if behind == 0
+            else "behind"
+            if ahead == 0
+            else "diverged"
+        )
         commits = [self._commit_json(c) for c in reversed(head_line[:ahead])]
         api, html = f"{self.url}/repos/{self.full_name}", f"{self.server_url}/{self.full_name}"
         spec = f"{base}...{head}"
-        return 200, {
-            "url": f"{api}/compare/{spec}", "html_url": f"{html}/compare/{spec}",
-            "permalink_url": f"{html}/compare/{self.owner}:{base[:7]}...{self.owner}:{head[:7]}",
-            "diff_url": f"{html}/compare/{spec}.diff", "patch_url": f"{html}/compare/{spec}.patch",
-            "base_commit": self._commit_json(base), "merge_base_commit": self._commit_json(merge_base),
-            "status": status, "ahead_by": ahead, "behind_by": behind, "total_commits": ahead,
-            "commits": commits,
-        }, {}
+        return (
+            200,
+            {
+                "url": f"{api}/compare/{spec}",
+                "html_url": f"{html}/compare/{spec}",
+                "permalink_url": f"{html}/compare/{self.owner}:{base[:7]}...{self.owner}:{head[:7]}",
+                "diff_url": f"{html}/compare/{spec}.diff",
+                "patch_url": f"{html}/compare/{spec}.patch",
+                "base_commit": self._commit_json(base),
+                "merge_base_commit": self._commit_json(merge_base),
+                "status": status,
+                "ahead_by": ahead,
+                "behind_by": behind,
+                "total_commits": ahead,
+                "commits": commits,
+            },
+            {},
+        )
 
     def _op_create_status(
         self, params: dict[str, Any], body: Any, version: str
@@ -1260,16 +1287,41 @@ class GitHubEmulator(HttpService):
             raise _Reply(422, f"No commit found for SHA: {sha}")
         description = body.get("description")
         if description is not None and len(description) > 140:
-            raise _Reply(422, "Validation Failed", errors=[
-                {"resource": "Status", "code": "custom", "field": "description",
-                 "message": "description is too long (maximum is 140 characters)"}])
+            raise _Reply(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "Status",
+                        "code": "custom",
+                        "field": "description",
+                        "message": "description is too long (maximum is 140 characters)",
+                    }
+                ],
+            )
         target_url = body.get("target_url")
         if target_url and not urllib.parse.urlsplit(target_url).scheme.startswith("http"):
-            raise _Reply(422, "Validation Failed", errors=[
-                {"resource": "Status", "code": "custom", "field": "target_url",
-                 "message": "target_url must use http(s) scheme"}])
-        record = StatusRecord(len(self.statuses) + 1, sha, body["state"], body.get("context") or "default",
-                              description, target_url, now_iso())
+            raise _Reply(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "Status",
+                        "code": "custom",
+                        "field": "target_url",
+                        "message": "target_url must use http(s) scheme",
+                    }
+                ],
+            )
+        record = StatusRecord(
+            len(self.statuses) + 1,
+            sha,
+            body["state"],
+            body.get("context") or "default",
+            description,
+            target_url,
+            now_iso(),
+        )
         self.statuses.append(record)
         location = f"{self.url}/repos/{self.full_name}/statuses/{sha}"
         return 201, self._status_json(record), {"Location": location}
@@ -1283,12 +1335,24 @@ class GitHubEmulator(HttpService):
     def _check_comment_body(self, body: Any) -> str:
         text = str(body.get("body") or "")
         if not text.strip():
-            raise _Reply(422, "Validation Failed", errors=[
-                {"resource": "IssueComment", "code": "missing_field", "field": "body"}])
+            raise _Reply(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "IssueComment", "code": "missing_field", "field": "body"}],
+            )
         if len(text) > COMMENT_BODY_LIMIT:
-            raise _Reply(422, "Validation Failed", errors=[
-                {"resource": "IssueComment", "code": "custom", "field": "body",
-                 "message": f"body is too long (maximum is {COMMENT_BODY_LIMIT} characters)"}])
+            raise _Reply(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "IssueComment",
+                        "code": "custom",
+                        "field": "body",
+                        "message": f"body is too long (maximum is {COMMENT_BODY_LIMIT} characters)",
+                    }
+                ],
+            )
         return text
 
     def _op_list_comments(
@@ -1308,8 +1372,14 @@ class GitHubEmulator(HttpService):
         number = int(params["issue_number"])
         self._pull(number)
         stamp = now_iso()
-        record = CommentRecord(next(self._comment_ids), number, self._check_comment_body(body),
-                               "github-actions[bot]", stamp, stamp)
+        record = CommentRecord(
+            next(self._comment_ids),
+            number,
+            self._check_comment_body(body),
+            "github-actions[bot]",
+            stamp,
+            stamp,
+        )
         self.comments.append(record)
         url = f"{self.url}/repos/{self.full_name}/issues/comments/{record.id}"
         return 201, self._comment_json(record), {"Location": url}
@@ -1337,8 +1407,11 @@ class GitHubEmulator(HttpService):
         run_id = params["run_id"]
         if not any(r.id == run_id for r in self.runs):
             raise _Reply(404, "Not Found")
-        found = self.artifacts.of_run(run_id, name=params.get("name"), include_expired=True) \
-            if self.artifacts is not None else []
+        found = (
+            self.artifacts.of_run(run_id, name=params.get("name"), include_expired=True)
+            if self.artifacts is not None
+            else []
+        )
         found.sort(key=lambda a: a.id, reverse=params.get("direction", "desc") == "desc")
         items = [self._artifact_json(a) for a in found]
         extra: dict[str, Any] = {k: params[k] for k in ("name", "direction") if k in params}
@@ -1356,8 +1429,11 @@ class GitHubEmulator(HttpService):
             raise _Reply(404, "Not Found")
         if artifact.expired:
             raise _Reply(410, "Artifact has expired")
-        url = self.artifacts.blobs.signed_url(artifact.blob_path, "r", timedelta(minutes=1)) \
-            if self.artifacts is not None else ""
+        url = (
+            self.artifacts.blobs.signed_url(artifact.blob_path, "r", timedelta(minutes=1))
+            if self.artifacts is not None
+            else ""
+        )
         return 302, None, {"Location": url}
 
     # ---- releases
@@ -1385,11 +1461,17 @@ class GitHubEmulator(HttpService):
     ) -> tuple[int, Any, dict[str, str]]:
         tag = str(body["tag_name"])
         if not tag.strip() or tag.startswith("refs/") or ".." in tag or tag.endswith((".lock", "/")):
-            raise _Reply(422, "Validation Failed",
-                         errors=[{"resource": "Release", "code": "invalid", "field": "tag_name"}])
+            raise _Reply(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "Release", "code": "invalid", "field": "tag_name"}],
+            )
         if any(r.tag_name == tag for r in self.releases):
-            raise _Reply(422, "Validation Failed",
-                         errors=[{"resource": "Release", "code": "already_exists", "field": "tag_name"}])
+            raise _Reply(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "Release", "code": "already_exists", "field": "tag_name"}],
+            )
         target = str(body.get("target_commitish") or self.default_branch)
         if tag not in self.tags:
             if target in self.branches:
@@ -1397,13 +1479,20 @@ class GitHubEmulator(HttpService):
             elif self._known_commit(target):
                 sha = target
             else:
-                raise _Reply(422, "Validation Failed", errors=[
-                    {"resource": "Release", "code": "invalid", "field": "target_commitish"}])
+                raise _Reply(
+                    422,
+                    "Validation Failed",
+                    errors=[{"resource": "Release", "code": "invalid", "field": "target_commitish"}],
+                )
             self.tags[tag] = sha
         draft = bool(body.get("draft", False))
         release = EmulatedRelease(
-            id=next(self._release_ids), tag_name=tag, target_commitish=target,
-            name=str(body.get("name") or tag), body=str(body.get("body") or ""), draft=draft,
+            id=next(self._release_ids),
+            tag_name=tag,
+            target_commitish=target,
+            name=str(body.get("name") or tag),
+            body=str(body.get("body") or ""),
+            draft=draft,
             prerelease=bool(body.get("prerelease", False)),
         )
         release.published_at = None if draft else release.created_at
@@ -1417,8 +1506,10 @@ class GitHubEmulator(HttpService):
     def _op_list_releases(
         self, params: dict[str, Any], body: Any, version: str
     ) -> tuple[int, Any, dict[str, str]]:
-        items = [self._release_json(r) for r in sorted(self.releases, key=lambda r: (r.created_at, r.id),
-                                                          reverse=True)]
+        items = [
+            self._release_json(r)
+            for r in sorted(self.releases, key=lambda r: (r.created_at, r.id), reverse=True)
+        ]
         chunk, headers = self._paginate(items, params, f"/repos/{self.full_name}/releases", {})
         return 200, chunk, headers
 
@@ -1458,14 +1549,25 @@ class GitHubEmulator(HttpService):
         release = self._release(params["release_id"])
         name = str(params["name"])
         if not name.strip() or "/" in name:
-            raise _Reply(422, "Validation Failed", errors=[
-                {"resource": "ReleaseAsset", "code": "invalid", "field": "name"}])
+            raise _Reply(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "ReleaseAsset", "code": "invalid", "field": "name"}],
+            )
         if any(a.name == name for a in release.assets):
-            raise _Reply(422, "Validation Failed", errors=[
-                {"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}])
+            raise _Reply(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}],
+            )
         data = body if isinstance(body, bytes) else b""
-        asset = EmulatedAsset(id=next(self._asset_ids), name=name, label=str(params.get("label") or ""),
-                              content_type=self._content_type.split(";")[0].strip(), data=data)
+        asset = EmulatedAsset(
+            id=next(self._asset_ids),
+            name=name,
+            label=str(params.get("label") or ""),
+            content_type=self._content_type.split(";")[0].strip(),
+            data=data,
+        )
         release.assets.append(asset)
         return 201, self._asset_json(asset), {}
 
@@ -1486,16 +1588,22 @@ class GitHubEmulator(HttpService):
 
     def _serve_asset_download(self, handler: _Handler, path: str, query: str) -> None:
         """The bytes of an asset, at the URL the 302 gave (a signed URL: no Authorization needed)."""
+
         def record(status: int | None) -> None:
             with self.lock:
-                self.requests.append(RequestRecord(handler.command, path, {}, "release-asset-download",
-                                                   status, None))
-        rest = path[len(ASSET_DOWNLOAD_PREFIX):].split("/", 1)[0]
+                self.requests.append(
+                    RequestRecord(handler.command, path, {}, "release-asset-download", status, None)
+                )
+
+        rest = path[len(ASSET_DOWNLOAD_PREFIX) :].split("/", 1)[0]
         token = urllib.parse.parse_qs(query).get("token", [""])[-1]
         with self.lock:
             found = [a for r in self.releases for a in r.assets if str(a.id) == rest]
-            if found and token == hashlib.sha256(f"{self._download_secret}:{found[0].id}".encode()
-                                                 ).hexdigest()[:32]:
+            if (
+                found
+                and token
+                == hashlib.sha256(f"{self._download_secret}:{found[0].id}".encode()).hexdigest()[:32]
+            ):
                 found[0].download_count += 1
                 self._send(handler, 200, found[0].data, {}, record)
                 return
@@ -1532,7 +1640,7 @@ class GitHubEmulator(HttpService):
         return {
             "url": f"{self.url}/repos/{self.full_name}/releases/assets/{asset.id}",
             "browser_download_url": f"{self.server_url}/{self.full_name}/releases/download/"
-                                    f"{urllib.parse.quote(release.tag_name)}/{urllib.parse.quote(asset.name)}",
+            f"{urllib.parse.quote(release.tag_name)}/{urllib.parse.quote(asset.name)}",
             "id": asset.id,
             "node_id": f"RA_kwDO{asset.id}",
             "name": asset.name,
@@ -1847,8 +1955,11 @@ class GitHubEmulator(HttpService):
             },
             "author": author,
             "committer": author,
-            "parents": [{"sha": parent, "url": f"{api}/commits/{parent}",
-                         "html_url": f"{html}/commit/{parent}"}] if parent else [],
+            "parents": [
+                {"sha": parent, "url": f"{api}/commits/{parent}", "html_url": f"{html}/commit/{parent}"}
+            ]
+            if parent
+            else [],
         }
 
     def _branch_json(self, name: str, sha: str) -> dict[str, Any]:
@@ -1901,8 +2012,11 @@ class GitHubEmulator(HttpService):
             "url": f"{api}/issues/comments/{comment.id}",
             "body": comment.body,
             "html_url": f"{html}/pull/{comment.issue_number}#issuecomment-{comment.id}",
-            "user": self._user(comment.user, 41_898_282 if comment.user.endswith("[bot]") else 583_231,
-                               "Bot" if comment.user.endswith("[bot]") else "User"),
+            "user": self._user(
+                comment.user,
+                41_898_282 if comment.user.endswith("[bot]") else 583_231,
+                "Bot" if comment.user.endswith("[bot]") else "User",
+            ),
             "created_at": comment.created_at,
             "updated_at": comment.updated_at,
             "issue_url": f"{api}/issues/{comment.issue_number}",
@@ -1931,33 +2045,72 @@ class GitHubEmulator(HttpService):
         base_sha = self.branches.get(pull.base_ref, fake_sha("base"))
 
         def end(ref: str, sha: str, repo: str) -> dict[str, Any]:
-            return {"label": f"{repo.split('/', 1)[0]}:{ref}", "ref": ref, "sha": sha,
-                    "repo": self._repository_json(repo), "user": self._user(repo.split("/", 1)[0], 500_001)}
+            return {
+                "label": f"{repo.split('/', 1)[0]}:{ref}",
+                "ref": ref,
+                "sha": sha,
+                "repo": self._repository_json(repo),
+                "user": self._user(repo.split("/", 1)[0], 500_001),
+            }
 
-        links = {"self": f"{api}/pulls/{number}", "html": f"{html}/pull/{number}",
-                 "issue": f"{api}/issues/{number}", "comments": f"{api}/issues/{number}/comments",
-                 "review_comments": f"{api}/pulls/{number}/comments",
-                 "review_comment": f"{api}/pulls/comments{{/number}}",
-                 "commits": f"{api}/pulls/{number}/commits", "statuses": f"{api}/statuses/{pull.head_sha}"}
+        links = {
+            "self": f"{api}/pulls/{number}",
+            "html": f"{html}/pull/{number}",
+            "issue": f"{api}/issues/{number}",
+            "comments": f"{api}/issues/{number}/comments",
+            "review_comments": f"{api}/pulls/{number}/comments",
+            "review_comment": f"{api}/pulls/comments{{/number}}",
+            "commits": f"{api}/pulls/{number}/commits",
+            "statuses": f"{api}/statuses/{pull.head_sha}",
+        }
         return {
-            "url": links["self"], "id": 1_500_000_000 + number, "node_id": f"PR_kwDO{number}",
-            "html_url": links["html"], "diff_url": f"{html}/pull/{number}.diff",
-            "patch_url": f"{html}/pull/{number}.patch", "issue_url": links["issue"],
-            "commits_url": links["commits"], "review_comments_url": links["review_comments"],
-            "review_comment_url": links["review_comment"], "comments_url": links["comments"],
-            "statuses_url": links["statuses"], "number": number, "state": pull.state, "locked": False,
-            "title": pull.title, "user": author, "body": None, "labels": [], "milestone": None,
-            "created_at": pull.created_at, "updated_at": pull.created_at, "closed_at": None,
-            "merged_at": None, "merge_commit_sha": None, "assignee": None, "assignees": [],
-            "requested_reviewers": [], "requested_teams": [],
+            "url": links["self"],
+            "id": 1_500_000_000 + number,
+            "node_id": f"PR_kwDO{number}",
+            "html_url": links["html"],
+            "diff_url": f"{html}/pull/{number}.diff",
+            "patch_url": f"{html}/pull/{number}.patch",
+            "issue_url": links["issue"],
+            "commits_url": links["commits"],
+            "review_comments_url": links["review_comments"],
+            "review_comment_url": links["review_comment"],
+            "comments_url": links["comments"],
+            "statuses_url": links["statuses"],
+            "number": number,
+            "state": pull.state,
+            "locked": False,
+            "title": pull.title,
+            "user": author,
+            "body": None,
+            "labels": [],
+            "milestone": None,
+            "created_at": pull.created_at,
+            "updated_at": pull.created_at,
+            "closed_at": None,
+            "merged_at": None,
+            "merge_commit_sha": None,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
             "head": end(pull.head_ref, pull.head_sha, head_repo),
             "base": end(pull.base_ref, base_sha, self.full_name),
             "_links": {k: {"href": v} for k, v in links.items()},
             "author_association": "CONTRIBUTOR" if pull.head_repository else "MEMBER",
-            "auto_merge": None, "draft": False, "merged": False, "mergeable": True, "rebaseable": True,
-            "mergeable_state": "clean", "merged_by": None,
-            "comments": len(self.comments_on(number)), "review_comments": 0,
-            "maintainer_can_modify": False, "commits": 1, "additions": 1, "deletions": 0, "changed_files": 1,
+            "auto_merge": None,
+            "draft": False,
+            "merged": False,
+            "mergeable": True,
+            "rebaseable": True,
+            "mergeable_state": "clean",
+            "merged_by": None,
+            "comments": len(self.comments_on(number)),
+            "review_comments": 0,
+            "maintainer_can_modify": False,
+            "commits": 1,
+            "additions": 1,
+            "deletions": 0,
+            "changed_files": 1,
         }
 
     def _status_json(self, status: StatusRecord) -> dict[str, Any]:

@@ -22,8 +22,9 @@ class HttpService:
 
     def _serve_in_thread(self, server: ThreadingHTTPServer, name: str) -> None:
         self._server, self.port = server, server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=name, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -38,6 +39,7 @@ class HttpService:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -32,8 +32,14 @@ def free_port() -> int:
 
 
 class RegistryServer:
-    def __init__(self, root: Path, *, users: Mapping[str, str] | None = None, read_only: bool = False,
-                 port: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        users: Mapping[str, str] | None = None,
+        read_only: bool = False,
+        port: int | None = None,
+    ) -> None:
         self.root = root
         self.users = dict(users or {})
         self.read_only = read_only
@@ -54,15 +60,18 @@ class RegistryServer:
         if self.users:
             import bcrypt  # noqa: PLC0415 - a test tool, only for registries with users
 
-            lines = [f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}"
-                     for user, password in self.users.items()]
+            lines = [
+                f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}"
+                for user, password in self.users.items()
+            ]
             (self.root / "htpasswd").write_text("\n".join(lines) + "\n")
             cmd += ["--htpasswd", str(self.root / "htpasswd")]
         if self.read_only:
             cmd.append("--read-only")
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         deadline = time.monotonic() + 120  # the script may first install the package
         while not self.answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -93,6 +102,7 @@ class RegistryServer:
     def __enter__(self) -> RegistryServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -117,9 +117,17 @@ def parse_rfc3339(text: str) -> datetime:
 class TwirpError(Exception):
     """Answered as Twirp's JSON error: ``{"code": ..., "msg": ...}``."""
 
-    STATUS: ClassVar[dict[str, int]] = {"malformed": 400, "invalid_argument": 400, "unauthenticated": 401,
-              "permission_denied": 403, "not_found": 404, "already_exists": 409,
-              "failed_precondition": 412, "internal": 500, "bad_route": 404}
+    STATUS: ClassVar[dict[str, int]] = {
+        "malformed": 400,
+        "invalid_argument": 400,
+        "unauthenticated": 401,
+        "permission_denied": 403,
+        "not_found": 404,
+        "already_exists": 409,
+        "failed_precondition": 412,
+        "internal": 500,
+        "bad_route": 404,
+    }
 
     def __init__(self, code: str, msg: str) -> None:
         super().__init__(msg)
@@ -169,8 +177,15 @@ class RuntimeTokens:
         """The backend id of one run *attempt*: a re-run gets another one (the artifact scope)."""
         return str(uuid.uuid5(_UUID_NAMESPACE, f"run-{run_id}-attempt-{run_attempt}"))
 
-    def mint(self, run_id: int, run_attempt: int = 1, job: str = "train", *,
-             ref: str = "refs/heads/main", default_ref: str = "refs/heads/main") -> str:
+    def mint(
+        self,
+        run_id: int,
+        run_attempt: int = 1,
+        job: str = "train",
+        *,
+        ref: str = "refs/heads/main",
+        default_ref: str = "refs/heads/main",
+    ) -> str:
         """A token for one job of one run attempt (each attempt has its own run backend id).
 
         Its ``ac`` claim is GitHub's: the run's ``ref`` may read and write caches, the default
@@ -183,10 +198,14 @@ class RuntimeTokens:
         scopes = [{"Scope": ref, "Permission": READ | WRITE}]
         if default_ref != ref:
             scopes.append({"Scope": default_ref, "Permission": READ})
-        claims = {"scp": f"Actions.GenericRead:{run_backend} Actions.Results:{run_backend}:{job_backend} "
-                         f"Actions.UploadArtifacts:{run_backend}:{job_backend}",
-                  "iss": "github-in-a-box", "aud": "vso:actions",
-                  "exp": int((utcnow() + timedelta(hours=6)).timestamp()), "ac": json.dumps(scopes)}
+        claims = {
+            "scp": f"Actions.GenericRead:{run_backend} Actions.Results:{run_backend}:{job_backend} "
+            f"Actions.UploadArtifacts:{run_backend}:{job_backend}",
+            "iss": "github-in-a-box",
+            "aud": "vso:actions",
+            "exp": int((utcnow() + timedelta(hours=6)).timestamp()),
+            "ac": json.dumps(scopes),
+        }
         header = _b64url(json.dumps({"typ": "JWT", "alg": "HS256"}).encode())
         body = _b64url(json.dumps(claims).encode())
         signature = hmac.new(self._key, f"{header}.{body}".encode(), hashlib.sha256).digest()
@@ -248,8 +267,9 @@ class BlobStore:
         """A URL that allows ``permission`` (``r`` read, ``cw`` create/write) on ``path`` until it expires."""
         expiry = rfc3339(utcnow() + ttl)
         sig = self._sign(path, permission, expiry)
-        query = urllib.parse.urlencode({"sv": "2024-08-04", "sr": "b", "sp": permission, "se": expiry,
-                                        "sig": sig})
+        query = urllib.parse.urlencode(
+            {"sv": "2024-08-04", "sr": "b", "sp": permission, "se": expiry, "sig": sig}
+        )
         return f"{self.base_url}{urllib.parse.quote(path)}?{query}"
 
     def blob(self, path: str) -> Blob | None:
@@ -282,11 +302,15 @@ class BlobStore:
         if parse_rfc3339(expiry) < utcnow():
             raise _BlobError(403, "AuthenticationFailed", "Signed expiry time has passed.")
         if not set(needs) <= set(permission):
-            raise _BlobError(403, "AuthorizationPermissionMismatch", "This request is not authorized to "
-                             "perform this operation using this permission.")
+            raise _BlobError(
+                403,
+                "AuthorizationPermissionMismatch",
+                "This request is not authorized to perform this operation using this permission.",
+            )
 
-    def handle(self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str],
-               body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         """One blob request: (status, headers, body)."""
         try:
             if method in ("GET", "HEAD"):
@@ -300,13 +324,19 @@ class BlobStore:
                 return self._put(path, query, headers, body)
             raise _BlobError(405, "UnsupportedHttpVerb", f"{method} is not supported")
         except _BlobError as err:
-            payload = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{err.code}</Code>'
-                       f"<Message>{err.message}</Message></Error>").encode()
-            return err.status, {"Content-Type": "application/xml", "x-ms-error-code": err.code,
-                                **self._stamp(payload)}, payload
+            payload = (
+                f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{err.code}</Code>'
+                f"<Message>{err.message}</Message></Error>"
+            ).encode()
+            return (
+                err.status,
+                {"Content-Type": "application/xml", "x-ms-error-code": err.code, **self._stamp(payload)},
+                payload,
+            )
 
-    def _put(self, path: str, query: Mapping[str, str], headers: Mapping[str, str],
-             body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def _put(
+        self, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         comp = query.get("comp")
         with self.lock:
             blob = self.blobs.setdefault(path, Blob())
@@ -336,11 +366,14 @@ class BlobStore:
     @staticmethod
     def _stamp(data: bytes) -> dict[str, str]:
         """Headers every Azure blob response carries (the SDK reads them)."""
-        return {"x-ms-request-id": str(uuid.uuid4()), "x-ms-version": "2024-08-04",
-                "ETag": f'"0x{hashlib.sha1(data, usedforsecurity=False).hexdigest()[:16].upper()}"',
-                "Last-Modified": utcnow().strftime("%a, %d %b %Y %H:%M:%S GMT"),
-                "x-ms-request-server-encrypted": "true",
-                "Content-MD5": base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()}
+        return {
+            "x-ms-request-id": str(uuid.uuid4()),
+            "x-ms-version": "2024-08-04",
+            "ETag": f'"0x{hashlib.sha1(data, usedforsecurity=False).hexdigest()[:16].upper()}"',
+            "Last-Modified": utcnow().strftime("%a, %d %b %Y %H:%M:%S GMT"),
+            "x-ms-request-server-encrypted": "true",
+            "Content-MD5": base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode(),
+        }
 
 
 class _BlobError(Exception):
@@ -469,30 +502,50 @@ class ArtifactStore:
         self._ids = iter(range(4_000_000_001, 5_000_000_000))
         self._lower_ids = iter(range(4_000_000_000, 3_000_000_000, -1))
 
-    def create(self, run_id: int, identity: Identity, name: str, expires_at: datetime,
-               run_attempt: int | None = None) -> Artifact:
+    def create(
+        self, run_id: int, identity: Identity, name: str, expires_at: datetime, run_attempt: int | None = None
+    ) -> Artifact:
         """A new artifact of ``identity``'s run attempt (``run_attempt``: the token's, else 1)."""
         with self.lock:
             artifact_id = next(self._lower_ids if self.descending_ids else self._ids)
-            artifact = Artifact(artifact_id, run_id, identity.run_backend_id, identity.job_backend_id, name,
-                                f"/{BLOB_ACCOUNT}/run-{run_id}/{artifact_id}.zip",
-                                utcnow(), expires_at, run_attempt=run_attempt or 1)
+            artifact = Artifact(
+                artifact_id,
+                run_id,
+                identity.run_backend_id,
+                identity.job_backend_id,
+                name,
+                f"/{BLOB_ACCOUNT}/run-{run_id}/{artifact_id}.zip",
+                utcnow(),
+                expires_at,
+                run_attempt=run_attempt or 1,
+            )
             self.artifacts.append(artifact)
             return artifact
 
     def of_attempt(self, run_backend_id: str, *, name: str | None = None) -> list[Artifact]:
         """Live artifacts of one run attempt (its run backend id): what the internal API sees."""
         with self.lock:
-            return [a for a in self.artifacts if a.run_backend_id == run_backend_id and a.live
-                    and (name is None or a.name == name)]
+            return [
+                a
+                for a in self.artifacts
+                if a.run_backend_id == run_backend_id and a.live and (name is None or a.name == name)
+            ]
 
-    def of_run(self, run_id: int, *, name: str | None = None,
-               include_expired: bool = False) -> list[Artifact]:
+    def of_run(
+        self, run_id: int, *, name: str | None = None, include_expired: bool = False
+    ) -> list[Artifact]:
         """Finalized, undeleted artifacts of a run, every attempt's (expired ones too with
         ``include_expired``): what the REST API lists."""
         with self.lock:
-            return [a for a in self.artifacts if a.run_id == run_id and a.finalized and not a.deleted
-                    and (include_expired or not a.expired) and (name is None or a.name == name)]
+            return [
+                a
+                for a in self.artifacts
+                if a.run_id == run_id
+                and a.finalized
+                and not a.deleted
+                and (include_expired or not a.expired)
+                and (name is None or a.name == name)
+            ]
 
     def get(self, artifact_id: int) -> Artifact | None:
         with self.lock:
@@ -531,12 +584,22 @@ class ArtifactService(TwirpService):
 
     def methods(self) -> dict[str, Method]:
         return {
-            "CreateArtifact": Method({**_RUN_JOB, "name": "string", "expires_at": "timestamp",
-                                      "version": "int32", "mime_type": "string_value"}, self.create),
-            "FinalizeArtifact": Method({**_RUN_JOB, "name": "string", "size": "int64",
-                                        "hash": "string_value"}, self.finalize),
-            "ListArtifacts": Method({**_RUN_JOB, "name_filter": "string_value", "id_filter": "int64_value"},
-                                    self.list),
+            "CreateArtifact": Method(
+                {
+                    **_RUN_JOB,
+                    "name": "string",
+                    "expires_at": "timestamp",
+                    "version": "int32",
+                    "mime_type": "string_value",
+                },
+                self.create,
+            ),
+            "FinalizeArtifact": Method(
+                {**_RUN_JOB, "name": "string", "size": "int64", "hash": "string_value"}, self.finalize
+            ),
+            "ListArtifacts": Method(
+                {**_RUN_JOB, "name_filter": "string_value", "id_filter": "int64_value"}, self.list
+            ),
             "GetSignedArtifactURL": Method({**_RUN_JOB, "name": "string"}, self.signed_url),
             "DeleteArtifact": Method({**_RUN_JOB, "name": "string"}, self.delete),
         }
@@ -562,19 +625,27 @@ class ArtifactService(TwirpService):
         if request.get("version") not in (4, 5, 6, 7):
             raise TwirpError("invalid_argument", f"unsupported artifact version {request.get('version')}")
         if self.store.of_attempt(identity.run_backend_id, name=name):  # unique per run attempt
-            raise TwirpError("already_exists",
-                             "an artifact with this name already exists on the workflow run")
+            raise TwirpError(
+                "already_exists", "an artifact with this name already exists on the workflow run"
+            )
         expires_at = request.get("expires_at") or utcnow() + DEFAULT_RETENTION
-        artifact = self.store.create(run_id, identity, name, expires_at,
-                                     self.tokens.run_attempts.get(identity.run_backend_id, 1))
+        artifact = self.store.create(
+            run_id, identity, name, expires_at, self.tokens.run_attempts.get(identity.run_backend_id, 1)
+        )
         url = self.store.blobs.signed_url(artifact.blob_path, "cw")
         return {"ok": True, "signed_upload_url": url}
 
     def finalize(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
         self._run_id(identity, request)
         name = self._name(request)
-        pending = [a for a in self.store.history() if a.run_backend_id == identity.run_backend_id
-                   and a.name == name and not a.finalized and not a.deleted]
+        pending = [
+            a
+            for a in self.store.history()
+            if a.run_backend_id == identity.run_backend_id
+            and a.name == name
+            and not a.finalized
+            and not a.deleted
+        ]
         if not pending:
             raise TwirpError("not_found", f"no artifact {name} is being uploaded in this run")
         artifact = pending[-1]
@@ -591,10 +662,20 @@ class ArtifactService(TwirpService):
         found = self.store.of_attempt(identity.run_backend_id, name=request.get("name_filter"))
         if "id_filter" in request:
             found = [a for a in found if a.id == request["id_filter"]]
-        return {"artifacts": [{
-            "workflow_run_backend_id": a.run_backend_id, "workflow_job_run_backend_id": a.job_backend_id,
-            "database_id": str(a.id), "name": a.name, "size": str(a.size),
-            "created_at": rfc3339(a.created_at), "digest": a.digest} for a in found]}
+        return {
+            "artifacts": [
+                {
+                    "workflow_run_backend_id": a.run_backend_id,
+                    "workflow_job_run_backend_id": a.job_backend_id,
+                    "database_id": str(a.id),
+                    "name": a.name,
+                    "size": str(a.size),
+                    "created_at": rfc3339(a.created_at),
+                    "digest": a.digest,
+                }
+                for a in found
+            ]
+        }
 
     def signed_url(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
         # Any job of the run attempt may download what another job of it uploaded (download-artifact
@@ -610,9 +691,15 @@ class ArtifactService(TwirpService):
     def delete(self, identity: Identity, request: dict[str, Any]) -> dict[str, Any]:
         self._run_id(identity, request, own_job=False)
         name = self._name(request)
-        found = [a for a in self.store.artifacts if a.run_backend_id == identity.run_backend_id
-                 and a.name == name and a.finalized and not a.deleted
-                 and a.job_backend_id == request.get("workflow_job_run_backend_id")]
+        found = [
+            a
+            for a in self.store.artifacts
+            if a.run_backend_id == identity.run_backend_id
+            and a.name == name
+            and a.finalized
+            and not a.deleted
+            and a.job_backend_id == request.get("workflow_job_run_backend_id")
+        ]
         if not found:
             raise TwirpError("not_found", f"no artifact {name} in this run attempt")
         for artifact in found:
@@ -667,10 +754,13 @@ class CacheStore:
     def reserve(self, key: str, version: str, scope: str) -> CacheEntry:
         """A new entry being uploaded; an existing one with the same key, version and scope is a conflict."""
         with self.lock:
-            if any(e.key == key and e.version == version and e.scope == scope and not e.evicted
-                   for e in self.entries):
-                raise TwirpError("already_exists", "cache entry with the same key, version, and scope "
-                                                   "already exists")
+            if any(
+                e.key == key and e.version == version and e.scope == scope and not e.evicted
+                for e in self.entries
+            ):
+                raise TwirpError(
+                    "already_exists", "cache entry with the same key, version, and scope already exists"
+                )
             entry_id = next(self._ids)
             entry = CacheEntry(entry_id, key, version, scope, f"/{BLOB_ACCOUNT}/caches/{entry_id}", utcnow())
             self.entries.append(entry)
@@ -682,15 +772,22 @@ class CacheStore:
         with self.lock:
             found = None
             for scope in scopes:
-                newest = [e for e in reversed(self.entries) if e.finalized and not e.evicted
-                          and e.version == version and e.scope == scope]
+                newest = [
+                    e
+                    for e in reversed(self.entries)
+                    if e.finalized and not e.evicted and e.version == version and e.scope == scope
+                ]
                 found = next((e for e in newest if e.key == key), None) or next(
-                    (e for prefix in (key, *restore_keys) for e in newest if e.key.startswith(prefix)), None)
+                    (e for prefix in (key, *restore_keys) for e in newest if e.key.startswith(prefix)), None
+                )
                 if found is not None:
                     found.last_accessed_at = utcnow()
                     break
-            self.lookups.append(CacheLookup(key, tuple(restore_keys), version, tuple(scopes),
-                                            found.key if found is not None else None))
+            self.lookups.append(
+                CacheLookup(
+                    key, tuple(restore_keys), version, tuple(scopes), found.key if found is not None else None
+                )
+            )
             return found
 
     def saved(self, key: str | None = None) -> list[CacheEntry]:
@@ -729,8 +826,10 @@ class CacheService(TwirpService):
         key, version = str(request.get("key", "")), str(request.get("version", ""))
         for text in (key, *request.get("restore_keys", [])):
             if not text or len(text) > CACHE_KEY_LIMIT or "," in text:
-                raise TwirpError("invalid_argument", f"a cache key must be 1 to {CACHE_KEY_LIMIT} characters "
-                                                     "without a comma")
+                raise TwirpError(
+                    "invalid_argument",
+                    f"a cache key must be 1 to {CACHE_KEY_LIMIT} characters without a comma",
+                )
         if not version:
             raise TwirpError("invalid_argument", "the cache version is required")
         return key, version
@@ -751,8 +850,11 @@ class CacheService(TwirpService):
         key, version = self._key_and_version(request)
         scope = self._write_scope(identity)
         with self.store.lock:
-            pending = [e for e in self.store.entries if (e.key, e.version, e.scope) == (key, version, scope)
-                       and not e.finalized]
+            pending = [
+                e
+                for e in self.store.entries
+                if (e.key, e.version, e.scope) == (key, version, scope) and not e.finalized
+            ]
             if not pending:
                 raise TwirpError("not_found", "no cache entry with this key and version is being uploaded")
             entry = pending[-1]
@@ -765,8 +867,11 @@ class CacheService(TwirpService):
         found = self.store.find(identity.cache_scope(READ), key, request.get("restore_keys", []), version)
         if found is None:  # a miss is an answer, not an error: the client then restores nothing
             return {"ok": False}
-        return {"ok": True, "signed_download_url": self.store.blobs.signed_url(found.blob_path, "r"),
-                "matched_key": found.key}
+        return {
+            "ok": True,
+            "signed_download_url": self.store.blobs.signed_url(found.blob_path, "r"),
+            "matched_key": found.key,
+        }
 
 
 # --------------------------------------------------------------------------- the server
@@ -846,8 +951,9 @@ class ResultsService(HttpService):
         else:
             query = {k: v[-1] for k, v in urllib.parse.parse_qs(split.query, keep_blank_values=True).items()}
             path = urllib.parse.unquote(split.path)
-            status, headers, payload = self.blobs.handle(handler.command, path, query,
-                                                         dict(handler.headers.items()), body)
+            status, headers, payload = self.blobs.handle(
+                handler.command, path, query, dict(handler.headers.items()), body
+            )
             with self.blobs.lock:
                 self.blobs.requests.append((handler.command, f"{path}?comp={query.get('comp', '')}", status))
         handler.send_response(status)
@@ -858,8 +964,9 @@ class ResultsService(HttpService):
         if payload and handler.command != "HEAD":
             handler.wfile.write(payload)
 
-    def _twirp(self, service_name: str, method: str, handler: _Handler,
-               body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def _twirp(
+        self, service_name: str, method: str, handler: _Handler, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         try:
             if handler.command != "POST":
                 raise TwirpError("bad_route", "Twirp methods are called with POST")

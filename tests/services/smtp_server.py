@@ -55,6 +55,7 @@ DROP_AFTER_DATA = 0  # failures=[("DATA", DROP_AFTER_DATA)]: store the message, 
 
 # --------------------------------------------------------------------------- certificates
 
+
 @dataclass(frozen=True)
 class Certs:
     ca_cert: Path  # PEM: the test CA, what a client must trust (KT_SMTP_CAFILE)
@@ -68,8 +69,11 @@ class Certs:
 
 
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
 
 
 def _general_name(name: str) -> x509.GeneralName:
@@ -90,15 +94,27 @@ def make_certificates(folder: Path, names: Iterable[str] = ("localhost", HOST)) 
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name)
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(later)
+        .not_valid_before(now)
+        .not_valid_after(later)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -110,13 +126,13 @@ def make_certificates(folder: Path, names: Iterable[str] = ("localhost", HOST)) 
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(later)
+        .not_valid_before(now)
+        .not_valid_after(later)
         .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -128,6 +144,7 @@ def make_certificates(folder: Path, names: Iterable[str] = ("localhost", HOST)) 
 
 
 # --------------------------------------------------------------------------- handler
+
 
 @dataclass
 class Received:
@@ -165,8 +182,9 @@ class RecordingHandler:
                 return f"{code} {kind}"
         return None
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
         failed = self._fail("MAIL")
         if failed:
             return failed
@@ -174,8 +192,9 @@ class RecordingHandler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         failed = self._fail("RCPT")
         if failed:
             return failed
@@ -188,11 +207,15 @@ class RecordingHandler:
             return failed
         content = envelope.original_content or envelope.content
         with self.lock:
-            self.messages.append(Received(
-                mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos),
-                content=content if isinstance(content, bytes) else content.encode(),
-                tls=self.implicit_tls or session.ssl is not None,
-                authenticated=bool(session.authenticated)))
+            self.messages.append(
+                Received(
+                    mail_from=envelope.mail_from,
+                    rcpt_tos=list(envelope.rcpt_tos),
+                    content=content if isinstance(content, bytes) else content.encode(),
+                    tls=self.implicit_tls or session.ssl is not None,
+                    authenticated=bool(session.authenticated),
+                )
+            )
         if failed:  # stored, but the client never hears the 250: the ambiguous case
             server.transport.abort()
         return "250 2.0.0 Message accepted for delivery"
@@ -206,8 +229,9 @@ class PasswordAuthenticator:
     password: str
     tries: list[tuple[str, str]] = field(default_factory=list)
 
-    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str,
-                 auth_data: Any) -> AuthResult:
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         self.tries.append((mechanism, auth_data.login.decode("utf-8", "replace")))
@@ -218,6 +242,7 @@ class PasswordAuthenticator:
 
 # --------------------------------------------------------------------------- server
 
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
@@ -227,8 +252,15 @@ def free_port() -> int:
 class SmtpTestServer:
     """``with SmtpTestServer("starttls", certs=..., user=..., password=...) as server: ...``"""
 
-    def __init__(self, mode: str = "starttls", *, certs: Certs | None = None, user: str | None = None,
-                 password: str | None = None, failures: Iterable[tuple[str, int]] = ()) -> None:
+    def __init__(
+        self,
+        mode: str = "starttls",
+        *,
+        certs: Certs | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        failures: Iterable[tuple[str, int]] = (),
+    ) -> None:
         if mode not in ("starttls", "ssl", "plain"):
             raise ValueError(f"unknown mode {mode!r}")
         if mode != "plain" and certs is None:
@@ -253,8 +285,9 @@ class SmtpTestServer:
             kwargs["auth_required"] = self.mode == "starttls"
         if self.mode == "starttls":
             assert self.certs is not None
-            kwargs.update(tls_context=self.certs.server_context(), require_starttls=True,
-                          auth_require_tls=True)
+            kwargs.update(
+                tls_context=self.certs.server_context(), require_starttls=True, auth_require_tls=True
+            )
         elif self.mode == "ssl":
             assert self.certs is not None
             # aiosmtpd only counts STARTTLS as TLS: with implicit TLS, AUTH must be allowed "without" it.
@@ -285,6 +318,7 @@ class SmtpTestServer:
     def __enter__(self) -> SmtpTestServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -41,8 +41,9 @@ class MyTrainer(keras.Model):
 
 
 keras.utils.set_random_seed(17)
-model_a = keras.Sequential([keras.layers.Dense(32, activation="relu"),
-                           keras.layers.Dense(10, activation="softmax")])
+model_a = keras.Sequential(
+    [keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+)
 trainer = MyTrainer(model_a)
 trainer.compile(optimizer=keras.optimizers.SGD(0.05))
 trainer.fit(x_train, y_train, epochs=10, batch_size=64, validation_data=(x_test, y_test))

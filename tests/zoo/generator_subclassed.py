@@ -12,7 +12,7 @@ def batches(batch_size=64):
     while True:
         order = rng.permutation(len(x_train))
         for start in range(0, len(order) - batch_size + 1, batch_size):
-            chosen = order[start:start + batch_size]
+            chosen = order[start : start + batch_size]
             yield x_train[chosen], y_train[chosen]
 
 

@@ -21,8 +21,13 @@ scaler = Scaler().fit(x_train)
 x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
 
 keras.utils.set_random_seed(31)
-model = keras.Sequential([keras.Input(shape=(64,)), keras.layers.Dense(32, activation="relu"),
-                          keras.layers.Dense(10, activation="softmax")])
+model = keras.Sequential(
+    [
+        keras.Input(shape=(64,)),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ]
+)
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 history = model.fit(x_train, y_train, epochs=5, batch_size=64, validation_split=0.1)
 print("History epochs:", history.epoch)

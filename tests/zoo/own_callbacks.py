@@ -10,11 +10,13 @@ from zoo_data import digits
 x_train, y_train, x_test, y_test = digits()
 
 keras.utils.set_random_seed(5)
-model = keras.Sequential([
-    keras.Input(shape=(64,)),
-    keras.layers.Dense(32, activation="relu"),
-    keras.layers.Dense(10, activation="softmax"),
-])
+model = keras.Sequential(
+    [
+        keras.Input(shape=(64,)),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ]
+)
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 callbacks = [

@@ -76,17 +76,32 @@ MAX_FOREIGN_METRICS_BYTES = 5 * 1024 * 1024
 HOOKED_METHODS = ("fit", "evaluate", "predict", "save", "save_weights")
 # The training contract's variables: a copy of keeptraining.contract.env.VARIABLES (this module runs
 # inside the training process, stdlib only); tests/test_architecture.py checks that the two agree.
-CONTRACT_VARIABLES = ("KT_EPOCHS", "KT_INITIAL_EPOCH", "KT_RESUME_FROM", "KT_THRESHOLD", "KT_METRIC",
-                      "KT_OUTPUT_DIR", "KT_HP_", "KT_DEADLINE", "KT_CACHE_DIR", "KT_ADAPT", "KT_ATTEMPT")
+CONTRACT_VARIABLES = (
+    "KT_EPOCHS",
+    "KT_INITIAL_EPOCH",
+    "KT_RESUME_FROM",
+    "KT_THRESHOLD",
+    "KT_METRIC",
+    "KT_OUTPUT_DIR",
+    "KT_HP_",
+    "KT_DEADLINE",
+    "KT_CACHE_DIR",
+    "KT_ADAPT",
+    "KT_ATTEMPT",
+)
 # What TensorFlow prints to stderr before its logging is set up, whatever TF_CPP_MIN_LOG_LEVEL says.
-_BANNER = re.compile(r"^(?:I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "
-                     r"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
+_BANNER = re.compile(
+    r"^(?:I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
+)
 _OPTIMIZER_SKIPPED = "Skipping variable loading for optimizer"
 # Keras's built-in callbacks whose state spans epochs: carried from attempt to attempt with the
 # checkpoint (in metrics.json), the way BackupAndRestore carries the epoch.
-CARRIED_STATE = {"EarlyStopping": ("wait", "best", "best_epoch"),
-                 "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
-                 "ModelCheckpoint": ("best",)}
+CARRIED_STATE = {
+    "EarlyStopping": ("wait", "best", "best_epoch"),
+    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+    "ModelCheckpoint": ("best",),
+}
 EARLY_STOPPING = "early_stopping"  # metrics.json "stopped": the script's own EarlyStopping ended the training
 
 ADAPTER: Adapter | None = None
@@ -337,9 +352,11 @@ class Adapter:
         stopped = isinstance(account, dict) and account.get("stopped_by") == "threshold"
         result = previous.get(self.s.metric)
         if stopped and isinstance(result, (int, float)) and result < threshold:
-            say(f"in the previous attempt val_{self.s.metric} reached the threshold but the script's "
+            say(
+                f"in the previous attempt val_{self.s.metric} reached the threshold but the script's "
                 f"{previous.get('metric_source', 'result')} did not ({result:.4f}): this attempt trains "
-                "all its epochs.")
+                "all its epochs."
+            )
             return False
         return True
 
@@ -392,22 +409,29 @@ class Adapter:
         if self.model is None:
             if self._follows_contract(arguments):
                 self.off = True
-                say("the script passes epochs=KT_EPOCHS and initial_epoch=KT_INITIAL_EPOCH itself: "
-                    "stepping aside (adapt: auto).")
+                say(
+                    "the script passes epochs=KT_EPOCHS and initial_epoch=KT_INITIAL_EPOCH itself: "
+                    "stepping aside (adapt: auto)."
+                )
                 return original(model, *args, **kwargs)
             self.model = model
             self.one_run, self.one_run_why = self._one_fit(arguments)
         elif model is not self.model:
             if not self.other_model_noted:
                 self.other_model_noted = True
-                self.note("fit on another model runs as written; keeptraining drives the first model "
-                          "the script trains.")
+                self.note(
+                    "fit on another model runs as written; keeptraining drives the first model "
+                    "the script trains."
+                )
             return original(model, *args, **kwargs)
         self.pending = None  # this fit continues the timeline: no need to continue the earlier one
         self.script_fits += 1
         callbacks = arguments.get("callbacks")
-        user_callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else \
-            ([] if callbacks is None else [callbacks])
+        user_callbacks = (
+            list(callbacks)
+            if isinstance(callbacks, (list, tuple))
+            else ([] if callbacks is None else [callbacks])
+        )
         return self._train(original, model, bound, user_callbacks, history=None)
 
     def resumed_or_pending(self) -> bool:
@@ -449,8 +473,7 @@ class Adapter:
             return False
         return initial > 0 or self.read_epochs is not False
 
-    def _train(self, original: Any, model: Any, bound: Any, user_callbacks: list[Any],
-               history: Any) -> Any:
+    def _train(self, original: Any, model: Any, bound: Any, user_callbacks: list[Any], history: Any) -> Any:
         """Run one fit segment: from the model's epoch, the epochs asked, never past KT_EPOCHS."""
         arguments = bound.arguments
         if not _fully_built(model):  # to resume, and to save: Keras saves no unbuilt model
@@ -469,14 +492,18 @@ class Adapter:
         self._say_segment(epochs, initial, start, end)
         arguments["initial_epoch"], arguments["epochs"] = start, end
         arguments["verbose"] = self._verbose(arguments.get("verbose", "auto"))
-        if self.s.batch_size and arguments.get("batch_size") != self.s.batch_size \
-                and _is_arrays(arguments.get("x")):
+        if (
+            self.s.batch_size
+            and arguments.get("batch_size") != self.s.batch_size
+            and _is_arrays(arguments.get("x"))
+        ):
             arguments["batch_size"] = self.s.batch_size
             self.applied["batch_size"] = self.s.batch_size
         self.user_callbacks = list(user_callbacks)
         ours = self._callbacks()  # [restore, record, threshold, clock]
-        arguments["callbacks"] = ours[:1] + user_callbacks + ([history] if history is not None else []) \
-            + ours[1:]
+        arguments["callbacks"] = (
+            ours[:1] + user_callbacks + ([history] if history is not None else []) + ours[1:]
+        )
         self.fit_calls += 1
         self.busy = True
         started = time.perf_counter()
@@ -487,8 +514,12 @@ class Adapter:
             self.fit_seconds += time.perf_counter() - started
         stopped = bool(getattr(model, "stop_training", False))
         if stopped and self.stopped_by is None:
-            fired = [cb for cb in user_callbacks if self._carried_class(cb) == "EarlyStopping"
-                     and int(getattr(cb, "stopped_epoch", 0) or 0) > 0]
+            fired = [
+                cb
+                for cb in user_callbacks
+                if self._carried_class(cb) == "EarlyStopping"
+                and int(getattr(cb, "stopped_epoch", 0) or 0) > 0
+            ]
             self.stopped_by = "EarlyStopping" if fired else "a callback"
         if self.done < self.s.epochs and not stopped:
             self.pending = (bound, user_callbacks, result)
@@ -500,16 +531,22 @@ class Adapter:
         if self.stopped_by == "deadline":
             say(f"fit(epochs={epochs}) trains no epoch: this run's time is up (KT_DEADLINE).")
         elif self.fit_calls == 0 and self.resumed_or_pending() and start >= self.s.epochs:
-            say(f"fit(epochs={epochs}) trains no epoch: evaluate only (KT_EPOCHS={self.s.epochs} = "
-                "KT_INITIAL_EPOCH, the checkpoint is measured as it is).")
+            say(
+                f"fit(epochs={epochs}) trains no epoch: evaluate only (KT_EPOCHS={self.s.epochs} = "
+                "KT_INITIAL_EPOCH, the checkpoint is measured as it is)."
+            )
         elif end == start and (self.fit_calls == 0 or (epochs, initial) != (end, start)):
             say(f"fit(epochs={epochs}) trains no epoch (KT_EPOCHS={self.s.epochs}, the model has {start}).")
         elif self.one_run and self.fit_calls == 0:
-            say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} in one run "
-                f"(KT_EPOCHS={self.s.epochs}, the model has {start}; {self.one_run_why}).")
+            say(
+                f"fit(epochs={epochs}) trains epochs {start + 1} to {end} in one run "
+                f"(KT_EPOCHS={self.s.epochs}, the model has {start}; {self.one_run_why})."
+            )
         elif self.fit_calls == 0 or (epochs, initial) != (end, start):
-            say(f"fit(epochs={epochs}) trains epochs {start + 1} to {end} "
-                f"(KT_EPOCHS={self.s.epochs}, the model has {start}).")
+            say(
+                f"fit(epochs={epochs}) trains epochs {start + 1} to {end} "
+                f"(KT_EPOCHS={self.s.epochs}, the model has {start})."
+            )
 
     def _epochs(self, arguments: dict[str, Any]) -> tuple[int, int]:
         """(epochs, initial_epoch) as the script passed them, Keras's defaults otherwise."""
@@ -532,8 +569,10 @@ class Adapter:
         bound, user_callbacks, history = self.pending
         self.pending = None
         self.continued = True
-        say(f"the script's fit calls stopped at epoch {self.done}, short of KT_EPOCHS={self.s.epochs}: "
-            f"continuing its last fit to epoch {self.s.epochs}.")
+        say(
+            f"the script's fit calls stopped at epoch {self.done}, short of KT_EPOCHS={self.s.epochs}: "
+            f"continuing its last fit to epoch {self.s.epochs}."
+        )
         bound.arguments["initial_epoch"], bound.arguments["epochs"] = self.done, self.s.epochs
         self._train(self.originals["fit"], self.model, bound, user_callbacks, history)
 
@@ -559,9 +598,11 @@ class Adapter:
                 # Not built before the first step (a generator the adapter cannot peek at):
                 # restore now, over that one step, whose update is discarded (the step counter too).
                 if adapter.restore_pending:
-                    adapter.note("the model had no weights before its first training step (its data is "
-                                 "a generator): the checkpoint was loaded after that step, whose update "
-                                 "is discarded. Build the model before fit (model(x[:1])) to avoid this.")
+                    adapter.note(
+                        "the model had no weights before its first training step (its data is "
+                        "a generator): the checkpoint was loaded after that step, whose update "
+                        "is discarded. Build the model before fit (model(x[:1])) to avoid this."
+                    )
                     self.restore()
 
         class Record(base):  # type: ignore[misc,valid-type]
@@ -586,8 +627,10 @@ class Adapter:
                     return
                 adapter.stopped_by = "threshold"
                 self.model.stop_training = True
-                say(f"val_{key} {float(value):.4f} >= threshold {adapter.s.threshold:g} at epoch "
-                    f"{adapter.done}: stopping.")
+                say(
+                    f"val_{key} {float(value):.4f} >= threshold {adapter.s.threshold:g} at epoch "
+                    f"{adapter.done}: stopping."
+                )
 
         class Clock(base):  # type: ignore[misc,valid-type]
             def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
@@ -611,9 +654,11 @@ class Adapter:
             return
         self.stopped_by = "deadline"
         model.stop_training = True
-        say(f"stopping after epoch {self.done}: the next epoch would end after this run's deadline "
+        say(
+            f"stopping after epoch {self.done}: the next epoch would end after this run's deadline "
             f"(KT_DEADLINE, {max(left, 0):.0f} s left; an epoch takes up to {self.longest_epoch_s:.1f} s). "
-            "The next run goes on from here.")
+            "The next run goes on from here."
+        )
 
     # --- the script's stateful callbacks, across attempts --------------------------------
 
@@ -658,8 +703,11 @@ class Adapter:
         previous = self.s.previous.get("callbacks")
         if not isinstance(previous, list):
             return
-        index = {(p.get("class"), p.get("monitor"), p.get("ordinal")): p.get("state")
-                 for p in previous if isinstance(p, dict)}
+        index = {
+            (p.get("class"), p.get("monitor"), p.get("ordinal")): p.get("state")
+            for p in previous
+            if isinstance(p, dict)
+        }
         for callback, name, monitor, ordinal in self._callback_keys():
             state = index.get((name, monitor, ordinal))
             if not isinstance(state, dict):
@@ -670,8 +718,10 @@ class Adapter:
                     setattr(callback, attribute, value)
             self.carried.append(f"{name}({monitor})")
         if self.carried:
-            say(f"carried on from the previous attempt: {', '.join(self.carried)} "
-                "(their best value and how long they have waited).")
+            say(
+                f"carried on from the previous attempt: {', '.join(self.carried)} "
+                "(their best value and how long they have waited)."
+            )
 
     # --- resume ----------------------------------------------------------------------
 
@@ -729,21 +779,27 @@ class Adapter:
         self.optimizer_restored = optimizer is not None and not skipped
         self.iterations_start = _iterations(model)
         self.restore = "weights and optimizer state" if self.optimizer_restored else "weights only"
-        extra = (f", optimizer at step {self.iterations_start}" if self.optimizer_restored else
-                 "; the optimizer starts afresh (the script's optimizer differs from the checkpoint's)")
+        extra = (
+            f", optimizer at step {self.iterations_start}"
+            if self.optimizer_restored
+            else "; the optimizer starts afresh (the script's optimizer differs from the checkpoint's)"
+        )
         say(f"resumed {os.path.basename(path)} at epoch {self.done}: weights{extra}.")
 
-    def _restore_failed(self, path: str, exc: BaseException, variables: list[Any],
-                        snapshot: list[Any]) -> None:
+    def _restore_failed(
+        self, path: str, exc: BaseException, variables: list[Any], snapshot: list[Any]
+    ) -> None:
         for variable, value in zip(variables, snapshot):  # noqa: B905 - Python 3.9 images: no strict=
             with contextlib.suppress(Exception):
                 variable.assign(value)
         self.done = 0
         self.resumed = False
         self.restore = f"failed: {short(exc)}"
-        self.note(f"cannot resume from {os.path.basename(path)} ({short(exc)}): the checkpoint does not "
-                  "fit this model (did the architecture change?). Training starts from scratch; this "
-                  "attempt is recorded as not resumed.")
+        self.note(
+            f"cannot resume from {os.path.basename(path)} ({short(exc)}): the checkpoint does not "
+            "fit this model (did the architecture change?). Training starts from scratch; this "
+            "attempt is recorded as not resumed."
+        )
 
     def _apply_learning_rate(self, model: Any) -> None:
         if self.s.learning_rate is None or getattr(model, "optimizer", None) is None:
@@ -766,8 +822,9 @@ class Adapter:
         finally:
             self.busy = False
         try:
-            self.evaluated = {str(k): float(v) for k, v in model.get_metrics_result().items()
-                              if _is_scalar(v)}
+            self.evaluated = {
+                str(k): float(v) for k, v in model.get_metrics_result().items() if _is_scalar(v)
+            }
         except Exception as exc:
             self.note(f"could not read the evaluate result ({short(exc)}).")
         self.write_outputs()
@@ -826,8 +883,10 @@ class Adapter:
                 os.replace(tmp, os.path.join(out, CHECKPOINT))
                 return CHECKPOINT
             except Exception as exc:
-                text = (f"model.save failed ({short(exc)}); saving the weights and optimizer state "
-                        f"as {WEIGHTS_ONLY} instead.")
+                text = (
+                    f"model.save failed ({short(exc)}); saving the weights and optimizer state "
+                    f"as {WEIGHTS_ONLY} instead."
+                )
                 if text not in self.notes:  # said once, not at every epoch end
                     self.note(text)
             tmp = os.path.join(out, f".model{tag}.weights.h5")
@@ -858,31 +917,44 @@ class Adapter:
         found = self.metric()
         if found is None:
             seen = sorted(set(self.history) | set(self.evaluated or {}))
-            text = (f"the model reports no {self.s.metric} (it logs: {', '.join(seen)[:200]}); "
-                    f"compile it with metrics=['{self.s.metric}'] or set `metric` to one of those."
-                    if seen else
-                    f"the model reports no {self.s.metric}: it trained no epoch and evaluated nothing "
-                    "(fit with epochs=0?); train at least one epoch, or evaluate the model.")
+            text = (
+                f"the model reports no {self.s.metric} (it logs: {', '.join(seen)[:200]}); "
+                f"compile it with metrics=['{self.s.metric}'] or set `metric` to one of those."
+                if seen
+                else f"the model reports no {self.s.metric}: it trained no epoch and evaluated nothing "
+                "(fit with epochs=0?); train at least one epoch, or evaluate the model."
+            )
             if text not in self.notes:
                 self.note(text)
             return None
         value, source = found
         return {
-            self.s.metric: value, "metric": self.s.metric, "metric_source": source,
-            "epochs": self.done, "initial_epoch": self.s.initial_epoch if self.resumed else 0,
+            self.s.metric: value,
+            "metric": self.s.metric,
+            "metric_source": source,
+            "epochs": self.done,
+            "initial_epoch": self.s.initial_epoch if self.resumed else 0,
             "resumed": self.resumed,
             "early_stopped": self.done < self.s.epochs and self.stopped_by not in (None, "deadline"),
             "stopped": {"deadline": "deadline", "EarlyStopping": EARLY_STOPPING}.get(self.stopped_by or ""),
-            "history": self.history, "checkpoint": self.checkpoint, "callbacks": self.callback_states(),
+            "history": self.history,
+            "checkpoint": self.checkpoint,
+            "callbacks": self.callback_states(),
             "timings": {"fit_s": round(self.fit_seconds, 3)},
             "adapter": {
-                "mode": self.s.mode, "fit_calls": self.fit_calls, "script_fit_calls": self.script_fits,
-                "one_run": self.one_run, "continued": self.continued,
-                "stopped_by": self.stopped_by, "resume": self.restore,
-                "callbacks_carried": list(self.carried), "threshold_stop": self.stop_at_threshold,
+                "mode": self.s.mode,
+                "fit_calls": self.fit_calls,
+                "script_fit_calls": self.script_fits,
+                "one_run": self.one_run,
+                "continued": self.continued,
+                "stopped_by": self.stopped_by,
+                "resume": self.restore,
+                "callbacks_carried": list(self.carried),
+                "threshold_stop": self.stop_at_threshold,
                 "optimizer_restored": self.optimizer_restored,
                 "optimizer_iterations": {"start": self.iterations_start, "end": _iterations(self.model)},
-                "hyperparameters": dict(self.applied), "notes": list(self.notes),
+                "hyperparameters": dict(self.applied),
+                "notes": list(self.notes),
             },
         }
 
@@ -945,21 +1017,28 @@ def _fit_call_sites(frame: Any) -> tuple[int, bool, str] | None:
     def visit(node: ast.AST, in_loop: bool) -> None:
         for child in ast.iter_child_nodes(node):
             looping = in_loop or (isinstance(node, (ast.For, ast.While, ast.AsyncFor)) and child in node.body)
-            if isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) \
-                    and child.func.attr in _FIT_NAMES:
+            if (
+                isinstance(child, ast.Call)
+                and isinstance(child.func, ast.Attribute)
+                and child.func.attr in _FIT_NAMES
+            ):
                 calls.append((child, looping))
             visit(child, looping)
 
     visit(tree, False)
-    calling = [(call, loop) for call, loop in calls
-               if call.lineno <= line <= (call.end_lineno or call.lineno)]
+    calling = [
+        (call, loop) for call, loop in calls if call.lineno <= line <= (call.end_lineno or call.lineno)
+    ]
     if len(calling) != 1:
         return None
     call, in_loop = calling[0]
     assert isinstance(call.func, ast.Attribute)
     receiver = ast.unparse(call.func.value)
-    sites = sum(1 for other, _ in calls
-                if isinstance(other.func, ast.Attribute) and ast.unparse(other.func.value) == receiver)
+    sites = sum(
+        1
+        for other, _ in calls
+        if isinstance(other.func, ast.Attribute) and ast.unparse(other.func.value) == receiver
+    )
     return sites, in_loop, receiver
 
 
@@ -977,12 +1056,14 @@ def _first_batch(x: Any, y: Any) -> tuple[Any, Any, Any] | None:
     if x is None:
         return None
     if _is_arrays(x):
+
         def head(value: Any) -> Any:
             if isinstance(value, (list, tuple)):
                 return type(value)(head(item) for item in value)
             if isinstance(value, dict):
                 return {key: head(item) for key, item in value.items()}
             return value[:1]
+
         return head(x), (head(y) if y is not None and _is_arrays(y) else None), None
     if hasattr(x, "take") and hasattr(x, "element_spec"):  # a tf.data.Dataset: a fresh iterator
         batch = next(iter(x.take(1)))

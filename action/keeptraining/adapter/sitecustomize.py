@@ -24,8 +24,9 @@ def _install() -> None:
 
         _keeptraining_adapter.install()
     except Exception as exc:  # never break the user's script
-        sys.stderr.write(f"keeptraining adapter: not loaded ({type(exc).__name__}: {exc}); "
-                         "the script runs as written.\n")
+        sys.stderr.write(
+            f"keeptraining adapter: not loaded ({type(exc).__name__}: {exc}); the script runs as written.\n"
+        )
 
 
 def _run_shadowed_sitecustomize() -> None:
@@ -44,8 +45,9 @@ def _run_shadowed_sitecustomize() -> None:
     except Exception as exc:  # what Python itself does with a failing sitecustomize
         if ours is not None:
             sys.modules["sitecustomize"] = ours
-        sys.stderr.write(f"Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
-                         f"{type(exc).__name__}: {exc}\n")
+        sys.stderr.write(
+            f"Error in sitecustomize; set PYTHONVERBOSE for traceback:\n{type(exc).__name__}: {exc}\n"
+        )
 
 
 _install()

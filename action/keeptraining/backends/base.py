@@ -72,8 +72,11 @@ class TrainResult:
     def log_tail(self) -> str:
         """The end of the log, plus the end of stderr when it is not already there."""
         last = tail(self.output)
-        missing = [line for line in tail(self.errors, ERROR_TAIL_LINES).splitlines()
-                   if line.strip() and line not in last.splitlines()]
+        missing = [
+            line
+            for line in tail(self.errors, ERROR_TAIL_LINES).splitlines()
+            if line.strip() and line not in last.splitlines()
+        ]
         return last + ("\n--- last lines on stderr ---\n" + "\n".join(missing) if missing else "")
 
 
@@ -146,10 +149,10 @@ class LogBuffer:
 
     def append(self, text: str) -> None:
         if self._head_size < self.head_limit:
-            take = text[:self.head_limit - self._head_size]
+            take = text[: self.head_limit - self._head_size]
             self._head.append(take)
             self._head_size += len(take)
-            text = text[len(take):]
+            text = text[len(take) :]
         if text:  # small pieces are gathered first: a deque of one-character lines would cost more
             self._pending.append(text)  # than the characters themselves
             self._pending_size += len(text)
@@ -216,6 +219,7 @@ class LogFile:
 
     def sink(self, echo: Callable[[str], None] | None) -> Callable[[str], None]:
         """A live-log sink: the file first, then ``echo`` until it fails once."""
+
         def on_line(line: str) -> None:
             self.write(line)
             if echo is None or self.echo_error is not None:
@@ -224,6 +228,7 @@ class LogFile:
                 echo(line)
             except (OSError, ValueError) as exc:  # BrokenPipeError, a closed stdout
                 self.echo_error = exc
+
         return on_line
 
     def close(self) -> None:

@@ -34,10 +34,21 @@ _READ_CHUNK = 64 * 1024
 _WATCH_S = 0.5  # how often a watched training (memory limit, a round's cancel) is checked
 #: Credentials keeptraining itself uses (dispatch, mail), never handed on to the training script;
 #: INPUT_*: the action's inputs as some runners (act) export them. Compared with - read as _.
-WITHHELD_ENV = frozenset({"KT_GITHUB_TOKEN", "GITHUB_TOKEN", "INPUT_GITHUB_TOKEN", "KT_SMTP_PASSWORD",
-                          "INPUT_SMTP_PASSWORD", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-                          "KT_REGISTRY_USERNAME", "KT_REGISTRY_PASSWORD", "INPUT_REGISTRY_USERNAME",
-                          "INPUT_REGISTRY_PASSWORD"})
+WITHHELD_ENV = frozenset(
+    {
+        "KT_GITHUB_TOKEN",
+        "GITHUB_TOKEN",
+        "INPUT_GITHUB_TOKEN",
+        "KT_SMTP_PASSWORD",
+        "INPUT_SMTP_PASSWORD",
+        "ACTIONS_RUNTIME_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "KT_REGISTRY_USERNAME",
+        "KT_REGISTRY_PASSWORD",
+        "INPUT_REGISTRY_USERNAME",
+        "INPUT_REGISTRY_PASSWORD",
+    }
+)
 
 
 def run(request: TrainRequest) -> TrainResult:
@@ -45,12 +56,16 @@ def run(request: TrainRequest) -> TrainResult:
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     inherited = {k: v for k, v in os.environ.items() if k.upper().replace("-", "_") not in WITHHELD_ENV}
-    env = {**inherited, **request.start_env(),
-           **kt_env.paths(str(request.output_dir), str(request.resume_from) if request.resume_from else ""),
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **inherited,
+        **request.start_env(),
+        **kt_env.paths(str(request.output_dir), str(request.resume_from) if request.resume_from else ""),
+        "PYTHONUNBUFFERED": "1",
+    }
     if request.adapter_dir is not None:  # Python imports the adapter's sitecustomize at start-up
-        env["PYTHONPATH"] = adapter.pythonpath(str(request.adapter_dir), inherited.get("PYTHONPATH"),
-                                               os.pathsep)
+        env["PYTHONPATH"] = adapter.pythonpath(
+            str(request.adapter_dir), inherited.get("PYTHONPATH"), os.pathsep
+        )
     if request.cache_dir is not None:  # downloads go to the data cache, unless the environment says where
         env.update(data_cache.library_env(str(request.cache_dir), lambda name: bool(inherited.get(name))))
     mark = env[orphans.ENV] = orphans.new_mark()  # what outlives the training is found by it
@@ -64,20 +79,32 @@ def run(request: TrainRequest) -> TrainResult:
 def _run(argv: list[str], env: dict[str, str], request: TrainRequest, mark: str) -> TrainResult:
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, cwd=request.code_dir, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=request.code_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     except FileNotFoundError:
-        raise TrainingError(f"train_command {argv[0]!r} was not found.",
-                            hint="Check train_command (e.g. `python nn.py`) and that the program is "
-                                 "installed for the local backend.") from None
+        raise TrainingError(
+            f"train_command {argv[0]!r} was not found.",
+            hint="Check train_command (e.g. `python nn.py`) and that the program is "
+            "installed for the local backend.",
+        ) from None
     except PermissionError:
-        raise TrainingError(f"train_command {argv[0]!r} is not executable.",
-                            hint="Make it executable or start it through its interpreter.") from None
+        raise TrainingError(
+            f"train_command {argv[0]!r} is not executable.",
+            hint="Make it executable or start it through its interpreter.",
+        ) from None
     except OSError as exc:  # E2BIG: an environment too large to start a process with, and the like
-        raise TrainingError(f"train_command {argv[0]!r} could not be started: {exc.strerror or exc}.",
-                            hint="Check the environment it gets: a very long hyperparameter value or "
-                                 "variable (each at most 128 KiB) cannot be passed to a process.") from None
+        raise TrainingError(
+            f"train_command {argv[0]!r} could not be started: {exc.strerror or exc}.",
+            hint="Check the environment it gets: a very long hyperparameter value or "
+            "variable (each at most 128 KiB) cannot be passed to a process.",
+        ) from None
     if request.cpu_set and hasattr(os, "sched_setaffinity"):  # inherited by every thread it starts later
         _pin(proc, request.cpu_set)
     log = LogBuffer()
@@ -102,8 +129,13 @@ def _run(argv: list[str], env: dict[str, str], request: TrainRequest, mark: str)
         reader.join(timeout=_GRACE_S)
     if timed_out:
         detail = f"stopped after the {request.timeout:g} s timeout"
-    return TrainResult(exit_code=proc.returncode, duration=time.monotonic() - start,
-                       output=log.text(), timed_out=timed_out, detail=detail)
+    return TrainResult(
+        exit_code=proc.returncode,
+        duration=time.monotonic() - start,
+        output=log.text(),
+        timed_out=timed_out,
+        detail=detail,
+    )
 
 
 def _pin(proc: subprocess.Popen[bytes], cores: tuple[int, ...]) -> None:
@@ -133,8 +165,10 @@ def _watch(proc: subprocess.Popen[bytes], request: TrainRequest, start: float) -
             used = tree_rss(proc.pid)
             if used > request.rss_limit:
                 _stop(proc)
-                return False, (f"killed: its processes used {used // 2**20} MiB of resident memory, more "
-                               f"than the memory limit of {request.rss_limit // 2**20} MiB")
+                return False, (
+                    f"killed: its processes used {used // 2**20} MiB of resident memory, more "
+                    f"than the memory limit of {request.rss_limit // 2**20} MiB"
+                )
         if time.monotonic() >= deadline:
             _stop(proc)
             return True, ""

@@ -44,8 +44,7 @@ class DockerBackend:
 
     name = "docker"
 
-    def __init__(self, config: Config, repo_root: Path,
-                 on_line: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: Config, repo_root: Path, on_line: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.repo_root = repo_root
         self.on_line = on_line
@@ -57,14 +56,21 @@ class DockerBackend:
         if self.image is None:
             start = time.monotonic()
             shared = registry.from_config(self.config.image_registry, os.environ)
-            if dockerfile_gen.wanted(self.repo_root, self.config.dockerfile,
-                                     self.config.sources.get("dockerfile", "default")):
+            if dockerfile_gen.wanted(
+                self.repo_root, self.config.dockerfile, self.config.sources.get("dockerfile", "default")
+            ):
                 self.image, _built = self._generated_image(shared)
             else:
                 self.image, _built = docker_image.ensure_image(
-                    self.repo_root, self.config.dockerfile, self.config.base_image, on_line=self.on_line,
-                    timeout=self.config.build_timeout, excluded=[self.config.state_dir],
-                    code_folder=self.config.code_path, image_registry=shared)
+                    self.repo_root,
+                    self.config.dockerfile,
+                    self.config.base_image,
+                    on_line=self.on_line,
+                    timeout=self.config.build_timeout,
+                    excluded=[self.config.state_dir],
+                    code_folder=self.config.code_path,
+                    image_registry=shared,
+                )
             self.build_s = time.monotonic() - start
             self.say(f"Training image {self.image} ready in {self.build_s:.1f} s")
         return self.image
@@ -73,9 +79,16 @@ class DockerBackend:
         """No Dockerfile in the repository: one chosen from the code (docker/dockerfile.py)."""
         root = self.repo_root.resolve()
         code_dir = (root / self.config.code_path).resolve()
-        return dockerfile_gen.ensure_image(root, code_dir, shlex.split(self.config.train_command),
-                                           self.config.base_image, say=self.say, on_line=self.on_line,
-                                           timeout=self.config.build_timeout, image_registry=shared)
+        return dockerfile_gen.ensure_image(
+            root,
+            code_dir,
+            shlex.split(self.config.train_command),
+            self.config.base_image,
+            say=self.say,
+            on_line=self.on_line,
+            timeout=self.config.build_timeout,
+            image_registry=shared,
+        )
 
     def run(self, request: TrainRequest) -> TrainResult:
         image = self.prepare()
@@ -84,8 +97,14 @@ class DockerBackend:
         return result
 
 
-def select(config: Config, repo_root: Path, *, allow_local_fallback: bool,
-           say: Callable[[str], None], on_line: Callable[[str], None] | None = None) -> Backend:
+def select(
+    config: Config,
+    repo_root: Path,
+    *,
+    allow_local_fallback: bool,
+    say: Callable[[str], None],
+    on_line: Callable[[str], None] | None = None,
+) -> Backend:
     """The backend the configuration asks for.
 
     With ``backend`` unset, docker is used when an engine answers; only when
@@ -95,8 +114,10 @@ def select(config: Config, repo_root: Path, *, allow_local_fallback: bool,
     if config.backend == "local":
         return LocalBackend()
     if config.backend is None and allow_local_fallback and not backend_docker.engine_available():
-        say("No Docker engine answers and `backend` is unset: training runs locally in this Python "
-            "environment. Set `backend: docker` to insist on Docker.")
+        say(
+            "No Docker engine answers and `backend` is unset: training runs locally in this Python "
+            "environment. Set `backend: docker` to insist on Docker."
+        )
         return LocalBackend()
     backend_docker.require_engine()
     return DockerBackend(config, repo_root, on_line=on_line)

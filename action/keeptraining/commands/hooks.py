@@ -40,11 +40,14 @@ exit 0
 
 def _git(repo: Path, *args: str, required: bool = True) -> str:
     if not repo.is_dir():
-        raise ConfigError(f"--repo {repo} is not a folder.",
-                          hint="Pass the folder of your repository (or run it there without --repo).")
+        raise ConfigError(
+            f"--repo {repo} is not a folder.",
+            hint="Pass the folder of your repository (or run it there without --repo).",
+        )
     try:
-        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False,
-                              timeout=30)
+        done = subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=False, timeout=30
+        )
     except FileNotFoundError:
         raise ConfigError("git is not installed, so no git hook can be installed.") from None
     except OSError as exc:
@@ -52,8 +55,10 @@ def _git(repo: Path, *args: str, required: bool = True) -> str:
     if done.returncode != 0 and not required:
         return ""
     if done.returncode != 0:
-        raise ConfigError(f"{repo} is not inside a git repository.",
-                          hint="Run `keeptraining hooks install` in your repository (or pass --repo).")
+        raise ConfigError(
+            f"{repo} is not inside a git repository.",
+            hint="Run `keeptraining hooks install` in your repository (or pass --repo).",
+        )
     return done.stdout.strip()
 
 
@@ -68,14 +73,18 @@ def _shared(repo: Path, path: Path) -> bool:
     """Whether the hook's folder lies outside this repository (its work tree and its git folders):
     a ``core.hooksPath`` that other repositories use too."""
     folder = Path(os.path.realpath(path.parent))
-    owned = [_git(repo, "rev-parse", "--show-toplevel", required=False),  # none in a bare repository
-             _git(repo, "rev-parse", "--git-common-dir")]
+    owned = [
+        _git(repo, "rev-parse", "--show-toplevel", required=False),  # none in a bare repository
+        _git(repo, "rev-parse", "--git-common-dir"),
+    ]
     return not any(folder.is_relative_to(os.path.realpath(repo / mine)) for mine in owned if mine)
 
 
 def _cannot(path: Path, exc: OSError) -> ConfigError:
-    return ConfigError(f"The {HOOK_NAME} hook {path} cannot be written or removed: {exc.strerror or exc}.",
-                       hint=f"{path.parent} must be a writable folder (in a repository, .git/hooks is one).")
+    return ConfigError(
+        f"The {HOOK_NAME} hook {path} cannot be written or removed: {exc.strerror or exc}.",
+        hint=f"{path.parent} must be a writable folder (in a repository, .git/hooks is one).",
+    )
 
 
 def _is_ours(path: Path) -> bool:
@@ -98,11 +107,13 @@ def install(repo: Path, *, force: bool = False) -> tuple[Path, bool]:
     folder outside the repository (a shared ``core.hooksPath``) needs ``force``."""
     path = hook_path(repo)
     if not force and _shared(repo, path):
-        raise ConfigError(f"core.hooksPath points to {path.parent}, outside this repository: a hook there "
-                          "runs for every repository that uses that folder, and each would push after "
-                          "every commit.",
-                          hint="Pass --force to install it there all the same, or set core.hooksPath for "
-                               "this repository only (or unset it).")
+        raise ConfigError(
+            f"core.hooksPath points to {path.parent}, outside this repository: a hook there "
+            "runs for every repository that uses that folder, and each would push after "
+            "every commit.",
+            hint="Pass --force to install it there all the same, or set core.hooksPath for "
+            "this repository only (or unset it).",
+        )
     try:
         return _write(path)
     except OSError as exc:
@@ -113,10 +124,12 @@ def _write(path: Path) -> tuple[Path, bool]:
     if path.is_symlink() or path.exists():
         if not path.is_symlink() and _is_ours(path):
             return path, False
-        raise ConfigError(f"A {HOOK_NAME} hook already exists at {path}; keeptraining never overwrites "
-                          "a hook it did not write.",
-                          hint="Add a `git push` line to that hook yourself, or move it away and run "
-                               "`keeptraining hooks install` again.")
+        raise ConfigError(
+            f"A {HOOK_NAME} hook already exists at {path}; keeptraining never overwrites "
+            "a hook it did not write.",
+            hint="Add a `git push` line to that hook yourself, or move it away and run "
+            "`keeptraining hooks install` again.",
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -130,8 +143,10 @@ def uninstall(repo: Path) -> tuple[Path, bool]:
     if not (path.is_symlink() or path.exists()):
         return path, False
     if path.is_symlink() or not _is_ours(path):
-        raise ConfigError(f"The {HOOK_NAME} hook at {path} was not written by keeptraining; it is left "
-                          "as it is.", hint="Remove it yourself if you no longer want it.")
+        raise ConfigError(
+            f"The {HOOK_NAME} hook at {path} was not written by keeptraining; it is left as it is.",
+            hint="Remove it yourself if you no longer want it.",
+        )
     try:
         path.unlink()
     except OSError as exc:

@@ -58,19 +58,30 @@ _MAX_SCRIPT_BYTES = 1_000_000
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", type=Path, default=Path(), help="repository root (default: .)")
-    parser.add_argument("--script", type=Path, default=None,
-                        help="the training script (default: the Python file that imports Keras and "
-                             "calls fit)")
+    parser.add_argument(
+        "--script",
+        type=Path,
+        default=None,
+        help="the training script (default: the Python file that imports Keras and calls fit)",
+    )
     parser.add_argument("--threshold", default="0.9", help="target value of the metric (default 0.9)")
-    parser.add_argument("--backend", choices=("docker", "local"), default="docker",
-                        help="where training runs (default docker: your Dockerfile's image, else a "
-                             "generated one)")
-    parser.add_argument("--keeptraining", dest="source", default=f"{DEFAULT_SOURCE}@v{major_version()}",
-                        metavar="OWNER/REPO@REF",
-                        help="the keeptraining repository and ref the workflow calls (default %(default)s; "
-                             "pin a release tag or a full commit SHA)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace files that differ from what init writes")
+    parser.add_argument(
+        "--backend",
+        choices=("docker", "local"),
+        default="docker",
+        help="where training runs (default docker: your Dockerfile's image, else a generated one)",
+    )
+    parser.add_argument(
+        "--keeptraining",
+        dest="source",
+        default=f"{DEFAULT_SOURCE}@v{major_version()}",
+        metavar="OWNER/REPO@REF",
+        help="the keeptraining repository and ref the workflow calls (default %(default)s; "
+        "pin a release tag or a full commit SHA)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace files that differ from what init writes"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the files instead of writing them")
 
 
@@ -120,15 +131,19 @@ def find_script(repo: Path) -> Path:
         score += 1 if path.name in _LIKELY_NAMES else 0
         candidates.append((score, path))
     if not candidates:
-        raise ConfigError(f"no training script found in {repo.resolve()}: no Python file there imports "
-                          "keras or tensorflow and calls fit().",
-                          hint="Pass the script: keeptraining init --script path/to/train.py")
+        raise ConfigError(
+            f"no training script found in {repo.resolve()}: no Python file there imports "
+            "keras or tensorflow and calls fit().",
+            hint="Pass the script: keeptraining init --script path/to/train.py",
+        )
     best = max(score for score, _ in candidates)
     top = [path for score, path in candidates if score == best]
     if len(top) > 1:
         names = ", ".join(str(p.relative_to(repo)) for p in top)
-        raise ConfigError(f"{len(top)} files look like the training script: {names}.",
-                          hint=f"Choose one: keeptraining init --script {top[0].relative_to(repo)}")
+        raise ConfigError(
+            f"{len(top)} files look like the training script: {names}.",
+            hint=f"Choose one: keeptraining init --script {top[0].relative_to(repo)}",
+        )
     return top[0]
 
 
@@ -140,12 +155,16 @@ def _script_in_repo(repo: Path, script: Path) -> Path:
     if not path.is_file():
         raise ConfigError(f"--script {script}: no such file.", hint="Give the path of your training script.")
     if not path.is_relative_to(repo.resolve()):
-        raise ConfigError(f"--script {script} is outside the repository {repo.resolve()}.",
-                          hint="keeptraining trains code of the repository: move the script into it.")
+        raise ConfigError(
+            f"--script {script} is outside the repository {repo.resolve()}.",
+            hint="keeptraining trains code of the repository: move the script into it.",
+        )
     if path.suffix != ".py":
-        raise ConfigError(f"--script {script} is not a Python file.",
-                          hint="init writes `train_command: python <script>`; for another command, write "
-                               "train_command in .keeptraining.yml yourself.")
+        raise ConfigError(
+            f"--script {script} is not a Python file.",
+            hint="init writes `train_command: python <script>`; for another command, write "
+            "train_command in .keeptraining.yml yourself.",
+        )
     return path
 
 
@@ -159,8 +178,10 @@ def detect(repo: Path, script: Path | None, backend: str) -> Found:
     relative = path.relative_to(root)
     code_path = relative.parent.as_posix() if relative.parent != Path() else "."
     train_command = f"python {path.name}"
-    reasons = [f"{relative.as_posix()} is the training script"
-               + (" (--script)" if script is not None else " (it imports Keras and calls fit)")]
+    reasons = [
+        f"{relative.as_posix()} is the training script"
+        + (" (--script)" if script is not None else " (it imports Keras and calls fit)")
+    ]
     own_dockerfile = "Dockerfile" if backend == "docker" and (root / "Dockerfile").is_file() else None
     if backend == "local":
         reasons.append("backend local: the runner's own Python, which must have the script's packages")
@@ -184,8 +205,11 @@ def config_text(found: Found, threshold: float) -> str:
         f"threshold: {threshold:g}",
         "",
         "# Found by init:",
-        *(line for reason in found.reasons
-          for line in textwrap.wrap(reason, 98, initial_indent="# - ", subsequent_indent="#   ")),
+        *(
+            line
+            for reason in found.reasons
+            for line in textwrap.wrap(reason, 98, initial_indent="# - ", subsequent_indent="#   ")
+        ),
         f"code_path: {found.code_path}",
         f"train_command: {found.train_command}",
         "",
@@ -197,8 +221,10 @@ def config_text(found: Found, threshold: float) -> str:
     if found.dockerfile:
         lines.append(f"dockerfile: {found.dockerfile}")
     elif found.backend == "docker":
-        lines += ["# No `dockerfile:` line: keeptraining generates the image while the repository has no",
-                  "# Dockerfile; add one (or `dockerfile: path`) to choose the image yourself."]
+        lines += [
+            "# No `dockerfile:` line: keeptraining generates the image while the repository has no",
+            "# Dockerfile; add one (or `dockerfile: path`) to choose the image yourself.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -241,8 +267,9 @@ __WITH__    secrets:
 __SECRETS__"""
 
 
-def workflow_text(source: str, *, branch: str = "main", registry: bool = True,
-                  threshold: str | None = None) -> str:
+def workflow_text(
+    source: str, *, branch: str = "main", registry: bool = True, threshold: str | None = None
+) -> str:
     """The caller workflow: what GitHub requires in it, and keeptraining's reusable workflow.
 
     ``source`` is ``OWNER/REPO@REF``: the keeptraining repository and the ref (a release tag, or a full
@@ -250,8 +277,10 @@ def workflow_text(source: str, *, branch: str = "main", registry: bool = True,
     """
     repository, _, ref = source.partition("@")
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repository) or not re.fullmatch(r"[\w./-]+", ref):
-        raise ConfigError(f"--keeptraining {source!r} is not OWNER/REPO@REF.",
-                          hint=f"e.g. --keeptraining acme/keeptraining@v{major_version()}")
+        raise ConfigError(
+            f"--keeptraining {source!r} is not OWNER/REPO@REF.",
+            hint=f"e.g. --keeptraining acme/keeptraining@v{major_version()}",
+        )
     with_lines = []
     if threshold is not None:
         with_lines.append(f'      threshold: "{threshold}"')
@@ -260,18 +289,24 @@ def workflow_text(source: str, *, branch: str = "main", registry: bool = True,
     with_block = "    with:\n" + "".join(f"{line}\n" for line in with_lines) if with_lines else ""
     secrets = "".join(f"      {name}: ${{{{ secrets.{name} }}}}\n" for name in SECRETS)
     uses = f"{repository}/{REUSABLE}@{ref}"
-    return (CALLER_TEMPLATE.replace("__BRANCH__", branch).replace("__USES__", uses)
-            .replace("__WITH__", with_block).replace("__SECRETS__", secrets))
+    return (
+        CALLER_TEMPLATE.replace("__BRANCH__", branch)
+        .replace("__USES__", uses)
+        .replace("__WITH__", with_block)
+        .replace("__SECRETS__", secrets)
+    )
 
 
 def secrets_help(repository: str | None) -> list[str]:
     """What to add on GitHub: the secrets, and the gh commands (each prompts for its value)."""
     where = f" --repo {repository}" if repository else ""
-    lines = ["Secrets for the result mail (Settings -> Secrets and variables -> Actions), none needed to "
-             "train:"]
+    lines = [
+        "Secrets for the result mail (Settings -> Secrets and variables -> Actions), none needed to train:"
+    ]
     lines += [f"  {name:<14} {meaning}" for name, meaning in SECRETS.items()]
-    lines.append("With the GitHub CLI (each command asks for the value, so it stays out of your shell "
-                 "history):")
+    lines.append(
+        "With the GitHub CLI (each command asks for the value, so it stays out of your shell history):"
+    )
     lines += [f"  gh secret set {name}{where}" for name in SECRETS]
     lines.append("No personal token is needed: the workflow's GITHUB_TOKEN dispatches the attempts.")
     return lines
@@ -279,8 +314,9 @@ def secrets_help(repository: str | None) -> list[str]:
 
 def _git(repo: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False,
-                              timeout=10)
+        done = subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=False, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
@@ -337,9 +373,10 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
     elif differing and not args.force:
         names = ", ".join(p.as_posix() for p in differing)
         verb = "exists and differs" if len(differing) == 1 else "exist and differ"
-        raise ConfigError(f"{names} already {verb} from what init would write; nothing was written.",
-                          hint="Run `keeptraining init --dry-run` to see the difference, or `--force` to "
-                               "replace them.")
+        raise ConfigError(
+            f"{names} already {verb} from what init would write; nothing was written.",
+            hint="Run `keeptraining init --dry-run` to see the difference, or `--force` to replace them.",
+        )
     else:
         for path, text in files.items():
             if states[path] == "same":
@@ -347,11 +384,15 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
                 continue
             (repo / path).parent.mkdir(parents=True, exist_ok=True)
             (repo / path).write_text(text)
-            say(f"{'Replaced' if states[path] == 'differs' else 'Wrote'} {path.as_posix()} "
-                f"({len(text.splitlines())} lines).")
+            say(
+                f"{'Replaced' if states[path] == 'differs' else 'Wrote'} {path.as_posix()} "
+                f"({len(text.splitlines())} lines)."
+            )
     if DEFAULT_SOURCE in args.source:
-        say(f"\nNote: the workflow calls {args.source}: replace OWNER with the account that hosts "
-            "keeptraining (or run again with --keeptraining OWNER/keeptraining@vN --force).")
+        say(
+            f"\nNote: the workflow calls {args.source}: replace OWNER with the account that hosts "
+            "keeptraining (or run again with --keeptraining OWNER/keeptraining@vN --force)."
+        )
     say("")
     for line in secrets_help(_github_repository(repo)):
         say(line)
@@ -359,8 +400,11 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
     return 0
 
 
-_DRY_RUN_STATE = {"new": "would be written", "same": "unchanged", "differs": "exists and differs: --force "
-                                                                            "replaces it"}
+_DRY_RUN_STATE = {
+    "new": "would be written",
+    "same": "unchanged",
+    "differs": "exists and differs: --force replaces it",
+}
 
 
 def _state(path: Path, text: str) -> str:

@@ -168,8 +168,14 @@ def _expected(prop: dict[str, Any]) -> str:
         return "one of " + ", ".join(str(v) for v in prop["enum"] if v is not None)
     types = prop.get("type", [])
     kinds = [t for t in ([types] if isinstance(types, str) else types) if t != "null"]
-    names = {"number": "a number", "integer": "a whole number", "boolean": "true or false",
-             "string": "text", "array": "a list", "object": "a mapping"}
+    names = {
+        "number": "a number",
+        "integer": "a whole number",
+        "boolean": "true or false",
+        "string": "text",
+        "array": "a list",
+        "object": "a mapping",
+    }
     kind = names.get(kinds[0] if kinds else "", "a value")
     bounds = []
     if "exclusiveMinimum" in prop:
@@ -218,17 +224,23 @@ def _message(err: jsonschema.ValidationError, source: str) -> str:
         instance = err.instance if isinstance(err.instance, dict) else {}
         unknown = sorted(set(instance) - set(props))
         if "smtp_password" in unknown:
-            return (f"{source}: smtp_password must not be written in a file. Put the password in a secret "
-                    "and pass it as the KT_SMTP_PASSWORD environment variable (or the smtp-password input).")
-        named = ", ".join(f"{key if len(key) <= QUOTE_LIMIT else quote(key)}{did_you_mean(key, props)}"
-                          for key in unknown[:10])
+            return (
+                f"{source}: smtp_password must not be written in a file. Put the password in a secret "
+                "and pass it as the KT_SMTP_PASSWORD environment variable (or the smtp-password input)."
+            )
+        named = ", ".join(
+            f"{key if len(key) <= QUOTE_LIMIT else quote(key)}{did_you_mean(key, props)}"
+            for key in unknown[:10]
+        )
         return f"{source}: unknown key(s) {named}. Known keys: {', '.join(sorted(props))}."
     key = path[0] if path else "(top level)"
     prop = props.get(key, {})
     where = ".".join(path)
     if key == "threshold" and isinstance(err.instance, (int, float)) and 1 < err.instance <= 100:
-        return (f"{source}: threshold = {err.instance!r} is above 1. Thresholds are fractions: "
-                f"write {err.instance / 100:g} for {err.instance:g} %.")
+        return (
+            f"{source}: threshold = {err.instance!r} is above 1. Thresholds are fractions: "
+            f"write {err.instance / 100:g} for {err.instance:g} %."
+        )
     if key == "threshold" and isinstance(err.instance, (int, float)) and err.instance > 1:
         return f"{source}: threshold = {err.instance:g} is above 1; a threshold is a fraction in (0, 1]."
     if len(path) > 1 and key in props and "items" in prop:
@@ -239,14 +251,17 @@ def _message(err: jsonschema.ValidationError, source: str) -> str:
             return said
     if err.validator in ("maxLength", "maxItems", "maxProperties") and hasattr(err.instance, "__len__"):
         unit = {"maxLength": "characters", "maxItems": "items", "maxProperties": "keys"}[str(err.validator)]
-        return (f"{source}: {where} = {quote(err.instance)} has {len(err.instance)} {unit}; at most "
-                f"{err.validator_value}.")
+        return (
+            f"{source}: {where} = {quote(err.instance)} has {len(err.instance)} {unit}; at most "
+            f"{err.validator_value}."
+        )
     if len(path) > 1 or not prop:
         return f"{source}: {where} = {quote(err.instance)} is not valid ({err.validator})."
     if err.validator == "pattern" and key in PATTERN_WORDS:
         return f"{source}: {where} = {quote(err.instance)} is not valid; expected {PATTERN_WORDS[key]}."
-    hint = did_you_mean(err.instance, prop["enum"]) if "enum" in prop and isinstance(err.instance, str) \
-        else ""
+    hint = (
+        did_you_mean(err.instance, prop["enum"]) if "enum" in prop and isinstance(err.instance, str) else ""
+    )
     return f"{source}: {where} = {quote(err.instance)} is not valid; expected {_expected(prop)}{hint}."
 
 
@@ -261,8 +276,10 @@ def _check_value(where: str, value: Any, source: str) -> None:
     """A scalar the schema can judge: text without control characters, a bounded number."""
     if isinstance(value, str):
         if _CONTROL.search(value) or ("\n" in value and where not in _MULTILINE_OK):
-            raise ConfigError(f"{source}: {where} = {quote(value)} holds a control character "
-                              "(a NUL, a line break or a terminal escape); write plain text.")
+            raise ConfigError(
+                f"{source}: {where} = {quote(value)} holds a control character "
+                "(a NUL, a line break or a terminal escape); write plain text."
+            )
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int):
@@ -272,8 +289,9 @@ def _check_value(where: str, value: Any, source: str) -> None:
         if not math.isfinite(value):
             raise ConfigError(f"{source}: {where} = {value!r} is not a finite number.")
     elif not isinstance(value, (list, dict)):
-        kind = {"date": "a date", "datetime": "a date and time", "bytes": "binary data",
-                "set": "a set"}.get(type(value).__name__, type(value).__name__)
+        kind = {"date": "a date", "datetime": "a date and time", "bytes": "binary data", "set": "a set"}.get(
+            type(value).__name__, type(value).__name__
+        )
         raise ConfigError(f"{source}: {where} = {quote(value)} is {kind}; write it in quotes as text.")
 
 
@@ -286,8 +304,10 @@ def _walk(data: Any, source: str, where: str = "") -> None:
             for key, item in value.items():
                 if not isinstance(key, str):
                     shown = "~ (empty)" if key is None else quote(key)
-                    raise ConfigError(f"{source}: the key {shown}{' under ' + path if path else ''} is not "
-                                      "text; keys are setting names such as threshold.")
+                    raise ConfigError(
+                        f"{source}: the key {shown}{' under ' + path if path else ''} is not "
+                        "text; keys are setting names such as threshold."
+                    )
                 _check_value(f"{path}.{key}" if path else key, key, source)
                 stack.append((f"{path}.{key}" if path else key, item))
         elif isinstance(value, list):
@@ -307,8 +327,10 @@ def _check_meaning(data: dict[str, Any], source: str) -> None:
         value = data[key]
         if isinstance(value, float):
             example = int(value) if value.is_integer() and abs(value) < MAX_INT else 10
-            raise ConfigError(f"{source}: {key} = {value!r} is not valid; expected a whole number "
-                              f"such as {example}, without a decimal point.")
+            raise ConfigError(
+                f"{source}: {key} = {value!r} is not valid; expected a whole number "
+                f"such as {example}, without a decimal point."
+            )
     for key in ("notify_on", "mail_to"):
         items = data.get(key)
         if isinstance(items, list):
@@ -320,19 +342,25 @@ def _check_meaning(data: dict[str, Any], source: str) -> None:
         seen: dict[str, str] = {}
         for name in hps:
             if not _HP_NAME.fullmatch(name):
-                raise ConfigError(f"{source}: hyperparameters: the name {quote(name)} is not valid; names "
-                                  "are letters, digits and _, not starting with a digit (each becomes "
-                                  f"{kt_env.hp_name('<NAME>')}).")
+                raise ConfigError(
+                    f"{source}: hyperparameters: the name {quote(name)} is not valid; names "
+                    "are letters, digits and _, not starting with a digit (each becomes "
+                    f"{kt_env.hp_name('<NAME>')})."
+                )
             if name.upper() in seen:
-                raise ConfigError(f"{source}: hyperparameters {seen[name.upper()]!r} and {name!r} both "
-                                  f"become KT_HP_{name.upper()}; names must differ in more than case.")
+                raise ConfigError(
+                    f"{source}: hyperparameters {seen[name.upper()]!r} and {name!r} both "
+                    f"become KT_HP_{name.upper()}; names must differ in more than case."
+                )
             seen[name.upper()] = name
     limit = data.get("memory_limit")
     if isinstance(limit, str) and re.fullmatch(r"[1-9][0-9]{0,9}[kmg]?", limit):
         size = int(limit.rstrip("kmg")) * _UNITS[limit[-1] if limit[-1] in "kmg" else ""]
         if size < MIN_MEMORY_BYTES:
-            raise ConfigError(f"{source}: memory_limit = {limit!r} is below Docker's minimum of 6m "
-                              "(6 MiB); a training needs far more, e.g. 4g.")
+            raise ConfigError(
+                f"{source}: memory_limit = {limit!r} is below Docker's minimum of 6m "
+                "(6 MiB); a training needs far more, e.g. 4g."
+            )
 
 
 def validate(data: Any, source: str) -> None:
@@ -370,8 +398,10 @@ def _check_shape(text: str, source: str) -> None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise ConfigError(f"{source} nests deeper than {MAX_DEPTH} levels; a configuration is "
-                                  "a flat mapping (hyperparameters one level down).")
+                raise ConfigError(
+                    f"{source} nests deeper than {MAX_DEPTH} levels; a configuration is "
+                    "a flat mapping (hyperparameters one level down)."
+                )
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
 
@@ -404,8 +434,10 @@ def _parse_yaml(text: str, source: str) -> Any:
         if node is None:
             return None
         if _expanded_size(node, source) > MAX_NODES:
-            raise ConfigError(f"{source} expands to more than {MAX_NODES} values through its aliases "
-                              "(& and *); write the values out.")
+            raise ConfigError(
+                f"{source} expands to more than {MAX_NODES} values through its aliases "
+                "(& and *); write the values out."
+            )
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -419,13 +451,16 @@ def load_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"Cannot read config file {path}: {exc.strerror or exc}.") from None
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB; a configuration is a few "
-                          "lines.")
+        raise ConfigError(
+            f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB; a configuration is a few lines."
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text (byte {raw[exc.start]:#04x} at position {exc.start}).",
-                          hint="Save the file as UTF-8.") from None
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {raw[exc.start]:#04x} at position {exc.start}).",
+            hint="Save the file as UTF-8.",
+        ) from None
     try:
         data = _parse_yaml(text, str(path))
     except yaml.YAMLError as exc:
@@ -471,8 +506,13 @@ def coerce(key: str, raw: str, source: str = "input") -> Any:
     return text
 
 
-def resolve(overrides: dict[str, Any] | None = None, config_file: Path | None = None,
-            *, file_required: bool = False, source: str = "command line") -> Config:
+def resolve(
+    overrides: dict[str, Any] | None = None,
+    config_file: Path | None = None,
+    *,
+    file_required: bool = False,
+    source: str = "command line",
+) -> Config:
     """Merge defaults, the config file (if any) and overrides into a Config."""
     merged = dict(DEFAULTS)
     sources = dict.fromkeys(DEFAULTS, "default")
@@ -493,16 +533,22 @@ def _check_strategy(merged: dict[str, Any]) -> None:
     """What no single key can say wrong: a search without a space, a value set twice, parallel epochs."""
     if merged["strategy"] != "search":
         if merged["parallel"] > 1:
-            raise ConfigError(f"parallel = {merged['parallel']} needs strategy: search: the epochs strategy "
-                              "trains one model, one attempt after the other.",
-                              hint="Set `strategy: search` (with a `search:` space), or `parallel: 1`.")
+            raise ConfigError(
+                f"parallel = {merged['parallel']} needs strategy: search: the epochs strategy "
+                "trains one model, one attempt after the other.",
+                hint="Set `strategy: search` (with a `search:` space), or `parallel: 1`.",
+            )
         return
     if merged["search"] is None:
-        raise ConfigError("strategy: search needs a search space, and the configuration has no `search` "
-                          "section.", hint="Add to .keeptraining.yml: search: {space: {learning_rate: "
-                                           "{type: float, low: 0.0001, high: 0.1, log: true}}}")
+        raise ConfigError(
+            "strategy: search needs a search space, and the configuration has no `search` section.",
+            hint="Add to .keeptraining.yml: search: {space: {learning_rate: "
+            "{type: float, low: 0.0001, high: 0.1, log: true}}}",
+        )
     fixed = {name.upper() for name in merged["hyperparameters"]}
     both = sorted(name for name in merged["search"]["space"] if name.upper() in fixed)
     if both:
-        raise ConfigError(f"{', '.join(both)} is both in hyperparameters (a fixed value) and in "
-                          "search.space (searched).", hint="Remove it from one of the two.")
+        raise ConfigError(
+            f"{', '.join(both)} is both in hyperparameters (a fixed value) and in search.space (searched).",
+            hint="Remove it from one of the two.",
+        )

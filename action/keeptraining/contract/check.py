@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keeptraining.contract.env import Plan
+from keeptraining.contract.env import EPOCHS, INITIAL_EPOCH, Plan
 from keeptraining.contract.metrics import DEFAULT_CHECKPOINT, METRICS_FILE, Metrics
 from keeptraining.errors import ContractViolation
 from keeptraining.state.ledger import BELOW, REACHED, Attempt
@@ -22,9 +22,11 @@ from keeptraining.state.ledger import BELOW, REACHED, Attempt
 _EPOCH_LINE = re.compile(r"^Epoch (\d+)/(\d+)(?![\d.])")  # Keras prints `Epoch 3/10` as each epoch begins
 _EARLY_STOP_LINE = re.compile(r"^Epoch \d+: early stopping\s*$")  # Keras's EarlyStopping, verbose > 0
 
-FIX_HINT = ("Let keeptraining drive the script's Keras `fit`: set `adapt: keras` (or keep the default "
-            "`adapt: auto`), or make the script read the contract: model.fit(..., "
-            "epochs=int(os.environ[\"KT_EPOCHS\"]), initial_epoch=int(os.environ[\"KT_INITIAL_EPOCH\"])).")
+FIX_HINT = (
+    "Let keeptraining drive the script's Keras `fit`: set `adapt: keras` (or keep the default "
+    "`adapt: auto`), or make the script read the contract: model.fit(..., "
+    f'epochs=int(os.environ["{EPOCHS}"]), initial_epoch=int(os.environ["{INITIAL_EPOCH}"])).'
+)
 
 
 @dataclass(frozen=True)
@@ -90,21 +92,30 @@ def assess(found: Metrics, output: str, plan: Plan, threshold: float) -> Trained
     else:
         trained = max(reached - initial, 0) if reached is not None else 0
     stopped_early = bool(found.early_stopped) or (log is not None and log.early_stopped)
-    short_on_purpose = reached is not None and reached < plan.epochs and \
-        (stopped_early or found.value >= threshold or found.stopped == "deadline")  # deadline: slices.py
+    short_on_purpose = (
+        reached is not None
+        and reached < plan.epochs
+        and (stopped_early or found.value >= threshold or found.stopped == "deadline")
+    )  # deadline: slices.py
     ignored = reached is not None and reached != plan.epochs and not short_on_purpose
     result = Trained(reached, trained, initial, resumed, source, ignored)
     if offered and not resumed:
         assert plan.resume_from is not None
-        result.warnings.append(f"the script did not resume attempt {plan.resume_from.attempt}'s checkpoint; "
-                               "this attempt trained from scratch.")
+        result.warnings.append(
+            f"the script did not resume attempt {plan.resume_from.attempt}'s checkpoint; "
+            "this attempt trained from scratch."
+        )
     if ignored:
-        result.warnings.append(f"the script trained to epoch {reached} (read from its {source}), not to "
-                               f"KT_EPOCHS={plan.epochs}: it does not follow KT_EPOCHS. {FIX_HINT}")
+        result.warnings.append(
+            f"the script trained to epoch {reached} (read from its {source}), not to "
+            f"KT_EPOCHS={plan.epochs}: it does not follow KT_EPOCHS. {FIX_HINT}"
+        )
     if reached is None:
-        result.warnings.append(f"keeptraining cannot tell how many epochs attempt {plan.attempt} trained: "
-                               f"no \"epochs\" in {METRICS_FILE} and no Keras `Epoch i/N` lines in its "
-                               "output, so it records none.")
+        result.warnings.append(
+            f"keeptraining cannot tell how many epochs attempt {plan.attempt} trained: "
+            f'no "epochs" in {METRICS_FILE} and no Keras `Epoch i/N` lines in its '
+            "output, so it records none."
+        )
     return result
 
 
@@ -120,15 +131,19 @@ def check_evaluation(trained: Trained, plan: Plan) -> None:
     if not trained.resumed:
         raise ContractViolation(
             f"Asked to evaluate a checkpoint (KT_EPOCHS = KT_INITIAL_EPOCH = {plan.epochs}, KT_RESUME_FROM "
-            "set), the script did not load it: its metric is not the checkpoint's.", hint=FIX_HINT)
-    if trained.epochs_trained > 0 or (trained.epochs_reached is not None
-                                      and trained.epochs_reached != plan.epochs):
+            "set), the script did not load it: its metric is not the checkpoint's.",
+            hint=FIX_HINT,
+        )
+    if trained.epochs_trained > 0 or (
+        trained.epochs_reached is not None and trained.epochs_reached != plan.epochs
+    ):
         raise ContractViolation(
             f"Asked to evaluate a checkpoint of {plan.epochs} epochs without training (KT_EPOCHS = "
             f"KT_INITIAL_EPOCH), the script trained {trained.epochs_trained} epochs (to epoch "
             f"{trained.epochs_reached}).",
             hint="With KT_EPOCHS equal to KT_INITIAL_EPOCH, load KT_RESUME_FROM, train nothing and "
-                 "evaluate; the Keras adapter does this for a script's own `fit`.")
+            "evaluate; the Keras adapter does this for a script's own `fit`.",
+        )
 
 
 def stop_if_ignored_again(previous: Attempt | None, record: Attempt) -> None:
@@ -139,8 +154,12 @@ def stop_if_ignored_again(previous: Attempt | None, record: Attempt) -> None:
     """
     if previous is None or not record.epochs_ignored or previous.outcome not in (BELOW, REACHED):
         return
-    same_again = previous.epochs_reached == record.epochs_reached and previous.epochs != record.epochs \
-        and previous.initial_epoch == 0 and record.initial_epoch == 0
+    same_again = (
+        previous.epochs_reached == record.epochs_reached
+        and previous.epochs != record.epochs
+        and previous.initial_epoch == 0
+        and record.initial_epoch == 0
+    )
     if not (previous.epochs_ignored or same_again):
         return
     raise ContractViolation(
@@ -156,7 +175,9 @@ def missing_checkpoint(record: Attempt, out_dir: Path) -> str | None:
     """The warning for ``resume: true`` when the attempt left nothing to resume from."""
     if record.checkpoint is not None:
         return None
-    return (f"resume is on, but attempt {record.attempt} wrote no checkpoint: keeptraining looked for "
-            f"{out_dir / DEFAULT_CHECKPOINT} (or a file named under \"checkpoint\" in {METRICS_FILE}), so "
-            "the next attempt trains from scratch. Save the model to $KT_OUTPUT_DIR/model.keras, "
-            "or let the Keras adapter do it (`adapt: auto`).")
+    return (
+        f"resume is on, but attempt {record.attempt} wrote no checkpoint: keeptraining looked for "
+        f'{out_dir / DEFAULT_CHECKPOINT} (or a file named under "checkpoint" in {METRICS_FILE}), so '
+        "the next attempt trains from scratch. Save the model to $KT_OUTPUT_DIR/model.keras, "
+        "or let the Keras adapter do it (`adapt: auto`)."
+    )

@@ -56,5 +56,3 @@ class Budget:
             limit = "GITHUB_TOKEN's 24 h lifetime" if self.token_capped else "the job's limit"
             parts.append(f"{limit} (training ends by {when})")
         return ", ".join(parts)
-
-

@@ -32,8 +32,19 @@ ATTEMPT = "KT_ATTEMPT"  # the attempt's number in the chain
 TRAINING_ID = "KT_TRAINING_ID"
 
 #: Every variable of the contract (``KT_HP_`` is a prefix), in README's order.
-VARIABLES = (EPOCHS, INITIAL_EPOCH, RESUME_FROM, THRESHOLD, METRIC, OUTPUT_DIR, HP_PREFIX, DEADLINE,
-             CACHE_DIR, ADAPT, ATTEMPT)
+VARIABLES = (
+    EPOCHS,
+    INITIAL_EPOCH,
+    RESUME_FROM,
+    THRESHOLD,
+    METRIC,
+    OUTPUT_DIR,
+    HP_PREFIX,
+    DEADLINE,
+    CACHE_DIR,
+    ADAPT,
+    ATTEMPT,
+)
 
 
 @dataclass(frozen=True)
@@ -62,11 +73,18 @@ def hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
     return {hp_name(name): hp_value(value) for name, value in values.items()}
 
 
-def environment(plan: Plan, *, threshold: float, metric: str, adapt: str,
-                hps: Mapping[str, Any] | None = None) -> dict[str, str]:
+def environment(
+    plan: Plan, *, threshold: float, metric: str, adapt: str, hps: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """The variables that say what to train (the backend adds the paths, the time budget its deadline)."""
-    env = {EPOCHS: str(plan.epochs), INITIAL_EPOCH: str(plan.initial_epoch), THRESHOLD: repr(threshold),
-           METRIC: metric, ATTEMPT: str(plan.attempt), ADAPT: adapt}
+    env = {
+        EPOCHS: str(plan.epochs),
+        INITIAL_EPOCH: str(plan.initial_epoch),
+        THRESHOLD: repr(threshold),
+        METRIC: metric,
+        ATTEMPT: str(plan.attempt),
+        ADAPT: adapt,
+    }
     return {**env, **hyperparameters(hps or {})}
 
 

@@ -21,8 +21,9 @@ from keeptraining.errors import KeeptrainingError
 from keeptraining.state.ledger import Attempt
 
 
-def keep_trained(record: Attempt, out_dir: Path, output: str, metric: str, plan: Plan,
-                 threshold: float) -> bool:
+def keep_trained(
+    record: Attempt, out_dir: Path, output: str, metric: str, plan: Plan, threshold: float
+) -> bool:
     """Fill ``record`` with the epochs, metric and checkpoint the failed run saved; True if it saved any.
 
     Only ``metrics.json`` with a checkpoint beside it counts (the log's ``Epoch i/N`` lines also
@@ -35,8 +36,13 @@ def keep_trained(record: Attempt, out_dir: Path, output: str, metric: str, plan:
     except KeeptrainingError:
         return False
     reached = trained.epochs_reached
-    if found.source != metrics_mod.METRICS_FILE or found.epochs is None or found.checkpoint is None \
-            or reached is None or reached <= trained.initial_epoch:
+    if (
+        found.source != metrics_mod.METRICS_FILE
+        or found.epochs is None
+        or found.checkpoint is None
+        or reached is None
+        or reached <= trained.initial_epoch
+    ):
         return False
     if not trained.resumed:
         record.resumed_from = None
@@ -53,6 +59,8 @@ def said(record: Attempt) -> str:
     """The sentence added to the failure: what was kept, and that it can be resumed."""
     value = f"{record.metric:.4f}" if record.metric is not None else "?"
     source = record.metric_source or "metric"
-    return (f" Before failing it trained and saved epoch {record.epochs_reached} ({source} {value}, "
-            f"checkpoint {record.checkpoint}): the ledger keeps them, and the next attempt resumes "
-            "from that checkpoint.")
+    return (
+        f" Before failing it trained and saved epoch {record.epochs_reached} ({source} {value}, "
+        f"checkpoint {record.checkpoint}): the ledger keeps them, and the next attempt resumes "
+        "from that checkpoint."
+    )

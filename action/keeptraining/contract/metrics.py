@@ -61,8 +61,10 @@ class Metrics:
 
 
 def how_to_report(metric: str) -> str:
-    return (f'Write $KT_OUTPUT_DIR/{METRICS_FILE} such as {{"{metric}": 0.93, "epochs": 30}}, '
-            f"or print a last line such as `Test {metric}: 0.9300` (a fraction between 0 and 1).")
+    return (
+        f'Write $KT_OUTPUT_DIR/{METRICS_FILE} such as {{"{metric}": 0.93, "epochs": 30}}, '
+        f"or print a last line such as `Test {metric}: 0.9300` (a fraction between 0 and 1)."
+    )
 
 
 def check_value(value: Any, metric: str, where: str) -> float:
@@ -71,11 +73,15 @@ def check_value(value: Any, metric: str, where: str) -> float:
         raise MetricError(f"{where}: {metric} = {quote(value)} is not a number.", hint=how_to_report(metric))
     number = float(value)
     if not math.isfinite(number):
-        raise MetricError(f"{where}: {metric} is {number} (training diverged or the metric failed).",
-                          hint="Check the learning rate and the data; the metric must be a finite fraction.")
+        raise MetricError(
+            f"{where}: {metric} is {number} (training diverged or the metric failed).",
+            hint="Check the learning rate and the data; the metric must be a finite fraction.",
+        )
     if 1 < number <= 100:
-        raise MetricError(f"{where}: {metric} = {number:g} looks like a percentage.",
-                          hint=f"Report fractions: {number / 100:.4f} instead of {number:g}.")
+        raise MetricError(
+            f"{where}: {metric} = {number:g} looks like a percentage.",
+            hint=f"Report fractions: {number / 100:.4f} instead of {number:g}.",
+        )
     if not 0 <= number <= 1:
         raise MetricError(f"{where}: {metric} = {number:g} is outside [0, 1].", hint=how_to_report(metric))
     return number
@@ -91,17 +97,25 @@ def read(output_dir: Path, output: str, metric: str) -> Metrics:
         return _from_file(output_dir, metric)
     found = result_line.find(output, metric)
     if found is None:
-        raise MetricError(f"The training script reported no {metric}: no {METRICS_FILE} in its output "
-                          f"folder and no line such as `Test {metric}: 0.93` in its output (a Keras "
-                          f"progress line's training {metric} is never taken as the result).",
-                          hint=how_to_report(metric))
+        raise MetricError(
+            f"The training script reported no {metric}: no {METRICS_FILE} in its output "
+            f"folder and no line such as `Test {metric}: 0.93` in its output (a Keras "
+            f"progress line's training {metric} is never taken as the result).",
+            hint=how_to_report(metric),
+        )
     where = f"training output line {quote(found.line)}"
     if found.percent:
-        raise MetricError(f"{where}: {metric} is printed as a percentage.",
-                          hint=f"Print a fraction between 0 and 1, e.g. `Test {metric}: 0.9312`.")
-    return Metrics(value=check_value(found.value, metric, where), source="stdout",
-                   checkpoint=_default_checkpoint(output_dir, "the training output"),
-                   detail=found.kind, line=found.line)
+        raise MetricError(
+            f"{where}: {metric} is printed as a percentage.",
+            hint=f"Print a fraction between 0 and 1, e.g. `Test {metric}: 0.9312`.",
+        )
+    return Metrics(
+        value=check_value(found.value, metric, where),
+        source="stdout",
+        checkpoint=_default_checkpoint(output_dir, "the training output"),
+        detail=found.kind,
+        line=found.line,
+    )
 
 
 def _load(output_dir: Path, metric: str) -> Any:
@@ -109,8 +123,10 @@ def _load(output_dir: Path, metric: str) -> Any:
     try:
         raw = safe_paths.read_bytes(output_dir, METRICS_FILE, METRICS_FILE, max_bytes=MAX_METRICS_BYTES)
     except PathRefused as exc:
-        raise MetricError(exc.message + " A metrics file is expected to be small.",
-                          hint="Write only the final metric, epochs and per-epoch history.") from None
+        raise MetricError(
+            exc.message + " A metrics file is expected to be small.",
+            hint="Write only the final metric, epochs and per-epoch history.",
+        ) from None
     except OSError as exc:
         raise MetricError(f"{where} cannot be read: {exc.strerror or exc}.") from None
     try:
@@ -118,8 +134,9 @@ def _load(output_dir: Path, metric: str) -> Any:
     except RecursionError:
         raise MetricError(f"{where} nests too deeply.", hint=how_to_report(metric)) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise MetricError(f"{where} is not valid JSON: {str(exc)[:200]}.",
-                          hint=how_to_report(metric)) from None
+        raise MetricError(
+            f"{where} is not valid JSON: {str(exc)[:200]}.", hint=how_to_report(metric)
+        ) from None
     if _depth(data) > MAX_DEPTH:
         raise MetricError(f"{where} nests deeper than {MAX_DEPTH} levels.", hint=how_to_report(metric))
     return data
@@ -142,8 +159,9 @@ def _from_file(output_dir: Path, metric: str) -> Metrics:
     where = METRICS_FILE
     data = _load(output_dir, metric)
     if not isinstance(data, dict):
-        raise MetricError(f"{where} must hold a JSON object, not {type(data).__name__}.",
-                          hint=how_to_report(metric))
+        raise MetricError(
+            f"{where} must hold a JSON object, not {type(data).__name__}.", hint=how_to_report(metric)
+        )
     if metric not in data:
         keys = quote(", ".join(sorted(map(str, data))[:10]))
         raise MetricError(f"{where} has no {metric!r} key (keys: {keys}).", hint=how_to_report(metric))
@@ -184,8 +202,11 @@ def _adapter_info(value: Any) -> dict[str, Any]:
         elif isinstance(item, list):
             info[key] = [str(v)[:300] for v in item[:10]]
         elif isinstance(item, dict):
-            info[key] = {str(k)[:40]: v[:300] if isinstance(v, str) else v
-                         for k, v in list(item.items())[:10] if _plain(v)}
+            info[key] = {
+                str(k)[:40]: v[:300] if isinstance(v, str) else v
+                for k, v in list(item.items())[:10]
+                if _plain(v)
+            }
     return info
 
 
@@ -210,7 +231,7 @@ def _history(data: dict[str, Any], metric: str, where: str) -> list[float]:
     if history is None:
         return []
     if not isinstance(history, dict):
-        raise MetricError(f"{where}: history must be an object such as {{\"val_{metric}\": [0.8, 0.9]}}.")
+        raise MetricError(f'{where}: history must be an object such as {{"val_{metric}": [0.8, 0.9]}}.')
     series = history.get(f"val_{metric}", history.get(metric))
     if series is None:
         return []
@@ -250,22 +271,29 @@ def check_epochs(found: Metrics, *, asked: int, initial: int) -> None:
     trained from scratch). Fewer epochs than asked is early stopping, and fine.
     """
     if found.epochs is not None and found.epochs > asked:
-        raise MetricError(f"{METRICS_FILE}: epochs = {found.epochs} is more than the {asked} epochs "
-                          "this attempt asked for (KT_EPOCHS).",
-                          hint="Report the epochs the model has: fit(..., epochs=KT_EPOCHS) never passes it.")
+        raise MetricError(
+            f"{METRICS_FILE}: epochs = {found.epochs} is more than the {asked} epochs "
+            "this attempt asked for (KT_EPOCHS).",
+            hint="Report the epochs the model has: fit(..., epochs=KT_EPOCHS) never passes it.",
+        )
     if found.epochs is not None and found.epochs < initial:
-        raise MetricError(f"{METRICS_FILE}: epochs = {found.epochs} is fewer than the {initial} epochs "
-                          "the resumed checkpoint already had (KT_INITIAL_EPOCH).",
-                          hint='Report total epochs, or "resumed": false after training from scratch.')
+        raise MetricError(
+            f"{METRICS_FILE}: epochs = {found.epochs} is fewer than the {initial} epochs "
+            "the resumed checkpoint already had (KT_INITIAL_EPOCH).",
+            hint='Report total epochs, or "resumed": false after training from scratch.',
+        )
     reached = found.epochs if found.epochs is not None else asked
     if len(found.history) > reached - initial:
-        raise MetricError(f"{METRICS_FILE}: the history has {len(found.history)} values, but this attempt "
-                          f"trained at most {max(reached - initial, 0)} epochs ({initial} -> {reached}).",
-                          hint="history holds one value per epoch trained in this attempt.")
+        raise MetricError(
+            f"{METRICS_FILE}: the history has {len(found.history)} values, but this attempt "
+            f"trained at most {max(reached - initial, 0)} epochs ({initial} -> {reached}).",
+            hint="history holds one value per epoch trained in this attempt.",
+        )
 
 
-def trained_out_of_bounds(*, epochs_reached: int | None, epochs_trained: int, history: int, asked: int,
-                          initial: int) -> str | None:
+def trained_out_of_bounds(
+    *, epochs_reached: int | None, epochs_trained: int, history: int, asked: int, initial: int
+) -> str | None:
     """The bounds of ``check_epochs``, for a result read back from elsewhere (a trial slot's record in
     another job's artifact): None when they hold, else what is wrong. ``history``: its length."""
     if epochs_reached is not None and not initial <= epochs_reached <= asked:

@@ -51,9 +51,23 @@ from keeptraining.state.folder import (
 from keeptraining.state.ledger import FAILED, SLICED, Attempt, Ledger
 
 # Named here too: the chain's callers (the jobs, the CLI, the benchmarks) find them where they always were.
-__all__ = ["INTERRUPTED", "UNRECORDED_DIR", "AttemptReport", "Workspace", "archive_previous", "contract_env",
-           "move_aside", "prune_checkpoints", "record_failure", "record_unrestored", "run_attempt",
-           "run_chain", "state_folder_errors", "train_request", "workspace"]
+__all__ = [
+    "INTERRUPTED",
+    "UNRECORDED_DIR",
+    "AttemptReport",
+    "Workspace",
+    "archive_previous",
+    "contract_env",
+    "move_aside",
+    "prune_checkpoints",
+    "record_failure",
+    "record_unrestored",
+    "run_attempt",
+    "run_chain",
+    "state_folder_errors",
+    "train_request",
+    "workspace",
+]
 
 Say = Callable[[str], None]
 
@@ -69,8 +83,12 @@ class AttemptReport:
 
 def chain_record(config: Config, ledger: Ledger, chain_info: dict[str, Any] | None) -> None:
     """The chain's own facts in the ledger: its target, and where it runs (commit, branch...)."""
-    ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
-                    **(chain_info or {})}
+    ledger.chain = {
+        **ledger.chain,
+        "threshold": config.threshold,
+        "metric": config.metric,
+        **(chain_info or {}),
+    }
 
 
 def _attempt_number(ledger: Ledger, attempt: int | None, config: Config, say: Say) -> int:
@@ -86,32 +104,49 @@ def _attempt_number(ledger: Ledger, attempt: int | None, config: Config, say: Sa
     if number < 1:
         raise ConfigError(f"attempt = {number} is not valid; attempts are numbered from 1.")
     if number > config.max_attempts:
-        raise ConfigError(f"attempt = {number} is beyond max_attempts = {config.max_attempts}.",
-                          hint="Raise max_attempts, or start a new chain at attempt 1.")
+        raise ConfigError(
+            f"attempt = {number} is beyond max_attempts = {config.max_attempts}.",
+            hint="Raise max_attempts, or start a new chain at attempt 1.",
+        )
     retry_of_failed = last is not None and number == last.attempt and last.outcome in (FAILED, SLICED)
     if last is not None and last.outcome == SLICED and number != last.attempt:
-        raise LedgerError(f"Attempt {last.attempt} is unfinished: its last run stopped at epoch "
-                          f"{last.epochs_reached} of {last.epochs} and the next run continues it.",
-                          hint=f"Continue attempt {last.attempt} (on GitHub: attempt "
-                               f"{slices.label(last.attempt, slices.run_number(last))}), or start a new "
-                               "chain.")
+        raise LedgerError(
+            f"Attempt {last.attempt} is unfinished: its last run stopped at epoch "
+            f"{last.epochs_reached} of {last.epochs} and the next run continues it.",
+            hint=f"Continue attempt {last.attempt} (on GitHub: attempt "
+            f"{slices.label(last.attempt, slices.run_number(last))}), or start a new "
+            "chain.",
+        )
     if last is not None and number <= last.attempt and not retry_of_failed:
-        raise LedgerError(f"Attempt {number} is already recorded in the ledger (outcome: "
-                          f"{next(a.outcome for a in ledger.attempts if a.attempt == number)}).",
-                          hint=f"Continue with attempt {last.attempt + 1}, or start a new chain.")
+        raise LedgerError(
+            f"Attempt {number} is already recorded in the ledger (outcome: "
+            f"{next(a.outcome for a in ledger.attempts if a.attempt == number)}).",
+            hint=f"Continue with attempt {last.attempt + 1}, or start a new chain.",
+        )
     if last is not None and number > last.attempt + 1:
-        raise LedgerError(f"Attempt {number} does not follow the ledger's last attempt {last.attempt}.",
-                          hint=f"Run attempt {last.attempt + 1} next, or start a new chain.")
+        raise LedgerError(
+            f"Attempt {number} does not follow the ledger's last attempt {last.attempt}.",
+            hint=f"Run attempt {last.attempt + 1} next, or start a new chain.",
+        )
     if last is None and number > 1:
-        gha.warn(f"No ledger found for attempt {number}: this attempt trains from scratch.",
-                 title="No chain state")
+        gha.warn(
+            f"No ledger found for attempt {number}: this attempt trains from scratch.", title="No chain state"
+        )
     return number
 
 
-def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: int | None = None,
-                epochs: int | None = None, chain_info: dict[str, Any] | None = None,
-                run_info: dict[str, Any] | None = None, say: Say = print,
-                on_line: Callable[[str], None] | None = echo_line) -> AttemptReport:
+def run_attempt(
+    config: Config,
+    repo_root: Path,
+    backend: Backend,
+    *,
+    attempt: int | None = None,
+    epochs: int | None = None,
+    chain_info: dict[str, Any] | None = None,
+    run_info: dict[str, Any] | None = None,
+    say: Say = print,
+    on_line: Callable[[str], None] | None = echo_line,
+) -> AttemptReport:
     """Train one attempt (or the next run of an unfinished one), record it, and decide what comes next."""
     ws, clock = workspace(config, repo_root), time.monotonic()  # clock: the attempt's start (cost.py)
     ledger = ledger_mod.load(ws.state_dir)
@@ -126,8 +161,9 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
     chain_record(config, ledger, chain_info)
     previous = ledger.last
     title, resumed = _title(config, plan, job, continuing)
-    record = step.new_record(config, plan, backend.name, resumed_from=relative(ws, resume_path),
-                             run_info=run_info, job=job)
+    record = step.new_record(
+        config, plan, backend.name, resumed_from=relative(ws, resume_path), run_info=run_info, job=job
+    )
 
     def keep(run: Attempt, stopped: str | None) -> Attempt:
         merged = slices.merge(continuing, run, stopped, sub)
@@ -136,16 +172,38 @@ def run_attempt(config: Config, repo_root: Path, backend: Backend, *, attempt: i
         return merged
 
     params = job.params if job else (continuing.trial_params if continuing is not None else {})
-    outcome = step.train(step.Run(config, ws, backend, plan, resume_path, out_dir, record, title, resumed,
-                                  params=params, previous=previous, continuing=continuing, say=say,
-                                  on_line=on_line), keep)
+    outcome = step.train(
+        step.Run(
+            config,
+            ws,
+            backend,
+            plan,
+            resume_path,
+            out_dir,
+            record,
+            title,
+            resumed,
+            params=params,
+            previous=previous,
+            continuing=continuing,
+            say=say,
+            on_line=on_line,
+        ),
+        keep,
+    )
     decision = strategy.decide(config, ledger)
     say(step.attempt_line(outcome.record, config))
     return AttemptReport(outcome.record, decision, ledger, outcome.error, outcome.log_tail)
 
 
-def _account(config: Config, ledger: Ledger, record: Attempt, run: Attempt, run_info: dict[str, Any] | None,
-             clock: float) -> None:
+def _account(
+    config: Config,
+    ledger: Ledger,
+    record: Attempt,
+    run: Attempt,
+    run_info: dict[str, Any] | None,
+    clock: float,
+) -> None:
     """Append ``record`` (after ``run``, this run's own record) to the ledger with its runner minutes,
     counted from the job's start when known (cost.py) or the attempt's (``clock``, monotonic), and the
     projection of the learning curve after it (projection.py)."""
@@ -169,8 +227,9 @@ def _projection(config: Config, ledger: Ledger, record: Attempt) -> dict[str, An
         return {}
 
 
-def _plan_run(config: Config, ledger: Ledger, number: int, continuing: Attempt | None,
-              epochs: int | None) -> tuple[search.TrialRun | None, Plan]:
+def _plan_run(
+    config: Config, ledger: Ledger, number: int, continuing: Attempt | None, epochs: int | None
+) -> tuple[search.TrialRun | None, Plan]:
     """(the search's job, if a trial runs anew; the plan): a new attempt, or an unfinished one's next run."""
     if continuing is not None:
         return None, _continue_plan(config, ledger, continuing, epochs)
@@ -183,30 +242,45 @@ def _plan_run(config: Config, ledger: Ledger, number: int, continuing: Attempt |
 def _continue_plan(config: Config, ledger: Ledger, record: Attempt, epochs: int | None) -> Plan:
     """The plan of the next run of an unfinished attempt; a search's trial is checked like any other."""
     if epochs is not None and epochs != record.epochs:
-        gha.warn(f"Attempt {record.attempt} is unfinished and trains on to its {record.epochs} epochs; "
-                 f"the epochs given for this run ({epochs}) are not used.", title="Attempt continued")
+        gha.warn(
+            f"Attempt {record.attempt} is unfinished and trains on to its {record.epochs} epochs; "
+            f"the epochs given for this run ({epochs}) are not used.",
+            title="Attempt continued",
+        )
     if config.strategy == search.SEARCH:  # the trial's values come from the ledger: check them first
         search.validated_trials(Ledger(attempts=[*ledger.attempts, record]), config.search_settings())
     return slices.plan(record)
 
 
-def _title(config: Config, plan: Plan, job: search.TrialRun | None,
-           continuing: Attempt | None) -> tuple[str, str]:
+def _title(
+    config: Config, plan: Plan, job: search.TrialRun | None, continuing: Attempt | None
+) -> tuple[str, str]:
     """The start line's head and its "resumed from" part."""
     if continuing is not None:
-        what = f" run {slices.run_number(continuing)}" + \
-            (f" of trial {continuing.trial}" if continuing.trial is not None else "") + ":"
+        what = (
+            f" run {slices.run_number(continuing)}"
+            + (f" of trial {continuing.trial}" if continuing.trial is not None else "")
+            + ":"
+        )
         resumed = " from its previous run's checkpoint" if plan.resume_from else " from scratch"
     else:
         what = f" {job.describe()}:" if job else ""
-        resumed = f" from attempt {plan.resume_from.attempt}'s checkpoint" if plan.resume_from \
-            else " from scratch"
+        resumed = (
+            f" from attempt {plan.resume_from.attempt}'s checkpoint" if plan.resume_from else " from scratch"
+        )
     return f"\n== Attempt {plan.attempt}/{config.max_attempts}:{what}", resumed
 
 
-def record_failure(config: Config, repo_root: Path, error: KeeptrainingError, *,
-                   attempt: int | None = None, chain_info: dict[str, Any] | None = None,
-                   run_info: dict[str, Any] | None = None, backend: str = "") -> AttemptReport:
+def record_failure(
+    config: Config,
+    repo_root: Path,
+    error: KeeptrainingError,
+    *,
+    attempt: int | None = None,
+    chain_info: dict[str, Any] | None = None,
+    run_info: dict[str, Any] | None = None,
+    backend: str = "",
+) -> AttemptReport:
     """Record an attempt that failed before it could train (e.g. no Docker engine).
 
     Raises what stops the recording itself (a configuration or ledger problem):
@@ -227,9 +301,17 @@ def record_failure(config: Config, repo_root: Path, error: KeeptrainingError, *,
     return AttemptReport(record, strategy.decide(config, ledger), ledger, error, step.log_tail(None, error))
 
 
-def record_unrestored(config: Config, repo_root: Path, error: KeeptrainingError, *, attempt: int | None,
-                      epochs: int | None = None, chain_info: dict[str, Any] | None = None,
-                      run_info: dict[str, Any] | None = None, say: Say = print) -> AttemptReport:
+def record_unrestored(
+    config: Config,
+    repo_root: Path,
+    error: KeeptrainingError,
+    *,
+    attempt: int | None,
+    epochs: int | None = None,
+    chain_info: dict[str, Any] | None = None,
+    run_info: dict[str, Any] | None = None,
+    say: Say = print,
+) -> AttemptReport:
     """An attempt that failed before it could train (the state to resume was not restored):
     recorded as failed in a new ledger. A ledger that arrived but is not this chain's is moved
     aside first (``previous/``), never appended to."""
@@ -271,14 +353,21 @@ def prune_checkpoints(state_dir: Path, ledger: Ledger, also_keep: set[int] | Non
                 if safe_paths.unlink_file(folder, name, f"attempt {record.attempt}'s checkpoint"):
                     removed.append(folder / name)
             except (PathRefused, OSError) as exc:
-                gha.warn(f"Attempt {record.attempt}'s checkpoint was not pruned: {exc}",
-                         title="Checkpoint kept")
+                gha.warn(
+                    f"Attempt {record.attempt}'s checkpoint was not pruned: {exc}", title="Checkpoint kept"
+                )
     return removed
 
 
-def run_chain(config: Config, repo_root: Path, backend: Backend, *, say: Say = print,
-              on_line: Callable[[str], None] | None = echo_line,
-              chain_info: dict[str, Any] | None = None) -> AttemptReport:
+def run_chain(
+    config: Config,
+    repo_root: Path,
+    backend: Backend,
+    *,
+    say: Say = print,
+    on_line: Callable[[str], None] | None = echo_line,
+    chain_info: dict[str, Any] | None = None,
+) -> AttemptReport:
     """Attempts until the threshold is reached, the budget is spent, or one fails."""
     while True:
         report = run_attempt(config, repo_root, backend, say=say, on_line=on_line, chain_info=chain_info)

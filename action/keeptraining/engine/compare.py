@@ -109,12 +109,18 @@ class Comparison:
 
     def verdict(self) -> str:
         """One line: the outcome, in the one wording."""
-        return wording.comparison(self.metric, self.candidate.value,
-                                  self.champion_eval.value if self.champion_eval else None,
-                                  self.tolerance, self.threshold, self.passed)
+        return wording.comparison(
+            self.metric,
+            self.candidate.value,
+            self.champion_eval.value if self.champion_eval else None,
+            self.tolerance,
+            self.threshold,
+            self.passed,
+        )
 
 
 # --------------------------------------------------------------------------- the two runs
+
 
 def _fresh(folder: Path) -> Path:
     """An empty folder at ``folder``: keeptraining's own scratch, replaced (never through a link)."""
@@ -127,25 +133,38 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def _run_side(config: Config, ws: chain.Workspace, backend: Backend, plan: Plan, out_dir: Path,
-              resume_path: Path | None, on_line: Callable[[str], None] | None,
-              env: Mapping[str, str]) -> tuple[metrics_mod.Metrics, contract_check.Trained, float]:
+def _run_side(
+    config: Config,
+    ws: chain.Workspace,
+    backend: Backend,
+    plan: Plan,
+    out_dir: Path,
+    resume_path: Path | None,
+    on_line: Callable[[str], None] | None,
+    env: Mapping[str, str],
+) -> tuple[metrics_mod.Metrics, contract_check.Trained, float]:
     budget = time_budget.budget(config, env)
     log = LogFile.create(out_dir)
-    request = chain.train_request(config, ws, plan, {}, out_dir, log.sink(on_line), resume_path=resume_path,
-                                  budget=budget)
+    request = chain.train_request(
+        config, ws, plan, {}, out_dir, log.sink(on_line), resume_path=resume_path, budget=budget
+    )
     try:
         result = backend.run(request)
     finally:
         log.close()
     if result.timed_out:
-        raise TrainingTimeout(f"The training ran past the timeout of {config.timeout:g} s and was stopped.",
-                              hint="Raise `timeout`, or set `time-budget` so that the script stops itself.",
-                              log_tail=result.log_tail)
+        raise TrainingTimeout(
+            f"The training ran past the timeout of {config.timeout:g} s and was stopped.",
+            hint="Raise `timeout`, or set `time-budget` so that the script stops itself.",
+            log_tail=result.log_tail,
+        )
     if result.exit_code != 0:
         detail = f" ({result.detail})" if result.detail else ""
-        raise TrainingError(f"The training command exited with code {result.exit_code}{detail}.",
-                            hint="The last lines of its log are shown above.", log_tail=result.log_tail)
+        raise TrainingError(
+            f"The training command exited with code {result.exit_code}{detail}.",
+            hint="The last lines of its log are shown above.",
+            log_tail=result.log_tail,
+        )
     found = metrics_mod.read(out_dir, result.output, config.metric)
     trained = contract_check.assess(found, result.output, plan, config.threshold)
     metrics_mod.check_epochs(found, asked=plan.epochs, initial=trained.initial_epoch)
@@ -159,33 +178,60 @@ def _champion_config(config: Config, champion: ChampionModel | None) -> Config:
     return dataclasses.replace(config, hyperparameters={**config.hyperparameters, **champion.hyperparameters})
 
 
-def evaluate_champion(config: Config, ws: chain.Workspace, backend: Backend, champion: ChampionModel, *,
-                      say: Say = print, on_line: Callable[[str], None] | None = echo_line,
-                      env: Mapping[str, str] = os.environ) -> Side:
+def evaluate_champion(
+    config: Config,
+    ws: chain.Workspace,
+    backend: Backend,
+    champion: ChampionModel,
+    *,
+    say: Say = print,
+    on_line: Callable[[str], None] | None = echo_line,
+    env: Mapping[str, str] = os.environ,
+) -> Side:
     """The champion's metric with this code and data: an evaluate-only run of the contract."""
     out_dir = _fresh(ws.state_dir / COMPARE_DIR / "champion")
-    record = Attempt(attempt=1, epochs=champion.epochs, initial_epoch=champion.epochs, resumed_from=None,
-                     outcome=REACHED, started_at="", checkpoint=champion.model_path.name)
+    record = Attempt(
+        attempt=1,
+        epochs=champion.epochs,
+        initial_epoch=champion.epochs,
+        resumed_from=None,
+        outcome=REACHED,
+        started_at="",
+        checkpoint=champion.model_path.name,
+    )
     plan = Plan(1, champion.epochs, champion.epochs, record)
-    say(f"Evaluating the champion {champion.name} ({champion.epochs} epochs) with this code and data: "
-        f"KT_EPOCHS = KT_INITIAL_EPOCH = {champion.epochs}, nothing is trained.")
+    say(
+        f"Evaluating the champion {champion.name} ({champion.epochs} epochs) with this code and data: "
+        f"KT_EPOCHS = KT_INITIAL_EPOCH = {champion.epochs}, nothing is trained."
+    )
     model = champion.model_path.absolute()  # the script runs in its code folder: never a relative path
     found, trained, seconds = _run_side(config, ws, backend, plan, out_dir, model, on_line, env)
     contract_check.check_evaluation(trained, plan)
-    say(f"Champion {champion.name}: {config.metric} {wording.fmt_metric(found.value)} "
-        f"({champion.epochs} epochs, evaluated in {seconds:.1f} s)")
+    say(
+        f"Champion {champion.name}: {config.metric} {wording.fmt_metric(found.value)} "
+        f"({champion.epochs} epochs, evaluated in {seconds:.1f} s)"
+    )
     return Side(found.value, champion.epochs, [], round(seconds, 3), out_dir)
 
 
-def train_candidate(config: Config, ws: chain.Workspace, backend: Backend, epochs: int, *, say: Say = print,
-                    on_line: Callable[[str], None] | None = echo_line,
-                    env: Mapping[str, str] = os.environ) -> Side:
+def train_candidate(
+    config: Config,
+    ws: chain.Workspace,
+    backend: Backend,
+    epochs: int,
+    *,
+    say: Say = print,
+    on_line: Callable[[str], None] | None = echo_line,
+    env: Mapping[str, str] = os.environ,
+) -> Side:
     """This code's model, trained from scratch to ``epochs`` (or until its time budget)."""
     out_dir = _fresh(ws.state_dir / COMPARE_DIR / "candidate")
     plan = Plan(1, epochs, 0, None)
     config = dataclasses.replace(config, threshold=1.0)  # to the champion's epochs: no stop at the target
-    say(f"Training the candidate from scratch to {epochs} epochs "
-        f"({time_budget.budget(config, env).describe()}).")
+    say(
+        f"Training the candidate from scratch to {epochs} epochs "
+        f"({time_budget.budget(config, env).describe()})."
+    )
     found, trained, seconds = _run_side(config, ws, backend, plan, out_dir, None, on_line, env)
     stopped = slices.DEADLINE if found.stopped == slices.DEADLINE else None
     reached = trained.epochs_reached
@@ -193,29 +239,42 @@ def train_candidate(config: Config, ws: chain.Workspace, backend: Backend, epoch
         say(f"Warning: {text}")
     side = Side(found.value, reached, list(found.history), round(seconds, 3), out_dir, stopped)
     at = "an unknown number of" if reached is None else reached
-    say(f"Candidate: {config.metric} {wording.fmt_metric(found.value)} after {at} epochs "
-        f"({seconds:.1f} s)" + (" - stopped at its time budget" if stopped else ""))
+    say(
+        f"Candidate: {config.metric} {wording.fmt_metric(found.value)} after {at} epochs "
+        f"({seconds:.1f} s)" + (" - stopped at its time budget" if stopped else "")
+    )
     return side
 
 
-def run(config: Config, repo_root: Path, backend: Backend, champion: ChampionModel | None, *,
-        say: Say = print, on_line: Callable[[str], None] | None = echo_line,
-        env: Mapping[str, str] = os.environ) -> Comparison:
+def run(
+    config: Config,
+    repo_root: Path,
+    backend: Backend,
+    champion: ChampionModel | None,
+    *,
+    say: Say = print,
+    on_line: Callable[[str], None] | None = echo_line,
+    env: Mapping[str, str] = os.environ,
+) -> Comparison:
     """Evaluate the champion, train the candidate to its epochs, compare (the module docstring)."""
     ws = chain.workspace(config, repo_root)
     if champion is not None and champion.metric and champion.metric != config.metric:
-        raise ConfigError(f"The champion {champion.name} was judged by {champion.metric!r}; this "
-                          f"configuration's metric is {config.metric!r}.",
-                          hint=f"Compare by the same metric: set `metric: {champion.metric}`.")
+        raise ConfigError(
+            f"The champion {champion.name} was judged by {champion.metric!r}; this "
+            f"configuration's metric is {config.metric!r}.",
+            hint=f"Compare by the same metric: set `metric: {champion.metric}`.",
+        )
     run_config = _champion_config(config, champion)
     champion_eval = None
     if champion is not None:
-        champion_eval = evaluate_champion(run_config, ws, backend, champion, say=say, on_line=on_line,
-                                          env=env)
+        champion_eval = evaluate_champion(
+            run_config, ws, backend, champion, say=say, on_line=on_line, env=env
+        )
     epochs = champion.epochs if champion is not None else config.epochs
     candidate = train_candidate(run_config, ws, backend, epochs, say=say, on_line=on_line, env=env)
-    return Comparison(config.metric, config.threshold, config.tolerance, epochs, candidate, champion,
-                      champion_eval)
+    return Comparison(
+        config.metric, config.threshold, config.tolerance, epochs, candidate, champion, champion_eval
+    )
 
 
 # --------------------------------------------------------------------------- the report as data
@@ -226,24 +285,43 @@ MAX_HISTORY = 100_000
 
 def to_dict(comparison: Comparison) -> dict[str, Any]:
     """The comparison's numbers (and the champion's name), for a fork's report artifact."""
+
     def side(s: Side | None) -> dict[str, Any] | None:
         if s is None:
             return None
-        return {"value": s.value, "epochs": s.epochs, "history": list(s.history), "duration_s": s.duration_s,
-                "stopped": s.stopped}
+        return {
+            "value": s.value,
+            "epochs": s.epochs,
+            "history": list(s.history),
+            "duration_s": s.duration_s,
+            "stopped": s.stopped,
+        }
+
     champion = comparison.champion
     return {
-        "metric": comparison.metric, "threshold": comparison.threshold, "tolerance": comparison.tolerance,
-        "epochs_asked": comparison.epochs_asked, "candidate": side(comparison.candidate),
-        "champion": None if champion is None else {
-            "name": champion.name, "epochs": champion.epochs, "value": champion.value,
-            "evaluated": side(comparison.champion_eval)},
+        "metric": comparison.metric,
+        "threshold": comparison.threshold,
+        "tolerance": comparison.tolerance,
+        "epochs_asked": comparison.epochs_asked,
+        "candidate": side(comparison.candidate),
+        "champion": None
+        if champion is None
+        else {
+            "name": champion.name,
+            "epochs": champion.epochs,
+            "value": champion.value,
+            "evaluated": side(comparison.champion_eval),
+        },
     }
 
 
 def _fraction(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 <= value <= 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 <= value <= 1
+    ):
         raise ValueError(f"{where} is not a fraction in [0, 1]")
     return float(value)
 
@@ -268,9 +346,14 @@ def _side(data: Any, where: str) -> Side:
     stopped = data.get("stopped")
     if stopped not in (None, slices.DEADLINE):
         raise ValueError(f"{where}.stopped is neither null nor {slices.DEADLINE!r}")
-    return Side(_fraction(data.get("value"), f"{where}.value"),
-                _count(data.get("epochs"), f"{where}.epochs", optional=True),
-                [_fraction(v, f"{where}.history") for v in history], float(seconds), Path(), stopped)
+    return Side(
+        _fraction(data.get("value"), f"{where}.value"),
+        _count(data.get("epochs"), f"{where}.epochs", optional=True),
+        [_fraction(v, f"{where}.history") for v in history],
+        float(seconds),
+        Path(),
+        stopped,
+    )
 
 
 def from_dict(data: Any) -> Comparison:
@@ -294,7 +377,11 @@ def from_dict(data: Any) -> Comparison:
         if not isinstance(name, str) or len(name) > 200:
             raise ValueError("champion.name is not a short text")
         value = raw.get("value")
-        champion = ChampionModel(Path(), _count(raw.get("epochs"), "champion.epochs") or 0, name=name,
-                                 value=None if value is None else _fraction(value, "champion.value"))
+        champion = ChampionModel(
+            Path(),
+            _count(raw.get("epochs"), "champion.epochs") or 0,
+            name=name,
+            value=None if value is None else _fraction(value, "champion.value"),
+        )
         champion_eval = _side(raw.get("evaluated"), "champion.evaluated")
     return Comparison(metric, threshold, tolerance, asked, candidate, champion, champion_eval)

@@ -71,8 +71,9 @@ class KindTotal:
         return None if self.price is None else self.minutes * self.price
 
 
-def totals(attempts: Iterable[Attempt], default: float,
-           overrides: Mapping[str, float] | None = None) -> list[KindTotal]:
+def totals(
+    attempts: Iterable[Attempt], default: float, overrides: Mapping[str, float] | None = None
+) -> list[KindTotal]:
     """Minutes and estimated cost per runner kind, over the attempts that recorded their minutes."""
     by_kind: dict[str, tuple[int, float]] = {}
     for record in attempts:
@@ -81,8 +82,10 @@ def totals(attempts: Iterable[Attempt], default: float,
         kind = record.runner_kind or LOCAL
         count, minutes = by_kind.get(kind, (0, 0.0))
         by_kind[kind] = (count + 1, minutes + record.minutes)
-    return [KindTotal(kind, count, minutes, price(kind, default, overrides))
-            for kind, (count, minutes) in sorted(by_kind.items())]
+    return [
+        KindTotal(kind, count, minutes, price(kind, default, overrides))
+        for kind, (count, minutes) in sorted(by_kind.items())
+    ]
 
 
 def total_minutes(ledger: Ledger) -> float:
@@ -105,8 +108,11 @@ def expected_minutes(ledger: Ledger, epochs_to_train: int) -> float | None:
     """Minutes the next attempt is expected to take, from the chain's own attempts: a fixed part and a
     part per epoch trained (least squares over the attempts with minutes; one attempt, or attempts
     that all trained the same epochs: their mean, scaled by the epochs). None before any attempt."""
-    points = [(float(a.epochs_trained), float(a.minutes)) for a in ledger.attempts
-              if a.minutes is not None and a.minutes > 0]
+    points = [
+        (float(a.epochs_trained), float(a.minutes))
+        for a in ledger.attempts
+        if a.minutes is not None and a.minutes > 0
+    ]
     if not points:
         return None
     xs = [x for x, _ in points]
@@ -130,13 +136,16 @@ def minutes_left(max_minutes: float | None, ledger: Ledger) -> float:
 MAX_JOB_S = 5 * 24 * 3600.0  # a self-hosted job's limit (hosted: 6 h): an older start is not this job's
 
 
-def job_start(run_info: Mapping[str, Any], env: Mapping[str, str],
-              attempt_started: float) -> tuple[float, str]:
+def job_start(
+    run_info: Mapping[str, Any], env: Mapping[str, str], attempt_started: float
+) -> tuple[float, str]:
     """(Unix time, what it is) the runner's minutes count from: the run's ``run_started_at`` (from the API,
     in ``run_info["started_at"]``), else the action's first step (``KT_ACTION_STARTED``), else the attempt's
     own start. A start after the attempt's, or more than a job's longest life before it, is not used."""
-    candidates: list[tuple[Any, str]] = [(run_info.get("started_at"), "run_started_at"),
-                                         (env.get(time_budget.STARTED_ENV), "action")]
+    candidates: list[tuple[Any, str]] = [
+        (run_info.get("started_at"), "run_started_at"),
+        (env.get(time_budget.STARTED_ENV), "action"),
+    ]
     for raw, source in candidates:
         when = parse_time(raw)
         if when is not None and attempt_started - MAX_JOB_S <= when <= attempt_started + 1:

@@ -84,12 +84,24 @@ def core_shares(config: Config, slots: int, cores: list[int] | None = None) -> l
 # --------------------------------------------------------------------------- one trial
 
 
-def train_slot(config: Config, ws: Workspace, backend: Backend, ledger: Ledger, job: TrialRun,
-               slot: int, folder: Path, *, round_no: int, run_info: dict[str, Any] | None = None,
-               runner: dict[str, Any] | None = None, resources: dict[str, Any] | None = None,
-               say: Say = print, on_line: Callable[[str], None] | None = echo_line,
-               cancel: threading.Event | None = None,
-               number: int | None = None) -> tuple[Attempt, KeeptrainingError | None, str]:
+def train_slot(
+    config: Config,
+    ws: Workspace,
+    backend: Backend,
+    ledger: Ledger,
+    job: TrialRun,
+    slot: int,
+    folder: Path,
+    *,
+    round_no: int,
+    run_info: dict[str, Any] | None = None,
+    runner: dict[str, Any] | None = None,
+    resources: dict[str, Any] | None = None,
+    say: Say = print,
+    on_line: Callable[[str], None] | None = echo_line,
+    cancel: threading.Event | None = None,
+    number: int | None = None,
+) -> tuple[Attempt, KeeptrainingError | None, str]:
     """Train slot ``slot`` of the round (``job``, planned from ``ledger``) into ``folder``.
 
     The same training step as ``chain.run_attempt`` (step.train: the start line with the time budget,
@@ -103,8 +115,9 @@ def train_slot(config: Config, ws: Workspace, backend: Backend, ledger: Ledger, 
     folder = folder.absolute()  # the training runs in the code folder: its output path must not be relative
     plan, resume_path = step.resume_path(ws, job.plan(number))
     out_dir = empty_attempt_dir(folder, number)
-    record = step.new_record(config, plan, backend.name, resumed_from=relative(ws, resume_path),
-                             run_info=run_info, job=job)
+    record = step.new_record(
+        config, plan, backend.name, resumed_from=relative(ws, resume_path), run_info=run_info, job=job
+    )
     record.round, record.runner = round_no, {"slot": slot, **(runner or {})}
     title = f"== Round {round_no}, slot {slot}: attempt {number}, {job.describe()}:"
     resumed = f" from attempt {plan.resume_from.attempt}" if plan.resume_from else ""
@@ -113,10 +126,27 @@ def train_slot(config: Config, ws: Workspace, backend: Backend, ledger: Ledger, 
         rounds.write_result(folder, trained)
         return trained
 
-    outcome = step.train(step.Run(config, ws, backend, plan, resume_path, out_dir, record, title, resumed,
-                                  params=job.params, previous=ledger.last, sliceable=False, cache=False,
-                                  resources={**(resources or {}), "cancel": cancel}, say=say,
-                                  on_line=on_line), keep)
+    outcome = step.train(
+        step.Run(
+            config,
+            ws,
+            backend,
+            plan,
+            resume_path,
+            out_dir,
+            record,
+            title,
+            resumed,
+            params=job.params,
+            previous=ledger.last,
+            sliceable=False,
+            cache=False,
+            resources={**(resources or {}), "cancel": cancel},
+            say=say,
+            on_line=on_line,
+        ),
+        keep,
+    )
     say(step.attempt_line(outcome.record, config))
     return outcome.record, outcome.error, outcome.log_tail
 
@@ -132,17 +162,25 @@ def local_runner(slot: int, cores: tuple[int, ...] | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- a local round
 
 
-def run_round(config: Config, repo_root: Path, backend: Backend, *, say: Say = print,
-              on_line: Callable[[str], None] | None = echo_line,
-              chain_info: dict[str, Any] | None = None) -> chain.AttemptReport:
+def run_round(
+    config: Config,
+    repo_root: Path,
+    backend: Backend,
+    *,
+    say: Say = print,
+    on_line: Callable[[str], None] | None = echo_line,
+    chain_info: dict[str, Any] | None = None,
+) -> chain.AttemptReport:
     """One round on this machine: its trials side by side (one process or container each), then
     the merge and the decision. Ctrl-C stops every trial; what they recorded is merged first."""
     ws = chain.workspace(config, repo_root)
     ledger = ledger_mod.load(ws.state_dir)
     jobs = rounds.plan_round(config, ledger)
     if not jobs:
-        raise LedgerError("This round has no trial to train: the search's budget or grid is used up.",
-                          hint="Start a new chain (keeptraining run without --continue).")
+        raise LedgerError(
+            "This round has no trial to train: the search's budget or grid is used up.",
+            hint="Start a new chain (keeptraining run without --continue).",
+        )
     round_no = rounds.round_number(ledger)
     scratch = _fresh_scratch(ws.state_dir, say)
     prepare = getattr(backend, "prepare", None)
@@ -159,9 +197,21 @@ def run_round(config: Config, repo_root: Path, backend: Backend, *, say: Say = p
         for slot, job in enumerate(jobs, start=1):
             resources = {"cpu_set": cores[slot - 1], "rss_limit": rss} if backend.name == "local" else {}
             futures[slot] = pool.submit(
-                train_slot, config, ws, backend, ledger, job, slot, scratch / f"slot-{slot}",
-                round_no=round_no, runner=local_runner(slot, cores[slot - 1]), resources=resources,
-                say=say_one, on_line=_prefixed(on_line, slot), cancel=cancel)
+                train_slot,
+                config,
+                ws,
+                backend,
+                ledger,
+                job,
+                slot,
+                scratch / f"slot-{slot}",
+                round_no=round_no,
+                runner=local_runner(slot, cores[slot - 1]),
+                resources=resources,
+                say=say_one,
+                on_line=_prefixed(on_line, slot),
+                cancel=cancel,
+            )
         try:
             concurrent.futures.wait(futures.values())
         except KeyboardInterrupt:
@@ -181,6 +231,7 @@ def _one_at_a_time(say: Say) -> Say:
     def line(text: str) -> None:
         with lock:
             say(text)
+
     return line
 
 
@@ -192,6 +243,7 @@ def _prefixed(on_line: Callable[[str], None] | None, slot: int) -> Callable[[str
 
     def line(text: str) -> None:
         sink(f"[slot {slot}] {text}")
+
     return line
 
 
@@ -200,13 +252,24 @@ def _fresh_scratch(state_dir: Path, say: Say) -> Path:
     return fresh_scratch(state_dir, ROUND_DIR, say)
 
 
-def _merge_local(config: Config, ws: Workspace, ledger: Ledger, jobs: list[TrialRun], scratch: Path,
-                 round_no: int, chain_info: dict[str, Any] | None,
-                 outcomes: dict[int, tuple[Attempt, KeeptrainingError | None, str]],
-                 say: Say) -> chain.AttemptReport:
+def _merge_local(
+    config: Config,
+    ws: Workspace,
+    ledger: Ledger,
+    jobs: list[TrialRun],
+    scratch: Path,
+    round_no: int,
+    chain_info: dict[str, Any] | None,
+    outcomes: dict[int, tuple[Attempt, KeeptrainingError | None, str]],
+    say: Say,
+) -> chain.AttemptReport:
     folders = {slot: scratch / f"slot-{slot}" for slot in range(1, len(jobs) + 1)}
-    ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
-                    **(chain_info or {})}
+    ledger.chain = {
+        **ledger.chain,
+        "threshold": config.threshold,
+        "metric": config.metric,
+        **(chain_info or {}),
+    }
     records = rounds.merge_round(config, ws.state_dir, ledger, jobs, folders, round_no=round_no)
     shutil.rmtree(scratch, ignore_errors=True)
     decision = rounds.decide(config, ledger, records)
@@ -216,8 +279,15 @@ def _merge_local(config: Config, ws: Workspace, ledger: Ledger, jobs: list[Trial
     return chain.AttemptReport(rounds.representative(records), decision, ledger, error, tail)
 
 
-def _merge_interrupted(config: Config, ws: Workspace, ledger: Ledger, jobs: list[TrialRun],
-                       scratch: Path, round_no: int, chain_info: dict[str, Any] | None) -> None:
+def _merge_interrupted(
+    config: Config,
+    ws: Workspace,
+    ledger: Ledger,
+    jobs: list[TrialRun],
+    scratch: Path,
+    round_no: int,
+    chain_info: dict[str, Any] | None,
+) -> None:
     """Ctrl-C: record the round as far as it got (each trial recorded itself); the interrupt goes on."""
     try:
         _merge_local(config, ws, ledger, jobs, scratch, round_no, chain_info, {}, lambda _line: None)
@@ -225,9 +295,16 @@ def _merge_interrupted(config: Config, ws: Workspace, ledger: Ledger, jobs: list
         return
 
 
-def run_chain(config: Config, repo_root: Path, backend: Backend, *, say: Say = print,
-              on_line: Callable[[str], None] | None = echo_line, chain_info: dict[str, Any] | None = None,
-              in_rounds: bool = False) -> chain.AttemptReport:
+def run_chain(
+    config: Config,
+    repo_root: Path,
+    backend: Backend,
+    *,
+    say: Say = print,
+    on_line: Callable[[str], None] | None = echo_line,
+    chain_info: dict[str, Any] | None = None,
+    in_rounds: bool = False,
+) -> chain.AttemptReport:
     """The chain on this machine: ``config.parallel`` slots, each starting the next job of the search
     as soon as it is free (``run_slots``); with ``in_rounds``, round after round as a GitHub chain
     trains them (``run_round``). It ends when the threshold is reached, the budget is spent, or the
@@ -263,9 +340,15 @@ class _Job:
             return None, None, ""
 
 
-def run_slots(config: Config, repo_root: Path, backend: Backend, *, say: Say = print,
-              on_line: Callable[[str], None] | None = echo_line,
-              chain_info: dict[str, Any] | None = None) -> chain.AttemptReport:
+def run_slots(
+    config: Config,
+    repo_root: Path,
+    backend: Backend,
+    *,
+    say: Say = print,
+    on_line: Callable[[str], None] | None = echo_line,
+    chain_info: dict[str, Any] | None = None,
+) -> chain.AttemptReport:
     """The chain without rounds (asynchronous successive halving, as ASHA is meant to run): whenever a
     slot is free, the search plans the next job from the ledger and the jobs still training
     (``rounds.plan_round(..., pending)``), and the slot trains it at once; no slot waits for a round's
@@ -280,14 +363,22 @@ def run_slots(config: Config, repo_root: Path, backend: Backend, *, say: Say = p
     prepare = getattr(backend, "prepare", None)
     if callable(prepare):  # build (or find) the image once, before the trials start
         prepare()
-    ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric,
-                    **(chain_info or {})}
-    say(f"\n== {config.parallel} trials at once on {backend.name}: each slot starts the next job as soon "
-        "as it is free ==")
+    ledger.chain = {
+        **ledger.chain,
+        "threshold": config.threshold,
+        "metric": config.metric,
+        **(chain_info or {}),
+    }
+    say(
+        f"\n== {config.parallel} trials at once on {backend.name}: each slot starts the next job as soon "
+        "as it is free =="
+    )
     cores = len(usable_cores())
     if backend.name == "local" and config.parallel > cores:
-        say(f"Note: {config.parallel} trials share {cores} cores here, so each trains slower; more trials "
-            "than cores rarely reach the threshold sooner (README, Parallel trials).")
+        say(
+            f"Note: {config.parallel} trials share {cores} cores here, so each trains slower; more trials "
+            "than cores rarely reach the threshold sooner (README, Parallel trials)."
+        )
     workers = config.parallel
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trial") as pool:
         slots = _Slots(config, ws, backend, ledger, scratch, pool, _one_at_a_time(say), on_line)
@@ -302,8 +393,10 @@ def run_slots(config: Config, repo_root: Path, backend: Backend, *, say: Say = p
     ending = slots.ending
     if ending is None:  # the planner had nothing more and every job has been merged
         if ledger.last is None:
-            raise LedgerError("The chain has no trial to train: the search's budget or grid is used up.",
-                              hint="Start a new chain (keeptraining run without --continue).")
+            raise LedgerError(
+                "The chain has no trial to train: the search's budget or grid is used up.",
+                hint="Start a new chain (keeptraining run without --continue).",
+            )
         ending = chain.AttemptReport(ledger.last, rounds.verdict(config, ledger), ledger)
     say(f"\n{ending.decision.reason}")
     return ending
@@ -313,9 +406,17 @@ class _Slots:
     """``config.parallel`` slots of one chain: the jobs training (in the order they were planned), the
     free slots, and how the chain ends."""
 
-    def __init__(self, config: Config, ws: Workspace, backend: Backend, ledger: Ledger, scratch: Path,
-                 pool: concurrent.futures.ThreadPoolExecutor, say: Say,
-                 on_line: Callable[[str], None] | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        ws: Workspace,
+        backend: Backend,
+        ledger: Ledger,
+        scratch: Path,
+        pool: concurrent.futures.ThreadPoolExecutor,
+        say: Say,
+        on_line: Callable[[str], None] | None,
+    ) -> None:
         self.config, self.ws, self.backend, self.ledger, self.scratch = config, ws, backend, ledger, scratch
         self.pool, self.say, self.on_line = pool, say, on_line
         width = config.parallel
@@ -346,9 +447,22 @@ class _Slots:
         resources = {"cpu_set": cores, "rss_limit": self.rss} if self.backend.name == "local" else {}
         folder = self.scratch / f"attempt-{number:03d}-slot-{slot}"
         future = self.pool.submit(
-            train_slot, self.config, self.ws, self.backend, self.ledger, job, slot, folder, round_no=round_no,
-            runner=local_runner(slot, cores), resources=resources, say=self.say,
-            on_line=_prefixed(self.on_line, slot), cancel=self.cancel, number=number)
+            train_slot,
+            self.config,
+            self.ws,
+            self.backend,
+            self.ledger,
+            job,
+            slot,
+            folder,
+            round_no=round_no,
+            runner=local_runner(slot, cores),
+            resources=resources,
+            say=self.say,
+            on_line=_prefixed(self.on_line, slot),
+            cancel=self.cancel,
+            number=number,
+        )
         self.running.append(_Job(number, job, slot, round_no, folder, future))
 
     def wait(self) -> None:
@@ -376,8 +490,10 @@ class _Slots:
             merged = _merge_job(self.config, self.ws, self.ledger, done, self.stopping)
             if error is not None and merged.outcome == FAILED:
                 self.errors.append((error, tail))
-            self.say(f"  merged attempt {merged.attempt} (slot {done.slot}, trial {merged.trial} rung "
-                     f"{merged.rung}): {rounds.trial_result(merged, self.config)}")
+            self.say(
+                f"  merged attempt {merged.attempt} (slot {done.slot}, trial {merged.trial} rung "
+                f"{merged.rung}): {rounds.trial_result(merged, self.config)}"
+            )
             if self.ending is None and merged.error != _stopped(self.stopping):
                 self._decide(merged)
 
@@ -420,11 +536,19 @@ def _stopped(why: str) -> str:
     return f"Stopped while it trained: {why}."
 
 
-def _merge_job(config: Config, ws: Workspace, ledger: Ledger, done: _Job,
-               stopped_because: str) -> Attempt:
+def _merge_job(config: Config, ws: Workspace, ledger: Ledger, done: _Job, stopped_because: str) -> Attempt:
     """Merge the job's trial into the ledger (saved); a trial stopped by the chain's end says so."""
-    record = rounds.merge_one(config, ws.state_dir, ledger, done.job, done.folder, number=done.number,
-                              slot=done.slot, round_no=done.round_no, save=False)
+    record = rounds.merge_one(
+        config,
+        ws.state_dir,
+        ledger,
+        done.job,
+        done.folder,
+        number=done.number,
+        slot=done.slot,
+        round_no=done.round_no,
+        save=False,
+    )
     if stopped_because and record.outcome == FAILED and record.error == step.INTERRUPTED:
         record.error = _stopped(stopped_because)
     ledger_mod.save(ws.state_dir, ledger)

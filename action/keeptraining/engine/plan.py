@@ -11,8 +11,16 @@ from dataclasses import dataclass
 
 from keeptraining.contract.env import Plan
 
-__all__ = ["CHAIN_FAILED", "CHAIN_REACHED", "CHAIN_STOPPED", "CONTINUE", "EXHAUSTED", "SUPERSEDED",
-           "Decision", "Plan"]
+__all__ = [
+    "CHAIN_FAILED",
+    "CHAIN_REACHED",
+    "CHAIN_STOPPED",
+    "CONTINUE",
+    "EXHAUSTED",
+    "SUPERSEDED",
+    "Decision",
+    "Plan",
+]
 
 # Decision kinds (the action's chain-status output).
 CONTINUE = "continue"  # below the threshold and budget left: run the next attempt

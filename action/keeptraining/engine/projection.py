@@ -65,11 +65,17 @@ class Projection:
 
     def to_record(self) -> dict[str, float | int]:
         """The ledger's form (a flat object of numbers)."""
-        return {"epochs_seen": self.epochs_seen, "at_epochs": self.at_epochs,
-                "projected": round(max(min(self.projected, 1e6), -1e6), 6),
-                "bound": round(max(min(self.bound, 1e6), -1e6), 6),
-                "plateau": round(max(min(self.plateau, 1e6), -1e6), 6), "tau": round(min(self.tau, 1e9), 3),
-                "noise": round(self.noise, 6), "points": self.points, "fits": self.fits}
+        return {
+            "epochs_seen": self.epochs_seen,
+            "at_epochs": self.at_epochs,
+            "projected": round(max(min(self.projected, 1e6), -1e6), 6),
+            "bound": round(max(min(self.bound, 1e6), -1e6), 6),
+            "plateau": round(max(min(self.plateau, 1e6), -1e6), 6),
+            "tau": round(min(self.tau, 1e9), 3),
+            "noise": round(self.noise, 6),
+            "points": self.points,
+            "fits": self.fits,
+        }
 
 
 def _linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float, float, list[list[float]]] | None:
@@ -143,14 +149,17 @@ def fit(curve: Mapping[int, float], at_epochs: int, *, offset: float = 0.0) -> P
 
     When the whole curve is not one saturating rise (a plateau, then a second rise), its later half is
     fitted alone: the phase the model is in now; if that does not fit either, there is no bound."""
-    points = sorted((int(e), float(v)) for e, v in curve.items()
-                    if e >= 1 and isinstance(v, (int, float)) and math.isfinite(v))
+    points = sorted(
+        (int(e), float(v))
+        for e, v in curve.items()
+        if e >= 1 and isinstance(v, (int, float)) and math.isfinite(v)
+    )
     if len(points) > MAX_POINTS:  # a long chain (or a ledger made to be slow): evenly thinned, the last kept
         step = math.ceil(len(points) / MAX_POINTS)
         points = points[::-1][::step][::-1]
     whole = _fit(points, at_epochs, offset)
     if whole is not None and not whole.fits and len(points) >= 2 * MIN_POINTS:
-        recent = _fit(points[len(points) // 2:], at_epochs, offset)
+        recent = _fit(points[len(points) // 2 :], at_epochs, offset)
         if recent is not None and recent.fits:
             return recent
     return whole
@@ -171,8 +180,9 @@ def _fit(points: list[tuple[int, float]], at_epochs: int, offset: float) -> Proj
     best_sse, best_tau, best_a, best_c, _ = min(fits, key=lambda f: f[0])
     dof = max(n - 3, 1)
     noise = max(math.sqrt(best_sse / dof) * _noise_factor(dof), MIN_NOISE)
-    residuals = [y - (best_a - best_c * math.exp(-(e - first) / best_tau))
-                 for e, y in zip(es, ys, strict=True)]
+    residuals = [
+        y - (best_a - best_c * math.exp(-(e - first) / best_tau)) for e, y in zip(es, ys, strict=True)
+    ]
     fits_curve = _fits(es, residuals, _local_noise(ys))
     variance = noise * noise
     bound = -math.inf
@@ -189,14 +199,23 @@ def _fit(points: list[tuple[int, float]], at_epochs: int, offset: float) -> Proj
     bound += Z_NOISE * noise + max(offset, 0.0)
     if not fits_curve:  # the curve is not one saturating rise (a plateau, then a second rise): no verdict
         bound = math.inf
-    return Projection(epochs_seen=int(last), at_epochs=int(target), projected=projected, bound=bound,
-                      plateau=best_a, tau=best_tau, noise=noise, points=n, fits=fits_curve)
+    return Projection(
+        epochs_seen=int(last),
+        at_epochs=int(target),
+        projected=projected,
+        bound=bound,
+        plateau=best_a,
+        tau=best_tau,
+        noise=noise,
+        points=n,
+        fits=fits_curve,
+    )
 
 
 def _local_noise(ys: list[float]) -> float:
     """The epoch-to-epoch noise from the second differences of the later half of the points (a smooth
     curve's trend cancels out there; for independent noise Var(Δ²y) = 6 sigma²), whatever the fit."""
-    tail = ys[len(ys) // 2:]
+    tail = ys[len(ys) // 2 :]
     second = [tail[i + 2] - 2 * tail[i + 1] + tail[i] for i in range(len(tail) - 2)]
     if not second:
         return MIN_NOISE
@@ -253,10 +272,12 @@ def curve_of(runs: Iterable[Run]) -> tuple[dict[int, float], float]:
 def describe(projection: Projection, threshold: float, metric: str = "accuracy") -> str:
     """One line: the projection, as the verdict, the summary and the mail show it."""
     sign = "<" if projection.hopeless(threshold) else "≥"
-    return (f"projected {wording.one_line(metric, 40)} {wording.fmt_metric(projection.projected)} at "
-            f"{wording.plural(projection.at_epochs, 'epoch')} (optimistic bound "
-            f"{wording.fmt_metric(min(projection.bound, 1.0))} {sign} {wording.fmt_threshold(threshold)}; "
-            f"fitted on {projection.points} epochs up to epoch {projection.epochs_seen})")
+    return (
+        f"projected {wording.one_line(metric, 40)} {wording.fmt_metric(projection.projected)} at "
+        f"{wording.plural(projection.at_epochs, 'epoch')} (optimistic bound "
+        f"{wording.fmt_metric(min(projection.bound, 1.0))} {sign} {wording.fmt_threshold(threshold)}; "
+        f"fitted on {projection.points} epochs up to epoch {projection.epochs_seen})"
+    )
 
 
 # --------------------------------------------------------------------------- the chain's projection
@@ -294,8 +315,9 @@ def budget_epochs(config: Config, ledger: Ledger) -> int:
 
 def of_runs(runs: Iterable[Attempt], at_epochs: int) -> Projection | None:
     """The projection of a model trained by ``runs`` (a chain's attempts, or a search trial's runs)."""
-    curve, offset = curve_of((a.initial_epoch, a.history, a.metric, a.epochs_reached)
-                             for a in runs if a.outcome != FAILED)
+    curve, offset = curve_of(
+        (a.initial_epoch, a.history, a.metric, a.epochs_reached) for a in runs if a.outcome != FAILED
+    )
     return fit(curve, at_epochs, offset=offset)
 
 
@@ -322,13 +344,17 @@ def stop_reason(config: Config, ledger: Ledger, to_train: int, best: tuple[float
         expected = cost.expected_minutes(ledger, to_train)
         used = cost.total_minutes(ledger)
         if expected is not None and used + expected > config.max_runner_minutes:
-            return wording.exhausted(config.metric, last.attempt, best,
-                                     within=f"within max_runner_minutes {config.max_runner_minutes:g}",
-                                     detail=f"({used:.1f} minutes used; the next attempt would take about "
-                                            f"{expected:.1f})")
+            return wording.exhausted(
+                config.metric,
+                last.attempt,
+                best,
+                within=f"within max_runner_minutes {config.max_runner_minutes:g}",
+                detail=f"({used:.1f} minutes used; the next attempt would take about {expected:.1f})",
+            )
     if config.stop_when_hopeless:
         projected = of_chain(config, ledger)
         if projected is not None and projected.hopeless(config.threshold):
-            return wording.hopeless(config.metric, last.attempt, best,
-                                    describe(projected, config.threshold, config.metric))
+            return wording.hopeless(
+                config.metric, last.attempt, best, describe(projected, config.threshold, config.metric)
+            )
     return None

@@ -45,8 +45,9 @@ MAX_TREE_DEPTH = 8  # folders inside a trial's output folder that are moved into
 # --------------------------------------------------------------------------- the plan
 
 
-def plan_round(config: Config, ledger: Ledger, pending: Sequence[TrialRun] = (),
-               slots: int | None = None) -> list[TrialRun]:
+def plan_round(
+    config: Config, ledger: Ledger, pending: Sequence[TrialRun] = (), slots: int | None = None
+) -> list[TrialRun]:
     """The round's jobs in slot order: ``slots`` (default ``config.parallel``) at most, no more than the
     attempts left, and all of them together within ``max_epochs_total`` (the later slots get what the
     earlier left). ``pending``: jobs planned earlier and not merged yet (a local chain without rounds,
@@ -58,8 +59,10 @@ def plan_round(config: Config, ledger: Ledger, pending: Sequence[TrialRun] = (),
     jobs = search.next_runs(config, ledger, slots, pending)
     if config.max_epochs_total is None:
         return jobs
-    left = max(config.max_epochs_total - ledger.total_epochs_trained()
-               - sum(job.epochs_to_train for job in pending), 0)
+    left = max(
+        config.max_epochs_total - ledger.total_epochs_trained() - sum(job.epochs_to_train for job in pending),
+        0,
+    )
     planned = []
     for job in jobs:
         if left <= 0:
@@ -95,8 +98,9 @@ class _Unusable(Exception):
 def read_result(config: Config, folder: Path, job: TrialRun, number: int, round_no: int) -> Attempt:
     """Slot ``number``'s record from ``folder``, if it is exactly the planned job; else ``_Unusable``."""
     if not folder.is_dir() or folder.is_symlink() or not ledger_mod.ledger_path(folder).is_file():
-        raise _Unusable("its job left no result (it failed, timed out or was cancelled before it recorded "
-                        "the trial)")
+        raise _Unusable(
+            "its job left no result (it failed, timed out or was cancelled before it recorded the trial)"
+        )
     try:
         result = ledger_mod.load(folder)
     except LedgerError as exc:
@@ -104,26 +108,44 @@ def read_result(config: Config, folder: Path, job: TrialRun, number: int, round_
     if len(result.attempts) != 1:
         raise _Unusable(f"its result holds {len(result.attempts)} records instead of one")
     record = result.attempts[0]
-    resumed = f"attempt-{job.resume_from.attempt:03d}/{job.resume_from.checkpoint}" \
-        if job.resume_from is not None and job.resume_from.checkpoint else None
-    planned = {"attempt": number, "trial": job.trial, "rung": job.rung, "trial_params": job.params,
-               "epochs": job.epochs, "round": round_no}
+    resumed = (
+        f"attempt-{job.resume_from.attempt:03d}/{job.resume_from.checkpoint}"
+        if job.resume_from is not None and job.resume_from.checkpoint
+        else None
+    )
+    planned = {
+        "attempt": number,
+        "trial": job.trial,
+        "rung": job.rung,
+        "trial_params": job.params,
+        "epochs": job.epochs,
+        "round": round_no,
+    }
     for name, value in planned.items():
         if getattr(record, name) != value:
-            raise _Unusable(f"it recorded {name} = {quote(getattr(record, name), 60)}, but the round's plan "
-                            f"says {quote(value, 60)}")
+            raise _Unusable(
+                f"it recorded {name} = {quote(getattr(record, name), 60)}, but the round's plan "
+                f"says {quote(value, 60)}"
+            )
     problem = metrics_mod.trained_out_of_bounds(  # the bounds of a metrics.json, for a slot's record
-        epochs_reached=record.epochs_reached, epochs_trained=record.epochs_trained,
-        history=len(record.history), asked=job.epochs, initial=record.initial_epoch)
+        epochs_reached=record.epochs_reached,
+        epochs_trained=record.epochs_trained,
+        history=len(record.history),
+        asked=job.epochs,
+        initial=record.initial_epoch,
+    )
     if not problem and len(record.slices) > config.max_slices:
         problem = f"it lists {len(record.slices)} runs, more than max_slices = {config.max_slices}"
     if problem:
         raise _Unusable(f"its result is out of bounds: {problem}")
     if record.initial_epoch > job.initial_epoch or record.resumed_from not in (None, resumed):
-        raise _Unusable(f"it resumed {quote(record.resumed_from, 60)} at epoch {record.initial_epoch}, "
-                        f"not the planned {quote(resumed, 60)}")
-    if record.outcome != FAILED and (record.metric is None
-                                     or (record.metric >= config.threshold) != (record.outcome == REACHED)):
+        raise _Unusable(
+            f"it resumed {quote(record.resumed_from, 60)} at epoch {record.initial_epoch}, "
+            f"not the planned {quote(resumed, 60)}"
+        )
+    if record.outcome != FAILED and (
+        record.metric is None or (record.metric >= config.threshold) != (record.outcome == REACHED)
+    ):
         raise _Unusable(f"its outcome {record.outcome!r} does not fit its {config.metric} {record.metric!r}")
     return record
 
@@ -138,20 +160,48 @@ def failed_record(config: Config, job: TrialRun, number: int, slot: int, round_n
 # --------------------------------------------------------------------------- the merge
 
 
-def merge_round(config: Config, state_dir: Path, ledger: Ledger, jobs: list[TrialRun],
-                folders: dict[int, Path], *, round_no: int) -> list[Attempt]:
+def merge_round(
+    config: Config,
+    state_dir: Path,
+    ledger: Ledger,
+    jobs: list[TrialRun],
+    folders: dict[int, Path],
+    *,
+    round_no: int,
+) -> list[Attempt]:
     """Append the round's records to ``ledger`` (slot order), move each accepted slot's output folder
     into ``state_dir``, save the ledger once; return the records."""
     first = first_attempt(ledger)
-    records = [merge_one(config, state_dir, ledger, job, folders.get(slot, Path("/nonexistent")),
-                         number=first + slot - 1, slot=slot, round_no=round_no, save=False)
-               for slot, job in enumerate(jobs, start=1)]
+    records = [
+        merge_one(
+            config,
+            state_dir,
+            ledger,
+            job,
+            folders.get(slot, Path("/nonexistent")),
+            number=first + slot - 1,
+            slot=slot,
+            round_no=round_no,
+            save=False,
+        )
+        for slot, job in enumerate(jobs, start=1)
+    ]
     ledger_mod.save(state_dir, ledger)
     return records
 
 
-def merge_one(config: Config, state_dir: Path, ledger: Ledger, job: TrialRun, folder: Path, *,
-              number: int, slot: int, round_no: int, save: bool = True) -> Attempt:
+def merge_one(
+    config: Config,
+    state_dir: Path,
+    ledger: Ledger,
+    job: TrialRun,
+    folder: Path,
+    *,
+    number: int,
+    slot: int,
+    round_no: int,
+    save: bool = True,
+) -> Attempt:
     """Append one trial's record (attempt ``number``, the ledger's next) from ``folder`` to ``ledger``,
     its output moved into ``state_dir``; a missing or refused result is recorded as a failed trial."""
     if number != first_attempt(ledger):
@@ -162,8 +212,11 @@ def merge_one(config: Config, state_dir: Path, ledger: Ledger, job: TrialRun, fo
         record = read_result(config, folder, job, number, round_no)
         _move_output(folder, state_dir, number)
     except _Unusable as why:
-        gha.warn(f"Attempt {number} (round {round_no}, slot {slot}, trial {job.trial}) is recorded as "
-                 f"failed: {why}.", title="Trial without a result")
+        gha.warn(
+            f"Attempt {number} (round {round_no}, slot {slot}, trial {job.trial}) is recorded as "
+            f"failed: {why}.",
+            title="Trial without a result",
+        )
         record = failed_record(config, job, number, slot, round_no, f"{why}.")
     ledger.attempts.append(record)
     if save:
@@ -184,9 +237,11 @@ def _move_output(folder: Path, state_dir: Path, number: int) -> None:
             move_aside(state_dir, target, target.name)
         skipped = _move_plain(source, target, 0)
     if skipped:
-        gha.warn(f"Attempt {number}'s output held {len(skipped)} entries that are not plain files or folders "
-                 f"({quote(', '.join(skipped[:5]), 100)}); they were not kept.",
-                 title="Trial output filtered")
+        gha.warn(
+            f"Attempt {number}'s output held {len(skipped)} entries that are not plain files or folders "
+            f"({quote(', '.join(skipped[:5]), 100)}); they were not kept.",
+            title="Trial output filtered",
+        )
 
 
 def _move_plain(source: Path, target: Path, depth: int) -> list[str]:
@@ -225,8 +280,9 @@ def _epochs(record: Attempt) -> int:
 def _next_step(jobs: list[TrialRun]) -> str:
     promoted = [f"trial {j.trial} to rung {j.rung}" for j in jobs if j.rung > 0]
     new = len(jobs) - len(promoted)
-    parts = ([f"promotes {', '.join(promoted)}"] if promoted else []) + \
-        ([f"starts {wording.plural(new, 'new trial')}"] if new else [])
+    parts = ([f"promotes {', '.join(promoted)}"] if promoted else []) + (
+        [f"starts {wording.plural(new, 'new trial')}"] if new else []
+    )
     return f"trains {wording.plural(len(jobs), 'trial')}: {' and '.join(parts)}"
 
 
@@ -241,22 +297,34 @@ def decide(config: Config, ledger: Ledger, records: list[Attempt]) -> Decision:
         values = search.values_text(best.trial_params)
         return Decision(CHAIN_REACHED, f"{text} (trial {best.trial}: {values})")
     if all(r.outcome == FAILED for r in records):
-        return Decision(CHAIN_FAILED, wording.round_failed(round_no, len(records),
-                                                           records[0].error or "no metric was recorded"))
+        return Decision(
+            CHAIN_FAILED,
+            wording.round_failed(round_no, len(records), records[0].error or "no metric was recorded"),
+        )
     verdict = search.decide(config, ledger, round_size=len(records))
     if verdict.kind != CONTINUE:
         return verdict
     best = representative(records)
     assert best.metric is not None
-    text = wording.round_below(config.metric, best.metric, config.threshold, round_no, best.attempt,
-                               _epochs(best), _next_step(plan_round(config, ledger)))
+    text = wording.round_below(
+        config.metric,
+        best.metric,
+        config.threshold,
+        round_no,
+        best.attempt,
+        _epochs(best),
+        _next_step(plan_round(config, ledger)),
+    )
     return Decision(CONTINUE, text, verdict.next_epochs)
 
 
 def round_line(records: list[Attempt], config: Config) -> str:
     """One line per trial of the round, for the terminal."""
-    lines = [f"  slot {(r.runner or {}).get('slot', '?')}: attempt {r.attempt}, trial {r.trial} "
-             f"rung {r.rung}: {trial_result(r, config)}" for r in records]
+    lines = [
+        f"  slot {(r.runner or {}).get('slot', '?')}: attempt {r.attempt}, trial {r.trial} "
+        f"rung {r.rung}: {trial_result(r, config)}"
+        for r in records
+    ]
     return f"Round {records[-1].round}:\n" + "\n".join(lines)
 
 
@@ -273,10 +341,14 @@ def decide_trial(config: Config, ledger: Ledger, record: Attempt) -> Decision:
     search's verdict (its budget: the caller waits for the trials still training before it ends)."""
     if record.outcome == REACHED:
         return decide(config, ledger, [record])
-    recent = ledger.attempts[-config.parallel:]
+    recent = ledger.attempts[-config.parallel :]
     if len(recent) == config.parallel and all(r.outcome == FAILED for r in recent):
-        return Decision(CHAIN_FAILED, wording.failed(
-            record.attempt, f"the last {len(recent)} trials failed; the first of them: {recent[0].error}"))
+        return Decision(
+            CHAIN_FAILED,
+            wording.failed(
+                record.attempt, f"the last {len(recent)} trials failed; the first of them: {recent[0].error}"
+            ),
+        )
     return search.decide(config, ledger, round_size=config.parallel)
 
 

@@ -160,9 +160,11 @@ def hp_env(params: dict[str, Any]) -> dict[str, str]:
 
 
 def _bad(record: Attempt, problem: str) -> LedgerError:
-    return LedgerError(f"Ledger attempt {record.attempt}: {problem}",
-                       hint="The chain state does not belong to this search. Start a new chain "
-                            "(a new push, or `keeptraining run` without --continue).")
+    return LedgerError(
+        f"Ledger attempt {record.attempt}: {problem}",
+        hint="The chain state does not belong to this search. Start a new chain "
+        "(a new push, or `keeptraining run` without --continue).",
+    )
 
 
 def validated_trials(ledger: Ledger, settings: SearchSettings) -> list[Trial]:
@@ -176,8 +178,11 @@ def validated_trials(ledger: Ledger, settings: SearchSettings) -> list[Trial]:
     for record in ledger.attempts:
         number, rung, params = record.trial, record.rung, record.trial_params
         if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise _bad(record, f"trial = {str(number)[:40]!r} is not a trial number; the chain was not "
-                               "started by strategy: search.")
+            raise _bad(
+                record,
+                f"trial = {str(number)[:40]!r} is not a trial number; the chain was not "
+                "started by strategy: search.",
+            )
         if isinstance(rung, bool) or not isinstance(rung, int) or not isinstance(params, dict):
             raise _bad(record, f"trial {number} has no valid rung and values.")
         _check_results(record)
@@ -193,8 +198,11 @@ def validated_trials(ledger: Ledger, settings: SearchSettings) -> list[Trial]:
         if params != trial.params:
             raise _bad(record, f"trial {number}'s values changed between its runs.")
         if trial.failed or rung != trial.rung + 1:
-            raise _bad(record, f"trial {number} cannot run rung {rung} after rung {trial.rung}"
-                               f"{' (failed)' if trial.failed else ''}.")
+            raise _bad(
+                record,
+                f"trial {number} cannot run rung {rung} after rung {trial.rung}"
+                f"{' (failed)' if trial.failed else ''}.",
+            )
         trial.runs.append(record)
     return trials
 
@@ -213,22 +221,30 @@ def _check_results(record: Attempt) -> None:
         raise _bad(record, f"metric = {str(record.metric)[:40]!r} is not a fraction in [0, 1].")
     if not isinstance(record.history, list) or not all(_is_fraction(v) for v in record.history):
         raise _bad(record, "history is not a list of fractions in [0, 1].")
-    if not _is_count(record.initial_epoch) or not _is_count(record.epochs) or \
-            not (record.epochs_reached is None or _is_count(record.epochs_reached)):
+    if (
+        not _is_count(record.initial_epoch)
+        or not _is_count(record.epochs)
+        or not (record.epochs_reached is None or _is_count(record.epochs_reached))
+    ):
         raise _bad(record, "its epochs are not whole numbers.")
 
 
-def _check_values(record: Attempt, params: dict[str, Any], settings: SearchSettings,
-                  names: list[str]) -> None:
+def _check_values(
+    record: Attempt, params: dict[str, Any], settings: SearchSettings, names: list[str]
+) -> None:
     if sorted(map(str, params)) != sorted(names):
         given = ", ".join(sorted(map(str, params)))[:100]
-        raise _bad(record, f"trial {record.trial} has values for {given}, but the space is "
-                           f"{', '.join(names)}.")
+        raise _bad(
+            record, f"trial {record.trial} has values for {given}, but the space is {', '.join(names)}."
+        )
     for name in names:
         param = settings.param(name)
         if not param.contains(params[name]):
-            raise _bad(record, f"trial {record.trial} has {name} = {str(params[name])[:60]!r}, outside the "
-                               f"space ({param.describe()[:100]}).")
+            raise _bad(
+                record,
+                f"trial {record.trial} has {name} = {str(params[name])[:60]!r}, outside the "
+                f"space ({param.describe()[:100]}).",
+            )
 
 
 # --------------------------------------------------------------------------- successive halving
@@ -249,8 +265,9 @@ def ranked(results: list[tuple[float, int]]) -> list[int]:
     return [number for _value, number in sorted(results, key=lambda r: (-r[0], r[1]))]
 
 
-def promotion(trials: list[Trial], eta: int, can_grow: Callable[[Trial], bool],
-              exclude: Iterable[int] = ()) -> Trial | None:
+def promotion(
+    trials: list[Trial], eta: int, can_grow: Callable[[Trial], bool], exclude: Iterable[int] = ()
+) -> Trial | None:
     """ASHA's rule: from the highest rung down, the best trial that is in the top 1/η of its rung,
     has not been promoted from it yet, did not fail, and may train further; else None."""
     skip = set(exclude)
@@ -285,10 +302,12 @@ def require_optuna() -> None:
     try:
         import optuna  # noqa: F401, PLC0415 - Optuna is imported by the search only
     except ImportError:
-        raise ConfigError("strategy: search needs Optuna, which this environment does not have.",
-                          hint="The action installs it when its strategy input, or the config file's "
-                               "top-level `strategy:`, is search; elsewhere: pip install "
-                               "'keeptraining[search]'.") from None
+        raise ConfigError(
+            "strategy: search needs Optuna, which this environment does not have.",
+            hint="The action installs it when its strategy input, or the config file's "
+            "top-level `strategy:`, is search; elsewhere: pip install "
+            "'keeptraining[search]'.",
+        ) from None
 
 
 def distributions(settings: SearchSettings) -> dict[str, Any]:
@@ -315,8 +334,10 @@ def distributions(settings: SearchSettings) -> dict[str, Any]:
 
 
 def _refused(name: str, exc: BaseException) -> ConfigError:
-    return ConfigError(f"search.space.{name}: Optuna refuses this range ({type(exc).__name__}: "
-                       f"{str(exc)[:200]}).", hint=f"Narrow {name}'s low and high, or change its step.")
+    return ConfigError(
+        f"search.space.{name}: Optuna refuses this range ({type(exc).__name__}: {str(exc)[:200]}).",
+        hint=f"Narrow {name}'s low and high, or change its step.",
+    )
 
 
 def _frozen(trial: Trial, dists: dict[str, Any]) -> Any:
@@ -326,12 +347,18 @@ def _frozen(trial: Trial, dists: dict[str, Any]) -> Any:
 
     curve = trial.curve()
     if trial.reached and trial.best is not None:
-        return create_trial(state=TrialState.COMPLETE, value=trial.best, params=trial.params,
-                            distributions=dists, intermediate_values=curve)
+        return create_trial(
+            state=TrialState.COMPLETE,
+            value=trial.best,
+            params=trial.params,
+            distributions=dists,
+            intermediate_values=curve,
+        )
     if not curve:
         return create_trial(state=TrialState.FAIL, params=trial.params, distributions=dists)
-    return create_trial(state=TrialState.PRUNED, params=trial.params, distributions=dists,
-                        intermediate_values=curve)
+    return create_trial(
+        state=TrialState.PRUNED, params=trial.params, distributions=dists, intermediate_values=curve
+    )
 
 
 def build_study(settings: SearchSettings, trials: list[Trial], running: Sequence[dict[str, Any]] = ()) -> Any:
@@ -360,8 +387,10 @@ def build_study(settings: SearchSettings, trials: list[Trial], running: Sequence
 def grid_points(settings: SearchSettings) -> list[dict[str, Any]]:
     """Every point of the grid, in one order fixed by the seed (the same in every attempt)."""
     names = [p.name for p in settings.space]
-    points = [dict(zip(names, values, strict=True))
-              for values in itertools.product(*(p.grid() for p in settings.space))]
+    points = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(p.grid() for p in settings.space))
+    ]
     random.Random(settings.seed).shuffle(points)  # noqa: S311 - an order to walk a grid, not a secret
     return points
 
@@ -378,12 +407,16 @@ def _same_point(a: dict[str, Any], b: dict[str, Any], space: tuple[Param, ...]) 
 
 
 def unvisited_grid(settings: SearchSettings, taken: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [point for point in grid_points(settings)
-            if not any(_same_point(point, t, settings.space) for t in taken)]
+    return [
+        point
+        for point in grid_points(settings)
+        if not any(_same_point(point, t, settings.space) for t in taken)
+    ]
 
 
-def propose(settings: SearchSettings, trials: list[Trial], k: int = 1,
-            running: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def propose(
+    settings: SearchSettings, trials: list[Trial], k: int = 1, running: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """Values for ``k`` new trials, asked from one study (ask-and-tell); fewer when the grid is used up.
     ``running``: the values of new trials still training (a local chain without rounds), in the study as
     RUNNING, like the earlier asks of a batch."""
@@ -424,6 +457,7 @@ def _grow(config: Config, ledger: Ledger) -> Callable[[Trial], bool]:
         if cap is not None and trial.epochs >= cap:
             return False
         return not (config.stop_when_hopeless and _trial_hopeless(config, ledger, trial))
+
     return can_grow
 
 
@@ -487,8 +521,12 @@ def next_runs(config: Config, ledger: Ledger, k: int = 1, pending: Sequence[Tria
     running = [job for job in pending if job.rung == 0]
     jobs: list[TrialRun] = []
     while len(jobs) < k:
-        trial = promotion(trials, settings.reduction_factor, _grow(config, ledger),
-                          exclude=[job.trial for job in [*pending, *jobs]])
+        trial = promotion(
+            trials,
+            settings.reduction_factor,
+            _grow(config, ledger),
+            exclude=[job.trial for job in [*pending, *jobs]],
+        )
         if trial is None:
             break
         jobs.append(_promote(trial, config, left))
@@ -503,8 +541,10 @@ def next_run(config: Config, ledger: Ledger) -> TrialRun:
     """The job of the next attempt (decide() has said that there is one)."""
     jobs = next_runs(config, ledger, 1)
     if not jobs:
-        raise LedgerError("Every point of the search grid has been tried.",
-                          hint="The chain has ended; start a new chain with another space to go on.")
+        raise LedgerError(
+            "Every point of the search grid has been tried.",
+            hint="The chain has ended; start a new chain with another space to go on.",
+        )
     return jobs[0]
 
 
@@ -515,8 +555,11 @@ def attempts_to_keep(config: Config, ledger: Ledger) -> set[int]:
     last = ledger.last.attempt if ledger.last else 0
     left = config.max_attempts - last
     can_grow = _grow(config, ledger)
-    return {t.last.attempt for t in trials
-            if can_grow(t) and may_be_promoted(t, trials, settings.reduction_factor, left)}
+    return {
+        t.last.attempt
+        for t in trials
+        if can_grow(t) and may_be_promoted(t, trials, settings.reduction_factor, left)
+    }
 
 
 def best_trial(trials: list[Trial]) -> Trial | None:
@@ -539,18 +582,31 @@ def decide(config: Config, ledger: Ledger, *, round_size: int = 1) -> Decision:
     trials = validated_trials(ledger, settings)
     last = ledger.last
     if last is None:
-        return Decision(CONTINUE, "No attempt yet: the search starts with a new trial.",
-                        _first_epochs(config, _epochs_left(config, ledger)))
+        return Decision(
+            CONTINUE,
+            "No attempt yet: the search starts with a new trial.",
+            _first_epochs(config, _epochs_left(config, ledger)),
+        )
     metric, threshold = config.metric, config.threshold
     if last.outcome == REACHED and last.metric is not None:
-        return Decision(CHAIN_REACHED, wording.reached(metric, last.metric, threshold, last.attempt,
-                                                       _epochs_of(last))
-                        + f" (trial {last.trial}: {values_text(last.trial_params)})")
+        return Decision(
+            CHAIN_REACHED,
+            wording.reached(metric, last.metric, threshold, last.attempt, _epochs_of(last))
+            + f" (trial {last.trial}: {values_text(last.trial_params)})",
+        )
     recent = ledger.attempts[-MAX_CONSECUTIVE_FAILURES:]
-    if round_size == 1 and len(recent) == MAX_CONSECUTIVE_FAILURES and \
-            all(a.outcome == FAILED for a in recent):
-        return Decision(CHAIN_FAILED, wording.failed(
-            last.attempt, f"the last {MAX_CONSECUTIVE_FAILURES} attempts failed; the last one: {last.error}"))
+    if (
+        round_size == 1
+        and len(recent) == MAX_CONSECUTIVE_FAILURES
+        and all(a.outcome == FAILED for a in recent)
+    ):
+        return Decision(
+            CHAIN_FAILED,
+            wording.failed(
+                last.attempt,
+                f"the last {MAX_CONSECUTIVE_FAILURES} attempts failed; the last one: {last.error}",
+            ),
+        )
     best = ledger.best()
     best_pair = (best.metric, best.attempt) if best is not None and best.metric is not None else None
     detail = f"(trial {best.trial}: {values_text(best.trial_params)})" if best is not None else ""
@@ -558,23 +614,46 @@ def decide(config: Config, ledger: Ledger, *, round_size: int = 1) -> Decision:
         return Decision(EXHAUSTED, wording.exhausted(metric, last.attempt, best_pair, detail=detail))
     left = _epochs_left(config, ledger)
     if left == 0:
-        return Decision(EXHAUSTED, wording.exhausted(
-            metric, last.attempt, best_pair, within=f"within max_epochs_total {config.max_epochs_total}",
-            detail=detail))
+        return Decision(
+            EXHAUSTED,
+            wording.exhausted(
+                metric,
+                last.attempt,
+                best_pair,
+                within=f"within max_epochs_total {config.max_epochs_total}",
+                detail=detail,
+            ),
+        )
     upcoming = promotion(trials, settings.reduction_factor, _grow(config, ledger))
     if upcoming is not None:
         job = _promote(upcoming, config, left)
         what = f"promotes trial {job.trial} to rung {job.rung} ({job.initial_epoch} -> {job.epochs} epochs)"
     elif settings.sampler == "grid" and not unvisited_grid(settings, [t.params for t in trials]):
-        return Decision(EXHAUSTED, wording.exhausted(
-            metric, last.attempt, best_pair, within="with every point of the grid tried and none to promote",
-            detail=detail))
+        return Decision(
+            EXHAUSTED,
+            wording.exhausted(
+                metric,
+                last.attempt,
+                best_pair,
+                within="with every point of the grid tried and none to promote",
+                detail=detail,
+            ),
+        )
     else:
         job = TrialRun(len(trials) + 1, {}, 0, _first_epochs(config, left), 0, None)
         what = f"starts trial {job.trial} ({job.epochs} epochs)"
     if last.metric is not None and last.outcome != FAILED:
         done = f"{what} (trial {last.trial} done)"
-        return Decision(CONTINUE, wording.below(metric, last.metric, threshold, last.attempt,
-                                                _epochs_of(last), job.epochs, next_step=done), job.epochs)
-    return Decision(CONTINUE, wording.failed(last.attempt, last.error or "no metric was recorded")
-                    + f"; next attempt {last.attempt + 1} {what}", job.epochs)
+        return Decision(
+            CONTINUE,
+            wording.below(
+                metric, last.metric, threshold, last.attempt, _epochs_of(last), job.epochs, next_step=done
+            ),
+            job.epochs,
+        )
+    return Decision(
+        CONTINUE,
+        wording.failed(last.attempt, last.error or "no metric was recorded")
+        + f"; next attempt {last.attempt + 1} {what}",
+        job.epochs,
+    )

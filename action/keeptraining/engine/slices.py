@@ -40,8 +40,11 @@ from keeptraining.state.ledger import FAILED, SLICED, Attempt, Ledger
 DEADLINE = "deadline"  # the script stopped at KT_DEADLINE (metrics.json "stopped")
 TIMEOUT = "timeout"  # keeptraining stopped it at `timeout`
 INTERRUPTED = "interrupted"  # the run was cancelled (SIGINT / SIGTERM)
-_WHY = {DEADLINE: "this run's time ran out", TIMEOUT: "this run reached its timeout",
-        INTERRUPTED: "this run was cancelled"}
+_WHY = {
+    DEADLINE: "this run's time ran out",
+    TIMEOUT: "this run reached its timeout",
+    INTERRUPTED: "this run was cancelled",
+}
 _LABEL = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,4}))?")
 
 
@@ -70,11 +73,15 @@ def check_run(ledger: Ledger, attempt: int, run: int) -> None:
     last = ledger.last
     if last is not None and last.attempt == attempt and last.outcome == SLICED and run_number(last) == run:
         return
-    expected = (f"the ledger's next run is {label(last.attempt, run_number(last))}"
-                if last is not None and last.outcome == SLICED else
-                f"the ledger's last attempt ({last.attempt if last else 'none'}) is not unfinished")
-    raise ConfigError(f"input attempt = {label(attempt, run)} names run {run} of attempt {attempt}, but "
-                      f"{expected}.", hint="Dispatch the run the ledger continues, or start a new chain.")
+    expected = (
+        f"the ledger's next run is {label(last.attempt, run_number(last))}"
+        if last is not None and last.outcome == SLICED
+        else f"the ledger's last attempt ({last.attempt if last else 'none'}) is not unfinished"
+    )
+    raise ConfigError(
+        f"input attempt = {label(attempt, run)} names run {run} of attempt {attempt}, but {expected}.",
+        hint="Dispatch the run the ledger continues, or start a new chain.",
+    )
 
 
 def continued(ledger: Ledger, number: int) -> Attempt | None:
@@ -149,14 +156,16 @@ def check(run: Attempt, stopped: str | None, plan: Plan, continuing: Attempt | N
             f"Attempt {number}'s run stopped ({stopped}) before it finished an epoch it could save, so "
             "the next run would do the same.",
             hint="Give each run more time (time_budget, timeout, or the job's timeout-minutes), or make "
-                 "the script save its checkpoint and report its epochs (the Keras adapter does both).")
+            "the script save its checkpoint and report its epochs (the Keras adapter does both).",
+        )
     runs = (len(continuing.slices) if continuing is not None else 0) + 1
     if runs >= config.max_slices:
         raise SliceError(
             f"Attempt {number} is at epoch {run.epochs_reached} of {run.epochs} after {runs} runs "
             f"(max_slices = {config.max_slices}): it does not get through its epochs across runs.",
             hint="Give each run more time (time_budget, timeout, or the job's timeout-minutes), train fewer "
-                 "epochs per attempt (epoch_step), or raise max_slices.")
+            "epochs per attempt (epoch_step), or raise max_slices.",
+        )
 
 
 def merge(continuing: Attempt | None, run: Attempt, stopped: str | None, sub: str | None) -> Attempt:
@@ -194,8 +203,11 @@ def _carry_on(record: Attempt, run: Attempt, progressed: bool, *, restarted: boo
         record.metric, record.metric_source = run.metric, run.metric_source
         record.metric_line = run.metric_line
         record.epochs_reached, record.checkpoint = run.epochs_reached, run.checkpoint
-        record.epochs_source, record.epochs_ignored, record.adapter = \
-            run.epochs_source, run.epochs_ignored, run.adapter
+        record.epochs_source, record.epochs_ignored, record.adapter = (
+            run.epochs_source,
+            run.epochs_ignored,
+            run.adapter,
+        )
     record.epochs_trained += run.epochs_trained
     record.duration_s = round(record.duration_s + run.duration_s, 3)
     if run.train_s is not None:
@@ -207,11 +219,17 @@ def _carry_on(record: Attempt, run: Attempt, progressed: bool, *, restarted: boo
 
 def _entry(record: Attempt, run: Attempt, stopped: str, start: int) -> dict[str, Any]:
     """One run that stopped before its attempt's epochs: where, why, and its checkpoint."""
-    return {"run_id": str(run.run.get("id") or ""), "run_url": str(run.run.get("url") or ""),
-            "started_at": run.started_at, "from_epoch": start,
-            "epochs_reached": record.epochs_reached if record.epochs_reached is not None else start,
-            "epochs_trained": run.epochs_trained, "duration_s": run.duration_s, "stopped": stopped,
-            "checkpoint": record.checkpoint}
+    return {
+        "run_id": str(run.run.get("id") or ""),
+        "run_url": str(run.run.get("url") or ""),
+        "started_at": run.started_at,
+        "from_epoch": start,
+        "epochs_reached": record.epochs_reached if record.epochs_reached is not None else start,
+        "epochs_trained": run.epochs_trained,
+        "duration_s": run.duration_s,
+        "stopped": stopped,
+        "checkpoint": record.checkpoint,
+    }
 
 
 def ends(record: Attempt) -> list[int]:
@@ -242,8 +260,11 @@ def first_run_id(record: Attempt) -> str | None:
 
 def old_checkpoints(record: Attempt) -> list[str]:
     """Checkpoints of earlier runs of the attempt that its newest checkpoint supersedes."""
-    names = {str(item.get("checkpoint")) for item in record.slices
-             if isinstance(item, dict) and isinstance(item.get("checkpoint"), str)}
+    names = {
+        str(item.get("checkpoint"))
+        for item in record.slices
+        if isinstance(item, dict) and isinstance(item.get("checkpoint"), str)
+    }
     return sorted(names - {str(record.checkpoint)})
 
 
@@ -257,10 +278,14 @@ def decide(config: Config, ledger: Ledger) -> Decision:
     """The last attempt is unfinished: its next run continues it."""
     last = ledger.last
     assert last is not None and last.outcome == SLICED
-    so_far = f"{wording.one_line(config.metric, 40)} {wording.fmt_metric(last.metric)} so far; " \
-        if last.metric is not None else ""
-    reason = (f"Attempt {last.attempt} continues in the next run: {why(last)} at "
-              f"epoch {last.epochs_reached or 0} of {last.epochs} ({so_far}run {len(last.slices)} of at "
-              f"most {config.max_slices})")
+    so_far = (
+        f"{wording.one_line(config.metric, 40)} {wording.fmt_metric(last.metric)} so far; "
+        if last.metric is not None
+        else ""
+    )
+    reason = (
+        f"Attempt {last.attempt} continues in the next run: {why(last)} at "
+        f"epoch {last.epochs_reached or 0} of {last.epochs} ({so_far}run {len(last.slices)} of at "
+        f"most {config.max_slices})"
+    )
     return Decision(CONTINUE, reason, last.epochs, next_run=run_number(last))
-

@@ -68,15 +68,32 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def new_record(config: Config, plan: Plan, backend: str, *, resumed_from: str | None = None,
-               run_info: dict[str, Any] | None = None, job: search.TrialRun | None = None) -> Attempt:
+def new_record(
+    config: Config,
+    plan: Plan,
+    backend: str,
+    *,
+    resumed_from: str | None = None,
+    run_info: dict[str, Any] | None = None,
+    job: search.TrialRun | None = None,
+) -> Attempt:
     """The attempt's record (a search trial's, with ``job``), failed until the training proves otherwise."""
-    record = Attempt(attempt=plan.attempt, epochs=plan.epochs, initial_epoch=plan.initial_epoch,
-                     resumed_from=resumed_from, outcome=FAILED, started_at=now(),
-                     params={"backend": backend, "resume": config.resume,
-                             "hyperparameters": dict(config.hyperparameters), "network": config.network,
-                             "cache": config.cache},
-                     run=dict(run_info or {}))
+    record = Attempt(
+        attempt=plan.attempt,
+        epochs=plan.epochs,
+        initial_epoch=plan.initial_epoch,
+        resumed_from=resumed_from,
+        outcome=FAILED,
+        started_at=now(),
+        params={
+            "backend": backend,
+            "resume": config.resume,
+            "hyperparameters": dict(config.hyperparameters),
+            "network": config.network,
+            "cache": config.cache,
+        },
+        run=dict(run_info or {}),
+    )
     if job:
         record.trial, record.rung, record.trial_params = job.trial, job.rung, dict(job.params)
     return record
@@ -101,21 +118,27 @@ def attempt_line(record: Attempt, config: Config) -> str:
         return f"Attempt {record.attempt} failed after {record.duration_s:.1f} s: {record.error}"
     if record.outcome == SLICED:
         runs = wording.plural(len(record.slices), "run")
-        return (f"Attempt {record.attempt}: at epoch {record.epochs_reached} of {record.epochs} when "
-                f"{slices.why(record)}; the next run continues it ({runs} so far, "
-                f"{record.epochs_trained} epochs trained, {record.duration_s:.1f} s)")
+        return (
+            f"Attempt {record.attempt}: at epoch {record.epochs_reached} of {record.epochs} when "
+            f"{slices.why(record)}; the next run continues it ({runs} so far, "
+            f"{record.epochs_trained} epochs trained, {record.duration_s:.1f} s)"
+        )
     sign = "≥" if record.outcome == REACHED else "<"
     reached = "an unknown number of" if record.epochs_reached is None else record.epochs_reached
-    return (f"Attempt {record.attempt}: {config.metric} {wording.fmt_metric(record.metric or 0.0)} {sign} "
-            f"{wording.fmt_threshold(config.threshold)} "
-            f"after {reached} epochs ({record.epochs_trained} trained, "
-            f"{record.duration_s:.1f} s)")
+    return (
+        f"Attempt {record.attempt}: {config.metric} {wording.fmt_metric(record.metric or 0.0)} {sign} "
+        f"{wording.fmt_threshold(config.threshold)} "
+        f"after {reached} epochs ({record.epochs_trained} trained, "
+        f"{record.duration_s:.1f} s)"
+    )
 
 
 def start_line(title: str, plan: Plan, resumed: str, backend: str, budget: time_budget.Budget) -> str:
     """``<title> epochs 10 -> 20<resumed> on docker; training time: ... ==`` (the title opens with ``==``)."""
-    return (f"{title} epochs {plan.initial_epoch} -> {plan.epochs}{resumed} on {backend}; "
-            f"training time: {budget.describe()} ==")
+    return (
+        f"{title} epochs {plan.initial_epoch} -> {plan.epochs}{resumed} on {backend}; "
+        f"training time: {budget.describe()} =="
+    )
 
 
 # --------------------------------------------------------------------------- the checkpoint offered
@@ -134,16 +157,20 @@ def resume_path(ws: Workspace, plan: Plan) -> tuple[Plan, Path | None]:
     try:
         if folder.is_symlink():
             raise PathRefused(f"{folder.name} is a symbolic link; attempt folders are plain folders.")
-        present = folder.is_dir() and safe_paths.is_file(folder, previous.checkpoint,
-                                                         f"attempt {previous.attempt}'s checkpoint")
+        present = folder.is_dir() and safe_paths.is_file(
+            folder, previous.checkpoint, f"attempt {previous.attempt}'s checkpoint"
+        )
     except PathRefused as exc:
-        raise LedgerError(f"Refusing to resume: {exc.message}",
-                          hint="Delete the state folder (or the restored artifact) to start a fresh chain."
-                          ) from None
+        raise LedgerError(
+            f"Refusing to resume: {exc.message}",
+            hint="Delete the state folder (or the restored artifact) to start a fresh chain.",
+        ) from None
     if not present:
-        gha.warn(f"The checkpoint of attempt {previous.attempt} is missing "
-                 f"({folder / previous.checkpoint}); attempt {plan.attempt} trains from scratch.",
-                 title="Checkpoint missing")
+        gha.warn(
+            f"The checkpoint of attempt {previous.attempt} is missing "
+            f"({folder / previous.checkpoint}); attempt {plan.attempt} trains from scratch.",
+            title="Checkpoint missing",
+        )
         return Plan(plan.attempt, plan.epochs, 0, None), None
     return plan, folder / previous.checkpoint
 
@@ -154,23 +181,50 @@ def resume_path(ws: Workspace, plan: Plan) -> tuple[Plan, Path | None]:
 def contract_env(config: Config, plan: Plan, params: dict[str, Any] | None = None) -> dict[str, str]:
     """The training contract's variables for ``plan`` (contract/env.py names them), with a search
     trial's values (``params``) over the configuration's hyperparameters."""
-    return {**kt_env.environment(plan, threshold=config.threshold, metric=config.metric, adapt=config.adapt,
-                                 hps=config.hyperparameters),
-            **kt_env.hyperparameters(params or {})}
+    return {
+        **kt_env.environment(
+            plan,
+            threshold=config.threshold,
+            metric=config.metric,
+            adapt=config.adapt,
+            hps=config.hyperparameters,
+        ),
+        **kt_env.hyperparameters(params or {}),
+    }
 
 
-def train_request(config: Config, ws: Workspace, plan: Plan, params: dict[str, Any], out_dir: Path,
-                  on_line: Callable[[str], None] | None, *, resume_path: Path | None,
-                  budget: time_budget.Budget, **resources: Any) -> TrainRequest:
+def train_request(
+    config: Config,
+    ws: Workspace,
+    plan: Plan,
+    params: dict[str, Any],
+    out_dir: Path,
+    on_line: Callable[[str], None] | None,
+    *,
+    resume_path: Path | None,
+    budget: time_budget.Budget,
+    **resources: Any,
+) -> TrainRequest:
     """What the backend runs for one attempt of the chain or one trial of a round: the training contract's
     variables (with a search trial's values), this run's time budget, and the configuration's limits.
     ``resources``: the data cache's folder, and a parallel trial's cores, memory watch and cancel event."""
-    return TrainRequest(code_dir=ws.code_dir, command=ws.command, output_dir=out_dir,
-                        env=contract_env(config, plan, params),
-                        timeout=config.timeout, budget=budget, resume_from=resume_path, on_line=on_line,
-                        memory_limit=config.memory_limit, cpus=config.cpus, gpus=config.gpus,
-                        adapter_dir=adapter.folder() if config.adapt != "none" else None,
-                        network=config.network, state_dir=ws.state_dir, **resources)
+    return TrainRequest(
+        code_dir=ws.code_dir,
+        command=ws.command,
+        output_dir=out_dir,
+        env=contract_env(config, plan, params),
+        timeout=config.timeout,
+        budget=budget,
+        resume_from=resume_path,
+        on_line=on_line,
+        memory_limit=config.memory_limit,
+        cpus=config.cpus,
+        gpus=config.gpus,
+        adapter_dir=adapter.folder() if config.adapt != "none" else None,
+        network=config.network,
+        state_dir=ws.state_dir,
+        **resources,
+    )
 
 
 # --------------------------------------------------------------------------- one training step
@@ -215,9 +269,18 @@ def train(run: Run, keep: Keep) -> Outcome:
     log = LogFile.create(run.out_dir)
     network.warn_if_not_contained(config.network, run.backend.name)
     cache = data_cache.open_session(config, run.ws.state_dir, say=run.say) if run.cache else None
-    request = train_request(config, run.ws, run.plan, run.params, run.out_dir, log.sink(run.on_line),
-                            resume_path=run.resume_path, budget=budget,
-                            **({"cache_dir": cache.data_dir} if cache else {}), **run.resources)
+    request = train_request(
+        config,
+        run.ws,
+        run.plan,
+        run.params,
+        run.out_dir,
+        log.sink(run.on_line),
+        resume_path=run.resume_path,
+        budget=budget,
+        **({"cache_dir": cache.data_dir} if cache else {}),
+        **run.resources,
+    )
     error: KeeptrainingError | None = None
     result: TrainResult | None = None
     stopped: str | None = None  # why this run ended before the attempt's epochs (slices.py)
@@ -233,8 +296,9 @@ def train(run: Run, keep: Keep) -> Outcome:
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM (runner cancellation): record it, keep what exists
         stopped, record.outcome, record.error = slices.INTERRUPTED, FAILED, INTERRUPTED
         record.duration_s = round(time.monotonic() - started, 3)
-        if run.sliceable and (slices.salvage(record, run.out_dir, "", config, run.plan)
-                              or run.continuing is not None):
+        if run.sliceable and (
+            slices.salvage(record, run.out_dir, "", config, run.plan) or run.continuing is not None
+        ):
             record.outcome, record.error = SLICED, None  # the next run goes on from the last saved epoch
         raise
     except Exception as exc:  # a bug: recorded as a failure like any other, never as an interruption
@@ -269,11 +333,19 @@ def _check_stop(run: Run, stopped: str | None, result: TrainResult) -> None:
             f"Trial {run.record.trial} stopped at epoch {run.record.epochs_reached} of {run.plan.epochs} "
             f"({stopped}): a parallel trial trains its epochs in one run.",
             hint="Raise `timeout` (and the trial jobs' timeout-minutes), or train fewer epochs a trial.",
-            log_tail=result.log_tail)
+            log_tail=result.log_tail,
+        )
 
 
-def fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, config: Config,
-                     plan: Plan, say: Say, previous: Attempt | None = None) -> str | None:
+def fill_from_result(
+    record: Attempt,
+    result: TrainResult,
+    out_dir: Path,
+    config: Config,
+    plan: Plan,
+    say: Say,
+    previous: Attempt | None = None,
+) -> str | None:
     """Turn the process result and its metrics into the record; raise on failure.
 
     Returns why the run stopped before the attempt's epochs (``slices.DEADLINE``,
@@ -282,9 +354,12 @@ def fill_from_result(record: Attempt, result: TrainResult, out_dir: Path, config
     if result.image:  # the training image (docker), which the model card names
         record.params["image"] = result.image
     if result.timed_out and slices.salvage(record, out_dir, result.output, config, plan):
-        gha.warn(f"Attempt {record.attempt} reached this run's timeout of {config.timeout:g} s and was "
-                 f"stopped after epoch {record.epochs_reached}: the epoch it was training is lost, the "
-                 "attempt goes on in the next run from the last one it saved.", title="Training timed out")
+        gha.warn(
+            f"Attempt {record.attempt} reached this run's timeout of {config.timeout:g} s and was "
+            f"stopped after epoch {record.epochs_reached}: the epoch it was training is lost, the "
+            "attempt goes on in the next run from the last one it saved.",
+            title="Training timed out",
+        )
         return slices.TIMEOUT
     _raise_if_failed(result, record, config, out_dir, plan)
     found = metrics_mod.read(out_dir, result.output, config.metric)
@@ -314,18 +389,23 @@ def _raise_if_failed(result: TrainResult, record: Attempt, config: Config, out_d
     """A run that timed out (with nothing to go on from) or exited non-zero failed; what a failed
     run saved before failing is kept in ``record`` (contract/kept.py)."""
     if result.timed_out:
-        raise TrainingTimeout(f"Attempt {record.attempt} ran past the timeout of {config.timeout:g} s "
-                              "and was stopped.", hint="Raise `timeout`, or train fewer epochs per attempt.",
-                              log_tail=result.log_tail)
+        raise TrainingTimeout(
+            f"Attempt {record.attempt} ran past the timeout of {config.timeout:g} s and was stopped.",
+            hint="Raise `timeout`, or train fewer epochs per attempt.",
+            log_tail=result.log_tail,
+        )
     if result.exit_code != 0:
         detail = f" ({result.detail})" if result.detail else ""
-        offline = network.explain(result.offline, f"{result.output}\n{result.errors}") or \
-            failures.explain(result.output, result.errors, container=record.params.get("backend") == "docker")
+        offline = network.explain(result.offline, f"{result.output}\n{result.errors}") or failures.explain(
+            result.output, result.errors, container=record.params.get("backend") == "docker"
+        )
         kept = kept_mod.keep_trained(record, out_dir, result.output, config.metric, plan, config.threshold)
-        raise TrainingError(f"The training command exited with code {result.exit_code}{detail}."
-                            f"{offline.message if offline else ''}" + (kept_mod.said(record) if kept else ""),
-                            hint=offline.hint if offline else "The last lines of its log are shown above.",
-                            log_tail=result.log_tail)
+        raise TrainingError(
+            f"The training command exited with code {result.exit_code}{detail}."
+            f"{offline.message if offline else ''}" + (kept_mod.said(record) if kept else ""),
+            hint=offline.hint if offline else "The last lines of its log are shown above.",
+            log_tail=result.log_tail,
+        )
 
 
 def _copy_metrics(record: Attempt, found: metrics_mod.Metrics, trained: contract_check.Trained) -> None:

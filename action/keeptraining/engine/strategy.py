@@ -25,8 +25,19 @@ from keeptraining.engine.plan import (
 )
 from keeptraining.state.ledger import SLICED, Ledger
 
-__all__ = ["CHAIN_FAILED", "CHAIN_REACHED", "CHAIN_STOPPED", "CONTINUE", "EXHAUSTED", "SUPERSEDED",
-           "Decision", "Plan", "decide", "next_epochs", "plan"]
+__all__ = [
+    "CHAIN_FAILED",
+    "CHAIN_REACHED",
+    "CHAIN_STOPPED",
+    "CONTINUE",
+    "EXHAUSTED",
+    "SUPERSEDED",
+    "Decision",
+    "Plan",
+    "decide",
+    "next_epochs",
+    "plan",
+]
 
 
 def decide(config: Config, ledger: Ledger) -> Decision:

@@ -34,8 +34,21 @@ from keeptraining.output import workflow_commands as gha
 
 # Budget (the limits of one run, and the KT_DEADLINE they give) is the training contract's
 # (contract/deadline.py); it is named here too, beside the rule that fills it.
-__all__ = ["DEFAULT_JOB_MINUTES", "ENV", "MARGIN_MAX_S", "MARGIN_MIN_S", "MARGIN_SHARE", "STARTED_ENV",
-           "TOKEN_LIFETIME_S", "TOKEN_SAFE_S", "Budget", "budget", "job_deadline", "job_limit_s", "margin"]
+__all__ = [
+    "DEFAULT_JOB_MINUTES",
+    "ENV",
+    "MARGIN_MAX_S",
+    "MARGIN_MIN_S",
+    "MARGIN_SHARE",
+    "STARTED_ENV",
+    "TOKEN_LIFETIME_S",
+    "TOKEN_SAFE_S",
+    "Budget",
+    "budget",
+    "job_deadline",
+    "job_limit_s",
+    "margin",
+]
 
 STARTED_ENV = "KT_ACTION_STARTED"  # Unix time of the action's first step (set by action.yml)
 DEFAULT_JOB_MINUTES = 360  # GitHub's default timeout-minutes, and its hosted runners' maximum
@@ -67,5 +80,9 @@ def job_deadline(config: Config, env: Mapping[str, str]) -> float | None:
 def budget(config: Config, env: Mapping[str, str]) -> Budget:
     """The limits of this run's training."""
     deadline = job_deadline(config, env)
-    return Budget(timeout_s=config.timeout, budget_s=config.time_budget, job_deadline=deadline,
-                  token_capped=deadline is not None and job_limit_s(config)[1])
+    return Budget(
+        timeout_s=config.timeout,
+        budget_s=config.time_budget,
+        job_deadline=deadline,
+        token_capped=deadline is not None and job_limit_s(config)[1],
+    )

@@ -41,17 +41,23 @@ class Status:
 def starting(config: Config, attempt: int | None, run_url: str | None) -> Status:
     """The status while this attempt trains."""
     which = f"attempt {attempt}/{config.max_attempts}" if attempt else "an attempt"
-    return Status("pending", f"Training {which}: {config.metric} ≥ {report.fmt_threshold(config.threshold)}",
-                  run_url)
+    return Status(
+        "pending", f"Training {which}: {config.metric} ≥ {report.fmt_threshold(config.threshold)}", run_url
+    )
 
 
-def verdict(config: Config, ledger: Ledger, decision: Decision, run_url: str | None,
-            next_url: str | None = None) -> Status:
+def verdict(
+    config: Config, ledger: Ledger, decision: Decision, run_url: str | None, next_url: str | None = None
+) -> Status:
     """The status after this attempt: the chain's verdict, or still pending with the next run's link."""
     text = report.verdict(ledger, config, decision)
-    states = {strategy.CHAIN_REACHED: "success", strategy.EXHAUSTED: "failure",
-              strategy.CHAIN_FAILED: "failure", strategy.CHAIN_STOPPED: "failure",
-              strategy.SUPERSEDED: "error"}
+    states = {
+        strategy.CHAIN_REACHED: "success",
+        strategy.EXHAUSTED: "failure",
+        strategy.CHAIN_FAILED: "failure",
+        strategy.CHAIN_STOPPED: "failure",
+        strategy.SUPERSEDED: "error",
+    }
     state = states.get(decision.kind, "pending")
     return Status(state, text, next_url if state == "pending" and next_url else run_url)
 
@@ -66,14 +72,24 @@ def post(ctx: dispatch.GitHubContext, sha: str, status: Status, context: str = C
         kwargs = {"target_url": url} if url else {}
         commit.create_status(status.state, description=description, context=context, **kwargs)
     except GithubException as exc:
-        fix = ("give the job `permissions: statuses: write`, or set the action input `commit-status: false`"
-               if exc.status in (403, 404) else "it is set again by the next attempt")
-        gha.annotate("warning", f"The commit status {context!r} could not be set on {sha[:7]} "
-                     f"(HTTP {exc.status}): {fix}.", title="Commit status not set")
+        fix = (
+            "give the job `permissions: statuses: write`, or set the action input `commit-status: false`"
+            if exc.status in (403, 404)
+            else "it is set again by the next attempt"
+        )
+        gha.annotate(
+            "warning",
+            f"The commit status {context!r} could not be set on {sha[:7]} (HTTP {exc.status}): {fix}.",
+            title="Commit status not set",
+        )
         return False
     except (requests.RequestException, OSError) as exc:
-        gha.annotate("warning", f"The commit status {context!r} could not be set on {sha[:7]}: "
-                     f"cannot reach {ctx.api_url} ({type(exc).__name__}).", title="Commit status not set")
+        gha.annotate(
+            "warning",
+            f"The commit status {context!r} could not be set on {sha[:7]}: "
+            f"cannot reach {ctx.api_url} ({type(exc).__name__}).",
+            title="Commit status not set",
+        )
         return False
     finally:
         gh.close()

@@ -62,8 +62,18 @@ from keeptraining.github.workflow_runs import (
 from keeptraining.output import workflow_commands as gha
 
 # Named here too: the callers dispatch with a GitHubContext and look for the attempt marker.
-__all__ = ["DEFAULT_API_URL", "DEFAULT_SERVER_URL", "DispatchResult", "GitHubContext", "attempt_marker",
-           "context_from_env", "dispatch_next", "github_client", "run_name_warning", "workflow_from_ref"]
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_SERVER_URL",
+    "DispatchResult",
+    "GitHubContext",
+    "attempt_marker",
+    "context_from_env",
+    "dispatch_next",
+    "github_client",
+    "run_name_warning",
+    "workflow_from_ref",
+]
 
 log = logging.getLogger(__name__)
 
@@ -237,12 +247,14 @@ def run_name_warning(ctx: GitHubContext, attempt: int, run: int = 1) -> str | No
         gh.close()
     if attempt_marker(attempt, run).search(title or ""):
         return None
-    return (f"This run's title {title[:80]!r} does not say 'attempt {label(attempt, run)}', so a "
-            "re-run of this job could not tell that the next attempt was already dispatched, and would "
-            "dispatch it twice. "
-            "Set the workflow's run-name, e.g. `run-name: Continuous training · attempt "
-            "${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }} epochs · after run "
-            "${{ inputs.resume-run-id || 'none' }}` (the run it resumes tells chains on one commit apart).")
+    return (
+        f"This run's title {title[:80]!r} does not say 'attempt {label(attempt, run)}', so a "
+        "re-run of this job could not tell that the next attempt was already dispatched, and would "
+        "dispatch it twice. "
+        "Set the workflow's run-name, e.g. `run-name: Continuous training · attempt "
+        "${{ inputs.attempt || 1 }} · ${{ inputs.epochs || 'first' }} epochs · after run "
+        "${{ inputs.resume-run-id || 'none' }}` (the run it resumes tells chains on one commit apart)."
+    )
 
 
 # --------------------------------------------------------------------------- internals
@@ -276,8 +288,7 @@ def _parse_retry_after(value: str) -> float | None:
 
 
 class _Dispatcher:
-    def __init__(self, ctx: GitHubContext, gh: Github, sleep: Callable[[float], None],
-                 run: int = 1) -> None:
+    def __init__(self, ctx: GitHubContext, gh: Github, sleep: Callable[[float], None], run: int = 1) -> None:
         self.ctx = ctx
         self.api = WorkflowApi(ctx, gh)
         self.sleep = sleep
@@ -337,8 +348,9 @@ class _Dispatcher:
         # A server that ignores the field answers 204: create_dispatch then returns True.
         return result if isinstance(result, WorkflowRun) else None
 
-    def run(self, chain_commit: str, attempt: int, inputs: dict[str, str],
-            chain_run_id: str | None = None) -> DispatchResult:
+    def run(
+        self, chain_commit: str, attempt: int, inputs: dict[str, str], chain_run_id: str | None = None
+    ) -> DispatchResult:
         repo = self.api.repository()
         workflow = self.api.workflow(repo)
         head = self.api.branch_head(repo)
@@ -360,8 +372,15 @@ class _Dispatcher:
             )
         return self._post_until_accepted(workflow, chain_commit, attempt, inputs)
 
-    def _superseded(self, repo: Repository, workflow: Workflow, chain_commit: str, head: str, attempt: int,
-                    chain_run_id: str | None) -> DispatchResult | None:
+    def _superseded(
+        self,
+        repo: Repository,
+        workflow: Workflow,
+        chain_commit: str,
+        head: str,
+        attempt: int,
+        chain_run_id: str | None,
+    ) -> DispatchResult | None:
         """The branch moved on: a newer chain took it over (nothing is dispatched), or None."""
         ctx = self.ctx
         started = self.api.created_at(repo, chain_run_id) if chain_run_id != ctx.run_id else self.since
@@ -374,12 +393,18 @@ class _Dispatcher:
                 superseded_by=newer.head_sha,
                 superseded_run_url=newer.html_url,
             )
-        log.info("branch %s moved to %s, but no chain started for it: attempt %d still trains %s",
-                 ctx.ref, short(head), attempt, short(chain_commit))
+        log.info(
+            "branch %s moved to %s, but no chain started for it: attempt %d still trains %s",
+            ctx.ref,
+            short(head),
+            attempt,
+            short(chain_commit),
+        )
         return None
 
-    def _post_until_accepted(self, workflow: Workflow, chain_commit: str, attempt: int,
-                             inputs: dict[str, str]) -> DispatchResult:
+    def _post_until_accepted(
+        self, workflow: Workflow, chain_commit: str, attempt: int, inputs: dict[str, str]
+    ) -> DispatchResult:
         """POST the dispatch; after a failure, check that it started nothing before sending it again."""
         details = True
         tries = 0
@@ -404,8 +429,11 @@ class _Dispatcher:
             delay = self._delay(failure.exc, tries)
             last = tries >= MAX_DISPATCH_TRIES
             if not last:
-                gha.warn(f"Dispatch of {self._which(attempt)} failed ({problem}); checking that it did not "
-                         f"start a run, then retrying in {delay:.0f} s.", title="Dispatch retried")
+                gha.warn(
+                    f"Dispatch of {self._which(attempt)} failed ({problem}); checking that it did not "
+                    f"start a run, then retrying in {delay:.0f} s.",
+                    title="Dispatch retried",
+                )
             # Before sending again (and after the last failure): did that POST start the run?
             self.sleep(delay)
             found = self._verify(workflow, chain_commit, attempt, problem)
@@ -435,8 +463,11 @@ class _Dispatcher:
     def _found_after_error(
         self, attempt: int, chain_commit: str, run: WorkflowRun, problem: str
     ) -> DispatchResult:
-        gha.warn(f"GitHub answered {problem}, but run {run.id} for {self._which(attempt)} exists: "
-                 "not sending again.", title="Dispatch not repeated")
+        gha.warn(
+            f"GitHub answered {problem}, but run {run.id} for {self._which(attempt)} exists: "
+            "not sending again.",
+            title="Dispatch not repeated",
+        )
         return DispatchResult(
             True,
             f"dispatched {self._which(attempt)} for {short(chain_commit)} (run {run.id}); "

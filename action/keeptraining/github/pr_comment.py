@@ -32,20 +32,30 @@ def upsert(ctx: dispatch.GitHubContext, number: int, body: str, marker: str) -> 
     gh = dispatch.github_client(ctx, lazy=True)
     try:
         issue = gh.get_repo(ctx.repository).get_issue(number)  # lazy: no GET, only its URL
-        mine = [c for c in issue.get_comments()
-                if marker in (c.body or "") and (c.user is None or c.user.type == "Bot")]
+        mine = [
+            c
+            for c in issue.get_comments()
+            if marker in (c.body or "") and (c.user is None or c.user.type == "Bot")
+        ]
         if mine:
             mine[0].edit(body)
             return str(mine[0].html_url)
         return str(issue.create_comment(body).html_url)
     except GithubException as exc:
         fix = _WRITE_FIX if exc.status in (403, 404) else "the next run of the check writes it again"
-        gha.annotate("warning", f"The pull request comment could not be written on #{number} (HTTP "
-                     f"{exc.status}): {fix}.", title="Pull request comment not written")
+        gha.annotate(
+            "warning",
+            f"The pull request comment could not be written on #{number} (HTTP {exc.status}): {fix}.",
+            title="Pull request comment not written",
+        )
         return None
     except (requests.RequestException, OSError) as exc:
-        gha.annotate("warning", f"The pull request comment could not be written on #{number}: cannot reach "
-                     f"{ctx.api_url} ({type(exc).__name__}).", title="Pull request comment not written")
+        gha.annotate(
+            "warning",
+            f"The pull request comment could not be written on #{number}: cannot reach "
+            f"{ctx.api_url} ({type(exc).__name__}).",
+            title="Pull request comment not written",
+        )
         return None
     finally:
         gh.close()

@@ -47,8 +47,9 @@ DOWNLOAD_CHUNK = 1024 * 1024
 
 def client(api_url: str, token: str, repository: str) -> Github:
     """A PyGithub client for ``repository`` that retries GETs only (never a create or an upload)."""
-    ctx = dispatch.GitHubContext(api_url=api_url.rstrip("/"), token=token, repository=repository,
-                                 workflow="", ref="")
+    ctx = dispatch.GitHubContext(
+        api_url=api_url.rstrip("/"), token=token, repository=repository, workflow="", ref=""
+    )
     return dispatch.github_client(ctx)
 
 
@@ -57,19 +58,26 @@ def describe(exc: BaseException) -> str:
         data = exc.data if isinstance(exc.data, dict) else {}
         message = str(data.get("message") or "")[:200]
         errors = data.get("errors")
-        codes = ", ".join(str(e.get("code")) for e in errors if isinstance(e, dict)) \
-            if isinstance(errors, list) else ""
+        codes = (
+            ", ".join(str(e.get("code")) for e in errors if isinstance(e, dict))
+            if isinstance(errors, list)
+            else ""
+        )
         return f"HTTP {exc.status}" + (f": {message}" if message else "") + (f" ({codes})" if codes else "")
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
 def _hint(exc: BaseException) -> str:
     if isinstance(exc, GithubException) and exc.status in (401, 403, 404):
-        return ("Give the publish job `permissions: contents: write` (and no more), and pass it the "
-                "workflow's token.")
+        return (
+            "Give the publish job `permissions: contents: write` (and no more), and pass it the "
+            "workflow's token."
+        )
     if isinstance(exc, GithubException) and exc.status == 422:
-        return ("GitHub refused the release as sent (the chain's commit must be in the repository); "
-                "re-run the publish job once that is fixed.")
+        return (
+            "GitHub refused the release as sent (the chain's commit must be in the repository); "
+            "re-run the publish job once that is fixed."
+        )
     return "A network or server problem: re-run the publish job."
 
 
@@ -140,22 +148,33 @@ class Releases:
     def create(self, tag: str, name: str, body: str, target: str, *, latest: bool = True) -> GitRelease:
         """Create a published release, marked latest unless ``latest`` is False (a model worse than the
         champion: champion_check.py); one POST, never retried by the client."""
-        return self.repo.create_git_release(tag=tag, name=name, message=body, draft=False, prerelease=False,
-                                            target_commitish=target,
-                                            make_latest="true" if latest else "false")
+        return self.repo.create_git_release(
+            tag=tag,
+            name=name,
+            message=body,
+            draft=False,
+            prerelease=False,
+            target_commitish=target,
+            make_latest="true" if latest else "false",
+        )
 
     def upload(self, release: GitRelease, path: Path, name: str) -> GitReleaseAsset:
         """Upload one asset to the release's ``upload_url``."""
-        content_type = "application/json" if name.endswith(".json") else \
-            "text/markdown" if name.endswith(".md") else \
-            (mimetypes.guess_type(name)[0] or "application/octet-stream")
+        content_type = (
+            "application/json"
+            if name.endswith(".json")
+            else "text/markdown"
+            if name.endswith(".md")
+            else (mimetypes.guess_type(name)[0] or "application/octet-stream")
+        )
         return release.upload_asset(str(path), label="", content_type=content_type, name=name)
 
     def download(self, asset: GitReleaseAsset, max_bytes: int) -> bytes:
         """An asset's bytes (at most ``max_bytes``: PublishError beyond)."""
         if asset.size > max_bytes:
-            raise PublishError(f"The release asset {asset.name!r} is {asset.size} bytes; at most {max_bytes} "
-                               "are read.")
+            raise PublishError(
+                f"The release asset {asset.name!r} is {asset.size} bytes; at most {max_bytes} are read."
+            )
         _status, _headers, chunks = asset.download_asset(None, chunk_size=DOWNLOAD_CHUNK)
         return _bounded(chunks, max_bytes, asset.name)
 
@@ -189,8 +208,16 @@ def _marked(release: GitRelease) -> tuple[str, str] | None:
     return (found.group(1), found.group(2)) if found else None
 
 
-def publish(releases: Releases, make_bundle: Callable[[str], Path], card: dict[str, Any], *, run_id: str,
-            commit: str, target: str, latest: bool = True) -> Published:
+def publish(
+    releases: Releases,
+    make_bundle: Callable[[str], Path],
+    card: dict[str, Any],
+    *,
+    run_id: str,
+    commit: str,
+    target: str,
+    latest: bool = True,
+) -> Published:
     """Create the next ``model-v<N>`` release (latest) and upload the bundle's three files.
 
     ``make_bundle(tag)`` writes the model file, model-card.json and MODEL_CARD.md (which name the
@@ -217,8 +244,10 @@ def publish(releases: Releases, make_bundle: Callable[[str], Path], card: dict[s
                 raise
             break
         if release is None:
-            raise PublishError(f"No free release tag after {TAG_TRIES} tries ({tags[-1]} was the last).",
-                               hint="Re-run the publish job.")
+            raise PublishError(
+                f"No free release tag after {TAG_TRIES} tries ({tags[-1]} was the last).",
+                hint="Re-run the publish job.",
+            )
         bundle = make_bundle(release.tag_name)
         present = _assets(release)
         uploaded = {}
@@ -227,27 +256,39 @@ def publish(releases: Releases, make_bundle: Callable[[str], Path], card: dict[s
                 present[name] = releases.upload(release, bundle / name, name)
             uploaded[name] = present[name].browser_download_url
     except (GithubException, requests.RequestException) as exc:
-        raise PublishError(f"The model release could not be published: {describe(exc)}.",
-                           hint=_hint(exc)) from None
-    return Published(tag=release.tag_name, url=release.html_url, release_id=release.id, assets=uploaded,
-                     reused=reused)
+        raise PublishError(
+            f"The model release could not be published: {describe(exc)}.", hint=_hint(exc)
+        ) from None
+    return Published(
+        tag=release.tag_name, url=release.html_url, release_id=release.id, assets=uploaded, reused=reused
+    )
 
 
 def _release_body(card: dict[str, Any], tag: str, marker: str) -> str:
     commit = card.get("commit") or "?"
     runs = [r for r in card.get("runs", []) if r.get("run_url")]
     metric = md_escape(card["metric"], 40)
-    lines = [f"**{metric} {card['accuracy']:.4f}** (threshold {card['threshold']}) after "
-             f"{card['epochs']} epochs, trained on commit `{str(commit)[:12]}` by keeptraining.", "",
-             f"Assets: `{card['model']['file']}` (sha256 `{card['model']['sha256']}`), "
-             f"`{model_card.CARD_JSON}`, `{model_card.CARD_MD}`.", ""]
+    lines = [
+        f"**{metric} {card['accuracy']:.4f}** (threshold {card['threshold']}) after "
+        f"{card['epochs']} epochs, trained on commit `{str(commit)[:12]}` by keeptraining.",
+        "",
+        f"Assets: `{card['model']['file']}` (sha256 `{card['model']['sha256']}`), "
+        f"`{model_card.CARD_JSON}`, `{model_card.CARD_MD}`.",
+        "",
+    ]
     if runs:
         lines += ["Runs: " + ", ".join(f"[attempt {r['attempt']}]({r['run_url']})" for r in runs), ""]
     repo = card.get("repository")
     if repo:
-        lines += ["Verify the model's provenance:", "", "```bash",
-                  f"gh release download {tag} --repo {repo} --pattern {card['model']['file']}",
-                  f"gh attestation verify {card['model']['file']} --repo {repo}", "```", ""]
+        lines += [
+            "Verify the model's provenance:",
+            "",
+            "```bash",
+            f"gh release download {tag} --repo {repo} --pattern {card['model']['file']}",
+            f"gh attestation verify {card['model']['file']} --repo {repo}",
+            "```",
+            "",
+        ]
     lines.append(marker)
     return "\n".join(lines)
 
@@ -276,8 +317,10 @@ def champion(releases: Releases, *, download_model_to: Path | None = None) -> Ch
         assets = _assets(latest)
         card_asset = assets.get(model_card.CARD_JSON)
         if card_asset is None:
-            raise PublishError(f"The model release {latest.tag_name} has no {model_card.CARD_JSON}.",
-                               hint="Delete the release or publish the model again.")
+            raise PublishError(
+                f"The model release {latest.tag_name} has no {model_card.CARD_JSON}.",
+                hint="Delete the release or publish the model again.",
+            )
         where = f"release {latest.tag_name}"
         card = model_card.parse_card(releases.download(card_asset, model_card.MAX_CARD_BYTES), where)
         model = assets.get(card["model"]["file"])
@@ -287,10 +330,18 @@ def champion(releases: Releases, *, download_model_to: Path | None = None) -> Ch
         if download_model_to is not None:
             path = _download_checked(releases, model, card, download_model_to)
     except (GithubException, requests.RequestException) as exc:
-        raise PublishError(f"The champion release could not be read: {describe(exc)}.",
-                           hint=_hint(exc)) from None
-    return Champion(card=card, source="release", path=path, tag=latest.tag_name, url=latest.html_url,
-                    model_url=model.browser_download_url, model_asset_id=model.id)
+        raise PublishError(
+            f"The champion release could not be read: {describe(exc)}.", hint=_hint(exc)
+        ) from None
+    return Champion(
+        card=card,
+        source="release",
+        path=path,
+        tag=latest.tag_name,
+        url=latest.html_url,
+        model_url=model.browser_download_url,
+        model_asset_id=model.id,
+    )
 
 
 def _download_checked(releases: Releases, asset: GitReleaseAsset, card: dict[str, Any], folder: Path) -> Path:
@@ -300,7 +351,9 @@ def _download_checked(releases: Releases, asset: GitReleaseAsset, card: dict[str
         part = releases.download_to(asset, Path(tmp) / "model.part")
         sha, size = model_card.file_digest(Path(tmp), "model.part", "the downloaded model")
         if sha != card["model"]["sha256"] or size != card["model"]["bytes"]:
-            raise PublishError(f"The champion's model {asset.name} does not match its card's sha256 "
-                               f"({sha[:12]}…, card {card['model']['sha256'][:12]}…).")
+            raise PublishError(
+                f"The champion's model {asset.name} does not match its card's sha256 "
+                f"({sha[:12]}…, card {card['model']['sha256'][:12]}…)."
+            )
         part.replace(dest)
     return dest

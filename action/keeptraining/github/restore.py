@@ -74,8 +74,10 @@ RESUME_NONE, RESUME_OK, RESUME_REFUSED, INPUT_INVALID = "none", "ok", "refused",
 def fresh_chain_hint(branch: str = "") -> str:
     """How to start over when a chain cannot be continued."""
     where = f" on {branch}" if branch else ""
-    return ("Start a fresh chain: push a commit, or run the workflow by hand (Actions → Run workflow"
-            f"{where}) with attempt, commit and resume-run-id left empty.")
+    return (
+        "Start a fresh chain: push a commit, or run the workflow by hand (Actions → Run workflow"
+        f"{where}) with attempt, commit and resume-run-id left empty."
+    )
 
 
 def parse_run_id(raw: str) -> int | None:
@@ -85,8 +87,10 @@ def parse_run_id(raw: str) -> int | None:
     if not text:
         return None
     if not _RUN_ID.fullmatch(text):
-        raise ConfigError("input resume-run-id is not valid; expected the id of the workflow run to resume "
-                          "(digits only), as the previous attempt dispatches it.")
+        raise ConfigError(
+            "input resume-run-id is not valid; expected the id of the workflow run to resume "
+            "(digits only), as the previous attempt dispatches it."
+        )
     return int(text)
 
 
@@ -99,9 +103,11 @@ def inputs_look_valid(env: Mapping[str, str]) -> bool:
         parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
     except ConfigError:
         return False
-    return (not commit or FULL_SHA.fullmatch(commit) is not None) and \
-        (not epochs or (epochs.isascii() and epochs.isdigit() and len(epochs) <= 9)) and \
-        (not attempt or slices.parse_label(attempt) is not None)
+    return (
+        (not commit or FULL_SHA.fullmatch(commit) is not None)
+        and (not epochs or (epochs.isascii() and epochs.isdigit() and len(epochs) <= 9))
+        and (not attempt or slices.parse_label(attempt) is not None)
+    )
 
 
 def artifact_name(base: str, run_attempt: int) -> str:
@@ -113,7 +119,7 @@ def attempt_of(name: str, base: str) -> int | None:
     """The run attempt that uploaded the artifact ``name`` of ``base`` (None: another artifact)."""
     if not name.startswith(base):
         return None
-    match = _ATTEMPT_SUFFIX.fullmatch(name[len(base):])
+    match = _ATTEMPT_SUFFIX.fullmatch(name[len(base) :])
     return None if match is None else int(match.group(1) or 1)
 
 
@@ -154,9 +160,11 @@ class Verified:
     name: str = STATE_ARTIFACT
 
     def describe(self) -> str:
-        return (f"Run {self.run_id} ({self.event}, commit {self.head_sha[:7]}) of this workflow may be "
-                f"resumed: its {STATE_ARTIFACT} artifact {self.artifact_id} ({self.name}, the newest run "
-                f"attempt's) is kept until {self.expires_at}.")
+        return (
+            f"Run {self.run_id} ({self.event}, commit {self.head_sha[:7]}) of this workflow may be "
+            f"resumed: its {STATE_ARTIFACT} artifact {self.artifact_id} ({self.name}, the newest run "
+            f"attempt's) is kept until {self.expires_at}."
+        )
 
 
 def verify(ctx: dispatch.GitHubContext, run_id: int, chain_commit: str) -> Verified:
@@ -165,12 +173,15 @@ def verify(ctx: dispatch.GitHubContext, run_id: int, chain_commit: str) -> Verif
     try:
         return _Verifier(ctx, gh.get_repo(ctx.repository), run_id, chain_commit).run()
     except GithubException as exc:
-        raise RestoreError(f"the GitHub API refused to describe run {run_id} (HTTP {exc.status})",
-                           hint="The token needs `actions: read` (`actions: write` includes it).") from None
+        raise RestoreError(
+            f"the GitHub API refused to describe run {run_id} (HTTP {exc.status})",
+            hint="The token needs `actions: read` (`actions: write` includes it).",
+        ) from None
     except (requests.RequestException, OSError) as exc:
-        raise RestoreError(f"cannot reach the GitHub API at {ctx.api_url} to check run {run_id}: "
-                           f"{type(exc).__name__}",
-                           hint="Re-run the job when GitHub is reachable.") from None
+        raise RestoreError(
+            f"cannot reach the GitHub API at {ctx.api_url} to check run {run_id}: {type(exc).__name__}",
+            hint="Re-run the job when GitHub is reachable.",
+        ) from None
     finally:
         gh.close()
 
@@ -180,8 +191,9 @@ class _Verifier:
         self.ctx, self.repo, self.run_id, self.commit = ctx, repo, run_id, chain_commit
 
     def refuse(self, what: str) -> RestoreError:
-        return RestoreError(f"run {self.run_id} cannot be resumed: {what}",
-                            hint=fresh_chain_hint(self.ctx.ref))
+        return RestoreError(
+            f"run {self.run_id} cannot be resumed: {what}", hint=fresh_chain_hint(self.ctx.ref)
+        )
 
     def run(self) -> Verified:
         try:
@@ -193,8 +205,10 @@ class _Verifier:
         self._same_repository(run)
         self._same_workflow(run)
         if run.event not in RESUMABLE_EVENTS:
-            raise self.refuse(f"it was started by a {run.event} event; only runs started by "
-                              f"{' or '.join(RESUMABLE_EVENTS)} hand their state on")
+            raise self.refuse(
+                f"it was started by a {run.event} event; only runs started by "
+                f"{' or '.join(RESUMABLE_EVENTS)} hand their state on"
+            )
         self._trained_the_commit(run)
         return self._artifact(run)
 
@@ -204,8 +218,9 @@ class _Verifier:
         if repository != self.ctx.repository.lower():
             raise self.refuse(f"it belongs to {repository or 'another repository'}")
         if head != repository:
-            raise self.refuse(f"it ran code from {head or 'another repository'} (a fork), not from this "
-                              "repository")
+            raise self.refuse(
+                f"it ran code from {head or 'another repository'} (a fork), not from this repository"
+            )
 
     def _same_workflow(self, run: WorkflowRun) -> None:
         mine = self.ctx.workflow.rsplit("/", 1)[-1]
@@ -230,20 +245,26 @@ class _Verifier:
                 raise
             status = "unrelated"
         if status not in ("ahead", "identical"):
-            raise self.refuse(f"it ran on commit {run.head_sha[:7]}, which does not follow the chain's "
-                              f"commit {short} ({status})")
+            raise self.refuse(
+                f"it ran on commit {run.head_sha[:7]}, which does not follow the chain's "
+                f"commit {short} ({status})"
+            )
 
     def _artifact(self, run: WorkflowRun) -> Verified:
         found = [a for a in run.get_artifacts() if attempt_of(a.name, STATE_ARTIFACT) is not None]
         live = [a for a in found if not a.expired]
         if not found:
-            raise self.refuse(f"it has no {STATE_ARTIFACT} artifact (deleted, or never uploaded: the run may "
-                              "have failed before it saved the chain state)")
+            raise self.refuse(
+                f"it has no {STATE_ARTIFACT} artifact (deleted, or never uploaded: the run may "
+                "have failed before it saved the chain state)"
+            )
         if not live:
             expired = max(found, key=lambda a: a.id)
             when = _when(expired.expires_at)
-            raise self.refuse(f"its {STATE_ARTIFACT} artifact expired ({when}); artifacts are kept for the "
-                              "retention the action sets (14 days) or the repository's shorter maximum")
+            raise self.refuse(
+                f"its {STATE_ARTIFACT} artifact expired ({when}); artifacts are kept for the "
+                "retention the action sets (14 days) or the repository's shorter maximum"
+            )
         chosen = newest(live, STATE_ARTIFACT)
         assert chosen is not None  # live holds only state artifacts
         return Verified(run.id, run.event, run.head_sha, chosen.id, _when(chosen.expires_at), chosen.name)
@@ -264,8 +285,10 @@ def api_url_problem(env: Mapping[str, str]) -> str | None:
     except ValueError:
         parts, port_ok = None, False
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        return (f"GITHUB_API_URL = {quote(raw, 100)} is not an http(s) address of the GitHub API\n"
-                "On GitHub the runner sets it; elsewhere set it to e.g. https://api.github.com.")
+        return (
+            f"GITHUB_API_URL = {quote(raw, 100)} is not an http(s) address of the GitHub API\n"
+            "On GitHub the runner sets it; elsewhere set it to e.g. https://api.github.com."
+        )
     return None
 
 
@@ -275,11 +298,16 @@ def list_trials(ctx: dispatch.GitHubContext, run_id: int) -> dict[int, Artifact]
     try:
         return trial_artifacts(list(gh.get_repo(ctx.repository).get_workflow_run(run_id).get_artifacts()))
     except GithubException as exc:
-        raise RestoreError(f"the GitHub API refused to list the artifacts of run {run_id} "
-                           f"(HTTP {exc.status})", hint="The merge job needs `actions: read`.") from None
+        raise RestoreError(
+            f"the GitHub API refused to list the artifacts of run {run_id} (HTTP {exc.status})",
+            hint="The merge job needs `actions: read`.",
+        ) from None
     except (requests.RequestException, OSError) as exc:
-        raise RestoreError(f"cannot reach the GitHub API at {ctx.api_url} to list run {run_id}'s trials: "
-                           f"{type(exc).__name__}", hint="Re-run the job when GitHub is reachable.") from None
+        raise RestoreError(
+            f"cannot reach the GitHub API at {ctx.api_url} to list run {run_id}'s trials: "
+            f"{type(exc).__name__}",
+            hint="Re-run the job when GitHub is reachable.",
+        ) from None
     finally:
         gh.close()
 
@@ -303,14 +331,26 @@ def dispatched_by_earlier_tries(ctx: dispatch.GitHubContext, env: Mapping[str, s
     try:
         for artifact in gh.get_repo(ctx.repository).get_workflow_run(int(ctx.run_id)).get_artifacts():
             earlier = attempt_of(artifact.name, STATE_ARTIFACT)
-            if earlier is None or earlier >= this_attempt or artifact.expired \
-                    or artifact.size_in_bytes > EARLIER_STATE_MAX_BYTES:
+            if (
+                earlier is None
+                or earlier >= this_attempt
+                or artifact.expired
+                or artifact.size_in_bytes > EARLIER_STATE_MAX_BYTES
+            ):
                 continue
             found.update(_dispatched_in(ctx, artifact.id, ctx.run_id))
-    except (GithubException, requests.RequestException, OSError, zipfile.BadZipFile, KeyError,
-            ValueError) as exc:
-        print(f"The earlier tries of run {ctx.run_id} could not be read ({type(exc).__name__}): re-run "
-              "protection goes by the runs' titles.")
+    except (
+        GithubException,
+        requests.RequestException,
+        OSError,
+        zipfile.BadZipFile,
+        KeyError,
+        ValueError,
+    ) as exc:
+        print(
+            f"The earlier tries of run {ctx.run_id} could not be read ({type(exc).__name__}): re-run "
+            "protection goes by the runs' titles."
+        )
     finally:
         gh.close()
     return found
@@ -319,8 +359,11 @@ def dispatched_by_earlier_tries(ctx: dispatch.GitHubContext, env: Mapping[str, s
 def _dispatched_in(ctx: dispatch.GitHubContext, artifact_id: int, run_id: str) -> dict[int, str]:
     """The dispatches that the records of run ``run_id`` in one state artifact (a zip) note."""
     url = f"{ctx.api_url}/repos/{ctx.repository}/actions/artifacts/{artifact_id}/zip"
-    headers = {"Authorization": f"Bearer {ctx.token}", "Accept": "application/vnd.github+json",
-               "X-GitHub-Api-Version": "2022-11-28"}
+    headers = {
+        "Authorization": f"Bearer {ctx.token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+    }
     with tempfile.TemporaryFile() as spool:
         # requests drops the Authorization header on the redirect to the storage host.
         with requests.get(url, headers=headers, timeout=60, stream=True) as reply:
@@ -392,26 +435,47 @@ def check_step(env: Mapping[str, str], token: str) -> dict[str, str]:
         return {"commit": commit, "resume": RESUME_NONE, "problem": "", "state-artifact-id": "", **trials}
     bad_url = api_url_problem(env)
     if bad_url:
-        return {"commit": commit, "resume": RESUME_REFUSED, "problem": bad_url, "state-artifact-id": "",
-                **trials}
+        return {
+            "commit": commit,
+            "resume": RESUME_REFUSED,
+            "problem": bad_url,
+            "state-artifact-id": "",
+            **trials,
+        }
     try:
         ctx = dispatch.context_from_env(env, token, ref=env.get("KT_INPUT_BRANCH") or None)
         verified = verify(ctx, run_id, commit)
     except (RestoreError, DispatchError) as exc:
-        return {"commit": commit, "resume": RESUME_REFUSED, "problem": str(exc), "state-artifact-id": "",
-                **trials}
+        return {
+            "commit": commit,
+            "resume": RESUME_REFUSED,
+            "problem": str(exc),
+            "state-artifact-id": "",
+            **trials,
+        }
     except Exception as exc:  # this step never fails: the training step reports the problem
         text = str(exc).replace(token, "***") if token else str(exc)
-        return {"commit": commit, "resume": RESUME_REFUSED,
-                "problem": f"run {run_id} could not be checked ({type(exc).__name__}: {text[:200]})\n"
-                           f"{fresh_chain_hint()}", "state-artifact-id": "", **trials}
+        return {
+            "commit": commit,
+            "resume": RESUME_REFUSED,
+            "problem": f"run {run_id} could not be checked ({type(exc).__name__}: {text[:200]})\n"
+            f"{fresh_chain_hint()}",
+            "state-artifact-id": "",
+            **trials,
+        }
     print(verified.describe())
-    return {"commit": commit, "resume": RESUME_OK, "problem": "",
-            "state-artifact-id": str(verified.artifact_id), **trials}
+    return {
+        "commit": commit,
+        "resume": RESUME_OK,
+        "problem": "",
+        "state-artifact-id": str(verified.artifact_id),
+        **trials,
+    }
 
 
-def problem(env: Mapping[str, str], state_dir: Path, chain_commit: str,
-            attempt: int | None) -> RestoreError | None:
+def problem(
+    env: Mapping[str, str], state_dir: Path, chain_commit: str, attempt: int | None
+) -> RestoreError | None:
     """For the training step: why the state to resume is not usable, or None (nothing to resume, or fine).
 
     Reads the check step's verdict (``KT_RESUME_CHECK``, ``KT_RESUME_PROBLEM``) and the
@@ -426,13 +490,18 @@ def problem(env: Mapping[str, str], state_dir: Path, chain_commit: str,
         message, _, hint = text.partition("\n")
         return RestoreError(message, hint=hint or fresh_chain_hint())
     if verdict and verdict != RESUME_OK:
-        return RestoreError(f"the run to resume ({run_id}) was not checked (check step: {verdict[:40]!r})",
-                            hint=fresh_chain_hint())
+        return RestoreError(
+            f"the run to resume ({run_id}) was not checked (check step: {verdict[:40]!r})",
+            hint=fresh_chain_hint(),
+        )
     outcome = env.get("KT_RESTORE_OUTCOME", "success" if verdict else "")
     if verdict and outcome != "success":
-        return RestoreError(f"the chain state of run {run_id} could not be downloaded (download step: "
-                            f"{outcome[:40] or 'skipped'}); the artifact may have expired or been deleted "
-                            "meanwhile", hint=fresh_chain_hint())
+        return RestoreError(
+            f"the chain state of run {run_id} could not be downloaded (download step: "
+            f"{outcome[:40] or 'skipped'}); the artifact may have expired or been deleted "
+            "meanwhile",
+            hint=fresh_chain_hint(),
+        )
     try:
         check_restored(state_dir, chain_commit, attempt, run_id)
     except (RestoreError, LedgerError) as exc:
@@ -444,16 +513,23 @@ def check_restored(state_dir: Path, chain_commit: str, attempt: int | None, run_
     """The downloaded state is this chain's: a ledger of the same commit, ending just before ``attempt``
     (or with ``attempt`` itself unfinished: this run continues it)."""
     if not ledger.ledger_path(state_dir).is_file():
-        raise RestoreError(f"the chain state of run {run_id} holds no ledger.json",
-                           hint=fresh_chain_hint())
+        raise RestoreError(f"the chain state of run {run_id} holds no ledger.json", hint=fresh_chain_hint())
     restored = ledger.load(state_dir)
     commit = str(restored.chain.get("commit") or "")
     if chain_commit and commit and commit != chain_commit:
-        raise RestoreError(f"the chain state of run {run_id} belongs to the chain of commit {commit[:7]}, "
-                           f"not {chain_commit[:7]}", hint=fresh_chain_hint())
+        raise RestoreError(
+            f"the chain state of run {run_id} belongs to the chain of commit {commit[:7]}, "
+            f"not {chain_commit[:7]}",
+            hint=fresh_chain_hint(),
+        )
     last = restored.last
-    if attempt is not None and last is not None and slices.continued(restored, attempt) is None \
-            and last.attempt != attempt - 1:
-        raise RestoreError(f"the chain state of run {run_id} ends at attempt {last.attempt}, and this is "
-                           f"attempt {attempt}", hint="Pass the run of the attempt just before this one as "
-                           f"resume-run-id. {fresh_chain_hint()}")
+    if (
+        attempt is not None
+        and last is not None
+        and slices.continued(restored, attempt) is None
+        and last.attempt != attempt - 1
+    ):
+        raise RestoreError(
+            f"the chain state of run {run_id} ends at attempt {last.attempt}, and this is attempt {attempt}",
+            hint=f"Pass the run of the attempt just before this one as resume-run-id. {fresh_chain_hint()}",
+        )

@@ -267,9 +267,14 @@ class WorkflowApi:
         except (requests.RequestException, OSError) as exc:
             raise self.unreachable(f"reading run {run_id}", exc) from None
 
-    def find_run(self, workflow: Workflow, attempt: int, next_run: int = 1,
-                 since: datetime.datetime | None = None,
-                 known_runs: Mapping[int, str] | None = None) -> WorkflowRun | None:
+    def find_run(
+        self,
+        workflow: Workflow,
+        attempt: int,
+        next_run: int = 1,
+        since: datetime.datetime | None = None,
+        known_runs: Mapping[int, str] | None = None,
+    ) -> WorkflowRun | None:
         """A workflow_dispatch run of this workflow on the branch titled ``attempt N``, created
         after this run (an older chain has its own attempt N), that is queued, running or
         succeeded (a cancelled or failed one is no longer the chain's next attempt). Any commit:
@@ -278,8 +283,11 @@ class WorkflowApi:
         label), else a run whose title names this run as the one it resumes, or names none (an older
         run-name)."""
         pattern = attempt_marker(attempt, next_run)
-        known = [run_id for run_id, known_label in (known_runs or {}).items()
-                 if known_label == label(attempt, next_run)]
+        known = [
+            run_id
+            for run_id, known_label in (known_runs or {}).items()
+            if known_label == label(attempt, next_run)
+        ]
 
         def ours(run: WorkflowRun) -> bool:
             if known:
@@ -302,8 +310,9 @@ class WorkflowApi:
         found = self.get(f"listing the runs of {self.ctx.workflow} on {self.ctx.ref}", scan)
         return found if isinstance(found, WorkflowRun) else None
 
-    def newer_chain(self, workflow: Workflow, chain_commit: str, head: str,
-                     since: datetime.datetime | None) -> WorkflowRun | None:
+    def newer_chain(
+        self, workflow: Workflow, chain_commit: str, head: str, since: datetime.datetime | None
+    ) -> WorkflowRun | None:
         """The first run of a chain for another commit of the branch, started after this chain
         (when this chain's start is unknown: a chain for the branch head itself)."""
         first = attempt_marker(1)
@@ -314,8 +323,9 @@ class WorkflowApi:
                     break  # newest first: the rest are older than this chain
                 if run.head_sha == chain_commit or (since is None and run.head_sha != head):
                     continue
-                if run.event == "push" or (run.event == "workflow_dispatch"
-                                           and first.search(run.display_title or "")):
+                if run.event == "push" or (
+                    run.event == "workflow_dispatch" and first.search(run.display_title or "")
+                ):
                     return run
             return None
 

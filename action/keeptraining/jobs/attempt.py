@@ -57,8 +57,9 @@ from keeptraining.state import ledger
 from keeptraining.state import lock as state_lock
 
 # A merge job's "training": the round's trials, merged (jobs/rounds.py's merge).
-Merge = Callable[[JobInputs, Config, Mapping[str, str], Mapping[str, Any], RestoreError | None],
-                 chain.AttemptReport]
+Merge = Callable[
+    [JobInputs, Config, Mapping[str, str], Mapping[str, Any], RestoreError | None], chain.AttemptReport
+]
 
 
 def explicit_epochs(config: Config) -> int | None:
@@ -78,8 +79,9 @@ class _Progress:
     statuses: dispatch.GitHubContext | None = None  # where the commit status goes (None: nowhere)
 
 
-def run(inputs: JobInputs, config: Config, env: Mapping[str, str] = os.environ, *,
-        merge: Merge | None = None) -> int:
+def run(
+    inputs: JobInputs, config: Config, env: Mapping[str, str] = os.environ, *, merge: Merge | None = None
+) -> int:
     """One attempt (with ``merge``: a round's merge job, whose training is merging the round's trials);
     outputs, summary and (at the end of a chain) mail, on every way out."""
     progress = _Progress()
@@ -106,8 +108,12 @@ def run(inputs: JobInputs, config: Config, env: Mapping[str, str] = os.environ, 
             chain.prune_checkpoints(progress.ws.state_dir, result.ledger, _promotable(config, result.ledger))
         _write_outputs(result.record, result.ledger, result.decision, progress.next_run)
         _write_summary(config, result, progress.next_run)
-        _post_status(progress, commit_status.verdict(config, result.ledger, result.decision, run_url(env),
-                                                     progress.next_run.get("url")))
+        _post_status(
+            progress,
+            commit_status.verdict(
+                config, result.ledger, result.decision, run_url(env), progress.next_run.get("url")
+            ),
+        )
         if result.decision.kind == strategy.CHAIN_REACHED:  # the data's files, for the publish job's card
             model_card.record_data_files(config, progress.ws.state_dir, env)
             _against_champion(config, inputs.repo, progress.ws.state_dir, result, env)
@@ -116,8 +122,9 @@ def run(inputs: JobInputs, config: Config, env: Mapping[str, str] = os.environ, 
     return 0
 
 
-def _against_champion(config: Config, repo: Path, state_dir: Path, result: chain.AttemptReport,
-                      env: Mapping[str, str]) -> None:
+def _against_champion(
+    config: Config, repo: Path, state_dir: Path, result: chain.AttemptReport, env: Mapping[str, str]
+) -> None:
     """On the default branch: the champion evaluated with this commit's code (champion_check.py); a worse
     model is published but not marked latest, and the summary and the mail say why."""
     checked = champion_check.after_reached(config, repo, state_dir, result.record.metric or 0.0, env)
@@ -143,15 +150,18 @@ def _promotable(config: Config, book: ledger.Ledger) -> set[int]:
         return set()
 
 
-def _train_and_dispatch(inputs: JobInputs, config: Config, env: Mapping[str, str],
-                        progress: _Progress, merge: Merge | None) -> None:
+def _train_and_dispatch(
+    inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _Progress, merge: Merge | None
+) -> None:
     """Train, record, and dispatch the next attempt; raises whatever ended the attempt."""
     given = token(env)
     dispatching = wants_dispatch(inputs, env)
     if dispatching and not (given and env.get("GITHUB_REPOSITORY")):
-        raise ConfigError("--dispatch needs GITHUB_REPOSITORY and a token in GITHUB_TOKEN.",
-                          hint="Run it inside GitHub Actions with `github-token: ${{ github.token }}` "
-                               "and `permissions: actions: write`.")
+        raise ConfigError(
+            "--dispatch needs GITHUB_REPOSITORY and a token in GITHUB_TOKEN.",
+            hint="Run it inside GitHub Actions with `github-token: ${{ github.token }}` "
+            "and `permissions: actions: write`.",
+        )
     number = attempt_number(inputs, env)
     assert progress.ws is not None
     unrestored = restore.problem(env, progress.ws.state_dir, str(progress.info.get("commit", "")), number)
@@ -169,20 +179,34 @@ def _train_and_dispatch(inputs: JobInputs, config: Config, env: Mapping[str, str
         raise result.error
     print(result.decision.reason)
     if result.error is not None:
-        gha.warn(f"Trial of attempt {result.record.attempt} failed; the search goes on: "
-                 f"{result.error.message}", title=result.error.title)
+        gha.warn(
+            f"Trial of attempt {result.record.attempt} failed; the search goes on: {result.error.message}",
+            title=result.error.title,
+        )
     if dispatching and result.decision.kind == strategy.CONTINUE:
         progress.next_run = _dispatch(result, progress.info, given, env, config)
         ledger.save(progress.ws.state_dir, result.ledger)
 
 
-def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _Progress,
-           number: int | None, unrestored: RestoreError | None) -> chain.AttemptReport:
+def _train(
+    inputs: JobInputs,
+    config: Config,
+    env: Mapping[str, str],
+    progress: _Progress,
+    number: int | None,
+    unrestored: RestoreError | None,
+) -> chain.AttemptReport:
     """The attempt's training; when the state to resume was not restored, its failure, recorded."""
     if unrestored is not None:
-        return chain.record_unrestored(config, inputs.repo, unrestored, attempt=number,
-                                       epochs=explicit_epochs(config), chain_info=progress.info,
-                                       run_info=run_info(env))
+        return chain.record_unrestored(
+            config,
+            inputs.repo,
+            unrestored,
+            attempt=number,
+            epochs=explicit_epochs(config),
+            chain_info=progress.info,
+            run_info=run_info(env),
+        )
     label = attempt_label(inputs, env)
     if label is not None and progress.ws is not None:  # N.K: K must be the run the ledger continues
         slices.check_run(ledger.load(progress.ws.state_dir), *label)
@@ -190,8 +214,15 @@ def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: 
     # The run's start (run_started_at): the attempt's runner minutes count from it (engine/cost.py).
     started = run_clock.run_started_at(github_context(env, token(env), progress.info))
     info = {**run_info(env), **({"started_at": started} if started else {})}
-    return chain.run_attempt(config, inputs.repo, backend, attempt=number, epochs=explicit_epochs(config),
-                             chain_info=progress.info, run_info=info)
+    return chain.run_attempt(
+        config,
+        inputs.repo,
+        backend,
+        attempt=number,
+        epochs=explicit_epochs(config),
+        chain_info=progress.info,
+        run_info=info,
+    )
 
 
 # Failures reported without touching the ledger: the configuration, the ledger itself (or its
@@ -199,8 +230,9 @@ def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: 
 _NOT_RECORDED = (ConfigError, LedgerError, NotifyError)
 
 
-def _fail(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _Progress,
-          error: KeeptrainingError) -> KeeptrainingError:
+def _fail(
+    inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _Progress, error: KeeptrainingError
+) -> KeeptrainingError:
     """The one way out of a failed attempt: record, outputs, summary, mail; returns the error to raise."""
     result = progress.report
     if result is None and progress.locked and not isinstance(error, _NOT_RECORDED):
@@ -211,8 +243,9 @@ def _fail(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _
     record = result.record if result is not None else None
     book = result.ledger if result is not None else _readable_ledger(progress, error)
     number = record.attempt if record is not None else _attempt_input(inputs, env)
-    decision = strategy.Decision(strategy.CHAIN_FAILED, wording.failed(number, error.message),
-                                 hint=error.hint)
+    decision = strategy.Decision(
+        strategy.CHAIN_FAILED, wording.failed(number, error.message), hint=error.hint
+    )
     log_tail = result.log_tail if result is not None else str(getattr(error, "log_tail", "") or "")
     if progress.ws is not None and result is not None and gha.in_actions(env):
         chain.prune_checkpoints(progress.ws.state_dir, book, _promotable(config, book))
@@ -230,22 +263,38 @@ def _fail(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _
 
 def fail_before_config(error: KeeptrainingError) -> None:
     """A configuration that cannot be read: outputs and a summary (no mail: its settings are in it)."""
-    gha.set_outputs({"accuracy": "", "threshold-reached": "false", "dispatched": "false",
-                     "next-epochs": "", "next-run-url": "", "chain-status": strategy.CHAIN_FAILED})
+    gha.set_outputs(
+        {
+            "accuracy": "",
+            "threshold-reached": "false",
+            "dispatched": "false",
+            "next-epochs": "",
+            "next-run-url": "",
+            "chain-status": strategy.CHAIN_FAILED,
+        }
+    )
     text = wording.failed(None, error.message)
     gha.write_summary(report.failure_summary(text, error.title, error.message, error.hint))
 
 
-def _record_early(inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _Progress,
-                  error: KeeptrainingError) -> chain.AttemptReport | None:
+def _record_early(
+    inputs: JobInputs, config: Config, env: Mapping[str, str], progress: _Progress, error: KeeptrainingError
+) -> chain.AttemptReport | None:
     """Record an attempt that failed before training (no engine, a bug); None if that cannot be done."""
     try:
-        return chain.record_failure(config, inputs.repo, error, attempt=attempt_number(inputs, env),
-                                    chain_info=progress.info, run_info=run_info(env))
+        return chain.record_failure(
+            config,
+            inputs.repo,
+            error,
+            attempt=attempt_number(inputs, env),
+            chain_info=progress.info,
+            run_info=run_info(env),
+        )
     except Exception as exc:  # the failure path must not fail: report the first error, not this one
         why = exc.message if isinstance(exc, KeeptrainingError) else f"{type(exc).__name__}: {exc}"
-        gha.warn(f"The failed attempt could not be recorded in the ledger: {why}",
-                 title="Attempt not recorded")
+        gha.warn(
+            f"The failed attempt could not be recorded in the ledger: {why}", title="Attempt not recorded"
+        )
         return None
 
 
@@ -276,8 +325,9 @@ def _attempt_input(inputs: JobInputs, env: Mapping[str, str]) -> int | None:
 
 
 def _placeholder(number: int | None) -> ledger.Attempt:
-    return ledger.Attempt(attempt=number or 0, epochs=0, initial_epoch=0, resumed_from=None,
-                          outcome=ledger.FAILED)
+    return ledger.Attempt(
+        attempt=number or 0, epochs=0, initial_epoch=0, resumed_from=None, outcome=ledger.FAILED
+    )
 
 
 def _state_dir(config: Config, inputs: JobInputs, progress: _Progress) -> Path:
@@ -295,8 +345,12 @@ def notify_end(config: Config, final: chain.AttemptReport, state_dir: Path) -> s
     if where and config.smtp_server:
         print(f"Notification: {where}")
     elif where and gha.in_actions():
-        gha.annotate("notice", "No smtp-server is configured, so no mail was sent; the message is in "
-                     "the chain state artifact (outbox/).", title="No mail sent")
+        gha.annotate(
+            "notice",
+            "No smtp-server is configured, so no mail was sent; the message is in "
+            "the chain state artifact (outbox/).",
+            title="No mail sent",
+        )
     return where
 
 
@@ -315,8 +369,9 @@ def _superseded(result: chain.AttemptReport, outcome: dispatch.DispatchResult) -
     gha.annotate("notice", reason, title="Chain superseded")
 
 
-def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
-              env: Mapping[str, str], config: Config) -> dict[str, Any]:
+def _dispatch(
+    result: chain.AttemptReport, info: Mapping[str, Any], token: str, env: Mapping[str, str], config: Config
+) -> dict[str, Any]:
     """Dispatch the next attempt and note it in the attempt's record (the caller saves).
 
     A search dispatches the attempt number only: the next run reads its trial and values from
@@ -333,24 +388,37 @@ def _dispatch(result: chain.AttemptReport, info: Mapping[str, Any], token: str,
         inputs["resume-run-id"] = env["GITHUB_RUN_ID"]
     ctx = dispatch.context_from_env(env, token, ref=info.get("branch") or None)
     first_run = slices.first_run_id(result.ledger.attempts[0]) if result.ledger.attempts else None
-    outcome = dispatch.dispatch_next(ctx, chain_commit=str(info.get("commit", "")),
-                                     next_attempt=number, inputs=inputs, next_run=decision.next_run,
-                                     chain_run_id=first_run,
-                                     known_runs=restore.dispatched_by_earlier_tries(ctx, env))
+    outcome = dispatch.dispatch_next(
+        ctx,
+        chain_commit=str(info.get("commit", "")),
+        next_attempt=number,
+        inputs=inputs,
+        next_run=decision.next_run,
+        chain_run_id=first_run,
+        known_runs=restore.dispatched_by_earlier_tries(ctx, env),
+    )
     if outcome.superseded_by:
         _superseded(result, outcome)
         return {}
     if not outcome.dispatched:
         gha.annotate("notice", outcome.reason, title="Chain not continued")
         return {}
-    next_run = {"attempt": number, "run": decision.next_run, "epochs": decision.next_epochs,
-                "run_id": outcome.run_id, "url": outcome.run_url, "reused": outcome.reused}
+    next_run = {
+        "attempt": number,
+        "run": decision.next_run,
+        "epochs": decision.next_epochs,
+        "run_id": outcome.run_id,
+        "url": outcome.run_url,
+        "reused": outcome.reused,
+    }
     record.dispatched = next_run
     if outcome.reused:  # a re-run: the next attempt is already on its way
         print(f"Not dispatched again: {outcome.reason}")
         return next_run
-    print(f"Dispatched attempt {label} ({decision.next_epochs} epochs)"
-          f"{': ' + outcome.run_url if outcome.run_url else ''}")
+    print(
+        f"Dispatched attempt {label} ({decision.next_epochs} epochs)"
+        f"{': ' + outcome.run_url if outcome.run_url else ''}"
+    )
     return next_run
 
 
@@ -368,54 +436,79 @@ def _interrupted(config: Config, env: Mapping[str, str], progress: _Progress) ->
         record = book.last
         if record is None:
             return
-        gha.set_outputs({"attempt": str(record.attempt), "epochs": str(record.epochs_reached or ""),
-                         "chain-status": INTERRUPTED, "dispatched": "false", "threshold-reached": "false"})
+        gha.set_outputs(
+            {
+                "attempt": str(record.attempt),
+                "epochs": str(record.epochs_reached or ""),
+                "chain-status": INTERRUPTED,
+                "dispatched": "false",
+                "threshold-reached": "false",
+            }
+        )
         reason, hint = _how_to_continue(record, progress.info, env)
         decision = strategy.Decision(INTERRUPTED, reason, hint=hint)
-        gha.write_summary(report.job_summary(book, config, decision,
-                                             failure=report.failure_markdown("Run cancelled", hint)))
+        gha.write_summary(
+            report.job_summary(book, config, decision, failure=report.failure_markdown("Run cancelled", hint))
+        )
     except Exception as exc:  # the interruption is what to report; this is only a warning
-        gha.warn(f"The cancelled run's outputs and summary could not be written: {exc}",
-                 title="Run cancelled")
+        gha.warn(
+            f"The cancelled run's outputs and summary could not be written: {exc}", title="Run cancelled"
+        )
 
 
-def _how_to_continue(record: ledger.Attempt, info: Mapping[str, Any],
-                     env: Mapping[str, str]) -> tuple[str, str]:
+def _how_to_continue(
+    record: ledger.Attempt, info: Mapping[str, Any], env: Mapping[str, str]
+) -> tuple[str, str]:
     """What a cancelled run left, and how a person continues the chain from it."""
     commit, this_run = str(info.get("commit", "")), env.get("GITHUB_RUN_ID", "")
     if record.outcome != ledger.SLICED:
-        return (f"Attempt {record.attempt} was cancelled before it saved an epoch.",
-                "Re-run this job to train the attempt again.")
+        return (
+            f"Attempt {record.attempt} was cancelled before it saved an epoch.",
+            "Re-run this job to train the attempt again.",
+        )
     label = slices.label(record.attempt, slices.run_number(record))
-    reason = (f"Attempt {record.attempt} was cancelled at epoch {record.epochs_reached} of {record.epochs}; "
-              "the epochs it finished are saved in this run's chain state.")
+    reason = (
+        f"Attempt {record.attempt} was cancelled at epoch {record.epochs_reached} of {record.epochs}; "
+        "the epochs it finished are saved in this run's chain state."
+    )
     if not this_run:
         return reason, "Run `keeptraining run --continue` (or `keeptraining attempt`) to go on from there."
-    return reason, (f"To go on from there, run the workflow by hand (Actions → Run workflow) with attempt "
-                    f"{label}, commit {commit} and resume-run-id {this_run}. (A re-run of this job goes "
-                    "back to the state of the run it resumed.)")
+    return reason, (
+        f"To go on from there, run the workflow by hand (Actions → Run workflow) with attempt "
+        f"{label}, commit {commit} and resume-run-id {this_run}. (A re-run of this job goes "
+        "back to the state of the run it resumed.)"
+    )
 
 
-def _write_outputs(record: ledger.Attempt | None, book: ledger.Ledger, decision: strategy.Decision,
-                   next_run: Mapping[str, Any], *, attempt: int | None = None) -> None:
+def _write_outputs(
+    record: ledger.Attempt | None,
+    book: ledger.Ledger,
+    decision: strategy.Decision,
+    next_run: Mapping[str, Any],
+    *,
+    attempt: int | None = None,
+) -> None:
     best = book.best()
     reached = record.epochs_reached if record is not None else None
-    gha.set_outputs({
-        "accuracy": f"{record.metric:.4f}" if record is not None and record.metric is not None else "",
-        "threshold-reached": str(record is not None and record.outcome == ledger.REACHED).lower(),
-        "epochs": str(reached if reached is not None else record.epochs) if record is not None else "",
-        "attempt": str(record.attempt) if record is not None else str(attempt or ""),
-        "dispatched": str(bool(next_run)).lower(),
-        "next-epochs": str(decision.next_epochs) if decision.kind == strategy.CONTINUE else "",
-        "next-run-url": str(next_run.get("url") or ""),
-        "chain-status": decision.kind,
-        "best-accuracy": f"{best.metric:.4f}" if best and best.metric is not None else "",
-    })
+    gha.set_outputs(
+        {
+            "accuracy": f"{record.metric:.4f}" if record is not None and record.metric is not None else "",
+            "threshold-reached": str(record is not None and record.outcome == ledger.REACHED).lower(),
+            "epochs": str(reached if reached is not None else record.epochs) if record is not None else "",
+            "attempt": str(record.attempt) if record is not None else str(attempt or ""),
+            "dispatched": str(bool(next_run)).lower(),
+            "next-epochs": str(decision.next_epochs) if decision.kind == strategy.CONTINUE else "",
+            "next-run-url": str(next_run.get("url") or ""),
+            "chain-status": decision.kind,
+            "best-accuracy": f"{best.metric:.4f}" if best and best.metric is not None else "",
+        }
+    )
 
 
 def _write_summary(config: Config, result: chain.AttemptReport, next_run: Mapping[str, Any]) -> None:
-    gha.write_summary(report.job_summary(result.ledger, config, result.decision,
-                                         next_run=dict(next_run) or None))
+    gha.write_summary(
+        report.job_summary(result.ledger, config, result.decision, next_run=dict(next_run) or None)
+    )
     model = model_card.where_the_model_is(result.ledger)  # a reached chain: the artifact and its run
     if model and result.decision.kind == strategy.CHAIN_REACHED:
         gha.write_summary(report.md_escape(model, 600) + "\n")

@@ -52,18 +52,25 @@ def judge(metric: str, value: float, champion_name: str, champion_value: float, 
     """The new model (``value``) against the champion evaluated with the same code."""
     delta = wording.fmt_delta(value - champion_value)
     if value >= champion_value - tolerance - compare.EPSILON:
-        return Verdict(True, f"The new model ({metric} {wording.fmt_metric(value)}) is the new champion: "
-                             f"the champion {champion_name} scores {wording.fmt_metric(champion_value)} with "
-                             f"this commit's code and data ({delta}).")
+        return Verdict(
+            True,
+            f"The new model ({metric} {wording.fmt_metric(value)}) is the new champion: "
+            f"the champion {champion_name} scores {wording.fmt_metric(champion_value)} with "
+            f"this commit's code and data ({delta}).",
+        )
     allowed = f" beyond the tolerance {tolerance:g}" if tolerance else ""
-    return Verdict(False, f"Published but not marked latest: the new model's {metric} "
-                          f"{wording.fmt_metric(value)} is worse than the champion {champion_name}'s "
-                          f"{wording.fmt_metric(champion_value)} ({delta}){allowed}, both evaluated with "
-                          "this commit's code and data; the champion stays.")
+    return Verdict(
+        False,
+        f"Published but not marked latest: the new model's {metric} "
+        f"{wording.fmt_metric(value)} is worse than the champion {champion_name}'s "
+        f"{wording.fmt_metric(champion_value)} ({delta}){allowed}, both evaluated with "
+        "this commit's code and data; the champion stays.",
+    )
 
 
-def after_reached(config: Config, repo_root: Path, state_dir: Path, value: float,
-                  env: Mapping[str, str] = os.environ) -> Verdict | None:
+def after_reached(
+    config: Config, repo_root: Path, state_dir: Path, value: float, env: Mapping[str, str] = os.environ
+) -> Verdict | None:
     """On the default branch (GitHub only): evaluate the champion release, write ``champion-check.json``;
     None when there is nothing to compare (not the default branch, no champion) or it failed (warned)."""
     from keeptraining.jobs import pr_check  # noqa: PLC0415 - the champion lookup lives with the pull-request job
@@ -77,17 +84,28 @@ def after_reached(config: Config, repo_root: Path, state_dir: Path, value: float
         if champion is None:
             return None
         backend = backends.select(config, repo_root, allow_local_fallback=False, say=print, on_line=print)
-        evaluated = compare.evaluate_champion(config, chain.workspace(config, repo_root), backend, champion,
-                                              env=env)
+        evaluated = compare.evaluate_champion(
+            config, chain.workspace(config, repo_root), backend, champion, env=env
+        )
     except KeeptrainingError as exc:
-        gha.annotate("warning", f"The champion could not be evaluated with this commit's code, so the new "
-                     f"model is published as the latest: {exc.message}", title="Champion not compared")
+        gha.annotate(
+            "warning",
+            f"The champion could not be evaluated with this commit's code, so the new "
+            f"model is published as the latest: {exc.message}",
+            title="Champion not compared",
+        )
         return None
     finally:  # the champion's model and its evaluation are not part of the chain's state artifact
         shutil.rmtree(state_dir / compare.COMPARE_DIR, ignore_errors=True)
     verdict = judge(config.metric, value, champion.name, evaluated.value, config.tolerance)
-    data = {"latest": verdict.latest, "reason": verdict.reason, "champion": champion.name,
-            "champion_value": evaluated.value, "value": value, "tolerance": config.tolerance}
+    data = {
+        "latest": verdict.latest,
+        "reason": verdict.reason,
+        "champion": champion.name,
+        "champion_value": evaluated.value,
+        "value": value,
+        "tolerance": config.tolerance,
+    }
     safe_paths.atomic_write(state_dir / CHECK_FILE, json.dumps(data, indent=1).encode())
     print(verdict.reason)
     return verdict

@@ -32,26 +32,39 @@ def from_card(found: model_card.Champion, *, name: str = "") -> compare.Champion
         raise ChampionError(f"The champion {found.tag or name} has no model file on this machine.")
     epochs = int(card["epochs"])
     if epochs < 1:
-        raise ChampionError(f"The champion {found.tag or name} was trained for {epochs} epochs: there is "
-                            "nothing to compare with.",
-                            hint="Publish a model that trained at least one epoch.")
+        raise ChampionError(
+            f"The champion {found.tag or name} was trained for {epochs} epochs: there is "
+            "nothing to compare with.",
+            hint="Publish a model that trained at least one epoch.",
+        )
     hps = {k: v for k, v in card.get("hyperparameters", {}).items() if v is not None}
-    return compare.ChampionModel(model_path=found.path, epochs=epochs, hyperparameters=hps,
-                                 metric=found.metric, value=found.value, name=found.tag or name,
-                                 url=found.url, commit=found.commit)
+    return compare.ChampionModel(
+        model_path=found.path,
+        epochs=epochs,
+        hyperparameters=hps,
+        metric=found.metric,
+        value=found.value,
+        name=found.tag or name,
+        url=found.url,
+        commit=found.commit,
+    )
 
 
 def champion_model(folder: Path) -> compare.ChampionModel:
     """The champion in ``folder`` (``model-card.json`` and the model file it names, checked by
     ``reports.model_card``); ChampionError when there is none."""
     if not folder.is_dir() or folder.is_symlink():
-        raise ChampionError(f"The champion folder {folder} does not exist (or is not a plain folder).",
-                            hint="Pass the folder that holds model-card.json and the model file.")
+        raise ChampionError(
+            f"The champion folder {folder} does not exist (or is not a plain folder).",
+            hint="Pass the folder that holds model-card.json and the model file.",
+        )
     found = model_card.champion(folder.absolute())
     if found is None:
-        raise ChampionError(f"{folder} holds no {model_card.CARD_JSON}.",
-                            hint="A champion folder holds the model file and its model-card.json, as "
-                                 "`.keeptraining/champion/` or a model release has them.")
+        raise ChampionError(
+            f"{folder} holds no {model_card.CARD_JSON}.",
+            hint="A champion folder holds the model file and its model-card.json, as "
+            "`.keeptraining/champion/` or a model release has them.",
+        )
     return from_card(found, name=folder.name)
 
 

@@ -42,16 +42,22 @@ class JobInputs:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> JobInputs:
         """From the parsed command line (which is only read, never changed)."""
-        return cls(repo=Path(args.repo), attempt=getattr(args, "attempt_number", None),
-                   commit=getattr(args, "commit", None), branch=getattr(args, "branch", None),
-                   dispatch=bool(getattr(args, "dispatch", False)), slot=getattr(args, "slot", None))
+        return cls(
+            repo=Path(args.repo),
+            attempt=getattr(args, "attempt_number", None),
+            commit=getattr(args, "commit", None),
+            branch=getattr(args, "branch", None),
+            dispatch=bool(getattr(args, "dispatch", False)),
+            slot=getattr(args, "slot", None),
+        )
 
 
 def _checked(value: str, pattern: re.Pattern[str], what: str) -> str:
     if value and not pattern.fullmatch(value):
-        raise ConfigError(f"{what} = {value!r} is not valid.",
-                          hint=f"Pass a {what} such as the workflow's github.sha (the full commit id) / "
-                               "github.ref_name.")
+        raise ConfigError(
+            f"{what} = {value!r} is not valid.",
+            hint=f"Pass a {what} such as the workflow's github.sha (the full commit id) / github.ref_name.",
+        )
     return value
 
 
@@ -73,8 +79,10 @@ def run_info(env: Mapping[str, str]) -> dict[str, Any]:
     run_id = env.get("GITHUB_RUN_ID")
     if not run_id or not gha.in_actions(env):
         return {}
-    url = f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}" \
-          f"/actions/runs/{run_id}"
+    url = (
+        f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}"
+        f"/actions/runs/{run_id}"
+    )
     return {"id": run_id, "attempt": env.get("GITHUB_RUN_ATTEMPT", "1"), "url": url}
 
 
@@ -97,8 +105,10 @@ def attempt_label(inputs: JobInputs, env: Mapping[str, str]) -> tuple[int, int] 
         return None
     label = slices.parse_label(raw)
     if label is None:
-        raise ConfigError(f"input attempt = {raw!r} is not valid; expected a whole number >= 1 (or N.K, "
-                          "the K-th run of attempt N).")
+        raise ConfigError(
+            f"input attempt = {raw!r} is not valid; expected a whole number >= 1 (or N.K, "
+            "the K-th run of attempt N)."
+        )
     return label
 
 
@@ -114,8 +124,10 @@ def slot_number(inputs: JobInputs, env: Mapping[str, str]) -> int:
     """This trial job's slot: ``--slot`` or the action input ``trial`` (the matrix value), 1..20."""
     raw = str(inputs.slot) if inputs.slot is not None else env.get("KT_INPUT_TRIAL", "").strip()
     if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_SLOT):
-        raise ConfigError(f"trial = {raw[:20]!r} is not a trial slot; expected a whole number from 1 to "
-                          f"{MAX_SLOT} (the reusable workflow passes its matrix value).")
+        raise ConfigError(
+            f"trial = {raw[:20]!r} is not a trial slot; expected a whole number from 1 to "
+            f"{MAX_SLOT} (the reusable workflow passes its matrix value)."
+        )
     return int(raw)
 
 
@@ -130,8 +142,9 @@ def token(env: Mapping[str, str]) -> str:
     return next((env[v] for v in TOKEN_VARS if env.get(v)), "")
 
 
-def github_context(env: Mapping[str, str], token_: str,
-                   info: Mapping[str, Any]) -> dispatch.GitHubContext | None:
+def github_context(
+    env: Mapping[str, str], token_: str, info: Mapping[str, Any]
+) -> dispatch.GitHubContext | None:
     """Where this run's GitHub is, when keeptraining runs in GitHub Actions with a token; else None."""
     if not (gha.in_actions(env) and token_ and env.get("GITHUB_REPOSITORY")):
         return None

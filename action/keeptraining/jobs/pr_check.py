@@ -73,10 +73,11 @@ def pull_request(env: Mapping[str, str]) -> PullRequest:
     """The pull request of this ``pull_request`` run, from the event payload."""
     pull = _event(env).get("pull_request")
     if env.get("GITHUB_EVENT_NAME") not in ("pull_request", None, "") or not isinstance(pull, dict):
-        raise ConfigError(f"keeptraining pr-check runs on a pull_request event; this run's event is "
-                          f"{env.get('GITHUB_EVENT_NAME')!r}.",
-                          hint="Call it from the workflow's pull-request job (`if: github.event_name == "
-                               "'pull_request'`).")
+        raise ConfigError(
+            f"keeptraining pr-check runs on a pull_request event; this run's event is "
+            f"{env.get('GITHUB_EVENT_NAME')!r}.",
+            hint="Call it from the workflow's pull-request job (`if: github.event_name == 'pull_request'`).",
+        )
     number, head = pull.get("number"), pull.get("head") or {}
     sha = head.get("sha") if isinstance(head, dict) else None
     if not isinstance(number, int) or not isinstance(sha, str) or not _SHA.fullmatch(sha):
@@ -93,10 +94,14 @@ def github_context(env: Mapping[str, str]) -> dispatch.GitHubContext:
     if not token or "/" not in repository:
         raise ConfigError("The pull-request check needs GITHUB_REPOSITORY and a token (input github-token).")
     return dispatch.GitHubContext(
-        api_url=(env.get("GITHUB_API_URL") or dispatch.DEFAULT_API_URL).rstrip("/"), token=token,
-        repository=repository, workflow="", ref="",
+        api_url=(env.get("GITHUB_API_URL") or dispatch.DEFAULT_API_URL).rstrip("/"),
+        token=token,
+        repository=repository,
+        workflow="",
+        ref="",
         server_url=(env.get("GITHUB_SERVER_URL") or dispatch.DEFAULT_SERVER_URL).rstrip("/"),
-        run_id=env.get("GITHUB_RUN_ID") or None)
+        run_id=env.get("GITHUB_RUN_ID") or None,
+    )
 
 
 def _run_url(ctx: dispatch.GitHubContext) -> str | None:
@@ -119,8 +124,13 @@ def status_for(comparison: compare.Comparison, target_url: str | None) -> commit
     return commit_status.Status(state, comparison.verdict(), target_url)
 
 
-def publish(ctx: dispatch.GitHubContext, number: int, head_sha: str, comparison: compare.Comparison,
-            run_url: str | None) -> str | None:
+def publish(
+    ctx: dispatch.GitHubContext,
+    number: int,
+    head_sha: str,
+    comparison: compare.Comparison,
+    run_url: str | None,
+) -> str | None:
     """The comment (created or edited) and the status; returns the comment's URL (None: warned)."""
     body = comparison_report.markdown(comparison, run_url=run_url, head_sha=head_sha)
     url = pr_comment.upsert(ctx, number, body, comparison_report.MARKER)
@@ -130,27 +140,36 @@ def publish(ctx: dispatch.GitHubContext, number: int, head_sha: str, comparison:
 
 def _outputs(comparison: compare.Comparison, *, fork: bool, comment_url: str | None) -> dict[str, str]:
     delta = comparison.delta
-    return {"passed": str(comparison.passed).lower(),
-            "accuracy": f"{comparison.candidate.value:.4f}",
-            "champion-accuracy": f"{comparison.champion_eval.value:.4f}" if comparison.champion_eval else "",
-            "delta": f"{delta:.4f}" if delta is not None else "",
-            "epochs": str(comparison.candidate.epochs or ""),
-            "report-artifact": str(fork).lower(), "comment-url": comment_url or ""}
+    return {
+        "passed": str(comparison.passed).lower(),
+        "accuracy": f"{comparison.candidate.value:.4f}",
+        "champion-accuracy": f"{comparison.champion_eval.value:.4f}" if comparison.champion_eval else "",
+        "delta": f"{delta:.4f}" if delta is not None else "",
+        "epochs": str(comparison.candidate.epochs or ""),
+        "report-artifact": str(fork).lower(),
+        "comment-url": comment_url or "",
+    }
 
 
 def write_report(folder: Path, pull: PullRequest, comparison: compare.Comparison) -> Path:
     """``report.json`` for the workflow_run workflow (and ``comment.md``, what it will say)."""
     folder.mkdir(parents=True, exist_ok=True)
-    data = {"format": compare.REPORT_FORMAT, "pull_request": pull.number, "head_sha": pull.head_sha,
-            "comparison": compare.to_dict(comparison)}
+    data = {
+        "format": compare.REPORT_FORMAT,
+        "pull_request": pull.number,
+        "head_sha": pull.head_sha,
+        "comparison": compare.to_dict(comparison),
+    }
     safe_paths.atomic_write(folder / REPORT_FILE, json.dumps(data, indent=1).encode())
-    safe_paths.atomic_write(folder / "comment.md",
-                            comparison_report.markdown(comparison, head_sha=pull.head_sha).encode())
+    safe_paths.atomic_write(
+        folder / "comment.md", comparison_report.markdown(comparison, head_sha=pull.head_sha).encode()
+    )
     return folder / REPORT_FILE
 
 
-def run_check(config: Config, repo_root: Path, champion_folder: Path | None,
-              env: Mapping[str, str] = os.environ) -> int:
+def run_check(
+    config: Config, repo_root: Path, champion_folder: Path | None, env: Mapping[str, str] = os.environ
+) -> int:
     """``keeptraining pr-check``: 0 when the candidate passes, 3 when it does not."""
     pull = pull_request(env)
     ctx = github_context(env)
@@ -169,16 +188,22 @@ def run_check(config: Config, repo_root: Path, champion_folder: Path | None,
         result = compare.run(config, repo_root, backend, champion, env=env)
     except KeeptrainingError as exc:  # the check could not compare: the status says so (not on a fork)
         if not pull.fork:
-            commit_status.post(ctx, pull.head_sha, commit_status.Status(
-                "error", f"Not compared: {exc.message}", run_url), commit_status.PR_CONTEXT)
+            commit_status.post(
+                ctx,
+                pull.head_sha,
+                commit_status.Status("error", f"Not compared: {exc.message}", run_url),
+                commit_status.PR_CONTEXT,
+            )
         raise
     print("\n" + comparison_report.text(result))
     gha.write_summary(comparison_report.markdown(result, run_url=run_url, head_sha=pull.head_sha), env)
     write_report(repo_root / REPORT_DIR, pull, result)
     comment_url = None
     if pull.fork:
-        print(f"A pull request from a fork gets a read-only token: the report is left as the artifact "
-              f"{ARTIFACT}, and the keeptraining-pr-report workflow posts the comment and the status.")
+        print(
+            f"A pull request from a fork gets a read-only token: the report is left as the artifact "
+            f"{ARTIFACT}, and the keeptraining-pr-report workflow posts the comment and the status."
+        )
     else:
         comment_url = publish(ctx, pull.number, pull.head_sha, result, run_url)
     gha.set_outputs(_outputs(result, fork=pull.fork, comment_url=comment_url), env)
@@ -187,9 +212,12 @@ def run_check(config: Config, repo_root: Path, champion_folder: Path | None,
 
 # --------------------------------------------------------------------------- the workflow_run side
 
+
 def _refuse(what: str) -> ReportRefused:
-    return ReportRefused(f"The pull-request report is refused: {what}.",
-                         hint="It comes from a pull request's run and is untrusted; nothing was posted.")
+    return ReportRefused(
+        f"The pull-request report is refused: {what}.",
+        hint="It comes from a pull request's run and is untrusted; nothing was posted.",
+    )
 
 
 def read_report(folder: Path) -> tuple[int, str, compare.Comparison]:

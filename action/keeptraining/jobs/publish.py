@@ -43,8 +43,14 @@ _BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,255}")
 
 
 def _outputs(published: bool, **values: str) -> dict[str, str]:
-    out = {"published": "true" if published else "false", "tag": "", "release-url": "", "model-path": "",
-           "model-sha256": "", "attest": "false"}
+    out = {
+        "published": "true" if published else "false",
+        "tag": "",
+        "release-url": "",
+        "model-path": "",
+        "model-sha256": "",
+        "attest": "false",
+    }
     out.update(values)
     return out
 
@@ -54,9 +60,11 @@ def _artifact_line(env: Mapping[str, str]) -> str:
     server = (env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
     repository, run_id = env.get("GITHUB_REPOSITORY", ""), env.get("GITHUB_RUN_ID", "")
     if _REPOSITORY.fullmatch(repository) and run_id.isdigit():
-        return (f"The model stays in the artifact `{STATE_ARTIFACT}` of run "
-                f"[{run_id}]({server}/{repository}/actions/runs/{run_id}) (expires with the artifact's "
-                "retention).")
+        return (
+            f"The model stays in the artifact `{STATE_ARTIFACT}` of run "
+            f"[{run_id}]({server}/{repository}/actions/runs/{run_id}) (expires with the artifact's "
+            "retention)."
+        )
     return f"The model stays in the chain-state artifact `{STATE_ARTIFACT}` of this run."
 
 
@@ -70,10 +78,15 @@ def _skip(reason: str, env: Mapping[str, str]) -> int:
 def _failed(error: KeeptrainingError, env: Mapping[str, str]) -> int:
     """A publish that failed: a warning, and where the model is; the verdict stands (exit 0)."""
     where = _artifact_line(env)
-    gha.warn(f"{error.message} {error.hint} {where}".replace("`", "").replace("[", "").replace("]", " "),
-             title=error.title)
-    gha.write_summary(f"### Model not published\n\n> **Warning:** {report.md_escape(error.message, 500)}"
-                      f"{(' ' + report.md_escape(error.hint, 300)) if error.hint else ''}\n\n{where}\n", env)
+    gha.warn(
+        f"{error.message} {error.hint} {where}".replace("`", "").replace("[", "").replace("]", " "),
+        title=error.title,
+    )
+    gha.write_summary(
+        f"### Model not published\n\n> **Warning:** {report.md_escape(error.message, 500)}"
+        f"{(' ' + report.md_escape(error.hint, 300)) if error.hint else ''}\n\n{where}\n",
+        env,
+    )
     gha.set_outputs(_outputs(False), env)
     return 0
 
@@ -86,18 +99,26 @@ def _check_chain(book: Ledger, env: Mapping[str, str], default_branch: str) -> s
     """Why there is no release for this chain (None: publish it)."""
     record = model_card.champion_attempt(book)
     threshold = book.chain.get("threshold")
-    if record is None or record.metric is None or not isinstance(threshold, (int, float)) \
-            or record.metric < threshold:
+    if (
+        record is None
+        or record.metric is None
+        or not isinstance(threshold, (int, float))
+        or record.metric < threshold
+    ):
         return "The chain did not reach its threshold: there is no model to release."
     run_branch = env.get("GITHUB_REF_NAME", "")
     chain_branch = str(book.chain.get("branch") or run_branch)
     if run_branch != default_branch or chain_branch != default_branch:
-        return (f"The chain trained branch {chain_branch!r}, not the default branch {default_branch!r}: "
-                "models are released from the default branch only.")
+        return (
+            f"The chain trained branch {chain_branch!r}, not the default branch {default_branch!r}: "
+            "models are released from the default branch only."
+        )
     expected = env.get("KT_INPUT_COMMIT", "").strip()
     if expected and book.chain.get("commit") != expected:
-        return (f"The chain state names commit {str(book.chain.get('commit'))[:12]!r}, not this chain's "
-                f"{expected[:12]!r}: nothing is released from it.")
+        return (
+            f"The chain state names commit {str(book.chain.get('commit'))[:12]!r}, not this chain's "
+            f"{expected[:12]!r}: nothing is released from it."
+        )
     return None
 
 
@@ -107,16 +128,22 @@ def run(state_dir: Path, env: Mapping[str, str] = os.environ) -> int:
     token = _token(env)
     gha.mask(token)
     if not _REPOSITORY.fullmatch(repository) or not token:
-        raise ConfigError("keeptraining publish needs GITHUB_REPOSITORY and a token (KT_GITHUB_TOKEN or "
-                          "GITHUB_TOKEN).", hint="Run it in the workflow's publish job with "
-                                                 "`permissions: contents: write`.")
+        raise ConfigError(
+            "keeptraining publish needs GITHUB_REPOSITORY and a token (KT_GITHUB_TOKEN or GITHUB_TOKEN).",
+            hint="Run it in the workflow's publish job with `permissions: contents: write`.",
+        )
     try:
         book = ledger_mod.load(state_dir)
     except LedgerError as exc:
         return _failed(PublishError(f"The chain state cannot be trusted: {exc.message}"), env)
     if not book.attempts:  # the job runs for a reached chain only: its state should be there
-        return _failed(PublishError(f"No chain state in {state_dir}: the artifact {STATE_ARTIFACT} was not "
-                                    "downloaded, or holds no ledger."), env)
+        return _failed(
+            PublishError(
+                f"No chain state in {state_dir}: the artifact {STATE_ARTIFACT} was not "
+                "downloaded, or holds no ledger."
+            ),
+            env,
+        )
     api_url = env.get("GITHUB_API_URL") or "https://api.github.com"
     releases = releases_mod.Releases(releases_mod.client(api_url, token, repository), repository)
     try:
@@ -166,36 +193,71 @@ def _publish(book: Ledger, state_dir: Path, releases: releases_mod.Releases, env
     run_id = env.get("GITHUB_RUN_ID", "")
     commit = str(book.chain.get("commit") or card.get("commit") or "")
     latest, why_not = champion_check.read(state_dir)  # worse than the champion: released, not latest
-    published = releases_mod.publish(releases, make_bundle, card, run_id=run_id, commit=commit,
-                                     target=commit or str(book.chain.get("branch") or ""), latest=latest)
+    published = releases_mod.publish(
+        releases,
+        make_bundle,
+        card,
+        run_id=run_id,
+        commit=commit,
+        target=commit or str(book.chain.get("branch") or ""),
+        latest=latest,
+    )
     if not latest:
         gha.annotate("notice", why_not, title="Not marked latest")
         gha.write_summary(f"**{report.md_escape(why_not, 500)}**", env)
     model_path = bundle / card["model"]["file"]
     attest = bool(env.get("ACTIONS_ID_TOKEN_REQUEST_URL"))
-    print(f"Published {published.tag}: {published.url}" + (" (completed an earlier publish)"
-                                                          if published.reused else ""))
+    print(
+        f"Published {published.tag}: {published.url}"
+        + (" (completed an earlier publish)" if published.reused else "")
+    )
     if not attest:
-        gha.annotate("notice", "No OIDC token on this runner (ACTIONS_ID_TOKEN_REQUEST_URL is unset: the job "
-                     "lacks `id-token: write`, or it runs offline): the model file is not attested.",
-                     title="Attestation skipped")
+        gha.annotate(
+            "notice",
+            "No OIDC token on this runner (ACTIONS_ID_TOKEN_REQUEST_URL is unset: the job "
+            "lacks `id-token: write`, or it runs offline): the model file is not attested.",
+            title="Attestation skipped",
+        )
     gha.write_summary(_summary(card, published, attest), env)
-    gha.set_outputs(_outputs(True, tag=published.tag, **{
-        "release-url": published.url, "model-path": str(model_path), "model-sha256": card["model"]["sha256"],
-        "attest": "true" if attest else "false"}), env)
+    gha.set_outputs(
+        _outputs(
+            True,
+            tag=published.tag,
+            **{
+                "release-url": published.url,
+                "model-path": str(model_path),
+                "model-sha256": card["model"]["sha256"],
+                "attest": "true" if attest else "false",
+            },
+        ),
+        env,
+    )
     return 0
 
 
 def _summary(card: dict[str, Any], published: releases_mod.Published, attest: bool) -> str:
     esc = report.md_escape
-    lines = [f"### Model published: [{esc(published.tag, 100)}]({published.url})", "",
-             f"{esc(card['metric'], 40)} **{card['accuracy']:.4f}** (threshold {card['threshold']}), "
-             f"{card['epochs']} epochs, commit `{esc(str(card.get('commit') or '?')[:12], 12)}`.", "",
-             "| asset | |", "| --- | --- |"]
+    lines = [
+        f"### Model published: [{esc(published.tag, 100)}]({published.url})",
+        "",
+        f"{esc(card['metric'], 40)} **{card['accuracy']:.4f}** (threshold {card['threshold']}), "
+        f"{card['epochs']} epochs, commit `{esc(str(card.get('commit') or '?')[:12], 12)}`.",
+        "",
+        "| asset | |",
+        "| --- | --- |",
+    ]
     for name, url in published.assets.items():
         safe = report.safe_url(url)
-        lines.append(f"| [{esc(name, 200)}]({safe}) | " + (f"sha256 `{card['model']['sha256']}`"
-                                                            if name == card["model"]["file"] else "") + " |")
-    lines += ["", "The provenance of the model file is attested (`gh attestation verify`)." if attest else
-              "_No attestation: the runner offered no OIDC token._", ""]
+        lines.append(
+            f"| [{esc(name, 200)}]({safe}) | "
+            + (f"sha256 `{card['model']['sha256']}`" if name == card["model"]["file"] else "")
+            + " |"
+        )
+    lines += [
+        "",
+        "The provenance of the model file is attested (`gh attestation verify`)."
+        if attest
+        else "_No attestation: the runner offered no OIDC token._",
+        "",
+    ]
     return "\n".join(lines)

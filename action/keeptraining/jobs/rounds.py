@@ -45,15 +45,20 @@ from keeptraining.state import lock as state_lock
 # folder travels inside the artifact), giving <TRIALS_DIR>/slot-<k>/.
 TRIAL_DIR = ".keeptraining-trial"
 TRIALS_DIR = ".keeptraining-trials"
+
+
 def _round_start(inputs: JobInputs, env: Mapping[str, str], ledger: ledger_mod.Ledger) -> int:
     """The round's first attempt, from the restored ledger; the ``attempt`` input must agree."""
     first = rounds.first_attempt(ledger)
     given = job_inputs.attempt_number(inputs, env)
     if given is not None and given != first:
-        hint = (f"Dispatch attempt {first} with the run of the previous round as resume-run-id, or start a "
-                f"new chain. {restore.fresh_chain_hint()}")
-        raise LedgerError(f"This round starts at attempt {first} (the chain state's next), not attempt "
-                          f"{given}.", hint=hint)
+        hint = (
+            f"Dispatch attempt {first} with the run of the previous round as resume-run-id, or start a "
+            f"new chain. {restore.fresh_chain_hint()}"
+        )
+        raise LedgerError(
+            f"This round starts at attempt {first} (the chain state's next), not attempt {given}.", hint=hint
+        )
     return first
 
 
@@ -66,8 +71,11 @@ def run_trial(inputs: JobInputs, config: Config, env: Mapping[str, str] = os.env
         return _trial(inputs, config, env)
     except KeeptrainingError as exc:
         gha.set_outputs({"slot": "", "chain-status": strategy.CHAIN_FAILED})
-        gha.write_summary(report.failure_summary(wording.one_line(f"Trial job failed: {exc.message}", 300),
-                                                 exc.title, exc.message, exc.hint))
+        gha.write_summary(
+            report.failure_summary(
+                wording.one_line(f"Trial job failed: {exc.message}", 300), exc.title, exc.message, exc.hint
+            )
+        )
         raise
 
 
@@ -77,37 +85,60 @@ def _trial(inputs: JobInputs, config: Config, env: Mapping[str, str]) -> int:
     restore.parse_run_id(env.get("KT_INPUT_RESUME_RUN_ID", ""))
     ws = chain.workspace(config, inputs.repo)
     with state_lock.hold(ws.state_dir):
-        problem = restore.problem(env, ws.state_dir, str(info.get("commit", "")),
-                                  job_inputs.attempt_number(inputs, env))
+        problem = restore.problem(
+            env, ws.state_dir, str(info.get("commit", "")), job_inputs.attempt_number(inputs, env)
+        )
         if problem is not None:
-            raise RestoreError(f"Trial slot {slot} cannot train: {problem.message}",
-                               hint="The merge job of this round records it and ends the chain.")
+            raise RestoreError(
+                f"Trial slot {slot} cannot train: {problem.message}",
+                hint="The merge job of this round records it and ends the chain.",
+            )
         ledger = ledger_mod.load(ws.state_dir)
         first = _round_start(inputs, env, ledger)
         jobs = rounds.plan_round(config, ledger)
         folder = _fresh_trial_dir(ws.repo_root / TRIAL_DIR) / f"slot-{slot}"
         if slot > len(jobs):
-            print(f"Slot {slot} trains nothing: this round has {wording.plural(len(jobs), 'trial')} "
-                  "(the search's budget or grid has no more).")
+            print(
+                f"Slot {slot} trains nothing: this round has {wording.plural(len(jobs), 'trial')} "
+                "(the search's budget or grid has no more)."
+            )
             gha.set_outputs({"slot": "", "chain-status": strategy.CONTINUE})
             return 0
         round_no, job = rounds.round_number(ledger), jobs[slot - 1]
         if slot == 1:
             _post_round_status(config, env, info, round_no, first, len(jobs))
         record, error = _train(inputs, config, env, ws, ledger, job, slot, folder, round_no)
-    gha.set_outputs({"slot": str(slot), "attempt": str(record.attempt), "trial": str(record.trial),
-                     "accuracy": f"{record.metric:.4f}" if record.metric is not None else "",
-                     "outcome": record.outcome, "chain-status": strategy.CONTINUE})
+    gha.set_outputs(
+        {
+            "slot": str(slot),
+            "attempt": str(record.attempt),
+            "trial": str(record.trial),
+            "accuracy": f"{record.metric:.4f}" if record.metric is not None else "",
+            "outcome": record.outcome,
+            "chain-status": strategy.CONTINUE,
+        }
+    )
     gha.write_summary(round_report.trial_summary(record, config))
     if error is not None:
-        gha.warn(f"Trial {record.trial} (attempt {record.attempt}, slot {slot}) failed; it is recorded, and "
-                 f"the round's merge job decides: {error.message}", title=error.title)
+        gha.warn(
+            f"Trial {record.trial} (attempt {record.attempt}, slot {slot}) failed; it is recorded, and "
+            f"the round's merge job decides: {error.message}",
+            title=error.title,
+        )
     return 0
 
 
-def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], ws: chain.Workspace,
-           ledger: ledger_mod.Ledger, job: Any, slot: int, folder: Path,
-           round_no: int) -> tuple[ledger_mod.Attempt, KeeptrainingError | None]:
+def _train(
+    inputs: JobInputs,
+    config: Config,
+    env: Mapping[str, str],
+    ws: chain.Workspace,
+    ledger: ledger_mod.Ledger,
+    job: Any,
+    slot: int,
+    folder: Path,
+    round_no: int,
+) -> tuple[ledger_mod.Attempt, KeeptrainingError | None]:
     """The slot's training; a backend that cannot run (no engine, a failed image build) is the trial's
     failure, recorded for the merge like any other."""
     run_info = job_inputs.run_info(env)
@@ -120,8 +151,18 @@ def _train(inputs: JobInputs, config: Config, env: Mapping[str, str], ws: chain.
         rounds.write_result(folder, record)
         return record, exc
     record, error, _tail = parallel.train_slot(
-        config, ws, backend, ledger, job, slot, folder, round_no=round_no, run_info=run_info,
-        runner=job_inputs.runner_info(env), say=print)
+        config,
+        ws,
+        backend,
+        ledger,
+        job,
+        slot,
+        folder,
+        round_no=round_no,
+        run_info=run_info,
+        runner=job_inputs.runner_info(env),
+        say=print,
+    )
     return record, error
 
 
@@ -134,8 +175,9 @@ def _fresh_trial_dir(folder: Path) -> Path:
     return folder
 
 
-def _post_round_status(config: Config, env: Mapping[str, str], info: Mapping[str, Any], round_no: int,
-                       first: int, count: int) -> None:
+def _post_round_status(
+    config: Config, env: Mapping[str, str], info: Mapping[str, Any], round_no: int, first: int, count: int
+) -> None:
     """Slot 1 sets the commit status to pending while the round trains (the merge sets the verdict)."""
     if not (config.commit_status and info.get("commit")):
         return
@@ -145,16 +187,24 @@ def _post_round_status(config: Config, env: Mapping[str, str], info: Mapping[str
     last = first + count - 1
     url = job_inputs.run_info(env).get("url")
     target = f"{config.metric} ≥ {report.fmt_threshold(config.threshold)}"
-    status = commit_status.Status("pending", f"Training round {round_no}: attempts {first}-{last}/"
-                                  f"{config.max_attempts}, {target}", str(url) if url else None)
+    status = commit_status.Status(
+        "pending",
+        f"Training round {round_no}: attempts {first}-{last}/{config.max_attempts}, {target}",
+        str(url) if url else None,
+    )
     commit_status.post(ctx, str(info["commit"]), status)
 
 
 # --------------------------------------------------------------------------- the merge job
 
 
-def merge(inputs: JobInputs, config: Config, env: Mapping[str, str], info: Mapping[str, Any],
-          unrestored: RestoreError | None) -> chain.AttemptReport:
+def merge(
+    inputs: JobInputs,
+    config: Config,
+    env: Mapping[str, str],
+    info: Mapping[str, Any],
+    unrestored: RestoreError | None,
+) -> chain.AttemptReport:
     """The merge job's "training" (jobs/attempt.run with ``merge=merge``): the round's results, merged."""
     if unrestored is not None:  # every trial job met the same state: nothing of this round can be merged
         raise unrestored
@@ -163,8 +213,10 @@ def merge(inputs: JobInputs, config: Config, env: Mapping[str, str], info: Mappi
     _round_start(inputs, env, ledger)
     jobs = rounds.plan_round(config, ledger)
     if not jobs:
-        raise LedgerError("This round had no trial to train: the search's budget or grid was used up.",
-                          hint=restore.fresh_chain_hint())
+        raise LedgerError(
+            "This round had no trial to train: the search's budget or grid was used up.",
+            hint=restore.fresh_chain_hint(),
+        )
     round_no = rounds.round_number(ledger)
     downloads = ws.repo_root / TRIALS_DIR
     folders = {slot: downloads / f"slot-{slot}" for slot in range(1, len(jobs) + 1)}
@@ -174,9 +226,11 @@ def merge(inputs: JobInputs, config: Config, env: Mapping[str, str], info: Mappi
     print(rounds.round_line(records, config))
     error = None
     if decision.kind == strategy.CHAIN_FAILED:
-        error = TrainingError(f"all {wording.plural(len(records), 'trial')} of round {round_no} failed; the "
-                              f"first: {records[0].error or 'no metric was recorded'}",
-                              hint="Each trial job's log and summary show its error.")
+        error = TrainingError(
+            f"all {wording.plural(len(records), 'trial')} of round {round_no} failed; the "
+            f"first: {records[0].error or 'no metric was recorded'}",
+            hint="Each trial job's log and summary show its error.",
+        )
     return chain.AttemptReport(rounds.representative(records), decision, ledger, error)
 
 
@@ -184,13 +238,17 @@ def reject_single_job(config: Config, env: Mapping[str, str]) -> None:
     """``keeptraining attempt`` is one attempt: a round of parallel trials needs the trial and merge jobs."""
     role = env.get("KT_INPUT_ROLE", "").strip()
     if role in ("trial", "merge"):
-        raise ConfigError(f"role = {role} is for `keeptraining {role}`, but this is `keeptraining attempt` "
-                          "(role: attempt).",
-                          hint=f"Run `keeptraining {role}` for this job, or set role: attempt.")
+        raise ConfigError(
+            f"role = {role} is for `keeptraining {role}`, but this is `keeptraining attempt` "
+            "(role: attempt).",
+            hint=f"Run `keeptraining {role}` for this job, or set role: attempt.",
+        )
     if role not in ("", "attempt"):
         raise ConfigError(f"role = {role[:20]!r} is not valid; expected attempt, trial or merge.")
     if config.parallel > 1:
-        raise ConfigError(f"parallel = {config.parallel} trains its trials as a matrix of jobs; this job is "
-                          "one attempt (role: attempt).",
-                          hint="Call keeptraining's reusable workflow (README: Parallel trials), or run "
-                               "`keeptraining trial` in a matrix job per slot, then `keeptraining merge`.")
+        raise ConfigError(
+            f"parallel = {config.parallel} trains its trials as a matrix of jobs; this job is "
+            "one attempt (role: attempt).",
+            hint="Call keeptraining's reusable workflow (README: Parallel trials), or run "
+            "`keeptraining trial` in a matrix job per slot, then `keeptraining merge`.",
+        )

@@ -62,6 +62,7 @@ _commands = _Commands()
 def _summary_line(title: str, message: str) -> str:
     """One annotation as an inert markdown list item (one line; markdown and HTML escaped)."""
     text = " ".join((f"{title}: {message}" if title else message).split())[:2000]
+
     def inert(match: re.Match[str]) -> str:
         char = match.group(1)
         return html.escape(char) if char in "<>&" else "\\" + char
@@ -82,9 +83,11 @@ def _over_limit(level: str, title: str, message: str) -> bool:
         return False
     if len(seen) == ANNOTATION_LIMIT + 1:
         heading = {"error": "errors", "warning": "warnings", "notice": "notices"}.get(level, level)
-        write_summary(f"\n### All {heading} of this step\n\nGitHub shows the first {ANNOTATION_LIMIT} "
-                      f"{heading} of a step as annotations; here are all of them.\n\n"
-                      + "\n".join(_summary_line(t, m) for t, m in seen[:-1]))
+        write_summary(
+            f"\n### All {heading} of this step\n\nGitHub shows the first {ANNOTATION_LIMIT} "
+            f"{heading} of a step as annotations; here are all of them.\n\n"
+            + "\n".join(_summary_line(t, m) for t, m in seen[:-1])
+        )
     write_summary(_summary_line(title, message))
     return True
 

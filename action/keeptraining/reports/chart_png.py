@@ -28,9 +28,18 @@ GRID: Colour = (228, 231, 235)
 CRIMSON: Colour = (220, 20, 60)  # the threshold
 ORANGE: Colour = (255, 127, 14)
 # matplotlib's "tab10", so the attempts keep the colours they had.
-PALETTE: tuple[Colour, ...] = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
-                               (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
-                               (188, 189, 34), (23, 190, 207))
+PALETTE: tuple[Colour, ...] = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
 
 
 def hex_colour(text: str) -> Colour:
@@ -43,22 +52,120 @@ def hex_colour(text: str) -> Colour:
 
 # 5x7 glyphs of printable ASCII (0x20-0x7e), column by column, bit 0 the top row.
 _FONT = bytes.fromhex(
-    "0000000000" "00005f0000" "0007000700" "147f147f14" "242a7f2a12" "2313086462" "3649552250" "0005030000"
-    "001c224100" "0041221c00" "082a1c2a08" "08083e0808" "0050300000" "0808080808" "0060600000" "2010080402"
-    "3e5149453e" "00427f4000" "4261514946" "2141454b31" "1814127f10" "2745454539" "3c4a494930" "0171090503"
-    "3649494936" "064949291e" "0036360000" "0056360000" "0008142241" "1414141414" "4122140800" "0201510906"
-    "324979413e" "7e1111117e" "7f49494936" "3e41414122" "7f4141221c" "7f49494941" "7f09090101" "3e41415132"
-    "7f0808087f" "00417f4100" "2040413f01" "7f08142241" "7f40404040" "7f0204027f" "7f0408107f" "3e4141413e"
-    "7f09090906" "3e4151215e" "7f09192946" "4649494931" "01017f0101" "3f4040403f" "1f2040201f" "7f2018207f"
-    "6314081463" "0304780403" "6151494543" "00007f4141" "0204081020" "41417f0000" "0402010204" "4040404040"
-    "0001020400" "2054545478" "7f48444438" "3844444420" "384444487f" "3854545418" "087e090102" "081454543c"
-    "7f08040478" "00447d4000" "2040443d00" "007f102844" "00417f4000" "7c04180478" "7c08040478" "3844444438"
-    "7c14141408" "081414187c" "7c08040408" "4854545420" "043f444020" "3c4040207c" "1c2040201c" "3c4030403c"
-    "4428102844" "0c5050503c" "4464544c44" "0008364100" "00007f0000" "0041360800" "0804081008"
+    "0000000000"
+    "00005f0000"
+    "0007000700"
+    "147f147f14"
+    "242a7f2a12"
+    "2313086462"
+    "3649552250"
+    "0005030000"
+    "001c224100"
+    "0041221c00"
+    "082a1c2a08"
+    "08083e0808"
+    "0050300000"
+    "0808080808"
+    "0060600000"
+    "2010080402"
+    "3e5149453e"
+    "00427f4000"
+    "4261514946"
+    "2141454b31"
+    "1814127f10"
+    "2745454539"
+    "3c4a494930"
+    "0171090503"
+    "3649494936"
+    "064949291e"
+    "0036360000"
+    "0056360000"
+    "0008142241"
+    "1414141414"
+    "4122140800"
+    "0201510906"
+    "324979413e"
+    "7e1111117e"
+    "7f49494936"
+    "3e41414122"
+    "7f4141221c"
+    "7f49494941"
+    "7f09090101"
+    "3e41415132"
+    "7f0808087f"
+    "00417f4100"
+    "2040413f01"
+    "7f08142241"
+    "7f40404040"
+    "7f0204027f"
+    "7f0408107f"
+    "3e4141413e"
+    "7f09090906"
+    "3e4151215e"
+    "7f09192946"
+    "4649494931"
+    "01017f0101"
+    "3f4040403f"
+    "1f2040201f"
+    "7f2018207f"
+    "6314081463"
+    "0304780403"
+    "6151494543"
+    "00007f4141"
+    "0204081020"
+    "41417f0000"
+    "0402010204"
+    "4040404040"
+    "0001020400"
+    "2054545478"
+    "7f48444438"
+    "3844444420"
+    "384444487f"
+    "3854545418"
+    "087e090102"
+    "081454543c"
+    "7f08040478"
+    "00447d4000"
+    "2040443d00"
+    "007f102844"
+    "00417f4000"
+    "7c04180478"
+    "7c08040478"
+    "3844444438"
+    "7c14141408"
+    "081414187c"
+    "7c08040408"
+    "4854545420"
+    "043f444020"
+    "3c4040207c"
+    "1c2040201c"
+    "3c4030403c"
+    "4428102844"
+    "0c5050503c"
+    "4464544c44"
+    "0008364100"
+    "00007f0000"
+    "0041360800"
+    "0804081008"
 )
 GLYPH_W, GLYPH_H = 5, 7
-_SPELLED = {"≥": ">=", "≤": "<=", "–": "-", "—": "-", "·": ".", "…": "...", "×": "x", "→": "->", "’": "'",
-            "‘": "'", "“": '"', "”": '"', "τ": "t", "σ": "s", "\t": " "}
+_SPELLED = {
+    "≥": ">=",
+    "≤": "<=",
+    "–": "-",
+    "—": "-",
+    "·": ".",
+    "…": "...",
+    "×": "x",
+    "→": "->",
+    "’": "'",
+    "‘": "'",
+    "“": '"',
+    "”": '"',
+    "τ": "t",
+    "σ": "s",
+    "\t": " ",
+}
 
 
 def plain(text: str) -> str:
@@ -76,6 +183,7 @@ def text_width(text: str, scale: int = 1) -> int:
 
 
 # --------------------------------------------------------------------------- canvas
+
 
 class Canvas:
     """An RGB image in memory; drawing clips to the canvas (and to ``clip`` when it is set)."""
@@ -108,15 +216,23 @@ class Canvas:
         row = bytes(colour) * (x1 - x0 + 1)
         for y in range(y0, y1 + 1):
             start = (y * self.width + x0) * 3
-            self.pixels[start:start + len(row)] = row
+            self.pixels[start : start + len(row)] = row
 
     def dot(self, x: int, y: int, colour: Colour, size: int = 1) -> None:
         """A square of ``size`` pixels centred on (x, y)."""
         half = (size - 1) // 2
         self.rect(x - half, y - half, x - half + size - 1, y - half + size - 1, colour)
 
-    def line(self, x0: float, y0: float, x1: float, y1: float, colour: Colour, width: int = 1,
-             dash: tuple[int, int] | None = None) -> None:
+    def line(
+        self,
+        x0: float,
+        y0: float,
+        x1: float,
+        y1: float,
+        colour: Colour,
+        width: int = 1,
+        dash: tuple[int, int] | None = None,
+    ) -> None:
         """A straight line ``width`` pixels thick; ``dash`` = (pixels drawn, pixels skipped).
 
         The segment is first cut to the clip rectangle (Liang-Barsky), so a point far outside costs
@@ -124,8 +240,12 @@ class Canvas:
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
             return
         margin = width
-        cx0, cy0, cx1, cy1 = (self.clip[0] - margin, self.clip[1] - margin, self.clip[2] + margin,
-                              self.clip[3] + margin)
+        cx0, cy0, cx1, cy1 = (
+            self.clip[0] - margin,
+            self.clip[1] - margin,
+            self.clip[2] + margin,
+            self.clip[3] + margin,
+        )
         dx, dy = x1 - x0, y1 - y0
         t0, t1 = 0.0, 1.0
         for p, q in ((-dx, x0 - cx0), (dx, cx1 - x0), (-dy, y0 - cy0), (dy, cy1 - y0)):
@@ -148,8 +268,13 @@ class Canvas:
             t = i / length if length else 0.0
             self.dot(round(x0 + dx * t), round(y0 + dy * t), colour, width)
 
-    def polyline(self, points: Sequence[tuple[float, float]], colour: Colour, width: int = 1,
-                 dash: tuple[int, int] | None = None) -> None:
+    def polyline(
+        self,
+        points: Sequence[tuple[float, float]],
+        colour: Colour,
+        width: int = 1,
+        dash: tuple[int, int] | None = None,
+    ) -> None:
         for (x0, y0), (x1, y1) in itertools.pairwise(points):
             self.line(x0, y0, x1, y1, colour, width, dash)
 
@@ -171,8 +296,18 @@ class Canvas:
                 if inside:
                     self.dot(cx + dx, cy + dy, colour)
 
-    def text(self, x: float, y: float, text: str, colour: Colour = TEXT, scale: int = 1, *,
-             align: str = "left", valign: str = "top", vertical: bool = False) -> None:
+    def text(
+        self,
+        x: float,
+        y: float,
+        text: str,
+        colour: Colour = TEXT,
+        scale: int = 1,
+        *,
+        align: str = "left",
+        valign: str = "top",
+        vertical: bool = False,
+    ) -> None:
         """``text`` anchored at (x, y): ``align`` left/center/right, ``valign`` top/middle/bottom;
         ``vertical`` draws it turned a quarter to the left (read bottom to top), for a y-axis label."""
         shown = plain(text)
@@ -199,17 +334,24 @@ class Canvas:
     def png(self) -> bytes:
         """The image as PNG bytes: 8-bit RGB, no interlace, every row with filter 0 ("none")."""
         stride = self.width * 3
-        raw = b"".join(b"\x00" + bytes(self.pixels[y * stride:(y + 1) * stride]) for y in range(self.height))
+        raw = b"".join(
+            b"\x00" + bytes(self.pixels[y * stride : (y + 1) * stride]) for y in range(self.height)
+        )
 
         def chunk(kind: bytes, data: bytes) -> bytes:
             return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
         header = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
-        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6))
-                + chunk(b"IEND", b""))
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw, 6))
+            + chunk(b"IEND", b"")
+        )
 
 
 # --------------------------------------------------------------------------- ticks
+
 
 def nice_ticks(low: float, high: float, count: int = 6, *, integer: bool = False) -> list[float]:
     """About ``count`` round values (steps of 1, 2 or 5 times a power of ten) from ``low`` to ``high``."""
@@ -238,12 +380,13 @@ def tick_label(value: float, ticks: Sequence[float]) -> str:
     steps = [abs(b - a) for a, b in itertools.pairwise(ticks) if b != a]
     step = min(steps) if steps else abs(value) or 1.0
     decimals = 0
-    while decimals < 6 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-6:
+    while decimals < 6 and abs(step * 10**decimals - round(step * 10**decimals)) > 1e-6:
         decimals += 1
     return f"{value:.{decimals}f}"
 
 
 # --------------------------------------------------------------------------- axes
+
 
 @dataclass(frozen=True)
 class LegendEntry:
@@ -257,8 +400,15 @@ class LegendEntry:
 class Axes:
     """A plot area of ``canvas`` (the rectangle x0, y0 - x1, y1) showing x in ``xlim`` and y in ``ylim``."""
 
-    def __init__(self, canvas: Canvas, box: tuple[int, int, int, int], xlim: tuple[float, float],
-                 ylim: tuple[float, float], *, xlog: bool = False) -> None:
+    def __init__(
+        self,
+        canvas: Canvas,
+        box: tuple[int, int, int, int],
+        xlim: tuple[float, float],
+        ylim: tuple[float, float],
+        *,
+        xlog: bool = False,
+    ) -> None:
         self.canvas = canvas
         self.x0, self.y0, self.x1, self.y1 = box
         self.xlog = xlog
@@ -280,9 +430,17 @@ class Axes:
         lo, hi = self.ylim
         return self.y1 - (y - lo) / (hi - lo) * (self.y1 - self.y0)
 
-    def frame(self, *, x_ticks: Sequence[tuple[float, str]], y_ticks: Sequence[tuple[float, str]],
-              x_label: str = "", y_label: str = "", title: str = "", scale: int = 1,
-              grid: bool = True) -> None:
+    def frame(
+        self,
+        *,
+        x_ticks: Sequence[tuple[float, str]],
+        y_ticks: Sequence[tuple[float, str]],
+        x_label: str = "",
+        y_label: str = "",
+        title: str = "",
+        scale: int = 1,
+        grid: bool = True,
+    ) -> None:
         """Grid, the box, tick marks with their labels, the axis labels and the title."""
         c = self.canvas
         c.reset_clip()
@@ -294,8 +452,12 @@ class Axes:
             x = round(self.px(value))
             if grid and self.x0 < x < self.x1:
                 c.line(x, self.y0, x, self.y1, GRID)
-        for x0, y0, x1, y1 in ((self.x0, self.y0, self.x1, self.y0), (self.x0, self.y1, self.x1, self.y1),
-                               (self.x0, self.y0, self.x0, self.y1), (self.x1, self.y0, self.x1, self.y1)):
+        for x0, y0, x1, y1 in (
+            (self.x0, self.y0, self.x1, self.y0),
+            (self.x0, self.y1, self.x1, self.y1),
+            (self.x0, self.y0, self.x0, self.y1),
+            (self.x1, self.y0, self.x1, self.y1),
+        ):
             c.line(x0, y0, x1, y1, GREY)
         widest = 0
         for value, label in y_ticks:
@@ -308,19 +470,35 @@ class Axes:
             c.line(x, self.y1, x, self.y1 + 4, GREY)
             c.text(x, self.y1 + 7, label, TEXT, scale, align="center")
         if x_label:
-            c.text((self.x0 + self.x1) / 2, self.y1 + 12 + GLYPH_H * scale, x_label, TEXT, scale,
-                   align="center")
+            c.text(
+                (self.x0 + self.x1) / 2, self.y1 + 12 + GLYPH_H * scale, x_label, TEXT, scale, align="center"
+            )
         if y_label:
-            c.text(self.x0 - 14 - widest - GLYPH_H * scale, (self.y0 + self.y1) / 2, y_label, TEXT, scale,
-                   align="center", vertical=True)
+            c.text(
+                self.x0 - 14 - widest - GLYPH_H * scale,
+                (self.y0 + self.y1) / 2,
+                y_label,
+                TEXT,
+                scale,
+                align="center",
+                vertical=True,
+            )
         if title:
             c.text((self.x0 + self.x1) / 2, self.y0 - 8, title, TEXT, scale, align="center", valign="bottom")
 
     def _inside(self) -> None:
         self.canvas.set_clip(self.x0 + 1, self.y0 + 1, self.x1 - 1, self.y1 - 1)
 
-    def plot(self, xs: Sequence[float], ys: Sequence[float], colour: Colour, *, width: int = 2,
-             dashed: bool = False, marker: str = "") -> None:
+    def plot(
+        self,
+        xs: Sequence[float],
+        ys: Sequence[float],
+        colour: Colour,
+        *,
+        width: int = 2,
+        dashed: bool = False,
+        marker: str = "",
+    ) -> None:
         """A line through the points, dotted when ``dashed``; a marker on each point, unless they are
         closer than the markers' size."""
         self._inside()
@@ -332,33 +510,38 @@ class Axes:
                 self.canvas.marker(x, y, marker, colour)
         self.canvas.reset_clip()
 
-    def hline(self, y: float, colour: Colour, *, width: int = 2,
-              dash: tuple[int, int] | None = (8, 5)) -> None:
+    def hline(
+        self, y: float, colour: Colour, *, width: int = 2, dash: tuple[int, int] | None = (8, 5)
+    ) -> None:
         self._inside()
         py = self.py(y)
         self.canvas.line(self.x0, py, self.x1, py, colour, width, dash)
         self.canvas.reset_clip()
 
-    def vline(self, x: float, colour: Colour, *, width: int = 1,
-              dash: tuple[int, int] | None = (2, 3)) -> None:
+    def vline(
+        self, x: float, colour: Colour, *, width: int = 1, dash: tuple[int, int] | None = (2, 3)
+    ) -> None:
         self._inside()
         px = self.px(x)
         self.canvas.line(px, self.y0, px, self.y1, colour, width, dash)
         self.canvas.reset_clip()
 
-    def bars(self, xs: Sequence[float], ys: Sequence[float], colours: Sequence[Colour],
-             width: float = 0.8) -> None:
+    def bars(
+        self, xs: Sequence[float], ys: Sequence[float], colours: Sequence[Colour], width: float = 0.8
+    ) -> None:
         """Bars from the bottom of the axes (or 0, when it shows) up to each y; ``width`` in x units."""
         self._inside()
         base = self.py(max(self.ylim[0], 0.0))
         for x, y, colour in zip(xs, ys, colours, strict=True):
             left, right = self.px(x - width / 2), self.px(x + width / 2)
-            self.canvas.rect(round(left), round(self.py(y)), max(round(left), round(right) - 1), round(base),
-                             colour)
+            self.canvas.rect(
+                round(left), round(self.py(y)), max(round(left), round(right) - 1), round(base), colour
+            )
         self.canvas.reset_clip()
 
-    def scatter(self, xs: Sequence[float], ys: Sequence[float], colours: Sequence[Colour],
-                size: int = 7) -> None:
+    def scatter(
+        self, xs: Sequence[float], ys: Sequence[float], colours: Sequence[Colour], size: int = 7
+    ) -> None:
         self._inside()
         for x, y, colour in zip(xs, ys, colours, strict=True):
             if math.isfinite(x) and math.isfinite(y):
@@ -367,8 +550,15 @@ class Axes:
 
     def note(self, text: str, scale: int = 1) -> None:
         """A grey message in the middle of the plot area (e.g. nothing to draw yet)."""
-        self.canvas.text((self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2, text, GREY, scale,
-                         align="center", valign="middle")
+        self.canvas.text(
+            (self.x0 + self.x1) / 2,
+            (self.y0 + self.y1) / 2,
+            text,
+            GREY,
+            scale,
+            align="center",
+            valign="middle",
+        )
 
     def legend(self, entries: Sequence[LegendEntry], scale: int = 1, *, corner: str = "lower right") -> None:
         """A boxed legend inside the plot area: a line (or square) of each colour, then its label."""
@@ -383,8 +573,12 @@ class Axes:
         top = self.y1 - 8 - height if corner.startswith("lower") else self.y0 + 8
         c.rect(left, top, left + width, top + height, WHITE)
         right, bottom = left + width, top + height
-        for x0, y0, x1, y1 in ((left, top, right, top), (left, bottom, right, bottom),
-                               (left, top, left, bottom), (right, top, right, bottom)):
+        for x0, y0, x1, y1 in (
+            (left, top, right, top),
+            (left, bottom, right, bottom),
+            (left, top, left, bottom),
+            (right, top, right, bottom),
+        ):
             c.line(x0, y0, x1, y1, GRID)
         for i, entry in enumerate(entries):
             y = top + 5 + i * line_h + (GLYPH_H * scale) // 2

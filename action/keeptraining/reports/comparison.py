@@ -29,9 +29,11 @@ def compared_at(comparison: Comparison) -> str:
     if not comparison.short:
         return ""
     why = "at its time budget" if comparison.candidate.stopped == "deadline" else "early (the script stopped)"
-    return (f"The candidate stopped {why} after {_epochs(comparison.candidate.epochs)} of "
-            f"{comparison.epochs_asked} epochs: it was compared at "
-            f"{plural(comparison.candidate.epochs or 0, 'epoch')}.")
+    return (
+        f"The candidate stopped {why} after {_epochs(comparison.candidate.epochs)} of "
+        f"{comparison.epochs_asked} epochs: it was compared at "
+        f"{plural(comparison.candidate.epochs or 0, 'epoch')}."
+    )
 
 
 def text(comparison: Comparison) -> str:
@@ -39,13 +41,20 @@ def text(comparison: Comparison) -> str:
     metric = comparison.metric
     lines = []
     if comparison.champion is not None and comparison.champion_eval is not None:
-        recorded = (f", {fmt_metric(comparison.champion.value)} when published"
-                    if comparison.champion.value is not None else "")
-        lines.append(f"Champion  {comparison.champion.name}: {metric} "
-                     f"{fmt_metric(comparison.champion_eval.value)} at {comparison.champion.epochs} epochs "
-                     f"(evaluated with this code and data{recorded})")
-    lines.append(f"Candidate (this code): {metric} {fmt_metric(comparison.candidate.value)} at "
-                 f"{_epochs(comparison.candidate.epochs)} epochs")
+        recorded = (
+            f", {fmt_metric(comparison.champion.value)} when published"
+            if comparison.champion.value is not None
+            else ""
+        )
+        lines.append(
+            f"Champion  {comparison.champion.name}: {metric} "
+            f"{fmt_metric(comparison.champion_eval.value)} at {comparison.champion.epochs} epochs "
+            f"(evaluated with this code and data{recorded})"
+        )
+    lines.append(
+        f"Candidate (this code): {metric} {fmt_metric(comparison.candidate.value)} at "
+        f"{_epochs(comparison.candidate.epochs)} epochs"
+    )
     if comparison.delta is not None:
         lines.append(f"Delta: {fmt_delta(comparison.delta)} (tolerance {comparison.tolerance:g})")
     else:
@@ -106,24 +115,38 @@ def _link(label: str, url: str | None) -> str:
     return f"[{md_escape(label)}]({safe})" if safe else md_escape(label)
 
 
-def markdown(comparison: Comparison, *, run_url: str | None = None, head_sha: str | None = None,
-             extra_links: Sequence[tuple[str, str | None]] = ()) -> str:
+def markdown(
+    comparison: Comparison,
+    *,
+    run_url: str | None = None,
+    head_sha: str | None = None,
+    extra_links: Sequence[tuple[str, str | None]] = (),
+) -> str:
     """The PR comment (with ``MARKER``) and the job summary: the verdict, a table, the chart, links."""
     icon = "✅" if comparison.passed else "❌"
     metric = md_escape(comparison.metric, 40)
-    lines = [MARKER, f"### {icon} keeptraining: candidate vs champion", "",
-             f"**{md_escape(comparison.verdict())}**", ""]
+    lines = [
+        MARKER,
+        f"### {icon} keeptraining: candidate vs champion",
+        "",
+        f"**{md_escape(comparison.verdict())}**",
+        "",
+    ]
     lines += ["| | " + metric + " | epochs | |", "| --- | ---: | ---: | --- |"]
     champion = comparison.champion
     if champion is not None and comparison.champion_eval is not None:
         where = _link(champion.name or "champion", champion.url)
         recorded = f"; published at {fmt_metric(champion.value)}" if champion.value is not None else ""
-        lines.append(f"| Champion {where} | {fmt_metric(comparison.champion_eval.value)} | "
-                     f"{champion.epochs} | evaluated with this code and data{recorded} |")
+        lines.append(
+            f"| Champion {where} | {fmt_metric(comparison.champion_eval.value)} | "
+            f"{champion.epochs} | evaluated with this code and data{recorded} |"
+        )
     candidate = comparison.candidate
     commit = f" `{head_sha[:7]}`" if head_sha and re.fullmatch(r"[0-9a-fA-F]{7,64}", head_sha) else ""
-    lines.append(f"| Candidate{commit} | {fmt_metric(candidate.value)} | {_epochs(candidate.epochs)} | "
-                 f"trained from scratch in {candidate.duration_s:.1f} s |")
+    lines.append(
+        f"| Candidate{commit} | {fmt_metric(candidate.value)} | {_epochs(candidate.epochs)} | "
+        f"trained from scratch in {candidate.duration_s:.1f} s |"
+    )
     if comparison.delta is not None:
         delta = fmt_delta(comparison.delta)
         lines.append(f"| **Delta** | **{delta}** | | tolerance {comparison.tolerance:g} |")

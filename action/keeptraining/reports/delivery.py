@@ -58,6 +58,7 @@ Sleep = Callable[[float], None]
 
 # --------------------------------------------------------------------------- settings
 
+
 @dataclass(frozen=True)
 class MailSettings:
     server: str | None  # None: write to the outbox instead of sending
@@ -76,14 +77,16 @@ class MailSettings:
         return f"{self.server}:{self.port}"
 
     @classmethod
-    def from_config(cls, config: Config, password: str | None = None,
-                    environ: Mapping[str, str] | None = None) -> MailSettings:
+    def from_config(
+        cls, config: Config, password: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> MailSettings:
         """Settings from the configuration; the password from ``password`` or ``KT_SMTP_PASSWORD``."""
         env = os.environ if environ is None else environ
         security = config.smtp_security or "starttls"
         if security not in DEFAULT_PORTS:
-            raise NotifyError(f"smtp_security = {security!r} is not valid; expected one of "
-                              f"{', '.join(DEFAULT_PORTS)}.")
+            raise NotifyError(
+                f"smtp_security = {security!r} is not valid; expected one of {', '.join(DEFAULT_PORTS)}."
+            )
         if password is None:  # the one place the password is read
             password = env.get(PASSWORD_ENV) or None
         username = config.smtp_username or None
@@ -104,6 +107,7 @@ class MailSettings:
 
 # --------------------------------------------------------------------------- sending
 
+
 class _Retry(Exception):
     """A temporary failure: try again after a pause."""
 
@@ -117,16 +121,19 @@ def _scrubber(settings: MailSettings) -> Callable[[str], str]:
     if settings.password:
         pw = settings.password
         user = settings.username or ""
-        secrets = [pw,
-                   base64.b64encode(pw.encode()).decode(),
-                   base64.b64encode(f"\0{user}\0{pw}".encode()).decode(),
-                   base64.b64encode(f"{user}\0{user}\0{pw}".encode()).decode()]
+        secrets = [
+            pw,
+            base64.b64encode(pw.encode()).decode(),
+            base64.b64encode(f"\0{user}\0{pw}".encode()).decode(),
+            base64.b64encode(f"{user}\0{user}\0{pw}".encode()).decode(),
+        ]
 
     def scrub(text: str) -> str:
         for secret in secrets:
             if secret:
                 text = text.replace(secret, "***")
         return text
+
     return scrub
 
 
@@ -152,8 +159,9 @@ def _recipients(message: EmailMessage, settings: MailSettings) -> list[str]:
 def _open(settings: MailSettings) -> smtplib.SMTP:
     assert settings.server is not None
     if settings.security == "ssl":
-        return smtplib.SMTP_SSL(settings.server, settings.port, timeout=settings.timeout,
-                                context=_context(settings))
+        return smtplib.SMTP_SSL(
+            settings.server, settings.port, timeout=settings.timeout, context=_context(settings)
+        )
     return smtplib.SMTP(settings.server, settings.port, timeout=settings.timeout)
 
 
@@ -161,7 +169,8 @@ def _auth_error(settings: MailSettings, code: int) -> NotifyError:
     return NotifyError(
         f"SMTP authentication failed for user {settings.username} at {settings.where} ({code}) — "
         "check the smtp-username / smtp-password secrets",
-        hint=f"The password comes from the {PASSWORD_ENV} environment variable (the smtp-password input).")
+        hint=f"The password comes from the {PASSWORD_ENV} environment variable (the smtp-password input).",
+    )
 
 
 def _handshake(conn: smtplib.SMTP, settings: MailSettings) -> None:
@@ -169,9 +178,11 @@ def _handshake(conn: smtplib.SMTP, settings: MailSettings) -> None:
     conn.ehlo()
     if settings.security == "starttls":
         if not conn.has_extn("starttls"):
-            raise NotifyError(f"The SMTP server {settings.where} does not offer STARTTLS.",
-                              hint="Use smtp-security: ssl (port 465) if it speaks implicit TLS; "
-                                   "the mail is never sent unencrypted unless smtp-security is none.")
+            raise NotifyError(
+                f"The SMTP server {settings.where} does not offer STARTTLS.",
+                hint="Use smtp-security: ssl (port 465) if it speaks implicit TLS; "
+                "the mail is never sent unencrypted unless smtp-security is none.",
+            )
         conn.starttls(context=_context(settings))
         conn.ehlo()
     if settings.username:
@@ -183,8 +194,9 @@ def _handshake(conn: smtplib.SMTP, settings: MailSettings) -> None:
             raise _auth_error(settings, exc.smtp_code) from None
 
 
-def _send_once(payload: bytes, sender: str, recipients: list[str],
-               settings: MailSettings) -> dict[str, tuple[int, str]]:
+def _send_once(
+    payload: bytes, sender: str, recipients: list[str], settings: MailSettings
+) -> dict[str, tuple[int, str]]:
     """One connection. Returns refused recipients; raises _Retry, _AlreadySent or NotifyError."""
     conn = _open(settings)
     try:
@@ -202,8 +214,10 @@ def _send_once(payload: bytes, sender: str, recipients: list[str],
             reason = "; ".join(f"{r}: {t}" for r, (_, t) in refused.items())
             if all(400 <= c < 500 for c in codes):
                 raise _Retry(f"recipients refused for now ({reason})")
-            raise NotifyError(f"The SMTP server {settings.where} refused every recipient: {reason}",
-                              hint="Check the mail-to setting.")
+            raise NotifyError(
+                f"The SMTP server {settings.where} refused every recipient: {reason}",
+                hint="Check the mail-to setting.",
+            )
         try:
             code, resp = conn.data(payload)
         except smtplib.SMTPResponseException:
@@ -226,11 +240,15 @@ def _classify(exc: BaseException, settings: MailSettings) -> tuple[bool, str]:
     if isinstance(exc, _Retry):
         return True, str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return False, (f"the server's TLS certificate could not be verified ({exc.verify_message}); "
-                       f"set {CAFILE_ENV} to a CA file that signs it, or fix the server's certificate")
+        return False, (
+            f"the server's TLS certificate could not be verified ({exc.verify_message}); "
+            f"set {CAFILE_ENV} to a CA file that signs it, or fix the server's certificate"
+        )
     if isinstance(exc, ssl.SSLError):
-        return False, (f"TLS with {where} failed ({exc.reason or exc}); check smtp-security "
-                       f"({settings.security}) and smtp-port: 465 is implicit TLS (ssl), 587 is starttls")
+        return False, (
+            f"TLS with {where} failed ({exc.reason or exc}); check smtp-security "
+            f"({settings.security}) and smtp-port: 465 is implicit TLS (ssl), 587 is starttls"
+        )
     if isinstance(exc, smtplib.SMTPResponseException):
         code = exc.smtp_code
         text = _reply(code, exc.smtp_error)
@@ -254,23 +272,31 @@ def _check(settings: MailSettings, recipients: list[str]) -> None:
     if settings.server is None:
         raise NotifyError("No SMTP server is configured.", hint="Set smtp-server, or use deliver().")
     if not recipients:
-        raise NotifyError("No recipient for the notification mail.",
-                          hint="Set mail-to (one or more addresses).")
+        raise NotifyError(
+            "No recipient for the notification mail.", hint="Set mail-to (one or more addresses)."
+        )
     if settings.username and not settings.password:
-        raise NotifyError(f"smtp-username {settings.username} is set but no password was given.",
-                          hint=f"Pass the password in the {PASSWORD_ENV} environment variable "
-                               "(the smtp-password input, from a secret).")
+        raise NotifyError(
+            f"smtp-username {settings.username} is set but no password was given.",
+            hint=f"Pass the password in the {PASSWORD_ENV} environment variable "
+            "(the smtp-password input, from a secret).",
+        )
     if settings.security == "none":
         if settings.username and not settings.allow_plain_auth:
             raise NotifyError(
                 f"Refusing to send the SMTP password unencrypted to {settings.where} (smtp-security: none).",
-                hint=f"Use starttls or ssl, or set {ALLOW_PLAIN_AUTH_ENV}=true for a trusted local relay.")
-        gha.warn(f"smtp-security is none: the mail to {settings.where} travels unencrypted; "
-                 "use this only for a local relay.", title="Unencrypted mail")
+                hint=f"Use starttls or ssl, or set {ALLOW_PLAIN_AUTH_ENV}=true for a trusted local relay.",
+            )
+        gha.warn(
+            f"smtp-security is none: the mail to {settings.where} travels unencrypted; "
+            "use this only for a local relay.",
+            title="Unencrypted mail",
+        )
 
 
-def _deliver_smtp(message: EmailMessage, settings: MailSettings, attempts: int,
-                  sleep: Sleep) -> dict[str, tuple[int, str]]:
+def _deliver_smtp(
+    message: EmailMessage, settings: MailSettings, attempts: int, sleep: Sleep
+) -> dict[str, tuple[int, str]]:
     recipients = _recipients(message, settings)
     _check(settings, recipients)
     sender = parseaddr(settings.mail_from)[1] or settings.mail_from
@@ -287,22 +313,26 @@ def _deliver_smtp(message: EmailMessage, settings: MailSettings, attempts: int,
             raise NotifyError(
                 f"The connection to {settings.where} broke after the message was sent "
                 f"({scrub(str(exc))}); it may or may not have been delivered, so it is not sent again.",
-                hint="Check the mailbox; the chart and ledger are kept in the state folder.") from None
+                hint="Check the mailbox; the chart and ledger are kept in the state folder.",
+            ) from None
         except Exception as exc:  # classified below; anything unknown is not retried
             retry, reason = _classify(exc, settings)
             reasons.append(scrub(reason))
             if not retry:
-                raise NotifyError(f"Could not send the notification mail via {settings.where}: "
-                                  f"{reasons[-1]}.") from None
+                raise NotifyError(
+                    f"Could not send the notification mail via {settings.where}: {reasons[-1]}."
+                ) from None
         if number < tries:
             sleep(min(60.0, 2.0 * 2 ** (number - 1)))
     raise NotifyError(
         f"Could not send the notification mail via {settings.where} after {tries} tries: {reasons[-1]}.",
-        hint="Check smtp-server, smtp-port and smtp-security; the ledger, checkpoints and chart are kept.")
+        hint="Check smtp-server, smtp-port and smtp-security; the ledger, checkpoints and chart are kept.",
+    )
 
 
-def send(message: EmailMessage, settings: MailSettings, *, attempts: int = 4,
-         sleep: Sleep = time.sleep) -> None:
+def send(
+    message: EmailMessage, settings: MailSettings, *, attempts: int = 4, sleep: Sleep = time.sleep
+) -> None:
     """Send ``message`` over SMTP, retrying temporary failures; NotifyError when it cannot."""
     refused = _deliver_smtp(message, settings, attempts, sleep)
     if refused:
@@ -339,8 +369,14 @@ def write_outbox(message: EmailMessage, outbox: Path) -> Path:
     raise NotifyError(f"Cannot write the mail into {outbox}: too many files named {base}*.eml.")
 
 
-def deliver(message: EmailMessage, settings: MailSettings, outbox: Path, *, attempts: int = 4,
-            sleep: Sleep = time.sleep) -> str:
+def deliver(
+    message: EmailMessage,
+    settings: MailSettings,
+    outbox: Path,
+    *,
+    attempts: int = 4,
+    sleep: Sleep = time.sleep,
+) -> str:
     """Send the message, or, with no SMTP server configured, write it to the outbox. Says where it went."""
     if settings.server is None:
         try:

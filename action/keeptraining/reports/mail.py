@@ -47,12 +47,23 @@ LOG_TAIL_LINES = 60
 LOG_TAIL_CHARS = 8000
 
 # Named here too: the callers of the mail find its delivery where they always did.
-__all__ = ["CAFILE_ENV", "DEFAULT_FROM", "OUTBOX_DIR", "PASSWORD_ENV", "MailSettings", "build_message",
-           "deliver", "notify", "send", "subject", "write_outbox"]
-
+__all__ = [
+    "CAFILE_ENV",
+    "DEFAULT_FROM",
+    "OUTBOX_DIR",
+    "PASSWORD_ENV",
+    "MailSettings",
+    "build_message",
+    "deliver",
+    "notify",
+    "send",
+    "subject",
+    "write_outbox",
+]
 
 
 # --------------------------------------------------------------------------- message
+
 
 def _repo_prefix(ledger: Ledger) -> str:
     repo = report.one_line(ledger.chain.get("repository") or "", 60)
@@ -63,8 +74,11 @@ def _repo_prefix(ledger: Ledger) -> str:
 
 def subject(config: Config, ledger: Ledger, decision: Decision) -> str:
     """``[owner/repo branch] `` and the verdict, in the words the CLI and the job summary use."""
-    text = report.verdict(ledger, config, decision) if ledger.last is not None or \
-        decision.kind == CHAIN_FAILED else "keeptraining: no attempt ran"
+    text = (
+        report.verdict(ledger, config, decision)
+        if ledger.last is not None or decision.kind == CHAIN_FAILED
+        else "keeptraining: no attempt ran"
+    )
     return report.one_line(_repo_prefix(ledger) + text, 200)
 
 
@@ -150,8 +164,9 @@ def _html_provenance(ledger: Ledger) -> str:
     return "<p>" + "<br>\n".join(items) + "</p>" if items else ""
 
 
-def _html_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str,
-               chart_cid: str | None) -> str:
+def _html_body(
+    config: Config, ledger: Ledger, decision: Decision, log_tail: str, chart_cid: str | None
+) -> str:
     colour = _COLOURS.get(decision.kind, "#24292f")
     parts = [
         "<!DOCTYPE html>",
@@ -171,8 +186,10 @@ def _html_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
         w, h = report.CHART_SIZE_PX
         per = "per trial and against each searched value" if trials else "per epoch"
         alt = html.escape(f"{report.one_line(config.metric, 40)} {per}", quote=True)
-        parts.append(f'<p><img src="cid:{html.escape(chart_cid, quote=True)}" alt="{alt}" '
-                     f'width="{w}" height="{h}" style="max-width:100%;height:auto"></p>')
+        parts.append(
+            f'<p><img src="cid:{html.escape(chart_cid, quote=True)}" alt="{alt}" '
+            f'width="{w}" height="{h}" style="max-width:100%;height:auto"></p>'
+        )
     url = _last_run_url(ledger)
     if url:
         parts.append(f'<p><a href="{html.escape(url, quote=True)}">Open the last run</a></p>')
@@ -181,8 +198,10 @@ def _html_body(config: Config, ledger: Ledger, decision: Decision, log_tail: str
         parts.append(f"<p>{report.html_text(model, 600)}</p>")
     if decision.kind == CHAIN_FAILED and log_tail.strip():
         parts.append("<h3>Last lines of the training log</h3>")
-        parts.append('<pre style="background:#f6f8fa;padding:8px;font-size:12px;white-space:pre-wrap">'
-                     f"{html.escape(_tail(log_tail), quote=True)}</pre>")
+        parts.append(
+            '<pre style="background:#f6f8fa;padding:8px;font-size:12px;white-space:pre-wrap">'
+            f"{html.escape(_tail(log_tail), quote=True)}</pre>"
+        )
     parts += ['<p style="color:#57606a;font-size:12px">Sent by keeptraining.</p>', "</body></html>"]
     return "\n".join(p for p in parts if p) + "\n"
 
@@ -192,8 +211,15 @@ def _domain(address: str) -> str:
     return domain if re.fullmatch(r"[A-Za-z0-9.-]{1,253}", domain or "") else "keeptraining.local"
 
 
-def build_message(config: Config, ledger: Ledger, decision: Decision, *, chart_png: bytes | None,
-                  mail_from: str, log_tail: str = "") -> EmailMessage:
+def build_message(
+    config: Config,
+    ledger: Ledger,
+    decision: Decision,
+    *,
+    chart_png: bytes | None,
+    mail_from: str,
+    log_tail: str = "",
+) -> EmailMessage:
     """The notification: multipart/alternative of text and HTML (multipart/related with the chart).
 
     ``mail_from`` is ``MailSettings.mail_from``: the sender is worked out there only.
@@ -207,8 +233,9 @@ def build_message(config: Config, ledger: Ledger, decision: Decision, *, chart_p
             message["To"] = ", ".join(config.mail_to)
         message["Subject"] = subject(config, ledger, decision)
     except (ValueError, TypeError) as exc:  # a header with CR/LF or a malformed address
-        raise NotifyError(f"Invalid mail header value: {exc}",
-                          hint="Check the mail-from and mail-to settings.") from None
+        raise NotifyError(
+            f"Invalid mail header value: {exc}", hint="Check the mail-from and mail-to settings."
+        ) from None
     message["Date"] = formatdate(localtime=True)
     message["Message-ID"] = make_msgid(domain=domain)
     message["Auto-Submitted"] = "auto-generated"
@@ -218,18 +245,34 @@ def build_message(config: Config, ledger: Ledger, decision: Decision, *, chart_p
     message.set_content(_text_body(config, ledger, decision, log_tail), subtype="plain", charset="utf-8")
     message.add_alternative(
         _html_body(config, ledger, decision, log_tail, chart_cid[1:-1] if chart_cid else None),
-        subtype="html", charset="utf-8")
+        subtype="html",
+        charset="utf-8",
+    )
     if chart_png and chart_cid:
         html_part = message.get_body(preferencelist=("html",))
         assert isinstance(html_part, EmailMessage)
-        html_part.add_related(chart_png, maintype="image", subtype="png", cid=chart_cid,
-                              disposition="inline", filename=CHART_FILE)
+        html_part.add_related(
+            chart_png,
+            maintype="image",
+            subtype="png",
+            cid=chart_cid,
+            disposition="inline",
+            filename=CHART_FILE,
+        )
     return message
 
 
-def notify(config: Config, ledger: Ledger, decision: Decision, *, state_dir: Path,
-           password: str | None = None, log_tail: str = "", attempts: int = 4,
-           sleep: Sleep = time.sleep) -> str | None:
+def notify(
+    config: Config,
+    ledger: Ledger,
+    decision: Decision,
+    *,
+    state_dir: Path,
+    password: str | None = None,
+    log_tail: str = "",
+    attempts: int = 4,
+    sleep: Sleep = time.sleep,
+) -> str | None:
     """Mail the end of the chain when ``notify_on`` selects it; returns where it went, or None."""
     if decision.kind not in EVENTS or decision.kind not in config.notify_on:
         return None
@@ -240,6 +283,7 @@ def notify(config: Config, ledger: Ledger, decision: Decision, *, state_dir: Pat
         chart_png = chart.read_bytes()
     except (OSError, ValueError, RuntimeError) as exc:  # the mail matters more than its picture
         gha.warn(f"The chart could not be drawn ({exc}); the mail goes without it.", title="No chart")
-    message = build_message(config, ledger, decision, chart_png=chart_png, log_tail=log_tail,
-                            mail_from=settings.mail_from)
+    message = build_message(
+        config, ledger, decision, chart_png=chart_png, log_tail=log_tail, mail_from=settings.mail_from
+    )
     return deliver(message, settings, state_dir / OUTBOX_DIR, attempts=attempts, sleep=sleep)

@@ -109,6 +109,7 @@ class Champion:
 
 # --------------------------------------------------------------------------- reading a card
 
+
 @cache
 def schema() -> dict[str, Any]:
     path = resources.files("keeptraining.reports").joinpath("model-card.schema.json")
@@ -132,13 +133,13 @@ def parse_card(raw: bytes, where: str) -> dict[str, Any]:
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema()).iter_errors(data))
     if error is not None:
         at = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise PublishError(f"{where}: the model card does not fit {CARD_FORMAT}: {at}: "
-                           f"{error.message[:200]}")
+        raise PublishError(f"{where}: the model card does not fit {CARD_FORMAT}: {at}: {error.message[:200]}")
     card: dict[str, Any] = data
     return card
 
 
 # --------------------------------------------------------------------------- building a card
+
 
 def champion_attempt(ledger: Ledger) -> Attempt | None:
     """The attempt whose checkpoint a chain that reached publishes: its last reached one."""
@@ -160,13 +161,17 @@ def model_location(ledger: Ledger, state_dir: Path) -> tuple[Attempt, Path, str]
     """(the reached attempt, its folder, the checkpoint's path in it); PublishError when there is none."""
     record = champion_attempt(ledger)
     if record is None or record.checkpoint is None:
-        raise PublishError("The chain has no attempt that reached the threshold with a checkpoint: there is "
-                           "no model to publish.",
-                           hint="A model is published only when the chain reaches its threshold.")
+        raise PublishError(
+            "The chain has no attempt that reached the threshold with a checkpoint: there is "
+            "no model to publish.",
+            hint="A model is published only when the chain reaches its threshold.",
+        )
     folder = ledger_mod.attempt_dir(state_dir, record.attempt)
     if folder.is_symlink() or not folder.is_dir():
-        raise PublishError(f"Attempt {record.attempt}'s folder {folder} is missing (or a link): its model "
-                           "cannot be published.")
+        raise PublishError(
+            f"Attempt {record.attempt}'s folder {folder} is missing (or a link): its model "
+            "cannot be published."
+        )
     return record, folder, record.checkpoint
 
 
@@ -177,12 +182,16 @@ def image_info(record: Attempt) -> dict[str, Any]:
         return {"tag": None, "content_hash": None, "digest": None}
     found = _IMAGE_TAG.fullmatch(tag)
     digest = record.params.get("image_digest")
-    return {"tag": tag[:300], "content_hash": found.group(1) if found else None,
-            "digest": digest if isinstance(digest, str) and digest.startswith("sha256:") else None}
+    return {
+        "tag": tag[:300],
+        "content_hash": found.group(1) if found else None,
+        "digest": digest if isinstance(digest, str) and digest.startswith("sha256:") else None,
+    }
 
 
-def data_files(config: config_mod.Config, state_dir: Path,
-               env: Mapping[str, str] = os.environ) -> list[dict[str, Any]]:
+def data_files(
+    config: config_mod.Config, state_dir: Path, env: Mapping[str, str] = os.environ
+) -> list[dict[str, Any]]:
     """The data cache's files as its manifest records them ([] without a cache)."""
     folder = data_cache.folder(config, state_dir, env)
     if folder is None:
@@ -190,8 +199,9 @@ def data_files(config: config_mod.Config, state_dir: Path,
     return data_cache.recorded_files(folder)[:MAX_DATA_FILES]
 
 
-def record_data_files(config: config_mod.Config, state_dir: Path,
-                      env: Mapping[str, str] = os.environ) -> None:
+def record_data_files(
+    config: config_mod.Config, state_dir: Path, env: Mapping[str, str] = os.environ
+) -> None:
     """Write the data cache's file list into the state folder, where the publish job finds it (the
     data cache itself is not in the chain-state artifact). Never fails the attempt."""
     try:
@@ -216,10 +226,16 @@ def read_data_files(state_dir: Path) -> list[dict[str, Any]]:
         return []
     files = []
     for item in items[:MAX_DATA_FILES]:
-        if (isinstance(item, dict) and isinstance(item.get("path"), str) and 0 < len(item["path"]) <= 1024
-                and isinstance(item.get("sha256"), str) and _HEX64.fullmatch(item["sha256"])
-                and isinstance(item.get("bytes"), int) and not isinstance(item["bytes"], bool)
-                and item["bytes"] >= 0):
+        if (
+            isinstance(item, dict)
+            and isinstance(item.get("path"), str)
+            and 0 < len(item["path"]) <= 1024
+            and isinstance(item.get("sha256"), str)
+            and _HEX64.fullmatch(item["sha256"])
+            and isinstance(item.get("bytes"), int)
+            and not isinstance(item["bytes"], bool)
+            and item["bytes"] >= 0
+        ):
             files.append({"path": item["path"], "sha256": item["sha256"], "bytes": item["bytes"]})
     return files
 
@@ -238,9 +254,14 @@ def _run_entry(record: Attempt) -> dict[str, Any]:
     run = record.run or {}
     run_id = run.get("id")
     url = summary.safe_url(run.get("url"))
-    return {"attempt": record.attempt, "outcome": record.outcome, "epochs": summary.epochs_done(record),
-            "accuracy": record.metric, "run_id": str(run_id)[:40] if run_id is not None else None,
-            "run_url": url}
+    return {
+        "attempt": record.attempt,
+        "outcome": record.outcome,
+        "epochs": summary.epochs_done(record),
+        "accuracy": record.metric,
+        "run_id": str(run_id)[:40] if run_id is not None else None,
+        "run_url": url,
+    }
 
 
 def _now() -> str:
@@ -251,9 +272,15 @@ def _text(value: object, limit: int = 500) -> str | None:
     return str(value)[:limit] if isinstance(value, str) and value else None
 
 
-def build_card(ledger: Ledger, state_dir: Path, *, data: list[dict[str, Any]] | None = None,
-               commit: str | None = None, created_at: str | None = None,
-               release: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_card(
+    ledger: Ledger,
+    state_dir: Path,
+    *,
+    data: list[dict[str, Any]] | None = None,
+    commit: str | None = None,
+    created_at: str | None = None,
+    release: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The card of the chain's reached model (PublishError when there is none).
 
     The model's sha256 and size are computed here, from the file itself.
@@ -262,13 +289,16 @@ def build_card(ledger: Ledger, state_dir: Path, *, data: list[dict[str, Any]] | 
     try:
         sha, size = file_digest(folder, checkpoint, f"attempt {record.attempt}'s checkpoint")
     except FileNotFoundError:
-        raise PublishError(f"Attempt {record.attempt}'s checkpoint {folder / checkpoint} is missing: "
-                           "there is no model to publish.") from None
+        raise PublishError(
+            f"Attempt {record.attempt}'s checkpoint {folder / checkpoint} is missing: "
+            "there is no model to publish."
+        ) from None
     except PathRefused as exc:
         raise PublishError(f"Refusing the model file: {exc.message}") from None
     except OSError as exc:
-        raise PublishError(f"Cannot read the model file {folder / checkpoint}: "
-                           f"{exc.strerror or exc}.") from None
+        raise PublishError(
+            f"Cannot read the model file {folder / checkpoint}: {exc.strerror or exc}."
+        ) from None
     chain = ledger.chain
     values, search = _hyperparameters(record)
     card: dict[str, Any] = {
@@ -308,14 +338,19 @@ def where_the_model_is(ledger: Ledger) -> str | None:
     name = PurePosixPath(record.checkpoint).name
     run_url = summary.safe_url((record.run or {}).get("url"))
     if run_url:
-        return (f"The model: {name} of attempt {record.attempt}, in the artifact keeptraining-state of run "
-                f"{run_url}. On the default branch the workflow's publish job releases it (model-v<N>, the "
-                "latest release: the champion) with model-card.json and MODEL_CARD.md.")
-    return (f"The model: {name} of attempt {record.attempt}, with model-card.json and MODEL_CARD.md in the "
-            f"state folder's {CHAMPION_DIR}/ (the champion).")
+        return (
+            f"The model: {name} of attempt {record.attempt}, in the artifact keeptraining-state of run "
+            f"{run_url}. On the default branch the workflow's publish job releases it (model-v<N>, the "
+            "latest release: the champion) with model-card.json and MODEL_CARD.md."
+        )
+    return (
+        f"The model: {name} of attempt {record.attempt}, with model-card.json and MODEL_CARD.md in the "
+        f"state folder's {CHAMPION_DIR}/ (the champion)."
+    )
 
 
 # --------------------------------------------------------------------------- MODEL_CARD.md
+
 
 def _yaml_str(value: object) -> str:
     """A YAML scalar that is always a string (JSON strings are valid YAML)."""
@@ -332,10 +367,23 @@ def _front_matter(card: Mapping[str, Any]) -> list[str]:
     front = ["---"]
     if file_name.endswith((".keras", ".h5")):
         front.append("library_name: keras")
-    return [*front, "tags:", "  - keeptraining", "model-index:", f"  - name: {_yaml_str(_name(card))}",
-            "    results:", "      - task:", "          type: other", "        metrics:",
-            f"          - type: {_yaml_str(metric)}", f"            value: {card['accuracy']}",
-            f"            name: {_yaml_str(metric)}", "            verified: false", "---", ""]
+    return [
+        *front,
+        "tags:",
+        "  - keeptraining",
+        "model-index:",
+        f"  - name: {_yaml_str(_name(card))}",
+        "    results:",
+        "      - task:",
+        "          type: other",
+        "        metrics:",
+        f"          - type: {_yaml_str(metric)}",
+        f"            value: {card['accuracy']}",
+        f"            name: {_yaml_str(metric)}",
+        "            verified: false",
+        "---",
+        "",
+    ]
 
 
 def _name(card: Mapping[str, Any]) -> str:
@@ -347,14 +395,20 @@ def _intro(card: Mapping[str, Any]) -> list[str]:
     esc = summary.md_escape
     metric, value, repo, commit = card["metric"], card["accuracy"], card.get("repository"), card.get("commit")
     short = str(commit)[:12] if commit else "an uncommitted working tree"
-    lines = [f"# {esc(_name(card), 100)}: {esc(metric, 40)} {wording.fmt_metric(value)}", "",
-             f"A model trained by keeptraining until its {esc(metric, 40)} reached the threshold "
-             f"{card['threshold']}: {esc(metric, 40)} **{value}** after {card['epochs']} epochs "
-             f"(attempt {card['attempt']}), trained on commit `{esc(short, 64)}`"
-             + (f" of `{esc(repo, 200)}`" if repo else "")
-             + (f", branch `{esc(card['branch'], 100)}`" if card.get("branch") else "") + ".", ""]
-    provenance = summary.provenance_markdown({k: card.get(k) for k in ("commit", "branch", "repository",
-                                                                         "server_url")})
+    lines = [
+        f"# {esc(_name(card), 100)}: {esc(metric, 40)} {wording.fmt_metric(value)}",
+        "",
+        f"A model trained by keeptraining until its {esc(metric, 40)} reached the threshold "
+        f"{card['threshold']}: {esc(metric, 40)} **{value}** after {card['epochs']} epochs "
+        f"(attempt {card['attempt']}), trained on commit `{esc(short, 64)}`"
+        + (f" of `{esc(repo, 200)}`" if repo else "")
+        + (f", branch `{esc(card['branch'], 100)}`" if card.get("branch") else "")
+        + ".",
+        "",
+    ]
+    provenance = summary.provenance_markdown(
+        {k: card.get(k) for k in ("commit", "branch", "repository", "server_url")}
+    )
     if provenance:
         lines += [provenance, ""]
     release = card.get("release") or {}
@@ -367,8 +421,14 @@ def _details(card: Mapping[str, Any]) -> list[str]:
     """The model file, the hyperparameters, the training image and the data."""
     esc = summary.md_escape
     model = card["model"]
-    lines = ["## The model", "", "| file | bytes | sha256 |", "| --- | ---: | --- |",
-             f"| `{esc(model['file'], 200)}` | {model['bytes']} | `{model['sha256']}` |", ""]
+    lines = [
+        "## The model",
+        "",
+        "| file | bytes | sha256 |",
+        "| --- | ---: | --- |",
+        f"| `{esc(model['file'], 200)}` | {model['bytes']} | `{model['sha256']}` |",
+        "",
+    ]
     hps = card.get("hyperparameters") or {}
     if hps:
         lines += ["## Hyperparameters", "", "| name | value |", "| --- | --- |"]
@@ -382,8 +442,14 @@ def _details(card: Mapping[str, Any]) -> list[str]:
         lines += ["## Training image", "", f"`{esc(image['tag'], 300)}`{digest}", ""]
     files = (card.get("data") or {}).get("files") or []
     if files:
-        lines += ["## Data", "", "The data cache's files when the model was trained:", "",
-                  "| file | bytes | sha256 |", "| --- | ---: | --- |"]
+        lines += [
+            "## Data",
+            "",
+            "The data cache's files when the model was trained:",
+            "",
+            "| file | bytes | sha256 |",
+            "| --- | ---: | --- |",
+        ]
         lines += [f"| `{esc(f['path'], 200)}` | {f['bytes']} | `{f['sha256']}` |" for f in files[:50]]
         if len(files) > 50:
             lines.append(f"\n_…and {len(files) - 50} more in model-card.json._")
@@ -395,28 +461,57 @@ def _usage(card: Mapping[str, Any]) -> list[str]:
     """How to load it (two lines of Python) and how to verify it (names quoted: they come from the
     training script's checkpoint and are pasted into a shell)."""
     file_name, repo = str(card["model"]["file"]), card.get("repository")
-    lines = ["## Use it", "", "```python", "import keras",
-             f"model = keras.saving.load_model({json.dumps(file_name)})", "```", "", "## Verify it", "",
-             "The file's sha256 must be the one above and in `model-card.json`:", "", "```bash",
-             f"sha256sum {shlex.quote(file_name)}", "```", ""]
+    lines = [
+        "## Use it",
+        "",
+        "```python",
+        "import keras",
+        f"model = keras.saving.load_model({json.dumps(file_name)})",
+        "```",
+        "",
+        "## Verify it",
+        "",
+        "The file's sha256 must be the one above and in `model-card.json`:",
+        "",
+        "```bash",
+        f"sha256sum {shlex.quote(file_name)}",
+        "```",
+        "",
+    ]
     if repo:
-        lines += ["Its build provenance (attested by the publish job on GitHub):", "", "```bash",
-                  f"gh attestation verify {shlex.quote(file_name)} --repo {shlex.quote(repo)}", "```", ""]
+        lines += [
+            "Its build provenance (attested by the publish job on GitHub):",
+            "",
+            "```bash",
+            f"gh attestation verify {shlex.quote(file_name)} --repo {shlex.quote(repo)}",
+            "```",
+            "",
+        ]
     return [*lines, f"_keeptraining {card['keeptraining']['version']}, {card['created_at']}._", ""]
 
 
 def render_markdown(card: Mapping[str, Any], ledger: Ledger) -> str:
     """MODEL_CARD.md: Hugging Face style front matter (model-index with the metric), then the card."""
     config, metric = _config_for(card), summary.md_escape(card["metric"], 40)
-    charts = ["## Attempts", "", summary.attempts_markdown(ledger, config), "",
-              f"## {metric} per epoch", "", summary.mermaid_chart(ledger, config), ""]
+    charts = [
+        "## Attempts",
+        "",
+        summary.attempts_markdown(ledger, config),
+        "",
+        f"## {metric} per epoch",
+        "",
+        summary.mermaid_chart(ledger, config),
+        "",
+    ]
     return "\n".join(_front_matter(card) + _intro(card) + _details(card) + charts + _usage(card))
 
 
 # --------------------------------------------------------------------------- the bundle
 
-def write_bundle(dest: Path, model_base: Path, model_rel: str, card: Mapping[str, Any],
-                 markdown: str) -> Path:
+
+def write_bundle(
+    dest: Path, model_base: Path, model_rel: str, card: Mapping[str, Any], markdown: str
+) -> Path:
     """Write model file, model-card.json and MODEL_CARD.md into ``dest``, replacing what was there.
 
     Built in a sibling temporary folder, then swapped in: a failure leaves the previous bundle whole.
@@ -445,8 +540,13 @@ def write_bundle(dest: Path, model_base: Path, model_rel: str, card: Mapping[str
 
 def _git_head(repo_root: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(repo_root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(repo_root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     head = out.stdout.strip()
@@ -457,8 +557,9 @@ def champion_dir(state_dir: Path) -> Path:
     return state_dir / CHAMPION_DIR
 
 
-def write_local_champion(config: config_mod.Config, state_dir: Path, ledger: Ledger, repo_root: Path,
-                         say: Say = print) -> Path | None:
+def write_local_champion(
+    config: config_mod.Config, state_dir: Path, ledger: Ledger, repo_root: Path, say: Say = print
+) -> Path | None:
     """``keeptraining run`` reached: the bundle in ``<state_dir>/champion/``, replacing the previous one.
 
     A chain that did not reach writes nothing (and leaves an existing champion alone). A problem is
@@ -468,8 +569,7 @@ def write_local_champion(config: config_mod.Config, state_dir: Path, ledger: Led
         return None
     try:
         _record, folder, checkpoint = model_location(ledger, state_dir)
-        card = build_card(ledger, state_dir, data=data_files(config, state_dir),
-                          commit=_git_head(repo_root))
+        card = build_card(ledger, state_dir, data=data_files(config, state_dir), commit=_git_head(repo_root))
         dest = write_bundle(champion_dir(state_dir), folder, checkpoint, card, render_markdown(card, ledger))
     except KeeptrainingError as exc:
         say(f"The champion bundle was not written: {exc.message}")
@@ -478,8 +578,10 @@ def write_local_champion(config: config_mod.Config, state_dir: Path, ledger: Led
         say(f"The champion bundle was not written: {exc.strerror or exc}.")
         return None
     value = wording.fmt_metric(card["accuracy"])
-    say(f"Champion: {dest} ({card['model']['file']}, {card['metric']} {value}, "
-        f"sha256 {card['model']['sha256'][:12]}…)")
+    say(
+        f"Champion: {dest} ({card['model']['file']}, {card['metric']} {value}, "
+        f"sha256 {card['model']['sha256'][:12]}…)"
+    )
     return dest
 
 
@@ -506,9 +608,12 @@ def champion(folder: Path) -> Champion | None:
     except (PathRefused, OSError) as exc:
         raise PublishError(f"Cannot read the champion's model file in {folder}: {exc}") from None
     if sha != card["model"]["sha256"] or size != card["model"]["bytes"]:
-        raise PublishError(f"The champion's model file {folder / name} does not match its card (sha256 "
-                           f"{sha[:12]}…, card {card['model']['sha256'][:12]}…).",
-                           hint="Delete the champion folder; the next chain that reaches writes it again.")
+        raise PublishError(
+            f"The champion's model file {folder / name} does not match its card (sha256 "
+            f"{sha[:12]}…, card {card['model']['sha256'][:12]}…).",
+            hint="Delete the champion folder; the next chain that reaches writes it again.",
+        )
     release = card.get("release") or {}
-    return Champion(card=card, source="local", path=folder / name, tag=release.get("tag"),
-                    url=release.get("url"))
+    return Champion(
+        card=card, source="local", path=folder / name, tag=release.get("tag"), url=release.get("url")
+    )

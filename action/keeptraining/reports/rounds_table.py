@@ -38,8 +38,10 @@ def cell(record: Attempt, config: Config, *, slot: bool = False) -> str:
     else:
         result = f"{_MARKS.get(record.outcome, '')} {record.metric:.4f}".strip()
     in_slot = f"slot {(record.runner or {}).get('slot', '?')} · " if slot else ""
-    return (f"trial {record.trial} · rung {record.rung}<br>{result}<br>"
-            f"<sub>attempt {record.attempt} · {in_slot}{markup.md_escape(where(record), 60)}</sub>")
+    return (
+        f"trial {record.trial} · rung {record.rung}<br>{result}<br>"
+        f"<sub>attempt {record.attempt} · {in_slot}{markup.md_escape(where(record), 60)}</sub>"
+    )
 
 
 def _by_slot(records: list[Attempt]) -> bool:
@@ -57,11 +59,17 @@ def rounds_markdown(ledger: Ledger, config: Config) -> str:
     width = max(len(records) for records in rounds.values())
     slots = all(_by_slot(records) for records in rounds.values())
     column = "Slot" if slots else "Job"
-    title = "trials trained at the same time" if slots else \
-        f"jobs grouped by {config.parallel} in the order they were planned"
-    lines = [f"### Rounds ({title})", "",
-             "| Round | " + " | ".join(f"{column} {k}" for k in range(1, width + 1)) + " |",
-             "| ---: | " + " | ".join("---" for _ in range(width)) + " |"]
+    title = (
+        "trials trained at the same time"
+        if slots
+        else f"jobs grouped by {config.parallel} in the order they were planned"
+    )
+    lines = [
+        f"### Rounds ({title})",
+        "",
+        "| Round | " + " | ".join(f"{column} {k}" for k in range(1, width + 1)) + " |",
+        "| ---: | " + " | ".join("---" for _ in range(width)) + " |",
+    ]
     for number, records in sorted(rounds.items()):
         cells = [cell(r, config, slot=not slots) for r in records] + [""] * (width - len(records))
         lines.append(f"| {number} | " + " | ".join(cells) + " |")
@@ -75,7 +83,9 @@ def trial_summary(record: Attempt, config: Config) -> str:
         result = f"failed: {markup.md_escape(record.error or 'no metric', 500)}"
     else:
         result = f"{markup.md_escape(config.metric, 40)} {record.metric:.4f} ({record.outcome})"
-    return (f"## keeptraining: round {record.round}, slot {(record.runner or {}).get('slot', '?')}\n\n"
-            f"Attempt {record.attempt}: trial {record.trial} ({values}), rung {record.rung}, epochs "
-            f"{record.initial_epoch} → {record.epochs}: {result}. The round's merge job records it and "
-            "decides what comes next.\n")
+    return (
+        f"## keeptraining: round {record.round}, slot {(record.runner or {}).get('slot', '?')}\n\n"
+        f"Attempt {record.attempt}: trial {record.trial} ({values}), rung {record.rung}, epochs "
+        f"{record.initial_epoch} → {record.epochs}: {result}. The round's merge job records it and "
+        "decides what comes next.\n"
+    )

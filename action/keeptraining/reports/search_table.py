@@ -26,8 +26,13 @@ FAILED = "failed"
 PROMOTABLE = "may be promoted"
 STOPPED = "stopped"  # below the threshold and not among the best of its rung: not continued
 UNFINISHED = "unfinished"  # its run's time ran out: its next run goes on (slices.py)
-_STATUS_COLOURS = {REACHED: "#1a7f37", FAILED: "#cf222e", PROMOTABLE: "#0969da", STOPPED: "#8c959f",
-                   UNFINISHED: "#0969da"}
+_STATUS_COLOURS = {
+    REACHED: "#1a7f37",
+    FAILED: "#cf222e",
+    PROMOTABLE: "#0969da",
+    STOPPED: "#8c959f",
+    UNFINISHED: "#0969da",
+}
 
 
 @dataclass(frozen=True)
@@ -70,9 +75,18 @@ def status(trial: Trial, all_trials: list[Trial], config: Config, ledger: Ledger
 
 def rows(ledger: Ledger, config: Config) -> list[TrialRow]:
     found = trials(ledger, config)
-    return [TrialRow(t.number, {k: search.format_value(v) for k, v in t.params.items()}, t.rung, t.epochs,
-                     t.best, status(t, found, config, ledger), tuple(r.attempt for r in t.runs))
-            for t in found]
+    return [
+        TrialRow(
+            t.number,
+            {k: search.format_value(v) for k, v in t.params.items()},
+            t.rung,
+            t.epochs,
+            t.best,
+            status(t, found, config, ledger),
+            tuple(r.attempt for r in t.runs),
+        )
+        for t in found
+    ]
 
 
 def best_line(ledger: Ledger, config: Config) -> str:
@@ -86,9 +100,11 @@ def best_line(ledger: Ledger, config: Config) -> str:
         runner = run.runner or {}
         name = f" on {markup.one_line(runner['runner'], 100)}" if runner.get("runner") else ""
         where = f", round {run.round} slot {runner.get('slot', '?')}{name}"
-    return (f"Best trial {best.number}: {markup.one_line(config.metric, 40)} {best.best:.4f} with "
-            f"{markup.one_line(search.values_text(best.params), 300)} ({best.epochs} epochs, "
-            f"attempt {run.attempt}{where}).")
+    return (
+        f"Best trial {best.number}: {markup.one_line(config.metric, 40)} {best.best:.4f} with "
+        f"{markup.one_line(search.values_text(best.params), 300)} ({best.epochs} epochs, "
+        f"attempt {run.attempt}{where})."
+    )
 
 
 def _metric(value: float | None) -> str:
@@ -101,13 +117,29 @@ def trials_table(ledger: Ledger, config: Config) -> str:
     if not found:
         return ""
     names = list(found[0].values)
-    header = ["Trial", *(markup.one_line(n, 24) for n in names), "Rung", "Epochs",
-              markup.one_line(config.metric, 20), "Status"]
-    body = [[str(r.number), *(markup.one_line(r.values[n], 24) for n in names), str(r.rung), str(r.epochs),
-             _metric(r.result), r.status] for r in found]
+    header = [
+        "Trial",
+        *(markup.one_line(n, 24) for n in names),
+        "Rung",
+        "Epochs",
+        markup.one_line(config.metric, 20),
+        "Status",
+    ]
+    body = [
+        [
+            str(r.number),
+            *(markup.one_line(r.values[n], 24) for n in names),
+            str(r.rung),
+            str(r.epochs),
+            _metric(r.result),
+            r.status,
+        ]
+        for r in found
+    ]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-             for line in [header, *body]]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in [header, *body]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -117,13 +149,18 @@ def trials_markdown(ledger: Ledger, config: Config) -> str:
     if not found:
         return ""
     names = list(found[0].values)
-    lines = ["| Trial | " + " | ".join(markup.md_escape(n, 40) for n in names) +
-             f" | Rung | Epochs | {markup.md_escape(config.metric, 40)} | Status | Attempts |",
-             "| ---: | " + " | ".join("---" for _ in names) + " | ---: | ---: | ---: | --- | --- |"]
+    lines = [
+        "| Trial | "
+        + " | ".join(markup.md_escape(n, 40) for n in names)
+        + f" | Rung | Epochs | {markup.md_escape(config.metric, 40)} | Status | Attempts |",
+        "| ---: | " + " | ".join("---" for _ in names) + " | ---: | ---: | ---: | --- | --- |",
+    ]
     for r in found:
         cells = " | ".join(markup.md_escape(r.values[n], 60) for n in names)
-        lines.append(f"| {r.number} | {cells} | {r.rung} | {r.epochs} | {_metric(r.result)} | {r.status} "
-                     f"| {', '.join(str(a) for a in r.attempts)} |")
+        lines.append(
+            f"| {r.number} | {cells} | {r.rung} | {r.epochs} | {_metric(r.result)} | {r.status} "
+            f"| {', '.join(str(a) for a in r.attempts)} |"
+        )
     return "\n".join(lines)
 
 
@@ -133,12 +170,20 @@ def trials_html(ledger: Ledger, config: Config) -> str:
         return ""
     names = list(found[0].values)
     cell = 'style="padding:4px 10px;border:1px solid #ddd"'
-    head = "".join(f"<th {cell}>{markup.html_text(h, 40)}</th>"
-                   for h in ["Trial", *names, "Rung", "Epochs", config.metric, "Status"])
+    head = "".join(
+        f"<th {cell}>{markup.html_text(h, 40)}</th>"
+        for h in ["Trial", *names, "Rung", "Epochs", config.metric, "Status"]
+    )
     out = [f'<table style="border-collapse:collapse;font-size:14px"><tr>{head}</tr>']
     for r in found:
-        values = [str(r.number), *(r.values[n] for n in names), str(r.rung), str(r.epochs),
-                  _metric(r.result), r.status]
+        values = [
+            str(r.number),
+            *(r.values[n] for n in names),
+            str(r.rung),
+            str(r.epochs),
+            _metric(r.result),
+            r.status,
+        ]
         out.append("<tr>" + "".join(f"<td {cell}>{markup.html_text(v, 60)}</td>" for v in values) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
@@ -153,14 +198,18 @@ def mermaid_chart(ledger: Ledger, config: Config) -> str:
     threshold = markup.fmt_threshold(config.threshold)
     values = [r.result or 0.0 for r in found]
     low = max(0.0, math.floor((min([*values, config.threshold]) - 0.05) * 10) / 10)
-    return "\n".join([
-        "```mermaid", "xychart-beta",
-        f'    title "best {metric} per trial (threshold {threshold})"',
-        f'    x-axis "trial" [{", ".join(str(r.number) for r in found)}]',
-        f'    y-axis "{metric}" {low:g} --> 1',
-        f"    bar [{', '.join(f'{v:.4f}' for v in values)}]",
-        f"    line [{', '.join(threshold for _ in found)}]",
-        "```"])
+    return "\n".join(
+        [
+            "```mermaid",
+            "xychart-beta",
+            f'    title "best {metric} per trial (threshold {threshold})"',
+            f'    x-axis "trial" [{", ".join(str(r.number) for r in found)}]',
+            f'    y-axis "{metric}" {low:g} --> 1',
+            f"    bar [{', '.join(f'{v:.4f}' for v in values)}]",
+            f"    line [{', '.join(threshold for _ in found)}]",
+            "```",
+        ]
+    )
 
 
 def _mermaid_label(text: str) -> str:
@@ -179,17 +228,26 @@ def mermaid_param_charts(ledger: Ledger, config: Config) -> str:
             best[label] = max(best.get(label, 0.0), r.result or 0.0)
         if not best:
             continue
-        order = [search.format_value(c) for c in param.choices] if param.type == "categorical" else \
-            sorted(best, key=float)
+        order = (
+            [search.format_value(c) for c in param.choices]
+            if param.type == "categorical"
+            else sorted(best, key=float)
+        )
         labels = [label for label in order if label in best]
         categories = ", ".join('"' + _mermaid_label(x) + '"' for x in labels)
-        blocks.append("\n".join([
-            "```mermaid", "xychart-beta",
-            f'    title "best {metric} by {_mermaid_label(param.name)}"',
-            f'    x-axis "{_mermaid_label(param.name)}" [{categories}]',
-            f'    y-axis "{metric}" 0 --> 1',
-            f"    bar [{', '.join(f'{best[x]:.4f}' for x in labels)}]",
-            "```"]))
+        blocks.append(
+            "\n".join(
+                [
+                    "```mermaid",
+                    "xychart-beta",
+                    f'    title "best {metric} by {_mermaid_label(param.name)}"',
+                    f'    x-axis "{_mermaid_label(param.name)}" [{categories}]',
+                    f'    y-axis "{metric}" 0 --> 1',
+                    f"    bar [{', '.join(f'{best[x]:.4f}' for x in labels)}]",
+                    "```",
+                ]
+            )
+        )
     return "\n\n".join(blocks)
 
 
@@ -199,8 +257,17 @@ def summary_markdown(ledger: Ledger, config: Config) -> str:
     if not table:
         return ""
     best = best_line(ledger, config)
-    return "\n\n".join(p for p in ["### Search", markup.md_escape(best, 400) if best else "", table,
-                                   mermaid_chart(ledger, config), mermaid_param_charts(ledger, config)] if p)
+    return "\n\n".join(
+        p
+        for p in [
+            "### Search",
+            markup.md_escape(best, 400) if best else "",
+            table,
+            mermaid_chart(ledger, config),
+            mermaid_param_charts(ledger, config),
+        ]
+        if p
+    )
 
 
 def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
@@ -233,8 +300,14 @@ def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
     numbers = [r.number for r in scored] or [1]
     ax = chart_png.Axes(canvas, box(0), (min(numbers) - 0.7, max(numbers) + 0.7), ylim)
     trial_ticks = chart_png.nice_ticks(min(numbers), max(numbers), 8, integer=True)
-    ax.frame(x_ticks=[(x, f"{x:.0f}") for x in trial_ticks],
-             y_ticks=y_labelled, x_label="trial", y_label=metric, title=f"{metric} per trial", scale=scale)
+    ax.frame(
+        x_ticks=[(x, f"{x:.0f}") for x in trial_ticks],
+        y_ticks=y_labelled,
+        x_label="trial",
+        y_label=metric,
+        title=f"{metric} per trial",
+        scale=scale,
+    )
     colours = [chart_png.hex_colour(_STATUS_COLOURS[r.status]) for r in scored]
     ax.bars([float(r.number) for r in scored], values, colours)
     ax.hline(config.threshold, chart_png.CRIMSON)
@@ -242,8 +315,17 @@ def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
         ax.note("no results yet", scale)
     shown = sorted({r.status for r in scored}, key=list(_STATUS_COLOURS).index)
     legend = [chart_png.LegendEntry(s, chart_png.hex_colour(_STATUS_COLOURS[s]), box=True) for s in shown]
-    chart_png.legend_row(canvas, width / 2, legend_at, [*legend, chart_png.LegendEntry(
-        f"threshold {markup.fmt_threshold(config.threshold)}", chart_png.CRIMSON, True)])
+    chart_png.legend_row(
+        canvas,
+        width / 2,
+        legend_at,
+        [
+            *legend,
+            chart_png.LegendEntry(
+                f"threshold {markup.fmt_threshold(config.threshold)}", chart_png.CRIMSON, True
+            ),
+        ],
+    )
     for i, param in enumerate(params, start=1):
         _param_panel(canvas, box(i), param, scored, config, (ylim, y_labelled), scale)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,16 +333,24 @@ def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
     return path
 
 
-def _param_panel(canvas: chart_png.Canvas, box: tuple[int, int, int, int], param: search.Param,
-                 scored: list[TrialRow], config: Config,
-                 y_axis: tuple[tuple[float, float], list[tuple[float, str]]], scale: int) -> None:
+def _param_panel(
+    canvas: chart_png.Canvas,
+    box: tuple[int, int, int, int],
+    param: search.Param,
+    scored: list[TrialRow],
+    config: Config,
+    y_axis: tuple[tuple[float, float], list[tuple[float, str]]],
+    scale: int,
+) -> None:
     """One parameter against the result; categories at fixed positions, a log axis for log ranges."""
     ylim, y_ticks = y_axis
     x_ticks: list[tuple[float, str]]
     if param.type == "categorical":
         labels = [search.format_value(c) for c in param.choices]
-        xs: list[float] = [float(labels.index(r.values[param.name])) if r.values[param.name] in labels
-                           else math.nan for r in scored]
+        xs: list[float] = [
+            float(labels.index(r.values[param.name])) if r.values[param.name] in labels else math.nan
+            for r in scored
+        ]
         ax = chart_png.Axes(canvas, box, (-0.5, len(labels) - 0.5), ylim)
         x_ticks = [(float(i), markup.one_line(label, 12)) for i, label in enumerate(labels)]
     else:
@@ -270,7 +360,7 @@ def _param_panel(canvas: chart_png.Canvas, box: tuple[int, int, int, int], param
         if param.log and lo > 0:
             ax = chart_png.Axes(canvas, box, (lo / 1.5, hi * 1.5), ylim, xlog=True)
             decades = range(math.floor(math.log10(lo / 1.5)), math.ceil(math.log10(hi * 1.5)) + 1)
-            x_ticks = [(10.0 ** d, f"{10.0 ** d:g}") for d in decades if lo / 1.5 <= 10.0 ** d <= hi * 1.5]
+            x_ticks = [(10.0**d, f"{10.0**d:g}") for d in decades if lo / 1.5 <= 10.0**d <= hi * 1.5]
         else:
             pad = (hi - lo) * 0.08 or 0.5
             ax = chart_png.Axes(canvas, box, (lo - pad, hi + pad), ylim)
@@ -278,5 +368,8 @@ def _param_panel(canvas: chart_png.Canvas, box: tuple[int, int, int, int], param
             x_ticks = [(t, chart_png.tick_label(t, ticks)) for t in ticks]
     ax.frame(x_ticks=x_ticks, y_ticks=y_ticks, x_label=markup.one_line(param.name, 40), scale=scale)
     ax.hline(config.threshold, chart_png.CRIMSON)
-    ax.scatter(xs, [r.result or 0.0 for r in scored],
-               [chart_png.hex_colour(_STATUS_COLOURS[r.status]) for r in scored])
+    ax.scatter(
+        xs,
+        [r.result or 0.0 for r in scored],
+        [chart_png.hex_colour(_STATUS_COLOURS[r.status]) for r in scored],
+    )

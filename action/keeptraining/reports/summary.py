@@ -54,6 +54,7 @@ def _metric(value: float | None, digits: int = 4) -> str:
 
 # --------------------------------------------------------------------------- rows
 
+
 @dataclass(frozen=True)
 class Row:
     """One attempt as people read it; raw values, escaped by each renderer."""
@@ -119,8 +120,14 @@ def attempts_table(ledger: Ledger, config: Config) -> str:
     """A plain-text, aligned table of the attempts for the terminal (and the mail's text part)."""
     header = ["Attempt", "Epochs", "Trained", one_line(config.metric, 20), "Duration s", "Outcome"]
     body = [
-        [r.label, f"{r.epochs_from}->{r.epochs_to}", str(r.trained), r.metric, r.duration,
-         outcome_text(r, 70)]
+        [
+            r.label,
+            f"{r.epochs_from}->{r.epochs_to}",
+            str(r.trained),
+            r.metric,
+            r.duration,
+            outcome_text(r, 70),
+        ]
         for r in rows(ledger)
     ]
     if not body:
@@ -156,12 +163,14 @@ def attempts_markdown(ledger: Ledger, config: Config) -> str:
 
 # --------------------------------------------------------------------------- verdict
 
+
 def verdict(ledger: Ledger, config: Config, decision: Decision) -> str:
     """One line that says how the chain stands (or ended): the decision's own words (wording.py)."""
     return one_line(decision.reason, 300)
 
 
 # --------------------------------------------------------------------------- chart data
+
 
 @dataclass(frozen=True)
 class Lineage:
@@ -237,8 +246,9 @@ def mermaid_chart(ledger: Ledger, config: Config) -> str:
                 break  # a shorter line simply ends (mermaid pairs values with the first categories)
             earlier = [e for e in known if e <= epoch]
             row.append(group.values[earlier[-1]] if earlier else group.values[known[0]])
-        label = "attempt" + ("s " if len(group.attempts) > 1 else " ") + \
-            ", ".join(str(n) for n in group.attempts)
+        label = (
+            "attempt" + ("s " if len(group.attempts) > 1 else " ") + ", ".join(str(n) for n in group.attempts)
+        )
         series.append((label, row))
 
     bottom, top = _y_range([v for _, row in series for v in row], config.threshold)
@@ -257,12 +267,14 @@ def mermaid_chart(ledger: Ledger, config: Config) -> str:
     lines.append(f"    line [{', '.join(threshold for _ in epochs)}]")
     lines.append("```")
     names = "; ".join(label for label, _ in series)
-    caption = (f"_Lines: {md_escape(metric)} per epoch ({md_escape(names)}), then the threshold "
-               f"{threshold} (flat)._")
+    caption = (
+        f"_Lines: {md_escape(metric)} per epoch ({md_escape(names)}), then the threshold {threshold} (flat)._"
+    )
     ends = sorted({e for record in ledger.attempts for e in slices.ends(record)})
     if ends:
-        caption += (f" _A run ended after epoch {', '.join(map(str, ends))}: its attempt went on in the "
-                    "next run._")
+        caption += (
+            f" _A run ended after epoch {', '.join(map(str, ends))}: its attempt went on in the next run._"
+        )
     return "\n".join(lines) + "\n\n" + caption
 
 
@@ -318,17 +330,23 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
     pad = max(0.5, (last - first) * 0.03)
     canvas = chart_png.Canvas(width, height)
     below = chart_png.title(canvas, one_line(verdict(ledger, config, decision), 150))
-    ax = chart_png.Axes(canvas, (92, below + 16, width - 20, height - 58), (first - pad, last + pad),
-                        (bottom, top))
+    ax = chart_png.Axes(
+        canvas, (92, below + 16, width - 20, height - 58), (first - pad, last + pad), (bottom, top)
+    )
     x_ticks = chart_png.nice_ticks(first, last, 10, integer=True)
     y_ticks = chart_png.nice_ticks(bottom, top, 6)
-    ax.frame(x_ticks=[(x, f"{x:.0f}") for x in x_ticks],
-             y_ticks=[(y, chart_png.tick_label(y, y_ticks)) for y in y_ticks],
-             x_label="epoch", y_label=f"validation {metric}", scale=2)
+    ax.frame(
+        x_ticks=[(x, f"{x:.0f}") for x in x_ticks],
+        y_ticks=[(y, chart_png.tick_label(y, y_ticks)) for y in y_ticks],
+        x_label="epoch",
+        y_label=f"validation {metric}",
+        scale=2,
+    )
     entries = _plot_attempts(ax, ledger)
     ax.hline(config.threshold, chart_png.CRIMSON)
-    entries.append(chart_png.LegendEntry(f"threshold {fmt_threshold(config.threshold)}", chart_png.CRIMSON,
-                                         dashed=True))
+    entries.append(
+        chart_png.LegendEntry(f"threshold {fmt_threshold(config.threshold)}", chart_png.CRIMSON, dashed=True)
+    )
     if not plotted:
         ax.note("no per-epoch values recorded", 2)
     ax.legend(entries, 2 if len(entries) <= 6 else 1)
@@ -339,9 +357,15 @@ def render_chart(ledger: Ledger, config: Config, path: Path, decision: Decision 
 
 # --------------------------------------------------------------------------- job summary
 
-_ICONS = {CHAIN_REACHED: "✅", EXHAUSTED: "⚠️", CHAIN_STOPPED: "🛑", CHAIN_FAILED: "❌", CONTINUE: "🔁",
-          SUPERSEDED: "⏭️",
-          "interrupted": "⏹️"}  # a cancelled run (attempt_step: nothing dispatched, nothing mailed)
+_ICONS = {
+    CHAIN_REACHED: "✅",
+    EXHAUSTED: "⚠️",
+    CHAIN_STOPPED: "🛑",
+    CHAIN_FAILED: "❌",
+    CONTINUE: "🔁",
+    SUPERSEDED: "⏭️",
+    "interrupted": "⏹️",
+}  # a cancelled run (attempt_step: nothing dispatched, nothing mailed)
 
 
 def _code(value: object) -> str:
@@ -381,8 +405,11 @@ def result_markdown(ledger: Ledger, config: Config) -> str:
     return "\n\n".join(out)
 
 
-_COUNTED_FROM = {"run_started_at": "the run's start", "action": "the action's start",
-                 "attempt": "the attempt's start"}
+_COUNTED_FROM = {
+    "run_started_at": "the run's start",
+    "action": "the action's start",
+    "attempt": "the attempt's start",
+}
 
 
 def cost_lines(ledger: Ledger, config: Config) -> list[str]:
@@ -393,24 +420,30 @@ def cost_lines(ledger: Ledger, config: Config) -> list[str]:
     if totals:
         priced = [t for t in totals if t.cost is not None]
         money = f"; estimated cost ${sum(t.cost or 0.0 for t in priced):.2f}" if priced else ""
-        sources = sorted({_COUNTED_FROM.get(str(a.minutes_from), "") for a in ledger.attempts
-                          if a.minutes is not None} - {""})
+        sources = sorted(
+            {_COUNTED_FROM.get(str(a.minutes_from), "") for a in ledger.attempts if a.minutes is not None}
+            - {""}
+        )
         counted = f"; counted from {' or '.join(sources)}" if sources else ""
         out.append(f"Runner minutes: {cost.describe(totals)}{money}{counted}")
     last = ledger.last
     record = last.projection if last is not None else {}
     if record and all(isinstance(record.get(k), (int, float)) for k in ("projected", "bound", "at_epochs")):
         sign = "<" if record.get("hopeless") else "≥"
-        out.append(f"Projection after attempt {last.attempt if last else ''}: {one_line(config.metric, 40)} "
-                   f"{float(record['projected']):.4f} at {int(record['at_epochs'])} epochs, optimistic bound "
-                   f"{min(float(record['bound']), 1.0):.4f} {sign} {fmt_threshold(config.threshold)}")
+        out.append(
+            f"Projection after attempt {last.attempt if last else ''}: {one_line(config.metric, 40)} "
+            f"{float(record['projected']):.4f} at {int(record['at_epochs'])} epochs, optimistic bound "
+            f"{min(float(record['bound']), 1.0):.4f} {sign} {fmt_threshold(config.threshold)}"
+        )
     return out
 
 
 def cost_markdown(ledger: Ledger, config: Config) -> str:
     """``cost_lines`` for the job summary ('' when there is nothing to say)."""
-    return "\n\n".join(f"**{md_escape(line.split(': ', 1)[0])}:** {md_escape(line.split(': ', 1)[1], 600)}"
-                        for line in cost_lines(ledger, config))
+    return "\n\n".join(
+        f"**{md_escape(line.split(': ', 1)[0])}:** {md_escape(line.split(': ', 1)[1], 600)}"
+        for line in cost_lines(ledger, config)
+    )
 
 
 def failure_markdown(title: str, message: str, hint: str = "", log_tail: str = "") -> str:
@@ -421,24 +454,38 @@ def failure_markdown(title: str, message: str, hint: str = "", log_tail: str = "
     if log_tail.strip():
         lines = "\n".join(log_tail.rstrip().splitlines()[-60:])[-8000:]
         text = html.escape(_CONTROL_NOT_NEWLINE.sub("", lines), quote=True)
-        out += ["", "<details open><summary>Last lines of the log</summary>", "", f"<pre>{text}</pre>",
-                "", "</details>"]
+        out += [
+            "",
+            "<details open><summary>Last lines of the log</summary>",
+            "",
+            f"<pre>{text}</pre>",
+            "",
+            "</details>",
+        ]
     return "\n".join(out)
 
 
 def failure_summary(verdict_text: str, title: str, message: str, hint: str = "") -> str:
     """The job summary of a run that failed before its configuration could even be read."""
-    return (f"## {_ICONS[CHAIN_FAILED]} keeptraining: {md_escape(verdict_text, 300)}\n\n"
-            + failure_markdown(title, message, hint) + "\n")
+    return (
+        f"## {_ICONS[CHAIN_FAILED]} keeptraining: {md_escape(verdict_text, 300)}\n\n"
+        + failure_markdown(title, message, hint)
+        + "\n"
+    )
 
 
-def job_summary(ledger: Ledger, config: Config, decision: Decision,
-                next_run: dict[str, Any] | None = None, *, failure: str = "") -> str:
+def job_summary(
+    ledger: Ledger,
+    config: Config,
+    decision: Decision,
+    next_run: dict[str, Any] | None = None,
+    *,
+    failure: str = "",
+) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: verdict, the failure (``failure_markdown``) if
     any, table, chart, provenance, next run."""
     icon = _ICONS.get(decision.kind, "")
-    out = [f"## {icon} keeptraining: {md_escape(verdict(ledger, config, decision))}".replace("  ", " "),
-           ""]
+    out = [f"## {icon} keeptraining: {md_escape(verdict(ledger, config, decision))}".replace("  ", " "), ""]
     if failure:
         out += [failure, ""]
     if config.strategy == "search":
@@ -449,8 +496,9 @@ def job_summary(ledger: Ledger, config: Config, decision: Decision,
         out += [attempts_markdown(ledger, config), ""]
     else:
         out += [attempts_markdown(ledger, config), ""]
-    result = "\n\n".join(part for part in (result_markdown(ledger, config), cost_markdown(ledger, config))
-                         if part)
+    result = "\n\n".join(
+        part for part in (result_markdown(ledger, config), cost_markdown(ledger, config)) if part
+    )
     if result:
         out += [result, ""]
     if config.strategy != "search":
@@ -473,7 +521,10 @@ def job_summary(ledger: Ledger, config: Config, decision: Decision,
             detail.append(f"attempt {ledger.last.attempt + 1}")
         if decision.next_epochs:
             detail.append(f"{decision.next_epochs} epochs")
-        head = "Next run of this attempt dispatched" if isinstance(run, int) and run > 1 else \
-            "Next attempt dispatched"
+        head = (
+            "Next run of this attempt dispatched"
+            if isinstance(run, int) and run > 1
+            else "Next attempt dispatched"
+        )
         out += [f"**{head}:** {link}" + (f" ({', '.join(detail)})" if detail else ""), ""]
     return "\n".join(out).rstrip() + "\n"

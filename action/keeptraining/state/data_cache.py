@@ -75,9 +75,16 @@ KEY_PREFIX = "keeptraining-data-v1-"
 STALE_AFTER_S = 7 * 24 * 3600  # another chain's folder unused this long goes (as GitHub evicts caches)
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MIN_SECRET_LENGTH = 8  # shorter values would match by chance in binary data
-SECRET_VARS = ("KT_GITHUB_TOKEN", "GITHUB_TOKEN", "INPUT_GITHUB_TOKEN", "KT_SMTP_PASSWORD",
-               "INPUT_SMTP_PASSWORD", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-               "KT_REGISTRY_PASSWORD")
+SECRET_VARS = (
+    "KT_GITHUB_TOKEN",
+    "GITHUB_TOKEN",
+    "INPUT_GITHUB_TOKEN",
+    "KT_SMTP_PASSWORD",
+    "INPUT_SMTP_PASSWORD",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "KT_REGISTRY_PASSWORD",
+)
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # a full commit id (restore.FULL_SHA)
@@ -118,8 +125,11 @@ def plan(config: Config, state_dir: Path, env: Mapping[str, str] = os.environ) -
     _remove_stale_siblings(where)
     chain = f"{KEY_PREFIX}{chain_commit(env)}-"
     run = f"{env.get('GITHUB_RUN_ID', '0')}-{env.get('GITHUB_RUN_ATTEMPT', '1')}"
-    return {"path": f"{where / MANIFEST}\n{where / DATA}", "key": chain + run,
-            "restore-keys": f"{chain}\n{KEY_PREFIX}"}
+    return {
+        "path": f"{where / MANIFEST}\n{where / DATA}",
+        "key": chain + run,
+        "restore-keys": f"{chain}\n{KEY_PREFIX}",
+    }
 
 
 def _remove_stale_siblings(where: Path) -> None:
@@ -130,8 +140,12 @@ def _remove_stale_siblings(where: Path) -> None:
     for sibling in parent.iterdir():
         try:
             info = os.lstat(sibling)
-            if sibling != where and sibling.is_dir() and not sibling.is_symlink() \
-                    and time.time() - info.st_mtime > STALE_AFTER_S:
+            if (
+                sibling != where
+                and sibling.is_dir()
+                and not sibling.is_symlink()
+                and time.time() - info.st_mtime > STALE_AFTER_S
+            ):
                 shutil.rmtree(sibling)
         except OSError:
             continue
@@ -226,8 +240,9 @@ def _secret_in(text: str, secrets: list[bytes]) -> bool:
 def _read_manifest(path: Path) -> dict[str, _Entry] | None:
     """The recorded entries; None when there is no manifest; _Damaged when it cannot be believed."""
     try:
-        raw = safe_paths.read_bytes(path.parent, path.name, "The data cache's manifest",
-                                    max_bytes=MAX_MANIFEST_BYTES)
+        raw = safe_paths.read_bytes(
+            path.parent, path.name, "The data cache's manifest", max_bytes=MAX_MANIFEST_BYTES
+        )
     except FileNotFoundError:
         return None
     except PathRefused as exc:  # a link, a FIFO, a device or too large: never read through
@@ -265,18 +280,22 @@ def recorded_files(where: Path) -> list[dict[str, Any]]:
         entries = _read_manifest(where / MANIFEST) or {}
     except _Damaged:
         return []
-    return [{"path": rel, "sha256": e.sha256, "bytes": e.size}
-            for rel, e in sorted(entries.items()) if e.link is None]
+    return [
+        {"path": rel, "sha256": e.sha256, "bytes": e.size}
+        for rel, e in sorted(entries.items())
+        if e.link is None
+    ]
 
 
 def _shown(rel: str, limit: int = 100) -> str:
     """A path of the cache in a message: its end, at most ``limit`` characters (names are untrusted)."""
-    return rel if len(rel) <= limit else "..." + rel[-(limit - 3):]
+    return rel if len(rel) <= limit else "..." + rel[-(limit - 3) :]
 
 
 def _manifest_bytes(entries: Mapping[str, _Entry]) -> bytes:
-    files = {rel: {"size": e.size, "sha256": e.sha256}
-             for rel, e in sorted(entries.items()) if e.link is None}
+    files = {
+        rel: {"size": e.size, "sha256": e.sha256} for rel, e in sorted(entries.items()) if e.link is None
+    }
     links = {rel: e.link for rel, e in sorted(entries.items()) if e.link is not None}
     return json.dumps({"format": 1, "files": files, "links": links}, indent=1).encode()
 
@@ -324,8 +343,13 @@ class Session:
                 continue
             yield rel, entry
 
-    def _scan(self, recorded: Mapping[str, _Entry], *, keep_unrecorded: bool,
-              known: Mapping[str, _Entry] | None = None) -> dict[str, _Entry]:
+    def _scan(
+        self,
+        recorded: Mapping[str, _Entry],
+        *,
+        keep_unrecorded: bool,
+        known: Mapping[str, _Entry] | None = None,
+    ) -> dict[str, _Entry]:
         """What is in ``data/`` now. Recorded entries must match (_Damaged otherwise); an unrecorded
         file is hashed and kept, or removed when not ``keep_unrecorded``. A file whose size and
         modification time match ``known`` is not hashed again."""
@@ -356,8 +380,10 @@ class Session:
                     continue
                 size, sha, secret = _digest(path, self.secrets)
                 if secret:
-                    self._remove(path, f"{_shown(rel)} holds one of keeptraining's secrets (the token or "
-                                       "the SMTP password)")
+                    self._remove(
+                        path,
+                        f"{_shown(rel)} holds one of keeptraining's secrets (the token or the SMTP password)",
+                    )
                     removed.add(rel)
                     continue
                 found[rel] = _Entry(size, sha, mtime_ns=info.st_mtime_ns)
@@ -406,8 +432,11 @@ class Session:
                     where = os.path.join(top, name)
                     os.unlink(where) if os.path.islink(where) else shutil.rmtree(where)
                     dirs.remove(name)
-                    gha.warn(f"The data cache at {self.root}: a folder whose name holds one of "
-                             "keeptraining's secrets: removed, never saved.", title="Data cache")
+                    gha.warn(
+                        f"The data cache at {self.root}: a folder whose name holds one of "
+                        "keeptraining's secrets: removed, never saved.",
+                        title="Data cache",
+                    )
 
     def _drop_links_out(self, found: dict[str, _Entry]) -> set[str]:
         """Remove the links that, followed through the others, lead out of the data folder (judged
@@ -415,8 +444,11 @@ class Session:
         removing one changes where the others lead."""
         removed: set[str] = set()
         while True:
-            out = [rel for rel, e in found.items()
-                   if e.link is not None and not _resolves_inside(self.data_dir / rel, self.data_dir)]
+            out = [
+                rel
+                for rel, e in found.items()
+                if e.link is not None and not _resolves_inside(self.data_dir / rel, self.data_dir)
+            ]
             if not out:
                 return removed
             for rel in out:
@@ -441,8 +473,11 @@ class Session:
             if unrecorded:
                 self.notes.append(f"{unrecorded} file(s) it had not recorded were kept (pre-seeded)")
         except _Damaged as exc:
-            gha.warn(f"The data cache at {self.root} is damaged ({exc}): discarded, not trusted; the script "
-                     "downloads its data again.", title="Data cache discarded")
+            gha.warn(
+                f"The data cache at {self.root} is damaged ({exc}): discarded, not trusted; the script "
+                "downloads its data again.",
+                title="Data cache discarded",
+            )
             shutil.rmtree(self.data_dir)
             (self.root / MANIFEST).unlink(missing_ok=True)
             safe_paths.plain_dir(self.data_dir, "The data cache's data folder")
@@ -459,8 +494,9 @@ class Session:
         self.notes = []
         try:
             after = self._scan({}, keep_unrecorded=complete, known=self.before)
-            changed = {k: e.recorded() for k, e in after.items()} != \
-                      {k: e.recorded() for k, e in self.recorded.items()}
+            changed = {k: e.recorded() for k, e in after.items()} != {
+                k: e.recorded() for k, e in self.recorded.items()
+            }
             manifest = _manifest_bytes(after)
             if len(manifest) > MAX_MANIFEST_BYTES:
                 raise OSError(f"more files than a manifest of {MAX_MANIFEST_BYTES // 2**20} MB can record")
@@ -468,8 +504,10 @@ class Session:
                 safe_paths.atomic_write(self.root / MANIFEST, manifest)
             (self.root / IN_USE).unlink(missing_ok=True)
         except (OSError, PathRefused) as exc:
-            gha.warn(f"The data cache at {self.root} could not be recorded ({exc}): it is not saved.",
-                     title="Data cache not saved")
+            gha.warn(
+                f"The data cache at {self.root} could not be recorded ({exc}): it is not saved.",
+                title="Data cache not saved",
+            )
             gha.set_outputs({"data-cache": "unchanged"})
             return False
         gha.set_outputs({"data-cache": "changed" if changed else "unchanged"})
@@ -486,8 +524,10 @@ def _unlink_if_special(path: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISREG(mode):
-        gha.warn(f"The data cache at {path.parent}: {path.name} is not a regular file: removed.",
-                 title="Data cache")
+        gha.warn(
+            f"The data cache at {path.parent}: {path.name} is not a regular file: removed.",
+            title="Data cache",
+        )
         if stat.S_ISDIR(mode):
             shutil.rmtree(path)
         else:
@@ -504,20 +544,26 @@ def _write_new(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def open_session(config: Config, state_dir: Path, env: Mapping[str, str] = os.environ,
-                 say: Callable[[str], None] = print) -> Session | None:
+def open_session(
+    config: Config, state_dir: Path, env: Mapping[str, str] = os.environ, say: Callable[[str], None] = print
+) -> Session | None:
     """The data cache, checked and ready for one attempt; None when it is off or cannot be used."""
     where = folder(config, state_dir, env)
     if where is None:
         if config.cache and gha.in_actions(env):
-            gha.warn("No folder for the data cache (RUNNER_TOOL_CACHE, GITHUB_REPOSITORY or the chain's "
-                     "commit is missing): this attempt trains without it.", title="Data cache not used")
+            gha.warn(
+                "No folder for the data cache (RUNNER_TOOL_CACHE, GITHUB_REPOSITORY or the chain's "
+                "commit is missing): this attempt trains without it.",
+                title="Data cache not used",
+            )
         return None
     try:
         return Session(where, _secrets(env), say).open()
     except (OSError, PathRefused) as exc:
-        gha.warn(f"The data cache at {where} cannot be used ({exc}): this attempt trains without it.",
-                 title="Data cache not used")
+        gha.warn(
+            f"The data cache at {where} cannot be used ({exc}): this attempt trains without it.",
+            title="Data cache not used",
+        )
         return None
 
 
@@ -531,8 +577,10 @@ def describe(config: Config, state_dir: Path, env: Mapping[str, str] = os.enviro
         state = f"{len([e for e in recorded.values() if e.link is None])} recorded files"
     except _Damaged as exc:
         state = f"damaged: {exc}; the next attempt discards it"
-    lines = [f"Data cache: {where / DATA} ({state}).",
-             "To pre-seed it, put the files where the library looks for them:"]
+    lines = [
+        f"Data cache: {where / DATA} ({state}).",
+        "To pre-seed it, put the files where the library looks for them:",
+    ]
     lines += [f"  {name}={where / DATA / sub}" for name, sub in LIBRARY_DIRS.items()]
     lines.append(f"  {CACHE_DIR_ENV}={where / DATA} (for the script's own downloads)")
     return lines

@@ -44,12 +44,15 @@ def workspace(config: Config, repo_root: Path) -> Workspace:
     except (OSError, RuntimeError) as exc:  # a symbolic link loop
         raise ConfigError(f"code_path = {config.code_path!r} cannot be resolved: {exc}.") from None
     if not code_dir.is_relative_to(root):
-        raise ConfigError(f"code_path = {config.code_path!r} resolves to {code_dir}, outside the "
-                          f"repository {root}.",
-                          hint="Use a folder inside the repository, e.g. `code_path: ml_code`.")
+        raise ConfigError(
+            f"code_path = {config.code_path!r} resolves to {code_dir}, outside the repository {root}.",
+            hint="Use a folder inside the repository, e.g. `code_path: ml_code`.",
+        )
     if not code_dir.is_dir():
-        raise ConfigError(f"code_path = {config.code_path!r}: no such folder in {root}.",
-                          hint="Point code_path at the folder that holds your training script.")
+        raise ConfigError(
+            f"code_path = {config.code_path!r}: no such folder in {root}.",
+            hint="Point code_path at the folder that holds your training script.",
+        )
     try:
         command = shlex.split(config.train_command)
     except ValueError as exc:
@@ -73,8 +76,9 @@ def relative(ws: Workspace, path: Path | None) -> str | None:
 
 
 @contextlib.contextmanager
-def state_folder_errors(action: str, hint: str = "Make the state folder writable (and free disk space).") \
-        -> Iterator[None]:
+def state_folder_errors(
+    action: str, hint: str = "Make the state folder writable (and free disk space)."
+) -> Iterator[None]:
     """Work on the state folder's files: a refused path, or an OS error as "Cannot <action>: why."
     (with ``hint``), becomes a LedgerError."""
     try:
@@ -111,16 +115,20 @@ def fresh_output_dir(state_dir: Path, number: int, *, replace: bool, sub: str | 
             else:
                 name = f"{out_dir.parent.name}-{out_dir.name}" if sub else out_dir.name
                 aside = move_aside(state_dir, out_dir, name)
-                gha.warn(f"{out_dir} is not recorded in the ledger; it was moved to {aside}, not deleted.",
-                         title="Unrecorded attempt folder kept")
+                gha.warn(
+                    f"{out_dir} is not recorded in the ledger; it was moved to {aside}, not deleted.",
+                    title="Unrecorded attempt folder kept",
+                )
         out_dir.mkdir(parents=True)
     return out_dir
 
 
 def empty_attempt_dir(folder: Path, number: int) -> Path:
     """``folder/attempt-NNN``, new and empty (``folder`` itself is made when missing): a trial's output."""
-    with state_folder_errors(f"prepare the trial's output folder in {folder}",
-                             hint="Make the folder writable (and free disk space)."):
+    with state_folder_errors(
+        f"prepare the trial's output folder in {folder}",
+        hint="Make the folder writable (and free disk space).",
+    ):
         safe_paths.plain_dir(folder, "The trial's folder")
         out_dir = ledger_mod.attempt_dir(folder, number)
         out_dir.mkdir()
@@ -149,15 +157,19 @@ def archive_previous(state_dir: Path, say: Callable[[str], None]) -> None:
         safe_paths.plain_dir(state_dir / PREVIOUS_DIR, "The previous-chains folder")
         target = _new_folder(state_dir / PREVIOUS_DIR, stamp)  # two runs in one second: stamp-2
         for item in state_dir.iterdir():
-            if item.name in (ledger_mod.LEDGER_FILE, ledger_mod.CHART_FILE, UNRECORDED_DIR) \
-                    or item.name.startswith("attempt-"):
+            if item.name in (
+                ledger_mod.LEDGER_FILE,
+                ledger_mod.CHART_FILE,
+                UNRECORDED_DIR,
+            ) or item.name.startswith("attempt-"):
                 os.rename(item, target / item.name)
     except PathRefused as exc:
         raise LedgerError(exc.message) from None
     except OSError as exc:
-        raise LedgerError(f"Cannot move the previous chain aside into {target}: {exc.strerror or exc}.",
-                          hint="Make the state folder writable, or move its contents away yourself."
-                          ) from None
+        raise LedgerError(
+            f"Cannot move the previous chain aside into {target}: {exc.strerror or exc}.",
+            hint="Make the state folder writable, or move its contents away yourself.",
+        ) from None
     say(f"The previous chain was moved to {target}.")
 
 

@@ -124,8 +124,10 @@ def check_state_dir(state_dir: Path) -> None:
     """LedgerError unless ``state_dir`` is a folder or does not exist yet."""
     if os.path.lexists(state_dir) and not state_dir.is_dir():
         kind = "a symbolic link that leads nowhere (or in a loop)" if state_dir.is_symlink() else "a file"
-        raise LedgerError(f"The state folder {state_dir} is {kind}, not a folder.",
-                          hint="Point state_dir at a folder, or remove what is in its place.")
+        raise LedgerError(
+            f"The state folder {state_dir} is {kind}, not a folder.",
+            hint="Point state_dir at a folder, or remove what is in its place.",
+        )
 
 
 def _depth_ok(value: Any) -> bool:
@@ -168,10 +170,19 @@ def _parse(path: Path, state_dir: Path) -> Any:
         raise LedgerError(f"Cannot read the chain ledger {path}: {str(exc)[:200]}", hint=_FIX) from None
 
 
-_WHY = {"type": "has the wrong type", "oneOf": "has the wrong type", "enum": "is not a known value",
-        "pattern": "has the wrong form", "not": "is not a relative path inside the state folder",
-        "minimum": "is too small", "maximum": "is too large", "maxLength": "is too long",
-        "maxItems": "has too many items", "maxProperties": "has too many keys", "const": "is not valid"}
+_WHY = {
+    "type": "has the wrong type",
+    "oneOf": "has the wrong type",
+    "enum": "is not a known value",
+    "pattern": "has the wrong form",
+    "not": "is not a relative path inside the state folder",
+    "minimum": "is too small",
+    "maximum": "is too large",
+    "maxLength": "is too long",
+    "maxItems": "has too many items",
+    "maxProperties": "has too many keys",
+    "const": "is not valid",
+}
 
 
 def _schema_error(path: Path, err: jsonschema.ValidationError) -> LedgerError:
@@ -195,12 +206,18 @@ def _check_paths(state_dir: Path, path: Path, attempts: list[Attempt]) -> None:
     previous = 0
     for record in attempts:
         if record.attempt <= previous:
-            raise LedgerError(f"{path}: attempt {record.attempt} follows attempt {previous}; "
-                              "attempts must be in increasing order.", hint=_FIX)
+            raise LedgerError(
+                f"{path}: attempt {record.attempt} follows attempt {previous}; "
+                "attempts must be in increasing order.",
+                hint=_FIX,
+            )
         previous = record.attempt
         if record.outcome == SLICED and record is not attempts[-1]:
-            raise LedgerError(f"{path}: attempt {record.attempt} is sliced (unfinished), but later "
-                              "attempts follow it; only the last attempt can be unfinished.", hint=_FIX)
+            raise LedgerError(
+                f"{path}: attempt {record.attempt} is sliced (unfinished), but later "
+                "attempts follow it; only the last attempt can be unfinished.",
+                hint=_FIX,
+            )
         checks = [("resumed_from", record.resumed_from, state_dir)]
         checks.append(("checkpoint", record.checkpoint, attempt_dir(state_dir, record.attempt)))
         for name, value, base in checks:
@@ -215,8 +232,10 @@ def _check_paths(state_dir: Path, path: Path, attempts: list[Attempt]) -> None:
             except PathRefused as exc:
                 raise LedgerError(f"{path}: {exc.message}", hint=_FIX) from None
             except OSError as exc:
-                raise LedgerError(f"{path}: attempt {record.attempt}'s {name} cannot be checked: "
-                                  f"{exc.strerror or exc}.", hint=_FIX) from None
+                raise LedgerError(
+                    f"{path}: attempt {record.attempt}'s {name} cannot be checked: {exc.strerror or exc}.",
+                    hint=_FIX,
+                ) from None
 
 
 def load(state_dir: Path) -> Ledger:
@@ -230,8 +249,10 @@ def load(state_dir: Path) -> Ledger:
         raise LedgerError(f"{path} nests deeper than a keeptraining ledger does.", hint=_FIX)
     if not isinstance(data, dict) or data.get("version") != LEDGER_VERSION:
         raise LedgerError(f"{path} is not a keeptraining ledger of version {LEDGER_VERSION}.", hint=_FIX)
-    errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(data),
-                    key=lambda e: (len(e.absolute_path), [str(p) for p in e.absolute_path]))
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema()).iter_errors(data),
+        key=lambda e: (len(e.absolute_path), [str(p) for p in e.absolute_path]),
+    )
     if errors:
         raise _schema_error(path, errors[0])
     attempts = [Attempt(**record) for record in data["attempts"]]

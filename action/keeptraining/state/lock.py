@@ -33,7 +33,8 @@ def _open(state_dir: Path) -> int:
         raise LedgerError(
             f"The state folder {state_dir} {'is not writable' if denied else 'cannot be used'}: "
             f"{exc.strerror or exc}.",
-            hint="Point state_dir at a writable folder (and remove what is in its place).") from None
+            hint="Point state_dir at a writable folder (and remove what is in its place).",
+        ) from None
 
 
 @contextlib.contextmanager
@@ -48,7 +49,8 @@ def hold(state_dir: Path) -> Iterator[None]:
             raise StateLocked(
                 f"Another keeptraining process{f' (pid {holder})' if holder.isdigit() else ''} is using "
                 f"the state folder {state_dir}.",
-                hint="Wait for it to finish, or give this chain its own state_dir.") from None
+                hint="Wait for it to finish, or give this chain its own state_dir.",
+            ) from None
         with contextlib.suppress(OSError):  # the pid is only for that message
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -114,8 +114,10 @@ def stop_orphans(state_dir: Path, say: Callable[[str], None]) -> int:
         pids = stop(entry.name)
         if pids:
             stopped += len(pids)
-            say(f"Stopped {len(pids)} process(es) of a local training that outlived its keeptraining "
+            say(
+                f"Stopped {len(pids)} process(es) of a local training that outlived its keeptraining "
                 f"(pid {', '.join(map(str, sorted(pids)[:5]))}): it could have written into this run's "
-                "attempt folders.")
+                "attempt folders."
+            )
         forget(Path(entry.path))
     return stopped

@@ -39,8 +39,9 @@ def check_relative(value: object, what: str) -> PurePosixPath:
         raise PathRefused(f"{what} = {quote(value)} holds a NUL or a backslash.")
     pure = PurePosixPath(value)
     if pure.is_absolute() or ".." in pure.parts or not pure.parts or pure.name in ("", "."):
-        raise PathRefused(f"{what} = {quote(value)} must be relative to its folder "
-                          "(no absolute path, no '..').")
+        raise PathRefused(
+            f"{what} = {quote(value)} must be relative to its folder (no absolute path, no '..')."
+        )
     return pure
 
 
@@ -71,9 +72,10 @@ def _parent(base: Path, rel: PurePosixPath, what: str) -> Iterator[int]:
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise PathRefused(f"{what} {quote(str(rel))}: {part!r} on the way is not a folder "
-                                      "(a symbolic link or a file); only plain folders are followed."
-                                      ) from None
+                    raise PathRefused(
+                        f"{what} {quote(str(rel))}: {part!r} on the way is not a folder "
+                        "(a symbolic link or a file); only plain folders are followed."
+                    ) from None
                 raise
             os.close(fd)
             fd = child
@@ -90,8 +92,9 @@ def _lstat(fd: int, name: str) -> os.stat_result | None:
 
 
 def _refuse(rel: PurePosixPath, what: str, mode: int) -> PathRefused:
-    return PathRefused(f"{what} {quote(str(rel))} is {_kind(mode)}; only a regular file inside its "
-                       "folder is accepted.")
+    return PathRefused(
+        f"{what} {quote(str(rel))} is {_kind(mode)}; only a regular file inside its folder is accepted."
+    )
 
 
 def is_file(base: Path, rel: str | PurePosixPath, what: str) -> bool:
@@ -206,7 +209,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -157,8 +157,9 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + "/")
 
 
-def files(root: Path, dockerfile_rel: str, dockerfile_text: str, excluded: Sequence[str] = (),
-          code_folder: str = "") -> list[str]:
+def files(
+    root: Path, dockerfile_rel: str, dockerfile_text: str, excluded: Sequence[str] = (), code_folder: str = ""
+) -> list[str]:
     """The files of the build context, relative to ``root`` and sorted: what is hashed and sent.
 
     ``excluded``: folders (relative) that never enter, besides ``.git`` and ``.keeptraining``;
@@ -167,8 +168,11 @@ def files(root: Path, dockerfile_rel: str, dockerfile_text: str, excluded: Seque
     sources = copy_sources(dockerfile_text)
     never = [f.strip("/") for f in (*ALWAYS_EXCLUDED, *excluded) if f.strip("/") not in ("", ".")]
     code = code_folder.strip("/")
-    named_in_code = [s for s in (sources or []) if code and code != "." and _inside(s, code)
-                     and not any(c in s for c in "*?[")]
+    named_in_code = [
+        s
+        for s in (sources or [])
+        if code and code != "." and _inside(s, code) and not any(c in s for c in "*?[")
+    ]
     patterns = [*dockerignore_patterns(root), *never]
     if code and code != ".":
         patterns += [code, *(f"!{s}" for s in named_in_code)]

@@ -36,11 +36,26 @@ from keeptraining.errors import ConfigError
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 TESTED_BACKEND = "tensorflow-cpu==2.21.0"  # what keeptraining's own requirements.txt pins
 FRAMEWORKS = ("keras", "tensorflow")
-KERAS_BACKENDS = {"tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly", "tf-nightly-cpu",
-                  "tensorflow-macos", "jax", "torch"}
+KERAS_BACKENDS = {
+    "tensorflow",
+    "tensorflow-cpu",
+    "tensorflow-gpu",
+    "tf-nightly",
+    "tf-nightly-cpu",
+    "tensorflow-macos",
+    "jax",
+    "torch",
+}
 # Import names whose package has another name on the package index.
-PACKAGE_NAMES = {"sklearn": "scikit-learn", "PIL": "pillow", "yaml": "PyYAML", "skimage": "scikit-image",
-                 "cv2": "opencv-python-headless", "bs4": "beautifulsoup4", "tensorflow": "tensorflow-cpu"}
+PACKAGE_NAMES = {
+    "sklearn": "scikit-learn",
+    "PIL": "pillow",
+    "yaml": "PyYAML",
+    "skimage": "scikit-image",
+    "cv2": "opencv-python-headless",
+    "bs4": "beautifulsoup4",
+    "tensorflow": "tensorflow-cpu",
+}
 REQUIREMENTS = "requirements.txt"
 _PYTHON = re.compile(r"python(3(\.\d+)?)?")
 _FLAGS = ("-u", "-B", "-O", "-OO", "-X", "-W")  # interpreter flags before the script (-X/-W take a value)
@@ -131,8 +146,7 @@ def script_path(command: list[str], code_dir: Path) -> Path | None:
     return code_dir / script if script else None
 
 
-def imports(script: Path, search_dir: Path,
-            where: dict[str, str] | None = None) -> tuple[set[str], set[str]]:
+def imports(script: Path, search_dir: Path, where: dict[str, str] | None = None) -> tuple[set[str], set[str]]:
     """(third-party top-level imports, local modules) of ``script`` and the local modules it imports;
     ``where`` (when given) gets the file that first imports each third-party name."""
     third: set[str] = set()
@@ -146,9 +160,11 @@ def imports(script: Path, search_dir: Path,
         try:
             tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"), filename=str(path))
         except SyntaxError as exc:
-            raise ConfigError(f"{path.name} cannot be read as Python ({exc.msg}, line {exc.lineno}), so "
-                              "keeptraining cannot tell what its image needs.",
-                              hint=ADD_A_DOCKERFILE) from None
+            raise ConfigError(
+                f"{path.name} cannot be read as Python ({exc.msg}, line {exc.lineno}), so "
+                "keeptraining cannot tell what its image needs.",
+                hint=ADD_A_DOCKERFILE,
+            ) from None
         for name in _imported_names(tree):
             top = name.split(".")[0]
             if top in sys.stdlib_module_names or top == "__future__":
@@ -204,11 +220,21 @@ def _dependencies(repo_root: Path, code_dir: Path) -> tuple[list[str], str] | No
         path = folder / REQUIREMENTS
         if path.is_file():
             lines = path.read_text(encoding="utf-8").splitlines()
-            included = [ln.strip() for ln in lines if re.match(r"\s*(-r|-c|-e|--requirement|--constraint|"
-                                                                r"--editable)\b", ln)]
+            included = [
+                ln.strip()
+                for ln in lines
+                if re.match(
+                    r"\s*(-r|-c|-e|--requirement|--constraint|"
+                    r"--editable)\b",
+                    ln,
+                )
+            ]
             if included:
-                raise ConfigError(f"{_shown(path, repo_root)} refers to other files ({included[0][:60]}), "
-                                  "which a generated image cannot see.", hint=ADD_A_DOCKERFILE)
+                raise ConfigError(
+                    f"{_shown(path, repo_root)} refers to other files ({included[0][:60]}), "
+                    "which a generated image cannot see.",
+                    hint=ADD_A_DOCKERFILE,
+                )
             return lines, _shown(path, repo_root)
     for folder in (code_dir, repo_root):
         path = folder / "pyproject.toml"
@@ -244,19 +270,26 @@ def choose(repo_root: Path, code_dir: Path, command: list[str], base_image: str 
     script = script_path(command, code_dir)
     shown = shlex.join(command)
     if script is None:
-        raise ConfigError(f"There is no Dockerfile, and keeptraining cannot tell what `{shown[:100]}` needs "
-                          "(it reads `python script.py` and `python -m module` commands).",
-                          hint=ADD_A_DOCKERFILE)
+        raise ConfigError(
+            f"There is no Dockerfile, and keeptraining cannot tell what `{shown[:100]}` needs "
+            "(it reads `python script.py` and `python -m module` commands).",
+            hint=ADD_A_DOCKERFILE,
+        )
     if not script.is_file():
-        raise ConfigError(f"train_command runs {_shown(script, repo_root)}, which does not exist.",
-                          hint="Check train_command and code_path.")
+        raise ConfigError(
+            f"train_command runs {_shown(script, repo_root)}, which does not exist.",
+            hint="Check train_command and code_path.",
+        )
     imported: dict[str, str] = {}
     third, local = imports(script, script.parent, imported)
     frameworks = [name for name in FRAMEWORKS if name in third]
     listed = ", ".join(sorted(third)) or "no third-party package"
     if not frameworks:
-        raise ConfigError(f"There is no Dockerfile, and {script.name} imports {listed}: keeptraining "
-                          "generates images only for Keras and TensorFlow scripts.", hint=ADD_A_DOCKERFILE)
+        raise ConfigError(
+            f"There is no Dockerfile, and {script.name} imports {listed}: keeptraining "
+            "generates images only for Keras and TensorFlow scripts.",
+            hint=ADD_A_DOCKERFILE,
+        )
     reasons = [f"{script.name} imports {listed}" + (f" (local: {', '.join(sorted(local))})" if local else "")]
     found = _dependencies(repo_root, code_dir)
     if found is not None:
@@ -268,21 +301,31 @@ def choose(repo_root: Path, code_dir: Path, command: list[str], base_image: str 
             reasons.append(f"{where} names {pin}")
         else:
             lines = [*lines, TESTED_BACKEND]
-            reasons.append(f"{where} names no Keras backend: adding {TESTED_BACKEND}, the version "
-                           "keeptraining is tested with")
-        missing = sorted(n for n in third if normalize(PACKAGE_NAMES.get(n, n)) not in names
-                         and not (n in FRAMEWORKS and names & KERAS_BACKENDS))
+            reasons.append(
+                f"{where} names no Keras backend: adding {TESTED_BACKEND}, the version "
+                "keeptraining is tested with"
+            )
+        missing = sorted(
+            n
+            for n in third
+            if normalize(PACKAGE_NAMES.get(n, n)) not in names
+            and not (n in FRAMEWORKS and names & KERAS_BACKENDS)
+        )
         if missing:
             reasons.append(f"note: {where} does not name {', '.join(missing)}, which {script.name} imports")
             for name in missing:
                 package = PACKAGE_NAMES.get(name, name)
-                reasons.append(f"note: `import {name}` in {imported.get(name, script.name)}: add `{package}` "
-                               f"(pinned) to {where}, or the training stops with ModuleNotFoundError")
+                reasons.append(
+                    f"note: `import {name}` in {imported.get(name, script.name)}: add `{package}` "
+                    f"(pinned) to {where}, or the training stops with ModuleNotFoundError"
+                )
     else:
         packages = sorted({PACKAGE_NAMES.get(n, n) for n in third} - {"tensorflow-cpu", "keras"})
         lines = [TESTED_BACKEND, *packages]
-        reasons.append(f"no {REQUIREMENTS} or pyproject.toml: installing {', '.join(lines)} (only the "
-                       f"backend is pinned; pin the rest in a {REQUIREMENTS})")
+        reasons.append(
+            f"no {REQUIREMENTS} or pyproject.toml: installing {', '.join(lines)} (only the "
+            f"backend is pinned; pin the rest in a {REQUIREMENTS})"
+        )
     base = base_image or DEFAULT_BASE_IMAGE
     default = "" if base_image else " (the default; set base_image to change it)"
     reasons.append(f"base image {base}{default}")
@@ -290,11 +333,17 @@ def choose(repo_root: Path, code_dir: Path, command: list[str], base_image: str 
     return Choice(script=script.name, requirements=text, reasons=reasons, base_image=base)
 
 
-def ensure_image(repo_root: Path, code_dir: Path, command: list[str], base_image: str | None,
-                 say: Callable[[str], None],
-                 on_line: Callable[[str], None] | None = None, *,
-                 timeout: float = docker_image.BUILD_TIMEOUT_S,
-                 image_registry: registry.Registry | None = None) -> tuple[str, bool]:
+def ensure_image(
+    repo_root: Path,
+    code_dir: Path,
+    command: list[str],
+    base_image: str | None,
+    say: Callable[[str], None],
+    on_line: Callable[[str], None] | None = None,
+    *,
+    timeout: float = docker_image.BUILD_TIMEOUT_S,
+    image_registry: registry.Registry | None = None,
+) -> tuple[str, bool]:
     """Choose, say why, write the build context to a temporary folder and build (or reuse) it."""
     choice = choose(repo_root, code_dir, command, base_image)
     say("No Dockerfile: keeptraining generates the training image.")
@@ -304,7 +353,8 @@ def ensure_image(repo_root: Path, code_dir: Path, command: list[str], base_image
     try:
         (context / "Dockerfile").write_text(choice.dockerfile(), encoding="utf-8")
         (context / REQUIREMENTS).write_text(choice.requirements, encoding="utf-8")
-        return docker_image.ensure_image(context, "Dockerfile", base_image, on_line=on_line, timeout=timeout,
-                                         image_registry=image_registry)
+        return docker_image.ensure_image(
+            context, "Dockerfile", base_image, on_line=on_line, timeout=timeout, image_registry=image_registry
+        )
     finally:
         shutil.rmtree(context, ignore_errors=True)

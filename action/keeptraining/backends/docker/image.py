@@ -70,8 +70,9 @@ def _dockerfile_path(repo_root: Path, dockerfile: str) -> tuple[Path, str]:
     return path, rel.as_posix()
 
 
-def context_files(repo_root: Path, dockerfile: str, *, excluded: Sequence[str] = (),
-                  code_folder: str = "") -> list[str]:
+def context_files(
+    repo_root: Path, dockerfile: str, *, excluded: Sequence[str] = (), code_folder: str = ""
+) -> list[str]:
     """The files of the build context (relative paths, sorted): what the tag hashes and a build
     sends, besides the Dockerfile itself (``build_context.files``)."""
     root = repo_root.resolve()
@@ -206,12 +207,14 @@ def _connect_builder(timeout: float) -> _BuildClient:
     try:
         return _BuildClient(timeout=int(timeout), **docker.utils.kwargs_from_env())
     except (DockerException, requests.exceptions.RequestException) as exc:
-        raise ImageBuildError(f"Cannot connect to the Docker engine to build the image: {short(exc)}"
-                              ) from None
+        raise ImageBuildError(
+            f"Cannot connect to the Docker engine to build the image: {short(exc)}"
+        ) from None
 
 
-def _chunks_until(builder: _BuildClient, deadline: float, build_args: dict[str, Any]
-                  ) -> Iterator[Mapping[str, Any]]:
+def _chunks_until(
+    builder: _BuildClient, deadline: float, build_args: dict[str, Any]
+) -> Iterator[Mapping[str, Any]]:
     """The engine's build stream, read in a thread so that the deadline holds even while a
     step prints nothing; at the deadline the build is cancelled."""
     chunks: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -238,8 +241,9 @@ def _chunks_until(builder: _BuildClient, deadline: float, build_args: dict[str, 
         yield item
 
 
-def _build(build_args: dict[str, Any], timeout: float, log: deque[str],
-           on_line: Callable[[str], None]) -> str | None:
+def _build(
+    build_args: dict[str, Any], timeout: float, log: deque[str], on_line: Callable[[str], None]
+) -> str | None:
     """Run one build, one line per step to ``on_line``, the rest into ``log``; the error, if any."""
     builder = _connect_builder(timeout + 60)  # its own connection: cancelling it stops only the build
     error: str | None = None
@@ -285,8 +289,9 @@ def ensure_image(
     dc = docker_client or require_engine()
     root = repo_root.resolve()
     _, rel_dockerfile = _dockerfile_path(root, dockerfile)
-    tag = image_tag(root, dockerfile, base_image, docker_client=dc, excluded=excluded,
-                    code_folder=code_folder)
+    tag = image_tag(
+        root, dockerfile, base_image, docker_client=dc, excluded=excluded, code_folder=code_folder
+    )
     if _local_image_id(dc, tag):
         return tag, False
     say = on_line or (lambda _line: None)
@@ -299,10 +304,18 @@ def ensure_image(
     start = time.monotonic()
     with tempfile.TemporaryFile() as context:
         create_archive(str(root), files=[*files, rel_dockerfile], fileobj=context)
-        build_args = {"fileobj": context, "custom_context": True, "dockerfile": rel_dockerfile, "tag": tag,
-                      "buildargs": {"BASE_IMAGE": base_image} if base_image else {},
-                      "network_mode": "host", "rm": True, "forcerm": True, "decode": True,
-                      "labels": {**LABELS, **registry.labels(image_registry)}}
+        build_args = {
+            "fileobj": context,
+            "custom_context": True,
+            "dockerfile": rel_dockerfile,
+            "tag": tag,
+            "buildargs": {"BASE_IMAGE": base_image} if base_image else {},
+            "network_mode": "host",
+            "rm": True,
+            "forcerm": True,
+            "decode": True,
+            "labels": {**LABELS, **registry.labels(image_registry)},
+        }
         error = _build(build_args, timeout, log, say)
     if error is None and not _local_image_id(dc, tag):
         error = "the engine reported no error, but no image was tagged"

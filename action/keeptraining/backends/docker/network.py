@@ -33,13 +33,18 @@ _UNREACHABLE = re.compile(
     r"|nodename nor servname provided|getaddrinfo failed|NameResolutionError|Could not resolve host"
     r"|Failed to resolve|Network is unreachable|No route to host|Connection refused"
     r"|Failed to establish a new connection|URL fetch failure|Max retries exceeded with url",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
-HINT = ("Set `network: default` (in .keeptraining.yml, the action input `network`, or `--network default`) "
-        "so that the script can download its data, or bring the data along: README, \"Data your script "
-        "downloads\".")
-NO_BRIDGE_HINT = ("Use `network: host`, or the name of a Docker network (`docker network create NAME`), or "
-                  "start the engine with its default bridge.")
+HINT = (
+    "Set `network: default` (in .keeptraining.yml, the action input `network`, or `--network default`) "
+    'so that the script can download its data, or bring the data along: README, "Data your script '
+    'downloads".'
+)
+NO_BRIDGE_HINT = (
+    "Use `network: host`, or the name of a Docker network (`docker network create NAME`), or "
+    "start the engine with its default bridge."
+)
 
 
 class Explanation(NamedTuple):
@@ -66,8 +71,11 @@ def explain(offline: str, log: str) -> Explanation | None:
     if line is None:
         return None
     hint = NO_BRIDGE_HINT if offline.startswith(f"`network: {DEFAULT}`") else HINT
-    return Explanation(f" It could not reach the network ({quote(line, 110)}), and the training container "
-                       f"had no network: {offline}.", hint)
+    return Explanation(
+        f" It could not reach the network ({quote(line, 110)}), and the training container "
+        f"had no network: {offline}.",
+        hint,
+    )
 
 
 def docker_mode(dc: docker.DockerClient, setting: str) -> tuple[str, str]:
@@ -84,14 +92,17 @@ def docker_mode(dc: docker.DockerClient, setting: str) -> tuple[str, str]:
     if setting in _DEFAULT_NAMES:
         if _has_default_bridge(dc):
             return DEFAULT, ""
-        return DEFAULT, (f"`network: {setting}`, and this Docker engine has no default bridge network (it "
-                         "was started with --bridge=none), so the container gets only its loopback interface")
+        return DEFAULT, (
+            f"`network: {setting}`, and this Docker engine has no default bridge network (it "
+            "was started with --bridge=none), so the container gets only its loopback interface"
+        )
     try:
         dc.networks.get(setting)
     except NotFound:
-        raise TrainingError(f"network = {quote(setting)}: the Docker engine has no network of that name.",
-                            hint="Use none, default or host, or create the network first "
-                                 "(`docker network create NAME`).") from None
+        raise TrainingError(
+            f"network = {quote(setting)}: the Docker engine has no network of that name.",
+            hint="Use none, default or host, or create the network first (`docker network create NAME`).",
+        ) from None
     except DockerException as exc:
         raise TrainingError(f"network = {quote(setting)} cannot be looked up: {str(exc)[:200]}") from None
     return setting, ""
@@ -107,5 +118,8 @@ def _has_default_bridge(dc: docker.DockerClient) -> bool:
 def warn_if_not_contained(setting: str, backend: str) -> None:
     """``network: none`` cannot be kept by the local backend: it runs with the machine's network."""
     if setting == NONE and backend == "local":
-        gha.warn("`network: none` applies to the docker backend only: the local backend trains with this "
-                 "machine's network.", title="network: none not applied")
+        gha.warn(
+            "`network: none` applies to the docker backend only: the local backend trains with this "
+            "machine's network.",
+            title="network: none not applied",
+        )

@@ -70,17 +70,28 @@ def from_config(image_registry: str | None, env: Mapping[str, str]) -> Registry 
     if not image_registry:
         return None
     repository = image_registry.strip().lower()  # image names are lower case; owners need not be
-    source = f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}" \
-        if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY") else ""
+    source = (
+        f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}"
+        if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY")
+        else ""
+    )
     user, password = env.get(USERNAME_ENV, ""), env.get(PASSWORD_ENV, "")
     registry = Registry(repository, source=source)
     if user and password:
-        return Registry(repository, {"username": user, "password": password},
-                        f"{USERNAME_ENV} / {PASSWORD_ENV}", source=source)
+        return Registry(
+            repository,
+            {"username": user, "password": password},
+            f"{USERNAME_ENV} / {PASSWORD_ENV}",
+            source=source,
+        )
     token = next((env[name] for name in TOKEN_VARS if env.get(name)), "")
     if registry.host == GITHUB_REGISTRY and token:
-        return Registry(repository, {"username": env.get("GITHUB_ACTOR") or "keeptraining",
-                                     "password": token}, "the workflow's token", source=source)
+        return Registry(
+            repository,
+            {"username": env.get("GITHUB_ACTOR") or "keeptraining", "password": token},
+            "the workflow's token",
+            source=source,
+        )
     return registry
 
 
@@ -98,9 +109,11 @@ def _hidden(text: str, registry: Registry) -> str:
 
 def _warn(registry: Registry, what: str, detail: str) -> None:
     registry.failed = True
-    gha.warn(f"{what} {registry.repository} failed: {_hidden(detail, registry)[:300]}. The image is built on "
-             f"this runner instead; the attempt goes on. Credentials: {registry.credentials_from}.",
-             title=WARNING_TITLE)
+    gha.warn(
+        f"{what} {registry.repository} failed: {_hidden(detail, registry)[:300]}. The image is built on "
+        f"this runner instead; the attempt goes on. Credentials: {registry.credentials_from}.",
+        title=WARNING_TITLE,
+    )
 
 
 def pull(registry: Registry, dc: docker.DockerClient, local_tag: str, say: Say) -> bool:
@@ -109,8 +122,13 @@ def pull(registry: Registry, dc: docker.DockerClient, local_tag: str, say: Say) 
     ref = registry.ref(local_tag)
     start = time.monotonic()
     try:
-        for chunk in dc.api.pull(ref.rsplit(":", 1)[0], tag=ref.rsplit(":", 1)[1], stream=True,
-                                 decode=True, auth_config=registry.auth):
+        for chunk in dc.api.pull(
+            ref.rsplit(":", 1)[0],
+            tag=ref.rsplit(":", 1)[1],
+            stream=True,
+            decode=True,
+            auth_config=registry.auth,
+        ):
             if isinstance(chunk, dict) and chunk.get("error"):
                 raise APIError(str(chunk["error"]))
         dc.api.tag(ref, *local_tag.rsplit(":", 1))
@@ -132,8 +150,13 @@ def push(registry: Registry, dc: docker.DockerClient, local_tag: str, say: Say) 
     start = time.monotonic()
     try:
         dc.api.tag(local_tag, *ref.rsplit(":", 1))
-        for chunk in dc.api.push(ref.rsplit(":", 1)[0], tag=ref.rsplit(":", 1)[1], stream=True,
-                                 decode=True, auth_config=registry.auth):
+        for chunk in dc.api.push(
+            ref.rsplit(":", 1)[0],
+            tag=ref.rsplit(":", 1)[1],
+            stream=True,
+            decode=True,
+            auth_config=registry.auth,
+        ):
             if isinstance(chunk, dict) and chunk.get("error"):
                 raise APIError(str(chunk["error"]))
     except (APIError, DockerException, requests.exceptions.RequestException) as exc:

@@ -209,10 +209,12 @@ def _mount_source(path: Path, kind: str) -> str:
     near_engine = socket is not None and (real == socket or socket.is_relative_to(real))
     forbidden = real == Path("/") or any(real.is_relative_to(f) for f in FORBIDDEN_SOURCES)
     if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)) or forbidden or near_engine:
-        raise TrainingError(f"Refusing to mount the {kind} {path} into the training container: only a plain "
-                            "folder or file, never a link, the root, /run, /proc, /sys, /dev or the "
-                            "engine's socket, is mounted.",
-                            hint="Keep code_path inside the repository and state_dir in an ordinary folder.")
+        raise TrainingError(
+            f"Refusing to mount the {kind} {path} into the training container: only a plain "
+            "folder or file, never a link, the root, /run, /proc, /sys, /dev or the "
+            "engine's socket, is mounted.",
+            hint="Keep code_path inside the repository and state_dir in an ordinary folder.",
+        )
     return str(real)
 
 
@@ -227,19 +229,19 @@ def stage_checkpoint(resume_from: Path, staging: Path) -> Path:
     """
     name = resume_from.name if _SAFE_NAME.fullmatch(resume_from.name) else "checkpoint" + resume_from.suffix
     try:
-        return safe_paths.copy_file(resume_from.parent, resume_from.name, staging / name,
-                                    "the checkpoint to resume from")
+        return safe_paths.copy_file(
+            resume_from.parent, resume_from.name, staging / name, "the checkpoint to resume from"
+        )
     except PathRefused as exc:
         raise TrainingError(exc.message) from None
     except OSError as exc:
-        raise TrainingError(f"The checkpoint to resume from, {resume_from}, cannot be copied: "
-                            f"{exc.strerror or exc}.",
-                            hint="Resume from an existing checkpoint, or start fresh (`resume: false`)."
-                            ) from None
+        raise TrainingError(
+            f"The checkpoint to resume from, {resume_from}, cannot be copied: {exc.strerror or exc}.",
+            hint="Resume from an existing checkpoint, or start fresh (`resume: false`).",
+        ) from None
 
 
-def _mounts(request: TrainRequest, staged: Path | None,
-            work: Path | None = None) -> tuple[list[Mount], str]:
+def _mounts(request: TrainRequest, staged: Path | None, work: Path | None = None) -> tuple[list[Mount], str]:
     """Bind mounts for code, output and the staged resume checkpoint; and KT_RESUME_FROM's value.
 
     ``work``: the code folder's writable copy, the working folder (else the code folder, read-only).
@@ -253,18 +255,31 @@ def _mounts(request: TrainRequest, staged: Path | None,
         )
     request.output_dir.mkdir(parents=True, exist_ok=True)
     mounts = [
-        Mount(CODE_MOUNT, _mount_source(work, "working copy of the code folder"), type="bind",
-              read_only=False)
-        if work is not None else
-        Mount(CODE_MOUNT, _mount_source(request.code_dir, "code folder"), type="bind", read_only=True),
+        Mount(
+            CODE_MOUNT, _mount_source(work, "working copy of the code folder"), type="bind", read_only=False
+        )
+        if work is not None
+        else Mount(CODE_MOUNT, _mount_source(request.code_dir, "code folder"), type="bind", read_only=True),
         Mount(OUTPUT_MOUNT, _mount_source(request.output_dir, "output folder"), type="bind", read_only=False),
     ]
     if request.adapter_dir is not None:
-        mounts.append(Mount(adapter.CONTAINER_DIR, _mount_source(request.adapter_dir, "Keras adapter folder"),
-                            type="bind", read_only=True))
+        mounts.append(
+            Mount(
+                adapter.CONTAINER_DIR,
+                _mount_source(request.adapter_dir, "Keras adapter folder"),
+                type="bind",
+                read_only=True,
+            )
+        )
     if request.cache_dir is not None:
-        mounts.append(Mount(data_cache.CACHE_MOUNT, _mount_source(request.cache_dir, "data cache folder"),
-                            type="bind", read_only=False))
+        mounts.append(
+            Mount(
+                data_cache.CACHE_MOUNT,
+                _mount_source(request.cache_dir, "data cache folder"),
+                type="bind",
+                read_only=False,
+            )
+        )
     if staged is None:
         return mounts, ""
     target = f"{RESUME_MOUNT}/{staged.name}"
@@ -287,9 +302,17 @@ def _state(container: Container) -> dict[str, Any]:
     return dict(state)
 
 
-def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
-            labels: Mapping[str, str], staged: Path | None, network_mode: str, *,
-            init: bool = True, work: Path | None = None) -> Container:
+def _create(
+    dc: docker.DockerClient,
+    request: TrainRequest,
+    image: str,
+    labels: Mapping[str, str],
+    staged: Path | None,
+    network_mode: str,
+    *,
+    init: bool = True,
+    work: Path | None = None,
+) -> Container:
     """The container for one attempt, created but not started.
 
     ``init``: tini (docker-init) as PID 1, so that the stop signal reaches the
@@ -325,8 +348,11 @@ def _create(dc: docker.DockerClient, request: TrainRequest, image: str,
             read_only=True,
             tmpfs={"/tmp": TMPFS_OPTIONS, HOME_MOUNT: TMPFS_OPTIONS},  # noqa: S108 - inside the container
             # With a limit, swap may not extend it: past it the kernel kills the training.
-            **({"mem_limit": request.memory_limit, "memswap_limit": request.memory_limit}
-               if request.memory_limit else {}),
+            **(
+                {"mem_limit": request.memory_limit, "memswap_limit": request.memory_limit}
+                if request.memory_limit
+                else {}
+            ),
             **({"nano_cpus": round(request.cpus * 1e9)} if request.cpus else {}),
             **({"device_requests": [gpu_request(request.gpus)]} if request.gpus else {}),
         )
@@ -344,9 +370,11 @@ def gpu_request(gpus: str) -> DeviceRequest:
     return DeviceRequest(driver="", count=-1 if gpus == "all" else int(gpus), capabilities=[["gpu"]])
 
 
-_GPU_HINT = ("On a GPU runner, install the NVIDIA driver and the NVIDIA Container Toolkit and register it "
-             "with the engine (`nvidia-ctk runtime configure --runtime=docker`, then restart dockerd); "
-             "on a machine without GPUs, leave `gpus` unset.")
+_GPU_HINT = (
+    "On a GPU runner, install the NVIDIA driver and the NVIDIA Container Toolkit and register it "
+    "with the engine (`nvidia-ctk runtime configure --runtime=docker`, then restart dockerd); "
+    "on a machine without GPUs, leave `gpus` unset."
+)
 _NOT_STARTED_HINT = "Check train_command (e.g. `python nn.py`): its program must exist in the image."
 # What tini prints when it cannot exec the command (exit 127: not found, 126: not executable).
 _TINI_EXEC_FAILED = re.compile(r"^\[FATAL tini \(\d+\)\] exec (?P<program>.*) failed: (?P<why>.*)$")
@@ -356,8 +384,10 @@ def _not_started(exc: APIError) -> TrainingError:
     """The error for a container the engine would not start; GPUs it cannot give are said as such."""
     text = short(exc)
     if "device driver" in text or "capabilities: [[gpu]]" in text:
-        return TrainingError("The Docker engine cannot give the training container GPUs (`gpus` is set): "
-                             f"{text}", hint=_GPU_HINT)
+        return TrainingError(
+            f"The Docker engine cannot give the training container GPUs (`gpus` is set): {text}",
+            hint=_GPU_HINT,
+        )
     return TrainingError(f"The training container did not start: {text}", hint=_NOT_STARTED_HINT)
 
 
@@ -368,10 +398,17 @@ def _start(container: Container) -> None:
         raise _not_started(exc) from None
 
 
-def _create_and_start(dc: docker.DockerClient, request: TrainRequest, image: str,
-                      labels: Mapping[str, str], stages: dict[str, float],
-                      created: list[Container], staged: Path | None, network_mode: str,
-                      work: Path | None = None) -> float:
+def _create_and_start(
+    dc: docker.DockerClient,
+    request: TrainRequest,
+    image: str,
+    labels: Mapping[str, str],
+    stages: dict[str, float],
+    created: list[Container],
+    staged: Path | None,
+    network_mode: str,
+    work: Path | None = None,
+) -> float:
     """Create and start the container (without docker-init if the engine has none).
 
     Every container is appended to ``created`` the moment it exists, so that the
@@ -408,8 +445,9 @@ def _raise_if_not_executed(exit_code: int, output: str, command: list[str]) -> N
         )
 
 
-def _follow(container: Container, pump: _LogPump, deadline: float,
-            cancel: threading.Event | None = None) -> tuple[dict[str, Any], bool]:
+def _follow(
+    container: Container, pump: _LogPump, deadline: float, cancel: threading.Event | None = None
+) -> tuple[dict[str, Any], bool]:
     """Wait for the container to end, or stop it at ``deadline``: (final state, timed out).
 
     The log stream ends when the container does, so the pump's thread is what is
@@ -459,8 +497,9 @@ def run(
         staging.chmod(0o755)  # the container's user reads the copy through its own bind mount
         staged, copy = _stage(request, staging, stages)
         network_mode, offline = network.docker_mode(dc, request.network)
-        started = _create_and_start(dc, request, image, extra_labels or {}, stages, created, staged,
-                                    network_mode, copy.path)
+        started = _create_and_start(
+            dc, request, image, extra_labels or {}, stages, created, staged, network_mode, copy.path
+        )
         container = created[-1]
         pump = _LogPump(container, request.on_line)
         pump.start()
@@ -468,7 +507,7 @@ def run(
         ended = time.monotonic()
         pump.join(timeout=STOP_GRACE_S)  # the last lines, after the container stopped
     except KeyboardInterrupt:  # a cancelled run: SIGTERM first, as on a timeout, so that a script
-        if created:            # that saves on SIGTERM can; the runner allows ~10 s in all
+        if created:  # that saves on SIGTERM can; the runner allows ~10 s in all
             with contextlib.suppress(DockerException, requests.exceptions.RequestException):
                 created[-1].stop(timeout=int(STOP_GRACE_S))
         raise
@@ -519,8 +558,9 @@ def _owner(folder: Path) -> tuple[int, int] | None:
     return 0, 0
 
 
-def _stage(request: TrainRequest, staging: Path,
-           stages: dict[str, float]) -> tuple[Path | None, workdir.WorkingCopy]:
+def _stage(
+    request: TrainRequest, staging: Path, stages: dict[str, float]
+) -> tuple[Path | None, workdir.WorkingCopy]:
     """The checkpoint to resume from and the working copy of the code folder, in ``staging``."""
     t = time.monotonic()
     staged = stage_checkpoint(request.resume_from, staging) if request.resume_from else None
@@ -533,15 +573,18 @@ def _stage(request: TrainRequest, staging: Path,
 
 def _working_copy(request: TrainRequest, staging: Path) -> workdir.WorkingCopy:
     if not request.code_dir.is_dir():
-        raise TrainingError(f"code_path {request.code_dir} is not a folder.",
-                            hint="Set `code-path` to the folder that holds the training script.")
+        raise TrainingError(
+            f"code_path {request.code_dir} is not a folder.",
+            hint="Set `code-path` to the folder that holds the training script.",
+        )
     try:
         return workdir.prepare(request.code_dir, staging)
     except (OSError, shutil.Error) as exc:
-        raise TrainingError(f"The code folder {request.code_dir} could not be copied for the training "
-                            f"container: {short(exc)}",
-                            hint="Make every file of the code folder readable (and free disk space)."
-                            ) from None
+        raise TrainingError(
+            f"The code folder {request.code_dir} could not be copied for the training "
+            f"container: {short(exc)}",
+            hint="Make every file of the code folder readable (and free disk space).",
+        ) from None
 
 
 def _keep_written(request: TrainRequest, copy: workdir.WorkingCopy | None, staging: Path) -> str:
@@ -561,13 +604,20 @@ def _keep(request: TrainRequest, copy: workdir.WorkingCopy | None, owner: tuple[
         try:
             kept = copy.keep(destination)
         except (OSError, shutil.Error) as exc:
-            kept, line = [], (f"keeptraining: what the script wrote in its folder could not be kept in "
-                              f"{destination}: {short(exc)}")
+            kept, line = (
+                [],
+                (
+                    f"keeptraining: what the script wrote in its folder could not be kept in "
+                    f"{destination}: {short(exc)}"
+                ),
+            )
         if kept:
             shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
             files = f"{len(kept)} file{'s' if len(kept) != 1 else ''}"
-            line = (f"keeptraining: the script wrote {files} in its folder ({shown}): kept with the "
-                    f"attempt in {destination}, not in the repository.")
+            line = (
+                f"keeptraining: the script wrote {files} in its folder ({shown}): kept with the "
+                f"attempt in {destination}, not in the repository."
+            )
     if owner is not None:
         for folder in (request.output_dir, request.cache_dir):
             if folder is not None and folder.is_dir():

@@ -76,8 +76,9 @@ def hand_over(folder: Path, owner: tuple[int, int]) -> None:
 
 def _regular_files(root: Path) -> Iterator[str]:
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames
-                       if d not in SKIPPED and not os.path.islink(os.path.join(dirpath, d))]
+        dirnames[:] = [
+            d for d in dirnames if d not in SKIPPED and not os.path.islink(os.path.join(dirpath, d))
+        ]
         for name in filenames:
             full = os.path.join(dirpath, name)
             if stat.S_ISREG(os.lstat(full).st_mode):
