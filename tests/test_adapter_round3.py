@@ -45,7 +45,8 @@ def test_a_forked_child_never_runs_the_adapters_exit_hook(tmp_path: Path) -> Non
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
         model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
         x, y = np.zeros((8, 4), "float32"), np.zeros(8, "int64")
-        model.fit(x, y, epochs=1, verbose=0)
+        for _ in range(1):  # in a loop, the fit is one of several: the exit hook continues the last one
+            model.fit(x, y, epochs=1, verbose=0)
         pid = os.fork()
         if pid == 0:
             sys.exit(0)  # a normal exit: the child runs its atexit handlers
@@ -86,9 +87,25 @@ def test_fit_with_no_epochs_says_it_trains_none(tmp_path: Path) -> None:
         import keras
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
         model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.fit(np.zeros((8, 4), "float32"), np.zeros(8, "int64"), epochs=0, verbose=0)
+        for _ in range(1):  # one of several fits: each trains its own epochs (here none)
+            model.fit(np.zeros((8, 4), "float32"), np.zeros(8, "int64"), epochs=0, verbose=0)
     """
     output, code, _ = train(tmp_path, script)
     assert code == 0, output
     assert "fit(epochs=0) trains no epoch (KT_EPOCHS=3, the model has 0)" in output, output
+    assert "trains epochs 1 to 0" not in output
+
+
+def test_a_single_fit_with_no_epochs_trains_to_kt_epochs_in_one_run(tmp_path: Path) -> None:
+    """The script's one fit is one Keras run to KT_EPOCHS, whatever its own epochs (issue 24's rule)."""
+    script = """\
+        import numpy as np
+        import keras
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(np.zeros((8, 4), "float32"), np.zeros(8, "int64"), epochs=0, verbose=0)
+    """
+    output, code, _ = train(tmp_path, script)
+    assert code == 0, output
+    assert "fit(epochs=0) trains epochs 1 to 3 in one run" in output, output
     assert "trains epochs 1 to 0" not in output
