@@ -136,14 +136,8 @@ def _add_comparison_commands(sub: Any) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="keeptraining",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"keeptraining {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_chain_commands(sub: Any) -> None:
+    """run (here, attempt after attempt) and attempt (one attempt, as a workflow job)."""
     run = sub.add_parser("run", help="train attempt after attempt until the threshold or the budget")
     run.add_argument(
         "--continue",
@@ -174,6 +168,10 @@ def _parser() -> argparse.ArgumentParser:
     attempt.add_argument("--commit", default=None, help="the commit this chain trains (default: GITHUB_SHA)")
     attempt.add_argument("--branch", default=None, help="the chain's branch (default: GITHUB_REF_NAME)")
     _add_config_flags(attempt)
+
+
+def _add_round_commands(sub: Any) -> None:
+    """trial and merge: a round of parallel trials, as workflow jobs."""
     trial = sub.add_parser("trial", help="(parallel) train one slot of the round into .keeptraining-trial/")
     trial.add_argument(
         "--slot",
@@ -202,7 +200,10 @@ def _parser() -> argparse.ArgumentParser:
         round_parser.add_argument("--commit", default=None, help="the commit this chain trains")
         round_parser.add_argument("--branch", default=None, help="the chain's branch")
         _add_config_flags(round_parser)
-    _add_comparison_commands(sub)
+
+
+def _add_step_commands(sub: Any) -> None:
+    """validate, check-resume, data-cache and publish: checks and workflow steps."""
     validate = sub.add_parser("validate", help="check the configuration and print the effective values")
     _add_config_flags(validate)
     sub.add_parser(
@@ -228,6 +229,10 @@ def _parser() -> argparse.ArgumentParser:
         default=Path(".keeptraining"),
         help="the downloaded chain-state artifact (default: .keeptraining)",
     )
+
+
+def _add_repository_commands(sub: Any) -> None:
+    """hooks and init: what keeptraining sets up in a repository."""
     hook = sub.add_parser("hooks", help="git post-commit hook that pushes the branch after each commit")
     hook.add_argument("action", choices=("install", "uninstall"))
     hook.add_argument("--repo", type=Path, default=Path(), help="repository (default: .)")
@@ -243,6 +248,21 @@ def _parser() -> argparse.ArgumentParser:
             "commented .keeptraining.yml, the secrets to add",
         )
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keeptraining",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"keeptraining {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_chain_commands(sub)
+    _add_round_commands(sub)
+    _add_comparison_commands(sub)
+    _add_step_commands(sub)
+    _add_repository_commands(sub)
     return parser
 
 

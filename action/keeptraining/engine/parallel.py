@@ -40,6 +40,7 @@ from keeptraining.backends.base import echo_line
 from keeptraining.backends.select import Backend
 from keeptraining.config.settings import Config
 from keeptraining.engine import chain, rounds, step, strategy
+from keeptraining.engine.plan import Plan
 from keeptraining.engine.search import TrialRun
 from keeptraining.errors import KeeptrainingError, LedgerError
 from keeptraining.state import ledger as ledger_mod
@@ -84,6 +85,37 @@ def core_shares(config: Config, slots: int, cores: list[int] | None = None) -> l
 # --------------------------------------------------------------------------- one trial
 
 
+def _slot_record(
+    config: Config,
+    ws: Workspace,
+    backend: Backend,
+    job: TrialRun,
+    plan: Plan,
+    resume_path: Path | None,
+    run_info: dict[str, Any] | None,
+    *,
+    round_no: int,
+    slot: int,
+    runner: dict[str, Any] | None,
+) -> Attempt:
+    """The trial's record (its round, slot and runner), failed until the training proves otherwise."""
+    record = step.new_record(
+        config, plan, backend.name, resumed_from=relative(ws, resume_path), run_info=run_info, job=job
+    )
+    record.round, record.runner = round_no, {"slot": slot, **(runner or {})}
+    return record
+
+
+def _written_to(folder: Path) -> step.Keep:
+    """Keep a trial's record as the one-record ledger in ``folder``, for the merge."""
+
+    def keep(trained: Attempt, _stopped: str | None) -> Attempt:
+        rounds.write_result(folder, trained)
+        return trained
+
+    return keep
+
+
 def train_slot(
     config: Config,
     ws: Workspace,
@@ -115,17 +147,11 @@ def train_slot(
     folder = folder.absolute()  # the training runs in the code folder: its output path must not be relative
     plan, resume_path = step.resume_path(ws, job.plan(number))
     out_dir = empty_attempt_dir(folder, number)
-    record = step.new_record(
-        config, plan, backend.name, resumed_from=relative(ws, resume_path), run_info=run_info, job=job
+    record = _slot_record(
+        config, ws, backend, job, plan, resume_path, run_info, round_no=round_no, slot=slot, runner=runner
     )
-    record.round, record.runner = round_no, {"slot": slot, **(runner or {})}
     title = f"== Round {round_no}, slot {slot}: attempt {number}, {job.describe()}:"
     resumed = f" from attempt {plan.resume_from.attempt}" if plan.resume_from else ""
-
-    def keep(trained: Attempt, _stopped: str | None) -> Attempt:
-        rounds.write_result(folder, trained)
-        return trained
-
     outcome = step.train(
         step.Run(
             config,
@@ -145,7 +171,7 @@ def train_slot(
             say=say,
             on_line=on_line,
         ),
-        keep,
+        _written_to(folder),
     )
     say(step.attempt_line(outcome.record, config))
     return outcome.record, outcome.error, outcome.log_tail

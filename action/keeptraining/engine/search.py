@@ -571,22 +571,8 @@ def _epochs_of(record: Attempt) -> int:
     return record.epochs_reached if record.epochs_reached is not None else record.epochs
 
 
-def decide(config: Config, ledger: Ledger, *, round_size: int = 1) -> Decision:
-    """After the ledger's last attempt: go on with the next job, or end the search (and why, in the
-    one wording).
-
-    ``round_size`` > 1: the last attempts are one round of parallel trials (rounds.decide judges the
-    round itself: reached, or all failed); the rule of consecutive failures is for one trial at a time.
-    """
-    settings = config.search_settings()
-    trials = validated_trials(ledger, settings)
-    last = ledger.last
-    if last is None:
-        return Decision(
-            CONTINUE,
-            "No attempt yet: the search starts with a new trial.",
-            _first_epochs(config, _epochs_left(config, ledger)),
-        )
+def _stopped(config: Config, ledger: Ledger, last: Attempt, round_size: int) -> Decision | None:
+    """The chain's end by its last attempts: the threshold reached, or too many failures in a row."""
     metric, threshold = config.metric, config.threshold
     if last.outcome == REACHED and last.metric is not None:
         return Decision(
@@ -607,6 +593,49 @@ def decide(config: Config, ledger: Ledger, *, round_size: int = 1) -> Decision:
                 f"the last {MAX_CONSECUTIVE_FAILURES} attempts failed; the last one: {last.error}",
             ),
         )
+    return None
+
+
+def _going_on(config: Config, last: Attempt, job: TrialRun, what: str) -> Decision:
+    """Go on with ``job`` (``what`` it does), said after the last attempt's metric or its failure."""
+    metric, threshold = config.metric, config.threshold
+    if last.metric is not None and last.outcome != FAILED:
+        done = f"{what} (trial {last.trial} done)"
+        return Decision(
+            CONTINUE,
+            wording.below(
+                metric, last.metric, threshold, last.attempt, _epochs_of(last), job.epochs, next_step=done
+            ),
+            job.epochs,
+        )
+    return Decision(
+        CONTINUE,
+        wording.failed(last.attempt, last.error or "no metric was recorded")
+        + f"; next attempt {last.attempt + 1} {what}",
+        job.epochs,
+    )
+
+
+def decide(config: Config, ledger: Ledger, *, round_size: int = 1) -> Decision:
+    """After the ledger's last attempt: go on with the next job, or end the search (and why, in the
+    one wording).
+
+    ``round_size`` > 1: the last attempts are one round of parallel trials (rounds.decide judges the
+    round itself: reached, or all failed); the rule of consecutive failures is for one trial at a time.
+    """
+    settings = config.search_settings()
+    trials = validated_trials(ledger, settings)
+    last = ledger.last
+    if last is None:
+        return Decision(
+            CONTINUE,
+            "No attempt yet: the search starts with a new trial.",
+            _first_epochs(config, _epochs_left(config, ledger)),
+        )
+    stopped = _stopped(config, ledger, last, round_size)
+    if stopped is not None:
+        return stopped
+    metric = config.metric
     best = ledger.best()
     best_pair = (best.metric, best.attempt) if best is not None and best.metric is not None else None
     detail = f"(trial {best.trial}: {values_text(best.trial_params)})" if best is not None else ""
@@ -642,18 +671,4 @@ def decide(config: Config, ledger: Ledger, *, round_size: int = 1) -> Decision:
     else:
         job = TrialRun(len(trials) + 1, {}, 0, _first_epochs(config, left), 0, None)
         what = f"starts trial {job.trial} ({job.epochs} epochs)"
-    if last.metric is not None and last.outcome != FAILED:
-        done = f"{what} (trial {last.trial} done)"
-        return Decision(
-            CONTINUE,
-            wording.below(
-                metric, last.metric, threshold, last.attempt, _epochs_of(last), job.epochs, next_step=done
-            ),
-            job.epochs,
-        )
-    return Decision(
-        CONTINUE,
-        wording.failed(last.attempt, last.error or "no metric was recorded")
-        + f"; next attempt {last.attempt + 1} {what}",
-        job.epochs,
-    )
+    return _going_on(config, last, job, what)

@@ -270,6 +270,23 @@ def summary_markdown(ledger: Ledger, config: Config) -> str:
     )
 
 
+def _legend(canvas: chart_png.Canvas, centre: float, y: int, scored: list[TrialRow], config: Config) -> None:
+    """The legend row under the title: the statuses shown, then the threshold's line."""
+    shown = sorted({r.status for r in scored}, key=list(_STATUS_COLOURS).index)
+    legend = [chart_png.LegendEntry(s, chart_png.hex_colour(_STATUS_COLOURS[s]), box=True) for s in shown]
+    chart_png.legend_row(
+        canvas,
+        centre,
+        y,
+        [
+            *legend,
+            chart_png.LegendEntry(
+                f"threshold {markup.fmt_threshold(config.threshold)}", chart_png.CRIMSON, True
+            ),
+        ],
+    )
+
+
 def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
     """chart.png for a search: each trial's result, then each parameter against the result (chart_png)."""
     found = rows(ledger, config)
@@ -313,19 +330,7 @@ def render_chart(ledger: Ledger, config: Config, path: Path) -> Path:
     ax.hline(config.threshold, chart_png.CRIMSON)
     if not scored:
         ax.note("no results yet", scale)
-    shown = sorted({r.status for r in scored}, key=list(_STATUS_COLOURS).index)
-    legend = [chart_png.LegendEntry(s, chart_png.hex_colour(_STATUS_COLOURS[s]), box=True) for s in shown]
-    chart_png.legend_row(
-        canvas,
-        width / 2,
-        legend_at,
-        [
-            *legend,
-            chart_png.LegendEntry(
-                f"threshold {markup.fmt_threshold(config.threshold)}", chart_png.CRIMSON, True
-            ),
-        ],
-    )
+    _legend(canvas, width / 2, legend_at, scored, config)
     for i, param in enumerate(params, start=1):
         _param_panel(canvas, box(i), param, scored, config, (ylim, y_labelled), scale)
     path.parent.mkdir(parents=True, exist_ok=True)

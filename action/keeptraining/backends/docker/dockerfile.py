@@ -265,6 +265,53 @@ def _shown(path: Path, repo_root: Path) -> str:
         return str(path)
 
 
+def _requirement_lines(
+    repo_root: Path,
+    code_dir: Path,
+    script: Path,
+    third: set[str],
+    imported: dict[str, str],
+    reasons: list[str],
+) -> list[str]:
+    """The requirement lines the generated image installs; appends why to ``reasons``."""
+    found = _dependencies(repo_root, code_dir)
+    if found is None:
+        packages = sorted({PACKAGE_NAMES.get(n, n) for n in third} - {"tensorflow-cpu", "keras"})
+        lines = [TESTED_BACKEND, *packages]
+        reasons.append(
+            f"no {REQUIREMENTS} or pyproject.toml: installing {', '.join(lines)} (only the "
+            f"backend is pinned; pin the rest in a {REQUIREMENTS})"
+        )
+        return lines
+    lines, where = found
+    names = _requirement_names(lines)
+    backend = sorted(names & KERAS_BACKENDS)
+    if backend:
+        pin = next((ln.strip() for ln in lines if backend[0] in _requirement_names([ln])), backend[0])
+        reasons.append(f"{where} names {pin}")
+    else:
+        lines = [*lines, TESTED_BACKEND]
+        reasons.append(
+            f"{where} names no Keras backend: adding {TESTED_BACKEND}, the version "
+            "keeptraining is tested with"
+        )
+    missing = sorted(
+        n
+        for n in third
+        if normalize(PACKAGE_NAMES.get(n, n)) not in names
+        and not (n in FRAMEWORKS and names & KERAS_BACKENDS)
+    )
+    if missing:
+        reasons.append(f"note: {where} does not name {', '.join(missing)}, which {script.name} imports")
+        for name in missing:
+            package = PACKAGE_NAMES.get(name, name)
+            reasons.append(
+                f"note: `import {name}` in {imported.get(name, script.name)}: add `{package}` "
+                f"(pinned) to {where}, or the training stops with ModuleNotFoundError"
+            )
+    return lines
+
+
 def choose(repo_root: Path, code_dir: Path, command: list[str], base_image: str | None) -> Choice:
     """What the generated image installs, and why; ConfigError when keeptraining cannot tell."""
     script = script_path(command, code_dir)
@@ -291,41 +338,7 @@ def choose(repo_root: Path, code_dir: Path, command: list[str], base_image: str 
             hint=ADD_A_DOCKERFILE,
         )
     reasons = [f"{script.name} imports {listed}" + (f" (local: {', '.join(sorted(local))})" if local else "")]
-    found = _dependencies(repo_root, code_dir)
-    if found is not None:
-        lines, where = found
-        names = _requirement_names(lines)
-        backend = sorted(names & KERAS_BACKENDS)
-        if backend:
-            pin = next((ln.strip() for ln in lines if backend[0] in _requirement_names([ln])), backend[0])
-            reasons.append(f"{where} names {pin}")
-        else:
-            lines = [*lines, TESTED_BACKEND]
-            reasons.append(
-                f"{where} names no Keras backend: adding {TESTED_BACKEND}, the version "
-                "keeptraining is tested with"
-            )
-        missing = sorted(
-            n
-            for n in third
-            if normalize(PACKAGE_NAMES.get(n, n)) not in names
-            and not (n in FRAMEWORKS and names & KERAS_BACKENDS)
-        )
-        if missing:
-            reasons.append(f"note: {where} does not name {', '.join(missing)}, which {script.name} imports")
-            for name in missing:
-                package = PACKAGE_NAMES.get(name, name)
-                reasons.append(
-                    f"note: `import {name}` in {imported.get(name, script.name)}: add `{package}` "
-                    f"(pinned) to {where}, or the training stops with ModuleNotFoundError"
-                )
-    else:
-        packages = sorted({PACKAGE_NAMES.get(n, n) for n in third} - {"tensorflow-cpu", "keras"})
-        lines = [TESTED_BACKEND, *packages]
-        reasons.append(
-            f"no {REQUIREMENTS} or pyproject.toml: installing {', '.join(lines)} (only the "
-            f"backend is pinned; pin the rest in a {REQUIREMENTS})"
-        )
+    lines = _requirement_lines(repo_root, code_dir, script, third, imported, reasons)
     base = base_image or DEFAULT_BASE_IMAGE
     default = "" if base_image else " (the default; set base_image to change it)"
     reasons.append(f"base image {base}{default}")

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import docker
 import requests
@@ -264,6 +264,43 @@ def _build(
     return error
 
 
+def _build_args(
+    context: IO[bytes],
+    rel_dockerfile: str,
+    tag: str,
+    base_image: str | None,
+    image_registry: registry.Registry | None,
+) -> dict[str, Any]:
+    """The engine's build request for the context archive in ``context``."""
+    return {
+        "fileobj": context,
+        "custom_context": True,
+        "dockerfile": rel_dockerfile,
+        "tag": tag,
+        "buildargs": {"BASE_IMAGE": base_image} if base_image else {},
+        "network_mode": "host",
+        "rm": True,
+        "forcerm": True,
+        "decode": True,
+        "labels": {**LABELS, **registry.labels(image_registry)},
+    }
+
+
+def _build_failed(
+    error: str, log: deque[str], say: Callable[[str], None], rel_dockerfile: str, base_image: str | None
+) -> ImageBuildError:
+    """Say the build log's last lines, and return the error to raise."""
+    for line in ("Last lines of the build log:", *log):  # only steps were shown: now why
+        say(line)
+    base = f" on base image {base_image!r}" if base_image else ""
+    return ImageBuildError(
+        f"Building the training image from {rel_dockerfile}{base} failed: {error}",
+        hint="Fix the Dockerfile or requirements.txt (a build needs the network to reach the "
+        "package index, and BASE_IMAGE must exist or be pullable), or raise build_timeout.",
+        log_tail="\n".join(log),
+    )
+
+
 def ensure_image(
     repo_root: Path,
     dockerfile: str,
@@ -304,31 +341,12 @@ def ensure_image(
     start = time.monotonic()
     with tempfile.TemporaryFile() as context:
         create_archive(str(root), files=[*files, rel_dockerfile], fileobj=context)
-        build_args = {
-            "fileobj": context,
-            "custom_context": True,
-            "dockerfile": rel_dockerfile,
-            "tag": tag,
-            "buildargs": {"BASE_IMAGE": base_image} if base_image else {},
-            "network_mode": "host",
-            "rm": True,
-            "forcerm": True,
-            "decode": True,
-            "labels": {**LABELS, **registry.labels(image_registry)},
-        }
+        build_args = _build_args(context, rel_dockerfile, tag, base_image, image_registry)
         error = _build(build_args, timeout, log, say)
     if error is None and not _local_image_id(dc, tag):
         error = "the engine reported no error, but no image was tagged"
     if error is not None:
-        for line in ("Last lines of the build log:", *log):  # only steps were shown: now why
-            say(line)
-        base = f" on base image {base_image!r}" if base_image else ""
-        raise ImageBuildError(
-            f"Building the training image from {rel_dockerfile}{base} failed: {error}",
-            hint="Fix the Dockerfile or requirements.txt (a build needs the network to reach the "
-            "package index, and BASE_IMAGE must exist or be pullable), or raise build_timeout.",
-            log_tail="\n".join(log),
-        )
+        raise _build_failed(error, log, say, rel_dockerfile, base_image)
     say(f"Built {tag} in {time.monotonic() - start:.0f} s")
     if image_registry is not None:
         registry.push(image_registry, dc, tag, say)

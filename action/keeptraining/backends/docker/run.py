@@ -302,6 +302,19 @@ def _state(container: Container) -> dict[str, Any]:
     return dict(state)
 
 
+def _environment(
+    dc: docker.DockerClient, request: TrainRequest, image: str, resume_env: str
+) -> dict[str, str]:
+    """The training container's environment: the start variables, HOME and the contract's paths."""
+    env = {**request.start_env(), "HOME": HOME_MOUNT, **kt_env.paths(OUTPUT_MOUNT, resume_env)}
+    image_env = _image_env(dc, image)
+    if request.adapter_dir is not None:  # the image's python imports the adapter's sitecustomize
+        env["PYTHONPATH"] = adapter.pythonpath(adapter.CONTAINER_DIR, image_env.get("PYTHONPATH"))
+    if request.cache_dir is not None:  # downloads go to the data cache, unless the image says where
+        env.update(data_cache.library_env(data_cache.CACHE_MOUNT, lambda name: name in image_env))
+    return env
+
+
 def _create(
     dc: docker.DockerClient,
     request: TrainRequest,
@@ -323,12 +336,7 @@ def _create(
     mounts, resume_env = _mounts(request, staged, work)
     writable = (request.output_dir, request.cache_dir, work)
     user = _container_user(*(p.resolve() for p in writable if p is not None))
-    env = {**request.start_env(), "HOME": HOME_MOUNT, **kt_env.paths(OUTPUT_MOUNT, resume_env)}
-    image_env = _image_env(dc, image)
-    if request.adapter_dir is not None:  # the image's python imports the adapter's sitecustomize
-        env["PYTHONPATH"] = adapter.pythonpath(adapter.CONTAINER_DIR, image_env.get("PYTHONPATH"))
-    if request.cache_dir is not None:  # downloads go to the data cache, unless the image says where
-        env.update(data_cache.library_env(data_cache.CACHE_MOUNT, lambda name: name in image_env))
+    env = _environment(dc, request, image, resume_env)
     try:
         return dc.containers.create(
             image,
