@@ -56,6 +56,36 @@ if [ "${1:-}" = "--locate" ]; then
 fi
 
 uv_version="$(sed -n 's/^uv==\(.*\)$/\1/p' "$here/install-tools.txt")"
+uv_dir="$(dirname "$venv")/uv-${uv_version}"
+# uv from the package index, pinned; kept beside the environments for the next install here.
+ensure_uv() {
+  mkdir -p "$(dirname "$uv_dir")"
+  if [ ! -x "$uv_dir/bin/uv" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check --no-input --target "$uv_dir.tmp" \
+      "uv==${uv_version}" >/dev/null 2>&1 && mv "$uv_dir.tmp" "$uv_dir" || rm -rf "$uv_dir.tmp"
+  fi
+}
+
+# After the chain's commit is checked out: the train job has no checkout before the action, so the
+# config file can only be read now. Adds the extras it asks for to the environment at BIN (once).
+if [ "${1:-}" = "--add-extras" ]; then
+  bin="${2:?usage: install.sh --add-extras BIN}"
+  if [ "$extras" = "search" ] && ! "$bin/python" -c 'import optuna' 2>/dev/null; then
+    start=$SECONDS
+    ensure_uv
+    if [ -x "$uv_dir/bin/uv" ]; then
+      "$uv_dir/bin/uv" pip install --quiet --compile-bytecode --python "$bin/python" \
+        -c "$here/constraints.txt" "$here[search]"
+    else
+      python3 -m pip --python "$bin/python" install --quiet --disable-pip-version-check --no-input \
+        -c "$here/constraints.txt" "$here[search]"
+    fi
+    echo "keeptraining's environment: added the search library (the chain's config asks for strategy:" \
+      "search) in $((SECONDS - start)) s"
+  fi
+  exit 0
+fi
+
 start=$SECONDS
 if [ -f "$venv/.complete" ] && "$venv/bin/python" -c '' 2>/dev/null; then
   if [ "${KT_ENV_RESTORED:-}" = "true" ]; then
@@ -70,12 +100,7 @@ fi
 
 rm -rf "$venv"
 mkdir -p "$(dirname "$venv")"
-uv_dir="$(dirname "$venv")/uv-${uv_version}"
-# uv from the package index, pinned; kept beside the environments for the next install here.
-if [ ! -x "$uv_dir/bin/uv" ]; then
-  python3 -m pip install --quiet --disable-pip-version-check --no-input --target "$uv_dir.tmp" \
-    "uv==${uv_version}" >/dev/null 2>&1 && mv "$uv_dir.tmp" "$uv_dir" || rm -rf "$uv_dir.tmp"
-fi
+ensure_uv
 if [ -x "$uv_dir/bin/uv" ]; then
   tool="uv ${uv_version}"
   "$uv_dir/bin/uv" venv --quiet --python "$(command -v python3)" "$venv"
