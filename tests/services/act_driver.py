@@ -557,11 +557,20 @@ def warm_tool_cache(action_folder: Path) -> None:
     runner). Installed once here, every job reuses it.
     """
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_OUTPUT"}
+    env = {**env, "RUNNER_TOOL_CACHE": str(act_tool_cache())}
+    install = str(action_folder / "action" / "install.sh")
+    located = subprocess.run(
+        ["bash", install, "--locate"], check=True, capture_output=True, text=True, env=env, timeout=60
+    )
+    venv = next(line.split("=", 1)[1] for line in located.stdout.splitlines() if line.startswith("venv="))
+    subprocess.run(["bash", install], check=True, capture_output=True, env=env, timeout=900)
+    # The search library too: each job adds it once its checkout shows strategy: search, and side by
+    # side two jobs would add it to the one shared environment at once.
     subprocess.run(
-        ["bash", str(action_folder / "action" / "install.sh")],
+        ["bash", install, "--add-extras", f"{venv}/bin"],
         check=True,
         capture_output=True,
-        env={**env, "RUNNER_TOOL_CACHE": str(act_tool_cache())},
+        env={**env, "KT_INPUT_STRATEGY": "search"},
         timeout=900,
     )
 
