@@ -24,6 +24,10 @@ Variants, one chain each (README's workflow, threshold 0.9):
   attempt 2+ warm (cached)   the same runner again: tool cache and image on it
   today's rebuild            the action before issue 12 (``BASELINE_REF``: pip install, no registry),
                              attempt 2 of its chain on a cold runner (full runs only)
+  before issue 28            the action before the lighter install (``BEFORE_LIGHTER_REF``: Optuna
+                             and matplotlib in every environment), attempts 1 and 2 of its chain on
+                             cold runners, the same registry (full runs only): the install figures
+                             the targets compare with, measured in the same run
 
 Each job is timed step by step from act's log: install (locate, restore and save of the
 environment, install), checkout (the resume check and the checkout), restore (the chain
@@ -74,6 +78,8 @@ from services.registry_server import RegistryServer  # noqa: E402
 
 #: The last commit before issue 12: "today's" action (pip install, the image built on every runner).
 BASELINE_REF = "df2362b"
+#: main before issue 28's lighter install: Optuna and matplotlib in every environment of the action.
+BEFORE_LIGHTER_REF = "2a41a2a"
 TOKEN = "ghs_benchColdToken0123456789abcdef"  # noqa: S105 - GitHub in a box's token
 FULL_NAME = "acme/consumer"
 README_REGISTRY = "image-registry: ghcr.io/${{ github.repository }}/keeptraining-train"
@@ -106,6 +112,8 @@ VARIANTS = (
     ("cold", "attempt 2+ cold (pull)"),
     ("warm", "attempt 2+ warm (cached)"),
     ("today", "today's rebuild (attempt 2+ cold)"),
+    ("before1", "before issue 28: attempt 1"),
+    ("before", "before issue 28: attempt 2+ cold"),
 )
 _STEP = re.compile(
     r"^\[[^\]]*\]\s+(?:✅\s+Success|❌\s+Failure) - (?:Main|Post) (?P<name>.+?) "
@@ -334,11 +342,11 @@ def chain_jobs(
     return jobs
 
 
-def baseline_action(target: Path) -> dict[str, Path]:
-    """Today's action (``BASELINE_REF``) as README's ``OWNER/keeptraining/action@v1``."""
+def baseline_action(target: Path, ref: str = BASELINE_REF) -> dict[str, Path]:
+    """An earlier action at `ref` (BASELINE_REF by default) as README's ``OWNER/keeptraining/action@v1``."""
     target.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "archive", BASELINE_REF, "action"], check=True, capture_output=True
+        ["git", "-C", str(REPO_ROOT), "archive", ref, "action"], check=True, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     # README's workflow calls the reusable keeptraining.yml, which runs the action: today's file, which
@@ -375,6 +383,17 @@ def run_all(base_image: str, *, quick: bool, work: Path) -> tuple[list[Job], dic
             )
             stored = (p.stat().st_size for p in (work / "registry").rglob("*") if p.is_file())
             info["registry_bytes"] = sum(stored)
+            if not quick:  # the install before issue 28, on cold runners, in this same run
+                info["before_lighter_ref"] = BEFORE_LIGHTER_REF
+                jobs += chain_jobs(
+                    work / "before",
+                    baseline_action(work / "action-before", BEFORE_LIGHTER_REF),
+                    workflow,
+                    base_image,
+                    nonce,
+                    [("before1", True), ("before", True)],
+                    quick=quick,
+                )
         if not quick:
             remove_images(dc, nonce)
             today = re.sub(rf"^[ \t]*{re.escape(README_REGISTRY)}\n", "", readme, flags=re.MULTILINE)
@@ -401,7 +420,7 @@ def of(jobs: list[Job], variant: str) -> Job | None:
 
 
 def targets(jobs: list[Job]) -> list[dict[str, Any]]:
-    first, cold, warm, today = (of(jobs, v) for v, _ in VARIANTS)
+    first, cold, warm, today, before1, before = (of(jobs, v) for v, _ in VARIANTS)
     rows: list[dict[str, Any]] = []
 
     def add(target: str, measured: str, met: bool | None) -> None:
@@ -433,13 +452,13 @@ def targets(jobs: list[Job]) -> list[dict[str, Any]]:
         how = first.install_how.split(" (")[0]  # "installed with uv 0.13.8 in 25 s"
         add(
             "action install <= 15 s cold",
-            f"{first.parts['install']:.1f} s ({how})",
+            f"{first.parts['install']:.1f} s ({how})" + before_issue_28(before1),
             first.parts["install"] <= TARGET_INSTALL_COLD_S,
         )
     if cold:
         add(
             "action install <= 3 s when the cache hits",
-            f"{cold.parts['install']:.1f} s (actions cache)",
+            f"{cold.parts['install']:.1f} s (actions cache)" + before_issue_28(before),
             cold.parts["install"] <= TARGET_INSTALL_HIT_S,
         )
     tags = [j.image_tag for j in (first, cold, warm) if j]
@@ -455,6 +474,11 @@ def targets(jobs: list[Job]) -> list[dict[str, Any]]:
             warm.parts["image"] <= TODAY_IMAGE_CHECK_S + 0.05,
         )
     return rows
+
+
+def before_issue_28(job: Job | None) -> str:
+    """The same figure of the action before issue 28's lighter install, measured in the same run."""
+    return f"; before issue 28, same run: {job.parts['install']:.1f} s" if job else ""
 
 
 def markdown(jobs: list[Job], meta: dict[str, Any]) -> str:

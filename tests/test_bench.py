@@ -475,10 +475,16 @@ def test_cold_targets_report_met_and_missed(bench_cold: ModuleType) -> None:
         cold_job(bench_cold, "cold", install=4.0, image=20.0, train=8.0),
         cold_job(bench_cold, "warm", install=0.2, image=0.01, train=8.0),
         cold_job(bench_cold, "today", install=30.0, image=65.0, train=8.0),
+        cold_job(bench_cold, "before1", install=25.0, image=20.0, train=8.0),
+        cold_job(bench_cold, "before", install=5.5, image=20.0, train=8.0),
     ]
-    verdicts = [t["verdict"] for t in bench_cold.targets(jobs)]
+    found = bench_cold.targets(jobs)
+    verdicts = [t["verdict"] for t in found]
     # pull 20 s of a 60 s build; fixed 24 s of 95 s; install 9 s cold, 4 s on a hit; one tag; 0.01 s warm
     assert verdicts == ["missed", "met", "met", "missed", "met", "met"]
+    # the install targets show the action before issue 28, measured in the same run, beside them
+    assert found[2]["measured"].endswith("before issue 28, same run: 25.0 s")
+    assert found[3]["measured"].endswith("before issue 28, same run: 5.5 s")
     meta = {
         "machine": {"cpu": "cpu", "cores": 2},
         "finished": "now",
@@ -487,7 +493,7 @@ def test_cold_targets_report_met_and_missed(bench_cold: ModuleType) -> None:
     }
     text = bench_cold.markdown(jobs, meta)
     header, rows = table(text, "variant")
-    assert header == COLD_COLUMNS and len(rows) == 4
+    assert header == COLD_COLUMNS and len(rows) == 6
 
 
 @pytest.mark.integration
