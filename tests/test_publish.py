@@ -18,6 +18,8 @@ import yaml
 
 from fakes import fake_repo, read_outputs
 from keeptraining.cli import main
+from keeptraining.config import settings
+from keeptraining.engine import chain, rounds
 from keeptraining.errors import PublishError
 from keeptraining.github import releases
 from keeptraining.jobs import champion_check
@@ -311,3 +313,79 @@ def test_a_model_worse_than_the_champion_is_released_but_not_marked_latest(
     assert "Published but not marked latest" in summary and "the champion stays" in summary
     found = releases.champion(client(emu))
     assert found is not None and found.tag == "model-v1"
+
+
+def _round_state(root: Path) -> Path:
+    """The state folder a merge job of parallel trials uploads after a round in which two trials reached:
+    slot 1 (0.95, the winner), slot 2 (0.92, the last one at the threshold), slot 3 below; merged into the
+    ledger (engine/rounds.py) and pruned as the merge job prunes it (jobs/attempt.py)."""
+    conf = settings.resolve(
+        {
+            "strategy": "search",
+            "parallel": 3,
+            "threshold": 0.9,
+            "epochs": 10,
+            "search": {
+                "space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
+                "reduction_factor": 2,
+                "seed": 1,
+            },
+        }
+    )
+    jobs = rounds.plan_round(conf, ledger.Ledger())
+    folders = {}
+    for slot, (job, value) in enumerate(zip(jobs, (0.95, 0.92, 0.6), strict=True), start=1):
+        record = ledger.Attempt(
+            attempt=slot,
+            epochs=job.epochs,
+            initial_epoch=0,
+            resumed_from=None,
+            outcome="reached" if value >= 0.9 else "below",
+            metric=value,
+            epochs_reached=job.epochs,
+            epochs_trained=job.epochs,
+            history=[value] * job.epochs,
+            checkpoint="model.keras",
+            trial=job.trial,
+            rung=job.rung,
+            trial_params=dict(job.params),
+            round=1,
+            runner={"slot": slot},
+            run={"id": "9000000077", "attempt": "1"},
+        )
+        folder = root / f"slot-{slot}"
+        rounds.write_result(folder, record)
+        out = ledger.attempt_dir(folder, slot)
+        out.mkdir(parents=True)
+        (out / "model.keras").write_bytes(f"weights of trial {job.trial}, slot {slot}".encode())
+        folders[slot] = folder
+    state = root / "state"
+    book = ledger.Ledger()
+    records = rounds.merge_round(conf, state, book, jobs, folders, round_no=1)
+    assert rounds.decide(conf, book, records).kind == "reached"
+    assert rounds.representative(records).attempt == 1
+    book.chain = {
+        "threshold": 0.9,
+        "metric": "accuracy",
+        "commit": COMMIT,
+        "branch": "main",
+        "repository": "octo-org/keeptraining-demo",
+        "server_url": "http://github.localhost",
+    }
+    ledger.save(state, book)
+    chain.prune_checkpoints(state, book)
+    return state
+
+
+def test_a_round_of_parallel_trials_releases_its_winning_trial_not_its_last_one_at_the_threshold(
+    emu: GitHubEmulator, actions_env: dict[str, str], tmp_path: Path
+) -> None:
+    state = _round_state(tmp_path)
+    assert not (ledger.attempt_dir(state, 2) / "model.keras").exists()  # pruned: neither last nor best
+    assert publish(state) == 0
+    (release,) = emu.releases
+    card = json.loads(emu.release_asset_bytes(release, "model-card.json") or b"")
+    assert (card["attempt"], card["accuracy"]) == (1, 0.95)
+    model = emu.release_asset_bytes(release, "model.keras")
+    assert model == (state / "attempt-001" / "model.keras").read_bytes() == b"weights of trial 1, slot 1"
+    assert read_outputs(Path(actions_env["GITHUB_OUTPUT"]))["published"] == "true"

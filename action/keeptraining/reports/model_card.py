@@ -142,8 +142,15 @@ def parse_card(raw: bytes, where: str) -> dict[str, Any]:
 
 
 def champion_attempt(ledger: Ledger) -> Attempt | None:
-    """The attempt whose checkpoint a chain that reached publishes: its last reached one."""
+    """The attempt whose checkpoint a chain that reached publishes: its last reached one; in a chain of
+    parallel trials (records with a ``round``), the winning trial: the best reached one, the earlier on a
+    tie, as the round's verdict names it (engine/rounds.representative). A round may hold several
+    trials at the threshold, and the last of them is neither the winner nor sure to keep its
+    checkpoint (pruning keeps the chain's last and best attempts)."""
     reached = [a for a in ledger.attempts if a.outcome == REACHED and a.checkpoint]
+    trials = [a for a in reached if a.round is not None and a.metric is not None]
+    if trials:
+        return max(trials, key=lambda a: (a.metric or 0.0, -a.attempt))
     return reached[-1] if reached else None
 
 
