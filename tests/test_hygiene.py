@@ -25,6 +25,7 @@ ACTION = ROOT / "action" / "action.yml"
 PUBLISH_ACTION = ROOT / "action" / "publish" / "action.yml"  # the publish job's composite action
 CT_WORKFLOW = ROOT / ".github" / "workflows" / "continuous-training.yml"
 CHAIN_WORKFLOW = ROOT / ".github" / "workflows" / "keeptraining.yml"  # the chain's jobs, reusable
+PARALLEL_WORKFLOW = ROOT / ".github" / "workflows" / "parallel-training.yml"  # a round of parallel trials
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 #: The reusable workflow runs this repository's own action at the release it ships in (a file cannot
 #: hold its own commit's hash): README's placeholder owner and the release tag README names.
@@ -80,8 +81,11 @@ def test_workflow_permissions_are_empty_by_default_and_granted_per_job(path: Pat
 
 
 def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> None:
-    reusable = [s["uses"] for s in steps_of(ROOT / ".github" / "workflows" / "parallel-training.yml")]
-    assert reusable == [SELF_AT_RELEASE, SELF_AT_RELEASE]  # the trial job's and the merge job's
+    rounds = load(PARALLEL_WORKFLOW)["jobs"]
+    assert [s["uses"] for s in rounds["trial"]["steps"]] == [SELF_AT_RELEASE]  # the trial job's
+    assert [s["uses"] for s in rounds["merge"]["steps"]] == [SELF_AT_RELEASE]  # the merge job's
+    own = [s["uses"] for s in rounds["publish"]["steps"] if "keeptraining" in s["uses"]]
+    assert own == [PUBLISH_AT_RELEASE]
     jobs = load(CHAIN_WORKFLOW)["jobs"]
     assert [s["uses"] for s in jobs["train"]["steps"]] == [SELF_AT_RELEASE]  # the train job's
     own = [s["uses"] for s in jobs["publish"]["steps"] if "keeptraining" in s["uses"]]
@@ -114,6 +118,19 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
         # the pull-request job's.
         union = {**least, **PUBLISH_PERMISSIONS, "pull-requests": "write"}
         assert yaml.safe_load(text)["jobs"]["keeptraining"]["permissions"] == union
+    elif job.get("uses", "").endswith("/parallel-training.yml@v1"):
+        # A round's reusable workflow: the caller grants the union of its jobs' permissions (the trial
+        # jobs', the merge job's and the publish job's); each job asks for its own.
+        rounds = load(PARALLEL_WORKFLOW)["jobs"]
+        assert rounds["merge"]["permissions"] == least
+        assert rounds["publish"]["permissions"] == PUBLISH_PERMISSIONS
+        union = {**least, **PUBLISH_PERMISSIONS}
+        assert job["permissions"] == union
+        level = {"read": 1, "write": 2}
+        for name, each in rounds.items():  # a called job gets no more than the caller grants
+            for scope, asked in each["permissions"].items():
+                assert level[asked] <= level.get(union.get(scope, ""), 0), f"{name}: {scope}: {asked}"
+        job = {**job, "permissions": least}
     assert job["permissions"] == least
     assert data["concurrency"]["cancel-in-progress"] is False
     assert job["concurrency"]["cancel-in-progress"] is False
@@ -137,25 +154,51 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
     assert push_group != push_job and child_group != child_job, "the same group twice in one run deadlocks"
 
 
-def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_the_code() -> None:
-    jobs = load(CHAIN_WORKFLOW)["jobs"]
+@pytest.mark.parametrize(
+    ("path", "before"),
+    [(CHAIN_WORKFLOW, "train"), (PARALLEL_WORKFLOW, "merge")],
+    ids=["keeptraining", "parallel-training"],
+)
+def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_the_code(
+    path: Path, before: str
+) -> None:
+    """The chain's publish job follows its train job; a round's follows its merge job (which uploads the
+    state with every trial of the round): the same job, the same pins, the same least privilege."""
+    jobs = load(path)["jobs"]
     publish = jobs["publish"]
     assert publish["permissions"] == PUBLISH_PERMISSIONS
     writers = [name for name, job in jobs.items() if job["permissions"].get("contents") == "write"]
     assert writers == ["publish"]
-    assert jobs["train"]["permissions"]["contents"] == "read"
-    assert publish["needs"] == "train"
-    assert "needs.train.outputs.threshold-reached == 'true'" in publish["if"]
-    assert "github.event.repository.default_branch" in publish["if"]
+    assert jobs[before]["permissions"]["contents"] == "read"
+    assert publish["needs"] == before
+    assert f"needs.{before}.outputs.threshold-reached == 'true'" in publish["if"]
+    assert "github.ref == format('refs/heads/{0}', github.event.repository.default_branch)" in publish["if"]
     uses = [s.get("uses", "") for s in publish["steps"]]
     assert not any("actions/checkout" in u for u in uses) and not any("run" in s for s in publish["steps"])
     assert (
         uses[0].startswith("actions/download-artifact@")
-        and publish["steps"][0]["with"]["name"] == "${{ needs.train.outputs.state-artifact }}"
+        and publish["steps"][0]["with"]["name"] == f"${{{{ needs.{before}.outputs.state-artifact }}}}"
     )  # this run attempt's (names are unique per attempt)
+    release = publish["steps"][1]["with"]
+    assert release["commit"] == f"${{{{ needs.{before}.outputs.commit }}}}"  # the state must name it
+    assert release["default-branch"] == "${{ github.event.repository.default_branch }}"
     attest = publish["steps"][-1]
     assert attest["uses"].startswith("actions/attest-build-provenance@")
     assert attest["if"] == "steps.publish.outputs.attest == 'true'"  # skipped without an OIDC token
+    # Both publish jobs are one job: the same steps, pins and outputs (the chain's is the reference).
+    chain = load(CHAIN_WORKFLOW)["jobs"]["publish"]
+    assert uses == [s.get("uses", "") for s in chain["steps"]]
+    assert publish["outputs"] == chain["outputs"]
+    assert (publish["runs-on"], publish["timeout-minutes"]) == (chain["runs-on"], chain["timeout-minutes"])
+    # What the publish job reads from the job before it: outputs that job has (the action's), and the
+    # workflow's outputs name the release as keeptraining.yml's do.
+    outputs = jobs[before]["outputs"]
+    for name in ("threshold-reached", "state-artifact", "commit"):
+        assert outputs[name] == f"${{{{ steps.{before}.outputs.{name} }}}}"
+        assert name in load(ACTION)["outputs"]
+    called = yaml.safe_load(path.read_text())[True]["workflow_call"]["outputs"]
+    assert called["release-tag"]["value"] == "${{ jobs.publish.outputs.tag }}"
+    assert called["release-url"]["value"] == "${{ jobs.publish.outputs.release-url }}"
     composite = load(PUBLISH_ACTION)["runs"]["steps"]
     assert not any("actions/checkout" in s.get("uses", "") for s in composite)
     assert composite[-1]["run"] == '"$KT_BIN/keeptraining" publish --state-dir "$KT_STATE_PATH"'
