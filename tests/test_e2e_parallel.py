@@ -10,10 +10,17 @@ and the merge that needs it: a partial re-run, a new run attempt) uploads that t
 ``keeptraining-trial-2-attempt-2``, and the merge reads the other trial from the first try's
 artifacts (with the token, as on GitHub, where the internal artifact API is scoped to the attempt),
 merges again, and dispatches nothing.
+
+The round that reaches the threshold (on the default branch) publishes its winning trial's model: the
+publish job after the merge downloads that run's ``keeptraining-state`` and releases ``model-v1``
+against the emulator's Releases API, with the model file of the round's best trial at the threshold,
+byte for byte; the first round, below it, publishes nothing, nor does its re-run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +37,7 @@ from services.act_driver import (
     warm_tool_cache,
 )
 from services.smtp_server import Certs, SmtpTestServer
-from test_e2e_act import FULL_NAME, box_chain, certs, digest, smtp, state_ledger  # noqa: F401
+from test_e2e_act import FULL_NAME, box_chain, certs, digest, smtp, state_files, state_ledger  # noqa: F401
 
 pytestmark = [pytest.mark.e2e]
 
@@ -90,6 +97,10 @@ def test_parallel_chain_runs_a_matrix_per_round_and_a_rerun_of_one_trial_dispatc
         assert all(a["minutes_from"] == "run_started_at" and a["minutes"] > 0 for a in attempts)
         (merge_job,) = state_ledger(chain, round_1.run_id)["jobs"]
         assert (merge_job["job"], merge_job["round"], merge_job["minutes_from"]) == ("merge", 1, "action")
+        # Below the threshold: the publish job is skipped, nothing is released.
+        assert merged["threshold-reached"] == "false"
+        assert "Publish the model" not in round_1.log
+        assert chain.emulator.releases == [] and not chain.emulator.calls("create-release")
         (dispatch,) = chain.emulator.snapshot_dispatches()  # one dispatch per round
         assert dispatch.inputs == {
             "attempt": "3",
@@ -113,6 +124,30 @@ def test_parallel_chain_runs_a_matrix_per_round_and_a_rerun_of_one_trial_dispatc
         promoted = final[2]
         assert promoted["outcome"] == "reached"
         assert promoted["resumed_from"] == f"attempt-{promoted['trial']:03d}/model.keras"
+
+        # The reaching round publishes exactly one release: its winning trial's model (the best trial at
+        # the threshold, the one the merge's outputs name), from the state artifact the merge uploaded.
+        outputs = job_outputs(round_2.log, "Merge")
+        assert (outputs["threshold-reached"], outputs["commit"]) == ("true", head)
+        winner = max(
+            (a for a in final if a["round"] == 2 and a["outcome"] == "reached"),
+            key=lambda a: (a["metric"], -a["attempt"]),
+        )
+        assert outputs["attempt"] == str(winner["attempt"])
+        (release,) = chain.emulator.releases
+        assert release.tag_name == "model-v1" and chain.emulator.latest_release() is release
+        assert chain.emulator.tags["model-v1"] == head
+        assert [a.name for a in release.assets] == ["model.keras", "model-card.json", "MODEL_CARD.md"]
+        card = json.loads(chain.emulator.release_asset_bytes(release, "model-card.json") or b"")
+        model = chain.emulator.release_asset_bytes(release, "model.keras") or b""
+        assert model == state_files(chain, round_2.run_id)[f"attempt-{winner['attempt']:03d}/model.keras"]
+        assert card["model"]["sha256"] == hashlib.sha256(model).hexdigest()
+        assert (card["attempt"], card["accuracy"]) == (winner["attempt"], winner["metric"])
+        assert card["commit"] == head
+        assert card["search"] == {"trial": winner["trial"], "params": winner["trial_params"]}
+        assert [r["attempt"] for r in card["runs"]] == [1, 2, 3, 4]  # every trial of both rounds
+        assert job_outputs(round_2.log, "Publish the model")["tag"] == "model-v1"
+        assert "Published model-v1" in round_2.log and "Attestation skipped" in round_2.log
 
         rerun = chain.step()
         assert rerun is not None and (rerun.run_id, rerun.attempt) == (round_1.run_id, 2)
@@ -142,6 +177,8 @@ def test_parallel_chain_runs_a_matrix_per_round_and_a_rerun_of_one_trial_dispatc
         assert all(a["outcome"] != "failed" for a in again), "a trial of the first try was lost"
         assert again[-1]["dispatched"]["reused"] is True
         assert chain.run_until_idle() == []
+        assert len(chain.emulator.releases) == 1, "the re-run of round 1 (below the threshold) published"
+        assert "Publish the model" not in rerun.log
 
     (mail,) = smtp.messages
     assert "Threshold reached: accuracy" in str(mail.message["Subject"])
