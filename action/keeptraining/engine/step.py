@@ -171,7 +171,7 @@ def resume_path(ws: Workspace, plan: Plan) -> tuple[Plan, Path | None]:
             f"({folder / previous.checkpoint}); attempt {plan.attempt} trains from scratch.",
             title="Checkpoint missing",
         )
-        return Plan(plan.attempt, plan.epochs, 0, None), None
+        return Plan(plan.attempt, plan.epochs, 0, None, plan.run), None
     return plan, folder / previous.checkpoint
 
 
