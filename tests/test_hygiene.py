@@ -153,12 +153,16 @@ def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_th
         uses[0].startswith("actions/download-artifact@")
         and publish["steps"][0]["with"]["name"] == "${{ needs.train.outputs.state-artifact }}"
     )  # this run attempt's (names are unique per attempt)
+    (own,) = [s for s in publish["steps"] if s.get("uses") == PUBLISH_AT_RELEASE]
+    # ... and the publish step names the same artifact in what it says (not this job's run attempt's).
+    assert own["with"]["state-artifact"] == "${{ needs.train.outputs.state-artifact }}"
     attest = publish["steps"][-1]
     assert attest["uses"].startswith("actions/attest-build-provenance@")
     assert attest["if"] == "steps.publish.outputs.attest == 'true'"  # skipped without an OIDC token
     composite = load(PUBLISH_ACTION)["runs"]["steps"]
     assert not any("actions/checkout" in s.get("uses", "") for s in composite)
     assert composite[-1]["run"] == '"$KT_BIN/keeptraining" publish --state-dir "$KT_STATE_PATH"'
+    assert composite[-1]["env"]["KT_STATE_ARTIFACT"] == "${{ inputs.state-artifact }}"
 
 
 def test_every_action_input_reaches_the_shell_only_through_env() -> None:
