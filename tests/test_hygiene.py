@@ -322,11 +322,48 @@ def test_pull_requests_are_checked_by_a_job_of_their_own_with_least_permissions(
     job = jobs["pr-check"]
     assert job["if"] == "github.event_name == 'pull_request'"
     assert jobs["train"]["if"] == "github.event_name != 'pull_request'"
-    assert job["permissions"] == {"contents": "read", "pull-requests": "write", "statuses": "write"}
+    assert job["permissions"] == {
+        "contents": "read",
+        "pull-requests": "write",
+        "statuses": "write",
+        "packages": "read",  # it pulls the chain's image (image-registry), never pushes
+    }
     assert [name for name, other in jobs.items() if "pull-requests" in other["permissions"]] == ["pr-check"]
     (step,) = job["steps"]
     assert step["uses"] == SELF_AT_RELEASE and step["with"]["role"] == "pr-check"
     assert step["with"]["job-timeout-minutes"] == job["timeout-minutes"]
+
+
+#: The action's inputs that decide the training image (its content hash, where it is pulled from) or how
+#: the candidate trains in it: a pull request's check passes them as the chain's train job does.
+SAME_IMAGE_INPUTS = (
+    "backend",
+    "dockerfile",
+    "base-image",
+    "image-registry",
+    "code-path",
+    "train-command",
+    "build-timeout",
+    "config",
+    "adapt",
+    "memory-limit",
+    "cpus",
+    "gpus",
+    "network",
+    "cache",
+)
+
+
+def test_a_pull_requests_check_uses_the_chains_training_image() -> None:
+    """pr-check passes what the train job passes for the image (image-registry included: it pulls the image
+    the chain pushed instead of building it again), and may read packages, never write them."""
+    jobs = load(CHAIN_WORKFLOW)["jobs"]
+    (train,), (check,) = jobs["train"]["steps"], jobs["pr-check"]["steps"]
+    assert set(SAME_IMAGE_INPUTS) <= set(load(ACTION)["inputs"])
+    for name in SAME_IMAGE_INPUTS:
+        assert check["with"].get(name) == train["with"][name] == f"${{{{ inputs.{name} }}}}", name
+    assert jobs["pr-check"]["permissions"]["packages"] == "read"
+    assert jobs["train"]["permissions"]["packages"] == "write"  # the caller grants it: read is within
 
 
 def test_the_fork_report_workflow_never_checks_out_the_pull_request() -> None:
