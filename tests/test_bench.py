@@ -326,7 +326,8 @@ def test_quick_benchmark_writes_tables_charts_and_raw_results(tmp_path: Path) ->
 SEARCH_COLUMNS = [
     "method",
     "reached",
-    "epochs to threshold",
+    "median epochs to threshold, all seeds",
+    "epochs to threshold, seeds that reached it",
     "epochs trained",
     "attempts / trials",
     "best accuracy",
@@ -350,10 +351,20 @@ def test_search_table_reports_medians_and_unreached_methods(bench: ModuleType) -
     header, rows = table(text, "method")
     assert header == SEARCH_COLUMNS
     by = {r[0]: r for r in rows}
-    assert by["epochs chain (learning rate 0.001)"][1:3] == ["0/1", "not reached"]
-    assert by["search: TPE + successive halving"][1:3] == ["3/3", "9 [6–12]"]
-    assert by["KerasTuner Hyperband"][1:3] == ["2/3", "17 [14–20] (2 of 3)"]
+    assert by["epochs chain (learning rate 0.001)"][1:4] == ["0/1", "> 60 (budget)", "not reached"]
+    assert by["search: TPE + successive halving"][1:4] == ["3/3", "9", "9 [6–12]"]
+    # over all seeds, one that never reached it counts as more than the budget: the median is the worse
+    assert by["KerasTuner Hyperband"][1:4] == ["2/3", "20", "17 [14–20] (2 of 3)"]
     assert "search: random + successive halving" not in by  # no runs, no row
+    assert "in-process pruner): not measured in this run." in text
+    pruner = [
+        bench.SearchRun("optuna-hyperband", s, r is not None, r, r or 60, 5, 0.97, 9.0)
+        for s, r in enumerate((4, None, None))
+    ]
+    text = bench.search_markdown(runs + pruner, bench.SEARCH_FULL, meta)
+    assert "median over all 3 seeds, than Optuna's in-process pruner): 9 against > 60 (budget), met." in text
+    faster = [bench.SearchRun("optuna-hyperband", s, True, 5, 5, 5, 0.98, 9.0) for s in range(3)]
+    assert "9 against 5, not met." in bench.search_markdown(runs + faster, bench.SEARCH_FULL, meta)
 
 
 @pytest.mark.integration

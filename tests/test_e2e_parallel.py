@@ -85,6 +85,11 @@ def test_parallel_chain_runs_a_matrix_per_round_and_a_rerun_of_one_trial_dispatc
             (2, 1, 2, 2, 0),
         ]
         assert all(a["runner"]["job"] == "trial" and a["run"]["id"] == str(round_1.run_id) for a in attempts)
+        # Runner minutes: each trial job from the run's start (the API's run_started_at: the trials are the
+        # run's first jobs), the merge job from its own action's start, as a job of its own.
+        assert all(a["minutes_from"] == "run_started_at" and a["minutes"] > 0 for a in attempts)
+        (merge_job,) = state_ledger(chain, round_1.run_id)["jobs"]
+        assert (merge_job["job"], merge_job["round"], merge_job["minutes_from"]) == ("merge", 1, "action")
         (dispatch,) = chain.emulator.snapshot_dispatches()  # one dispatch per round
         assert dispatch.inputs == {
             "attempt": "3",

@@ -173,6 +173,12 @@ def test_attempt_1_pushes_and_attempt_2_on_a_cold_engine_pulls(
     attempts = ledger.load(consumer.repo / ".keeptraining").attempts
     assert [a.attempt for a in attempts] == [1, 2] and all(a.outcome == "below" for a in attempts)
     assert attempts[1].epochs_reached == 20, "attempt 2 trained in the pulled image"
+    # The model card's image digest: the registry's manifest digest, the same for the pushed and the
+    # pulled image, and the one the registry serves for the tag.
+    digests = {a.params.get("image_digest") for a in attempts}
+    assert len(digests) == 1 and str(next(iter(digests))).startswith("sha256:"), digests
+    pulled = docker_client.images.get(ref).attrs["RepoDigests"]
+    assert f"{repository}@{next(iter(digests))}" in pulled
 
 
 def pr_check_image(consumer: Consumer, base_image: str, image_registry: str) -> str:

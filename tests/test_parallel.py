@@ -113,6 +113,11 @@ def test_parallel_3_runs_three_trials_at_once_merges_them_and_continues_the_stud
         assert record.initial_epoch == own.epochs_reached
     assert not (state / "round").exists(), "the trials' folders are merged away"
     assert "[slot 2] fake search" in out and "merged attempt 4 (slot" in out
+    # Each trial's runner minutes, from its own start (no job start on one's own machine), not priced.
+    assert all(
+        r.minutes and r.minutes > 0 and (r.minutes_from, r.runner_kind) == ("attempt", "local")
+        for r in attempts
+    )
 
 
 def test_a_free_slot_starts_the_next_trial_without_waiting_for_a_slow_one(
@@ -267,6 +272,9 @@ def test_trial_jobs_then_the_merge_job_record_one_round(
         runner = tmp_path / f"runner-{slot}"
         shutil.copytree(checkout, runner)
         output = _actions_env(monkeypatch, tmp_path, f"trial-{slot}")
+        monkeypatch.setenv(
+            "KT_ACTION_STARTED", str(time.time() - 60)
+        )  # the trial job's action started 1 min ago
         monkeypatch.setenv("KT_INPUT_TRIAL", str(slot))
         assert main(["trial", "--repo", str(runner), "--parallel", "2"]) == 0
         if slot == 3:  # the round has two trials: slot 3 trains nothing and uploads nothing
@@ -276,10 +284,25 @@ def test_trial_jobs_then_the_merge_job_record_one_round(
         shutil.copytree(runner / ".keeptraining-trial", downloads, dirs_exist_ok=True)  # merge-multiple
     output = _actions_env(monkeypatch, tmp_path, "merge")
     monkeypatch.delenv("KT_INPUT_TRIAL")
+    monkeypatch.setenv("KT_ACTION_STARTED", str(time.time() - 30))  # the merge job's action, 30 s ago
+    monkeypatch.setenv("KT_INPUT_RUNNER_KIND", "ubuntu-slim")  # the merge job's runs-on label
     assert main(["merge", "--repo", str(checkout), "--parallel", "2"]) == 0
     outputs = read_outputs(output)
     assert outputs["chain-status"] == "continue" and outputs["dispatched"] == "false"
-    records = ledger.load(checkout / ".keeptraining").attempts
+    book = ledger.load(checkout / ".keeptraining")
+    records = book.attempts
+    # Runner minutes: each trial job from its action's start (no token here to read the run's start),
+    # priced as the runner it guessed; the merge job's own, from its action's start, as a job of its own.
+    assert all(r.minutes_from == "action" and (r.minutes or 0) >= 1.0 for r in records)
+    assert {r.runner_kind for r in records} == {"ubuntu-latest"}
+    (merge_job,) = book.jobs
+    assert (merge_job.job, merge_job.round, merge_job.minutes_from, merge_job.runner_kind) == (
+        "merge",
+        1,
+        "action",
+        "ubuntu-slim",
+    )
+    assert 0.5 <= merge_job.minutes < 5
     assert [(r.attempt, r.round, r.runner["slot"], r.runner["job"], r.runner["runner"]) for r in records] == [
         (1, 1, 1, "trial-1", "runner-trial-1"),
         (2, 1, 2, "trial-2", "runner-trial-2"),
@@ -288,6 +311,7 @@ def test_trial_jobs_then_the_merge_job_record_one_round(
     summary = (tmp_path / "merge-summary.md").read_text()
     assert "### Rounds" in summary and "| Slot 1 | Slot 2 |" in summary
     assert r"runner-trial-2 \(trial-2\)" in summary  # the runner and the job of slot 2
+    assert "**Runner minutes:** 2." in summary and r"ubuntu-slim\: 0." in summary  # the merge job counts
 
 
 def test_a_single_attempt_job_refuses_parallel(

@@ -14,7 +14,7 @@ from keeptraining.config import settings as config
 from keeptraining.engine import cost, projection, search, strategy
 from keeptraining.errors import LedgerError
 from keeptraining.state import ledger as ledger_mod
-from keeptraining.state.ledger import BELOW, Attempt, Ledger
+from keeptraining.state.ledger import BELOW, Attempt, JobMinutes, Ledger
 
 
 def cfg(**overrides: Any) -> config.Config:
@@ -282,6 +282,46 @@ def test_totals_and_prices_per_runner_kind() -> None:
     )
     assert cost.price("macos-latest", 0.006) == 0.062 and cost.price("my-runner", 0.01) == 0.01
     assert cost.price("self-hosted", 0.006) == 0.0 and cost.price(cost.LOCAL, 0.006) is None
+
+
+def test_a_merge_jobs_minutes_count_in_the_totals_and_travel_in_the_ledger(tmp_path: Path) -> None:
+    attempt = Attempt(
+        attempt=1,
+        epochs=10,
+        initial_epoch=0,
+        resumed_from=None,
+        outcome=BELOW,
+        minutes=4.0,
+        runner_kind="gpu-t4",
+    )
+    merge = JobMinutes("merge", 0.75, "action", "ubuntu-latest", round=1, run={"id": "7"})
+    book = Ledger(attempts=[attempt], jobs=[merge])
+    assert cost.total_minutes(book) == pytest.approx(4.75)  # what max_runner_minutes caps
+    assert [(t.kind, t.minutes) for t in cost.ledger_totals(book, 0.006, {"gpu-t4": 0.052})] == [
+        ("gpu-t4", 4.0),
+        ("ubuntu-latest", 0.75),
+    ]
+    ledger_mod.save(tmp_path, book)
+    assert ledger_mod.load(tmp_path).jobs == [merge]
+    ledger_mod.save(tmp_path / "none", Ledger(attempts=[attempt]))  # no jobs: no key, as before
+    assert "jobs" not in json.loads(ledger_mod.ledger_path(tmp_path / "none").read_text())
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        {"job": "merge", "minutes": -1, "minutes_from": "action", "runner_kind": "x"},
+        {"job": "train", "minutes": 1, "minutes_from": "action", "runner_kind": "x"},
+        {"job": "merge", "minutes": 1, "minutes_from": "yesterday", "runner_kind": "x"},
+        {"job": "merge", "minutes": 1, "minutes_from": "action", "runner_kind": "x", "price": 0},
+        {"job": "merge", "minutes": 1e12, "minutes_from": "action", "runner_kind": "x"},
+    ],
+)
+def test_a_restored_ledgers_jobs_are_checked_like_its_attempts(tmp_path: Path, job: dict[str, Any]) -> None:
+    data = {"version": 1, "chain": {}, "attempts": [], "jobs": [job]}
+    ledger_mod.ledger_path(tmp_path).write_text(json.dumps(data))
+    with pytest.raises(LedgerError):
+        ledger_mod.load(tmp_path)
 
 
 ON_GITHUB = {"GITHUB_ACTIONS": "true", "RUNNER_OS": "Linux"}

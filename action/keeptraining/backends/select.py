@@ -57,6 +57,7 @@ class DockerBackend:
         self.repo_root = repo_root
         self.on_line = on_line
         self.image: str | None = config.image
+        self.registry: registry.Registry | None = None  # the chain's registry, once prepared
         self.build_s: float | None = None
         self.say: Callable[[str], None] = print
 
@@ -64,6 +65,7 @@ class DockerBackend:
         if self.image is None:
             start = time.monotonic()
             shared = registry.from_config(self.config.image_registry, os.environ, push=self.push_image)
+            self.registry = shared
             if dockerfile_gen.wanted(
                 self.repo_root, self.config.dockerfile, self.config.sources.get("dockerfile", "default")
             ):
@@ -101,7 +103,10 @@ class DockerBackend:
     def run(self, request: TrainRequest) -> TrainResult:
         image = self.prepare()
         result = backend_docker.run(request, image)
-        result.image = image  # recorded with the attempt: the model card names it
+        result.image = image  # recorded with the attempt: the model card names it, with its digest
+        result.image_digest = docker_image.image_digest(
+            image, self.registry.repository if self.registry else None
+        )
         return result
 
 

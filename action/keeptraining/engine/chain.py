@@ -207,9 +207,8 @@ def _account(
     """Append ``record`` (after ``run``, this run's own record) to the ledger with its runner minutes,
     counted from the job's start when known (cost.py) or the attempt's (``clock``, monotonic), and the
     projection of the learning curve after it (projection.py)."""
-    now = time.time()
-    start = cost.job_start(run_info or {}, os.environ, now - (time.monotonic() - clock))
-    cost.stamp(record, run, start, now, cost.runner_kind(os.environ, config.runner_kind))
+    started = time.time() - (time.monotonic() - clock)
+    cost.account(record, run, run_info, os.environ, started, config.runner_kind)
     ledger.attempts.append(record)
     record.projection = _projection(config, ledger, record)
 

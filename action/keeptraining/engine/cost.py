@@ -3,7 +3,10 @@
 Each attempt records its run's wall time in minutes (``Attempt.minutes``): from the job's start when it
 is known (on GitHub the run's ``run_started_at``, read through the API; else the action's first step,
 ``KT_ACTION_STARTED``), else from the attempt's own start (``keeptraining run``), to the moment its
-record is written. The price of a minute depends on the runner: ``runner_prices`` maps ``runs-on``
+record is written. A round of parallel trials counts the same way per trial (each trial job is the first
+job of its run: ``run_started_at`` is its start; locally, each trial from its own start), and its merge
+job, which starts after the trials, from the action's first step, as a job of its own
+(``Ledger.jobs``). The price of a minute depends on the runner: ``runner_prices`` maps ``runs-on``
 labels to USD per minute over the built-in map below; a label it does not know costs ``price_per_minute``.
 
 Prices: GitHub's published per-minute rates for GitHub-hosted runners in private repositories (the page
@@ -15,12 +18,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from keeptraining.engine import time_budget
-from keeptraining.state.ledger import Attempt, Ledger
+from keeptraining.state.ledger import Attempt, JobMinutes, Ledger
 
 PRICES_AS_OF = "2026-01-01"
 DEFAULT_PRICE = 0.006  # USD per minute: GitHub-hosted Linux, 2 cores (x64), from 2026-01-01
@@ -72,9 +76,9 @@ class KindTotal:
 
 
 def totals(
-    attempts: Iterable[Attempt], default: float, overrides: Mapping[str, float] | None = None
+    attempts: Iterable[Attempt | JobMinutes], default: float, overrides: Mapping[str, float] | None = None
 ) -> list[KindTotal]:
-    """Minutes and estimated cost per runner kind, over the attempts that recorded their minutes."""
+    """Minutes and estimated cost per runner kind, over the attempts (and jobs) that recorded minutes."""
     by_kind: dict[str, tuple[int, float]] = {}
     for record in attempts:
         if record.minutes is None:
@@ -88,8 +92,18 @@ def totals(
     ]
 
 
+def ledger_totals(
+    ledger: Ledger, default: float, overrides: Mapping[str, float] | None = None
+) -> list[KindTotal]:
+    """``totals`` of the whole chain: its attempts and its jobs that trained nothing (merge jobs)."""
+    return totals([*ledger.attempts, *ledger.jobs], default, overrides)
+
+
 def total_minutes(ledger: Ledger) -> float:
-    return sum(a.minutes for a in ledger.attempts if a.minutes is not None)
+    """The chain's runner minutes so far: its attempts' and its other jobs' (what max_runner_minutes caps)."""
+    return sum(a.minutes for a in ledger.attempts if a.minutes is not None) + sum(
+        j.minutes for j in ledger.jobs
+    )
 
 
 def describe(items: list[KindTotal]) -> str:
@@ -168,6 +182,42 @@ def parse_time(raw: Any) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.timestamp()
+
+
+def account(
+    record: Attempt,
+    run: Attempt,
+    run_info: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+    attempt_started: float,
+    configured_kind: str | None,
+) -> None:
+    """Stamp ``record`` with this run's runner minutes, up to now: from the job's start (``job_start``;
+    ``attempt_started``, Unix time, when nothing earlier is known), priced as the runner's kind."""
+    now = time.time()
+    start = job_start(run_info or {}, env, attempt_started)
+    stamp(record, run, start, now, runner_kind(env, configured_kind))
+
+
+def job_minutes(
+    job: str,
+    round_no: int | None,
+    run_info: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+    configured_kind: str | None,
+) -> JobMinutes:
+    """The minutes of this job, which trains nothing (a round's merge job), from the action's first step
+    (``KT_ACTION_STARTED``; the run's ``run_started_at`` is the trials' start, not this job's) to now."""
+    now = time.time()
+    when, source = job_start({}, env, now)
+    return JobMinutes(
+        job,
+        round(max(now - when, 0.0) / 60, 4),
+        source,
+        runner_kind(env, configured_kind),
+        round=round_no,
+        run={k: v for k, v in (run_info or {}).items() if k != "started_at"},
+    )
 
 
 def stamp(record: Attempt, run: Attempt, start: tuple[float, str], now: float, kind: str) -> None:

@@ -31,6 +31,7 @@ import os
 import platform
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from typing import Any
 from keeptraining.backends.base import echo_line
 from keeptraining.backends.select import Backend
 from keeptraining.config.settings import Config
-from keeptraining.engine import chain, rounds, step, strategy
+from keeptraining.engine import chain, cost, rounds, step, strategy
 from keeptraining.engine.plan import Plan
 from keeptraining.engine.search import TrialRun
 from keeptraining.errors import KeeptrainingError, LedgerError
@@ -106,10 +107,12 @@ def _slot_record(
     return record
 
 
-def _written_to(folder: Path) -> step.Keep:
-    """Keep a trial's record as the one-record ledger in ``folder``, for the merge."""
+def _written_to(folder: Path, config: Config, run_info: dict[str, Any] | None, started: float) -> step.Keep:
+    """Keep a trial's record as the one-record ledger in ``folder``, for the merge, with its runner
+    minutes (from the job's start when known, else the trial's own ``started``; cost.py)."""
 
     def keep(trained: Attempt, _stopped: str | None) -> Attempt:
+        cost.account(trained, trained, run_info, os.environ, started, config.runner_kind)
         rounds.write_result(folder, trained)
         return trained
 
@@ -143,6 +146,7 @@ def train_slot(
     not continued across runs). Returns the record, the error that failed it (None when it trained)
     and the end of its log. ``number``: its attempt number (default: the round's, from ``slot``).
     """
+    started = time.time()  # the trial's own start: its minutes count from here when the job's is unknown
     number = number or rounds.first_attempt(ledger) + slot - 1
     folder = folder.absolute()  # the training runs in the code folder: its output path must not be relative
     plan, resume_path = step.resume_path(ws, job.plan(number))
@@ -171,7 +175,7 @@ def train_slot(
             say=say,
             on_line=on_line,
         ),
-        _written_to(folder),
+        _written_to(folder, config, run_info, started),
     )
     say(step.attempt_line(outcome.record, config))
     return outcome.record, outcome.error, outcome.log_tail

@@ -35,7 +35,7 @@ from keeptraining.errors import (
     NotifyError,
     RestoreError,
 )
-from keeptraining.github import commit_status, dispatch, restore, run_clock
+from keeptraining.github import commit_status, dispatch, restore
 from keeptraining.jobs import champion_check
 from keeptraining.jobs.inputs import (
     JobInputs,
@@ -45,6 +45,7 @@ from keeptraining.jobs.inputs import (
     github_context,
     run_info,
     run_url,
+    timed_run_info,
     token,
     wants_dispatch,
 )
@@ -212,8 +213,7 @@ def _train(
         slices.check_run(ledger.load(progress.ws.state_dir), *label)
     backend = backends.select(config, inputs.repo, allow_local_fallback=False, say=print, on_line=print)
     # The run's start (run_started_at): the attempt's runner minutes count from it (engine/cost.py).
-    started = run_clock.run_started_at(github_context(env, token(env), progress.info))
-    info = {**run_info(env), **({"started_at": started} if started else {})}
+    info = timed_run_info(env, progress.info)
     return chain.run_attempt(
         config,
         inputs.repo,

@@ -17,7 +17,7 @@ from typing import Any
 
 from keeptraining.engine import slices
 from keeptraining.errors import ConfigError, DispatchError
-from keeptraining.github import dispatch, restore
+from keeptraining.github import dispatch, restore, run_clock
 from keeptraining.output import wording
 from keeptraining.output import workflow_commands as gha
 
@@ -84,6 +84,13 @@ def run_info(env: Mapping[str, str]) -> dict[str, Any]:
         f"/actions/runs/{run_id}"
     )
     return {"id": run_id, "attempt": env.get("GITHUB_RUN_ATTEMPT", "1"), "url": url}
+
+
+def timed_run_info(env: Mapping[str, str], info: Mapping[str, Any]) -> dict[str, Any]:
+    """``run_info`` with the run's ``started_at`` (its ``run_started_at``, read through the API when a
+    token allows): what the runner minutes of an attempt or a trial count from (engine/cost.py)."""
+    started = run_clock.run_started_at(github_context(env, token(env), info))
+    return {**run_info(env), **({"started_at": started} if started else {})}
 
 
 def run_url(env: Mapping[str, str]) -> str | None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from keeptraining.backends import select as backends
 from keeptraining.config.settings import Config
-from keeptraining.engine import chain, parallel, rounds, strategy
+from keeptraining.engine import chain, cost, parallel, rounds, strategy
 from keeptraining.errors import ConfigError, KeeptrainingError, LedgerError, RestoreError, TrainingError
 from keeptraining.github import commit_status, restore
 from keeptraining.jobs import inputs as job_inputs
@@ -140,14 +141,16 @@ def _train(
     round_no: int,
 ) -> tuple[ledger_mod.Attempt, KeeptrainingError | None]:
     """The slot's training; a backend that cannot run (no engine, a failed image build) is the trial's
-    failure, recorded for the merge like any other."""
-    run_info = job_inputs.run_info(env)
+    failure, recorded for the merge like any other. Its runner minutes count from the run's start: the
+    trial jobs are the run's first jobs (engine/cost.py)."""
+    run_info = job_inputs.timed_run_info(env, job_inputs.chain_info(inputs, env))
     try:
         backend = backends.select(config, inputs.repo, allow_local_fallback=False, say=print, on_line=print)
     except KeeptrainingError as exc:
         number = rounds.first_attempt(ledger) + slot - 1
         record = rounds.failed_record(config, job, number, slot, round_no, exc.message)
         record.run, record.runner = dict(run_info), {"slot": slot, **job_inputs.runner_info(env)}
+        cost.account(record, record, run_info, env, time.time(), config.runner_kind)
         rounds.write_result(folder, record)
         return record, exc
     record, error, _tail = parallel.train_slot(
@@ -221,6 +224,9 @@ def merge(
     downloads = ws.repo_root / TRIALS_DIR
     folders = {slot: downloads / f"slot-{slot}" for slot in range(1, len(jobs) + 1)}
     ledger.chain = {**ledger.chain, "threshold": config.threshold, "metric": config.metric, **info}
+    # The merge job's own runner minutes (from the action's start: the run's start is the trials'),
+    # recorded with the round, so that the summary's cost and max_runner_minutes count them.
+    ledger.jobs.append(cost.job_minutes("merge", round_no, job_inputs.run_info(env), env, config.runner_kind))
     records = rounds.merge_round(config, ws.state_dir, ledger, jobs, folders, round_no=round_no)
     decision = rounds.decide(config, ledger, records)
     print(rounds.round_line(records, config))

@@ -17,7 +17,9 @@ keeps it in ``<state_dir>/champion/`` (``.keeptraining/champion/`` by default).
     runs             one entry per attempt: {attempt, outcome, epochs, accuracy, run_id, run_url}
     hyperparameters  what the script got as KT_HP_<NAME> (the search's choice included);
                      search: {trial, params} when a search chose them, else null
-    image            {tag, content_hash, digest}: the training image (docker backend; nulls otherwise)
+    image            {tag, content_hash, digest}: the training image (docker backend; nulls otherwise);
+                     digest: the chain's registry's manifest digest when it pushed or pulled the
+                     image, else the local image id (sha256:...)
     data             {files: [{path, sha256, bytes}]}: the data cache's files, as recorded
     keeptraining     {version}
     created_at       ISO 8601, UTC

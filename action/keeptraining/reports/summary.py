@@ -416,14 +416,13 @@ def cost_lines(ledger: Ledger, config: Config) -> list[str]:
     """What the chain cost and where it was heading, as plain lines: the runner minutes and their estimated
     cost per runner kind (engine/cost.py), and the last attempt's projection (engine/projection.py)."""
     out = []
-    totals = cost.totals(ledger.attempts, config.price_per_minute, config.runner_prices)
+    totals = cost.ledger_totals(ledger, config.price_per_minute, config.runner_prices)
     if totals:
         priced = [t for t in totals if t.cost is not None]
         money = f"; estimated cost ${sum(t.cost or 0.0 for t in priced):.2f}" if priced else ""
-        sources = sorted(
-            {_COUNTED_FROM.get(str(a.minutes_from), "") for a in ledger.attempts if a.minutes is not None}
-            - {""}
-        )
+        counted_from = [a.minutes_from for a in ledger.attempts if a.minutes is not None]
+        counted_from += [j.minutes_from for j in ledger.jobs]
+        sources = sorted({_COUNTED_FROM.get(str(source), "") for source in counted_from} - {""})
         counted = f"; counted from {' or '.join(sources)}" if sources else ""
         out.append(f"Runner minutes: {cost.describe(totals)}{money}{counted}")
     last = ledger.last

@@ -88,9 +88,23 @@ class Attempt:
 
 
 @dataclass
+class JobMinutes:
+    """A job of the chain that trained no attempt (the merge job of a round of parallel trials): its
+    runner minutes, priced like an attempt's (cost.py)."""
+
+    job: str  # what it did: "merge"
+    minutes: float
+    minutes_from: str  # run_started_at | action | attempt, as Attempt.minutes_from
+    runner_kind: str
+    round: int | None = None
+    run: dict[str, Any] = field(default_factory=dict)  # GitHub run id/url of the job
+
+
+@dataclass
 class Ledger:
     chain: dict[str, Any] = field(default_factory=dict)  # threshold, metric, commit, branch
     attempts: list[Attempt] = field(default_factory=list)
+    jobs: list[JobMinutes] = field(default_factory=list)  # jobs that trained nothing (cost.py)
 
     @property
     def last(self) -> Attempt | None:
@@ -105,11 +119,14 @@ class Ledger:
         return sum(a.epochs_trained for a in self.attempts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "version": LEDGER_VERSION,
             "chain": self.chain,
             "attempts": [asdict(a) for a in self.attempts],
         }
+        if self.jobs:  # absent until a chain has one: ledgers without parallel rounds stay as they were
+            data["jobs"] = [asdict(j) for j in self.jobs]
+        return data
 
 
 def ledger_path(state_dir: Path) -> Path:
@@ -257,7 +274,8 @@ def load(state_dir: Path) -> Ledger:
         raise _schema_error(path, errors[0])
     attempts = [Attempt(**record) for record in data["attempts"]]
     _check_paths(state_dir, path, attempts)
-    return Ledger(chain=dict(data["chain"]), attempts=attempts)
+    jobs = [JobMinutes(**job) for job in data.get("jobs", [])]
+    return Ledger(chain=dict(data["chain"]), attempts=attempts, jobs=jobs)
 
 
 def save(state_dir: Path, ledger: Ledger) -> Path:
