@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -239,6 +241,40 @@ def test_install_refuses_an_older_python_with_a_clear_message(tmp_path: Path) ->
         "Add actions/setup-python with python-version: '3.99' (or newer) before this action."
     )
     assert not (tmp_path / "cache").exists(), "nothing is installed"
+
+
+def test_a_second_install_on_a_shared_tool_cache_waits_for_the_first_and_reuses_it(tmp_path: Path) -> None:
+    """Two jobs on one tool cache (self-hosted runners on one machine, act's matrix jobs): the second
+    waits for the first's lock, then reuses the environment the first finished, installing nothing."""
+    env = {
+        **os.environ,
+        "RUNNER_TOOL_CACHE": str(tmp_path / "cache"),
+        "GITHUB_OUTPUT": "",
+        "KT_INPUT_STRATEGY": "",
+        "KT_INPUT_CONFIG": "",
+    }
+    located = _locate(tmp_path, None)
+    venv = Path(located["venv"])
+    venv.parent.mkdir(parents=True)
+    with open(f"{venv}.lock", "w") as lock:  # the first job, installing
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        second = subprocess.Popen(
+            ["bash", str(ROOT / "action" / "install.sh")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tmp_path / "work",
+            env=env,
+        )
+        time.sleep(1.5)
+        assert second.poll() is None, "the second install did not wait for the first"
+        assert not venv.exists(), "the second install touched the environment being installed"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        (venv / ".complete").touch()  # the first job's environment, finished
+    out, _ = second.communicate(timeout=60)
+    assert second.returncode == 0, out
+    assert f"keeptraining's environment: reused from this runner's tool cache ({venv})" in out
+    assert "bin=" + str(venv / "bin") in out
 
 
 def test_training_workflow_tells_the_action_its_jobs_time_limit() -> None:
