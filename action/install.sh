@@ -57,12 +57,20 @@ fi
 
 uv_version="$(sed -n 's/^uv==\(.*\)$/\1/p' "$here/install-tools.txt")"
 uv_dir="$(dirname "$venv")/uv-${uv_version}"
+mkdir -p "$(dirname "$venv")"
+# Two jobs may share one tool cache (self-hosted runners on one machine, or act's matrix jobs): one
+# installs, the other waits for it here and then reuses what it installed. Held until this script ends.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$venv.lock"
+  flock 9
+fi
 # uv from the package index, pinned; kept beside the environments for the next install here.
 ensure_uv() {
   mkdir -p "$(dirname "$uv_dir")"
-  if [ ! -x "$uv_dir/bin/uv" ]; then
-    python3 -m pip install --quiet --disable-pip-version-check --no-input --target "$uv_dir.tmp" \
-      "uv==${uv_version}" >/dev/null 2>&1 && mv "$uv_dir.tmp" "$uv_dir" || rm -rf "$uv_dir.tmp"
+  if [ ! -x "$uv_dir/bin/uv" ]; then  # into a folder of its own, moved in whole (another job may too)
+    local tmp="$uv_dir.tmp.$$"
+    python3 -m pip install --quiet --disable-pip-version-check --no-input --target "$tmp" \
+      "uv==${uv_version}" >/dev/null 2>&1 && mv -T "$tmp" "$uv_dir" 2>/dev/null || rm -rf "$tmp"
   fi
 }
 
@@ -99,11 +107,11 @@ if [ -f "$venv/.complete" ] && "$venv/bin/python" -c '' 2>/dev/null; then
 fi
 
 rm -rf "$venv"
-mkdir -p "$(dirname "$venv")"
 ensure_uv
 if [ -x "$uv_dir/bin/uv" ]; then
   tool="uv ${uv_version}"
-  "$uv_dir/bin/uv" venv --quiet --python "$(command -v python3)" "$venv"
+  # --clear: whatever is left at the path goes, and uv never stops to ask (it asks on a terminal).
+  "$uv_dir/bin/uv" venv --quiet --clear --python "$(command -v python3)" "$venv" </dev/null
   # Compiled now, once: every runner that restores the environment then starts keeptraining without
   # compiling its imports (PyGithub, cryptography, docker...) first.
   "$uv_dir/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" \

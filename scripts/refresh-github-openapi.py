@@ -69,6 +69,7 @@ OPERATIONS: list[tuple[str, str]] = [
     # The release workflow (scripts/release.py): the release commit (its reusable workflows pinned to the
     # release's action), the tags it moves, and the release it publishes.
     ("get", "/repos/{owner}/{repo}/git/ref/{ref}"),
+    ("get", "/repos/{owner}/{repo}/git/matching-refs/{ref}"),  # the release tags of a major version
     ("patch", "/repos/{owner}/{repo}/git/refs/{ref}"),
     ("post", "/repos/{owner}/{repo}/git/refs"),
     ("get", "/repos/{owner}/{repo}/git/commits/{commit_sha}"),

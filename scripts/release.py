@@ -18,7 +18,10 @@
 3. the GitHub release for ``vX.Y.Z``, created as a draft and then published with the CHANGELOG entry as its
    notes; with the repository's "release immutability" setting on, the published release and its tag can no
    longer change. A release that comes out mutable fails the job (after step 4) with how to turn it on.
-4. the major tag ``vX`` moves to the release commit (created on a first ``X.0.0``).
+4. the major tag ``vX`` moves to the release commit (created on a first ``X.0.0``), unless a newer ``vX.Y.Z``
+   tag exists: ``vX`` means the newest X.y.z release, so it never moves backwards. A patch of an older line
+   (1.0.1 released after 1.1.0) is released and tagged like any other, and ``vX`` stays where it is (said
+   in the log); whoever wants it pins ``@v1.0.1``.
 
 Run again (a re-run of the job), it finds the release commit it made and the release it published, and
 does nothing twice. The token comes from ``GITHUB_TOKEN`` (the job needs ``contents: write``), the API from
@@ -208,7 +211,14 @@ def publish(tag: str, env: Mapping[str, str], root: Path = ROOT, say: Callable[[
     repo = gh.get_repo(repository)
     commit_sha = _release_commit(repo, release, files, repository, tagged, say)
     published = _published_release(repo, release, commit_sha, say)
-    _move_major_tag(repo, f"v{release.major}", commit_sha, say)
+    newer = _newer_release(repo, release)
+    if newer is None:
+        _move_major_tag(repo, f"v{release.major}", commit_sha, say)
+    else:
+        say(
+            f"v{release.major} stays on {newer}, newer than {tag}: the major tag follows the newest "
+            f"{release.major}.y.z release and never moves backwards (pin @{tag} for this one)."
+        )
     if published.raw_data.get("immutable") is not True:
         raise ReleaseError(
             f"the release {tag} is published but not immutable: its tag and files can still be changed.",
@@ -279,6 +289,19 @@ def _published_release(repo: Any, release: Release, commit_sha: str, say: Callab
     published = draft.update_release(name=release.tag, message=release.notes, draft=False)
     say(f"Published the release {release.tag}: {published.html_url}")
     return published
+
+
+def _version(tag: str) -> tuple[int, ...] | None:
+    """``v1.2.3`` -> (1, 2, 3); None for any other tag."""
+    return tuple(int(n) for n in tag[1:].split(".")) if _TAG.fullmatch(tag) else None
+
+
+def _newer_release(repo: Any, release: Release) -> str | None:
+    """The newest release tag ``vX.Y.Z`` of this release's major version above its own, if any."""
+    mine = _version(release.tag)
+    found = (r.ref.removeprefix("refs/tags/") for r in repo.get_git_matching_refs(f"tags/v{release.major}."))
+    newer = [(v, t) for t in found if (v := _version(t)) is not None and mine is not None and v > mine]
+    return max(newer)[1] if newer else None
 
 
 def _move_major_tag(repo: Any, major: str, commit_sha: str, say: Callable[[str], None]) -> None:

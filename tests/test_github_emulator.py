@@ -47,6 +47,7 @@ EXPECTED_OPERATIONS = {
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}"),
     # scripts/release.py (served by services.git_data.ReleaseEmulator)
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
+    ("GET", "/repos/{owner}/{repo}/git/matching-refs/{ref}"),
     ("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}"),
     ("POST", "/repos/{owner}/{repo}/git/refs"),
     ("GET", "/repos/{owner}/{repo}/git/commits/{commit_sha}"),

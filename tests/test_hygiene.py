@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -179,9 +181,11 @@ def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_th
         uses[0].startswith("actions/download-artifact@")
         and publish["steps"][0]["with"]["name"] == f"${{{{ needs.{before}.outputs.state-artifact }}}}"
     )  # this run attempt's (names are unique per attempt)
-    release = publish["steps"][1]["with"]
-    assert release["commit"] == f"${{{{ needs.{before}.outputs.commit }}}}"  # the state must name it
-    assert release["default-branch"] == "${{ github.event.repository.default_branch }}"
+    (own,) = [s for s in publish["steps"] if s.get("uses") == PUBLISH_AT_RELEASE]
+    # ... and the publish step names the same artifact in what it says (not this job's run attempt's).
+    assert own["with"]["state-artifact"] == f"${{{{ needs.{before}.outputs.state-artifact }}}}"
+    assert own["with"]["commit"] == f"${{{{ needs.{before}.outputs.commit }}}}"  # the state must name it
+    assert own["with"]["default-branch"] == "${{ github.event.repository.default_branch }}"
     attest = publish["steps"][-1]
     assert attest["uses"].startswith("actions/attest-build-provenance@")
     assert attest["if"] == "steps.publish.outputs.attest == 'true'"  # skipped without an OIDC token
@@ -202,6 +206,7 @@ def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_th
     composite = load(PUBLISH_ACTION)["runs"]["steps"]
     assert not any("actions/checkout" in s.get("uses", "") for s in composite)
     assert composite[-1]["run"] == '"$KT_BIN/keeptraining" publish --state-dir "$KT_STATE_PATH"'
+    assert composite[-1]["env"]["KT_STATE_ARTIFACT"] == "${{ inputs.state-artifact }}"
 
 
 def test_every_action_input_reaches_the_shell_only_through_env() -> None:
@@ -278,6 +283,40 @@ def test_install_refuses_an_older_python_with_a_clear_message(tmp_path: Path) ->
         "Add actions/setup-python with python-version: '3.99' (or newer) before this action."
     )
     assert not (tmp_path / "cache").exists(), "nothing is installed"
+
+
+def test_a_second_install_on_a_shared_tool_cache_waits_for_the_first_and_reuses_it(tmp_path: Path) -> None:
+    """Two jobs on one tool cache (self-hosted runners on one machine, act's matrix jobs): the second
+    waits for the first's lock, then reuses the environment the first finished, installing nothing."""
+    env = {
+        **os.environ,
+        "RUNNER_TOOL_CACHE": str(tmp_path / "cache"),
+        "GITHUB_OUTPUT": "",
+        "KT_INPUT_STRATEGY": "",
+        "KT_INPUT_CONFIG": "",
+    }
+    located = _locate(tmp_path, None)
+    venv = Path(located["venv"])
+    venv.parent.mkdir(parents=True)
+    with open(f"{venv}.lock", "w") as lock:  # the first job, installing
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        second = subprocess.Popen(
+            ["bash", str(ROOT / "action" / "install.sh")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tmp_path / "work",
+            env=env,
+        )
+        time.sleep(1.5)
+        assert second.poll() is None, "the second install did not wait for the first"
+        assert not venv.exists(), "the second install touched the environment being installed"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        (venv / ".complete").touch()  # the first job's environment, finished
+    out, _ = second.communicate(timeout=60)
+    assert second.returncode == 0, out
+    assert f"keeptraining's environment: reused from this runner's tool cache ({venv})" in out
+    assert "bin=" + str(venv / "bin") in out
 
 
 def test_training_workflow_tells_the_action_its_jobs_time_limit() -> None:
@@ -361,11 +400,48 @@ def test_pull_requests_are_checked_by_a_job_of_their_own_with_least_permissions(
     job = jobs["pr-check"]
     assert job["if"] == "github.event_name == 'pull_request'"
     assert jobs["train"]["if"] == "github.event_name != 'pull_request'"
-    assert job["permissions"] == {"contents": "read", "pull-requests": "write", "statuses": "write"}
+    assert job["permissions"] == {
+        "contents": "read",
+        "pull-requests": "write",
+        "statuses": "write",
+        "packages": "read",  # it pulls the chain's image (image-registry), never pushes
+    }
     assert [name for name, other in jobs.items() if "pull-requests" in other["permissions"]] == ["pr-check"]
     (step,) = job["steps"]
     assert step["uses"] == SELF_AT_RELEASE and step["with"]["role"] == "pr-check"
     assert step["with"]["job-timeout-minutes"] == job["timeout-minutes"]
+
+
+#: The action's inputs that decide the training image (its content hash, where it is pulled from) or how
+#: the candidate trains in it: a pull request's check passes them as the chain's train job does.
+SAME_IMAGE_INPUTS = (
+    "backend",
+    "dockerfile",
+    "base-image",
+    "image-registry",
+    "code-path",
+    "train-command",
+    "build-timeout",
+    "config",
+    "adapt",
+    "memory-limit",
+    "cpus",
+    "gpus",
+    "network",
+    "cache",
+)
+
+
+def test_a_pull_requests_check_uses_the_chains_training_image() -> None:
+    """pr-check passes what the train job passes for the image (image-registry included: it pulls the image
+    the chain pushed instead of building it again), and may read packages, never write them."""
+    jobs = load(CHAIN_WORKFLOW)["jobs"]
+    (train,), (check,) = jobs["train"]["steps"], jobs["pr-check"]["steps"]
+    assert set(SAME_IMAGE_INPUTS) <= set(load(ACTION)["inputs"])
+    for name in SAME_IMAGE_INPUTS:
+        assert check["with"].get(name) == train["with"][name] == f"${{{{ inputs.{name} }}}}", name
+    assert jobs["pr-check"]["permissions"]["packages"] == "read"
+    assert jobs["train"]["permissions"]["packages"] == "write"  # the caller grants it: read is within
 
 
 def test_the_fork_report_workflow_never_checks_out_the_pull_request() -> None:

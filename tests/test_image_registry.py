@@ -23,7 +23,9 @@ from typing import Any
 import docker
 import pytest
 
+from keeptraining.backends import select as backends
 from keeptraining.backends.docker import registry
+from keeptraining.config import settings as config_mod
 from keeptraining.state import ledger
 from services.registry_server import RegistryServer, free_port
 
@@ -171,6 +173,64 @@ def test_attempt_1_pushes_and_attempt_2_on_a_cold_engine_pulls(
     attempts = ledger.load(consumer.repo / ".keeptraining").attempts
     assert [a.attempt for a in attempts] == [1, 2] and all(a.outcome == "below" for a in attempts)
     assert attempts[1].epochs_reached == 20, "attempt 2 trained in the pulled image"
+    # The model card's image digest: the registry's manifest digest, the same for the pushed and the
+    # pulled image, and the one the registry serves for the tag.
+    digests = {a.params.get("image_digest") for a in attempts}
+    assert len(digests) == 1 and str(next(iter(digests))).startswith("sha256:"), digests
+    pulled = docker_client.images.get(ref).attrs["RepoDigests"]
+    assert f"{repository}@{next(iter(digests))}" in pulled
+
+
+def pr_check_image(consumer: Consumer, base_image: str, image_registry: str) -> str:
+    """The training image of a pull request's check: its backend as jobs/pr_check.py selects it."""
+    config = config_mod.resolve(
+        {
+            "threshold": 0.9,
+            "backend": "docker",
+            "base_image": base_image,
+            "image_registry": image_registry,
+            "train_command": "python train.py",
+        }
+    )
+    backend = backends.select(
+        config, consumer.repo, allow_local_fallback=False, say=print, on_line=print, push_image=False
+    )
+    assert isinstance(backend, backends.DockerBackend)
+    return backend.prepare()
+
+
+def test_a_pull_requests_check_pulls_the_chains_image_and_never_pushes_its_own(
+    tmp_path: Path,
+    consumer: Consumer,
+    docker_base_image: str,
+    docker_client: docker.DockerClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (registry.USERNAME_ENV, registry.PASSWORD_ENV, *registry.TOKEN_VARS):
+        monkeypatch.delenv(name, raising=False)
+    with RegistryServer(tmp_path / "registry") as server:
+        repository = server.repository(f"kt-test-{consumer.label}")
+        chain = attempt(consumer, docker_base_image, repository)  # the chain's attempt pushes its image
+        assert chain.returncode == 0 and f"Pushed {repository}:" in chain.stdout, chain.stdout + chain.stderr
+        remove_ours(docker_client, consumer.label)
+
+        # The pull request leaves the image's files alone: its check, on a fresh runner, pulls the image.
+        before = len(server.log())
+        started = time.time()
+        tag = pr_check_image(consumer, docker_base_image, repository)
+        ref = f"{repository}:{tag.split(':')[1]}"
+        assert ("pull", ref) in image_events(docker_client, started, time.time())
+        assert f"Pulled the training image {ref}" in capsys.readouterr().out
+
+        # A pull request that changes the Dockerfile: its image is built on the runner, never pushed.
+        dockerfile = consumer.repo / "Dockerfile"
+        dockerfile.write_text(dockerfile.read_text() + "RUN echo changed by the pull request\n")
+        changed = pr_check_image(consumer, docker_base_image, repository)
+        out = capsys.readouterr().out
+        assert changed != tag and "(a pull request's check never pushes)" in out
+        assert f"{changed} is not pushed to {repository}" in out and "Pushed" not in out
+        assert "PUT " not in server.log()[before:], "the checks pushed nothing to the registry"
 
 
 def test_a_registry_that_refuses_the_push_means_a_local_build_and_a_warning(
@@ -246,3 +306,19 @@ def test_credentials_come_from_the_variables_then_the_token_for_ghcr() -> None:
     assert other is not None and other.auth is None, "the token goes to ghcr.io only; else the Docker config"
     assert "token-9f3e" not in repr(token) and "pw-77c1" not in repr(chosen)
     assert other.ref("keeptraining-train:0123456789abcdef") == "127.0.0.1:5000/kt:0123456789abcdef"
+
+
+def test_a_pull_only_registry_never_pushes_and_warns_of_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    pull_only = registry.from_config("127.0.0.1:9/kt", {}, push=False)
+    assert pull_only is not None and not pull_only.push_allowed
+    assert registry.from_config("127.0.0.1:9/kt", {}).push_allowed  # type: ignore[union-attr]
+    said: list[str] = []
+    # A client of no engine at all: a push that tried to reach it would warn.
+    client = docker.DockerClient(base_url="tcp://127.0.0.1:9", version="1.41")
+    assert registry.push(pull_only, client, "keeptraining-train:0123456789abcdef", said.append) is False
+    client.close()
+    assert said == [
+        "keeptraining-train:0123456789abcdef is not pushed to 127.0.0.1:9/kt: a pull request's check only "
+        "pulls the chain's images"
+    ]
+    assert "::warning" not in capsys.readouterr().out and not pull_only.failed

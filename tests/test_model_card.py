@@ -138,3 +138,17 @@ def test_no_reached_attempt_is_no_model(tmp_path: Path) -> None:
     assert model_card.champion_attempt(book) is None
     with pytest.raises(PublishError, match="no model to publish"):
         model_card.build_card(book, tmp_path)
+
+
+def test_the_card_names_the_training_image_by_tag_hash_and_digest() -> None:
+    record = ledger.Attempt(attempt=3, epochs=30, initial_epoch=20, resumed_from=None, outcome="reached")
+    assert model_card.image_info(record) == {"tag": None, "content_hash": None, "digest": None}
+    digest = "sha256:" + "a" * 64
+    record.params = {"image": "keeptraining-train:0123456789abcdef", "image_digest": digest}
+    assert model_card.image_info(record) == {
+        "tag": "keeptraining-train:0123456789abcdef",
+        "content_hash": "0123456789abcdef",
+        "digest": digest,
+    }
+    record.params["image_digest"] = "latest"  # not a digest (a tampered ledger): no claim
+    assert model_card.image_info(record)["digest"] is None

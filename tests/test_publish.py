@@ -23,6 +23,7 @@ from keeptraining.engine import chain, rounds
 from keeptraining.errors import PublishError
 from keeptraining.github import releases
 from keeptraining.jobs import champion_check
+from keeptraining.reports import model_card
 from keeptraining.state import ledger
 from services.github_emulator import GitHubEmulator, OpenAPISubset
 
@@ -102,7 +103,14 @@ def actions_env(emu: GitHubEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyP
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
     }
     (tmp_path / "runner").mkdir()
-    for name in ("ACTIONS_ID_TOKEN_REQUEST_URL", "GITHUB_TOKEN", "KT_DEFAULT_BRANCH", "KT_INPUT_COMMIT"):
+    for name in (
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "GITHUB_TOKEN",
+        "KT_DEFAULT_BRANCH",
+        "KT_INPUT_COMMIT",
+        "GITHUB_RUN_ATTEMPT",
+        "KT_STATE_ARTIFACT",
+    ):
         monkeypatch.delenv(name, raising=False)
     ENV.clear()
     ENV.update(env)
@@ -216,6 +224,52 @@ def test_a_failed_upload_warns_and_says_where_the_model_is(
     # a re-run completes the same release instead of making a second one
     assert publish(state) == 0
     assert [r.tag_name for r in emu.releases] == ["model-v1"] and len(emu.releases[0].assets) == 3
+
+
+@pytest.mark.parametrize(
+    ("given", "run_attempt", "named"),
+    [
+        # "Re-run failed jobs" after a publish that failed: the train job's state is run attempt 2's, this
+        # job runs in attempt 3; the train job's state-artifact output names it.
+        ("keeptraining-state-attempt-2", "3", "keeptraining-state-attempt-2"),
+        ("keeptraining-state", "2", "keeptraining-state"),
+        # Not given (an older caller): this run attempt's name, derived as the action derives it.
+        ("", "2", "keeptraining-state-attempt-2"),
+        ("", "", "keeptraining-state"),
+        # Not a state artifact's name: never echoed; this run attempt's instead.
+        ("evil\n::error::forged", "4", "keeptraining-state-attempt-4"),
+    ],
+    ids=["train-job-output", "first-try-output", "derived", "first-try", "forged"],
+)
+def test_a_failed_publish_names_the_state_artifact_of_the_run_attempt_that_saved_it(
+    emu: GitHubEmulator,
+    actions_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    given: str,
+    run_attempt: str,
+    named: str,
+) -> None:
+    actions_env.update({"KT_STATE_ARTIFACT": given, "GITHUB_RUN_ATTEMPT": run_attempt})
+    emu.fail_next("upload-release-asset", 502)
+    assert publish(chain_state(tmp_path / "one")) == 0
+    out = capsys.readouterr().out
+    assert "::warning title=Model not published::" in out and f"{named} of run 9000000077" in out
+    summary = Path(actions_env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert f"The model stays in the artifact `{named}` of run" in summary
+    assert "forged" not in out + summary
+    # No state downloaded: the message names the artifact that should have been.
+    assert publish(tmp_path / "not-downloaded") == 0
+    assert f"the artifact {named} was not downloaded" in capsys.readouterr().out
+
+
+def test_the_mail_names_the_state_artifact_of_the_run_attempt_that_trained_the_model(tmp_path: Path) -> None:
+    book = ledger.load(chain_state(tmp_path / "one"))
+    assert "in the artifact keeptraining-state of run http://" in (model_card.where_the_model_is(book) or "")
+    for record in book.attempts:
+        record.run = {**(record.run or {}), "attempt": "2"}  # trained in a re-run of its workflow run
+    where = model_card.where_the_model_is(book) or ""
+    assert "in the artifact keeptraining-state-attempt-2 of run http://github.localhost/" in where
 
 
 def test_a_token_without_contents_write_warns_with_the_fix(

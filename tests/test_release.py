@@ -355,3 +355,50 @@ def test_a_tag_moved_by_someone_else_stops_the_release(
     assert remote.publish() == 1
     assert "neither the tagged commit" in capsys.readouterr().out
     assert remote.emulator.git_releases == []
+
+
+def next_release(remote: Remote, version: str, parent: str) -> str:
+    """A release commit of ``version`` on ``parent`` (its ``__version__`` and CHANGELOG entry), tagged
+    ``v<version>`` and pushed with a branch of its own: its SHA."""
+    git(remote.work, "checkout", "-q", "--detach", parent)
+    (remote.work / release.VERSION_FILE).write_text(f'"""keeptraining."""\n\n__version__ = "{version}"\n')
+    changelog = (remote.work / "CHANGELOG.md").read_text()
+    entry = f"## [{version}] - 2026-12-07\n\n### Fixed\n- A fix released in {version}.\n\n"
+    (remote.work / "CHANGELOG.md").write_text(changelog.replace("## [1.", entry + "## [1.", 1))
+    git(remote.work, "commit", "-q", "-am", f"Release {version}")
+    git(remote.work, "tag", f"v{version}")
+    sha = git(remote.work, "rev-parse", "HEAD")
+    git(remote.work, "push", "-q", str(remote.bare), f"{sha}:refs/heads/release-{version}", f"v{version}")
+    return sha
+
+
+def publish_version(remote: Remote, version: str, sha: str) -> int:
+    code: int = release.main(
+        ["publish", f"v{version}"], env={**remote.env(), "GITHUB_SHA": sha}, root=remote.work
+    )
+    return code
+
+
+def test_the_major_tag_moves_forwards_to_a_newer_release_and_never_back_to_an_older_lines_patch(
+    remote: Remote, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert remote.publish() == 0
+    # 1.1.0 on main: v1 follows it.
+    minor = next_release(remote, "1.1.0", remote.sha)
+    assert publish_version(remote, "1.1.0", minor) == 0, capsys.readouterr().out
+    assert remote.rev("v1") == remote.rev("v1.1.0") != remote.rev("v1.0.0")
+    capsys.readouterr()
+    # 1.0.1, a patch of the 1.0 line made after 1.1.0: released and tagged, but v1 stays on 1.1.0.
+    patch = next_release(remote, "1.0.1", remote.sha)
+    assert publish_version(remote, "1.0.1", patch) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert git(remote.bare, "rev-parse", "v1.0.1^") == patch  # its release commit
+    assert [r["tag_name"] for r in remote.emulator.git_releases] == ["v1.0.0", "v1.1.0", "v1.0.1"]
+    assert remote.rev("v1") == remote.rev("v1.1.0"), "v1 moved backwards to an older line's patch"
+    assert "v1 stays on v1.1.0, newer than v1.0.1" in out and "Moved v1" not in out
+    # Its re-run leaves v1 alone too; a later 1.1.1 moves it on.
+    assert publish_version(remote, "1.0.1", patch) == 0
+    assert remote.rev("v1") == remote.rev("v1.1.0")
+    newest = next_release(remote, "1.1.1", minor)
+    assert publish_version(remote, "1.1.1", newest) == 0
+    assert remote.rev("v1") == remote.rev("v1.1.1")

@@ -20,6 +20,7 @@ import pytest
 
 from fakes import fake_repo, read_outputs
 from keeptraining.config import settings as config_mod
+from keeptraining.contract import env as contract_env
 from keeptraining.engine import chain, slices, strategy, time_budget
 from keeptraining.errors import LedgerError, RestoreError, SliceError
 from keeptraining.github import dispatch, restore
@@ -198,7 +199,14 @@ def test_an_unfinished_attempt_continues_with_the_same_target() -> None:
     assert decision.reason.startswith(
         "Attempt 2 continues in the next run: this run's time ran out at epoch 14 of 20"
     )
-    assert slices.plan(record) == strategy.Plan(2, 20, 14, record)
+    assert slices.plan(record) == strategy.Plan(2, 20, 14, record, run=2)
+    # The training contract: the script is told the run, `2.2` (DESIGN's KT_ATTEMPT), the dispatch's label.
+    told = contract_env.environment(slices.plan(record), threshold=0.9, metric="accuracy", adapt="auto")
+    assert told["KT_ATTEMPT"] == slices.label(2, 2) == "2.2"
+    first = contract_env.environment(
+        strategy.Plan(2, 20, 0, None), threshold=0.9, metric="accuracy", adapt="auto"
+    )
+    assert first["KT_ATTEMPT"] == "2"
 
 
 def test_a_run_without_a_new_epoch_or_past_max_slices_fails_the_attempt() -> None:
@@ -303,6 +311,7 @@ def test_an_attempt_longer_than_its_runs_reaches_its_target_across_processes(tmp
         saved = json.loads((repo / STATE / "attempt-001" / folder / "model.keras").read_text())
         assert saved["epochs"] == entry["epochs_reached"]
         assert f"fake: epochs {entry['from_epoch']} -> 20" in outputs[index]
+        assert f"fake: KT_ATTEMPT={slices.label(1, index + 1)}\n" in outputs[index]  # 1, then 1.2, 1.3 ...
     assert record.checkpoint == f"slice-{runs}/model.keras"
     mails = list((repo / STATE / "outbox").glob("*.eml"))
     assert len(mails) == 1 and "Threshold reached" in mails[0].read_text()

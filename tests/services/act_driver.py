@@ -552,9 +552,11 @@ def act_tool_cache() -> Path:
 def warm_tool_cache(action_folder: Path) -> None:
     """Install the action's environment into act's tool cache before a run whose jobs run side by side.
 
-    act runs the jobs of a matrix at the same time on this host, with one tool cache, and the
-    action's install.sh is not made for two first installs at once (on GitHub every job has its own
-    runner). Installed once here, every job reuses it.
+    act runs the jobs of a matrix at the same time on this host, with one tool cache: install.sh makes
+    the second job wait for the first's install (a lock), so the jobs would take turns. Installed once
+    here, every job reuses it at once: the environment of a job without the strategy input (the search
+    library added, as once its checkout shows strategy: search), and the one of a job whose input is
+    ``strategy: search`` (the round's trial and merge jobs), a key of its own.
     """
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_OUTPUT"}
     env = {**env, "RUNNER_TOOL_CACHE": str(act_tool_cache())}
@@ -573,6 +575,8 @@ def warm_tool_cache(action_folder: Path) -> None:
         env={**env, "KT_INPUT_STRATEGY": "search"},
         timeout=900,
     )
+    search_env = {**env, "KT_INPUT_STRATEGY": "search"}
+    subprocess.run(["bash", install], check=True, capture_output=True, env=search_env, timeout=900)
 
 
 def job_outputs(log: str, job: str) -> dict[str, str]:

@@ -3,8 +3,9 @@
 ``ReleaseEmulator`` serves what ``scripts/release.py`` calls, each operation checked against GitHub's
 OpenAPI description like every other (``github_emulator``), on a bare git repository:
 
-* ``git/get-ref``, ``git/update-ref`` (a fast-forward unless ``force``), ``git/create-ref``,
-  ``git/get-commit``, ``git/get-tag``: the repository's refs and objects, read and written with git;
+* ``git/get-ref``, ``git/list-matching-refs`` (every ref whose name starts with the given one),
+  ``git/update-ref`` (a fast-forward unless ``force``), ``git/create-ref``, ``git/get-commit``,
+  ``git/get-tag``: the repository's refs and objects, read and written with git;
 * ``git/create-tree`` (``base_tree`` plus entries given by ``sha`` or inline ``content``, which GitHub
   stores as a blob) and ``git/create-commit``: real objects, so a test can ``git show`` the result;
 * ``repos/create-release``, ``repos/update-release``, ``repos/get-release-by-tag``: a draft has no tag
@@ -27,6 +28,7 @@ from services.github_emulator import GitHubEmulator, _Reply
 #: The operations this emulator adds to the base one (test_release.py exercises each).
 OPERATIONS = (
     "git/get-ref",
+    "git/list-matching-refs",
     "git/update-ref",
     "git/create-ref",
     "git/get-commit",
@@ -58,6 +60,7 @@ class ReleaseEmulator(GitHubEmulator):
     def extra_operations(self) -> dict[str, Any]:
         handlers = {
             "git/get-ref": self._op_get_ref,
+            "git/list-matching-refs": self._op_list_matching_refs,
             "git/update-ref": self._op_update_ref,
             "git/create-ref": self._op_create_ref,
             "git/get-commit": self._op_get_commit,
@@ -126,6 +129,12 @@ class ReleaseEmulator(GitHubEmulator):
         if sha is None:
             raise _Reply(404, "Not Found")
         return 200, self._ref_json(ref, sha), {}
+
+    def _op_list_matching_refs(self, params: Params, body: Any, version: str) -> Reply:
+        prefix = f"refs/{params['ref']}"
+        listed = self.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/")
+        pairs = [line.split(" ", 1) for line in listed.splitlines() if line]
+        return 200, [self._ref_json(ref, sha) for ref, sha in pairs if ref.startswith(prefix)], {}
 
     def _op_update_ref(self, params: Params, body: Any, version: str) -> Reply:
         ref = f"refs/{params['ref']}"

@@ -67,6 +67,7 @@ class TrainResult:
     errors: str = ""  # stderr alone, when the backend cannot keep it in order within `output`
     offline: str = ""  # why the training had no network (e.g. "`network: none`"); empty when it had one
     image: str | None = None  # docker: the training image's tag (keeptraining-train:<content hash>)
+    image_digest: str | None = None  # docker: its registry digest, else the local image id (sha256:...)
 
     @property
     def log_tail(self) -> str:

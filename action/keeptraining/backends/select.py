@@ -44,18 +44,28 @@ class DockerBackend:
 
     name = "docker"
 
-    def __init__(self, config: Config, repo_root: Path, on_line: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        repo_root: Path,
+        on_line: Callable[[str], None] | None = None,
+        *,
+        push_image: bool = True,
+    ) -> None:
         self.config = config
+        self.push_image = push_image  # False: pull the image from image_registry, never push it
         self.repo_root = repo_root
         self.on_line = on_line
         self.image: str | None = config.image
+        self.registry: registry.Registry | None = None  # the chain's registry, once prepared
         self.build_s: float | None = None
         self.say: Callable[[str], None] = print
 
     def prepare(self) -> str:
         if self.image is None:
             start = time.monotonic()
-            shared = registry.from_config(self.config.image_registry, os.environ)
+            shared = registry.from_config(self.config.image_registry, os.environ, push=self.push_image)
+            self.registry = shared
             if dockerfile_gen.wanted(
                 self.repo_root, self.config.dockerfile, self.config.sources.get("dockerfile", "default")
             ):
@@ -93,7 +103,10 @@ class DockerBackend:
     def run(self, request: TrainRequest) -> TrainResult:
         image = self.prepare()
         result = backend_docker.run(request, image)
-        result.image = image  # recorded with the attempt: the model card names it
+        result.image = image  # recorded with the attempt: the model card names it, with its digest
+        result.image_digest = docker_image.image_digest(
+            image, self.registry.repository if self.registry else None
+        )
         return result
 
 
@@ -104,12 +117,14 @@ def select(
     allow_local_fallback: bool,
     say: Callable[[str], None],
     on_line: Callable[[str], None] | None = None,
+    push_image: bool = True,
 ) -> Backend:
     """The backend the configuration asks for.
 
     With ``backend`` unset, docker is used when an engine answers; only when
     ``allow_local_fallback`` (``keeptraining run``) does an absent engine mean
-    local training, and that is said out loud.
+    local training, and that is said out loud. ``push_image=False``: the training
+    image may be pulled from ``image_registry``, never pushed (a pull request's check).
     """
     if config.backend == "local":
         return LocalBackend()
@@ -120,4 +135,4 @@ def select(
         )
         return LocalBackend()
     backend_docker.require_engine()
-    return DockerBackend(config, repo_root, on_line=on_line)
+    return DockerBackend(config, repo_root, on_line=on_line, push_image=push_image)

@@ -258,7 +258,7 @@ jobs:
     permissions:
       actions: write # dispatch the next attempt, read the previous run's checkpoint artifact
       statuses: write # the commit status `keeptraining` on the chain's commit
-      packages: write # the training image, pushed once per chain (image-registry)
+      packages: write # the training image, pushed once per chain (image-registry); pr-check only reads it
       contents: write # publish job only (train reads): the model release, model-v<N>
       id-token: write # publish job only: sign the model's provenance
       attestations: write # publish job only: store the attestation

@@ -25,7 +25,7 @@ HP_PREFIX = "KT_HP_"  # KT_HP_<NAME>: a hyperparameter a strategy (or the config
 DEADLINE = "KT_DEADLINE"  # Unix time by which the run must have saved (engine/time_budget.py)
 CACHE_DIR = "KT_CACHE_DIR"  # a folder kept from attempt to attempt for downloaded data (state/data_cache.py)
 ADAPT = "KT_ADAPT"  # auto | keras | none: whether the Keras adapter drives the script
-ATTEMPT = "KT_ATTEMPT"  # the attempt's number in the chain
+ATTEMPT = "KT_ATTEMPT"  # the attempt's number in the chain: 3, or 3.2 for its second run (attempt_label)
 
 #: Not part of what a script honours: keeptraining's own random mark of one local training, inherited
 #: by whatever it starts, by which what outlives the training is found and stopped (state/orphans.py).
@@ -56,6 +56,13 @@ class Plan:
     epochs: int  # total epochs after this attempt
     initial_epoch: int  # epochs already in the checkpoint resumed from (0 when fresh)
     resume_from: Attempt | None  # the attempt whose checkpoint is resumed
+    run: int = 1  # the run within the attempt: 2 and more continue an unfinished attempt (engine/slices.py)
+
+
+def attempt_label(attempt: int, run: int = 1) -> str:
+    """``3`` for an attempt's first run, ``3.2`` for its second: ``KT_ATTEMPT``, and what a dispatch passes
+    as ``attempt``."""
+    return str(attempt) if run <= 1 else f"{attempt}.{run}"
 
 
 def hp_name(name: str) -> str:
@@ -82,7 +89,7 @@ def environment(
         INITIAL_EPOCH: str(plan.initial_epoch),
         THRESHOLD: repr(threshold),
         METRIC: metric,
-        ATTEMPT: str(plan.attempt),
+        ATTEMPT: attempt_label(plan.attempt, plan.run),
         ADAPT: adapt,
     }
     return {**env, **hyperparameters(hps or {})}

@@ -31,6 +31,7 @@ from typing import Any
 
 from keeptraining.config.settings import Config
 from keeptraining.contract import check as contract_check
+from keeptraining.contract import env
 from keeptraining.contract import metrics as metrics_mod
 from keeptraining.engine.plan import CONTINUE, Decision, Plan
 from keeptraining.errors import ConfigError, KeeptrainingError, SliceError
@@ -49,8 +50,9 @@ _LABEL = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,4}))?")
 
 
 def label(attempt: int, run: int = 1) -> str:
-    """``3`` for an attempt's first run, ``3.2`` for its second: what a dispatch passes as ``attempt``."""
-    return str(attempt) if run <= 1 else f"{attempt}.{run}"
+    """``3`` for an attempt's first run, ``3.2`` for its second: what a dispatch passes as ``attempt`` (and
+    the training script gets as ``KT_ATTEMPT``)."""
+    return env.attempt_label(attempt, run)
 
 
 def parse_label(text: str) -> tuple[int, int] | None:
@@ -97,7 +99,7 @@ def run_number(record: Attempt) -> int:
 
 def plan(record: Attempt) -> Plan:
     """The next run of an unfinished attempt: same target, from the epochs it has, its own checkpoint."""
-    return Plan(record.attempt, record.epochs, record.epochs_reached or 0, record)
+    return Plan(record.attempt, record.epochs, record.epochs_reached or 0, record, run_number(record))
 
 
 def folder(record: Attempt) -> str:

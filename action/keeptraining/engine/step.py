@@ -171,7 +171,7 @@ def resume_path(ws: Workspace, plan: Plan) -> tuple[Plan, Path | None]:
             f"({folder / previous.checkpoint}); attempt {plan.attempt} trains from scratch.",
             title="Checkpoint missing",
         )
-        return Plan(plan.attempt, plan.epochs, 0, None), None
+        return Plan(plan.attempt, plan.epochs, 0, None, plan.run), None
     return plan, folder / previous.checkpoint
 
 
@@ -353,6 +353,8 @@ def fill_from_result(
     """
     if result.image:  # the training image (docker), which the model card names
         record.params["image"] = result.image
+    if result.image_digest:
+        record.params["image_digest"] = result.image_digest
     if result.timed_out and slices.salvage(record, out_dir, result.output, config, plan):
         gha.warn(
             f"Attempt {record.attempt} reached this run's timeout of {config.timeout:g} s and was "

@@ -56,13 +56,13 @@ from github.WorkflowRun import WorkflowRun
 from keeptraining.engine import slices
 from keeptraining.errors import ConfigError, DispatchError, LedgerError, RestoreError, quote
 from keeptraining.github import dispatch
+from keeptraining.state import artifacts as state_artifacts
 from keeptraining.state import ledger
+from keeptraining.state.artifacts import STATE_ARTIFACT, TRIAL_ARTIFACT, artifact_name, attempt_of
 
-STATE_ARTIFACT = "keeptraining-state"
-TRIAL_ARTIFACT = "keeptraining-trial-"  # + the slot: keeptraining-trial-2
-#: What follows an artifact's base name in run attempt 2 and later (the first try has none).
-_ATTEMPT_SUFFIX = re.compile(r"(?:-attempt-([1-9][0-9]{0,5}))?")
-_TRIAL_NAME = re.compile(re.escape(TRIAL_ARTIFACT) + r"([1-9][0-9]?)" + _ATTEMPT_SUFFIX.pattern)
+_TRIAL_NAME = re.compile(
+    re.escape(TRIAL_ARTIFACT) + r"([1-9][0-9]?)" + state_artifacts.ATTEMPT_SUFFIX.pattern
+)
 #: Events whose runs may hand their state to a chain (never pull_request: code from a fork).
 RESUMABLE_EVENTS = ("push", "workflow_dispatch")
 FULL_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
@@ -110,17 +110,15 @@ def inputs_look_valid(env: Mapping[str, str]) -> bool:
     )
 
 
-def artifact_name(base: str, run_attempt: int) -> str:
-    """The name a run attempt gives an artifact: ``base`` in the first, ``base-attempt-N`` in the N-th."""
-    return base if run_attempt <= 1 else f"{base}-attempt-{run_attempt}"
+def run_attempt(env: Mapping[str, str]) -> int:
+    """This run attempt's number, ``GITHUB_RUN_ATTEMPT`` (1 when unset or not a number)."""
+    return state_artifacts.run_attempt(env.get("GITHUB_RUN_ATTEMPT"))
 
 
-def attempt_of(name: str, base: str) -> int | None:
-    """The run attempt that uploaded the artifact ``name`` of ``base`` (None: another artifact)."""
-    if not name.startswith(base):
-        return None
-    match = _ATTEMPT_SUFFIX.fullmatch(name[len(base) :])
-    return None if match is None else int(match.group(1) or 1)
+def state_artifact(env: Mapping[str, str]) -> str:
+    """The name this run attempt's chain state is saved as (the action's ``state-artifact`` output):
+    ``keeptraining-state``, or ``keeptraining-state-attempt-N`` in run attempt N."""
+    return artifact_name(STATE_ARTIFACT, run_attempt(env))
 
 
 def _created(artifact: Artifact) -> datetime.datetime:
@@ -322,8 +320,7 @@ def dispatched_by_earlier_tries(ctx: dispatch.GitHubContext, env: Mapping[str, s
     earlier tries of this run dispatched, from the ledger in each earlier try's state (the dispatch
     answered with the new run's id, and the attempt's record keeps it). Empty in a first try, and
     when it cannot be read (then the runs' titles decide)."""
-    raw_attempt = env.get("GITHUB_RUN_ATTEMPT", "").strip()
-    this_attempt = int(raw_attempt) if raw_attempt.isdigit() and len(raw_attempt) < 7 else 1
+    this_attempt = run_attempt(env)
     if this_attempt < 2 or not (ctx.run_id and _RUN_ID.fullmatch(ctx.run_id)):
         return {}
     gh = dispatch.github_client(ctx)

@@ -184,7 +184,11 @@ def run_check(
         print(f"No champion yet: the candidate is judged against the threshold {config.threshold:g}.")
     run_url = _run_url(ctx)
     try:
-        backend = backends.select(config, repo_root, allow_local_fallback=False, say=print, on_line=print)
+        # The chain's image is pulled (image-registry); one built from the pull request's code is never
+        # pushed: the job's token only reads packages, and the registry holds what the chain trusts.
+        backend = backends.select(
+            config, repo_root, allow_local_fallback=False, say=print, on_line=print, push_image=False
+        )
         result = compare.run(config, repo_root, backend, champion, env=env)
     except KeeptrainingError as exc:  # the check could not compare: the status says so (not on a fork)
         if not pull.fork:

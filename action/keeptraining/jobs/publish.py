@@ -28,6 +28,7 @@ from github import GithubException
 
 from keeptraining.errors import ConfigError, KeeptrainingError, LedgerError, PathRefused, PublishError
 from keeptraining.github import releases as releases_mod
+from keeptraining.github import restore
 from keeptraining.jobs import champion_check
 from keeptraining.output import workflow_commands as gha
 from keeptraining.reports import model_card
@@ -36,7 +37,8 @@ from keeptraining.state import ledger as ledger_mod
 from keeptraining.state.ledger import Ledger
 
 TOKEN_VARS = ("KT_GITHUB_TOKEN", "GITHUB_TOKEN")
-STATE_ARTIFACT = "keeptraining-state"
+#: The train job's ``state-artifact`` output (the publish action's input of that name).
+STATE_ARTIFACT_VAR = "KT_STATE_ARTIFACT"
 BUNDLE_DIR = "keeptraining-release"  # under RUNNER_TEMP (else the working directory)
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,255}")
@@ -55,17 +57,28 @@ def _outputs(published: bool, **values: str) -> dict[str, str]:
     return out
 
 
+def state_artifact(env: Mapping[str, str]) -> str:
+    """The artifact that holds the chain state: the train job's ``state-artifact`` output when it is
+    given (``keeptraining-state`` or ``keeptraining-state-attempt-N``; after "Re-run failed jobs" this job's
+    run attempt is not the train job's), else the name of this run attempt's (restore.state_artifact)."""
+    given = env.get(STATE_ARTIFACT_VAR, "").strip()
+    if given and restore.attempt_of(given, restore.STATE_ARTIFACT) is not None:
+        return given
+    return restore.state_artifact(env)
+
+
 def _artifact_line(env: Mapping[str, str]) -> str:
     """Where the model is when no release holds it: the state artifact of this run."""
+    name = state_artifact(env)
     server = (env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
     repository, run_id = env.get("GITHUB_REPOSITORY", ""), env.get("GITHUB_RUN_ID", "")
     if _REPOSITORY.fullmatch(repository) and run_id.isdigit():
         return (
-            f"The model stays in the artifact `{STATE_ARTIFACT}` of run "
+            f"The model stays in the artifact `{name}` of run "
             f"[{run_id}]({server}/{repository}/actions/runs/{run_id}) (expires with the artifact's "
             "retention)."
         )
-    return f"The model stays in the chain-state artifact `{STATE_ARTIFACT}` of this run."
+    return f"The model stays in the chain-state artifact `{name}` of this run."
 
 
 def _skip(reason: str, env: Mapping[str, str]) -> int:
@@ -139,7 +152,7 @@ def run(state_dir: Path, env: Mapping[str, str] = os.environ) -> int:
     if not book.attempts:  # the job runs for a reached chain only: its state should be there
         return _failed(
             PublishError(
-                f"No chain state in {state_dir}: the artifact {STATE_ARTIFACT} was not "
+                f"No chain state in {state_dir}: the artifact {state_artifact(env)} was not "
                 "downloaded, or holds no ledger."
             ),
             env,

@@ -17,7 +17,9 @@ keeps it in ``<state_dir>/champion/`` (``.keeptraining/champion/`` by default).
     runs             one entry per attempt: {attempt, outcome, epochs, accuracy, run_id, run_url}
     hyperparameters  what the script got as KT_HP_<NAME> (the search's choice included);
                      search: {trial, params} when a search chose them, else null
-    image            {tag, content_hash, digest}: the training image (docker backend; nulls otherwise)
+    image            {tag, content_hash, digest}: the training image (docker backend; nulls otherwise);
+                     digest: the chain's registry's manifest digest when it pushed or pulled the
+                     image, else the local image id (sha256:...)
     data             {files: [{path, sha256, bytes}]}: the data cache's files, as recorded
     keeptraining     {version}
     created_at       ISO 8601, UTC
@@ -54,7 +56,7 @@ from keeptraining.config import settings as config_mod
 from keeptraining.errors import KeeptrainingError, PathRefused, PublishError, quote
 from keeptraining.output import wording
 from keeptraining.reports import summary
-from keeptraining.state import data_cache, safe_paths
+from keeptraining.state import artifacts, data_cache, safe_paths
 from keeptraining.state import ledger as ledger_mod
 from keeptraining.state.ledger import REACHED, Attempt, Ledger
 
@@ -343,10 +345,13 @@ def where_the_model_is(ledger: Ledger) -> str | None:
     if record is None or record.checkpoint is None:
         return None
     name = PurePosixPath(record.checkpoint).name
-    run_url = summary.safe_url((record.run or {}).get("url"))
-    if run_url:
+    run = record.run or {}
+    run_url = summary.safe_url(run.get("url"))
+    if run_url:  # the state artifact of the run attempt that trained it (keeptraining-state-attempt-2 ...)
+        run_attempt = artifacts.run_attempt(run.get("attempt"))
+        artifact = artifacts.artifact_name(artifacts.STATE_ARTIFACT, run_attempt)
         return (
-            f"The model: {name} of attempt {record.attempt}, in the artifact keeptraining-state of run "
+            f"The model: {name} of attempt {record.attempt}, in the artifact {artifact} of run "
             f"{run_url}. On the default branch the workflow's publish job releases it (model-v<N>, the "
             "latest release: the champion) with model-card.json and MODEL_CARD.md."
         )

@@ -39,7 +39,7 @@ from docker.utils.build import create_archive
 
 from keeptraining.backends.docker import build_context, registry
 from keeptraining.backends.docker.run import LABELS, require_engine, short
-from keeptraining.errors import ConfigError, ImageBuildError
+from keeptraining.errors import BackendUnavailable, ConfigError, ImageBuildError
 
 IMAGE_REPOSITORY = "keeptraining-train"
 BUILD_TIMEOUT_S = 3600.0  # default build_timeout: a first build installs TensorFlow
@@ -88,6 +88,26 @@ def _local_image_id(dc: docker.DockerClient | None, name: str) -> str:
         return str(dc.images.get(name).id)
     except (ImageNotFound, APIError, requests.exceptions.RequestException):
         return ""
+
+
+def image_digest(name: str, repository: str | None = None) -> str | None:
+    """The training image's digest, for the model card: the manifest digest ``repository`` (the chain's
+    registry) holds it under, when it was pushed there or pulled from it; else ``base_identity`` (a
+    registry digest of the image's own name, else the local image's id). None without an engine."""
+    try:
+        dc = require_engine()
+    except (BackendUnavailable, DockerException, requests.exceptions.RequestException):
+        return None
+    try:
+        if repository:
+            with contextlib.suppress(ImageNotFound, APIError, requests.exceptions.RequestException):
+                repo_digests = dc.images.get(name).attrs.get("RepoDigests") or []
+                found = [d.split("@", 1)[1] for d in repo_digests if d.split("@")[0] == repository]
+                if found:
+                    return found[0]
+        return base_identity(dc, name) or None
+    finally:
+        dc.close()
 
 
 def base_identity(dc: docker.DockerClient | None, name: str) -> str:

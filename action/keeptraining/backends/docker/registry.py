@@ -19,6 +19,10 @@ They are handed to the engine with each pull and push, never written anywhere.
 The cache never fails an attempt: a registry that is down, refuses the credentials or the
 push is a warning, and the image is built locally as without a registry. A tag that is not
 there yet (the chain's first build) is no warning at all.
+
+A pull request's check (``push=False``) pulls the chain's image when its build context is the same,
+and never pushes what it builds: its token only reads packages, and the pull request's code is not
+the chain's.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Registry:
     credentials_from: str = "the Docker config"
     source: str = ""  # the repository's URL: on ghcr.io, the label that links the image's package to it
     failed: bool = False  # it failed once in this attempt: no second try, no second warning
+    push_allowed: bool = True  # False: pull only (a pull request's check: its code never enters the registry)
 
     @property
     def host(self) -> str:
@@ -65,8 +70,16 @@ class Registry:
         return f"{self.repository}:{local_tag.rsplit(':', 1)[1]}"
 
 
-def from_config(image_registry: str | None, env: Mapping[str, str]) -> Registry | None:
-    """The registry the configuration names (None: no image sharing), with its credentials."""
+def from_config(image_registry: str | None, env: Mapping[str, str], *, push: bool = True) -> Registry | None:
+    """The registry the configuration names (None: no image sharing), with its credentials; with
+    ``push=False`` images are pulled from it, never pushed."""
+    found = _from_config(image_registry, env)
+    if found is not None:
+        found.push_allowed = push
+    return found
+
+
+def _from_config(image_registry: str | None, env: Mapping[str, str]) -> Registry | None:
     if not image_registry:
         return None
     repository = image_registry.strip().lower()  # image names are lower case; owners need not be
@@ -134,7 +147,8 @@ def pull(registry: Registry, dc: docker.DockerClient, local_tag: str, say: Say) 
         dc.api.tag(ref, *local_tag.rsplit(":", 1))
     except (NotFound, APIError, DockerException, requests.exceptions.RequestException) as exc:
         if isinstance(exc, NotFound) or (_NOT_THERE.search(str(exc)) and "unauthorized" not in str(exc)):
-            say(f"{ref} is not in the registry yet: this attempt builds it and pushes it")
+            pushes = "and pushes it" if registry.push_allowed else "(a pull request's check never pushes)"
+            say(f"{ref} is not in the registry yet: this attempt builds it {pushes}")
             return False
         _warn(registry, "Pulling the training image from", _engine_message(exc))
         return False
@@ -145,6 +159,12 @@ def pull(registry: Registry, dc: docker.DockerClient, local_tag: str, say: Say) 
 def push(registry: Registry, dc: docker.DockerClient, local_tag: str, say: Say) -> bool:
     """Push the image just built, for the chain's later attempts; a failure is a warning."""
     if registry.failed:
+        return False
+    if not registry.push_allowed:
+        say(
+            f"{local_tag} is not pushed to {registry.repository}: a pull request's check only pulls the "
+            "chain's images"
+        )
         return False
     ref = registry.ref(local_tag)
     start = time.monotonic()
