@@ -516,7 +516,7 @@ def chart(jobs: list[Job], out: Path) -> Path:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     shown = [(name, job) for variant, name in VARIANTS if (job := of(jobs, variant))]
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.6 * len(shown)))
+    fig, ax = plt.subplots(figsize=(9, 2.0 + 0.6 * len(shown)))
     left = [0.0] * len(shown)
     for key, label in STEP_PARTS:
         widths = [job.parts[key] for _, job in shown]
@@ -525,7 +525,7 @@ def chart(jobs: list[Job], out: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("seconds of the job (act's step times)")
     ax.set_title("One attempt on a cold runner and on a warm one")
-    ax.legend(ncol=4, fontsize="small", loc="lower right")
+    ax.legend(ncol=4, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12))  # under the bars
     fig.tight_layout()
     path = out / "cold.png"
     fig.savefig(path, dpi=110)
