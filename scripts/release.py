@@ -10,8 +10,9 @@
 1. check: the tag is ``vX.Y.Z``; ``__version__`` in action/keeptraining/__init__.py (the one place the
    version is written) is ``X.Y.Z``; CHANGELOG.md (Keep a Changelog) has an ``[Unreleased]`` section and
    a ``## [X.Y.Z] - YYYY-MM-DD`` entry with content, the newest of its entries.
-2. the release commit: a reusable workflow cannot name its own ref, so keeptraining.yml and
-   parallel-training.yml say ``OWNER/keeptraining/action@v1`` on the default branch. The release commit
+2. the release commit: a reusable workflow cannot name its own ref, so keeptraining.yml,
+   parallel-training.yml and publish-model.yml say ``OWNER/keeptraining/action@v1`` (or its
+   sub-action ``action/publish``) on the default branch. The release commit
    (a child of the tagged commit, made with the Git Data API) rewrites each to ``<this repository>/action@<the
    tagged commit>``: whoever pins ``keeptraining.yml@vX.Y.Z`` (or its SHA) runs the action of the same
    release, never a later one. The tag ``vX.Y.Z`` is moved to that commit.
@@ -48,6 +49,7 @@ CHANGELOG = Path("CHANGELOG.md")
 REUSABLE = (
     Path(".github") / "workflows" / "keeptraining.yml",
     Path(".github") / "workflows" / "parallel-training.yml",
+    Path(".github") / "workflows" / "publish-model.yml",
 )
 #: How they name the action on the default branch (README's placeholder owner and major tag).
 PLACEHOLDER = "OWNER/keeptraining/action@v1"
@@ -175,9 +177,10 @@ def rewrite(root: Path, repository: str, sha: str, version: str = "") -> dict[Pa
     changed: dict[Path, str] = {}
     for relative in REUSABLE:
         text = (root / relative).read_text()
-        if not any(m["sub"] == "" for m in _SELF_USES.finditer(text)):
+        if _SELF_USES.search(text) is None:
             raise ReleaseError(
-                f"{relative} does not use {PLACEHOLDER}: nothing to pin to the release.",
+                f"{relative} does not use {PLACEHOLDER} (nor one of its sub-actions): nothing to pin to "
+                "the release.",
                 hint=f"Its action steps say `uses: {PLACEHOLDER}` on the default branch; the "
                 "release rewrites them.",
             )

@@ -28,6 +28,7 @@ PUBLISH_ACTION = ROOT / "action" / "publish" / "action.yml"  # the publish job's
 CT_WORKFLOW = ROOT / ".github" / "workflows" / "continuous-training.yml"
 CHAIN_WORKFLOW = ROOT / ".github" / "workflows" / "keeptraining.yml"  # the chain's jobs, reusable
 PARALLEL_WORKFLOW = ROOT / ".github" / "workflows" / "parallel-training.yml"  # a round of parallel trials
+PUBLISH_WORKFLOW = ROOT / ".github" / "workflows" / "publish-model.yml"  # a round's model, released
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 #: The reusable workflow runs this repository's own action at the release it ships in (a file cannot
 #: hold its own commit's hash): README's placeholder owner and the release tag README names.
@@ -86,7 +87,10 @@ def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> 
     rounds = load(PARALLEL_WORKFLOW)["jobs"]
     assert [s["uses"] for s in rounds["trial"]["steps"]] == [SELF_AT_RELEASE]  # the trial job's
     assert [s["uses"] for s in rounds["merge"]["steps"]] == [SELF_AT_RELEASE]  # the merge job's
-    own = [s["uses"] for s in rounds["publish"]["steps"] if "keeptraining" in s["uses"]]
+    assert set(rounds) == {"trial", "merge"}  # the release is the caller's job (publish-model.yml)
+    own = [
+        s["uses"] for s in load(PUBLISH_WORKFLOW)["jobs"]["publish"]["steps"] if "keeptraining" in s["uses"]
+    ]
     assert own == [PUBLISH_AT_RELEASE]
     jobs = load(CHAIN_WORKFLOW)["jobs"]
     assert [s["uses"] for s in jobs["train"]["steps"]] == [SELF_AT_RELEASE]  # the train job's
@@ -107,7 +111,10 @@ def test_the_reusable_workflow_runs_the_action_of_the_release_readme_names() -> 
 )
 def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_groups(text: str) -> None:
     data = yaml.safe_load(text)
-    (job,) = data["jobs"].values()
+    jobs = data["jobs"]
+    (job,) = [
+        j for name, j in jobs.items() if name != "publish"
+    ]  # the chain's job; a round's release follows
     least = {"contents": "read", "actions": "write", "statuses": "write"}
     if "image-registry: ghcr.io/" in text:  # the image, pushed once per chain with the workflow's token
         least["packages"] = "write"
@@ -121,18 +128,26 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
         union = {**least, **PUBLISH_PERMISSIONS, "pull-requests": "write"}
         assert yaml.safe_load(text)["jobs"]["keeptraining"]["permissions"] == union
     elif job.get("uses", "").endswith("/parallel-training.yml@v1"):
-        # A round's reusable workflow: the caller grants the union of its jobs' permissions (the trial
-        # jobs', the merge job's and the publish job's); each job asks for its own.
-        rounds = load(PARALLEL_WORKFLOW)["jobs"]
-        assert rounds["merge"]["permissions"] == least
-        assert rounds["publish"]["permissions"] == PUBLISH_PERMISSIONS
-        union = {**least, **PUBLISH_PERMISSIONS}
-        assert job["permissions"] == union
+        # A round's reusable workflow: each of its jobs fits in what the calling job grants (GitHub checks
+        # every called job, skipped or not, before the run starts), and the grant is 1.0.0's: nothing a
+        # caller written for 1.0.0 lacks. The release is a job of the caller's own, with its own grant.
         level = {"read": 1, "write": 2}
-        for name, each in rounds.items():  # a called job gets no more than the caller grants
+        for name, each in load(PARALLEL_WORKFLOW)["jobs"].items():
             for scope, asked in each["permissions"].items():
-                assert level[asked] <= level.get(union.get(scope, ""), 0), f"{name}: {scope}: {asked}"
-        job = {**job, "permissions": least}
+                assert level[asked] <= level.get(least.get(scope, ""), 0), f"{name}: {scope}: {asked}"
+        publish = jobs["publish"]
+        assert publish["uses"] == "OWNER/keeptraining/.github/workflows/publish-model.yml@v1"
+        assert (
+            publish["permissions"]
+            == PUBLISH_PERMISSIONS
+            == load(PUBLISH_WORKFLOW)["jobs"]["publish"]["permissions"]
+        )
+        assert publish["needs"] == "train"
+        assert publish["if"] == "${{ !cancelled() && needs.train.outputs.threshold-reached == 'true' }}"
+        assert publish["with"] == {
+            "state-artifact": "${{ needs.train.outputs.state-artifact }}",
+            "commit": "${{ needs.train.outputs.commit }}",
+        }
     assert job["permissions"] == least
     assert data["concurrency"]["cancel-in-progress"] is False
     assert job["concurrency"]["cancel-in-progress"] is False
@@ -158,33 +173,38 @@ def test_training_workflow_has_least_permissions_and_per_attempt_concurrency_gro
 
 @pytest.mark.parametrize(
     ("path", "before"),
-    [(CHAIN_WORKFLOW, "train"), (PARALLEL_WORKFLOW, "merge")],
-    ids=["keeptraining", "parallel-training"],
+    [(CHAIN_WORKFLOW, "train"), (PUBLISH_WORKFLOW, None)],
+    ids=["keeptraining", "publish-model"],
 )
 def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_the_code(
-    path: Path, before: str
+    path: Path, before: str | None
 ) -> None:
-    """The chain's publish job follows its train job; a round's follows its merge job (which uploads the
-    state with every trial of the round): the same job, the same pins, the same least privilege."""
+    """The chain's publish job follows its train job; publish-model.yml's (a round's release, called by the
+    caller's job after the round) takes the same values as inputs: the same job, pins and least privilege."""
     jobs = load(path)["jobs"]
     publish = jobs["publish"]
+    given = (
+        (lambda name: f"${{{{ needs.{before}.outputs.{name} }}}}")
+        if before
+        else (lambda name: f"${{{{ inputs.{name} }}}}")
+    )
     assert publish["permissions"] == PUBLISH_PERMISSIONS
     writers = [name for name, job in jobs.items() if job["permissions"].get("contents") == "write"]
     assert writers == ["publish"]
-    assert jobs[before]["permissions"]["contents"] == "read"
-    assert publish["needs"] == before
-    assert f"needs.{before}.outputs.threshold-reached == 'true'" in publish["if"]
+    if before:
+        assert jobs[before]["permissions"]["contents"] == "read"
+        assert publish["needs"] == before
+        assert f"needs.{before}.outputs.threshold-reached == 'true'" in publish["if"]
     assert "github.ref == format('refs/heads/{0}', github.event.repository.default_branch)" in publish["if"]
     uses = [s.get("uses", "") for s in publish["steps"]]
     assert not any("actions/checkout" in u for u in uses) and not any("run" in s for s in publish["steps"])
-    assert (
-        uses[0].startswith("actions/download-artifact@")
-        and publish["steps"][0]["with"]["name"] == f"${{{{ needs.{before}.outputs.state-artifact }}}}"
+    assert uses[0].startswith("actions/download-artifact@") and publish["steps"][0]["with"]["name"] == given(
+        "state-artifact"
     )  # this run attempt's (names are unique per attempt)
     (own,) = [s for s in publish["steps"] if s.get("uses") == PUBLISH_AT_RELEASE]
     # ... and the publish step names the same artifact in what it says (not this job's run attempt's).
-    assert own["with"]["state-artifact"] == f"${{{{ needs.{before}.outputs.state-artifact }}}}"
-    assert own["with"]["commit"] == f"${{{{ needs.{before}.outputs.commit }}}}"  # the state must name it
+    assert own["with"]["state-artifact"] == given("state-artifact")
+    assert own["with"]["commit"] == given("commit")  # the state must name it
     assert own["with"]["default-branch"] == "${{ github.event.repository.default_branch }}"
     attest = publish["steps"][-1]
     assert attest["uses"].startswith("actions/attest-build-provenance@")
@@ -192,17 +212,19 @@ def test_only_the_publish_job_writes_contents_and_it_never_checks_out_or_runs_th
     # Both publish jobs are one job: the same steps, pins and outputs (the chain's is the reference).
     chain = load(CHAIN_WORKFLOW)["jobs"]["publish"]
     assert uses == [s.get("uses", "") for s in chain["steps"]]
+    assert [s.get("if") for s in publish["steps"]] == [s.get("if") for s in chain["steps"]]
     assert publish["outputs"] == chain["outputs"]
     assert (publish["runs-on"], publish["timeout-minutes"]) == (chain["runs-on"], chain["timeout-minutes"])
-    # What the publish job reads from the job before it: outputs that job has (the action's), and the
-    # workflow's outputs name the release as keeptraining.yml's do.
-    outputs = jobs[before]["outputs"]
-    for name in ("threshold-reached", "state-artifact", "commit"):
-        assert outputs[name] == f"${{{{ steps.{before}.outputs.{name} }}}}"
-        assert name in load(ACTION)["outputs"]
-    called = yaml.safe_load(path.read_text())[True]["workflow_call"]["outputs"]
-    assert called["release-tag"]["value"] == "${{ jobs.publish.outputs.tag }}"
-    assert called["release-url"]["value"] == "${{ jobs.publish.outputs.release-url }}"
+    called = yaml.safe_load(path.read_text())[True]["workflow_call"]
+    assert called["outputs"]["release-tag"]["value"] == "${{ jobs.publish.outputs.tag }}"
+    assert called["outputs"]["release-url"]["value"] == "${{ jobs.publish.outputs.release-url }}"
+    if not before:  # what the caller passes: parallel-training.yml's outputs, its merge job's (the action's)
+        assert set(called["inputs"]) == {"state-artifact", "commit"}
+        rounds = yaml.safe_load(PARALLEL_WORKFLOW.read_text())[True]["workflow_call"]["outputs"]
+        merge = load(PARALLEL_WORKFLOW)["jobs"]["merge"]["outputs"]
+        for name in ("threshold-reached", "state-artifact", "commit"):
+            assert rounds[name]["value"] == f"${{{{ jobs.merge.outputs.{name} }}}}"
+            assert merge[name] == f"${{{{ steps.merge.outputs.{name} }}}}" and name in load(ACTION)["outputs"]
     composite = load(PUBLISH_ACTION)["runs"]["steps"]
     assert not any("actions/checkout" in s.get("uses", "") for s in composite)
     assert composite[-1]["run"] == '"$KT_BIN/keeptraining" publish --state-dir "$KT_STATE_PATH"'

@@ -118,6 +118,7 @@ from services.github_emulator import EmulatedRun
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CT_WORKFLOW = ".github/workflows/continuous-training.yml"
 PARALLEL_WORKFLOW = ".github/workflows/parallel-training.yml"  # keeptraining's reusable workflows
+PUBLISH_WORKFLOW = ".github/workflows/publish-model.yml"  # ... and the release of a round's model
 CHAIN_WORKFLOW = ".github/workflows/keeptraining.yml"  # the chain's jobs, called by continuous-training.yml
 _OUTPUT = re.compile(r"::set-output:: (?P<name>[\w-]+)=(?P<value>.*)$")
 
@@ -630,8 +631,9 @@ def readme_follow_up_job() -> str:
 
 def keeptraining_action(target: Path) -> dict[str, Path]:
     """This working tree's action and reusable workflows as README's workflows use them
-    (``OWNER/keeptraining`` at ``v1``: folder ``action``, ``.github/workflows/keeptraining.yml`` and
-    ``parallel-training.yml``): a ``--local-repository`` mapping to a copy of them. The repository's own
+    (``OWNER/keeptraining`` at ``v1``: folder ``action``, ``.github/workflows/keeptraining.yml``,
+    ``parallel-training.yml`` and ``publish-model.yml``): a ``--local-repository`` mapping to a copy of
+    them. The repository's own
     continuous-training.yml calls ``./.github/workflows/keeptraining.yml``, whose action reference is the
     same placeholder: its chains need this mapping too."""
     shutil.copytree(
@@ -640,7 +642,7 @@ def keeptraining_action(target: Path) -> dict[str, Path]:
         ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"),
     )
     (target / ".github" / "workflows").mkdir(parents=True)
-    for workflow in (CHAIN_WORKFLOW, PARALLEL_WORKFLOW):
+    for workflow in (CHAIN_WORKFLOW, PARALLEL_WORKFLOW, PUBLISH_WORKFLOW):
         shutil.copy2(REPO_ROOT / workflow, target / workflow)
     repository, _, ref = README_ACTION.partition("@")
     return {f"{repository.removesuffix('/action')}@{ref}": target}
