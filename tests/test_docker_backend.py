@@ -467,7 +467,7 @@ def test_timeout_kills_a_script_that_ignores_sigterm(
 
 
 INTERRUPTED_RUNNER = """\
-import json, signal, sys
+import faulthandler, json, signal, sys
 from pathlib import Path
 from keeptraining.backends.base import TrainRequest
 from keeptraining.backends.docker import run as backend_docker
@@ -476,6 +476,7 @@ def stop(signum, frame):
     raise SystemExit(128 + signum)  # what a CLI does with SIGTERM: unwind, run finally blocks
 
 signal.signal(signal.SIGTERM, stop)
+faulthandler.dump_traceback_later(50)  # a run that hangs after the signal says where (to stderr)
 args = json.loads(sys.argv[1])
 request = TrainRequest(code_dir=Path(args["code"]), command=["python", "train.py"],
                        output_dir=Path(args["out"]), env={}, timeout=600,
@@ -513,7 +514,13 @@ def test_interrupted_run_removes_its_container(
         assert proc.stdout.readline().strip() == "training"  # the container runs
         assert len(containers_with(docker_client, run_label)) == 1
         proc.send_signal(signum)
-        proc.wait(timeout=30)
+        # Stopping (SIGTERM, 5 s of grace, SIGKILL) and removing the container take seconds; a busy engine
+        # in CI once took longer than 30 s. Past 60 s the run hangs: its threads' stacks are in stderr.
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _out, err = proc.communicate()
+        pytest.fail(f"the interrupted run did not end within 60 s; its stacks:\n{err[-6000:]}")
     finally:
         proc.kill()
         proc.wait()
