@@ -506,6 +506,25 @@ def test_next_runs_promote_first_then_ask_for_new_trials() -> None:
     assert jobs[1].params != jobs[2].params
 
 
+def test_a_trial_its_scripts_early_stopping_ended_is_not_promoted() -> None:
+    """EarlyStopping ended trial 2, the best at its rung: the search starts a new trial instead of resuming
+    it, and its checkpoint is no longer kept for a promotion."""
+    book = Ledger(
+        attempts=[
+            run(1, 1, 0, point(0.01), 0.5, 5),
+            run(2, 2, 0, point(0.02), 0.7, 5),
+            run(3, 3, 0, point(0.03), 0.6, 5),
+        ]
+    )
+    config_ = cfg(epochs=5, epoch_step=3, stop_when_hopeless=False)
+    ((job,), keep) = search.next_runs(config_, book), search.attempts_to_keep(config_, book)
+    assert (job.trial, job.rung) == (2, 1) and 2 in keep
+    book.attempts[1].early_stopped = True
+    (job,) = search.next_runs(config_, book)
+    assert (job.trial, job.rung) == (4, 0)
+    assert 2 not in search.attempts_to_keep(config_, book)
+
+
 def test_resume_false_promotes_by_retraining_from_scratch() -> None:
     book = Ledger(
         attempts=[

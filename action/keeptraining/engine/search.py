@@ -449,12 +449,14 @@ def _epochs_left(config: Config, ledger: Ledger) -> int | None:
 
 
 def _grow(config: Config, ledger: Ledger) -> Callable[[Trial], bool]:
-    """Whether a trial may train further: below ``max_epochs``, and (``stop_when_hopeless``) not a trial
-    whose own learning curve cannot reach the threshold within the budget (projection.py)."""
+    """Whether a trial may train further: below ``max_epochs``, not ended by the script's own
+    EarlyStopping (it stopped improving by the script's rule: a promotion would resume it only to stop
+    again), and (``stop_when_hopeless``) not a trial whose own learning curve cannot reach the threshold
+    within the budget (projection.py)."""
     cap = config.max_epochs
 
     def can_grow(trial: Trial) -> bool:
-        if cap is not None and trial.epochs >= cap:
+        if (cap is not None and trial.epochs >= cap) or trial.last.early_stopped:
             return False
         return not (config.stop_when_hopeless and _trial_hopeless(config, ledger, trial))
 
