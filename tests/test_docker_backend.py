@@ -476,6 +476,9 @@ def stop(signum, frame):
     raise SystemExit(128 + signum)  # what a CLI does with SIGTERM: unwind, run finally blocks
 
 signal.signal(signal.SIGTERM, stop)
+# Ctrl-C as in a terminal: a process started in the background of a shell without job control (a CI
+# script's `cmd &`) inherits SIGINT ignored, and Python then leaves it ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 faulthandler.dump_traceback_later(50)  # a run that hangs after the signal says where (to stderr)
 args = json.loads(sys.argv[1])
 request = TrainRequest(code_dir=Path(args["code"]), command=["python", "train.py"],
@@ -514,8 +517,8 @@ def test_interrupted_run_removes_its_container(
         assert proc.stdout.readline().strip() == "training"  # the container runs
         assert len(containers_with(docker_client, run_label)) == 1
         proc.send_signal(signum)
-        # Stopping (SIGTERM, 5 s of grace, SIGKILL) and removing the container take seconds; a busy engine
-        # in CI once took longer than 30 s. Past 60 s the run hangs: its threads' stacks are in stderr.
+        # Stopping (SIGTERM, 5 s of grace, SIGKILL) and removing the container take seconds; past 60 s the
+        # run hangs: its threads' stacks are in stderr.
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
