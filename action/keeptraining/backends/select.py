@@ -102,11 +102,15 @@ class DockerBackend:
 
     def run(self, request: TrainRequest) -> TrainResult:
         image = self.prepare()
-        result = backend_docker.run(request, image)
-        result.image = image  # recorded with the attempt: the model card names it, with its digest
-        result.image_digest = docker_image.image_digest(
-            image, self.registry.repository if self.registry else None
-        )
+        dc = backend_docker.require_engine()  # one client for the run and the digest
+        try:
+            result = backend_docker.run(request, image, docker_client=dc)
+            result.image = image  # recorded with the attempt: the model card names it, with its digest
+            result.image_digest = docker_image.image_digest(
+                dc, image, self.registry.repository if self.registry else None
+            )
+        finally:
+            dc.close()
         return result
 
 

@@ -39,7 +39,7 @@ from docker.utils.build import create_archive
 
 from keeptraining.backends.docker import build_context, registry
 from keeptraining.backends.docker.run import LABELS, require_engine, short
-from keeptraining.errors import BackendUnavailable, ConfigError, ImageBuildError
+from keeptraining.errors import ConfigError, ImageBuildError
 
 IMAGE_REPOSITORY = "keeptraining-train"
 BUILD_TIMEOUT_S = 3600.0  # default build_timeout: a first build installs TensorFlow
@@ -90,24 +90,24 @@ def _local_image_id(dc: docker.DockerClient | None, name: str) -> str:
         return ""
 
 
-def image_digest(name: str, repository: str | None = None) -> str | None:
+def image_digest(dc: docker.DockerClient, name: str, repository: str | None = None) -> str | None:
     """The training image's digest, for the model card: the manifest digest ``repository`` (the chain's
     registry) holds it under, when it was pushed there or pulled from it; else ``base_identity`` (a
-    registry digest of the image's own name, else the local image's id). None without an engine."""
-    try:
-        dc = require_engine()
-    except (BackendUnavailable, DockerException, requests.exceptions.RequestException):
-        return None
-    try:
-        if repository:
-            with contextlib.suppress(ImageNotFound, APIError, requests.exceptions.RequestException):
-                repo_digests = dc.images.get(name).attrs.get("RepoDigests") or []
-                found = [d.split("@", 1)[1] for d in repo_digests if d.split("@")[0] == repository]
-                if found:
-                    return found[0]
-        return base_identity(dc, name) or None
-    finally:
-        dc.close()
+    registry digest of the image's own name, else the local image's id)."""
+    if repository:
+        with contextlib.suppress(ImageNotFound, APIError, requests.exceptions.RequestException):
+            found = _repo_digest(dc.images.get(name), repository)
+            if found:
+                return found
+    return base_identity(dc, name) or None
+
+
+def _repo_digest(image: Any, repository: str) -> str | None:
+    """The manifest digest ``repository`` holds ``image`` under (pushed there or pulled from it), if any."""
+    found = [
+        d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or [] if d.split("@")[0] == repository
+    ]
+    return found[0] if found else None
 
 
 def base_identity(dc: docker.DockerClient | None, name: str) -> str:
@@ -121,8 +121,7 @@ def base_identity(dc: docker.DockerClient | None, name: str) -> str:
         image = None
     if image is not None:
         repository = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-        digests = [d for d in image.attrs.get("RepoDigests") or [] if d.split("@")[0] == repository]
-        return digests[0].split("@", 1)[1] if digests else str(image.id)
+        return _repo_digest(image, repository) or str(image.id)
     try:
         return str(dc.images.get_registry_data(name).id)
     except (DockerException, requests.exceptions.RequestException):
